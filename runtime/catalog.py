@@ -10,8 +10,13 @@ Sources (AWS documentation, checked Nov 2026):
 - [EFA-TYPES] Supported instance types for EFA, https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/efa.html
 - [EFA-MULTI] Maximize network bandwidth on accelerated instances (network cards and EFA interfaces per card),
   https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/efa-acc-inst-types.html
-- [HP-TYPES] SageMaker HyperPod supported instance types,
-  https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-hyperpod-prerequisites.html
+- [ENI-CARDS] Network cards (one EFA or efa-only interface per card),
+  https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/using-eni.html#network-cards
+- [HP-TYPES] SageMaker HyperPod cluster instance types: the ClusterInstanceType enum of the SageMaker API,
+  https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ClusterInstanceRequirements.html
+Cross-check: EC2 DescribeInstanceTypes (EfaInfo.MaximumEfaInterfaces, NetworkInfo.NetworkCards) gives the same
+numbers for all five types; maximum EFA interfaces equal the card count for each of them.
+p4d's EFA (v1) supports RDMA read but not write; GPUDirect RDMA over it works for NCCL and NIXL reads.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ _SPECS = (
         network_cards=32, efa_interfaces=32, network_gbps=3200, nvme_disks=8, nvme_disk_gb=3800,
         gpudirect_rdma=True, hyperpod_name="ml.p5e.48xlarge",
     ),
-    # [EC2-ACC] 8 x H200 141 GB, EFAv3 with 16 network cards at 200 Gbps each [EFA-MULTI].
+    # [EC2-ACC] 8 x H200 141 GB, EFAv3: 3200 Gbps over 16 network cards, 4 interfaces per card [ENI-CARDS].
     InstanceSpec(
         name="p5en.48xlarge", gpu_model="H200", gpus=8, gpu_memory_gib=141, vcpus=192, memory_gib=2048,
         network_cards=16, efa_interfaces=16, network_gbps=3200, nvme_disks=8, nvme_disk_gb=3800,
@@ -68,10 +73,10 @@ _SPECS = (
         network_cards=4, efa_interfaces=4, network_gbps=400, nvme_disks=8, nvme_disk_gb=1000,
         gpudirect_rdma=True, hyperpod_name="ml.p4d.24xlarge",
     ),
-    # [EC2-ACC] 8 x B200 179 GB, 192 vCPU, 2048 GiB, 8 x 3840 GB NVMe, EFAv4 3200 Gbps over 8 cards [EFA-MULTI].
+    # [EC2-ACC] 8 x B200 179 GB, 192 vCPU, 2048 GiB, 8 x 3800 GB NVMe, EFAv4 3200 Gbps over 8 cards [EFA-TYPES].
     InstanceSpec(
         name="p6-b200.48xlarge", gpu_model="B200", gpus=8, gpu_memory_gib=179, vcpus=192, memory_gib=2048,
-        network_cards=8, efa_interfaces=8, network_gbps=3200, nvme_disks=8, nvme_disk_gb=3840,
+        network_cards=8, efa_interfaces=8, network_gbps=3200, nvme_disks=8, nvme_disk_gb=3800,
         gpudirect_rdma=True, hyperpod_name="ml.p6-b200.48xlarge",
     ),
 )

@@ -1,0 +1,338 @@
+"""The deployment file (deployments/<name>.yaml), typed: one strict pydantic model that drives every stack.
+
+Bad input never reaches CDK: ``load_deployment`` raises ``DeploymentError`` whose message names the field, the value
+and what would be valid. The ``serving`` section's schema belongs to ``runtime.config``; it is validated here too,
+and cross-checked against the GPU node groups.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from runtime.catalog import INSTANCE_CATALOG
+from runtime.config import Serving
+
+# Kubernetes versions this release supports: the kubectl layer pinned in requirements.txt matches the first one, and
+# SageMaker HyperPod's EKS orchestrator accepts 1.30-1.35.
+SUPPORTED_KUBERNETES_VERSIONS = ("1.34",)
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
+_RESERVATION_ID = re.compile(r"^cr-[0-9a-f]{17}$")
+_ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
+_K8S_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_PTC_SECRET = re.compile(r"^arn:aws[a-zA-Z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:ecr-pullthroughcache/.+$")
+_NAME = r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$"
+
+
+class DeploymentError(Exception):
+    """A deployment file that cannot be used; the message is meant for the person who wrote it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ClusterConfig(_Strict):
+    name: str = Field(default="pdstack", pattern=_NAME)
+    kubernetes_version: str = "1.34"
+    endpoint_access: Literal["private", "public", "public-and-private"] = "private"
+    public_access_cidrs: list[str] = Field(default_factory=list)
+    admin_principal_arns: list[str] = Field(default_factory=list)
+    system_instance_type: str = "m7i.xlarge"
+    system_node_count: int = Field(default=2, ge=1, le=10)
+
+    @field_validator("kubernetes_version")
+    @classmethod
+    def _known_version(cls, value: str) -> str:
+        if value not in SUPPORTED_KUBERNETES_VERSIONS:
+            raise ValueError(f"must be one of {', '.join(SUPPORTED_KUBERNETES_VERSIONS)}")
+        return value
+
+    @field_validator("public_access_cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                net = ipaddress.ip_network(cidr, strict=True)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not a CIDR block such as 203.0.113.0/24") from None
+            if net.prefixlen == 0:
+                raise ValueError(f"{cidr!r} opens the API server to the whole internet; name your networks")
+        return value
+
+    @field_validator("admin_principal_arns")
+    @classmethod
+    def _arns(cls, value: list[str]) -> list[str]:
+        for arn in value:
+            if not _ARN.match(arn):
+                raise ValueError(f"{arn!r} is not an IAM role or user ARN (arn:aws:iam::123456789012:role/NAME)")
+        return value
+
+    @model_validator(mode="after")
+    def _public_needs_cidrs(self) -> ClusterConfig:
+        if self.endpoint_access != "private" and not self.public_access_cidrs:
+            raise ValueError(
+                f"endpoint_access={self.endpoint_access!r} needs public_access_cidrs (the networks allowed to reach "
+                "the API server); use endpoint_access: private to keep the endpoint inside the VPC"
+            )
+        if self.endpoint_access == "private" and self.public_access_cidrs:
+            raise ValueError("public_access_cidrs is set but endpoint_access is 'private'; the CIDRs would be ignored")
+        return self
+
+
+class NetworkConfig(_Strict):
+    cidr: str = "10.0.0.0/16"
+    az_count: int = Field(default=2, ge=2, le=6)
+    availability_zones: list[str] = Field(default_factory=list)
+    gpu_az_index: int = Field(default=0, ge=0)
+    nat_gateways: int = Field(default=1, ge=1, le=6)
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        try:
+            net = ipaddress.ip_network(value, strict=True)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a CIDR block such as 10.0.0.0/16") from None
+        if not 16 <= net.prefixlen <= 20:
+            raise ValueError(f"{value!r}: the VPC needs a /16 to /20 block to hold pod IPs on GPU nodes")
+        return value
+
+    @model_validator(mode="after")
+    def _zones(self) -> NetworkConfig:
+        if self.availability_zones and len(self.availability_zones) != self.az_count:
+            raise ValueError(
+                f"availability_zones lists {len(self.availability_zones)} zones but az_count is {self.az_count}"
+            )
+        if self.gpu_az_index >= self.az_count:
+            raise ValueError(
+                f"gpu_az_index={self.gpu_az_index} is outside the VPC's {self.az_count} availability zones "
+                f"(valid: 0..{self.az_count - 1})"
+            )
+        if self.nat_gateways > self.az_count:
+            raise ValueError(f"nat_gateways={self.nat_gateways} exceeds az_count={self.az_count}")
+        return self
+
+
+class OnDemand(_Strict):
+    type: Literal["on-demand"]
+
+
+class CapacityBlock(_Strict):
+    """An EC2 Capacity Block for ML: the node group runs inside the reserved block."""
+
+    type: Literal["capacity-block"]
+    reservation_id: str | None = None
+
+    @model_validator(mode="after")
+    def _needs_id(self) -> CapacityBlock:
+        if self.reservation_id is None:
+            raise ValueError("a capacity block needs reservation_id (cr- followed by 17 hex digits)")
+        if not _RESERVATION_ID.match(self.reservation_id):
+            raise ValueError(f"reservation_id={self.reservation_id!r} is not a capacity reservation id (cr-0123456789abcdef0)")
+        return self
+
+
+class CapacityReservation(_Strict):
+    """An On-Demand Capacity Reservation (ODCR) the node group targets."""
+
+    type: Literal["capacity-reservation"]
+    reservation_id: str
+
+    @field_validator("reservation_id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not _RESERVATION_ID.match(value):
+            raise ValueError(f"{value!r} is not a capacity reservation id (cr-0123456789abcdef0)")
+        return value
+
+
+Capacity = Annotated[OnDemand | CapacityBlock | CapacityReservation, Field(discriminator="type")]
+
+
+class Taint(_Strict):
+    key: str
+    value: str = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+
+
+GPU_TAINT = Taint(key="nvidia.com/gpu", value="true", effect="NoSchedule")
+
+
+class GpuNodeGroupConfig(_Strict):
+    name: str = Field(pattern=_NAME)
+    instance_type: str
+    min_size: int = Field(default=0, ge=0)
+    desired_size: int = Field(default=1, ge=0)
+    max_size: int = Field(default=1, ge=1)
+    capacity: Capacity = OnDemand(type="on-demand")
+    placement_group: bool = True
+    root_volume_gib: int = Field(default=500, ge=100, le=16384)
+    labels: dict[str, str] = Field(default_factory=dict)
+    taints: list[Taint] = Field(default_factory=lambda: [GPU_TAINT])
+
+    @field_validator("instance_type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in INSTANCE_CATALOG:
+            raise ValueError(f"unknown instance type {value!r}; known: {', '.join(sorted(INSTANCE_CATALOG))}")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _label_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _K8S_LABEL_KEY.match(key):
+                raise ValueError(f"label key {key!r} is not a valid Kubernetes label key")
+        return value
+
+    @model_validator(mode="after")
+    def _sizes_and_capacity(self) -> GpuNodeGroupConfig:
+        if not self.min_size <= self.desired_size <= self.max_size:
+            raise ValueError(
+                f"sizes must satisfy min_size <= desired_size <= max_size; got "
+                f"min_size={self.min_size}, desired_size={self.desired_size}, max_size={self.max_size}"
+            )
+        if isinstance(self.capacity, CapacityBlock) and self.placement_group:
+            raise ValueError(
+                "placement_group=true cannot be combined with capacity type 'capacity-block': the block's placement "
+                "is fixed when it is reserved, and forcing a placement group causes insufficient-capacity failures; "
+                "set placement_group: false"
+            )
+        return self
+
+
+class PullThroughCache(_Strict):
+    """An ECR pull-through cache rule for ghcr.io, so CodeBuild pulls the base image through the account's ECR."""
+
+    enabled: bool = False
+    # A Secrets Manager secret holding a GitHub user name and token; ECR only reads secrets so prefixed.
+    credential_secret_arn: str | None = None
+
+    @model_validator(mode="after")
+    def _secret(self) -> PullThroughCache:
+        if self.enabled and self.credential_secret_arn is None:
+            raise ValueError("enabled=true needs credential_secret_arn (ghcr.io requires credentials for the cache)")
+        arn = self.credential_secret_arn
+        if arn is not None and not _PTC_SECRET.match(arn):
+            raise ValueError(
+                f"credential_secret_arn={arn!r} must be a Secrets Manager secret ARN whose name starts with "
+                "'ecr-pullthroughcache/' (ECR only reads secrets so named)"
+            )
+        return self
+
+
+class ImageConfig(_Strict):
+    base_repository: str = "ghcr.io/llm-d/llm-d-aws"
+    base_tag: str = Field(pattern=r"^[\w][\w.-]{0,127}$")
+    base_digest: str
+    ecr_repository: str = Field(default="pdstack/serving", pattern=r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+    pull_through_cache: PullThroughCache = PullThroughCache()
+
+    @field_validator("base_digest")
+    @classmethod
+    def _digest(cls, value: str) -> str:
+        if not _DIGEST.match(value):
+            raise ValueError(f"{value!r} is not a sha256 digest (sha256: followed by 64 lower-case hex digits)")
+        return value
+
+    @model_validator(mode="after")
+    def _cacheable(self) -> ImageConfig:
+        if self.pull_through_cache.enabled and not self.base_repository.startswith("ghcr.io/"):
+            raise ValueError(
+                f"pull_through_cache is for ghcr.io images; base_repository={self.base_repository!r} is elsewhere"
+            )
+        return self
+
+    @property
+    def base_digest_is_placeholder(self) -> bool:
+        """The all-zero digest the example files carry until someone pins the real one."""
+        return self.base_digest == PLACEHOLDER_DIGEST
+
+    @property
+    def base_image(self) -> str:
+        """The base image reference, pinned by tag and digest."""
+        return f"{self.base_repository}:{self.base_tag}@{self.base_digest}"
+
+
+class Deployment(_Strict):
+    name: str = Field(pattern=_NAME)
+    account: str | None = Field(default=None, pattern=r"^\d{12}$")
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    cluster: ClusterConfig = ClusterConfig()
+    network: NetworkConfig = NetworkConfig()
+    gpu_node_groups: list[GpuNodeGroupConfig] = Field(min_length=1)
+    image: ImageConfig
+    serving: Serving
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Deployment:
+        if (self.account is None) != (self.region is None):
+            raise ValueError("account and region go together: set both, or neither for environment-agnostic stacks")
+        if self.region is None and self.network.az_count > 2 and not self.network.availability_zones:
+            raise ValueError(
+                f"network.az_count={self.network.az_count}: environment-agnostic stacks can place only 2 zones; "
+                "set account and region, or list network.availability_zones"
+            )
+        names = [group.name for group in self.gpu_node_groups]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"gpu_node_groups names must be unique; repeated: {', '.join(duplicates)}")
+        available = {group.instance_type for group in self.gpu_node_groups}
+        for role in ("prefill", "decode"):
+            wanted = getattr(self.serving, role).instance_type
+            if wanted not in available:
+                raise ValueError(
+                    f"serving.{role}.instance_type={wanted!r} has no GPU node group; "
+                    f"gpu_node_groups provide: {', '.join(sorted(available))}"
+                )
+        return self
+
+    @property
+    def environment_agnostic(self) -> bool:
+        return self.account is None
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-after"))
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"{location}: unknown key (not part of the deployment schema; check its spelling and indentation)"
+    if error["type"] in ("missing", "union_tag_not_found"):
+        return f"{location}: {message.lower()}"
+    shown = error.get("input")
+    if isinstance(shown, (dict, list)):
+        return f"{location or '(top level)'}: {message}"
+    return f"{location or '(top level)'}: {message} (got {shown!r})"
+
+
+def parse_deployment(data: Any, source: str = "<deployment>") -> Deployment:
+    """Validate already-parsed YAML; raise DeploymentError with one line per problem."""
+    try:
+        return Deployment.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{source}: invalid deployment"] + [f"  - {_describe(e)}" for e in exc.errors()]
+        raise DeploymentError("\n".join(lines)) from None
+
+
+def load_deployment(path: str | Path) -> Deployment:
+    """Read and validate a deployment file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DeploymentError(f"{path}: cannot read the deployment file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DeploymentError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise DeploymentError(f"{path}: the deployment file must be a YAML mapping at the top level")
+    return parse_deployment(data, str(path))

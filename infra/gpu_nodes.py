@@ -1,0 +1,68 @@
+"""GpuNodeGroup: one EKS managed node group of EFA GPU instances, in the GPU subnet, from an EfaLaunchTemplate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_eks_v2 as eks
+from constructs import Construct
+
+from infra.config import CapacityBlock, GpuNodeGroupConfig
+from infra.efa import EfaLaunchTemplate, EfaLaunchTemplateProps
+
+# The exact CloudFormation value. aws-cdk-lib's enum carries "AL2023_X86_64_NVIDIA" (cfn-lint rejects that case),
+# and CDK's GPU-instance list lacks p5/p5en, so passing ami_type fails validation and omitting it silently picks an
+# image without NVIDIA drivers. The instance type lives in the launch template; the AMI type is set here, verbatim.
+GPU_AMI_TYPE = "AL2023_x86_64_NVIDIA"
+
+# Labels every GPU node carries; the device plugins select on them.
+GPU_NODE_LABELS = {"pdstack.io/gpu": "true", "pdstack.io/efa": "true"}
+
+_TAINT_EFFECTS = {
+    "NoSchedule": eks.TaintEffect.NO_SCHEDULE,
+    "PreferNoSchedule": eks.TaintEffect.PREFER_NO_SCHEDULE,
+    "NoExecute": eks.TaintEffect.NO_EXECUTE,
+}
+
+
+@dataclass(frozen=True)
+class GpuNodeGroupProps:
+    cluster: eks.Cluster
+    group: GpuNodeGroupConfig
+    gpu_subnet: ec2.ISubnet
+    efa_security_group: ec2.ISecurityGroup
+
+
+class GpuNodeGroup(Construct):
+    """Exposes ``nodegroup`` and ``launch_template`` (an ``EfaLaunchTemplate``)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: GpuNodeGroupProps) -> None:
+        super().__init__(scope, construct_id)
+        group = props.group
+        self.launch_template = EfaLaunchTemplate(
+            self,
+            "LaunchTemplate",
+            props=EfaLaunchTemplateProps(
+                group=group,
+                cluster_security_group_id=props.cluster.cluster_security_group_id,
+                efa_security_group_id=props.efa_security_group.security_group_id,
+            ),
+        )
+        template = self.launch_template.launch_template
+        self.nodegroup = props.cluster.add_nodegroup_capacity(
+            f"{construct_id}Nodes",
+            launch_template_spec=eks.LaunchTemplateSpec(id=template.ref, version=template.attr_latest_version_number),
+            subnets=ec2.SubnetSelection(subnets=[props.gpu_subnet]),
+            capacity_type=eks.CapacityType.CAPACITY_BLOCK
+            if isinstance(group.capacity, CapacityBlock) else eks.CapacityType.ON_DEMAND,
+            min_size=group.min_size,
+            desired_size=group.desired_size,
+            max_size=group.max_size,
+            labels={**group.labels, **GPU_NODE_LABELS, "pdstack.io/node-group": group.name},
+            taints=[eks.TaintSpec(key=t.key, value=t.value, effect=_TAINT_EFFECTS[t.effect]) for t in group.taints],
+            # GPU nodes are replaced one at a time: a serving replica must not lose all its peers at once.
+            max_unavailable=1,
+            enable_node_auto_repair=True,
+        )
+        self.nodegroup.node.default_child.add_property_override("AmiType", GPU_AMI_TYPE)  # type: ignore[union-attr]

@@ -1,0 +1,184 @@
+"""ImageStack: the ECR repository and the in-account CodeBuild build of container/ on the pinned llm-d AWS base image.
+
+Nothing is built on the deploying machine (a ~20 GB GPU image does not belong on a laptop): the build context is an
+S3 asset holding container/ and runtime/, the tag is that asset's content hash, and a custom resource runs the build
+during deploy and waits for it, so ``image_uri`` always names a pushed image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_codebuild as codebuild
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from infra.config import ImageConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The build context: only what the Dockerfile copies. Git-style patterns so the allow-list can be negated.
+BUILD_CONTEXT_EXCLUDES = ["*", "!container/", "!container/**", "!runtime/", "!runtime/**", "**/__pycache__", "**/*.pyc"]
+PULL_THROUGH_PREFIX = "ghcr"
+BUILD_TIMEOUT = cdk.Duration.minutes(120)
+
+
+@dataclass(frozen=True)
+class ImageProps:
+    config: ImageConfig
+
+
+class ImageStack(cdk.Stack):
+    """Exposes ``repository`` and ``image_uri`` (the content-tagged serving image)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: ImageProps, **kwargs: object) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        config = props.config
+        key = kms.Key(self, "ImageKey", enable_key_rotation=True, description="pdstack image repository and build")
+
+        self.repository = ecr.Repository(
+            self,
+            "Repository",
+            repository_name=config.ecr_repository,
+            image_scan_on_push=True,
+            image_tag_mutability=ecr.TagMutability.IMMUTABLE,
+            encryption=ecr.RepositoryEncryption.KMS,
+            encryption_key=key,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+            lifecycle_rules=[
+                ecr.LifecycleRule(
+                    description="drop untagged layers after a week",
+                    tag_status=ecr.TagStatus.UNTAGGED,
+                    max_image_age=cdk.Duration.days(7),
+                    rule_priority=1,
+                ),
+                ecr.LifecycleRule(
+                    description="keep the 30 newest builds",
+                    tag_status=ecr.TagStatus.ANY,
+                    max_image_count=30,
+                    rule_priority=2,
+                ),
+            ],
+        )
+
+        context = s3_assets.Asset(
+            self, "BuildContext", path=str(REPO_ROOT), exclude=BUILD_CONTEXT_EXCLUDES, ignore_mode=cdk.IgnoreMode.GIT
+        )
+        self.image_tag = context.asset_hash[:20]
+        self.image_uri = self.repository.repository_uri_for_tag(self.image_tag)
+
+        base_image = config.base_image
+        if config.base_digest_is_placeholder:
+            cdk.Annotations.of(self).add_warning_v2(
+                "pdstack:placeholder-base-digest",
+                f"image.base_digest is the all-zero placeholder; pin the real digest of {config.base_repository}:"
+                f"{config.base_tag} (crane digest ...) before deploying, or the image build will fail to pull it",
+            )
+        if config.pull_through_cache.enabled:
+            ecr.CfnPullThroughCacheRule(
+                self,
+                "GhcrPullThroughCache",
+                ecr_repository_prefix=PULL_THROUGH_PREFIX,
+                upstream_registry="github-container-registry",
+                upstream_registry_url="ghcr.io",
+                credential_arn=config.pull_through_cache.credential_secret_arn,
+            )
+            registry = f"{self.account}.dkr.ecr.{self.region}.{self.url_suffix}"
+            base_image = base_image.replace("ghcr.io/", f"{registry}/{PULL_THROUGH_PREFIX}/", 1)
+
+        build_logs = logs.LogGroup(
+            self, "BuildLogs", retention=logs.RetentionDays.THREE_MONTHS, removal_policy=cdk.RemovalPolicy.DESTROY
+        )
+        self.project = codebuild.Project(
+            self,
+            "ImageBuild",
+            description="Builds the pdstack serving image from container/ on the pinned base image",
+            source=codebuild.Source.s3(bucket=context.bucket, path=context.s3_object_key),
+            build_spec=codebuild.BuildSpec.from_source_filename("container/buildspec.yml"),
+            environment=codebuild.BuildEnvironment(
+                build_image=codebuild.LinuxBuildImage.STANDARD_7_0,
+                compute_type=codebuild.ComputeType.LARGE,
+                privileged=True,  # docker build needs the Docker daemon
+            ),
+            environment_variables={
+                "REPOSITORY_URI": codebuild.BuildEnvironmentVariable(value=self.repository.repository_uri),
+                "IMAGE_TAG": codebuild.BuildEnvironmentVariable(value=self.image_tag),
+                "BASE_IMAGE": codebuild.BuildEnvironmentVariable(value=base_image),
+            },
+            encryption_key=key,
+            timeout=BUILD_TIMEOUT,
+            logging=codebuild.LoggingOptions(cloud_watch=codebuild.CloudWatchLoggingOptions(log_group=build_logs)),
+        )
+        self.repository.grant_pull_push(self.project)
+        if config.pull_through_cache.enabled:
+            cache_repos = self.format_arn(service="ecr", resource="repository", resource_name=f"{PULL_THROUGH_PREFIX}/*")
+            self.project.add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=[
+                        "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchImportUpstreamImage",
+                        "ecr:CreateRepository",
+                    ],
+                    resources=[cache_repos],
+                )
+            )
+
+        self._run_build_on_deploy()
+
+        cdk.CfnOutput(self, "RepositoryUri", value=self.repository.repository_uri)
+        cdk.CfnOutput(self, "ImageUri", value=self.image_uri)
+        cdk.CfnOutput(self, "ImageBuildProject", value=self.project.project_name)
+
+    def _run_build_on_deploy(self) -> None:
+        code = lambda_.Code.from_asset(str(Path(__file__).parent / "functions"), exclude=["__pycache__"])
+        handlers = {}
+        for name in ("on_event", "is_complete"):
+            handler_logs = logs.LogGroup(
+                self, f"BuildWaiter-{name}-Logs", retention=logs.RetentionDays.ONE_MONTH,
+                removal_policy=cdk.RemovalPolicy.DESTROY,
+            )
+            function = lambda_.Function(
+                self,
+                f"BuildWaiter-{name}",
+                runtime=lambda_.Runtime.PYTHON_3_14,
+                handler=f"image_build.{name}",
+                code=code,
+                timeout=cdk.Duration.seconds(30),
+                log_group=handler_logs,
+            )
+            handlers[name] = function
+        handlers["on_event"].add_to_role_policy(
+            iam.PolicyStatement(actions=["codebuild:StartBuild"], resources=[self.project.project_arn])
+        )
+        handlers["is_complete"].add_to_role_policy(
+            iam.PolicyStatement(actions=["codebuild:BatchGetBuilds"], resources=[self.project.project_arn])
+        )
+        provider_logs = logs.LogGroup(
+            self, "BuildWaiterLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=cdk.RemovalPolicy.DESTROY
+        )
+        provider = cr.Provider(
+            self,
+            "BuildWaiter",
+            on_event_handler=handlers["on_event"],
+            is_complete_handler=handlers["is_complete"],
+            query_interval=cdk.Duration.seconds(30),
+            total_timeout=BUILD_TIMEOUT,
+            log_group=provider_logs,
+            disable_waiter_state_machine_logging=False,
+            waiter_state_machine_log_options=cr.LogOptions(
+                destination=provider_logs, level=cdk.aws_stepfunctions.LogLevel.ALL, include_execution_data=False
+            ),
+        )
+        cdk.CustomResource(
+            self,
+            "ImageBuildRun",
+            service_token=provider.service_token,
+            resource_type="Custom::PdstackImageBuild",
+            properties={"ProjectName": self.project.project_name, "ImageTag": self.image_tag},
+        )

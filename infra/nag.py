@@ -1,0 +1,114 @@
+"""cdk-nag registration and every acknowledgement pdstack makes, each with the reason a reviewer can check.
+
+Acknowledgements are as narrow as cdk-nag allows: the exact finding (policy or action) on the construct that
+carries it, never a whole rule on a whole stack.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+from constructs import IConstruct
+
+from infra.deployment_stacks import DeploymentStacks
+from infra.eks_checks import EksClusterChecks
+
+NODE_ROLE_POLICIES = {
+    "AmazonEKSWorkerNodePolicy": "the EKS node role policy EKS documents for managed node groups (node registration)",
+    "AmazonEKS_CNI_Policy": "the VPC CNI assigns pod IPs and ENIs from the node role, as EKS documents",
+    "AmazonEC2ContainerRegistryReadOnly": "nodes pull the serving and add-on images from ECR; read-only",
+}
+LAMBDA_BASIC = "service-role/AWSLambdaBasicExecutionRole"
+LAMBDA_BASIC_REASON = "lets the function write its own CloudWatch logs; nothing more"
+
+
+def register_checks(app: cdk.App, stacks: DeploymentStacks) -> None:
+    """AwsSolutions rules over the whole app, our EKS checks, and the acknowledgements below."""
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
+    cdk.Aspects.of(app).add(EksClusterChecks())
+    acknowledge(stacks)
+
+
+def _ack(scope: IConstruct, finding: str, reason: str) -> None:
+    cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(id=f"AwsSolutions::AwsSolutions-{finding}", reason=reason))
+
+
+def _managed(policy: str) -> str:
+    return f"IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{policy}]"
+
+
+def acknowledge(stacks: DeploymentStacks) -> None:
+    _acknowledge_network(stacks)
+    _acknowledge_image(stacks)
+    _acknowledge_cluster(stacks)
+
+
+def _acknowledge_network(stacks: DeploymentStacks) -> None:
+    for endpoint in stacks.network.interface_endpoints:
+        _ack(endpoint, "EC23", "interface endpoint security groups admit HTTPS from the VPC CIDR only; cdk-nag cannot "
+             "resolve the Fn::GetAtt VPC CIDR at synth time and reports it as open")
+
+
+def _acknowledge_image(stacks: DeploymentStacks) -> None:
+    image = stacks.image
+    project = image.project
+    _ack(project, "IAM5[Resource::*]", "ecr:GetAuthorizationToken has no resource-level permissions; it is the only "
+         "action granted on *")
+    for action in ("kms:GenerateDataKey*", "kms:ReEncrypt*"):
+        _ack(project, f"IAM5[Action::{action}]", "CDK's grant on the build's own KMS key (resource is that key's ARN)")
+    for action in ("s3:GetBucket*", "s3:GetObject*", "s3:List*"):
+        _ack(project, f"IAM5[Action::{action}]", "CDK's read grant on the build-context asset in the bootstrap bucket")
+    _ack(project, "IAM5[Resource::arn:<AWS::Partition>:codebuild:<AWS::Region>:<AWS::AccountId>:report-group/"
+         f"<{_logical_id(project)}>-*]", "CodeBuild's default report-group grant, scoped to this project's name")
+    _ack(project, "IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/codebuild/"
+         f"<{_logical_id(project)}>:*]", "CodeBuild's default log-stream grant, scoped to this project's log group")
+
+    waiter = image.node.find_child("BuildWaiter")
+    for scope in (image.node.find_child("BuildWaiter-on_event"), image.node.find_child("BuildWaiter-is_complete"), waiter):
+        _ack(scope, _managed(LAMBDA_BASIC), LAMBDA_BASIC_REASON)
+    for fn in ("BuildWaiter-on_event", "BuildWaiter-is_complete", "BuildWaiter/framework-isComplete",
+               "BuildWaiter/framework-onTimeout"):
+        target = _logical_id_of_path(image, fn)
+        _ack(waiter, f"IAM5[Resource::<{target}.Arn>:*]", "the Provider framework invokes any version of its own "
+             "handler functions (the ARN is the function's own)")
+    _ack(waiter, "IAM5[Resource::*]", "Step Functions log delivery (logs:CreateLogDelivery and friends) has no "
+         "resource-level permissions; the waiter's role gets those actions only")
+    _ack(waiter, "SF2", "the Provider framework's waiter state machine only polls the build; X-Ray adds nothing there")
+
+
+def _acknowledge_cluster(stacks: DeploymentStacks) -> None:
+    cluster_stack = stacks.cluster
+    cluster = cluster_stack.cluster
+    _ack(cluster, _managed("AmazonEKSClusterPolicy"), "the EKS service role policy EKS requires for the control plane")
+    for policy, reason in NODE_ROLE_POLICIES.items():
+        _ack(cluster, _managed(policy), reason)
+    _ack(cluster_stack.addons, _managed("service-role/AmazonEBSCSIDriverPolicy"),
+         "the EBS CSI driver's documented policy, bound through Pod Identity to its controller service account only")
+
+    kubectl = cluster.node.find_child("KubectlProvider")
+    kubectl_reason = "CDK's kubectl provider (aws_eks_v2): runs helm/kubectl against this cluster from the VPC"
+    for policy in (LAMBDA_BASIC, "service-role/AWSLambdaVPCAccessExecutionRole"):
+        _ack(kubectl, _managed(policy), kubectl_reason)
+    _ack(kubectl, _managed("AmazonEC2ContainerRegistryReadOnly"), kubectl_reason + " and pulls OCI charts from ECR")
+    public_ecr = (
+        'IAM4[Policy::{"Fn::If":["' + _logical_id_of_path(kubectl, "Handler/HasEcrPublic", condition=True)
+        + '",{"Fn::Join":["",["arn:",{"Ref":"AWS::Partition"},":iam::aws:policy/'
+        'AmazonElasticContainerRegistryPublicReadOnly"]]},{"Ref":"AWS::NoValue"}]}]'
+    )
+    _ack(kubectl, public_ecr, kubectl_reason + " and pulls charts from ECR Public when one is used")
+    handler = _logical_id_of_path(kubectl, "Handler")
+    _ack(kubectl, f"IAM5[Resource::<{handler}.Arn>:*]", "the provider framework invokes versions of the kubectl handler")
+    _ack(kubectl, "L1", "CDK pins the kubectl handler's runtime to the one its kubectl layer is built for")
+
+
+def _logical_id(construct: IConstruct) -> str:
+    resource = construct.node.default_child
+    return cdk.Stack.of(construct).get_logical_id(resource)  # type: ignore[arg-type]
+
+
+def _logical_id_of_path(scope: IConstruct, path: str, *, condition: bool = False) -> str:
+    node = scope
+    for part in path.split("/"):
+        node = node.node.find_child(part)
+    element = node if condition else (node.node.default_child or node)
+    return cdk.Stack.of(scope).get_logical_id(element)  # type: ignore[arg-type]
