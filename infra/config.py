@@ -308,7 +308,7 @@ def _describe(error: dict[str, Any]) -> str:
     if error["type"] in ("missing", "union_tag_not_found"):
         return f"{location}: {message.lower()}"
     shown = error.get("input")
-    if isinstance(shown, (dict, list)):
+    if isinstance(shown, (dict, list)) or repr(shown) in message:
         return f"{location or '(top level)'}: {message}"
     return f"{location or '(top level)'}: {message} (got {shown!r})"
 

@@ -12,6 +12,7 @@ from constructs import IConstruct
 
 from infra.deployment_stacks import DeploymentStacks
 from infra.eks_checks import EksClusterChecks
+from infra.image import PULL_THROUGH_PREFIX
 
 NODE_ROLE_POLICIES = {
     "AmazonEKSWorkerNodePolicy": "the EKS node role policy EKS documents for managed node groups (node registration)",
@@ -44,6 +45,12 @@ def acknowledge(stacks: DeploymentStacks) -> None:
 
 
 def _acknowledge_network(stacks: DeploymentStacks) -> None:
+    if stacks.network.configured_zones:
+        cdk.Validations.of(stacks.network).acknowledge(cdk.Acknowledgment(
+            id="CloudFormation-Validate::W3010",
+            reason="the deployment names its zones on purpose: the GPU capacity (a capacity block or reservation) "
+                   "exists in one named zone, and EFA does not cross zones",
+        ))
     for endpoint in stacks.network.interface_endpoints:
         _ack(endpoint, "EC23", "interface endpoint security groups admit HTTPS from the VPC CIDR only; cdk-nag cannot "
              "resolve the Fn::GetAtt VPC CIDR at synth time and reports it as open")
@@ -58,10 +65,13 @@ def _acknowledge_image(stacks: DeploymentStacks) -> None:
         _ack(project, f"IAM5[Action::{action}]", "CDK's grant on the build's own KMS key (resource is that key's ARN)")
     for action in ("s3:GetBucket*", "s3:GetObject*", "s3:List*"):
         _ack(project, f"IAM5[Action::{action}]", "CDK's read grant on the build-context asset in the bootstrap bucket")
-    _ack(project, "IAM5[Resource::arn:<AWS::Partition>:codebuild:<AWS::Region>:<AWS::AccountId>:report-group/"
-         f"<{_logical_id(project)}>-*]", "CodeBuild's default report-group grant, scoped to this project's name")
-    _ack(project, "IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/codebuild/"
-         f"<{_logical_id(project)}>:*]", "CodeBuild's default log-stream grant, scoped to this project's log group")
+    project_id = _logical_id(project)
+    _ack(project, f"IAM5[Resource::{_arn(image, 'codebuild')}:report-group/<{project_id}>-*]",
+         "CodeBuild's default report-group grant, scoped to this project's name")
+    _ack(project, f"IAM5[Resource::{_arn(image, 'logs')}:log-group:/aws/codebuild/<{project_id}>:*]",
+         "CodeBuild's default log-stream grant, scoped to this project's log group")
+    _ack(project, f"IAM5[Resource::{_arn(image, 'ecr')}:repository/{PULL_THROUGH_PREFIX}/*]",
+         "the ghcr.io pull-through cache creates its repositories under this prefix on first pull")
 
     waiter = image.node.find_child("BuildWaiter")
     for scope in (image.node.find_child("BuildWaiter-on_event"), image.node.find_child("BuildWaiter-is_complete"), waiter):
@@ -99,6 +109,15 @@ def _acknowledge_cluster(stacks: DeploymentStacks) -> None:
     handler = _logical_id_of_path(kubectl, "Handler")
     _ack(kubectl, f"IAM5[Resource::<{handler}.Arn>:*]", "the provider framework invokes versions of the kubectl handler")
     _ack(kubectl, "L1", "CDK pins the kubectl handler's runtime to the one its kubectl layer is built for")
+
+
+def _arn(stack: cdk.Stack, service: str) -> str:
+    """An ARN prefix spelled the way cdk-nag reports it: pseudo parameters, or the stack's concrete environment."""
+    def part(value: str, pseudo: str) -> str:
+        return f"<AWS::{pseudo}>" if cdk.Token.is_unresolved(value) else value
+
+    partition = part(stack.partition, "Partition")
+    return f"arn:{partition}:{service}:{part(stack.region, 'Region')}:{part(stack.account, 'AccountId')}"
 
 
 def _logical_id(construct: IConstruct) -> str:

@@ -30,6 +30,7 @@ class NetworkStack(cdk.Stack):
     """Exposes ``vpc``, ``private_subnets``, ``gpu_subnet`` and ``interface_endpoints`` (EFA does not cross zones: GPU nodes live there)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: NetworkProps, **kwargs: object) -> None:
+        self.configured_zones = list(props.config.availability_zones)
         super().__init__(scope, construct_id, **kwargs)
         config = props.config
 
@@ -79,3 +80,8 @@ class NetworkStack(cdk.Stack):
         cdk.CfnOutput(self, "VpcId", value=self.vpc.vpc_id)
         cdk.CfnOutput(self, "GpuSubnetId", value=self.gpu_subnet.subnet_id)
         cdk.CfnOutput(self, "GpuAvailabilityZone", value=self.gpu_subnet.availability_zone)
+
+    @property
+    def availability_zones(self) -> list[str]:
+        """The configured zones when listed: a concrete account/region then needs no AZ lookup (no credentials)."""
+        return self.configured_zones or super().availability_zones

@@ -1,0 +1,82 @@
+"""Synthesis fixtures: each deployment is synthesized ONCE per test session, with cdk-nag, and shared."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
+import yaml
+from aws_cdk.assertions import Template
+
+from infra.config import Deployment, parse_deployment
+from infra.deployment_stacks import DeploymentStacks
+from infra.nag import register_checks
+from runtime.catalog import INSTANCE_CATALOG
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOYMENTS = REPO / "deployments"
+
+
+@dataclass
+class Synthesized:
+    deployment: Deployment
+    stacks: DeploymentStacks
+    outdir: Path
+    network: Template
+    image: Template
+    cluster: Template
+
+    def template_files(self) -> list[Path]:
+        return sorted(self.outdir.glob("*.template.json"))
+
+    def validation_report(self) -> dict:
+        return json.loads((self.outdir / "validation-report.json").read_text())
+
+
+def synthesize(deployment: Deployment, outdir: Path) -> Synthesized:
+    """Build the app exactly as app.py does (stacks + cdk-nag + our checks) and synthesize it into ``outdir``."""
+    app = cdk.App(outdir=str(outdir), context=json.loads((REPO / "cdk.json").read_text())["context"])
+    stacks = DeploymentStacks(app, deployment)
+    register_checks(app, stacks)
+    app.synth()  # raises ValidationFailed on any unacknowledged cdk-nag finding
+    return Synthesized(
+        deployment=deployment,
+        stacks=stacks,
+        outdir=outdir,
+        network=Template.from_stack(stacks.network),
+        image=Template.from_stack(stacks.image),
+        cluster=Template.from_stack(stacks.cluster),
+    )
+
+
+def load_yaml(name: str) -> dict:
+    return yaml.safe_load((DEPLOYMENTS / name).read_text())
+
+
+def every_instance_type() -> Deployment:
+    """default.yaml with one GPU node group per catalog instance type (placement groups on)."""
+    data = copy.deepcopy(load_yaml("default.yaml"))
+    data["gpu_node_groups"] = [
+        {"name": name.replace(".", "-"), "instance_type": name, "min_size": 0, "desired_size": 1, "max_size": 2}
+        for name in sorted(INSTANCE_CATALOG)
+    ]
+    return parse_deployment(data, "every-instance-type")
+
+
+@pytest.fixture(scope="session")
+def default(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(parse_deployment(load_yaml("default.yaml")), tmp_path_factory.mktemp("default"))
+
+
+@pytest.fixture(scope="session")
+def capacity_block(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(parse_deployment(load_yaml("capacity-block.yaml")), tmp_path_factory.mktemp("capacity-block"))
+
+
+@pytest.fixture(scope="session")
+def all_types(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(every_instance_type(), tmp_path_factory.mktemp("all-types"))

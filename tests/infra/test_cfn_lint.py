@@ -1,0 +1,34 @@
+"""cfn-lint over every synthesized template: no errors (warnings W3005 are CDK's, ignored in .cfnlintrc.yaml)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.infra.conftest import REPO, Synthesized
+
+
+# cfn-lint checks instance types against each region's offerings. Environment-agnostic templates are linted in
+# us-east-1 (cfn-lint's default); the every-type deployment in us-east-2, the one region whose offerings (in
+# cfn-lint's data) hold all five catalog types: p5e.48xlarge is regional.
+LINT_REGIONS = {"default": "us-east-1", "capacity_block": "us-east-2", "all_types": "us-east-2"}
+
+
+@pytest.mark.parametrize("fixture", sorted(LINT_REGIONS))
+def test_cfn_lint_reports_no_errors(request: pytest.FixtureRequest, fixture: str) -> None:
+    synth: Synthesized = request.getfixturevalue(fixture)
+    templates = [str(p) for p in synth.template_files()]
+    assert len(templates) == 3
+    region = synth.deployment.region or LINT_REGIONS[fixture]
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    result = subprocess.run(
+        [str(cfn_lint), "--config-file", str(REPO / ".cfnlintrc.yaml"), "--format", "parseable",
+         "--regions", region, "--", *templates],
+        capture_output=True, text=True, timeout=600,
+    )
+    # Exit code bits: 1 = cfn-lint failed, 2 = errors, 4 = warnings, 8 = informational. Errors fail.
+    errors = [line[:400] for line in result.stdout.splitlines() if ":E" in line]
+    assert result.returncode & 3 == 0, "\n".join(errors) or result.stderr[-2000:]

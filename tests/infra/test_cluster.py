@@ -1,0 +1,124 @@
+"""The EKS cluster: managed node groups, access, logging, encryption, endpoint, pinned add-ons and charts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match
+
+from infra.addons import EFA_DEVICE_PLUGIN, LEADER_WORKER_SET, MANAGED_ADDONS, NVIDIA_DEVICE_PLUGIN
+from tests.infra.conftest import Synthesized
+
+
+def cluster_props(synth: Synthesized) -> dict:
+    (resource,) = synth.cluster.find_resources("AWS::EKS::Cluster").values()
+    return resource["Properties"]
+
+
+def charts(synth: Synthesized) -> dict[str, dict]:
+    found = synth.cluster.find_resources("Custom::AWSCDK-EKS-HelmChart")
+    return {r["Properties"]["Chart"]: r["Properties"] for r in found.values()}
+
+
+def test_managed_node_groups_not_auto_mode(default: Synthesized) -> None:
+    props = cluster_props(default)
+    assert props["ComputeConfig"] == {"Enabled": False}
+    assert props["Version"] == "1.34"
+
+
+def test_api_authentication_and_no_implicit_admin(default: Synthesized) -> None:
+    access = cluster_props(default)["AccessConfig"]
+    assert access == {"AuthenticationMode": "API", "BootstrapClusterCreatorAdminPermissions": False}
+
+
+def test_admin_principals_get_access_entries(capacity_block: Synthesized) -> None:
+    entries = capacity_block.cluster.find_resources("AWS::EKS::AccessEntry", {
+        "Properties": {"PrincipalArn": "arn:aws:iam::123456789012:role/PlatformAdmin"}})
+    (entry,) = entries.values()
+    (policy,) = entry["Properties"]["AccessPolicies"]
+    assert policy["AccessScope"] == {"Type": "cluster"}
+    assert json.dumps(policy["PolicyArn"]).endswith(':eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"]]}')
+
+
+def test_all_control_plane_logs(default: Synthesized) -> None:
+    enabled = {e["Type"] for e in cluster_props(default)["Logging"]["ClusterLogging"]["EnabledTypes"]}
+    assert enabled == {"api", "audit", "authenticator", "controllerManager", "scheduler"}
+
+
+def test_secrets_encrypted_with_a_rotating_kms_key(default: Synthesized) -> None:
+    (encryption,) = cluster_props(default)["EncryptionConfig"]
+    assert encryption["Resources"] == ["secrets"]
+    key_id = encryption["Provider"]["KeyArn"]["Fn::GetAtt"][0]
+    key = default.cluster.to_json()["Resources"][key_id]
+    assert key["Type"] == "AWS::KMS::Key" and key["Properties"]["EnableKeyRotation"] is True
+
+
+def test_endpoint_private_by_default(default: Synthesized) -> None:
+    vpc = cluster_props(default)["ResourcesVpcConfig"]
+    assert vpc["EndpointPrivateAccess"] is True and vpc["EndpointPublicAccess"] is False
+
+
+def test_public_endpoint_limited_to_configured_cidrs(capacity_block: Synthesized) -> None:
+    vpc = cluster_props(capacity_block)["ResourcesVpcConfig"]
+    assert vpc["EndpointPublicAccess"] is True and vpc["EndpointPrivateAccess"] is True
+    assert vpc["PublicAccessCidrs"] == ["203.0.113.0/24"]
+
+
+def test_cluster_uses_private_subnets_only(default: Synthesized) -> None:
+    subnets = cluster_props(default)["ResourcesVpcConfig"]["SubnetIds"]
+    expected = [default.stacks.cluster.resolve(s.subnet_id) for s in default.stacks.network.private_subnets]
+    assert subnets == expected
+
+
+@pytest.mark.parametrize("name", sorted(MANAGED_ADDONS))
+def test_managed_addons_are_pinned(default: Synthesized, name: str) -> None:
+    default.cluster.has_resource_properties("AWS::EKS::Addon", {"AddonName": name, "AddonVersion": MANAGED_ADDONS[name]})
+
+
+def test_vpc_cni_supports_efa_only_interfaces() -> None:
+    major, minor, patch = (int(x) for x in MANAGED_ADDONS["vpc-cni"].lstrip("v").split("-")[0].split("."))
+    assert (major, minor, patch) >= (1, 18, 5)
+
+
+def test_gpu_nodes_wait_for_the_managed_vpc_cni(default: Synthesized) -> None:
+    template = default.cluster.to_json()["Resources"]
+    (cni_id,) = [k for k, v in template.items()
+                 if v["Type"] == "AWS::EKS::Addon" and v["Properties"]["AddonName"] == "vpc-cni"]
+    for resource in template.values():
+        if resource["Type"] == "AWS::EKS::Nodegroup":
+            assert cni_id in resource.get("DependsOn", [])
+
+
+def test_ebs_csi_driver_uses_pod_identity(default: Synthesized) -> None:
+    default.cluster.has_resource_properties("AWS::EKS::Addon", {
+        "AddonName": "aws-ebs-csi-driver",
+        "PodIdentityAssociations": [{"RoleArn": Match.any_value(), "ServiceAccount": "ebs-csi-controller-sa"}],
+    })
+
+
+@pytest.mark.parametrize("pin", [EFA_DEVICE_PLUGIN, NVIDIA_DEVICE_PLUGIN, LEADER_WORKER_SET], ids=lambda p: p.chart)
+def test_helm_charts_are_pinned(default: Synthesized, pin) -> None:
+    chart = charts(default)[pin.chart]
+    assert (chart["Repository"], chart["Version"], chart["Namespace"]) == (pin.repository, pin.version, pin.namespace)
+
+
+@pytest.mark.parametrize("chart_name", [EFA_DEVICE_PLUGIN.chart, NVIDIA_DEVICE_PLUGIN.chart])
+def test_device_plugins_tolerate_the_gpu_taint_and_hyperpod_health(default: Synthesized, chart_name: str) -> None:
+    values = json.loads(charts(default)[chart_name]["Values"])
+    taint = default.deployment.gpu_node_groups[0].taints[0]
+    keys = {t["key"] for t in values["tolerations"]}
+    assert taint.key in keys and "sagemaker.amazonaws.com/node-health-status" in keys
+
+
+def test_nvidia_device_plugin_has_mofed_off(default: Synthesized) -> None:
+    values = json.loads(charts(default)[NVIDIA_DEVICE_PLUGIN.chart]["Values"])
+    assert values["mofedEnabled"] is False
+
+
+def test_kubectl_layer_matches_the_cluster_version(default: Synthesized) -> None:
+    layers = default.cluster.find_resources("AWS::Lambda::LayerVersion", {
+        "Properties": {"Description": Match.string_like_regexp("kubectl")}})
+    assert layers
+    assert any("1.34" in r["Properties"]["Description"] or "v34" in r["Properties"]["Description"]
+               for r in layers.values())

@@ -1,0 +1,135 @@
+"""GPU node groups: the EFA launch template is right for every catalog instance type, and the variants work."""
+
+from __future__ import annotations
+
+import pytest
+from aws_cdk.assertions import Match
+
+from runtime.catalog import INSTANCE_CATALOG
+from tests.infra.conftest import Synthesized
+
+
+def launch_templates(synth: Synthesized) -> dict[str, dict]:
+    """LaunchTemplateData by instance type."""
+    found = synth.cluster.find_resources("AWS::EC2::LaunchTemplate")
+    return {r["Properties"]["LaunchTemplateData"]["InstanceType"]: r["Properties"]["LaunchTemplateData"]
+            for r in found.values()}
+
+
+def nodegroups(synth: Synthesized) -> dict[str, dict]:
+    """GPU node group properties by their pdstack.io/node-group label."""
+    found = synth.cluster.find_resources("AWS::EKS::Nodegroup")
+    return {r["Properties"]["Labels"]["pdstack.io/node-group"]: r["Properties"]
+            for r in found.values() if "pdstack.io/node-group" in r["Properties"].get("Labels", {})}
+
+
+def logical_id(ref: dict) -> str:
+    return ref["Fn::GetAtt"][0] if "Fn::GetAtt" in ref else ref["Ref"]
+
+
+@pytest.mark.parametrize("instance_type", sorted(INSTANCE_CATALOG))
+def test_every_network_card_carries_efa(all_types: Synthesized, instance_type: str) -> None:
+    spec = INSTANCE_CATALOG[instance_type]
+    interfaces = launch_templates(all_types)[instance_type]["NetworkInterfaces"]
+    efa_cards = sorted(i["NetworkCardIndex"] for i in interfaces if i["InterfaceType"] in ("efa", "efa-only"))
+    assert efa_cards == list(range(spec.network_cards))
+    primary = [i for i in interfaces if i["NetworkCardIndex"] == 0 and i["DeviceIndex"] == 0]
+    assert len(primary) == 1 and primary[0]["InterfaceType"] == "interface"
+    assert len(interfaces) == spec.network_cards + 1
+    assert all("SubnetId" not in i for i in interfaces)
+
+
+def test_p5_has_32_efa_interfaces_and_the_primary_is_not_efa_only(all_types: Synthesized) -> None:
+    interfaces = launch_templates(all_types)["p5.48xlarge"]["NetworkInterfaces"]
+    assert {(i["NetworkCardIndex"], i["DeviceIndex"]) for i in interfaces if i["InterfaceType"] == "efa-only"} == (
+        {(0, 1)} | {(card, 0) for card in range(1, 32)}
+    )
+    assert interfaces[0]["InterfaceType"] != "efa-only"
+
+
+def test_security_groups_per_interface(default: Synthesized) -> None:
+    interfaces = launch_templates(default)["p5.48xlarge"]["NetworkInterfaces"]
+    efa_sg = default.cluster.find_resources("AWS::EC2::SecurityGroup", {
+        "Properties": {"GroupDescription": Match.string_like_regexp("EFA")}})
+    (efa_sg_id,) = efa_sg
+    primary_groups = [logical_id(g) for g in interfaces[0]["Groups"]]
+    assert efa_sg_id in primary_groups
+    assert any(g["Fn::GetAtt"][1] == "ClusterSecurityGroupId" for g in interfaces[0]["Groups"] if "Fn::GetAtt" in g)
+    for interface in interfaces[1:]:
+        assert [logical_id(g) for g in interface["Groups"]] == [efa_sg_id]
+
+
+def test_efa_security_group_allows_all_traffic_only_to_and_from_itself(default: Synthesized) -> None:
+    (efa_sg_id, efa_sg), = default.cluster.find_resources("AWS::EC2::SecurityGroup", {
+        "Properties": {"GroupDescription": Match.string_like_regexp("EFA")}}).items()
+    # No inline rules (no open egress); the only rules are the two self-references below.
+    assert "SecurityGroupEgress" not in efa_sg["Properties"] and "SecurityGroupIngress" not in efa_sg["Properties"]
+    for kind, peer in (("AWS::EC2::SecurityGroupIngress", "SourceSecurityGroupId"),
+                       ("AWS::EC2::SecurityGroupEgress", "DestinationSecurityGroupId")):
+        rules = [r["Properties"] for r in default.cluster.find_resources(kind).values()
+                 if logical_id(r["Properties"]["GroupId"]) == efa_sg_id]
+        assert len(rules) == 1
+        assert rules[0]["IpProtocol"] == "-1" and logical_id(rules[0][peer]) == efa_sg_id
+
+
+def test_imdsv2_root_volume_and_nvme(default: Synthesized) -> None:
+    data = launch_templates(default)["p5.48xlarge"]
+    assert data["MetadataOptions"]["HttpTokens"] == "required"
+    (root,) = data["BlockDeviceMappings"]
+    assert root["Ebs"]["VolumeSize"] == default.deployment.gpu_node_groups[0].root_volume_gib
+    assert root["Ebs"]["Encrypted"] is True
+    assert "UserData" in data
+
+
+@pytest.mark.parametrize("fixture", ["default", "capacity_block", "all_types"])
+def test_gpu_ami_type_is_the_exact_cloudformation_string(request: pytest.FixtureRequest, fixture: str) -> None:
+    synth: Synthesized = request.getfixturevalue(fixture)
+    groups = nodegroups(synth)
+    assert groups and {g["AmiType"] for g in groups.values()} == {"AL2023_x86_64_NVIDIA"}
+    assert all("InstanceTypes" not in g for g in groups.values())  # the launch template carries the type
+
+
+def test_gpu_nodes_live_only_in_the_gpu_subnet(default: Synthesized, capacity_block: Synthesized) -> None:
+    for synth in (default, capacity_block):
+        gpu_subnet = synth.stacks.network.gpu_subnet
+        expected = synth.stacks.cluster.resolve(gpu_subnet.subnet_id)
+        for group in nodegroups(synth).values():
+            assert group["Subnets"] == [expected]
+
+
+def test_placement_group_present_by_default(default: Synthesized) -> None:
+    default.cluster.resource_count_is("AWS::EC2::PlacementGroup", 1)
+    default.cluster.has_resource_properties("AWS::EC2::PlacementGroup", {"Strategy": "cluster"})
+    assert "Placement" in launch_templates(default)["p5.48xlarge"]
+
+
+def test_capacity_block_variant(capacity_block: Synthesized) -> None:
+    capacity_block.cluster.resource_count_is("AWS::EC2::PlacementGroup", 0)
+    data = launch_templates(capacity_block)["p5en.48xlarge"]
+    assert "Placement" not in data
+    assert data["InstanceMarketOptions"] == {"MarketType": "capacity-block"}
+    assert data["CapacityReservationSpecification"] == {
+        "CapacityReservationTarget": {"CapacityReservationId": "cr-0123456789abcdef0"}}
+    assert nodegroups(capacity_block)["p5en-block"]["CapacityType"] == "CAPACITY_BLOCK"
+    assert len(data["NetworkInterfaces"]) == 17
+
+
+def test_on_demand_reservation_variant(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from infra.config import parse_deployment
+    from tests.infra.conftest import load_yaml, synthesize
+
+    data = load_yaml("default.yaml")
+    data["gpu_node_groups"][0]["capacity"] = {"type": "capacity-reservation", "reservation_id": "cr-0fedcba9876543210"}
+    synth = synthesize(parse_deployment(data), tmp_path_factory.mktemp("odcr"))
+    template = launch_templates(synth)["p5.48xlarge"]
+    assert template["CapacityReservationSpecification"]["CapacityReservationTarget"] == {
+        "CapacityReservationId": "cr-0fedcba9876543210"}
+    assert "InstanceMarketOptions" not in template
+    assert nodegroups(synth)["p5"]["CapacityType"] == "ON_DEMAND"
+
+
+def test_gpu_taint_and_labels(default: Synthesized, capacity_block: Synthesized) -> None:
+    group = nodegroups(default)["p5"]
+    assert group["Taints"] == [{"Effect": "NO_SCHEDULE", "Key": "nvidia.com/gpu", "Value": "true"}]
+    assert group["Labels"]["pdstack.io/efa"] == "true"
+    assert nodegroups(capacity_block)["p5en-block"]["Labels"]["pdstack.io/capacity"] == "block"

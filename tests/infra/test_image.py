@@ -1,0 +1,77 @@
+"""The image: an immutable, scanned, encrypted ECR repository and an in-account CodeBuild build that deploy waits for."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+from aws_cdk.assertions import Match
+
+from tests.infra.conftest import Synthesized
+
+
+def test_repository_settings(default: Synthesized) -> None:
+    (repo,) = default.image.find_resources("AWS::ECR::Repository").values()
+    props = repo["Properties"]
+    assert props["RepositoryName"] == "pdstack/serving"
+    assert props["ImageScanningConfiguration"] == {"ScanOnPush": True}
+    assert props["ImageTagMutability"] == "IMMUTABLE"
+    assert props["EncryptionConfiguration"]["EncryptionType"] == "KMS"
+    rules = json.loads(props["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
+    assert {r["selection"]["tagStatus"] for r in rules} == {"untagged", "any"}
+    assert repo["DeletionPolicy"] == "Retain"
+
+
+def test_codebuild_project(default: Synthesized) -> None:
+    (project,) = default.image.find_resources("AWS::CodeBuild::Project").values()
+    props = project["Properties"]
+    env = props["Environment"]
+    assert env["PrivilegedMode"] is True and env["ComputeType"] == "BUILD_GENERAL1_LARGE"
+    variables = {v["Name"]: v["Value"] for v in env["EnvironmentVariables"]}
+    assert variables["BASE_IMAGE"] == default.deployment.image.base_image
+    assert variables["IMAGE_TAG"] == default.stacks.image.image_tag
+    assert props["Source"]["Type"] == "S3" and props["Source"]["BuildSpec"] == "container/buildspec.yml"
+    assert "EncryptionKey" in props
+
+
+def test_build_context_holds_only_container_and_runtime(default: Synthesized) -> None:
+    manifest = json.loads((default.outdir / f"{default.stacks.image.stack_name}.assets.json").read_text())
+    contexts = [f["source"]["path"] for f in manifest["files"].values()
+                if (default.outdir / f["source"]["path"] / "container").is_dir()]
+    assert len(contexts) == 1
+    top = {p.name for p in (default.outdir / contexts[0]).iterdir()}
+    assert top == {"container", "runtime"}
+    assert (default.outdir / contexts[0] / "container" / "Dockerfile").is_file()
+    assert (default.outdir / contexts[0] / "container" / "buildspec.yml").is_file()
+
+
+def test_image_tag_follows_the_content(default: Synthesized) -> None:
+    tag = default.stacks.image.image_tag
+    assert len(tag) == 20 and all(c in "0123456789abcdef" for c in tag)
+    outputs = default.image.find_outputs("ImageUri")
+    (uri,) = outputs.values()
+    assert tag in json.dumps(uri["Value"])
+
+
+def test_deploy_waits_for_the_build(default: Synthesized) -> None:
+    default.image.has_resource_properties("Custom::PdstackImageBuild", {
+        "ProjectName": Match.any_value(), "ImageTag": default.stacks.image.image_tag})
+    default.image.has_resource_properties("AWS::Lambda::Function", {"Handler": "image_build.is_complete"})
+
+
+def test_pull_through_cache_only_when_enabled(default: Synthesized, capacity_block: Synthesized) -> None:
+    default.image.resource_count_is("AWS::ECR::PullThroughCacheRule", 0)
+    capacity_block.image.has_resource_properties("AWS::ECR::PullThroughCacheRule", {
+        "EcrRepositoryPrefix": "ghcr", "UpstreamRegistryUrl": "ghcr.io",
+        "CredentialArn": Match.string_like_regexp(":secret:ecr-pullthroughcache/")})
+    (project,) = capacity_block.image.find_resources("AWS::CodeBuild::Project").values()
+    variables = {v["Name"]: v["Value"] for v in project["Properties"]["Environment"]["EnvironmentVariables"]}
+    base = json.dumps(variables["BASE_IMAGE"])
+    assert "ghcr.io" not in base and "/ghcr/llm-d/llm-d-aws:v0.9.0@sha256:" in base
+
+
+def test_placeholder_digest_warns(default: Synthesized) -> None:
+    from aws_cdk.assertions import Annotations
+
+    Annotations.from_stack(default.stacks.image).has_warning("*", Match.string_like_regexp("placeholder"))
