@@ -35,6 +35,19 @@ class DeploymentError(Exception):
     """A deployment file that cannot be used; the message is meant for the person who wrote it."""
 
 
+def _check_label_keys(labels: dict[str, str]) -> dict[str, str]:
+    for key in labels:
+        if not _K8S_LABEL_KEY.match(key):
+            raise ValueError(f"label key {key!r} is not a valid Kubernetes label key (prefix/name, 63 characters)")
+    return labels
+
+
+def _check_unique(field: str, names: list[str]) -> None:
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{field} names must be unique; repeated: {', '.join(repeated)}")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -188,10 +201,7 @@ class GpuNodeGroupConfig(_Strict):
     @field_validator("labels")
     @classmethod
     def _label_keys(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not _K8S_LABEL_KEY.match(key):
-                raise ValueError(f"label key {key!r} is not a valid Kubernetes label key")
-        return value
+        return _check_label_keys(value)
 
     @model_validator(mode="after")
     def _sizes_and_capacity(self) -> GpuNodeGroupConfig:
@@ -206,6 +216,52 @@ class GpuNodeGroupConfig(_Strict):
                 "is fixed when it is reserved, and forcing a placement group causes insufficient-capacity failures; "
                 "set placement_group: false"
             )
+        return self
+
+
+class HyperPodInstanceGroup(_Strict):
+    """One SageMaker HyperPod instance group of GPU nodes (the ``ml.*`` type comes from the catalog)."""
+
+    name: str = Field(pattern=_NAME)
+    instance_type: str
+    count: int = Field(ge=1, le=256)
+    threads_per_core: Literal[1, 2] = 1
+    ebs_volume_gib: int = Field(default=500, ge=1, le=16384)
+    deep_health_checks: list[Literal["InstanceStress", "InstanceConnectivity"]] = Field(
+        default_factory=lambda: ["InstanceStress", "InstanceConnectivity"]
+    )
+    training_plan_arn: str | None = Field(
+        default=None, pattern=r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:training-plan/[a-zA-Z0-9-]+$"
+    )
+    labels: dict[str, str] = Field(default_factory=dict)
+    taints: list[Taint] = Field(default_factory=lambda: [GPU_TAINT])
+
+    @field_validator("instance_type")
+    @classmethod
+    def _offered(cls, value: str) -> str:
+        spec = INSTANCE_CATALOG.get(value)
+        if spec is None or spec.hyperpod_name is None:
+            offered = sorted(n for n, s in INSTANCE_CATALOG.items() if s.hyperpod_name)
+            raise ValueError(f"{value!r} is not an instance type pdstack runs on HyperPod; known: {', '.join(offered)}")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _label_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_label_keys(value)
+
+
+class HyperPodConfig(_Strict):
+    """A SageMaker HyperPod cluster (EKS orchestrator) as the home of the GPU nodes."""
+
+    # At most 22 characters: the lifecycle bucket is sagemaker-<cluster_name>-<account>-<region> (63 at most).
+    cluster_name: str = Field(default="pdstack-hyperpod", pattern=_NAME, max_length=22)
+    node_recovery: Literal["Automatic", "None"] = "Automatic"
+    instance_groups: list[HyperPodInstanceGroup] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> HyperPodConfig:
+        _check_unique("instance_groups", [g.name for g in self.instance_groups])
         return self
 
 
@@ -268,7 +324,9 @@ class Deployment(_Strict):
     region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     cluster: ClusterConfig = ClusterConfig()
     network: NetworkConfig = NetworkConfig()
-    gpu_node_groups: list[GpuNodeGroupConfig] = Field(min_length=1)
+    gpu_provider: Literal["eks-nodegroups", "hyperpod"] = "eks-nodegroups"
+    gpu_node_groups: list[GpuNodeGroupConfig] = Field(default_factory=list)
+    hyperpod: HyperPodConfig | None = None
     image: ImageConfig
     serving: Serving
 
@@ -281,19 +339,32 @@ class Deployment(_Strict):
                 f"network.az_count={self.network.az_count}: environment-agnostic stacks can place only 2 zones; "
                 "set account and region, or list network.availability_zones"
             )
-        names = [group.name for group in self.gpu_node_groups]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"gpu_node_groups names must be unique; repeated: {', '.join(duplicates)}")
-        available = {group.instance_type for group in self.gpu_node_groups}
+        if self.gpu_provider == "eks-nodegroups" and not self.gpu_node_groups:
+            raise ValueError("gpu_provider 'eks-nodegroups' needs at least one entry in gpu_node_groups")
+        if self.gpu_provider == "hyperpod" and self.hyperpod is None:
+            raise ValueError("gpu_provider 'hyperpod' needs a hyperpod section (cluster_name, instance_groups)")
+        if self.gpu_provider == "hyperpod" and self.gpu_node_groups:
+            raise ValueError("gpu_node_groups is set but gpu_provider is 'hyperpod'; GPU nodes come from one place")
+        if self.hyperpod is not None and self.gpu_provider != "hyperpod":
+            raise ValueError("a hyperpod section is set but gpu_provider is 'eks-nodegroups'; set gpu_provider: hyperpod")
+        _check_unique("gpu_node_groups", [group.name for group in self.gpu_node_groups])
+        available = {pool.instance_type for pool in self.gpu_pools}
+        source = "gpu_node_groups" if self.gpu_provider == "eks-nodegroups" else "hyperpod.instance_groups"
         for role in ("prefill", "decode"):
             wanted = getattr(self.serving, role).instance_type
             if wanted not in available:
                 raise ValueError(
-                    f"serving.{role}.instance_type={wanted!r} has no GPU node group; "
-                    f"gpu_node_groups provide: {', '.join(sorted(available))}"
+                    f"serving.{role}.instance_type={wanted!r} has no GPU nodes; "
+                    f"{source} provide: {', '.join(sorted(available))}"
                 )
         return self
+
+    @property
+    def gpu_pools(self) -> list[GpuNodeGroupConfig] | list[HyperPodInstanceGroup]:
+        """The GPU node pools of the chosen provider."""
+        if self.gpu_provider == "hyperpod":
+            return self.hyperpod.instance_groups if self.hyperpod else []
+        return self.gpu_node_groups
 
     @property
     def environment_agnostic(self) -> bool:

@@ -7,12 +7,13 @@ from constructs import Construct
 
 from infra.cluster import ClusterProps, ClusterStack
 from infra.config import Deployment
+from infra.hyperpod import HyperPodProps, HyperPodStack
 from infra.image import ImageProps, ImageStack
 from infra.network import NetworkProps, NetworkStack
 
 
 class DeploymentStacks:
-    """Builds ``network``, ``image`` and ``cluster`` stacks named ``<deployment name>-<part>``."""
+    """Builds ``network``, ``image``, ``cluster`` and (with HyperPod) ``hyperpod`` stacks, named ``<name>-<part>``."""
 
     def __init__(self, scope: Construct, deployment: Deployment) -> None:
         env = None if deployment.environment_agnostic else cdk.Environment(
@@ -40,6 +41,23 @@ class DeploymentStacks:
                 gpu_subnet=self.network.gpu_subnet,
             ),
         )
-        self.all: tuple[cdk.Stack, ...] = (self.network, self.image, self.cluster)
+        self.hyperpod: HyperPodStack | None = None
+        if deployment.hyperpod is not None:
+            self.hyperpod = HyperPodStack(
+                scope,
+                f"{prefix}-hyperpod",
+                env=env,
+                description="pdstack: SageMaker HyperPod cluster (EKS orchestrator) with the GPU nodes",
+                props=HyperPodProps(
+                    config=deployment.hyperpod,
+                    cluster=self.cluster.cluster,
+                    gpu_subnet=self.network.gpu_subnet,
+                    efa_security_group=self.cluster.efa_security_group,
+                    repository=self.image.repository,
+                ),
+            )
+        self.all: tuple[cdk.Stack, ...] = tuple(
+            s for s in (self.network, self.image, self.cluster, self.hyperpod) if s is not None
+        )
         for stack in self.all:
             cdk.Tags.of(stack).add("pdstack:deployment", deployment.name)

@@ -12,6 +12,7 @@ from constructs import IConstruct
 
 from infra.deployment_stacks import DeploymentStacks
 from infra.eks_checks import EksClusterChecks
+from infra.hyperpod import LIFECYCLE_PREFIX, HyperPodStack
 from infra.image import PULL_THROUGH_PREFIX
 
 NODE_ROLE_POLICIES = {
@@ -42,6 +43,8 @@ def acknowledge(stacks: DeploymentStacks) -> None:
     _acknowledge_network(stacks)
     _acknowledge_image(stacks)
     _acknowledge_cluster(stacks)
+    if stacks.hyperpod is not None:
+        _acknowledge_hyperpod(stacks.hyperpod)
 
 
 def _acknowledge_network(stacks: DeploymentStacks) -> None:
@@ -131,3 +134,27 @@ def _logical_id_of_path(scope: IConstruct, path: str, *, condition: bool = False
         node = node.node.find_child(part)
     element = node if condition else (node.node.default_child or node)
     return cdk.Stack.of(scope).get_logical_id(element)  # type: ignore[arg-type]
+
+
+def _acknowledge_hyperpod(hyperpod: HyperPodStack) -> None:
+    role = hyperpod.execution_role
+    _ack(role, _managed("AmazonSageMakerClusterInstanceRolePolicy"),
+         "the policy SageMaker HyperPod documents for cluster instances (node agent, logs, sagemaker-* lifecycle reads)")
+    _ack(role, _managed("AmazonEKS_CNI_Policy"), "HyperPod nodes run the VPC CNI, which assigns pod IPs from this role")
+    _ack(role, "IAM5[Resource::*]", "HyperPod creates and attaches the instances' ENIs itself (ids unknown in advance) "
+         "and ecr:GetAuthorizationToken has no resource-level permissions")
+    _ack(role, f"IAM5[Resource::{_arn(hyperpod, 'ec2')}:network-interface/*]",
+         "ec2:CreateTags on the network interfaces HyperPod creates for its instances")
+    bucket_id = _logical_id(hyperpod.lifecycle_bucket)
+    _ack(role, f"IAM5[Resource::<{bucket_id}.Arn>/{LIFECYCLE_PREFIX}/*]",
+         "read of the lifecycle scripts, limited to their prefix in the lifecycle bucket")
+
+    deployment = next(c for c in hyperpod.node.children if c.node.id.startswith("Custom::CDKBucketDeployment"))
+    reason = "CDK's BucketDeployment handler copying the lifecycle scripts from the asset bucket into the lifecycle bucket"
+    _ack(deployment, _managed(LAMBDA_BASIC), LAMBDA_BASIC_REASON)
+    for action in ("s3:GetBucket*", "s3:GetObject*", "s3:List*", "s3:Abort*", "s3:DeleteObject*"):
+        _ack(deployment, f"IAM5[Action::{action}]", reason)
+    _ack(deployment, f"IAM5[Resource::<{bucket_id}.Arn>/*]", reason)
+    assets = f"{_arn(hyperpod, 's3').replace(':<AWS::Region>:<AWS::AccountId>', ':')}"
+    _ack(deployment, f"IAM5[Resource::{assets}::cdk-hnb659fds-assets-<AWS::AccountId>-<AWS::Region>/*]", reason)
+    _ack(deployment, "L1", "CDK pins the BucketDeployment handler's runtime to the one its awscli layer is built for")

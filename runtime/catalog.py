@@ -41,7 +41,7 @@ class InstanceSpec(BaseModel):
     nvme_disks: int
     nvme_disk_gb: int  # per disk
     gpudirect_rdma: bool  # FI_EFA_USE_DEVICE_RDMA=1 is valid
-    hyperpod_name: str  # the SageMaker HyperPod instance type
+    hyperpod_name: str | None  # the SageMaker HyperPod instance type; None where HyperPod does not offer it
 
     @property
     def total_gpu_memory_gib(self) -> int:

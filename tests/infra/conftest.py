@@ -29,6 +29,7 @@ class Synthesized:
     network: Template
     image: Template
     cluster: Template
+    hyperpod: Template | None
 
     def template_files(self) -> list[Path]:
         return sorted(self.outdir.glob("*.template.json"))
@@ -50,6 +51,7 @@ def synthesize(deployment: Deployment, outdir: Path) -> Synthesized:
         network=Template.from_stack(stacks.network),
         image=Template.from_stack(stacks.image),
         cluster=Template.from_stack(stacks.cluster),
+        hyperpod=Template.from_stack(stacks.hyperpod) if stacks.hyperpod else None,
     )
 
 
@@ -80,3 +82,8 @@ def capacity_block(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 @pytest.fixture(scope="session")
 def all_types(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     return synthesize(every_instance_type(), tmp_path_factory.mktemp("all-types"))
+
+
+@pytest.fixture(scope="session")
+def hyperpod(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(parse_deployment(load_yaml("hyperpod.yaml")), tmp_path_factory.mktemp("hyperpod"))

@@ -40,7 +40,7 @@ def error_for(data: dict) -> str:
 @pytest.mark.parametrize("name", sorted(p.name for p in DEPLOYMENTS.glob("*.yaml")))
 def test_every_shipped_deployment_is_valid(name: str) -> None:
     deployment = load_deployment(DEPLOYMENTS / name)
-    assert deployment.gpu_node_groups
+    assert deployment.gpu_pools
 
 
 def test_unknown_key_is_named() -> None:
@@ -158,3 +158,29 @@ def test_app_exits_non_zero_with_the_message_and_synthesizes_nothing(tmp_path: P
     assert "gpu_node_groups.0.instance_type" in result.stderr and "p9.huge" in result.stderr
     assert "Traceback" not in result.stderr
     assert not list(outdir.glob("*.template.json"))
+
+
+def test_hyperpod_needs_its_section() -> None:
+    message = error_for(broken(gpu_provider="hyperpod", gpu_node_groups=[]))
+    assert "gpu_provider 'hyperpod' needs a hyperpod section" in message
+
+
+def test_hyperpod_instance_type_must_be_offered() -> None:
+    data = load_yaml("hyperpod.yaml")
+    data["hyperpod"]["instance_groups"][0]["instance_type"] = "p5.4xlarge"
+    message = error_for(data)
+    assert "hyperpod.instance_groups.0.instance_type" in message and "p5.4xlarge" in message
+
+
+def test_hyperpod_cluster_name_fits_the_lifecycle_bucket_name() -> None:
+    data = load_yaml("hyperpod.yaml")
+    data["hyperpod"]["cluster_name"] = "a-very-long-hyperpod-cluster-name"
+    message = error_for(data)
+    assert "hyperpod.cluster_name" in message and "22" in message
+
+
+def test_serving_role_checked_against_hyperpod_groups() -> None:
+    data = load_yaml("hyperpod.yaml")
+    data["serving"]["prefill"]["instance_type"] = "p5en.48xlarge"
+    message = error_for(data)
+    assert "serving.prefill.instance_type='p5en.48xlarge'" in message and "hyperpod.instance_groups" in message

@@ -16,7 +16,7 @@ from infra.nag import register_checks
 from tests.infra.conftest import Synthesized
 
 
-@pytest.mark.parametrize("fixture", ["default", "capacity_block", "all_types"])
+@pytest.mark.parametrize("fixture", ["default", "capacity_block", "all_types", "hyperpod"])
 def test_no_unacknowledged_findings(request: pytest.FixtureRequest, fixture: str) -> None:
     synth: Synthesized = request.getfixturevalue(fixture)  # synth raises ValidationFailed on any finding
     report = synth.validation_report()

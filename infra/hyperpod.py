@@ -1,0 +1,187 @@
+"""HyperPodStack: a SageMaker HyperPod cluster (EKS orchestrator) as the home of the GPU nodes.
+
+The HyperPod cluster joins the EKS cluster of the ClusterStack. Its instances land in the GPU subnet with the EFA
+security group, run ``on_create.sh`` from a ``sagemaker-*`` lifecycle bucket (the managed instance policy only
+reads buckets so named), pass deep health checks before they join, and are recovered automatically. The objects
+HyperPod's resiliency needs are applied to the cluster BEFORE the HyperPod cluster is created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_deployment as s3_deployment
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from infra.config import HyperPodConfig, HyperPodInstanceGroup
+from infra.gpu_nodes import GPU_NODE_LABELS
+from infra.hyperpod_dependencies import (
+    HEALTH_AGENT_ACCOUNTS,
+    HEALTH_AGENT_REPOSITORY,
+    HEALTH_AGENT_TAG,
+    resiliency_objects,
+)
+from runtime.catalog import instance_spec
+
+LIFECYCLE_DIR = Path(__file__).parent / "hyperpod_lifecycle"
+LIFECYCLE_PREFIX = "lifecycle"
+ENI_ACTIONS = [
+    "ec2:AssignPrivateIpAddresses", "ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission",
+    "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeVpcs", "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups",
+    "ec2:DetachNetworkInterface", "ec2:ModifyNetworkInterfaceAttribute", "ec2:UnassignPrivateIpAddresses",
+]
+ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+
+
+@dataclass(frozen=True)
+class HyperPodProps:
+    config: HyperPodConfig
+    cluster: eks.Cluster
+    gpu_subnet: ec2.ISubnet
+    efa_security_group: ec2.ISecurityGroup
+    repository: ecr.IRepository
+
+
+class HyperPodStack(cdk.Stack):
+    """Exposes ``hyperpod_cluster`` (the CfnCluster), ``execution_role``, ``lifecycle_bucket`` and ``resiliency_objects``."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: HyperPodProps, **kwargs: object) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        config = props.config
+
+        self.lifecycle_bucket = self._lifecycle_bucket(config)
+        scripts = s3_deployment.BucketDeployment(
+            self, "LifecycleScripts",
+            sources=[s3_deployment.Source.asset(str(LIFECYCLE_DIR))],
+            destination_bucket=self.lifecycle_bucket,
+            destination_key_prefix=LIFECYCLE_PREFIX,
+            prune=True,
+        )
+        self.execution_role = self._execution_role(props)
+
+        self.resiliency_objects = eks.KubernetesManifest(
+            self, "ResiliencyDependencies",
+            cluster=props.cluster,
+            manifest=resiliency_objects(self._health_agent_image(), [
+                instance_spec(g.instance_type).hyperpod_name or "" for g in config.instance_groups
+            ]),
+            overwrite=True,
+        )
+
+        self.hyperpod_cluster = sagemaker.CfnCluster(
+            self, "Cluster",
+            cluster_name=config.cluster_name,
+            orchestrator=sagemaker.CfnCluster.OrchestratorProperty(
+                eks=sagemaker.CfnCluster.ClusterOrchestratorEksConfigProperty(cluster_arn=props.cluster.cluster_arn)
+            ),
+            vpc_config=sagemaker.CfnCluster.VpcConfigProperty(
+                subnets=[props.gpu_subnet.subnet_id],
+                security_group_ids=[props.efa_security_group.security_group_id,
+                                    props.cluster.cluster_security_group_id],
+            ),
+            node_recovery=config.node_recovery,
+            node_provisioning_mode="Continuous",
+            instance_groups=[self._instance_group(group) for group in config.instance_groups],
+        )
+        # Resiliency objects first (HyperPod checks for them), and the scripts must be in the bucket.
+        self.hyperpod_cluster.node.add_dependency(self.resiliency_objects)
+        self.hyperpod_cluster.node.add_dependency(scripts)
+
+        cdk.CfnOutput(self, "HyperPodClusterName", value=config.cluster_name)
+        cdk.CfnOutput(self, "HyperPodClusterArn", value=self.hyperpod_cluster.attr_cluster_arn)
+        cdk.CfnOutput(self, "LifecycleBucketName", value=self.lifecycle_bucket.bucket_name)
+
+    def _lifecycle_bucket(self, config: HyperPodConfig) -> s3.Bucket:
+        access_logs = s3.Bucket(
+            self, "LifecycleAccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            removal_policy=cdk.RemovalPolicy.RETAIN,
+            lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(365))],
+        )
+        return s3.Bucket(
+            self, "LifecycleBucket",
+            # AmazonSageMakerClusterInstanceRolePolicy grants s3:GetObject on arn:aws:s3:::sagemaker-* only.
+            bucket_name=cdk.Fn.join("-", ["sagemaker", config.cluster_name, cdk.Aws.ACCOUNT_ID, cdk.Aws.REGION]),
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            server_access_logs_bucket=access_logs,
+            server_access_logs_prefix="lifecycle-bucket/",
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+            auto_delete_objects=True,
+        )
+
+    def _execution_role(self, props: HyperPodProps) -> iam.Role:
+        role = iam.Role(
+            self, "ExecutionRole",
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            description="HyperPod instances: join the EKS cluster, pull images, read lifecycle scripts",
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name("AmazonSageMakerClusterInstanceRolePolicy"),
+                iam.ManagedPolicy.from_aws_managed_policy_name("AmazonEKS_CNI_Policy"),
+            ],
+        )
+        # HyperPod attaches and manages the instances' ENIs itself; their ids are not known in advance.
+        role.add_to_policy(iam.PolicyStatement(actions=ENI_ACTIONS, resources=["*"]))
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["ec2:CreateTags"],
+            resources=[self.format_arn(service="ec2", resource="network-interface", resource_name="*")],
+        ))
+        role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
+        role.add_to_policy(iam.PolicyStatement(actions=ECR_PULL_ACTIONS, resources=[props.repository.repository_arn]))
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["eks-auth:AssumeRoleForPodIdentity"], resources=[props.cluster.cluster_arn]
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["s3:GetObject"], resources=[self.lifecycle_bucket.arn_for_objects(f"{LIFECYCLE_PREFIX}/*")]
+        ))
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.lifecycle_bucket.bucket_arn]))
+        return role
+
+    def _instance_group(self, group: HyperPodInstanceGroup) -> sagemaker.CfnCluster.ClusterInstanceGroupProperty:
+        spec = instance_spec(group.instance_type)
+        return sagemaker.CfnCluster.ClusterInstanceGroupProperty(
+            instance_group_name=group.name,
+            instance_type=spec.hyperpod_name,
+            instance_count=group.count,
+            execution_role=self.execution_role.role_arn,
+            threads_per_core=group.threads_per_core,
+            life_cycle_config=sagemaker.CfnCluster.ClusterLifeCycleConfigProperty(
+                source_s3_uri=self.lifecycle_bucket.s3_url_for_object(LIFECYCLE_PREFIX),
+                on_create="on_create.sh",
+            ),
+            instance_storage_configs=[sagemaker.CfnCluster.ClusterInstanceStorageConfigProperty(
+                ebs_volume_config=sagemaker.CfnCluster.ClusterEbsVolumeConfigProperty(
+                    volume_size_in_gb=group.ebs_volume_gib
+                )
+            )],
+            on_start_deep_health_checks=list(group.deep_health_checks) or None,
+            training_plan_arn=group.training_plan_arn,
+            kubernetes_config=sagemaker.CfnCluster.ClusterKubernetesConfigProperty(
+                labels={**group.labels, **GPU_NODE_LABELS, "pdstack.io/node-group": group.name},
+                taints=[sagemaker.CfnCluster.ClusterKubernetesTaintProperty(key=t.key, value=t.value, effect=t.effect)
+                        for t in group.taints],
+            ),
+        )
+
+    def _health_agent_image(self) -> str:
+        accounts = cdk.CfnMapping(self, "HealthAgentAccounts", mapping={
+            region: {"account": account} for region, account in HEALTH_AGENT_ACCOUNTS.items()
+        })
+        account = accounts.find_in_map(cdk.Aws.REGION, "account")
+        return cdk.Fn.join("", [
+            account, ".dkr.ecr.", cdk.Aws.REGION, ".", cdk.Aws.URL_SUFFIX,
+            f"/{HEALTH_AGENT_REPOSITORY}:{HEALTH_AGENT_TAG}",
+        ])

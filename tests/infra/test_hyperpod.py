@@ -1,0 +1,121 @@
+"""The HyperPod stack: cluster properties, the EKS prerequisites HyperPod checks, dependency order, least privilege."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from infra.addons import MANAGED_ADDONS
+from infra.hyperpod import LIFECYCLE_DIR
+from infra.hyperpod_dependencies import HEALTH_AGENT_ACCOUNTS, HEALTH_AGENT_TAG
+from tests.infra.conftest import Synthesized
+
+
+def hyperpod_cluster(synth: Synthesized) -> tuple[str, dict]:
+    assert synth.hyperpod is not None
+    ((logical_id, resource),) = synth.hyperpod.find_resources("AWS::SageMaker::Cluster").items()
+    return logical_id, resource
+
+
+def resiliency_manifest(synth: Synthesized) -> tuple[str, list]:
+    ((logical_id, resource),) = synth.hyperpod.find_resources("Custom::AWSCDK-EKS-KubernetesResource").items()
+    manifest = resource["Properties"]["Manifest"]
+    text = json.dumps(manifest)  # Fn::Join of the JSON with the image's region mapping spliced in
+    return logical_id, text
+
+
+def test_cluster_properties(hyperpod: Synthesized) -> None:
+    _, cluster = hyperpod_cluster(hyperpod)
+    props = cluster["Properties"]
+    assert props["NodeRecovery"] == "Automatic" and props["NodeProvisioningMode"] == "Continuous"
+    assert "ClusterArn" in json.dumps(props["Orchestrator"]["Eks"])
+    (group,) = props["InstanceGroups"]
+    assert group["InstanceType"] == "ml.p5.48xlarge" and group["InstanceCount"] == 2 and group["ThreadsPerCore"] == 1
+    assert group["OnStartDeepHealthChecks"] == ["InstanceStress", "InstanceConnectivity"]
+    assert group["InstanceStorageConfigs"] == [{"EbsVolumeConfig": {"VolumeSizeInGB": 500}}]
+    assert group["LifeCycleConfig"]["OnCreate"] == "on_create.sh"
+    assert group["KubernetesConfig"]["Taints"] == [{"Effect": "NoSchedule", "Key": "nvidia.com/gpu", "Value": "true"}]
+    assert group["KubernetesConfig"]["Labels"]["pdstack.io/efa"] == "true"
+
+
+def test_gpu_subnet_and_efa_security_group(hyperpod: Synthesized) -> None:
+    _, cluster = hyperpod_cluster(hyperpod)
+    vpc = cluster["Properties"]["VpcConfig"]
+    stack = hyperpod.stacks.hyperpod
+    assert vpc["Subnets"] == [stack.resolve(hyperpod.stacks.network.gpu_subnet.subnet_id)]
+    efa_sg = stack.resolve(hyperpod.stacks.cluster.efa_security_group.security_group_id)
+    assert efa_sg in vpc["SecurityGroupIds"]
+
+
+def test_resiliency_objects_are_created_before_the_cluster(hyperpod: Synthesized) -> None:
+    _, cluster = hyperpod_cluster(hyperpod)
+    manifest_id, _ = resiliency_manifest(hyperpod)
+    assert manifest_id in cluster["DependsOn"]
+    deployments = hyperpod.hyperpod.find_resources("Custom::CDKBucketDeployment")
+    assert set(deployments) <= set(cluster["DependsOn"])
+
+
+def test_health_agent_runs_on_the_hyperpod_gpu_nodes(hyperpod: Synthesized) -> None:
+    _, text = resiliency_manifest(hyperpod)
+    assert '\\"kind\\":\\"DaemonSet\\"' in text and "health-monitoring-agent" in text
+    assert "ml.p5.48xlarge" in text and HEALTH_AGENT_TAG in text
+    assert "Fn::FindInMap" in text  # the image's account follows the deployed region
+    mapping = hyperpod.hyperpod.to_json()["Mappings"]["HealthAgentAccounts"]
+    assert {r: v["account"] for r, v in mapping.items()} == HEALTH_AGENT_ACCOUNTS
+
+
+def test_lifecycle_bucket_is_named_for_the_managed_policy(hyperpod: Synthesized) -> None:
+    bucket = next(r for r in hyperpod.hyperpod.find_resources("AWS::S3::Bucket").values()
+                  if "BucketName" in r["Properties"])
+    name = bucket["Properties"]["BucketName"]["Fn::Join"]
+    assert name[0] == "-" and name[1][0].startswith("sagemaker-")
+    props = bucket["Properties"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"} and "LoggingConfiguration" in props
+    assert props["PublicAccessBlockConfiguration"]["BlockPublicPolicy"] is True
+
+
+def test_execution_role_least_privilege(hyperpod: Synthesized) -> None:
+    role_id = hyperpod.stacks.hyperpod.get_logical_id(hyperpod.stacks.hyperpod.execution_role.node.default_child)
+    role = hyperpod.hyperpod.to_json()["Resources"][role_id]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    managed = json.dumps(role["ManagedPolicyArns"])
+    assert "AmazonSageMakerClusterInstanceRolePolicy" in managed and "AmazonEKS_CNI_Policy" in managed
+    policies = [p["Properties"]["PolicyDocument"]["Statement"]
+                for p in hyperpod.hyperpod.find_resources("AWS::IAM::Policy").values()
+                if p["Properties"]["Roles"] == [{"Ref": role_id}]]
+    (statements,) = policies
+    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert {"ec2:CreateNetworkInterface", "ecr:BatchGetImage", "eks-auth:AssumeRoleForPodIdentity",
+            "s3:GetObject", "s3:ListBucket"} <= actions
+    assert not any(a.endswith("*") for a in actions)
+    for statement in statements:
+        if "eks-auth:AssumeRoleForPodIdentity" in json.dumps(statement["Action"]):
+            assert statement["Resource"] != "*"
+        if statement["Action"] == "s3:GetObject":
+            assert "/lifecycle/*" in json.dumps(statement["Resource"])
+
+
+def test_eks_prerequisites_hyperpod_checks(hyperpod: Synthesized) -> None:
+    (cluster,) = hyperpod.cluster.find_resources("AWS::EKS::Cluster").values()
+    major, minor = (int(x) for x in cluster["Properties"]["Version"].split("."))
+    assert (1, 30) <= (major, minor) <= (1, 35)
+    assert cluster["Properties"]["AccessConfig"]["AuthenticationMode"] in ("API", "API_AND_CONFIG_MAP")
+    cni = tuple(int(x) for x in MANAGED_ADDONS["vpc-cni"].lstrip("v").split("-")[0].split("."))
+    assert cni >= (1, 18, 3)
+    private = hyperpod.network.find_resources("AWS::EC2::Subnet", {"Properties": {"MapPublicIpOnLaunch": False}})
+    _, hp = hyperpod_cluster(hyperpod)
+    used = {json.dumps(s) for s in hp["Properties"]["VpcConfig"]["Subnets"]}
+    assert all(any(logical in s for logical in private) for s in used)
+
+
+def test_no_gpu_node_groups_when_hyperpod_provides_the_gpus(hyperpod: Synthesized) -> None:
+    groups = hyperpod.cluster.find_resources("AWS::EKS::Nodegroup")
+    assert len(groups) == 1  # the system node group only
+    hyperpod.cluster.resource_count_is("AWS::EC2::LaunchTemplate", 0)
+
+
+def test_lifecycle_script_is_valid_bash() -> None:
+    script = LIFECYCLE_DIR / "on_create.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text()
+    assert "/var/log/provision/provisioning.log" in text and "/opt/dlami/nvme" in text
