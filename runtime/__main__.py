@@ -6,7 +6,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from pydantic import ValidationError
 
@@ -54,10 +55,26 @@ def _run_preflight(args: argparse.Namespace) -> int:
     from runtime.preflight import Preflight
 
     serving = load_serving(args.config)
-    report = Preflight(serving, args.role).run()
+    with _stdout_to_stderr():
+        report = Preflight(serving, args.role).run()
     sys.stdout.write(report.to_json() if args.json else report.to_text())
     sys.stdout.write("\n")
     return 0 if report.passed else 1
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to stdout, by Python or by native libraries (NIXL logs there), to stderr, so that
+    stdout carries the report alone."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

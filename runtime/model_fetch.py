@@ -67,6 +67,26 @@ class ModelFetch:
             return self.model.source
         return self._fetch_s3()
 
+    def reachable(self) -> tuple[bool, str]:
+        """Whether the model can be had from here, and a one-line reason (preflight's model check)."""
+        kind = self.model.source_kind
+        if kind == "local":
+            if Path(self.model.source).exists():
+                return True, f"{self.model.source} present"
+            return False, f"{self.model.source}: no such path on this node"
+        if kind == "hub":
+            return True, f"{self.model.source}: Hugging Face id, fetched by vLLM at start (hub access allowed)"
+        bucket, prefix = self.bucket_and_prefix
+        try:
+            page = self._s3_client().list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/" if prefix else "", MaxKeys=1)
+        except NoCredentialsError:
+            return False, f"no AWS credentials to read {self.model.source}"
+        except (ClientError, BotoCoreError) as error:
+            return False, f"{self.model.source}: {error}"
+        if not page.get("Contents"):
+            return False, f"no objects under {self.model.source}"
+        return True, f"{self.model.source} listable"
+
     def _fetch_s3(self) -> str:
         bucket, prefix = self.bucket_and_prefix
         target = Path(self.local_path())
