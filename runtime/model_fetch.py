@@ -40,7 +40,7 @@ class S3Object(BaseModel):
 class ModelFetch:
     def __init__(self, model: Model, s3_client: Callable[[], Any] | None = None, parallel: int = 16) -> None:
         self.model = model
-        self._s3_client = s3_client or (lambda: boto3.client("s3"))
+        self._s3_client = s3_client or (lambda: boto3.session.Session().client("s3"))
         self.parallel = parallel
 
     @property
