@@ -136,7 +136,9 @@ class KvTransfer(_Strict):
         default="auto", description="auto: cuda on a GPU node, cpu on the CPU platform"
     )
     load_failure_policy: Literal["fail", "recompute"] = "fail"
-    lease_duration_s: int = Field(default=30, ge=6, description="seconds prefill holds blocks for decode (vLLM heartbeats every sixth)")
+    lease_duration_s: int = Field(
+        default=30, ge=6, description="seconds prefill holds blocks for decode (vLLM heartbeats every sixth of it)"
+    )
 
 
 class KvEvents(_Strict):
