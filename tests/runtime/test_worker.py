@@ -198,3 +198,10 @@ def test_invalid_configuration_exits_2_with_a_json_log_line(tmp_path: Path) -> N
     line = json.loads(result.stderr.strip().splitlines()[-1])
     assert line["event"] == "invalid_configuration" and line["level"] == "error"
     assert any("= 16 GPUs exceeds the 8 GPUs of p5.48xlarge" in problem for problem in line["problems"])
+
+
+def test_lws_worker_index_outside_the_group_is_refused() -> None:
+    config = serving(decode={"nodes_per_replica": 2, "data_parallel_local": 8, "data_parallel": 16})
+    stray = LwsPlacement(leader_address="l", group_size=2, worker_index=2)
+    with pytest.raises(LaunchError, match=r"LWS_WORKER_INDEX=2 is outside 0..1"):
+        DecodeWorker(config, p5_host(lws=stray), "/m", {}).launch()
