@@ -30,7 +30,7 @@ $(VENV)/.tests-installed: tests/requirements.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch $@
 
-$(VLLM_VENV)/.installed: tests/e2e/testbed/install.sh tests/e2e/testbed/requirements.txt runtime/requirements.txt
+$(VLLM_VENV)/.installed: tests/e2e/testbed/install.sh tests/e2e/testbed/constraints.txt runtime/requirements.txt
 	bash tests/e2e/testbed/install.sh $(VLLM_VENV)
 	touch $@
 

