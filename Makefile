@@ -5,6 +5,7 @@ PYTHON      ?= python3
 VENV        := .venv
 BIN         := $(CURDIR)/$(VENV)/bin
 DEPLOYMENT  ?= deployments/default.yaml
+VLLM_VENV   := .venv-vllm
 # The venv's node/npm first; the CDK CLI must not phone home; jsii must not nag about Node.
 export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
@@ -23,16 +24,26 @@ node_modules/.installed: package.json package-lock.json $(VENV)/.installed
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Test-only packages (moto server, hadolint, Prometheus parser) in the CDK venv; the vLLM CPU test bed in its own
+# venv. The install script keeps its own stamp keyed on its pinned versions, so calling it again is a no-op.
+$(VENV)/.tests-installed: tests/requirements.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+$(VLLM_VENV)/.installed: tests/e2e/testbed/install.sh tests/e2e/testbed/constraints.txt runtime/requirements.txt
+	bash tests/e2e/testbed/install.sh $(VLLM_VENV)
+	touch $@
+
 # Synthesize the default deployment (or DEPLOYMENT=...) into cdk.out, cdk-nag included. Offline, no AWS credentials.
 synth: setup
 	cdk synth --quiet -c deployment=$(DEPLOYMENT)
 	@ls cdk.out/*.template.json
 
 # Unit tests, infra checks (assertions, cfn-lint, cdk-nag) and the end-to-end tier.
-test: setup
+test: setup $(VENV)/.tests-installed $(VLLM_VENV)/.installed
 	$(BIN)/python -m pytest
 
-test-unit: setup
+test-unit: setup $(VENV)/.tests-installed
 	$(BIN)/python -m pytest tests/infra tests/runtime
 
 clean:

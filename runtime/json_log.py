@@ -1,0 +1,53 @@
+"""Structured logs: one JSON object a line on stderr, with a UTC timestamp, the level, the event and its fields."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+_FIELDS = "pdstack_fields"
+
+
+class JsonLineFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        line.update(getattr(record, _FIELDS, {}))
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+class EventLog:
+    """A logger whose calls take an event name and keyword fields: ``log.info("model_fetched", files=3)``."""
+
+    def __init__(self, name: str) -> None:
+        self._logger = logging.getLogger(name)
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._logger.info(event, extra={_FIELDS: fields})
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._logger.warning(event, extra={_FIELDS: fields})
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._logger.error(event, extra={_FIELDS: fields})
+
+
+def configure(level: int = logging.INFO) -> None:
+    """Send the ``runtime`` loggers to stderr as JSON lines (once per process)."""
+    root = logging.getLogger("runtime")
+    if any(isinstance(handler.formatter, JsonLineFormatter) for handler in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLineFormatter())
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False

@@ -1,0 +1,111 @@
+"""The end-to-end tier's test bed: the vLLM CPU venv, a tiny local model, and a prefill + decode pair started
+through ``python -m runtime`` with a CPU test deployment. Every server is stopped when the module ends, pass or fail.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.e2e.testbed.runtime_server import RuntimeServer
+
+REPO = Path(__file__).resolve().parents[2]
+TESTBED = Path(__file__).resolve().parent / "testbed"
+WORK = REPO / ".work" / "e2e"
+VLLM_VENV = Path(os.environ.get("PDSTACK_VLLM_VENV", REPO / ".venv-vllm"))
+
+
+@pytest.fixture(scope="session")
+def vllm_python() -> Path:
+    """The vLLM test venv's interpreter, installed (or confirmed cached) by the repo's own script."""
+    subprocess.run(["bash", str(TESTBED / "install.sh"), str(VLLM_VENV)], check=True)
+    return VLLM_VENV / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(vllm_python: Path) -> Path:
+    out = WORK / "tiny-model"
+    subprocess.run([str(vllm_python), str(TESTBED / "make_tiny_model.py"), str(out)], check=True)
+    return out
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def cpu_role(ports: list[int], cpu: int) -> dict[str, object]:
+    """One role of the CPU test deployment: loopback, its own ports, its own core for vLLM's OpenMP threads."""
+    http, side_channel, kv_events, dp_rpc = ports
+    return {
+        "bind_address": "127.0.0.1",
+        "ports": {"http": http, "nixl_side_channel": side_channel, "kv_events": kv_events, "dp_rpc": dp_rpc},
+        "extra_args": ["--enforce-eager"],
+        "extra_env": {
+            "VLLM_CPU_OMP_THREADS_BIND": str(cpu),
+            "VLLM_CPU_KVCACHE_SPACE": "1",
+            "UCX_TLS": "tcp,self,sm",
+            "VLLM_NO_USAGE_STATS": "1",
+        },
+    }
+
+
+def server_environment(vllm_python: Path) -> dict[str, str]:
+    """The pod-like environment: the venv's `vllm` on PATH, the pod IP, caches in the work dir. The test bed's
+    sitecustomize (quirk 3, NIXL progress-thread delay) rides on PYTHONPATH here, test-side only."""
+    keep = {name: os.environ[name] for name in ("HOME", "LANG", "TMPDIR") if name in os.environ}
+    return {
+        **keep,
+        "PATH": f"{vllm_python.parent}{os.pathsep}/usr/bin{os.pathsep}/bin",
+        "PYTHONPATH": f"{REPO}{os.pathsep}{TESTBED / 'sitecustomize_dir'}",
+        "POD_IP": "127.0.0.1",
+        "VLLM_CACHE_ROOT": str(WORK / "vllm-cache"),
+        "TORCHINDUCTOR_CACHE_DIR": str(WORK / "inductor-cache"),
+        "HF_HOME": str(WORK / "hf-home"),
+    }
+
+
+@dataclass(frozen=True)
+class PdPair:
+    prefill: RuntimeServer
+    decode: RuntimeServer
+    model: str
+
+
+@pytest.fixture(scope="module")
+def pd_pair(vllm_python: Path, tiny_model: Path) -> Iterator[PdPair]:
+    ports = free_ports(8)
+    deployment = {
+        "name": "cpu-testbed",
+        "serving": {
+            "model": {"source": str(tiny_model), "served_name": "tiny", "block_size": 32, "max_model_len": 1024},
+            "kv_transfer": {"backend": "UCX", "buffer_device": "cpu"},
+            "prefill": cpu_role(ports[0:4], cpu=0),
+            "decode": cpu_role(ports[4:8], cpu=1),
+        },
+    }
+    WORK.mkdir(parents=True, exist_ok=True)
+    config = WORK / "cpu-deployment.yaml"
+    config.write_text(yaml.safe_dump(deployment))
+    env = server_environment(vllm_python)
+    with ExitStack() as stack:
+        prefill = stack.enter_context(
+            RuntimeServer("prefill", vllm_python, config, ports[0], env, WORK / "prefill.log", REPO))
+        decode = stack.enter_context(
+            RuntimeServer("decode", vllm_python, config, ports[4], env, WORK / "decode.log", REPO))
+        print(f"\nserver start: prefill {prefill.started_in_s:.1f} s, decode {decode.started_in_s:.1f} s")
+        yield PdPair(prefill=prefill, decode=decode, model="tiny")
