@@ -23,7 +23,6 @@ from runtime.config import Serving
 SUPPORTED_KUBERNETES_VERSIONS = ("1.34",)
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 _RESERVATION_ID = re.compile(r"^cr-[0-9a-f]{17}$")
 _ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 _K8S_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
@@ -306,11 +305,6 @@ class ImageConfig(_Strict):
                 f"pull_through_cache is for ghcr.io images; base_repository={self.base_repository!r} is elsewhere"
             )
         return self
-
-    @property
-    def base_digest_is_placeholder(self) -> bool:
-        """The all-zero digest the example files carry until someone pins the real one."""
-        return self.base_digest == PLACEHOLDER_DIGEST
 
     @property
     def base_image(self) -> str:

@@ -75,12 +75,6 @@ class ImageStack(cdk.Stack):
         self.image_uri = self.repository.repository_uri_for_tag(self.image_tag)
 
         base_image = config.base_image
-        if config.base_digest_is_placeholder:
-            cdk.Annotations.of(self).add_warning_v2(
-                "pdstack:placeholder-base-digest",
-                f"image.base_digest is the all-zero placeholder; pin the real digest of {config.base_repository}:"
-                f"{config.base_tag} (crane digest ...) before deploying, or the image build will fail to pull it",
-            )
         if config.pull_through_cache.enabled:
             ecr.CfnPullThroughCacheRule(
                 self,

@@ -68,10 +68,9 @@ def test_pull_through_cache_only_when_enabled(default: Synthesized, capacity_blo
     (project,) = capacity_block.image.find_resources("AWS::CodeBuild::Project").values()
     variables = {v["Name"]: v["Value"] for v in project["Properties"]["Environment"]["EnvironmentVariables"]}
     base = json.dumps(variables["BASE_IMAGE"])
-    assert "ghcr.io" not in base and "/ghcr/llm-d/llm-d-aws:v0.9.0@sha256:" in base
+    assert "ghcr.io" not in base and "/ghcr/llm-d/llm-d-aws:v0.8.0@sha256:" in base
 
 
-def test_placeholder_digest_warns(default: Synthesized) -> None:
-    from aws_cdk.assertions import Annotations
-
-    Annotations.from_stack(default.stacks.image).has_warning("*", Match.string_like_regexp("placeholder"))
+def test_dockerfile_default_base_is_the_default_deployments(default: Synthesized) -> None:
+    dockerfile = (Path(__file__).resolve().parents[2] / "container" / "Dockerfile").read_text()
+    assert f"ARG BASE_IMAGE={default.deployment.image.base_image}\n" in dockerfile
