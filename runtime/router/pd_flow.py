@@ -29,7 +29,7 @@ from runtime.router.openai_request import OpenAiRequest
 from runtime.router.prefix_index import PrefixIndex
 from runtime.router.prompt_reader import PromptReader
 from runtime.router.request_keys import OUTCOME
-from runtime.router.pull_check import missing_params, recomputed
+from runtime.router.pull_check import missing_params
 from runtime.router.router_metrics import RouterMetrics
 from runtime.router.scheduling.context import SchedulingContext
 from runtime.router.scheduling.pd_decider import PdDecider
@@ -89,6 +89,8 @@ class PdFlow:
         params: dict[str, Any] | None = None
         prefill: Engine | None = None
         reason = decision.reason
+        if reason == "no_prefill_engine" and self.pool.by_role("prefill"):
+            self.metrics.fallbacks.labels("no_healthy_prefill").inc()  # prefill engines exist, none can serve
         if decision.decision == "pd":
             try:
                 params, prefill = await self._prefill(api, raw, context, headers)
@@ -158,10 +160,8 @@ class PdFlow:
             try:
                 async with self.upstream.post(engine, api.path, body, headers) as response:
                     if api.stream and response.status == 200:
-                        return await self._relay_stream(request, response, engine, params, leg)
+                        return await self._relay_stream(request, response, engine, leg)
                     payload = await response.read()
-                    if params is not None and response.status == 200:
-                        self._check_pull(engine, payload, leg.request_id)
                     self._observe(leg, first_byte=True)
                     return web.Response(status=response.status, body=payload, headers={
                         "Content-Type": response.headers.get("Content-Type", "application/json"),
@@ -187,7 +187,7 @@ class PdFlow:
         raise ApiError(502, f"no decode engine could serve the request: {last}", code="upstream_failed")
 
     async def _relay_stream(self, request: web.Request, upstream: aiohttp.ClientResponse, engine: Engine,
-                            params: dict[str, Any] | None, leg: Leg) -> web.StreamResponse:
+                            leg: Leg) -> web.StreamResponse:
         out = web.StreamResponse(status=200, headers={
             "Content-Type": upstream.headers.get("Content-Type", "text/event-stream"),
             "Cache-Control": "no-cache", "X-Request-Id": leg.request_id})
@@ -197,8 +197,6 @@ class PdFlow:
                 await out.write(chunk)
                 if leg.first_byte is None:
                     self._observe(leg, first_byte=True)
-                if params is not None and b'"prompt_tokens_details"' in chunk:
-                    self._check_pull_stream(engine, chunk, leg.request_id)
         except RELAYED_ERRORS as error:
             # the engine died or went quiet mid-stream: tell the client now, in the stream's own format
             self.metrics.upstream_errors.labels(engine.name, "stream_broken").inc()
@@ -220,26 +218,6 @@ class PdFlow:
         log.warning("upstream_failed", request_id=context.request_id, engine=engine.name, role=engine.role, kind=kind)
         if exclude:
             context.excluded.add(engine.url)
-
-    def _check_pull(self, engine: Engine, payload: bytes, request_id: str) -> None:
-        try:
-            usage = json.loads(payload).get("usage")
-        except (ValueError, AttributeError):
-            return
-        self._judge(engine, usage, request_id)
-
-    def _check_pull_stream(self, engine: Engine, chunk: bytes, request_id: str) -> None:
-        for line in chunk.split(b"\n"):
-            if line.startswith(b"data: {") and b'"prompt_tokens_details"' in line:
-                try:
-                    self._judge(engine, json.loads(line[6:]).get("usage"), request_id)
-                except ValueError:
-                    pass
-
-    def _judge(self, engine: Engine, usage: Any, request_id: str) -> None:
-        if recomputed(usage, self.prompts.block_size):
-            self.metrics.recomputes.labels(engine.name, "usage_shows_recompute").inc()
-            log.error("decode_recomputed", request_id=request_id, engine=engine.name, usage=usage)
 
 
 def _upstream_headers(request: web.Request, request_id: str) -> dict[str, str]:

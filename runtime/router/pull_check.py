@@ -1,9 +1,11 @@
-"""Tells when a decode engine recomputed the prompt instead of pulling its KV from prefill.
+"""Tells when a decode engine will recompute the prompt instead of pulling its KV from prefill.
 
-vLLM's decode does that silently when the ``kv_transfer_params`` it got are incomplete ("Got invalid
-KVTransferParams"), so the router checks twice: the params before it sends them, and the decode's usage after (with
-``--enable-prompt-tokens-details`` the decode reports pulled tokens as cached; far fewer cached than prompt tokens
-means it computed them itself).
+vLLM's decode does that silently when the ``kv_transfer_params`` it gets are incomplete ("Got invalid
+KVTransferParams"): it logs a warning and computes the whole prompt itself. The router checks the params prefill
+returned before it sends them on, and counts and logs every request that would recompute.
+
+The decode's usage cannot tell instead: measured on vLLM 0.32, ``prompt_tokens_details.cached_tokens`` on decode
+counts its own local prefix-cache hits only, never the pulled tokens (a fully pulled 111-token prompt reported 32).
 """
 
 from __future__ import annotations
@@ -15,16 +17,3 @@ REQUIRED_PARAMS = ("remote_engine_id", "remote_request_id", "remote_host", "remo
 
 def missing_params(params: dict[str, Any]) -> list[str]:
     return [name for name in REQUIRED_PARAMS if params.get(name) is None]
-
-
-def recomputed(usage: Any, block_size: int) -> bool:
-    """True when the usage shows the decode computed more than the last partial block of the prompt itself."""
-    if not isinstance(usage, dict):
-        return False
-    details = usage.get("prompt_tokens_details")
-    if not isinstance(details, dict) or not isinstance(details.get("cached_tokens"), int):
-        return False
-    prompt_tokens = usage.get("prompt_tokens")
-    if not isinstance(prompt_tokens, int):
-        return False
-    return prompt_tokens - details["cached_tokens"] > block_size
