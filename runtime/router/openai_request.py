@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from runtime.router.api_error import ApiError
 
@@ -24,7 +24,7 @@ class _Routable(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1)
-    stream: bool = False
+    stream: StrictBool | None = False
 
 
 class CompletionBody(_Routable):
@@ -80,4 +80,4 @@ class OpenAiRequest:
             message = f"{param}: {first['msg']}" if param else first["msg"]
             raise ApiError(400, message, param=param, code="invalid_value" if first["type"] != "missing"
                            else "missing_required_parameter") from None
-        return cls(endpoint=endpoint, body=body, model=routable.model, stream=routable.stream)
+        return cls(endpoint=endpoint, body=body, model=routable.model, stream=bool(routable.stream))
