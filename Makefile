@@ -11,7 +11,7 @@ export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: setup synth test test-unit lint clean
+.PHONY: setup synth test test-unit lint clean demo bench-router
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -45,6 +45,14 @@ test: setup $(VENV)/.tests-installed $(VLLM_VENV)/.installed
 
 test-unit: setup $(VENV)/.tests-installed
 	$(BIN)/python -m pytest tests/infra tests/runtime
+
+# The whole thing on this machine, no GPU: real vLLM prefill + decode (CPU) and the router on 127.0.0.1:$${DEMO_PORT:-8000}.
+demo: setup $(VENV)/.tests-installed $(VLLM_VENV)/.installed
+	$(BIN)/python -m tests.e2e.testbed.demo
+
+# Router overhead against fake engines; writes bench/results/router_overhead.{json,md}.
+bench-router: $(VLLM_VENV)/.installed
+	$(VLLM_VENV)/bin/python -m bench.router_overhead.run
 
 clean:
 	rm -rf cdk.out .pytest_cache

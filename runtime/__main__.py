@@ -1,4 +1,4 @@
-"""``python -m runtime {prefill|decode|preflight}``: the container's entry point."""
+"""``python -m runtime {prefill|decode|router|preflight}``: the container's entry point."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
         worker = commands.add_parser(role, help=f"configure and exec the vLLM {role} worker")
         worker.add_argument("--config", help=f"serving configuration file (default: ${CONFIG_ENV})")
         worker.add_argument("--dry-run", action="store_true", help="print argv, env and host as JSON and exit")
+    router = commands.add_parser("router", help="serve the OpenAI API and route P/D with KV-cache awareness")
+    router.add_argument("--config", help=f"serving configuration file (default: ${CONFIG_ENV})")
     preflight = commands.add_parser("preflight", help="check this node against the configuration")
     preflight.add_argument("--config", help=f"serving configuration file (default: ${CONFIG_ENV})")
     preflight.add_argument("--role", choices=("prefill", "decode"), default="decode")
@@ -83,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "preflight":
             return _run_preflight(args)
+        if args.command == "router":
+            from runtime.router.server import run
+
+            return run(load_serving(args.config))
         return _run_worker(args)
     except ValidationError as error:
         problems = explain(error)

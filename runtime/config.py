@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from runtime.catalog import INSTANCE_CATALOG, instance_spec
+from runtime.router.config import RouterConfig
 
 CONFIG_ENV = "PDSTACK_CONFIG"
 """The environment variable naming the configuration file (in the cluster: the mounted ConfigMap)."""
@@ -151,6 +152,7 @@ class Serving(_Strict):
     decode: Role = Role()
     kv_transfer: KvTransfer = KvTransfer()
     kv_events: KvEvents = KvEvents()
+    router: RouterConfig = RouterConfig()
 
     def instance_types(self) -> set[str]:
         return {self.prefill.instance_type, self.decode.instance_type}

@@ -1,0 +1,70 @@
+"""The floor of each HTTP stack: a pass-through proxy to one engine, nothing else. Comparing the router against these
+shows what the stack costs and what the router's own work costs.
+Usage: python -m bench.router_overhead.minimal_proxies aiohttp|starlette PORT UPSTREAM_URL"""
+
+from __future__ import annotations
+
+import sys
+
+
+def aiohttp_proxy(port: int, upstream: str) -> None:
+    import aiohttp
+    from aiohttp import web
+
+    async def session_ctx(app: web.Application):  # type: ignore[no-untyped-def]
+        app["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        yield
+        await app["session"].close()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        async with request.app["session"].post(upstream + request.path, data=body,
+                                               headers={"Content-Type": "application/json"}) as response:
+            out = web.StreamResponse(status=response.status,
+                                     headers={"Content-Type": response.headers["Content-Type"]})
+            await out.prepare(request)
+            async for chunk in response.content.iter_any():
+                await out.write(chunk)
+            await out.write_eof()
+            return out
+
+    app = web.Application()
+    app.cleanup_ctx.append(session_ctx)
+    app.router.add_post("/v1/completions", handle)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def starlette_proxy(port: int, upstream: str) -> None:
+    import httpx
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    client = httpx.AsyncClient(base_url=upstream, limits=httpx.Limits(max_connections=None,
+                                                                       max_keepalive_connections=256))
+
+    async def handle(request: Request) -> StreamingResponse:
+        body = await request.body()
+        upstream_request = client.build_request("POST", request.url.path, content=body,
+                                                headers={"Content-Type": "application/json"})
+        response = await client.send(upstream_request, stream=True)
+
+        async def relay():  # type: ignore[no-untyped-def]
+            try:
+                async for chunk in response.aiter_raw():
+                    yield chunk
+            finally:
+                await response.aclose()
+
+        return StreamingResponse(relay(), status_code=response.status_code,
+                                 media_type=response.headers.get("content-type"))
+
+    app = Starlette(routes=[Route("/v1/completions", handle, methods=["POST"])])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    kind, port, upstream = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    (aiohttp_proxy if kind == "aiohttp" else starlette_proxy)(port, upstream)

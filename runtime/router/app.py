@@ -1,0 +1,157 @@
+"""The HTTP surface: OpenAI's completions, chat completions and models, plus health, readiness and metrics.
+
+Every client error is answered in OpenAI's error shape with the right status (400, 404, 405, 413, 415); nothing a
+client sends can produce a 500. Each request carries an ``X-Request-Id`` (the client's, or a new one) to both legs,
+into every log line, and back in the response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from runtime.json_log import EventLog
+from runtime.router.api_error import ApiError
+from runtime.router.engine import EnginePool
+from runtime.router.model_catalog import ModelCatalog
+from runtime.router.openai_request import Endpoint, OpenAiRequest
+from runtime.router.pd_flow import PdFlow
+from runtime.router.prefix_index import PrefixIndex
+from runtime.router.request_keys import OUTCOME, REQUEST_ID
+from runtime.router.router_metrics import RouterMetrics
+from runtime.router.scheduling.scheduler import NoEngineAvailable
+
+log = EventLog("runtime.router.app")
+
+STATE = web.AppKey("router_state", object)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class RouterState:
+    """What the handlers need; built by :class:`~runtime.router.server.RouterServer`."""
+
+    def __init__(self, pool: EnginePool, flow: PdFlow, catalog: ModelCatalog, index: PrefixIndex,
+                 metrics: RouterMetrics, max_body_bytes: int) -> None:
+        self.pool = pool
+        self.flow = flow
+        self.catalog = catalog
+        self.index = index
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self.draining = False
+
+
+def request_id_of(request: web.Request) -> str:
+    given = request.headers.get("X-Request-Id", "")
+    return given if 0 < len(given) <= 200 and given.isprintable() else f"pdstack-{uuid.uuid4().hex}"
+
+
+@web.middleware
+async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own errors (404, 405, 413) and any bug become OpenAI-shaped answers; bugs are logged, not hidden."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error.response(request.get(REQUEST_ID))
+    except web.HTTPRequestEntityTooLarge as error:
+        return ApiError(413, f"the request body exceeds {error.max_size} bytes", code="body_too_large").response()
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return ApiError(error.status, error.reason or "error", code=error.reason).response()
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.error("unhandled", request_id=request.get(REQUEST_ID), path=request.path, exc_info=True)
+        return ApiError(500, "internal router error", code="internal_error").response(request.get(REQUEST_ID))
+
+
+def build_app(state: RouterState) -> web.Application:
+    app = web.Application(middlewares=[openai_errors], client_max_size=state.max_body_bytes)
+    app[STATE] = state
+    app.router.add_post("/v1/completions", _generation("completions"))
+    app.router.add_post("/v1/chat/completions", _generation("chat"))
+    app.router.add_get("/v1/models", _models)
+    app.router.add_get("/health", _health)
+    app.router.add_get("/ready", _ready)
+    app.router.add_get("/metrics", _metrics)
+    return app
+
+
+def _state(request: web.Request) -> RouterState:
+    return request.app[STATE]  # type: ignore[return-value]
+
+
+def _generation(endpoint: Endpoint) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        state = _state(request)
+        request_id = request[REQUEST_ID] = request_id_of(request)
+        outcome = "ok"
+        try:
+            if request.content_type != "application/json":
+                raise ApiError(415, f"Content-Type must be application/json, got {request.content_type!r}",
+                               code="unsupported_media_type")
+            if request.content_length is not None and request.content_length > state.max_body_bytes:
+                raise ApiError(413, f"the request body exceeds {state.max_body_bytes} bytes", code="body_too_large")
+            try:
+                raw = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                raise ApiError(413, f"the request body exceeds {state.max_body_bytes} bytes",
+                               code="body_too_large") from None
+            api = OpenAiRequest.parse(endpoint, raw)
+            if not state.catalog.knows(api.model):
+                raise ApiError(404, f"The model `{api.model}` does not exist.", param="model", code="model_not_found")
+            response = await state.flow.serve(request, api, raw, request_id)
+            outcome = request.get(OUTCOME, "ok" if response.status < 400 else f"engine_{response.status}")
+            return response
+        except ApiError as error:
+            outcome = "client_error" if error.status < 500 else "upstream_error"
+            log.warning("request_failed", request_id=request_id, status=error.status, reason=error.message)
+            return error.response(request_id)
+        except NoEngineAvailable as error:
+            outcome = "no_engine"
+            return ApiError(503, str(error), code="no_engine_available").response(request_id)
+        except (asyncio.CancelledError, ConnectionResetError):
+            outcome = "client_disconnected"
+            state.metrics.client_disconnects.inc()
+            log.info("client_disconnected", request_id=request_id)
+            raise
+        finally:
+            state.metrics.requests.labels(endpoint, outcome).inc()
+
+    return handle
+
+
+async def _models(request: web.Request) -> web.Response:
+    return web.json_response(_state(request).catalog.listing())
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _ready(request: web.Request) -> web.Response:
+    state = _state(request)
+    if state.draining:
+        return web.json_response({"status": "draining"}, status=503)
+    if not state.pool.ready():
+        return web.json_response({"status": "no healthy decode engine"}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    state = _state(request)
+    state.metrics.index_blocks.set(len(state.index))
+    state.metrics.index_evictions.set(state.index.evictions)
+    for engine in state.pool:
+        state.metrics.in_flight.labels(engine.name, engine.role).set(engine.in_flight)
+    response = web.Response(body=generate_latest(state.metrics.registry))
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    return response
+
+
+__all__ = ["STATE", "RouterState", "build_app", "request_id_of"]

@@ -1,0 +1,102 @@
+"""The router's configuration: the ``serving.router`` section. Every knob the issue names, with defaults that serve
+a small cluster well; every model strict and closed so a typo fails at load with the field's name."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class StaticEngine(_Strict):
+    url: str = Field(pattern=r"^https?://[^/\s]+$", description="base URL of one engine, e.g. http://10.0.0.7:8000")
+    role: Literal["prefill", "decode"]
+    kv_events: str | None = Field(default=None, description="ZMQ endpoint of its KV events, e.g. tcp://10.0.0.7:5557")
+
+
+class DnsDiscovery(_Strict):
+    """A headless Service per role: its A records are the engines."""
+
+    prefill: str | None = Field(default=None, description="DNS name whose A records are the prefill engines")
+    decode: str | None = Field(default=None, description="DNS name whose A records are the decode engines")
+    interval_s: float = Field(default=10.0, gt=0)
+
+
+class KubernetesDiscovery(_Strict):
+    """EndpointSlices labelled ``llm-d.ai/role`` (copied from their Services), listed and watched through the API
+    server with the pod's service-account token."""
+
+    namespace: str | None = Field(default=None, description="None: the pod's own namespace")
+    label_selector: str = "llm-d.ai/role in (prefill,decode)"
+    role_label: str = "llm-d.ai/role"
+    port_name: str = Field(default="http", description="the EndpointSlice port that serves the OpenAI API")
+    api_server: str | None = Field(default=None, description="None: https://$KUBERNETES_SERVICE_HOST:$..._PORT")
+    service_account_dir: str = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+class Discovery(_Strict):
+    static: list[StaticEngine] = Field(default_factory=list)
+    dns: DnsDiscovery | None = None
+    kubernetes: KubernetesDiscovery | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Discovery:
+        sources = [name for name in ("dns", "kubernetes") if getattr(self, name) is not None]
+        if self.static:
+            sources.append("static")
+        if len(sources) > 1:
+            raise ValueError(f"serving.router.discovery has {' and '.join(sources)}; choose exactly one source")
+        return self
+
+
+class ScorerWeights(_Strict):
+    prefix: float = Field(default=3.0, ge=0)
+    load: float = Field(default=2.0, ge=0)
+    session: float = Field(default=1.0, ge=0)
+
+
+class Saturation(_Strict):
+    """An engine past either limit is filtered out (unless every engine is)."""
+
+    max_waiting: int = Field(default=32, ge=0, description="vllm:num_requests_waiting above this: saturated")
+    max_kv_usage: float = Field(default=0.95, gt=0, le=1.0, description="vllm:kv_cache_usage_perc above this")
+    max_in_flight: int = Field(default=256, ge=1, description="router-tracked requests in flight")
+
+
+class Timeouts(_Strict):
+    connect_s: float = Field(default=5.0, gt=0)
+    first_byte_s: float = Field(default=120.0, gt=0, description="until the engine's response headers")
+    idle_stream_s: float = Field(default=60.0, gt=0, description="longest gap between two streamed chunks")
+
+
+class Retries(_Strict):
+    attempts: int = Field(default=3, ge=1, description="tries per leg, each on another engine when one is left")
+    backoff_s: float = Field(default=0.05, ge=0, description="first back-off; doubles each retry")
+
+
+class RouterConfig(_Strict):
+    host: str = "0.0.0.0"
+    port: int = Field(default=8000, ge=1, le=65535)
+    discovery: Discovery = Discovery()
+    pd_threshold_tokens: int = Field(
+        default=256, ge=0,
+        description="uncached prompt tokens on the chosen decode below this: decode serves alone; 0: always P/D",
+    )
+    prefix_mode: Literal["precise", "approximate"] = Field(
+        default="approximate", description="precise: KV events from the engines; approximate: learn from decisions"
+    )
+    index_capacity_blocks: int = Field(default=1_000_000, ge=1, description="LRU cap of the prefix index")
+    tokenizer: str | None = Field(default=None, description="directory with tokenizer.json; None: serving.model.source")
+    weights: ScorerWeights = ScorerWeights()
+    saturation: Saturation = Saturation()
+    session_header: str = "x-session-id"
+    timeouts: Timeouts = Timeouts()
+    retries: Retries = Retries()
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    health_interval_s: float = Field(default=5.0, gt=0)
+    metrics_interval_s: float = Field(default=2.0, gt=0)
+    shutdown_grace_s: float = Field(default=30.0, ge=0)

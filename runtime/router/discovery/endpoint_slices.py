@@ -1,0 +1,163 @@
+"""Engines from Kubernetes EndpointSlices: list, then watch, through the API server with the pod's service-account
+token. Slices are selected by label (``llm-d.ai/role``, which Kubernetes copies from the Service onto its slices);
+the label's value is the role; ready endpoints are engines. A watch that expires (410 Gone) or drops is relisted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import ssl
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from runtime.json_log import EventLog
+from runtime.router.config import KubernetesDiscovery
+from runtime.router.discovery.source import KvEventsEndpoint, OnEngines
+from runtime.router.engine import EngineSpec
+
+log = EventLog("runtime.router.discovery")
+API_PATH = "/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class SliceMetadata(_Loose):
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    resourceVersion: str | None = None
+
+
+class SliceConditions(_Loose):
+    ready: bool | None = None
+
+
+class SliceEndpoint(_Loose):
+    addresses: list[str]
+    conditions: SliceConditions = SliceConditions()
+
+
+class SlicePort(_Loose):
+    name: str | None = None
+    port: int | None = None
+
+
+class EndpointSlice(_Loose):
+    metadata: SliceMetadata
+    addressType: str = "IPv4"
+    endpoints: list[SliceEndpoint] | None = None
+    ports: list[SlicePort] | None = None
+
+
+class WatchGone(Exception):
+    pass
+
+
+class EndpointSliceDiscovery:
+    def __init__(self, config: KubernetesDiscovery, kv_events: KvEventsEndpoint, retry_s: float = 2.0) -> None:
+        self.config = config
+        self.kv_events = kv_events
+        self.retry_s = retry_s
+        account = Path(config.service_account_dir)
+        self.token_file = account / "token"
+        namespace = config.namespace
+        if namespace is None:
+            namespace = (account / "namespace").read_text().strip()
+        self.url = self._api_server() + API_PATH.format(namespace=namespace)
+        ca_file = account / "ca.crt"
+        self.ssl: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca_file)) if ca_file.is_file() else True
+        self.slices: dict[str, EndpointSlice] = {}
+
+    def _api_server(self) -> str:
+        if self.config.api_server:
+            return self.config.api_server.rstrip("/")
+        host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        return f"https://{'[' + host + ']' if ':' in host else host}:{port}"
+
+    def _headers(self) -> dict[str, str]:
+        token = self.token_file.read_text().strip() if self.token_file.is_file() else ""  # rotated: read each time
+        return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+    def engines(self) -> list[EngineSpec]:
+        specs = []
+        for item in self.slices.values():
+            role = item.metadata.labels.get(self.config.role_label)
+            if role not in ("prefill", "decode") or item.addressType not in ("IPv4", "IPv6"):
+                continue
+            ports = item.ports or []
+            port = next((p.port for p in ports if p.name == self.config.port_name), None)
+            if port is None:
+                port = next((p.port for p in ports if p.port), None)
+            if port is None:
+                continue
+            for endpoint in item.endpoints or []:
+                if endpoint.conditions.ready is False:
+                    continue
+                for address in endpoint.addresses[:1]:
+                    host = f"[{address}]" if ":" in address else address
+                    specs.append(EngineSpec(url=f"http://{host}:{port}", role=role,  # type: ignore[arg-type]
+                                            kv_events=self.kv_events(address, role)))  # type: ignore[arg-type]
+        return sorted(set(specs), key=lambda spec: (spec.role, spec.url))
+
+    async def run(self, on_engines: OnEngines) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=330)) as session:
+            while True:
+                try:
+                    version = await self._list(session)
+                    on_engines(self.engines())
+                    await self._watch(session, version, on_engines)
+                except WatchGone:
+                    log.info("endpointslice_watch_expired")
+                    continue
+                except (aiohttp.ClientError, TimeoutError, ValueError, ValidationError) as error:
+                    log.warning("endpointslice_discovery_failed", reason=repr(error)[:300])
+                await asyncio.sleep(self.retry_s)
+
+    async def _list(self, session: aiohttp.ClientSession) -> str:
+        params = {"labelSelector": self.config.label_selector}
+        async with session.get(self.url, params=params, headers=self._headers(), ssl=self.ssl) as response:
+            if response.status != 200:
+                raise aiohttp.ClientResponseError(response.request_info, (), status=response.status,
+                                                  message=(await response.text())[:200])
+            document = await response.json()
+        self.slices = {}
+        for raw in document.get("items") or []:
+            item = EndpointSlice.model_validate(raw)
+            self.slices[item.metadata.name] = item
+        return str((document.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def _watch(self, session: aiohttp.ClientSession, version: str, on_engines: OnEngines) -> None:
+        params = {"labelSelector": self.config.label_selector, "watch": "true", "allowWatchBookmarks": "true",
+                  "resourceVersion": version, "timeoutSeconds": "300"}
+        async with session.get(self.url, params=params, headers=self._headers(), ssl=self.ssl) as response:
+            if response.status == 410:
+                raise WatchGone()
+            if response.status != 200:
+                raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)
+            async for line in response.content:
+                if line.strip():
+                    self.apply(json.loads(line), on_engines)
+
+    def apply(self, event: dict[str, Any], on_engines: OnEngines) -> None:
+        kind = event.get("type")
+        raw = event.get("object") or {}
+        if kind == "ERROR":
+            if raw.get("code") == 410:
+                raise WatchGone()
+            raise ValueError(f"watch error: {raw.get('message')}")
+        if kind == "BOOKMARK":
+            return
+        item = EndpointSlice.model_validate(raw)
+        before = self.engines()
+        if kind == "DELETED":
+            self.slices.pop(item.metadata.name, None)
+        elif kind in ("ADDED", "MODIFIED"):
+            self.slices[item.metadata.name] = item
+        after = self.engines()
+        if after != before:
+            on_engines(after)

@@ -1,0 +1,75 @@
+"""Subscribes to one engine's KV events (ZMQ SUB, multipart ``[topic, 8-byte big-endian sequence, payload]``).
+
+The sequence must grow by one. A gap (events lost) or a step back (the engine restarted) means the index no longer
+knows what the engine holds: that engine's entries are dropped and rebuilt from the events that follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import zmq
+import zmq.asyncio
+
+from runtime.json_log import EventLog
+from runtime.router.kv_event_decoding import decode_batch
+from runtime.router.kv_event_indexer import KvEventIndexer
+from runtime.router.router_metrics import RouterMetrics
+
+log = EventLog("runtime.router.kv_events")
+
+
+class KvEventSubscriber:
+    def __init__(self, engine_name: str, endpoint: str, indexer: KvEventIndexer, metrics: RouterMetrics,
+                 context: zmq.asyncio.Context) -> None:
+        self.engine_name = engine_name
+        self.endpoint = endpoint
+        self.indexer = indexer
+        self.metrics = metrics
+        self.context = context
+        self.last_sequence: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def run(self) -> None:
+        socket = self.context.socket(zmq.SUB)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.SUBSCRIBE, b"")
+        socket.connect(self.endpoint)
+        log.info("kv_events_subscribed", engine=self.engine_name, endpoint=self.endpoint)
+        try:
+            while True:
+                self.handle(await socket.recv_multipart())
+        finally:
+            socket.close(linger=0)
+
+    def handle(self, frames: list[bytes]) -> None:
+        if len(frames) != 3 or len(frames[1]) != 8:
+            self._resync("bad_frame")
+            return
+        sequence = int.from_bytes(frames[1], "big", signed=True)
+        if self.last_sequence is not None and sequence != self.last_sequence + 1:
+            self._resync("restart" if sequence <= self.last_sequence else "gap")
+        self.last_sequence = sequence
+        try:
+            batch = decode_batch(frames[2])
+        except ValueError as error:
+            log.warning("kv_event_batch_invalid", engine=self.engine_name, reason=str(error))
+            self._resync("bad_batch")
+            return
+        for event in batch.events:
+            self.metrics.kv_events.labels(self.engine_name, self.indexer.apply(event)).inc()
+
+    def _resync(self, reason: str) -> None:
+        dropped = self.indexer.reset()
+        self.metrics.kv_event_resyncs.labels(self.engine_name, reason).inc()
+        log.warning("kv_events_resync", engine=self.engine_name, reason=reason, dropped_blocks=dropped)

@@ -1,0 +1,50 @@
+"""The router's Prometheus metrics, in their own registry (one per router; tests run several in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class RouterMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("pdstack_router_requests", "Requests by endpoint and outcome",
+                                ["endpoint", "outcome"], registry=r)
+        self.decisions = Counter("pdstack_router_decisions", "P/D or decode-only, and why",
+                                 ["decision", "reason"], registry=r)
+        self.prompt_tokens = Counter("pdstack_router_prompt_tokens", "Prompt tokens routed (estimated without a "
+                                     "tokenizer)", ["role"], registry=r)
+        self.prefix_hit_tokens = Counter("pdstack_router_predicted_prefix_hit_tokens",
+                                         "Prompt tokens the index predicted cached on the chosen engine",
+                                         ["role"], registry=r)
+        self.retries = Counter("pdstack_router_retries", "Upstream attempts retried on another engine",
+                               ["leg"], registry=r)
+        self.fallbacks = Counter("pdstack_router_fallbacks", "P/D requests served decode-only after a failure",
+                                 ["reason"], registry=r)
+        self.upstream_errors = Counter("pdstack_router_upstream_errors", "Upstream failures by engine and kind",
+                                       ["engine", "kind"], registry=r)
+        self.recomputes = Counter("pdstack_router_decode_recomputes",
+                                  "Decode answers that show the prompt was recomputed instead of pulled",
+                                  ["engine", "reason"], registry=r)
+        self.ttft = Histogram("pdstack_router_ttft_seconds", "Time to the first byte sent to the client",
+                              ["endpoint", "decision"], buckets=LATENCY_BUCKETS, registry=r)
+        self.e2e = Histogram("pdstack_router_request_seconds", "End-to-end request latency",
+                             ["endpoint", "decision"], buckets=LATENCY_BUCKETS, registry=r)
+        self.index_blocks = Gauge("pdstack_router_prefix_index_blocks", "Blocks held in the prefix index",
+                                  registry=r)
+        self.index_evictions = Gauge("pdstack_router_prefix_index_evictions", "Blocks evicted by the LRU cap",
+                                     registry=r)
+        self.engine_healthy = Gauge("pdstack_router_engine_healthy", "1 when the engine passes health checks",
+                                    ["engine", "role"], registry=r)
+        self.in_flight = Gauge("pdstack_router_engine_in_flight", "Requests in flight per engine",
+                               ["engine", "role"], registry=r)
+        self.kv_events = Counter("pdstack_router_kv_events", "KV events applied to the index",
+                                 ["engine", "type"], registry=r)
+        self.kv_event_resyncs = Counter("pdstack_router_kv_event_resyncs",
+                                        "Engine entries dropped after a sequence gap, a restart or a bad batch",
+                                        ["engine", "reason"], registry=r)
+        self.client_disconnects = Counter("pdstack_router_client_disconnects",
+                                          "Clients gone before the answer ended (upstream aborted)", registry=r)

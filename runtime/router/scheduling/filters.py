@@ -1,0 +1,52 @@
+"""Filters: each takes the candidate engines and keeps those fit for the request."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from runtime.router.config import Saturation
+from runtime.router.engine import Engine, Role
+from runtime.router.scheduling.context import SchedulingContext
+
+
+class Filter(Protocol):
+    name: str
+
+    def filter(self, context: SchedulingContext, engines: list[Engine]) -> list[Engine]: ...
+
+
+class RoleFilter:
+    name = "role"
+
+    def __init__(self, role: Role) -> None:
+        self.role = role
+
+    def filter(self, context: SchedulingContext, engines: list[Engine]) -> list[Engine]:
+        return [engine for engine in engines if engine.role == self.role]
+
+
+class HealthyFilter:
+    """Healthy engines not yet tried for this request."""
+
+    name = "healthy"
+
+    def filter(self, context: SchedulingContext, engines: list[Engine]) -> list[Engine]:
+        return [engine for engine in engines if engine.healthy and engine.url not in context.excluded]
+
+
+class NotSaturatedFilter:
+    """Drops engines past a saturation limit, unless that would drop them all: a full cluster still queues."""
+
+    name = "not_saturated"
+
+    def __init__(self, limits: Saturation) -> None:
+        self.limits = limits
+
+    def saturated(self, engine: Engine) -> bool:
+        limits = self.limits
+        return (engine.waiting > limits.max_waiting or engine.kv_usage > limits.max_kv_usage
+                or engine.in_flight >= limits.max_in_flight)
+
+    def filter(self, context: SchedulingContext, engines: list[Engine]) -> list[Engine]:
+        fit = [engine for engine in engines if not self.saturated(engine)]
+        return fit or engines

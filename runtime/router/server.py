@@ -1,0 +1,163 @@
+"""The router process: assembles the parts from the serving configuration, serves until SIGTERM/SIGINT, then
+drains (stops accepting, lets requests in flight finish within ``shutdown_grace_s``) and stops its tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from pathlib import Path
+
+import zmq.asyncio
+from aiohttp import web
+
+from runtime.config import Serving
+from runtime.json_log import EventLog
+from runtime.router.app import RouterState, build_app
+from runtime.router.config import RouterConfig
+from runtime.router.discovery.dns_records import DnsRecordsDiscovery
+from runtime.router.discovery.endpoint_slices import EndpointSliceDiscovery
+from runtime.router.discovery.source import DiscoverySource
+from runtime.router.discovery.static_list import StaticDiscovery
+from runtime.router.engine import Engine, EnginePool, EngineSpec, Role
+from runtime.router.engine_monitor import EngineMonitor
+from runtime.router.kv_event_indexer import KvEventIndexer
+from runtime.router.kv_event_subscriber import KvEventSubscriber
+from runtime.router.model_catalog import ModelCatalog
+from runtime.router.pd_flow import PdFlow
+from runtime.router.prefix_index import PrefixIndex
+from runtime.router.prompt_reader import PromptReader
+from runtime.router.prompt_tokenizer import PromptTokenizer
+from runtime.router.router_metrics import RouterMetrics
+from runtime.router.scheduling.scheduler import Scheduler
+from runtime.router.upstream import Upstream
+
+log = EventLog("runtime.router")
+
+
+class RouterServer:
+    def __init__(self, serving: Serving, config: RouterConfig | None = None) -> None:
+        self.serving = serving
+        self.config = config or serving.router
+        self.block_size = serving.model.block_size
+        self.metrics = RouterMetrics()
+        self.pool = EnginePool()
+        self.index = PrefixIndex(self.config.index_capacity_blocks)
+        tokenizer = self._load_tokenizer()
+        self.precise = self.config.prefix_mode == "precise" and tokenizer is not None and serving.kv_events.enabled
+        if self.config.prefix_mode == "precise" and not self.precise:
+            log.warning("precise_mode_unavailable", reason="needs a tokenizer and serving.kv_events.enabled",
+                        using="approximate")
+        self.catalog = ModelCatalog(serving.model.served_name)
+        self.upstream = Upstream(self.config.timeouts)
+        self.flow = PdFlow(self.config, self.pool, Scheduler.from_config(self.config), self.index,
+                           PromptReader(self.block_size, tokenizer), self.upstream, self.metrics,
+                           learn=not self.precise)
+        self.state = RouterState(self.pool, self.flow, self.catalog, self.index, self.metrics,
+                                 self.config.max_body_bytes)
+        self.app = build_app(self.state)
+        self.monitor: EngineMonitor | None = None
+        self.zmq = zmq.asyncio.Context() if self.precise else None
+        self.subscribers: dict[str, KvEventSubscriber] = {}
+        self._discovery_task: asyncio.Task[None] | None = None
+        self._runner: web.AppRunner | None = None
+
+    def _load_tokenizer(self) -> PromptTokenizer | None:
+        directory = self.config.tokenizer
+        if directory is None and self.serving.model.source_kind == "local":
+            directory = self.serving.model.source
+        if directory is None or not Path(directory).is_dir():
+            log.warning("no_tokenizer", directory=directory, using="character blocks")
+            return None
+        try:
+            return PromptTokenizer(directory)
+        except Exception as error:  # any unreadable tokenizer: route by characters, say so
+            log.warning("no_tokenizer", directory=directory, reason=str(error)[:200], using="character blocks")
+            return None
+
+    def discovery(self) -> DiscoverySource:
+        discovery = self.config.discovery
+        if discovery.dns is not None:
+            ports: dict[Role, int] = {role: self.serving.role(role).ports.http for role in ("prefill", "decode")}
+            return DnsRecordsDiscovery(discovery.dns, ports, self._kv_endpoint)
+        if discovery.kubernetes is not None:
+            return EndpointSliceDiscovery(discovery.kubernetes, self._kv_endpoint)
+        return StaticDiscovery(discovery.static)
+
+    def _kv_endpoint(self, address: str, role: Role) -> str | None:
+        if not self.precise:
+            return None
+        host = f"[{address}]" if ":" in address else address
+        return f"tcp://{host}:{self.serving.role(role).ports.kv_events}"
+
+    def on_engines(self, specs: list[EngineSpec]) -> None:
+        added, removed = self.pool.replace(specs)
+        for engine in removed:
+            self.index.drop_engine(engine.url)
+            self.catalog.forget(engine.url)
+            subscriber = self.subscribers.pop(engine.url, None)
+            if subscriber is not None:
+                asyncio.get_running_loop().create_task(subscriber.stop())
+        for engine in added:
+            self._subscribe(engine)
+        if added or removed:
+            log.info("engines_changed", engines=[f"{e.role}:{e.name}" for e in self.pool],
+                     added=[e.name for e in added], removed=[e.name for e in removed])
+            if self.monitor is not None:
+                for engine in added:
+                    asyncio.get_running_loop().create_task(self.monitor.check_engine(engine))
+
+    def _subscribe(self, engine: Engine) -> None:
+        if self.zmq is None or not engine.kv_events:
+            return
+        indexer = KvEventIndexer(engine.url, self.index, self.block_size, self.config.index_capacity_blocks)
+        subscriber = KvEventSubscriber(engine.name, engine.kv_events, indexer, self.metrics, self.zmq)
+        self.subscribers[engine.url] = subscriber
+        subscriber.start()
+
+    async def start(self) -> None:
+        await self.upstream.start()
+        self.monitor = EngineMonitor(self.pool, self.upstream.session, self.catalog, self.metrics, self.block_size,
+                                     self.config.health_interval_s, self.config.metrics_interval_s)
+        self._discovery_task = asyncio.create_task(self.discovery().run(self.on_engines))
+        await asyncio.sleep(0)
+        self.monitor.start()
+        self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None,
+                                     shutdown_timeout=self.config.shutdown_grace_s)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True, backlog=1024)
+        await site.start()
+        log.info("router_listening", host=self.config.host, port=self.config.port, precise=self.precise,
+                 block_size=self.block_size, pd_threshold_tokens=self.config.pd_threshold_tokens)
+
+    async def stop(self) -> None:
+        self.state.draining = True
+        log.info("router_draining", grace_s=self.config.shutdown_grace_s)
+        if self._runner is not None:
+            await self._runner.cleanup()  # stops listening, waits for requests in flight, then cancels the rest
+        if self._discovery_task is not None:
+            self._discovery_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._discovery_task
+        if self.monitor is not None:
+            await self.monitor.stop()
+        for subscriber in list(self.subscribers.values()):
+            await subscriber.stop()
+        await self.upstream.close()
+        if self.zmq is not None:
+            self.zmq.term()
+        log.info("router_stopped")
+
+    async def serve_until_signalled(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        await self.stop()
+
+
+def run(serving: Serving) -> int:
+    asyncio.run(RouterServer(serving).serve_until_signalled())
+    return 0

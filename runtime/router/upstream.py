@@ -1,0 +1,80 @@
+"""Calls to the engines: one pooled aiohttp session, connect / first-byte / idle-stream timeouts, and the
+classification of failures into retryable (nothing reached the client yet, another engine may serve) or not."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import aiohttp
+
+from runtime.router.config import Timeouts
+from runtime.router.engine import Engine
+
+
+class UpstreamFailure(Exception):
+    """An engine could not be reached or answered 5xx; ``kind`` names it for metrics."""
+
+    def __init__(self, engine: Engine, kind: str, detail: str, status: int | None = None) -> None:
+        super().__init__(f"{engine.name}: {kind}: {detail}")
+        self.engine = engine
+        self.kind = kind
+        self.status = status
+
+
+class Upstream:
+    def __init__(self, timeouts: Timeouts) -> None:
+        self.timeouts = timeouts
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, enable_cleanup_closed=True)
+        timeout = aiohttp.ClientTimeout(total=None, connect=self.timeouts.connect_s,
+                                        sock_read=self.timeouts.idle_stream_s)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
+                                              skip_auto_headers=("User-Agent",))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("Upstream.start() was not awaited")
+        return self._session
+
+    @asynccontextmanager
+    async def post(self, engine: Engine, path: str, body: bytes,
+                   headers: Mapping[str, str]) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST and yield the response once its headers arrived. Connection failures, first-byte timeouts and 5xx
+        answers raise :class:`UpstreamFailure` before the caller sees anything (so it may retry elsewhere)."""
+        engine.in_flight += 1
+        try:
+            try:
+                async with asyncio.timeout(self.timeouts.first_byte_s):
+                    response = await self.session.post(engine.url + path, data=body, headers=headers)
+            except TimeoutError:
+                raise UpstreamFailure(engine, "first_byte_timeout", f"no answer in {self.timeouts.first_byte_s} s")
+            except aiohttp.ClientConnectorError as error:
+                raise UpstreamFailure(engine, "connect", str(error)) from error
+            except (aiohttp.ClientError, OSError) as error:
+                raise UpstreamFailure(engine, "connection", repr(error)) from error
+            if response.status >= 500:
+                try:
+                    detail = (await response.read())[:300].decode(errors="replace")
+                except (aiohttp.ClientError, TimeoutError):
+                    detail = ""
+                response.release()
+                raise UpstreamFailure(engine, f"http_{response.status}", detail, status=response.status)
+            try:
+                yield response
+            except BaseException:
+                response.close()  # the client left or the stream broke: drop the connection, the engine aborts
+                raise
+            else:
+                response.release()
+        finally:
+            engine.in_flight -= 1

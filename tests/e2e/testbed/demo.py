@@ -1,0 +1,69 @@
+"""``make demo``: the whole thing on this machine without a GPU. A real vLLM prefill and decode (CPU, tiny local
+model) started through ``python -m runtime``, the router on 127.0.0.1:${DEMO_PORT:-8000}; prints the URL and a curl,
+then waits. Ctrl-C or SIGTERM stops every process it started (by process group, never by name)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from contextlib import ExitStack
+from pathlib import Path
+
+import yaml
+
+from tests.e2e.conftest import REPO, TESTBED, VLLM_VENV, WORK, cpu_role, free_ports, server_environment
+from tests.e2e.testbed.router_process import RouterProcess
+from tests.e2e.testbed.runtime_server import RuntimeServer
+
+
+def main() -> int:
+    port = int(os.environ.get("DEMO_PORT", "8000"))
+    python = VLLM_VENV / "bin" / "python"
+    work = WORK.parent / "demo"
+    work.mkdir(parents=True, exist_ok=True)
+    model = WORK / "tiny-model"
+    subprocess.run([str(python), str(TESTBED / "make_tiny_model.py"), str(model)], check=True)
+    ports = free_ports(8)
+    config = work / "demo-deployment.yaml"
+    config.write_text(yaml.safe_dump({"name": "demo", "serving": {
+        "model": {"source": str(model), "served_name": "tiny", "block_size": 32, "max_model_len": 1024},
+        "kv_transfer": {"backend": "UCX", "buffer_device": "cpu"},
+        "prefill": cpu_role(ports[0:4], cpu=0),
+        "decode": cpu_role(ports[4:8], cpu=1),
+        "router": {"host": "127.0.0.1", "port": port, "pd_threshold_tokens": 0, "prefix_mode": "precise",
+                   "discovery": {"static": [
+                       {"url": f"http://127.0.0.1:{ports[0]}", "role": "prefill",
+                        "kv_events": f"tcp://127.0.0.1:{ports[2]}"},
+                       {"url": f"http://127.0.0.1:{ports[4]}", "role": "decode",
+                        "kv_events": f"tcp://127.0.0.1:{ports[6]}"}]}},
+    }}))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    env = server_environment(python)
+    print("starting prefill and decode vLLM servers (about a minute on 2 cores)...", flush=True)
+    with ExitStack() as stack:
+        stack.enter_context(RuntimeServer("prefill", python, config, ports[0], env, work / "prefill.log", REPO))
+        if stop.is_set():
+            return 130
+        stack.enter_context(RuntimeServer("decode", python, config, ports[4], env, work / "decode.log", REPO))
+        if stop.is_set():
+            return 130
+        router = stack.enter_context(RouterProcess(Path(sys.executable), config, port, work / "router.log", REPO))
+        print(f"\npdstack router: {router.url}  (logs in {work})\n\ntry:\n"
+              f"  curl -s {router.url}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
+              "    -d '{\"model\": \"tiny\", \"messages\": [{\"role\": \"user\", \"content\": \"def hello():\"}], "
+              "\"max_tokens\": 16}'\n"
+              f"  curl -s {router.url}/metrics | grep pdstack_router_decisions\n\nCtrl-C stops everything.",
+              flush=True)
+        while not stop.wait(1.0):
+            pass
+        print("\nstopping router, decode and prefill...", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

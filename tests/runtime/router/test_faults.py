@@ -1,0 +1,144 @@
+"""Faults: retries on another engine, decode-only fallbacks, a broken or silent stream, the client leaving, and
+graceful shutdown. Timing never decides a pass: every wait is for a condition, with a generous cap."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+
+from tests.runtime.router.conftest import Cluster
+
+LONG = "SELECT * FROM requests WHERE engine = 'decode';\n" * 30
+
+
+def body(stream: bool = False, **extra: object) -> dict[str, object]:
+    return {"model": "tiny", "prompt": LONG, "max_tokens": 4, "stream": stream, **extra}
+
+
+def test_connection_refused_retries_on_another_decode(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=0)
+    dead = cluster.decodes[0]
+    cluster.loop.run(dead.stop())
+    for _ in range(4):
+        status, _, payload = cluster.post("/v1/completions", body())
+        assert status == 200, payload
+    assert len(cluster.decodes[1].received) == 4
+    # until the health check notices, some requests hit the dead engine first and are retried
+    cluster.wait_for(lambda: cluster.metric("pdstack_router_engine_healthy", engine=dead.url[7:]) == 0)
+
+
+def test_5xx_before_any_byte_is_retried_elsewhere(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000)
+    cluster.decodes[0].faults.status = 503
+    cluster.decodes[1].waiting = 50  # loaded: the failing engine is picked first
+    cluster.wait_for(lambda: cluster.router.pool.get(cluster.decodes[1].url).waiting == 50)  # type: ignore[union-attr]
+    statuses = [cluster.post("/v1/completions", body())[0] for _ in range(2)]
+    assert statuses == [200, 200]
+    assert len(cluster.decodes[1].received) == 2
+    assert cluster.metric("pdstack_router_retries_total", leg="decode") >= 1
+    assert cluster.metric("pdstack_router_upstream_errors_total", kind="http_503") >= 1
+
+
+def test_every_engine_failing_is_a_502_not_a_hang(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = make_cluster(pd_threshold_tokens=100000)
+    cluster.decodes[0].faults.status = 500
+    status, _, payload = cluster.post("/v1/completions", body())
+    assert status == 502 and json.loads(payload)["error"]["type"] == "upstream_error"
+
+
+def test_prefill_failure_falls_back_to_decode_only(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = make_cluster(pd_threshold_tokens=0)
+    cluster.prefills[0].faults.status = 500
+    status, _, _ = cluster.post("/v1/completions", body())
+    assert status == 200
+    assert "kv_transfer_params" not in cluster.decodes[0].received[0]
+    assert cluster.metric("pdstack_router_fallbacks_total", reason="prefill_failed") == 1
+    assert cluster.metric("pdstack_router_decisions_total", decision="decode_only", reason="prefill_failed") == 1
+
+
+def test_prefill_without_params_falls_back(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = make_cluster(pd_threshold_tokens=0)
+    cluster.prefills[0].faults.omit_params = True
+    assert cluster.post("/v1/completions", body())[0] == 200
+    assert cluster.metric("pdstack_router_fallbacks_total", reason="prefill_failed") == 1
+
+
+def test_decode_that_cannot_pull_serves_decode_only(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = make_cluster(pd_threshold_tokens=0)
+    cluster.decodes[0].faults.fail_pull = True
+    status, _, _ = cluster.post("/v1/completions", body())
+    assert status == 200
+    assert "kv_transfer_params" in cluster.decodes[0].received[0]
+    assert "kv_transfer_params" not in cluster.decodes[0].received[1]
+    assert cluster.metric("pdstack_router_fallbacks_total", reason="decode_pull_failed") == 1
+
+
+def test_prefill_rejecting_the_request_is_the_clients_error(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = make_cluster(pd_threshold_tokens=0)
+    cluster.prefills[0].faults.status = 400
+    status, _, payload = cluster.post("/v1/completions", body())
+    assert status == 400 and json.loads(payload)["error"]["message"] == "fake failure"
+    assert cluster.decodes[0].received == []
+
+
+def stream_lines(cluster: Cluster, request: dict[str, object]) -> list[str]:
+    status, _, payload = cluster.post("/v1/completions", request)
+    assert status == 200
+    return [line for line in payload.decode().split("\n\n") if line]
+
+
+def test_engine_dying_mid_stream_ends_the_stream_with_an_error(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = make_cluster(pd_threshold_tokens=100000)
+    cluster.decodes[0].faults.die_after_chunks = 2
+    lines = stream_lines(cluster, body(stream=True, max_tokens=6))
+    assert len(lines) == 3 and json.loads(lines[-1][6:])["error"]["type"] == "upstream_error"
+    assert cluster.metric("pdstack_router_requests_total", outcome="stream_broken") == 1
+    assert cluster.metric("pdstack_router_upstream_errors_total", kind="stream_broken") == 1
+
+
+def test_silent_stream_hits_the_idle_timeout(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = make_cluster(pd_threshold_tokens=100000,
+                                    timeouts={"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 0.3})
+    cluster.decodes[0].faults.hang_after_chunks = 1
+    lines = stream_lines(cluster, body(stream=True, max_tokens=6))
+    assert json.loads(lines[-1][6:])["error"]["type"] == "upstream_error"
+
+
+def test_first_byte_timeout_is_retried_then_reported(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = make_cluster(pd_threshold_tokens=100000, retries={"attempts": 2, "backoff_s": 0.0},
+                                    timeouts={"connect_s": 1.0, "first_byte_s": 0.2, "idle_stream_s": 5.0})
+    cluster.decodes[0].faults.delay_s = 2.0
+    status, _, payload = cluster.post("/v1/completions", body())
+    assert status == 502 and b"first_byte_timeout" in payload
+
+
+def test_client_disconnect_aborts_the_upstream_request(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = make_cluster(pd_threshold_tokens=100000)
+    decode = cluster.decodes[0]
+    decode.faults.hang_after_chunks = 1
+    connection = http.client.HTTPConnection("127.0.0.1", cluster.router.config.port, timeout=10)
+    connection.request("POST", "/v1/completions", json.dumps(body(stream=True, max_tokens=6)),
+                       {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    assert response.status == 200
+    response.fp.readline()  # the first chunk arrived
+    connection.sock.shutdown(socket.SHUT_RDWR)
+    connection.close()
+    cluster.wait_for(lambda: decode.aborted == 1)
+    cluster.wait_for(lambda: cluster.metric("pdstack_router_client_disconnects_total") == 1)
+
+
+def test_graceful_shutdown_finishes_requests_in_flight(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = make_cluster(pd_threshold_tokens=100000)
+    cluster.decodes[0].faults.delay_s = 0.5
+    results: list[int] = []
+    worker = threading.Thread(target=lambda: results.append(cluster.post("/v1/completions", body())[0]))
+    worker.start()
+    cluster.wait_for(lambda: len(cluster.decodes[0].received) == 1)
+    cluster.loop.run(cluster.router.stop())
+    worker.join(10)
+    assert results == [200]
+    with socket.socket() as probe:  # no longer accepting
+        assert probe.connect_ex(("127.0.0.1", cluster.router.config.port)) != 0

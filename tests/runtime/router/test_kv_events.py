@@ -1,0 +1,127 @@
+"""KV events: both wire layouts, re-hashing token ids into the router's own keys, removal and clearing, sequence
+gaps and restarts, and a real ZMQ PUB -> SUB round trip."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgpack
+import pytest
+import zmq
+import zmq.asyncio
+
+from runtime.router.kv_event_decoding import AllBlocksCleared, BlockRemoved, BlockStored, decode_batch
+from runtime.router.kv_event_indexer import KvEventIndexer
+from runtime.router.kv_event_subscriber import KvEventSubscriber
+from runtime.router.prefix_index import PrefixIndex
+from runtime.router.prompt_blocks import chain_keys
+from runtime.router.router_metrics import RouterMetrics
+
+TOKENS = list(range(1000, 1096))  # three blocks of 32
+
+
+def map_batch(*events: dict) -> bytes:
+    return msgpack.packb([1.5, list(events), 0])
+
+
+def stored_map(hashes: list[int], parent: int | None, tokens: list[int], block_size: int = 32) -> dict:
+    return {"type": "BlockStored", "block_hashes": hashes, "parent_block_hash": parent, "token_ids": tokens,
+            "block_size": block_size, "lora_id": None, "medium": "GPU", "lora_name": None}
+
+
+def test_map_layout_decodes() -> None:
+    batch = decode_batch(map_batch(stored_map([11, 12], None, TOKENS[:64]),
+                                   {"type": "BlockRemoved", "block_hashes": [12], "medium": "GPU"},
+                                   {"type": "AllBlocksCleared"}, {"type": "SomethingNew", "x": 1}))
+    assert batch.data_parallel_rank == 0
+    assert batch.events == [BlockStored([11, 12], None, TOKENS[:64], 32, "GPU"), BlockRemoved([12], "GPU"),
+                            AllBlocksCleared()]
+
+
+def test_array_layout_decodes() -> None:
+    payload = msgpack.packb([2.0, [["BlockStored", [11], None, TOKENS[:32], 32, None, "GPU"],
+                                   ["BlockRemoved", [11], "GPU"], ["AllBlocksCleared"]]])
+    batch = decode_batch(payload)
+    assert batch.events == [BlockStored([11], None, TOKENS[:32], 32, "GPU"), BlockRemoved([11], "GPU"),
+                            AllBlocksCleared()]
+    assert batch.data_parallel_rank is None
+
+
+@pytest.mark.parametrize("payload", [b"\xc1", msgpack.packb({"a": 1}), msgpack.packb([1.0, [42]]),
+                                     msgpack.packb([1.0, [{"type": "BlockStored", "block_hashes": 3}]])])
+def test_malformed_batches_raise_value_error(payload: bytes) -> None:
+    with pytest.raises(ValueError):
+        decode_batch(payload)
+
+
+def test_indexer_rehashes_token_ids_into_prompt_keys() -> None:
+    index = PrefixIndex(100)
+    indexer = KvEventIndexer("http://d0", index, 32, 100)
+    indexer.apply(BlockStored([0xAAA, 0xBBB], None, TOKENS[:64], 32))
+    indexer.apply(BlockStored([0xCCC], 0xBBB, TOKENS[64:96], 32))  # a child block, chained by the engine's hash
+    assert index.match(chain_keys(TOKENS, 32)) == {"http://d0": 3}
+    indexer.apply(BlockRemoved([0xBBB], "GPU"))
+    assert index.match(chain_keys(TOKENS, 32)) == {"http://d0": 1}
+    indexer.apply(AllBlocksCleared())
+    assert len(index) == 0
+
+
+def test_indexer_skips_what_it_cannot_place() -> None:
+    index = PrefixIndex(100)
+    indexer = KvEventIndexer("http://d0", index, 32, 100)
+    indexer.apply(BlockStored([1], 0xDEAD, TOKENS[:32], 32))  # parent never seen
+    indexer.apply(BlockStored([2], None, TOKENS[:16], 16))  # another block size
+    indexer.apply(BlockStored([3], None, TOKENS[:32], 32, "CPU"))  # offloaded tier
+    assert len(index) == 0
+    assert indexer.skipped == {"unknown_parent": 1, "block_size_mismatch": 1, "other_medium": 1}
+
+
+def subscriber(index: PrefixIndex, metrics: RouterMetrics) -> KvEventSubscriber:
+    indexer = KvEventIndexer("http://d0", index, 32, 100)
+    return KvEventSubscriber("d0", "tcp://127.0.0.1:1", indexer, metrics, context=None)  # type: ignore[arg-type]
+
+
+def frames(sequence: int, payload: bytes) -> list[bytes]:
+    return [b"kv@127.0.0.1:8000@tiny", sequence.to_bytes(8, "big", signed=True), payload]
+
+
+def test_sequence_gap_and_restart_drop_the_engines_entries() -> None:
+    index, metrics = PrefixIndex(100), RouterMetrics()
+    sub = subscriber(index, metrics)
+    sub.handle(frames(0, map_batch(stored_map([1], None, TOKENS[:32]))))
+    sub.handle(frames(1, map_batch(stored_map([2], 1, TOKENS[32:64]))))
+    assert index.match(chain_keys(TOKENS, 32)) == {"http://d0": 2}
+    sub.handle(frames(5, map_batch()))  # events 2-4 lost
+    assert len(index) == 0
+    sub.handle(frames(6, map_batch(stored_map([1], None, TOKENS[:32]))))
+    assert len(index) == 1
+    sub.handle(frames(0, map_batch()))  # the engine restarted
+    assert len(index) == 0
+    sub.handle(frames(1, b"\xc1garbage"))
+    resyncs = {s.labels["reason"]: s.value for s in metrics.kv_event_resyncs.collect()[0].samples
+               if s.name.endswith("_total")}
+    assert resyncs == {"gap": 1.0, "restart": 1.0, "bad_batch": 1.0}
+
+
+def test_zmq_round_trip() -> None:
+    async def scenario() -> int:
+        context = zmq.asyncio.Context()
+        publisher = context.socket(zmq.PUB)
+        port = publisher.bind_to_random_port("tcp://127.0.0.1")
+        index, metrics = PrefixIndex(100), RouterMetrics()
+        indexer = KvEventIndexer("http://d0", index, 32, 100)
+        sub = KvEventSubscriber("d0", f"tcp://127.0.0.1:{port}", indexer, metrics, context)
+        sub.start()
+        try:
+            for sequence in range(200):  # PUB drops until the SUB joined: keep publishing until it lands
+                await publisher.send_multipart(frames(sequence, map_batch(stored_map([1], None, TOKENS[:32]))))
+                await asyncio.sleep(0.01)
+                if len(index):
+                    break
+            return len(index)
+        finally:
+            await sub.stop()
+            publisher.close(0)
+            context.term()
+
+    assert asyncio.run(scenario()) == 1

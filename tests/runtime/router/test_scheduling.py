@@ -1,0 +1,101 @@
+"""Each scheduling part alone: filters, scorers, picker, P/D decider; then the assembled pipeline."""
+
+from __future__ import annotations
+
+import random
+
+from runtime.router.config import RouterConfig, Saturation
+from runtime.router.engine import Engine
+from runtime.router.prompt_blocks import PromptBlocks
+from runtime.router.scheduling.context import SchedulingContext
+from runtime.router.scheduling.filters import HealthyFilter, NotSaturatedFilter, RoleFilter
+from runtime.router.scheduling.pd_decider import PdDecider
+from runtime.router.scheduling.picker import MaxScorePicker
+from runtime.router.scheduling.scheduler import NoEngineAvailable, Scheduler
+from runtime.router.scheduling.scorers import LoadScorer, PrefixScorer, SessionAffinityScorer
+
+import pytest
+
+
+def context(blocks: int = 4, matches: dict[str, int] | None = None, session: str | None = None) -> SchedulingContext:
+    prompt = PromptBlocks(tuple(range(blocks)), prompt_tokens=blocks * 32 + 5, block_size=32, exact=True)
+    return SchedulingContext("r", prompt, session=session, prefix_matches=matches or {})
+
+
+def engines() -> list[Engine]:
+    return [Engine("http://p0", "prefill"), Engine("http://d0", "decode"), Engine("http://d1", "decode")]
+
+
+def test_role_filter_keeps_the_role() -> None:
+    assert [e.url for e in RoleFilter("decode").filter(context(), engines())] == ["http://d0", "http://d1"]
+
+
+def test_healthy_filter_drops_unhealthy_and_already_tried() -> None:
+    pool = engines()
+    pool[1].healthy = False
+    ctx = context()
+    ctx.excluded.add("http://d1")
+    assert [e.url for e in HealthyFilter().filter(ctx, pool)] == ["http://p0"]
+
+
+def test_saturation_filter_drops_saturated_but_never_all() -> None:
+    pool = engines()[1:]
+    pool[0].waiting = 50
+    limits = Saturation(max_waiting=10, max_kv_usage=0.9, max_in_flight=100)
+    assert [e.url for e in NotSaturatedFilter(limits).filter(context(), pool)] == ["http://d1"]
+    pool[1].kv_usage = 0.99
+    assert len(NotSaturatedFilter(limits).filter(context(), pool)) == 2
+
+
+def test_prefix_scorer_is_the_leading_share_held() -> None:
+    pool = engines()[1:]
+    scores = PrefixScorer().score(context(4, {"http://d0": 3}), pool)
+    assert scores[pool[0]] == 0.75 and scores[pool[1]] == 0.0
+
+
+def test_load_scorer_prefers_idle_engines() -> None:
+    idle, busy = Engine("http://a", "decode"), Engine("http://b", "decode", in_flight=3, waiting=4, kv_usage=0.8)
+    scores = LoadScorer().score(context(), [idle, busy])
+    assert scores[idle] == 1.0 and 0 < scores[busy] < scores[idle]
+
+
+def test_session_scorer_follows_the_last_engine_and_is_bounded() -> None:
+    scorer = SessionAffinityScorer(capacity=2)
+    pool = engines()[1:]
+    scorer.record("s1", pool[1])
+    assert scorer.score(context(session="s1"), pool) == {pool[0]: 0.0, pool[1]: 1.0}
+    scorer.record("s2", pool[0])
+    scorer.record("s3", pool[0])
+    assert scorer.score(context(session="s1"), pool)[pool[1]] == 0.0  # evicted
+
+
+def test_picker_takes_the_max_then_the_least_loaded() -> None:
+    a, b, c = Engine("http://a", "decode", in_flight=2), Engine("http://b", "decode"), Engine("http://c", "decode")
+    picker = MaxScorePicker(random.Random(0))
+    assert picker.pick({a: 0.9, b: 0.5}) is a
+    assert picker.pick({a: 0.7, b: 0.7, c: 0.1}) is b
+
+
+@pytest.mark.parametrize(("threshold", "prompt", "cached", "prefill", "expected", "reason"), [
+    (0, 1000, 1000, True, "pd", "always"),
+    (256, 1000, 900, True, "decode_only", "few_uncached_tokens"),
+    (256, 1000, 100, True, "pd", "many_uncached_tokens"),
+    (256, 1000, 0, False, "decode_only", "no_prefill_engine"),
+])
+def test_decider(threshold: int, prompt: int, cached: int, prefill: bool, expected: str, reason: str) -> None:
+    decision = PdDecider(threshold).decide(prompt, cached, prefill)
+    assert (decision.decision, decision.reason, decision.uncached_tokens) == (expected, reason, prompt - cached)
+
+
+def test_pipeline_prefers_the_cached_decode_and_records_the_session() -> None:
+    scheduler = Scheduler.from_config(RouterConfig())
+    pool = engines()
+    pick = scheduler.schedule("decode", context(4, {"http://d1": 4}, session="chat-7"), pool)
+    assert pick.engine.url == "http://d1" and pick.scores["prefix"] == 1.0
+    # the same session, no prefix information: affinity keeps it on d1
+    assert scheduler.schedule("decode", context(4, {}, session="chat-7"), pool).engine.url == "http://d1"
+    assert scheduler.schedule("prefill", context(), pool).engine.url == "http://p0"
+    for engine in pool:
+        engine.healthy = False
+    with pytest.raises(NoEngineAvailable):
+        scheduler.schedule("decode", context(), pool)
