@@ -264,6 +264,23 @@ class HyperPodConfig(_Strict):
         return self
 
 
+class RouterWorkload(_Strict):
+    replicas: int = Field(default=2, ge=1, le=20)
+    internal_load_balancer: bool = Field(default=False, description="an internal NLB in front of the router Service")
+    cpu: str = "2"
+    memory: str = "4Gi"
+
+
+class WorkloadsConfig(_Strict):
+    """How the serving workloads are laid on the cluster (the serving section says what they run)."""
+
+    namespace: str = Field(default="pdstack", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    router: RouterWorkload = RouterWorkload()
+    shm_gib: int = Field(default=20, ge=1, le=512, description="memory-backed /dev/shm of each worker pod")
+    hugepages_2mi: str = Field(default="5120Mi", pattern=r"^\d+(Mi|Gi)$", description="EFA pre-allocates these")
+    startup_minutes: int = Field(default=40, ge=5, le=240, description="how long a worker may take to load the model")
+
+
 class PullThroughCache(_Strict):
     """An ECR pull-through cache rule for ghcr.io, so CodeBuild pulls the base image through the account's ECR."""
 
@@ -322,6 +339,7 @@ class Deployment(_Strict):
     gpu_node_groups: list[GpuNodeGroupConfig] = Field(default_factory=list)
     hyperpod: HyperPodConfig | None = None
     image: ImageConfig
+    workloads: WorkloadsConfig = WorkloadsConfig()
     serving: Serving
 
     @model_validator(mode="after")
@@ -351,7 +369,30 @@ class Deployment(_Strict):
                     f"serving.{role}.instance_type={wanted!r} has no GPU nodes; "
                     f"{source} provide: {', '.join(sorted(available))}"
                 )
+        self._check_capacity()
         return self
+
+    def _check_capacity(self) -> None:
+        """The roles' pods must fit on the most nodes the pools of their instance type can have."""
+        for instance_type in sorted(self.serving.instance_types()):
+            spec = INSTANCE_CATALOG[instance_type]
+            pools = [p for p in self.gpu_pools if p.instance_type == instance_type]
+            most = sum(p.max_size if isinstance(p, GpuNodeGroupConfig) else p.count for p in pools)
+            gpus_needed = 0
+            nodes_needed = 0
+            for role_name in ("prefill", "decode"):
+                role = self.serving.role(role_name)
+                if role.instance_type != instance_type:
+                    continue
+                nodes_needed += role.replicas * role.nodes_per_replica if role.gpus_per_node * 2 > spec.gpus else 0
+                gpus_needed += role.replicas * role.nodes_per_replica * role.gpus_per_node
+            nodes_needed = max(nodes_needed, -(-gpus_needed // spec.gpus))
+            if nodes_needed > most:
+                raise ValueError(
+                    f"serving.prefill and serving.decode need {nodes_needed} {instance_type} nodes "
+                    f"(replicas x nodes_per_replica, {gpus_needed} GPUs) but the GPU pools of that type reach at "
+                    f"most {most}; raise max_size/count or lower the replicas"
+                )
 
     @property
     def gpu_pools(self) -> list[GpuNodeGroupConfig] | list[HyperPodInstanceGroup]:

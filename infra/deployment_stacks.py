@@ -10,10 +10,11 @@ from infra.config import Deployment
 from infra.hyperpod import HyperPodProps, HyperPodStack
 from infra.image import ImageProps, ImageStack
 from infra.network import NetworkProps, NetworkStack
+from infra.workloads import WorkloadsProps, WorkloadsStack
 
 
 class DeploymentStacks:
-    """Builds ``network``, ``image``, ``cluster`` and (with HyperPod) ``hyperpod`` stacks, named ``<name>-<part>``."""
+    """Builds ``network``, ``image``, ``cluster``, (with HyperPod) ``hyperpod`` and ``workloads``, named ``<name>-<part>``."""
 
     def __init__(self, scope: Construct, deployment: Deployment) -> None:
         env = None if deployment.environment_agnostic else cdk.Environment(
@@ -56,8 +57,22 @@ class DeploymentStacks:
                     repository=self.image.repository,
                 ),
             )
+        self.workloads = WorkloadsStack(
+            scope,
+            f"{prefix}-workloads",
+            env=env,
+            description="pdstack: prefill, decode and router workloads on the cluster",
+            props=WorkloadsProps(
+                deployment=deployment,
+                cluster=self.cluster.cluster,
+                image_uri=self.image.image_uri,
+                leader_worker_set=self.cluster.addons.leader_worker_set,
+            ),
+        )
+        if self.hyperpod is not None:
+            self.workloads.add_dependency(self.hyperpod)
         self.all: tuple[cdk.Stack, ...] = tuple(
-            s for s in (self.network, self.image, self.cluster, self.hyperpod) if s is not None
+            s for s in (self.network, self.image, self.cluster, self.hyperpod, self.workloads) if s is not None
         )
         for stack in self.all:
             cdk.Tags.of(stack).add("pdstack:deployment", deployment.name)

@@ -14,6 +14,7 @@ from infra.deployment_stacks import DeploymentStacks
 from infra.eks_checks import EksClusterChecks
 from infra.hyperpod import LIFECYCLE_PREFIX, HyperPodStack
 from infra.image import PULL_THROUGH_PREFIX
+from infra.workloads import WorkloadsStack
 
 NODE_ROLE_POLICIES = {
     "AmazonEKSWorkerNodePolicy": "the EKS node role policy EKS documents for managed node groups (node registration)",
@@ -45,6 +46,7 @@ def acknowledge(stacks: DeploymentStacks) -> None:
     _acknowledge_cluster(stacks)
     if stacks.hyperpod is not None:
         _acknowledge_hyperpod(stacks.hyperpod)
+    _acknowledge_workloads(stacks.workloads)
 
 
 def _acknowledge_network(stacks: DeploymentStacks) -> None:
@@ -158,3 +160,12 @@ def _acknowledge_hyperpod(hyperpod: HyperPodStack) -> None:
     assets = f"{_arn(hyperpod, 's3').replace(':<AWS::Region>:<AWS::AccountId>', ':')}"
     _ack(deployment, f"IAM5[Resource::{assets}::cdk-hnb659fds-assets-<AWS::AccountId>-<AWS::Region>/*]", reason)
     _ack(deployment, "L1", "CDK pins the BucketDeployment handler's runtime to the one its awscli layer is built for")
+
+
+def _acknowledge_workloads(workloads: WorkloadsStack) -> None:
+    if workloads.model_reader is None:
+        return
+    bucket, _, prefix = workloads.model_source.removeprefix("s3://").partition("/")
+    objects = f"{bucket}/{prefix.strip('/') + '/' if prefix.strip('/') else ''}*"
+    _ack(workloads.model_reader, f"IAM5[Resource::arn:<AWS::Partition>:s3:::{objects}]",
+         "read of the model's own objects: the files under the configured s3:// prefix, whose names the model decides")

@@ -30,6 +30,7 @@ class Synthesized:
     image: Template
     cluster: Template
     hyperpod: Template | None
+    workloads: Template
 
     def template_files(self) -> list[Path]:
         return sorted(self.outdir.glob("*.template.json"))
@@ -52,11 +53,23 @@ def synthesize(deployment: Deployment, outdir: Path) -> Synthesized:
         image=Template.from_stack(stacks.image),
         cluster=Template.from_stack(stacks.cluster),
         hyperpod=Template.from_stack(stacks.hyperpod) if stacks.hyperpod else None,
+        workloads=Template.from_stack(stacks.workloads),
     )
 
 
 def load_yaml(name: str) -> dict:
     return yaml.safe_load((DEPLOYMENTS / name).read_text())
+
+
+def wide_ep_decode() -> Deployment:
+    """default.yaml with a two-node wide expert-parallel decode replica (a LeaderWorkerSet) on four p5 nodes."""
+    data = copy.deepcopy(load_yaml("default.yaml"))
+    data["gpu_node_groups"][0].update({"desired_size": 3, "max_size": 4})
+    data["serving"]["decode"] = {
+        "instance_type": "p5.48xlarge", "tensor_parallel": 1, "data_parallel_local": 8, "data_parallel": 16,
+        "nodes_per_replica": 2, "expert_parallel": True, "all2all_backend": "deepep_low_latency",
+    }
+    return parse_deployment(data, "wide-ep")
 
 
 def every_instance_type() -> Deployment:

@@ -1,0 +1,123 @@
+"""The Kubernetes objects of the router: its Deployment, Services, disruption budget and discovery RBAC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.config import Deployment
+from infra.worker_objects import APP, CONFIG_FILE, CONFIG_MAP, CONFIG_MOUNT, labels
+
+ROUTER = f"{APP}-router"
+SYSTEM_POOL = {"pdstack.io/pool": "system"}
+
+
+def router_port(deployment: Deployment) -> int:
+    return deployment.serving.router.port
+
+
+def router_selector(deployment: Deployment) -> dict[str, str]:
+    return {"app.kubernetes.io/instance": deployment.name, "app.kubernetes.io/component": "router"}
+
+
+def router_deployment(deployment: Deployment, image: str) -> dict[str, Any]:
+    workload = deployment.workloads.router
+    probe = {"httpGet": {"port": "http"}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": ROUTER, "namespace": deployment.workloads.namespace,
+                     "labels": labels(deployment, "router")},
+        "spec": {
+            "replicas": workload.replicas,
+            "selector": {"matchLabels": router_selector(deployment)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": labels(deployment, "router")},
+                "spec": {
+                    "serviceAccountName": ROUTER,
+                    "nodeSelector": SYSTEM_POOL,
+                    # Replicas on different nodes and, where there are several, different zones.
+                    "topologySpreadConstraints": [
+                        {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": policy,
+                         "labelSelector": {"matchLabels": router_selector(deployment)}}
+                        for key, policy in (("kubernetes.io/hostname", "DoNotSchedule"),
+                                            ("topology.kubernetes.io/zone", "ScheduleAnyway"))
+                    ],
+                    "terminationGracePeriodSeconds": 60,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "router",
+                        "image": image,
+                        "args": ["router"],
+                        "env": [{"name": "PDSTACK_CONFIG", "value": f"{CONFIG_MOUNT}/{CONFIG_FILE}"}],
+                        "ports": [{"name": "http", "containerPort": router_port(deployment), "protocol": "TCP"}],
+                        "resources": {"requests": {"cpu": workload.cpu, "memory": workload.memory},
+                                      "limits": {"memory": workload.memory}},
+                        "readinessProbe": {**probe, "httpGet": {**probe["httpGet"], "path": "/ready"},
+                                           "periodSeconds": 5, "failureThreshold": 2},
+                        "livenessProbe": {**probe, "httpGet": {**probe["httpGet"], "path": "/health"},
+                                          "periodSeconds": 10, "failureThreshold": 3},
+                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+                                         {"name": "tmp", "mountPath": "/tmp"}],
+                    }],
+                    "volumes": [{"name": "config", "configMap": {"name": CONFIG_MAP}},
+                                {"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def router_service(deployment: Deployment, *, load_balancer: bool = False) -> dict[str, Any]:
+    """The router's ClusterIP Service, or (``load_balancer``) an internal NLB in front of the same pods."""
+    metadata: dict[str, Any] = {"name": ROUTER, "namespace": deployment.workloads.namespace,
+                                "labels": labels(deployment, "router")}
+    spec: dict[str, Any] = {
+        "type": "ClusterIP",
+        "selector": router_selector(deployment),
+        "ports": [{"name": "http", "port": router_port(deployment), "targetPort": "http", "protocol": "TCP"}],
+    }
+    if load_balancer:
+        metadata["name"] = f"{ROUTER}-nlb"
+        metadata["annotations"] = {
+            "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
+            "service.beta.kubernetes.io/aws-load-balancer-internal": "true",
+            "service.beta.kubernetes.io/aws-load-balancer-cross-zone-load-balancing-enabled": "true",
+        }
+        spec["type"] = "LoadBalancer"
+        spec["externalTrafficPolicy"] = "Local"
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
+
+
+def router_disruption_budget(deployment: Deployment) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": ROUTER, "namespace": deployment.workloads.namespace,
+                     "labels": labels(deployment, "router")},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": router_selector(deployment)}},
+    }
+
+
+def router_rbac(deployment: Deployment) -> list[dict[str, Any]]:
+    """The router may list and watch EndpointSlices in its namespace; nothing else."""
+    namespace = deployment.workloads.namespace
+    meta = {"name": ROUTER, "namespace": namespace, "labels": labels(deployment, "router")}
+    return [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta,
+         "rules": [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+                    "verbs": ["get", "list", "watch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROUTER},
+         "subjects": [{"kind": "ServiceAccount", "name": ROUTER, "namespace": namespace}]},
+    ]
+
+
+def router_objects(deployment: Deployment, image: str) -> list[dict[str, Any]]:
+    objects = [router_deployment(deployment, image), router_service(deployment), router_disruption_budget(deployment)]
+    if deployment.workloads.router.internal_load_balancer:
+        objects.append(router_service(deployment, load_balancer=True))
+    return [*router_rbac(deployment), *objects]

@@ -1,0 +1,107 @@
+"""WorkloadsStack: the serving workloads on the cluster, rendered from the same deployment file the runtime reads.
+
+Kubernetes objects are typed-by-schema dicts built in ``worker_objects`` and ``router_objects`` (validated in the
+tests against the Kubernetes 1.34 JSON schemas), applied through the cluster's kubectl provider. The workers read
+the model bucket through EKS Pod Identity with a role that can read that bucket prefix and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aws_cdk as cdk
+import yaml
+from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from infra.config import Deployment
+from infra.router_objects import ROUTER, router_objects
+from infra.worker_objects import CONFIG_FILE, CONFIG_MAP, labels, worker_name, worker_objects
+
+
+@dataclass(frozen=True)
+class WorkloadsProps:
+    deployment: Deployment
+    cluster: eks.Cluster
+    image_uri: str
+    leader_worker_set: Construct  # the LWS chart: its CRD must exist before a LeaderWorkerSet is applied
+
+
+def rendered_serving(deployment: Deployment) -> dict[str, Any]:
+    """The serving section as the pods read it. In the cluster the router finds engines through EndpointSlices
+    unless the file chose another discovery source."""
+    serving = deployment.serving.model_dump(mode="json")
+    discovery = serving["router"]["discovery"]
+    if not discovery["static"] and discovery["dns"] is None and discovery["kubernetes"] is None:
+        discovery["kubernetes"] = {"namespace": deployment.workloads.namespace}
+    return serving
+
+
+def base_objects(deployment: Deployment) -> list[dict[str, Any]]:
+    """Namespace, the serving ConfigMap and one ServiceAccount per role."""
+    namespace = deployment.workloads.namespace
+    objects: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Namespace",
+         "metadata": {"name": namespace, "labels": labels(deployment, "namespace")}},
+        {"apiVersion": "v1", "kind": "ConfigMap",
+         "metadata": {"name": CONFIG_MAP, "namespace": namespace, "labels": labels(deployment, "config")},
+         "data": {CONFIG_FILE: yaml.safe_dump(rendered_serving(deployment), sort_keys=True)}},
+    ]
+    for account, component in ((worker_name("prefill"), "prefill"), (worker_name("decode"), "decode"),
+                               (ROUTER, "router")):
+        objects.append({"apiVersion": "v1", "kind": "ServiceAccount",
+                        "metadata": {"name": account, "namespace": namespace, "labels": labels(deployment, component)}})
+    return objects
+
+
+def serving_objects(deployment: Deployment, image: str) -> list[dict[str, Any]]:
+    """Every object, in apply order."""
+    return [*base_objects(deployment), *worker_objects(deployment, image), *router_objects(deployment, image)]
+
+
+class WorkloadsStack(cdk.Stack):
+    """Exposes ``objects`` (what is applied), ``manifest`` and ``model_reader`` (the Pod Identity role, or None)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: WorkloadsProps, **kwargs: object) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        deployment = props.deployment
+        self.objects = serving_objects(deployment, props.image_uri)
+        self.manifest = eks.KubernetesManifest(
+            self, "Serving", cluster=props.cluster, manifest=self.objects, overwrite=True, prune=True
+        )
+        self.manifest.node.add_dependency(props.leader_worker_set)
+
+        self.model_reader: iam.Role | None = None
+        self.model_source = source = deployment.serving.model.source
+        if source.startswith("s3://"):
+            self.model_reader = self._model_reader(source)
+            for account in (worker_name("prefill"), worker_name("decode"), ROUTER):
+                association = eks.CfnPodIdentityAssociation(
+                    self, f"ModelReader-{account}",
+                    cluster_name=props.cluster.cluster_name,
+                    namespace=deployment.workloads.namespace,
+                    service_account=account,
+                    role_arn=self.model_reader.role_arn,
+                )
+                association.node.add_dependency(self.manifest)
+
+        cdk.CfnOutput(self, "Namespace", value=deployment.workloads.namespace)
+        cdk.CfnOutput(self, "RouterService", value=f"{ROUTER}.{deployment.workloads.namespace}.svc")
+
+    def _model_reader(self, source: str) -> iam.Role:
+        bucket, _, prefix = source.removeprefix("s3://").partition("/")
+        prefix = prefix.strip("/")
+        role = iam.Role(
+            self, "ModelReader",
+            assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com").with_session_tags(),
+            description=f"pdstack workers: read the model under s3://{bucket}/{prefix} and nothing else",
+        )
+        objects = f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}/{prefix + '/' if prefix else ''}*"
+        role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[objects]))
+        listing = iam.PolicyStatement(actions=["s3:ListBucket"], resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}"])
+        if prefix:
+            listing.add_condition("StringLike", {"s3:prefix": [prefix, f"{prefix}/*"]})
+        role.add_to_policy(listing)
+        return role

@@ -1,0 +1,254 @@
+"""The serving workloads: every object valid against the Kubernetes 1.34 schemas, and the details that make P/D work
+on EFA (resources, shm, IPC_LOCK, pod IP, ports, probes, same-zone affinity, node selection per provider, RBAC)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from infra.config import Deployment, parse_deployment
+from infra.router_objects import ROUTER
+from infra.workloads import serving_objects
+from runtime.config import Serving
+from runtime.router.config import KubernetesDiscovery
+from tests.infra.conftest import Synthesized, load_yaml, wide_ep_decode
+
+K8S = "1.34"
+IMAGE = "123456789012.dkr.ecr.us-east-2.amazonaws.com/pdstack/serving:0123456789abcdef0123"
+
+
+def objects_of(deployment: Deployment) -> list[dict[str, Any]]:
+    return serving_objects(deployment, IMAGE)
+
+
+def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (found,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found
+
+
+def container(obj: dict[str, Any]) -> dict[str, Any]:
+    spec = obj["spec"]
+    template = spec["template"] if "template" in spec else spec["leaderWorkerTemplate"]["workerTemplate"]
+    (c,) = template["spec"]["containers"]
+    return c
+
+
+def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    spec = obj["spec"]
+    return (spec["template"] if "template" in spec else spec["leaderWorkerTemplate"]["workerTemplate"])["spec"]
+
+
+DEPLOYMENTS = {
+    "default": lambda: parse_deployment(load_yaml("default.yaml")),
+    "hyperpod": lambda: parse_deployment(load_yaml("hyperpod.yaml")),
+    "capacity-block": lambda: parse_deployment(load_yaml("capacity-block.yaml")),
+    "wide-ep": wide_ep_decode,
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_every_object_is_valid_kubernetes(name: str) -> None:
+    for obj in objects_of(DEPLOYMENTS[name]()):
+        if obj["kind"] == "LeaderWorkerSet":
+            for template in ("leaderTemplate", "workerTemplate"):
+                pod_template = {"apiVersion": "v1", "kind": "PodTemplate",
+                                "metadata": {"name": "t", "namespace": "n"},
+                                "template": obj["spec"]["leaderWorkerTemplate"][template]}
+                kubernetes_validate.validate(pod_template, K8S, strict=True)
+            continue
+        kubernetes_validate.validate(obj, K8S, strict=True)
+
+
+def test_a_bad_object_is_caught_by_the_schema_check() -> None:
+    obj = find(objects_of(DEPLOYMENTS["default"]()), "Deployment", "pdstack-decode")
+    obj["spec"]["replicas"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(obj, K8S, strict=True)
+
+
+def test_leader_worker_set_for_multi_node_replicas() -> None:
+    objects = objects_of(wide_ep_decode())
+    lws = find(objects, "LeaderWorkerSet", "pdstack-decode")
+    assert lws["apiVersion"] == "leaderworkerset.x-k8s.io/v1"
+    template = lws["spec"]["leaderWorkerTemplate"]
+    assert template["size"] == 2 and template["restartPolicy"] == "RecreateGroupOnPodRestart"
+    assert template["leaderTemplate"] == template["workerTemplate"]
+    assert lws["spec"]["startupPolicy"] == "LeaderCreated"
+    assert find(objects, "Deployment", "pdstack-prefill")  # the single-node role stays a Deployment
+    assert not [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "pdstack-decode"]
+
+
+def test_worker_resources_from_the_catalog() -> None:
+    objects = objects_of(wide_ep_decode())
+    decode = container(find(objects, "LeaderWorkerSet", "pdstack-decode"))["resources"]
+    assert decode["limits"]["nvidia.com/gpu"] == "8" and decode["limits"]["vpc.amazonaws.com/efa"] == "32"
+    assert decode["limits"]["hugepages-2Mi"] == "5120Mi" and decode["limits"]["memory"].endswith("Gi")
+    assert "cpu" not in decode["limits"] and decode["requests"]["cpu"]
+    prefill = container(find(objects, "Deployment", "pdstack-prefill"))["resources"]
+    assert prefill["limits"]["nvidia.com/gpu"] == "1" and prefill["limits"]["vpc.amazonaws.com/efa"] == "4"
+    for key in ("nvidia.com/gpu", "vpc.amazonaws.com/efa", "hugepages-2Mi"):
+        assert prefill["requests"][key] == prefill["limits"][key]
+
+
+def test_p5en_pod_with_all_gpus_gets_all_16_efa_interfaces() -> None:
+    objects = objects_of(DEPLOYMENTS["capacity-block"]())
+    decode = container(find(objects, "Deployment", "pdstack-decode"))["resources"]["limits"]
+    assert decode["nvidia.com/gpu"] == "8" and decode["vpc.amazonaws.com/efa"] == "16"
+
+
+def test_worker_pod_has_shm_ipc_lock_pod_ip_and_named_ports() -> None:
+    deployment = DEPLOYMENTS["default"]()
+    obj = find(objects_of(deployment), "Deployment", "pdstack-prefill")
+    spec, c = pod_spec(obj), container(obj)
+    (shm,) = [v for v in spec["volumes"] if v["name"] == "shm"]
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "20Gi"}
+    assert {"name": "shm", "mountPath": "/dev/shm"} in c["volumeMounts"]
+    assert c["securityContext"]["capabilities"]["add"] == ["IPC_LOCK"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert env["PDSTACK_CONFIG"]["value"] == "/etc/pdstack/serving.yaml"
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"http": deployment.serving.prefill.ports.http,
+                     "nixl": deployment.serving.prefill.ports.nixl_side_channel,
+                     "kv-events": deployment.serving.prefill.ports.kv_events}
+    assert c["args"] == ["prefill"] and c["image"] == IMAGE
+
+
+def test_probes_give_the_model_time_to_load() -> None:
+    deployment = DEPLOYMENTS["default"]()
+    c = container(find(objects_of(deployment), "Deployment", "pdstack-decode"))
+    startup = c["startupProbe"]
+    assert startup["httpGet"] == {"path": "/health", "port": "http"}
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= deployment.workloads.startup_minutes * 60
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health" and c["livenessProbe"]["httpGet"]["path"] == "/health"
+
+
+def test_prefill_and_decode_required_in_one_zone() -> None:
+    objects = objects_of(DEPLOYMENTS["default"]())
+    terms = []
+    for role in ("prefill", "decode"):
+        obj = find(objects, "Deployment", f"pdstack-{role}")
+        (term,) = pod_spec(obj)["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert term["topologyKey"] == "topology.kubernetes.io/zone"
+        # The selector matches the pod's own labels, so the first pod can schedule, and it matches the other role.
+        own = obj["spec"]["template"]["metadata"]["labels"]
+        assert term["labelSelector"]["matchLabels"].items() <= own.items()
+        terms.append(term)
+    assert terms[0] == terms[1]
+
+
+@pytest.mark.parametrize(("name", "instance_type"), [("default", "p5.48xlarge"), ("hyperpod", "ml.p5.48xlarge")])
+def test_node_selection_is_the_only_provider_difference(name: str, instance_type: str) -> None:
+    spec = pod_spec(find(objects_of(DEPLOYMENTS[name]()), "Deployment", "pdstack-decode"))
+    assert spec["nodeSelector"]["node.kubernetes.io/instance-type"] == instance_type
+    keys = {t["key"] for t in spec["tolerations"]}
+    assert {"nvidia.com/gpu", "sagemaker.amazonaws.com/node-health-status"} <= keys
+
+
+def test_same_pod_apart_from_node_selection_and_cache_path_on_both_providers() -> None:
+    def normalized(name: str) -> dict[str, Any]:
+        spec = json.loads(json.dumps(pod_spec(find(objects_of(DEPLOYMENTS[name]()), "Deployment", "pdstack-decode"))))
+        spec.pop("nodeSelector")
+        spec["volumes"] = [v for v in spec["volumes"] if v["name"] != "model-cache"]
+        spec["affinity"] = None
+        return spec
+    assert normalized("default") == normalized("hyperpod")
+
+
+def test_labels_for_llm_d_and_kubernetes() -> None:
+    for role in ("prefill", "decode"):
+        labels = find(objects_of(DEPLOYMENTS["default"]()), "Deployment", f"pdstack-{role}")["spec"]["template"][
+            "metadata"]["labels"]
+        assert labels["llm-d.ai/role"] == role and labels["llm-d.ai/inference-serving"] == "true"
+        for key in ("name", "instance", "component", "part-of", "managed-by"):
+            assert f"app.kubernetes.io/{key}" in labels
+
+
+def test_worker_services_are_what_the_router_discovers() -> None:
+    objects = objects_of(DEPLOYMENTS["default"]())
+    discovery = KubernetesDiscovery()
+    role_label = discovery.role_label
+    for role in ("prefill", "decode"):
+        service = find(objects, "Service", f"pdstack-{role}")
+        assert service["spec"]["clusterIP"] == "None"
+        assert service["metadata"]["labels"][role_label] == role  # EndpointSlices inherit the Service's labels
+        assert discovery.port_name in {p["name"] for p in service["spec"]["ports"]}
+
+
+def test_disruption_budgets() -> None:
+    objects = objects_of(DEPLOYMENTS["default"]())
+    for name in ("pdstack-prefill", "pdstack-decode"):
+        assert find(objects, "PodDisruptionBudget", name)["spec"]["maxUnavailable"] == 1
+    assert find(objects, "PodDisruptionBudget", ROUTER)["spec"]["minAvailable"] == 1
+
+
+def test_router_deployment_service_and_probes() -> None:
+    deployment = DEPLOYMENTS["default"]()
+    objects = objects_of(deployment)
+    router = find(objects, "Deployment", ROUTER)
+    assert router["spec"]["replicas"] >= 2
+    c = container(router)
+    assert c["args"] == ["router"] and c["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert pod_spec(router)["nodeSelector"] == {"pdstack.io/pool": "system"}
+    service = find(objects, "Service", ROUTER)
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"][0]["port"] == deployment.serving.router.port
+    assert not [o for o in objects if o["metadata"]["name"] == f"{ROUTER}-nlb"]
+
+
+def test_optional_internal_load_balancer() -> None:
+    data = load_yaml("default.yaml")
+    data["workloads"] = {"router": {"internal_load_balancer": True}}
+    nlb = find(objects_of(parse_deployment(data)), "Service", f"{ROUTER}-nlb")
+    assert nlb["spec"]["type"] == "LoadBalancer"
+    assert nlb["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-internal"] == "true"
+
+
+def test_router_may_only_read_endpoint_slices() -> None:
+    objects = objects_of(DEPLOYMENTS["default"]())
+    role = find(objects, "Role", ROUTER)
+    assert role["rules"] == [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
+                              "verbs": ["get", "list", "watch"]}]
+    assert not [o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    binding = find(objects, "RoleBinding", ROUTER)
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": ROUTER, "namespace": "pdstack"}]
+
+
+def test_configmap_is_what_the_runtime_reads() -> None:
+    deployment = DEPLOYMENTS["default"]()
+    config = find(objects_of(deployment), "ConfigMap", "pdstack-serving")
+    serving = Serving.model_validate(yaml.safe_load(config["data"]["serving.yaml"]))
+    assert serving.model == deployment.serving.model and serving.decode == deployment.serving.decode
+    assert serving.router.discovery.kubernetes is not None
+    assert serving.router.discovery.kubernetes.namespace == deployment.workloads.namespace
+
+
+def test_worker_pod_identity_reads_only_the_model_prefix(default: Synthesized) -> None:
+    associations = default.workloads.find_resources("AWS::EKS::PodIdentityAssociation")
+    accounts = {a["Properties"]["ServiceAccount"] for a in associations.values()}
+    assert accounts == {"pdstack-prefill", "pdstack-decode", ROUTER}
+    (policy,) = default.workloads.find_resources("AWS::IAM::Policy").values()
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert {s["Action"] for s in statements} == {"s3:GetObject", "s3:ListBucket"}
+    text = json.dumps(statements)
+    assert "my-models/meta-llama/Llama-3.1-8B-Instruct/*" in text and '"s3:prefix"' in text
+
+
+def test_workloads_wait_for_the_leader_worker_set_chart(default: Synthesized) -> None:
+    assert default.stacks.cluster in default.stacks.workloads.dependencies
+    manifest = default.stacks.workloads.manifest
+    assert default.stacks.cluster.addons.leader_worker_set in manifest.node.dependencies
+
+
+def test_capacity_check_names_the_roles() -> None:
+    data = load_yaml("default.yaml")
+    data["serving"]["decode"]["replicas"] = 2
+    data["serving"]["decode"]["tensor_parallel"] = 8
+    data["serving"]["prefill"]["tensor_parallel"] = 8
+    from infra.config import DeploymentError
+    with pytest.raises(DeploymentError, match=r"need 3 p5.48xlarge nodes .* at most 2"):
+        parse_deployment(data)
