@@ -252,3 +252,20 @@ def test_capacity_check_names_the_roles() -> None:
     from infra.config import DeploymentError
     with pytest.raises(DeploymentError, match=r"need 3 p5.48xlarge nodes .* at most 2"):
         parse_deployment(data)
+
+
+def test_leader_worker_set_matches_the_pinned_lws_schema() -> None:
+    import jsonschema
+
+    from tests.infra.leaderworkerset_schema import LEADER_WORKER_SET_V1
+
+    lws = find(objects_of(wide_ep_decode()), "LeaderWorkerSet", "pdstack-decode")
+    jsonschema.Draft7Validator(LEADER_WORKER_SET_V1).validate(lws)
+    broken = json.loads(json.dumps(lws))
+    broken["spec"]["leaderWorkerTemplate"]["size"] = "two"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(LEADER_WORKER_SET_V1).validate(broken)
+    broken = json.loads(json.dumps(lws))
+    broken["spec"]["leaderWorkerTemplate"]["restartPolicy"] = "Always"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(LEADER_WORKER_SET_V1).validate(broken)
