@@ -70,7 +70,7 @@ class DeploymentStacks:
             ),
         )
         if self.hyperpod is not None:
-            self.workloads.add_dependency(self.hyperpod)
+            self.workloads.add_stack_dependency(self.hyperpod)
         self.all: tuple[cdk.Stack, ...] = tuple(
             s for s in (self.network, self.image, self.cluster, self.hyperpod, self.workloads) if s is not None
         )

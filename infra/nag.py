@@ -116,13 +116,17 @@ def _acknowledge_cluster(stacks: DeploymentStacks) -> None:
     _ack(kubectl, "L1", "CDK pins the kubectl handler's runtime to the one its kubectl layer is built for")
 
 
-def _arn(stack: cdk.Stack, service: str) -> str:
-    """An ARN prefix spelled the way cdk-nag reports it: pseudo parameters, or the stack's concrete environment."""
+def _environment(stack: cdk.Stack) -> tuple[str, str, str]:
+    """Partition, region and account spelled the way cdk-nag reports them: pseudo parameters, or concrete values."""
     def part(value: str, pseudo: str) -> str:
         return f"<AWS::{pseudo}>" if cdk.Token.is_unresolved(value) else value
 
-    partition = part(stack.partition, "Partition")
-    return f"arn:{partition}:{service}:{part(stack.region, 'Region')}:{part(stack.account, 'AccountId')}"
+    return part(stack.partition, "Partition"), part(stack.region, "Region"), part(stack.account, "AccountId")
+
+
+def _arn(stack: cdk.Stack, service: str) -> str:
+    partition, region, account = _environment(stack)
+    return f"arn:{partition}:{service}:{region}:{account}"
 
 
 def _logical_id(construct: IConstruct) -> str:
@@ -157,8 +161,8 @@ def _acknowledge_hyperpod(hyperpod: HyperPodStack) -> None:
     for action in ("s3:GetBucket*", "s3:GetObject*", "s3:List*", "s3:Abort*", "s3:DeleteObject*"):
         _ack(deployment, f"IAM5[Action::{action}]", reason)
     _ack(deployment, f"IAM5[Resource::<{bucket_id}.Arn>/*]", reason)
-    assets = f"{_arn(hyperpod, 's3').replace(':<AWS::Region>:<AWS::AccountId>', ':')}"
-    _ack(deployment, f"IAM5[Resource::{assets}::cdk-hnb659fds-assets-<AWS::AccountId>-<AWS::Region>/*]", reason)
+    partition, region, account = _environment(hyperpod)
+    _ack(deployment, f"IAM5[Resource::arn:{partition}:s3:::cdk-hnb659fds-assets-{account}-{region}/*]", reason)
     _ack(deployment, "L1", "CDK pins the BucketDeployment handler's runtime to the one its awscli layer is built for")
 
 

@@ -119,3 +119,15 @@ def test_lifecycle_script_is_valid_bash() -> None:
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     text = script.read_text()
     assert "/var/log/provision/provisioning.log" in text and "/opt/dlami/nvme" in text
+
+
+def test_hyperpod_in_a_concrete_environment_is_nag_clean(tmp_path_factory) -> None:
+    from infra.config import parse_deployment
+    from tests.infra.conftest import load_yaml, synthesize
+
+    data = load_yaml("hyperpod.yaml")
+    data.update(account="123456789012", region="us-east-2")
+    data["network"]["availability_zones"] = ["us-east-2a", "us-east-2b"]
+    synth = synthesize(parse_deployment(data), tmp_path_factory.mktemp("hyperpod-env"))  # raises on any finding
+    (plugin,) = [p for p in synth.validation_report()["pluginReports"] if p["pluginName"] == "AwsSolutions"]
+    assert plugin["violations"] == []
