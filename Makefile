@@ -23,16 +23,20 @@ node_modules/.installed: package.json package-lock.json $(VENV)/.installed
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+$(VENV)/.tests-installed: tests/requirements.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
 # Synthesize the default deployment (or DEPLOYMENT=...) into cdk.out, cdk-nag included. Offline, no AWS credentials.
 synth: setup
 	cdk synth --quiet -c deployment=$(DEPLOYMENT)
 	@ls cdk.out/*.template.json
 
 # Unit tests, infra checks (assertions, cfn-lint, cdk-nag) and the end-to-end tier.
-test: setup
+test: setup $(VENV)/.tests-installed
 	$(BIN)/python -m pytest
 
-test-unit: setup
+test-unit: setup $(VENV)/.tests-installed
 	$(BIN)/python -m pytest tests/infra tests/runtime
 
 clean:
