@@ -56,10 +56,18 @@ def choose_region(deployment: Deployment, source: str, override: str | None, ses
         )
     regions = known_regions(session)
     if region not in regions:
-        close = difflib.get_close_matches(region, sorted(regions), n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        hint = f" (did you mean {close}?)" if (close := _closest(region, regions)) else ""
         raise AccessError(f"wrong region: {region!r} is not an AWS region{hint}")
     return region
+
+
+def _closest(typed: str, regions: set[str]) -> str | None:
+    """The region the user most likely meant: swapped letters first (same letters), then the most similar."""
+    def distance(candidate: str) -> tuple[bool, float]:
+        return sorted(candidate) != sorted(typed), -difflib.SequenceMatcher(None, candidate, typed).ratio()
+
+    best = min(regions, key=distance, default=None)
+    return best if best is not None and -distance(best)[1] >= 0.6 else None
 
 
 @dataclass
