@@ -37,6 +37,14 @@ def format_duration(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
+def _now() -> float:
+    return time.monotonic()
+
+
+def _pause(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 @dataclass
 class Waiter:
     """Polls ``observe`` every ``interval`` seconds for at most ``timeout`` seconds. Returns the exit code."""
@@ -45,8 +53,8 @@ class Waiter:
     timeout: float
     interval: float
     out: TextIO
-    clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = field(default_factory=lambda: _now)
+    sleep: Callable[[float], None] = field(default_factory=lambda: _pause)
     _seen: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def run(self) -> int:
