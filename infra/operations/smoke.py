@@ -47,10 +47,10 @@ def counter(url, name, label):
         text = fetch(url + "/metrics")[1]
     except Exception:
         return None
-    total = None
+    total = 0.0  # readable metrics without the sample: nothing counted yet
     for line in text.splitlines():
         if line.startswith(name) and (not label or label in line) and not line.startswith(name + "_"):
-            total = (total or 0.0) + float(line.rsplit(" ", 1)[1])
+            total += float(line.rsplit(" ", 1)[1])
     return total
 result = {"router_ready": False}
 try:
@@ -209,7 +209,7 @@ class SmokeRun:
 def render(result: SmokeResult) -> str:
     def yes_no(value: bool | None, pair: tuple[float | None, float | None], metric: str) -> str:
         if value is None:
-            return f"unknown ({metric} not readable)"
+            return f"unknown ({metric}: /metrics not readable)"
         before, after = pair
         return f"{'yes' if value else 'no'} ({metric} {before or 0:g} -> {after:g})"
 
