@@ -1,0 +1,150 @@
+"""``python -m infra status|wait|smoke``: know what a deployed environment is doing.
+
+Exit codes: 0 ready (or smoke passed), 1 not ready (or smoke failed), 2 the deployment cannot be read or the command
+was used wrongly. Errors a user causes print one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from pydantic import ValidationError
+
+from infra.config import DeploymentError, load_deployment
+from infra.operations.aws_access import AccessError, AwsAccess, open_access
+from infra.operations.aws_facts import EksCluster, read_eks_cluster, read_stack
+from infra.operations.kube_client import BadApiServer, KubeClient, KubeRefused, KubeUnreachable, eks_token
+from infra.operations.serving_endpoints import ServingEndpoints
+from infra.operations.smoke import SMOKE_IMAGE, SmokeError, SmokeRun, render, result_as_json
+from infra.operations.status import EnvironmentStatus, StatusReader, render_json, render_table
+from infra.operations.wait import Waiter, parse_duration
+
+READY, NOT_READY, UNUSABLE = 0, 1, 2
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{status,wait,smoke}")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--deployment", required=True, metavar="FILE", help="deployments/NAME.yaml")
+    common.add_argument("--region", help="for environment-agnostic deployments (the file's region wins otherwise)")
+    common.add_argument("--api-server", metavar="URL",
+                        help="reach the Kubernetes API here instead of the cluster endpoint "
+                             "(e.g. http://127.0.0.1:8001 from `kubectl proxy` to a private cluster)")
+
+    status = commands.add_parser("status", parents=[common], help="is the deployed environment ready, and if not why")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    wait = commands.add_parser("wait", parents=[common], help="poll until ready, failed, or the timeout")
+    wait.add_argument("--timeout", type=_duration, default=parse_duration("45m"), help="e.g. 45m, 1h30m (default 45m)")
+    wait.add_argument("--interval", type=_duration, default=parse_duration("30s"), help="between polls (default 30s)")
+
+    smoke = commands.add_parser("smoke", parents=[common], help="one request through the router, from inside the cluster")
+    defaults = ServingEndpoints()
+    smoke.add_argument("--namespace", default=defaults.namespace)
+    smoke.add_argument("--router-service", default=defaults.router_service)
+    smoke.add_argument("--router-port", type=int, default=defaults.router_port)
+    smoke.add_argument("--decode-service", default=defaults.decode_service)
+    smoke.add_argument("--decode-port", type=int, default=defaults.decode_port)
+    smoke.add_argument("--image", default=SMOKE_IMAGE, help="image of the smoke Job (needs python3)")
+    smoke.add_argument("--timeout", type=_duration, default=parse_duration("5m"), help="for the Job (default 5m)")
+    smoke.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+def _kube_factory(aws: AwsAccess, api_server: str | None, always: bool):
+    """A KubeClient for the cluster: through --api-server, or the cluster endpoint when reachable from here."""
+
+    def make(cluster: EksCluster) -> KubeClient | None:
+        server = api_server or (cluster.endpoint if (always or cluster.vpc.public) else None)
+        if server is None:
+            return None
+        return KubeClient(server=server, token=eks_token(aws.session, aws.region, cluster.name), ca_data=cluster.ca_data)
+
+    return make
+
+
+def _status(args: argparse.Namespace, out: TextIO) -> int:
+    deployment = load_deployment(args.deployment)
+    aws = open_access(deployment, args.deployment, args.region)
+    reader = StatusReader(deployment, args.deployment, aws, _kube_factory(aws, args.api_server, always=False))
+    if args.command == "status":
+        status = reader.read()
+        print(render_json(status) if args.json else render_table(status), file=out)
+        return READY if status.ready else NOT_READY
+    return Waiter(observe=reader.read, timeout=args.timeout, interval=args.interval, out=out).run()
+
+
+def _smoke(args: argparse.Namespace, out: TextIO) -> int:
+    deployment = load_deployment(args.deployment)
+    try:
+        endpoints = ServingEndpoints(
+            namespace=args.namespace, router_service=args.router_service, router_port=args.router_port,
+            decode_service=args.decode_service, decode_port=args.decode_port,
+        )
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        raise AccessError(f"--{str(problem['loc'][0]).replace('_', '-')}: {problem['msg']}") from None
+    aws = open_access(deployment, args.deployment, args.region)
+    stack = read_stack(aws, f"{deployment.name}-cluster")
+    if stack is None or "ClusterName" not in stack.outputs:
+        raise AccessError(f"not deployed: stack {deployment.name}-cluster has no cluster in {aws.region} yet; "
+                          "run `python -m infra status` to see what is there")
+    cluster = read_eks_cluster(aws, stack.outputs["ClusterName"])
+    if cluster is None or cluster.status != "ACTIVE":
+        raise AccessError(f"the EKS cluster {stack.outputs['ClusterName']} is not ACTIVE; run `python -m infra wait` first")
+    kube = _kube_factory(aws, args.api_server, always=True)(cluster)
+    assert kube is not None
+    say = (lambda line: print(line, file=sys.stderr)) if args.json else (lambda line: print(line, file=out))
+    run = SmokeRun(kube, endpoints, deployment.serving.model.served_name, image=args.image,
+                   timeout=args.timeout, say=say)
+    try:
+        result = run.run()
+    except KubeUnreachable as exc:
+        raise AccessError(f"cannot reach the Kubernetes API ({exc}): a private endpoint needs a tunnel "
+                          "(--api-server) or a machine inside the VPC") from None
+    except KubeRefused as exc:
+        raise AccessError(f"access denied by the Kubernetes API for {aws.arn} ({exc}); "
+                          "add it to cluster.admin_principal_arns and deploy") from None
+    except SmokeError as exc:
+        print(f"smoke FAILED: {exc}", file=out)
+        return NOT_READY
+    print(result_as_json(result) if args.json else render(result), file=out)
+    return READY if result.passed else NOT_READY
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage error
+        return UNUSABLE if exc.code else READY
+    try:
+        if args.command == "smoke":
+            return _smoke(args, out)
+        return _status(args, out)
+    except (DeploymentError, AccessError) as exc:
+        print(f"error: {exc}", file=err)
+        return UNUSABLE
+    except BadApiServer as exc:
+        print(f"error: {exc}", file=err)
+        return UNUSABLE
+    except KeyboardInterrupt:
+        print("interrupted", file=err)
+        return NOT_READY
+
+
+if __name__ == "__main__":
+    sys.exit(main())

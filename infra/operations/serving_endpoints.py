@@ -1,0 +1,39 @@
+"""Where the serving workloads live in the cluster: the ONE place these names are written down.
+
+The workloads (namespace, router Service, decode Service) are not built yet; when they are, align these defaults
+with them (or have both import from here). Every name is also a command-line option of ``smoke``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Kubernetes object names: DNS-1123 labels.
+_DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+
+# Prometheus counters the smoke test reads before and after its request.
+# The router counts its prefill/decode decisions; the label says which way a request went.
+ROUTER_PD_DECISIONS = "pdstack_router_pd_decisions_total"
+ROUTER_DISAGGREGATED_LABEL = 'decision="disaggregated"'
+# vLLM's NIXL connector counts KV transfers on the decode side (one histogram sample per transfer).
+DECODE_KV_TRANSFERS = "vllm:nixl_xfer_time_seconds_count"
+
+
+class ServingEndpoints(BaseModel):
+    """The router and decode Services the smoke Job talks to, inside the cluster."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespace: str = Field(default="pdstack", pattern=_DNS_LABEL)
+    router_service: str = Field(default="pdstack-router", pattern=_DNS_LABEL)
+    router_port: int = Field(default=8000, ge=1, le=65535)
+    decode_service: str = Field(default="pdstack-decode", pattern=_DNS_LABEL)
+    decode_port: int = Field(default=8000, ge=1, le=65535)
+
+    @property
+    def router_url(self) -> str:
+        return f"http://{self.router_service}.{self.namespace}.svc:{self.router_port}"
+
+    @property
+    def decode_url(self) -> str:
+        return f"http://{self.decode_service}.{self.namespace}.svc:{self.decode_port}"
