@@ -1,7 +1,8 @@
-"""Where the serving workloads live in the cluster: the ONE place these names are written down.
+"""Where the serving workloads live in the cluster, as the operations commands see them from outside.
 
-The workloads (namespace, router Service, decode Service) are not built yet; when they are, align these defaults
-with them (or have both import from here). Every name is also a command-line option of ``smoke``.
+The defaults are those infra/workloads.py renders for a default deployment (namespace ``pdstack``, Services
+``pdstack-router`` and ``pdstack-decode`` on port 8000); tests/infra/operations/test_alignment.py keeps them and the
+router's metric names in step. Every name is also a command-line option of ``smoke``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
 # Prometheus counters the smoke test reads before and after its request.
 # The router counts its prefill/decode decisions; the label says which way a request went.
-ROUTER_PD_DECISIONS = "pdstack_router_pd_decisions_total"
-ROUTER_DISAGGREGATED_LABEL = 'decision="disaggregated"'
+ROUTER_PD_DECISIONS = "pdstack_router_decisions_total"
+ROUTER_DISAGGREGATED_LABEL = 'decision="pd"'
 # vLLM's NIXL connector counts KV transfers on the decode side (one histogram sample per transfer).
 DECODE_KV_TRANSFERS = "vllm:nixl_xfer_time_seconds_count"
 

@@ -267,7 +267,8 @@ class FakeEngine:
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
         self.registry = CollectorRegistry()
-        self.decisions = Counter("pdstack_router_pd_decisions", "P/D decisions", ["decision"], registry=self.registry)
+        self.decisions = Counter("pdstack_router_decisions", "P/D or decode-only, and why", ["decision", "reason"],
+                                 registry=self.registry)
         self.xfer = Histogram("vllm:nixl_xfer_time_seconds", "NIXL transfer time", ["engine"], registry=self.registry)
         self.requests: list[dict[str, Any]] = []
 
@@ -280,7 +281,7 @@ class FakeEngine:
             return 200, {"Content-Type": "text/plain; version=0.0.4"}, generate_latest(self.registry)
         if path == "/v1/completions" and method == "POST":
             self.requests.append(json.loads(body))
-            self.decisions.labels(decision="disaggregated" if self.disaggregate else "local").inc()
+            self.decisions.labels(decision="pd" if self.disaggregate else "decode_only", reason="smoke").inc()
             if self.disaggregate and self.peer is not None and self.peer.transfers:
                 self.peer.xfer.labels(engine="0").observe(0.004)
             return _json(200, {"object": "text_completion", "choices": [{"index": 0, "text": self.answer}]})

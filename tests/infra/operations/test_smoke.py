@@ -51,7 +51,7 @@ def test_smoke_through_the_router_reports_answer_disaggregation_and_kv_pull(clus
     assert lines[0].startswith("created job pdstack/pdstack-smoke-")
     assert "router ready: yes" in lines
     assert any(line.startswith("answer: ' the KV cache of the prompt.' in ") for line in lines)
-    assert 'disaggregated: yes (pdstack_router_pd_decisions_total{decision="disaggregated"} 0 -> 1)' in lines
+    assert 'disaggregated: yes (pdstack_router_decisions_total{decision="pd"} 0 -> 1)' in lines
     assert "decode pulled the KV: yes (vllm:nixl_xfer_time_seconds_count 0 -> 1)" in lines
     assert lines[-1] == "smoke passed"
     # The request carried the deployment's model, and the Job is gone afterwards.
