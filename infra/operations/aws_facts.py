@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from infra.operations.aws_access import AwsAccess
 
-STACK_PARTS = ("network", "image", "cluster", "hyperpod")
+STACK_PARTS = ("network", "image", "cluster", "hyperpod", "workloads")
 _LIST_PAGES = 20  # bounded pagination: 20 pages of 100 nodes is far beyond any deployment we make
 
 
@@ -42,7 +42,7 @@ class Stack(_Answer):
 
 
 def stack_names(deployment_name: str, with_hyperpod: bool) -> list[str]:
-    parts = STACK_PARTS if with_hyperpod else STACK_PARTS[:3]
+    parts = [part for part in STACK_PARTS if with_hyperpod or part != "hyperpod"]
     return [f"{deployment_name}-{part}" for part in parts]
 
 

@@ -118,6 +118,8 @@ class Deployed:
                        HyperPodClusterArn=f"arn:aws:sagemaker:{self.region}:{ACCOUNT}:cluster/x",
                        LifecycleBucketName=f"sagemaker-{self.d.hyperpod.cluster_name}-{ACCOUNT}-{self.region}")
             self.hyperpod()
+        self.stack("workloads", Namespace=self.d.workloads.namespace,
+                   RouterService=f"pdstack-router.{self.d.workloads.namespace}.svc")
         return self
 
     @property
