@@ -37,11 +37,24 @@ class S3Object(BaseModel):
     size: int
 
 
+TOKENIZER_FILES = frozenset({
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
+    "chat_template.json", "generation_config.json", "config.json",
+})
+"""The files the router needs to tokenize like the engines (and apply the chat template): no weights."""
+
+
 class ModelFetch:
-    def __init__(self, model: Model, s3_client: Callable[[], Any] | None = None, parallel: int = 16) -> None:
+    """``only``: fetch just the files whose path under the model prefix is in this set (e.g. TOKENIZER_FILES);
+    ``cache_dir``: put them under this directory instead of ``serving.model.cache_dir``."""
+
+    def __init__(self, model: Model, s3_client: Callable[[], Any] | None = None, parallel: int = 16, *,
+                 only: frozenset[str] | None = None, cache_dir: str | None = None) -> None:
         self.model = model
         self._s3_client = s3_client or (lambda: boto3.session.Session().client("s3"))
         self.parallel = parallel
+        self.only = only
+        self.cache_dir = cache_dir or model.cache_dir
 
     @property
     def bucket_and_prefix(self) -> tuple[str, str]:
@@ -53,7 +66,7 @@ class ModelFetch:
         if self.model.source_kind != "s3":
             return self.model.source
         bucket, prefix = self.bucket_and_prefix
-        return str(Path(self.model.cache_dir, bucket, *PurePosixPath(prefix).parts))
+        return str(Path(self.cache_dir, bucket, *PurePosixPath(prefix).parts))
 
     def ensure(self) -> str:
         """Make the model available and return the path (or id) to give vLLM."""
@@ -125,6 +138,8 @@ class ModelFetch:
                     relative = key[len(listing_prefix):]
                     if ".." in PurePosixPath(relative).parts:
                         raise ModelFetchError(f"refusing S3 key {key!r}: it escapes the model directory")
+                    if self.only is not None and relative not in self.only:
+                        continue
                     objects.append(S3Object(key=key, relative=relative, size=item["Size"]))
         except NoCredentialsError as error:
             raise ModelFetchError(

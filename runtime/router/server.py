@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import tempfile
 from pathlib import Path
 
 import zmq.asyncio
@@ -13,6 +15,7 @@ from aiohttp import web
 
 from runtime.config import Serving
 from runtime.json_log import EventLog
+from runtime.model_fetch import TOKENIZER_FILES, ModelFetch, ModelFetchError
 from runtime.router.app import RouterState, build_app
 from runtime.router.config import RouterConfig
 from runtime.router.discovery.dns_records import DnsRecordsDiscovery
@@ -33,6 +36,7 @@ from runtime.router.scheduling.scheduler import Scheduler
 from runtime.router.upstream import Upstream
 
 log = EventLog("runtime.router")
+TOKENIZER_CACHE = os.path.join(tempfile.gettempdir(), "pdstack-router-tokenizer")
 
 
 class RouterServer:
@@ -66,6 +70,8 @@ class RouterServer:
         directory = self.config.tokenizer
         if directory is None and self.serving.model.source_kind == "local":
             directory = self.serving.model.source
+        if directory is None and self.serving.model.source_kind == "s3":
+            directory = self._fetch_tokenizer()
         if directory is None or not Path(directory).is_dir():
             log.warning("no_tokenizer", directory=directory, using="character blocks")
             return None
@@ -73,6 +79,16 @@ class RouterServer:
             return PromptTokenizer(directory)
         except Exception as error:  # any unreadable tokenizer: route by characters, say so
             log.warning("no_tokenizer", directory=directory, reason=str(error)[:200], using="character blocks")
+            return None
+
+    def _fetch_tokenizer(self) -> str | None:
+        """An ``s3://`` model's tokenizer files (no weights) into a local directory, once, before serving."""
+        fetch = ModelFetch(self.serving.model, only=TOKENIZER_FILES, cache_dir=TOKENIZER_CACHE, parallel=4)
+        try:
+            return fetch.ensure()
+        except ModelFetchError as error:
+            log.warning("no_tokenizer", source=self.serving.model.source, reason=str(error)[:300],
+                        using="character blocks")
             return None
 
     def discovery(self) -> DiscoverySource:

@@ -133,3 +133,24 @@ def test_local_path_must_exist(tmp_path: Path) -> None:
     assert fetcher(str(tmp_path), tmp_path).ensure() == str(tmp_path)
     with pytest.raises(ModelFetchError, match="no such path on this node"):
         fetcher(str(tmp_path / "absent"), tmp_path).ensure()
+
+
+def test_only_the_tokenizer_files_are_fetched(bucket: str, tmp_path: Path) -> None:
+    from runtime.model_fetch import TOKENIZER_FILES
+
+    model = serving(model={"source": f"s3://{bucket}/llama", "served_name": "llama"}).model
+    path = ModelFetch(model, only=TOKENIZER_FILES, cache_dir=str(tmp_path / "tok")).ensure()
+    fetched = sorted(p.name for p in Path(path).rglob("*") if p.is_file())
+    assert fetched == ["config.json", "tokenizer.json"]  # no weights, nothing nested
+
+
+def test_router_fetches_the_tokenizer_of_an_s3_model(bucket: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from runtime.router import server
+
+    monkeypatch.setattr(server, "TOKENIZER_CACHE", str(tmp_path / "router-tok"))
+    router = server.RouterServer.__new__(server.RouterServer)
+    router.serving = serving(model={"source": f"s3://{bucket}/llama", "served_name": "llama"})
+    directory = router._fetch_tokenizer()
+    assert directory is not None and (Path(directory) / "tokenizer.json").is_file()
+    assert not list(Path(directory).glob("*.safetensors"))
