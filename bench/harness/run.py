@@ -97,7 +97,7 @@ def run_one(system: System, scenario: Scenario, workload: WorkloadSpec, requests
                               environment(), REPO)
         url = f"http://127.0.0.1:{port}"
         router.wait_http(url + system.ready_path, timeout_s=90)
-        time.sleep(1.0)  # first health and metrics rounds; KV-event subscriptions settle
+        time.sleep(0.5)  # first health and metrics rounds; KV-event subscriptions settle
         urls = [e.url for e in topology.engines]
         computed_before = scrape_local_compute(urls).local_compute
         cpu_before = router.cpu_seconds()
@@ -152,14 +152,15 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scenario", choices=sorted(SCENARIOS), default="quick")
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory for the json, md and png")
-    parser.add_argument("--systems", default="", help="comma-separated labels to keep (e.g. pdstack,baseline)")
+    parser.add_argument("--systems", default="", help="comma-separated systems to keep: name or name:policy (e.g. pdstack,vllm-router:kv_aware)")
     args = parser.parse_args(argv)
     scenario = SCENARIOS[args.scenario]
     work = REPO / "bench" / ".work" / scenario.name
     work.mkdir(parents=True, exist_ok=True)
     tokenizer_dir = write_tokenizer(work / "tokenizer")
     tokenizer = PromptTokenizer(tokenizer_dir)
-    chosen = [s for s in SYSTEMS if not args.systems or s.name in args.systems.split(",")]
+    keep = set(args.systems.split(",")) if args.systems else set()
+    chosen = [s for s in SYSTEMS if not keep or s.name in keep or f"{s.name}:{s.policy}" in keep]
     skipped = [{"system": s.name, "policy": s.policy, "reason": reason}
                for s in chosen if (reason := s.unavailable()) is not None]
     runnable = [s for s in chosen if s.unavailable() is None]

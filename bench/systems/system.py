@@ -84,8 +84,8 @@ class VllmRouter(System):
             argv += ["--prefill", engine.url]
         for engine in topology.role("decode"):
             argv += ["--decode", engine.url]
-        if self.policy == "kv_aware":
-            for engine in topology.engines:
+        if self.policy == "kv_aware":  # it accepts event sources for prefill engines only
+            for engine in topology.role("prefill"):
                 argv += ["--pd-kv-events", f"{engine.url}={engine.kv_events}"]
             argv += ["--kv-event-block-size", str(topology.block_size), "--kv-event-model", topology.model]
         return argv
