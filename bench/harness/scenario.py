@@ -28,10 +28,10 @@ class Scenario(BaseModel):
 
 
 FULL = Scenario(name="full", repeats=2, workloads=[
-    SharedPrefix(rate_rps=8.0),
-    MultiTurn(rate_rps=8.0),
-    LongPrompt(rate_rps=6.0),
-    DecodeHeavy(rate_rps=8.0),
+    SharedPrefix(rate_rps=10.0),
+    MultiTurn(rate_rps=10.0),
+    LongPrompt(rate_rps=6.0, requests=48),
+    DecodeHeavy(rate_rps=8.0, requests=48),
 ])
 
 QUICK = Scenario(name="quick", repeats=1, workloads=[
