@@ -50,10 +50,19 @@ def plot(document: dict[str, Any], path: Path) -> bool:
         axis.set_xticklabels(workloads, rotation=15)
         axis.set_title(title)
         axis.grid(axis="y", alpha=0.3)
-    axes[0].legend(fontsize=8, loc="upper left")
+    handles, labels = axes[-1].get_legend_handles_labels()  # the hit-rate panel has every system and the oracle
+    figure.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
     figure.suptitle(f"pdstack routing benchmark ({document['command']}, {document['date']}): "
                     f"simulated {document['scenario']['prefills']}P+{document['scenario']['decodes']}D engines")
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return True
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    source = Path(sys.argv[1])
+    plot(json.loads(source.read_text()), source.with_suffix(".png"))
