@@ -189,19 +189,29 @@ class FakeEngine:
     def _simulated_usage(self, job: SimulatedRequest) -> dict[str, Any]:
         prompt = len(job.tokens)
         usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": job.generated,
-                                 "total_tokens": prompt + job.generated}
+                                 "total_tokens": prompt + job.generated, "completion_tokens_details": None}
         if self.prompt_tokens_details:
-            usage["prompt_tokens_details"] = {"cached_tokens": job.hit_tokens}
+            usage["prompt_tokens_details"] = {"cached_tokens": job.hit_tokens, "multimodal_tokens": None,
+                                              "created_cache_tokens": job.computed_tokens or None}
         return usage
 
     def _simulated_document(self, request: web.Request, body: dict[str, Any], kind: str,
                             job: SimulatedRequest) -> web.Response:
         answer = self._document(body, kind, [f"tok{i}" for i in range(job.generated)], self._simulated_usage(job))
+        answer.update({"service_tier": None, "system_fingerprint": None, "metrics": None, "ec_transfer_params": None})
+        choice = answer["choices"][0]
+        choice.update({"stop_reason": None, "token_ids": None, "routed_experts": None})
+        if kind == "chat.completion":
+            answer.update({"prompt_logprobs": None, "prompt_token_ids": None, "prompt_text": None})
+        else:
+            choice.update({"prompt_logprobs": None, "prompt_token_ids": None})
         if job.mode == "prefill_only":
             answer["kv_transfer_params"] = {
                 "do_remote_prefill": True, "do_remote_decode": False, "remote_block_ids": [job.block_ids],
                 "remote_engine_id": self.name, "remote_request_id": request.headers.get("X-Request-Id"),
-                "remote_host": "127.0.0.1", "remote_port": 5600, "tp_size": 1}
+                "remote_host": "127.0.0.1", "remote_port": 5600, "tp_size": 1, "pp_size": 1, "dcp_size": 1,
+                "remote_num_tokens": len(job.tokens), "remote_prefill_cached_tokens": job.hit_tokens,
+                "remote_blocks_expiry_time": time.time() + 30.0, "transfer_mode": "pull"}  # vLLM 0.32's keys
         else:
             answer["kv_transfer_params"] = None
         return web.json_response(answer)
@@ -216,17 +226,22 @@ class FakeEngine:
         while (index := await job.output.get()) != DONE:
             piece = ("" if index == 0 else " ") + f"tok{index}"
             last = index == job.max_tokens - 1
+            head = {"id": f"cmpl-{self.name}", "object": object_name, "created": created, "model": self.model}
+            if chat and index == 0:  # vLLM opens a chat stream with the role alone
+                opening = {**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                                "logprobs": None, "finish_reason": None}],
+                           "prompt_token_ids": None, "prompt_text": None}
+                await out.write(b"data: " + json.dumps(opening).encode() + b"\n\n")
             choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": "length" if last else None}
             if chat:
-                choice["delta"] = {"content": piece} if index else {"role": "assistant", "content": piece}
+                choice["delta"] = {"content": piece}
             else:
-                choice["text"] = piece
-            chunk = {"id": f"cmpl-{self.name}", "object": object_name, "created": created, "model": self.model,
-                     "choices": [choice], "usage": None}
+                choice.update({"text": piece, "stop_reason": None, "prompt_token_ids": None, "token_ids": None})
+            chunk = {**head, "choices": [choice]}
             await out.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
         if (body.get("stream_options") or {}).get("include_usage"):
             chunk = {"id": f"cmpl-{self.name}", "object": object_name, "created": created, "model": self.model,
-                     "choices": [], "usage": self._simulated_usage(job)}
+                     "choices": [], "usage": self._simulated_usage(job), "system_fingerprint": "vllm-0.32.0-fake"}
             await out.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
         await out.write(b"data: [DONE]\n\n")
         await out.write_eof()

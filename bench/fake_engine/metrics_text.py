@@ -11,9 +11,9 @@ def metrics_text(simulator: EngineSimulator, model: str) -> str:
     lines: list[str] = []
 
     def family(name: str, kind: str, samples: list[tuple[str, float]]) -> None:
-        lines.append(f"# HELP vllm:{name} {name.replace('_', ' ')}")
-        lines.append(f"# TYPE vllm:{name} {kind}")
-        suffix = "_total" if kind == "counter" else ""
+        suffix = "_total" if kind == "counter" else ""  # prometheus_client names counter families with _total
+        lines.append(f"# HELP vllm:{name}{suffix} {name.replace('_', ' ')}")
+        lines.append(f"# TYPE vllm:{name}{suffix} {kind}")
         for extra, value in samples:
             lines.append(f"vllm:{name}{suffix}{{{labels}{extra}}} {float(value)}")
 
