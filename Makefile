@@ -11,7 +11,7 @@ export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: setup synth test test-unit lint clean demo bench-router
+.PHONY: setup synth test test-unit lint clean demo bench-router bench bench-quick
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -40,7 +40,7 @@ synth: setup
 	@ls cdk.out/*.template.json
 
 # Unit tests, infra checks (assertions, cfn-lint, cdk-nag) and the end-to-end tier.
-test: setup $(VENV)/.tests-installed $(VLLM_VENV)/.installed
+test: setup $(VENV)/.tests-installed $(VENV)/.bench-installed $(VLLM_VENV)/.installed
 	$(BIN)/python -m pytest
 
 test-unit: setup $(VENV)/.tests-installed
@@ -53,6 +53,19 @@ demo: setup $(VENV)/.tests-installed $(VLLM_VENV)/.installed
 # Router overhead against fake engines; writes bench/results/router_overhead.{json,md}.
 bench-router: $(VLLM_VENV)/.installed
 	$(VLLM_VENV)/bin/python -m bench.router_overhead.run
+
+# Bench-only packages (the peer routers, matplotlib) in the CDK venv; they resolve alongside it (pip check).
+$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.tests-installed
+	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	touch $@
+
+# Routing benchmark on simulated engines: pdstack vs round robin vs vllm-router, ~10 min (bench-quick: ~2 min).
+# Writes bench/results/<date>-full|quick.{json,md,png}. Both cores: hold the machine's vLLM lock while it runs.
+bench: setup $(VENV)/.bench-installed
+	flock /tmp/pdstack-vllm.lock $(BIN)/python -m bench.harness.run --scenario full
+
+bench-quick: setup $(VENV)/.bench-installed
+	$(BIN)/python -m bench.harness.run --scenario quick
 
 clean:
 	rm -rf cdk.out .pytest_cache

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from tests.runtime.router.fake_engine import FakeEngine
+from bench.fake_engine.engine import FakeEngine
 
 
 async def main(prefill_port: int, decode_port: int) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from runtime.config import Serving
 from runtime.router.server import RouterServer
-from tests.runtime.router.fake_engine import FakeEngine
+from bench.fake_engine.engine import FakeEngine
 
 T = TypeVar("T")
 

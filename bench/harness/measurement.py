@@ -1,0 +1,58 @@
+"""A run's row: the client's timings, the engines' own prefix-cache counters, the router's CPU time."""
+
+from __future__ import annotations
+
+import urllib.request
+from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.harness.load_generator import RequestResult
+
+ROW_FIELDS = ("system", "policy", "workload", "requests", "throughput_rps", "output_tps", "ttft_p50_ms",
+              "ttft_p90_ms", "ttft_p99_ms", "e2e_p50_ms", "e2e_p99_ms", "engine_prefix_hit_rate",
+              "router_cpu_ms_per_req")
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = q * (len(ordered) - 1)
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@dataclass(frozen=True)
+class EngineCounters:
+    local_compute: float
+
+
+def scrape_local_compute(urls: list[str]) -> EngineCounters:
+    """Prompt tokens the engines computed themselves (vllm:prompt_tokens_by_source{source="local_compute"})."""
+    total = 0.0
+    for url in urls:
+        with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "vllm:prompt_tokens_by_source_total" and sample.labels.get("source") == "local_compute":
+                    total += sample.value
+    return EngineCounters(total)
+
+
+def row(system: str, policy: str, workload: str, results: list[RequestResult], wall_s: float,
+        prompt_tokens: int, computed_tokens: float, router_cpu_s: float | None) -> dict[str, object]:
+    ok = [r for r in results if r.ok]
+    ms = 1000.0
+    ttft = [r.ttft_s * ms for r in ok]
+    e2e = [r.e2e_s * ms for r in ok]
+    return {
+        "system": system, "policy": policy, "workload": workload, "requests": len(results),
+        "throughput_rps": len(ok) / wall_s, "output_tps": sum(r.output_tokens for r in ok) / wall_s,
+        "ttft_p50_ms": percentile(ttft, 0.5), "ttft_p90_ms": percentile(ttft, 0.9),
+        "ttft_p99_ms": percentile(ttft, 0.99), "e2e_p50_ms": percentile(e2e, 0.5), "e2e_p99_ms": percentile(e2e, 0.99),
+        "engine_prefix_hit_rate": 1.0 - computed_tokens / prompt_tokens if prompt_tokens else 0.0,
+        "router_cpu_ms_per_req": None if router_cpu_s is None else router_cpu_s * ms / max(1, len(results)),
+    }
