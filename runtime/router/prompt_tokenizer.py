@@ -53,7 +53,7 @@ class PromptTokenizer:
 
     def tokens(self, request: OpenAiRequest) -> list[int]:
         if request.endpoint == "chat":
-            return self._tokenizer.encode(self.render_chat(request), add_special_tokens=False).ids
+            return self._ids(self.render_chat(request), add_special_tokens=False)
         prompt = request.prompt
         if isinstance(prompt, list) and prompt:
             prompt = prompt[0]  # a batch of prompts: route by the first
@@ -61,7 +61,12 @@ class PromptTokenizer:
             return [token for token in prompt if isinstance(token, int)]
         if isinstance(prompt, int):
             return [prompt]
-        return self._tokenizer.encode(prompt or "", add_special_tokens=True).ids
+        return self._ids(prompt or "", add_special_tokens=True)
+
+    def _ids(self, text: str, add_special_tokens: bool) -> list[int]:
+        # encode_batch_fast computes no character offsets: the same ids at about half the CPU of encode(), which
+        # matters on the router's hot path (measured in bench/results/router_tokenize.md).
+        return self._tokenizer.encode_batch_fast([text], add_special_tokens=add_special_tokens)[0].ids
 
     def render_chat(self, request: OpenAiRequest) -> str:
         if self._template is None:
