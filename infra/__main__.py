@@ -19,7 +19,7 @@ from infra.operations.aws_facts import EksCluster, read_eks_cluster, read_stack
 from infra.operations.kube_client import BadApiServer, KubeClient, KubeRefused, KubeUnreachable, eks_token
 from infra.operations.serving_endpoints import ServingEndpoints
 from infra.operations.smoke import SMOKE_IMAGE, SmokeError, SmokeRun, render, result_as_json
-from infra.operations.status import EnvironmentStatus, StatusReader, render_json, render_table
+from infra.operations.status import StatusReader, render_json, render_table
 from infra.operations.wait import Waiter, parse_duration
 
 READY, NOT_READY, UNUSABLE = 0, 1, 2

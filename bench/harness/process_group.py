@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -12,6 +13,18 @@ import urllib.request
 from pathlib import Path
 
 import psutil
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports free right now (held together while chosen, so never the same twice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 class ProcessGroup:

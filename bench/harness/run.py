@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import sys
 import time
 from importlib import metadata
@@ -22,7 +21,7 @@ from typing import Any
 from bench.fake_engine.cluster import ClusterSpec, EngineSpec
 from bench.harness.load_generator import run_workload
 from bench.harness.measurement import row, scrape_local_compute
-from bench.harness.process_group import ProcessGroup
+from bench.harness.process_group import ProcessGroup, free_ports
 from bench.harness.report import write_report
 from bench.harness.scenario import SCENARIOS, Scenario
 from bench.oracle import oracle_hit_rate
@@ -46,17 +45,6 @@ SYSTEMS: list[System] = [
     VllmRouter("vllm-router", "cache_aware"),
     VllmRouter("vllm-router", "kv_aware"),
 ]
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def environment() -> dict[str, str]:

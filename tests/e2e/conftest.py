@@ -5,7 +5,6 @@ through ``python -m runtime`` with a CPU test deployment. Every server is stoppe
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.harness.process_group import free_ports
 from tests.e2e.testbed.runtime_server import RuntimeServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,17 +35,6 @@ def tiny_model(vllm_python: Path) -> Path:
     out = WORK / "tiny-model"
     subprocess.run([str(vllm_python), str(TESTBED / "make_tiny_model.py"), str(out)], check=True)
     return out
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def cpu_role(ports: list[int], cpu: int) -> dict[str, object]:
