@@ -11,7 +11,7 @@ export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: setup synth test test-unit lint clean demo bench-router bench bench-quick
+.PHONY: setup synth test test-unit lint clean demo bench-router bench bench-quick bench-real-pair
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -61,8 +61,13 @@ $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.tests-installed
 
 # Routing benchmark on simulated engines: pdstack vs round robin vs vllm-router, ~10 min (bench-quick: ~2 min).
 # Writes bench/results/<date>-full|quick.{json,md,png}. Both cores: hold the machine's vLLM lock while it runs.
-bench: setup $(VENV)/.bench-installed
+bench: setup $(VENV)/.bench-installed $(VLLM_VENV)/.installed
 	flock /tmp/pdstack-vllm.lock $(BIN)/python -m bench.harness.run --scenario full
+	flock /tmp/pdstack-vllm.lock $(BIN)/python -m bench.real_pair_overhead
+
+# Each router's added latency over a client running the two legs itself, on the real CPU vLLM pair (~3 min).
+bench-real-pair: setup $(VENV)/.bench-installed $(VLLM_VENV)/.installed
+	flock /tmp/pdstack-vllm.lock $(BIN)/python -m bench.real_pair_overhead
 
 bench-quick: setup $(VENV)/.bench-installed
 	$(BIN)/python -m bench.harness.run --scenario quick
