@@ -82,7 +82,8 @@ class EngineMonitor:
                 self._mismatch_logged.add(engine.url)
                 log.error("block_size_mismatch", engine=engine.name, engine_block_size=load.block_size,
                           configured=self.block_size,
-                          fix="set serving.model.block_size to the engines' --block-size; prefix scores are wrong")
+                          fix="set serving.model.block_size to the engines' --block-size",
+                          effect="the engine gets no prefix credit until the sizes agree")
 
     async def _refresh_models(self, engine: Engine) -> None:
         try:

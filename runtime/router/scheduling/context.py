@@ -18,8 +18,15 @@ class SchedulingContext:
     excluded: set[str] = field(default_factory=set)
     """Engines already tried for this request (retries go elsewhere)."""
 
+    def held_blocks(self, engine: Engine) -> int:
+        """Leading prompt blocks the engine holds. None for an engine whose KV block size (read from its metrics)
+        differs from the router's: its blocks do not line up with the prompt's, so it gets no prefix credit."""
+        if engine.block_size is not None and engine.block_size != self.blocks.block_size:
+            return 0
+        return self.prefix_matches.get(engine.url, 0)
+
     def matched_tokens(self, engine: Engine) -> int:
-        return self.blocks.tokens_in(self.prefix_matches.get(engine.url, 0))
+        return self.blocks.tokens_in(self.held_blocks(engine))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ class PrefixScorer:
         total = len(context.blocks.keys)
         if total == 0:
             return {engine: 0.0 for engine in engines}
-        return {engine: context.prefix_matches.get(engine.url, 0) / total for engine in engines}
+        return {engine: context.held_blocks(engine) / total for engine in engines}
 
 
 class LoadScorer:

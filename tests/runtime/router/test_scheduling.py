@@ -99,3 +99,15 @@ def test_pipeline_prefers_the_cached_decode_and_records_the_session() -> None:
         engine.healthy = False
     with pytest.raises(NoEngineAvailable):
         scheduler.schedule("decode", context(), pool)
+
+
+def test_an_engine_with_another_block_size_gets_no_prefix_credit() -> None:
+    pool = engines()
+    pool[1].block_size = 16  # its blocks do not line up with the router's 32-token blocks
+    pool[2].block_size = 32
+    ctx = context(blocks=4, matches={"http://d0": 4, "http://d1": 2})
+    scores = PrefixScorer().score(ctx, pool[1:])
+    assert scores[pool[1]] == 0.0 and scores[pool[2]] == 0.5
+    assert ctx.matched_tokens(pool[1]) == 0 and ctx.matched_tokens(pool[2]) == 64
+    pool[1].block_size = None  # not read yet from the engine's metrics: trusted
+    assert ctx.matched_tokens(pool[1]) == 128
