@@ -25,7 +25,7 @@ from bench.harness.process_group import ProcessGroup, free_ports
 from bench.harness.report import write_report
 from bench.harness.scenario import SCENARIOS, Scenario
 from bench.oracle import oracle_hit_rate
-from bench.systems.system import PdstackRouter, RoundRobinBaseline, System, VllmRouter
+from bench.systems.system import PdstackRouter, RoundRobinBaseline, Smg, System, VllmRouter
 from bench.systems.topology import EngineAddress, Topology
 from bench.workloads.generators import WorkloadSpec, generate
 from bench.workloads.request import BenchRequest
@@ -44,6 +44,7 @@ SYSTEMS: list[System] = [
     VllmRouter("vllm-router", "round_robin"),
     VllmRouter("vllm-router", "cache_aware"),
     VllmRouter("vllm-router", "kv_aware"),
+    Smg("smg", "cache_aware"),
 ]
 
 
@@ -85,6 +86,7 @@ def run_one(system: System, scenario: Scenario, workload: WorkloadSpec, requests
                               environment(), REPO)
         url = f"http://127.0.0.1:{port}"
         router.wait_http(url + system.ready_path, timeout_s=90)
+        system.register(url, topology)
         time.sleep(0.5)  # first health and metrics rounds; KV-event subscriptions settle
         urls = [e.url for e in topology.engines]
         computed_before = scrape_local_compute(urls).local_compute

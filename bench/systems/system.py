@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +33,9 @@ class System:
 
     def argv(self, topology: Topology, port: int, metrics_port: int, work: Path) -> list[str]:
         raise NotImplementedError
+
+    def register(self, url: str, topology: Topology) -> None:
+        """What the router needs once it answers, before traffic (most need nothing)."""
 
     ready_path: str = "/health"
 
@@ -89,3 +96,47 @@ class VllmRouter(System):
                 argv += ["--pd-kv-events", f"{engine.url}={engine.kv_events}"]
             argv += ["--kv-event-block-size", str(topology.block_size), "--kv-event-model", topology.model]
         return argv
+
+
+@dataclass(frozen=True)
+class Smg(System):
+    """SMG (PyPI ``smg``, Rust) in P/D mode with the vLLM backend. Started with no workers, then every engine is
+    registered through ``POST /workers`` as a NixlConnector worker: with plain ``--prefill/--decode`` flags it falls
+    into passthrough and decode recomputes (reference/llm-d-and-peers.md)."""
+
+    ready_path: str = "/health"
+
+    def executable(self) -> str | None:
+        here = Path(sys.executable).parent / "smg"
+        return str(here) if here.exists() else shutil.which("smg")
+
+    def unavailable(self) -> str | None:
+        if self.executable() is None:
+            return "smg is not installed (pip install -r bench/requirements.txt)"
+        return None
+
+    def argv(self, topology: Topology, port: int, metrics_port: int, work: Path) -> list[str]:
+        return [str(self.executable()), "launch", "--pd-disaggregation", "--backend", "vllm", "--policy", self.policy,
+                "--host", "127.0.0.1", "--port", str(port), "--prometheus-host", "127.0.0.1",
+                "--prometheus-port", str(metrics_port), "--log-level", "warn"]
+
+    def register(self, url: str, topology: Topology) -> None:
+        for engine in topology.engines:
+            worker = {"url": engine.url, "worker_type": engine.role, "runtime_type": "vllm",
+                      "kv_connector": "NixlConnector",
+                      "kv_role": "kv_producer" if engine.role == "prefill" else "kv_consumer"}
+            request = urllib.request.Request(f"{url}/workers", data=json.dumps(worker).encode(),
+                                             headers={"Content-Type": "application/json"}, method="POST")
+            with urllib.request.urlopen(request, timeout=10) as response:
+                if response.status >= 300:
+                    raise RuntimeError(f"smg refused worker {engine.url}: HTTP {response.status}")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/readiness", timeout=5) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.5)
+        raise RuntimeError("smg not ready 60 s after its workers were registered")
