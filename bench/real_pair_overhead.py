@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 import urllib.request
@@ -29,7 +28,7 @@ from typing import Any
 import yaml
 
 from bench.harness.process_group import ProcessGroup, free_ports
-from tests.e2e.conftest import REPO, TESTBED, VLLM_VENV, WORK, cpu_role, server_environment
+from tests.e2e.conftest import REPO, VLLM_VENV, WORK, cpu_pair_serving, make_tiny_model, server_environment
 from tests.e2e.testbed.router_process import RouterProcess
 from tests.e2e.testbed.runtime_server import RuntimeServer
 
@@ -71,16 +70,12 @@ def main() -> int:
     python = VLLM_VENV / "bin" / "python"
     work = WORK.parent / "real-pair"
     work.mkdir(parents=True, exist_ok=True)
-    model = WORK / "tiny-model"
-    subprocess.run([str(python), str(TESTBED / "make_tiny_model.py"), str(model)], check=True)
+    model = make_tiny_model(python)
     ports = free_ports(12)
     prefill_url, decode_url = f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[4]}"
     config = work / "deployment.yaml"
     config.write_text(yaml.safe_dump({"name": "real-pair", "serving": {
-        "model": {"source": str(model), "served_name": "tiny", "block_size": 32, "max_model_len": 1024},
-        "kv_transfer": {"backend": "UCX", "buffer_device": "cpu"},
-        "prefill": cpu_role(ports[0:4], cpu=0),
-        "decode": cpu_role(ports[4:8], cpu=1),
+        **cpu_pair_serving(model, ports),
         "router": {"host": "127.0.0.1", "port": ports[8], "pd_threshold_tokens": 0,
                    "discovery": {"static": [{"url": prefill_url, "role": "prefill"},
                                             {"url": decode_url, "role": "decode"}]}},

@@ -30,10 +30,27 @@ def vllm_python() -> Path:
     return VLLM_VENV / "bin" / "python"
 
 
-@pytest.fixture(scope="session")
-def tiny_model(vllm_python: Path) -> Path:
+def make_tiny_model(vllm_python: Path) -> Path:
+    """The tiny local model (made once, then reused) in the work directory."""
     out = WORK / "tiny-model"
     subprocess.run([str(vllm_python), str(TESTBED / "make_tiny_model.py"), str(out)], check=True)
+    return out
+
+
+def cpu_pair_serving(model: Path, ports: list[int]) -> dict[str, object]:
+    """The serving section of the CPU test bed: the tiny model, NIXL over UCX from CPU buffers, prefill on
+    ports[0:4] and core 0, decode on ports[4:8] and core 1."""
+    return {
+        "model": {"source": str(model), "served_name": "tiny", "block_size": 32, "max_model_len": 1024},
+        "kv_transfer": {"backend": "UCX", "buffer_device": "cpu"},
+        "prefill": cpu_role(ports[0:4], cpu=0),
+        "decode": cpu_role(ports[4:8], cpu=1),
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_model(vllm_python: Path) -> Path:
+    out = make_tiny_model(vllm_python)
     return out
 
 
@@ -78,15 +95,7 @@ class PdPair:
 @pytest.fixture(scope="module")
 def pd_pair(vllm_python: Path, tiny_model: Path) -> Iterator[PdPair]:
     ports = free_ports(8)
-    deployment = {
-        "name": "cpu-testbed",
-        "serving": {
-            "model": {"source": str(tiny_model), "served_name": "tiny", "block_size": 32, "max_model_len": 1024},
-            "kv_transfer": {"backend": "UCX", "buffer_device": "cpu"},
-            "prefill": cpu_role(ports[0:4], cpu=0),
-            "decode": cpu_role(ports[4:8], cpu=1),
-        },
-    }
+    deployment = {"name": "cpu-testbed", "serving": cpu_pair_serving(tiny_model, ports)}
     WORK.mkdir(parents=True, exist_ok=True)
     config = WORK / "cpu-deployment.yaml"
     config.write_text(yaml.safe_dump(deployment))

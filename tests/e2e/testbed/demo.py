@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 from contextlib import ExitStack
@@ -14,7 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.e2e.conftest import REPO, TESTBED, VLLM_VENV, WORK, cpu_role, free_ports, server_environment
+from tests.e2e.conftest import (REPO, VLLM_VENV, WORK, cpu_pair_serving, free_ports, make_tiny_model,
+                                server_environment)
 from tests.e2e.testbed.router_process import RouterProcess
 from tests.e2e.testbed.runtime_server import RuntimeServer
 
@@ -24,15 +24,11 @@ def main() -> int:
     python = VLLM_VENV / "bin" / "python"
     work = WORK.parent / "demo"
     work.mkdir(parents=True, exist_ok=True)
-    model = WORK / "tiny-model"
-    subprocess.run([str(python), str(TESTBED / "make_tiny_model.py"), str(model)], check=True)
+    model = make_tiny_model(python)
     ports = free_ports(8)
     config = work / "demo-deployment.yaml"
     config.write_text(yaml.safe_dump({"name": "demo", "serving": {
-        "model": {"source": str(model), "served_name": "tiny", "block_size": 32, "max_model_len": 1024},
-        "kv_transfer": {"backend": "UCX", "buffer_device": "cpu"},
-        "prefill": cpu_role(ports[0:4], cpu=0),
-        "decode": cpu_role(ports[4:8], cpu=1),
+        **cpu_pair_serving(model, ports),
         "router": {"host": "127.0.0.1", "port": port, "pd_threshold_tokens": 0, "prefix_mode": "precise",
                    "discovery": {"static": [
                        {"url": f"http://127.0.0.1:{ports[0]}", "role": "prefill",
