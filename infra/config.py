@@ -281,6 +281,14 @@ class WorkloadsConfig(_Strict):
     startup_minutes: int = Field(default=40, ge=5, le=240, description="how long a worker may take to load the model")
 
 
+class ServiceLevelObjectives(_Strict):
+    """What the platform promises its users. The autoscaling targets and the SLO alerts are both derived from it."""
+
+    ttft_seconds: float = Field(default=2.0, gt=0, description="time to first token a request should meet")
+    itl_seconds: float = Field(default=0.1, gt=0, description="inter-token latency a request should meet")
+    objective: float = Field(default=0.99, gt=0, lt=1, description="share of requests meeting both, over 30 days")
+
+
 class PullThroughCache(_Strict):
     """An ECR pull-through cache rule for ghcr.io, so CodeBuild pulls the base image through the account's ECR."""
 
@@ -340,6 +348,7 @@ class Deployment(_Strict):
     hyperpod: HyperPodConfig | None = None
     image: ImageConfig
     workloads: WorkloadsConfig = WorkloadsConfig()
+    slo: ServiceLevelObjectives = ServiceLevelObjectives()
     serving: Serving
 
     @model_validator(mode="after")
