@@ -15,6 +15,13 @@ def router_port(deployment: Deployment) -> int:
     return deployment.serving.router.port
 
 
+def discovers_through_api(deployment: Deployment) -> bool:
+    """In the cluster the router watches EndpointSlices through the API server (with its service-account token)
+    unless the deployment chose static engines or DNS."""
+    discovery = deployment.serving.router.discovery
+    return not discovery.static and discovery.dns is None
+
+
 def router_selector(deployment: Deployment) -> dict[str, str]:
     return {"app.kubernetes.io/instance": deployment.name, "app.kubernetes.io/component": "router"}
 
@@ -35,6 +42,8 @@ def router_deployment(deployment: Deployment, image: str) -> dict[str, Any]:
                 "metadata": {"labels": labels(deployment, "router")},
                 "spec": {
                     "serviceAccountName": ROUTER,
+                    # The token is what the EndpointSlice watch authenticates with; without that watch, no token.
+                    "automountServiceAccountToken": discovers_through_api(deployment),
                     "nodeSelector": SYSTEM_POOL,
                     # Replicas on different nodes and, where there are several, different zones.
                     "topologySpreadConstraints": [

@@ -30,6 +30,19 @@ GPU_TOLERATIONS = [
 ]
 # Host paths of the instance-store NVMe: nodeadm's RAID0 on EKS node groups, the DLAMI mount on HyperPod.
 MODEL_CACHE_ROOT = {"eks-nodegroups": "/mnt/k8s-disks/0/pdstack-models", "hyperpod": "/opt/dlami/nvme/pdstack-models"}
+# The serving image's user: the llm-d AWS image ends with `useradd --uid 2000 --gid 0 vllm` and `USER 2000`, its
+# writable paths group 0 (llm-d/llm-d docker/Dockerfile.aws, commit bc84b3fe). The pod names it so runAsNonRoot
+# holds whatever base image the deployment picks, and the model cache's owner is known.
+ENGINE_UID = 2000
+ENGINE_GID = 0
+# The only capability a worker keeps: EFA (libfabric/ibverbs) registers and pins GPU and host memory for RDMA, which
+# needs RLIMIT_MEMLOCK beyond the default or CAP_IPC_LOCK (AWS EFA and llm-d's AWS P/D guide add IPC_LOCK).
+ENGINE_CAPABILITIES = ["IPC_LOCK"]
+# A read-only root: everything vLLM, Triton, FlashInfer, torch and CUDA write at run time goes to /tmp (the base image
+# already points VLLM_CACHE_ROOT, TRITON_CACHE_DIR, NUMBA_CACHE_DIR and OUTLINES_CACHE_DIR there; HOME follows, so
+# ~/.cache and ~/.nv do too) or, for Hugging Face downloads, to the model cache on the NVMe.
+SCRATCH_MOUNT = "/tmp"
+SCRATCH_GIB = 32
 
 
 @dataclass(frozen=True)
@@ -91,6 +104,7 @@ def worker_pod(deployment: Deployment, role_name: RoleName, image: str) -> dict[
     role = deployment.serving.role(role_name)
     layout = WorkerLayout.of(role)
     ports = role.ports
+    cache_dir = deployment.serving.model.cache_dir
     probe = {"httpGet": {"path": "/health", "port": "http"}}
     startup_period = 10
     resources = {
@@ -107,6 +121,9 @@ def worker_pod(deployment: Deployment, role_name: RoleName, image: str) -> dict[
             {"name": "PDSTACK_CONFIG", "value": f"{CONFIG_MOUNT}/{CONFIG_FILE}"},
             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "HOME", "value": SCRATCH_MOUNT},
+            {"name": "HF_HOME", "value": f"{cache_dir}/huggingface"},
+            {"name": "TRANSFORMERS_CACHE", "value": f"{cache_dir}/huggingface/hub"},
         ],
         "ports": [
             {"name": "http", "containerPort": ports.http, "protocol": "TCP"},
@@ -115,7 +132,11 @@ def worker_pod(deployment: Deployment, role_name: RoleName, image: str) -> dict[
         ],
         # Requests equal limits for the extended resources; CPU is requested but never limited (vLLM busy-polls).
         "resources": {"requests": {**resources, "cpu": str(layout.cpu)}, "limits": resources},
-        "securityContext": {"capabilities": {"add": ["IPC_LOCK"]}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"], "add": ENGINE_CAPABILITIES},
+        },
         "startupProbe": {**probe, "periodSeconds": startup_period,
                          "failureThreshold": deployment.workloads.startup_minutes * 60 // startup_period},
         "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
@@ -123,7 +144,8 @@ def worker_pod(deployment: Deployment, role_name: RoleName, image: str) -> dict[
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
             {"name": "shm", "mountPath": "/dev/shm"},
-            {"name": "model-cache", "mountPath": deployment.serving.model.cache_dir},
+            {"name": "scratch", "mountPath": SCRATCH_MOUNT},
+            {"name": "model-cache", "mountPath": cache_dir},
         ],
     }
     return {
@@ -137,14 +159,41 @@ def worker_pod(deployment: Deployment, role_name: RoleName, image: str) -> dict[
                 "topologyKey": "topology.kubernetes.io/zone",
             }]}},
             "terminationGracePeriodSeconds": 120,
+            # Workers never call the Kubernetes API. Pod Identity does not need the API token: its webhook adds its
+            # own projected token (audience pods.eks.amazonaws.com; aws/amazon-eks-pod-identity-webhook).
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": ENGINE_UID, "runAsGroup": ENGINE_GID,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "initContainers": [model_cache_owner(deployment, image)],
             "containers": [container],
             "volumes": [
                 {"name": "config", "configMap": {"name": CONFIG_MAP}},
                 {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{deployment.workloads.shm_gib}Gi"}},
+                {"name": "scratch", "emptyDir": {"sizeLimit": f"{SCRATCH_GIB}Gi"}},
                 {"name": "model-cache",
                  "hostPath": {"path": MODEL_CACHE_ROOT[deployment.gpu_provider], "type": "DirectoryOrCreate"}},
             ],
         },
+    }
+
+
+def model_cache_owner(deployment: Deployment, image: str) -> dict[str, Any]:
+    """The init container that hands the node's model cache to the engine user. The kubelet creates a missing
+    hostPath directory as root, mode 0755 (hostPath DirectoryOrCreate), so the non-root engine could not write the
+    model there; fsGroup does not apply to hostPath. This container is root with CHOWN alone and runs one chown."""
+    cache_dir = deployment.serving.model.cache_dir
+    return {
+        "name": "model-cache-owner",
+        "image": image,
+        "command": ["chown", f"{ENGINE_UID}:{ENGINE_GID}", cache_dir],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+        "securityContext": {
+            "runAsNonRoot": False, "runAsUser": 0,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]},
+        },
+        "volumeMounts": [{"name": "model-cache", "mountPath": cache_dir}],
     }
 
 

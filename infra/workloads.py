@@ -17,7 +17,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.config import Deployment
-from infra.router_objects import ROUTER, router_objects
+from infra.router_objects import ROUTER, discovers_through_api, router_objects
 from infra.worker_objects import CONFIG_FILE, CONFIG_MAP, labels, worker_name, worker_objects
 
 
@@ -34,7 +34,7 @@ def rendered_serving(deployment: Deployment) -> dict[str, Any]:
     unless the file chose another discovery source."""
     serving = deployment.serving.model_dump(mode="json")
     discovery = serving["router"]["discovery"]
-    if not discovery["static"] and discovery["dns"] is None and discovery["kubernetes"] is None:
+    if discovers_through_api(deployment) and discovery["kubernetes"] is None:
         discovery["kubernetes"] = {"namespace": deployment.workloads.namespace}
     return serving
 
