@@ -25,6 +25,15 @@ MANAGED_ADDONS = {
     "eks-pod-identity-agent": "v1.3.9-eksbuild.3",
     "aws-ebs-csi-driver": "v1.51.0-eksbuild.1",
 }
+# The add-ons' configuration values (the schema is the add-on's Helm chart values; `aws eks
+# describe-addon-configuration` prints it). vpc-cni v1.20.4 (aws/amazon-vpc-cni-k8s charts/aws-vpc-cni/values.yaml):
+# `enableNetworkPolicy` is the string "false" by default and becomes the node agent's --enable-network-policy
+# (templates/daemonset.yaml) and the controller's enable-network-policy-controller (templates/configmap.yaml);
+# `nodeAgent.enabled` (a boolean, true by default) runs the agent that enforces the policies. Both set here so the
+# serving namespace's NetworkPolicies (infra/network_policies.py) are enforced, not merely stored.
+MANAGED_ADDON_CONFIGURATION: dict[str, dict] = {
+    "vpc-cni": {"enableNetworkPolicy": "true", "nodeAgent": {"enabled": True}},
+}
 
 
 @dataclass(frozen=True)
@@ -70,7 +79,8 @@ class ClusterAddons(Construct):
         cluster = props.cluster
 
         self.managed: dict[str, eks.Addon] = {
-            name: eks.Addon(self, name, cluster=cluster, addon_name=name, addon_version=version, preserve_on_delete=False)
+            name: eks.Addon(self, name, cluster=cluster, addon_name=name, addon_version=version, preserve_on_delete=False,
+                            configuration_values=MANAGED_ADDON_CONFIGURATION.get(name))
             for name, version in MANAGED_ADDONS.items()
         }
         # The EBS CSI controller gets its AWS permissions through Pod Identity (the agent add-on above).

@@ -264,11 +264,32 @@ class HyperPodConfig(_Strict):
         return self
 
 
+def _check_client_cidrs(cidrs: list[str]) -> list[str]:
+    for cidr in cidrs:
+        try:
+            net = ipaddress.ip_network(cidr, strict=True)
+        except ValueError:
+            raise ValueError(f"{cidr!r} is not a CIDR block such as 10.20.0.0/16 (host bits must be zero)") from None
+        if net.prefixlen == 0:
+            raise ValueError(f"{cidr!r} lets every address reach the router; name the client networks")
+    return cidrs
+
+
 class RouterWorkload(_Strict):
     replicas: int = Field(default=2, ge=1, le=20)
     internal_load_balancer: bool = Field(default=False, description="an internal NLB in front of the router Service")
     cpu: str = "2"
     memory: str = "4Gi"
+    # Who may open the router's port (its NetworkPolicy). None: the VPC's CIDR (which holds every pod IP too).
+    allowed_client_cidrs: list[str] | None = Field(default=None, min_length=1)
+    # Who may scrape its /metrics (the same port): an Amazon Managed Prometheus collector scrapes from ENIs in the
+    # VPC's subnets. None: the VPC's CIDR.
+    metrics_scraper_cidrs: list[str] | None = Field(default=None, min_length=1)
+
+    @field_validator("allowed_client_cidrs", "metrics_scraper_cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_client_cidrs(value)
 
 
 class WorkloadsConfig(_Strict):

@@ -17,6 +17,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.config import Deployment
+from infra.network_policies import network_policies
 from infra.router_objects import ROUTER, discovers_through_api, router_objects
 from infra.worker_objects import CONFIG_FILE, CONFIG_MAP, labels, worker_name, worker_objects
 
@@ -58,7 +59,8 @@ def base_objects(deployment: Deployment) -> list[dict[str, Any]]:
 
 def serving_objects(deployment: Deployment, image: str) -> list[dict[str, Any]]:
     """Every object, in apply order."""
-    return [*base_objects(deployment), *worker_objects(deployment, image), *router_objects(deployment, image)]
+    return [*base_objects(deployment), *network_policies(deployment), *worker_objects(deployment, image),
+            *router_objects(deployment, image)]
 
 
 class WorkloadsStack(cdk.Stack):

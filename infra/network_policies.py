@@ -1,0 +1,80 @@
+"""The serving namespace's NetworkPolicies, rendered from the deployment: who may open which port of which pod.
+
+Ingress only. The namespace denies every ingress nobody named, then:
+- an engine's HTTP port and KV-event ports: the router pods (it routes requests there and subscribes to the events);
+- an engine's NIXL side-channel ports: the pods of the peer role (the NIXL handshake before a KV pull);
+- every port of an engine, from pods of its own role, where a replica spans several nodes (the collectives and
+  vLLM's data-parallel coordination between the nodes of one replica);
+- the router's port (the OpenAI API and /metrics): the client networks and the metrics scraper's networks the
+  deployment names, the VPC's CIDR by default.
+The ports come from the serving section (``Role.port_ranges``: vLLM adds the data-parallel rank to the side-channel
+and KV-event bases). The KV data itself moves over EFA RDMA, which bypasses the IP stack these policies filter.
+The VPC CNI enforces them once its network-policy agent is on (infra/addons.py). Its agent always admits the node's
+own IP, so kubelet probes pass (aws/aws-network-policy-agent PR #65).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.config import Deployment
+from infra.router_objects import router_port, router_selector
+from infra.worker_objects import RoleName, labels, selector
+
+PEER: dict[RoleName, RoleName] = {"prefill": "decode", "decode": "prefill"}
+
+
+def _ports(ranges: list[range]) -> list[dict[str, Any]]:
+    ports: list[dict[str, Any]] = []
+    for span in ranges:
+        port: dict[str, Any] = {"protocol": "TCP", "port": span.start}
+        if len(span) > 1:
+            port["endPort"] = span.stop - 1
+        ports.append(port)
+    return ports
+
+
+def _policy(deployment: Deployment, name: str, component: str, pods: dict[str, str],
+            ingress: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": deployment.workloads.namespace, "labels": labels(deployment, component)},
+        "spec": {"podSelector": {"matchLabels": pods}, "policyTypes": ["Ingress"], "ingress": ingress},
+    }
+
+
+def default_deny(deployment: Deployment) -> dict[str, Any]:
+    """Every pod of the namespace: no ingress unless a policy below admits it."""
+    policy = _policy(deployment, "pdstack-default-deny-ingress", "network-policy", {}, [])
+    policy["spec"]["podSelector"] = {}
+    return policy
+
+
+def engine_policy(deployment: Deployment, role_name: RoleName) -> dict[str, Any]:
+    role = deployment.serving.role(role_name)
+    ranges = role.port_ranges()
+    ingress: list[dict[str, Any]] = [
+        {"from": [{"podSelector": {"matchLabels": router_selector(deployment)}}],
+         "ports": _ports([ranges["http"], ranges["kv_events"]])},
+        {"from": [{"podSelector": {"matchLabels": selector(deployment, PEER[role_name])}}],
+         "ports": _ports([ranges["nixl_side_channel"]])},
+    ]
+    if role.nodes_per_replica > 1:
+        ingress.append({"from": [{"podSelector": {"matchLabels": selector(deployment, role_name)}}]})
+    return _policy(deployment, f"pdstack-{role_name}-ingress", role_name, selector(deployment, role_name), ingress)
+
+
+def router_policy(deployment: Deployment) -> dict[str, Any]:
+    workload = deployment.workloads.router
+    vpc = [deployment.network.cidr]
+    sources = dict.fromkeys([*(workload.allowed_client_cidrs or vpc), *(workload.metrics_scraper_cidrs or vpc)])
+    return _policy(deployment, "pdstack-router-ingress", "router", router_selector(deployment), [{
+        "from": [{"ipBlock": {"cidr": cidr}} for cidr in sources],
+        "ports": [{"protocol": "TCP", "port": router_port(deployment)}],
+    }])
+
+
+def network_policies(deployment: Deployment) -> list[dict[str, Any]]:
+    return [default_deny(deployment), engine_policy(deployment, "prefill"), engine_policy(deployment, "decode"),
+            router_policy(deployment)]

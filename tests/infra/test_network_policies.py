@@ -1,0 +1,214 @@
+"""The serving namespace's NetworkPolicies, evaluated the way Kubernetes does against the pods pdstack renders.
+
+A connection from a source to a pod on a port is admitted when the pod is selected by no Ingress policy, or when one
+rule of one policy selecting it names the source (pod labels or IP) and the port. Every port a peer needs comes from
+the serving section (``Role.port_ranges``, the ranges vLLM listens on), never from the policies themselves.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from infra.config import Deployment, DeploymentError, parse_deployment
+from infra.workloads import serving_objects
+from tests.infra.conftest import Synthesized, load_yaml, wide_ep_decode
+
+IMAGE = "123456789012.dkr.ecr.us-east-2.amazonaws.com/pdstack/serving:0123456789abcdef0123"
+
+
+@dataclass(frozen=True)
+class Source:
+    labels: dict[str, str] | None = None  # a pod of the serving namespace
+    ip: str | None = None  # anything else, by address
+
+
+def pod_templates(objects: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Labels of every pod template, by workload name (an LWS gives leader and worker)."""
+    pods: dict[str, dict[str, str]] = {}
+    for obj in objects:
+        spec = obj.get("spec", {})
+        if "template" in spec:
+            pods[obj["metadata"]["name"]] = spec["template"]["metadata"]["labels"]
+        elif "leaderWorkerTemplate" in spec:
+            for part in ("leaderTemplate", "workerTemplate"):
+                pods[f"{obj['metadata']['name']}/{part}"] = spec["leaderWorkerTemplate"][part]["metadata"]["labels"]
+    return pods
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, f"evaluator knows matchLabels only: {selector}"
+    return selector.get("matchLabels", {}).items() <= labels.items()
+
+
+def _peer_matches(peer: dict[str, Any], source: Source) -> bool:
+    assert set(peer) <= {"podSelector", "ipBlock"}, f"evaluator does not know {peer}"
+    if "podSelector" in peer:
+        return source.labels is not None and selects(peer["podSelector"], source.labels)
+    block = peer["ipBlock"]
+    if source.ip is None:
+        return False
+    address = ipaddress.ip_address(source.ip)
+    return address in ipaddress.ip_network(block["cidr"]) and not any(
+        address in ipaddress.ip_network(e) for e in block.get("except", []))
+
+
+def _port_matches(ports: list[dict[str, Any]] | None, port: int) -> bool:
+    if not ports:
+        return True
+    return any(p.get("protocol", "TCP") == "TCP" and p["port"] <= port <= p.get("endPort", p["port"]) for p in ports)
+
+
+def admitted(policies: list[dict[str, Any]], source: Source, target: dict[str, str], port: int) -> bool:
+    selecting = [p for p in policies if "Ingress" in p["spec"]["policyTypes"] and selects_pod(p, target)]
+    if not selecting:
+        return True
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress", []):
+            peers = rule.get("from")
+            if (not peers or any(_peer_matches(peer, source) for peer in peers)) and _port_matches(rule.get("ports"),
+                                                                                                   port):
+                return True
+    return False
+
+
+def selects_pod(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    selector = policy["spec"]["podSelector"]
+    return selector == {} or selects(selector, labels)
+
+
+def rendered(deployment: Deployment) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
+    objects = serving_objects(deployment, IMAGE)
+    return [o for o in objects if o["kind"] == "NetworkPolicy"], pod_templates(objects)
+
+
+def default() -> Deployment:
+    return parse_deployment(load_yaml("default.yaml"))
+
+
+def with_router(**router: Any) -> Deployment:
+    data = load_yaml("default.yaml")
+    data["workloads"] = {"router": router}
+    return parse_deployment(data)
+
+
+@pytest.mark.parametrize("make", [default, wide_ep_decode], ids=["default", "wide-ep"])
+def test_every_policy_selects_pods_that_exist_and_every_pod_is_selected(make: Any) -> None:
+    policies, pods = rendered(make())
+    for policy in policies:
+        assert any(selects_pod(policy, labels) for labels in pods.values()), policy["metadata"]["name"]
+        for rule in policy["spec"]["ingress"]:
+            for peer in rule.get("from", []):
+                if "podSelector" in peer:
+                    assert any(selects(peer["podSelector"], labels) for labels in pods.values()), peer
+    for name, labels in pods.items():
+        # each pod has a policy that admits something, beyond the namespace's default deny
+        assert any(selects_pod(p, labels) and p["spec"]["ingress"] for p in policies), name
+
+
+@pytest.mark.parametrize("make", [default, wide_ep_decode], ids=["default", "wide-ep"])
+def test_the_router_reaches_every_engine_port_it_uses(make: Any) -> None:
+    deployment = make()
+    policies, pods = rendered(deployment)
+    router = Source(labels=pods["pdstack-router"])
+    for role_name in ("prefill", "decode"):
+        ranges = deployment.serving.role(role_name).port_ranges()
+        for name, labels in pods.items():
+            if labels.get("llm-d.ai/role") != role_name:
+                continue
+            for port in [*ranges["http"], *ranges["kv_events"]]:
+                assert admitted(policies, router, labels, port), (name, port)
+
+
+@pytest.mark.parametrize("make", [default, wide_ep_decode], ids=["default", "wide-ep"])
+def test_each_role_reaches_the_side_channel_of_the_other_and_nothing_else(make: Any) -> None:
+    deployment = make()
+    policies, pods = rendered(deployment)
+    by_role = {role: [labels for labels in pods.values() if labels.get("llm-d.ai/role") == role]
+               for role in ("prefill", "decode")}
+    for role, peer in (("prefill", "decode"), ("decode", "prefill")):
+        ranges = deployment.serving.role(role).port_ranges()
+        for target in by_role[role]:
+            for source in by_role[peer]:
+                for port in ranges["nixl_side_channel"]:
+                    assert admitted(policies, Source(labels=source), target, port), (peer, role, port)
+                for port in [*ranges["http"], *ranges["kv_events"]]:
+                    assert not admitted(policies, Source(labels=source), target, port), (peer, role, port)
+
+
+def test_nodes_of_one_multi_node_replica_reach_each_other() -> None:
+    deployment = wide_ep_decode()
+    policies, pods = rendered(deployment)
+    leader, worker = pods["pdstack-decode/leaderTemplate"], pods["pdstack-decode/workerTemplate"]
+    for port in [*deployment.serving.decode.port_ranges()["dp_rpc"], 29500]:  # 29500: a collective's bootstrap
+        assert admitted(policies, Source(labels=worker), leader, port)
+    prefill = pods["pdstack-prefill"]  # a single-node role: no traffic from its own kind
+    assert not admitted(policies, Source(labels=prefill), prefill, deployment.serving.prefill.ports.http)
+
+
+def test_any_other_pod_or_address_is_refused_by_the_engines() -> None:
+    deployment = default()
+    policies, pods = rendered(deployment)
+    stranger = Source(labels={"app.kubernetes.io/name": "debug-shell"})
+    inside_vpc = Source(ip="10.0.3.7")
+    for role in ("prefill", "decode"):
+        target = pods[f"pdstack-{role}"]
+        for port in [p for span in deployment.serving.role(role).port_ranges().values() for p in span]:
+            assert not admitted(policies, stranger, target, port)
+            assert not admitted(policies, inside_vpc, target, port)
+
+
+def test_the_router_admits_the_vpc_by_default_on_its_port_only() -> None:
+    deployment = default()
+    policies, pods = rendered(deployment)
+    router = pods["pdstack-router"]
+    port = deployment.serving.router.port
+    vpc = ipaddress.ip_network(deployment.network.cidr)
+    assert admitted(policies, Source(ip=str(vpc[7])), router, port)
+    assert not admitted(policies, Source(ip="192.0.2.10"), router, port)
+    assert not admitted(policies, Source(ip=str(vpc[7])), router, port + 1)
+
+
+def test_named_clients_and_scrapers_replace_the_vpc_default() -> None:
+    deployment = with_router(allowed_client_cidrs=["172.20.0.0/16"], metrics_scraper_cidrs=["10.0.64.0/19"])
+    policies, pods = rendered(deployment)
+    router, port = pods["pdstack-router"], deployment.serving.router.port
+    assert admitted(policies, Source(ip="172.20.9.9"), router, port)
+    assert admitted(policies, Source(ip="10.0.70.1"), router, port)  # the collector's subnet
+    assert not admitted(policies, Source(ip="10.0.1.1"), router, port)  # elsewhere in the VPC
+
+
+@pytest.mark.parametrize(("cidrs", "message"), [
+    (["10.0.0.1/16"], "is not a CIDR block"),
+    (["0.0.0.0/0"], "lets every address reach the router"),
+    ([], "at least 1 item"),
+])
+def test_client_cidrs_are_validated(cidrs: list[str], message: str) -> None:
+    with pytest.raises(DeploymentError, match=message) as caught:
+        with_router(allowed_client_cidrs=cidrs)
+    assert "workloads.router.allowed_client_cidrs" in str(caught.value)
+
+
+def test_the_evaluator_refuses_what_no_rule_admits() -> None:
+    """The evaluator itself: a policy with one rule admits that rule's source and port and nothing else."""
+    policy = {"spec": {"podSelector": {"matchLabels": {"a": "1"}}, "policyTypes": ["Ingress"], "ingress": [
+        {"from": [{"podSelector": {"matchLabels": {"b": "1"}}}], "ports": [{"protocol": "TCP", "port": 10,
+                                                                              "endPort": 12}]}]}}
+    assert admitted([policy], Source(labels={"b": "1"}), {"a": "1"}, 12)
+    assert not admitted([policy], Source(labels={"b": "1"}), {"a": "1"}, 13)
+    assert not admitted([policy], Source(labels={"c": "1"}), {"a": "1"}, 10)
+    assert admitted([policy], Source(labels={"c": "1"}), {"z": "1"}, 10)  # not selected: open
+
+
+def test_vpc_cni_enforces_network_policies(default: Synthesized) -> None:
+    """vpc-cni v1.20.4's chart values (the add-on's configuration schema): ``enableNetworkPolicy`` is a string that
+    the node agent's ``--enable-network-policy`` reads, ``nodeAgent.enabled`` a boolean that runs the agent."""
+    addons = default.cluster.find_resources("AWS::EKS::Addon", {"Properties": {"AddonName": "vpc-cni"}})
+    (addon,) = addons.values()
+    values = json.loads(addon["Properties"]["ConfigurationValues"])
+    assert values["enableNetworkPolicy"] == "true"
+    assert values["nodeAgent"]["enabled"] is True
