@@ -6,6 +6,7 @@ VENV        := .venv
 BIN         := $(CURDIR)/$(VENV)/bin
 DEPLOYMENT  ?= deployments/default.yaml
 VLLM_VENV   := .venv-vllm
+CHECKOV_VENV := .venv-checkov
 # The venv's node/npm first; the CDK CLI must not phone home; jsii must not nag about Node.
 export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
@@ -30,6 +31,13 @@ $(VENV)/.tests-installed: tests/requirements.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	touch $@
 
+# checkov (tests/infra/test_checkov.py) in its own venv: its dependency tree conflicts with the CDK venv's pins.
+$(CHECKOV_VENV)/.installed: tests/checkov-requirements.txt tests/checkov-constraints.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/checkov-requirements.txt \
+		-c tests/checkov-constraints.txt
+	touch $@
+
 $(VLLM_VENV)/.installed: tests/e2e/testbed/install.sh tests/e2e/testbed/constraints.txt runtime/requirements.txt
 	bash tests/e2e/testbed/install.sh $(VLLM_VENV)
 	touch $@
@@ -40,10 +48,10 @@ synth: setup
 	@ls cdk.out/*.template.json
 
 # Unit tests, infra checks (assertions, cfn-lint, cdk-nag) and the end-to-end tier.
-test: setup $(VENV)/.tests-installed $(VENV)/.bench-installed $(VLLM_VENV)/.installed
+test: setup $(VENV)/.tests-installed $(VENV)/.bench-installed $(VLLM_VENV)/.installed $(CHECKOV_VENV)/.installed
 	$(BIN)/python -m pytest
 
-test-unit: setup $(VENV)/.tests-installed
+test-unit: setup $(VENV)/.tests-installed $(CHECKOV_VENV)/.installed
 	$(BIN)/python -m pytest tests/infra tests/runtime
 
 # The whole thing on this machine, no GPU: real vLLM prefill + decode (CPU) and the router on 127.0.0.1:$${DEMO_PORT:-8000}.

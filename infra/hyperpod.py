@@ -107,7 +107,10 @@ class HyperPodStack(cdk.Stack):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
             removal_policy=cdk.RemovalPolicy.RETAIN,
-            lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(365))],
+            # Versioned, so an overwrite or delete of an access log keeps the original (checkov CKV_AWS_21).
+            versioned=True,
+            lifecycle_rules=[s3.LifecycleRule(expiration=cdk.Duration.days(365),
+                                              noncurrent_version_expiration=cdk.Duration.days(365))],
         )
         return s3.Bucket(
             self, "LifecycleBucket",
