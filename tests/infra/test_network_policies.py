@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import kubernetes_validate
 import pytest
 
 from infra.config import Deployment, DeploymentError, parse_deployment
@@ -138,6 +139,16 @@ def test_each_role_reaches_the_side_channel_of_the_other_and_nothing_else(make: 
                     assert admitted(policies, Source(labels=source), target, port), (peer, role, port)
                 for port in [*ranges["http"], *ranges["kv_events"]]:
                     assert not admitted(policies, Source(labels=source), target, port), (peer, role, port)
+
+
+@pytest.mark.parametrize("make", [default, wide_ep_decode], ids=["default", "wide-ep"])
+def test_the_policies_are_valid_kubernetes(make: Any) -> None:
+    policies, _ = rendered(make())
+    for policy in policies:
+        kubernetes_validate.validate(policy, "1.34", strict=True)
+    ranges = [p for policy in policies for rule in policy["spec"]["ingress"] for p in rule.get("ports", [])
+              if "endPort" in p]
+    assert bool(ranges) == (make is wide_ep_decode)  # 16 data-parallel ranks: side-channel and KV-event ranges
 
 
 def test_nodes_of_one_multi_node_replica_reach_each_other() -> None:

@@ -141,3 +141,14 @@ def test_a_router_with_static_engines_gets_no_api_token() -> None:
         {"url": "http://10.0.1.5:8000", "role": "prefill"}, {"url": "http://10.0.1.6:8000", "role": "decode"}]}
     router = pod_specs(parse_deployment(data))["pdstack-router"]
     assert router["automountServiceAccountToken"] is False
+
+
+def test_the_router_writes_its_tokenizer_cache_to_a_writable_mount() -> None:
+    from runtime.router.server import TOKENIZER_CACHE
+
+    spec = pod_specs(deployments()["default"])["pdstack-router"]
+    (container,) = spec["containers"]
+    # In the pod no TMPDIR is set, so Python's tempfile.gettempdir() (which the path is built on) is /tmp there.
+    assert "TMPDIR" not in {e["name"] for e in container["env"]}
+    in_the_pod = PurePosixPath("/tmp", PurePosixPath(TOKENIZER_CACHE).name)
+    assert any(in_the_pod.is_relative_to(m) for m in _writable_mounts(spec, container)), in_the_pod
