@@ -171,6 +171,7 @@ class HyperPodCluster(_Answer):
     name: str = Field(alias="ClusterName")
     status: str = Field(alias="ClusterStatus")
     failure: str | None = Field(default=None, alias="FailureMessage")
+    provisioning: str | None = Field(default=None, alias="NodeProvisioningMode")  # "Continuous" or absent
     groups: list[HyperPodGroup] = Field(default_factory=list, alias="InstanceGroups")
     nodes: list[HyperPodNode] = Field(default_factory=list)
 
@@ -195,6 +196,56 @@ def read_hyperpod(aws: AwsAccess, name: str) -> HyperPodCluster | None:
                 break
             token = {"NextToken": page["NextToken"]}
     return HyperPodCluster.model_validate({**answer, "nodes": nodes})
+
+
+class ClusterEvent(_Answer):
+    """One ListClusterEvents summary (continuous provisioning reports capacity and lifecycle failures only here)."""
+
+    id: str = Field(alias="EventId")
+    time: datetime = Field(alias="EventTime")
+    level: str = Field(alias="EventLevel")
+    resource_type: str = Field(alias="ResourceType")
+    description: str = Field(default="", alias="Description")
+    group: str | None = Field(default=None, alias="InstanceGroupName")
+    instance_id: str | None = Field(default=None, alias="InstanceId")
+
+
+class EventFailure(_Answer):
+    """What DescribeClusterEvent adds to a summary: the FailureMessage of its Cluster, InstanceGroup,
+    InstanceGroupScaling or Instance metadata (e.g. "We currently do not have sufficient capacity ...")."""
+
+    message: str | None = None
+
+    @classmethod
+    def of(cls, detail: dict[str, Any]) -> EventFailure:
+        metadata = detail.get("EventDetails", {}).get("EventMetadata", {})
+        messages = [part.get("FailureMessage") for part in metadata.values() if isinstance(part, dict)]
+        return cls(message=next((m for m in messages if m), None))
+
+
+_EVENT_PAGES = 3  # the newest 300 events: well past the failures of a group that is still short of its target
+PROBLEM_LEVELS = ("Error", "Warn")
+
+
+def read_cluster_events(aws: AwsAccess, name: str, group: str, limit: int) -> list[tuple[ClusterEvent, EventFailure]]:
+    """The newest Warn and Error events of one instance group (instance events included), newest first, at most
+    ``limit``, each with its failure message from DescribeClusterEvent."""
+    sagemaker = aws.client("sagemaker")
+    found: list[ClusterEvent] = []
+    token: dict[str, str] = {}
+    with aws.calling("sagemaker"):
+        for _ in range(_EVENT_PAGES):
+            page = sagemaker.list_cluster_events(ClusterName=name, InstanceGroupName=group, SortBy="EventTime",
+                                                 SortOrder="Descending", MaxResults=100, **token)
+            events = [ClusterEvent.model_validate(e) for e in page.get("Events", [])]
+            found += [e for e in events if e.level in PROBLEM_LEVELS]
+            if len(found) >= limit or not page.get("NextToken"):
+                break
+            token = {"NextToken": page["NextToken"]}
+        return [
+            (event, EventFailure.of(sagemaker.describe_cluster_event(ClusterName=name, EventId=event.id)["EventDetails"]))
+            for event in found[:limit]
+        ]
 
 
 # --- ECR and CodeBuild --------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Literal
 
+import botocore.exceptions
 from pydantic import BaseModel, ConfigDict, Field
 
 from infra.config import Deployment
@@ -33,6 +34,8 @@ _NODEGROUP_PENDING = {"CREATING", "UPDATING", "DEGRADED"}  # DEGRADED: e.g. capa
 _HYPERPOD_PENDING = {"Creating", "Updating", "SystemUpdating"}
 _NODE_PENDING = {"Pending", "DeepHealthCheckInProgress", "SystemUpdating"}
 _BUILD_FAILED = {"FAILED", "FAULT", "STOPPED", "TIMED_OUT"}
+_EVENTS_READ = 6  # the newest Warn/Error events of a short instance group, described one by one (one call each)
+_EVENTS_SHOWN = 3  # distinct failures shown per group
 _SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL", "UNDEFINED")
 
 
@@ -104,7 +107,7 @@ class StatusReader:
         if d.hyperpod is not None:
             name = (hyperpod_stack.outputs.get("HyperPodClusterName") if hyperpod_stack else None)
             if name:
-                checks += self._hyperpod_checks(name)
+                checks += self._hyperpod_checks(name, notes)
         return EnvironmentStatus(
             deployment=d.name, account=self.aws.account, region=self.aws.region, checks=checks, notes=notes
         )
@@ -201,7 +204,7 @@ class StatusReader:
 
     # --- HyperPod ---------------------------------------------------------------------------------------------------
 
-    def _hyperpod_checks(self, name: str) -> list[Check]:
+    def _hyperpod_checks(self, name: str, notes: list[str]) -> list[Check]:
         cluster = facts.read_hyperpod(self.aws, name)
         if cluster is None:
             return [Check(area="hyperpod", name=name, state="failed",
@@ -217,6 +220,9 @@ class StatusReader:
             area="hyperpod", name=name, state=state,
             summary=f"{cluster.status}, {len(running)} of {expected} nodes Running", problems=problems,
         )]
+        if cluster.provisioning == "Continuous":  # otherwise a failed scale-up fails the cluster, with its message
+            checks += [self._short_group_check(name, group, notes) for group in cluster.groups
+                       if group.current < group.target]
         recovers = self.deployment.hyperpod is not None and self.deployment.hyperpod.node_recovery == "Automatic"
         for node in cluster.nodes:
             status = node.instance_status.status
@@ -233,6 +239,27 @@ class StatusReader:
                 problems=[message] if message and status != "Running" else [],
             ))
         return checks
+
+    def _short_group_check(self, cluster: str, group: facts.HyperPodGroup, notes: list[str]) -> Check:
+        """An instance group below its target. With continuous provisioning HyperPod keeps trying and says why it
+        could not (no capacity, a failed lifecycle script) only in its cluster events: the newest distinct ones."""
+        problems: list[str] = []
+        try:
+            events = facts.read_cluster_events(self.aws, cluster, group.name, limit=_EVENTS_READ)
+        except (AccessError, botocore.exceptions.ClientError) as exc:
+            notes.append(f"HyperPod events of instance group {group.name} not read: {exc}")
+            events = []
+        seen: set[str] = set()
+        for event, failure in events:
+            what = event.description + (f": {failure.message}" if failure.message else "")
+            if what not in seen and len(problems) < _EVENTS_SHOWN:
+                seen.add(what)
+                problems.append(f"{event.time:%Y-%m-%d %H:%M} {event.level}: {what}")
+        return Check(
+            area="hyperpod-group", name=group.name, state="pending",
+            summary=f"{group.current} of {group.target} instances; HyperPod keeps provisioning",
+            problems=problems,
+        )
 
     # --- image and build --------------------------------------------------------------------------------------------
 
