@@ -41,6 +41,18 @@ def _check_label_keys(labels: dict[str, str]) -> dict[str, str]:
     return labels
 
 
+def _check_cidrs(cidrs: list[str], example: str, whole_internet: str) -> list[str]:
+    """Each entry a network address in CIDR form (host bits zero), none of them the whole address space."""
+    for cidr in cidrs:
+        try:
+            net = ipaddress.ip_network(cidr, strict=True)
+        except ValueError:
+            raise ValueError(f"{cidr!r} is not a CIDR block such as {example}") from None
+        if net.prefixlen == 0:
+            raise ValueError(f"{cidr!r} {whole_internet}; name your networks")
+    return cidrs
+
+
 def _check_unique(field: str, names: list[str]) -> None:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -70,14 +82,7 @@ class ClusterConfig(_Strict):
     @field_validator("public_access_cidrs")
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
-        for cidr in value:
-            try:
-                net = ipaddress.ip_network(cidr, strict=True)
-            except ValueError:
-                raise ValueError(f"{cidr!r} is not a CIDR block such as 203.0.113.0/24") from None
-            if net.prefixlen == 0:
-                raise ValueError(f"{cidr!r} opens the API server to the whole internet; name your networks")
-        return value
+        return _check_cidrs(value, "203.0.113.0/24", "opens the API server to the whole internet")
 
     @field_validator("admin_principal_arns")
     @classmethod
@@ -264,17 +269,6 @@ class HyperPodConfig(_Strict):
         return self
 
 
-def _check_client_cidrs(cidrs: list[str]) -> list[str]:
-    for cidr in cidrs:
-        try:
-            net = ipaddress.ip_network(cidr, strict=True)
-        except ValueError:
-            raise ValueError(f"{cidr!r} is not a CIDR block such as 10.20.0.0/16 (host bits must be zero)") from None
-        if net.prefixlen == 0:
-            raise ValueError(f"{cidr!r} lets every address reach the router; name the client networks")
-    return cidrs
-
-
 class RouterWorkload(_Strict):
     replicas: int = Field(default=2, ge=1, le=20)
     internal_load_balancer: bool = Field(default=False, description="an internal NLB in front of the router Service")
@@ -289,7 +283,7 @@ class RouterWorkload(_Strict):
     @field_validator("allowed_client_cidrs", "metrics_scraper_cidrs")
     @classmethod
     def _cidrs(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else _check_client_cidrs(value)
+        return None if value is None else _check_cidrs(value, "10.20.0.0/16", "lets every address reach the router")
 
 
 class WorkloadsConfig(_Strict):

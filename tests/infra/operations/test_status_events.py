@@ -10,10 +10,19 @@ from pathlib import Path
 import pytest
 
 from infra.operations import aws_facts
-from tests.infra.operations.conftest import REGION, Deployed, deployment_file, load, run_cli
+from tests.infra.operations.conftest import REGION, Deployed, Run, deployment_file, load, run_cli
 from tests.infra.operations.local_servers import RECORDINGS, MotoServer, RecordedAws, serving
 
 RECORDING = "hyperpod-continuous-provisioning-short.json"
+
+
+def _status(recorded: RecordedAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Run:
+    """``status`` of the HyperPod deployment: moto for everything but SageMaker, which ``recorded`` answers."""
+    path = deployment_file(tmp_path, "hyperpod.yaml")
+    Deployed(load(path)).everything()
+    with serving(recorded) as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", url)
+        return run_cli("status", "--deployment", str(path), "--region", REGION)
 
 
 def _at(epoch: float) -> str:
@@ -23,12 +32,8 @@ def _at(epoch: float) -> str:
 def test_a_short_instance_group_names_the_capacity_and_lifecycle_failures(
     aws_env: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = deployment_file(tmp_path, "hyperpod.yaml")
-    Deployed(load(path)).everything()
     recorded = RecordedAws.load(RECORDING)
-    with serving(recorded) as url:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", url)
-        run = run_cli("status", "--deployment", str(path), "--region", REGION)
+    run = _status(recorded, tmp_path, monkeypatch)
 
     assert run.code == 1, run.out + run.err
     line = next(line for line in run.out.splitlines() if line.startswith("hyperpod-group"))
@@ -59,13 +64,9 @@ def test_without_continuous_provisioning_there_are_no_events_to_read(
 ) -> None:
     """ListClusterEvents serves only clusters in continuous provisioning; otherwise a failed scale-up fails the
     cluster with its FailureMessage, which the cluster row shows."""
-    path = deployment_file(tmp_path, "hyperpod.yaml")
-    Deployed(load(path)).everything()
     recorded = RecordedAws.load(RECORDING)
     del recorded.routes["POST SageMaker.DescribeCluster"][0]["body"]["NodeProvisioningMode"]
-    with serving(recorded) as url:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", url)
-        run = run_cli("status", "--deployment", str(path), "--region", REGION)
+    run = _status(recorded, tmp_path, monkeypatch)
 
     assert "hyperpod-group" not in run.out and "InService, 1 of 2 nodes Running" in run.out
     assert "POST SageMaker.ListClusterEvents" not in recorded.calls
@@ -74,14 +75,10 @@ def test_without_continuous_provisioning_there_are_no_events_to_read(
 def test_events_that_cannot_be_read_leave_a_note_not_a_crash(
     aws_env: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = deployment_file(tmp_path, "hyperpod.yaml")
-    Deployed(load(path)).everything()
     recorded = RecordedAws.load(RECORDING)
     recorded.routes["POST SageMaker.ListClusterEvents"] = [{"status": 400, "body": {
         "__type": "AccessDeniedException", "message": "not authorized to perform: sagemaker:ListClusterEvents"}}]
-    with serving(recorded) as url:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", url)
-        run = run_cli("status", "--deployment", str(path), "--region", REGION)
+    run = _status(recorded, tmp_path, monkeypatch)
 
     assert run.code == 1, run.out + run.err
     assert "1 of 2 instances" in run.out
