@@ -294,6 +294,15 @@ class WorkloadsConfig(_Strict):
     shm_gib: int = Field(default=20, ge=1, le=512, description="memory-backed /dev/shm of each worker pod")
     hugepages_2mi: str = Field(default="5120Mi", pattern=r"^\d+(Mi|Gi)$", description="EFA pre-allocates these")
     startup_minutes: int = Field(default=40, ge=5, le=240, description="how long a worker may take to load the model")
+    # Networks admitted to the engines' HTTP port (vLLM serves /metrics there, next to the OpenAI API): none by
+    # default, so only the router reaches it. A managed Prometheus collector scrapes from ENIs in the same subnets
+    # as the pods, so any CIDR that admits it admits those pods too; name it knowingly.
+    engine_metrics_scraper_cidrs: list[str] = Field(default_factory=list)
+
+    @field_validator("engine_metrics_scraper_cidrs")
+    @classmethod
+    def _scraper_cidrs(cls, value: list[str]) -> list[str]:
+        return _check_cidrs(value, "10.0.64.0/19", "lets every address reach the engines")
 
 
 class ServiceLevelObjectives(_Strict):

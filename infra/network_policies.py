@@ -6,7 +6,9 @@ Ingress only. The namespace denies every ingress nobody named, then:
 - every port of an engine, from pods of its own role, where a replica spans several nodes (the collectives and
   vLLM's data-parallel coordination between the nodes of one replica);
 - the router's port (the OpenAI API and /metrics): the client networks and the metrics scraper's networks the
-  deployment names, the VPC's CIDR by default.
+  deployment names, the VPC's CIDR by default;
+- the router's port and decode's HTTP port (its /metrics): the pods of ``python -m infra smoke``'s Job;
+- the engines' HTTP port: ``workloads.engine_metrics_scraper_cidrs`` (none by default), for a metrics collector.
 The ports come from the serving section (``Role.port_ranges``: vLLM adds the data-parallel rank to the side-channel
 and KV-event bases). The KV data itself moves over EFA RDMA, which bypasses the IP stack these policies filter.
 The VPC CNI enforces them once its network-policy agent is on (infra/addons.py). Its agent always admits the node's
@@ -18,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from infra.config import Deployment
+from infra.operations.serving_endpoints import SMOKE_POD_LABELS
 from infra.router_objects import router_port, router_selector
 from infra.worker_objects import RoleName, labels, selector
 
@@ -60,6 +63,12 @@ def engine_policy(deployment: Deployment, role_name: RoleName) -> dict[str, Any]
         {"from": [{"podSelector": {"matchLabels": selector(deployment, PEER[role_name])}}],
          "ports": _ports([ranges["nixl_side_channel"]])},
     ]
+    if role_name == "decode":  # the smoke test reads decode's KV-transfer counter from its /metrics
+        ingress.append({"from": [{"podSelector": {"matchLabels": SMOKE_POD_LABELS}}],
+                        "ports": _ports([ranges["http"]])})
+    scrapers = deployment.workloads.engine_metrics_scraper_cidrs
+    if scrapers:
+        ingress.append({"from": [{"ipBlock": {"cidr": cidr}} for cidr in scrapers], "ports": _ports([ranges["http"]])})
     if role.nodes_per_replica > 1:
         ingress.append({"from": [{"podSelector": {"matchLabels": selector(deployment, role_name)}}]})
     return _policy(deployment, f"pdstack-{role_name}-ingress", role_name, selector(deployment, role_name), ingress)
@@ -70,7 +79,7 @@ def router_policy(deployment: Deployment) -> dict[str, Any]:
     vpc = [deployment.network.cidr]
     sources = dict.fromkeys([*(workload.allowed_client_cidrs or vpc), *(workload.metrics_scraper_cidrs or vpc)])
     return _policy(deployment, "pdstack-router-ingress", "router", router_selector(deployment), [{
-        "from": [{"ipBlock": {"cidr": cidr}} for cidr in sources],
+        "from": [*({"ipBlock": {"cidr": cidr}} for cidr in sources), {"podSelector": {"matchLabels": SMOKE_POD_LABELS}}],
         "ports": [{"protocol": "TCP", "port": router_port(deployment)}],
     }])
 

@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 # Kubernetes object names: DNS-1123 labels.
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
+# The smoke Job's pods: the serving namespace's NetworkPolicies (infra/network_policies.py) admit them to the
+# router's port and to decode's HTTP port, whose /metrics the Job reads.
+SMOKE_POD_LABELS = {"app.kubernetes.io/name": "pdstack-smoke", "app.kubernetes.io/managed-by": "pdstack"}
+
 # Prometheus counters the smoke test reads before and after its request.
 # The router counts its prefill/decode decisions; the label says which way a request went.
 ROUTER_PD_DECISIONS = "pdstack_router_decisions_total"

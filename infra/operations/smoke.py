@@ -22,6 +22,7 @@ from infra.operations.serving_endpoints import (
     DECODE_KV_TRANSFERS,
     ROUTER_DISAGGREGATED_LABEL,
     ROUTER_PD_DECISIONS,
+    SMOKE_POD_LABELS,
     ServingEndpoints,
 )
 
@@ -120,7 +121,7 @@ class SmokeError(Exception):
 
 
 def job_manifest(name: str, endpoints: ServingEndpoints, model: str, image: str, deadline_seconds: int) -> dict[str, Any]:
-    labels = {"app.kubernetes.io/name": "pdstack-smoke", "app.kubernetes.io/managed-by": "pdstack"}
+    labels = dict(SMOKE_POD_LABELS)
     env = {
         "ROUTER_URL": endpoints.router_url, "DECODE_URL": endpoints.decode_url, "MODEL": model, "PROMPT": PROMPT,
         "ROUTER_METRIC": ROUTER_PD_DECISIONS, "ROUTER_LABEL": ROUTER_DISAGGREGATED_LABEL,

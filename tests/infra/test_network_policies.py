@@ -16,6 +16,8 @@ import kubernetes_validate
 import pytest
 
 from infra.config import Deployment, DeploymentError, parse_deployment
+from infra.operations.serving_endpoints import ServingEndpoints
+from infra.operations.smoke import SMOKE_IMAGE, job_manifest
 from infra.workloads import serving_objects
 from tests.infra.conftest import Synthesized, load_yaml, wide_ep_decode
 
@@ -82,9 +84,17 @@ def selects_pod(policy: dict[str, Any], labels: dict[str, str]) -> bool:
     return selector == {} or selects(selector, labels)
 
 
+def smoke_job(deployment: Deployment) -> dict[str, Any]:
+    """The Job ``python -m infra smoke`` creates in the serving namespace."""
+    endpoints = ServingEndpoints(namespace=deployment.workloads.namespace, router_port=deployment.serving.router.port,
+                                 decode_port=deployment.serving.decode.ports.http)
+    return job_manifest("pdstack-smoke-test", endpoints, "model", SMOKE_IMAGE, 300)
+
+
 def rendered(deployment: Deployment) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
+    """The policies, and the labels of every pod in the namespace: the serving pods and the smoke Job's."""
     objects = serving_objects(deployment, IMAGE)
-    return [o for o in objects if o["kind"] == "NetworkPolicy"], pod_templates(objects)
+    return [o for o in objects if o["kind"] == "NetworkPolicy"], pod_templates([*objects, smoke_job(deployment)])
 
 
 def default() -> Deployment:
@@ -107,7 +117,9 @@ def test_every_policy_selects_pods_that_exist_and_every_pod_is_selected(make: An
                 if "podSelector" in peer:
                     assert any(selects(peer["podSelector"], labels) for labels in pods.values()), peer
     for name, labels in pods.items():
-        # each pod has a policy that admits something, beyond the namespace's default deny
+        if name.startswith("pdstack-smoke"):
+            continue  # a client: nothing connects to it
+        # each serving pod has a policy that admits something, beyond the namespace's default deny
         assert any(selects_pod(p, labels) and p["spec"]["ingress"] for p in policies), name
 
 
@@ -182,6 +194,33 @@ def test_the_router_admits_the_vpc_by_default_on_its_port_only() -> None:
     assert admitted(policies, Source(ip=str(vpc[7])), router, port)
     assert not admitted(policies, Source(ip="192.0.2.10"), router, port)
     assert not admitted(policies, Source(ip=str(vpc[7])), router, port + 1)
+
+
+def test_the_smoke_job_reaches_the_router_and_decode_metrics_whatever_the_client_networks() -> None:
+    deployment = with_router(allowed_client_cidrs=["172.20.0.0/16"])
+    policies, pods = rendered(deployment)
+    job = Source(labels=pods["pdstack-smoke-test"])
+    env = {e["name"]: e["value"] for e in smoke_job(deployment)["spec"]["template"]["spec"]["containers"][0]["env"]}
+    router_port, decode_port = (int(env[name].rsplit(":", 1)[1]) for name in ("ROUTER_URL", "DECODE_URL"))
+    assert admitted(policies, job, pods["pdstack-router"], router_port)
+    assert admitted(policies, job, pods["pdstack-decode"], decode_port)
+    assert not admitted(policies, job, pods["pdstack-prefill"], deployment.serving.prefill.ports.http)
+    assert not admitted(policies, job, pods["pdstack-decode"], deployment.serving.decode.ports.nixl_side_channel)
+
+
+def test_an_engine_metrics_scraper_reaches_the_http_port_alone_and_only_when_named() -> None:
+    data = load_yaml("default.yaml")
+    data["workloads"] = {"engine_metrics_scraper_cidrs": ["10.0.64.0/19"]}
+    deployment = parse_deployment(data)
+    policies, pods = rendered(deployment)
+    scraper = Source(ip="10.0.70.1")
+    for role in ("prefill", "decode"):
+        ranges = deployment.serving.role(role).port_ranges()
+        assert admitted(policies, scraper, pods[f"pdstack-{role}"], ranges["http"].start)
+        for port in [*ranges["kv_events"], *ranges["nixl_side_channel"]]:
+            assert not admitted(policies, scraper, pods[f"pdstack-{role}"], port)
+    default_policies, _ = rendered(default())
+    assert not admitted(default_policies, scraper, pods["pdstack-decode"], deployment.serving.decode.ports.http)
 
 
 def test_named_clients_and_scrapers_replace_the_vpc_default() -> None:
