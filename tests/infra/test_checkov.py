@@ -25,6 +25,7 @@ from infra.workloads import serving_objects
 from tests.infra.conftest import REPO, Synthesized, load_yaml, wide_ep_decode
 
 CHECKOV = Path(os.environ.get("PDSTACK_CHECKOV", REPO / ".venv-checkov" / "bin" / "checkov"))
+CHECKOV_STAMP = ".venv-checkov/.installed"  # the Makefile target that installs it
 IMAGE = "123456789012.dkr.ecr.us-east-2.amazonaws.com/pdstack/serving:0123456789abcdef0123"
 
 
@@ -44,9 +45,9 @@ def run_checkov(framework: str, files: list[Path]) -> list[Finding]:
         pytest.fail(f"checkov is not installed at {CHECKOV}: run `make {CHECKOV_STAMP}` (make test does)")
     command = [str(CHECKOV), "--framework", framework, "--output", "json", "--quiet", "--compact", "--soft-fail",
                "--skip-download", *[arg for f in files for arg in ("-f", str(f))]]
-    # --skip-download: no call to the vendor's platform (no guidelines, no telemetry); the checks are all local.
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "BC_API_KEY": "", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"})
+    # --skip-download and no API key: nothing is fetched from the vendor's platform; the checks are all local.
+    environment = {k: v for k, v in os.environ.items() if k not in ("BC_API_KEY", "PRISMA_API_URL")}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
     assert done.returncode == 0, done.stderr[-3000:]
     reports: Any = json.loads(done.stdout)
     reports = reports if isinstance(reports, list) else [reports]
@@ -55,9 +56,6 @@ def run_checkov(framework: str, files: list[Path]) -> list[Finding]:
     assert summary["parsing_errors"] == 0 and summary["resource_count"] > 0, summary
     return [Finding(f["check_id"], f["resource"], Path(f["file_path"]).name)
             for f in report["results"]["failed_checks"]]
-
-
-CHECKOV_STAMP = ".venv-checkov/.installed"
 
 
 def unlisted(findings: list[Finding], skips: tuple[Skip, ...]) -> list[Finding]:
