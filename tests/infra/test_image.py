@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
-from aws_cdk.assertions import Match
+import aws_cdk as cdk
+from aws_cdk.assertions import Match, Template
 
-from tests.infra.conftest import Synthesized
+from infra.config import ImageConfig
+from infra.image import ImageProps, ImageStack
+from tests.infra.conftest import Synthesized, load_yaml
 
 
 def test_repository_settings(default: Synthesized) -> None:
@@ -73,3 +77,36 @@ def test_pull_through_cache_only_when_enabled(default: Synthesized, capacity_blo
 def test_dockerfile_default_base_is_the_default_deployments(default: Synthesized) -> None:
     dockerfile = (Path(__file__).resolve().parents[2] / "container" / "Dockerfile").read_text()
     assert f"ARG BASE_IMAGE={default.deployment.image.base_image}\n" in dockerfile
+
+
+def _image_stack_tag(tmp_path: Path, image: dict) -> str:
+    """Synthesize the image stack alone (it needs nothing else) and read the tag its build is told to push."""
+    app = cdk.App(outdir=str(tmp_path))
+    stack = ImageStack(app, "image", props=ImageProps(config=ImageConfig.model_validate(image)))
+    (project,) = Template.from_stack(stack).find_resources("AWS::CodeBuild::Project").values()
+    variables = {v["Name"]: v["Value"] for v in project["Properties"]["Environment"]["EnvironmentVariables"]}
+    return variables["IMAGE_TAG"]
+
+
+def test_image_tag_follows_every_build_input(tmp_path: Path) -> None:
+    base = load_yaml("default.yaml")["image"]
+    tags = {"as configured": _image_stack_tag(tmp_path / "base", base)}
+    tags["another base tag"] = _image_stack_tag(tmp_path / "tag", {**base, "base_tag": base["base_tag"] + "-rc1"})
+    tags["another base digest"] = _image_stack_tag(tmp_path / "digest", {**base, "base_digest": "sha256:" + "1" * 64})
+    tags["pull-through cache on"] = _image_stack_tag(tmp_path / "ptc", {**base, "pull_through_cache": {
+        "enabled": True,
+        "credential_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/gh"}})
+    assert len(set(tags.values())) == len(tags), tags
+    assert _image_stack_tag(tmp_path / "again", base) == tags["as configured"]  # and nothing else moves it
+
+
+def test_the_build_wait_fits_what_cloudformation_allows(default: Synthesized) -> None:
+    """A custom resource gets at most an hour; the waiter must give up before that, and the build before the waiter."""
+    (project,) = default.image.find_resources("AWS::CodeBuild::Project").values()
+    build_minutes = project["Properties"]["TimeoutInMinutes"]
+    (machine,) = default.image.find_resources("AWS::StepFunctions::StateMachine").values()
+    definition = json.dumps(machine["Properties"]["DefinitionString"])
+    attempts = int(re.search(r'MaxAttempts\\\\?":(\d+)', definition).group(1))
+    interval = int(re.search(r'IntervalSeconds\\\\?":(\d+)', definition).group(1))
+    assert attempts * interval < 3600, (attempts, interval)
+    assert build_minutes * 60 < attempts * interval
