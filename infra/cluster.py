@@ -12,9 +12,10 @@ from aws_cdk.lambda_layer_kubectl_v34 import KubectlV34Layer
 from constructs import Construct
 
 from infra.addons import ClusterAddons, ClusterAddonsProps
-from infra.config import ClusterConfig, GpuNodeGroupConfig
+from infra.config import ClusterConfig, GpuNodeGroupConfig, Taint
 from infra.efa import EfaSecurityGroup
 from infra.gpu_nodes import GpuNodeGroup, GpuNodeGroupProps
+from infra.workload_names import SYSTEM_POOL
 
 KUBERNETES_VERSIONS = {"1.34": eks.KubernetesVersion.V1_34}
 ENDPOINT_ACCESS = {
@@ -38,6 +39,8 @@ class ClusterProps:
     vpc: ec2.IVpc
     private_subnets: list[ec2.ISubnet]
     gpu_subnet: ec2.ISubnet
+    hugepages_2mi_pages: dict[str, int]  # by instance type: what one GPU node reserves for the workers
+    gpu_taints: list[Taint]  # of every GPU pool, node groups or HyperPod instance groups: the device plugins tolerate them
 
 
 class ClusterStack(cdk.Stack):
@@ -76,7 +79,7 @@ class ClusterStack(cdk.Stack):
         for index, arn in enumerate(config.admin_principal_arns):
             self.cluster.grant_access(f"Admin{index}", arn, [admin])
 
-        self.addons = ClusterAddons(self, "Addons", props=ClusterAddonsProps(cluster=self.cluster))
+        self.addons = ClusterAddons(self, "Addons", props=ClusterAddonsProps(cluster=self.cluster, gpu_taints=props.gpu_taints))
 
         # System pods (CoreDNS, the LWS controller, the router later) run off the GPU nodes.
         system = self.cluster.add_nodegroup_capacity(
@@ -87,7 +90,7 @@ class ClusterStack(cdk.Stack):
             desired_size=config.system_node_count,
             max_size=config.system_node_count + 2,
             subnets=ec2.SubnetSelection(subnets=props.private_subnets),
-            labels={"pdstack.io/pool": "system"},
+            labels=SYSTEM_POOL,
             enable_node_auto_repair=True,
         )
         system.node.add_dependency(self.addons.managed["vpc-cni"])
@@ -104,6 +107,7 @@ class ClusterStack(cdk.Stack):
                 props=GpuNodeGroupProps(
                     cluster=self.cluster, group=group, gpu_subnet=props.gpu_subnet,
                     efa_security_group=self.efa_security_group,
+                    hugepages_2mi_pages=props.hugepages_2mi_pages.get(group.instance_type, 0),
                 ),
             )
             # efa-only interfaces need the managed vpc-cni (>= 1.18.5) in place before the nodes join.

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from infra.workload_names import GPU_TAINT_KEY
 from runtime.catalog import INSTANCE_CATALOG
 from runtime.config import Serving
 
@@ -175,7 +176,7 @@ class Taint(_Strict):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
 
 
-GPU_TAINT = Taint(key="nvidia.com/gpu", value="true", effect="NoSchedule")
+GPU_TAINT = Taint(key=GPU_TAINT_KEY, value="true", effect="NoSchedule")
 
 
 class GpuNodeGroupConfig(_Strict):

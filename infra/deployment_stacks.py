@@ -10,6 +10,7 @@ from infra.config import Deployment
 from infra.hyperpod import HyperPodProps, HyperPodStack
 from infra.image import ImageProps, ImageStack
 from infra.network import NetworkProps, NetworkStack
+from infra.worker_objects import hugepages_2mi_pages_per_node
 from infra.workloads import WorkloadsProps, WorkloadsStack
 
 
@@ -40,6 +41,9 @@ class DeploymentStacks:
                 vpc=self.network.vpc,
                 private_subnets=self.network.private_subnets,
                 gpu_subnet=self.network.gpu_subnet,
+                hugepages_2mi_pages={pool.instance_type: hugepages_2mi_pages_per_node(deployment, pool.instance_type)
+                                     for pool in deployment.gpu_pools},
+                gpu_taints=[taint for pool in deployment.gpu_pools for taint in pool.taints],
             ),
         )
         self.hyperpod: HyperPodStack | None = None
@@ -54,7 +58,8 @@ class DeploymentStacks:
                     cluster=self.cluster.cluster,
                     gpu_subnet=self.network.gpu_subnet,
                     efa_security_group=self.cluster.efa_security_group,
-                    repository=self.image.repository,
+                    hugepages_2mi_pages=max(hugepages_2mi_pages_per_node(deployment, g.instance_type)
+                                            for g in deployment.hyperpod.instance_groups),
                 ),
             )
         self.workloads = WorkloadsStack(

@@ -18,7 +18,8 @@ from constructs import Construct
 
 from infra.config import Deployment
 from infra.router_objects import ROUTER, router_objects
-from infra.worker_objects import CONFIG_FILE, CONFIG_MAP, labels, worker_name, worker_objects
+from infra.worker_objects import labels, worker_name, worker_objects
+from infra.workload_names import CONFIG_FILE, CONFIG_MAP
 
 
 @dataclass(frozen=True)

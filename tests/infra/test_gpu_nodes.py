@@ -82,6 +82,17 @@ def test_imdsv2_root_volume_and_nvme(default: Synthesized) -> None:
 
 
 @pytest.mark.parametrize("fixture", ["default", "capacity_block", "all_types"])
+def test_no_pod_reaches_the_node_role_through_imds(request: pytest.FixtureRequest, fixture: str) -> None:
+    """Hop limit 1: a pod's request to IMDS crosses a second hop and gets no answer, so no pod can take the node
+    role's credentials. What needs AWS credentials on the GPU nodes has them another way: the workers through Pod
+    Identity, the VPC CNI, EFA plugin and Pod Identity agent on the host network (one hop)."""
+    synth: Synthesized = request.getfixturevalue(fixture)
+    for data in launch_templates(synth).values():
+        assert data["MetadataOptions"] == {"HttpTokens": "required", "HttpPutResponseHopLimit": 1,
+                                           "HttpEndpoint": "enabled"}
+
+
+@pytest.mark.parametrize("fixture", ["default", "capacity_block", "all_types"])
 def test_gpu_ami_type_is_the_exact_cloudformation_string(request: pytest.FixtureRequest, fixture: str) -> None:
     synth: Synthesized = request.getfixturevalue(fixture)
     groups = nodegroups(synth)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import subprocess
 
 from infra.addons import MANAGED_ADDONS
-from infra.hyperpod import LIFECYCLE_DIR
-from infra.hyperpod_dependencies import HEALTH_AGENT_ACCOUNTS, HEALTH_AGENT_TAG
+from infra.hyperpod import LIFECYCLE_DIR, NODE_SETTINGS_FILE
+from infra.hyperpod_dependencies import HEALTH_AGENT_ACCOUNTS, HEALTH_AGENT_REPOSITORY, HEALTH_AGENT_TAG
+from infra.worker_objects import hugepages_2mi_pages_per_node
 from tests.infra.conftest import Synthesized
 
 
@@ -34,7 +36,9 @@ def test_cluster_properties(hyperpod: Synthesized) -> None:
     assert group["OnStartDeepHealthChecks"] == ["InstanceStress", "InstanceConnectivity"]
     assert group["InstanceStorageConfigs"] == [{"EbsVolumeConfig": {"VolumeSizeInGB": 500}}]
     assert group["LifeCycleConfig"]["OnCreate"] == "on_create.sh"
-    assert group["KubernetesConfig"]["Taints"] == [{"Effect": "NoSchedule", "Key": "nvidia.com/gpu", "Value": "true"}]
+    (configured,) = hyperpod.deployment.hyperpod.instance_groups
+    assert group["KubernetesConfig"]["Taints"] == [{"Effect": t.effect, "Key": t.key, "Value": t.value}
+                                                   for t in configured.taints]
     assert group["KubernetesConfig"]["Labels"]["pdstack.io/efa"] == "true"
 
 
@@ -119,6 +123,43 @@ def test_lifecycle_script_is_valid_bash() -> None:
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     text = script.read_text()
     assert "/var/log/provision/provisioning.log" in text and "/opt/dlami/nvme" in text
+
+
+def test_lifecycle_script_leaves_containerd_config_to_the_node_bootstrap() -> None:
+    """The bootstrap (re)writes /etc/containerd/config.toml and it may not exist yet when the script runs: the state
+    moves by bind mounts, the way that does not depend on that file."""
+    text = (LIFECYCLE_DIR / "on_create.sh").read_text()
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert "/etc/containerd" not in code
+    assert "bind_state /var/lib/containerd var-lib-containerd.mount" in text  # systemd's unit name for that path
+
+
+def test_lifecycle_script_reads_the_settings_the_stack_writes(hyperpod: Synthesized) -> None:
+    (settings,) = hyperpod.outdir.glob(f"asset.*/{NODE_SETTINGS_FILE}")
+    variables = dict(line.split("=", 1) for line in settings.read_text().splitlines())
+    expected = hugepages_2mi_pages_per_node(hyperpod.deployment, "p5.48xlarge")
+    assert variables == {"HUGEPAGES_2MI_PAGES": str(expected)} and expected > 0
+    text = (LIFECYCLE_DIR / "on_create.sh").read_text()
+    assert f'"$HERE/{NODE_SETTINGS_FILE}"' in text
+    assert all(f"${name}" in text for name in variables)
+
+
+def test_nodes_may_pull_the_aws_owned_images(hyperpod: Synthesized) -> None:
+    """The health agent (one AWS account per region), the EKS add-ons and the EFA plugin live in AWS's registries;
+    AmazonSageMakerClusterInstanceRolePolicy grants no ECR pull, so the execution role must."""
+    role_id = hyperpod.stacks.hyperpod.get_logical_id(hyperpod.stacks.hyperpod.execution_role.node.default_child)
+    (policy,) = [p["Properties"]["PolicyDocument"]["Statement"]
+                 for p in hyperpod.hyperpod.find_resources("AWS::IAM::Policy").values()
+                 if p["Properties"]["Roles"] == [{"Ref": role_id}]]
+    images = [f"arn:aws:ecr:us-east-2:{HEALTH_AGENT_ACCOUNTS['us-east-2']}:repository/{HEALTH_AGENT_REPOSITORY}",
+              "arn:aws:ecr:us-west-2:602401143452:repository/eks/aws-efa-k8s-device-plugin",
+              "arn:aws:ecr:us-east-2:602401143452:repository/eks/kube-proxy"]
+    for image in images:
+        for action in ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"):
+            assert any(action in s["Action"] and any(isinstance(r, str) and fnmatch.fnmatchcase(image, r)
+                                                     for r in ([s["Resource"]] if isinstance(s["Resource"], (str, dict))
+                                                               else s["Resource"]))
+                       for s in policy), (image, action)
 
 
 def test_hyperpod_in_a_concrete_environment_is_nag_clean(tmp_path_factory) -> None:
