@@ -15,6 +15,7 @@ from infra.addons import ClusterAddons, ClusterAddonsProps
 from infra.config import ClusterConfig, GpuNodeGroupConfig, Taint
 from infra.efa import EfaSecurityGroup
 from infra.gpu_nodes import GpuNodeGroup, GpuNodeGroupProps
+from infra.stack_outputs import ClusterOutputs
 from infra.workload_names import SYSTEM_POOL
 
 KUBERNETES_VERSIONS = {"1.34": eks.KubernetesVersion.V1_34}
@@ -114,10 +115,10 @@ class ClusterStack(cdk.Stack):
             node_group.nodegroup.node.add_dependency(self.addons.managed["vpc-cni"])
             self.gpu_node_groups[group.name] = node_group
 
-        cdk.CfnOutput(self, "ClusterName", value=self.cluster.cluster_name)
-        cdk.CfnOutput(self, "ClusterArn", value=self.cluster.cluster_arn)
-        cdk.CfnOutput(self, "EfaSecurityGroupId", value=self.efa_security_group.security_group_id)
+        cdk.CfnOutput(self, ClusterOutputs.CLUSTER_NAME, value=self.cluster.cluster_name)
+        cdk.CfnOutput(self, ClusterOutputs.CLUSTER_ARN, value=self.cluster.cluster_arn)
+        cdk.CfnOutput(self, ClusterOutputs.EFA_SECURITY_GROUP_ID, value=self.efa_security_group.security_group_id)
         cdk.CfnOutput(
-            self, "UpdateKubeconfig",
+            self, ClusterOutputs.UPDATE_KUBECONFIG,
             value=f"aws eks update-kubeconfig --name {self.cluster.cluster_name} --region {self.region}",
         )

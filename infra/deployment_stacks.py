@@ -10,6 +10,7 @@ from infra.config import Deployment
 from infra.hyperpod import HyperPodProps, HyperPodStack
 from infra.image import ImageProps, ImageStack
 from infra.network import NetworkProps, NetworkStack
+from infra.stack_outputs import stack_name
 from infra.worker_objects import hugepages_2mi_pages_per_node
 from infra.workloads import WorkloadsProps, WorkloadsStack
 
@@ -23,16 +24,16 @@ class DeploymentStacks:
         )
         prefix = deployment.name
         self.network = NetworkStack(
-            scope, f"{prefix}-network", env=env, props=NetworkProps(config=deployment.network),
+            scope, stack_name(prefix, "network"), env=env, props=NetworkProps(config=deployment.network),
             description="pdstack: VPC, private subnets, GPU subnet, endpoints, flow logs",
         )
         self.image = ImageStack(
-            scope, f"{prefix}-image", env=env, props=ImageProps(config=deployment.image),
+            scope, stack_name(prefix, "image"), env=env, props=ImageProps(config=deployment.image),
             description="pdstack: ECR repository and in-account build of the serving image",
         )
         self.cluster = ClusterStack(
             scope,
-            f"{prefix}-cluster",
+            stack_name(prefix, "cluster"),
             env=env,
             description="pdstack: EKS cluster, add-ons, EFA GPU node groups",
             props=ClusterProps(
@@ -50,7 +51,7 @@ class DeploymentStacks:
         if deployment.hyperpod is not None:
             self.hyperpod = HyperPodStack(
                 scope,
-                f"{prefix}-hyperpod",
+                stack_name(prefix, "hyperpod"),
                 env=env,
                 description="pdstack: SageMaker HyperPod cluster (EKS orchestrator) with the GPU nodes",
                 props=HyperPodProps(
@@ -64,7 +65,7 @@ class DeploymentStacks:
             )
         self.workloads = WorkloadsStack(
             scope,
-            f"{prefix}-workloads",
+            stack_name(prefix, "workloads"),
             env=env,
             description="pdstack: prefill, decode and router workloads on the cluster",
             props=WorkloadsProps(

@@ -21,6 +21,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from infra.config import HyperPodConfig, HyperPodInstanceGroup
+from infra.stack_outputs import HyperPodOutputs
 from infra.hyperpod_dependencies import (
     HEALTH_AGENT_ACCOUNTS,
     HEALTH_AGENT_REPOSITORY,
@@ -103,9 +104,9 @@ class HyperPodStack(cdk.Stack):
         self.hyperpod_cluster.node.add_dependency(self.resiliency_objects)
         self.hyperpod_cluster.node.add_dependency(scripts)
 
-        cdk.CfnOutput(self, "HyperPodClusterName", value=config.cluster_name)
-        cdk.CfnOutput(self, "HyperPodClusterArn", value=self.hyperpod_cluster.attr_cluster_arn)
-        cdk.CfnOutput(self, "LifecycleBucketName", value=self.lifecycle_bucket.bucket_name)
+        cdk.CfnOutput(self, HyperPodOutputs.CLUSTER_NAME, value=config.cluster_name)
+        cdk.CfnOutput(self, HyperPodOutputs.CLUSTER_ARN, value=self.hyperpod_cluster.attr_cluster_arn)
+        cdk.CfnOutput(self, HyperPodOutputs.LIFECYCLE_BUCKET, value=self.lifecycle_bucket.bucket_name)
 
     def _lifecycle_bucket(self, config: HyperPodConfig) -> s3.Bucket:
         access_logs = s3.Bucket(

@@ -25,6 +25,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from infra.config import ImageConfig
+from infra.stack_outputs import ImageOutputs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The build context: only what the Dockerfile copies. Git-style patterns so the allow-list can be negated.
@@ -145,9 +146,9 @@ class ImageStack(cdk.Stack):
 
         self._run_build_on_deploy()
 
-        cdk.CfnOutput(self, "RepositoryUri", value=self.repository.repository_uri)
-        cdk.CfnOutput(self, "ImageUri", value=self.image_uri)
-        cdk.CfnOutput(self, "ImageBuildProject", value=self.project.project_name)
+        cdk.CfnOutput(self, ImageOutputs.REPOSITORY_URI, value=self.repository.repository_uri)
+        cdk.CfnOutput(self, ImageOutputs.IMAGE_URI, value=self.image_uri)
+        cdk.CfnOutput(self, ImageOutputs.BUILD_PROJECT, value=self.project.project_name)
 
     def _run_build_on_deploy(self) -> None:
         code = lambda_.Code.from_asset(str(Path(__file__).parent / "functions"), exclude=["__pycache__"])

@@ -18,6 +18,7 @@ from constructs import Construct
 
 from infra.config import Deployment
 from infra.router_objects import ROUTER, router_objects
+from infra.stack_outputs import WorkloadsOutputs
 from infra.worker_objects import labels, worker_name, worker_objects
 from infra.workload_names import CONFIG_FILE, CONFIG_MAP
 
@@ -88,8 +89,8 @@ class WorkloadsStack(cdk.Stack):
                 )
                 association.node.add_dependency(self.manifest)
 
-        cdk.CfnOutput(self, "Namespace", value=deployment.workloads.namespace)
-        cdk.CfnOutput(self, "RouterService", value=f"{ROUTER}.{deployment.workloads.namespace}.svc")
+        cdk.CfnOutput(self, WorkloadsOutputs.NAMESPACE, value=deployment.workloads.namespace)
+        cdk.CfnOutput(self, WorkloadsOutputs.ROUTER_SERVICE, value=f"{ROUTER}.{deployment.workloads.namespace}.svc")
 
     def _model_reader(self, source: str) -> iam.Role:
         bucket, _, prefix = source.removeprefix("s3://").partition("/")

@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from infra.operations.aws_access import AwsAccess
 from infra.workload_names import GPU_LABEL, NODE_GROUP_LABEL
 
-STACK_PARTS = ("network", "image", "cluster", "hyperpod", "workloads")
 _LIST_PAGES = 20  # bounded pagination: 20 pages of 100 nodes is far beyond any deployment we make
 
 
@@ -40,11 +39,6 @@ class Stack(_Answer):
     @property
     def outputs(self) -> dict[str, str]:
         return {o.key: o.value for o in self.outputs_list}
-
-
-def stack_names(deployment_name: str, with_hyperpod: bool) -> list[str]:
-    parts = [part for part in STACK_PARTS if with_hyperpod or part != "hyperpod"]
-    return [f"{deployment_name}-{part}" for part in parts]
 
 
 def read_stack(aws: AwsAccess, name: str) -> Stack | None:
