@@ -98,6 +98,11 @@ class ClusterAddons(Construct):
             name: eks.Addon(self, name, cluster=cluster, addon_name=name, addon_version=version, preserve_on_delete=False)
             for name, version in MANAGED_ADDONS.items()
         }
+        # EKS bootstraps self-managed vpc-cni, kube-proxy and coredns when it creates the cluster; the managed add-ons
+        # take them over (AWS's HyperPod EKS template, awsome-distributed-training hyperpod-eks-full-stack.yaml, sets
+        # OVERWRITE on each). Without it the add-on's creation fails on the fields the bootstrap already set.
+        for addon in self.managed.values():
+            addon.node.default_child.add_property_override("ResolveConflicts", "OVERWRITE")  # type: ignore[union-attr]
         # The EBS CSI controller gets its AWS permissions through Pod Identity (the agent add-on above).
         ebs_role = iam.Role(
             self, "EbsCsiRole",

@@ -95,9 +95,11 @@ class ClusterStack(cdk.Stack):
             enable_node_auto_repair=True,
         )
         system.node.add_dependency(self.addons.managed["vpc-cni"])
-        # Helm waits for its workloads: the controllers need the system nodes to exist first.
-        for chart in self.addons.charts:
-            chart.node.add_dependency(system)
+        # Helm waits for its workloads, and so does EKS for the add-ons that run Deployments (coredns, the EBS CSI
+        # controller): their pods need the system nodes to exist first.
+        for waits_for_pods in (*self.addons.charts, self.addons.managed["coredns"],
+                               self.addons.managed["aws-ebs-csi-driver"]):
+            waits_for_pods.node.add_dependency(system)
 
         self.efa_security_group = EfaSecurityGroup(self, "EfaSecurityGroup", vpc=props.vpc)
         self.gpu_node_groups: dict[str, GpuNodeGroup] = {}

@@ -216,6 +216,12 @@ class GpuNodeGroupConfig(_Strict):
                 "is fixed when it is reserved, and forcing a placement group causes insufficient-capacity failures; "
                 "set placement_group: false"
             )
+        if isinstance(self.capacity, CapacityReservation) and self.placement_group:
+            raise ValueError(
+                "placement_group=true cannot be combined with capacity type 'capacity-reservation': the stack creates "
+                "a new cluster placement group, and instances launched into it cannot use a reservation made outside "
+                "that group; set placement_group: false"
+            )
         return self
 
 

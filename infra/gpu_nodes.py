@@ -66,3 +66,9 @@ class GpuNodeGroup(Construct):
             enable_node_auto_repair=True,
         )
         self.nodegroup.node.default_child.add_property_override("AmiType", GPU_AMI_TYPE)  # type: ignore[union-attr]
+        if isinstance(group.capacity, CapacityBlock):
+            # A block holds exactly its instances: the default update launches a replacement before it terminates
+            # the old node and waits for capacity the block does not have. MINIMAL terminates first (EKS API
+            # NodegroupUpdateConfig.updateStrategy: "useful ... with hardware accelerators such as GPUs").
+            self.nodegroup.node.default_child.add_property_override(  # type: ignore[union-attr]
+                "UpdateConfig.UpdateStrategy", "MINIMAL")

@@ -103,6 +103,8 @@ class HyperPodStack(cdk.Stack):
         # Resiliency objects first (HyperPod checks for them), and the scripts must be in the bucket.
         self.hyperpod_cluster.node.add_dependency(self.resiliency_objects)
         self.hyperpod_cluster.node.add_dependency(scripts)
+        # The role's inline policy (ECR pulls, ENIs) is a separate resource: instances must not start before it.
+        self.hyperpod_cluster.node.add_dependency(self.execution_role)
 
         cdk.CfnOutput(self, HyperPodOutputs.CLUSTER_NAME, value=config.cluster_name)
         cdk.CfnOutput(self, HyperPodOutputs.CLUSTER_ARN, value=self.hyperpod_cluster.attr_cluster_arn)

@@ -87,7 +87,9 @@ class WorkloadsStack(cdk.Stack):
                     service_account=account,
                     role_arn=self.model_reader.role_arn,
                 )
-                association.node.add_dependency(self.manifest)
+                # EKS injects Pod Identity credentials when a pod is created: the association must exist before
+                # the first worker pod, or that pod runs with none (and falls back to the node role).
+                self.manifest.node.add_dependency(association)
 
         cdk.CfnOutput(self, WorkloadsOutputs.NAMESPACE, value=deployment.workloads.namespace)
         cdk.CfnOutput(self, WorkloadsOutputs.ROUTER_SERVICE, value=f"{ROUTER}.{deployment.workloads.namespace}.svc")

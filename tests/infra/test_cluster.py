@@ -90,6 +90,26 @@ def test_gpu_nodes_wait_for_the_managed_vpc_cni(default: Synthesized) -> None:
             assert cni_id in resource.get("DependsOn", [])
 
 
+def test_managed_addons_take_over_the_bootstrapped_ones(default: Synthesized) -> None:
+    """EKS installs self-managed vpc-cni, kube-proxy and coredns with a new cluster; creating the managed add-on
+    over them conflicts unless it may overwrite their fields."""
+    addons = default.cluster.find_resources("AWS::EKS::Addon")
+    assert {a["Properties"]["AddonName"] for a in addons.values()} >= {"vpc-cni", "kube-proxy", "coredns"}
+    for addon in addons.values():
+        assert addon["Properties"].get("ResolveConflicts") == "OVERWRITE", addon["Properties"]["AddonName"]
+
+
+def test_add_ons_that_run_deployments_wait_for_the_system_nodes(default: Synthesized) -> None:
+    """coredns and the EBS CSI controller are Deployments: EKS reports them degraded while no node can run them."""
+    template = default.cluster.to_json()["Resources"]
+    (system_id,) = [k for k, v in template.items() if v["Type"] == "AWS::EKS::Nodegroup"
+                    and v["Properties"].get("Labels", {}).get("pdstack.io/pool") == "system"]
+    for name in ("coredns", "aws-ebs-csi-driver"):
+        (addon,) = [v for v in template.values()
+                    if v["Type"] == "AWS::EKS::Addon" and v["Properties"]["AddonName"] == name]
+        assert system_id in addon.get("DependsOn", []), name
+
+
 def test_ebs_csi_driver_uses_pod_identity(default: Synthesized) -> None:
     default.cluster.has_resource_properties("AWS::EKS::Addon", {
         "AddonName": "aws-ebs-csi-driver",

@@ -131,12 +131,21 @@ def test_on_demand_reservation_variant(tmp_path_factory: pytest.TempPathFactory)
 
     data = load_yaml("default.yaml")
     data["gpu_node_groups"][0]["capacity"] = {"type": "capacity-reservation", "reservation_id": "cr-0fedcba9876543210"}
+    data["gpu_node_groups"][0]["placement_group"] = False
     synth = synthesize(parse_deployment(data), tmp_path_factory.mktemp("odcr"))
     template = launch_templates(synth)["p5.48xlarge"]
     assert template["CapacityReservationSpecification"]["CapacityReservationTarget"] == {
         "CapacityReservationId": "cr-0fedcba9876543210"}
     assert "InstanceMarketOptions" not in template
     assert nodegroups(synth)["p5"]["CapacityType"] == "ON_DEMAND"
+    assert nodegroups(synth)["p5"]["UpdateConfig"] == {"MaxUnavailable": 1}  # the default surge update
+
+
+def test_capacity_block_updates_terminate_before_they_launch(capacity_block: Synthesized) -> None:
+    """The block holds exactly desired instances; a surge update would wait for one it does not have."""
+    group = nodegroups(capacity_block)["p5en-block"]
+    assert group["CapacityType"] == "CAPACITY_BLOCK"
+    assert group["UpdateConfig"] == {"MaxUnavailable": 1, "UpdateStrategy": "MINIMAL"}
 
 
 def test_gpu_taint_and_labels(default: Synthesized, capacity_block: Synthesized) -> None:

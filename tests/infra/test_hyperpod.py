@@ -57,6 +57,11 @@ def test_resiliency_objects_are_created_before_the_cluster(hyperpod: Synthesized
     assert manifest_id in cluster["DependsOn"]
     deployments = hyperpod.hyperpod.find_resources("Custom::CDKBucketDeployment")
     assert set(deployments) <= set(cluster["DependsOn"])
+    # and the execution role's inline policy: instances started before it could pull nothing
+    role_id = hyperpod.stacks.hyperpod.get_logical_id(hyperpod.stacks.hyperpod.execution_role.node.default_child)
+    policies = [k for k, p in hyperpod.hyperpod.find_resources("AWS::IAM::Policy").items()
+                if p["Properties"]["Roles"] == [{"Ref": role_id}]]
+    assert policies and set(policies) <= set(cluster["DependsOn"])
 
 
 def test_health_agent_runs_on_the_hyperpod_gpu_nodes(hyperpod: Synthesized) -> None:

@@ -241,6 +241,14 @@ def test_worker_pod_identity_reads_only_the_model_prefix(default: Synthesized) -
     assert "my-models/meta-llama/Llama-3.1-8B-Instruct/*" in text and '"s3:prefix"' in text
 
 
+def test_pod_identity_exists_before_the_first_pod(default: Synthesized) -> None:
+    """EKS injects Pod Identity credentials at pod creation: a pod created before its association has none."""
+    resources = default.workloads.to_json()["Resources"]
+    associations = set(default.workloads.find_resources("AWS::EKS::PodIdentityAssociation"))
+    (manifest,) = [r for r in resources.values() if r["Type"] == "Custom::AWSCDK-EKS-KubernetesResource"]
+    assert associations and associations <= set(manifest.get("DependsOn", []))
+
+
 def test_workloads_wait_for_the_leader_worker_set_chart(default: Synthesized) -> None:
     assert default.stacks.cluster in default.stacks.workloads.dependencies
     manifest = default.stacks.workloads.manifest
