@@ -1,4 +1,4 @@
-"""ClusterStack: the EKS cluster (managed node groups, not Auto Mode), its add-ons and the EFA GPU node groups."""
+"""ClusterStack: the EKS cluster (managed node groups, not Auto Mode), its add-ons, the system nodes, the EFA group."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from aws_cdk.lambda_layer_kubectl_v34 import KubectlV34Layer
 from constructs import Construct
 
 from infra.addons import ClusterAddons, ClusterAddonsProps
-from infra.config import ClusterConfig, GpuNodeGroupConfig, Taint
+from infra.config import ClusterConfig, Taint
 from infra.efa import EfaSecurityGroup
-from infra.gpu_nodes import GpuNodeGroup, GpuNodeGroupProps
 from infra.stack_outputs import ClusterOutputs
 from infra.workload_names import SYSTEM_POOL
 
@@ -36,16 +35,13 @@ CONTROL_PLANE_LOGS = [
 @dataclass(frozen=True)
 class ClusterProps:
     config: ClusterConfig
-    gpu_node_groups: list[GpuNodeGroupConfig]
     vpc: ec2.IVpc
     private_subnets: list[ec2.ISubnet]
-    gpu_subnet: ec2.ISubnet
-    hugepages_2mi_pages: dict[str, int]  # by instance type: what one GPU node reserves for the workers
     gpu_taints: list[Taint]  # of every GPU pool, node groups or HyperPod instance groups: the device plugins tolerate them
 
 
 class ClusterStack(cdk.Stack):
-    """Exposes ``cluster``, ``addons``, ``efa_security_group`` and ``gpu_node_groups`` (by configured name)."""
+    """Exposes ``cluster``, ``addons`` and ``efa_security_group``; the GPU node groups live in GpuCapacityStack."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ClusterProps, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -101,21 +97,8 @@ class ClusterStack(cdk.Stack):
                                self.addons.managed["aws-ebs-csi-driver"]):
             waits_for_pods.node.add_dependency(system)
 
+        # Shared by the GPU node groups (their own stack) and the HyperPod instances.
         self.efa_security_group = EfaSecurityGroup(self, "EfaSecurityGroup", vpc=props.vpc)
-        self.gpu_node_groups: dict[str, GpuNodeGroup] = {}
-        for group in props.gpu_node_groups:
-            node_group = GpuNodeGroup(
-                self,
-                f"Gpu-{group.name}",
-                props=GpuNodeGroupProps(
-                    cluster=self.cluster, group=group, gpu_subnet=props.gpu_subnet,
-                    efa_security_group=self.efa_security_group,
-                    hugepages_2mi_pages=props.hugepages_2mi_pages.get(group.instance_type, 0),
-                ),
-            )
-            # efa-only interfaces need the managed vpc-cni (>= 1.18.5) in place before the nodes join.
-            node_group.nodegroup.node.add_dependency(self.addons.managed["vpc-cni"])
-            self.gpu_node_groups[group.name] = node_group
 
         cdk.CfnOutput(self, ClusterOutputs.CLUSTER_NAME, value=self.cluster.cluster_name)
         cdk.CfnOutput(self, ClusterOutputs.CLUSTER_ARN, value=self.cluster.cluster_arn)

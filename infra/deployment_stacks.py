@@ -7,6 +7,7 @@ from constructs import Construct
 
 from infra.cluster import ClusterProps, ClusterStack
 from infra.config import Deployment
+from infra.gpu_capacity import GpuCapacityProps, GpuCapacityStack
 from infra.hyperpod import HyperPodProps, HyperPodStack
 from infra.image import ImageProps, ImageStack
 from infra.network import NetworkProps, NetworkStack
@@ -16,7 +17,8 @@ from infra.workloads import WorkloadsProps, WorkloadsStack
 
 
 class DeploymentStacks:
-    """Builds ``network``, ``image``, ``cluster``, (with HyperPod) ``hyperpod`` and ``workloads``, named ``<name>-<part>``."""
+    """Builds ``network``, ``image``, ``cluster``, the GPU nodes (``gpu_nodes`` for EKS node groups, or ``hyperpod``)
+    and ``workloads``, named ``<name>-<part>``."""
 
     def __init__(self, scope: Construct, deployment: Deployment) -> None:
         env = None if deployment.environment_agnostic else cdk.Environment(
@@ -35,18 +37,32 @@ class DeploymentStacks:
             scope,
             stack_name(prefix, "cluster"),
             env=env,
-            description="pdstack: EKS cluster, add-ons, EFA GPU node groups",
+            description="pdstack: EKS cluster, add-ons, system nodes, EFA security group",
             props=ClusterProps(
                 config=deployment.cluster,
-                gpu_node_groups=deployment.gpu_node_groups,
                 vpc=self.network.vpc,
                 private_subnets=self.network.private_subnets,
-                gpu_subnet=self.network.gpu_subnet,
-                hugepages_2mi_pages={pool.instance_type: hugepages_2mi_pages_per_node(deployment, pool.instance_type)
-                                     for pool in deployment.gpu_pools},
                 gpu_taints=[taint for pool in deployment.gpu_pools for taint in pool.taints],
             ),
         )
+        # GPU capacity in its own stack: an InsufficientInstanceCapacity rolls back the node groups, not the cluster.
+        self.gpu_nodes: GpuCapacityStack | None = None
+        if deployment.gpu_provider == "eks-nodegroups":
+            self.gpu_nodes = GpuCapacityStack(
+                scope,
+                stack_name(prefix, "gpu-nodes"),
+                env=env,
+                description="pdstack: EFA GPU node groups (EKS managed node groups)",
+                props=GpuCapacityProps(
+                    cluster=self.cluster.cluster,
+                    groups=deployment.gpu_node_groups,
+                    gpu_subnet=self.network.gpu_subnet,
+                    efa_security_group=self.cluster.efa_security_group,
+                    vpc_cni=self.cluster.addons.managed["vpc-cni"],
+                    hugepages_2mi_pages={g.instance_type: hugepages_2mi_pages_per_node(deployment, g.instance_type)
+                                         for g in deployment.gpu_node_groups},
+                ),
+            )
         self.hyperpod: HyperPodStack | None = None
         if deployment.hyperpod is not None:
             self.hyperpod = HyperPodStack(
@@ -75,10 +91,12 @@ class DeploymentStacks:
                 leader_worker_set=self.cluster.addons.leader_worker_set,
             ),
         )
-        if self.hyperpod is not None:
-            self.workloads.add_stack_dependency(self.hyperpod)
+        for gpu_stack in (self.gpu_nodes, self.hyperpod):
+            if gpu_stack is not None:
+                self.workloads.add_stack_dependency(gpu_stack)
         self.all: tuple[cdk.Stack, ...] = tuple(
-            s for s in (self.network, self.image, self.cluster, self.hyperpod, self.workloads) if s is not None
+            s for s in (self.network, self.image, self.cluster, self.gpu_nodes, self.hyperpod, self.workloads)
+            if s is not None
         )
         for stack in self.all:
             cdk.Tags.of(stack).add("pdstack:deployment", deployment.name)

@@ -50,8 +50,10 @@ class GpuNodeGroup(Construct):
             ),
         )
         template = self.launch_template.launch_template
-        self.nodegroup = props.cluster.add_nodegroup_capacity(
-            f"{construct_id}Nodes",
+        self.nodegroup = eks.Nodegroup(
+            self,
+            "Nodes",
+            cluster=props.cluster,
             launch_template_spec=eks.LaunchTemplateSpec(id=template.ref, version=template.attr_latest_version_number),
             subnets=ec2.SubnetSelection(subnets=[props.gpu_subnet]),
             capacity_type=eks.CapacityType.CAPACITY_BLOCK

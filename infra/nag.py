@@ -44,6 +44,10 @@ def acknowledge(stacks: DeploymentStacks) -> None:
     _acknowledge_network(stacks)
     _acknowledge_image(stacks)
     _acknowledge_cluster(stacks)
+    if stacks.gpu_nodes is not None:
+        for group in stacks.gpu_nodes.gpu_node_groups.values():
+            for policy, reason in NODE_ROLE_POLICIES.items():
+                _ack(group.nodegroup, _managed(policy), reason)
     if stacks.hyperpod is not None:
         _acknowledge_hyperpod(stacks.hyperpod)
     _acknowledge_workloads(stacks.workloads)

@@ -6,7 +6,8 @@ outputs the synthesized stacks really emit, so renaming one side alone fails a t
 
 from __future__ import annotations
 
-STACK_PARTS = ("network", "image", "cluster", "hyperpod", "workloads")
+# gpu-nodes (EKS managed node groups) and hyperpod are the two homes of the GPU nodes: a deployment has one.
+STACK_PARTS = ("network", "image", "cluster", "gpu-nodes", "hyperpod", "workloads")
 
 
 def stack_name(deployment_name: str, part: str) -> str:
@@ -17,7 +18,8 @@ def stack_name(deployment_name: str, part: str) -> str:
 
 
 def stack_names(deployment_name: str, with_hyperpod: bool) -> list[str]:
-    return [stack_name(deployment_name, part) for part in STACK_PARTS if with_hyperpod or part != "hyperpod"]
+    other = "gpu-nodes" if with_hyperpod else "hyperpod"
+    return [stack_name(deployment_name, part) for part in STACK_PARTS if part != other]
 
 
 class ImageOutputs:

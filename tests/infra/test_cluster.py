@@ -81,13 +81,18 @@ def test_vpc_cni_supports_efa_only_interfaces() -> None:
     assert (major, minor, patch) >= (1, 18, 5)
 
 
-def test_gpu_nodes_wait_for_the_managed_vpc_cni(default: Synthesized) -> None:
+def test_nodes_wait_for_the_managed_vpc_cni(default: Synthesized) -> None:
     template = default.cluster.to_json()["Resources"]
     (cni_id,) = [k for k, v in template.items()
                  if v["Type"] == "AWS::EKS::Addon" and v["Properties"]["AddonName"] == "vpc-cni"]
     for resource in template.values():
         if resource["Type"] == "AWS::EKS::Nodegroup":
             assert cni_id in resource.get("DependsOn", [])
+    # The GPU node groups live in their own stack, which CloudFormation creates after the whole cluster stack.
+    cni = default.stacks.cluster.addons.managed["vpc-cni"]
+    for group in default.stacks.gpu_nodes.gpu_node_groups.values():
+        assert cni in group.nodegroup.node.dependencies
+    assert default.stacks.cluster in default.stacks.gpu_nodes.dependencies
 
 
 def test_managed_addons_take_over_the_bootstrapped_ones(default: Synthesized) -> None:

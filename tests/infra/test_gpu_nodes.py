@@ -9,16 +9,25 @@ from runtime.catalog import INSTANCE_CATALOG
 from tests.infra.conftest import Synthesized
 
 
+def test_a_capacity_failure_rolls_back_only_the_gpu_stack(default: Synthesized) -> None:
+    """InsufficientInstanceCapacity fails a node group; in its own stack it cannot roll back the EKS cluster."""
+    assert default.cluster.find_resources("AWS::EKS::Nodegroup", {"Properties": {"Labels": {"pdstack.io/gpu": "true"}}}) == {}
+    assert default.cluster.find_resources("AWS::EC2::LaunchTemplate") == {}
+    assert set(nodegroups(default)) == {g.name for g in default.deployment.gpu_node_groups}
+    assert default.stacks.cluster in default.stacks.gpu_nodes.dependencies
+    assert default.stacks.gpu_nodes in default.stacks.workloads.dependencies
+
+
 def launch_templates(synth: Synthesized) -> dict[str, dict]:
     """LaunchTemplateData by instance type."""
-    found = synth.cluster.find_resources("AWS::EC2::LaunchTemplate")
+    found = synth.gpu_nodes.find_resources("AWS::EC2::LaunchTemplate")
     return {r["Properties"]["LaunchTemplateData"]["InstanceType"]: r["Properties"]["LaunchTemplateData"]
             for r in found.values()}
 
 
 def nodegroups(synth: Synthesized) -> dict[str, dict]:
     """GPU node group properties by their pdstack.io/node-group label."""
-    found = synth.cluster.find_resources("AWS::EKS::Nodegroup")
+    found = synth.gpu_nodes.find_resources("AWS::EKS::Nodegroup")
     return {r["Properties"]["Labels"]["pdstack.io/node-group"]: r["Properties"]
             for r in found.values() if "pdstack.io/node-group" in r["Properties"].get("Labels", {})}
 
@@ -49,14 +58,12 @@ def test_p5_has_32_efa_interfaces_and_the_primary_is_not_efa_only(all_types: Syn
 
 def test_security_groups_per_interface(default: Synthesized) -> None:
     interfaces = launch_templates(default)["p5.48xlarge"]["NetworkInterfaces"]
-    efa_sg = default.cluster.find_resources("AWS::EC2::SecurityGroup", {
-        "Properties": {"GroupDescription": Match.string_like_regexp("EFA")}})
-    (efa_sg_id,) = efa_sg
-    primary_groups = [logical_id(g) for g in interfaces[0]["Groups"]]
-    assert efa_sg_id in primary_groups
-    assert any(g["Fn::GetAtt"][1] == "ClusterSecurityGroupId" for g in interfaces[0]["Groups"] if "Fn::GetAtt" in g)
+    gpu_stack, cluster_stack = default.stacks.gpu_nodes, default.stacks.cluster
+    efa_sg = gpu_stack.resolve(cluster_stack.efa_security_group.security_group_id)  # imported from the cluster stack
+    cluster_sg = gpu_stack.resolve(cluster_stack.cluster.cluster_security_group_id)
+    assert interfaces[0]["Groups"] == [cluster_sg, efa_sg]
     for interface in interfaces[1:]:
-        assert [logical_id(g) for g in interface["Groups"]] == [efa_sg_id]
+        assert interface["Groups"] == [efa_sg]
 
 
 def test_efa_security_group_allows_all_traffic_only_to_and_from_itself(default: Synthesized) -> None:
@@ -103,19 +110,19 @@ def test_gpu_ami_type_is_the_exact_cloudformation_string(request: pytest.Fixture
 def test_gpu_nodes_live_only_in_the_gpu_subnet(default: Synthesized, capacity_block: Synthesized) -> None:
     for synth in (default, capacity_block):
         gpu_subnet = synth.stacks.network.gpu_subnet
-        expected = synth.stacks.cluster.resolve(gpu_subnet.subnet_id)
+        expected = synth.stacks.gpu_nodes.resolve(gpu_subnet.subnet_id)
         for group in nodegroups(synth).values():
             assert group["Subnets"] == [expected]
 
 
 def test_placement_group_present_by_default(default: Synthesized) -> None:
-    default.cluster.resource_count_is("AWS::EC2::PlacementGroup", 1)
-    default.cluster.has_resource_properties("AWS::EC2::PlacementGroup", {"Strategy": "cluster"})
+    default.gpu_nodes.resource_count_is("AWS::EC2::PlacementGroup", 1)
+    default.gpu_nodes.has_resource_properties("AWS::EC2::PlacementGroup", {"Strategy": "cluster"})
     assert "Placement" in launch_templates(default)["p5.48xlarge"]
 
 
 def test_capacity_block_variant(capacity_block: Synthesized) -> None:
-    capacity_block.cluster.resource_count_is("AWS::EC2::PlacementGroup", 0)
+    capacity_block.gpu_nodes.resource_count_is("AWS::EC2::PlacementGroup", 0)
     data = launch_templates(capacity_block)["p5en.48xlarge"]
     assert "Placement" not in data
     assert data["InstanceMarketOptions"] == {"MarketType": "capacity-block"}

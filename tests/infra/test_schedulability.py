@@ -61,9 +61,10 @@ def _resolve(value: Any) -> str:
 def eks_nodes(synth: Synthesized) -> dict[str, tuple[Node, InstanceSpec | None]]:
     """One node per managed node group, as EKS labels and taints it (EKS user guide, managed node groups:
     eks.amazonaws.com/nodegroup and eks.amazonaws.com/capacityType on every node), with its GPU/EFA hardware."""
-    resources = synth.cluster.to_json()["Resources"]
     nodes = {}
-    for logical_id, group in synth.cluster.find_resources("AWS::EKS::Nodegroup").items():
+    templates = [t for t in (synth.cluster, synth.gpu_nodes) if t is not None]
+    groups = [(t.to_json()["Resources"], k, g) for t in templates for k, g in t.find_resources("AWS::EKS::Nodegroup").items()]
+    for resources, logical_id, group in groups:
         props = group["Properties"]
         template = None
         if "LaunchTemplate" in props:

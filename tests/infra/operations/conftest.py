@@ -113,6 +113,8 @@ class Deployed:
             ClusterOutputs.CLUSTER_NAME: self.cluster_name, ClusterOutputs.CLUSTER_ARN: self.cluster_arn,
             ClusterOutputs.EFA_SECURITY_GROUP_ID: "sg-0e1f",
             ClusterOutputs.UPDATE_KUBECONFIG: f"aws eks update-kubeconfig --name {self.cluster_name} --region {self.region}"})
+        if self.d.hyperpod is None:
+            self.stack("gpu-nodes")
         self.eks_cluster()
         self.image(push=push_image)
         self.build()
