@@ -18,6 +18,8 @@ from typing import Any, Iterator
 import pytest
 
 from infra.hyperpod import LIFECYCLE_DIR
+from infra.operations.serving_endpoints import ServingEndpoints
+from infra.operations.smoke import SMOKE_IMAGE, job_manifest
 from infra.workload_names import HYPERPOD_HEALTH_LABEL, HYPERPOD_HEALTH_TAINT, INSTANCE_TYPE_LABEL
 from runtime.catalog import INSTANCE_CATALOG, InstanceSpec
 from tests.infra.chart_facts import CHART_PODS, OFFERS
@@ -167,7 +169,7 @@ def gpu_nodes(synth: Synthesized, *, in_health_checks: bool = False) -> dict[str
     return {k: v for k, v in eks_nodes(synth).items() if v[1] is not None}
 
 
-FIXTURES = ["default", "capacity_block", "hyperpod"]
+FIXTURES = ["default", "capacity_block", "hyperpod", "all_types"]
 
 
 @pytest.fixture(params=FIXTURES)
@@ -201,6 +203,19 @@ def test_every_worker_fits_a_gpu_node_with_its_devices(synth: Synthesized) -> No
         assert any(not p for p in problems.values()), (name, problems)
 
 
+def test_a_node_full_of_workers_has_the_devices_for_all_of_them(synth: Synthesized) -> None:
+    """As many pods of a role as a node has GPUs for must also find EFA interfaces and hugepages for each."""
+    nodes = nodes_with_plugins(gpu_nodes(synth), chart_pods(synth))
+    for name, spec in _pod_specs(synth.stacks.workloads.objects):
+        wanted = extended_requests(spec)
+        if "nvidia.com/gpu" not in wanted:
+            continue
+        for node in (n for n in nodes if can_place(spec, n)):
+            pods = node.capacity.get("nvidia.com/gpu", 0) // wanted["nvidia.com/gpu"]
+            for resource, quantity in wanted.items():
+                assert node.capacity.get(resource, 0) >= pods * quantity, (name, node.name, resource, pods)
+
+
 def test_no_worker_lands_on_a_node_in_deep_health_checks(hyperpod: Synthesized) -> None:
     checking = [node for node, _ in hyperpod_nodes(hyperpod, in_health_checks=True).values()]
     for name, spec in _pod_specs(hyperpod.stacks.workloads.objects):
@@ -222,6 +237,8 @@ def test_system_pods_run_on_the_system_nodes(synth: Synthesized) -> None:
     assert system
     pods = [(n, s) for n, s in _pod_specs(synth.stacks.workloads.objects) if not extended_requests(s)]
     pods.append(("lws-controller", chart_pods(synth)["lws"]))
+    smoke = job_manifest("pdstack-smoke-x", ServingEndpoints(), "model", SMOKE_IMAGE, 60)
+    pods.append(("smoke Job", smoke["spec"]["template"]["spec"]))
     for name, spec in pods:
         assert any(can_place(spec, node) for node in system), (name, [placement_problems(spec, n) for n in system])
 
