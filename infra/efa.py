@@ -118,7 +118,9 @@ class EfaLaunchTemplate(Construct):
                 efa_groups=[props.efa_security_group_id],
             ),
             # Hop limit 1: a pod's packets cross one more hop, so no pod reaches IMDS and the node role's credentials.
-            # The workers and the add-ons get theirs through EKS Pod Identity (the agent runs on the host network).
+            # The workers get theirs through EKS Pod Identity (its agent, the VPC CNI and the EFA plugin run on the
+            # host network); 1 is also what EKS gives AL2023 managed nodes without a launch template. The runtime
+            # reads no instance metadata.
             "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1, "HttpEndpoint": "enabled"},
             "BlockDeviceMappings": [
                 {"DeviceName": "/dev/xvda",
