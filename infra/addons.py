@@ -50,7 +50,6 @@ LEADER_WORKER_SET = HelmChartPin(
 )
 
 
-
 def device_plugin_tolerations(gpu_taints: list[Taint]) -> list[dict]:
     """The device plugins run on every GPU node whatever taints its pool was given, and during deep health checks."""
     return tolerations_for([*gpu_taints, HYPERPOD_HEALTH_TAINT])

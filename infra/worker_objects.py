@@ -19,6 +19,7 @@ from infra.workload_names import (
     GPU_LABEL,
     HYPERPOD_SCHEDULABLE,
     INSTANCE_TYPE_LABEL,
+    ROLE_LABEL,
     tolerations_for,
 )
 from runtime.catalog import InstanceSpec, instance_spec
@@ -58,14 +59,14 @@ class WorkerLayout:
         )
 
 
-HUGEPAGE_2MI = 2 * 2**20
+_MIB = {"Mi": 1, "Gi": 1024}
 
 
 def hugepages_2mi_pages_per_node(deployment: Deployment, instance_type: str) -> int:
     """2 MiB pages a node of ``instance_type`` must reserve: the per-pod request times the most worker pods one node
     can hold (all GPUs used by the role with the smallest share); 0 where no role runs on the type."""
-    per_pod = int(deployment.workloads.hugepages_2mi[:-2]) * (2**30 if deployment.workloads.hugepages_2mi.endswith("Gi")
-                                                             else 2**20) // HUGEPAGE_2MI
+    quantity = deployment.workloads.hugepages_2mi  # "<n>Mi" or "<n>Gi" (the config's pattern)
+    per_pod = int(quantity[:-2]) * _MIB[quantity[-2:]] // 2
     pods = [instance_spec(instance_type).gpus // role.gpus_per_node
             for role in (deployment.serving.prefill, deployment.serving.decode) if role.instance_type == instance_type]
     return per_pod * max(pods, default=0)
@@ -82,12 +83,12 @@ def labels(deployment: Deployment, component: str) -> dict[str, str]:
 
 
 def role_labels(deployment: Deployment, role: RoleName) -> dict[str, str]:
-    return {**labels(deployment, role), "llm-d.ai/role": role, "llm-d.ai/inference-serving": "true",
+    return {**labels(deployment, role), ROLE_LABEL: role, "llm-d.ai/inference-serving": "true",
             PD_GROUP_LABEL: deployment.name}
 
 
 def selector(deployment: Deployment, role: RoleName) -> dict[str, str]:
-    return {"app.kubernetes.io/instance": deployment.name, "llm-d.ai/role": role}
+    return {"app.kubernetes.io/instance": deployment.name, ROLE_LABEL: role}
 
 
 def worker_name(role: RoleName) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Protocol
 
 from runtime.config import CONFIG_ENV
+from runtime.router.config import KubernetesDiscovery
 
 # --- labels pdstack puts on its nodes (managed node groups and HyperPod instance groups) ------------------------------
 POOL_LABEL = "pdstack.io/pool"
@@ -34,6 +35,10 @@ HYPERPOD_SCHEDULABLE = {HYPERPOD_HEALTH_LABEL: "Schedulable"}
 GPU_TAINT_KEY = "nvidia.com/gpu"
 # Only agents that must run during deep health checks (device plugins, the health agent) tolerate this one.
 HYPERPOD_HEALTH_TAINT = {"key": HYPERPOD_HEALTH_LABEL, "value": "Unschedulable", "effect": "NoSchedule"}
+
+# --- labels on the workers and their Services -------------------------------------------------------------------
+# The router discovers engines by this label on the EndpointSlices (copied from the Services): its default, read here.
+ROLE_LABEL = KubernetesDiscovery().role_label
 
 # --- the serving configuration inside every pod -------------------------------------------------------------------
 CONFIG_MOUNT = "/etc/pdstack"
