@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import shutil
 import subprocess
+from pathlib import Path
+
+import pytest
 
 from infra.addons import MANAGED_ADDONS
 from infra.hyperpod import LIFECYCLE_DIR, NODE_SETTINGS_FILE
@@ -177,3 +181,64 @@ def test_hyperpod_in_a_concrete_environment_is_nag_clean(tmp_path_factory) -> No
     synth = synthesize(parse_deployment(data), tmp_path_factory.mktemp("hyperpod-env"))  # raises on any finding
     (plugin,) = [p for p in synth.validation_report()["pluginReports"] if p["pluginName"] == "AwsSolutions"]
     assert plugin["violations"] == []
+
+
+SANDBOX = r"""
+set -e
+T=$1
+# Private copies of the directories the script writes; everything else of /etc stays visible through symlinks.
+mkdir -p "$T/real-etc"
+mount --bind /etc "$T/real-etc"
+mount -t tmpfs none /etc
+for entry in "$T"/real-etc/* "$T"/real-etc/.[!.]*; do
+  [ -e "$entry" ] || continue
+  case "${entry##*/}" in systemd|sysctl.d|containerd) ;; *) ln -s "$entry" "/etc/${entry##*/}" ;; esac
+done
+mkdir -p /etc/systemd/system /etc/sysctl.d          # and no /etc/containerd at all
+for dir in /opt /var/lib /var/log; do mount -t tmpfs none "$dir"; done
+mkdir -p /opt/dlami/nvme /var/lib/containerd/io.containerd.content.v1.content /var/lib/kubelet/pods
+echo layer > /var/lib/containerd/io.containerd.content.v1.content/blob
+echo pod > /var/lib/kubelet/pods/state
+cd "$T/lifecycle"
+PATH="$T/bin:$PATH" bash ./on_create.sh
+echo "--- sysctl.d"; cat /etc/sysctl.d/90-pdstack-hugepages.conf
+echo "--- units"; cat /etc/systemd/system/var-lib-containerd.mount /etc/systemd/system/var-lib-kubelet.mount
+echo "--- nvme"; cat /opt/dlami/nvme/containerd/io.containerd.content.v1.content/blob /opt/dlami/nvme/kubelet/pods/state
+"""
+
+
+def test_lifecycle_script_on_a_node_without_containerd_config(tmp_path: Path, hyperpod: Synthesized) -> None:
+    """Run on_create.sh as HyperPod does (from a copy of the lifecycle prefix, as root) in a private mount namespace:
+    systemctl, mountpoint and sysctl are recorders, /opt/dlami/nvme counts as mounted, /etc/containerd does not
+    exist yet. It must succeed, reserve the hugepages the stack wrote, and move the state by bind mounts."""
+    if shutil.which("unshare") is None:
+        pytest.fail("unshare (util-linux) is needed to run the lifecycle script in a sandbox")
+    lifecycle = tmp_path / "lifecycle"
+    lifecycle.mkdir()
+    shutil.copy(LIFECYCLE_DIR / "on_create.sh", lifecycle)
+    (settings,) = hyperpod.outdir.glob(f"asset.*/{NODE_SETTINGS_FILE}")
+    shutil.copy(settings, lifecycle)
+    calls = tmp_path / "calls"
+    stubs = {
+        "systemctl": f'echo "systemctl $*" >> {calls}',
+        "sysctl": f'echo "sysctl $*" >> {calls}',
+        "mountpoint": '[ "${@: -1}" = /opt/dlami/nvme ]',
+        "sleep": "true",
+    }
+    (tmp_path / "bin").mkdir()
+    for name, body in stubs.items():
+        stub = tmp_path / "bin" / name
+        stub.write_text(f"#!/bin/bash\n{body}\n")
+        stub.chmod(0o755)
+    result = subprocess.run(["unshare", "-rm", "bash", "-c", SANDBOX, "sandbox", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    pages = hugepages_2mi_pages_per_node(hyperpod.deployment, "p5.48xlarge")
+    out = result.stdout
+    assert f"vm.nr_hugepages = {pages}" in out.split("--- sysctl.d")[1]
+    assert "What=/opt/dlami/nvme/containerd\nWhere=/var/lib/containerd" in out
+    assert "What=/opt/dlami/nvme/kubelet\nWhere=/var/lib/kubelet" in out
+    assert "layer\npod" in out.split("--- nvme")[1]  # the state moved with them
+    recorded = calls.read_text().splitlines()
+    assert f"sysctl -w vm.nr_hugepages={pages}" in recorded
+    assert recorded.index("systemctl enable --now var-lib-containerd.mount") < recorded.index("systemctl start containerd")
