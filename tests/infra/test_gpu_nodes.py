@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import email
+import subprocess
+
 import pytest
+import yaml
 from aws_cdk.assertions import Match
 
+from infra.worker_objects import hugepages_2mi_pages_per_node
 from runtime.catalog import INSTANCE_CATALOG
 from tests.infra.conftest import Synthesized
 
@@ -160,3 +165,27 @@ def test_gpu_taint_and_labels(default: Synthesized, capacity_block: Synthesized)
     assert group["Taints"] == [{"Effect": "NO_SCHEDULE", "Key": "nvidia.com/gpu", "Value": "true"}]
     assert group["Labels"]["pdstack.io/efa"] == "true"
     assert nodegroups(capacity_block)["p5en-block"]["Labels"]["pdstack.io/capacity"] == "block"
+
+
+def test_user_data_reserves_the_hugepages_before_the_kubelet(default: Synthesized, tmp_path) -> None:
+    """The launch template's user data is MIME multi-part, as EKS merges it: the nodeadm NodeConfig, and a shell
+    script cloud-init runs (before nodeadm-run starts the kubelet) that reserves the workers' hugepages. The script
+    runs here with sysctl recorded and /etc/sysctl.d private."""
+    user_data = launch_templates(default)["p5.48xlarge"]["UserData"]["Fn::Base64"]
+    message = email.message_from_string(user_data)
+    assert message.is_multipart()
+    parts = {part.get_content_type(): part.get_payload() for part in message.get_payload()}
+    assert set(parts) == {"application/node.eks.aws", "text/x-shellscript"}
+    assert yaml.safe_load(parts["application/node.eks.aws"])["spec"]["instance"]["localStorage"] == {"strategy": "RAID0"}
+    (tmp_path / "bin").mkdir()
+    recorder = tmp_path / "bin" / "sysctl"
+    recorder.write_text(f'#!/bin/bash\necho "sysctl $*" >> {tmp_path}/calls\n')
+    recorder.chmod(0o755)
+    (tmp_path / "script").write_text(parts["text/x-shellscript"])
+    sandbox = 'mount -t tmpfs none /etc/sysctl.d && PATH="$1/bin:$PATH" bash "$1/script" && cat /etc/sysctl.d/*'
+    result = subprocess.run(["unshare", "-rm", "bash", "-c", sandbox, "sandbox", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    pages = hugepages_2mi_pages_per_node(default.deployment, "p5.48xlarge")
+    assert pages > 0 and f"vm.nr_hugepages = {pages}" in result.stdout
+    assert (tmp_path / "calls").read_text().splitlines() == [f"sysctl -w vm.nr_hugepages={pages}"]
