@@ -45,6 +45,9 @@ NVIDIA_DEVICE_PLUGIN = HelmChartPin(
     chart="nvidia-device-plugin", repository="https://nvidia.github.io/k8s-device-plugin", version="0.20.0",
     namespace="kube-system",
 )
+# Helm installs a chart's crds/ on first install only and never upgrades them (Helm docs, "Custom Resource
+# Definitions"); LWS ships its CRDs there (kubernetes-sigs/lws charts/lws/crds/ at v0.10.0). Moving this pin on a
+# running cluster needs the new release's CRDs applied first (README, "Upgrading LeaderWorkerSet").
 LEADER_WORKER_SET = HelmChartPin(
     chart="lws", repository="oci://registry.k8s.io/lws/charts/lws", version="0.10.0", namespace="lws-system",
 )
