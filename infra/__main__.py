@@ -21,6 +21,7 @@ from infra.operations.serving_endpoints import ServingEndpoints
 from infra.operations.smoke import SMOKE_IMAGE, SmokeError, SmokeRun, render, result_as_json
 from infra.operations.status import StatusReader, render_json, render_table
 from infra.operations.wait import Waiter, parse_duration
+from infra.stack_outputs import ClusterOutputs, stack_name
 
 READY, NOT_READY, UNUSABLE = 0, 1, 2
 
@@ -97,13 +98,13 @@ def _smoke(args: argparse.Namespace, out: TextIO) -> int:
         problem = exc.errors()[0]
         raise AccessError(f"--{str(problem['loc'][0]).replace('_', '-')}: {problem['msg']}") from None
     aws = open_access(deployment, args.deployment, args.region)
-    stack = read_stack(aws, f"{deployment.name}-cluster")
-    if stack is None or "ClusterName" not in stack.outputs:
-        raise AccessError(f"not deployed: stack {deployment.name}-cluster has no cluster in {aws.region} yet; "
+    stack = read_stack(aws, stack_name(deployment.name, "cluster"))
+    if stack is None or ClusterOutputs.CLUSTER_NAME not in stack.outputs:
+        raise AccessError(f"not deployed: stack {stack_name(deployment.name, 'cluster')} has no cluster in {aws.region} yet; "
                           "run `python -m infra status` to see what is there")
-    cluster = read_eks_cluster(aws, stack.outputs["ClusterName"])
+    cluster = read_eks_cluster(aws, stack.outputs[ClusterOutputs.CLUSTER_NAME])
     if cluster is None or cluster.status != "ACTIVE":
-        raise AccessError(f"the EKS cluster {stack.outputs['ClusterName']} is not ACTIVE; run `python -m infra wait` first")
+        raise AccessError(f"the EKS cluster {stack.outputs[ClusterOutputs.CLUSTER_NAME]} is not ACTIVE; run `python -m infra wait` first")
     kube = _kube_factory(aws, args.api_server, always=True)(cluster)
     assert kube is not None
     say = (lambda line: print(line, file=sys.stderr)) if args.json else (lambda line: print(line, file=out))

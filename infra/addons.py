@@ -12,7 +12,9 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infra.config import GPU_TAINT
+from infra.config import Taint
+from infra.workload_names import EFA_LABEL, GPU_LABEL, HYPERPOD_HEALTH_TAINT, INSTANCE_TYPE_LABEL, tolerations_for
+from runtime.catalog import INSTANCE_CATALOG
 
 # EKS managed add-ons for Kubernetes 1.34, from the EKS user guide's add-on pages (vpc-cni, coredns, kube-proxy).
 # eks-pod-identity-agent and aws-ebs-csi-driver have no per-version table there: confirm any pin with
@@ -52,23 +54,48 @@ NVIDIA_DEVICE_PLUGIN = HelmChartPin(
     chart="nvidia-device-plugin", repository="https://nvidia.github.io/k8s-device-plugin", version="0.20.0",
     namespace="kube-system",
 )
+# Helm installs a chart's crds/ on first install only and never upgrades them (Helm docs, "Custom Resource
+# Definitions"); LWS ships its CRDs there (kubernetes-sigs/lws charts/lws/crds/ at v0.10.0). Moving this pin on a
+# running cluster needs the new release's CRDs applied first (README, "Upgrading LeaderWorkerSet").
 LEADER_WORKER_SET = HelmChartPin(
     chart="lws", repository="oci://registry.k8s.io/lws/charts/lws", version="0.10.0", namespace="lws-system",
 )
 
-# Device plugins must run on GPU nodes despite their taints, and on HyperPod nodes that health checks marked.
-GPU_NODE_TOLERATIONS = [
-    {"key": GPU_TAINT.key, "operator": "Exists", "effect": GPU_TAINT.effect},
-    {"key": "sagemaker.amazonaws.com/node-health-status", "operator": "Equal", "value": "Unschedulable",
-     "effect": "NoSchedule"},
-]
-# Only where EFA hardware exists (EKS sets this label from the instance type; our node groups also set pdstack/efa).
-EFA_NODE_SELECTOR = {"pdstack.io/efa": "true"}
+
+def device_plugin_tolerations(gpu_taints: list[Taint]) -> list[dict]:
+    """The device plugins run on every GPU node whatever taints its pool was given, and during deep health checks."""
+    return tolerations_for([*gpu_taints, HYPERPOD_HEALTH_TAINT])
+
+
+def efa_device_plugin_values(gpu_taints: list[Taint]) -> dict:
+    """The chart selects nodes by instance-type label In supportedInstanceLabels.values: EC2 names on EKS node
+    groups, ml.* names on HyperPod nodes, so both names of every catalog type."""
+    names = {spec.name for spec in INSTANCE_CATALOG.values()}
+    names |= {spec.hyperpod_name for spec in INSTANCE_CATALOG.values() if spec.hyperpod_name}
+    return {
+        "tolerations": device_plugin_tolerations(gpu_taints),
+        "nodeSelector": {EFA_LABEL: "true"},
+        "supportedInstanceLabels": {"keys": [INSTANCE_TYPE_LABEL], "values": sorted(names)},
+    }
+
+
+def nvidia_device_plugin_values(gpu_taints: list[Taint]) -> dict:
+    """The chart's default affinity wants an NFD label or nvidia.com/gpu.present, which nodeadm sets only from
+    Kubernetes 1.35: replace its node selector terms (Helm replaces lists) with pdstack's own GPU label."""
+    return {
+        "tolerations": device_plugin_tolerations(gpu_taints),
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": GPU_LABEL, "operator": "In", "values": ["true"]}]},
+        ]}}},
+        # MOFED detection (on by default since 0.19) claims the RDMA devices EFA needs: off.
+        "mofedEnabled": False,
+    }
 
 
 @dataclass(frozen=True)
 class ClusterAddonsProps:
     cluster: eks.Cluster
+    gpu_taints: list[Taint]  # every taint configured on a GPU pool (node groups or HyperPod instance groups)
 
 
 class ClusterAddons(Construct):
@@ -83,6 +110,11 @@ class ClusterAddons(Construct):
                             configuration_values=MANAGED_ADDON_CONFIGURATION.get(name))
             for name, version in MANAGED_ADDONS.items()
         }
+        # EKS bootstraps self-managed vpc-cni, kube-proxy and coredns when it creates the cluster; the managed add-ons
+        # take them over (AWS's HyperPod EKS template, awsome-distributed-training hyperpod-eks-full-stack.yaml, sets
+        # OVERWRITE on each). Without it the add-on's creation fails on the fields the bootstrap already set.
+        for addon in self.managed.values():
+            addon.node.default_child.add_property_override("ResolveConflicts", "OVERWRITE")  # type: ignore[union-attr]
         # The EBS CSI controller gets its AWS permissions through Pod Identity (the agent add-on above).
         ebs_role = iam.Role(
             self, "EbsCsiRole",
@@ -95,16 +127,10 @@ class ClusterAddons(Construct):
         )
         ebs.node.add_dependency(self.managed["eks-pod-identity-agent"])
 
-        self.efa_device_plugin = self._chart(cluster, "EfaDevicePlugin", EFA_DEVICE_PLUGIN, {
-            "tolerations": GPU_NODE_TOLERATIONS,
-            "nodeSelector": EFA_NODE_SELECTOR,
-        })
-        self.nvidia_device_plugin = self._chart(cluster, "NvidiaDevicePlugin", NVIDIA_DEVICE_PLUGIN, {
-            "tolerations": GPU_NODE_TOLERATIONS,
-            "nodeSelector": {"pdstack.io/gpu": "true"},
-            # MOFED detection (on by default since 0.19) claims the RDMA devices EFA needs: off.
-            "mofedEnabled": False,
-        })
+        self.efa_device_plugin = self._chart(
+            cluster, "EfaDevicePlugin", EFA_DEVICE_PLUGIN, efa_device_plugin_values(props.gpu_taints))
+        self.nvidia_device_plugin = self._chart(
+            cluster, "NvidiaDevicePlugin", NVIDIA_DEVICE_PLUGIN, nvidia_device_plugin_values(props.gpu_taints))
         self.leader_worker_set = self._chart(cluster, "LeaderWorkerSet", LEADER_WORKER_SET, {})
         self.charts = (self.efa_device_plugin, self.nvidia_device_plugin, self.leader_worker_set)
 

@@ -1,4 +1,4 @@
-"""ClusterStack: the EKS cluster (managed node groups, not Auto Mode), its add-ons and the EFA GPU node groups."""
+"""ClusterStack: the EKS cluster (managed node groups, not Auto Mode), its add-ons, the system nodes, the EFA group."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from aws_cdk.lambda_layer_kubectl_v34 import KubectlV34Layer
 from constructs import Construct
 
 from infra.addons import ClusterAddons, ClusterAddonsProps
-from infra.config import ClusterConfig, GpuNodeGroupConfig
+from infra.config import ClusterConfig, Taint
 from infra.efa import EfaSecurityGroup
-from infra.gpu_nodes import GpuNodeGroup, GpuNodeGroupProps
+from infra.stack_outputs import ClusterOutputs
+from infra.workload_names import SYSTEM_POOL
 
 KUBERNETES_VERSIONS = {"1.34": eks.KubernetesVersion.V1_34}
 ENDPOINT_ACCESS = {
@@ -34,14 +35,13 @@ CONTROL_PLANE_LOGS = [
 @dataclass(frozen=True)
 class ClusterProps:
     config: ClusterConfig
-    gpu_node_groups: list[GpuNodeGroupConfig]
     vpc: ec2.IVpc
     private_subnets: list[ec2.ISubnet]
-    gpu_subnet: ec2.ISubnet
+    gpu_taints: list[Taint]  # of every GPU pool, node groups or HyperPod instance groups: the device plugins tolerate them
 
 
 class ClusterStack(cdk.Stack):
-    """Exposes ``cluster``, ``addons``, ``efa_security_group`` and ``gpu_node_groups`` (by configured name)."""
+    """Exposes ``cluster``, ``addons`` and ``efa_security_group``; the GPU node groups live in GpuCapacityStack."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ClusterProps, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -76,7 +76,7 @@ class ClusterStack(cdk.Stack):
         for index, arn in enumerate(config.admin_principal_arns):
             self.cluster.grant_access(f"Admin{index}", arn, [admin])
 
-        self.addons = ClusterAddons(self, "Addons", props=ClusterAddonsProps(cluster=self.cluster))
+        self.addons = ClusterAddons(self, "Addons", props=ClusterAddonsProps(cluster=self.cluster, gpu_taints=props.gpu_taints))
 
         # System pods (CoreDNS, the LWS controller, the router later) run off the GPU nodes.
         system = self.cluster.add_nodegroup_capacity(
@@ -87,33 +87,23 @@ class ClusterStack(cdk.Stack):
             desired_size=config.system_node_count,
             max_size=config.system_node_count + 2,
             subnets=ec2.SubnetSelection(subnets=props.private_subnets),
-            labels={"pdstack.io/pool": "system"},
+            labels=SYSTEM_POOL,
             enable_node_auto_repair=True,
         )
         system.node.add_dependency(self.addons.managed["vpc-cni"])
-        # Helm waits for its workloads: the controllers need the system nodes to exist first.
-        for chart in self.addons.charts:
-            chart.node.add_dependency(system)
+        # Helm waits for its workloads, and so does EKS for the add-ons that run Deployments (coredns, the EBS CSI
+        # controller): their pods need the system nodes to exist first.
+        for waits_for_pods in (*self.addons.charts, self.addons.managed["coredns"],
+                               self.addons.managed["aws-ebs-csi-driver"]):
+            waits_for_pods.node.add_dependency(system)
 
+        # Shared by the GPU node groups (their own stack) and the HyperPod instances.
         self.efa_security_group = EfaSecurityGroup(self, "EfaSecurityGroup", vpc=props.vpc)
-        self.gpu_node_groups: dict[str, GpuNodeGroup] = {}
-        for group in props.gpu_node_groups:
-            node_group = GpuNodeGroup(
-                self,
-                f"Gpu-{group.name}",
-                props=GpuNodeGroupProps(
-                    cluster=self.cluster, group=group, gpu_subnet=props.gpu_subnet,
-                    efa_security_group=self.efa_security_group,
-                ),
-            )
-            # efa-only interfaces need the managed vpc-cni (>= 1.18.5) in place before the nodes join.
-            node_group.nodegroup.node.add_dependency(self.addons.managed["vpc-cni"])
-            self.gpu_node_groups[group.name] = node_group
 
-        cdk.CfnOutput(self, "ClusterName", value=self.cluster.cluster_name)
-        cdk.CfnOutput(self, "ClusterArn", value=self.cluster.cluster_arn)
-        cdk.CfnOutput(self, "EfaSecurityGroupId", value=self.efa_security_group.security_group_id)
+        cdk.CfnOutput(self, ClusterOutputs.CLUSTER_NAME, value=self.cluster.cluster_name)
+        cdk.CfnOutput(self, ClusterOutputs.CLUSTER_ARN, value=self.cluster.cluster_arn)
+        cdk.CfnOutput(self, ClusterOutputs.EFA_SECURITY_GROUP_ID, value=self.efa_security_group.security_group_id)
         cdk.CfnOutput(
-            self, "UpdateKubeconfig",
+            self, ClusterOutputs.UPDATE_KUBECONFIG,
             value=f"aws eks update-kubeconfig --name {self.cluster.cluster_name} --region {self.region}",
         )

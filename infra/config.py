@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from infra.workload_names import GPU_TAINT_KEY
 from runtime.catalog import INSTANCE_CATALOG
 from runtime.config import Serving
 
@@ -180,7 +181,7 @@ class Taint(_Strict):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
 
 
-GPU_TAINT = Taint(key="nvidia.com/gpu", value="true", effect="NoSchedule")
+GPU_TAINT = Taint(key=GPU_TAINT_KEY, value="true", effect="NoSchedule")
 
 
 class GpuNodeGroupConfig(_Strict):
@@ -219,6 +220,12 @@ class GpuNodeGroupConfig(_Strict):
                 "placement_group=true cannot be combined with capacity type 'capacity-block': the block's placement "
                 "is fixed when it is reserved, and forcing a placement group causes insufficient-capacity failures; "
                 "set placement_group: false"
+            )
+        if isinstance(self.capacity, CapacityReservation) and self.placement_group:
+            raise ValueError(
+                "placement_group=true cannot be combined with capacity type 'capacity-reservation': the stack creates "
+                "a new cluster placement group, and instances launched into it cannot use a reservation made outside "
+                "that group; set placement_group: false"
             )
         return self
 

@@ -2,77 +2,88 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import aws_cdk as cdk
 from constructs import Construct
 
 from infra.cluster import ClusterProps, ClusterStack
 from infra.config import Deployment
+from infra.gpu_capacity import GpuCapacityProps, GpuCapacityStack
 from infra.hyperpod import HyperPodProps, HyperPodStack
 from infra.image import ImageProps, ImageStack
 from infra.network import NetworkProps, NetworkStack
+from infra.stack_outputs import stack_name
+from infra.worker_objects import hugepages_2mi_pages_per_node
 from infra.workloads import WorkloadsProps, WorkloadsStack
 
 
+StackT = TypeVar("StackT", bound=cdk.Stack)
+
+
 class DeploymentStacks:
-    """Builds ``network``, ``image``, ``cluster``, (with HyperPod) ``hyperpod`` and ``workloads``, named ``<name>-<part>``."""
+    """Builds ``network``, ``image``, ``cluster``, the GPU nodes (``gpu_nodes`` for EKS node groups, or ``hyperpod``)
+    and ``workloads``, named ``<name>-<part>``."""
 
     def __init__(self, scope: Construct, deployment: Deployment) -> None:
         env = None if deployment.environment_agnostic else cdk.Environment(
             account=deployment.account, region=deployment.region
         )
-        prefix = deployment.name
-        self.network = NetworkStack(
-            scope, f"{prefix}-network", env=env, props=NetworkProps(config=deployment.network),
-            description="pdstack: VPC, private subnets, GPU subnet, endpoints, flow logs",
-        )
-        self.image = ImageStack(
-            scope, f"{prefix}-image", env=env, props=ImageProps(config=deployment.image),
-            description="pdstack: ECR repository and in-account build of the serving image",
-        )
-        self.cluster = ClusterStack(
-            scope,
-            f"{prefix}-cluster",
-            env=env,
-            description="pdstack: EKS cluster, add-ons, EFA GPU node groups",
-            props=ClusterProps(
-                config=deployment.cluster,
-                gpu_node_groups=deployment.gpu_node_groups,
-                vpc=self.network.vpc,
-                private_subnets=self.network.private_subnets,
-                gpu_subnet=self.network.gpu_subnet,
-            ),
-        )
+
+        def part(stack_class: type[StackT], name: str, description: str, props: object) -> StackT:
+            return stack_class(scope, stack_name(deployment.name, name), env=env, props=props,
+                               description=f"pdstack: {description}")
+
+        self.network = part(NetworkStack, "network", "VPC, private subnets, GPU subnet, endpoints, flow logs",
+                            NetworkProps(config=deployment.network))
+        self.image = part(ImageStack, "image", "ECR repository and in-account build of the serving image",
+                          ImageProps(config=deployment.image))
+        self.cluster = part(ClusterStack, "cluster", "EKS cluster, add-ons, system nodes, EFA security group",
+                            ClusterProps(
+                                config=deployment.cluster,
+                                vpc=self.network.vpc,
+                                private_subnets=self.network.private_subnets,
+                                gpu_taints=[taint for pool in deployment.gpu_pools for taint in pool.taints],
+                            ))
+        # GPU capacity in its own stack: an InsufficientInstanceCapacity rolls back the node groups, not the cluster.
+        self.gpu_nodes: GpuCapacityStack | None = None
+        if deployment.gpu_provider == "eks-nodegroups":
+            self.gpu_nodes = part(GpuCapacityStack, "gpu-nodes", "EFA GPU node groups (EKS managed node groups)",
+                                  GpuCapacityProps(
+                                      cluster=self.cluster.cluster,
+                                      groups=deployment.gpu_node_groups,
+                                      gpu_subnet=self.network.gpu_subnet,
+                                      efa_security_group=self.cluster.efa_security_group,
+                                      vpc_cni=self.cluster.addons.managed["vpc-cni"],
+                                      hugepages_2mi_pages={
+                                          g.instance_type: hugepages_2mi_pages_per_node(deployment, g.instance_type)
+                                          for g in deployment.gpu_node_groups},
+                                  ))
         self.hyperpod: HyperPodStack | None = None
         if deployment.hyperpod is not None:
-            self.hyperpod = HyperPodStack(
-                scope,
-                f"{prefix}-hyperpod",
-                env=env,
-                description="pdstack: SageMaker HyperPod cluster (EKS orchestrator) with the GPU nodes",
-                props=HyperPodProps(
-                    config=deployment.hyperpod,
-                    cluster=self.cluster.cluster,
-                    gpu_subnet=self.network.gpu_subnet,
-                    efa_security_group=self.cluster.efa_security_group,
-                    repository=self.image.repository,
-                ),
-            )
-        self.workloads = WorkloadsStack(
-            scope,
-            f"{prefix}-workloads",
-            env=env,
-            description="pdstack: prefill, decode and router workloads on the cluster",
-            props=WorkloadsProps(
-                deployment=deployment,
-                cluster=self.cluster.cluster,
-                image_uri=self.image.image_uri,
-                leader_worker_set=self.cluster.addons.leader_worker_set,
-            ),
-        )
-        if self.hyperpod is not None:
-            self.workloads.add_stack_dependency(self.hyperpod)
+            self.hyperpod = part(HyperPodStack, "hyperpod",
+                                 "SageMaker HyperPod cluster (EKS orchestrator) with the GPU nodes",
+                                 HyperPodProps(
+                                     config=deployment.hyperpod,
+                                     cluster=self.cluster.cluster,
+                                     gpu_subnet=self.network.gpu_subnet,
+                                     efa_security_group=self.cluster.efa_security_group,
+                                     hugepages_2mi_pages=max(hugepages_2mi_pages_per_node(deployment, g.instance_type)
+                                                             for g in deployment.hyperpod.instance_groups),
+                                 ))
+        self.workloads = part(WorkloadsStack, "workloads", "prefill, decode and router workloads on the cluster",
+                              WorkloadsProps(
+                                  deployment=deployment,
+                                  cluster=self.cluster.cluster,
+                                  image_uri=self.image.image_uri,
+                                  leader_worker_set=self.cluster.addons.leader_worker_set,
+                              ))
+        for gpu_stack in (self.gpu_nodes, self.hyperpod):
+            if gpu_stack is not None:
+                self.workloads.add_stack_dependency(gpu_stack)
         self.all: tuple[cdk.Stack, ...] = tuple(
-            s for s in (self.network, self.image, self.cluster, self.hyperpod, self.workloads) if s is not None
+            s for s in (self.network, self.image, self.cluster, self.gpu_nodes, self.hyperpod, self.workloads)
+            if s is not None
         )
         for stack in self.all:
             cdk.Tags.of(stack).add("pdstack:deployment", deployment.name)

@@ -23,12 +23,14 @@ from constructs import Construct
 from infra.config import CapacityBlock, CapacityReservation, GpuNodeGroupConfig
 from runtime.catalog import InstanceSpec, instance_spec
 
-# nodeadm NodeConfig merged by EKS into the managed node group's user data: containerd and kubelet state (images,
-# emptyDirs such as the model cache) go onto the instance-store NVMe as RAID0, not the root EBS volume.
-NODEADM_LOCAL_NVME = """MIME-Version: 1.0
-Content-Type: multipart/mixed; boundary="PDSTACK"
-
---PDSTACK
+# The user data EKS merges into the managed node group's: a nodeadm NodeConfig that puts containerd and kubelet state
+# (images, emptyDirs such as the model cache) onto the instance-store NVMe as RAID0, not the root EBS volume; and a
+# script that reserves the 2 MiB hugepages the worker pods request. Nothing on the AL2023 NVIDIA AMI reserves them
+# (awslabs/amazon-eks-ami at 81fec2e: no nr_hugepages in templates/al2023 or nodeadm), and the kubelet reports
+# hugepages-2Mi capacity from what the kernel holds when it starts. The script runs from cloud-init's final stage,
+# before the kubelet: templates/al2023/runtime/rootfs/etc/systemd/system/nodeadm-run.service orders nodeadm-run (which
+# starts the kubelet) After=cloud-final.service.
+_NODEADM_LOCAL_NVME = """--PDSTACK
 Content-Type: application/node.eks.aws
 
 ---
@@ -38,9 +40,24 @@ spec:
   instance:
     localStorage:
       strategy: RAID0
-
---PDSTACK--
 """
+_HUGEPAGES_SCRIPT = """--PDSTACK
+Content-Type: text/x-shellscript; charset="us-ascii"
+
+#!/bin/bash
+set -euo pipefail
+echo "vm.nr_hugepages = {pages}" > /etc/sysctl.d/90-pdstack-hugepages.conf
+sysctl -w vm.nr_hugepages={pages}
+"""
+
+
+def node_user_data(hugepages_2mi_pages: int) -> str:
+    """The MIME multi-part user data of a GPU launch template."""
+    parts = [_NODEADM_LOCAL_NVME]
+    if hugepages_2mi_pages > 0:
+        parts.append(_HUGEPAGES_SCRIPT.format(pages=hugepages_2mi_pages))
+    return ('MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="PDSTACK"\n\n'
+            + "\n".join(parts) + "\n--PDSTACK--\n")
 
 
 def efa_network_interfaces(spec: InstanceSpec, *, primary_groups: list[str], efa_groups: list[str]) -> list[dict[str, Any]]:
@@ -76,6 +93,7 @@ class EfaLaunchTemplateProps:
     group: GpuNodeGroupConfig
     cluster_security_group_id: str
     efa_security_group_id: str
+    hugepages_2mi_pages: int  # reserved on every node at boot; 0 reserves none
 
 
 class EfaLaunchTemplate(Construct):
@@ -99,13 +117,17 @@ class EfaLaunchTemplate(Construct):
                 primary_groups=[props.cluster_security_group_id, props.efa_security_group_id],
                 efa_groups=[props.efa_security_group_id],
             ),
-            "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 2, "HttpEndpoint": "enabled"},
+            # Hop limit 1: a pod's packets cross one more hop, so no pod reaches IMDS and the node role's credentials.
+            # The workers get theirs through EKS Pod Identity (its agent, the VPC CNI and the EFA plugin run on the
+            # host network); 1 is also what EKS gives AL2023 managed nodes without a launch template. The runtime
+            # reads no instance metadata.
+            "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1, "HttpEndpoint": "enabled"},
             "BlockDeviceMappings": [
                 {"DeviceName": "/dev/xvda",
                  "Ebs": {"VolumeSize": group.root_volume_gib, "VolumeType": "gp3", "Encrypted": True,
                          "DeleteOnTermination": True}}
             ],
-            "UserData": cdk.Fn.base64(NODEADM_LOCAL_NVME),
+            "UserData": cdk.Fn.base64(node_user_data(props.hugepages_2mi_pages)),
             "TagSpecifications": [
                 {"ResourceType": "instance", "Tags": [{"Key": "pdstack:node-group", "Value": group.name}]}
             ],

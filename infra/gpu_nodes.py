@@ -10,14 +10,12 @@ from constructs import Construct
 
 from infra.config import CapacityBlock, GpuNodeGroupConfig
 from infra.efa import EfaLaunchTemplate, EfaLaunchTemplateProps
+from infra.workload_names import GPU_NODE_LABELS, NODE_GROUP_LABEL
 
 # The exact CloudFormation value. aws-cdk-lib's enum carries "AL2023_X86_64_NVIDIA" (cfn-lint rejects that case),
 # and CDK's GPU-instance list lacks p5/p5en, so passing ami_type fails validation and omitting it silently picks an
 # image without NVIDIA drivers. The instance type lives in the launch template; the AMI type is set here, verbatim.
 GPU_AMI_TYPE = "AL2023_x86_64_NVIDIA"
-
-# Labels every GPU node carries; the device plugins select on them.
-GPU_NODE_LABELS = {"pdstack.io/gpu": "true", "pdstack.io/efa": "true"}
 
 _TAINT_EFFECTS = {
     "NoSchedule": eks.TaintEffect.NO_SCHEDULE,
@@ -32,6 +30,7 @@ class GpuNodeGroupProps:
     group: GpuNodeGroupConfig
     gpu_subnet: ec2.ISubnet
     efa_security_group: ec2.ISecurityGroup
+    hugepages_2mi_pages: int  # the workers' hugepages, reserved on each node at boot
 
 
 class GpuNodeGroup(Construct):
@@ -47,11 +46,14 @@ class GpuNodeGroup(Construct):
                 group=group,
                 cluster_security_group_id=props.cluster.cluster_security_group_id,
                 efa_security_group_id=props.efa_security_group.security_group_id,
+                hugepages_2mi_pages=props.hugepages_2mi_pages,
             ),
         )
         template = self.launch_template.launch_template
-        self.nodegroup = props.cluster.add_nodegroup_capacity(
-            f"{construct_id}Nodes",
+        self.nodegroup = eks.Nodegroup(
+            self,
+            "Nodes",
+            cluster=props.cluster,
             launch_template_spec=eks.LaunchTemplateSpec(id=template.ref, version=template.attr_latest_version_number),
             subnets=ec2.SubnetSelection(subnets=[props.gpu_subnet]),
             capacity_type=eks.CapacityType.CAPACITY_BLOCK
@@ -59,10 +61,16 @@ class GpuNodeGroup(Construct):
             min_size=group.min_size,
             desired_size=group.desired_size,
             max_size=group.max_size,
-            labels={**group.labels, **GPU_NODE_LABELS, "pdstack.io/node-group": group.name},
+            labels={**group.labels, **GPU_NODE_LABELS, NODE_GROUP_LABEL: group.name},
             taints=[eks.TaintSpec(key=t.key, value=t.value, effect=_TAINT_EFFECTS[t.effect]) for t in group.taints],
             # GPU nodes are replaced one at a time: a serving replica must not lose all its peers at once.
             max_unavailable=1,
             enable_node_auto_repair=True,
         )
         self.nodegroup.node.default_child.add_property_override("AmiType", GPU_AMI_TYPE)  # type: ignore[union-attr]
+        if isinstance(group.capacity, CapacityBlock):
+            # A block holds exactly its instances: the default update launches a replacement before it terminates
+            # the old node and waits for capacity the block does not have. MINIMAL terminates first (EKS API
+            # NodegroupUpdateConfig.updateStrategy: "useful ... with hardware accelerators such as GPUs").
+            self.nodegroup.node.default_child.add_property_override(  # type: ignore[union-attr]
+                "UpdateConfig.UpdateStrategy", "MINIMAL")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
@@ -22,17 +21,20 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from infra.config import HyperPodConfig, HyperPodInstanceGroup
-from infra.gpu_nodes import GPU_NODE_LABELS
+from infra.stack_outputs import HyperPodOutputs
 from infra.hyperpod_dependencies import (
     HEALTH_AGENT_ACCOUNTS,
     HEALTH_AGENT_REPOSITORY,
     HEALTH_AGENT_TAG,
     resiliency_objects,
 )
+from infra.workload_names import GPU_NODE_LABELS, NODE_GROUP_LABEL
 from runtime.catalog import instance_spec
 
 LIFECYCLE_DIR = Path(__file__).parent / "hyperpod_lifecycle"
 LIFECYCLE_PREFIX = "lifecycle"
+# Written beside on_create.sh (HyperPod runs the script from a copy of the whole prefix) and sourced by it.
+NODE_SETTINGS_FILE = "pdstack-node.env"
 ENI_ACTIONS = [
     "ec2:AssignPrivateIpAddresses", "ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission",
     "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces",
@@ -42,13 +44,18 @@ ENI_ACTIONS = [
 ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
 
 
+def node_settings(hugepages_2mi_pages: int) -> str:
+    """The shell variables on_create.sh sources."""
+    return f"HUGEPAGES_2MI_PAGES={hugepages_2mi_pages}\n"
+
+
 @dataclass(frozen=True)
 class HyperPodProps:
     config: HyperPodConfig
     cluster: eks.Cluster
     gpu_subnet: ec2.ISubnet
     efa_security_group: ec2.ISecurityGroup
-    repository: ecr.IRepository
+    hugepages_2mi_pages: int  # reserved by on_create.sh on every instance for the workers
 
 
 class HyperPodStack(cdk.Stack):
@@ -61,7 +68,8 @@ class HyperPodStack(cdk.Stack):
         self.lifecycle_bucket = self._lifecycle_bucket(config)
         scripts = s3_deployment.BucketDeployment(
             self, "LifecycleScripts",
-            sources=[s3_deployment.Source.asset(str(LIFECYCLE_DIR))],
+            sources=[s3_deployment.Source.asset(str(LIFECYCLE_DIR)),
+                     s3_deployment.Source.data(NODE_SETTINGS_FILE, node_settings(props.hugepages_2mi_pages))],
             destination_bucket=self.lifecycle_bucket,
             destination_key_prefix=LIFECYCLE_PREFIX,
             prune=True,
@@ -95,10 +103,12 @@ class HyperPodStack(cdk.Stack):
         # Resiliency objects first (HyperPod checks for them), and the scripts must be in the bucket.
         self.hyperpod_cluster.node.add_dependency(self.resiliency_objects)
         self.hyperpod_cluster.node.add_dependency(scripts)
+        # The role's inline policy (ECR pulls, ENIs) is a separate resource: instances must not start before it.
+        self.hyperpod_cluster.node.add_dependency(self.execution_role)
 
-        cdk.CfnOutput(self, "HyperPodClusterName", value=config.cluster_name)
-        cdk.CfnOutput(self, "HyperPodClusterArn", value=self.hyperpod_cluster.attr_cluster_arn)
-        cdk.CfnOutput(self, "LifecycleBucketName", value=self.lifecycle_bucket.bucket_name)
+        cdk.CfnOutput(self, HyperPodOutputs.CLUSTER_NAME, value=config.cluster_name)
+        cdk.CfnOutput(self, HyperPodOutputs.CLUSTER_ARN, value=self.hyperpod_cluster.attr_cluster_arn)
+        cdk.CfnOutput(self, HyperPodOutputs.LIFECYCLE_BUCKET, value=self.lifecycle_bucket.bucket_name)
 
     def _lifecycle_bucket(self, config: HyperPodConfig) -> s3.Bucket:
         access_logs = s3.Bucket(
@@ -142,8 +152,13 @@ class HyperPodStack(cdk.Stack):
             actions=["ec2:CreateTags"],
             resources=[self.format_arn(service="ec2", resource="network-interface", resource_name="*")],
         ))
-        role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken"], resources=["*"]))
-        role.add_to_policy(iam.PolicyStatement(actions=ECR_PULL_ACTIONS, resources=[props.repository.repository_arn]))
+        # The nodes pull AWS-owned images from AWS accounts' registries: the VPC CNI, kube-proxy, Pod Identity agent
+        # and EBS CSI images of the managed add-ons, the EFA device plugin (the chart's default image lives in
+        # us-west-2 whatever the region) and the health-monitoring agent (one account per region), as well as
+        # pdstack's own image. AmazonSageMakerClusterInstanceRolePolicy grants no ECR pull; AWS's HyperPod sample
+        # (awsome-distributed-training 1.architectures/7.sagemaker-hyperpod-eks, sagemaker-iam-role-stack.yaml)
+        # grants these actions on "*".
+        role.add_to_policy(iam.PolicyStatement(actions=["ecr:GetAuthorizationToken", *ECR_PULL_ACTIONS], resources=["*"]))
         role.add_to_policy(iam.PolicyStatement(
             actions=["eks-auth:AssumeRoleForPodIdentity"], resources=[props.cluster.cluster_arn]
         ))
@@ -173,7 +188,7 @@ class HyperPodStack(cdk.Stack):
             on_start_deep_health_checks=list(group.deep_health_checks) or None,
             training_plan_arn=group.training_plan_arn,
             kubernetes_config=sagemaker.CfnCluster.ClusterKubernetesConfigProperty(
-                labels={**group.labels, **GPU_NODE_LABELS, "pdstack.io/node-group": group.name},
+                labels={**group.labels, **GPU_NODE_LABELS, NODE_GROUP_LABEL: group.name},
                 taints=[sagemaker.CfnCluster.ClusterKubernetesTaintProperty(key=t.key, value=t.value, effect=t.effect)
                         for t in group.taints],
             ),

@@ -1,12 +1,15 @@
 """ImageStack: the ECR repository and the in-account CodeBuild build of container/ on the pinned llm-d AWS base image.
 
 Nothing is built on the deploying machine (a ~20 GB GPU image does not belong on a laptop): the build context is an
-S3 asset holding container/ and runtime/, the tag is that asset's content hash, and a custom resource runs the build
-during deploy and waits for it, so ``image_uri`` always names a pushed image.
+S3 asset holding container/ and runtime/, the tag is a hash of every build input (that asset's content, the pinned base
+image, the pull-through setting and the build environment), and a custom resource runs the build during deploy and
+waits for it, so ``image_uri`` always names a pushed image built from exactly these inputs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +25,30 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from infra.config import ImageConfig
+from infra.stack_outputs import ImageOutputs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The build context: only what the Dockerfile copies. Git-style patterns so the allow-list can be negated.
 BUILD_CONTEXT_EXCLUDES = ["*", "!container/", "!container/**", "!runtime/", "!runtime/**", "**/__pycache__", "**/*.pyc"]
 PULL_THROUGH_PREFIX = "ghcr"
-BUILD_TIMEOUT = cdk.Duration.minutes(120)
+# CloudFormation gives a custom resource one hour at most (aws-cdk-lib custom_resources.Provider: "totalTimeout ...
+# The maximum timeout is 1 hour"), so the stack cannot honestly wait longer. The build gets the same budget minus
+# the waiter's polling slack: a build that would outlive the wait is stopped, not left to push after deploy failed.
+WAIT_TIMEOUT = cdk.Duration.minutes(55)
+BUILD_TIMEOUT = cdk.Duration.minutes(50)
+BUILD_IMAGE = codebuild.LinuxBuildImage.STANDARD_7_0
+
+
+def image_tag(context_hash: str, config: ImageConfig) -> str:
+    """The serving image's tag: changes whenever anything the build reads changes, so a changed input always builds
+    (tags are immutable; an unchanged tag skips the build and the workloads keep the old image)."""
+    inputs = {
+        "context": context_hash,
+        "base_image": config.base_image,
+        "pull_through_cache": config.pull_through_cache.model_dump(mode="json"),
+        "build_image": BUILD_IMAGE.image_id,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:20]
 
 
 @dataclass(frozen=True)
@@ -71,7 +92,7 @@ class ImageStack(cdk.Stack):
         context = s3_assets.Asset(
             self, "BuildContext", path=str(REPO_ROOT), exclude=BUILD_CONTEXT_EXCLUDES, ignore_mode=cdk.IgnoreMode.GIT
         )
-        self.image_tag = context.asset_hash[:20]
+        self.image_tag = image_tag(context.asset_hash, config)
         self.image_uri = self.repository.repository_uri_for_tag(self.image_tag)
 
         base_image = config.base_image
@@ -97,7 +118,7 @@ class ImageStack(cdk.Stack):
             source=codebuild.Source.s3(bucket=context.bucket, path=context.s3_object_key),
             build_spec=codebuild.BuildSpec.from_source_filename("container/buildspec.yml"),
             environment=codebuild.BuildEnvironment(
-                build_image=codebuild.LinuxBuildImage.STANDARD_7_0,
+                build_image=BUILD_IMAGE,
                 compute_type=codebuild.ComputeType.LARGE,
                 privileged=True,  # docker build needs the Docker daemon
             ),
@@ -125,9 +146,9 @@ class ImageStack(cdk.Stack):
 
         self._run_build_on_deploy()
 
-        cdk.CfnOutput(self, "RepositoryUri", value=self.repository.repository_uri)
-        cdk.CfnOutput(self, "ImageUri", value=self.image_uri)
-        cdk.CfnOutput(self, "ImageBuildProject", value=self.project.project_name)
+        cdk.CfnOutput(self, ImageOutputs.REPOSITORY_URI, value=self.repository.repository_uri)
+        cdk.CfnOutput(self, ImageOutputs.IMAGE_URI, value=self.image_uri)
+        cdk.CfnOutput(self, ImageOutputs.BUILD_PROJECT, value=self.project.project_name)
 
     def _run_build_on_deploy(self) -> None:
         code = lambda_.Code.from_asset(str(Path(__file__).parent / "functions"), exclude=["__pycache__"])
@@ -162,7 +183,7 @@ class ImageStack(cdk.Stack):
             on_event_handler=handlers["on_event"],
             is_complete_handler=handlers["is_complete"],
             query_interval=cdk.Duration.seconds(30),
-            total_timeout=BUILD_TIMEOUT,
+            total_timeout=WAIT_TIMEOUT,
             log_group=provider_logs,
             disable_waiter_state_machine_logging=False,
             waiter_state_machine_log_options=cr.LogOptions(

@@ -44,6 +44,10 @@ def acknowledge(stacks: DeploymentStacks) -> None:
     _acknowledge_network(stacks)
     _acknowledge_image(stacks)
     _acknowledge_cluster(stacks)
+    if stacks.gpu_nodes is not None:
+        for group in stacks.gpu_nodes.gpu_node_groups.values():
+            for policy, reason in NODE_ROLE_POLICIES.items():
+                _ack(group.nodegroup, _managed(policy), reason)
     if stacks.hyperpod is not None:
         _acknowledge_hyperpod(stacks.hyperpod)
     _acknowledge_workloads(stacks.workloads)
@@ -147,8 +151,10 @@ def _acknowledge_hyperpod(hyperpod: HyperPodStack) -> None:
     _ack(role, _managed("AmazonSageMakerClusterInstanceRolePolicy"),
          "the policy SageMaker HyperPod documents for cluster instances (node agent, logs, sagemaker-* lifecycle reads)")
     _ack(role, _managed("AmazonEKS_CNI_Policy"), "HyperPod nodes run the VPC CNI, which assigns pod IPs from this role")
-    _ack(role, "IAM5[Resource::*]", "HyperPod creates and attaches the instances' ENIs itself (ids unknown in advance) "
-         "and ecr:GetAuthorizationToken has no resource-level permissions")
+    _ack(role, "IAM5[Resource::*]", "HyperPod creates and attaches the instances' ENIs itself (ids unknown in advance); "
+         "ecr:GetAuthorizationToken has no resource-level permissions; the nodes pull AWS-owned images (managed "
+         "add-ons, EFA device plugin, health-monitoring agent) from AWS accounts' registries in several regions, "
+         "which AmazonSageMakerClusterInstanceRolePolicy does not grant (AWS's HyperPod sample grants the pull on *)")
     _ack(role, f"IAM5[Resource::{_arn(hyperpod, 'ec2')}:network-interface/*]",
          "ec2:CreateTags on the network interfaces HyperPod creates for its instances")
     bucket_id = _logical_id(hyperpod.lifecycle_bucket)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from infra.config import Deployment
-from infra.worker_objects import APP, CONFIG_FILE, CONFIG_MAP, CONFIG_MOUNT, labels
+from infra.worker_objects import APP, labels
+from infra.workload_names import CONFIG_ENV_VAR, CONFIG_MAP, CONFIG_MOUNT, SYSTEM_POOL
 
 ROUTER = f"{APP}-router"
-SYSTEM_POOL = {"pdstack.io/pool": "system"}
 
 
 def router_port(deployment: Deployment) -> int:
@@ -59,7 +59,7 @@ def router_deployment(deployment: Deployment, image: str) -> dict[str, Any]:
                         "name": "router",
                         "image": image,
                         "args": ["router"],
-                        "env": [{"name": "PDSTACK_CONFIG", "value": f"{CONFIG_MOUNT}/{CONFIG_FILE}"}],
+                        "env": [CONFIG_ENV_VAR],
                         "ports": [{"name": "http", "containerPort": router_port(deployment), "protocol": "TCP"}],
                         "resources": {"requests": {"cpu": workload.cpu, "memory": workload.memory},
                                       "limits": {"memory": workload.memory}},

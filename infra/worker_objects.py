@@ -12,22 +12,24 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from infra.config import Deployment
+from infra.workload_names import (
+    CONFIG_ENV_VAR,
+    CONFIG_MAP,
+    CONFIG_MOUNT,
+    GPU_LABEL,
+    HYPERPOD_SCHEDULABLE,
+    INSTANCE_TYPE_LABEL,
+    ROLE_LABEL,
+    tolerations_for,
+)
 from runtime.catalog import InstanceSpec, instance_spec
 from runtime.config import Role
 
 RoleName = Literal["prefill", "decode"]
 APP = "pdstack"
-CONFIG_MOUNT = "/etc/pdstack"
-CONFIG_FILE = "serving.yaml"
-CONFIG_MAP = "pdstack-serving"
 # Every worker pod of one deployment carries this label; the REQUIRED same-zone affinity selects it, so prefill and
 # decode land in one zone (EFA does not cross zones) and the first pod, matching itself, can always schedule.
 PD_GROUP_LABEL = "pdstack.io/pd-group"
-GPU_TOLERATIONS = [
-    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
-    {"key": "sagemaker.amazonaws.com/node-health-status", "operator": "Equal", "value": "Unschedulable",
-     "effect": "NoSchedule"},
-]
 # Host paths of the instance-store NVMe: nodeadm's RAID0 on EKS node groups, the DLAMI mount on HyperPod.
 MODEL_CACHE_ROOT = {"eks-nodegroups": "/mnt/k8s-disks/0/pdstack-models", "hyperpod": "/opt/dlami/nvme/pdstack-models"}
 # The serving image's user: the llm-d AWS image ends with `useradd --uid 2000 --gid 0 vllm` and `USER 2000`, its
@@ -70,6 +72,19 @@ class WorkerLayout:
         )
 
 
+_MIB = {"Mi": 1, "Gi": 1024}
+
+
+def hugepages_2mi_pages_per_node(deployment: Deployment, instance_type: str) -> int:
+    """2 MiB pages a node of ``instance_type`` must reserve: the per-pod request times the most worker pods one node
+    can hold (all GPUs used by the role with the smallest share); 0 where no role runs on the type."""
+    quantity = deployment.workloads.hugepages_2mi  # "<n>Mi" or "<n>Gi" (the config's pattern)
+    per_pod = int(quantity[:-2]) * _MIB[quantity[-2:]] // 2
+    pods = [instance_spec(instance_type).gpus // role.gpus_per_node
+            for role in (deployment.serving.prefill, deployment.serving.decode) if role.instance_type == instance_type]
+    return per_pod * max(pods, default=0)
+
+
 def labels(deployment: Deployment, component: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": APP,
@@ -81,12 +96,12 @@ def labels(deployment: Deployment, component: str) -> dict[str, str]:
 
 
 def role_labels(deployment: Deployment, role: RoleName) -> dict[str, str]:
-    return {**labels(deployment, role), "llm-d.ai/role": role, "llm-d.ai/inference-serving": "true",
+    return {**labels(deployment, role), ROLE_LABEL: role, "llm-d.ai/inference-serving": "true",
             PD_GROUP_LABEL: deployment.name}
 
 
 def selector(deployment: Deployment, role: RoleName) -> dict[str, str]:
-    return {"app.kubernetes.io/instance": deployment.name, "llm-d.ai/role": role}
+    return {"app.kubernetes.io/instance": deployment.name, ROLE_LABEL: role}
 
 
 def worker_name(role: RoleName) -> str:
@@ -94,9 +109,18 @@ def worker_name(role: RoleName) -> str:
 
 
 def node_selector(deployment: Deployment, role: Role) -> dict[str, str]:
+    """The role's instance type on a pdstack GPU node; on HyperPod only a node that passed its health checks."""
     spec = instance_spec(role.instance_type)
-    instance_type = spec.hyperpod_name if deployment.gpu_provider == "hyperpod" else spec.name
-    return {"node.kubernetes.io/instance-type": str(instance_type), "pdstack.io/gpu": "true"}
+    if deployment.gpu_provider == "hyperpod":
+        return {INSTANCE_TYPE_LABEL: str(spec.hyperpod_name), GPU_LABEL: "true", **HYPERPOD_SCHEDULABLE}
+    return {INSTANCE_TYPE_LABEL: spec.name, GPU_LABEL: "true"}
+
+
+def worker_tolerations(deployment: Deployment, role: Role) -> list[dict[str, Any]]:
+    """Exactly the taints configured on the pools of the role's instance type; never HyperPod's health taint, so no
+    worker lands on a node in the middle of deep health checks."""
+    return tolerations_for(t for pool in deployment.gpu_pools if pool.instance_type == role.instance_type
+                           for t in pool.taints)
 
 
 def worker_pod(deployment: Deployment, role_name: RoleName, image: str) -> dict[str, Any]:
@@ -118,7 +142,7 @@ def worker_pod(deployment: Deployment, role_name: RoleName, image: str) -> dict[
         "image": image,
         "args": [role_name],  # ENTRYPOINT is python -m runtime
         "env": [
-            {"name": "PDSTACK_CONFIG", "value": f"{CONFIG_MOUNT}/{CONFIG_FILE}"},
+            CONFIG_ENV_VAR,
             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": "HOME", "value": SCRATCH_MOUNT},
@@ -153,7 +177,7 @@ def worker_pod(deployment: Deployment, role_name: RoleName, image: str) -> dict[
         "spec": {
             "serviceAccountName": worker_name(role_name),
             "nodeSelector": node_selector(deployment, role),
-            "tolerations": GPU_TOLERATIONS,
+            "tolerations": worker_tolerations(deployment, role),
             "affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
                 "labelSelector": {"matchLabels": {PD_GROUP_LABEL: deployment.name}},
                 "topologyKey": "topology.kubernetes.io/zone",

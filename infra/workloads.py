@@ -19,7 +19,9 @@ from constructs import Construct
 from infra.config import Deployment
 from infra.network_policies import network_policies
 from infra.router_objects import ROUTER, discovers_through_api, router_objects
-from infra.worker_objects import CONFIG_FILE, CONFIG_MAP, labels, worker_name, worker_objects
+from infra.stack_outputs import WorkloadsOutputs
+from infra.worker_objects import labels, worker_name, worker_objects
+from infra.workload_names import CONFIG_FILE, CONFIG_MAP
 
 
 @dataclass(frozen=True)
@@ -87,10 +89,12 @@ class WorkloadsStack(cdk.Stack):
                     service_account=account,
                     role_arn=self.model_reader.role_arn,
                 )
-                association.node.add_dependency(self.manifest)
+                # EKS injects Pod Identity credentials when a pod is created: the association must exist before
+                # the first worker pod, or that pod runs with none (and falls back to the node role).
+                self.manifest.node.add_dependency(association)
 
-        cdk.CfnOutput(self, "Namespace", value=deployment.workloads.namespace)
-        cdk.CfnOutput(self, "RouterService", value=f"{ROUTER}.{deployment.workloads.namespace}.svc")
+        cdk.CfnOutput(self, WorkloadsOutputs.NAMESPACE, value=deployment.workloads.namespace)
+        cdk.CfnOutput(self, WorkloadsOutputs.ROUTER_SERVICE, value=f"{ROUTER}.{deployment.workloads.namespace}.svc")
 
     def _model_reader(self, source: str) -> iam.Role:
         bucket, _, prefix = source.removeprefix("s3://").partition("/")

@@ -14,8 +14,8 @@ import botocore.exceptions
 from pydantic import BaseModel, ConfigDict, Field
 
 from infra.operations.aws_access import AwsAccess
+from infra.workload_names import GPU_LABEL, NODE_GROUP_LABEL
 
-STACK_PARTS = ("network", "image", "cluster", "hyperpod", "workloads")
 _LIST_PAGES = 20  # bounded pagination: 20 pages of 100 nodes is far beyond any deployment we make
 
 
@@ -39,11 +39,6 @@ class Stack(_Answer):
     @property
     def outputs(self) -> dict[str, str]:
         return {o.key: o.value for o in self.outputs_list}
-
-
-def stack_names(deployment_name: str, with_hyperpod: bool) -> list[str]:
-    parts = [part for part in STACK_PARTS if with_hyperpod or part != "hyperpod"]
-    return [f"{deployment_name}-{part}" for part in parts]
 
 
 def read_stack(aws: AwsAccess, name: str) -> Stack | None:
@@ -112,11 +107,11 @@ class NodeGroup(_Answer):
     @property
     def pdstack_name(self) -> str | None:
         """The deployment's name for a GPU node group (CDK generates the EKS name)."""
-        return self.labels.get("pdstack.io/node-group")
+        return self.labels.get(NODE_GROUP_LABEL)
 
     @property
     def is_gpu(self) -> bool:
-        return self.labels.get("pdstack.io/gpu") == "true"
+        return self.labels.get(GPU_LABEL) == "true"
 
 
 def read_eks_cluster(aws: AwsAccess, name: str) -> EksCluster | None:

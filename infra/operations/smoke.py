@@ -25,6 +25,7 @@ from infra.operations.serving_endpoints import (
     SMOKE_POD_LABELS,
     ServingEndpoints,
 )
+from infra.workload_names import SYSTEM_POOL
 
 # Small, public, reachable through the VPC's NAT; pin by digest for production use (--image).
 SMOKE_IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"
@@ -140,7 +141,7 @@ def job_manifest(name: str, endpoints: ServingEndpoints, model: str, image: str,
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
-                    "nodeSelector": {"pdstack.io/pool": "system"},
+                    "nodeSelector": SYSTEM_POOL,
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 65534,
                                         "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [{

@@ -25,6 +25,7 @@ from infra.operations.kube_client import (
     KubeUnreachable,
     node_is_ready,
 )
+from infra.stack_outputs import ClusterOutputs, HyperPodOutputs, ImageOutputs, stack_names
 
 State = Literal["ready", "pending", "failed"]
 
@@ -85,7 +86,7 @@ class StatusReader:
 
     def read(self) -> EnvironmentStatus:
         d = self.deployment
-        names = facts.stack_names(d.name, with_hyperpod=d.hyperpod is not None)
+        names = stack_names(d.name, with_hyperpod=d.hyperpod is not None)
         stacks = {name: facts.read_stack(self.aws, name) for name in names}
         if not any(stacks.values()):
             raise AccessError(
@@ -98,14 +99,14 @@ class StatusReader:
         by_part = {name.removeprefix(f"{d.name}-"): stack for name, stack in stacks.items()}
 
         cluster_stack = by_part.get("cluster")
-        if cluster_stack is not None and "ClusterName" in cluster_stack.outputs:
-            checks += self._cluster_checks(cluster_stack.outputs["ClusterName"], notes)
+        if cluster_stack is not None and ClusterOutputs.CLUSTER_NAME in cluster_stack.outputs:
+            checks += self._cluster_checks(cluster_stack.outputs[ClusterOutputs.CLUSTER_NAME], notes)
         image_stack = by_part.get("image")
         if image_stack is not None:
             checks += self._image_checks(image_stack.outputs)
         hyperpod_stack = by_part.get("hyperpod")
         if d.hyperpod is not None:
-            name = (hyperpod_stack.outputs.get("HyperPodClusterName") if hyperpod_stack else None)
+            name = (hyperpod_stack.outputs.get(HyperPodOutputs.CLUSTER_NAME) if hyperpod_stack else None)
             if name:
                 checks += self._hyperpod_checks(name, notes)
         return EnvironmentStatus(
@@ -266,11 +267,11 @@ class StatusReader:
     def _image_checks(self, outputs: dict[str, str]) -> list[Check]:
         checks: list[Check] = []
         build = None
-        project = outputs.get("ImageBuildProject")
+        project = outputs.get(ImageOutputs.BUILD_PROJECT)
         if project:
             build = facts.read_last_build(self.aws, project)
             checks.append(self._build_check(project, build))
-        uri = outputs.get("ImageUri")
+        uri = outputs.get(ImageOutputs.IMAGE_URI)
         if uri:
             try:
                 image = facts.read_image(self.aws, uri)

@@ -29,6 +29,7 @@ class Synthesized:
     network: Template
     image: Template
     cluster: Template
+    gpu_nodes: Template | None
     hyperpod: Template | None
     workloads: Template
 
@@ -52,6 +53,7 @@ def synthesize(deployment: Deployment, outdir: Path) -> Synthesized:
         network=Template.from_stack(stacks.network),
         image=Template.from_stack(stacks.image),
         cluster=Template.from_stack(stacks.cluster),
+        gpu_nodes=Template.from_stack(stacks.gpu_nodes) if stacks.gpu_nodes else None,
         hyperpod=Template.from_stack(stacks.hyperpod) if stacks.hyperpod else None,
         workloads=Template.from_stack(stacks.workloads),
     )

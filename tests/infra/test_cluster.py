@@ -81,13 +81,38 @@ def test_vpc_cni_supports_efa_only_interfaces() -> None:
     assert (major, minor, patch) >= (1, 18, 5)
 
 
-def test_gpu_nodes_wait_for_the_managed_vpc_cni(default: Synthesized) -> None:
+def test_nodes_wait_for_the_managed_vpc_cni(default: Synthesized) -> None:
     template = default.cluster.to_json()["Resources"]
     (cni_id,) = [k for k, v in template.items()
                  if v["Type"] == "AWS::EKS::Addon" and v["Properties"]["AddonName"] == "vpc-cni"]
     for resource in template.values():
         if resource["Type"] == "AWS::EKS::Nodegroup":
             assert cni_id in resource.get("DependsOn", [])
+    # The GPU node groups live in their own stack, which CloudFormation creates after the whole cluster stack.
+    cni = default.stacks.cluster.addons.managed["vpc-cni"]
+    for group in default.stacks.gpu_nodes.gpu_node_groups.values():
+        assert cni in group.nodegroup.node.dependencies
+    assert default.stacks.cluster in default.stacks.gpu_nodes.dependencies
+
+
+def test_managed_addons_take_over_the_bootstrapped_ones(default: Synthesized) -> None:
+    """EKS installs self-managed vpc-cni, kube-proxy and coredns with a new cluster; creating the managed add-on
+    over them conflicts unless it may overwrite their fields."""
+    addons = default.cluster.find_resources("AWS::EKS::Addon")
+    assert {a["Properties"]["AddonName"] for a in addons.values()} >= {"vpc-cni", "kube-proxy", "coredns"}
+    for addon in addons.values():
+        assert addon["Properties"].get("ResolveConflicts") == "OVERWRITE", addon["Properties"]["AddonName"]
+
+
+def test_add_ons_that_run_deployments_wait_for_the_system_nodes(default: Synthesized) -> None:
+    """coredns and the EBS CSI controller are Deployments: EKS reports them degraded while no node can run them."""
+    template = default.cluster.to_json()["Resources"]
+    (system_id,) = [k for k, v in template.items() if v["Type"] == "AWS::EKS::Nodegroup"
+                    and v["Properties"].get("Labels", {}).get("pdstack.io/pool") == "system"]
+    for name in ("coredns", "aws-ebs-csi-driver"):
+        (addon,) = [v for v in template.values()
+                    if v["Type"] == "AWS::EKS::Addon" and v["Properties"]["AddonName"] == name]
+        assert system_id in addon.get("DependsOn", []), name
 
 
 def test_ebs_csi_driver_uses_pod_identity(default: Synthesized) -> None:

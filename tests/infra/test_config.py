@@ -86,6 +86,15 @@ def test_capacity_block_with_placement_group_is_rejected() -> None:
     assert "gpu_node_groups.0" in message and "placement_group" in message and "capacity-block" in message
 
 
+def test_reservation_with_placement_group_is_rejected() -> None:
+    """The stack's new placement group cannot use an ODCR made outside it: the nodes would never launch."""
+    message = error_for(broken(
+        gpu_node_groups__0__capacity={"type": "capacity-reservation", "reservation_id": "cr-0123456789abcdef0"},
+        gpu_node_groups__0__placement_group=True,
+    ))
+    assert "gpu_node_groups.0" in message and "placement_group" in message and "capacity-reservation" in message
+
+
 def test_unknown_capacity_type_lists_the_valid_ones() -> None:
     message = error_for(broken(gpu_node_groups__0__capacity={"type": "spot"}))
     assert "gpu_node_groups.0.capacity" in message

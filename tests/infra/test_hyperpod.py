@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import shutil
 import subprocess
+from pathlib import Path
+
+import pytest
 
 from infra.addons import MANAGED_ADDONS
-from infra.hyperpod import LIFECYCLE_DIR
-from infra.hyperpod_dependencies import HEALTH_AGENT_ACCOUNTS, HEALTH_AGENT_TAG
+from infra.hyperpod import LIFECYCLE_DIR, NODE_SETTINGS_FILE
+from infra.hyperpod_dependencies import HEALTH_AGENT_ACCOUNTS, HEALTH_AGENT_REPOSITORY, HEALTH_AGENT_TAG
+from infra.worker_objects import hugepages_2mi_pages_per_node
 from tests.infra.conftest import Synthesized
 
 
@@ -34,7 +40,9 @@ def test_cluster_properties(hyperpod: Synthesized) -> None:
     assert group["OnStartDeepHealthChecks"] == ["InstanceStress", "InstanceConnectivity"]
     assert group["InstanceStorageConfigs"] == [{"EbsVolumeConfig": {"VolumeSizeInGB": 500}}]
     assert group["LifeCycleConfig"]["OnCreate"] == "on_create.sh"
-    assert group["KubernetesConfig"]["Taints"] == [{"Effect": "NoSchedule", "Key": "nvidia.com/gpu", "Value": "true"}]
+    (configured,) = hyperpod.deployment.hyperpod.instance_groups
+    assert group["KubernetesConfig"]["Taints"] == [{"Effect": t.effect, "Key": t.key, "Value": t.value}
+                                                   for t in configured.taints]
     assert group["KubernetesConfig"]["Labels"]["pdstack.io/efa"] == "true"
 
 
@@ -53,6 +61,11 @@ def test_resiliency_objects_are_created_before_the_cluster(hyperpod: Synthesized
     assert manifest_id in cluster["DependsOn"]
     deployments = hyperpod.hyperpod.find_resources("Custom::CDKBucketDeployment")
     assert set(deployments) <= set(cluster["DependsOn"])
+    # and the execution role's inline policy: instances started before it could pull nothing
+    role_id = hyperpod.stacks.hyperpod.get_logical_id(hyperpod.stacks.hyperpod.execution_role.node.default_child)
+    policies = [k for k, p in hyperpod.hyperpod.find_resources("AWS::IAM::Policy").items()
+                if p["Properties"]["Roles"] == [{"Ref": role_id}]]
+    assert policies and set(policies) <= set(cluster["DependsOn"])
 
 
 def test_health_agent_runs_on_the_hyperpod_gpu_nodes(hyperpod: Synthesized) -> None:
@@ -121,6 +134,43 @@ def test_lifecycle_script_is_valid_bash() -> None:
     assert "/var/log/provision/provisioning.log" in text and "/opt/dlami/nvme" in text
 
 
+def test_lifecycle_script_leaves_containerd_config_to_the_node_bootstrap() -> None:
+    """The bootstrap (re)writes /etc/containerd/config.toml and it may not exist yet when the script runs: the state
+    moves by bind mounts, the way that does not depend on that file."""
+    text = (LIFECYCLE_DIR / "on_create.sh").read_text()
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert "/etc/containerd" not in code
+    assert "bind_state /var/lib/containerd var-lib-containerd.mount" in text  # systemd's unit name for that path
+
+
+def test_lifecycle_script_reads_the_settings_the_stack_writes(hyperpod: Synthesized) -> None:
+    (settings,) = hyperpod.outdir.glob(f"asset.*/{NODE_SETTINGS_FILE}")
+    variables = dict(line.split("=", 1) for line in settings.read_text().splitlines())
+    expected = hugepages_2mi_pages_per_node(hyperpod.deployment, "p5.48xlarge")
+    assert variables == {"HUGEPAGES_2MI_PAGES": str(expected)} and expected > 0
+    text = (LIFECYCLE_DIR / "on_create.sh").read_text()
+    assert f'"$HERE/{NODE_SETTINGS_FILE}"' in text
+    assert all(f"${name}" in text for name in variables)
+
+
+def test_nodes_may_pull_the_aws_owned_images(hyperpod: Synthesized) -> None:
+    """The health agent (one AWS account per region), the EKS add-ons and the EFA plugin live in AWS's registries;
+    AmazonSageMakerClusterInstanceRolePolicy grants no ECR pull, so the execution role must."""
+    role_id = hyperpod.stacks.hyperpod.get_logical_id(hyperpod.stacks.hyperpod.execution_role.node.default_child)
+    (policy,) = [p["Properties"]["PolicyDocument"]["Statement"]
+                 for p in hyperpod.hyperpod.find_resources("AWS::IAM::Policy").values()
+                 if p["Properties"]["Roles"] == [{"Ref": role_id}]]
+    images = [f"arn:aws:ecr:us-east-2:{HEALTH_AGENT_ACCOUNTS['us-east-2']}:repository/{HEALTH_AGENT_REPOSITORY}",
+              "arn:aws:ecr:us-west-2:602401143452:repository/eks/aws-efa-k8s-device-plugin",
+              "arn:aws:ecr:us-east-2:602401143452:repository/eks/kube-proxy"]
+    for image in images:
+        for action in ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"):
+            assert any(action in s["Action"] and any(isinstance(r, str) and fnmatch.fnmatchcase(image, r)
+                                                     for r in ([s["Resource"]] if isinstance(s["Resource"], (str, dict))
+                                                               else s["Resource"]))
+                       for s in policy), (image, action)
+
+
 def test_hyperpod_in_a_concrete_environment_is_nag_clean(tmp_path_factory) -> None:
     from infra.config import parse_deployment
     from tests.infra.conftest import load_yaml, synthesize
@@ -131,3 +181,64 @@ def test_hyperpod_in_a_concrete_environment_is_nag_clean(tmp_path_factory) -> No
     synth = synthesize(parse_deployment(data), tmp_path_factory.mktemp("hyperpod-env"))  # raises on any finding
     (plugin,) = [p for p in synth.validation_report()["pluginReports"] if p["pluginName"] == "AwsSolutions"]
     assert plugin["violations"] == []
+
+
+SANDBOX = r"""
+set -e
+T=$1
+# Private copies of the directories the script writes; everything else of /etc stays visible through symlinks.
+mkdir -p "$T/real-etc"
+mount --bind /etc "$T/real-etc"
+mount -t tmpfs none /etc
+for entry in "$T"/real-etc/* "$T"/real-etc/.[!.]*; do
+  [ -e "$entry" ] || continue
+  case "${entry##*/}" in systemd|sysctl.d|containerd) ;; *) ln -s "$entry" "/etc/${entry##*/}" ;; esac
+done
+mkdir -p /etc/systemd/system /etc/sysctl.d          # and no /etc/containerd at all
+for dir in /opt /var/lib /var/log; do mount -t tmpfs none "$dir"; done
+mkdir -p /opt/dlami/nvme /var/lib/containerd/io.containerd.content.v1.content /var/lib/kubelet/pods
+echo layer > /var/lib/containerd/io.containerd.content.v1.content/blob
+echo pod > /var/lib/kubelet/pods/state
+cd "$T/lifecycle"
+PATH="$T/bin:$PATH" bash ./on_create.sh
+echo "--- sysctl.d"; cat /etc/sysctl.d/90-pdstack-hugepages.conf
+echo "--- units"; cat /etc/systemd/system/var-lib-containerd.mount /etc/systemd/system/var-lib-kubelet.mount
+echo "--- nvme"; cat /opt/dlami/nvme/containerd/io.containerd.content.v1.content/blob /opt/dlami/nvme/kubelet/pods/state
+"""
+
+
+def test_lifecycle_script_on_a_node_without_containerd_config(tmp_path: Path, hyperpod: Synthesized) -> None:
+    """Run on_create.sh as HyperPod does (from a copy of the lifecycle prefix, as root) in a private mount namespace:
+    systemctl, mountpoint and sysctl are recorders, /opt/dlami/nvme counts as mounted, /etc/containerd does not
+    exist yet. It must succeed, reserve the hugepages the stack wrote, and move the state by bind mounts."""
+    if shutil.which("unshare") is None:
+        pytest.fail("unshare (util-linux) is needed to run the lifecycle script in a sandbox")
+    lifecycle = tmp_path / "lifecycle"
+    lifecycle.mkdir()
+    shutil.copy(LIFECYCLE_DIR / "on_create.sh", lifecycle)
+    (settings,) = hyperpod.outdir.glob(f"asset.*/{NODE_SETTINGS_FILE}")
+    shutil.copy(settings, lifecycle)
+    calls = tmp_path / "calls"
+    stubs = {
+        "systemctl": f'echo "systemctl $*" >> {calls}',
+        "sysctl": f'echo "sysctl $*" >> {calls}',
+        "mountpoint": '[ "${@: -1}" = /opt/dlami/nvme ]',
+        "sleep": "true",
+    }
+    (tmp_path / "bin").mkdir()
+    for name, body in stubs.items():
+        stub = tmp_path / "bin" / name
+        stub.write_text(f"#!/bin/bash\n{body}\n")
+        stub.chmod(0o755)
+    result = subprocess.run(["unshare", "-rm", "bash", "-c", SANDBOX, "sandbox", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    pages = hugepages_2mi_pages_per_node(hyperpod.deployment, "p5.48xlarge")
+    out = result.stdout
+    assert f"vm.nr_hugepages = {pages}" in out.split("--- sysctl.d")[1]
+    assert "What=/opt/dlami/nvme/containerd\nWhere=/var/lib/containerd" in out
+    assert "What=/opt/dlami/nvme/kubelet\nWhere=/var/lib/kubelet" in out
+    assert "layer\npod" in out.split("--- nvme")[1]  # the state moved with them
+    recorded = calls.read_text().splitlines()
+    assert f"sysctl -w vm.nr_hugepages={pages}" in recorded
+    assert recorded.index("systemctl enable --now var-lib-containerd.mount") < recorded.index("systemctl start containerd")

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+import stat
+import subprocess
 from pathlib import Path
 
-from aws_cdk.assertions import Match
+import aws_cdk as cdk
+import yaml
+from aws_cdk.assertions import Match, Template
 
-from tests.infra.conftest import Synthesized
+from infra.config import ImageConfig
+from infra.image import ImageProps, ImageStack
+from tests.infra.conftest import Synthesized, load_yaml
 
 
 def test_repository_settings(default: Synthesized) -> None:
@@ -73,3 +80,72 @@ def test_pull_through_cache_only_when_enabled(default: Synthesized, capacity_blo
 def test_dockerfile_default_base_is_the_default_deployments(default: Synthesized) -> None:
     dockerfile = (Path(__file__).resolve().parents[2] / "container" / "Dockerfile").read_text()
     assert f"ARG BASE_IMAGE={default.deployment.image.base_image}\n" in dockerfile
+
+
+def _image_stack_tag(tmp_path: Path, image: dict) -> str:
+    """Synthesize the image stack alone (it needs nothing else) and read the tag its build is told to push."""
+    app = cdk.App(outdir=str(tmp_path))
+    stack = ImageStack(app, "image", props=ImageProps(config=ImageConfig.model_validate(image)))
+    (project,) = Template.from_stack(stack).find_resources("AWS::CodeBuild::Project").values()
+    variables = {v["Name"]: v["Value"] for v in project["Properties"]["Environment"]["EnvironmentVariables"]}
+    return variables["IMAGE_TAG"]
+
+
+def test_image_tag_follows_every_build_input(tmp_path: Path) -> None:
+    base = load_yaml("default.yaml")["image"]
+    tags = {"as configured": _image_stack_tag(tmp_path / "base", base)}
+    tags["another base tag"] = _image_stack_tag(tmp_path / "tag", {**base, "base_tag": base["base_tag"] + "-rc1"})
+    tags["another base digest"] = _image_stack_tag(tmp_path / "digest", {**base, "base_digest": "sha256:" + "1" * 64})
+    tags["pull-through cache on"] = _image_stack_tag(tmp_path / "ptc", {**base, "pull_through_cache": {
+        "enabled": True,
+        "credential_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/gh"}})
+    assert len(set(tags.values())) == len(tags), tags
+    assert _image_stack_tag(tmp_path / "again", base) == tags["as configured"]  # and nothing else moves it
+
+
+def test_the_build_wait_fits_what_cloudformation_allows(default: Synthesized) -> None:
+    """A custom resource gets at most an hour; the waiter must give up before that, and the build before the waiter."""
+    (project,) = default.image.find_resources("AWS::CodeBuild::Project").values()
+    build_minutes = project["Properties"]["TimeoutInMinutes"]
+    (machine,) = default.image.find_resources("AWS::StepFunctions::StateMachine").values()
+    definition = json.dumps(machine["Properties"]["DefinitionString"])
+    attempts = int(re.search(r'MaxAttempts\\\\?":(\d+)', definition).group(1))
+    interval = int(re.search(r'IntervalSeconds\\\\?":(\d+)', definition).group(1))
+    assert attempts * interval < 3600, (attempts, interval)
+    assert build_minutes * 60 < attempts * interval
+
+
+def _run_pre_build(tmp_path: Path, base_image: str, tag_digest: str) -> tuple[int, list[str]]:
+    """The buildspec's pre_build phase in bash, with docker and aws replaced by recorders; docker reports that the
+    tag resolves to ``tag_digest``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    for tool, body in {
+        "docker": f'echo "docker $*" >> {calls}\n[ "$1 $2" = "image inspect" ] && echo "${{@: -1}}@{tag_digest}"\nexit 0',
+        "aws": f'echo "aws $*" >> {calls}\n[ "$2" = describe-images ] && exit 1\nexit 0',
+    }.items():
+        path = bin_dir / tool
+        path.write_text(f"#!/bin/bash\n{body}\n")
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "container" / "buildspec.yml").read_text())
+    script = "set -e\n" + "\n".join(spec["phases"]["pre_build"]["commands"])
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REPOSITORY_URI": "123456789012.dkr.ecr.us-east-2.amazonaws.com/pdstack/serving",
+           "IMAGE_TAG": "abc", "BASE_IMAGE": base_image}
+    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True)
+    return result.returncode, calls.read_text().splitlines() if calls.exists() else []
+
+
+CACHED_BASE = "123456789012.dkr.ecr.us-east-2.amazonaws.com/ghcr/llm-d/llm-d-aws:v0.8.0@sha256:" + "a" * 64
+
+
+def test_cached_base_is_pulled_by_tag_first_then_checked(tmp_path: Path) -> None:
+    """ECR's pull-through cache fills on a pull by tag; the build then uses the pinned digest."""
+    code, calls = _run_pre_build(tmp_path, CACHED_BASE, "sha256:" + "a" * 64)
+    assert code == 0, calls
+    assert "docker pull 123456789012.dkr.ecr.us-east-2.amazonaws.com/ghcr/llm-d/llm-d-aws:v0.8.0" in calls
+
+
+def test_cached_base_whose_tag_moved_fails_the_build(tmp_path: Path) -> None:
+    code, _ = _run_pre_build(tmp_path, CACHED_BASE, "sha256:" + "b" * 64)
+    assert code != 0

@@ -146,13 +146,16 @@ def test_node_selection_is_the_only_provider_difference(name: str, instance_type
     spec = pod_spec(find(objects_of(DEPLOYMENTS[name]()), "Deployment", "pdstack-decode"))
     assert spec["nodeSelector"]["node.kubernetes.io/instance-type"] == instance_type
     keys = {t["key"] for t in spec["tolerations"]}
-    assert {"nvidia.com/gpu", "sagemaker.amazonaws.com/node-health-status"} <= keys
+    assert "nvidia.com/gpu" in keys and "sagemaker.amazonaws.com/node-health-status" not in keys
+    if name == "hyperpod":  # only nodes that passed HyperPod's health checks
+        assert spec["nodeSelector"]["sagemaker.amazonaws.com/node-health-status"] == "Schedulable"
 
 
 def test_same_pod_apart_from_node_selection_and_cache_path_on_both_providers() -> None:
     def normalized(name: str) -> dict[str, Any]:
         spec = json.loads(json.dumps(pod_spec(find(objects_of(DEPLOYMENTS[name]()), "Deployment", "pdstack-decode"))))
         spec.pop("nodeSelector")
+        spec.pop("tolerations")  # those of the pools' configured taints (tests/infra/test_schedulability.py)
         spec["volumes"] = [v for v in spec["volumes"] if v["name"] != "model-cache"]
         spec["affinity"] = None
         return spec
@@ -236,6 +239,14 @@ def test_worker_pod_identity_reads_only_the_model_prefix(default: Synthesized) -
     assert {s["Action"] for s in statements} == {"s3:GetObject", "s3:ListBucket"}
     text = json.dumps(statements)
     assert "my-models/meta-llama/Llama-3.1-8B-Instruct/*" in text and '"s3:prefix"' in text
+
+
+def test_pod_identity_exists_before_the_first_pod(default: Synthesized) -> None:
+    """EKS injects Pod Identity credentials at pod creation: a pod created before its association has none."""
+    resources = default.workloads.to_json()["Resources"]
+    associations = set(default.workloads.find_resources("AWS::EKS::PodIdentityAssociation"))
+    (manifest,) = [r for r in resources.values() if r["Type"] == "Custom::AWSCDK-EKS-KubernetesResource"]
+    assert associations and associations <= set(manifest.get("DependsOn", []))
 
 
 def test_workloads_wait_for_the_leader_worker_set_chart(default: Synthesized) -> None:

@@ -21,6 +21,7 @@ import yaml
 
 from infra.__main__ import main
 from infra.config import Deployment, parse_deployment
+from infra.stack_outputs import ClusterOutputs, HyperPodOutputs, ImageOutputs, WorkloadsOutputs, stack_name
 from tests.infra.operations.local_servers import MotoServer, moto_server
 
 REPO = Path(__file__).resolve().parents[3]
@@ -106,20 +107,25 @@ class Deployed:
 
     def everything(self, push_image: bool = True) -> Deployed:
         self.stack("network", VpcId="vpc-0a1b2c3d", GpuSubnetId="subnet-0a1b", GpuAvailabilityZone=f"{self.region}a")
-        self.stack("image", RepositoryUri=self.image_uri.rsplit(":", 1)[0], ImageUri=self.image_uri,
-                   ImageBuildProject=self.project)
-        self.stack("cluster", ClusterName=self.cluster_name, ClusterArn=self.cluster_arn, EfaSecurityGroupId="sg-0e1f",
-                   UpdateKubeconfig=f"aws eks update-kubeconfig --name {self.cluster_name} --region {self.region}")
+        self.stack("image", **{ImageOutputs.REPOSITORY_URI: self.image_uri.rsplit(":", 1)[0],
+                              ImageOutputs.IMAGE_URI: self.image_uri, ImageOutputs.BUILD_PROJECT: self.project})
+        self.stack("cluster", **{
+            ClusterOutputs.CLUSTER_NAME: self.cluster_name, ClusterOutputs.CLUSTER_ARN: self.cluster_arn,
+            ClusterOutputs.EFA_SECURITY_GROUP_ID: "sg-0e1f",
+            ClusterOutputs.UPDATE_KUBECONFIG: f"aws eks update-kubeconfig --name {self.cluster_name} --region {self.region}"})
+        if self.d.hyperpod is None:
+            self.stack("gpu-nodes")
         self.eks_cluster()
         self.image(push=push_image)
         self.build()
         if self.d.hyperpod is not None:
-            self.stack("hyperpod", HyperPodClusterName=self.d.hyperpod.cluster_name,
-                       HyperPodClusterArn=f"arn:aws:sagemaker:{self.region}:{ACCOUNT}:cluster/x",
-                       LifecycleBucketName=f"sagemaker-{self.d.hyperpod.cluster_name}-{ACCOUNT}-{self.region}")
+            self.stack("hyperpod", **{
+                HyperPodOutputs.CLUSTER_NAME: self.d.hyperpod.cluster_name,
+                HyperPodOutputs.CLUSTER_ARN: f"arn:aws:sagemaker:{self.region}:{ACCOUNT}:cluster/x",
+                HyperPodOutputs.LIFECYCLE_BUCKET: f"sagemaker-{self.d.hyperpod.cluster_name}-{ACCOUNT}-{self.region}"})
             self.hyperpod()
-        self.stack("workloads", Namespace=self.d.workloads.namespace,
-                   RouterService=f"pdstack-router.{self.d.workloads.namespace}.svc")
+        self.stack("workloads", **{WorkloadsOutputs.NAMESPACE: self.d.workloads.namespace,
+                                   WorkloadsOutputs.ROUTER_SERVICE: f"pdstack-router.{self.d.workloads.namespace}.svc"})
         return self
 
     @property
@@ -127,7 +133,7 @@ class Deployed:
         return f"arn:aws:eks:{self.region}:{ACCOUNT}:cluster/{self.cluster_name}"
 
     def stack(self, part: str, **outputs: str) -> None:
-        self.client("cloudformation").create_stack(StackName=f"{self.d.name}-{part}", TemplateBody=_template(outputs))
+        self.client("cloudformation").create_stack(StackName=stack_name(self.d.name, part), TemplateBody=_template(outputs))
 
     def eks_cluster(self) -> None:
         eks = self.client("eks")

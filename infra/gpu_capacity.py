@@ -1,0 +1,48 @@
+"""GpuCapacityStack: the EFA GPU node groups, in a stack of their own.
+
+GPU capacity is what most often fails (InsufficientInstanceCapacity on p5, a capacity block not yet active). In
+the cluster stack, one such failure rolled back the whole stack, the EKS cluster included. Here it rolls back only
+the node groups; the cluster, its add-ons and the system nodes stay, and a retry is one `cdk deploy` of this stack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_eks_v2 as eks
+from constructs import Construct
+
+from infra.config import GpuNodeGroupConfig
+from infra.gpu_nodes import GpuNodeGroup, GpuNodeGroupProps
+
+
+@dataclass(frozen=True)
+class GpuCapacityProps:
+    cluster: eks.Cluster
+    groups: list[GpuNodeGroupConfig]
+    gpu_subnet: ec2.ISubnet
+    efa_security_group: ec2.ISecurityGroup
+    vpc_cni: Construct  # the managed vpc-cni add-on: efa-only interfaces need it (>= 1.18.5) before nodes join
+    hugepages_2mi_pages: dict[str, int]  # by instance type: what one GPU node reserves for the workers
+
+
+class GpuCapacityStack(cdk.Stack):
+    """Exposes ``gpu_node_groups`` (by configured name)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: GpuCapacityProps, **kwargs: object) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.gpu_node_groups: dict[str, GpuNodeGroup] = {}
+        for group in props.groups:
+            node_group = GpuNodeGroup(
+                self,
+                f"Gpu-{group.name}",
+                props=GpuNodeGroupProps(
+                    cluster=props.cluster, group=group, gpu_subnet=props.gpu_subnet,
+                    efa_security_group=props.efa_security_group,
+                    hugepages_2mi_pages=props.hugepages_2mi_pages.get(group.instance_type, 0),
+                ),
+            )
+            node_group.nodegroup.node.add_dependency(props.vpc_cni)
+            self.gpu_node_groups[group.name] = node_group

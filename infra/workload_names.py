@@ -1,0 +1,64 @@
+"""Names the node pools, the add-ons and the workloads share: node labels, taints and the tolerations derived from
+them, the serving config mount and its environment variable. Defined here once; every other module imports them.
+
+Labels the platform (not pdstack) puts on nodes are here too, each with its source, because pdstack selects on them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Protocol
+
+from runtime.config import CONFIG_ENV
+from runtime.router.config import KubernetesDiscovery
+
+# --- labels pdstack puts on its nodes (managed node groups and HyperPod instance groups) ------------------------------
+POOL_LABEL = "pdstack.io/pool"
+SYSTEM_POOL = {POOL_LABEL: "system"}
+GPU_LABEL = "pdstack.io/gpu"
+EFA_LABEL = "pdstack.io/efa"
+NODE_GROUP_LABEL = "pdstack.io/node-group"
+# Every GPU node carries these; the device plugins and the workers select on them.
+GPU_NODE_LABELS = {GPU_LABEL: "true", EFA_LABEL: "true"}
+
+# --- labels the platform puts on nodes --------------------------------------------------------------------------------
+# The kubelet's well-known label (https://kubernetes.io/docs/reference/labels-annotations-taints/): the EC2 name on
+# EKS nodes, the ml.* name on HyperPod nodes (aws/sagemaker-hyperpod-cli helm_chart/HyperPodHelmChart/values.yaml at
+# 011ca927 selects the device plugins on node.kubernetes.io/instance-type In [ml.p5.48xlarge, ...]).
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+# HyperPod's resilience labels and taint (SageMaker developer guide, "Resilience-related Kubernetes labels by SageMaker
+# HyperPod", sagemaker-hyperpod-eks-resiliency-node-labels): Schedulable once basic health checks passed; Unschedulable
+# while deep health checks run (the node is then also tainted with the same key), Unschedulable* when it failed.
+HYPERPOD_HEALTH_LABEL = "sagemaker.amazonaws.com/node-health-status"
+HYPERPOD_SCHEDULABLE = {HYPERPOD_HEALTH_LABEL: "Schedulable"}
+
+# --- taints ----------------------------------------------------------------------------------------------------------
+GPU_TAINT_KEY = "nvidia.com/gpu"
+# Only agents that must run during deep health checks (device plugins, the health agent) tolerate this one.
+HYPERPOD_HEALTH_TAINT = {"key": HYPERPOD_HEALTH_LABEL, "value": "Unschedulable", "effect": "NoSchedule"}
+
+# --- labels on the workers and their Services -------------------------------------------------------------------
+# The router discovers engines by this label on the EndpointSlices (copied from the Services): its default, read here.
+ROLE_LABEL = KubernetesDiscovery().role_label
+
+# --- the serving configuration inside every pod -------------------------------------------------------------------
+CONFIG_MOUNT = "/etc/pdstack"
+CONFIG_FILE = "serving.yaml"
+CONFIG_MAP = "pdstack-serving"
+CONFIG_PATH = f"{CONFIG_MOUNT}/{CONFIG_FILE}"
+CONFIG_ENV_VAR = {"name": CONFIG_ENV, "value": CONFIG_PATH}
+
+
+class _Taint(Protocol):
+    key: str
+    value: str
+    effect: str
+
+
+def tolerations_for(taints: Iterable[_Taint | dict[str, str]]) -> list[dict[str, Any]]:
+    """One Equal toleration per distinct configured taint (key, value, effect), in a stable order."""
+    seen: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for taint in taints:
+        key, value, effect = ((taint["key"], taint.get("value", ""), taint["effect"]) if isinstance(taint, dict)
+                              else (taint.key, taint.value, taint.effect))
+        seen[(key, value, effect)] = {"key": key, "operator": "Equal", "value": value, "effect": effect}
+    return [seen[k] for k in sorted(seen)]

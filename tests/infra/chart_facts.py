@@ -1,0 +1,83 @@
+"""What the third-party charts pdstack installs do with their values: their default placement values and how their
+templates turn values into the pod's nodeSelector, affinity and tolerations. Pinned per chart version, with the
+file each fact was read from. When a pin in infra/addons.py moves, re-read these files at the new version.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from tests.infra.scheduling import coalesce
+
+
+def _required_terms(*terms: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": t} for t in terms]}}}
+
+
+# NVIDIA/k8s-device-plugin v0.20.0 (commit 1b826acc), deployments/helm/nvidia-device-plugin/values.yaml lines 63-93.
+NVIDIA_DEVICE_PLUGIN_DEFAULTS: dict[str, Any] = {
+    "nodeSelector": {},
+    "affinity": _required_terms(
+        [{"key": "feature.node.kubernetes.io/pci-10de.present", "operator": "In", "values": ["true"]}],
+        [{"key": "feature.node.kubernetes.io/cpu-model.vendor_id", "operator": "In", "values": ["NVIDIA"]}],
+        [{"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true"]}],
+    ),
+    "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"},
+                    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+}
+
+
+def nvidia_device_plugin_pod(values: dict[str, Any]) -> dict[str, Any]:
+    """templates/daemonset-device-plugin.yml (v0.20.0) lines 264-275: each of the three copied verbatim when set."""
+    merged = coalesce(NVIDIA_DEVICE_PLUGIN_DEFAULTS, values)
+    return {k: merged[k] for k in ("nodeSelector", "affinity", "tolerations") if merged.get(k)}
+
+
+# aws/eks-charts commit bfe91c4b (chart version v0.5.30, Chart.yaml), stable/aws-efa-k8s-device-plugin/values.yaml.
+# supportedInstanceLabels.values lists ~300 EC2 instance type names and no SageMaker ml.* name; the catalog's five:
+EFA_DEVICE_PLUGIN_DEFAULTS: dict[str, Any] = {
+    "supportedInstanceLabels": {
+        "keys": ["node.kubernetes.io/instance-type"],
+        "values": ["p4d.24xlarge", "p5.48xlarge", "p5e.48xlarge", "p5en.48xlarge", "p6-b200.48xlarge"],
+    },
+    "nodeSelector": {},
+    "tolerations": [],
+}
+
+
+def efa_device_plugin_pod(values: dict[str, Any]) -> dict[str, Any]:
+    """templates/daemonset.yaml (bfe91c4b): a fixed CriticalAddonsOnly toleration then .Values.tolerations; the
+    nodeSelector when set; a required affinity with one term per supportedInstanceLabels key (instance-type In the
+    values) whose last term also requires eks.amazonaws.com/compute-type NotIn [auto]."""
+    merged = coalesce(EFA_DEVICE_PLUGIN_DEFAULTS, values)
+    labels = merged["supportedInstanceLabels"]
+    terms = [[{"key": key, "operator": "In", "values": list(labels["values"])}] for key in labels["keys"]]
+    terms[-1].append({"key": "eks.amazonaws.com/compute-type", "operator": "NotIn", "values": ["auto"]})
+    pod: dict[str, Any] = {
+        "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"}, *(merged.get("tolerations") or [])],
+        "affinity": _required_terms(*terms),
+    }
+    if merged.get("nodeSelector"):
+        pod["nodeSelector"] = merged["nodeSelector"]
+    return pod
+
+
+# kubernetes-sigs/lws v0.10.0 (commit 2161f38f), charts/lws/values.yaml lines 53-55: nodeSelector {}, tolerations [],
+# affinity {}; templates/manager/deployment.yaml lines 85-96 copy each when set. The controller is a Deployment.
+LWS_DEFAULTS: dict[str, Any] = {"nodeSelector": {}, "tolerations": [], "affinity": {}}
+
+
+def lws_controller_pod(values: dict[str, Any]) -> dict[str, Any]:
+    merged = coalesce(LWS_DEFAULTS, values)
+    return {k: merged[k] for k in ("nodeSelector", "affinity", "tolerations") if merged.get(k)}
+
+
+# Chart name (as pinned in infra/addons.py) -> (version the facts above were read at, the renderer).
+CHART_PODS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "nvidia-device-plugin": ("0.20.0", nvidia_device_plugin_pod),
+    "aws-efa-k8s-device-plugin": ("v0.5.30", efa_device_plugin_pod),
+    "lws": ("0.10.0", lws_controller_pod),
+}
+# Which extended resource each device plugin offers on the node it runs on (the plugins' READMEs).
+OFFERS = {"nvidia-device-plugin": "nvidia.com/gpu", "aws-efa-k8s-device-plugin": "vpc.amazonaws.com/efa"}
