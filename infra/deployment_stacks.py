@@ -10,11 +10,13 @@ from infra.config import Deployment
 from infra.hyperpod import HyperPodProps, HyperPodStack
 from infra.image import ImageProps, ImageStack
 from infra.network import NetworkProps, NetworkStack
+from infra.observability.stack import ObservabilityProps, ObservabilityStack
 from infra.workloads import WorkloadsProps, WorkloadsStack
 
 
 class DeploymentStacks:
-    """Builds ``network``, ``image``, ``cluster``, (with HyperPod) ``hyperpod`` and ``workloads``, named ``<name>-<part>``."""
+    """Builds ``network``, ``image``, ``cluster``, (with HyperPod) ``hyperpod``, ``workloads`` and (unless switched
+    off) ``observability``, named ``<name>-<part>``."""
 
     def __init__(self, scope: Construct, deployment: Deployment) -> None:
         env = None if deployment.environment_agnostic else cdk.Environment(
@@ -71,8 +73,17 @@ class DeploymentStacks:
         )
         if self.hyperpod is not None:
             self.workloads.add_stack_dependency(self.hyperpod)
+        self.observability: ObservabilityStack | None = None
+        if deployment.observability.enabled:
+            self.observability = ObservabilityStack(
+                scope, f"{prefix}-observability", env=env,
+                description="pdstack: Amazon Managed Service for Prometheus workspace, managed collector, alert rules",
+                props=ObservabilityProps(deployment=deployment, cluster=self.cluster.cluster,
+                                         private_subnets=self.network.private_subnets),
+            )
         self.all: tuple[cdk.Stack, ...] = tuple(
-            s for s in (self.network, self.image, self.cluster, self.hyperpod, self.workloads) if s is not None
+            s for s in (self.network, self.image, self.cluster, self.hyperpod, self.workloads, self.observability)
+            if s is not None
         )
         for stack in self.all:
             cdk.Tags.of(stack).add("pdstack:deployment", deployment.name)

@@ -31,6 +31,7 @@ class Synthesized:
     cluster: Template
     hyperpod: Template | None
     workloads: Template
+    observability: Template | None
 
     def template_files(self) -> list[Path]:
         return sorted(self.outdir.glob("*.template.json"))
@@ -54,6 +55,7 @@ def synthesize(deployment: Deployment, outdir: Path) -> Synthesized:
         cluster=Template.from_stack(stacks.cluster),
         hyperpod=Template.from_stack(stacks.hyperpod) if stacks.hyperpod else None,
         workloads=Template.from_stack(stacks.workloads),
+        observability=Template.from_stack(stacks.observability) if stacks.observability else None,
     )
 
 
