@@ -105,7 +105,7 @@ def _generation(endpoint: Endpoint) -> Handler:
             api = OpenAiRequest.parse(endpoint, raw)
             if not state.catalog.knows(api.model):
                 raise ApiError(404, f"The model `{api.model}` does not exist.", param="model", code="model_not_found")
-            response = await state.flow.serve(request, api, raw, request_id)
+            response = await state.flow.serve(request, api, request_id)
             outcome = request.get(OUTCOME, "ok" if response.status < 400 else f"engine_{response.status}")
             return response
         except ApiError as error:

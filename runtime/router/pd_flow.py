@@ -74,7 +74,8 @@ class PdFlow:
         self.metrics = metrics
         self.learn = learn
 
-    async def serve(self, request: web.Request, api: OpenAiRequest, raw: bytes, request_id: str) -> web.StreamResponse:
+    async def serve(self, request: web.Request, api: OpenAiRequest, request_id: str) -> web.StreamResponse:
+        raw = api.raw
         leg = Leg(request_id, api.endpoint, started=time.monotonic())
         blocks = self.prompts.blocks(api)
         context = SchedulingContext(request_id, blocks, session=request.headers.get(self.config.session_header))
@@ -82,7 +83,7 @@ class PdFlow:
         decode = self.scheduler.schedule("decode", context, self.pool).engine
         prefill_ready = bool(self.scheduler.candidates("prefill", context, self.pool))
         cached = context.matched_tokens(decode)
-        decision = self.decider.decide(blocks.prompt_tokens, cached, prefill_ready)
+        decision = self.decider.decide(blocks.prompt_tokens, cached, prefill_ready, api.single_leg_reason)
         self.metrics.prompt_tokens.labels("decode").inc(blocks.prompt_tokens)
         self.metrics.prefix_hit_tokens.labels("decode").inc(cached)
         headers = _upstream_headers(request, request_id)
@@ -155,6 +156,7 @@ class PdFlow:
             self.metrics.recomputes.labels(engine.name, "invalid_params").inc()
             log.error("decode_will_recompute", request_id=leg.request_id, engine=engine.name, missing=missing)
         last = "no decode engine"
+        timed_out = False
         for attempt in range(self.config.retries.attempts):
             body = with_fields(raw, {"kv_transfer_params": params}) if params is not None else raw
             try:
@@ -168,6 +170,7 @@ class PdFlow:
                         "X-Request-Id": leg.request_id})
             except UpstreamFailure as failure:
                 last = str(failure)
+                timed_out = failure.kind.endswith("timeout")
                 pulled_failed = params is not None and failure.status is not None
                 self._failed(engine, failure.kind, context, exclude=not pulled_failed)
                 if pulled_failed:
@@ -177,6 +180,7 @@ class PdFlow:
                     self.metrics.fallbacks.labels("decode_pull_failed").inc()
             except RELAYED_ERRORS as error:
                 last = f"{engine.name}: {error!r}"
+                timed_out = isinstance(error, TimeoutError)
                 self._failed(engine, "read", context)
             self.metrics.retries.labels("decode").inc()
             await asyncio.sleep(self.config.retries.backoff_s * 2**attempt)
@@ -184,7 +188,12 @@ class PdFlow:
                 engine = self.scheduler.schedule("decode", context, self.pool).engine
             except NoEngineAvailable:
                 break
-        raise ApiError(502, f"no decode engine could serve the request: {last}", code="upstream_failed")
+        log.error("decode_failed", request_id=leg.request_id, last_failure=last)
+        if timed_out:
+            raise ApiError(504, f"no decode engine answered in time (request id {leg.request_id})",
+                           code="upstream_timeout")
+        raise ApiError(502, f"no decode engine could serve the request (request id {leg.request_id})",
+                       code="upstream_failed")
 
     async def _relay_stream(self, request: web.Request, upstream: aiohttp.ClientResponse, engine: Engine,
                             leg: Leg) -> web.StreamResponse:
@@ -201,7 +210,7 @@ class PdFlow:
             # the engine died or went quiet mid-stream: tell the client now, in the stream's own format
             self.metrics.upstream_errors.labels(engine.name, "stream_broken").inc()
             log.error("stream_broken", request_id=leg.request_id, engine=engine.name, reason=repr(error))
-            message = {"error": {"message": f"the engine stopped mid-stream: {type(error).__name__}",
+            message = {"error": {"message": f"the engine stopped mid-stream (request id {leg.request_id})",
                                  "type": "upstream_error", "param": None, "code": 502}}
             await out.write(b"data: " + json.dumps(message).encode() + b"\n\n")
             request[OUTCOME] = "stream_broken"

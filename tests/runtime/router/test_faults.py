@@ -48,6 +48,28 @@ def test_every_engine_failing_is_a_502_not_a_hang(make_cluster) -> None:  # type
     assert status == 502 and json.loads(payload)["error"]["type"] == "upstream_error"
 
 
+def test_errors_tell_the_client_what_happened_not_the_internals(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    """No engine address, exception class or engine error body in what the client reads; the request id is there
+    (and in the response header) so an operator finds the details in the log."""
+    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000)
+    cluster.decodes[0].faults.status = 500
+    cluster.loop.run(cluster.decodes[1].stop())
+    status, headers, payload = cluster.post("/v1/completions", body(), headers={"X-Request-Id": "req-err-1"})
+    assert status == 502
+    text = payload.decode()
+    for internal in ("127.0.0.1", "Client", "Error(", "fake failure", "Connect", "http_500", "aiohttp"):
+        assert internal not in text, text
+    assert "req-err-1" in json.loads(payload)["error"]["message"] and headers["X-Request-Id"] == "req-err-1"
+
+
+def test_a_broken_stream_names_no_exception(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = make_cluster(pd_threshold_tokens=100000)
+    cluster.decodes[0].faults.die_after_chunks = 1
+    last = stream_lines(cluster, body(stream=True, max_tokens=4))[-1]
+    message = json.loads(last[6:])["error"]["message"]
+    assert "Error" not in message and "127.0.0.1" not in message and "stopped mid-stream" in message
+
+
 def test_prefill_failure_falls_back_to_decode_only(make_cluster) -> None:  # type: ignore[no-untyped-def]
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     cluster.prefills[0].faults.status = 500
@@ -111,7 +133,8 @@ def test_first_byte_timeout_is_retried_then_reported(make_cluster) -> None:  # t
                                     timeouts={"connect_s": 1.0, "first_byte_s": 0.2, "idle_stream_s": 5.0})
     cluster.decodes[0].faults.delay_s = 2.0
     status, _, payload = cluster.post("/v1/completions", body())
-    assert status == 502 and b"first_byte_timeout" in payload
+    assert status == 504 and json.loads(payload)["error"]["code"] == "upstream_timeout"
+    assert cluster.metric("pdstack_router_upstream_errors_total", kind="first_byte_timeout") == 1
 
 
 def test_client_disconnect_aborts_the_upstream_request(make_cluster) -> None:  # type: ignore[no-untyped-def]
