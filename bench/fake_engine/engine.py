@@ -61,6 +61,7 @@ class FakeEngine:
     recomputed: int = 0
     aborted: int = 0
     failed: int = 0
+    health_checks: int = 0
     record: bool = True
     port: int = 0
     simulator: EngineSimulator | None = None
@@ -134,6 +135,7 @@ class FakeEngine:
         return web.json_response({"endpoints": endpoints, "block_size": self.block_size})
 
     async def _health(self, request: web.Request) -> web.Response:
+        self.health_checks += 1
         return web.Response(status=200 if self.healthy else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
@@ -260,6 +262,9 @@ class FakeEngine:
                 self.failed += 1
                 return web.json_response({"error": {"message": "fake failure", "code": faults.status}},
                                          status=faults.status)
+            rejected = _vllm_rejection(body)
+            if rejected is not None:
+                return web.json_response({"error": rejected}, status=400)
             params = body.get("kv_transfer_params") or {}
             if params.get("do_remote_decode"):
                 return self._prefill_answer(body, kind, request)
@@ -340,3 +345,23 @@ class FakeEngine:
         await out.write(b"data: [DONE]\n\n")
         await out.write_eof()
         return out
+
+
+def _vllm_rejection(body: dict[str, Any]) -> dict[str, Any] | None:
+    """A few of vLLM 0.32's own request checks, with its messages and ``param`` (vllm/sampling_params.py
+    ``_verify_args`` and the protocol's ``validate_stream_options``), answered in its error shape."""
+    def error(message: str, param: str | None) -> dict[str, Any]:
+        return {"message": message, "type": "BadRequestError", "param": param, "code": 400}
+
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, int) and max_tokens < 1:
+        return error(f"max_tokens must be at least 1, got {max_tokens}.", "max_tokens")
+    min_tokens = body.get("min_tokens")
+    if isinstance(min_tokens, int) and isinstance(max_tokens, int) and min_tokens > max_tokens:
+        return error(f"min_tokens must be less than or equal to max_tokens={max_tokens}, got {min_tokens}.", None)
+    temperature = body.get("temperature")
+    if isinstance(temperature, (int, float)) and temperature < 0:
+        return error(f"temperature must be non-negative, got {float(temperature)}.", "temperature")
+    if body.get("stream_options") and not body.get("stream"):
+        return error("Stream options can only be defined when `stream=True`.", "stream_options")
+    return None

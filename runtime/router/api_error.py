@@ -34,6 +34,22 @@ class ApiError(Exception):
                  "code": self.code}
         return json.dumps({"error": error}).encode()
 
+    @classmethod
+    def from_engine(cls, status: int, payload: bytes) -> ApiError:
+        """An engine's own rejection (4xx), in the router's one error shape whichever leg it came from: vLLM's
+        message and ``param`` kept, its type replaced by OpenAI's for the status."""
+        message, param = "the engine rejected the request", None
+        try:
+            error = json.loads(payload).get("error")
+            if isinstance(error, dict):
+                message = error.get("message") if isinstance(error.get("message"), str) else message
+                param = error.get("param") if isinstance(error.get("param"), str) else None
+            elif isinstance(error, str):
+                message = error
+        except (ValueError, AttributeError):
+            pass
+        return cls(status, message, param=param, code="engine_rejected")
+
     def response(self, request_id: str | None = None) -> web.Response:
         headers = {"X-Request-Id": request_id} if request_id else None
         return web.Response(status=self.status, body=self.body(), content_type="application/json", headers=headers)

@@ -16,11 +16,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from runtime.json_log import EventLog
 from runtime.router.api_error import ApiError
-from runtime.router.engine import EnginePool
+from runtime.router.engine_breaker import STATE_VALUES
+from runtime.router.engine_registry import EngineRegistry
 from runtime.router.model_catalog import ModelCatalog
 from runtime.router.openai_request import Endpoint, OpenAiRequest
 from runtime.router.pd_flow import PdFlow
 from runtime.router.prefix_index import PrefixIndex
+from runtime.router.request_checks import check_request
 from runtime.router.request_keys import OUTCOME, REQUEST_ID
 from runtime.router.router_metrics import RouterMetrics
 from runtime.router.scheduling.scheduler import NoEngineAvailable
@@ -34,9 +36,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class RouterState:
     """What the handlers need; built by :class:`~runtime.router.server.RouterServer`."""
 
-    def __init__(self, pool: EnginePool, flow: PdFlow, catalog: ModelCatalog, index: PrefixIndex,
+    def __init__(self, registry: EngineRegistry, flow: PdFlow, catalog: ModelCatalog, index: PrefixIndex,
                  metrics: RouterMetrics, max_body_bytes: int) -> None:
-        self.pool = pool
+        self.registry = registry
         self.flow = flow
         self.catalog = catalog
         self.index = index
@@ -105,6 +107,7 @@ def _generation(endpoint: Endpoint) -> Handler:
             api = OpenAiRequest.parse(endpoint, raw)
             if not state.catalog.knows(api.model):
                 raise ApiError(404, f"The model `{api.model}` does not exist.", param="model", code="model_not_found")
+            check_request(api, state.catalog.max_model_len(api.model))
             response = await state.flow.serve(request, api, request_id)
             outcome = request.get(OUTCOME, "ok" if response.status < 400 else f"engine_{response.status}")
             return response
@@ -138,7 +141,7 @@ async def _ready(request: web.Request) -> web.Response:
     state = _state(request)
     if state.draining:
         return web.json_response({"status": "draining"}, status=503)
-    if not state.pool.ready():
+    if not state.registry.ready():
         return web.json_response({"status": "no healthy decode engine"}, status=503)
     return web.json_response({"status": "ready"})
 
@@ -147,8 +150,10 @@ async def _metrics(request: web.Request) -> web.Response:
     state = _state(request)
     state.metrics.index_blocks.set(len(state.index))
     state.metrics.index_evictions.set(state.index.evictions)
-    for engine in state.pool:
+    for engine in state.registry:
+        engine.available()  # an open breaker whose pause is over turns half-open here too
         state.metrics.in_flight.labels(engine.name, engine.role).set(engine.in_flight)
+        state.metrics.breaker_state.labels(engine.name, engine.role).set(STATE_VALUES[engine.breaker.state])
     response = web.Response(body=generate_latest(state.metrics.registry))
     response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     return response

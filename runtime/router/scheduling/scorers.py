@@ -6,7 +6,7 @@ from collections import OrderedDict
 from typing import Protocol
 
 from runtime.router.engine import Engine
-from runtime.router.scheduling.context import SchedulingContext
+from runtime.router.scheduling.context import RoutingPlan, SchedulingContext, Served
 
 
 class Scorer(Protocol):
@@ -49,6 +49,10 @@ class SessionAffinityScorer:
     def score(self, context: SchedulingContext, engines: list[Engine]) -> dict[Engine, float]:
         last = self._last.get(context.session) if context.session else None
         return {engine: 1.0 if engine.url == last else 0.0 for engine in engines}
+
+    def on_served(self, plan: RoutingPlan, served: Served) -> None:
+        if served.status < 400:
+            self.record(plan.context.session, served.decode)
 
     def record(self, session: str | None, engine: Engine) -> None:
         if not session:

@@ -33,7 +33,7 @@ def test_5xx_before_any_byte_is_retried_elsewhere(make_cluster) -> None:  # type
     cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000)
     cluster.decodes[0].faults.status = 503
     cluster.decodes[1].waiting = 50  # loaded: the failing engine is picked first
-    cluster.wait_for(lambda: cluster.router.pool.get(cluster.decodes[1].url).waiting == 50)  # type: ignore[union-attr]
+    cluster.wait_for(lambda: cluster.router.registry.get(cluster.decodes[1].url).waiting == 50)  # type: ignore[union-attr]
     statuses = [cluster.post("/v1/completions", body())[0] for _ in range(2)]
     assert statuses == [200, 200]
     assert len(cluster.decodes[1].received) == 2
@@ -109,6 +109,89 @@ def stream_lines(cluster: Cluster, request: dict[str, object]) -> list[str]:
     status, _, payload = cluster.post("/v1/completions", request)
     assert status == 200
     return [line for line in payload.decode().split("\n\n") if line]
+
+
+def test_a_hung_prefill_is_cut_short_ejected_and_named(make_cluster, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A prefill whose /health answers but whose engine is stuck: the prefill leg has its own deadline, the engine
+    leaves the schedule after it fires, and the log names the timeout that fired."""
+    cluster: Cluster = make_cluster(pd_threshold_tokens=0, timeouts={"connect_s": 1.0, "first_byte_s": 30.0,
+                                                                      "idle_stream_s": 30.0, "prefill_s": 0.3})
+    cluster.prefills[0].faults.delay_s = 60.0
+    for _ in range(3):
+        assert cluster.post("/v1/completions", body())[0] == 200
+    assert len(cluster.prefills[0].received) == 1, "the hung prefill was chosen again"
+    assert cluster.metric("pdstack_router_engine_ejections_total", role="prefill", reason="timeout") == 1
+    assert cluster.metric("pdstack_router_fallbacks_total", reason="prefill_failed") == 1
+    assert cluster.metric("pdstack_router_decisions_total", decision="decode_only", reason="no_prefill_engine") == 2
+    assert any("prefill_s=0.3" in str(getattr(record, "pdstack_fields", {}).get("detail")) for record in caplog.records)
+
+
+def test_a_decode_failing_every_request_loses_its_traffic(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    """/health passes, every request fails: the breaker opens after vllm-router's 5 consecutive failures."""
+    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000)
+    failing, good = cluster.decodes
+    failing.faults.status = 500
+    good.waiting = 50  # loaded: the failing engine is the first pick until its breaker opens
+    cluster.wait_for(lambda: cluster.router.registry.get(good.url).waiting == 50)  # type: ignore[union-attr]
+    assert [cluster.post("/v1/completions", body())[0] for _ in range(12)] == [200] * 12
+    assert len(failing.received) == 5
+    name = failing.url[7:]
+    assert cluster.metric("pdstack_router_engine_breaker_state", engine=name) == 2
+    assert cluster.metric("pdstack_router_engine_ejections_total", engine=name, reason="breaker_open") == 1
+
+
+def test_an_open_breaker_half_opens_and_closes_after_two_successes(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000,
+                                    breaker={"failures": 2, "successes": 2, "open_s": 0.3, "window_s": 60.0})
+    failing, good = cluster.decodes
+    failing.faults.status = 500
+    good.waiting = 50
+    cluster.wait_for(lambda: cluster.router.registry.get(good.url).waiting == 50)  # type: ignore[union-attr]
+    for _ in range(3):
+        cluster.post("/v1/completions", body())
+    name = failing.url[7:]
+    assert cluster.metric("pdstack_router_engine_breaker_state", engine=name) == 2
+    failing.faults.status = None
+    cluster.wait_for(lambda: cluster.post("/v1/completions", body())[0] == 200
+                     and cluster.metric("pdstack_router_engine_restorations_total", engine=name) == 1)
+    assert cluster.metric("pdstack_router_engine_breaker_state", engine=name) == 0
+
+
+def test_health_needs_three_failures_to_eject_and_two_successes_to_restore(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    """vllm-router's health hysteresis: one failed /health no longer removes an engine, one success no longer
+    restores it."""
+    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000)
+    engine = cluster.decodes[0]
+    name = engine.url[7:]
+    engine.healthy = False
+    probes = engine.health_checks
+    cluster.wait_for(lambda: cluster.metric("pdstack_router_engine_ejections_total", engine=name,
+                                            reason="health_failed") == 1)
+    assert engine.health_checks - probes >= 3
+    assert cluster.metric("pdstack_router_engine_healthy", engine=name) == 0
+    engine.healthy = True
+    probes = engine.health_checks
+    cluster.wait_for(lambda: cluster.metric("pdstack_router_engine_restorations_total", engine=name) == 1)
+    assert engine.health_checks - probes >= 2
+    assert cluster.metric("pdstack_router_engine_healthy", engine=name) == 1
+
+
+def test_no_back_off_and_no_retry_counted_after_the_last_attempt(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = make_cluster(prefills=2, pd_threshold_tokens=0, retries={"attempts": 2, "backoff_s": 0.4})
+    for prefill in cluster.prefills:
+        prefill.faults.status = 500
+    assert cluster.post("/v1/completions", body())[0] == 200
+    assert sum(len(p.received) for p in cluster.prefills) == 2
+    assert cluster.metric("pdstack_router_retries_total", leg="prefill") == 1
+
+
+def test_a_single_engine_is_not_retried(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = make_cluster(pd_threshold_tokens=0, retries={"attempts": 3, "backoff_s": 0.4})
+    cluster.prefills[0].faults.status = 500
+    cluster.decodes[0].faults.status = 500
+    assert cluster.post("/v1/completions", body())[0] == 502
+    assert cluster.metric("pdstack_router_retries_total", leg="prefill") == 0
+    assert cluster.metric("pdstack_router_retries_total", leg="decode") == 0
 
 
 def test_engine_dying_mid_stream_ends_the_stream_with_an_error(make_cluster) -> None:  # type: ignore[no-untyped-def]

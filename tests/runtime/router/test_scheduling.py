@@ -7,7 +7,8 @@ import random
 from runtime.router.config import RouterConfig, Saturation
 from runtime.router.engine import Engine
 from runtime.router.prompt_blocks import PromptBlocks
-from runtime.router.scheduling.context import SchedulingContext
+from runtime.router.engine_breaker import CircuitBreaker
+from runtime.router.scheduling.context import SchedulingContext, Served
 from runtime.router.scheduling.filters import HealthyFilter, NotSaturatedFilter, RoleFilter
 from runtime.router.scheduling.pd_decider import PdDecider
 from runtime.router.scheduling.picker import MaxScorePicker
@@ -87,18 +88,39 @@ def test_decider(threshold: int, prompt: int, cached: int, prefill: bool, expect
     assert (decision.decision, decision.reason, decision.uncached_tokens) == (expected, reason, prompt - cached)
 
 
-def test_pipeline_prefers_the_cached_decode_and_records_the_session() -> None:
-    scheduler = Scheduler.from_config(RouterConfig())
+def test_plan_prefers_the_cached_decode_and_sessions_learn_from_what_served() -> None:
+    scheduler = Scheduler.from_config(RouterConfig(pd_threshold_tokens=64))
     pool = engines()
-    pick = scheduler.schedule("decode", context(4, {"http://d1": 4}, session="chat-7"), pool)
-    assert pick.engine.url == "http://d1" and pick.scores["prefix"] == 1.0
+    plan = scheduler.plan(context(4, {"http://d1": 4}, session="chat-7"), pool)
+    assert plan.decode.engine.url == "http://d1" and plan.decode.scores["prefix"] == 1.0
+    assert plan.prefill is None and plan.decision.reason == "few_uncached_tokens"  # 5 of 133 tokens uncached
+    scheduler.on_served(plan, Served(decode=plan.decode.engine, status=200))
     # the same session, no prefix information: affinity keeps it on d1
-    assert scheduler.schedule("decode", context(4, {}, session="chat-7"), pool).engine.url == "http://d1"
-    assert scheduler.schedule("prefill", context(), pool).engine.url == "http://p0"
+    plan = scheduler.plan(context(4, {}, session="chat-7"), pool)
+    assert plan.decode.engine.url == "http://d1"
+    assert plan.prefill is not None and plan.prefill.engine.url == "http://p0" and plan.decision.decision == "pd"
     for engine in pool:
         engine.healthy = False
     with pytest.raises(NoEngineAvailable):
-        scheduler.schedule("decode", context(), pool)
+        scheduler.plan(context(), pool)
+
+
+def test_a_request_that_cannot_be_split_is_planned_decode_only() -> None:
+    ctx = context(4)
+    ctx.single_leg = "batched_prompt"
+    plan = Scheduler.from_config(RouterConfig(pd_threshold_tokens=0)).plan(ctx, engines())
+    assert plan.prefill is None and (plan.decision.decision, plan.decision.reason) == ("decode_only", "batched_prompt")
+
+
+def test_an_open_breaker_takes_the_engine_out_until_its_pause_ends() -> None:
+    breaker = CircuitBreaker(failures=2, successes=2, open_s=30.0, window_s=60.0)
+    assert breaker.record(False, 0.0) is None and breaker.record(False, 1.0) == "open"
+    assert not breaker.allows(29.0) and breaker.allows(31.0) and breaker.state == "half_open"
+    assert breaker.record(True, 31.5) is None and breaker.record(True, 32.0) == "closed"
+    breaker.record(False, 100.0)
+    assert breaker.record(False, 200.0) is None, "a failure past the window starts a new run"
+    breaker.trip(300.0)
+    assert breaker.allows(331.0) and breaker.record(False, 331.0) == "open", "one failure while half-open reopens"
 
 
 def test_an_engine_with_another_block_size_gets_no_prefix_credit() -> None:
