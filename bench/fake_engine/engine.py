@@ -43,6 +43,8 @@ class Faults:
     """Prefill leg: answer params missing remote_host (decode would recompute)."""
     fail_pull: bool = False
     """Decode: answer 500 when asked to pull (like kv_load_failure_policy=fail with prefill gone)."""
+    stall_pull: bool = False
+    """Decode, streaming: when asked to pull, send the headers and then nothing (its prefill died mid-transfer)."""
 
 
 @dataclass
@@ -276,7 +278,7 @@ class FakeEngine:
                 self.pulled += 1
             elif pulling:
                 self.recomputed += 1
-            return await self._answer(request, body, kind, cached=complete)
+            return await self._answer(request, body, kind, cached=complete, stall=pulling and faults.stall_pull)
         except asyncio.CancelledError:
             self.aborted += 1
             raise
@@ -314,7 +316,8 @@ class FakeEngine:
         return {"id": f"cmpl-{self.name}", "object": kind, "created": int(time.time()), "model": self.model,
                 "choices": [choice], "usage": usage}
 
-    async def _answer(self, request: web.Request, body: dict[str, Any], kind: str, cached: bool) -> web.StreamResponse:
+    async def _answer(self, request: web.Request, body: dict[str, Any], kind: str, cached: bool,
+                      stall: bool = False) -> web.StreamResponse:
         count = int(body.get("max_tokens") or body.get("max_completion_tokens") or 4)
         tokens = [f"t{i}" for i in range(count)]
         usage = self._usage(body, count, cached)
@@ -322,6 +325,8 @@ class FakeEngine:
             return web.json_response(self._document(body, kind, tokens, usage))
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await out.prepare(request)
+        if stall:
+            await asyncio.sleep(3600)
         chat = kind == "chat.completion"
         for i, token in enumerate(tokens):
             if self.faults.die_after_chunks is not None and i == self.faults.die_after_chunks:

@@ -37,13 +37,14 @@ class RouterState:
     """What the handlers need; built by :class:`~runtime.router.server.RouterServer`."""
 
     def __init__(self, registry: EngineRegistry, flow: PdFlow, catalog: ModelCatalog, index: PrefixIndex,
-                 metrics: RouterMetrics, max_body_bytes: int) -> None:
+                 metrics: RouterMetrics, max_body_bytes: int, client_body_s: float = 60.0) -> None:
         self.registry = registry
         self.flow = flow
         self.catalog = catalog
         self.index = index
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.client_body_s = client_body_s
         self.draining = False
 
 
@@ -100,10 +101,14 @@ def _generation(endpoint: Endpoint) -> Handler:
             if request.content_length is not None and request.content_length > state.max_body_bytes:
                 raise ApiError(413, f"the request body exceeds {state.max_body_bytes} bytes", code="body_too_large")
             try:
-                raw = await request.read()
+                async with asyncio.timeout(state.client_body_s):
+                    raw = await request.read()
             except web.HTTPRequestEntityTooLarge:
                 raise ApiError(413, f"the request body exceeds {state.max_body_bytes} bytes",
                                code="body_too_large") from None
+            except TimeoutError:
+                raise ApiError(408, f"the request body did not arrive within {state.client_body_s} s",
+                               code="body_timeout") from None
             api = OpenAiRequest.parse(endpoint, raw)
             if not state.catalog.knows(api.model):
                 raise ApiError(404, f"The model `{api.model}` does not exist.", param="model", code="model_not_found")

@@ -16,6 +16,7 @@ from runtime.config import Serving
 from runtime.json_log import EventLog
 from runtime.model_fetch import TOKENIZER_FILES, ModelFetch, ModelFetchError
 from runtime.router.app import RouterState, build_app
+from runtime.router.client_guard import ConnectionLimits, GuardedSite
 from runtime.router.config import RouterConfig
 from runtime.router.discovery.dns_records import DnsRecordsDiscovery
 from runtime.router.discovery.endpoint_slices import EndpointSliceDiscovery
@@ -60,9 +61,10 @@ class RouterServer:
         self.flow = PdFlow(self.config, self.registry, scheduler, self.index, PromptReader(self.block_size, tokenizer),
                            self.upstream, self.metrics)
         self.state = RouterState(self.registry, self.flow, self.catalog, self.index, self.metrics,
-                                 self.config.max_body_bytes)
+                                 self.config.max_body_bytes, self.config.timeouts.client_body_s)
         self.app = build_app(self.state)
         self.monitor: EngineMonitor | None = None
+        self.site_limits = ConnectionLimits(self.config.max_connections, self.config.timeouts.client_headers_s)
         self._runner: web.AppRunner | None = None
 
     def _load_tokenizer(self) -> PromptTokenizer | None:
@@ -123,10 +125,12 @@ class RouterServer:
         self.registry.spawn(self.discovery().run(self.on_engines))
         await asyncio.sleep(0)
         self.monitor.start(self.config.health_interval_s, self.config.metrics_interval_s)
-        self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None,
+        # lingering_time: after an error answer, how long aiohttp keeps reading a body nobody will use (its default
+        # 10 s lets a client that stopped sending hold the connection that long after its 408)
+        self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None, lingering_time=1.0,
                                      shutdown_timeout=self.config.shutdown_grace_s)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True, backlog=1024)
+        site = GuardedSite(self._runner, self.config.host, self.config.port, self.site_limits)
         await site.start()
         log.info("router_listening", host=self.config.host, port=self.config.port, precise=self.precise,
                  block_size=self.block_size, pd_threshold_tokens=self.config.pd_threshold_tokens)

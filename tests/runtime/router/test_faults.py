@@ -203,6 +203,21 @@ def test_engine_dying_mid_stream_ends_the_stream_with_an_error(make_cluster) -> 
     assert cluster.metric("pdstack_router_upstream_errors_total", kind="stream_broken") == 1
 
 
+def test_a_stalled_pull_restarts_decode_only_before_the_stream_commits(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    """Prefill died while decode pulled: decode's headers came, its first chunk never does. The stream is committed
+    only at decode's first chunk, so the request restarts decode-only and the client sees a whole stream."""
+    cluster: Cluster = make_cluster(pd_threshold_tokens=0, timeouts={"connect_s": 1.0, "first_byte_s": 5.0,
+                                                                      "idle_stream_s": 5.0, "first_token_s": 0.3})
+    cluster.decodes[0].faults.stall_pull = True
+    lines = stream_lines(cluster, body(stream=True, max_tokens=3))
+    assert lines[-1] == "data: [DONE]" and not any('"error"' in line for line in lines), lines
+    assert "".join(json.loads(line[6:])["choices"][0]["text"] for line in lines[:-1]) == "t0 t1 t2"
+    pulled, alone = cluster.decodes[0].received
+    assert "kv_transfer_params" in pulled and "kv_transfer_params" not in alone
+    assert cluster.metric("pdstack_router_fallbacks_total", reason="decode_pull_failed") == 1
+    assert cluster.metric("pdstack_router_upstream_errors_total", kind="first_token_timeout") == 1
+
+
 def test_silent_stream_hits_the_idle_timeout(make_cluster) -> None:  # type: ignore[no-untyped-def]
     cluster: Cluster = make_cluster(pd_threshold_tokens=100000,
                                     timeouts={"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 0.3})
