@@ -91,6 +91,8 @@ class FakeEngine:
         app.router.add_get("/health_generate", self._health)
         app.router.add_get("/kv_event_sources", self._kv_event_sources)
         app.router.add_get("/version", self._version)
+        app.router.add_post("/tokenize", self._tokenize)
+        app.router.add_post("/detokenize", self._detokenize)
         return app
 
     async def start(self, port: int = 0) -> None:
@@ -114,6 +116,17 @@ class FakeEngine:
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [
             {"id": self.model, "object": "model", "created": 0, "owned_by": "vllm", "max_model_len": self.max_model_len}]})
+
+    async def _tokenize(self, request: web.Request) -> web.Response:
+        """vLLM's /tokenize answer shape: one id per character here (code points), enough to round-trip."""
+        body = await request.json()
+        tokens = [ord(ch) for ch in str(body.get("prompt", ""))]
+        return web.json_response({"count": len(tokens), "max_model_len": self.max_model_len, "tokens": tokens,
+                                  "token_strs": None})
+
+    async def _detokenize(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response({"prompt": "".join(chr(t) for t in body.get("tokens", []))})
 
     async def _version(self, request: web.Request) -> web.Response:
         return web.json_response({"version": "0.32.0+fake"})

@@ -1,4 +1,5 @@
-"""The HTTP surface: OpenAI's completions, chat completions and models, plus health, readiness and metrics.
+"""The HTTP surface: OpenAI's completions, chat completions and models, vLLM's /tokenize, /detokenize and /version
+(passed to an engine), plus health, readiness and metrics.
 
 Every client error is answered in OpenAI's error shape with the right status (400, 404, 405, 413, 415); nothing a
 client sends can produce a 500. Each request carries an ``X-Request-Id`` (the client's, or a new one) to both legs,
@@ -17,6 +18,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from runtime.json_log import EventLog
 from runtime.router.api_error import ApiError
 from runtime.router.engine_breaker import STATE_VALUES
+from runtime.router.engine_passthrough import PATHS as PASSTHROUGH_PATHS
+from runtime.router.engine_passthrough import forward
 from runtime.router.engine_registry import EngineRegistry
 from runtime.router.model_catalog import ModelCatalog
 from runtime.router.openai_request import Endpoint, OpenAiRequest
@@ -79,6 +82,8 @@ def build_app(state: RouterState) -> web.Application:
     app.router.add_post("/v1/completions", _generation("completions"))
     app.router.add_post("/v1/chat/completions", _generation("chat"))
     app.router.add_get("/v1/models", _models)
+    for path, method in PASSTHROUGH_PATHS.items():
+        app.router.add_route(method, path, _passthrough)
     app.router.add_get("/health", _health)
     app.router.add_get("/ready", _ready)
     app.router.add_get("/metrics", _metrics)
@@ -132,6 +137,12 @@ def _generation(endpoint: Endpoint) -> Handler:
             state.metrics.requests.labels(endpoint, outcome).inc()
 
     return handle
+
+
+async def _passthrough(request: web.Request) -> web.Response:
+    state = _state(request)
+    request_id = request[REQUEST_ID] = request_id_of(request)
+    return await forward(state.flow.upstream.session, state.registry, request, request_id)
 
 
 async def _models(request: web.Request) -> web.Response:
