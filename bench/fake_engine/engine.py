@@ -64,6 +64,8 @@ class FakeEngine:
     aborted: int = 0
     failed: int = 0
     health_checks: int = 0
+    started_at: float = field(default_factory=time.time)
+    """process_start_time_seconds in /metrics (as prometheus_client's process collector reports it in vLLM)."""
     record: bool = True
     port: int = 0
     simulator: EngineSimulator | None = None
@@ -161,6 +163,8 @@ class FakeEngine:
             f'vllm:num_requests_waiting{{engine="0",model_name="{self.model}"}} {self.waiting}\n'
             f'vllm:kv_cache_usage_perc{{engine="0",model_name="{self.model}"}} {self.kv_usage}\n'
             f'vllm:cache_config_info{{block_size="{self.block_size}",engine="0"}} 1.0\n'
+            "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n"
+            f"# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {self.started_at}\n"
         )
         return web.Response(text=text)
 
