@@ -263,3 +263,29 @@ def test_graceful_shutdown_finishes_requests_in_flight(make_cluster) -> None:  #
     assert results == [200]
     with socket.socket() as probe:  # no longer accepting
         assert probe.connect_ex(("127.0.0.1", cluster.router.config.port)) != 0
+
+
+def test_a_decode_leaving_discovery_finishes_its_requests_and_gets_no_new_ones(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    """A rolling update: the pod's endpoint turns not-ready (discovery drops it) while it still serves."""
+    from runtime.router.engine import EngineSpec
+
+    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000)
+    leaving, staying = cluster.decodes
+    leaving.faults.delay_s = 0.5
+    staying.waiting = 50
+    cluster.wait_for(lambda: cluster.router.registry.get(staying.url).waiting == 50)  # type: ignore[union-attr]
+    results: list[int] = []
+    worker = threading.Thread(target=lambda: results.append(cluster.post("/v1/completions", body())[0]))
+    worker.start()
+    cluster.wait_for(lambda: len(leaving.received) == 1)
+
+    async def rollout() -> None:
+        cluster.router.on_engines([EngineSpec(url=cluster.prefills[0].url, role="prefill"),
+                                   EngineSpec(url=staying.url, role="decode")])
+
+    cluster.loop.run(rollout())
+    worker.join(10)
+    assert results == [200]
+    assert [cluster.post("/v1/completions", body())[0] for _ in range(3)] == [200] * 3
+    assert len(leaving.received) == 1 and len(staying.received) == 3
+    assert cluster.metric("pdstack_router_discovery_changes_total", role="decode", change="removed") == 1
