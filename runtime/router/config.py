@@ -111,7 +111,9 @@ class RouterConfig(_Strict):
         description="uncached prompt tokens on the chosen decode below this: decode serves alone; 0: always P/D",
     )
     prefix_mode: Literal["precise", "approximate"] = Field(
-        default="approximate", description="precise: KV events from the engines; approximate: learn from decisions"
+        default="precise", description="precise: KV events from the engines (every router replica sees the same "
+        "caches; without a tokenizer or with serving.kv_events off it falls back to approximate, and says so); "
+        "approximate: each replica learns from its own decisions"
     )
     index_capacity_blocks: int = Field(default=1_000_000, ge=1, description="LRU cap of the prefix index")
     tokenizer: str | None = Field(default=None, description="directory with tokenizer.json; None: serving.model.source")

@@ -301,3 +301,16 @@ def test_a_router_drain_longer_than_its_grace_period_is_rejected() -> None:
     message = str(info.value)
     assert "serving.router.shutdown_grace_s=60.0" in message and "workloads.router.termination_grace_s=60" in message
     assert "workloads.router.prestop_s=5" in message
+
+
+def test_the_cluster_router_default_is_precise_prefix_mode() -> None:
+    """Several router replicas each learning from their own decisions would each see a different cache; the engines
+    publish KV events in the cluster and the router fetches the model's tokenizer, so the rendered default is
+    precise (every replica indexes the same events)."""
+    deployment = DEPLOYMENTS["default"]()
+    config = find(objects_of(deployment), "ConfigMap", "pdstack-serving")
+    rendered = yaml.safe_load(config["data"]["serving.yaml"])
+    serving = Serving.model_validate(rendered)
+    assert deployment.workloads.router.replicas >= 2
+    assert serving.router.prefix_mode == "precise" and serving.kv_events.enabled
+    assert serving.model.source_kind in ("s3", "local")  # the router loads or fetches the tokenizer from there

@@ -3,8 +3,8 @@
     engines -> filters (role, available, not saturated) -> weighted scorers (prefix, load, session) -> picker
     decode pick -> P/D decider (how much of the prompt that decode would compute) -> prefill pick or none
 
-Stateful plugins (session affinity, approximate prefix learning) learn through :meth:`Scheduler.on_served`, after
-the request, from what really served it.
+Stateful plugins (approximate prefix learning) learn through :meth:`Scheduler.on_served`, after the request, from
+what really served it. Session affinity needs no state: it is a rendezvous hash, the same on every router replica.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class Scheduler:
             (PrefixScorer(), weights.prefix), (LoadScorer(), weights.load), (sessions, weights.session)]
         filters: dict[Role, list[Filter]] = {
             role: [RoleFilter(role), HealthyFilter(), NotSaturatedFilter(config.saturation)] for role in ROLES}
-        hooks: list[ServedHook] = [sessions] if weights.session > 0 else []
+        hooks: list[ServedHook] = []
         if learn and index is not None:
             hooks.append(ApproximatePrefixLearning(index))
         return cls(filters, [(scorer, weight) for scorer, weight in scorers if weight > 0], MaxScorePicker(),
