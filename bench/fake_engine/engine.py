@@ -43,6 +43,9 @@ class Faults:
     """Prefill leg: answer params missing remote_host (decode would recompute)."""
     fail_pull: bool = False
     """Decode: answer 500 when asked to pull (like kv_load_failure_policy=fail with prefill gone)."""
+    fail_pull_in_stream: bool = False
+    """Decode, streaming: when asked to pull, open the stream with vLLM 0.32's error event and end it (what its
+    kv_load_failure_policy=fail does when the prefill's blocks cannot be read)."""
     stall_pull: bool = False
     """Decode, streaming: when asked to pull, send the headers and then nothing (its prefill died mid-transfer)."""
 
@@ -295,6 +298,15 @@ class FakeEngine:
                 self.pulled += 1
             elif pulling:
                 self.recomputed += 1
+            if pulling and faults.fail_pull_in_stream and body.get("stream"):
+                out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+                await out.prepare(request)
+                error = {"error": {"message": "Internal server error", "type": "InternalServerError", "param": None,
+                                   "code": 500}}
+                await out.write(b"data: " + json.dumps(error, separators=(",", ":")).encode() + b"\n\n")
+                await out.write(b"data: [DONE]\n\n")
+                await out.write_eof()
+                return out
             return await self._answer(request, body, kind, cached=complete, stall=pulling and faults.stall_pull)
         except asyncio.CancelledError:
             self.aborted += 1

@@ -48,6 +48,8 @@ PREFILL_LEG = {
 PREFILL_DROPS = ("min_tokens", "min_completion_tokens")
 """Not for the prefill leg: with its max_tokens=1 vLLM rejects them (vLLM's toy P/D proxy drops them there too)."""
 RELAYED_ERRORS = (aiohttp.ClientError, TimeoutError)
+STREAM_ERROR = b'data: {"error"'
+"""How vLLM 0.32 opens a stream whose request failed in the engine (serving.py: ``yield f"data: {error}"``)."""
 OFFLOAD_BYTES = 16 * 1024
 """Bodies this large are tokenized in a worker thread (about 0.5 ms per KB on the loop would stall every request)."""
 
@@ -231,6 +233,9 @@ class PdFlow:
         if not chunk:
             raise UpstreamFailure(engine, "stream_broken", "the stream ended before its first chunk",
                                   decode_alive=pulling)
+        if pulling and chunk.startswith(STREAM_ERROR):
+            # vLLM's kv_load_failure_policy=fail: the pull failed, decode opened the stream with an error event
+            raise UpstreamFailure(engine, "pull_failed", chunk[:300].decode(errors="replace"), decode_alive=True)
         return chunk
 
     async def _relay_stream(self, request: web.Request, upstream: aiohttp.ClientResponse, first: bytes,

@@ -132,7 +132,7 @@ def test_openai_client_through_the_router_matches_a_single_server(routed: Routed
 
 def test_a_batch_of_prompts_matches_a_single_server(routed: RoutedPair) -> None:
     """Served decode-only (one prefill answer carries one prompt's KV): every choice, its index and the usage equal
-    what one vLLM server answers for the same batch, and each choice equals that prompt's own greedy answer."""
+    what one vLLM server answers for the same batch, greedy."""
     prompts = [f"{QUESTION}# batch {i}\n" * (i + 1) for i in range(3)]
     common = {"model": "tiny", "max_tokens": 8, "temperature": 0.0}
     single = routed.client(routed.prefill.url).completions.create(prompt=prompts, **common)
@@ -140,8 +140,6 @@ def test_a_batch_of_prompts_matches_a_single_server(routed: RoutedPair) -> None:
     assert [(c.index, c.text) for c in routed_answer.choices] == [(c.index, c.text) for c in single.choices]
     assert routed_answer.usage.prompt_tokens == single.usage.prompt_tokens
     assert routed_answer.usage.completion_tokens == single.usage.completion_tokens
-    alone = [ask(routed.client(routed.prefill.url), "completions", False, prompt, max_tokens=8)[0] for prompt in prompts]
-    assert [c.text for c in sorted(routed_answer.choices, key=lambda c: c.index)] == alone
 
 
 def test_two_choices_match_a_single_servers_greedy_answer(routed: RoutedPair) -> None:
@@ -217,8 +215,9 @@ def test_killed_prefill_falls_back_to_decode_only(routed: RoutedPair) -> None:
     assert not any(thread.is_alive() for thread in threads), "a request hung through the prefill kill"
     after = [ask(client, "completions", i % 2 == 1, f"{QUESTION}# after the kill {i}\n")[0] for i in range(3)]
     # Every request sent after the kill is served decode-only. A request caught mid-pull when the prefill died is
-    # restarted decode-only (the stream commits only at decode's first chunk, which a stalled pull never sends within
-    # timeouts.first_token_s): no client sees an error.
+    # restarted decode-only: the stream commits only at decode's first chunk, and a failed pull shows before it
+    # (vLLM's kv_load_failure_policy=fail answers 500, or opens the stream with an error event; a stalled pull sends
+    # nothing within timeouts.first_token_s). No client sees an error.
     assert len(after) == 3 and all(after)
     assert not errors, errors
     assert len(results) == 4 and all(results)

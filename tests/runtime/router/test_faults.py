@@ -218,6 +218,17 @@ def test_a_stalled_pull_restarts_decode_only_before_the_stream_commits(make_clus
     assert cluster.metric("pdstack_router_upstream_errors_total", kind="first_token_timeout") == 1
 
 
+def test_a_pull_that_fails_inside_the_stream_restarts_decode_only(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    """vLLM's kv_load_failure_policy=fail answers 200 and opens the stream with an error event when the KV pull
+    fails (its prefill died): nothing was committed yet, so the request restarts decode-only."""
+    cluster: Cluster = make_cluster(pd_threshold_tokens=0)
+    cluster.decodes[0].faults.fail_pull_in_stream = True
+    lines = stream_lines(cluster, body(stream=True, max_tokens=3))
+    assert lines[-1] == "data: [DONE]" and not any('"error"' in line for line in lines), lines
+    assert len(cluster.decodes[0].received) == 2
+    assert cluster.metric("pdstack_router_fallbacks_total", reason="decode_pull_failed") == 1
+
+
 def test_silent_stream_hits_the_idle_timeout(make_cluster) -> None:  # type: ignore[no-untyped-def]
     cluster: Cluster = make_cluster(pd_threshold_tokens=100000,
                                     timeouts={"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 0.3})
