@@ -63,6 +63,7 @@ class Trace:
     decision: str = "decode_only"
     started: float = 0.0
     first_byte: float | None = None
+    stream_broken: bool = False
 
 
 class PdFlow:
@@ -183,13 +184,12 @@ class PdFlow:
                     if params is not None and failure.decode_alive:
                         # decode is alive but could not take the prefilled KV: serve it decode-only, right here
                         params, trace.decision = None, "decode_only"
-                        served.prefill = None
                         self.metrics.fallbacks.labels("decode_pull_failed").inc()
                         continue
                     timed_out = failure.kind.endswith("timeout")
                     self._judge(engine, failure)
                     break
-                self.registry.record(engine, True)
+                self.registry.record(engine, not trace.stream_broken)
                 return response
         log.error("decode_failed", request_id=trace.request_id, last_failure=last)
         if timed_out:
@@ -256,7 +256,7 @@ class PdFlow:
         except RELAYED_ERRORS as error:
             # the engine died or went quiet mid-stream: tell the client now, in the stream's own format
             self.metrics.upstream_errors.labels(engine.name, "stream_broken").inc()
-            self.registry.record(engine, False)
+            trace.stream_broken = True
             log.error("stream_broken", request_id=trace.request_id, engine=engine.name, reason=repr(error))
             message = {"error": {"message": f"the engine stopped mid-stream (request id {trace.request_id})",
                                  "type": "upstream_error", "param": None, "code": 502}}
