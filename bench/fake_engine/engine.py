@@ -185,9 +185,9 @@ class FakeEngine:
         """A generation through the simulator: queued, batched, cached and timed like a vLLM engine."""
         assert self.simulator is not None and self.tokenizer is not None
         raw = await request.read()
-        api = OpenAiRequest.parse(endpoint, raw)
+        api = OpenAiRequest.parse(endpoint, raw)  # the router's parser: it drops kv_transfer_params, a router field
         body = api.body
-        params = body.get("kv_transfer_params") or {}
+        params = (json.loads(raw).get("kv_transfer_params") or {}) if b'"kv_transfer_params"' in raw else {}
         mode: Mode = "local"
         if params.get("do_remote_decode"):
             mode = "prefill_only"
