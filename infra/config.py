@@ -270,6 +270,10 @@ class RouterWorkload(_Strict):
     internal_load_balancer: bool = Field(default=False, description="an internal NLB in front of the router Service")
     cpu: str = "2"
     memory: str = "4Gi"
+    prestop_s: int = Field(default=5, ge=0, le=60, description="a stopping pod keeps serving this long before its "
+                           "SIGTERM, while kube-proxy and load balancers drop it from their endpoints")
+    termination_grace_s: int = Field(default=60, ge=1, le=3600, description="the pod's terminationGracePeriodSeconds; "
+                                     "prestop_s plus serving.router.shutdown_grace_s must fit below it")
 
 
 class WorkloadsConfig(_Strict):
@@ -393,6 +397,14 @@ class Deployment(_Strict):
         if self.hyperpod is not None and self.gpu_provider != "hyperpod":
             raise ValueError("a hyperpod section is set but gpu_provider is 'eks-nodegroups'; set gpu_provider: hyperpod")
         _check_unique("gpu_node_groups", [group.name for group in self.gpu_node_groups])
+        router = self.workloads.router
+        if router.prestop_s + self.serving.router.shutdown_grace_s >= router.termination_grace_s:
+            raise ValueError(
+                f"serving.router.shutdown_grace_s={self.serving.router.shutdown_grace_s} plus "
+                f"workloads.router.prestop_s={router.prestop_s} must stay below "
+                f"workloads.router.termination_grace_s={router.termination_grace_s} (the router pod's "
+                "terminationGracePeriodSeconds), else Kubernetes kills the router before requests in flight finish"
+            )
         available = {pool.instance_type for pool in self.gpu_pools}
         source = "gpu_node_groups" if self.gpu_provider == "eks-nodegroups" else "hyperpod.instance_groups"
         for role in ("prefill", "decode"):

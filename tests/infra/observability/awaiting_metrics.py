@@ -4,16 +4,7 @@ unit tests fail while a listed name is already exported, so the list cannot go s
 
 from __future__ import annotations
 
-# Added by the router helper (issue 11, branch router).
-ROUTER_BRANCH = frozenset({
-    "pdstack_router_engine_breaker_state",
-    "pdstack_router_engine_ejections_total",
-    "pdstack_router_engine_restorations_total",
-    "pdstack_router_discovery_changes_total",
-    "pdstack_router_kv_events_skipped_total",
-    "pdstack_router_itl_seconds",
-    "pdstack_router_leg_seconds",
-})
+# The router helper's (issue 11) landed with branch router, merged.
 # Added by the autoscale helper (issue 12, branch autoscale).
 AUTOSCALE_BRANCH = frozenset({
     "pdstack_router_admission_queue_depth",
@@ -21,4 +12,4 @@ AUTOSCALE_BRANCH = frozenset({
     "pdstack_router_admission_rejections_total",
     "pdstack_router_prefill_backlog_seconds",
 })
-AWAITING = ROUTER_BRANCH | AUTOSCALE_BRANCH
+AWAITING = AUTOSCALE_BRANCH
