@@ -49,7 +49,7 @@ prometheus:
 test: setup $(VENV)/.tests-installed $(VENV)/.bench-installed $(VLLM_VENV)/.installed prometheus
 	$(BIN)/python -m pytest
 
-test-unit: setup $(VENV)/.tests-installed
+test-unit: setup $(VENV)/.tests-installed prometheus
 	$(BIN)/python -m pytest tests/infra tests/runtime
 
 # The whole thing on this machine, no GPU: real vLLM prefill + decode (CPU) and the router on 127.0.0.1:$${DEMO_PORT:-8000}.

@@ -39,8 +39,10 @@ OUT = WORK / "observability"
 # Dashboard queries that need a fault the CPU pair cannot produce: they stay empty in this run, and the unit tests
 # with the fault engine (tests/runtime/router) cover their counters.
 FAULT_ONLY = {
-    "pdstack_router_decode_recomputes_total": "prefill answered with incomplete kv_transfer_params (real vLLM never does)",
+    "pdstack_router_decode_recomputes_total": "prefill answering with incomplete kv_transfer_params (vLLM never does)",
     "pdstack_router_kv_event_resyncs_total": "a KV-event sequence gap or an engine restart",
+    "pdstack_router_kv_events_skipped_total": "KV events the index cannot use (other medium or block size, no parent)",
+    "pdstack_router_engine_restorations_total": "an ejected engine passing its checks again (the killed prefill never returns)",
 }
 # Counted only when a request reaches the killed prefill before the router's health check marks it down (then the
 # router retries and falls back prefill_failed); otherwise it routes decode-only at once. Reported, not asserted.
@@ -117,9 +119,10 @@ def test_killed_prefill_shows_in_the_fallback_panel_and_engine_down(observed: Ob
     pair, prometheus = observed.pair, observed.prometheus
     pair.prefill.stop(grace_s=0)  # SIGKILL: the next request may reach it before the router's health check does
     client = pair.client()
-    # Two batches a few scrapes apart: the router creates a labelled counter at its first increment, so rate() only
-    # sees fallbacks after the first scrape that found the series (the first batch's are invisible to it).
-    for batch in range(2):
+    # Batches a few scrapes apart. The router creates a labelled counter at its first increment, so rate() only sees
+    # increments after the first scrape that found the series: the first burst of each reason is invisible to it
+    # (here prefill_failed in the first batch, no_healthy_prefill once the router has ejected the prefill).
+    for batch in range(3):
         for i in range(3):
             ask(client, "completions", i % 2 == 1, f"{QUESTION}# after the kill {batch} {i}\n")
         settle(prometheus)
