@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from infra.workload_names import GPU_TAINT_KEY
 from runtime.catalog import INSTANCE_CATALOG
 from runtime.config import Serving
+from runtime.router.router_metrics import LATENCY_BUCKETS
 
 # Kubernetes versions this release supports: the kubectl layer pinned in requirements.txt matches the first one, and
 # SageMaker HyperPod's EKS orchestrator accepts 1.30-1.35.
@@ -291,6 +292,10 @@ class RouterWorkload(_Strict):
     @classmethod
     def _cidrs(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _check_cidrs(value, "10.20.0.0/16", "lets every address reach the router")
+    prestop_s: int = Field(default=5, ge=0, le=60, description="a stopping pod keeps serving this long before its "
+                           "SIGTERM, while kube-proxy and load balancers drop it from their endpoints")
+    termination_grace_s: int = Field(default=60, ge=1, le=3600, description="the pod's terminationGracePeriodSeconds; "
+                                     "prestop_s plus serving.router.shutdown_grace_s must fit below it")
 
 
 class WorkloadsConfig(_Strict):
@@ -318,6 +323,28 @@ class ServiceLevelObjectives(_Strict):
     ttft_seconds: float = Field(default=2.0, gt=0, description="time to first token a request should meet")
     itl_seconds: float = Field(default=0.1, gt=0, description="inter-token latency a request should meet")
     objective: float = Field(default=0.99, gt=0, lt=1, description="share of requests meeting both, over 30 days")
+
+    @field_validator("ttft_seconds")
+    @classmethod
+    def _a_ttft_bucket(cls, value: float) -> float:
+        # The burn-rate alert counts requests under the objective from the router's TTFT histogram: it must be a bound.
+        if value not in LATENCY_BUCKETS:
+            raise ValueError(f"must be a bucket bound of the router's TTFT histogram: {', '.join(map(str, LATENCY_BUCKETS))}")
+        return value
+
+
+class ObservabilityConfig(_Strict):
+    """The metrics pipeline: an Amazon Managed Service for Prometheus workspace, the AWS managed collector scraping
+    the router and every engine pod, and pdstack's alert rules loaded into the workspace."""
+
+    enabled: bool = True
+    # The managed collector accepts no scrape interval below 30 s (Amazon Managed Service for Prometheus user guide,
+    # "Scraper configuration", limitations).
+    scrape_interval_seconds: int = Field(default=30, ge=30, le=300)
+    retention_days: int = Field(default=150, ge=1, le=1095, description="how long the workspace keeps samples")
+    fallback_ratio_threshold: float = Field(default=0.05, gt=0, lt=1,
+                                            description="alert when this share of requests falls back decode-only")
+    kv_usage_threshold: float = Field(default=0.95, gt=0, le=1, description="alert when an engine's KV cache is this full")
 
 
 class PullThroughCache(_Strict):
@@ -380,6 +407,7 @@ class Deployment(_Strict):
     image: ImageConfig
     workloads: WorkloadsConfig = WorkloadsConfig()
     slo: ServiceLevelObjectives = ServiceLevelObjectives()
+    observability: ObservabilityConfig = ObservabilityConfig()
     serving: Serving
 
     @model_validator(mode="after")
@@ -400,6 +428,14 @@ class Deployment(_Strict):
         if self.hyperpod is not None and self.gpu_provider != "hyperpod":
             raise ValueError("a hyperpod section is set but gpu_provider is 'eks-nodegroups'; set gpu_provider: hyperpod")
         _check_unique("gpu_node_groups", [group.name for group in self.gpu_node_groups])
+        router = self.workloads.router
+        if router.prestop_s + self.serving.router.shutdown_grace_s >= router.termination_grace_s:
+            raise ValueError(
+                f"serving.router.shutdown_grace_s={self.serving.router.shutdown_grace_s} plus "
+                f"workloads.router.prestop_s={router.prestop_s} must stay below "
+                f"workloads.router.termination_grace_s={router.termination_grace_s} (the router pod's "
+                "terminationGracePeriodSeconds), else Kubernetes kills the router before requests in flight finish"
+            )
         available = {pool.instance_type for pool in self.gpu_pools}
         source = "gpu_node_groups" if self.gpu_provider == "eks-nodegroups" else "hyperpod.instance_groups"
         for role in ("prefill", "decode"):

@@ -15,6 +15,7 @@ from infra.image import ImageProps, ImageStack
 from infra.network import NetworkProps, NetworkStack
 from infra.stack_outputs import stack_name
 from infra.worker_objects import hugepages_2mi_pages_per_node
+from infra.observability.stack import ObservabilityProps, ObservabilityStack
 from infra.workloads import WorkloadsProps, WorkloadsStack
 
 
@@ -22,8 +23,8 @@ StackT = TypeVar("StackT", bound=cdk.Stack)
 
 
 class DeploymentStacks:
-    """Builds ``network``, ``image``, ``cluster``, the GPU nodes (``gpu_nodes`` for EKS node groups, or ``hyperpod``)
-    and ``workloads``, named ``<name>-<part>``."""
+    """Builds ``network``, ``image``, ``cluster``, the GPU nodes (``gpu_nodes`` for EKS node groups, or ``hyperpod``),
+    ``workloads`` and (unless switched off) ``observability``, named ``<name>-<part>``."""
 
     def __init__(self, scope: Construct, deployment: Deployment) -> None:
         env = None if deployment.environment_agnostic else cdk.Environment(
@@ -81,8 +82,15 @@ class DeploymentStacks:
         for gpu_stack in (self.gpu_nodes, self.hyperpod):
             if gpu_stack is not None:
                 self.workloads.add_stack_dependency(gpu_stack)
+        self.observability: ObservabilityStack | None = None
+        if deployment.observability.enabled:
+            self.observability = part(ObservabilityStack, "observability",
+                                      "Amazon Managed Service for Prometheus workspace, managed collector, alert rules",
+                                      ObservabilityProps(deployment=deployment, cluster=self.cluster.cluster,
+                                                         private_subnets=self.network.private_subnets))
         self.all: tuple[cdk.Stack, ...] = tuple(
-            s for s in (self.network, self.image, self.cluster, self.gpu_nodes, self.hyperpod, self.workloads)
+            s for s in (self.network, self.image, self.cluster, self.gpu_nodes, self.hyperpod, self.workloads,
+                      self.observability)
             if s is not None
         )
         for stack in self.all:

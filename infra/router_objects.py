@@ -52,7 +52,9 @@ def router_deployment(deployment: Deployment, image: str) -> dict[str, Any]:
                         for key, policy in (("kubernetes.io/hostname", "DoNotSchedule"),
                                             ("topology.kubernetes.io/zone", "ScheduleAnyway"))
                     ],
-                    "terminationGracePeriodSeconds": 60,
+                    # preStop keeps serving while endpoints drop the pod, then SIGTERM drains for
+                    # serving.router.shutdown_grace_s; the config check keeps both below this
+                    "terminationGracePeriodSeconds": workload.termination_grace_s,
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
                                         "seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [{
@@ -61,6 +63,7 @@ def router_deployment(deployment: Deployment, image: str) -> dict[str, Any]:
                         "args": ["router"],
                         "env": [CONFIG_ENV_VAR],
                         "ports": [{"name": "http", "containerPort": router_port(deployment), "protocol": "TCP"}],
+                        "lifecycle": {"preStop": {"sleep": {"seconds": workload.prestop_s}}},
                         "resources": {"requests": {"cpu": workload.cpu, "memory": workload.memory},
                                       "limits": {"memory": workload.memory}},
                         "readinessProbe": {**probe, "httpGet": {**probe["httpGet"], "path": "/ready"},

@@ -7,7 +7,7 @@ outputs the synthesized stacks really emit, so renaming one side alone fails a t
 from __future__ import annotations
 
 # gpu-nodes (EKS managed node groups) and hyperpod are the two homes of the GPU nodes: a deployment has one.
-STACK_PARTS = ("network", "image", "cluster", "gpu-nodes", "hyperpod", "workloads")
+STACK_PARTS = ("network", "image", "cluster", "gpu-nodes", "hyperpod", "workloads", "observability")
 
 
 def stack_name(deployment_name: str, part: str) -> str:
@@ -17,9 +17,9 @@ def stack_name(deployment_name: str, part: str) -> str:
     return f"{deployment_name}-{part}"
 
 
-def stack_names(deployment_name: str, with_hyperpod: bool) -> list[str]:
-    other = "gpu-nodes" if with_hyperpod else "hyperpod"
-    return [stack_name(deployment_name, part) for part in STACK_PARTS if part != other]
+def stack_names(deployment_name: str, with_hyperpod: bool, with_observability: bool) -> list[str]:
+    absent = {"gpu-nodes" if with_hyperpod else "hyperpod"} | (set() if with_observability else {"observability"})
+    return [stack_name(deployment_name, part) for part in STACK_PARTS if part not in absent]
 
 
 class ImageOutputs:
@@ -39,6 +39,14 @@ class HyperPodOutputs:
     CLUSTER_NAME = "HyperPodClusterName"
     CLUSTER_ARN = "HyperPodClusterArn"
     LIFECYCLE_BUCKET = "LifecycleBucketName"
+
+
+class ObservabilityOutputs:
+    WORKSPACE_ARN = "WorkspaceArn"
+    WORKSPACE_ID = "WorkspaceId"
+    PROMETHEUS_ENDPOINT = "PrometheusEndpoint"
+    QUERY_URL = "QueryUrl"
+    SCRAPER_ROLE_ARN = "ScraperRoleArn"
 
 
 class WorkloadsOutputs:

@@ -31,6 +31,11 @@ APP = "pdstack"
 # decode land in one zone (EFA does not cross zones) and the first pod, matching itself, can always schedule.
 PD_GROUP_LABEL = "pdstack.io/pd-group"
 # Host paths of the instance-store NVMe: nodeadm's RAID0 on EKS node groups, the DLAMI mount on HyperPod.
+WORKER_PRESTOP_S = 10
+"""A stopping worker keeps serving this long before vLLM's SIGTERM: its EndpointSlice turns not-ready and every
+router replica's discovery drops it, so no new request is sent to an engine that is about to refuse it."""
+WORKER_TERMINATION_GRACE_S = 120
+"""preStop, then vLLM's --shutdown-timeout (runtime.worker.DRAIN_S) for requests in flight, must fit in this."""
 MODEL_CACHE_ROOT = {"eks-nodegroups": "/mnt/k8s-disks/0/pdstack-models", "hyperpod": "/opt/dlami/nvme/pdstack-models"}
 # The serving image's user: the llm-d AWS image ends with `useradd --uid 2000 --gid 0 vllm` and `USER 2000`, its
 # writable paths group 0 (llm-d/llm-d docker/Dockerfile.aws, commit bc84b3fe). The pod names it so runAsNonRoot
@@ -164,6 +169,7 @@ def worker_pod(deployment: Deployment, role_name: RoleName, image: str) -> dict[
         "startupProbe": {**probe, "periodSeconds": startup_period,
                          "failureThreshold": deployment.workloads.startup_minutes * 60 // startup_period},
         "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
+        "lifecycle": {"preStop": {"sleep": {"seconds": WORKER_PRESTOP_S}}},
         "livenessProbe": {**probe, "periodSeconds": 15, "failureThreshold": 4, "timeoutSeconds": 5},
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
@@ -182,7 +188,7 @@ def worker_pod(deployment: Deployment, role_name: RoleName, image: str) -> dict[
                 "labelSelector": {"matchLabels": {PD_GROUP_LABEL: deployment.name}},
                 "topologyKey": "topology.kubernetes.io/zone",
             }]}},
-            "terminationGracePeriodSeconds": 120,
+            "terminationGracePeriodSeconds": WORKER_TERMINATION_GRACE_S,
             # Workers never call the Kubernetes API. Pod Identity does not need the API token: its webhook adds its
             # own projected token (audience pods.eks.amazonaws.com; aws/amazon-eks-pod-identity-webhook).
             "automountServiceAccountToken": False,

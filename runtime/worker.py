@@ -27,6 +27,12 @@ log = EventLog("runtime.worker")
 RoleName = Literal["prefill", "decode"]
 
 
+DRAIN_S = 90
+"""vLLM's --shutdown-timeout: on SIGTERM it stops taking requests and lets those in flight finish this long (vLLM
+0.32's default, 0, aborts them). The worker pod's preStop and this must fit in its terminationGracePeriodSeconds
+(infra/worker_objects.py, held together by tests/infra/test_workloads.py)."""
+
+
 class LaunchError(ValueError):
     """The configuration cannot run on this host; the message names the field, the value and what is valid."""
 
@@ -131,6 +137,7 @@ class Worker:
             "--served-model-name", self.serving.model.served_name,
             "--host", role.bind_address,
             "--port", str(role.ports.http),
+            "--shutdown-timeout", str(DRAIN_S),
         ]
 
     def _parallel_args(self) -> list[str]:

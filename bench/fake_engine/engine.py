@@ -43,6 +43,11 @@ class Faults:
     """Prefill leg: answer params missing remote_host (decode would recompute)."""
     fail_pull: bool = False
     """Decode: answer 500 when asked to pull (like kv_load_failure_policy=fail with prefill gone)."""
+    fail_pull_in_stream: bool = False
+    """Decode, streaming: when asked to pull, open the stream with vLLM 0.32's error event and end it (what its
+    kv_load_failure_policy=fail does when the prefill's blocks cannot be read)."""
+    stall_pull: bool = False
+    """Decode, streaming: when asked to pull, send the headers and then nothing (its prefill died mid-transfer)."""
 
 
 @dataclass
@@ -61,6 +66,9 @@ class FakeEngine:
     recomputed: int = 0
     aborted: int = 0
     failed: int = 0
+    health_checks: int = 0
+    started_at: float = field(default_factory=time.time)
+    """process_start_time_seconds in /metrics (as prometheus_client's process collector reports it in vLLM)."""
     record: bool = True
     port: int = 0
     simulator: EngineSimulator | None = None
@@ -88,6 +96,8 @@ class FakeEngine:
         app.router.add_get("/health_generate", self._health)
         app.router.add_get("/kv_event_sources", self._kv_event_sources)
         app.router.add_get("/version", self._version)
+        app.router.add_post("/tokenize", self._tokenize)
+        app.router.add_post("/detokenize", self._detokenize)
         return app
 
     async def start(self, port: int = 0) -> None:
@@ -112,6 +122,17 @@ class FakeEngine:
         return web.json_response({"object": "list", "data": [
             {"id": self.model, "object": "model", "created": 0, "owned_by": "vllm", "max_model_len": self.max_model_len}]})
 
+    async def _tokenize(self, request: web.Request) -> web.Response:
+        """vLLM's /tokenize answer shape: one id per character here (code points), enough to round-trip."""
+        body = await request.json()
+        tokens = [ord(ch) for ch in str(body.get("prompt", ""))]
+        return web.json_response({"count": len(tokens), "max_model_len": self.max_model_len, "tokens": tokens,
+                                  "token_strs": None})
+
+    async def _detokenize(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response({"prompt": "".join(chr(t) for t in body.get("tokens", []))})
+
     async def _version(self, request: web.Request) -> web.Response:
         return web.json_response({"version": "0.32.0+fake"})
 
@@ -134,6 +155,7 @@ class FakeEngine:
         return web.json_response({"endpoints": endpoints, "block_size": self.block_size})
 
     async def _health(self, request: web.Request) -> web.Response:
+        self.health_checks += 1
         return web.Response(status=200 if self.healthy else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
@@ -144,6 +166,8 @@ class FakeEngine:
             f'vllm:num_requests_waiting{{engine="0",model_name="{self.model}"}} {self.waiting}\n'
             f'vllm:kv_cache_usage_perc{{engine="0",model_name="{self.model}"}} {self.kv_usage}\n'
             f'vllm:cache_config_info{{block_size="{self.block_size}",engine="0"}} 1.0\n'
+            "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n"
+            f"# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {self.started_at}\n"
         )
         return web.Response(text=text)
 
@@ -161,9 +185,9 @@ class FakeEngine:
         """A generation through the simulator: queued, batched, cached and timed like a vLLM engine."""
         assert self.simulator is not None and self.tokenizer is not None
         raw = await request.read()
-        api = OpenAiRequest.parse(endpoint, raw)
+        api = OpenAiRequest.parse(endpoint, raw)  # the router's parser: it drops kv_transfer_params, a router field
         body = api.body
-        params = body.get("kv_transfer_params") or {}
+        params = (json.loads(raw).get("kv_transfer_params") or {}) if b'"kv_transfer_params"' in raw else {}
         mode: Mode = "local"
         if params.get("do_remote_decode"):
             mode = "prefill_only"
@@ -260,6 +284,9 @@ class FakeEngine:
                 self.failed += 1
                 return web.json_response({"error": {"message": "fake failure", "code": faults.status}},
                                          status=faults.status)
+            rejected = _vllm_rejection(body)
+            if rejected is not None:
+                return web.json_response({"error": rejected}, status=400)
             params = body.get("kv_transfer_params") or {}
             if params.get("do_remote_decode"):
                 return self._prefill_answer(body, kind, request)
@@ -271,7 +298,16 @@ class FakeEngine:
                 self.pulled += 1
             elif pulling:
                 self.recomputed += 1
-            return await self._answer(request, body, kind, cached=complete)
+            if pulling and faults.fail_pull_in_stream and body.get("stream"):
+                out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+                await out.prepare(request)
+                error = {"error": {"message": "Internal server error", "type": "InternalServerError", "param": None,
+                                   "code": 500}}
+                await out.write(b"data: " + json.dumps(error, separators=(",", ":")).encode() + b"\n\n")
+                await out.write(b"data: [DONE]\n\n")
+                await out.write_eof()
+                return out
+            return await self._answer(request, body, kind, cached=complete, stall=pulling and faults.stall_pull)
         except asyncio.CancelledError:
             self.aborted += 1
             raise
@@ -309,7 +345,8 @@ class FakeEngine:
         return {"id": f"cmpl-{self.name}", "object": kind, "created": int(time.time()), "model": self.model,
                 "choices": [choice], "usage": usage}
 
-    async def _answer(self, request: web.Request, body: dict[str, Any], kind: str, cached: bool) -> web.StreamResponse:
+    async def _answer(self, request: web.Request, body: dict[str, Any], kind: str, cached: bool,
+                      stall: bool = False) -> web.StreamResponse:
         count = int(body.get("max_tokens") or body.get("max_completion_tokens") or 4)
         tokens = [f"t{i}" for i in range(count)]
         usage = self._usage(body, count, cached)
@@ -317,6 +354,8 @@ class FakeEngine:
             return web.json_response(self._document(body, kind, tokens, usage))
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await out.prepare(request)
+        if stall:
+            await asyncio.sleep(3600)
         chat = kind == "chat.completion"
         for i, token in enumerate(tokens):
             if self.faults.die_after_chunks is not None and i == self.faults.die_after_chunks:
@@ -340,3 +379,23 @@ class FakeEngine:
         await out.write(b"data: [DONE]\n\n")
         await out.write_eof()
         return out
+
+
+def _vllm_rejection(body: dict[str, Any]) -> dict[str, Any] | None:
+    """A few of vLLM 0.32's own request checks, with its messages and ``param`` (vllm/sampling_params.py
+    ``_verify_args`` and the protocol's ``validate_stream_options``), answered in its error shape."""
+    def error(message: str, param: str | None) -> dict[str, Any]:
+        return {"message": message, "type": "BadRequestError", "param": param, "code": 400}
+
+    max_tokens = body.get("max_tokens")
+    if isinstance(max_tokens, int) and max_tokens < 1:
+        return error(f"max_tokens must be at least 1, got {max_tokens}.", "max_tokens")
+    min_tokens = body.get("min_tokens")
+    if isinstance(min_tokens, int) and isinstance(max_tokens, int) and min_tokens > max_tokens:
+        return error(f"min_tokens must be less than or equal to max_tokens={max_tokens}, got {min_tokens}.", None)
+    temperature = body.get("temperature")
+    if isinstance(temperature, (int, float)) and temperature < 0:
+        return error(f"temperature must be non-negative, got {float(temperature)}.", "temperature")
+    if body.get("stream_options") and not body.get("stream"):
+        return error("Stream options can only be defined when `stream=True`.", "stream_options")
+    return None

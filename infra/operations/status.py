@@ -86,7 +86,8 @@ class StatusReader:
 
     def read(self) -> EnvironmentStatus:
         d = self.deployment
-        names = stack_names(d.name, with_hyperpod=d.hyperpod is not None)
+        names = stack_names(d.name, with_hyperpod=d.hyperpod is not None,
+                            with_observability=d.observability.enabled)
         stacks = {name: facts.read_stack(self.aws, name) for name in names}
         if not any(stacks.values()):
             raise AccessError(

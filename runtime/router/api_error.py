@@ -10,6 +10,7 @@ _TYPES = {
     400: "invalid_request_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     415: "invalid_request_error",
     429: "rate_limit_error",
@@ -33,6 +34,22 @@ class ApiError(Exception):
         error = {"message": self.message, "type": _TYPES.get(self.status, "server_error"), "param": self.param,
                  "code": self.code}
         return json.dumps({"error": error}).encode()
+
+    @classmethod
+    def from_engine(cls, status: int, payload: bytes) -> ApiError:
+        """An engine's own rejection (4xx), in the router's one error shape whichever leg it came from: vLLM's
+        message and ``param`` kept, its type replaced by OpenAI's for the status."""
+        message, param = "the engine rejected the request", None
+        try:
+            error = json.loads(payload).get("error")
+            if isinstance(error, dict):
+                message = error.get("message") if isinstance(error.get("message"), str) else message
+                param = error.get("param") if isinstance(error.get("param"), str) else None
+            elif isinstance(error, str):
+                message = error
+        except (ValueError, AttributeError):
+            pass
+        return cls(status, message, param=param, code="engine_rejected")
 
     def response(self, request_id: str | None = None) -> web.Response:
         headers = {"X-Request-Id": request_id} if request_id else None

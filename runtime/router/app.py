@@ -1,4 +1,5 @@
-"""The HTTP surface: OpenAI's completions, chat completions and models, plus health, readiness and metrics.
+"""The HTTP surface: OpenAI's completions, chat completions and models, vLLM's /tokenize, /detokenize and /version
+(passed to an engine), plus health, readiness and metrics.
 
 Every client error is answered in OpenAI's error shape with the right status (400, 404, 405, 413, 415); nothing a
 client sends can produce a 500. Each request carries an ``X-Request-Id`` (the client's, or a new one) to both legs,
@@ -16,11 +17,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from runtime.json_log import EventLog
 from runtime.router.api_error import ApiError
-from runtime.router.engine import EnginePool
+from runtime.router.engine_breaker import STATE_VALUES
+from runtime.router.engine_passthrough import PATHS as PASSTHROUGH_PATHS
+from runtime.router.engine_passthrough import forward
+from runtime.router.engine_registry import EngineRegistry
 from runtime.router.model_catalog import ModelCatalog
 from runtime.router.openai_request import Endpoint, OpenAiRequest
 from runtime.router.pd_flow import PdFlow
 from runtime.router.prefix_index import PrefixIndex
+from runtime.router.request_checks import check_request
 from runtime.router.request_keys import OUTCOME, REQUEST_ID
 from runtime.router.router_metrics import RouterMetrics
 from runtime.router.scheduling.scheduler import NoEngineAvailable
@@ -34,14 +39,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class RouterState:
     """What the handlers need; built by :class:`~runtime.router.server.RouterServer`."""
 
-    def __init__(self, pool: EnginePool, flow: PdFlow, catalog: ModelCatalog, index: PrefixIndex,
-                 metrics: RouterMetrics, max_body_bytes: int) -> None:
-        self.pool = pool
+    def __init__(self, registry: EngineRegistry, flow: PdFlow, catalog: ModelCatalog, index: PrefixIndex,
+                 metrics: RouterMetrics, max_body_bytes: int, client_body_s: float = 60.0) -> None:
+        self.registry = registry
         self.flow = flow
         self.catalog = catalog
         self.index = index
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.client_body_s = client_body_s
         self.draining = False
 
 
@@ -76,6 +82,8 @@ def build_app(state: RouterState) -> web.Application:
     app.router.add_post("/v1/completions", _generation("completions"))
     app.router.add_post("/v1/chat/completions", _generation("chat"))
     app.router.add_get("/v1/models", _models)
+    for path, method in PASSTHROUGH_PATHS.items():
+        app.router.add_route(method, path, _passthrough)
     app.router.add_get("/health", _health)
     app.router.add_get("/ready", _ready)
     app.router.add_get("/metrics", _metrics)
@@ -98,14 +106,19 @@ def _generation(endpoint: Endpoint) -> Handler:
             if request.content_length is not None and request.content_length > state.max_body_bytes:
                 raise ApiError(413, f"the request body exceeds {state.max_body_bytes} bytes", code="body_too_large")
             try:
-                raw = await request.read()
+                async with asyncio.timeout(state.client_body_s):
+                    raw = await request.read()
             except web.HTTPRequestEntityTooLarge:
                 raise ApiError(413, f"the request body exceeds {state.max_body_bytes} bytes",
                                code="body_too_large") from None
+            except TimeoutError:
+                raise ApiError(408, f"the request body did not arrive within {state.client_body_s} s",
+                               code="body_timeout") from None
             api = OpenAiRequest.parse(endpoint, raw)
             if not state.catalog.knows(api.model):
                 raise ApiError(404, f"The model `{api.model}` does not exist.", param="model", code="model_not_found")
-            response = await state.flow.serve(request, api, raw, request_id)
+            check_request(api, state.catalog.max_model_len(api.model))
+            response = await state.flow.serve(request, api, request_id)
             outcome = request.get(OUTCOME, "ok" if response.status < 400 else f"engine_{response.status}")
             return response
         except ApiError as error:
@@ -126,6 +139,12 @@ def _generation(endpoint: Endpoint) -> Handler:
     return handle
 
 
+async def _passthrough(request: web.Request) -> web.Response:
+    state = _state(request)
+    request_id = request[REQUEST_ID] = request_id_of(request)
+    return await forward(state.flow.upstream.session, state.registry, request, request_id)
+
+
 async def _models(request: web.Request) -> web.Response:
     return web.json_response(_state(request).catalog.listing())
 
@@ -138,7 +157,7 @@ async def _ready(request: web.Request) -> web.Response:
     state = _state(request)
     if state.draining:
         return web.json_response({"status": "draining"}, status=503)
-    if not state.pool.ready():
+    if not state.registry.ready():
         return web.json_response({"status": "no healthy decode engine"}, status=503)
     return web.json_response({"status": "ready"})
 
@@ -147,8 +166,10 @@ async def _metrics(request: web.Request) -> web.Response:
     state = _state(request)
     state.metrics.index_blocks.set(len(state.index))
     state.metrics.index_evictions.set(state.index.evictions)
-    for engine in state.pool:
+    for engine in state.registry:
+        engine.available()  # an open breaker whose pause is over turns half-open here too
         state.metrics.in_flight.labels(engine.name, engine.role).set(engine.in_flight)
+        state.metrics.breaker_state.labels(engine.name, engine.role).set(STATE_VALUES[engine.breaker.state])
     response = web.Response(body=generate_latest(state.metrics.registry))
     response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     return response

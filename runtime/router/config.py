@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from runtime.router.engine import Role
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -14,7 +16,7 @@ class _Strict(BaseModel):
 
 class StaticEngine(_Strict):
     url: str = Field(pattern=r"^https?://[^/\s]+$", description="base URL of one engine, e.g. http://10.0.0.7:8000")
-    role: Literal["prefill", "decode"]
+    role: Role
     kv_events: str | None = Field(default=None, description="ZMQ endpoint of its KV events, e.g. tcp://10.0.0.7:5557")
 
 
@@ -71,6 +73,28 @@ class Timeouts(_Strict):
     connect_s: float = Field(default=5.0, gt=0)
     first_byte_s: float = Field(default=120.0, gt=0, description="until the engine's response headers")
     idle_stream_s: float = Field(default=60.0, gt=0, description="longest gap between two streamed chunks")
+    prefill_s: float = Field(default=30.0, gt=0, description="the whole prefill leg (it makes one token); past it "
+                             "the engine is ejected and the request goes on without it")
+    first_token_s: float = Field(default=30.0, gt=0, description="after a prefill leg: until decode's first chunk; "
+                                 "past it (a stalled KV pull) the request restarts decode-only")
+    client_headers_s: float = Field(default=30.0, gt=0, description="a client's request line and headers")
+    client_body_s: float = Field(default=60.0, gt=0, description="a client's request body")
+
+
+class Breaker(_Strict):
+    """Per engine; defaults are vllm-router's (see runtime/router/engine_breaker.py)."""
+
+    failures: int = Field(default=5, ge=1, description="consecutive failed requests that open the breaker")
+    successes: int = Field(default=2, ge=1, description="consecutive successes while half-open that close it")
+    open_s: float = Field(default=30.0, gt=0, description="open this long, then half-open")
+    window_s: float = Field(default=60.0, gt=0, description="a failure run longer than this starts over")
+
+
+class HealthHysteresis(_Strict):
+    """vllm-router's HealthCheckConfig defaults: 3 failed probes eject, 2 passed probes restore."""
+
+    failures: int = Field(default=3, ge=1)
+    successes: int = Field(default=2, ge=1)
 
 
 class Retries(_Strict):
@@ -87,7 +111,9 @@ class RouterConfig(_Strict):
         description="uncached prompt tokens on the chosen decode below this: decode serves alone; 0: always P/D",
     )
     prefix_mode: Literal["precise", "approximate"] = Field(
-        default="approximate", description="precise: KV events from the engines; approximate: learn from decisions"
+        default="precise", description="precise: KV events from the engines (every router replica sees the same "
+        "caches; without a tokenizer or with serving.kv_events off it falls back to approximate, and says so); "
+        "approximate: each replica learns from its own decisions"
     )
     index_capacity_blocks: int = Field(default=1_000_000, ge=1, description="LRU cap of the prefix index")
     tokenizer: str | None = Field(default=None, description="directory with tokenizer.json; None: serving.model.source")
@@ -98,5 +124,8 @@ class RouterConfig(_Strict):
     retries: Retries = Retries()
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     health_interval_s: float = Field(default=5.0, gt=0)
+    health: HealthHysteresis = HealthHysteresis()
+    breaker: Breaker = Breaker()
+    max_connections: int = Field(default=4096, ge=1, description="client connections open at once; more are closed")
     metrics_interval_s: float = Field(default=2.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)

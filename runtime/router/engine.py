@@ -1,32 +1,47 @@
-"""One engine as the router sees it, and the pool of all of them."""
+"""One engine as the router sees it: where it is, what it does, and its state right now (health with hysteresis, a
+circuit breaker, load). The :class:`~runtime.router.engine_registry.EngineRegistry` owns every engine."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
+
+from runtime.router.engine_breaker import CircuitBreaker
 
 Role = Literal["prefill", "decode"]
+"""What an engine does in P/D serving; the one definition of the two names."""
+ROLES: tuple[Role, ...] = get_args(Role)
+PREFILL: Role = "prefill"
+DECODE: Role = "decode"
 
 
 @dataclass(eq=False)
 class Engine:
-    """A vLLM server: where it is, what it does, and what the router knows of its state right now."""
+    """A vLLM server. ``healthy`` follows its /health with hysteresis; ``breaker`` follows its answers."""
 
     url: str
     role: Role
     kv_events: str | None = None
     healthy: bool = True
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     in_flight: int = 0
     waiting: float = 0.0
     kv_usage: float = 0.0
     block_size: int | None = None
+    started_at: float | None = None
+    """The engine process's start time (its ``process_start_time_seconds``): a change means it restarted."""
+    health_streak: int = 0
+    """Consecutive health probes that disagree with ``healthy`` (reaching the threshold flips it)."""
     last_seen: float = field(default_factory=time.monotonic)
 
     @property
     def name(self) -> str:
         return self.url.removeprefix("http://").removeprefix("https://")
+
+    def available(self, now: float | None = None) -> bool:
+        """Healthy and its breaker lets a request through (closed, or half-open after its open period)."""
+        return self.healthy and self.breaker.allows(time.monotonic() if now is None else now)
 
 
 @dataclass(frozen=True)
@@ -36,42 +51,3 @@ class EngineSpec:
     url: str
     role: Role
     kv_events: str | None = None
-
-
-class EnginePool:
-    """Every known engine by URL. Discovery replaces the set; state of engines that stay is kept."""
-
-    def __init__(self) -> None:
-        self._engines: dict[str, Engine] = {}
-
-    def __iter__(self) -> Iterator[Engine]:
-        return iter(list(self._engines.values()))
-
-    def __len__(self) -> int:
-        return len(self._engines)
-
-    def get(self, url: str) -> Engine | None:
-        return self._engines.get(url)
-
-    def by_role(self, role: Role) -> list[Engine]:
-        return [engine for engine in self._engines.values() if engine.role == role]
-
-    def replace(self, specs: Iterable[EngineSpec]) -> tuple[list[Engine], list[Engine]]:
-        """Make the pool exactly ``specs``; return (added, removed)."""
-        wanted = {spec.url: spec for spec in specs}
-        removed = [engine for url, engine in self._engines.items() if url not in wanted]
-        for engine in removed:
-            del self._engines[engine.url]
-        added = []
-        for url, spec in wanted.items():
-            current = self._engines.get(url)
-            if current is None or current.role != spec.role:
-                engine = Engine(url=url, role=spec.role, kv_events=spec.kv_events)
-                self._engines[url] = engine
-                added.append(engine)
-            elif current.kv_events != spec.kv_events:
-                current.kv_events = spec.kv_events
-        return added, removed
-
-    def ready(self) -> bool:
-        return any(engine.healthy for engine in self.by_role("decode"))

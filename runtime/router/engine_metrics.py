@@ -1,7 +1,8 @@
 """Reads the few numbers the scheduler needs from an engine's Prometheus text, without parsing all of it.
 
-vLLM's /metrics is long (histograms per model); only three families matter here, so lines are matched by prefix and
-summed across label sets (one engine may report several data-parallel ranks).
+vLLM's /metrics is long (histograms per model); only a few families matter here, so lines are matched by prefix and
+summed across label sets (one engine may report several data-parallel ranks). ``process_start_time_seconds`` comes
+from prometheus_client's process collector in vLLM's API server: when it changes, the engine restarted.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ _BLOCK_SIZE_LABEL = re.compile(rb'block_size="(\d+)"')
 _WAITING = b"vllm:num_requests_waiting"
 _KV_USAGE = b"vllm:kv_cache_usage_perc"
 _CACHE_INFO = b"vllm:cache_config_info"
+_STARTED = b"process_start_time_seconds "
 
 
 @dataclass(frozen=True)
@@ -20,13 +22,17 @@ class EngineLoad:
     waiting: float
     kv_usage: float
     block_size: int | None
+    started_at: float | None = None
 
 
 def read_engine_load(text: bytes) -> EngineLoad:
     waiting = 0.0
     usage: list[float] = []
     block_size = None
+    started_at = None
     for line in text.split(b"\n"):
+        if line.startswith(_STARTED):
+            started_at = _value(line)
         if not line.startswith(b"vllm:"):
             continue
         if line.startswith(_WAITING) and line[len(_WAITING):len(_WAITING) + 1] in (b"{", b" "):
@@ -37,7 +43,7 @@ def read_engine_load(text: bytes) -> EngineLoad:
             found = _BLOCK_SIZE_LABEL.search(line)
             if found:
                 block_size = int(found.group(1))
-    return EngineLoad(waiting=waiting, kv_usage=max(usage, default=0.0), block_size=block_size)
+    return EngineLoad(waiting=waiting, kv_usage=max(usage, default=0.0), block_size=block_size, started_at=started_at)
 
 
 def _value(line: bytes) -> float:

@@ -18,6 +18,11 @@ from runtime.router.kv_event_indexer import KvEventIndexer
 from runtime.router.router_metrics import RouterMetrics
 
 log = EventLog("runtime.router.kv_events")
+SKIP_WHY = {
+    "unknown_parent": "a block whose parent the router never saw (it subscribed late or missed events)",
+    "block_size_mismatch": "the engine's --block-size differs from serving.model.block_size",
+    "other_medium": "an offloaded copy (not on the device)",
+}
 
 
 class KvEventSubscriber:
@@ -29,6 +34,7 @@ class KvEventSubscriber:
         self.metrics = metrics
         self.context = context
         self.last_sequence: int | None = None
+        self._skip_logged: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -66,8 +72,16 @@ class KvEventSubscriber:
             log.warning("kv_event_batch_invalid", engine=self.engine_name, reason=str(error))
             self._resync("bad_batch")
             return
+        before = dict(self.indexer.skipped)
         for event in batch.events:
             self.metrics.kv_events.labels(self.engine_name, self.indexer.apply(event)).inc()
+        for reason, total in self.indexer.skipped.items():
+            if total > before.get(reason, 0):
+                self.metrics.kv_events_skipped.labels(self.engine_name, reason).inc(total - before.get(reason, 0))
+                if reason not in self._skip_logged:  # once per reason: a misconfiguration repeats on every batch
+                    self._skip_logged.add(reason)
+                    log.warning("kv_events_skipped", engine=self.engine_name, reason=reason,
+                                effect="those blocks get no prefix credit", why=SKIP_WHY.get(reason, ""))
 
     def _resync(self, reason: str) -> None:
         dropped = self.indexer.reset()

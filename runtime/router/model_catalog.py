@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from runtime.router.engine import Engine
+
 
 class ModelCatalog:
     def __init__(self, served_name: str) -> None:
@@ -16,6 +18,22 @@ class ModelCatalog:
 
     def forget(self, engine_url: str) -> None:
         self._by_engine.pop(engine_url, None)
+
+    # the registry's listener: an engine that leaves takes its models along
+    def engine_added(self, engine: Engine) -> None:
+        pass
+
+    def engine_removed(self, engine: Engine) -> None:
+        self.forget(engine.url)
+
+    def engine_reset(self, engine: Engine) -> None:
+        pass
+
+    def max_model_len(self, model: str) -> int | None:
+        """The smallest ``max_model_len`` any engine reports for the model (vLLM's /v1/models carries it)."""
+        lengths = [entry["max_model_len"] for models in self._by_engine.values() for entry in models
+                   if entry["id"] == model and isinstance(entry.get("max_model_len"), int)]
+        return min(lengths, default=None)
 
     def listing(self) -> dict[str, Any]:
         seen: dict[str, dict[str, Any]] = {}

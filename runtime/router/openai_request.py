@@ -2,6 +2,8 @@
 
 The body is parsed once with the stdlib's C JSON decoder; everything the router does not look at stays in the dict
 untouched and is sent on as the client wrote it. Fields the engines validate (temperature, tools, ...) are theirs.
+One field is the router's own: ``kv_transfer_params`` (the NIXL hand-off between the legs). A client's is dropped
+here, so no path can forward it (decode would open a NIXL handshake to any host the client names).
 """
 
 from __future__ import annotations
@@ -45,12 +47,17 @@ class ChatBody(_Routable):
 _MODELS: dict[Endpoint, type[_Routable]] = {"completions": CompletionBody, "chat": ChatBody}
 
 
+ROUTER_OWNED = "kv_transfer_params"
+
+
 @dataclass(frozen=True)
 class OpenAiRequest:
     endpoint: Endpoint
     body: dict[str, Any]
     model: str
     stream: bool
+    raw: bytes
+    """The body as it goes to the engines: the client's bytes, re-encoded only when a router-owned field was dropped."""
 
     @property
     def path(self) -> str:
@@ -63,6 +70,47 @@ class OpenAiRequest:
     @property
     def messages(self) -> list[dict[str, Any]]:
         return self.body.get("messages") or []
+
+    @property
+    def first_prompt(self) -> str | list[int]:
+        """The prompt routing looks at: the text, the token ids, or the first of a batch."""
+        prompt = self.prompt
+        if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
+            prompt = prompt[0]
+        if isinstance(prompt, list):
+            return [token for token in prompt if isinstance(token, int)]
+        return prompt if isinstance(prompt, str) else ""
+
+    @property
+    def prompt_count(self) -> int:
+        """How many prompts: a string or a list of token ids is one; a list of strings or of token lists is a batch."""
+        prompt = self.prompt if self.endpoint == "completions" else None
+        if isinstance(prompt, list) and prompt and not all(isinstance(item, int) for item in prompt):
+            return len(prompt)
+        return 1
+
+    @property
+    def choices(self) -> int:
+        n = self.body.get("n")
+        return n if isinstance(n, int) and not isinstance(n, bool) else 1
+
+    @property
+    def single_leg_reason(self) -> str | None:
+        """Why this request must be served by decode alone, or None when it can be split into two legs.
+
+        A prefill answer hands over the KV of ONE sequence: a batch of prompts would have every choice decode on the
+        first prompt's blocks, and ``n > 1`` would have decode's child requests pull blocks the prefill frees after
+        the first pull (both seen on vLLM 0.32: wrong choices, "Potentially invalid KV blocks"). Splitting into one
+        P/D pair per prompt and reassembling the answer would need the router to re-number choices, merge usage and
+        re-interleave streamed chunks exactly as vLLM does, for both endpoints: a second implementation of vLLM's
+        response assembly to keep in step with every release. Decode-only is vLLM's own answer by construction, at
+        the cost of computing those prompts on decode; such requests are rare in chat serving (benchmark clients
+        send one prompt per request)."""
+        if self.prompt_count > 1:
+            return "batched_prompt"
+        if self.choices > 1:
+            return "several_choices"
+        return None
 
     @classmethod
     def parse(cls, endpoint: Endpoint, raw: bytes) -> OpenAiRequest:
@@ -80,4 +128,7 @@ class OpenAiRequest:
             message = f"{param}: {first['msg']}" if param else first["msg"]
             raise ApiError(400, message, param=param, code="invalid_value" if first["type"] != "missing"
                            else "missing_required_parameter") from None
-        return cls(endpoint=endpoint, body=body, model=routable.model, stream=bool(routable.stream))
+        if ROUTER_OWNED in body:
+            del body[ROUTER_OWNED]
+            raw = json.dumps(body, separators=(",", ":")).encode()
+        return cls(endpoint=endpoint, body=body, model=routable.model, stream=bool(routable.stream), raw=raw)

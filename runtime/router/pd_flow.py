@@ -1,12 +1,12 @@
-"""One request through the cluster: schedule decode, decide P/D, run the prefill leg, stream the decode leg.
+"""One request through the cluster, as vLLM's NIXL protocol wants it: plan, optional prefill leg, decode leg, relay.
 
-The flow, as vLLM's NIXL protocol wants it:
-  1. prefill: the client's body with ``max_tokens=1``, ``stream=false``, ``n=1``, no stream options and
-     ``kv_transfer_params={"do_remote_decode": true, ...}``; the answer carries the params decode needs.
+  1. prefill: the client's body with ``max_tokens=1``, ``stream=false``, ``n=1``, no stream options, no
+     ``min_tokens`` and ``kv_transfer_params={"do_remote_decode": true, ...}``; its answer carries the params.
   2. decode: the client's ORIGINAL body with those params pasted verbatim; its answer goes to the client as it
-     arrives. The same ``X-Request-Id`` on both legs.
-Around it: retries on another engine while nothing reached the client, decode-only fallback when prefill fails (or
-decode could not pull), an error event when a stream breaks, and the upstream dropped when the client leaves.
+     arrives, committed at decode's first chunk. The same ``X-Request-Id`` on both legs.
+Around it, never inside it: each leg's attempts (another engine while nothing reached the client), decode-only when
+prefill fails or decode cannot pull (or its first chunk misses the deadline), an error event when a committed
+stream breaks, every outcome reported to the engine registry (breakers), and the scheduler's ``on_served`` hook.
 """
 
 from __future__ import annotations
@@ -22,18 +22,20 @@ from aiohttp import web
 
 from runtime.json_log import EventLog
 from runtime.router.api_error import ApiError
+from runtime.router.attempts import Attempts
 from runtime.router.config import RouterConfig
-from runtime.router.engine import Engine, EnginePool
+from runtime.router.engine import DECODE, PREFILL, Engine
+from runtime.router.engine_registry import EngineRegistry
 from runtime.router.json_splice import with_fields
 from runtime.router.openai_request import OpenAiRequest
 from runtime.router.prefix_index import PrefixIndex
+from runtime.router.prompt_blocks import PromptBlocks
 from runtime.router.prompt_reader import PromptReader
-from runtime.router.request_keys import OUTCOME
 from runtime.router.pull_check import missing_params
+from runtime.router.request_keys import OUTCOME
 from runtime.router.router_metrics import RouterMetrics
-from runtime.router.scheduling.context import SchedulingContext
-from runtime.router.scheduling.pd_decider import PdDecider
-from runtime.router.scheduling.scheduler import NoEngineAvailable, Scheduler
+from runtime.router.scheduling.context import RoutingPlan, SchedulingContext, Served
+from runtime.router.scheduling.scheduler import Scheduler
 from runtime.router.upstream import Upstream, UpstreamFailure
 
 log = EventLog("runtime.router.flow")
@@ -43,181 +45,254 @@ PREFILL_LEG = {
     "kv_transfer_params": {"do_remote_decode": True, "do_remote_prefill": False, "remote_engine_id": None,
                            "remote_block_ids": None, "remote_host": None, "remote_port": None},
 }
+PREFILL_DROPS = ("min_tokens", "min_completion_tokens")
+"""Not for the prefill leg: with its max_tokens=1 vLLM rejects them (vLLM's toy P/D proxy drops them there too)."""
 RELAYED_ERRORS = (aiohttp.ClientError, TimeoutError)
-
-
-class PrefillFailed(Exception):
-    """Every prefill attempt failed; the request goes decode-only."""
+STREAM_ERROR = b'data: {"error"'
+"""How vLLM 0.32 opens a stream whose request failed in the engine (serving.py: ``yield f"data: {error}"``)."""
+OFFLOAD_BYTES = 16 * 1024
+"""Bodies this large are tokenized in a worker thread (about 0.5 ms per KB on the loop would stall every request)."""
 
 
 @dataclass
-class Leg:
-    """What the flow learned on the way, for logs and metrics."""
+class Trace:
+    """What the flow learned on the way, for metrics."""
 
     request_id: str
     endpoint: str
     decision: str = "decode_only"
     started: float = 0.0
     first_byte: float | None = None
+    stream_broken: bool = False
 
 
 class PdFlow:
-    def __init__(self, config: RouterConfig, pool: EnginePool, scheduler: Scheduler, index: PrefixIndex,
-                 prompts: PromptReader, upstream: Upstream, metrics: RouterMetrics, learn: bool) -> None:
+    def __init__(self, config: RouterConfig, registry: EngineRegistry, scheduler: Scheduler, index: PrefixIndex,
+                 prompts: PromptReader, upstream: Upstream, metrics: RouterMetrics) -> None:
         self.config = config
-        self.pool = pool
-        self.scheduler = scheduler
-        self.decider = PdDecider(config.pd_threshold_tokens)
         self.index = index
+        self.registry = registry
+        self.scheduler = scheduler
         self.prompts = prompts
         self.upstream = upstream
         self.metrics = metrics
-        self.learn = learn
+        self.attempts = Attempts(scheduler, registry, config.retries, metrics)
 
-    async def serve(self, request: web.Request, api: OpenAiRequest, raw: bytes, request_id: str) -> web.StreamResponse:
-        leg = Leg(request_id, api.endpoint, started=time.monotonic())
-        blocks = self.prompts.blocks(api)
-        context = SchedulingContext(request_id, blocks, session=request.headers.get(self.config.session_header))
-        context.prefix_matches = self.index.match(blocks.keys)
-        decode = self.scheduler.schedule("decode", context, self.pool).engine
-        prefill_ready = bool(self.scheduler.candidates("prefill", context, self.pool))
-        cached = context.matched_tokens(decode)
-        decision = self.decider.decide(blocks.prompt_tokens, cached, prefill_ready)
-        self.metrics.prompt_tokens.labels("decode").inc(blocks.prompt_tokens)
-        self.metrics.prefix_hit_tokens.labels("decode").inc(cached)
+    async def serve(self, request: web.Request, api: OpenAiRequest, request_id: str) -> web.StreamResponse:
+        trace = Trace(request_id, api.endpoint, started=time.monotonic())
+        plan = self.scheduler.plan(await self._context(request, api, request_id), self.registry)
+        self._count(plan)
+        log.info("routed", request_id=request_id, endpoint=api.endpoint, **plan.log_fields())
         headers = _upstream_headers(request, request_id)
-        params: dict[str, Any] | None = None
-        prefill: Engine | None = None
-        reason = decision.reason
-        if reason == "no_prefill_engine" and self.pool.by_role("prefill"):
-            self.metrics.fallbacks.labels("no_healthy_prefill").inc()  # prefill engines exist, none can serve
-        if decision.decision == "pd":
-            try:
-                params, prefill = await self._prefill(api, raw, context, headers)
-                leg.decision = "pd"
-            except PrefillFailed as failure:
-                reason = "prefill_failed"
-                self.metrics.fallbacks.labels("prefill_failed").inc()
-                log.warning("prefill_fallback", request_id=request_id, reason=str(failure))
-        self.metrics.decisions.labels(leg.decision, reason).inc()
-        log.info("routed", request_id=request_id, endpoint=api.endpoint, decision=leg.decision, reason=reason,
-                 decode=decode.name, prefill=prefill.name if prefill else None, prompt_tokens=blocks.prompt_tokens,
-                 predicted_cached_tokens=cached, exact_tokens=blocks.exact)
-        response = await self._decode(request, api, raw, context, decode, params, headers, leg)
-        self.metrics.e2e.labels(api.endpoint, leg.decision).observe(time.monotonic() - leg.started)
-        if self.learn and response.status == 200 and blocks.keys:
-            self.index.add(decode.url, blocks.keys)
-            if prefill is not None:
-                self.index.add(prefill.url, blocks.keys)
+        served = Served(decode=plan.decode.engine)
+        params = None
+        if plan.prefill is not None:
+            params, served.prefill = await self._prefill_leg(api, plan, headers)
+        trace.decision = "pd" if params is not None else "decode_only"
+        reason = "prefill_failed" if plan.prefill is not None and params is None else plan.decision.reason
+        self.metrics.decisions.labels(trace.decision, reason).inc()
+        response = await self._decode_leg(request, api, plan, params, headers, trace, served)
+        self.metrics.e2e.labels(api.endpoint, trace.decision).observe(time.monotonic() - trace.started)
+        served.status = response.status
+        self.scheduler.on_served(plan, served)
         return response
 
-    async def _prefill(self, api: OpenAiRequest, raw: bytes, context: SchedulingContext,
-                       headers: dict[str, str]) -> tuple[dict[str, Any], Engine]:
-        fields = dict(PREFILL_LEG)
-        if "max_completion_tokens" in api.body:
-            fields["max_completion_tokens"] = 1
-        body = with_fields(raw, fields)
+    async def _context(self, request: web.Request, api: OpenAiRequest, request_id: str) -> SchedulingContext:
+        if len(api.raw) >= OFFLOAD_BYTES:
+            blocks: PromptBlocks = await asyncio.to_thread(self.prompts.blocks, api)
+        else:
+            blocks = self.prompts.blocks(api)
+        return SchedulingContext(request_id, blocks, session=request.headers.get(self.config.session_header),
+                                 single_leg=api.single_leg_reason, prefix_matches=self.index.match(blocks.keys))
+
+    def _count(self, plan: RoutingPlan) -> None:
+        context = plan.context
+        self.metrics.prompt_tokens.labels(DECODE).inc(context.blocks.prompt_tokens)
+        self.metrics.prefix_hit_tokens.labels(DECODE).inc(context.matched_tokens(plan.decode.engine))
+        if plan.prefill is not None:
+            self.metrics.prompt_tokens.labels(PREFILL).inc(context.blocks.prompt_tokens)
+            self.metrics.prefix_hit_tokens.labels(PREFILL).inc(context.matched_tokens(plan.prefill.engine))
+        if plan.decision.reason == "no_prefill_engine" and self.registry.by_role(PREFILL):
+            self.metrics.fallbacks.labels("no_healthy_prefill").inc()  # prefill engines exist, none can serve
+
+    # -- the prefill leg
+
+    async def _prefill_leg(self, api: OpenAiRequest, plan: RoutingPlan,
+                           headers: dict[str, str]) -> tuple[dict[str, Any] | None, Engine | None]:
+        """The params decode needs and the engine that made them, or (None, None): decode serves alone."""
+        body = prefill_body(api)
+        deadline = self.config.timeouts.prefill_s
         last = "no prefill engine"
-        for attempt in range(self.config.retries.attempts):
+        async for engine in self.attempts(PREFILL, plan):
+            started = time.monotonic()
             try:
-                pick = self.scheduler.schedule("prefill", context, self.pool)
-            except NoEngineAvailable:
-                break
-            engine = pick.engine
-            if attempt == 0:
-                self.metrics.prefix_hit_tokens.labels("prefill").inc(context.matched_tokens(engine))
-                self.metrics.prompt_tokens.labels("prefill").inc(context.blocks.prompt_tokens)
-            try:
-                async with self.upstream.post(engine, api.path, body, headers) as response:
-                    payload = await response.read()
-                    if response.status != 200:
-                        # the engine refused the request itself (4xx): the client's error, answered as the engine did
-                        raise ApiError(response.status, _engine_message(payload), code="engine_rejected")
-                answer = json.loads(payload)
-                params = answer.get("kv_transfer_params") if isinstance(answer, dict) else None
-                if not isinstance(params, dict):
-                    raise UpstreamFailure(engine, "no_kv_transfer_params", "prefill answered without them")
-                return params, engine
+                async with asyncio.timeout(deadline):
+                    params = await self._prefill_on(engine, api, body, headers)
+            except ApiError:
+                self.registry.record(engine, True)  # the engine answered: the client's error
+                raise
+            except TimeoutError:
+                last = self._failed(engine, "prefill_timeout", plan, f"prefill_s={deadline} s passed before the "
+                                    "prefill leg ended (its engine is stuck or overloaded)")
+                self.registry.eject(engine, "timeout")
             except UpstreamFailure as failure:
-                last = str(failure)
-                self._failed(failure.engine, failure.kind, context)
+                last = self._failed(engine, failure.kind, plan, failure.detail)
+                self._judge(engine, failure)
             except (*RELAYED_ERRORS, ValueError) as error:
-                last = f"{engine.name}: {error!r}"
-                self._failed(engine, "read", context)
-            self.metrics.retries.labels("prefill").inc()
-            await asyncio.sleep(self.config.retries.backoff_s * 2**attempt)
-        raise PrefillFailed(last)
+                last = self._failed(engine, "read", plan, repr(error))
+                self.registry.record(engine, False)
+            else:
+                self.registry.record(engine, True)
+                self.metrics.leg_seconds.labels(PREFILL).observe(time.monotonic() - started)
+                return params, engine
+        self.metrics.fallbacks.labels("prefill_failed").inc()
+        log.warning("prefill_fallback", request_id=plan.context.request_id, reason=last)
+        return None, None
 
-    async def _decode(self, request: web.Request, api: OpenAiRequest, raw: bytes, context: SchedulingContext,
-                      engine: Engine, params: dict[str, Any] | None, headers: dict[str, str],
-                      leg: Leg) -> web.StreamResponse:
+    async def _prefill_on(self, engine: Engine, api: OpenAiRequest, body: bytes,
+                          headers: dict[str, str]) -> dict[str, Any]:
+        async with self.upstream.post(engine, api.path, body, headers) as response:
+            payload = await response.read()
+            if response.status != 200:
+                raise ApiError.from_engine(response.status, payload)
+        answer = json.loads(payload)
+        params = answer.get("kv_transfer_params") if isinstance(answer, dict) else None
+        if not isinstance(params, dict):
+            raise UpstreamFailure(engine, "no_kv_transfer_params", "prefill answered without them")
+        return params
+
+    # -- the decode leg
+
+    async def _decode_leg(self, request: web.Request, api: OpenAiRequest, plan: RoutingPlan,
+                          params: dict[str, Any] | None, headers: dict[str, str], trace: Trace,
+                          served: Served) -> web.StreamResponse:
         if params is not None and (missing := missing_params(params)):
-            self.metrics.recomputes.labels(engine.name, "invalid_params").inc()
-            log.error("decode_will_recompute", request_id=leg.request_id, engine=engine.name, missing=missing)
-        last = "no decode engine"
-        for attempt in range(self.config.retries.attempts):
-            body = with_fields(raw, {"kv_transfer_params": params}) if params is not None else raw
-            try:
-                async with self.upstream.post(engine, api.path, body, headers) as response:
-                    if api.stream and response.status == 200:
-                        return await self._relay_stream(request, response, engine, leg)
-                    payload = await response.read()
-                    self._observe(leg, first_byte=True)
-                    return web.Response(status=response.status, body=payload, headers={
-                        "Content-Type": response.headers.get("Content-Type", "application/json"),
-                        "X-Request-Id": leg.request_id})
-            except UpstreamFailure as failure:
-                last = str(failure)
-                pulled_failed = params is not None and failure.status is not None
-                self._failed(engine, failure.kind, context, exclude=not pulled_failed)
-                if pulled_failed:
-                    # decode is alive but could not take the prefilled KV: serve it decode-only, here or elsewhere
-                    params = None
-                    leg.decision = "decode_only"
-                    self.metrics.fallbacks.labels("decode_pull_failed").inc()
-            except RELAYED_ERRORS as error:
-                last = f"{engine.name}: {error!r}"
-                self._failed(engine, "read", context)
-            self.metrics.retries.labels("decode").inc()
-            await asyncio.sleep(self.config.retries.backoff_s * 2**attempt)
-            try:
-                engine = self.scheduler.schedule("decode", context, self.pool).engine
-            except NoEngineAvailable:
-                break
-        raise ApiError(502, f"no decode engine could serve the request: {last}", code="upstream_failed")
+            self.metrics.recomputes.labels(plan.decode.engine.name, "invalid_params").inc()
+            log.error("decode_will_recompute", request_id=trace.request_id, engine=plan.decode.engine.name,
+                      missing=missing)
+        last, timed_out = "no decode engine", False
+        async for engine in self.attempts(DECODE, plan):
+            served.decode = engine
+            while True:
+                try:
+                    response = await self._decode_on(request, api, engine, params, headers, trace)
+                except ApiError:
+                    self.registry.record(engine, True)
+                    raise
+                except UpstreamFailure as failure:
+                    last = self._failed(engine, failure.kind, plan, failure.detail)
+                    if params is not None and failure.decode_alive:
+                        # decode is alive but could not take the prefilled KV: serve it decode-only, right here
+                        params, trace.decision = None, "decode_only"
+                        self.metrics.fallbacks.labels("decode_pull_failed").inc()
+                        continue
+                    timed_out = failure.kind.endswith("timeout")
+                    self._judge(engine, failure)
+                    break
+                self.registry.record(engine, not trace.stream_broken)
+                return response
+        log.error("decode_failed", request_id=trace.request_id, last_failure=last)
+        if timed_out:
+            raise ApiError(504, f"no decode engine answered in time (request id {trace.request_id})",
+                           code="upstream_timeout")
+        raise ApiError(502, f"no decode engine could serve the request (request id {trace.request_id})",
+                       code="upstream_failed")
 
-    async def _relay_stream(self, request: web.Request, upstream: aiohttp.ClientResponse, engine: Engine,
-                            leg: Leg) -> web.StreamResponse:
+    async def _decode_on(self, request: web.Request, api: OpenAiRequest, engine: Engine,
+                         params: dict[str, Any] | None, headers: dict[str, str], trace: Trace) -> web.StreamResponse:
+        body = with_fields(api.raw, {"kv_transfer_params": params}) if params is not None else api.raw
+        started = time.monotonic()
+        async with self.upstream.post(engine, api.path, body, headers) as response:
+            if response.status >= 400:
+                raise ApiError.from_engine(response.status, await response.read())
+            if not api.stream:
+                payload = await response.read()
+                self._first_byte(trace, started)
+                return web.Response(status=response.status, body=payload, headers={
+                    "Content-Type": response.headers.get("Content-Type", "application/json"),
+                    "X-Request-Id": trace.request_id})
+            first = await self._first_chunk(response, engine, pulling=params is not None)
+            self._first_byte(trace, started)
+            return await self._relay_stream(request, response, first, engine, trace)
+
+    async def _first_chunk(self, response: aiohttp.ClientResponse, engine: Engine, pulling: bool) -> bytes:
+        """Decode's first chunk, before anything is sent to the client (the stream commits here). After a prefill
+        leg it must come within ``first_token_s``: a pull stalled by a dead prefill restarts decode-only."""
+        deadline = self.config.timeouts.first_token_s if pulling else None
+        try:
+            async with asyncio.timeout(deadline):
+                chunk = await response.content.readany()
+        except aiohttp.ServerTimeoutError:
+            raise UpstreamFailure(engine, "idle_timeout", f"idle_stream_s={self.config.timeouts.idle_stream_s} s "
+                                  "passed without a first chunk", decode_alive=pulling) from None
+        except TimeoutError:
+            raise UpstreamFailure(engine, "first_token_timeout", f"first_token_s={deadline} s passed without decode's "
+                                  "first chunk (a stalled KV pull?)", decode_alive=True) from None
+        except aiohttp.ClientError as error:
+            raise UpstreamFailure(engine, "stream_broken", repr(error), decode_alive=pulling) from None
+        if not chunk:
+            raise UpstreamFailure(engine, "stream_broken", "the stream ended before its first chunk",
+                                  decode_alive=pulling)
+        if pulling and chunk.startswith(STREAM_ERROR):
+            # vLLM's kv_load_failure_policy=fail: the pull failed, decode opened the stream with an error event
+            raise UpstreamFailure(engine, "pull_failed", chunk[:300].decode(errors="replace"), decode_alive=True)
+        return chunk
+
+    async def _relay_stream(self, request: web.Request, upstream: aiohttp.ClientResponse, first: bytes,
+                            engine: Engine, trace: Trace) -> web.StreamResponse:
         out = web.StreamResponse(status=200, headers={
             "Content-Type": upstream.headers.get("Content-Type", "text/event-stream"),
-            "Cache-Control": "no-cache", "X-Request-Id": leg.request_id})
+            "Cache-Control": "no-cache", "X-Request-Id": trace.request_id})
         await out.prepare(request)
+        itl = self.metrics.itl.labels(trace.endpoint, trace.decision)
+        await out.write(first)
+        last = time.monotonic()
         try:
             async for chunk in upstream.content.iter_any():
                 await out.write(chunk)
-                if leg.first_byte is None:
-                    self._observe(leg, first_byte=True)
+                now = time.monotonic()
+                itl.observe(now - last)
+                last = now
         except RELAYED_ERRORS as error:
             # the engine died or went quiet mid-stream: tell the client now, in the stream's own format
             self.metrics.upstream_errors.labels(engine.name, "stream_broken").inc()
-            log.error("stream_broken", request_id=leg.request_id, engine=engine.name, reason=repr(error))
-            message = {"error": {"message": f"the engine stopped mid-stream: {type(error).__name__}",
+            trace.stream_broken = True
+            log.error("stream_broken", request_id=trace.request_id, engine=engine.name, reason=repr(error))
+            message = {"error": {"message": f"the engine stopped mid-stream (request id {trace.request_id})",
                                  "type": "upstream_error", "param": None, "code": 502}}
             await out.write(b"data: " + json.dumps(message).encode() + b"\n\n")
             request[OUTCOME] = "stream_broken"
         await out.write_eof()
         return out
 
-    def _observe(self, leg: Leg, first_byte: bool) -> None:
-        if first_byte and leg.first_byte is None:
-            leg.first_byte = time.monotonic()
-            self.metrics.ttft.labels(leg.endpoint, leg.decision).observe(leg.first_byte - leg.started)
+    # -- bookkeeping
 
-    def _failed(self, engine: Engine, kind: str, context: SchedulingContext, exclude: bool = True) -> None:
+    def _first_byte(self, trace: Trace, leg_started: float) -> None:
+        trace.first_byte = now = time.monotonic()
+        self.metrics.leg_seconds.labels("decode_first_byte").observe(now - leg_started)
+        self.metrics.ttft.labels(trace.endpoint, trace.decision).observe(now - trace.started)
+
+    def _failed(self, engine: Engine, kind: str, plan: RoutingPlan, detail: str) -> str:
         self.metrics.upstream_errors.labels(engine.name, kind).inc()
-        log.warning("upstream_failed", request_id=context.request_id, engine=engine.name, role=engine.role, kind=kind)
-        if exclude:
-            context.excluded.add(engine.url)
+        log.warning("upstream_failed", request_id=plan.context.request_id, engine=engine.name, role=engine.role,
+                    kind=kind, detail=detail[:300])
+        return f"{engine.name}: {kind}: {detail[:300]}"
+
+    def _judge(self, engine: Engine, failure: UpstreamFailure) -> None:
+        if failure.kind.endswith("timeout"):
+            self.registry.eject(engine, "timeout")
+        else:
+            self.registry.record(engine, False)
+
+
+def prefill_body(api: OpenAiRequest) -> bytes:
+    fields: dict[str, Any] = dict(PREFILL_LEG)
+    if "max_completion_tokens" in api.body:
+        fields["max_completion_tokens"] = 1
+    if any(name in api.body for name in PREFILL_DROPS):  # rare: re-encode without them
+        body = {name: value for name, value in api.body.items() if name not in PREFILL_DROPS}
+        return json.dumps({**body, **fields}, separators=(",", ":")).encode()
+    return with_fields(api.raw, fields)
 
 
 def _upstream_headers(request: web.Request, request_id: str) -> dict[str, str]:
@@ -226,15 +301,3 @@ def _upstream_headers(request: web.Request, request_id: str) -> dict[str, str]:
     if authorization:
         headers["Authorization"] = authorization
     return headers
-
-
-def _engine_message(payload: bytes) -> str:
-    try:
-        error = json.loads(payload).get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return error["message"]
-        if isinstance(error, str):
-            return error
-    except (ValueError, AttributeError):
-        pass
-    return payload[:500].decode(errors="replace") or "the engine rejected the request"

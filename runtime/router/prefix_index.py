@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
+from runtime.router.engine import Engine
+
 
 class PrefixIndex:
     def __init__(self, capacity_blocks: int) -> None:
@@ -55,6 +57,16 @@ class PrefixIndex:
                 if not engines:
                     del self._holders[key]
         return dropped
+
+    # the registry's listener: an engine that leaves or restarts holds nothing the index knows of
+    def engine_added(self, engine: Engine) -> None:
+        pass
+
+    def engine_removed(self, engine: Engine) -> None:
+        self.drop_engine(engine.url)
+
+    def engine_reset(self, engine: Engine) -> None:
+        self.drop_engine(engine.url)
 
     def match(self, keys: Sequence[int]) -> dict[str, int]:
         """For every engine holding the first block: how many leading blocks it holds in an unbroken run."""

@@ -16,6 +16,8 @@ class PromptReader:
         self.tokenizer = tokenizer
 
     def blocks(self, request: OpenAiRequest) -> PromptBlocks:
+        if request.endpoint == "completions" and isinstance(request.first_prompt, list):
+            return token_blocks(request.first_prompt, self.block_size)  # token ids need no tokenizer
         if self.tokenizer is not None:
             try:
                 return token_blocks(self.tokenizer.tokens(request), self.block_size)
@@ -33,7 +35,5 @@ def prompt_text(request: OpenAiRequest) -> str:
                 content = "\n".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
             parts.append(f"{message.get('role')}\n{content or ''}\n")
         return "".join(parts)
-    prompt = request.prompt
-    if isinstance(prompt, list) and prompt:
-        prompt = prompt[0]
+    prompt = request.first_prompt
     return prompt if isinstance(prompt, str) else ""

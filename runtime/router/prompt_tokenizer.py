@@ -54,14 +54,10 @@ class PromptTokenizer:
     def tokens(self, request: OpenAiRequest) -> list[int]:
         if request.endpoint == "chat":
             return self._ids(self.render_chat(request), add_special_tokens=False)
-        prompt = request.prompt
-        if isinstance(prompt, list) and prompt:
-            prompt = prompt[0]  # a batch of prompts: route by the first
-        if isinstance(prompt, list):
-            return [token for token in prompt if isinstance(token, int)]
-        if isinstance(prompt, int):
-            return [prompt]
-        return self._ids(prompt or "", add_special_tokens=True)
+        prompt = request.first_prompt  # a batch (served decode-only) is routed by its first prompt
+        if isinstance(prompt, list):  # token ids, taken as they are (vLLM adds no special tokens to them)
+            return prompt
+        return self._ids(prompt, add_special_tokens=True)
 
     def _ids(self, text: str, add_special_tokens: bool) -> list[int]:
         # encode_batch_fast computes no character offsets: the same ids at about half the CPU of encode(), which

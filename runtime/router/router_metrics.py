@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
+# 2.0 is the default TTFT objective (infra.config.ServiceLevelObjectives): its burn rate reads that bucket.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
 class RouterMetrics:
@@ -46,5 +48,22 @@ class RouterMetrics:
         self.kv_event_resyncs = Counter("pdstack_router_kv_event_resyncs",
                                         "Engine entries dropped after a sequence gap, a restart or a bad batch",
                                         ["engine", "reason"], registry=r)
+        # engine lifecycle (issue 11; names shared with the dashboards, see the metric-name contract)
+        self.breaker_state = Gauge("pdstack_router_engine_breaker_state",
+                                   "Circuit breaker per engine: 0 closed, 1 half_open, 2 open", ["engine", "role"],
+                                   registry=r)
+        self.ejections = Counter("pdstack_router_engine_ejections", "Engines taken out of the schedule, and why "
+                                 "(breaker_open, health_failed, timeout)", ["engine", "role", "reason"], registry=r)
+        self.restorations = Counter("pdstack_router_engine_restorations", "Engines put back into the schedule",
+                                    ["engine", "role"], registry=r)
+        self.discovery_changes = Counter("pdstack_router_discovery_changes", "Engines discovered or gone",
+                                         ["role", "change"], registry=r)
+        self.kv_events_skipped = Counter("pdstack_router_kv_events_skipped",
+                                         "KV events the index could not apply, and why", ["engine", "reason"],
+                                         registry=r)
+        self.itl = Histogram("pdstack_router_itl_seconds", "Gap between two streamed chunks relayed to the client",
+                             ["endpoint", "decision"], buckets=ITL_BUCKETS, registry=r)
+        self.leg_seconds = Histogram("pdstack_router_leg_seconds", "The prefill leg's duration; the decode leg's "
+                                     "time to its first byte", ["leg"], buckets=LATENCY_BUCKETS, registry=r)
         self.client_disconnects = Counter("pdstack_router_client_disconnects",
                                           "Clients gone before the answer ended (upstream aborted)", registry=r)

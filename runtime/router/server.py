@@ -4,7 +4,6 @@ drains (stops accepting, lets requests in flight finish within ``shutdown_grace_
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import tempfile
@@ -17,13 +16,15 @@ from runtime.config import Serving
 from runtime.json_log import EventLog
 from runtime.model_fetch import TOKENIZER_FILES, ModelFetch, ModelFetchError
 from runtime.router.app import RouterState, build_app
+from runtime.router.client_guard import ConnectionLimits, GuardedSite
 from runtime.router.config import RouterConfig
 from runtime.router.discovery.dns_records import DnsRecordsDiscovery
 from runtime.router.discovery.endpoint_slices import EndpointSliceDiscovery
 from runtime.router.discovery.source import DiscoverySource
 from runtime.router.discovery.static_list import StaticDiscovery
-from runtime.router.engine import Engine, EnginePool, EngineSpec, Role
+from runtime.router.engine import ROLES, Engine, EngineSpec, Role
 from runtime.router.engine_monitor import EngineMonitor
+from runtime.router.engine_registry import EngineRegistry
 from runtime.router.kv_event_indexer import KvEventIndexer
 from runtime.router.kv_event_subscriber import KvEventSubscriber
 from runtime.router.model_catalog import ModelCatalog
@@ -45,25 +46,25 @@ class RouterServer:
         self.config = config or serving.router
         self.block_size = serving.model.block_size
         self.metrics = RouterMetrics()
-        self.pool = EnginePool()
         self.index = PrefixIndex(self.config.index_capacity_blocks)
         tokenizer = self._load_tokenizer()
         self.precise = self.config.prefix_mode == "precise" and tokenizer is not None and serving.kv_events.enabled
         if self.config.prefix_mode == "precise" and not self.precise:
             log.warning("precise_mode_unavailable", reason="needs a tokenizer and serving.kv_events.enabled",
                         using="approximate")
+        self.zmq = zmq.asyncio.Context() if self.precise else None
         self.catalog = ModelCatalog(serving.model.served_name)
+        self.registry = EngineRegistry(self.config, self.metrics, self._subscription if self.precise else None)
+        self.registry.listeners += [self.index, self.catalog]
         self.upstream = Upstream(self.config.timeouts)
-        self.flow = PdFlow(self.config, self.pool, Scheduler.from_config(self.config), self.index,
-                           PromptReader(self.block_size, tokenizer), self.upstream, self.metrics,
-                           learn=not self.precise)
-        self.state = RouterState(self.pool, self.flow, self.catalog, self.index, self.metrics,
-                                 self.config.max_body_bytes)
+        scheduler = Scheduler.from_config(self.config, self.index, learn=not self.precise)
+        self.flow = PdFlow(self.config, self.registry, scheduler, self.index, PromptReader(self.block_size, tokenizer),
+                           self.upstream, self.metrics)
+        self.state = RouterState(self.registry, self.flow, self.catalog, self.index, self.metrics,
+                                 self.config.max_body_bytes, self.config.timeouts.client_body_s)
         self.app = build_app(self.state)
         self.monitor: EngineMonitor | None = None
-        self.zmq = zmq.asyncio.Context() if self.precise else None
-        self.subscribers: dict[str, KvEventSubscriber] = {}
-        self._discovery_task: asyncio.Task[None] | None = None
+        self.site_limits = ConnectionLimits(self.config.max_connections, self.config.timeouts.client_headers_s)
         self._runner: web.AppRunner | None = None
 
     def _load_tokenizer(self) -> PromptTokenizer | None:
@@ -94,7 +95,7 @@ class RouterServer:
     def discovery(self) -> DiscoverySource:
         discovery = self.config.discovery
         if discovery.dns is not None:
-            ports: dict[Role, int] = {role: self.serving.role(role).ports.http for role in ("prefill", "decode")}
+            ports: dict[Role, int] = {role: self.serving.role(role).ports.http for role in ROLES}
             return DnsRecordsDiscovery(discovery.dns, ports, self._kv_endpoint)
         if discovery.kubernetes is not None:
             return EndpointSliceDiscovery(discovery.kubernetes, self._kv_endpoint)
@@ -107,41 +108,29 @@ class RouterServer:
         return f"tcp://{host}:{self.serving.role(role).ports.kv_events}"
 
     def on_engines(self, specs: list[EngineSpec]) -> None:
-        added, removed = self.pool.replace(specs)
-        for engine in removed:
-            self.index.drop_engine(engine.url)
-            self.catalog.forget(engine.url)
-            subscriber = self.subscribers.pop(engine.url, None)
-            if subscriber is not None:
-                asyncio.get_running_loop().create_task(subscriber.stop())
-        for engine in added:
-            self._subscribe(engine)
-        if added or removed:
-            log.info("engines_changed", engines=[f"{e.role}:{e.name}" for e in self.pool],
-                     added=[e.name for e in added], removed=[e.name for e in removed])
-            if self.monitor is not None:
-                for engine in added:
-                    asyncio.get_running_loop().create_task(self.monitor.check_engine(engine))
+        added, _ = self.registry.replace(specs)
+        if self.monitor is not None:
+            for engine in added:
+                self.registry.spawn(self.monitor.check_engine(engine))
 
-    def _subscribe(self, engine: Engine) -> None:
+    def _subscription(self, engine: Engine) -> KvEventSubscriber | None:
         if self.zmq is None or not engine.kv_events:
-            return
+            return None
         indexer = KvEventIndexer(engine.url, self.index, self.block_size, self.config.index_capacity_blocks)
-        subscriber = KvEventSubscriber(engine.name, engine.kv_events, indexer, self.metrics, self.zmq)
-        self.subscribers[engine.url] = subscriber
-        subscriber.start()
+        return KvEventSubscriber(engine.name, engine.kv_events, indexer, self.metrics, self.zmq)
 
     async def start(self) -> None:
         await self.upstream.start()
-        self.monitor = EngineMonitor(self.pool, self.upstream.session, self.catalog, self.metrics, self.block_size,
-                                     self.config.health_interval_s, self.config.metrics_interval_s)
-        self._discovery_task = asyncio.create_task(self.discovery().run(self.on_engines))
+        self.monitor = EngineMonitor(self.registry, self.upstream.session, self.catalog, self.block_size)
+        self.registry.spawn(self.discovery().run(self.on_engines))
         await asyncio.sleep(0)
-        self.monitor.start()
-        self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None,
+        self.monitor.start(self.config.health_interval_s, self.config.metrics_interval_s)
+        # lingering_time: after an error answer, how long aiohttp keeps reading a body nobody will use (its default
+        # 10 s lets a client that stopped sending hold the connection that long after its 408)
+        self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None, lingering_time=1.0,
                                      shutdown_timeout=self.config.shutdown_grace_s)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True, backlog=1024)
+        site = GuardedSite(self._runner, self.config.host, self.config.port, self.site_limits)
         await site.start()
         log.info("router_listening", host=self.config.host, port=self.config.port, precise=self.precise,
                  block_size=self.block_size, pd_threshold_tokens=self.config.pd_threshold_tokens)
@@ -151,14 +140,7 @@ class RouterServer:
         log.info("router_draining", grace_s=self.config.shutdown_grace_s)
         if self._runner is not None:
             await self._runner.cleanup()  # stops listening, waits for requests in flight, then cancels the rest
-        if self._discovery_task is not None:
-            self._discovery_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._discovery_task
-        if self.monitor is not None:
-            await self.monitor.stop()
-        for subscriber in list(self.subscribers.values()):
-            await subscriber.stop()
+        await self.registry.stop()  # discovery, health and metrics rounds, KV-event subscribers
         await self.upstream.close()
         if self.zmq is not None:
             self.zmq.term()

@@ -15,13 +15,18 @@ from runtime.router.engine import Engine
 
 
 class UpstreamFailure(Exception):
-    """An engine could not be reached or answered 5xx; ``kind`` names it for metrics."""
+    """An engine could not be reached, timed out or answered 5xx; ``kind`` names it for metrics, ``detail`` (which
+    names the timeout that fired) is for the log, never for the client. ``decode_alive``: the engine answered (a
+    decode that fails a KV pull this way may still serve the request decode-only)."""
 
-    def __init__(self, engine: Engine, kind: str, detail: str, status: int | None = None) -> None:
+    def __init__(self, engine: Engine, kind: str, detail: str, status: int | None = None,
+                 decode_alive: bool | None = None) -> None:
         super().__init__(f"{engine.name}: {kind}: {detail}")
         self.engine = engine
         self.kind = kind
+        self.detail = detail
         self.status = status
+        self.decode_alive = status is not None if decode_alive is None else decode_alive
 
 
 class Upstream:
@@ -56,8 +61,15 @@ class Upstream:
             try:
                 async with asyncio.timeout(self.timeouts.first_byte_s):
                     response = await self.session.post(engine.url + path, data=body, headers=headers)
+            except aiohttp.ConnectionTimeoutError:
+                raise UpstreamFailure(engine, "connect_timeout", f"connect_s={self.timeouts.connect_s} s passed "
+                                      "without a connection") from None
+            except aiohttp.ServerTimeoutError:
+                raise UpstreamFailure(engine, "idle_timeout", f"idle_stream_s={self.timeouts.idle_stream_s} s passed "
+                                      "without a byte") from None
             except TimeoutError:
-                raise UpstreamFailure(engine, "first_byte_timeout", f"no answer in {self.timeouts.first_byte_s} s")
+                raise UpstreamFailure(engine, "first_byte_timeout", f"first_byte_s={self.timeouts.first_byte_s} s "
+                                      "passed without response headers") from None
             except aiohttp.ClientConnectorError as error:
                 raise UpstreamFailure(engine, "connect", str(error)) from error
             except (aiohttp.ClientError, OSError) as error:

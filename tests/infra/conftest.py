@@ -32,6 +32,7 @@ class Synthesized:
     gpu_nodes: Template | None
     hyperpod: Template | None
     workloads: Template
+    observability: Template | None
 
     def template_files(self) -> list[Path]:
         return sorted(self.outdir.glob("*.template.json"))
@@ -56,6 +57,7 @@ def synthesize(deployment: Deployment, outdir: Path) -> Synthesized:
         gpu_nodes=Template.from_stack(stacks.gpu_nodes) if stacks.gpu_nodes else None,
         hyperpod=Template.from_stack(stacks.hyperpod) if stacks.hyperpod else None,
         workloads=Template.from_stack(stacks.workloads),
+        observability=Template.from_stack(stacks.observability) if stacks.observability else None,
     )
 
 

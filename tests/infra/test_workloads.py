@@ -280,3 +280,48 @@ def test_leader_worker_set_matches_the_pinned_lws_schema() -> None:
     broken["spec"]["leaderWorkerTemplate"]["restartPolicy"] = "Always"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft7Validator(LEADER_WORKER_SET_V1).validate(broken)
+
+
+def test_a_rollout_drains_inside_the_grace_periods() -> None:
+    """Rolling a worker or the router fails no request: each pod keeps serving through its preStop (endpoints drop
+    it), then drains (vLLM's --shutdown-timeout, the router's shutdown_grace_s), all inside its grace period."""
+    from runtime.worker import DecodeWorker, PrefillWorker
+    from tests.runtime.conftest import p5_host
+
+    deployment = DEPLOYMENTS["default"]()
+    objects = objects_of(deployment)
+    host = p5_host()
+    for name, worker in (("pdstack-prefill", PrefillWorker), ("pdstack-decode", DecodeWorker)):
+        pod = pod_spec(find(objects, "Deployment", name))
+        argv = worker(deployment.serving, host, "/m", {}).launch().argv
+        drain = int(argv[argv.index("--shutdown-timeout") + 1])
+        prestop = container(find(objects, "Deployment", name))["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert prestop > 0 and drain > 0 and prestop + drain < pod["terminationGracePeriodSeconds"]
+    router = find(objects, "Deployment", ROUTER)
+    prestop = container(router)["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert prestop + deployment.serving.router.shutdown_grace_s < pod_spec(router)["terminationGracePeriodSeconds"]
+
+
+def test_a_router_drain_longer_than_its_grace_period_is_rejected() -> None:
+    from infra.config import DeploymentError
+
+    data = load_yaml("default.yaml")
+    data["serving"].setdefault("router", {})["shutdown_grace_s"] = 60.0
+    with pytest.raises(DeploymentError) as info:
+        parse_deployment(data)
+    message = str(info.value)
+    assert "serving.router.shutdown_grace_s=60.0" in message and "workloads.router.termination_grace_s=60" in message
+    assert "workloads.router.prestop_s=5" in message
+
+
+def test_the_cluster_router_default_is_precise_prefix_mode() -> None:
+    """Several router replicas each learning from their own decisions would each see a different cache; the engines
+    publish KV events in the cluster and the router fetches the model's tokenizer, so the rendered default is
+    precise (every replica indexes the same events)."""
+    deployment = DEPLOYMENTS["default"]()
+    config = find(objects_of(deployment), "ConfigMap", "pdstack-serving")
+    rendered = yaml.safe_load(config["data"]["serving.yaml"])
+    serving = Serving.model_validate(rendered)
+    assert deployment.workloads.router.replicas >= 2
+    assert serving.router.prefix_mode == "precise" and serving.kv_events.enabled
+    assert serving.model.source_kind in ("s3", "local")  # the router loads or fetches the tokenizer from there

@@ -65,7 +65,7 @@ def test_cpu_testbed(cpu_host: Host) -> None:
     launch = PrefillWorker(config, cpu_host, "/work/tiny", {}).launch()
     assert launch.argv == [
         "vllm", "serve", "/work/tiny",
-        "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", "18100",
+        "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", "18100", "--shutdown-timeout", "90",
         "--tensor-parallel-size", "1",
         "--block-size", "32", "--enable-prefix-caching", "--prefix-caching-hash-algo", "sha256_cbor",
         "--gpu-memory-utilization", "0.9", "--max-model-len", "1024",

@@ -1,4 +1,4 @@
-"""What every scheduling step sees about one request."""
+"""What every scheduling step sees about one request, the plan the scheduler makes of it, and what came of it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from runtime.router.engine import Engine, Role
 from runtime.router.prompt_blocks import PromptBlocks
+from runtime.router.scheduling.pd_decider import PdDecision
 
 
 @dataclass
@@ -13,6 +14,8 @@ class SchedulingContext:
     request_id: str
     blocks: PromptBlocks
     session: str | None = None
+    single_leg: str | None = None
+    """Why the request cannot be split into two legs (a batch, several choices), or None."""
     prefix_matches: dict[str, int] = field(default_factory=dict)
     """Engine URL -> leading prompt blocks it holds (from the prefix index)."""
     excluded: set[str] = field(default_factory=set)
@@ -36,3 +39,29 @@ class Pick:
     score: float
     scores: dict[str, float]
     """Each scorer's score for the picked engine, by scorer name."""
+
+
+@dataclass(frozen=True)
+class RoutingPlan:
+    """One request's route, decided once: the decode pick, the prefill pick (None: decode alone), and why."""
+
+    context: SchedulingContext
+    decode: Pick
+    prefill: Pick | None
+    decision: PdDecision
+
+    def log_fields(self) -> dict[str, object]:
+        blocks = self.context.blocks
+        return {"decision": self.decision.decision, "reason": self.decision.reason, "decode": self.decode.engine.name,
+                "decode_scores": self.decode.scores, "prefill": self.prefill.engine.name if self.prefill else None,
+                "prompt_tokens": blocks.prompt_tokens, "predicted_cached_tokens":
+                    self.context.matched_tokens(self.decode.engine), "exact_tokens": blocks.exact}
+
+
+@dataclass
+class Served:
+    """What came of a plan: the engines that really served (retries and fallbacks may differ from the plan)."""
+
+    decode: Engine
+    prefill: Engine | None = None
+    status: int = 0

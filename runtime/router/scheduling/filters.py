@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 from runtime.router.config import Saturation
@@ -26,12 +27,13 @@ class RoleFilter:
 
 
 class HealthyFilter:
-    """Healthy engines not yet tried for this request."""
+    """Available engines (healthy, breaker not open) not yet tried for this request."""
 
     name = "healthy"
 
     def filter(self, context: SchedulingContext, engines: list[Engine]) -> list[Engine]:
-        return [engine for engine in engines if engine.healthy and engine.url not in context.excluded]
+        now = time.monotonic()
+        return [engine for engine in engines if engine.url not in context.excluded and engine.available(now)]
 
 
 class NotSaturatedFilter:

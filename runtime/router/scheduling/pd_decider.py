@@ -19,8 +19,12 @@ class PdDecider:
     def __init__(self, threshold_tokens: int) -> None:
         self.threshold_tokens = threshold_tokens
 
-    def decide(self, prompt_tokens: int, cached_on_decode: int, prefill_available: bool) -> PdDecision:
+    def decide(self, prompt_tokens: int, cached_on_decode: int, prefill_available: bool,
+               single_leg: str | None = None) -> PdDecision:
+        """``single_leg``: why the request cannot be split into two legs (see ``OpenAiRequest.single_leg_reason``)."""
         uncached = max(prompt_tokens - cached_on_decode, 0)
+        if single_leg is not None:
+            return PdDecision("decode_only", single_leg, uncached)
         if not prefill_available:
             return PdDecision("decode_only", "no_prefill_engine", uncached)
         if self.threshold_tokens == 0:

@@ -1,20 +1,25 @@
-"""The scheduler: the pipeline, assembled once from configuration, run once per role per request.
+"""The scheduler: the pipeline, assembled once from configuration, and one routing plan per request.
 
-    engines -> filters (role, healthy, not saturated) -> weighted scorers (prefix, load, session) -> max-score picker
+    engines -> filters (role, available, not saturated) -> weighted scorers (prefix, load, session) -> picker
+    decode pick -> P/D decider (how much of the prompt that decode would compute) -> prefill pick or none
 
-Decode is scheduled first; the P/D decider then looks at how much of the prompt the chosen decode already holds;
-when it disaggregates, the prefill engine is scheduled by its own scores (its prefix cache matters too).
+Stateful plugins (approximate prefix learning) learn through :meth:`Scheduler.on_served`, after the request, from
+what really served it. Session affinity needs no state: it is a rendezvous hash, the same on every router replica.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 from runtime.router.config import RouterConfig
-from runtime.router.engine import Engine, Role
-from runtime.router.scheduling.context import Pick, SchedulingContext
+from runtime.router.engine import DECODE, PREFILL, ROLES, Engine, Role
+from runtime.router.prefix_index import PrefixIndex
+from runtime.router.scheduling.context import Pick, RoutingPlan, SchedulingContext, Served
 from runtime.router.scheduling.filters import Filter, HealthyFilter, NotSaturatedFilter, RoleFilter
+from runtime.router.scheduling.pd_decider import PdDecider
 from runtime.router.scheduling.picker import MaxScorePicker
+from runtime.router.scheduling.prefix_learning import ApproximatePrefixLearning
 from runtime.router.scheduling.scorers import LoadScorer, PrefixScorer, Scorer, SessionAffinityScorer
 
 
@@ -24,25 +29,35 @@ class NoEngineAvailable(RuntimeError):
         self.role = role
 
 
+class ServedHook(Protocol):
+    name: str
+
+    def on_served(self, plan: RoutingPlan, served: Served) -> None: ...
+
+
 class Scheduler:
     def __init__(self, filters: dict[Role, list[Filter]], scorers: list[tuple[Scorer, float]],
-                 picker: MaxScorePicker, sessions: SessionAffinityScorer | None = None) -> None:
+                 picker: MaxScorePicker, decider: PdDecider, hooks: list[ServedHook] | None = None) -> None:
         self.filters = filters
         self.scorers = scorers
         self.picker = picker
-        self.sessions = sessions
+        self.decider = decider
+        self.hooks = hooks or []
 
     @classmethod
-    def from_config(cls, config: RouterConfig) -> Scheduler:
+    def from_config(cls, config: RouterConfig, index: PrefixIndex | None = None, learn: bool = False) -> Scheduler:
+        """``learn``: approximate prefix mode (the index learns from decisions; it needs ``index``)."""
         sessions = SessionAffinityScorer()
         weights = config.weights
         scorers: list[tuple[Scorer, float]] = [
             (PrefixScorer(), weights.prefix), (LoadScorer(), weights.load), (sessions, weights.session)]
         filters: dict[Role, list[Filter]] = {
-            role: [RoleFilter(role), HealthyFilter(), NotSaturatedFilter(config.saturation)]
-            for role in ("prefill", "decode")
-        }
-        return cls(filters, [(scorer, weight) for scorer, weight in scorers if weight > 0], MaxScorePicker(), sessions)
+            role: [RoleFilter(role), HealthyFilter(), NotSaturatedFilter(config.saturation)] for role in ROLES}
+        hooks: list[ServedHook] = []
+        if learn and index is not None:
+            hooks.append(ApproximatePrefixLearning(index))
+        return cls(filters, [(scorer, weight) for scorer, weight in scorers if weight > 0], MaxScorePicker(),
+                   PdDecider(config.pd_threshold_tokens), hooks)
 
     def candidates(self, role: Role, context: SchedulingContext, engines: Iterable[Engine]) -> list[Engine]:
         remaining = list(engines)
@@ -50,7 +65,7 @@ class Scheduler:
             remaining = step.filter(context, remaining)
         return remaining
 
-    def schedule(self, role: Role, context: SchedulingContext, engines: Iterable[Engine]) -> Pick:
+    def pick(self, role: Role, context: SchedulingContext, engines: Iterable[Engine]) -> Pick:
         remaining = self.candidates(role, context, engines)
         if not remaining:
             raise NoEngineAvailable(role)
@@ -58,7 +73,18 @@ class Scheduler:
         totals = {engine: sum(scores[engine] * weight for scores, weight in by_scorer.values())
                   for engine in remaining}
         chosen = self.picker.pick(totals)
-        if role == "decode" and self.sessions is not None:
-            self.sessions.record(context.session, chosen)
         return Pick(engine=chosen, role=role, score=totals[chosen],
                     scores={name: scores[chosen] for name, (scores, _) in by_scorer.items()})
+
+    def plan(self, context: SchedulingContext, engines: Iterable[Engine]) -> RoutingPlan:
+        engines = list(engines)
+        decode = self.pick(DECODE, context, engines)
+        prefill_ready = bool(self.candidates(PREFILL, context, engines))
+        decision = self.decider.decide(context.blocks.prompt_tokens, context.matched_tokens(decode.engine),
+                                       prefill_ready, context.single_leg)
+        prefill = self.pick(PREFILL, context, engines) if decision.decision == "pd" else None
+        return RoutingPlan(context=context, decode=decode, prefill=prefill, decision=decision)
+
+    def on_served(self, plan: RoutingPlan, served: Served) -> None:
+        for hook in self.hooks:
+            hook.on_served(plan, served)

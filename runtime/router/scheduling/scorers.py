@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import hashlib
 from typing import Protocol
 
 from runtime.router.engine import Engine
@@ -38,22 +38,23 @@ class LoadScorer:
 
 
 class SessionAffinityScorer:
-    """1 for the engine that served the request's session last (a header names the session), 0 for the others."""
+    """1 for the session's engine, 0 for the others (a header names the session).
+
+    The session's engine is the rendezvous-hash winner among the candidates: the engine whose stable hash of
+    (session, engine URL) is highest. Every router replica computes the same winner from the same engines, with no
+    shared state and nothing the client must echo back (llm-d's alternative, a router-issued session token, needs
+    the client to return it; the OpenAI SDK and benchmark clients send a session header, never a token). When an
+    engine leaves, only its own sessions move; when one joins, it takes about 1/N of them."""
 
     name = "session"
 
-    def __init__(self, capacity: int = 100_000) -> None:
-        self.capacity = capacity
-        self._last: OrderedDict[str, str] = OrderedDict()
-
     def score(self, context: SchedulingContext, engines: list[Engine]) -> dict[Engine, float]:
-        last = self._last.get(context.session) if context.session else None
-        return {engine: 1.0 if engine.url == last else 0.0 for engine in engines}
+        if not context.session or not engines:
+            return {engine: 0.0 for engine in engines}
+        session = context.session.encode()
+        winner = max(engines, key=lambda engine: _rendezvous(session, engine.url))
+        return {engine: 1.0 if engine is winner else 0.0 for engine in engines}
 
-    def record(self, session: str | None, engine: Engine) -> None:
-        if not session:
-            return
-        self._last[session] = engine.url
-        self._last.move_to_end(session)
-        if len(self._last) > self.capacity:
-            self._last.popitem(last=False)
+
+def _rendezvous(session: bytes, url: str) -> bytes:
+    return hashlib.blake2b(session + b"\x00" + url.encode(), digest_size=8).digest()

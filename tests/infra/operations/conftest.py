@@ -21,7 +21,8 @@ import yaml
 
 from infra.__main__ import main
 from infra.config import Deployment, parse_deployment
-from infra.stack_outputs import ClusterOutputs, HyperPodOutputs, ImageOutputs, WorkloadsOutputs, stack_name
+from infra.stack_outputs import (ClusterOutputs, HyperPodOutputs, ImageOutputs, ObservabilityOutputs, WorkloadsOutputs,
+                                 stack_name)
 from tests.infra.operations.local_servers import MotoServer, moto_server
 
 REPO = Path(__file__).resolve().parents[3]
@@ -126,6 +127,10 @@ class Deployed:
             self.hyperpod()
         self.stack("workloads", **{WorkloadsOutputs.NAMESPACE: self.d.workloads.namespace,
                                    WorkloadsOutputs.ROUTER_SERVICE: f"pdstack-router.{self.d.workloads.namespace}.svc"})
+        if self.d.observability.enabled:
+            workspace = f"arn:aws:aps:{self.region}:{ACCOUNT}:workspace/ws-0a1b"
+            self.stack("observability", **{ObservabilityOutputs.WORKSPACE_ARN: workspace,
+                                           ObservabilityOutputs.WORKSPACE_ID: "ws-0a1b"})
         return self
 
     @property

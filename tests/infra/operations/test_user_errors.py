@@ -75,7 +75,8 @@ def test_stack_not_deployed(aws_env: MotoServer, tmp_path: Path) -> None:
     run = run_cli("status", "--deployment", str(path), "--region", "eu-west-1")
 
     _one_line_error(run, "error: not deployed: no stack of 'pdstack' in account 123456789012, region eu-west-1 "
-                         "(looked for pdstack-network, pdstack-image, pdstack-cluster, pdstack-gpu-nodes, pdstack-workloads)")
+                         "(looked for pdstack-network, pdstack-image, pdstack-cluster, pdstack-gpu-nodes, pdstack-workloads, "
+                         "pdstack-observability)")
 
 
 def test_smoke_before_the_cluster_stack_exists(aws_env: MotoServer, tmp_path: Path) -> None:

@@ -124,7 +124,7 @@ def serving_for(engines: list[FakeEngine], model_source: Path, **router: Any) ->
                      "health_interval_s": 0.2, "metrics_interval_s": 0.2,
                      "retries": {"attempts": 3, "backoff_s": 0.01},
                      "timeouts": {"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 5.0},
-                     "shutdown_grace_s": 2.0, **router}
+                     "shutdown_grace_s": 2.0, "prefix_mode": "approximate", **router}
     return Serving.model_validate({
         "model": {"source": str(model_source), "served_name": "tiny", "block_size": 32},
         "router": router_config,

@@ -14,7 +14,10 @@ from runtime.router.config import DnsDiscovery, KubernetesDiscovery, StaticEngin
 from runtime.router.discovery.dns_records import DnsRecordsDiscovery
 from runtime.router.discovery.endpoint_slices import EndpointSliceDiscovery
 from runtime.router.discovery.static_list import StaticDiscovery
-from runtime.router.engine import EnginePool, EngineSpec
+from runtime.router.config import RouterConfig
+from runtime.router.engine import EngineSpec
+from runtime.router.engine_registry import EngineRegistry
+from runtime.router.router_metrics import RouterMetrics
 
 
 def test_static_list() -> None:
@@ -30,8 +33,24 @@ def test_dns_a_records() -> None:
     assert asyncio.run(source.resolve()) == [EngineSpec("http://127.0.0.1:8200", "decode", "tcp://127.0.0.1:5557")]
 
 
-def test_pool_keeps_state_of_engines_that_stay() -> None:
-    pool = EnginePool()
+class Heard:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def engine_added(self, engine) -> None:  # type: ignore[no-untyped-def]
+        self.events.append(("added", engine.url))
+
+    def engine_removed(self, engine) -> None:  # type: ignore[no-untyped-def]
+        self.events.append(("removed", engine.url))
+
+    def engine_reset(self, engine) -> None:  # type: ignore[no-untyped-def]
+        self.events.append(("reset", engine.url))
+
+
+def test_registry_keeps_state_of_engines_that_stay_and_tells_its_listeners() -> None:
+    pool = EngineRegistry(RouterConfig(), RouterMetrics())
+    heard = Heard()
+    pool.listeners.append(heard)
     pool.replace([EngineSpec("http://a", "decode"), EngineSpec("http://b", "prefill")])
     engine = pool.get("http://a")
     assert engine is not None
@@ -39,6 +58,8 @@ def test_pool_keeps_state_of_engines_that_stay() -> None:
     added, removed = pool.replace([EngineSpec("http://a", "decode"), EngineSpec("http://c", "decode")])
     assert [e.url for e in added] == ["http://c"] and [e.url for e in removed] == ["http://b"]
     assert pool.get("http://a") is engine and engine.in_flight == 3
+    assert heard.events == [("added", "http://a"), ("added", "http://b"), ("removed", "http://b"),
+                            ("added", "http://c")]
 
 
 def endpoint_slice(name: str, role: str, addresses: list[tuple[str, bool]], version: str = "1") -> dict[str, Any]:

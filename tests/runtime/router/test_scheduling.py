@@ -7,6 +7,7 @@ import random
 from runtime.router.config import RouterConfig, Saturation
 from runtime.router.engine import Engine
 from runtime.router.prompt_blocks import PromptBlocks
+from runtime.router.engine_breaker import CircuitBreaker
 from runtime.router.scheduling.context import SchedulingContext
 from runtime.router.scheduling.filters import HealthyFilter, NotSaturatedFilter, RoleFilter
 from runtime.router.scheduling.pd_decider import PdDecider
@@ -59,14 +60,24 @@ def test_load_scorer_prefers_idle_engines() -> None:
     assert scores[idle] == 1.0 and 0 < scores[busy] < scores[idle]
 
 
-def test_session_scorer_follows_the_last_engine_and_is_bounded() -> None:
-    scorer = SessionAffinityScorer(capacity=2)
-    pool = engines()[1:]
-    scorer.record("s1", pool[1])
-    assert scorer.score(context(session="s1"), pool) == {pool[0]: 0.0, pool[1]: 1.0}
-    scorer.record("s2", pool[0])
-    scorer.record("s3", pool[0])
-    assert scorer.score(context(session="s1"), pool)[pool[1]] == 0.0  # evicted
+def test_session_scorer_is_a_rendezvous_hash() -> None:
+    """The same session lands on the same engine whatever the order of the engines (every router replica agrees);
+    when an engine leaves, only the sessions it held move."""
+    pool = [Engine(f"http://d{i}", "decode") for i in range(4)]
+    scorer = SessionAffinityScorer()
+
+    def owner(session: str, engines: list[Engine]) -> str:
+        scores = scorer.score(context(session=session), engines)
+        (winner,) = [engine.url for engine, score in scores.items() if score == 1.0]
+        return winner
+
+    sessions = [f"chat-{i}" for i in range(40)]
+    before = {session: owner(session, pool) for session in sessions}
+    assert before == {session: owner(session, list(reversed(pool))) for session in sessions}
+    assert len(set(before.values())) == 4
+    after = {session: owner(session, pool[1:]) for session in sessions}
+    assert all(after[s] == before[s] for s in sessions if before[s] != "http://d0")
+    assert scorer.score(context(), pool) == {engine: 0.0 for engine in pool}
 
 
 def test_picker_takes_the_max_then_the_least_loaded() -> None:
@@ -87,18 +98,39 @@ def test_decider(threshold: int, prompt: int, cached: int, prefill: bool, expect
     assert (decision.decision, decision.reason, decision.uncached_tokens) == (expected, reason, prompt - cached)
 
 
-def test_pipeline_prefers_the_cached_decode_and_records_the_session() -> None:
-    scheduler = Scheduler.from_config(RouterConfig())
+def test_plan_prefers_the_cached_decode_then_the_sessions_engine() -> None:
+    scheduler = Scheduler.from_config(RouterConfig(pd_threshold_tokens=64))
     pool = engines()
-    pick = scheduler.schedule("decode", context(4, {"http://d1": 4}, session="chat-7"), pool)
-    assert pick.engine.url == "http://d1" and pick.scores["prefix"] == 1.0
-    # the same session, no prefix information: affinity keeps it on d1
-    assert scheduler.schedule("decode", context(4, {}, session="chat-7"), pool).engine.url == "http://d1"
-    assert scheduler.schedule("prefill", context(), pool).engine.url == "http://p0"
+    plan = scheduler.plan(context(4, {"http://d1": 4}, session="chat-7"), pool)
+    assert plan.decode.engine.url == "http://d1" and plan.decode.scores["prefix"] == 1.0
+    assert plan.prefill is None and plan.decision.reason == "few_uncached_tokens"  # 5 of 133 tokens uncached
+    # no prefix information: the session's rendezvous engine, every time
+    picks = {scheduler.plan(context(4, {}, session="chat-7"), pool).decode.engine.url for _ in range(10)}
+    assert len(picks) == 1
+    plan = scheduler.plan(context(4, {}, session="chat-7"), pool)
+    assert plan.prefill is not None and plan.prefill.engine.url == "http://p0" and plan.decision.decision == "pd"
     for engine in pool:
         engine.healthy = False
     with pytest.raises(NoEngineAvailable):
-        scheduler.schedule("decode", context(), pool)
+        scheduler.plan(context(), pool)
+
+
+def test_a_request_that_cannot_be_split_is_planned_decode_only() -> None:
+    ctx = context(4)
+    ctx.single_leg = "batched_prompt"
+    plan = Scheduler.from_config(RouterConfig(pd_threshold_tokens=0)).plan(ctx, engines())
+    assert plan.prefill is None and (plan.decision.decision, plan.decision.reason) == ("decode_only", "batched_prompt")
+
+
+def test_an_open_breaker_takes_the_engine_out_until_its_pause_ends() -> None:
+    breaker = CircuitBreaker(failures=2, successes=2, open_s=30.0, window_s=60.0)
+    assert breaker.record(False, 0.0) is None and breaker.record(False, 1.0) == "open"
+    assert not breaker.allows(29.0) and breaker.allows(31.0) and breaker.state == "half_open"
+    assert breaker.record(True, 31.5) is None and breaker.record(True, 32.0) == "closed"
+    breaker.record(False, 100.0)
+    assert breaker.record(False, 200.0) is None, "a failure past the window starts a new run"
+    breaker.trip(300.0)
+    assert breaker.allows(331.0) and breaker.record(False, 331.0) == "open", "one failure while half-open reopens"
 
 
 def test_an_engine_with_another_block_size_gets_no_prefix_credit() -> None:

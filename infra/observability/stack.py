@@ -1,0 +1,103 @@
+"""ObservabilityStack: the metrics pipeline of one deployment, from its ``observability`` section.
+
+- ``MetricsWorkspace``: an Amazon Managed Service for Prometheus workspace, encrypted with its own KMS key, with
+  pdstack's rule groups (alerts.py, the same rendering as the committed rules/pdstack.yaml) loaded into it.
+- The AWS managed collector (``AWS::APS::Scraper``) on the cluster's private subnets and cluster security group,
+  scraping the router and every engine pod (targets.py) into the workspace. It runs as its service-linked role
+  (AWSServiceRoleForAmazonPrometheusScraper_*); the cluster authenticates through access entries (API mode), so the
+  service creates the scraper's access entry and its Kubernetes permissions itself when the scraper is created
+  (Amazon Managed Service for Prometheus user guide, "Configure Amazon EKS for scraper access with access
+  entries"). A second access entry for that role from this stack would fail: one principal, one entry.
+The workspace is the one pipeline KEDA's prometheus trigger queries too: ``workspace.query_url`` and
+``workspace.grant_query``.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+import yaml
+from aws_cdk import aws_aps as aps
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from infra.config import Deployment
+from infra.observability.generate import rules_text
+from infra.observability.targets import scrape_config
+from infra.stack_outputs import ObservabilityOutputs
+
+RULES_NAMESPACE = "pdstack"
+# What a Prometheus-compatible client (Grafana, KEDA's prometheus scaler) needs to read a workspace.
+QUERY_ACTIONS = ("aps:QueryMetrics", "aps:GetSeries", "aps:GetLabels", "aps:GetMetricMetadata")
+
+
+@dataclass(frozen=True)
+class ObservabilityProps:
+    deployment: Deployment
+    cluster: eks.Cluster
+    private_subnets: list[ec2.ISubnet]
+
+
+class MetricsWorkspace(Construct):
+    """Exposes ``arn``, ``workspace_id``, ``prometheus_endpoint`` (the Prometheus HTTP API root, ending in '/': what
+    Grafana and KEDA's ``serverAddress`` take), ``query_url`` (its instant-query URL), ``remote_write_url`` and
+    ``grant_query``."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, alias: str, retention_days: int, rules: str) -> None:
+        super().__init__(scope, construct_id)
+        self.key = kms.Key(self, "Key", enable_key_rotation=True,
+                           description=f"Amazon Managed Service for Prometheus workspace {alias}: samples at rest")
+        self.workspace = aps.CfnWorkspace(
+            self, "Workspace", alias=alias, kms_key_arn=self.key.key_arn,
+            workspace_configuration=aps.CfnWorkspace.WorkspaceConfigurationProperty(
+                retention_period_in_days=retention_days),
+        )
+        self.rules = aps.CfnRuleGroupsNamespace(self, "Rules", name=RULES_NAMESPACE, workspace=self.workspace.attr_arn,
+                                                data=rules)
+        self.arn = self.workspace.attr_arn
+        self.workspace_id = self.workspace.attr_workspace_id
+        self.prometheus_endpoint = self.workspace.attr_prometheus_endpoint
+        self.query_url = cdk.Fn.join("", [self.prometheus_endpoint, "api/v1/query"])
+        self.remote_write_url = cdk.Fn.join("", [self.prometheus_endpoint, "api/v1/remote_write"])
+
+    def grant_query(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Read access to this workspace's series (PromQL queries, labels, metadata), nothing else."""
+        return iam.Grant.add_to_principal(grantee=grantee, actions=list(QUERY_ACTIONS), resource_arns=[self.arn])
+
+
+def collector_configuration(deployment: Deployment) -> str:
+    """The scrape configuration as the scraper takes it: base64 of the YAML."""
+    return base64.b64encode(yaml.safe_dump(scrape_config(deployment), sort_keys=False).encode()).decode()
+
+
+class ObservabilityStack(cdk.Stack):
+    """Exposes ``workspace`` (a ``MetricsWorkspace``) and ``scraper``."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: ObservabilityProps, **kwargs: object) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        deployment = props.deployment
+        config = deployment.observability
+        self.workspace = MetricsWorkspace(self, "Metrics", alias=deployment.name, retention_days=config.retention_days,
+                                          rules=rules_text(deployment.slo, config))
+        self.scraper = aps.CfnScraper(
+            self, "Collector", alias=f"{deployment.name}-serving",
+            source=aps.CfnScraper.SourceProperty(eks_configuration=aps.CfnScraper.EksConfigurationProperty(
+                cluster_arn=props.cluster.cluster_arn,
+                subnet_ids=[subnet.subnet_id for subnet in props.private_subnets],
+                security_group_ids=[props.cluster.cluster_security_group_id],
+            )),
+            destination=aps.CfnScraper.DestinationProperty(
+                amp_configuration=aps.CfnScraper.AmpConfigurationProperty(workspace_arn=self.workspace.arn)),
+            scrape_configuration=aps.CfnScraper.ScrapeConfigurationProperty(
+                configuration_blob=collector_configuration(deployment)),
+        )
+        cdk.CfnOutput(self, ObservabilityOutputs.WORKSPACE_ARN, value=self.workspace.arn)
+        cdk.CfnOutput(self, ObservabilityOutputs.WORKSPACE_ID, value=self.workspace.workspace_id)
+        cdk.CfnOutput(self, ObservabilityOutputs.PROMETHEUS_ENDPOINT, value=self.workspace.prometheus_endpoint)
+        cdk.CfnOutput(self, ObservabilityOutputs.QUERY_URL, value=self.workspace.query_url)
+        cdk.CfnOutput(self, ObservabilityOutputs.SCRAPER_ROLE_ARN, value=self.scraper.attr_role_arn)

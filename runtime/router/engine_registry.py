@@ -1,0 +1,213 @@
+"""Every engine the router knows, and everything per engine: health with hysteresis, circuit breaker, load, models,
+block size, KV-event subscription. Discovery replaces the set; the registry tells its listeners (prefix index, model
+catalog, scheduling plugins) when an engine comes, goes or restarts, logs every ejection and restoration, and owns
+the tasks that keep the state fresh (health and metrics rounds, one KV-event subscriber per engine)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from typing import Any, Protocol
+
+from runtime.json_log import EventLog
+from runtime.router.config import RouterConfig
+from runtime.router.engine import DECODE, Engine, EngineSpec, Role
+from runtime.router.engine_breaker import STATE_VALUES, CircuitBreaker
+from runtime.router.engine_metrics import EngineLoad
+from runtime.router.router_metrics import RouterMetrics
+
+log = EventLog("runtime.router.engines")
+
+
+class EngineListener(Protocol):
+    def engine_added(self, engine: Engine) -> None: ...
+
+    def engine_removed(self, engine: Engine) -> None: ...
+
+    def engine_reset(self, engine: Engine) -> None:
+        """The engine restarted or came back from an ejection: nothing it held before can be trusted."""
+
+
+class Subscription(Protocol):
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+Subscribe = Callable[[Engine], "Subscription | None"]
+
+
+class EngineRegistry:
+    def __init__(self, config: RouterConfig, metrics: RouterMetrics, subscribe: Subscribe | None = None) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.subscribe = subscribe
+        self.listeners: list[EngineListener] = []
+        self._engines: dict[str, Engine] = {}
+        self._subscriptions: dict[str, Subscription] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- the set of engines
+
+    def __iter__(self) -> Iterator[Engine]:
+        return iter(list(self._engines.values()))
+
+    def __len__(self) -> int:
+        return len(self._engines)
+
+    def get(self, url: str) -> Engine | None:
+        return self._engines.get(url)
+
+    def by_role(self, role: Role) -> list[Engine]:
+        return [engine for engine in self._engines.values() if engine.role == role]
+
+    def ready(self) -> bool:
+        return any(engine.healthy for engine in self.by_role(DECODE))
+
+    def new_engine(self, spec: EngineSpec) -> Engine:
+        breaker = self.config.breaker
+        return Engine(url=spec.url, role=spec.role, kv_events=spec.kv_events,
+                      breaker=CircuitBreaker(breaker.failures, breaker.successes, breaker.open_s, breaker.window_s))
+
+    def replace(self, specs: Iterable[EngineSpec]) -> tuple[list[Engine], list[Engine]]:
+        """Make the set exactly ``specs`` (state of engines that stay is kept); return (added, removed)."""
+        wanted = {spec.url: spec for spec in specs}
+        removed = [engine for url, engine in self._engines.items()
+                   if url not in wanted or wanted[url].role != engine.role]
+        for engine in removed:
+            del self._engines[engine.url]
+            self._unsubscribe(engine)
+        added = []
+        for url, spec in wanted.items():
+            current = self._engines.get(url)
+            if current is None:
+                engine = self._engines[url] = self.new_engine(spec)
+                added.append(engine)
+            elif current.kv_events != spec.kv_events:
+                self._unsubscribe(current)
+                current.kv_events = spec.kv_events
+                self._subscribe(current)
+        for engine in removed:
+            self.metrics.discovery_changes.labels(engine.role, "removed").inc()
+            for listener in self.listeners:
+                listener.engine_removed(engine)
+        for engine in added:
+            self.metrics.discovery_changes.labels(engine.role, "added").inc()
+            self._publish_state(engine)
+            self._subscribe(engine)
+            for listener in self.listeners:
+                listener.engine_added(engine)
+        if added or removed:
+            log.info("engines_changed", engines=[f"{e.role}:{e.name}" for e in self],
+                     added=[e.name for e in added], removed=[e.name for e in removed])
+        return added, removed
+
+    # -- what the engines' answers and probes say
+
+    def record(self, engine: Engine, success: bool) -> None:
+        """One request's outcome on ``engine`` (a client error is a success: the engine answered)."""
+        changed = engine.breaker.record(success, time.monotonic())
+        if changed is not None:
+            self._breaker_changed(engine, changed, "breaker_open")
+
+    def eject(self, engine: Engine, reason: str) -> None:
+        """Out of the schedule now (a timeout: every further request would wait it out too)."""
+        if engine.breaker.state == "open":
+            return
+        engine.breaker.trip(time.monotonic())
+        self._breaker_changed(engine, "open", reason)
+
+    def health_result(self, engine: Engine, passed: bool) -> None:
+        """A /health probe's result, with hysteresis: ``health.failures`` in a row eject, ``health.successes``
+        restore (one dropped probe no longer costs an engine its traffic)."""
+        if passed == engine.healthy:
+            engine.health_streak = 0
+            return
+        engine.health_streak += 1
+        needed = self.config.health.successes if passed else self.config.health.failures
+        if engine.health_streak < needed:
+            return
+        engine.healthy, engine.health_streak = passed, 0
+        self.metrics.engine_healthy.labels(engine.name, engine.role).set(1 if passed else 0)
+        if passed:
+            self.metrics.restorations.labels(engine.name, engine.role).inc()
+            log.info("engine_restored", engine=engine.name, role=engine.role, by="health", probes=needed)
+            self.reset(engine, "restored after failed health checks")
+        else:
+            self.metrics.ejections.labels(engine.name, engine.role, "health_failed").inc()
+            log.warning("engine_ejected", engine=engine.name, role=engine.role, reason="health_failed",
+                        probes=needed)
+
+    def load_result(self, engine: Engine, load: EngineLoad) -> None:
+        engine.waiting, engine.kv_usage = load.waiting, load.kv_usage
+        if load.block_size is not None:
+            engine.block_size = load.block_size
+        if load.started_at is not None:
+            if engine.started_at is not None and load.started_at != engine.started_at:
+                self.reset(engine, "the engine process restarted")
+            engine.started_at = load.started_at
+        self.metrics.in_flight.labels(engine.name, engine.role).set(engine.in_flight)
+
+    def reset(self, engine: Engine, why: str) -> None:
+        log.info("engine_reset", engine=engine.name, role=engine.role, why=why)
+        for listener in self.listeners:
+            listener.engine_reset(engine)
+
+    def _breaker_changed(self, engine: Engine, state: str, reason: str) -> None:
+        self.metrics.breaker_state.labels(engine.name, engine.role).set(STATE_VALUES[state])  # type: ignore[index]
+        if state == "open":
+            self.metrics.ejections.labels(engine.name, engine.role, reason).inc()
+            log.warning("engine_ejected", engine=engine.name, role=engine.role, reason=reason,
+                        open_s=engine.breaker.open_s)
+        elif state == "closed":
+            self.metrics.restorations.labels(engine.name, engine.role).inc()
+            log.info("engine_restored", engine=engine.name, role=engine.role, by="breaker")
+
+    def _publish_state(self, engine: Engine) -> None:
+        self.metrics.engine_healthy.labels(engine.name, engine.role).set(1 if engine.healthy else 0)
+        self.metrics.breaker_state.labels(engine.name, engine.role).set(STATE_VALUES[engine.breaker.state])
+
+    # -- tasks
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def every(self, interval_s: float, step: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        async def loop() -> None:
+            while True:
+                try:
+                    await step()
+                except Exception as error:  # one bad round must not stop the rounds
+                    log.error("engine_round_failed", reason=repr(error))
+                await asyncio.sleep(interval_s)
+
+        self.spawn(loop())
+
+    def _subscribe(self, engine: Engine) -> None:
+        if self.subscribe is None or not engine.kv_events:
+            return
+        subscription = self.subscribe(engine)
+        if subscription is not None:
+            self._subscriptions[engine.url] = subscription
+            subscription.start()
+
+    def _unsubscribe(self, engine: Engine) -> None:
+        subscription = self._subscriptions.pop(engine.url, None)
+        if subscription is not None:
+            self.spawn(subscription.stop())
+
+    async def stop(self) -> None:
+        for subscription in list(self._subscriptions.values()):
+            await subscription.stop()
+        self._subscriptions.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,102 @@
+"""The metrics pipeline as synthesized from the default deployment: an encrypted workspace holding the committed
+alert rules, the managed collector on the cluster's subnets and security group with the scrape configuration of
+targets.py, and the workspace exposed to other stacks (attributes and outputs). Property names are held against
+cfn-lint's bundled CloudFormation schemas."""
+
+from __future__ import annotations
+
+import base64
+import copy
+
+import aws_cdk as cdk
+import yaml
+from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+from infra.config import parse_deployment
+from infra.deployment_stacks import DeploymentStacks
+from infra.observability.generate import RULES_FILE
+from infra.observability.stack import QUERY_ACTIONS
+from infra.observability.targets import scrape_config
+from tests.infra.conftest import Synthesized, load_yaml
+
+
+def only(synth: Synthesized, kind: str) -> dict:
+    assert synth.observability is not None
+    (resource,) = synth.observability.find_resources(kind).values()
+    return resource
+
+
+def test_workspace_is_encrypted_with_a_rotated_key_and_keeps_the_configured_retention(default: Synthesized) -> None:
+    workspace = only(default, "AWS::APS::Workspace")["Properties"]
+    key_id = workspace["KmsKeyArn"]["Fn::GetAtt"][0]
+    key = default.observability.find_resources("AWS::KMS::Key")[key_id]
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert workspace["WorkspaceConfiguration"] == {"RetentionPeriodInDays": 150}
+
+
+def test_the_committed_rules_are_what_the_workspace_loads(default: Synthesized) -> None:
+    rules = only(default, "AWS::APS::RuleGroupsNamespace")["Properties"]
+    assert rules["Data"] == RULES_FILE.read_text()
+    assert rules["Workspace"]["Fn::GetAtt"][1] == "Arn"
+
+
+def test_collector_scrapes_the_cluster_from_its_subnets_into_the_workspace(default: Synthesized) -> None:
+    scraper = only(default, "AWS::APS::Scraper")["Properties"]
+    eks = scraper["Source"]["EksConfiguration"]
+    cluster = default.stacks.cluster.stack_name
+    assert len(eks["SubnetIds"]) == default.deployment.network.az_count >= 2  # the collector wants two zones
+    assert all("privateSubnet" in subnet["Fn::ImportValue"] for subnet in eks["SubnetIds"])
+    assert eks["ClusterArn"]["Fn::ImportValue"].startswith(f"{cluster}:") and "Arn" in eks["ClusterArn"]["Fn::ImportValue"]
+    (group,) = eks["SecurityGroupIds"]
+    assert group["Fn::ImportValue"].startswith(f"{cluster}:") and "ClusterSecurityGroupId" in group["Fn::ImportValue"]
+    assert scraper["Destination"]["AmpConfiguration"]["WorkspaceArn"]["Fn::GetAtt"][1] == "Arn"
+    blob = yaml.safe_load(base64.b64decode(scraper["ScrapeConfiguration"]["ConfigurationBlob"]))
+    assert blob == scrape_config(default.deployment)
+
+
+def test_collector_access_comes_from_the_service_not_a_second_access_entry(default: Synthesized) -> None:
+    """With API authentication the service creates the scraper's access entry; one of ours would collide."""
+    (cluster,) = default.cluster.find_resources("AWS::EKS::Cluster").values()
+    assert cluster["Properties"]["AccessConfig"]["AuthenticationMode"] in ("API", "API_AND_CONFIG_MAP")
+    for template in (default.cluster, default.workloads, default.observability):
+        for entry in template.find_resources("AWS::EKS::AccessEntry").values():
+            assert "Scraper" not in str(entry["Properties"]["PrincipalArn"])
+    assert default.observability.find_resources("AWS::IAM::Role") == {}  # the scraper's role is service-linked
+
+
+def test_workspace_is_exposed_as_attributes_and_outputs(default: Synthesized) -> None:
+    stack = default.stacks.observability
+    assert stack is not None and stack.workspace.arn and stack.workspace.prometheus_endpoint
+    outputs = default.observability.find_outputs("*")
+    assert {"WorkspaceArn", "WorkspaceId", "PrometheusEndpoint", "QueryUrl", "ScraperRoleArn"} <= set(outputs)
+    assert outputs["QueryUrl"]["Value"]["Fn::Join"][1][1] == "api/v1/query"
+
+
+def test_grant_query_gives_read_actions_on_this_workspace_only(tmp_path) -> None:
+    from aws_cdk import aws_iam as iam
+
+    from infra.observability.stack import MetricsWorkspace
+
+    app = cdk.App(outdir=str(tmp_path))
+    stack = cdk.Stack(app, "Probe")
+    workspace = MetricsWorkspace(stack, "Metrics", alias="probe", retention_days=7, rules="groups: []\n")
+    role = iam.Role(stack, "Reader", assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com"))
+    workspace.grant_query(role)
+    template = cdk.assertions.Template.from_stack(stack)
+    (policy,) = template.find_resources("AWS::IAM::Policy").values()
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert sorted(statement["Action"]) == sorted(QUERY_ACTIONS)
+    assert statement["Resource"]["Fn::GetAtt"][1] == "Arn"
+
+
+def test_property_names_exist_in_the_cloudformation_schemas(default: Synthesized) -> None:
+    for kind in ("AWS::APS::Workspace", "AWS::APS::Scraper", "AWS::APS::RuleGroupsNamespace"):
+        schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", kind).schema
+        assert set(only(default, kind)["Properties"]) <= set(schema["properties"]), kind
+
+
+def test_switched_off_there_is_no_observability_stack() -> None:
+    data = copy.deepcopy(load_yaml("default.yaml"))
+    data["observability"] = {"enabled": False}
+    stacks = DeploymentStacks(cdk.App(), parse_deployment(data))
+    assert stacks.observability is None and all("observability" not in s.stack_name for s in stacks.all)
