@@ -7,6 +7,7 @@ the model bucket through EKS Pod Identity with a role that can read that bucket 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ class WorkloadsProps:
     cluster: eks.Cluster
     image_uri: str
     leader_worker_set: Construct  # the LWS chart: its CRD must exist before a LeaderWorkerSet is applied
+    metrics_collector_cidrs: list[str]  # the managed collector's subnets (none when the pipeline is off)
 
 
 def rendered_serving(deployment: Deployment) -> dict[str, Any]:
@@ -59,10 +61,12 @@ def base_objects(deployment: Deployment) -> list[dict[str, Any]]:
     return objects
 
 
-def serving_objects(deployment: Deployment, image: str) -> list[dict[str, Any]]:
-    """Every object, in apply order."""
-    return [*base_objects(deployment), *network_policies(deployment), *worker_objects(deployment, image),
-            *router_objects(deployment, image)]
+def serving_objects(deployment: Deployment, image: str,
+                    metrics_collector_cidrs: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Every object, in apply order. ``metrics_collector_cidrs``: where the managed collector scrapes from (the
+    network stack's ``collector_cidrs``; none renders policies that admit no collector)."""
+    return [*base_objects(deployment), *network_policies(deployment, metrics_collector_cidrs),
+            *worker_objects(deployment, image), *router_objects(deployment, image)]
 
 
 class WorkloadsStack(cdk.Stack):
@@ -71,7 +75,7 @@ class WorkloadsStack(cdk.Stack):
     def __init__(self, scope: Construct, construct_id: str, *, props: WorkloadsProps, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
         deployment = props.deployment
-        self.objects = serving_objects(deployment, props.image_uri)
+        self.objects = serving_objects(deployment, props.image_uri, props.metrics_collector_cidrs)
         self.manifest = eks.KubernetesManifest(
             self, "Serving", cluster=props.cluster, manifest=self.objects, overwrite=True, prune=True
         )
