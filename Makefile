@@ -65,8 +65,8 @@ demo: setup $(VENV)/.tests-installed $(VLLM_VENV)/.installed
 	$(BIN)/python -m tests.e2e.testbed.demo
 
 # Router overhead against fake engines; writes bench/results/router_overhead.{json,md}.
-bench-router: $(VLLM_VENV)/.installed
-	$(VLLM_VENV)/bin/python -m bench.router_overhead.run
+bench-router: $(VENV)/.bench-installed $(VLLM_VENV)/.installed
+	PATH=$(BIN):$$PATH flock /tmp/pdstack-vllm.lock $(VLLM_VENV)/bin/python -m bench.router_overhead.run $(BENCH_ROUTER_ARGS)
 
 # Bench-only packages (the peer routers, matplotlib) in the CDK venv; they resolve alongside it (pip check).
 $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.tests-installed

@@ -2,7 +2,8 @@
 and the most requests per second on one core, streaming and not; the same for bare pass-through proxies of two HTTP
 stacks (aiohttp; starlette + uvicorn + httpx) to show what each stack costs.
 
-Every proxy runs pinned to CPU 0; the fake engines and this load generator share CPU 1. Latency samples are taken
+First, P/D routers side by side (bench/router_overhead/pd_compare.py): pdstack against vllm-router and SMG, with
+ratios to vllm-router. Then every proxy runs pinned to CPU 0; the fake engines and this load generator share CPU 1. Latency samples are taken
 interleaved (direct, proxied, direct, ...) so drift hits both alike. Results: bench/results/router_overhead.{json,md}.
 Run with the vLLM test venv (it carries starlette, uvicorn, httpx): ``.venv-vllm/bin/python -m bench.router_overhead.run``.
 """
@@ -23,6 +24,8 @@ from typing import Any
 
 import aiohttp
 import yaml
+
+from bench.router_overhead.pd_compare import compare, markdown
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench" / "results"
@@ -152,8 +155,15 @@ async def main(args: argparse.Namespace) -> None:
     engines = start([python, "-m", "bench.router_overhead.fake_engines", str(prefill_port), str(decode_port)], 1,
                     WORK / "fake-engines.log")
     rows = []
+    pdstacks = {"this checkout": REPO, **{name: Path(path).resolve() for name, path in
+                                          (spec.split("=", 1) for spec in args.pdstack)}}
     try:
         await wait_ready(decode)
+        await wait_ready(prefill)
+        pd = await compare(prefill_port, decode_port, pdstacks, WORK, args.samples, args.concurrency, args.seconds)
+        if args.compare_only:
+            write(rows, pd, args)
+            return
         direct_row: dict[str, Any] = {"target": "direct (no proxy)"}
         for stream in (False, True):
             direct_row["stream" if stream else "whole"] = {
@@ -179,16 +189,17 @@ async def main(args: argparse.Namespace) -> None:
                 stop(process)
     finally:
         stop(engines)
-    write(rows, args)
+    write(rows, pd, args)
 
 
-def write(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+def write(rows: list[dict[str, Any]], pd: dict[str, Any], args: argparse.Namespace) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     meta = {"date": time.strftime("%Y-%m-%d"), "python": platform.python_version(), "cpus": os.cpu_count(),
             "samples": args.samples, "concurrency": args.concurrency, "seconds": args.seconds,
             "note": "proxy pinned to CPU 0; fake engines and load generator share CPU 1; loopback"}
-    (RESULTS / "router_overhead.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    lines = ["# Router overhead (fake engines on loopback)", "", f"{meta}", "",
+    (RESULTS / "router_overhead.json").write_text(json.dumps({"meta": meta, "pd_compare": pd, "rows": rows}, indent=2) + "\n")
+    lines = ["# Router overhead (fake engines on loopback)", "", f"{meta}", "", *markdown(pd), "",
+             "## Each router and bare proxy against the engine alone", "",
              "| target | mode | added p50 ms | added p99 ms | proxied p50 ms | max rps (1 core) |",
              "|---|---|---|---|---|---|"]
     for row in rows:
@@ -204,7 +215,10 @@ def write(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--samples", type=int, default=400)
+    parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--pdstack", action="append", default=[], metavar="NAME=DIR",
+                        help="another pdstack checkout to run side by side (e.g. main before a change)")
+    parser.add_argument("--compare-only", action="store_true", help="only the P/D routers side by side")
     asyncio.run(main(parser.parse_args()))
