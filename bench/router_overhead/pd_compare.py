@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -182,8 +183,20 @@ async def warm(targets: list[Target], payload: bytes) -> None:
                     await asyncio.sleep(0.3)
 
 
+def profiler(target: Target, seconds: float, out: Path) -> ProcessGroup | None:
+    """py-spy (bench/requirements.txt) sampling the router while it is saturated, on the client's core; speedscope."""
+    spy = Path(sys.executable).parent / "py-spy"
+    spy = spy if spy.exists() else Path(shutil.which("py-spy") or "py-spy")
+    if not spy.exists():
+        print("no py-spy: no profile", flush=True)
+        return None
+    return ProcessGroup([str(spy), "record", "--pid", str(target.process.pid), "--duration", str(int(seconds)),
+                         "--rate", "250", "--nonblocking", "--format", "speedscope", "-o", str(out)],
+                        out.with_suffix(".log"), 1)
+
+
 async def compare(prefill_port: int, decode_port: int, pdstacks: dict[str, Path], work: Path, samples: int,
-                  concurrency: int, seconds: float) -> dict[str, Any]:
+                  concurrency: int, seconds: float, profile_dir: Path | None = None) -> dict[str, Any]:
     prefill, decode = f"http://127.0.0.1:{prefill_port}", f"http://127.0.0.1:{decode_port}"
     topology = Topology([EngineAddress("prefill-0", "prefill", prefill, ""),
                          EngineAddress("decode-0", "decode", decode, "")],
@@ -197,8 +210,13 @@ async def compare(prefill_port: int, decode_port: int, pdstacks: dict[str, Path]
                                                                               samples)).items()}
         long = long_bodies(400)
         for target in targets:
-            rows[target.label]["short"] = await saturate(target, short, concurrency, seconds)
-            rows[target.label]["long_1500"] = await saturate(target, long, concurrency, seconds)
+            for kind, payloads in (("short", short), ("long_1500", long)):
+                spy = None
+                if profile_dir is not None and target.label == "pdstack (this checkout)":
+                    spy = profiler(target, seconds, profile_dir / f"router_profile_{kind}.speedscope.json")
+                rows[target.label][kind] = await saturate(target, payloads, concurrency, seconds)
+                if spy is not None:
+                    spy.process.wait(30)
             print(json.dumps({target.label: rows[target.label]}), flush=True)
     finally:
         for target in targets:

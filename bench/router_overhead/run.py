@@ -160,7 +160,8 @@ async def main(args: argparse.Namespace) -> None:
     try:
         await wait_ready(decode)
         await wait_ready(prefill)
-        pd = await compare(prefill_port, decode_port, pdstacks, WORK, args.samples, args.concurrency, args.seconds)
+        pd = await compare(prefill_port, decode_port, pdstacks, WORK, args.samples, args.concurrency, args.seconds,
+                           RESULTS if args.profile else None)
         if args.compare_only:
             write(rows, pd, args)
             return
@@ -220,5 +221,7 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--pdstack", action="append", default=[], metavar="NAME=DIR",
                         help="another pdstack checkout to run side by side (e.g. main before a change)")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy profiles of this checkout's router under load into bench/results")
     parser.add_argument("--compare-only", action="store_true", help="only the P/D routers side by side")
     asyncio.run(main(parser.parse_args()))
