@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import zmq.asyncio
@@ -133,6 +134,7 @@ class RouterServer:
         site = GuardedSite(self._runner, self.config.host, self.config.port, self.site_limits)
         await site.start()
         log.info("router_listening", host=self.config.host, port=self.config.port, precise=self.precise,
+                 loop=type(asyncio.get_running_loop()).__module__,
                  block_size=self.block_size, pd_threshold_tokens=self.config.pd_threshold_tokens)
 
     async def stop(self) -> None:
@@ -156,6 +158,17 @@ class RouterServer:
         await self.stop()
 
 
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (runtime/requirements.txt; libuv, about a third less CPU per request
+    in bench/results/router_overhead.md), else asyncio's own (None)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def run(serving: Serving) -> int:
-    asyncio.run(RouterServer(serving).serve_until_signalled())
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(RouterServer(serving).serve_until_signalled())
     return 0
