@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
@@ -9,19 +11,38 @@ ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
+class ResolvedOnce:
+    """A labelled metric on the request path whose children are resolved once per label values, then reused:
+    prometheus_client's ``labels()`` validates and locks on every call (about 2 us, ten times a request). Only for
+    label sets that stay small (endpoint, decision, reason, role), never per engine."""
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def labels(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._metric, name)
+
+
 class RouterMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("pdstack_router_requests", "Requests by endpoint and outcome",
-                                ["endpoint", "outcome"], registry=r)
-        self.decisions = Counter("pdstack_router_decisions", "P/D or decode-only, and why",
-                                 ["decision", "reason"], registry=r)
-        self.prompt_tokens = Counter("pdstack_router_prompt_tokens", "Prompt tokens routed (estimated without a "
-                                     "tokenizer)", ["role"], registry=r)
-        self.prefix_hit_tokens = Counter("pdstack_router_predicted_prefix_hit_tokens",
+        self.requests = ResolvedOnce(Counter("pdstack_router_requests", "Requests by endpoint and outcome",
+                                ["endpoint", "outcome"], registry=r))
+        self.decisions = ResolvedOnce(Counter("pdstack_router_decisions", "P/D or decode-only, and why",
+                                 ["decision", "reason"], registry=r))
+        self.prompt_tokens = ResolvedOnce(Counter("pdstack_router_prompt_tokens", "Prompt tokens routed (estimated without a "
+                                     "tokenizer)", ["role"], registry=r))
+        self.prefix_hit_tokens = ResolvedOnce(Counter("pdstack_router_predicted_prefix_hit_tokens",
                                          "Prompt tokens the index predicted cached on the chosen engine",
-                                         ["role"], registry=r)
+                                         ["role"], registry=r))
         self.retries = Counter("pdstack_router_retries", "Upstream attempts retried on another engine",
                                ["leg"], registry=r)
         self.fallbacks = Counter("pdstack_router_fallbacks", "P/D requests served decode-only after a failure",
@@ -31,10 +52,10 @@ class RouterMetrics:
         self.recomputes = Counter("pdstack_router_decode_recomputes",
                                   "Decode answers that show the prompt was recomputed instead of pulled",
                                   ["engine", "reason"], registry=r)
-        self.ttft = Histogram("pdstack_router_ttft_seconds", "Time to the first byte sent to the client",
-                              ["endpoint", "decision"], buckets=LATENCY_BUCKETS, registry=r)
-        self.e2e = Histogram("pdstack_router_request_seconds", "End-to-end request latency",
-                             ["endpoint", "decision"], buckets=LATENCY_BUCKETS, registry=r)
+        self.ttft = ResolvedOnce(Histogram("pdstack_router_ttft_seconds", "Time to the first byte sent to the client",
+                              ["endpoint", "decision"], buckets=LATENCY_BUCKETS, registry=r))
+        self.e2e = ResolvedOnce(Histogram("pdstack_router_request_seconds", "End-to-end request latency",
+                             ["endpoint", "decision"], buckets=LATENCY_BUCKETS, registry=r))
         self.index_blocks = Gauge("pdstack_router_prefix_index_blocks", "Blocks held in the prefix index",
                                   registry=r)
         self.index_evictions = Gauge("pdstack_router_prefix_index_evictions", "Blocks evicted by the LRU cap",
@@ -61,9 +82,9 @@ class RouterMetrics:
         self.kv_events_skipped = Counter("pdstack_router_kv_events_skipped",
                                          "KV events the index could not apply, and why", ["engine", "reason"],
                                          registry=r)
-        self.itl = Histogram("pdstack_router_itl_seconds", "Gap between two streamed chunks relayed to the client",
-                             ["endpoint", "decision"], buckets=ITL_BUCKETS, registry=r)
-        self.leg_seconds = Histogram("pdstack_router_leg_seconds", "The prefill leg's duration; the decode leg's "
-                                     "time to its first byte", ["leg"], buckets=LATENCY_BUCKETS, registry=r)
+        self.itl = ResolvedOnce(Histogram("pdstack_router_itl_seconds", "Gap between two streamed chunks relayed to the client",
+                             ["endpoint", "decision"], buckets=ITL_BUCKETS, registry=r))
+        self.leg_seconds = ResolvedOnce(Histogram("pdstack_router_leg_seconds", "The prefill leg's duration; the decode leg's "
+                                     "time to its first byte", ["leg"], buckets=LATENCY_BUCKETS, registry=r))
         self.client_disconnects = Counter("pdstack_router_client_disconnects",
                                           "Clients gone before the answer ended (upstream aborted)", registry=r)
