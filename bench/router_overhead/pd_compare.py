@@ -7,7 +7,7 @@ engines and this client share CPU 1. Three measurements, two legs, not streamed:
 - added latency p50/p99 over a client that runs both legs itself: samples interleaved across all targets (direct,
   router A, router B, ..., direct, ...) so the machine's drift hits all alike;
 - most requests per second on one core (32 concurrent clients) and the router's CPU (user + system, from the kernel)
-  per request over that window;
+  per request over that window, in rounds that rotate the routers' order (the median pass is kept);
 - the same CPU per request with unique ~1.5k-token prompts (tokenization, block hashing, index updates).
 Absolute times are not comparable between runs on a shared machine; ratios to vllm-router within a run are."""
 
@@ -129,6 +129,12 @@ async def saturate(target: Target, payloads: list[bytes], concurrency: int, seco
     return {"max_rps": done / wall, "cpu_ms_per_req": cpu * 1000.0 / max(done, 1), "requests": done}
 
 
+def median_pass(passes: list[dict[str, float]]) -> dict[str, float]:
+    """The pass with the median CPU per request, and every pass's CPU per request (the spread)."""
+    ordered = sorted(passes, key=lambda p: p["cpu_ms_per_req"])
+    return {**ordered[len(ordered) // 2], "cpu_ms_per_req_passes": [p["cpu_ms_per_req"] for p in passes]}
+
+
 def pdstack_argv(checkout: Path, topology: Topology, port: int, work: Path, name: str) -> list[str]:
     config = work / f"pd-compare-{name}.yaml"
     config.write_text(yaml.safe_dump({"serving": {
@@ -196,7 +202,8 @@ def profiler(target: Target, seconds: float, out: Path) -> ProcessGroup | None:
 
 
 async def compare(prefill_port: int, decode_port: int, pdstacks: dict[str, Path], work: Path, samples: int,
-                  concurrency: int, seconds: float, profile_dir: Path | None = None) -> dict[str, Any]:
+                  concurrency: int, seconds: float, profile_dir: Path | None = None,
+                  profiled: tuple[str, ...] = ("this checkout",), rounds: int = 3) -> dict[str, Any]:
     prefill, decode = f"http://127.0.0.1:{prefill_port}", f"http://127.0.0.1:{decode_port}"
     topology = Topology([EngineAddress("prefill-0", "prefill", prefill, ""),
                          EngineAddress("decode-0", "decode", decode, "")],
@@ -209,15 +216,26 @@ async def compare(prefill_port: int, decode_port: int, pdstacks: dict[str, Path]
                                            for label, cells in (await latency(targets, prefill, decode,
                                                                               samples)).items()}
         long = long_bodies(400)
+        passes: dict[str, dict[str, list[dict[str, float]]]] = {t.label: {"short": [], "long_1500": []}
+                                                                for t in targets}
+        for round_ in range(rounds):  # rounds rotate the order, so drift over the run hits every router alike
+            for target in targets[round_ % len(targets):] + targets[:round_ % len(targets)]:
+                for kind, payloads in (("short", short), ("long_1500", long)):
+                    passes[target.label][kind].append(await saturate(target, payloads, concurrency, seconds))
         for target in targets:
+            for kind in ("short", "long_1500"):
+                rows[target.label][kind] = median_pass(passes[target.label][kind])
+            print(json.dumps({target.label: rows[target.label]}), flush=True)
+        for target in targets if profile_dir is not None else []:
+            if target.label.removeprefix("pdstack (").removesuffix(")") not in profiled:
+                continue
             for kind, payloads in (("short", short), ("long_1500", long)):
-                spy = None
-                if profile_dir is not None and target.label == "pdstack (this checkout)":
-                    spy = profiler(target, seconds, profile_dir / f"router_profile_{kind}.speedscope.json")
-                rows[target.label][kind] = await saturate(target, payloads, concurrency, seconds)
+                # passes of their own, not recorded: the sampler's cost must not bias the numbers above
+                name = target.label.removeprefix("pdstack (").removesuffix(")").replace(" ", "_")
+                spy = profiler(target, seconds, profile_dir / f"router_profile_{name}_{kind}.speedscope.json")
+                await saturate(target, payloads, concurrency, seconds)
                 if spy is not None:
                     spy.process.wait(30)
-            print(json.dumps({target.label: rows[target.label]}), flush=True)
     finally:
         for target in targets:
             target.process.stop()

@@ -161,7 +161,7 @@ async def main(args: argparse.Namespace) -> None:
         await wait_ready(decode)
         await wait_ready(prefill)
         pd = await compare(prefill_port, decode_port, pdstacks, WORK, args.samples, args.concurrency, args.seconds,
-                           RESULTS if args.profile else None)
+                           RESULTS if args.profile else None, tuple(args.profile), args.rounds)
         if args.compare_only:
             write(rows, pd, args)
             return
@@ -218,10 +218,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--pdstack", action="append", default=[], metavar="NAME=DIR",
                         help="another pdstack checkout to run side by side (e.g. main before a change)")
-    parser.add_argument("--profile", action="store_true",
-                        help="py-spy profiles of this checkout's router under load into bench/results")
+    parser.add_argument("--profile", metavar="NAME", action="append", default=[], help="py-spy profiles of that pdstack's router under load "
+                        "into bench/results ('this checkout' or a --pdstack NAME)")
+    parser.add_argument("--rounds", type=int, default=3, help="saturation passes per router, order rotated")
     parser.add_argument("--compare-only", action="store_true", help="only the P/D routers side by side")
     asyncio.run(main(parser.parse_args()))
