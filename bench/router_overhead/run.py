@@ -160,10 +160,10 @@ async def main(args: argparse.Namespace) -> None:
     try:
         await wait_ready(decode)
         await wait_ready(prefill)
-        pd = await compare(prefill_port, decode_port, pdstacks, WORK, args.samples, args.concurrency, args.seconds,
-                           RESULTS if args.profile else None, tuple(args.profile), args.rounds)
+        compared = await compare(prefill_port, decode_port, pdstacks, WORK, args.samples, args.concurrency,
+                                 args.seconds, RESULTS if args.profile else None, tuple(args.profile), args.rounds)
         if args.compare_only:
-            write(rows, pd, args)
+            write(rows, compared, args)
             return
         direct_row: dict[str, Any] = {"target": "direct (no proxy)"}
         for stream in (False, True):
@@ -190,7 +190,7 @@ async def main(args: argparse.Namespace) -> None:
                 stop(process)
     finally:
         stop(engines)
-    write(rows, pd, args)
+    write(rows, compared, args)
 
 
 def write(rows: list[dict[str, Any]], pd: dict[str, Any], args: argparse.Namespace) -> None:
