@@ -15,6 +15,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from runtime.json_log import EventLog
+from runtime.router.admission import AdmissionQueue, Overloaded
 from runtime.router.api_error import ApiError
 from runtime.router.engine import EnginePool
 from runtime.router.model_catalog import ModelCatalog
@@ -35,8 +36,9 @@ class RouterState:
     """What the handlers need; built by :class:`~runtime.router.server.RouterServer`."""
 
     def __init__(self, pool: EnginePool, flow: PdFlow, catalog: ModelCatalog, index: PrefixIndex,
-                 metrics: RouterMetrics, max_body_bytes: int) -> None:
+                 metrics: RouterMetrics, max_body_bytes: int, admission: AdmissionQueue) -> None:
         self.pool = pool
+        self.admission = admission
         self.flow = flow
         self.catalog = catalog
         self.index = index
@@ -105,9 +107,14 @@ def _generation(endpoint: Endpoint) -> Handler:
             api = OpenAiRequest.parse(endpoint, raw)
             if not state.catalog.knows(api.model):
                 raise ApiError(404, f"The model `{api.model}` does not exist.", param="model", code="model_not_found")
-            response = await state.flow.serve(request, api, raw, request_id)
+            async with state.admission.admitted(state.admission.priority_of(request.headers)):
+                response = await state.flow.serve(request, api, raw, request_id)
             outcome = request.get(OUTCOME, "ok" if response.status < 400 else f"engine_{response.status}")
             return response
+        except Overloaded as error:
+            outcome = "overloaded"
+            log.warning("request_rejected", request_id=request_id, priority=error.priority, reason=error.reason)
+            return error.response(request_id)
         except ApiError as error:
             outcome = "client_error" if error.status < 500 else "upstream_error"
             log.warning("request_failed", request_id=request_id, status=error.status, reason=error.message)

@@ -26,6 +26,7 @@ from runtime.router.config import RouterConfig
 from runtime.router.engine import Engine, EnginePool
 from runtime.router.json_splice import with_fields
 from runtime.router.openai_request import OpenAiRequest
+from runtime.router.prefill_backlog import PrefillBacklog
 from runtime.router.prefix_index import PrefixIndex
 from runtime.router.prompt_reader import PromptReader
 from runtime.router.request_keys import OUTCOME
@@ -50,7 +51,7 @@ class PrefillFailed(Exception):
     """Every prefill attempt failed; the request goes decode-only."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Leg:
     """What the flow learned on the way, for logs and metrics."""
 
@@ -73,6 +74,7 @@ class PdFlow:
         self.upstream = upstream
         self.metrics = metrics
         self.learn = learn
+        self.backlog = PrefillBacklog(config.signals.prefill_tokens_per_s, metrics.prefill_backlog)
 
     async def serve(self, request: web.Request, api: OpenAiRequest, raw: bytes, request_id: str) -> web.StreamResponse:
         leg = Leg(request_id, api.endpoint, started=time.monotonic())
@@ -85,31 +87,35 @@ class PdFlow:
         decision = self.decider.decide(blocks.prompt_tokens, cached, prefill_ready)
         self.metrics.prompt_tokens.labels("decode").inc(blocks.prompt_tokens)
         self.metrics.prefix_hit_tokens.labels("decode").inc(cached)
-        headers = _upstream_headers(request, request_id)
-        params: dict[str, Any] | None = None
-        prefill: Engine | None = None
-        reason = decision.reason
-        if reason == "no_prefill_engine" and self.pool.by_role("prefill"):
-            self.metrics.fallbacks.labels("no_healthy_prefill").inc()  # prefill engines exist, none can serve
-        if decision.decision == "pd":
-            try:
-                params, prefill = await self._prefill(api, raw, context, headers)
-                leg.decision = "pd"
-            except PrefillFailed as failure:
-                reason = "prefill_failed"
-                self.metrics.fallbacks.labels("prefill_failed").inc()
-                log.warning("prefill_fallback", request_id=request_id, reason=str(failure))
-        self.metrics.decisions.labels(leg.decision, reason).inc()
-        log.info("routed", request_id=request_id, endpoint=api.endpoint, decision=leg.decision, reason=reason,
-                 decode=decode.name, prefill=prefill.name if prefill else None, prompt_tokens=blocks.prompt_tokens,
-                 predicted_cached_tokens=cached, exact_tokens=blocks.exact)
-        response = await self._decode(request, api, raw, context, decode, params, headers, leg)
-        self.metrics.e2e.labels(api.endpoint, leg.decision).observe(time.monotonic() - leg.started)
-        if self.learn and response.status == 200 and blocks.keys:
-            self.index.add(decode.url, blocks.keys)
-            if prefill is not None:
-                self.index.add(prefill.url, blocks.keys)
-        return response
+        self.backlog.enter(leg, blocks.prompt_tokens - cached)
+        try:
+            headers = _upstream_headers(request, request_id)
+            params: dict[str, Any] | None = None
+            prefill: Engine | None = None
+            reason = decision.reason
+            if reason == "no_prefill_engine" and self.pool.by_role("prefill"):
+                self.metrics.fallbacks.labels("no_healthy_prefill").inc()  # prefill engines exist, none can serve
+            if decision.decision == "pd":
+                try:
+                    params, prefill = await self._prefill(api, raw, context, headers)
+                    leg.decision = "pd"
+                except PrefillFailed as failure:
+                    reason = "prefill_failed"
+                    self.metrics.fallbacks.labels("prefill_failed").inc()
+                    log.warning("prefill_fallback", request_id=request_id, reason=str(failure))
+            self.metrics.decisions.labels(leg.decision, reason).inc()
+            log.info("routed", request_id=request_id, endpoint=api.endpoint, decision=leg.decision, reason=reason,
+                     decode=decode.name, prefill=prefill.name if prefill else None, prompt_tokens=blocks.prompt_tokens,
+                     predicted_cached_tokens=cached, exact_tokens=blocks.exact)
+            response = await self._decode(request, api, raw, context, decode, params, headers, leg)
+            self.metrics.e2e.labels(api.endpoint, leg.decision).observe(time.monotonic() - leg.started)
+            if self.learn and response.status == 200 and blocks.keys:
+                self.index.add(decode.url, blocks.keys)
+                if prefill is not None:
+                    self.index.add(prefill.url, blocks.keys)
+            return response
+        finally:
+            self.backlog.leave(leg)
 
     async def _prefill(self, api: OpenAiRequest, raw: bytes, context: SchedulingContext,
                        headers: dict[str, str]) -> tuple[dict[str, Any], Engine]:
@@ -211,6 +217,7 @@ class PdFlow:
     def _observe(self, leg: Leg, first_byte: bool) -> None:
         if first_byte and leg.first_byte is None:
             leg.first_byte = time.monotonic()
+            self.backlog.leave(leg)
             self.metrics.ttft.labels(leg.endpoint, leg.decision).observe(leg.first_byte - leg.started)
 
     def _failed(self, engine: Engine, kind: str, context: SchedulingContext, exclude: bool = True) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+ADMISSION_WAIT_BUCKETS = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -48,3 +49,16 @@ class RouterMetrics:
                                         ["engine", "reason"], registry=r)
         self.client_disconnects = Counter("pdstack_router_client_disconnects",
                                           "Clients gone before the answer ended (upstream aborted)", registry=r)
+        # admission control and the scaling signals (README: Admission control, Autoscaling)
+        self.admission_queue_depth = Gauge("pdstack_router_admission_queue_depth",
+                                           "Requests waiting for admission at this router, by priority",
+                                           ["priority"], registry=r)
+        self.admission_wait = Histogram("pdstack_router_admission_wait_seconds",
+                                        "Time an admitted request waited for admission", ["priority"],
+                                        buckets=ADMISSION_WAIT_BUCKETS, registry=r)
+        self.admission_rejections = Counter("pdstack_router_admission_rejections",
+                                            "Requests answered 429 by admission control", ["priority", "reason"],
+                                            registry=r)
+        self.prefill_backlog = Gauge("pdstack_router_prefill_backlog_seconds",
+                                     "Uncached prompt tokens of this router's requests not yet at their first token, "
+                                     "divided by one prefill replica's throughput (sum across routers)", registry=r)

@@ -16,6 +16,7 @@ from aiohttp import web
 from runtime.config import Serving
 from runtime.json_log import EventLog
 from runtime.model_fetch import TOKENIZER_FILES, ModelFetch, ModelFetchError
+from runtime.router.admission import AdmissionQueue
 from runtime.router.app import RouterState, build_app
 from runtime.router.config import RouterConfig
 from runtime.router.discovery.dns_records import DnsRecordsDiscovery
@@ -57,8 +58,9 @@ class RouterServer:
         self.flow = PdFlow(self.config, self.pool, Scheduler.from_config(self.config), self.index,
                            PromptReader(self.block_size, tokenizer), self.upstream, self.metrics,
                            learn=not self.precise)
+        self.admission = AdmissionQueue(self.config.admission, self.config.saturation, self.pool, self.metrics)
         self.state = RouterState(self.pool, self.flow, self.catalog, self.index, self.metrics,
-                                 self.config.max_body_bytes)
+                                 self.config.max_body_bytes, self.admission)
         self.app = build_app(self.state)
         self.monitor: EngineMonitor | None = None
         self.zmq = zmq.asyncio.Context() if self.precise else None
@@ -155,6 +157,7 @@ class RouterServer:
             self._discovery_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._discovery_task
+        await self.admission.stop()
         if self.monitor is not None:
             await self.monitor.stop()
         for subscriber in list(self.subscribers.values()):
