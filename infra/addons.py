@@ -46,6 +46,15 @@ NVIDIA_DEVICE_PLUGIN = HelmChartPin(
 LEADER_WORKER_SET = HelmChartPin(
     chart="lws", repository="oci://registry.k8s.io/lws/charts/lws", version="0.10.0", namespace="lws-system",
 )
+KEDA = HelmChartPin(
+    chart="keda", repository="https://kedacore.github.io/charts", version="2.20.2", namespace="keda",
+)
+# KEDA 2.20.2's operator runs as this service account (chart values serviceAccount.operator.name): its Pod Identity
+# role signs the metrics-workspace queries.
+KEDA_OPERATOR_SERVICE_ACCOUNT = "keda-operator"
+
+# The system node group's label: controllers without GPU work (KEDA, the node autoscaler) select it.
+SYSTEM_NODE_LABELS = {"pdstack.io/pool": "system"}
 
 # Device plugins must run on GPU nodes despite their taints, and on HyperPod nodes that health checks marked.
 GPU_NODE_TOLERATIONS = [

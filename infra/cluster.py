@@ -11,7 +11,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk.lambda_layer_kubectl_v34 import KubectlV34Layer
 from constructs import Construct
 
-from infra.addons import ClusterAddons, ClusterAddonsProps
+from infra.addons import SYSTEM_NODE_LABELS, ClusterAddons, ClusterAddonsProps
 from infra.config import ClusterConfig, GpuNodeGroupConfig
 from infra.efa import EfaSecurityGroup
 from infra.gpu_nodes import GpuNodeGroup, GpuNodeGroupProps
@@ -87,7 +87,7 @@ class ClusterStack(cdk.Stack):
             desired_size=config.system_node_count,
             max_size=config.system_node_count + 2,
             subnets=ec2.SubnetSelection(subnets=props.private_subnets),
-            labels={"pdstack.io/pool": "system"},
+            labels=SYSTEM_NODE_LABELS,
             enable_node_auto_repair=True,
         )
         system.node.add_dependency(self.addons.managed["vpc-cni"])

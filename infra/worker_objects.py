@@ -160,7 +160,7 @@ def worker_controller(deployment: Deployment, role_name: RoleName, image: str) -
             "kind": "Deployment",
             "metadata": metadata,
             "spec": {
-                "replicas": role.replicas,
+                **_replicas(deployment, role.replicas),
                 "selector": {"matchLabels": selector(deployment, role_name)},
                 # A GPU node holds one replica: replace in place rather than surge onto nodes that do not exist.
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
@@ -172,7 +172,7 @@ def worker_controller(deployment: Deployment, role_name: RoleName, image: str) -
         "kind": "LeaderWorkerSet",
         "metadata": metadata,
         "spec": {
-            "replicas": role.replicas,
+            **_replicas(deployment, role.replicas),
             "startupPolicy": "LeaderCreated",
             "rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": {"maxUnavailable": 1,
                                                                                         "maxSurge": 0}},
@@ -185,6 +185,12 @@ def worker_controller(deployment: Deployment, role_name: RoleName, image: str) -
             },
         },
     }
+
+
+def _replicas(deployment: Deployment, replicas: int) -> dict[str, int]:
+    """Autoscaled roles leave the count to KEDA's HPA: a count here would reset it on every deploy (and a GPU
+    replica taken away costs a model load to get back)."""
+    return {} if deployment.autoscaling.enabled else {"replicas": replicas}
 
 
 def worker_service(deployment: Deployment, role_name: RoleName) -> dict[str, Any]:

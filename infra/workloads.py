@@ -16,6 +16,7 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from infra.autoscaling import Autoscaling, AutoscalingProps, MetricsWorkspaceRef
 from infra.config import Deployment
 from infra.router_objects import ROUTER, router_objects
 from infra.worker_objects import CONFIG_FILE, CONFIG_MAP, labels, worker_name, worker_objects
@@ -27,6 +28,8 @@ class WorkloadsProps:
     cluster: eks.Cluster
     image_uri: str
     leader_worker_set: Construct  # the LWS chart: its CRD must exist before a LeaderWorkerSet is applied
+    # The metrics workspace KEDA queries (the observability stack's); None: no autoscaling objects.
+    metrics_workspace: MetricsWorkspaceRef | None = None
 
 
 def rendered_serving(deployment: Deployment) -> dict[str, Any]:
@@ -62,7 +65,8 @@ def serving_objects(deployment: Deployment, image: str) -> list[dict[str, Any]]:
 
 
 class WorkloadsStack(cdk.Stack):
-    """Exposes ``objects`` (what is applied), ``manifest`` and ``model_reader`` (the Pod Identity role, or None)."""
+    """Exposes ``objects`` (what is applied), ``manifest``, ``model_reader`` (the Pod Identity role, or None) and
+    ``autoscaling`` (KEDA and the ScaledObjects, or None)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: WorkloadsProps, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -72,6 +76,12 @@ class WorkloadsStack(cdk.Stack):
             self, "Serving", cluster=props.cluster, manifest=self.objects, overwrite=True, prune=True
         )
         self.manifest.node.add_dependency(props.leader_worker_set)
+
+        self.autoscaling: Autoscaling | None = None
+        if deployment.autoscaling.enabled and props.metrics_workspace is not None:
+            self.autoscaling = Autoscaling(self, "Autoscaling", props=AutoscalingProps(
+                deployment=deployment, cluster=props.cluster, workspace=props.metrics_workspace,
+                scale_targets=self.manifest))
 
         self.model_reader: iam.Role | None = None
         self.model_source = source = deployment.serving.model.source
