@@ -53,6 +53,14 @@ KEDA = HelmChartPin(
 # role signs the metrics-workspace queries.
 KEDA_OPERATOR_SERVICE_ACCOUNT = "keda-operator"
 
+# Cluster Autoscaler 1.34.2 (chart 9.53.0, kubernetes/autoscaler tag cluster-autoscaler-chart-9.53.0): the minor
+# version must match the cluster's Kubernetes minor (SUPPORTED_KUBERNETES_VERSIONS).
+CLUSTER_AUTOSCALER = HelmChartPin(
+    chart="cluster-autoscaler", repository="https://kubernetes.github.io/autoscaler", version="9.53.0",
+    namespace="kube-system",
+)
+CLUSTER_AUTOSCALER_SERVICE_ACCOUNT = "cluster-autoscaler"
+
 # The system node group's label: controllers without GPU work (KEDA, the node autoscaler) select it.
 SYSTEM_NODE_LABELS = {"pdstack.io/pool": "system"}
 

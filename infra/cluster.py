@@ -15,6 +15,7 @@ from infra.addons import SYSTEM_NODE_LABELS, ClusterAddons, ClusterAddonsProps
 from infra.config import ClusterConfig, GpuNodeGroupConfig
 from infra.efa import EfaSecurityGroup
 from infra.gpu_nodes import GpuNodeGroup, GpuNodeGroupProps
+from infra.node_autoscaler import NodeAutoscaler, NodeAutoscalerProps
 
 KUBERNETES_VERSIONS = {"1.34": eks.KubernetesVersion.V1_34}
 ENDPOINT_ACCESS = {
@@ -38,10 +39,12 @@ class ClusterProps:
     vpc: ec2.IVpc
     private_subnets: list[ec2.ISubnet]
     gpu_subnet: ec2.ISubnet
+    pod_hugepages_2mi: str = "5120Mi"  # what a worker pod requests (workloads.hugepages_2mi)
 
 
 class ClusterStack(cdk.Stack):
-    """Exposes ``cluster``, ``addons``, ``efa_security_group`` and ``gpu_node_groups`` (by configured name)."""
+    """Exposes ``cluster``, ``addons``, ``efa_security_group``, ``gpu_node_groups`` (by configured name) and
+    ``node_autoscaler`` (None without GPU node groups)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ClusterProps, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -109,6 +112,13 @@ class ClusterStack(cdk.Stack):
             # efa-only interfaces need the managed vpc-cni (>= 1.18.5) in place before the nodes join.
             node_group.nodegroup.node.add_dependency(self.addons.managed["vpc-cni"])
             self.gpu_node_groups[group.name] = node_group
+
+        self.node_autoscaler: NodeAutoscaler | None = None
+        if props.gpu_node_groups:
+            self.node_autoscaler = NodeAutoscaler(self, "NodeAutoscaler", props=NodeAutoscalerProps(
+                cluster=self.cluster, pod_hugepages_2mi=props.pod_hugepages_2mi,
+                groups={g.name: (g, self.gpu_node_groups[g.name].nodegroup) for g in props.gpu_node_groups}))
+            self.node_autoscaler.chart.node.add_dependency(system)
 
         cdk.CfnOutput(self, "ClusterName", value=self.cluster.cluster_name)
         cdk.CfnOutput(self, "ClusterArn", value=self.cluster.cluster_arn)

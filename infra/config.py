@@ -257,10 +257,23 @@ class HyperPodConfig(_Strict):
     cluster_name: str = Field(default="pdstack-hyperpod", pattern=_NAME, max_length=22)
     node_recovery: Literal["Automatic", "None"] = "Automatic"
     instance_groups: list[HyperPodInstanceGroup] = Field(min_length=1)
+    node_autoscaling: bool = Field(
+        default=False,
+        description="HyperPod's managed Karpenter: groups start empty and follow pending pods up to their count")
 
     @model_validator(mode="after")
     def _unique(self) -> HyperPodConfig:
         _check_unique("instance_groups", [g.name for g in self.instance_groups])
+        if self.node_autoscaling:
+            for index, group in enumerate(self.instance_groups):
+                # HyperPod's Karpenter autoscaling supports neither (SageMaker developer guide, "Create a NodeClass")
+                if group.deep_health_checks:
+                    raise ValueError(
+                        f"node_autoscaling needs instance_groups.{index}.deep_health_checks: [] (HyperPod autoscaling "
+                        "does not support deep health checks: they hold new nodes for 60-90 minutes)")
+                if group.training_plan_arn is not None:
+                    raise ValueError(f"node_autoscaling supports on-demand capacity only; instance_groups.{index} "
+                                     "has a training_plan_arn")
         return self
 
 

@@ -40,6 +40,7 @@ class DeploymentStacks:
                 vpc=self.network.vpc,
                 private_subnets=self.network.private_subnets,
                 gpu_subnet=self.network.gpu_subnet,
+                pod_hugepages_2mi=deployment.workloads.hugepages_2mi,
             ),
         )
         self.hyperpod: HyperPodStack | None = None

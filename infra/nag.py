@@ -7,9 +7,11 @@ carries it, never a whole rule on a whole stack.
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import custom_resources as cr
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
+from infra.cluster import ClusterStack
 from infra.deployment_stacks import DeploymentStacks
 from infra.eks_checks import EksClusterChecks
 from infra.hyperpod import LIFECYCLE_PREFIX, HyperPodStack
@@ -114,6 +116,26 @@ def _acknowledge_cluster(stacks: DeploymentStacks) -> None:
     handler = _logical_id_of_path(kubectl, "Handler")
     _ack(kubectl, f"IAM5[Resource::<{handler}.Arn>:*]", "the provider framework invokes versions of the kubectl handler")
     _ack(kubectl, "L1", "CDK pins the kubectl handler's runtime to the one its kubectl layer is built for")
+    if cluster_stack.node_autoscaler is not None:
+        _acknowledge_node_autoscaler(cluster_stack)
+
+
+def _acknowledge_node_autoscaler(cluster_stack: ClusterStack) -> None:
+    autoscaler = cluster_stack.node_autoscaler
+    assert autoscaler is not None
+    _ack(autoscaler.role, "IAM5[Resource::*]",
+         "Auto Scaling and EC2 Describe* calls have no resource-level permissions (Cluster Autoscaler AWS README); the "
+         "two writes are conditioned on the Auto Scaling group's eks:cluster-name and pdstack.io/autoscaled tags")
+    cluster_id = _logical_id(cluster_stack.cluster)
+    _ack(autoscaler.role, f"IAM5[Resource::{_arn(cluster_stack, 'eks')}:nodegroup/<{cluster_id}>/*]",
+         "eks:DescribeNodegroup (labels and taints for scaling from zero) on this cluster's node groups only")
+    for tagging in autoscaler.template_tags.values():
+        _ack(tagging, "IAM5[Resource::*]", "autoscaling:CreateOrUpdateTags on the Auto Scaling group EKS made for "
+             "this cluster's node group (its name is known only after creation), conditioned on eks:cluster-name")
+    # AwsCustomResource's one Lambda per stack, named AWS + its uuid without dashes
+    provider = cluster_stack.node.try_find_child("AWS" + cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace("-", ""))
+    if provider is not None:  # none when no group is autoscaled (capacity blocks only)
+        _ack(provider, _managed(LAMBDA_BASIC), LAMBDA_BASIC_REASON)
 
 
 def _environment(stack: cdk.Stack) -> tuple[str, str, str]:
