@@ -11,7 +11,7 @@ export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: setup synth test test-unit lint clean demo bench-router bench bench-quick bench-real-pair
+.PHONY: setup synth test test-unit lint clean demo bench-router bench bench-quick bench-real-pair prometheus
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -39,8 +39,14 @@ synth: setup
 	cdk synth --quiet -c deployment=$(DEPLOYMENT)
 	@ls cdk.out/*.template.json
 
+# promtool and prometheus (Debian's package) for the alert-rule tests and the live Prometheus tier; a no-op when
+# promtool is already on PATH. CI runs as root on a fresh Debian 12 machine.
+prometheus:
+	@command -v promtool >/dev/null || { apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; }
+
 # Unit tests, infra checks (assertions, cfn-lint, cdk-nag) and the end-to-end tier.
-test: setup $(VENV)/.tests-installed $(VENV)/.bench-installed $(VLLM_VENV)/.installed
+test: setup $(VENV)/.tests-installed $(VENV)/.bench-installed $(VLLM_VENV)/.installed prometheus
 	$(BIN)/python -m pytest
 
 test-unit: setup $(VENV)/.tests-installed

@@ -23,7 +23,7 @@ Facts this file relies on, with their source:
   - LeaderWorkerSet v0.10.0 CRD: the scale subresource is ``.spec.replicas`` (groups), selector
     ``.status.hpaPodSelector``: a ScaledObject on it adds or removes whole groups.
   - vLLM 0.32: ``vllm:kv_cache_usage_perc`` is 0..1 ("1 means 100 percent usage"), ``vllm:num_requests_waiting``
-    a gauge (vllm/v1/metrics/loggers.py).
+    a gauge (names pinned in infra/observability/vllm_metrics.py; the series labels in targets.py, the collector's).
   - Kubernetes: an HPA stabilization window is at most 3600 s.
 """
 
@@ -34,16 +34,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.config import Deployment
+from infra.observability.targets import NAMESPACE as NAMESPACE_LABEL
+from infra.observability.targets import PD_ROLE as ENGINE_ROLE_LABEL
+from infra.observability.vllm_metrics import KV_CACHE_USAGE as KV_USAGE
+from infra.observability.vllm_metrics import NUM_REQUESTS_WAITING as ENGINE_WAITING
 from infra.worker_objects import RoleName, labels, worker_name
 from runtime.router.router_metrics import ADMISSION_QUEUE_DEPTH, PREFILL_BACKLOG
 
 KEDA_API = "keda.sh/v1alpha1"
 TRIGGER_AUTHENTICATION = "pdstack-metrics-workspace"
-# The labels the managed collector gives every series (infra/observability, branch obs: targets.py).
-NAMESPACE_LABEL = "namespace"
-ENGINE_ROLE_LABEL = "pd_role"
-KV_USAGE = "vllm:kv_cache_usage_perc"
-ENGINE_WAITING = "vllm:num_requests_waiting"
 MAX_STABILIZATION_S = 3600
 ACTIVATION_SHARE = 0.2
 """Prefill wakes from zero when the backlog passes this share of one replica's target (not on a single prompt)."""

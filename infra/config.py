@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from runtime.catalog import INSTANCE_CATALOG
 from runtime.config import Serving
+from runtime.router.router_metrics import LATENCY_BUCKETS
 
 # Kubernetes versions this release supports: the kubectl layer pinned in requirements.txt matches the first one, and
 # SageMaker HyperPod's EKS orchestrator accepts 1.30-1.35.
@@ -301,6 +302,28 @@ class ServiceLevelObjectives(_Strict):
     itl_seconds: float = Field(default=0.1, gt=0, description="inter-token latency a request should meet")
     objective: float = Field(default=0.99, gt=0, lt=1, description="share of requests meeting both, over 30 days")
 
+    @field_validator("ttft_seconds")
+    @classmethod
+    def _a_ttft_bucket(cls, value: float) -> float:
+        # The burn-rate alert counts requests under the objective from the router's TTFT histogram: it must be a bound.
+        if value not in LATENCY_BUCKETS:
+            raise ValueError(f"must be a bucket bound of the router's TTFT histogram: {', '.join(map(str, LATENCY_BUCKETS))}")
+        return value
+
+
+class ObservabilityConfig(_Strict):
+    """The metrics pipeline: an Amazon Managed Service for Prometheus workspace, the AWS managed collector scraping
+    the router and every engine pod, and pdstack's alert rules loaded into the workspace."""
+
+    enabled: bool = True
+    # The managed collector accepts no scrape interval below 30 s (Amazon Managed Service for Prometheus user guide,
+    # "Scraper configuration", limitations).
+    scrape_interval_seconds: int = Field(default=30, ge=30, le=300)
+    retention_days: int = Field(default=150, ge=1, le=1095, description="how long the workspace keeps samples")
+    fallback_ratio_threshold: float = Field(default=0.05, gt=0, lt=1,
+                                            description="alert when this share of requests falls back decode-only")
+    kv_usage_threshold: float = Field(default=0.95, gt=0, le=1, description="alert when an engine's KV cache is this full")
+
 
 class PrefillScaling(_Strict):
     min_replicas: int = Field(default=0, ge=0, description="0: prefill may scale to zero (decode-only meanwhile)")
@@ -394,6 +417,7 @@ class Deployment(_Strict):
     image: ImageConfig
     workloads: WorkloadsConfig = WorkloadsConfig()
     slo: ServiceLevelObjectives = ServiceLevelObjectives()
+    observability: ObservabilityConfig = ObservabilityConfig()
     autoscaling: AutoscalingConfig = AutoscalingConfig()
     serving: Serving
 

@@ -8,7 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 ADMISSION_QUEUE_DEPTH = "pdstack_router_admission_queue_depth"
 PREFILL_BACKLOG = "pdstack_router_prefill_backlog_seconds"
 ADMISSION_WAIT_BUCKETS = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# 2.0 is the default TTFT objective (infra.config.ServiceLevelObjectives): its burn rate reads that bucket.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
 class RouterMetrics:

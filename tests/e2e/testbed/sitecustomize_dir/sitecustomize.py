@@ -22,3 +22,15 @@ if _bindings is not None and not getattr(_bindings, "_pdstack_testbed_patched", 
 
     _bindings.nixlAgent = _agent_with_progress_delay
     _bindings._pdstack_testbed_patched = True
+
+# Test-bed quirk 5: on a CPU with AMX, vLLM 0.32's CPU attention picks its AMX kernel (bf16, block size a multiple of
+# 32), which needs the process's permission to use AMX tile state (Linux arch_prctl ARCH_REQ_XCOMP_PERM). oneDNN asks
+# for it on a prefill-sized matmul; a decode server whose first forward is a one-token step over pulled KV never ran
+# one, and its worker died with SIGILL inside cpu_attention_with_kv_cache (seen Dec 2026 on a Sapphire Rapids VM).
+# Asking once at interpreter start covers every vLLM process. A no-op without AMX or without torch.
+try:
+    import torch as _torch
+
+    _torch._C._cpu._init_amx()
+except (ImportError, AttributeError):
+    pass
