@@ -4,6 +4,7 @@ metrics workspace and nothing else, and the per-role ScaledObjects rendered in `
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import aws_cdk as cdk
 from aws_cdk import aws_eks_v2 as eks
@@ -15,13 +16,15 @@ from infra.autoscaling_objects import MetricsWorkspace, autoscaling_objects
 from infra.config import Deployment
 
 
-@dataclass(frozen=True)
-class MetricsWorkspaceRef:
-    """The Amazon Managed Service for Prometheus workspace the collector writes to (built by the observability
-    stack): its ARN (for IAM) and id (for the query URL)."""
+class MetricsWorkspaceRef(Protocol):
+    """The Amazon Managed Service for Prometheus workspace the collector writes to (the observability stack's
+    ``MetricsWorkspace`` construct): its ARN (for IAM) and id (for the query URL)."""
 
-    arn: str
-    workspace_id: str
+    @property
+    def arn(self) -> str: ...
+
+    @property
+    def workspace_id(self) -> str: ...
 
 
 @dataclass(frozen=True)

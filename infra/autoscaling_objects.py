@@ -146,7 +146,7 @@ def scaled_object(deployment: Deployment, role_name: RoleName, workspace: Metric
 
 
 def autoscaling_objects(deployment: Deployment, workspace: MetricsWorkspace) -> list[dict[str, Any]]:
-    if not deployment.autoscaling.enabled:
+    if not deployment.autoscaled:
         return []
     return [trigger_authentication(deployment),
             *(scaled_object(deployment, role, workspace) for role in ("prefill", "decode"))]

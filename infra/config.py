@@ -339,7 +339,8 @@ class AutoscalingConfig(_Strict):
     """One KEDA ScaledObject per role over the metrics workspace (README: Autoscaling). Prefill may scale to zero
     (the router serves decode-only meanwhile); decode keeps at least one replica. Targets come from ``slo``."""
 
-    enabled: bool = True
+    enabled: bool | None = Field(default=None, description="None: on exactly when observability is (its workspace "
+                                                           "holds the signals)")
     prefill: PrefillScaling = PrefillScaling()
     decode: DecodeScaling = DecodeScaling()
     polling_interval_s: int = Field(default=15, ge=5, le=300, description="how often KEDA queries the signals")
@@ -453,7 +454,10 @@ class Deployment(_Strict):
         return self
 
     def _check_scaling_bounds(self) -> None:
-        if not self.autoscaling.enabled:
+        if self.autoscaling.enabled and not self.observability.enabled:
+            raise ValueError("autoscaling.enabled: true reads its signals from the metrics workspace: set "
+                             "observability.enabled: true, or autoscaling.enabled: false for fixed replica counts")
+        if not self.autoscaled:
             return
         for role_name in ("prefill", "decode"):
             bounds = getattr(self.autoscaling, role_name)
@@ -464,10 +468,16 @@ class Deployment(_Strict):
                     f"autoscaling.{role_name}: serving.{role_name}.replicas={replicas} (the starting and fallback "
                     f"count) must lie within min_replicas={bounds.min_replicas} and max_replicas={most}")
 
+    @property
+    def autoscaled(self) -> bool:
+        """Whether the workers get ScaledObjects: as configured, or by default whenever the metrics pipeline runs."""
+        enabled = self.autoscaling.enabled
+        return self.observability.enabled if enabled is None else enabled
+
     def max_replicas(self, role_name: str) -> int:
         """The most replicas a role may run: the autoscaler's bound, or the fixed count."""
         replicas = self.serving.role(role_name).replicas
-        if not self.autoscaling.enabled:
+        if not self.autoscaled:
             return replicas
         bound = getattr(self.autoscaling, role_name).max_replicas
         return replicas if bound is None else bound

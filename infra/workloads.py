@@ -59,9 +59,10 @@ def base_objects(deployment: Deployment) -> list[dict[str, Any]]:
     return objects
 
 
-def serving_objects(deployment: Deployment, image: str) -> list[dict[str, Any]]:
-    """Every object, in apply order."""
-    return [*base_objects(deployment), *worker_objects(deployment, image), *router_objects(deployment, image)]
+def serving_objects(deployment: Deployment, image: str, autoscaled: bool = False) -> list[dict[str, Any]]:
+    """Every object, in apply order (``autoscaled``: ScaledObjects own the workers' replica counts)."""
+    return [*base_objects(deployment), *worker_objects(deployment, image, autoscaled),
+            *router_objects(deployment, image)]
 
 
 class WorkloadsStack(cdk.Stack):
@@ -71,14 +72,16 @@ class WorkloadsStack(cdk.Stack):
     def __init__(self, scope: Construct, construct_id: str, *, props: WorkloadsProps, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
         deployment = props.deployment
-        self.objects = serving_objects(deployment, props.image_uri)
+        autoscaled = deployment.autoscaled and props.metrics_workspace is not None
+        self.objects = serving_objects(deployment, props.image_uri, autoscaled)
         self.manifest = eks.KubernetesManifest(
             self, "Serving", cluster=props.cluster, manifest=self.objects, overwrite=True, prune=True
         )
         self.manifest.node.add_dependency(props.leader_worker_set)
 
         self.autoscaling: Autoscaling | None = None
-        if deployment.autoscaling.enabled and props.metrics_workspace is not None:
+        if autoscaled:
+            assert props.metrics_workspace is not None
             self.autoscaling = Autoscaling(self, "Autoscaling", props=AutoscalingProps(
                 deployment=deployment, cluster=props.cluster, workspace=props.metrics_workspace,
                 scale_targets=self.manifest))

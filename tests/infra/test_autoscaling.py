@@ -80,7 +80,7 @@ def test_the_schema_is_closed() -> None:
 @pytest.mark.parametrize("make", [lambda: deployment(), wide_ep_decode], ids=["default", "wide-ep"])
 def test_each_scaled_object_targets_its_roles_controller(make) -> None:  # type: ignore[no-untyped-def]
     d = make()
-    workloads = serving_objects(d, "image")
+    workloads = serving_objects(d, "image", autoscaled=True)
     for role in ("prefill", "decode"):
         ref = scaled(d, role)["spec"]["scaleTargetRef"]
         (controller,) = [o for o in workloads if o["metadata"]["name"] == ref["name"] and o["kind"] == ref["kind"]]
@@ -148,9 +148,17 @@ def test_the_starting_count_lies_within_the_bounds() -> None:
         deployment(autoscaling__prefill__min_replicas=2, autoscaling__prefill__max_replicas=2)
 
 
-def test_autoscaling_off_keeps_fixed_counts() -> None:
+def test_without_scaled_objects_the_counts_stay_fixed() -> None:
     d = deployment(autoscaling__enabled=False)
     assert autoscaling_objects(d, WORKSPACE) == []
-    controllers = [o for o in serving_objects(d, "image") if o["kind"] == "Deployment" and "llm-d.ai/role" in
-                   o["metadata"]["labels"]]
-    assert [o["spec"]["replicas"] for o in controllers] == [1, 1]
+    for autoscaled, expected in ((False, [1, 1]), (True, [None, None])):
+        controllers = [o for o in serving_objects(deployment(), "image", autoscaled) if o["kind"] == "Deployment"
+                       and "llm-d.ai/role" in o["metadata"]["labels"]]
+        assert [o["spec"].get("replicas") for o in controllers] == expected
+
+
+def test_autoscaling_follows_the_metrics_pipeline() -> None:
+    assert deployment().autoscaled and not deployment(observability__enabled=False).autoscaled
+    with pytest.raises(DeploymentError, match=r"autoscaling.enabled: true reads its signals .* observability.enabled"):
+        deployment(observability__enabled=False, autoscaling__enabled=True)
+    assert not deployment(autoscaling__enabled=False).autoscaled
