@@ -99,6 +99,7 @@ class PdFlow:
                 try:
                     params, prefill = await self._prefill(api, raw, context, headers)
                     leg.decision = "pd"
+                    self.backlog.leave(leg)  # the prompt is computed; what follows is decode's work
                 except PrefillFailed as failure:
                     reason = "prefill_failed"
                     self.metrics.fallbacks.labels("prefill_failed").inc()

@@ -1,8 +1,9 @@
 """The prefill scaling signal: seconds of prompt work this router has handed out that has not produced a first token.
 
 Each request counts its uncached prompt tokens (its prompt minus what the chosen decode engine already holds: the
-work a prefill replica would do) from the routing decision until its first byte, whether it goes P/D or decode-only
-(so the signal still rises when prefill has scaled to zero and decode does the prefills). Divided by one prefill
+work a prefill replica would do) from the routing decision until its prompt is computed: the end of the prefill leg
+on the P/D path (a decode engine that is slow to take the pulled KV is decode's signal, not prefill's), the first
+byte on the decode-only path (so the signal still rises when prefill has scaled to zero and decode prefills). Divided by one prefill
 replica's calibrated throughput, it reads "seconds one replica needs to clear the backlog"; summed across router
 replicas and divided by the autoscaler's target (the TTFT budget), it is the prefill replica count (README).
 """
@@ -26,5 +27,5 @@ class PrefillBacklog:
         self._tokens[request] = max(0, uncached_tokens)
 
     def leave(self, request: object) -> None:
-        """At the first byte, or when the request ends without one; leaving twice is harmless."""
+        """When the prompt is computed, or when the request ends without that; leaving twice is harmless."""
         self._tokens.pop(request, None)

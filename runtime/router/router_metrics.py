@@ -64,5 +64,5 @@ class RouterMetrics:
                                             "Requests answered 429 by admission control", ["priority", "reason"],
                                             registry=r)
         self.prefill_backlog = Gauge(PREFILL_BACKLOG,
-                                     "Uncached prompt tokens of this router's requests not yet at their first token, "
-                                     "divided by one prefill replica's throughput (sum across routers)", registry=r)
+                                     "Uncached prompt tokens of this router's requests whose prompt is not computed "
+                                     "yet, divided by one prefill replica's throughput (sum across routers)", registry=r)

@@ -132,7 +132,7 @@ def test_each_roles_signal_rises_on_its_own_burst(bed: Bed) -> None:
 
     prefill = observed["prefill_backlog"]
     assert prefill["prompt_burst"][0] > 0 and prefill["rest"][0] == 0
-    assert prefill["prompt_burst"][1] > prefill["decode_burst"][1]  # the prompt burst is the prefill tier's work
+    assert prefill["prompt_burst"][0] > prefill["decode_burst"][0]  # the prompt burst is the prefill tier's work
     decode = observed["decode_kv_usage"]
     assert decode["decode_burst"][1] > 2 * decode["prompt_burst"][1]
 
