@@ -16,8 +16,10 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from infra.autoscaling import Autoscaling, AutoscalingProps
 from infra.config import Deployment
 from infra.network_policies import network_policies
+from infra.observability.stack import MetricsWorkspace
 from infra.router_objects import ROUTER, discovers_through_api, router_objects
 from infra.stack_outputs import WorkloadsOutputs
 from infra.worker_objects import labels, worker_name, worker_objects
@@ -30,6 +32,8 @@ class WorkloadsProps:
     cluster: eks.Cluster
     image_uri: str
     leader_worker_set: Construct  # the LWS chart: its CRD must exist before a LeaderWorkerSet is applied
+    # The metrics workspace KEDA queries (the observability stack's); None: no autoscaling objects.
+    metrics_workspace: MetricsWorkspace | None = None
 
 
 def rendered_serving(deployment: Deployment) -> dict[str, Any]:
@@ -59,23 +63,32 @@ def base_objects(deployment: Deployment) -> list[dict[str, Any]]:
     return objects
 
 
-def serving_objects(deployment: Deployment, image: str) -> list[dict[str, Any]]:
-    """Every object, in apply order."""
-    return [*base_objects(deployment), *network_policies(deployment), *worker_objects(deployment, image),
+def serving_objects(deployment: Deployment, image: str, autoscaled: bool = False) -> list[dict[str, Any]]:
+    """Every object, in apply order (``autoscaled``: ScaledObjects own the workers' replica counts)."""
+    return [*base_objects(deployment), *network_policies(deployment), *worker_objects(deployment, image, autoscaled),
             *router_objects(deployment, image)]
 
 
 class WorkloadsStack(cdk.Stack):
-    """Exposes ``objects`` (what is applied), ``manifest`` and ``model_reader`` (the Pod Identity role, or None)."""
+    """Exposes ``objects`` (what is applied), ``manifest``, ``model_reader`` (the Pod Identity role, or None) and
+    ``autoscaling`` (KEDA and the ScaledObjects, or None)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: WorkloadsProps, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
         deployment = props.deployment
-        self.objects = serving_objects(deployment, props.image_uri)
+        autoscaled = deployment.autoscaled and props.metrics_workspace is not None
+        self.objects = serving_objects(deployment, props.image_uri, autoscaled)
         self.manifest = eks.KubernetesManifest(
             self, "Serving", cluster=props.cluster, manifest=self.objects, overwrite=True, prune=True
         )
         self.manifest.node.add_dependency(props.leader_worker_set)
+
+        self.autoscaling: Autoscaling | None = None
+        if autoscaled:
+            assert props.metrics_workspace is not None
+            self.autoscaling = Autoscaling(self, "Autoscaling", props=AutoscalingProps(
+                deployment=deployment, cluster=props.cluster, workspace=props.metrics_workspace,
+                scale_targets=self.manifest))
 
         self.model_reader: iam.Role | None = None
         self.model_source = source = deployment.serving.model.source

@@ -13,6 +13,11 @@ from tests.runtime.router.conftest import Cluster
 LONG = "SELECT * FROM requests WHERE engine = 'decode';\n" * 30
 
 
+NO_ADMISSION = {"enabled": False}
+"""For the tests that keep the other engine saturated so the failing one stays the first pick: once the failing
+engine's breaker opens, every usable decode engine is saturated and admission control would (rightly) hold the
+requests and answer 429 (test_admission.py); these tests are about the breaker and discovery, not admission."""
+
 def body(stream: bool = False, **extra: object) -> dict[str, object]:
     return {"model": "tiny", "prompt": LONG, "max_tokens": 4, "stream": stream, **extra}
 
@@ -128,7 +133,7 @@ def test_a_hung_prefill_is_cut_short_ejected_and_named(make_cluster, caplog) -> 
 
 def test_a_decode_failing_every_request_loses_its_traffic(make_cluster) -> None:  # type: ignore[no-untyped-def]
     """/health passes, every request fails: the breaker opens after vllm-router's 5 consecutive failures."""
-    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000)
+    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000, admission=NO_ADMISSION)
     failing, good = cluster.decodes
     failing.faults.status = 500
     good.waiting = 50  # loaded: the failing engine is the first pick until its breaker opens
@@ -141,7 +146,7 @@ def test_a_decode_failing_every_request_loses_its_traffic(make_cluster) -> None:
 
 
 def test_an_open_breaker_half_opens_and_closes_after_two_successes(make_cluster) -> None:  # type: ignore[no-untyped-def]
-    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000,
+    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000, admission=NO_ADMISSION,
                                     breaker={"failures": 2, "successes": 2, "open_s": 0.3, "window_s": 60.0})
     failing, good = cluster.decodes
     failing.faults.status = 500
@@ -280,7 +285,7 @@ def test_a_decode_leaving_discovery_finishes_its_requests_and_gets_no_new_ones(m
     """A rolling update: the pod's endpoint turns not-ready (discovery drops it) while it still serves."""
     from runtime.router.engine import EngineSpec
 
-    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000)
+    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000, admission=NO_ADMISSION)
     leaving, staying = cluster.decodes
     leaving.faults.delay_s = 0.5
     staying.waiting = 50
