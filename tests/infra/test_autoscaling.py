@@ -1,6 +1,7 @@
 """The autoscaling objects: valid against KEDA 2.20.2's CRDs (closed schema of what we render), aimed at the objects
 the workloads really create (a LeaderWorkerSet scales by whole groups), targets that mean the SLO under the HPA's
-formula, windows sized to a model load, and deployment files that cannot ask for what the GPU pools cannot hold."""
+formula, windows sized to a model load, deployment files that cannot ask for what the GPU pools cannot hold, and in
+the synthesized app: KEDA over the observability stack's workspace, only while observability is on."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import copy
 import json
 from typing import Any
 
+import aws_cdk as cdk
 import jsonschema
 import pytest
 
+from infra.addons import KEDA, KEDA_OPERATOR_SERVICE_ACCOUNT
 from infra.autoscaling_objects import (
     MAX_STABILIZATION_S,
     PrometheusServer,
@@ -19,8 +22,11 @@ from infra.autoscaling_objects import (
     scaling_triggers,
 )
 from infra.config import Deployment, DeploymentError, parse_deployment
+from infra.deployment_stacks import DeploymentStacks
+from infra.observability.stack import QUERY_ACTIONS
+from infra.router_objects import ROUTER
 from infra.workloads import serving_objects
-from tests.infra.conftest import load_yaml, wide_ep_decode
+from tests.infra.conftest import Synthesized, load_yaml, wide_ep_decode
 from tests.infra.keda_schema import (
     PROMETHEUS_METADATA_KNOWN,
     PROMETHEUS_METADATA_REQUIRED,
@@ -162,3 +168,52 @@ def test_autoscaling_follows_the_metrics_pipeline() -> None:
     with pytest.raises(DeploymentError, match=r"autoscaling.enabled: true reads its signals .* observability.enabled"):
         deployment(observability__enabled=False, autoscaling__enabled=True)
     assert not deployment(autoscaling__enabled=False).autoscaled
+
+
+# --- in the synthesized app ------------------------------------------------------------------------------------------
+
+def test_the_default_app_synthesizes_keda_over_the_observability_workspace(default: Synthesized) -> None:
+    """The workloads stack gets the observability stack's workspace: KEDA's chart, the ScaledObjects and their
+    TriggerAuthentication are in the template, the operator may only read that workspace, and its Pod Identity
+    association exists before the operator pod."""
+    autoscaling = default.stacks.workloads.autoscaling
+    assert autoscaling is not None and default.observability is not None
+    workloads = default.workloads.to_json()["Resources"]
+    (keda_id, keda) = only_item({k: r for k, r in workloads.items() if r["Type"] == "Custom::AWSCDK-EKS-HelmChart"})
+    assert (keda["Properties"]["Chart"], keda["Properties"]["Version"]) == (KEDA.chart, KEDA.version)
+    manifests = [json.dumps(r["Properties"]["Manifest"]) for r in workloads.values()
+                 if r["Type"] == "Custom::AWSCDK-EKS-KubernetesResource"]
+    assert sum('\\"kind\\":\\"ScaledObject\\"' in m for m in manifests) == 1
+    assert sum('\\"kind\\":\\"TriggerAuthentication\\"' in m for m in manifests) == 1
+
+    role = default.stacks.workloads.resolve(autoscaling.operator_role.node.default_child.logical_id)  # type: ignore
+    (policy,) = [p for p in default.workloads.find_resources("AWS::IAM::Policy").values()
+                 if {"Ref": role} in p["Properties"]["Roles"]]
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert sorted(statement["Action"]) == sorted(QUERY_ACTIONS)
+    # the observability stack's workspace ARN, imported: nothing else
+    workspace_id = default.stacks.observability.resolve(  # type: ignore[union-attr]
+        default.stacks.observability.workspace.workspace.logical_id)  # type: ignore[union-attr]
+    assert "Fn::ImportValue" in statement["Resource"] and workspace_id in json.dumps(statement["Resource"])
+    assert default.stacks.observability in default.stacks.workloads.dependencies
+
+    (association_id,) = [k for k, a in default.workloads.find_resources("AWS::EKS::PodIdentityAssociation").items()
+                         if a["Properties"]["ServiceAccount"] == KEDA_OPERATOR_SERVICE_ACCOUNT]
+    assert association_id in keda.get("DependsOn", [])
+    # ScaledObjects own the workers' counts
+    for controller in (o for o in default.stacks.workloads.objects if o["kind"] in ("Deployment", "LeaderWorkerSet")):
+        assert ("replicas" in controller["spec"]) == (controller["metadata"]["name"] == ROUTER), controller["metadata"]
+
+
+def test_without_observability_there_is_no_autoscaling() -> None:
+    data = copy.deepcopy(load_yaml("default.yaml"))
+    data["observability"] = {"enabled": False}
+    stacks = DeploymentStacks(cdk.App(), parse_deployment(data))
+    assert stacks.workloads.autoscaling is None
+    workers = [o for o in stacks.workloads.objects if o["kind"] == "Deployment" and o["metadata"]["name"] != ROUTER]
+    assert workers and all(w["spec"]["replicas"] == 1 for w in workers)
+
+
+def only_item(found: dict[str, Any]) -> tuple[str, Any]:
+    (item,) = found.items()
+    return item
