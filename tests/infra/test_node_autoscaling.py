@@ -10,6 +10,7 @@ from infra.addons import CLUSTER_AUTOSCALER
 from infra.workload_names import ROLE_LABEL, SYSTEM_POOL
 from infra.workloads import serving_objects
 from tests.infra.conftest import Synthesized
+from tests.infra.test_schedulability import HUGEPAGES, eks_nodes
 
 TEMPLATE = "k8s.io/cluster-autoscaler/node-template/resources/"
 
@@ -80,3 +81,14 @@ def _quantity(value: str) -> int:
         if value.endswith(suffix):
             return int(value[: -len(suffix)]) * factor
     return int(value)
+
+
+def test_the_node_template_claims_what_a_real_node_of_the_group_has(default: Synthesized) -> None:
+    """The template is what the autoscaler believes a new node offers: more than the real node (its launch
+    template's EFA interfaces, the hugepages its user data reserves) and it adds nodes the pending pod still does not
+    fit; less, and the group never grows for a pod that would fit."""
+    (tags,) = asg_tags(default)
+    (node, spec), = [v for v in eks_nodes(default).values() if v[1] is not None]
+    assert _quantity(tags[TEMPLATE + "hugepages-2Mi"]) == node.capacity[HUGEPAGES]
+    assert int(tags[TEMPLATE + "vpc.amazonaws.com/efa"]) == node.capacity["vpc.amazonaws.com/efa"]
+    assert int(tags[TEMPLATE + "nvidia.com/gpu"]) == spec.gpus
