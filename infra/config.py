@@ -297,8 +297,8 @@ class RouterWorkload(_Strict):
     memory: str = "4Gi"
     # Who may open the router's port (its NetworkPolicy). None: the VPC's CIDR (which holds every pod IP too).
     allowed_client_cidrs: list[str] | None = Field(default=None, min_length=1)
-    # Who may scrape its /metrics (the same port): an Amazon Managed Prometheus collector scrapes from ENIs in the
-    # VPC's subnets. None: the VPC's CIDR.
+    # Who else may scrape its /metrics (the same port), beside the managed collector's own subnets, which the policy
+    # admits whenever the observability pipeline is on: e.g. a Prometheus outside the VPC. None: nobody else.
     metrics_scraper_cidrs: list[str] | None = Field(default=None, min_length=1)
 
     @field_validator("allowed_client_cidrs", "metrics_scraper_cidrs")
@@ -319,9 +319,9 @@ class WorkloadsConfig(_Strict):
     shm_gib: int = Field(default=20, ge=1, le=512, description="memory-backed /dev/shm of each worker pod")
     hugepages_2mi: str = Field(default="5120Mi", pattern=r"^\d+(Mi|Gi)$", description="EFA pre-allocates these")
     startup_minutes: int = Field(default=40, ge=5, le=240, description="how long a worker may take to load the model")
-    # Networks admitted to the engines' HTTP port (vLLM serves /metrics there, next to the OpenAI API): none by
-    # default, so only the router reaches it. A managed Prometheus collector scrapes from ENIs in the same subnets
-    # as the pods, so any CIDR that admits it admits those pods too; name it knowingly.
+    # Networks admitted to the engines' HTTP port (vLLM serves /metrics there, next to the OpenAI API) beside the
+    # managed collector's own subnets (admitted whenever the observability pipeline is on): for a scraper outside
+    # the VPC. A CIDR of the pods' subnets would open the engines' API to every pod there; name it knowingly.
     engine_metrics_scraper_cidrs: list[str] = Field(default_factory=list)
 
     @field_validator("engine_metrics_scraper_cidrs")
@@ -475,6 +475,7 @@ class Deployment(_Strict):
         if self.hyperpod is not None and self.gpu_provider != "hyperpod":
             raise ValueError("a hyperpod section is set but gpu_provider is 'eks-nodegroups'; set gpu_provider: hyperpod")
         _check_unique("gpu_node_groups", [group.name for group in self.gpu_node_groups])
+        self._check_metrics_paths()
         router = self.workloads.router
         if router.prestop_s + self.serving.router.shutdown_grace_s >= router.termination_grace_s:
             raise ValueError(
@@ -524,6 +525,24 @@ class Deployment(_Strict):
             return replicas
         bound = getattr(self.autoscaling, role_name).max_replicas
         return replicas if bound is None else bound
+
+    def _check_metrics_paths(self) -> None:
+        """The managed collector reaches the Kubernetes API from its ENIs in the VPC, so the cluster endpoint must
+        include private access (Amazon Managed Service for Prometheus user guide, "Set up managed collectors for
+        Amazon EKS", prerequisites). An extra engine scraper inside the VPC would share the pods' subnets."""
+        if self.observability.enabled and self.cluster.endpoint_access == "public":
+            raise ValueError(
+                "observability.enabled needs cluster.endpoint_access 'private' or 'public-and-private': the managed "
+                "collector reaches the Kubernetes API through the private endpoint; or set observability.enabled: false"
+            )
+        vpc = ipaddress.ip_network(self.network.cidr)
+        for cidr in self.workloads.engine_metrics_scraper_cidrs:
+            if ipaddress.ip_network(cidr).overlaps(vpc):
+                raise ValueError(
+                    f"workloads.engine_metrics_scraper_cidrs: {cidr} overlaps the VPC ({vpc}), whose pod subnets it "
+                    "would open to the engines' OpenAI API; the managed collector is admitted through its own "
+                    "subnets (observability.enabled), an extra scraper must sit outside the VPC"
+                )
 
     def _check_capacity(self) -> None:
         """The roles' pods, at the most replicas they may run, must fit on the most nodes the pools of their

@@ -35,8 +35,9 @@ class DeploymentStacks:
             return stack_class(scope, stack_name(deployment.name, name), env=env, props=props,
                                description=f"pdstack: {description}")
 
-        self.network = part(NetworkStack, "network", "VPC, private subnets, GPU subnet, endpoints, flow logs",
-                            NetworkProps(config=deployment.network))
+        self.network = part(NetworkStack, "network", "VPC, private subnets, GPU subnet, collector subnets, endpoints, flow logs",
+                            NetworkProps(config=deployment.network,
+                                         metrics_collector=deployment.observability.enabled))
         self.image = part(ImageStack, "image", "ECR repository and in-account build of the serving image",
                           ImageProps(config=deployment.image))
         self.cluster = part(ClusterStack, "cluster", "EKS cluster, add-ons, system nodes, EFA security group",
@@ -79,13 +80,15 @@ class DeploymentStacks:
             self.observability = part(ObservabilityStack, "observability",
                                       "Amazon Managed Service for Prometheus workspace, managed collector, alert rules",
                                       ObservabilityProps(deployment=deployment, cluster=self.cluster.cluster,
-                                                         private_subnets=self.network.private_subnets))
+                                                         vpc=self.network.vpc,
+                                                         collector_subnets=self.network.collector_subnets))
         self.workloads = part(WorkloadsStack, "workloads", "prefill, decode and router workloads on the cluster",
                               WorkloadsProps(
                                   deployment=deployment,
                                   cluster=self.cluster.cluster,
                                   image_uri=self.image.image_uri,
                                   leader_worker_set=self.cluster.addons.leader_worker_set,
+                                  metrics_collector_cidrs=self.network.collector_cidrs,
                                   metrics_workspace=self.observability.workspace if self.observability else None,
                               ))
         for gpu_stack in (self.gpu_nodes, self.hyperpod):

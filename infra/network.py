@@ -1,4 +1,10 @@
-"""NetworkStack: the VPC, its private subnets behind NAT, the GPU subnet pinned to one zone, endpoints and flow logs."""
+"""NetworkStack: the VPC, its private subnets behind NAT, the GPU subnet pinned to one zone, the metrics collector's
+own subnets, endpoints and flow logs.
+
+The collector's subnets exist so that the serving NetworkPolicies can admit the AWS managed collector by address
+without admitting any pod: the VPC CNI gives a pod an IP of its node's subnet, and no node group, HyperPod instance
+group or control-plane ENI is ever placed in these subnets, so an address in them is the collector's ENI or nothing.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,18 @@ from constructs import Construct
 
 from infra.config import NetworkConfig
 
+# The AWS managed collector (AWS::APS::Scraper, Source.EksConfiguration) needs at least two subnets in at least two
+# availability zones (Amazon Managed Service for Prometheus user guide, "Set up managed collectors for Amazon EKS",
+# creating a scraper), and SubnetIds takes at most 5 (API reference, EksConfiguration; CloudFormation reference,
+# AWS::APS::Scraper EksConfiguration: Minimum 1, Maximum 5). The service creates one ENI per subnet, used to connect to
+# the cluster inside the VPC (API reference, CreateScraper). Delivery to the workspace does not go through them (the
+# CloudWatch user guide says so of the same collector's VPC variant: the subnets give reach to the targets, not the
+# delivery path), so these subnets route nowhere beyond the VPC. The same guide requires the cluster endpoint to include private access
+# (infra/config.py checks it). A /28 is the smallest subnet a VPC takes (11 usable addresses, one ENI per zone here).
+COLLECTOR_SUBNET_GROUP = "collector"
+COLLECTOR_CIDR_MASK = 28
+COLLECTOR_MAX_SUBNETS = 5
+
 # Interface endpoints that keep image pulls, credentials and logs off the NAT path.
 INTERFACE_ENDPOINTS = {
     "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
@@ -24,10 +42,13 @@ INTERFACE_ENDPOINTS = {
 @dataclass(frozen=True)
 class NetworkProps:
     config: NetworkConfig
+    metrics_collector: bool  # the observability pipeline is on: give its collector subnets of its own
 
 
 class NetworkStack(cdk.Stack):
-    """Exposes ``vpc``, ``private_subnets``, ``gpu_subnet`` and ``interface_endpoints`` (EFA does not cross zones: GPU nodes live there)."""
+    """Exposes ``vpc``, ``private_subnets``, ``gpu_subnet`` (EFA does not cross zones: GPU nodes live there),
+    ``collector_subnets`` (the managed collector's, one per zone up to its five; none when the pipeline is off), their
+    ``collector_cidrs``, and ``interface_endpoints``."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: NetworkProps, **kwargs: object) -> None:
         self.configured_zones = list(props.config.availability_zones)
@@ -46,9 +67,17 @@ class NetworkStack(cdk.Stack):
                 ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
                 # /19 per zone: pods on GPU nodes take VPC IPs; efa-only interfaces take none.
                 ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=19),
+                # Last, so that switching the pipeline on or off leaves the other subnets' CIDRs where they are.
+                *([ec2.SubnetConfiguration(name=COLLECTOR_SUBNET_GROUP, subnet_type=ec2.SubnetType.PRIVATE_ISOLATED,
+                                           cidr_mask=COLLECTOR_CIDR_MASK)] if props.metrics_collector else []),
             ],
         )
         self.private_subnets: list[ec2.ISubnet] = list(self.vpc.private_subnets)
+        self.collector_subnets: list[ec2.ISubnet] = (
+            list(self.vpc.select_subnets(subnet_group_name=COLLECTOR_SUBNET_GROUP).subnets)[:COLLECTOR_MAX_SUBNETS]
+            if props.metrics_collector else [])
+        # Concrete CIDRs (the VPC allocates them at synthesis): the NetworkPolicies carry them as ipBlocks.
+        self.collector_cidrs: list[str] = [subnet.ipv4_cidr_block for subnet in self.collector_subnets]
         self.gpu_subnet: ec2.ISubnet = self.private_subnets[config.gpu_az_index]
         # Load balancers created by the cluster find their subnets by these tags.
         for subnet in self.vpc.public_subnets:

@@ -5,10 +5,13 @@ Ingress only. The namespace denies every ingress nobody named, then:
 - an engine's NIXL side-channel ports: the pods of the peer role (the NIXL handshake before a KV pull);
 - every port of an engine, from pods of its own role, where a replica spans several nodes (the collectives and
   vLLM's data-parallel coordination between the nodes of one replica);
-- the router's port (the OpenAI API and /metrics): the client networks and the metrics scraper's networks the
-  deployment names, the VPC's CIDR by default;
+- the router's port (the OpenAI API and /metrics): the client networks the deployment names (the VPC's CIDR by
+  default), the managed metrics collector's subnets, and ``workloads.router.metrics_scraper_cidrs`` if named;
 - the router's port and decode's HTTP port (its /metrics): the pods of ``python -m infra smoke``'s Job;
-- the engines' HTTP port: ``workloads.engine_metrics_scraper_cidrs`` (none by default), for a metrics collector.
+- the engines' HTTP port (vLLM's /metrics, beside its OpenAI API): the managed metrics collector's subnets, and
+  ``workloads.engine_metrics_scraper_cidrs`` (a scraper outside the VPC) if named.
+The collector's subnets (infra/network.py) hold no node, so no pod has an address in them: admitting them admits the
+collector's ENIs alone. With the observability pipeline off there are none, and nothing is admitted in their stead.
 The ports come from the serving section (``Role.port_ranges``: vLLM adds the data-parallel rank to the side-channel
 and KV-event bases). The KV data itself moves over EFA RDMA, which bypasses the IP stack these policies filter.
 The VPC CNI enforces them once its network-policy agent is on (infra/addons.py). Its agent always admits the node's
@@ -17,6 +20,7 @@ own IP, so kubelet probes pass (aws/aws-network-policy-agent PR #65).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from infra.config import Deployment
@@ -54,7 +58,11 @@ def default_deny(deployment: Deployment) -> dict[str, Any]:
     return policy
 
 
-def engine_policy(deployment: Deployment, role_name: RoleName) -> dict[str, Any]:
+def _ip_blocks(cidrs: Sequence[str]) -> list[dict[str, Any]]:
+    return [{"ipBlock": {"cidr": cidr}} for cidr in dict.fromkeys(cidrs)]
+
+
+def engine_policy(deployment: Deployment, role_name: RoleName, collector_cidrs: Sequence[str]) -> dict[str, Any]:
     role = deployment.serving.role(role_name)
     ranges = role.port_ranges()
     ingress: list[dict[str, Any]] = [
@@ -66,24 +74,25 @@ def engine_policy(deployment: Deployment, role_name: RoleName) -> dict[str, Any]
     if role_name == "decode":  # the smoke test reads decode's KV-transfer counter from its /metrics
         ingress.append({"from": [{"podSelector": {"matchLabels": SMOKE_POD_LABELS}}],
                         "ports": _ports([ranges["http"]])})
-    scrapers = deployment.workloads.engine_metrics_scraper_cidrs
+    scrapers = [*collector_cidrs, *deployment.workloads.engine_metrics_scraper_cidrs]
     if scrapers:
-        ingress.append({"from": [{"ipBlock": {"cidr": cidr}} for cidr in scrapers], "ports": _ports([ranges["http"]])})
+        ingress.append({"from": _ip_blocks(scrapers), "ports": _ports([ranges["http"]])})
     if role.nodes_per_replica > 1:
         ingress.append({"from": [{"podSelector": {"matchLabels": selector(deployment, role_name)}}]})
     return _policy(deployment, f"pdstack-{role_name}-ingress", role_name, selector(deployment, role_name), ingress)
 
 
-def router_policy(deployment: Deployment) -> dict[str, Any]:
+def router_policy(deployment: Deployment, collector_cidrs: Sequence[str]) -> dict[str, Any]:
     workload = deployment.workloads.router
-    vpc = [deployment.network.cidr]
-    sources = dict.fromkeys([*(workload.allowed_client_cidrs or vpc), *(workload.metrics_scraper_cidrs or vpc)])
+    sources = [*(workload.allowed_client_cidrs or [deployment.network.cidr]), *collector_cidrs,
+               *(workload.metrics_scraper_cidrs or [])]
     return _policy(deployment, "pdstack-router-ingress", "router", router_selector(deployment), [{
-        "from": [*({"ipBlock": {"cidr": cidr}} for cidr in sources), {"podSelector": {"matchLabels": SMOKE_POD_LABELS}}],
+        "from": [*_ip_blocks(sources), {"podSelector": {"matchLabels": SMOKE_POD_LABELS}}],
         "ports": [{"protocol": "TCP", "port": router_port(deployment)}],
     }])
 
 
-def network_policies(deployment: Deployment) -> list[dict[str, Any]]:
-    return [default_deny(deployment), engine_policy(deployment, "prefill"), engine_policy(deployment, "decode"),
-            router_policy(deployment)]
+def network_policies(deployment: Deployment, collector_cidrs: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """``collector_cidrs``: the managed collector's subnets (the network stack's ``collector_cidrs``)."""
+    return [default_deny(deployment), engine_policy(deployment, "prefill", collector_cidrs),
+            engine_policy(deployment, "decode", collector_cidrs), router_policy(deployment, collector_cidrs)]

@@ -7,6 +7,7 @@ the model bucket through EKS Pod Identity with a role that can read that bucket 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ class WorkloadsProps:
     cluster: eks.Cluster
     image_uri: str
     leader_worker_set: Construct  # the LWS chart: its CRD must exist before a LeaderWorkerSet is applied
+    metrics_collector_cidrs: list[str]  # the managed collector's subnets (none when the pipeline is off)
     # The metrics workspace KEDA queries (the observability stack's); None: no autoscaling objects.
     metrics_workspace: MetricsWorkspace | None = None
 
@@ -63,10 +65,13 @@ def base_objects(deployment: Deployment) -> list[dict[str, Any]]:
     return objects
 
 
-def serving_objects(deployment: Deployment, image: str, autoscaled: bool = False) -> list[dict[str, Any]]:
-    """Every object, in apply order (``autoscaled``: ScaledObjects own the workers' replica counts)."""
-    return [*base_objects(deployment), *network_policies(deployment), *worker_objects(deployment, image, autoscaled),
-            *router_objects(deployment, image)]
+def serving_objects(deployment: Deployment, image: str, metrics_collector_cidrs: Sequence[str] = (),
+                    autoscaled: bool = False) -> list[dict[str, Any]]:
+    """Every object, in apply order. ``metrics_collector_cidrs``: where the managed collector scrapes from (the
+    network stack's ``collector_cidrs``; none renders policies that admit no collector). ``autoscaled``:
+    ScaledObjects own the workers' replica counts."""
+    return [*base_objects(deployment), *network_policies(deployment, metrics_collector_cidrs),
+            *worker_objects(deployment, image, autoscaled), *router_objects(deployment, image)]
 
 
 class WorkloadsStack(cdk.Stack):
@@ -77,7 +82,7 @@ class WorkloadsStack(cdk.Stack):
         super().__init__(scope, construct_id, **kwargs)
         deployment = props.deployment
         autoscaled = deployment.autoscaled and props.metrics_workspace is not None
-        self.objects = serving_objects(deployment, props.image_uri, autoscaled)
+        self.objects = serving_objects(deployment, props.image_uri, props.metrics_collector_cidrs, autoscaled)
         self.manifest = eks.KubernetesManifest(
             self, "Serving", cluster=props.cluster, manifest=self.objects, overwrite=True, prune=True
         )

@@ -301,6 +301,12 @@ class FakeEngine:
             if pulling and faults.fail_pull_in_stream and body.get("stream"):
                 out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
                 await out.prepare(request)
+                if kind == "chat.completion":  # vLLM 0.32 sends the role-only opening chunk before the failure
+                    opening = {"id": f"chatcmpl-{self.name}", "object": "chat.completion.chunk",
+                               "created": int(time.time()), "model": self.model,
+                               "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                            "logprobs": None, "finish_reason": None}]}
+                    await out.write(b"data: " + json.dumps(opening).encode() + b"\n\n")
                 error = {"error": {"message": "Internal server error", "type": "InternalServerError", "param": None,
                                    "code": 500}}
                 await out.write(b"data: " + json.dumps(error, separators=(",", ":")).encode() + b"\n\n")

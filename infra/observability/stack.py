@@ -2,8 +2,9 @@
 
 - ``MetricsWorkspace``: an Amazon Managed Service for Prometheus workspace, encrypted with its own KMS key, with
   pdstack's rule groups (alerts.py, the same rendering as the committed rules/pdstack.yaml) loaded into it.
-- The AWS managed collector (``AWS::APS::Scraper``) on the cluster's private subnets and cluster security group,
-  scraping the router and every engine pod (targets.py) into the workspace. It runs as its service-linked role
+- The AWS managed collector (``AWS::APS::Scraper``) in its own subnets (infra/network.py: no node and so no pod lives
+  there, which lets the NetworkPolicies admit it by address) with its own security group, scraping the router and
+  every engine pod (targets.py) into the workspace. It runs as its service-linked role
   (AWSServiceRoleForAmazonPrometheusScraper_*); the cluster authenticates through access entries (API mode), so the
   service creates the scraper's access entry and its Kubernetes permissions itself when the scraper is created
   (Amazon Managed Service for Prometheus user guide, "Configure Amazon EKS for scraper access with access
@@ -28,19 +29,23 @@ from constructs import Construct
 
 from infra.config import Deployment
 from infra.observability.generate import rules_text
-from infra.observability.targets import scrape_config
+from infra.observability.targets import scrape_config, scraped_ports
 from infra.stack_outputs import ObservabilityOutputs
 
 RULES_NAMESPACE = "pdstack"
 # What a Prometheus-compatible client (Grafana, KEDA's prometheus scaler) needs to read a workspace.
 QUERY_ACTIONS = ("aps:QueryMetrics", "aps:GetSeries", "aps:GetLabels", "aps:GetMetricMetadata")
+# The collector discovers its targets through the Kubernetes API (the cluster's private endpoint, on the control
+# plane's ENIs) before it scrapes them.
+KUBERNETES_API_PORT = 443
 
 
 @dataclass(frozen=True)
 class ObservabilityProps:
     deployment: Deployment
     cluster: eks.Cluster
-    private_subnets: list[ec2.ISubnet]
+    vpc: ec2.IVpc
+    collector_subnets: list[ec2.ISubnet]  # the network stack's, where nothing else lives
 
 
 class MetricsWorkspace(Construct):
@@ -70,13 +75,36 @@ class MetricsWorkspace(Construct):
         return iam.Grant.add_to_principal(grantee=grantee, actions=list(QUERY_ACTIONS), resource_arns=[self.arn])
 
 
+class CollectorSecurityGroup(Construct):
+    """The security group of the collector's ENIs, and the rules that let it reach what it must: the Kubernetes API
+    and the scraped ports, on the cluster security group (which the control plane's ENIs and every node carry, and
+    with a node its pods: the VPC CNI gives pods the security groups of the node's primary interface). Nothing else
+    in or out. Exposes ``security_group`` and ``ports``."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, deployment: Deployment, cluster: eks.Cluster,
+                 vpc: ec2.IVpc) -> None:
+        super().__init__(scope, construct_id)
+        self.security_group = ec2.SecurityGroup(
+            self, "Resource", vpc=vpc, allow_all_outbound=False,
+            description=f"{deployment.name}: ENIs of the managed metrics collector (Kubernetes API and /metrics only)")
+        self.ports = sorted({KUBERNETES_API_PORT, *scraped_ports(deployment).values()})
+        cluster_group = cluster.cluster_security_group_id
+        for port in self.ports:
+            self.security_group.add_egress_rule(ec2.Peer.security_group_id(cluster_group), ec2.Port.tcp(port),
+                                                f"to the cluster on {port}")
+            ec2.CfnSecurityGroupIngress(
+                self, f"ClusterFromCollector{port}", group_id=cluster_group, ip_protocol="tcp", from_port=port,
+                to_port=port, source_security_group_id=self.security_group.security_group_id,
+                description=f"the managed metrics collector on {port}")
+
+
 def collector_configuration(deployment: Deployment) -> str:
     """The scrape configuration as the scraper takes it: base64 of the YAML."""
     return base64.b64encode(yaml.safe_dump(scrape_config(deployment), sort_keys=False).encode()).decode()
 
 
 class ObservabilityStack(cdk.Stack):
-    """Exposes ``workspace`` (a ``MetricsWorkspace``) and ``scraper``."""
+    """Exposes ``workspace`` (a ``MetricsWorkspace``), ``scraper`` and ``collector_security_group``."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ObservabilityProps, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -84,12 +112,14 @@ class ObservabilityStack(cdk.Stack):
         config = deployment.observability
         self.workspace = MetricsWorkspace(self, "Metrics", alias=deployment.name, retention_days=config.retention_days,
                                           rules=rules_text(deployment.slo, config))
+        self.collector_security_group = CollectorSecurityGroup(self, "CollectorSecurityGroup", deployment=deployment,
+                                                               cluster=props.cluster, vpc=props.vpc)
         self.scraper = aps.CfnScraper(
             self, "Collector", alias=f"{deployment.name}-serving",
             source=aps.CfnScraper.SourceProperty(eks_configuration=aps.CfnScraper.EksConfigurationProperty(
                 cluster_arn=props.cluster.cluster_arn,
-                subnet_ids=[subnet.subnet_id for subnet in props.private_subnets],
-                security_group_ids=[props.cluster.cluster_security_group_id],
+                subnet_ids=[subnet.subnet_id for subnet in props.collector_subnets],
+                security_group_ids=[self.collector_security_group.security_group.security_group_id],
             )),
             destination=aps.CfnScraper.DestinationProperty(
                 amp_configuration=aps.CfnScraper.AmpConfigurationProperty(workspace_arn=self.workspace.arn)),

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from infra.config import Deployment
-from infra.router_objects import router_selector
+from infra.router_objects import router_port, router_selector
 from infra.worker_objects import selector
 
 ROUTER_JOB = "pdstack-router"
@@ -52,6 +52,12 @@ def _common(deployment: Deployment) -> list[dict[str, Any]]:
         {"action": "replace", "source_labels": ["__meta_kubernetes_pod_name"], "target_label": POD},
         {"action": "replace", "target_label": MODEL, "replacement": deployment.serving.model.served_name},
     ]
+
+
+def scraped_ports(deployment: Deployment) -> dict[str, int]:
+    """The port the collector opens on each kind of target: the router's and each engine role's ``http`` port."""
+    return {"router": router_port(deployment),
+            **{role: deployment.serving.role(role).port_ranges()[PORT_NAME].start for role in ROLES}}
 
 
 def scrape_config(deployment: Deployment) -> dict[str, Any]:

@@ -226,11 +226,18 @@ class PdFlow:
 
     async def _first_chunk(self, response: aiohttp.ClientResponse, engine: Engine, pulling: bool) -> bytes:
         """Decode's first chunk, before anything is sent to the client (the stream commits here). After a prefill
-        leg it must come within ``first_token_s``: a pull stalled by a dead prefill restarts decode-only."""
+        leg it must come within ``first_token_s``: a pull stalled by a dead prefill restarts decode-only. A chat
+        stream opens with a role-only chunk sent before the pull is done, so after a prefill leg the head is read
+        on to the first event that carries more (a token, or the pull's error event)."""
         deadline = self.config.timeouts.first_token_s if pulling else None
         try:
             async with asyncio.timeout(deadline):
                 chunk = await response.content.readany()
+                while pulling and chunk and _opening_only(chunk):
+                    more = await response.content.readany()
+                    if not more:
+                        break
+                    chunk += more
         except aiohttp.ServerTimeoutError:
             raise UpstreamFailure(engine, "idle_timeout", f"idle_stream_s={self.config.timeouts.idle_stream_s} s "
                                   "passed without a first chunk", decode_alive=pulling) from None
@@ -242,7 +249,7 @@ class PdFlow:
         if not chunk:
             raise UpstreamFailure(engine, "stream_broken", "the stream ended before its first chunk",
                                   decode_alive=pulling)
-        if pulling and chunk.startswith(STREAM_ERROR):
+        if pulling and (chunk.startswith(STREAM_ERROR) or b"\n\n" + STREAM_ERROR in chunk):
             # vLLM's kv_load_failure_policy=fail: the pull failed, decode opened the stream with an error event
             raise UpstreamFailure(engine, "pull_failed", chunk[:300].decode(errors="replace"), decode_alive=True)
         return chunk
@@ -293,6 +300,24 @@ class PdFlow:
             self.registry.eject(engine, "timeout")
         else:
             self.registry.record(engine, False)
+
+
+def _opening_only(head: bytes) -> bool:
+    """True while the stream's head holds no complete event yet, or only vLLM's role-only opening chat chunks."""
+    *complete, _partial = head.split(b"\n\n")
+    return all(_role_only(event) for event in complete if event.strip())
+
+
+def _role_only(event: bytes) -> bool:
+    """A chat chunk whose choices carry no token and no finish: vLLM's opening ``{"role": "assistant"}`` delta."""
+    if not event.startswith(b"data: {"):
+        return False
+    try:
+        choices = json.loads(event[6:]).get("choices")
+    except (ValueError, AttributeError):
+        return False
+    return bool(choices) and all(isinstance(c, dict) and not (c.get("delta") or {}).get("content")
+                                 and c.get("finish_reason") is None for c in choices)
 
 
 def prefill_body(api: OpenAiRequest) -> bytes:

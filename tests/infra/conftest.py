@@ -77,8 +77,10 @@ def wide_ep_decode() -> Deployment:
 
 
 def every_instance_type() -> Deployment:
-    """default.yaml with one GPU node group per catalog instance type (placement groups on)."""
+    """default.yaml with one GPU node group per catalog instance type (placement groups on), and the observability
+    pipeline switched off: the synthesis that holds the switch (no collector subnets, nothing admitted for them)."""
     data = copy.deepcopy(load_yaml("default.yaml"))
+    data["observability"] = {"enabled": False}
     data["gpu_node_groups"] = [
         {"name": name.replace(".", "-"), "instance_type": name, "min_size": 0, "desired_size": 1, "max_size": 2}
         for name in sorted(INSTANCE_CATALOG)

@@ -158,7 +158,8 @@ def test_without_scaled_objects_the_counts_stay_fixed() -> None:
     d = deployment(autoscaling__enabled=False)
     assert autoscaling_objects(d, WORKSPACE) == []
     for autoscaled, expected in ((False, [1, 1]), (True, [None, None])):
-        controllers = [o for o in serving_objects(deployment(), "image", autoscaled) if o["kind"] == "Deployment"
+        controllers = [o for o in serving_objects(deployment(), "image", autoscaled=autoscaled)
+                       if o["kind"] == "Deployment"
                        and "llm-d.ai/role" in o["metadata"]["labels"]]
         assert [o["spec"].get("replicas") for o in controllers] == expected
 

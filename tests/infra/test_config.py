@@ -122,6 +122,22 @@ def test_open_world_cidr_is_rejected() -> None:
     assert "cluster.public_access_cidrs" in message and "0.0.0.0/0" in message
 
 
+def test_the_metrics_pipeline_needs_the_private_endpoint() -> None:
+    """The managed collector reaches the Kubernetes API from inside the VPC (AMP user guide, prerequisites)."""
+    public = {"cluster__endpoint_access": "public", "cluster__public_access_cidrs": ["203.0.113.0/24"]}
+    message = error_for(broken(**public))
+    assert "observability.enabled" in message and "cluster.endpoint_access" in message
+    assert parse_deployment(broken(**public, observability={"enabled": False}))
+    assert parse_deployment(broken(**{**public, "cluster__endpoint_access": "public-and-private"}))
+
+
+def test_an_extra_engine_scraper_inside_the_vpc_is_refused() -> None:
+    """A CIDR inside the VPC admits the pods of its subnets to the engines' OpenAI API."""
+    message = error_for(broken(workloads={"engine_metrics_scraper_cidrs": ["10.0.64.0/19"]}))
+    assert "workloads.engine_metrics_scraper_cidrs" in message and "10.0.64.0/19" in message and "VPC" in message
+    assert parse_deployment(broken(workloads={"engine_metrics_scraper_cidrs": ["192.168.40.0/24"]}))
+
+
 def test_serving_role_needs_a_matching_node_group() -> None:
     message = error_for(broken(serving__decode__instance_type="p4d.24xlarge"))
     assert "serving.decode.instance_type='p4d.24xlarge'" in message and "p5.48xlarge" in message

@@ -10,8 +10,8 @@ from tests.infra.conftest import Synthesized
 
 def test_private_subnets_route_through_nat(default: Synthesized) -> None:
     default.network.resource_count_is("AWS::EC2::NatGateway", default.deployment.network.nat_gateways)
-    private = default.network.find_resources("AWS::EC2::Subnet", {
-        "Properties": {"MapPublicIpOnLaunch": False}})
+    private = default.network.find_resources("AWS::EC2::Subnet", {"Properties": {
+        "MapPublicIpOnLaunch": False, "Tags": Match.array_with([{"Key": "aws-cdk:subnet-type", "Value": "Private"}])}})
     assert len(private) == default.deployment.network.az_count
     routes = default.network.find_resources("AWS::EC2::Route", {
         "Properties": {"DestinationCidrBlock": "0.0.0.0/0", "NatGatewayId": Match.any_value()}})

@@ -208,12 +208,12 @@ def test_the_smoke_job_reaches_the_router_and_decode_metrics_whatever_the_client
     assert not admitted(policies, job, pods["pdstack-decode"], deployment.serving.decode.ports.nixl_side_channel)
 
 
-def test_an_engine_metrics_scraper_reaches_the_http_port_alone_and_only_when_named() -> None:
+def test_an_extra_engine_scraper_reaches_the_http_port_alone_and_only_when_named() -> None:
     data = load_yaml("default.yaml")
-    data["workloads"] = {"engine_metrics_scraper_cidrs": ["10.0.64.0/19"]}
+    data["workloads"] = {"engine_metrics_scraper_cidrs": ["192.168.40.0/24"]}  # outside the VPC: config.py insists
     deployment = parse_deployment(data)
     policies, pods = rendered(deployment)
-    scraper = Source(ip="10.0.70.1")
+    scraper = Source(ip="192.168.40.7")
     for role in ("prefill", "decode"):
         ranges = deployment.serving.role(role).port_ranges()
         assert admitted(policies, scraper, pods[f"pdstack-{role}"], ranges["http"].start)
@@ -224,11 +224,11 @@ def test_an_engine_metrics_scraper_reaches_the_http_port_alone_and_only_when_nam
 
 
 def test_named_clients_and_scrapers_replace_the_vpc_default() -> None:
-    deployment = with_router(allowed_client_cidrs=["172.20.0.0/16"], metrics_scraper_cidrs=["10.0.64.0/19"])
+    deployment = with_router(allowed_client_cidrs=["172.20.0.0/16"], metrics_scraper_cidrs=["192.168.40.0/24"])
     policies, pods = rendered(deployment)
     router, port = pods["pdstack-router"], deployment.serving.router.port
     assert admitted(policies, Source(ip="172.20.9.9"), router, port)
-    assert admitted(policies, Source(ip="10.0.70.1"), router, port)  # the collector's subnet
+    assert admitted(policies, Source(ip="192.168.40.7"), router, port)  # the extra scraper
     assert not admitted(policies, Source(ip="10.0.1.1"), router, port)  # elsewhere in the VPC
 
 

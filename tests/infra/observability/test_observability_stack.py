@@ -1,5 +1,5 @@
 """The metrics pipeline as synthesized from the default deployment: an encrypted workspace holding the committed
-alert rules, the managed collector on the cluster's subnets and security group with the scrape configuration of
+alert rules, the managed collector in its own subnets with its own security group with the scrape configuration of
 targets.py, and the workspace exposed to other stacks (attributes and outputs). Property names are held against
 cfn-lint's bundled CloudFormation schemas."""
 
@@ -45,13 +45,34 @@ def test_collector_scrapes_the_cluster_from_its_subnets_into_the_workspace(defau
     eks = scraper["Source"]["EksConfiguration"]
     cluster = default.stacks.cluster.stack_name
     assert len(eks["SubnetIds"]) == default.deployment.network.az_count >= 2  # the collector wants two zones
-    assert all("privateSubnet" in subnet["Fn::ImportValue"] for subnet in eks["SubnetIds"])
+    assert all("collectorSubnet" in subnet["Fn::ImportValue"] for subnet in eks["SubnetIds"])
     assert eks["ClusterArn"]["Fn::ImportValue"].startswith(f"{cluster}:") and "Arn" in eks["ClusterArn"]["Fn::ImportValue"]
     (group,) = eks["SecurityGroupIds"]
-    assert group["Fn::ImportValue"].startswith(f"{cluster}:") and "ClusterSecurityGroupId" in group["Fn::ImportValue"]
+    assert group["Fn::GetAtt"] == [default.stacks.observability.resolve(
+        default.stacks.observability.collector_security_group.security_group.security_group_id)["Fn::GetAtt"][0],
+        "GroupId"]
     assert scraper["Destination"]["AmpConfiguration"]["WorkspaceArn"]["Fn::GetAtt"][1] == "Arn"
     blob = yaml.safe_load(base64.b64decode(scraper["ScrapeConfiguration"]["ConfigurationBlob"]))
     assert blob == scrape_config(default.deployment)
+
+
+def test_the_collector_reaches_the_api_and_the_scraped_container_ports_on_the_cluster_group_only(
+        default: Synthesized) -> None:
+    """The ports are read from the rendered pods (each target's container port named http) plus the API's 443."""
+    pods = [o["spec"]["template"]["spec"] for o in default.stacks.workloads.objects if o["kind"] == "Deployment"]
+    scraped = {p["containerPort"] for pod in pods for c in pod["containers"] for p in c.get("ports", [])
+               if p["name"] == "http"}
+    wanted = {443, *scraped}
+    cluster_group = "ClusterSecurityGroupId"
+    (group,) = default.observability.find_resources("AWS::EC2::SecurityGroup").values()
+    egress = group["Properties"]["SecurityGroupEgress"]
+    assert {(r["FromPort"], r["ToPort"]) for r in egress} == {(p, p) for p in wanted}
+    assert all(cluster_group in r["DestinationSecurityGroupId"]["Fn::ImportValue"] and r["IpProtocol"] == "tcp"
+               for r in egress)
+    ingress = default.observability.find_resources("AWS::EC2::SecurityGroupIngress").values()
+    assert {(r["Properties"]["FromPort"], r["Properties"]["ToPort"]) for r in ingress} == {(p, p) for p in wanted}
+    assert all(cluster_group in r["Properties"]["GroupId"]["Fn::ImportValue"] for r in ingress)
+    assert "SecurityGroupIngress" not in group["Properties"]  # nothing reaches the collector's ENIs
 
 
 def test_collector_access_comes_from_the_service_not_a_second_access_entry(default: Synthesized) -> None:

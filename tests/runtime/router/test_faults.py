@@ -234,6 +234,22 @@ def test_a_pull_that_fails_inside_the_stream_restarts_decode_only(make_cluster) 
     assert cluster.metric("pdstack_router_fallbacks_total", reason="decode_pull_failed") == 1
 
 
+def test_a_chat_pull_that_fails_after_the_role_chunk_restarts_decode_only(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    """On a chat stream vLLM sends the role-only opening chunk BEFORE it learns the pull failed (seen on the CPU
+    test bed, vLLM 0.32: the opening chunk, then 'Internal server error'). That chunk carries no token: the stream
+    is committed only at the first chunk with one, so the failure still restarts the request decode-only."""
+    cluster: Cluster = make_cluster(pd_threshold_tokens=0)
+    cluster.decodes[0].faults.fail_pull_in_stream = True
+    chat = {"model": "tiny", "messages": [{"role": "user", "content": LONG}], "max_tokens": 3, "stream": True}
+    status, _, payload = cluster.post("/v1/chat/completions", chat)
+    lines = [line for line in payload.decode().split("\n\n") if line]
+    assert status == 200 and lines[-1] == "data: [DONE]" and not any('"error"' in line for line in lines), lines
+    events = [json.loads(line[6:]) for line in lines[:-1]]
+    assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events) == "t0 t1 t2"
+    assert len(cluster.decodes[0].received) == 2
+    assert cluster.metric("pdstack_router_fallbacks_total", reason="decode_pull_failed") == 1
+
+
 def test_silent_stream_hits_the_idle_timeout(make_cluster) -> None:  # type: ignore[no-untyped-def]
     cluster: Cluster = make_cluster(pd_threshold_tokens=100000,
                                     timeouts={"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 0.3})
