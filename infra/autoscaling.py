@@ -35,10 +35,10 @@ class Autoscaling(Construct):
             assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com").with_session_tags(),
             description="KEDA operator: run PromQL queries on the pdstack metrics workspace, nothing else",
         )
-        # The prometheus scaler calls the query API (GET /api/v1/query): the workspace's read grant, on it alone. Its
-        # customer managed key needs no grant here: Amazon Managed Service for Prometheus decrypts through its own
-        # grant on the key (made at workspace creation); only principals of a cross-account resource policy need KMS
-        # grants (AWS::APS::ResourcePolicy, CloudFormation reference).
+        # The prometheus scaler calls the query API (GET /api/v1/query): the workspace's read grant, on it alone. No
+        # kms:Decrypt on the workspace's customer managed key: the AWS documentation asks for KMS grants only for the
+        # principals of a workspace resource policy (AWS::APS::ResourcePolicy, CloudFormation reference); that a
+        # same-account query needs nothing more is to be confirmed on a real account (README, Autoscaling).
         props.workspace.grant_query(self.operator_role)
         identity = eks.CfnPodIdentityAssociation(
             self, "KedaOperatorIdentity", cluster_name=cluster.cluster_name, namespace=KEDA.namespace,
