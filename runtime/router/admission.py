@@ -75,6 +75,8 @@ class AdmissionQueue:
         self._recheck: asyncio.Task[None] | None = None
         for priority in PRIORITIES:
             metrics.admission_queue_depth.labels(priority).set_function(lambda p=priority: len(self.waiting[p]))
+            for reason in get_args(RejectionReason):  # at zero from the start, so rate() sees the first rejections
+                metrics.admission_rejections.labels(priority, reason)
 
     def priority_of(self, headers: Mapping[str, str]) -> Priority:
         given = headers.get(self.config.priority_header)

@@ -321,3 +321,19 @@ def test_a_decode_leaving_discovery_finishes_its_requests_and_gets_no_new_ones(m
     assert [cluster.post("/v1/completions", body())[0] for _ in range(3)] == [200] * 3
     assert len(leaving.received) == 1 and len(staying.received) == 3
     assert cluster.metric("pdstack_router_discovery_changes_total", role="decode", change="removed") == 1
+
+
+def test_failure_counters_start_at_zero(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    """Prometheus's rate() needs a sample before the first increment: a counter child created at its first failure
+    hides that whole first burst from rate() and from the fallback alert (seen on a live Prometheus). Every known
+    fallback reason, retry leg and admission rejection is exported at zero before any request."""
+    cluster: Cluster = make_cluster()
+    text = cluster.get("/metrics")[2].decode()
+    for series in ('pdstack_router_fallbacks_total{reason="prefill_failed"} 0.0',
+                   'pdstack_router_fallbacks_total{reason="decode_pull_failed"} 0.0',
+                   'pdstack_router_fallbacks_total{reason="no_healthy_prefill"} 0.0',
+                   'pdstack_router_retries_total{leg="prefill"} 0.0',
+                   'pdstack_router_retries_total{leg="decode"} 0.0',
+                   'pdstack_router_admission_rejections_total{priority="batch",reason="queue_full"} 0.0',
+                   'pdstack_router_admission_rejections_total{priority="interactive",reason="wait_timeout"} 0.0'):
+        assert series in text, series
