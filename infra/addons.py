@@ -60,6 +60,20 @@ NVIDIA_DEVICE_PLUGIN = HelmChartPin(
 LEADER_WORKER_SET = HelmChartPin(
     chart="lws", repository="oci://registry.k8s.io/lws/charts/lws", version="0.10.0", namespace="lws-system",
 )
+KEDA = HelmChartPin(
+    chart="keda", repository="https://kedacore.github.io/charts", version="2.20.2", namespace="keda",
+)
+# KEDA 2.20.2's operator runs as this service account (chart values serviceAccount.operator.name): its Pod Identity
+# role signs the metrics-workspace queries.
+KEDA_OPERATOR_SERVICE_ACCOUNT = "keda-operator"
+
+# Cluster Autoscaler 1.34.2 (chart 9.53.0, kubernetes/autoscaler tag cluster-autoscaler-chart-9.53.0): the minor
+# version must match the cluster's Kubernetes minor (SUPPORTED_KUBERNETES_VERSIONS).
+CLUSTER_AUTOSCALER = HelmChartPin(
+    chart="cluster-autoscaler", repository="https://kubernetes.github.io/autoscaler", version="9.53.0",
+    namespace="kube-system",
+)
+CLUSTER_AUTOSCALER_SERVICE_ACCOUNT = "cluster-autoscaler"
 
 
 def device_plugin_tolerations(gpu_taints: list[Taint]) -> list[dict]:

@@ -26,12 +26,15 @@ _CDK_PROVIDER_FUNCTIONS = (
     "AWS::Lambda::Function.CustomVpcRestrictDefaultSGCustomResourceProviderHandler*",  # ec2.Vpc's default-SG lockdown
     "AWS::Lambda::Function.CustomS3AutoDeleteObjectsCustomResourceProviderHandler*",  # auto_delete_objects
     "AWS::Lambda::Function.CustomCDKBucketDeployment*",  # BucketDeployment of the HyperPod lifecycle scripts
+    # AwsCustomResource's singleton handler (AWS + its fixed uuid): the Cluster Autoscaler's node-template ASG tags
+    "AWS::Lambda::Function.AWS679f53fac002430cb0da5b7982bd2287*",
 )
 _OWN_DEPLOY_FUNCTIONS = ("AWS::Lambda::Function.BuildWaiteronevent*", "AWS::Lambda::Function.BuildWaiteriscomplete*")
 _DEPLOY_FUNCTIONS = (*_CDK_PROVIDER_FUNCTIONS, *_OWN_DEPLOY_FUNCTIONS)
 _DEPLOY_FUNCTIONS_OUTSIDE_VPC = tuple(f for f in _DEPLOY_FUNCTIONS if "KubectlProvider" not in f)
 # The CDK handlers with an environment (the other two have none).
-_FUNCTIONS_WITH_ENVIRONMENT = tuple(f for f in _CDK_PROVIDER_FUNCTIONS if "CustomResourceProviderHandler" not in f)
+_FUNCTIONS_WITH_ENVIRONMENT = tuple(f for f in _CDK_PROVIDER_FUNCTIONS
+                                    if "CustomResourceProviderHandler" not in f and "AWS679f53" not in f)
 # The engines as checkov sees them: Deployments, and a multi-node role's LeaderWorkerSet as one Deployment per pod
 # template, pdstack-<role>-leader and -worker (the renderings tests/infra/test_checkov.py scans: multi-node decode).
 _ENGINES = ("Deployment.*.pdstack-prefill", "Deployment.*.pdstack-decode*")
@@ -45,7 +48,8 @@ CLOUDFORMATION: tuple[Skip, ...] = (
          "CloudFormation custom-resource handlers: a failed invocation fails the stack operation and CloudFormation "
          "reports it; there is no event a dead-letter queue could keep for a later replay"),
     Skip("CKV_AWS_117", _DEPLOY_FUNCTIONS_OUTSIDE_VPC,
-         "these handlers call only AWS control-plane APIs (CodeBuild, S3, EC2) and reach nothing inside the VPC; "
+         "these handlers call only AWS control-plane APIs (CodeBuild, S3, EC2, EKS, Auto Scaling) and reach nothing "
+         "inside the VPC; "
          "the kubectl handler, which does reach the private API server, runs in the VPC"),
     Skip("CKV_AWS_173", _FUNCTIONS_WITH_ENVIRONMENT,
          "the environment holds resource names and ARNs, no secrets; Lambda encrypts it at rest with an AWS-managed "

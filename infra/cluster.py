@@ -41,7 +41,8 @@ class ClusterProps:
 
 
 class ClusterStack(cdk.Stack):
-    """Exposes ``cluster``, ``addons`` and ``efa_security_group``; the GPU node groups live in GpuCapacityStack."""
+    """Exposes ``cluster``, ``addons``, ``system_nodes`` and ``efa_security_group``; the GPU node groups (and the
+    Cluster Autoscaler over them) live in GpuCapacityStack."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ClusterProps, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -90,6 +91,7 @@ class ClusterStack(cdk.Stack):
             labels=SYSTEM_POOL,
             enable_node_auto_repair=True,
         )
+        self.system_nodes = system
         system.node.add_dependency(self.addons.managed["vpc-cni"])
         # Helm waits for its workloads, and so does EKS for the add-ons that run Deployments (coredns, the EBS CSI
         # controller): their pods need the system nodes to exist first.

@@ -270,10 +270,23 @@ class HyperPodConfig(_Strict):
     cluster_name: str = Field(default="pdstack-hyperpod", pattern=_NAME, max_length=22)
     node_recovery: Literal["Automatic", "None"] = "Automatic"
     instance_groups: list[HyperPodInstanceGroup] = Field(min_length=1)
+    node_autoscaling: bool = Field(
+        default=False,
+        description="HyperPod's managed Karpenter: groups start empty and follow pending pods up to their count")
 
     @model_validator(mode="after")
     def _unique(self) -> HyperPodConfig:
         _check_unique("instance_groups", [g.name for g in self.instance_groups])
+        if self.node_autoscaling:
+            for index, group in enumerate(self.instance_groups):
+                # HyperPod's Karpenter autoscaling supports neither (SageMaker developer guide, "Create a NodeClass")
+                if group.deep_health_checks:
+                    raise ValueError(
+                        f"node_autoscaling needs instance_groups.{index}.deep_health_checks: [] (HyperPod autoscaling "
+                        "does not support deep health checks: they hold new nodes for 60-90 minutes)")
+                if group.training_plan_arn is not None:
+                    raise ValueError(f"node_autoscaling supports on-demand capacity only; instance_groups.{index} "
+                                     "has a training_plan_arn")
         return self
 
 
@@ -347,6 +360,39 @@ class ObservabilityConfig(_Strict):
     kv_usage_threshold: float = Field(default=0.95, gt=0, le=1, description="alert when an engine's KV cache is this full")
 
 
+class PrefillScaling(_Strict):
+    min_replicas: int = Field(default=0, ge=0, description="0: prefill may scale to zero (decode-only meanwhile)")
+    max_replicas: int | None = Field(default=None, ge=1, description="None: the role's serving replicas")
+
+
+class DecodeScaling(_Strict):
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int | None = Field(default=None, ge=1, description="None: the role's serving replicas")
+
+
+class AutoscalingConfig(_Strict):
+    """One KEDA ScaledObject per role over the metrics workspace (README: Autoscaling). Prefill may scale to zero
+    (the router serves decode-only meanwhile); decode keeps at least one replica. Targets come from ``slo``."""
+
+    enabled: bool | None = Field(default=None, description="None: on exactly when observability is (its workspace "
+                                                           "holds the signals)")
+    prefill: PrefillScaling = PrefillScaling()
+    decode: DecodeScaling = DecodeScaling()
+    polling_interval_s: int = Field(default=15, ge=5, le=300, description="how often KEDA queries the signals")
+    prefill_ttft_share: float = Field(
+        default=0.5, gt=0, le=1,
+        description="share of slo.ttft_seconds a prompt may spend in the prefill backlog; the rest is its own "
+                    "prefill, the KV transfer and the first decode step")
+    decode_kv_usage: float = Field(default=0.8, gt=0, lt=1, description="KV cache usage per decode replica to hold")
+
+    @model_validator(mode="after")
+    def _decode_stays(self) -> AutoscalingConfig:
+        if self.decode.min_replicas < 1:
+            raise ValueError("decode.min_replicas must be at least 1: every request needs a decode engine "
+                             "(prefill may scale to zero; the router then serves decode-only)")
+        return self
+
+
 class PullThroughCache(_Strict):
     """An ECR pull-through cache rule for ghcr.io, so CodeBuild pulls the base image through the account's ECR."""
 
@@ -408,6 +454,7 @@ class Deployment(_Strict):
     workloads: WorkloadsConfig = WorkloadsConfig()
     slo: ServiceLevelObjectives = ServiceLevelObjectives()
     observability: ObservabilityConfig = ObservabilityConfig()
+    autoscaling: AutoscalingConfig = AutoscalingConfig()
     serving: Serving
 
     @model_validator(mode="after")
@@ -446,8 +493,38 @@ class Deployment(_Strict):
                     f"serving.{role}.instance_type={wanted!r} has no GPU nodes; "
                     f"{source} provide: {', '.join(sorted(available))}"
                 )
+        self._check_scaling_bounds()
         self._check_capacity()
         return self
+
+    def _check_scaling_bounds(self) -> None:
+        if self.autoscaling.enabled and not self.observability.enabled:
+            raise ValueError("autoscaling.enabled: true reads its signals from the metrics workspace: set "
+                             "observability.enabled: true, or autoscaling.enabled: false for fixed replica counts")
+        if not self.autoscaled:
+            return
+        for role_name in ("prefill", "decode"):
+            bounds = getattr(self.autoscaling, role_name)
+            replicas = self.serving.role(role_name).replicas
+            most = self.max_replicas(role_name)
+            if not bounds.min_replicas <= replicas <= most:
+                raise ValueError(
+                    f"autoscaling.{role_name}: serving.{role_name}.replicas={replicas} (the starting and fallback "
+                    f"count) must lie within min_replicas={bounds.min_replicas} and max_replicas={most}")
+
+    @property
+    def autoscaled(self) -> bool:
+        """Whether the workers get ScaledObjects: as configured, or by default whenever the metrics pipeline runs."""
+        enabled = self.autoscaling.enabled
+        return self.observability.enabled if enabled is None else enabled
+
+    def max_replicas(self, role_name: str) -> int:
+        """The most replicas a role may run: the autoscaler's bound, or the fixed count."""
+        replicas = self.serving.role(role_name).replicas
+        if not self.autoscaled:
+            return replicas
+        bound = getattr(self.autoscaling, role_name).max_replicas
+        return replicas if bound is None else bound
 
     def _check_metrics_paths(self) -> None:
         """The managed collector reaches the Kubernetes API from its ENIs in the VPC, so the cluster endpoint must
@@ -468,7 +545,8 @@ class Deployment(_Strict):
                 )
 
     def _check_capacity(self) -> None:
-        """The roles' pods must fit on the most nodes the pools of their instance type can have."""
+        """The roles' pods, at the most replicas they may run, must fit on the most nodes the pools of their
+        instance type can have."""
         for instance_type in sorted(self.serving.instance_types()):
             spec = INSTANCE_CATALOG[instance_type]
             pools = [p for p in self.gpu_pools if p.instance_type == instance_type]
@@ -479,14 +557,15 @@ class Deployment(_Strict):
                 role = self.serving.role(role_name)
                 if role.instance_type != instance_type:
                     continue
-                nodes_needed += role.replicas * role.nodes_per_replica if role.gpus_per_node * 2 > spec.gpus else 0
-                gpus_needed += role.replicas * role.nodes_per_replica * role.gpus_per_node
+                replicas = self.max_replicas(role_name)
+                nodes_needed += replicas * role.nodes_per_replica if role.gpus_per_node * 2 > spec.gpus else 0
+                gpus_needed += replicas * role.nodes_per_replica * role.gpus_per_node
             nodes_needed = max(nodes_needed, -(-gpus_needed // spec.gpus))
             if nodes_needed > most:
                 raise ValueError(
                     f"serving.prefill and serving.decode need {nodes_needed} {instance_type} nodes "
-                    f"(replicas x nodes_per_replica, {gpus_needed} GPUs) but the GPU pools of that type reach at "
-                    f"most {most}; raise max_size/count or lower the replicas"
+                    f"(replicas, or autoscaling max_replicas, x nodes_per_replica, {gpus_needed} GPUs) but the GPU "
+                    f"pools of that type reach at most {most}; raise max_size/count or lower the replicas"
                 )
 
     @property

@@ -60,6 +60,7 @@ class DeploymentStacks:
                                       hugepages_2mi_pages={
                                           g.instance_type: hugepages_2mi_pages_per_node(deployment, g.instance_type)
                                           for g in deployment.gpu_node_groups},
+                                      system_nodes=self.cluster.system_nodes,
                                   ))
         self.hyperpod: HyperPodStack | None = None
         if deployment.hyperpod is not None:
@@ -73,17 +74,7 @@ class DeploymentStacks:
                                      hugepages_2mi_pages=max(hugepages_2mi_pages_per_node(deployment, g.instance_type)
                                                              for g in deployment.hyperpod.instance_groups),
                                  ))
-        self.workloads = part(WorkloadsStack, "workloads", "prefill, decode and router workloads on the cluster",
-                              WorkloadsProps(
-                                  deployment=deployment,
-                                  cluster=self.cluster.cluster,
-                                  image_uri=self.image.image_uri,
-                                  leader_worker_set=self.cluster.addons.leader_worker_set,
-                                  metrics_collector_cidrs=self.network.collector_cidrs,
-                              ))
-        for gpu_stack in (self.gpu_nodes, self.hyperpod):
-            if gpu_stack is not None:
-                self.workloads.add_stack_dependency(gpu_stack)
+        # Before the workloads: KEDA's ScaledObjects query its workspace (autoscaling follows observability.enabled).
         self.observability: ObservabilityStack | None = None
         if deployment.observability.enabled:
             self.observability = part(ObservabilityStack, "observability",
@@ -91,9 +82,21 @@ class DeploymentStacks:
                                       ObservabilityProps(deployment=deployment, cluster=self.cluster.cluster,
                                                          vpc=self.network.vpc,
                                                          collector_subnets=self.network.collector_subnets))
+        self.workloads = part(WorkloadsStack, "workloads", "prefill, decode and router workloads on the cluster",
+                              WorkloadsProps(
+                                  deployment=deployment,
+                                  cluster=self.cluster.cluster,
+                                  image_uri=self.image.image_uri,
+                                  leader_worker_set=self.cluster.addons.leader_worker_set,
+                                  metrics_collector_cidrs=self.network.collector_cidrs,
+                                  metrics_workspace=self.observability.workspace if self.observability else None,
+                              ))
+        for gpu_stack in (self.gpu_nodes, self.hyperpod):
+            if gpu_stack is not None:
+                self.workloads.add_stack_dependency(gpu_stack)
         self.all: tuple[cdk.Stack, ...] = tuple(
-            s for s in (self.network, self.image, self.cluster, self.gpu_nodes, self.hyperpod, self.workloads,
-                      self.observability)
+            s for s in (self.network, self.image, self.cluster, self.gpu_nodes, self.hyperpod, self.observability,
+                      self.workloads)
             if s is not None
         )
         for stack in self.all:

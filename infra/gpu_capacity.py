@@ -16,6 +16,7 @@ from constructs import Construct
 
 from infra.config import GpuNodeGroupConfig
 from infra.gpu_nodes import GpuNodeGroup, GpuNodeGroupProps
+from infra.node_autoscaler import NodeAutoscaler, NodeAutoscalerProps
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,13 @@ class GpuCapacityProps:
     efa_security_group: ec2.ISecurityGroup
     vpc_cni: Construct  # the managed vpc-cni add-on: efa-only interfaces need it (>= 1.18.5) before nodes join
     hugepages_2mi_pages: dict[str, int]  # by instance type: what one GPU node reserves for the workers
+    system_nodes: Construct  # the system node group: the Cluster Autoscaler runs there
 
 
 class GpuCapacityStack(cdk.Stack):
-    """Exposes ``gpu_node_groups`` (by configured name)."""
+    """Exposes ``gpu_node_groups`` (by configured name) and ``node_autoscaler`` (the Cluster Autoscaler over them,
+    None without groups). The autoscaler lives with the groups it tags and resizes: it is deployed and rolled back
+    with them."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: GpuCapacityProps, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -46,3 +50,10 @@ class GpuCapacityStack(cdk.Stack):
             )
             node_group.nodegroup.node.add_dependency(props.vpc_cni)
             self.gpu_node_groups[group.name] = node_group
+
+        self.node_autoscaler: NodeAutoscaler | None = None
+        if props.groups:
+            self.node_autoscaler = NodeAutoscaler(self, "NodeAutoscaler", props=NodeAutoscalerProps(
+                cluster=props.cluster, hugepages_2mi_pages=props.hugepages_2mi_pages,
+                groups={g.name: (g, self.gpu_node_groups[g.name].nodegroup) for g in props.groups}))
+            self.node_autoscaler.chart.node.add_dependency(props.system_nodes)

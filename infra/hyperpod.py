@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
@@ -59,7 +60,8 @@ class HyperPodProps:
 
 
 class HyperPodStack(cdk.Stack):
-    """Exposes ``hyperpod_cluster`` (the CfnCluster), ``execution_role``, ``lifecycle_bucket`` and ``resiliency_objects``."""
+    """Exposes ``hyperpod_cluster`` (the CfnCluster), ``execution_role``, ``lifecycle_bucket``, ``resiliency_objects``
+    and, with node autoscaling, ``autoscaler_role`` and ``node_pool``."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: HyperPodProps, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -98,8 +100,12 @@ class HyperPodStack(cdk.Stack):
             ),
             node_recovery=config.node_recovery,
             node_provisioning_mode="Continuous",
-            instance_groups=[self._instance_group(group) for group in config.instance_groups],
+            instance_groups=[self._instance_group(group, config.node_autoscaling) for group in config.instance_groups],
         )
+        self.autoscaler_role: iam.Role | None = None
+        self.node_pool: eks.KubernetesManifest | None = None
+        if config.node_autoscaling:
+            self._node_autoscaling(props, config)
         # Resiliency objects first (HyperPod checks for them), and the scripts must be in the bucket.
         self.hyperpod_cluster.node.add_dependency(self.resiliency_objects)
         self.hyperpod_cluster.node.add_dependency(scripts)
@@ -168,12 +174,32 @@ class HyperPodStack(cdk.Stack):
         role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.lifecycle_bucket.bucket_arn]))
         return role
 
-    def _instance_group(self, group: HyperPodInstanceGroup) -> sagemaker.CfnCluster.ClusterInstanceGroupProperty:
+    def _node_autoscaling(self, props: HyperPodProps, config: HyperPodConfig) -> None:
+        """HyperPod's managed Karpenter (AutoScaling, over continuous provisioning): the role it assumes to add and
+        remove this cluster's nodes, and the NodeClass/NodePool that let it use our instance groups."""
+        role = iam.Role(
+            self, "AutoscalerRole", assumed_by=iam.ServicePrincipal("hyperpod.sagemaker.amazonaws.com"),
+            description="HyperPod's Karpenter: add and remove nodes of this HyperPod cluster",
+        )
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["sagemaker:BatchAddClusterNodes", "sagemaker:BatchDeleteClusterNodes"],
+            resources=[self.hyperpod_cluster.attr_cluster_arn]))
+        self.autoscaler_role = role
+        self.hyperpod_cluster.auto_scaling = sagemaker.CfnCluster.ClusterAutoScalingConfigProperty(
+            mode="Enable", auto_scaler_type="Karpenter")
+        self.hyperpod_cluster.cluster_role = role.role_arn
+        self.node_pool = eks.KubernetesManifest(
+            self, "NodePool", cluster=props.cluster, manifest=hyperpod_node_pool(config), overwrite=True)
+        self.node_pool.node.add_dependency(self.hyperpod_cluster)  # HyperPod installs the Karpenter CRDs
+
+    def _instance_group(self, group: HyperPodInstanceGroup,
+                        autoscaled: bool) -> sagemaker.CfnCluster.ClusterInstanceGroupProperty:
         spec = instance_spec(group.instance_type)
         return sagemaker.CfnCluster.ClusterInstanceGroupProperty(
             instance_group_name=group.name,
             instance_type=spec.hyperpod_name,
-            instance_count=group.count,
+            # Karpenter starts a group at zero and grows it (anything more it would scale down to zero anyway)
+            instance_count=0 if autoscaled else group.count,
             execution_role=self.execution_role.role_arn,
             threads_per_core=group.threads_per_core,
             life_cycle_config=sagemaker.CfnCluster.ClusterLifeCycleConfigProperty(
@@ -203,3 +229,29 @@ class HyperPodStack(cdk.Stack):
             account, ".dkr.ecr.", cdk.Aws.REGION, ".", cdk.Aws.URL_SUFFIX,
             f"/{HEALTH_AGENT_REPOSITORY}:{HEALTH_AGENT_TAG}",
         ])
+
+
+HYPERPOD_NODE_CLASS = "pdstack-gpu"
+
+
+def hyperpod_node_pool(config: HyperPodConfig) -> list[dict[str, Any]]:
+    """The HyperpodNodeClass over our instance groups and the NodePool that uses it, capped at the GPUs the groups'
+    counts allow (SageMaker developer guide, "Create a NodeClass" / "Create a NodePool": karpenter.sh/v1 NodePool,
+    nodeClassRef to karpenter.sagemaker.amazonaws.com HyperpodNodeClass; at most 10 instance groups)."""
+    gpus = sum(instance_spec(group.instance_type).gpus * group.count for group in config.instance_groups)
+    return [
+        {"apiVersion": "karpenter.sagemaker.amazonaws.com/v1", "kind": "HyperpodNodeClass",
+         "metadata": {"name": HYPERPOD_NODE_CLASS},
+         "spec": {"instanceGroups": [group.name for group in config.instance_groups]}},
+        {"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": {"name": HYPERPOD_NODE_CLASS},
+         "spec": {
+             "template": {"spec": {
+                 "nodeClassRef": {"group": "karpenter.sagemaker.amazonaws.com", "kind": "HyperpodNodeClass",
+                                  "name": HYPERPOD_NODE_CLASS},
+                 # a GPU node is never replaced for age: that would cost a model load
+                 "expireAfter": "Never",
+                 "requirements": [{"key": "node.kubernetes.io/instance-type", "operator": "Exists"}],
+             }},
+             "limits": {"nvidia.com/gpu": str(gpus)},
+         }},
+    ]

@@ -7,11 +7,13 @@ carries it, never a whole rule on a whole stack.
 from __future__ import annotations
 
 import aws_cdk as cdk
+from aws_cdk import custom_resources as cr
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from infra.deployment_stacks import DeploymentStacks
 from infra.eks_checks import EksClusterChecks
+from infra.gpu_capacity import GpuCapacityStack
 from infra.hyperpod import LIFECYCLE_PREFIX, HyperPodStack
 from infra.image import PULL_THROUGH_PREFIX
 from infra.workloads import WorkloadsStack
@@ -48,6 +50,8 @@ def acknowledge(stacks: DeploymentStacks) -> None:
         for group in stacks.gpu_nodes.gpu_node_groups.values():
             for policy, reason in NODE_ROLE_POLICIES.items():
                 _ack(group.nodegroup, _managed(policy), reason)
+        if stacks.gpu_nodes.node_autoscaler is not None:
+            _acknowledge_node_autoscaler(stacks.gpu_nodes)
     if stacks.hyperpod is not None:
         _acknowledge_hyperpod(stacks.hyperpod)
     _acknowledge_workloads(stacks.workloads)
@@ -118,6 +122,21 @@ def _acknowledge_cluster(stacks: DeploymentStacks) -> None:
     handler = _logical_id_of_path(kubectl, "Handler")
     _ack(kubectl, f"IAM5[Resource::<{handler}.Arn>:*]", "the provider framework invokes versions of the kubectl handler")
     _ack(kubectl, "L1", "CDK pins the kubectl handler's runtime to the one its kubectl layer is built for")
+
+
+def _acknowledge_node_autoscaler(gpu_nodes: GpuCapacityStack) -> None:
+    autoscaler = gpu_nodes.node_autoscaler
+    assert autoscaler is not None
+    _ack(autoscaler.role, "IAM5[Resource::*]",
+         "Auto Scaling and EC2 Describe* calls have no resource-level permissions (Cluster Autoscaler AWS README); the "
+         "two writes are conditioned on the Auto Scaling group's eks:cluster-name and pdstack.io/autoscaled tags")
+    for tagging in autoscaler.template_tags.values():
+        _ack(tagging, "IAM5[Resource::*]", "autoscaling:CreateOrUpdateTags on the Auto Scaling group EKS made for "
+             "this cluster's node group (its name is known only after creation), conditioned on eks:cluster-name")
+    # AwsCustomResource's one Lambda per stack, named AWS + its uuid without dashes
+    provider = gpu_nodes.node.try_find_child("AWS" + cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace("-", ""))
+    if provider is not None:  # none when no group is autoscaled (capacity blocks only)
+        _ack(provider, _managed(LAMBDA_BASIC), LAMBDA_BASIC_REASON)
 
 
 def _environment(stack: cdk.Stack) -> tuple[str, str, str]:

@@ -227,8 +227,11 @@ def model_cache_owner(deployment: Deployment, image: str) -> dict[str, Any]:
     }
 
 
-def worker_controller(deployment: Deployment, role_name: RoleName, image: str) -> dict[str, Any]:
-    """A Deployment when one node serves a replica, a LeaderWorkerSet when several do."""
+def worker_controller(deployment: Deployment, role_name: RoleName, image: str,
+                      autoscaled: bool = False) -> dict[str, Any]:
+    """A Deployment when one node serves a replica, a LeaderWorkerSet when several do. ``autoscaled``: a
+    ScaledObject owns the count, so none is rendered (a count here would reset it on every deploy, and a GPU
+    replica taken away costs a model load to get back)."""
     role = deployment.serving.role(role_name)
     pod = worker_pod(deployment, role_name, image)
     metadata = {"name": worker_name(role_name), "namespace": deployment.workloads.namespace,
@@ -239,7 +242,7 @@ def worker_controller(deployment: Deployment, role_name: RoleName, image: str) -
             "kind": "Deployment",
             "metadata": metadata,
             "spec": {
-                "replicas": role.replicas,
+                **({} if autoscaled else {"replicas": role.replicas}),
                 "selector": {"matchLabels": selector(deployment, role_name)},
                 # A GPU node holds one replica: replace in place rather than surge onto nodes that do not exist.
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
@@ -251,7 +254,7 @@ def worker_controller(deployment: Deployment, role_name: RoleName, image: str) -
         "kind": "LeaderWorkerSet",
         "metadata": metadata,
         "spec": {
-            "replicas": role.replicas,
+            **({} if autoscaled else {"replicas": role.replicas}),
             "startupPolicy": "LeaderCreated",
             "rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": {"maxUnavailable": 1,
                                                                                         "maxSurge": 0}},
@@ -296,11 +299,11 @@ def worker_disruption_budget(deployment: Deployment, role_name: RoleName) -> dic
     }
 
 
-def worker_objects(deployment: Deployment, image: str) -> list[dict[str, Any]]:
+def worker_objects(deployment: Deployment, image: str, autoscaled: bool = False) -> list[dict[str, Any]]:
     objects: list[dict[str, Any]] = []
     for role_name in ("prefill", "decode"):
         objects += [
-            worker_controller(deployment, role_name, image),
+            worker_controller(deployment, role_name, image, autoscaled),
             worker_service(deployment, role_name),
             worker_disruption_budget(deployment, role_name),
         ]

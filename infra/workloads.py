@@ -17,8 +17,10 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from infra.autoscaling import Autoscaling, AutoscalingProps
 from infra.config import Deployment
 from infra.network_policies import network_policies
+from infra.observability.stack import MetricsWorkspace
 from infra.router_objects import ROUTER, discovers_through_api, router_objects
 from infra.stack_outputs import WorkloadsOutputs
 from infra.worker_objects import labels, worker_name, worker_objects
@@ -32,6 +34,8 @@ class WorkloadsProps:
     image_uri: str
     leader_worker_set: Construct  # the LWS chart: its CRD must exist before a LeaderWorkerSet is applied
     metrics_collector_cidrs: list[str]  # the managed collector's subnets (none when the pipeline is off)
+    # The metrics workspace KEDA queries (the observability stack's); None: no autoscaling objects.
+    metrics_workspace: MetricsWorkspace | None = None
 
 
 def rendered_serving(deployment: Deployment) -> dict[str, Any]:
@@ -61,25 +65,35 @@ def base_objects(deployment: Deployment) -> list[dict[str, Any]]:
     return objects
 
 
-def serving_objects(deployment: Deployment, image: str,
-                    metrics_collector_cidrs: Sequence[str] = ()) -> list[dict[str, Any]]:
+def serving_objects(deployment: Deployment, image: str, metrics_collector_cidrs: Sequence[str] = (),
+                    autoscaled: bool = False) -> list[dict[str, Any]]:
     """Every object, in apply order. ``metrics_collector_cidrs``: where the managed collector scrapes from (the
-    network stack's ``collector_cidrs``; none renders policies that admit no collector)."""
+    network stack's ``collector_cidrs``; none renders policies that admit no collector). ``autoscaled``:
+    ScaledObjects own the workers' replica counts."""
     return [*base_objects(deployment), *network_policies(deployment, metrics_collector_cidrs),
-            *worker_objects(deployment, image), *router_objects(deployment, image)]
+            *worker_objects(deployment, image, autoscaled), *router_objects(deployment, image)]
 
 
 class WorkloadsStack(cdk.Stack):
-    """Exposes ``objects`` (what is applied), ``manifest`` and ``model_reader`` (the Pod Identity role, or None)."""
+    """Exposes ``objects`` (what is applied), ``manifest``, ``model_reader`` (the Pod Identity role, or None) and
+    ``autoscaling`` (KEDA and the ScaledObjects, or None)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: WorkloadsProps, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
         deployment = props.deployment
-        self.objects = serving_objects(deployment, props.image_uri, props.metrics_collector_cidrs)
+        autoscaled = deployment.autoscaled and props.metrics_workspace is not None
+        self.objects = serving_objects(deployment, props.image_uri, props.metrics_collector_cidrs, autoscaled)
         self.manifest = eks.KubernetesManifest(
             self, "Serving", cluster=props.cluster, manifest=self.objects, overwrite=True, prune=True
         )
         self.manifest.node.add_dependency(props.leader_worker_set)
+
+        self.autoscaling: Autoscaling | None = None
+        if autoscaled:
+            assert props.metrics_workspace is not None
+            self.autoscaling = Autoscaling(self, "Autoscaling", props=AutoscalingProps(
+                deployment=deployment, cluster=props.cluster, workspace=props.metrics_workspace,
+                scale_targets=self.manifest))
 
         self.model_reader: iam.Role | None = None
         self.model_source = source = deployment.serving.model.source

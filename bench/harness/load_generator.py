@@ -21,6 +21,7 @@ class RequestResult:
     ttft_s: float
     e2e_s: float
     output_tokens: int
+    status: int = 200  # the HTTP status (0: no answer)
 
 
 async def send(session: aiohttp.ClientSession, url: str, request: BenchRequest) -> RequestResult:
@@ -28,10 +29,11 @@ async def send(session: aiohttp.ClientSession, url: str, request: BenchRequest) 
     first: float | None = None
     tokens = 0
     try:
-        async with session.post(url + request.path, json=request.body, timeout=REQUEST_TIMEOUT) as response:
+        async with session.post(url + request.path, json=request.body, headers=request.headers or None,
+                                timeout=REQUEST_TIMEOUT) as response:
             if response.status != 200:
                 await response.read()
-                return RequestResult(False, 0.0, time.perf_counter() - began, 0)
+                return RequestResult(False, 0.0, time.perf_counter() - began, 0, response.status)
             async for line in response.content:
                 if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
                     continue
@@ -42,7 +44,7 @@ async def send(session: aiohttp.ClientSession, url: str, request: BenchRequest) 
                 if usage:
                     tokens = int(usage.get("completion_tokens") or 0)
     except (aiohttp.ClientError, TimeoutError, ValueError):
-        return RequestResult(False, 0.0, time.perf_counter() - began, 0)
+        return RequestResult(False, 0.0, time.perf_counter() - began, 0, 0)
     end = time.perf_counter()
     return RequestResult(first is not None, (first or end) - began, end - began, tokens)
 

@@ -42,18 +42,20 @@ class System:
 
 @dataclass(frozen=True)
 class PdstackRouter(System):
-    """pdstack's router as the cluster runs it (``python -m runtime router``), product defaults but the mode."""
+    """pdstack's router as the cluster runs it (``python -m runtime router``), product defaults but the mode (and,
+    for the admission benchmark, admission control switched off)."""
 
     ready_path: str = "/ready"
+    admission: bool = True
 
     def argv(self, topology: Topology, port: int, metrics_port: int, work: Path) -> list[str]:
         static = [{"url": e.url, "role": e.role, "kv_events": e.kv_events} for e in topology.engines]
-        config = work / f"pdstack-{self.policy}.yaml"
+        config = work / f"{self.name}-{self.policy}.yaml"
         config.write_text(yaml.safe_dump({"serving": {
             "model": {"source": str(topology.tokenizer), "served_name": topology.model,
                       "block_size": topology.block_size},
             "router": {"host": "127.0.0.1", "port": port, "prefix_mode": self.policy,
-                       "discovery": {"static": static}},
+                       "discovery": {"static": static}, "admission": {"enabled": self.admission}},
         }}))
         return [sys.executable, "-m", "runtime", "router", "--config", str(config)]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 
@@ -11,6 +11,7 @@ class BenchRequest:
     at_s: float
     endpoint: Literal["completions", "chat"]
     body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def path(self) -> str:

@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from runtime.json_log import EventLog
+from runtime.router.admission import AdmissionQueue, Overloaded
 from runtime.router.api_error import ApiError
 from runtime.router.engine_breaker import STATE_VALUES
 from runtime.router.engine_passthrough import PATHS as PASSTHROUGH_PATHS
@@ -40,8 +41,10 @@ class RouterState:
     """What the handlers need; built by :class:`~runtime.router.server.RouterServer`."""
 
     def __init__(self, registry: EngineRegistry, flow: PdFlow, catalog: ModelCatalog, index: PrefixIndex,
-                 metrics: RouterMetrics, max_body_bytes: int, client_body_s: float = 60.0) -> None:
+                 metrics: RouterMetrics, max_body_bytes: int, admission: AdmissionQueue,
+                 client_body_s: float = 60.0) -> None:
         self.registry = registry
+        self.admission = admission
         self.flow = flow
         self.catalog = catalog
         self.index = index
@@ -118,9 +121,14 @@ def _generation(endpoint: Endpoint) -> Handler:
             if not state.catalog.knows(api.model):
                 raise ApiError(404, f"The model `{api.model}` does not exist.", param="model", code="model_not_found")
             check_request(api, state.catalog.max_model_len(api.model))
-            response = await state.flow.serve(request, api, request_id)
+            async with state.admission.admitted(state.admission.priority_of(request.headers)):
+                response = await state.flow.serve(request, api, request_id)
             outcome = request.get(OUTCOME, "ok" if response.status < 400 else f"engine_{response.status}")
             return response
+        except Overloaded as error:
+            outcome = "overloaded"
+            log.warning("request_rejected", request_id=request_id, priority=error.priority, reason=error.reason)
+            return error.response(request_id)
         except ApiError as error:
             outcome = "client_error" if error.status < 500 else "upstream_error"
             log.warning("request_failed", request_id=request_id, status=error.status, reason=error.message)

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from runtime.router.config import Retries
-from runtime.router.engine import DECODE, Engine, Role
+from runtime.router.engine import DECODE, ROLES, Engine, Role
 from runtime.router.engine_registry import EngineRegistry
 from runtime.router.router_metrics import RouterMetrics
 from runtime.router.scheduling.context import RoutingPlan
@@ -22,6 +22,8 @@ class Attempts:
         self.registry = registry
         self.retries = retries
         self.metrics = metrics
+        for role in ROLES:  # at zero from the start, so rate() sees the first retries too
+            metrics.retries.labels(role)
 
     async def __call__(self, role: Role, plan: RoutingPlan) -> AsyncIterator[Engine]:
         context = plan.context

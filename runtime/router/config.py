@@ -102,6 +102,31 @@ class Retries(_Strict):
     backoff_s: float = Field(default=0.05, ge=0, description="first back-off; doubles each retry")
 
 
+class Admission(_Strict):
+    """Admission control: when every healthy decode engine is saturated (the ``saturation`` limits), a request waits
+    at the router in a bounded queue, interactive ahead of batch; past the bound (by count or by wait) it is answered
+    429 with Retry-After, which the official OpenAI SDKs retry by themselves. The defaults protect a cluster: at most
+    ``max_queued`` requests wait per router replica, none longer than its class allows."""
+
+    enabled: bool = True
+    max_queued: int = Field(default=64, ge=0, description="requests waiting at this router replica, both classes")
+    interactive_max_wait_s: float = Field(default=5.0, gt=0, description="an interactive request waits at most this")
+    batch_max_wait_s: float = Field(default=60.0, gt=0, description="a batch request waits at most this")
+    priority_header: str = Field(default="x-pdstack-priority", pattern=r"^[A-Za-z0-9-]+$",
+                                 description="request header naming the class: interactive or batch")
+    default_priority: Literal["interactive", "batch"] = Field(
+        default="interactive", description="the class of a request without the header")
+    retry_after_s: int = Field(default=2, ge=1, le=60, description="the Retry-After of a rejection, in seconds")
+
+
+class ScalingSignals(_Strict):
+    """What the router exports for autoscaling (see the README's Autoscaling section)."""
+
+    prefill_tokens_per_s: float = Field(
+        default=20_000.0, gt=0,
+        description="uncached prompt tokens one prefill replica computes per second (calibrate: README)")
+
+
 class RouterConfig(_Strict):
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -119,6 +144,8 @@ class RouterConfig(_Strict):
     tokenizer: str | None = Field(default=None, description="directory with tokenizer.json; None: serving.model.source")
     weights: ScorerWeights = ScorerWeights()
     saturation: Saturation = Saturation()
+    admission: Admission = Admission()
+    signals: ScalingSignals = ScalingSignals()
     session_header: str = "x-session-id"
     timeouts: Timeouts = Timeouts()
     retries: Retries = Retries()

@@ -28,6 +28,7 @@ from runtime.router.engine import DECODE, PREFILL, Engine
 from runtime.router.engine_registry import EngineRegistry
 from runtime.router.json_splice import with_fields
 from runtime.router.openai_request import OpenAiRequest
+from runtime.router.prefill_backlog import PrefillBacklog
 from runtime.router.prefix_index import PrefixIndex
 from runtime.router.prompt_blocks import PromptBlocks
 from runtime.router.prompt_reader import PromptReader
@@ -47,6 +48,9 @@ PREFILL_LEG = {
 }
 PREFILL_DROPS = ("min_tokens", "min_completion_tokens")
 """Not for the prefill leg: with its max_tokens=1 vLLM rejects them (vLLM's toy P/D proxy drops them there too)."""
+NO_HEALTHY_PREFILL, PREFILL_FAILED, DECODE_PULL_FAILED = FALLBACK_REASONS = (
+    "no_healthy_prefill", "prefill_failed", "decode_pull_failed")
+"""Why a request meant for P/D was served decode-only: the ``reason`` of pdstack_router_fallbacks_total."""
 RELAYED_ERRORS = (aiohttp.ClientError, TimeoutError)
 STREAM_ERROR = b'data: {"error"'
 """How vLLM 0.32 opens a stream whose request failed in the engine (serving.py: ``yield f"data: {error}"``)."""
@@ -54,7 +58,7 @@ OFFLOAD_BYTES = 16 * 1024
 """Bodies this large are tokenized in a worker thread (about 0.5 ms per KB on the loop would stall every request)."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Trace:
     """What the flow learned on the way, for metrics."""
 
@@ -77,25 +81,35 @@ class PdFlow:
         self.upstream = upstream
         self.metrics = metrics
         self.attempts = Attempts(scheduler, registry, config.retries, metrics)
+        self.backlog = PrefillBacklog(config.signals.prefill_tokens_per_s, metrics.prefill_backlog)
+        for reason in FALLBACK_REASONS:  # at zero from the start, so rate() and the fallback alert see a first burst
+            metrics.fallbacks.labels(reason)
 
     async def serve(self, request: web.Request, api: OpenAiRequest, request_id: str) -> web.StreamResponse:
         trace = Trace(request_id, api.endpoint, started=time.monotonic())
         plan = self.scheduler.plan(await self._context(request, api, request_id), self.registry)
         self._count(plan)
         log.info("routed", request_id=request_id, endpoint=api.endpoint, **plan.log_fields())
-        headers = _upstream_headers(request, request_id)
-        served = Served(decode=plan.decode.engine)
-        params = None
-        if plan.prefill is not None:
-            params, served.prefill = await self._prefill_leg(api, plan, headers)
-        trace.decision = "pd" if params is not None else "decode_only"
-        reason = "prefill_failed" if plan.prefill is not None and params is None else plan.decision.reason
-        self.metrics.decisions.labels(trace.decision, reason).inc()
-        response = await self._decode_leg(request, api, plan, params, headers, trace, served)
-        self.metrics.e2e.labels(api.endpoint, trace.decision).observe(time.monotonic() - trace.started)
-        served.status = response.status
-        self.scheduler.on_served(plan, served)
-        return response
+        uncached = plan.context.blocks.prompt_tokens - plan.context.matched_tokens(plan.decode.engine)
+        self.backlog.enter(trace, uncached)
+        try:
+            headers = _upstream_headers(request, request_id)
+            served = Served(decode=plan.decode.engine)
+            params = None
+            if plan.prefill is not None:
+                params, served.prefill = await self._prefill_leg(api, plan, headers)
+                if params is not None:
+                    self.backlog.leave(trace)  # the prompt is computed; what follows is decode's work
+            trace.decision = "pd" if params is not None else "decode_only"
+            reason = PREFILL_FAILED if plan.prefill is not None and params is None else plan.decision.reason
+            self.metrics.decisions.labels(trace.decision, reason).inc()
+            response = await self._decode_leg(request, api, plan, params, headers, trace, served)
+            self.metrics.e2e.labels(api.endpoint, trace.decision).observe(time.monotonic() - trace.started)
+            served.status = response.status
+            self.scheduler.on_served(plan, served)
+            return response
+        finally:
+            self.backlog.leave(trace)
 
     async def _context(self, request: web.Request, api: OpenAiRequest, request_id: str) -> SchedulingContext:
         if len(api.raw) >= OFFLOAD_BYTES:
@@ -113,7 +127,7 @@ class PdFlow:
             self.metrics.prompt_tokens.labels(PREFILL).inc(context.blocks.prompt_tokens)
             self.metrics.prefix_hit_tokens.labels(PREFILL).inc(context.matched_tokens(plan.prefill.engine))
         if plan.decision.reason == "no_prefill_engine" and self.registry.by_role(PREFILL):
-            self.metrics.fallbacks.labels("no_healthy_prefill").inc()  # prefill engines exist, none can serve
+            self.metrics.fallbacks.labels(NO_HEALTHY_PREFILL).inc()  # prefill engines exist, none can serve
 
     # -- the prefill leg
 
@@ -145,7 +159,7 @@ class PdFlow:
                 self.registry.record(engine, True)
                 self.metrics.leg_seconds.labels(PREFILL).observe(time.monotonic() - started)
                 return params, engine
-        self.metrics.fallbacks.labels("prefill_failed").inc()
+        self.metrics.fallbacks.labels(PREFILL_FAILED).inc()
         log.warning("prefill_fallback", request_id=plan.context.request_id, reason=last)
         return None, None
 
@@ -184,7 +198,7 @@ class PdFlow:
                     if params is not None and failure.decode_alive:
                         # decode is alive but could not take the prefilled KV: serve it decode-only, right here
                         params, trace.decision = None, "decode_only"
-                        self.metrics.fallbacks.labels("decode_pull_failed").inc()
+                        self.metrics.fallbacks.labels(DECODE_PULL_FAILED).inc()
                         continue
                     timed_out = failure.kind.endswith("timeout")
                     self._judge(engine, failure)
@@ -276,6 +290,7 @@ class PdFlow:
 
     def _first_byte(self, trace: Trace, leg_started: float) -> None:
         trace.first_byte = now = time.monotonic()
+        self.backlog.leave(trace)  # decode-only: decode computed the prompt
         self.metrics.leg_seconds.labels("decode_first_byte").observe(now - leg_started)
         self.metrics.ttft.labels(trace.endpoint, trace.decision).observe(now - trace.started)
 

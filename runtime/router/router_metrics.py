@@ -6,6 +6,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+# The scaling signals, by name: the autoscaling queries (infra/autoscaling_objects.py) read these exact series.
+ADMISSION_QUEUE_DEPTH = "pdstack_router_admission_queue_depth"
+PREFILL_BACKLOG = "pdstack_router_prefill_backlog_seconds"
+ADMISSION_WAIT_BUCKETS = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
 # 2.0 is the default TTFT objective (infra.config.ServiceLevelObjectives): its burn rate reads that bucket.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -88,3 +92,16 @@ class RouterMetrics:
                                      "time to its first byte", ["leg"], buckets=LATENCY_BUCKETS, registry=r))
         self.client_disconnects = Counter("pdstack_router_client_disconnects",
                                           "Clients gone before the answer ended (upstream aborted)", registry=r)
+        # admission control and the scaling signals (README: Admission control, Autoscaling)
+        self.admission_queue_depth = Gauge(ADMISSION_QUEUE_DEPTH,
+                                           "Requests waiting for admission at this router, by priority",
+                                           ["priority"], registry=r)
+        self.admission_wait = Histogram("pdstack_router_admission_wait_seconds",
+                                        "Time an admitted request waited for admission", ["priority"],
+                                        buckets=ADMISSION_WAIT_BUCKETS, registry=r)
+        self.admission_rejections = Counter("pdstack_router_admission_rejections",
+                                            "Requests answered 429 by admission control", ["priority", "reason"],
+                                            registry=r)
+        self.prefill_backlog = Gauge(PREFILL_BACKLOG,
+                                     "Uncached prompt tokens of this router's requests whose prompt is not computed "
+                                     "yet, divided by one prefill replica's throughput (sum across routers)", registry=r)

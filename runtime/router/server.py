@@ -16,6 +16,7 @@ from aiohttp import web
 from runtime.config import Serving
 from runtime.json_log import EventLog
 from runtime.model_fetch import TOKENIZER_FILES, ModelFetch, ModelFetchError
+from runtime.router.admission import AdmissionQueue
 from runtime.router.app import RouterState, build_app
 from runtime.router.client_guard import ConnectionLimits, GuardedSite
 from runtime.router.config import RouterConfig
@@ -61,8 +62,9 @@ class RouterServer:
         scheduler = Scheduler.from_config(self.config, self.index, learn=not self.precise)
         self.flow = PdFlow(self.config, self.registry, scheduler, self.index, PromptReader(self.block_size, tokenizer),
                            self.upstream, self.metrics)
+        self.admission = AdmissionQueue(self.config.admission, self.config.saturation, self.registry, self.metrics)
         self.state = RouterState(self.registry, self.flow, self.catalog, self.index, self.metrics,
-                                 self.config.max_body_bytes, self.config.timeouts.client_body_s)
+                                 self.config.max_body_bytes, self.admission, self.config.timeouts.client_body_s)
         self.app = build_app(self.state)
         self.monitor: EngineMonitor | None = None
         self.site_limits = ConnectionLimits(self.config.max_connections, self.config.timeouts.client_headers_s)
@@ -142,6 +144,7 @@ class RouterServer:
         log.info("router_draining", grace_s=self.config.shutdown_grace_s)
         if self._runner is not None:
             await self._runner.cleanup()  # stops listening, waits for requests in flight, then cancels the rest
+        await self.admission.stop()
         await self.registry.stop()  # discovery, health and metrics rounds, KV-event subscribers
         await self.upstream.close()
         if self.zmq is not None:

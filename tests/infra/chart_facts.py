@@ -73,11 +73,53 @@ def lws_controller_pod(values: dict[str, Any]) -> dict[str, Any]:
     return {k: merged[k] for k in ("nodeSelector", "affinity", "tolerations") if merged.get(k)}
 
 
-# Chart name (as pinned in infra/addons.py) -> (version the facts above were read at, the renderer).
-CHART_PODS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+# kedacore/charts v2.20.2 (commit cbb9bb8c), keda/values.yaml: top-level nodeSelector {} (line 572), tolerations []
+# (574), affinity {} (588), and per component (operator, metricsServer, webhooks) the same three, empty. Each
+# Deployment (templates/manager/deployment.yaml lines 238-257, metrics-server/deployment.yaml 203-219,
+# webhooks/deployment.yaml 158-174) always selects kubernetes.io/os: linux, then adds the component's nodeSelector or
+# else the top-level one; affinity and tolerations likewise, the component's or else the top-level ones.
+KEDA_COMPONENTS = {"operator": "keda-operator", "metricsServer": "keda-operator-metrics-apiserver",
+                   "webhooks": "keda-admission-webhooks"}
+KEDA_DEFAULTS: dict[str, Any] = {"nodeSelector": {}, "tolerations": [], "affinity": {},
+                                 **{c: {"nodeSelector": {}, "tolerations": [], "affinity": {}} for c in KEDA_COMPONENTS}}
+
+
+def keda_pods(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    merged = coalesce(KEDA_DEFAULTS, values)
+    pods = {}
+    for component, name in KEDA_COMPONENTS.items():
+        own = merged[component]
+        pod: dict[str, Any] = {"nodeSelector": {"kubernetes.io/os": "linux",
+                                                **(own["nodeSelector"] or merged["nodeSelector"])}}
+        for key in ("affinity", "tolerations"):
+            if own[key] or merged[key]:
+                pod[key] = own[key] or merged[key]
+        pods[name] = pod
+    return pods
+
+
+# kubernetes/autoscaler tag cluster-autoscaler-chart-9.53.0 (commit a2db9eb7, appVersion 1.34.2),
+# cluster-autoscaler/charts/cluster-autoscaler/values.yaml: affinity {} (line 3), nodeSelector {} (329), tolerations []
+# (466); templates/deployment.yaml lines 321-331 copy affinity and nodeSelector when set, tolerations always.
+CLUSTER_AUTOSCALER_DEFAULTS: dict[str, Any] = {"nodeSelector": {}, "tolerations": [], "affinity": {}}
+
+
+def cluster_autoscaler_pod(values: dict[str, Any]) -> dict[str, Any]:
+    merged = coalesce(CLUSTER_AUTOSCALER_DEFAULTS, values)
+    return {k: merged[k] for k in ("nodeSelector", "affinity", "tolerations") if merged.get(k)}
+
+
+Renderer = Callable[[dict[str, Any]], dict[str, Any]]
+# Chart name (as pinned in infra/addons.py) -> (version the facts above were read at, the renderer of its one pod).
+CHART_PODS: dict[str, tuple[str, Renderer]] = {
     "nvidia-device-plugin": ("0.20.0", nvidia_device_plugin_pod),
     "aws-efa-k8s-device-plugin": ("v0.5.30", efa_device_plugin_pod),
     "lws": ("0.10.0", lws_controller_pod),
+    "cluster-autoscaler": ("9.53.0", cluster_autoscaler_pod),
+}
+# Charts with several pods: the renderer returns each, by its Deployment's name.
+CHART_COMPONENT_PODS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, dict[str, Any]]]]] = {
+    "keda": ("2.20.2", keda_pods),
 }
 # Which extended resource each device plugin offers on the node it runs on (the plugins' READMEs).
 OFFERS = {"nvidia-device-plugin": "nvidia.com/gpu", "aws-efa-k8s-device-plugin": "vpc.amazonaws.com/efa"}

@@ -60,3 +60,11 @@ LEADER_WORKER_SET_V1: dict[str, Any] = {
         },
     },
 }
+
+# The LeaderWorkerSet CRD's scale subresource (LWS v0.10.0, config/crd/bases/leaderworkerset.x-k8s.io_leaderworkersets
+# .yaml): what an HPA (KEDA's ScaledObject) scales is .spec.replicas, the number of groups, never pods inside a group.
+LWS_SCALE_SUBRESOURCE = {
+    "specReplicasPath": ".spec.replicas",
+    "statusReplicasPath": ".status.replicas",
+    "labelSelectorPath": ".status.hpaPodSelector",
+}

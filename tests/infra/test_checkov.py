@@ -2,8 +2,9 @@
 and the rendered Kubernetes objects. Every finding must be listed in infra/checkov_skips.py, scoped to its
 resources, and every listed skip must still match a finding.
 
-The Helm releases (device plugins, LeaderWorkerSet) are not scanned: checkov reads a chart only from its sources with
-the helm binary, and neither is here offline; their values are pinned and tested in the cluster tests.
+The Helm releases (device plugins, LeaderWorkerSet, KEDA, Cluster Autoscaler) are not scanned: checkov reads a chart
+only from its sources with the helm binary, and neither is here offline; their values are pinned and tested in the
+cluster, schedulability and autoscaling tests.
 """
 
 from __future__ import annotations

@@ -178,9 +178,52 @@ def test_hyperpod_in_a_concrete_environment_is_nag_clean(tmp_path_factory) -> No
     data = load_yaml("hyperpod.yaml")
     data.update(account="123456789012", region="us-east-2")
     data["network"]["availability_zones"] = ["us-east-2a", "us-east-2b"]
+    # with HyperPod's managed Karpenter node autoscaling, which needs groups without deep health checks
+    data["hyperpod"]["node_autoscaling"] = True
+    data["hyperpod"]["instance_groups"][0]["deep_health_checks"] = []
     synth = synthesize(parse_deployment(data), tmp_path_factory.mktemp("hyperpod-env"))  # raises on any finding
     (plugin,) = [p for p in synth.validation_report()["pluginReports"] if p["pluginName"] == "AwsSolutions"]
     assert plugin["violations"] == []
+
+    assert synth.hyperpod is not None
+    (cluster,) = synth.hyperpod.find_resources("AWS::SageMaker::Cluster").values()
+    props = cluster["Properties"]
+    # the properties cfn-lint's AWS::SageMaker::Cluster schema defines for it
+    assert props["AutoScaling"] == {"Mode": "Enable", "AutoScalerType": "Karpenter"}
+    assert props["NodeProvisioningMode"] == "Continuous"  # HyperPod's autoscaling runs on continuous provisioning
+    assert props["InstanceGroups"][0]["InstanceCount"] == 0  # Karpenter grows a group from zero
+    (role_id,) = [k for k, v in synth.hyperpod.find_resources("AWS::IAM::Role").items()
+                  if "hyperpod.sagemaker.amazonaws.com" in json.dumps(v)]
+    assert props["ClusterRole"] == {"Fn::GetAtt": [role_id, "Arn"]}
+    policies = [v["Properties"]["PolicyDocument"]["Statement"] for v in
+                synth.hyperpod.find_resources("AWS::IAM::Policy").values()
+                if {"Ref": role_id} in v["Properties"]["Roles"]]
+    assert policies == [[{"Action": ["sagemaker:BatchAddClusterNodes", "sagemaker:BatchDeleteClusterNodes"],
+                          "Effect": "Allow", "Resource": {"Fn::GetAtt": [next(iter(
+                              synth.hyperpod.find_resources("AWS::SageMaker::Cluster"))), "ClusterArn"]}}]]
+
+
+def test_hyperpod_node_autoscaling_refuses_what_it_does_not_support() -> None:
+    from infra.config import DeploymentError, parse_deployment
+    from tests.infra.conftest import load_yaml
+
+    data = load_yaml("hyperpod.yaml")
+    data["hyperpod"]["node_autoscaling"] = True
+    with pytest.raises(DeploymentError, match=r"deep_health_checks: \[\]"):
+        parse_deployment(data)
+
+
+def test_hyperpod_node_pool_is_capped_at_the_groups_counts() -> None:
+    from infra.config import parse_deployment
+    from infra.hyperpod import hyperpod_node_pool
+    from tests.infra.conftest import load_yaml
+
+    config = parse_deployment(load_yaml("hyperpod.yaml")).hyperpod
+    assert config is not None
+    node_class, pool = hyperpod_node_pool(config)
+    assert node_class["spec"]["instanceGroups"] == ["p5"]
+    assert pool["spec"]["template"]["spec"]["nodeClassRef"]["name"] == node_class["metadata"]["name"]
+    assert pool["spec"]["limits"] == {"nvidia.com/gpu": "16"}  # two ml.p5.48xlarge of 8 GPUs
 
 
 SANDBOX = r"""

@@ -22,7 +22,7 @@ from infra.operations.serving_endpoints import ServingEndpoints
 from infra.operations.smoke import SMOKE_IMAGE, job_manifest
 from infra.workload_names import HYPERPOD_HEALTH_LABEL, HYPERPOD_HEALTH_TAINT, INSTANCE_TYPE_LABEL
 from runtime.catalog import INSTANCE_CATALOG, InstanceSpec
-from tests.infra.chart_facts import CHART_PODS, OFFERS
+from tests.infra.chart_facts import CHART_COMPONENT_PODS, CHART_PODS, OFFERS
 from tests.infra.conftest import Synthesized
 from tests.infra.scheduling import (
     Node,
@@ -115,13 +115,20 @@ def hyperpod_nodes(synth: Synthesized, *, in_health_checks: bool = False) -> dic
 
 
 def chart_pods(synth: Synthesized) -> dict[str, dict[str, Any]]:
-    """Each chart's pod placement, rendered from the values in the template over the chart's pinned defaults."""
+    """Each chart's pod placement (a chart with several pods: ``chart/deployment``), rendered from the values in
+    every stack's templates over the chart's pinned defaults. A chart without facts fails here."""
     pods = {}
-    for chart in synth.cluster.find_resources("Custom::AWSCDK-EKS-HelmChart").values():
+    templates = [t for t in (synth.cluster, synth.gpu_nodes, synth.workloads) if t is not None]
+    for chart in (c for t in templates for c in t.find_resources("Custom::AWSCDK-EKS-HelmChart").values()):
         props = chart["Properties"]
-        version, render = CHART_PODS[props["Chart"]]
-        assert props["Version"] == version, f"{props['Chart']} moved to {props['Version']}: re-read its chart facts"
-        pods[props["Chart"]] = render(json.loads(props.get("Values", "{}")))
+        name = props["Chart"]
+        version, render = CHART_PODS.get(name) or CHART_COMPONENT_PODS[name]
+        assert props["Version"] == version, f"{name} moved to {props['Version']}: re-read its chart facts"
+        values = json.loads(_resolve(props.get("Values", "{}")))
+        if name in CHART_PODS:
+            pods[name] = render(values)
+        else:
+            pods.update({f"{name}/{pod}": spec for pod, spec in render(values).items()})
     return pods
 
 
@@ -236,7 +243,14 @@ def test_system_pods_run_on_the_system_nodes(synth: Synthesized) -> None:
     system = [node for node, spec in eks_nodes(synth).values() if spec is None]
     assert system
     pods = [(n, s) for n, s in _pod_specs(synth.stacks.workloads.objects) if not extended_requests(s)]
-    pods.append(("lws-controller", chart_pods(synth)["lws"]))
+    controllers = {name: spec for name, spec in chart_pods(synth).items() if name not in OFFERS}
+    assert "lws" in controllers
+    if synth.stacks.workloads.autoscaling is not None:
+        assert {"keda/keda-operator", "keda/keda-operator-metrics-apiserver", "keda/keda-admission-webhooks"} <= set(
+            controllers)
+    if synth.stacks.gpu_nodes is not None and synth.stacks.gpu_nodes.node_autoscaler is not None:
+        assert "cluster-autoscaler" in controllers
+    pods += list(controllers.items())
     smoke = job_manifest("pdstack-smoke-x", ServingEndpoints(), "model", SMOKE_IMAGE, 60)
     pods.append(("smoke Job", smoke["spec"]["template"]["spec"]))
     for name, spec in pods:

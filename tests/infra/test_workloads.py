@@ -230,11 +230,20 @@ def test_configmap_is_what_the_runtime_reads() -> None:
     assert serving.router.discovery.kubernetes.namespace == deployment.workloads.namespace
 
 
+def _model_reader_id(synth: Synthesized) -> str:
+    reader = synth.stacks.workloads.model_reader
+    assert reader is not None
+    return synth.stacks.workloads.resolve(reader.node.default_child.logical_id)  # type: ignore[union-attr]
+
+
 def test_worker_pod_identity_reads_only_the_model_prefix(default: Synthesized) -> None:
+    reader = _model_reader_id(default)
     associations = default.workloads.find_resources("AWS::EKS::PodIdentityAssociation")
-    accounts = {a["Properties"]["ServiceAccount"] for a in associations.values()}
+    accounts = {a["Properties"]["ServiceAccount"] for a in associations.values()
+                if a["Properties"]["RoleArn"] == {"Fn::GetAtt": [reader, "Arn"]}}
     assert accounts == {"pdstack-prefill", "pdstack-decode", ROUTER}
-    (policy,) = default.workloads.find_resources("AWS::IAM::Policy").values()
+    (policy,) = [p for p in default.workloads.find_resources("AWS::IAM::Policy").values()
+                 if {"Ref": reader} in p["Properties"]["Roles"]]
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     assert {s["Action"] for s in statements} == {"s3:GetObject", "s3:ListBucket"}
     text = json.dumps(statements)
@@ -244,8 +253,12 @@ def test_worker_pod_identity_reads_only_the_model_prefix(default: Synthesized) -
 def test_pod_identity_exists_before_the_first_pod(default: Synthesized) -> None:
     """EKS injects Pod Identity credentials at pod creation: a pod created before its association has none."""
     resources = default.workloads.to_json()["Resources"]
-    associations = set(default.workloads.find_resources("AWS::EKS::PodIdentityAssociation"))
-    (manifest,) = [r for r in resources.values() if r["Type"] == "Custom::AWSCDK-EKS-KubernetesResource"]
+    reader = {"Fn::GetAtt": [_model_reader_id(default), "Arn"]}
+    associations = {k for k, a in default.workloads.find_resources("AWS::EKS::PodIdentityAssociation").items()
+                    if a["Properties"]["RoleArn"] == reader}
+    manifest = resources[default.stacks.workloads.resolve(
+        default.stacks.workloads.manifest.node.default_child.logical_id)]  # type: ignore[union-attr]
+    assert manifest["Type"] == "Custom::AWSCDK-EKS-KubernetesResource"
     assert associations and associations <= set(manifest.get("DependsOn", []))
 
 

@@ -4,12 +4,5 @@ unit tests fail while a listed name is already exported, so the list cannot go s
 
 from __future__ import annotations
 
-# The router helper's (issue 11) landed with branch router, merged.
-# Added by the autoscale helper (issue 12, branch autoscale).
-AUTOSCALE_BRANCH = frozenset({
-    "pdstack_router_admission_queue_depth",
-    "pdstack_router_admission_wait_seconds",
-    "pdstack_router_admission_rejections_total",
-    "pdstack_router_prefill_backlog_seconds",
-})
-AWAITING = AUTOSCALE_BRANCH
+# The router helper's (issue 11) and the autoscale helper's (issue 12) metrics have landed in RouterMetrics.
+AWAITING: frozenset[str] = frozenset()

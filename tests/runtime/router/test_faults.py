@@ -13,6 +13,11 @@ from tests.runtime.router.conftest import Cluster
 LONG = "SELECT * FROM requests WHERE engine = 'decode';\n" * 30
 
 
+NO_ADMISSION = {"enabled": False}
+"""For the tests that keep the other engine saturated so the failing one stays the first pick: once the failing
+engine's breaker opens, every usable decode engine is saturated and admission control would (rightly) hold the
+requests and answer 429 (test_admission.py); these tests are about the breaker and discovery, not admission."""
+
 def body(stream: bool = False, **extra: object) -> dict[str, object]:
     return {"model": "tiny", "prompt": LONG, "max_tokens": 4, "stream": stream, **extra}
 
@@ -128,7 +133,7 @@ def test_a_hung_prefill_is_cut_short_ejected_and_named(make_cluster, caplog) -> 
 
 def test_a_decode_failing_every_request_loses_its_traffic(make_cluster) -> None:  # type: ignore[no-untyped-def]
     """/health passes, every request fails: the breaker opens after vllm-router's 5 consecutive failures."""
-    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000)
+    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000, admission=NO_ADMISSION)
     failing, good = cluster.decodes
     failing.faults.status = 500
     good.waiting = 50  # loaded: the failing engine is the first pick until its breaker opens
@@ -141,7 +146,7 @@ def test_a_decode_failing_every_request_loses_its_traffic(make_cluster) -> None:
 
 
 def test_an_open_breaker_half_opens_and_closes_after_two_successes(make_cluster) -> None:  # type: ignore[no-untyped-def]
-    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000,
+    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000, admission=NO_ADMISSION,
                                     breaker={"failures": 2, "successes": 2, "open_s": 0.3, "window_s": 60.0})
     failing, good = cluster.decodes
     failing.faults.status = 500
@@ -296,7 +301,7 @@ def test_a_decode_leaving_discovery_finishes_its_requests_and_gets_no_new_ones(m
     """A rolling update: the pod's endpoint turns not-ready (discovery drops it) while it still serves."""
     from runtime.router.engine import EngineSpec
 
-    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000)
+    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000, admission=NO_ADMISSION)
     leaving, staying = cluster.decodes
     leaving.faults.delay_s = 0.5
     staying.waiting = 50
@@ -316,3 +321,19 @@ def test_a_decode_leaving_discovery_finishes_its_requests_and_gets_no_new_ones(m
     assert [cluster.post("/v1/completions", body())[0] for _ in range(3)] == [200] * 3
     assert len(leaving.received) == 1 and len(staying.received) == 3
     assert cluster.metric("pdstack_router_discovery_changes_total", role="decode", change="removed") == 1
+
+
+def test_failure_counters_start_at_zero(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    """Prometheus's rate() needs a sample before the first increment: a counter child created at its first failure
+    hides that whole first burst from rate() and from the fallback alert (seen on a live Prometheus). Every known
+    fallback reason, retry leg and admission rejection is exported at zero before any request."""
+    cluster: Cluster = make_cluster()
+    text = cluster.get("/metrics")[2].decode()
+    for series in ('pdstack_router_fallbacks_total{reason="prefill_failed"} 0.0',
+                   'pdstack_router_fallbacks_total{reason="decode_pull_failed"} 0.0',
+                   'pdstack_router_fallbacks_total{reason="no_healthy_prefill"} 0.0',
+                   'pdstack_router_retries_total{leg="prefill"} 0.0',
+                   'pdstack_router_retries_total{leg="decode"} 0.0',
+                   'pdstack_router_admission_rejections_total{priority="batch",reason="queue_full"} 0.0',
+                   'pdstack_router_admission_rejections_total{priority="interactive",reason="wait_timeout"} 0.0'):
+        assert series in text, series

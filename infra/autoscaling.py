@@ -1,0 +1,61 @@
+"""Autoscaling: KEDA (pinned chart, on the system nodes), the keda-operator's Pod Identity role that may query the
+metrics workspace and nothing else, and the per-role ScaledObjects rendered in ``autoscaling_objects``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import aws_cdk as cdk
+from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from infra.addons import KEDA, KEDA_OPERATOR_SERVICE_ACCOUNT
+from infra.autoscaling_objects import PrometheusServer, autoscaling_objects
+from infra.config import Deployment
+from infra.observability.stack import MetricsWorkspace
+from infra.workload_names import SYSTEM_POOL
+
+
+@dataclass(frozen=True)
+class AutoscalingProps:
+    deployment: Deployment
+    cluster: eks.ICluster
+    workspace: MetricsWorkspace  # the observability stack's: the collector writes there, KEDA queries it
+    scale_targets: Construct  # the manifest with the Deployments / LeaderWorkerSets the ScaledObjects scale
+
+
+class Autoscaling(Construct):
+    """Exposes ``chart``, ``operator_role``, ``objects`` (the ScaledObjects and their TriggerAuthentication)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: AutoscalingProps) -> None:
+        super().__init__(scope, construct_id)
+        cluster = props.cluster
+        self.operator_role = iam.Role(
+            self, "KedaOperatorRole",
+            assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com").with_session_tags(),
+            description="KEDA operator: run PromQL queries on the pdstack metrics workspace, nothing else",
+        )
+        # The prometheus scaler calls the query API (GET /api/v1/query): the workspace's read grant, on it alone. No
+        # kms:Decrypt on the workspace's customer managed key: the AWS documentation asks for KMS grants only for the
+        # principals of a workspace resource policy (AWS::APS::ResourcePolicy, CloudFormation reference); that a
+        # same-account query needs nothing more is to be confirmed on a real account (README, Autoscaling).
+        props.workspace.grant_query(self.operator_role)
+        identity = eks.CfnPodIdentityAssociation(
+            self, "KedaOperatorIdentity", cluster_name=cluster.cluster_name, namespace=KEDA.namespace,
+            service_account=KEDA_OPERATOR_SERVICE_ACCOUNT, role_arn=self.operator_role.role_arn,
+        )
+        self.chart = eks.HelmChart(
+            self, "Keda", cluster=cluster, chart=KEDA.chart, repository=KEDA.repository, version=KEDA.version,
+            namespace=KEDA.namespace, create_namespace=True, wait=True,
+            # The operator, metrics server and webhooks have no GPU work: the system node group holds them.
+            values={"nodeSelector": SYSTEM_POOL},
+        )
+        # Pod Identity injects credentials when a pod is created: the association must exist before the operator.
+        self.chart.node.add_dependency(identity)
+        server = f"https://aps-workspaces.{cdk.Aws.REGION}.amazonaws.com/workspaces/{props.workspace.workspace_id}"
+        self.objects = autoscaling_objects(props.deployment, PrometheusServer(server_address=server,
+                                                                              region=cdk.Aws.REGION))
+        self.manifest = eks.KubernetesManifest(self, "ScaledObjects", cluster=cluster, manifest=self.objects,
+                                               overwrite=True, prune=True)
+        self.manifest.node.add_dependency(self.chart)  # the CRDs come with the chart
+        self.manifest.node.add_dependency(props.scale_targets)

@@ -1,0 +1,143 @@
+"""NodeAutoscaler: the Kubernetes Cluster Autoscaler over the GPU node groups, so GPU nodes follow pending pods within
+each group's [min_size, max_size] (on-demand and ODCR groups; a capacity block's group is fixed at its size).
+
+Why Cluster Autoscaler and not Karpenter on EKS node groups (README: Node autoscaling): the GPU nodes come from EKS
+managed node groups whose launch templates carry what p5-class serving needs (every EFA interface, the cluster
+placement group, the ODCR or capacity-block targeting); the Cluster Autoscaler scales exactly those groups within
+their bounds, while Karpenter would replace them with its own NodePools and lose the placement group.
+
+Scaling a group up from zero needs the autoscaler to know what a node of it offers before one exists. It reads labels
+and taints through eks:DescribeNodegroup, but extended resources (GPUs, EFA interfaces, hugepages) only from
+``k8s.io/cluster-autoscaler/node-template/resources/*`` tags on the group's Auto Scaling group (Cluster Autoscaler
+1.34 AWS README, "Auto-discovery setup"). EKS does not copy node group tags to it, so a custom resource finds the
+Auto Scaling group (eks:DescribeNodegroup) and tags it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+from aws_cdk import aws_eks_v2 as eks
+from aws_cdk import aws_iam as iam
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from infra.addons import CLUSTER_AUTOSCALER, CLUSTER_AUTOSCALER_SERVICE_ACCOUNT
+from infra.config import CapacityBlock, GpuNodeGroupConfig
+from infra.workload_names import SYSTEM_POOL
+from runtime.catalog import instance_spec
+
+TEMPLATE_TAG = "k8s.io/cluster-autoscaler/node-template"
+
+
+@dataclass(frozen=True)
+class NodeAutoscalerProps:
+    cluster: eks.Cluster
+    groups: dict[str, tuple[GpuNodeGroupConfig, eks.Nodegroup]]
+    hugepages_2mi_pages: dict[str, int]  # by instance type: what one GPU node reserves (GpuCapacityProps')
+
+
+def node_template_tags(group: GpuNodeGroupConfig, hugepages_2mi_pages: int) -> dict[str, str]:
+    """The extended resources one node of the group offers (the hugepages its user data reserves), as the
+    autoscaler's ASG tags."""
+    spec = instance_spec(group.instance_type)
+    return {
+        f"{TEMPLATE_TAG}/resources/nvidia.com/gpu": str(spec.gpus),
+        f"{TEMPLATE_TAG}/resources/vpc.amazonaws.com/efa": str(spec.efa_interfaces),
+        f"{TEMPLATE_TAG}/resources/hugepages-2Mi": f"{hugepages_2mi_pages * 2}Mi",
+    }
+
+
+def autoscaled(group: GpuNodeGroupConfig) -> bool:
+    """A capacity block is paid for whole and exists only in its window: its group is not the autoscaler's."""
+    return not isinstance(group.capacity, CapacityBlock) and group.min_size < group.max_size
+
+
+class NodeAutoscaler(Construct):
+    """Exposes ``chart``, ``role`` and ``template_tags`` (the tagging custom resource per autoscaled group)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: NodeAutoscalerProps) -> None:
+        super().__init__(scope, construct_id)
+        cluster = props.cluster
+        stack = cdk.Stack.of(self)
+        self.role = iam.Role(
+            self, "Role", assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com").with_session_tags(),
+            description="Cluster Autoscaler: resize this cluster's node groups within their bounds",
+        )
+        # Reads have no resource-level permissions (Cluster Autoscaler 1.34 AWS README, full-features policy).
+        self.role.add_to_policy(iam.PolicyStatement(actions=[
+            "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
+            "autoscaling:DescribeLaunchConfigurations", "autoscaling:DescribeScalingActivities",
+            "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeLaunchTemplateVersions",
+            "ec2:GetInstanceTypesFromInstanceRequirements"], resources=["*"]))
+        # Labels and taints for scaling from zero: only the groups it may resize (the others carry no discovery tag).
+        described = [nodegroup.nodegroup_arn for group, nodegroup in props.groups.values() if autoscaled(group)]
+        if described:
+            self.role.add_to_policy(iam.PolicyStatement(actions=["eks:DescribeNodegroup"], resources=described))
+        # Writes only on Auto Scaling groups EKS tagged as this cluster's and pdstack tagged as autoscaled.
+        self.role.add_to_policy(iam.PolicyStatement(
+            actions=["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"],
+            resources=["*"],
+            conditions={"StringEquals": {"aws:ResourceTag/eks:cluster-name": cluster.cluster_name,
+                                         "aws:ResourceTag/pdstack.io/autoscaled": "true"}}))
+        identity = eks.CfnPodIdentityAssociation(
+            self, "Identity", cluster_name=cluster.cluster_name, namespace=CLUSTER_AUTOSCALER.namespace,
+            service_account=CLUSTER_AUTOSCALER_SERVICE_ACCOUNT, role_arn=self.role.role_arn)
+
+        self.template_tags: dict[str, cr.AwsCustomResource] = {}
+        for name, (group, nodegroup) in props.groups.items():
+            if autoscaled(group):
+                self.template_tags[name] = self._tag(
+                    name, group, nodegroup, props.hugepages_2mi_pages.get(group.instance_type, 0))
+
+        self.chart = eks.HelmChart(
+            self, "Chart", cluster=cluster, chart=CLUSTER_AUTOSCALER.chart, repository=CLUSTER_AUTOSCALER.repository,
+            version=CLUSTER_AUTOSCALER.version, namespace=CLUSTER_AUTOSCALER.namespace, wait=True,
+            values={
+                "cloudProvider": "aws",
+                "awsRegion": stack.region,
+                # Only groups that carry pdstack's tag (capacity blocks and fixed groups do not).
+                "autoDiscovery": {"clusterName": cluster.cluster_name, "tags": [
+                    "k8s.io/cluster-autoscaler/enabled", f"k8s.io/cluster-autoscaler/{cluster.cluster_name}",
+                    "pdstack.io/autoscaled"]},
+                "rbac": {"serviceAccount": {"name": CLUSTER_AUTOSCALER_SERVICE_ACCOUNT}},
+                "nodeSelector": SYSTEM_POOL,
+                "extraArgs": {"expander": "least-waste", "balance-similar-node-groups": "false",
+                              # an idle GPU node goes after 10 minutes; the pods' own scale-down is slower
+                              "scale-down-unneeded-time": "10m"},
+            },
+        )
+        self.chart.node.add_dependency(identity)
+
+    def _tag(self, name: str, group: GpuNodeGroupConfig, nodegroup: eks.Nodegroup,
+             hugepages_2mi_pages: int) -> cr.AwsCustomResource:
+        cluster_name = nodegroup.cluster.cluster_name
+        describe = cr.AwsCustomResource(
+            self, f"Asg-{name}",
+            on_update=cr.AwsSdkCall(
+                service="EKS", action="describeNodegroup",
+                parameters={"clusterName": cluster_name, "nodegroupName": nodegroup.nodegroup_name},
+                physical_resource_id=cr.PhysicalResourceId.of(f"{name}-asg"),
+                output_paths=["nodegroup.resources.autoScalingGroups.0.name"]),
+            policy=cr.AwsCustomResourcePolicy.from_statements([iam.PolicyStatement(
+                actions=["eks:DescribeNodegroup"], resources=[nodegroup.nodegroup_arn])]),
+            install_latest_aws_sdk=False,
+        )
+        describe.node.add_dependency(nodegroup)
+        asg = describe.get_response_field("nodegroup.resources.autoScalingGroups.0.name")
+        tags = {**node_template_tags(group, hugepages_2mi_pages), "pdstack.io/autoscaled": "true"}
+        tagging = cr.AwsCustomResource(
+            self, f"AsgTags-{name}",
+            on_update=cr.AwsSdkCall(
+                service="AutoScaling", action="createOrUpdateTags",
+                parameters={"Tags": [{"ResourceId": asg, "ResourceType": "auto-scaling-group", "Key": key,
+                                      "Value": value, "PropagateAtLaunch": False} for key, value in tags.items()]},
+                physical_resource_id=cr.PhysicalResourceId.of(f"{name}-asg-tags")),
+            # Only Auto Scaling groups EKS created for this cluster.
+            policy=cr.AwsCustomResourcePolicy.from_statements([iam.PolicyStatement(
+                actions=["autoscaling:CreateOrUpdateTags"], resources=["*"],
+                conditions={"StringEquals": {"aws:ResourceTag/eks:cluster-name": cluster_name}})]),
+            install_latest_aws_sdk=False,
+        )
+        return tagging
