@@ -198,7 +198,7 @@ def profiler(target: Target, seconds: float, out: Path) -> ProcessGroup | None:
         return None
     return ProcessGroup([str(spy), "record", "--pid", str(target.process.pid), "--duration", str(int(seconds)),
                          "--rate", "250", "--nonblocking", "--format", "speedscope", "-o", str(out)],
-                        out.with_suffix(".log"), 1)
+                        REPO / "bench" / ".work" / out.with_suffix(".log").name, 1)
 
 
 async def compare(prefill_port: int, decode_port: int, pdstacks: dict[str, Path], work: Path, samples: int,
