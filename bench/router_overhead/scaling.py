@@ -5,6 +5,7 @@ synthetic KV events (BlockStored, through the router's own KvEventIndexer), as p
 
 - CPU per request (process time, median of repeats) for N in ENGINES and prompt lengths in PROMPT_TOKENS; half the
   requests start with a prefix some engines hold (so the match walks), half are new.
+- A chat request's template rendering (jinja2) against tokenizing what it rendered.
 - The prefix index's memory (tracemalloc: the index plus every engine's hash map) for each N, with every engine
   holding FILL_BLOCKS blocks, and the same per learned request in approximate mode for each prompt length.
 HTTP is not in these numbers: on top of them comes the stack's constant per request (bench/results/router_overhead.md,
@@ -142,6 +143,31 @@ def learned_bytes(scheduler_index: PrefixIndex, prompt_tokens: int, requests: in
     return used / requests
 
 
+def chat_cost(tokenizer: PromptTokenizer, requests: int) -> list[dict[str, float]]:
+    """A chat request's prompt work split: rendering the chat template (jinja2) and tokenizing what it rendered, for
+    eight messages of ``length / 8`` words each."""
+    rng = random.Random(15)
+    rows = []
+    for length in PROMPT_TOKENS:
+        apis = [OpenAiRequest.parse("chat", json.dumps({"model": "tiny", "messages": [
+            {"role": "user" if m % 2 == 0 else "assistant", "content": text(tokens(rng, length // 8))}
+            for m in range(8)]}).encode()) for _ in range(requests)]
+        render, tokenize = [], []
+        for _ in range(3):
+            t0 = time.process_time()
+            rendered = [tokenizer.render_chat(api) for api in apis]
+            t1 = time.process_time()
+            for prompt in rendered:
+                tokenizer._ids(prompt, add_special_tokens=False)
+            t2 = time.process_time()
+            render.append((t1 - t0) * 1000.0 / requests)
+            tokenize.append((t2 - t1) * 1000.0 / requests)
+        rows.append({"prompt_tokens": length, "render_ms": statistics.median(render),
+                     "tokenize_ms": statistics.median(tokenize)})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def measure(requests: int) -> dict[str, Any]:
     work = REPO / "bench" / ".work"
     tokenizer = PromptTokenizer(write_tokenizer(work / "tokenizer"))
@@ -177,7 +203,7 @@ def measure(requests: int) -> dict[str, Any]:
                      "requests_per_point": requests, "fill_blocks_per_engine": FILL_BLOCKS,
                      "note": "in-process (no HTTP): tokenize + blocks + prefix match + scheduler plan; index filled by "
                              "synthetic KV events through KvEventIndexer; memory by tracemalloc"},
-            "cpu": rows, "memory": memory, "learned": learned}
+            "cpu": rows, "memory": memory, "learned": learned, "chat": chat_cost(tokenizer, requests)}
 
 
 def plot(result: dict[str, Any], out: Path) -> None:
