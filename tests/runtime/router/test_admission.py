@@ -4,7 +4,8 @@ queue is bounded by count and by wait; interactive requests are served before ba
 
 from __future__ import annotations
 
-import threading
+import json
+import socket
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,17 +18,32 @@ from tests.runtime.router.conftest import Cluster
 
 DEEP = 10_000.0  # vllm:num_requests_waiting far past saturation.max_waiting
 HEADER = Admission().priority_header
+UNHURRIED_S = 600.0
+"""A wall-clock bound no loaded machine reaches, for the tests whose subject is not that bound: the harness's short
+upstream timeouts (1 s to connect, made for the fault tests) turned a drained burst into 504s on a busy 2-core box,
+and the default 5 s interactive wait turned queued requests into wait_timeout 429s. Far past the SDK's own timeout,
+so a request that never ends fails there."""
+UNHURRIED = {"timeouts": {name: UNHURRIED_S for name in
+                          ("connect_s", "first_byte_s", "idle_stream_s", "prefill_s", "first_token_s")}}
+PATIENCE_S = 60.0
+"""How long a test waits for a condition that must come: only a broken router runs into it, never a slow machine."""
+
+
+def unhurried(**admission: object) -> dict[str, object]:
+    """Router settings where only the queue decides: ``admission`` as given, no wait nor upstream timeout in reach."""
+    return {**UNHURRIED, "admission": {"interactive_max_wait_s": UNHURRIED_S, "batch_max_wait_s": UNHURRIED_S,
+                                       **admission}}
 
 
 def saturate(cluster: Cluster, waiting: float = DEEP) -> None:
     """Every engine reports ``waiting``; return once the router's scrape has seen it."""
     for engine in cluster.prefills + cluster.decodes:
         engine.waiting = waiting
-    cluster.wait_for(lambda: all(engine.waiting == waiting for engine in cluster.router.registry))
+    cluster.wait_for(lambda: all(engine.waiting == waiting for engine in cluster.router.registry), PATIENCE_S)
 
 
 def sdk(cluster: Cluster, retries: int = 0) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{cluster.url}/v1", api_key="none", max_retries=retries, timeout=60)
+    return openai.OpenAI(base_url=f"{cluster.url}/v1", api_key="none", max_retries=retries, timeout=PATIENCE_S)
 
 
 def status_of(call: Callable[[], object]) -> int:
@@ -59,9 +75,11 @@ def test_overload_is_429_with_retry_after_in_openai_shape(make_cluster) -> None:
 
 
 def test_defaults_protect_a_saturated_cluster_from_120_clients(make_cluster) -> None:  # type: ignore[no-untyped-def]
-    """Default admission settings; every engine reports a deep queue; 120 clients at once. The queue holds exactly
-    max_queued, the rest get 429 at once; when the engines drain, the queued requests are served; no 5xx at all."""
-    cluster: Cluster = make_cluster()
+    """The default queue bound; every engine reports a deep queue; 120 clients at once. The queue holds exactly
+    max_queued and the rest are answered 429 queue_full while it still holds; when the engines drain, every queued
+    request is served; no 5xx at all. (The waits and upstream timeouts are out of reach, see UNHURRIED_S; the wait
+    bound has its own test below.)"""
+    cluster: Cluster = make_cluster(**unhurried())
     bound = Admission().max_queued
     saturate(cluster)
     client = sdk(cluster)
@@ -69,12 +87,14 @@ def test_defaults_protect_a_saturated_cluster_from_120_clients(make_cluster) -> 
         calls = [pool.submit(status_of, lambda: client.completions.create(model="tiny", prompt="hi", max_tokens=2))
                  for _ in range(120)]
         cluster.wait_for(lambda: depth(cluster, "interactive") == bound and cluster.metric(
-            "pdstack_router_admission_rejections_total", reason="queue_full") == 120 - bound, timeout=30)
+            "pdstack_router_admission_rejections_total", reason="queue_full") == 120 - bound, PATIENCE_S)
+        cluster.wait_for(lambda: sum(call.done() for call in calls) == 120 - bound, PATIENCE_S)
+        assert [call.result() for call in calls if call.done()] == [429] * (120 - bound)  # before any engine drained
+        assert depth(cluster, "interactive") == bound
         assert not cluster.decodes[0].received  # all of them waited at the router, none went to an engine
         saturate(cluster, waiting=0.0)
         statuses = Counter(call.result() for call in calls)
-    assert not [status for status in statuses if status >= 500], statuses
-    assert statuses[429] >= 120 - bound and statuses[200] >= 1, statuses
+    assert statuses == {200: bound, 429: 120 - bound}, statuses
     assert depth(cluster, "interactive") == 0
 
 
@@ -93,7 +113,8 @@ def test_a_request_waits_no_longer_than_its_class_allows(make_cluster) -> None: 
 def test_interactive_is_served_before_batch(make_cluster) -> None:  # type: ignore[no-untyped-def]
     """Batch requests queue first, interactive ones after; one request fits at a time once the engines drain: the
     decode engine receives every interactive request before any batch request."""
-    cluster: Cluster = make_cluster(prefills=0, saturation={**Saturation().model_dump(), "max_in_flight": 1})
+    cluster: Cluster = make_cluster(prefills=0, saturation={**Saturation().model_dump(), "max_in_flight": 1},
+                                    **unhurried())
     saturate(cluster)
     client = sdk(cluster)
 
@@ -103,9 +124,9 @@ def test_interactive_is_served_before_batch(make_cluster) -> None:  # type: igno
 
     with ThreadPoolExecutor(6) as pool:
         batch = [pool.submit(send, "batch", i) for i in range(3)]
-        cluster.wait_for(lambda: depth(cluster, "batch") == 3)
+        cluster.wait_for(lambda: depth(cluster, "batch") == 3, PATIENCE_S)
         interactive = [pool.submit(send, "interactive", i) for i in range(3)]
-        cluster.wait_for(lambda: depth(cluster, "interactive") == 3)
+        cluster.wait_for(lambda: depth(cluster, "interactive") == 3, PATIENCE_S)
         saturate(cluster, waiting=0.0)
         assert [call.result() for call in batch + interactive] == [200] * 6
     order = [body["prompt"].split("-")[0] for body in cluster.decodes[0].received]
@@ -114,7 +135,7 @@ def test_interactive_is_served_before_batch(make_cluster) -> None:  # type: igno
 
 
 def test_batch_is_shed_first(make_cluster) -> None:  # type: ignore[no-untyped-def]
-    cluster: Cluster = make_cluster(admission={"max_queued": 2})
+    cluster: Cluster = make_cluster(**unhurried(max_queued=2))
     saturate(cluster)
     client = sdk(cluster)
 
@@ -124,9 +145,9 @@ def test_batch_is_shed_first(make_cluster) -> None:  # type: ignore[no-untyped-d
 
     with ThreadPoolExecutor(4) as pool:
         older = pool.submit(send, "batch")
-        cluster.wait_for(lambda: depth(cluster, "batch") == 1)
+        cluster.wait_for(lambda: depth(cluster, "batch") == 1, PATIENCE_S)
         younger = pool.submit(send, "batch")
-        cluster.wait_for(lambda: depth(cluster, "batch") == 2)
+        cluster.wait_for(lambda: depth(cluster, "batch") == 2, PATIENCE_S)
         interactive = pool.submit(send, "interactive")  # the queue is full: the youngest batch request makes room
         assert younger.result() == 429
         assert depth(cluster, "interactive") == 1 and depth(cluster, "batch") == 1
@@ -138,20 +159,18 @@ def test_batch_is_shed_first(make_cluster) -> None:  # type: ignore[no-untyped-d
 
 
 def test_a_client_that_leaves_frees_its_place(make_cluster) -> None:  # type: ignore[no-untyped-def]
-    cluster: Cluster = make_cluster()
+    """The client hangs up once its request is seen waiting (not on a client timeout, which a slow router could
+    outlast before the request ever queued, leaving a place held for less time than the test samples)."""
+    cluster: Cluster = make_cluster(**unhurried())
     saturate(cluster)
-    impatient = openai.OpenAI(base_url=f"{cluster.url}/v1", api_key="none", max_retries=0, timeout=0.3)
-
-    def give_up() -> None:
-        with pytest.raises(openai.APITimeoutError):
-            impatient.completions.create(model="tiny", prompt="hi", max_tokens=1)
-
-    gone = threading.Thread(target=give_up)
-    gone.start()
-    cluster.wait_for(lambda: depth(cluster, "interactive") == 1)
-    gone.join()
-    cluster.wait_for(lambda: depth(cluster, "interactive") == 0)
+    body = json.dumps({"model": "tiny", "prompt": "hi", "max_tokens": 1}).encode()
+    with socket.create_connection(("127.0.0.1", cluster.router.config.port)) as leaving:
+        leaving.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        cluster.wait_for(lambda: depth(cluster, "interactive") == 1, PATIENCE_S)
+    cluster.wait_for(lambda: depth(cluster, "interactive") == 0, PATIENCE_S)
     assert cluster.metric("pdstack_router_client_disconnects_total") == 1
+    assert cluster.metric("pdstack_router_admission_rejections_total") == 0  # it left; nobody turned it away
 
 
 def test_an_unknown_priority_is_the_clients_error(make_cluster) -> None:  # type: ignore[no-untyped-def]
