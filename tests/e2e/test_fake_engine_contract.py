@@ -27,8 +27,9 @@ from bench.fake_engine.kv_event_publisher import KvEventPublisher
 from bench.fake_engine.simulator import EngineSimulator
 from bench.fake_engine.timing import EngineTiming
 from runtime.router.prompt_tokenizer import PromptTokenizer
-from tests.e2e.conftest import REPO, WORK, cpu_role, free_ports, server_environment
-from tests.e2e.testbed.runtime_server import RuntimeServer
+from testbed.cpu_pair import REPO, WORK, cpu_role, server_environment
+from testbed.ports import free_ports
+from testbed.runtime_server import RuntimeServer
 
 pytestmark = pytest.mark.e2e
 

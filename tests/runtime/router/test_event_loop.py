@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,22 +13,19 @@ from pathlib import Path
 import pytest
 import yaml
 
+from testbed.ports import free_ports
+
 REPO = Path(__file__).resolve().parents[3]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_the_router_process_runs_on_uvloop(tmp_path: Path) -> None:
     pytest.importorskip("uvloop", reason="uvloop is pinned in runtime/requirements.txt")
     config = tmp_path / "router.yaml"
+    port, engine_port = free_ports(2)
     config.write_text(yaml.safe_dump({"serving": {
         "model": {"source": str(tmp_path / "no-model"), "served_name": "tiny"},
-        "router": {"host": "127.0.0.1", "port": free_port(),
-                   "discovery": {"static": [{"url": f"http://127.0.0.1:{free_port()}", "role": "decode"}]}},
+        "router": {"host": "127.0.0.1", "port": port,
+                   "discovery": {"static": [{"url": f"http://127.0.0.1:{engine_port}", "role": "decode"}]}},
     }}))
     process = subprocess.Popen([sys.executable, "-m", "runtime", "router", "--config", str(config)], cwd=REPO,
                                env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE, text=True)
