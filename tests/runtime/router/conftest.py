@@ -17,7 +17,7 @@ import pytest
 
 from runtime.config import Serving
 from runtime.router.server import RouterServer
-from bench.fake_engine.engine import FakeEngine
+from testbed.fault_engine import FaultEngine
 from testbed.ports import free_ports
 from testbed.scrape import sample_total
 
@@ -66,8 +66,8 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Cluster:
     loop: LoopThread
     router: RouterServer
-    prefills: list[FakeEngine]
-    decodes: list[FakeEngine]
+    prefills: list[FaultEngine]
+    decodes: list[FaultEngine]
 
     @property
     def url(self) -> str:
@@ -105,7 +105,7 @@ def _send(request: urllib.request.Request) -> tuple[int, dict[str, str], bytes]:
         return error.code, dict(error.headers), error.read()
 
 
-def serving_for(engines: list[FakeEngine], model_source: Path, **router: Any) -> Serving:
+def serving_for(engines: list[FaultEngine], model_source: Path, **router: Any) -> Serving:
     static = [{"url": engine.url, "role": role} for engine, role in engines]  # type: ignore[misc]
     router_config = {"host": "127.0.0.1", "port": free_ports(1)[0], "discovery": {"static": static},
                      "health_interval_s": 0.2, "metrics_interval_s": 0.2,
@@ -124,8 +124,8 @@ def make_cluster(tokenizer_dir: Path) -> Iterator[Callable[..., Cluster]]:
     started: list[Cluster] = []
 
     def make(prefills: int = 1, decodes: int = 1, tokenizer: bool = True, **router: Any) -> Cluster:
-        prefill_engines = [FakeEngine(f"prefill-{i}") for i in range(prefills)]
-        decode_engines = [FakeEngine(f"decode-{i}") for i in range(decodes)]
+        prefill_engines = [FaultEngine(f"prefill-{i}") for i in range(prefills)]
+        decode_engines = [FaultEngine(f"decode-{i}") for i in range(decodes)]
         for engine in prefill_engines + decode_engines:
             loop.run(engine.start())
         pairs = [(e, "prefill") for e in prefill_engines] + [(e, "decode") for e in decode_engines]
