@@ -18,8 +18,8 @@ from bench.fake_engine.engine import SimulatedEngine
 from bench.fake_engine.kv_cache import KvCache
 from bench.fake_engine.kv_event_publisher import KvEventPublisher
 from bench.fake_engine.simulator import EngineSimulator
+from bench.fake_engine.tokenizer import EngineTokenizer
 from bench.fake_engine.timing import EngineTiming
-from runtime.router.prompt_tokenizer import PromptTokenizer
 
 
 class EngineSpec(BaseModel):
@@ -42,7 +42,7 @@ class ClusterSpec(BaseModel):
     engines: list[EngineSpec]
 
 
-def build_engine(spec: EngineSpec, cluster: ClusterSpec, tokenizer: PromptTokenizer,
+def build_engine(spec: EngineSpec, cluster: ClusterSpec, tokenizer: EngineTokenizer,
                  context: zmq.Context[object]) -> SimulatedEngine:
     endpoint = f"tcp://127.0.0.1:{spec.kv_events_port}"
     publisher = KvEventPublisher(endpoint, f"kv@127.0.0.1:{spec.http_port}@{cluster.model}", cluster.block_size,
@@ -54,7 +54,7 @@ def build_engine(spec: EngineSpec, cluster: ClusterSpec, tokenizer: PromptTokeni
 
 
 async def serve(cluster: ClusterSpec) -> None:
-    tokenizer = PromptTokenizer(cluster.tokenizer)
+    tokenizer = EngineTokenizer(cluster.tokenizer)
     context: zmq.Context[object] = zmq.Context()
     engines = [build_engine(spec, cluster, tokenizer, context) for spec in cluster.engines]
     for engine in engines:

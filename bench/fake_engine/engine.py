@@ -1,4 +1,5 @@
-"""The bench's simulated vLLM engine on loopback: it tokenizes the prompt as vLLM does, queues and batches requests
+"""The bench's simulated vLLM engine on loopback: it tokenizes the prompt as vLLM does (its own path,
+bench/fake_engine/tokenizer.py, never the router's), queues and batches requests
 through an :class:`~bench.fake_engine.simulator.EngineSimulator` (prefix cache hits and evictions, the time the timing
 model says), reports vLLM's metrics, publishes KV events and speaks the NIXL P/D protocol's HTTP side, with vLLM
 0.32's answer shapes (testbed/openai_shapes.py). The contract test (tests/e2e/test_fake_engine_contract.py) holds its
@@ -17,8 +18,7 @@ from aiohttp import web
 from bench.fake_engine.kv_event_publisher import KvEventPublisher
 from bench.fake_engine.metrics_text import metrics_text
 from bench.fake_engine.simulator import DONE, EngineSimulator, Mode, SimulatedRequest
-from runtime.router.openai_request import Endpoint, OpenAiRequest
-from runtime.router.prompt_tokenizer import PromptTokenizer
+from bench.fake_engine.tokenizer import EngineTokenizer
 from testbed import openai_shapes as shapes
 from testbed.loopback_engine import LoopbackEngine
 
@@ -26,7 +26,7 @@ from testbed.loopback_engine import LoopbackEngine
 @dataclass(kw_only=True)
 class SimulatedEngine(LoopbackEngine):
     simulator: EngineSimulator
-    tokenizer: PromptTokenizer
+    tokenizer: EngineTokenizer
     publisher: KvEventPublisher | None = None
 
     async def start(self, port: int = 0) -> None:
@@ -46,18 +46,15 @@ class SimulatedEngine(LoopbackEngine):
         return web.Response(text=metrics_text(self.simulator, self.model))
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
-        return await self._simulated(request, "completions", "text_completion")
+        return await self._simulated(request, "text_completion")
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._simulated(request, "chat", "chat.completion")
+        return await self._simulated(request, "chat.completion")
 
-    async def _simulated(self, request: web.Request, endpoint: Endpoint, kind: shapes.Kind) -> web.StreamResponse:
+    async def _simulated(self, request: web.Request, kind: shapes.Kind) -> web.StreamResponse:
         """A generation through the simulator: queued, batched, cached and timed like a vLLM engine."""
-        raw = await request.read()
-        api = OpenAiRequest.parse(endpoint, raw)  # the router's parser: it drops kv_transfer_params, a router field
-        body = api.body
-        params = (json.loads(raw).get("kv_transfer_params") or {}) if b'"kv_transfer_params"' in raw else {}
-        transfer = shapes.transfer_mode(params)
+        body = json.loads(await request.read())
+        transfer = shapes.transfer_mode(body.get("kv_transfer_params"))
         mode: Mode = "local"
         if transfer == "prefill_only":
             mode = "prefill_only"
@@ -67,9 +64,10 @@ class SimulatedEngine(LoopbackEngine):
         elif transfer == "recompute":
             self.recomputed += 1
         count = 1 if mode == "prefill_only" else int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
-        job = self.simulator.submit(SimulatedRequest(self.tokenizer.tokens(api), count, mode))
+        job = self.simulator.submit(SimulatedRequest(self.tokenizer.tokens(kind == "chat.completion", body), count,
+                                                     mode))
         try:
-            if mode == "prefill_only" or not api.stream:
+            if mode == "prefill_only" or not body.get("stream"):
                 while await job.output.get() != DONE:
                     pass
                 return self._document(request, kind, job)

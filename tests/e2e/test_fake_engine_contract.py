@@ -26,8 +26,8 @@ from bench.fake_engine.engine import SimulatedEngine
 from bench.fake_engine.kv_cache import KvCache
 from bench.fake_engine.kv_event_publisher import KvEventPublisher
 from bench.fake_engine.simulator import EngineSimulator
+from bench.fake_engine.tokenizer import EngineTokenizer
 from bench.fake_engine.timing import EngineTiming
-from runtime.router.prompt_tokenizer import PromptTokenizer
 from testbed.cpu_pair import REPO, WORK, cpu_role, server_environment
 from testbed.fault_engine import FaultEngine
 from testbed.ports import free_ports
@@ -84,7 +84,7 @@ class FakePairs:
         for name, port in (("prefill", ports[0]), ("decode", ports[1])):
             publisher = KvEventPublisher(f"tcp://127.0.0.1:{port}", f"kv@fake@{name}", block_size, self.context)
             self.simulated.append(SimulatedEngine(
-                name=name, model="tiny", block_size=block_size, tokenizer=PromptTokenizer(tokenizer),
+                name=name, model="tiny", block_size=block_size, tokenizer=EngineTokenizer(tokenizer),
                 publisher=publisher, simulator=EngineSimulator(EngineTiming(), KvCache(4096, block_size, publisher))))
         self.faulty = [FaultEngine(name, model="tiny", block_size=block_size, record=False)
                        for name in ("prefill", "decode")]
@@ -178,6 +178,36 @@ def test_both_pd_legs_answer_the_same_fields(sides: dict[str, Side], endpoint: s
     assert keys_of(fake["chunks"][-1]) == keys_of(real["chunks"][-1]), \
         f"usage chunk: real {real['chunks'][-1]}, fake {fake['chunks'][-1]}"
     assert real["chunks"][-1]["usage"] and fake["chunks"][-1]["usage"]
+
+
+TOKENIZED = [
+    (False, {"prompt": PROMPT}),
+    (False, {"prompt": "  leading spaces, a tab\tand unicode: caf\u00e9 \u2014 \u4e2d\u6587\n"}),
+    (True, {"messages": [{"role": "user", "content": PROMPT}]}),
+    (True, {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "def f():"},
+                         {"role": "assistant", "content": "    return 1"}, {"role": "user", "content": "and g?"}]}),
+    (True, {"messages": [{"role": "user", "content": [{"type": "text", "text": "first part"},
+                                                      {"type": "text", "text": "second part"}]}]}),
+    (True, {"messages": [{"role": "user", "content": "no generation prompt"}], "add_generation_prompt": False}),
+]
+
+
+@pytest.mark.parametrize("case", range(len(TOKENIZED)))
+def test_the_simulated_engine_tokenizes_as_vllm(sides: dict[str, Side], tiny_model: Path, case: int) -> None:
+    """The simulated engine's own tokenizer (bench/fake_engine/tokenizer.py) gives vLLM's /tokenize ids, and the
+    simulated engine counts the prompt tokens vLLM counts."""
+    chat, body = TOKENIZED[case]
+    real_ids, _ = post(sides["real"].prefill, "/tokenize", {"model": "tiny", **body}, f"contract-tokenize-{case}")
+    assert real_ids is not None
+    assert EngineTokenizer(tiny_model).tokens(chat, body) == real_ids["tokens"]
+    path = "/v1/chat/completions" if chat else "/v1/completions"
+    counted = {}
+    for label in ("real", "simulated"):
+        answer, _ = post(sides[label].prefill, path, {"model": "tiny", "max_tokens": 1, **body},
+                         f"contract-count-{case}-{label}")
+        assert answer is not None
+        counted[label] = answer["usage"]["prompt_tokens"]
+    assert counted["simulated"] == counted["real"] == real_ids["count"]
 
 
 def test_metrics_routers_read_have_vllms_names_and_labels(sides: dict[str, Side]) -> None:
