@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from testbed.ports import free_ports
+from testbed.process import ProcessGroup
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -27,19 +25,11 @@ def test_the_router_process_runs_on_uvloop(tmp_path: Path) -> None:
         "router": {"host": "127.0.0.1", "port": port,
                    "discovery": {"static": [{"url": f"http://127.0.0.1:{engine_port}", "role": "decode"}]}},
     }}))
-    process = subprocess.Popen([sys.executable, "-m", "runtime", "router", "--config", str(config)], cwd=REPO,
-                               env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE, text=True)
+    router = ProcessGroup([sys.executable, "-m", "runtime", "router", "--config", str(config)], tmp_path / "router.log",
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
     try:
-        deadline = time.monotonic() + 30
-        listening = None
-        while listening is None and time.monotonic() < deadline and process.stderr is not None:
-            line = process.stderr.readline()
-            if not line:
-                break
-            if '"router_listening"' in line:
-                listening = json.loads(line)
-        assert listening is not None, "the router never logged router_listening"
-        assert listening["loop"] == "uvloop"
+        router.wait_line('"router_listening"', timeout_s=30)
+        line = next(line for line in router.log.read_text().splitlines() if '"router_listening"' in line)
+        assert json.loads(line)["loop"] == "uvloop"
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(15)
+        router.stop(15)
