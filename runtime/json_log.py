@@ -9,6 +9,9 @@ import time
 from typing import Any
 
 _FIELDS = "pdstack_fields"
+_ENCODER = json.JSONEncoder(default=str)
+"""One encoder for every line: ``json.dumps(..., default=str)`` builds a new one per call (the router logs every
+request)."""
 
 
 class JsonLineFormatter(logging.Formatter):
@@ -22,7 +25,7 @@ class JsonLineFormatter(logging.Formatter):
         line.update(getattr(record, _FIELDS, {}))
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return _ENCODER.encode(line)
 
 
 class EventLog:

@@ -1,6 +1,8 @@
-"""The floor of each HTTP stack: a pass-through proxy to one engine, nothing else. Comparing the router against these
-shows what the stack costs and what the router's own work costs.
-Usage: python -m bench.router_overhead.minimal_proxies aiohttp|starlette PORT UPSTREAM_URL"""
+"""The floor of each HTTP stack: a pass-through proxy to one engine, nothing else, and aiohttp's P/D floor: both legs
+(prefill with max_tokens=1, its kv_transfer_params spliced into decode's body) on uvloop, nothing else. Comparing
+the router against these shows what the stack costs and what the router's own work costs.
+Usage: python -m bench.router_overhead.minimal_proxies aiohttp|starlette PORT UPSTREAM_URL
+       python -m bench.router_overhead.minimal_proxies aiohttp-pd PORT PREFILL_URL DECODE_URL"""
 
 from __future__ import annotations
 
@@ -32,6 +34,40 @@ def aiohttp_proxy(port: int, upstream: str) -> None:
     app.cleanup_ctx.append(session_ctx)
     app.router.add_post("/v1/completions", handle)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+def aiohttp_pd_proxy(port: int, prefill: str, decode: str) -> None:
+    import json
+
+    import aiohttp
+    import uvloop
+    from aiohttp import web
+
+    from runtime.router.json_splice import with_fields
+    from runtime.router.pd_flow import PREFILL_LEG
+
+    async def session_ctx(app: web.Application):  # type: ignore[no-untyped-def]
+        app["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False,
+                                               cookie_jar=aiohttp.DummyCookieJar())
+        yield
+        await app["session"].close()
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = {"Content-Type": "application/json"}
+        session = request.app["session"]
+        async with session.post(prefill + request.path, data=with_fields(body, PREFILL_LEG),
+                                headers=headers) as response:
+            params = json.loads(await response.read())["kv_transfer_params"]
+        async with session.post(decode + request.path, data=with_fields(body, {"kv_transfer_params": params}),
+                                headers=headers) as response:
+            return web.Response(status=response.status, body=await response.read(),
+                                headers={"Content-Type": response.headers["Content-Type"]})
+
+    app = web.Application()
+    app.cleanup_ctx.append(session_ctx)
+    app.router.add_post("/v1/completions", handle)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, loop=uvloop.new_event_loop())
 
 
 def starlette_proxy(port: int, upstream: str) -> None:
@@ -66,5 +102,5 @@ def starlette_proxy(port: int, upstream: str) -> None:
 
 
 if __name__ == "__main__":
-    kind, port, upstream = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    (aiohttp_proxy if kind == "aiohttp" else starlette_proxy)(port, upstream)
+    kind, port, upstreams = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    {"aiohttp": aiohttp_proxy, "aiohttp-pd": aiohttp_pd_proxy, "starlette": starlette_proxy}[kind](port, *upstreams)

@@ -40,6 +40,8 @@ BLOCK_SIZE = 16
 SHORT_PROMPT = "def route(request):\n    return pick(request)\n" * 20
 LONG_PROMPT_TOKENS = 1500
 REFERENCE = "vllm-router (round_robin)"
+BARE_PD = "bare aiohttp P/D proxy (two legs, nothing else)"
+"""The floor of pdstack's HTTP stack (aiohttp on uvloop, one server exchange and two client exchanges)."""
 PREFILL_PARAMS = {"do_remote_decode": True, "do_remote_prefill": False, "remote_engine_id": None,
                   "remote_block_ids": None, "remote_host": None, "remote_port": None}
 
@@ -132,28 +134,44 @@ def median_pass(passes: list[dict[str, float]]) -> dict[str, float]:
     return {**ordered[len(ordered) // 2], "cpu_ms_per_req_passes": [p["cpu_ms_per_req"] for p in passes]}
 
 
-def pdstack_argv(checkout: Path, topology: Topology, port: int, work: Path, name: str) -> list[str]:
+def pdstack_argv(checkout: Path, topology: Topology, port: int, work: Path, name: str,
+                 tokenizer: bool = True) -> list[str]:
+    """``tokenizer=False``: the model directory has no tokenizer, so the router cuts character blocks (what
+    tokenizing costs, measured)."""
     config = work / f"pd-compare-{name}.yaml"
+    source = topology.tokenizer if tokenizer else work / "no-tokenizer"
+    source.mkdir(parents=True, exist_ok=True)
     config.write_text(yaml.safe_dump({"serving": {
-        "model": {"source": str(topology.tokenizer), "served_name": topology.model, "block_size": BLOCK_SIZE},
+        "model": {"source": str(source), "served_name": topology.model, "block_size": BLOCK_SIZE},
         "router": {"host": "127.0.0.1", "port": port, "pd_threshold_tokens": 0,
                    "discovery": {"static": [{"url": e.url, "role": e.role} for e in topology.engines]}},
     }}))
     return [sys.executable, "-m", "runtime", "router", "--config", str(config)]
 
 
-def start_targets(topology: Topology, pdstacks: dict[str, Path], work: Path) -> list[Target]:
+def start_targets(topology: Topology, pdstacks: dict[str, Path], work: Path,
+                  untokenized: tuple[str, ...] = ()) -> list[Target]:
     targets: list[Target] = []
     peers: list[System] = [VllmRouter("vllm-router", "round_robin"), VllmRouter("vllm-router", "cache_aware"),
                            Smg("smg", "round_robin")]
+    runs = [(name, checkout, True) for name, checkout in pdstacks.items()]
+    runs += [(name, pdstacks[name], False) for name in untokenized]
     try:
-        for name, checkout in pdstacks.items():
+        for name, checkout, tokenizer in runs:
             (port,) = free_ports(1)
             env = {**os.environ, "PYTHONPATH": str(checkout)}
-            process = ProcessGroup(pdstack_argv(checkout, topology, port, work, name), work / f"pd-{name}.log", 0,
-                                   env=env, cwd=checkout)
-            targets.append(Target(f"pdstack ({name})", f"http://127.0.0.1:{port}", process))
+            label = name if tokenizer else f"{name}, no tokenizer"
+            argv = pdstack_argv(checkout, topology, port, work, label.replace(" ", "-").replace(",", ""), tokenizer)
+            process = ProcessGroup(argv, work / f"pd-{label.replace(' ', '-')}.log", 0, env=env, cwd=checkout)
+            targets.append(Target(f"pdstack ({label})", f"http://127.0.0.1:{port}", process))
             process.wait_http(targets[-1].url + "/ready")
+        (port,) = free_ports(1)
+        prefill, decode = (next(e.url for e in topology.engines if e.role == role) for role in ("prefill", "decode"))
+        process = ProcessGroup([sys.executable, "-m", "bench.router_overhead.minimal_proxies", "aiohttp-pd", str(port),
+                                prefill, decode], work / "pd-bare-aiohttp.log", 0, env={**os.environ,
+                                                                                      "PYTHONPATH": str(REPO)},
+                               cwd=REPO)
+        targets.append(Target(BARE_PD, f"http://127.0.0.1:{port}", process))
         for system in peers:
             if (why := system.unavailable()) is not None:
                 print(f"skipped {system.label}: {why}", flush=True)
@@ -200,12 +218,13 @@ def profiler(target: Target, seconds: float, out: Path) -> ProcessGroup | None:
 
 async def compare(prefill_port: int, decode_port: int, pdstacks: dict[str, Path], work: Path, samples: int,
                   concurrency: int, seconds: float, profile_dir: Path | None = None,
-                  profiled: tuple[str, ...] = ("this checkout",), rounds: int = 3) -> dict[str, Any]:
+                  profiled: tuple[str, ...] = ("this checkout",), rounds: int = 3,
+                  untokenized: tuple[str, ...] = ()) -> dict[str, Any]:
     prefill, decode = f"http://127.0.0.1:{prefill_port}", f"http://127.0.0.1:{decode_port}"
     topology = Topology([EngineAddress("prefill-0", "prefill", prefill, ""),
                          EngineAddress("decode-0", "decode", decode, "")],
                         write_tokenizer(work / "tokenizer"), BLOCK_SIZE)
-    targets = start_targets(topology, pdstacks, work)
+    targets = start_targets(topology, pdstacks, work, untokenized)
     try:
         short = [json.dumps(short_body()).encode()]
         await warm(targets, short[0])

@@ -138,7 +138,8 @@ async def main(args: argparse.Namespace) -> None:
         await wait_ready(decode)
         await wait_ready(prefill)
         compared = await compare(prefill_port, decode_port, pdstacks, WORK, args.samples, args.concurrency,
-                                 args.seconds, RESULTS if args.profile else None, tuple(args.profile), args.rounds)
+                                 args.seconds, RESULTS if args.profile else None, tuple(args.profile), args.rounds,
+                                 tuple(args.no_tokenizer))
         if args.compare_only:
             write(rows, compared, args)
             return
@@ -200,6 +201,8 @@ if __name__ == "__main__":
                         help="another pdstack checkout to run side by side (e.g. main before a change)")
     parser.add_argument("--profile", metavar="NAME", action="append", default=[], help="py-spy profiles of that pdstack's router under load "
                         "into bench/results ('this checkout' or a --pdstack NAME)")
+    parser.add_argument("--no-tokenizer", metavar="NAME", action="append", default=[],
+                        help="also run that pdstack without a tokenizer (character blocks): what tokenizing costs")
     parser.add_argument("--rounds", type=int, default=3, help="saturation passes per router, order rotated")
     parser.add_argument("--compare-only", action="store_true", help="only the P/D routers side by side")
     asyncio.run(main(parser.parse_args()))

@@ -93,11 +93,19 @@ class AdmissionQueue:
         return sum(len(queue) for queue in self.waiting.values())
 
     def has_capacity(self) -> bool:
-        decodes = [engine for engine in self.registry.by_role(DECODE) if engine.available()]
-        if not decodes:
-            return True  # no engine at all is not an overload: the flow answers 503 no_engine_available
-        slots = sum(self.saturation.max_in_flight for engine in decodes if not self.saturated(engine))
-        return self.in_service < slots
+        """Fewer requests in service than the available, unsaturated decode engines have slots. Stops at the first
+        engine that makes room (every request asks: walking all of a large cluster each time is wasted)."""
+        slots, any_available = 0, False
+        now = time.monotonic()
+        for engine in self.registry.by_role(DECODE):
+            if not engine.available(now):
+                continue
+            any_available = True
+            if not self.saturated(engine):
+                slots += self.saturation.max_in_flight
+                if self.in_service < slots:
+                    return True
+        return not any_available  # no engine at all is not an overload: the flow answers 503 no_engine_available
 
     @contextlib.asynccontextmanager
     async def admitted(self, priority: Priority) -> AsyncIterator[None]:

@@ -96,9 +96,9 @@ class RouterMetrics:
         self.admission_queue_depth = Gauge(ADMISSION_QUEUE_DEPTH,
                                            "Requests waiting for admission at this router, by priority",
                                            ["priority"], registry=r)
-        self.admission_wait = Histogram("pdstack_router_admission_wait_seconds",
-                                        "Time an admitted request waited for admission", ["priority"],
-                                        buckets=ADMISSION_WAIT_BUCKETS, registry=r)
+        self.admission_wait = ResolvedOnce(Histogram("pdstack_router_admission_wait_seconds",
+                                                     "Time an admitted request waited for admission", ["priority"],
+                                                     buckets=ADMISSION_WAIT_BUCKETS, registry=r))
         self.admission_rejections = Counter("pdstack_router_admission_rejections",
                                             "Requests answered 429 by admission control", ["priority", "reason"],
                                             registry=r)

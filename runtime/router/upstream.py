@@ -4,11 +4,14 @@ classification of failures into retryable (nothing reached the client yet, anoth
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 import aiohttp
+from aiohttp.payload import BytesPayload
+from yarl import URL
 
 from runtime.router.config import Timeouts
 from runtime.router.engine import Engine
@@ -29,6 +32,12 @@ class UpstreamFailure(Exception):
         self.decode_alive = status is not None if decode_alive is None else decode_alive
 
 
+@functools.lru_cache(maxsize=4096)
+def engine_url(base: str, path: str) -> URL:
+    """An engine path's URL, parsed once rather than on every call (bounded: engines come and go)."""
+    return URL(base + path)
+
+
 class Upstream:
     def __init__(self, timeouts: Timeouts) -> None:
         self.timeouts = timeouts
@@ -38,8 +47,10 @@ class Upstream:
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, enable_cleanup_closed=True)
         timeout = aiohttp.ClientTimeout(total=None, connect=self.timeouts.connect_s,
                                         sock_read=self.timeouts.idle_stream_s)
+        # no cookie jar: the session is shared by every client, so an engine's Set-Cookie must not ride along on
+        # other clients' requests (and filtering cookies costs on every call)
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
-                                              skip_auto_headers=("User-Agent",))
+                                              skip_auto_headers=("User-Agent",), cookie_jar=aiohttp.DummyCookieJar())
 
     async def close(self) -> None:
         if self._session is not None:
@@ -60,7 +71,8 @@ class Upstream:
         try:
             try:
                 async with asyncio.timeout(self.timeouts.first_byte_s):
-                    response = await self.session.post(engine.url + path, data=body, headers=headers)
+                    response = await self.session.post(engine_url(engine.url, path), data=BytesPayload(body),
+                                                       headers=headers)
             except aiohttp.ConnectionTimeoutError:
                 raise UpstreamFailure(engine, "connect_timeout", f"connect_s={self.timeouts.connect_s} s passed "
                                       "without a connection") from None

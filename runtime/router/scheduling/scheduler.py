@@ -65,13 +65,17 @@ class Scheduler:
             remaining = step.filter(context, remaining)
         return remaining
 
-    def pick(self, role: Role, context: SchedulingContext, engines: Iterable[Engine]) -> Pick:
-        remaining = self.candidates(role, context, engines)
+    def pick(self, role: Role, context: SchedulingContext, engines: Iterable[Engine],
+             remaining: list[Engine] | None = None) -> Pick:
+        """``remaining``: this role's candidates when the caller already filtered them (no second pass)."""
+        remaining = self.candidates(role, context, engines) if remaining is None else remaining
         if not remaining:
             raise NoEngineAvailable(role)
         by_scorer = {scorer.name: (scorer.score(context, remaining), weight) for scorer, weight in self.scorers}
-        totals = {engine: sum(scores[engine] * weight for scores, weight in by_scorer.values())
-                  for engine in remaining}
+        totals: dict[Engine, float] = dict.fromkeys(remaining, 0)
+        for scores, weight in by_scorer.values():  # the same sums, in the same order, as one sum() per engine
+            for engine in remaining:
+                totals[engine] += scores[engine] * weight
         chosen = self.picker.pick(totals)
         return Pick(engine=chosen, role=role, score=totals[chosen],
                     scores={name: scores[chosen] for name, (scores, _) in by_scorer.items()})
@@ -79,10 +83,10 @@ class Scheduler:
     def plan(self, context: SchedulingContext, engines: Iterable[Engine]) -> RoutingPlan:
         engines = list(engines)
         decode = self.pick(DECODE, context, engines)
-        prefill_ready = bool(self.candidates(PREFILL, context, engines))
+        prefills = self.candidates(PREFILL, context, engines)
         decision = self.decider.decide(context.blocks.prompt_tokens, context.matched_tokens(decode.engine),
-                                       prefill_ready, context.single_leg)
-        prefill = self.pick(PREFILL, context, engines) if decision.decision == "pd" else None
+                                       bool(prefills), context.single_leg)
+        prefill = self.pick(PREFILL, context, engines, prefills) if decision.decision == "pd" else None
         return RoutingPlan(context=context, decode=decode, prefill=prefill, decision=decision)
 
     def on_served(self, plan: RoutingPlan, served: Served) -> None:
