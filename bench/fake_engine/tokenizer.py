@@ -10,10 +10,13 @@ Face ``transformers`` (as vLLM does), never the router's code, so a router/engin
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoTokenizer
+# transformers advises at import that PyTorch is missing: the tokenizer needs no torch, so the advice is noise.
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+from transformers import AutoTokenizer  # noqa: E402  (after the environment above)
 
 
 class EngineTokenizer:
