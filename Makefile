@@ -38,8 +38,8 @@ $(CHECKOV_VENV)/.installed: tests/checkov-requirements.txt tests/checkov-constra
 		-c tests/checkov-constraints.txt
 	touch $@
 
-$(VLLM_VENV)/.installed: tests/e2e/testbed/install.sh tests/e2e/testbed/constraints.txt runtime/requirements.txt
-	bash tests/e2e/testbed/install.sh $(VLLM_VENV)
+$(VLLM_VENV)/.installed: testbed/vllm_venv/install.sh testbed/vllm_venv/constraints.txt runtime/requirements.txt
+	bash testbed/vllm_venv/install.sh $(VLLM_VENV)
 	touch $@
 
 # Synthesize the default deployment (or DEPLOYMENT=...) into cdk.out, cdk-nag included. Offline, no AWS credentials.
@@ -62,7 +62,7 @@ test-unit: setup $(VENV)/.tests-installed $(CHECKOV_VENV)/.installed prometheus
 
 # The whole thing on this machine, no GPU: real vLLM prefill + decode (CPU) and the router on 127.0.0.1:$${DEMO_PORT:-8000}.
 demo: setup $(VENV)/.tests-installed $(VLLM_VENV)/.installed
-	$(BIN)/python -m tests.e2e.testbed.demo
+	$(BIN)/python -m testbed.demo
 
 # Router overhead against fake engines; writes bench/results/router_overhead.{json,md}.
 bench-router: $(VENV)/.bench-installed $(VLLM_VENV)/.installed

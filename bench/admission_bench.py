@@ -21,8 +21,6 @@ from datetime import date
 from pathlib import Path
 
 from bench.harness.load_generator import RequestResult, run_workload
-from bench.harness.measurement import percentile
-from bench.harness.process_group import ProcessGroup, free_ports
 from bench.harness.run import ENGINE_CPU, REPO, ROUTER_CPU, environment, machine, start_engines, versions
 from bench.harness.scenario import Scenario
 from bench.systems.system import PdstackRouter, Smg, System, VllmRouter
@@ -30,6 +28,9 @@ from bench.workloads.generators import completion, words
 from bench.workloads.request import BenchRequest
 from bench.workloads.vocabulary import write_tokenizer
 from runtime.router.config import Admission
+from testbed.percentile import percentile
+from testbed.ports import free_ports
+from testbed.process import ProcessGroup
 
 SCENARIO = Scenario(name="admission", prefills=2, decodes=2, repeats=1, workloads=[])
 SYSTEMS: list[System] = [

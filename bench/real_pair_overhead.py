@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 import urllib.request
@@ -27,14 +26,16 @@ from typing import Any
 
 import yaml
 
-from bench.harness.process_group import ProcessGroup, free_ports
-from tests.e2e.conftest import REPO, VLLM_VENV, WORK, cpu_pair_serving, make_tiny_model, server_environment
-from tests.e2e.testbed.router_process import RouterProcess
-from tests.e2e.testbed.runtime_server import RuntimeServer
+from testbed.cpu_pair import REPO, VLLM_VENV, WORK, cpu_pair_serving, make_tiny_model, server_environment
+from testbed.percentile import percentile
+from testbed.ports import free_ports
+from testbed.process import ProcessGroup
+from testbed.router_process import RouterProcess
+from testbed.runtime_server import RuntimeServer
+from testbed.scrape import sample_total
 
 RESULTS = REPO / "bench" / "results"
 PROMPT = "def route(request, engines):\n    scores = [score(e, request) for e in engines]\n" * 6
-EXTERNAL = 'vllm:prompt_tokens_by_source_total{'
 
 
 def post(url: str, body: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
@@ -44,10 +45,7 @@ def post(url: str, body: dict[str, Any], timeout: float = 120.0) -> dict[str, An
 
 
 def external_tokens(decode_url: str) -> float:
-    with urllib.request.urlopen(f"{decode_url}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(EXTERNAL) and 'source="external_kv_transfer"' in line)
+    return sample_total(decode_url, "vllm:prompt_tokens_by_source_total", source="external_kv_transfer")
 
 
 def direct_two_legs(prefill: str, decode: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -56,11 +54,6 @@ def direct_two_legs(prefill: str, decode: str, body: dict[str, Any]) -> dict[str
         "do_remote_decode": True, "do_remote_prefill": False, "remote_engine_id": None, "remote_block_ids": None,
         "remote_host": None, "remote_port": None}})
     return post(f"{decode}/v1/completions", {**body, "kv_transfer_params": first["kv_transfer_params"]})
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main() -> int:
@@ -117,9 +110,9 @@ def main() -> int:
     rows = []
     for name, values in samples.items():
         added = [v - d for v, d in zip(values, direct)]
-        rows.append({"system": name, "rounds": len(values), "e2e_p50_ms": round(statistics.median(values), 1),
+        rows.append({"system": name, "rounds": len(values), "e2e_p50_ms": round(percentile(values, 0.5), 1),
                      "e2e_p90_ms": round(percentile(values, 0.9), 1),
-                     "added_p50_ms": None if values is direct else round(statistics.median(added), 2),
+                     "added_p50_ms": None if values is direct else round(percentile(added, 0.5), 2),
                      "added_p90_ms": None if values is direct else round(percentile(added, 0.9), 2)})
     meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "python": platform.python_version(), "vllm-router": metadata.version("vllm-router"),

@@ -14,12 +14,12 @@ from typing import Literal
 import zmq
 from pydantic import BaseModel, ConfigDict
 
-from bench.fake_engine.engine import FakeEngine
+from bench.fake_engine.engine import SimulatedEngine
 from bench.fake_engine.kv_cache import KvCache
 from bench.fake_engine.kv_event_publisher import KvEventPublisher
 from bench.fake_engine.simulator import EngineSimulator
+from bench.fake_engine.tokenizer import EngineTokenizer
 from bench.fake_engine.timing import EngineTiming
-from runtime.router.prompt_tokenizer import PromptTokenizer
 
 
 class EngineSpec(BaseModel):
@@ -42,19 +42,19 @@ class ClusterSpec(BaseModel):
     engines: list[EngineSpec]
 
 
-def build_engine(spec: EngineSpec, cluster: ClusterSpec, tokenizer: PromptTokenizer,
-                 context: zmq.Context[object]) -> FakeEngine:
+def build_engine(spec: EngineSpec, cluster: ClusterSpec, tokenizer: EngineTokenizer,
+                 context: zmq.Context[object]) -> SimulatedEngine:
     endpoint = f"tcp://127.0.0.1:{spec.kv_events_port}"
     publisher = KvEventPublisher(endpoint, f"kv@127.0.0.1:{spec.http_port}@{cluster.model}", cluster.block_size,
                                  context)
     cache = KvCache(cluster.capacity_blocks, cluster.block_size, publisher)
-    return FakeEngine(spec.name, model=cluster.model, block_size=cluster.block_size, record=False,
-                      port=spec.http_port, simulator=EngineSimulator(cluster.timing, cache), tokenizer=tokenizer,
-                      publisher=publisher, kv_events_endpoint=endpoint)
+    return SimulatedEngine(name=spec.name, model=cluster.model, block_size=cluster.block_size,
+                           port=spec.http_port, simulator=EngineSimulator(cluster.timing, cache), tokenizer=tokenizer,
+                           publisher=publisher, kv_events_endpoint=endpoint)
 
 
 async def serve(cluster: ClusterSpec) -> None:
-    tokenizer = PromptTokenizer(cluster.tokenizer)
+    tokenizer = EngineTokenizer(cluster.tokenizer)
     context: zmq.Context[object] = zmq.Context()
     engines = [build_engine(spec, cluster, tokenizer, context) for spec in cluster.engines]
     for engine in engines:

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import urllib.request
 from dataclasses import dataclass
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from bench.harness.load_generator import RequestResult
+from testbed.percentile import percentile
+from testbed.scrape import sample_total
 
 ROW_FIELDS = ("system", "policy", "workload", "requests", "throughput_rps", "output_tps", "ttft_p50_ms",
               "ttft_p90_ms", "ttft_p99_ms", "e2e_p50_ms", "e2e_p99_ms", "engine_prefix_hit_rate",
               "router_cpu_ms_per_req")
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = q * (len(ordered) - 1)
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 @dataclass(frozen=True)
@@ -31,15 +20,8 @@ class EngineCounters:
 
 def scrape_local_compute(urls: list[str]) -> EngineCounters:
     """Prompt tokens the engines computed themselves (vllm:prompt_tokens_by_source{source="local_compute"})."""
-    total = 0.0
-    for url in urls:
-        with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
-            text = response.read().decode()
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == "vllm:prompt_tokens_by_source_total" and sample.labels.get("source") == "local_compute":
-                    total += sample.value
-    return EngineCounters(total)
+    return EngineCounters(sum(sample_total(url, "vllm:prompt_tokens_by_source_total", source="local_compute")
+                              for url in urls))
 
 
 def row(system: str, policy: str, workload: str, results: list[RequestResult], wall_s: float,

@@ -21,7 +21,6 @@ from typing import Any
 from bench.fake_engine.cluster import ClusterSpec, EngineSpec
 from bench.harness.load_generator import run_workload
 from bench.harness.measurement import row, scrape_local_compute
-from bench.harness.process_group import ProcessGroup, free_ports
 from bench.harness.report import write_report
 from bench.harness.scenario import SCENARIOS, Scenario
 from bench.oracle import oracle_hit_rate
@@ -32,6 +31,8 @@ from bench.workloads.request import BenchRequest
 from bench.workloads.vocabulary import write_tokenizer
 from runtime.router.openai_request import OpenAiRequest
 from runtime.router.prompt_tokenizer import PromptTokenizer
+from testbed.ports import free_ports
+from testbed.process import ProcessGroup
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench" / "results"

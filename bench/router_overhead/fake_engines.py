@@ -1,4 +1,5 @@
-"""Runs a fast fake prefill and decode engine (the unit tests' FakeEngine, recording off) until terminated.
+"""Runs a fast fake prefill and decode engine (the unit tests' FaultEngine, no faults, recording off) until
+terminated.
 Usage: python -m bench.router_overhead.fake_engines PREFILL_PORT DECODE_PORT"""
 
 from __future__ import annotations
@@ -6,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bench.fake_engine.engine import FakeEngine
+from testbed.fault_engine import FaultEngine
 
 
 async def main(prefill_port: int, decode_port: int) -> None:
-    engines = [FakeEngine("prefill", record=False, port=prefill_port), FakeEngine("decode", record=False,
-                                                                                   port=decode_port)]
+    engines = [FaultEngine("prefill", record=False, port=prefill_port),
+               FaultEngine("decode", record=False, port=decode_port)]
     for engine in engines:
         await engine.start()
     print("ready", flush=True)

@@ -27,11 +27,13 @@ from typing import Any
 import aiohttp
 import yaml
 
-from bench.harness.process_group import ProcessGroup, free_ports
 from bench.systems.system import Smg, System, VllmRouter
 from bench.systems.topology import EngineAddress, Topology
 from bench.workloads.generators import words
 from bench.workloads.vocabulary import write_tokenizer
+from testbed.percentile import percentile
+from testbed.ports import free_ports
+from testbed.process import ProcessGroup
 
 REPO = Path(__file__).resolve().parents[2]
 BLOCK_SIZE = 16
@@ -75,11 +77,6 @@ async def direct_two_legs(session: aiohttp.ClientSession, prefill: str, decode: 
     first = json.loads(await post(session, prefill, json.dumps(
         {**doc, "max_tokens": 1, "kv_transfer_params": PREFILL_PARAMS}).encode()))
     await post(session, decode, json.dumps({**doc, "kv_transfer_params": first["kv_transfer_params"]}).encode())
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def latency(targets: list[Target], prefill: str, decode: str, samples: int) -> dict[str, dict[str, float]]:

@@ -15,8 +15,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,33 +24,17 @@ import aiohttp
 import yaml
 
 from bench.router_overhead.pd_compare import compare, markdown
+from testbed.percentile import percentile
+from testbed.ports import free_ports
+from testbed.process import ProcessGroup
 
 REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench" / "results"
 WORK = REPO / "bench" / ".work"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start(argv: list[str], cpu: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with open(log, "wb") as sink:
-        return subprocess.Popen(["taskset", "-c", str(cpu), *argv], cwd=REPO, env=env, stdout=sink,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, 15)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, 9)
-            process.wait(5)
+def start(argv: list[str], cpu: int, log: Path) -> ProcessGroup:
+    return ProcessGroup(argv, log, cpu, env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
 
 
 async def wait_ready(url: str, timeout: float = 30.0) -> None:
@@ -83,11 +65,6 @@ async def one(session: aiohttp.ClientSession, url: str, payload: bytes) -> float
         if response.status != 200:
             raise RuntimeError(f"{url}: {response.status}")
     return time.perf_counter() - began
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def latency(direct: str, proxied: str, stream: bool, samples: int) -> dict[str, float]:
@@ -149,7 +126,7 @@ async def measure(name: str, url: str, direct: str, args: argparse.Namespace) ->
 
 async def main(args: argparse.Namespace) -> None:
     python = sys.executable
-    prefill_port, decode_port = free_port(), free_port()
+    prefill_port, decode_port = free_ports(2)
     prefill, decode = f"http://127.0.0.1:{prefill_port}", f"http://127.0.0.1:{decode_port}"
     WORK.mkdir(parents=True, exist_ok=True)
     engines = start([python, "-m", "bench.router_overhead.fake_engines", str(prefill_port), str(decode_port)], 1,
@@ -179,7 +156,7 @@ async def main(args: argparse.Namespace) -> None:
                                                     "starlette"], None),
         ]
         for name, argv, pd in targets:
-            port = free_port()
+            (port,) = free_ports(1)
             if pd is None:
                 argv = [*argv, str(port), decode]
             else:
@@ -188,9 +165,9 @@ async def main(args: argparse.Namespace) -> None:
             try:
                 rows.append(await measure(name, f"http://127.0.0.1:{port}", decode, args))
             finally:
-                stop(process)
+                process.stop()
     finally:
-        stop(engines)
+        engines.stop()
     write(rows, compared, args)
 
 

@@ -24,10 +24,11 @@ import yaml
 from infra.autoscaling_objects import ScalingTrigger, desired_replicas, scaling_triggers
 from infra.config import Deployment, parse_deployment
 from infra.observability.targets import ENGINE_JOB, ROUTER_JOB, target_labels
-from tests.e2e.conftest import REPO, WORK, cpu_pair_serving, free_ports, server_environment
-from tests.e2e.testbed.prometheus_server import PrometheusServer, ScrapeTarget
-from tests.e2e.testbed.router_process import RouterProcess
-from tests.e2e.testbed.runtime_server import RuntimeServer
+from testbed.cpu_pair import REPO, WORK, cpu_pair_serving, server_environment
+from testbed.ports import free_ports
+from testbed.prometheus_server import PrometheusServer, ScrapeTarget
+from testbed.router_process import RouterProcess
+from testbed.runtime_server import RuntimeServer
 from tests.infra.conftest import load_yaml
 
 pytestmark = pytest.mark.e2e

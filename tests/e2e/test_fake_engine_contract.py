@@ -1,7 +1,8 @@
-"""The bench's simulated engine against real vLLM (CPU): the same requests to both, and the parts routers depend on
-must agree: response fields (completions and chat, whole and streamed, both P/D legs), the ``kv_transfer_params``
-keys, the metric names and labels routers scrape, and the KV event fields on the wire. Only shapes are compared;
-the fake's numbers are the bench's timing model, not the CPU's."""
+"""Both fake engines against real vLLM (CPU): the bench's simulated engine (bench/fake_engine) and the tests'
+fault-injecting engine (testbed/fault_engine.py) get the same requests as a real vLLM pair, and the parts routers
+depend on must agree: response fields (completions and chat, whole and streamed, both P/D legs), the
+``kv_transfer_params`` keys, the metric names and labels routers scrape, and (simulated engine) the KV event fields
+on the wire. Only shapes are compared; the fakes' numbers are the bench's timing model, not the CPU's."""
 
 from __future__ import annotations
 
@@ -21,14 +22,16 @@ import yaml
 import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.fake_engine.engine import FakeEngine
+from bench.fake_engine.engine import SimulatedEngine
 from bench.fake_engine.kv_cache import KvCache
 from bench.fake_engine.kv_event_publisher import KvEventPublisher
 from bench.fake_engine.simulator import EngineSimulator
+from bench.fake_engine.tokenizer import EngineTokenizer
 from bench.fake_engine.timing import EngineTiming
-from runtime.router.prompt_tokenizer import PromptTokenizer
-from tests.e2e.conftest import REPO, WORK, cpu_role, free_ports, server_environment
-from tests.e2e.testbed.runtime_server import RuntimeServer
+from testbed.cpu_pair import REPO, WORK, cpu_role, server_environment
+from testbed.fault_engine import FaultEngine
+from testbed.ports import free_ports
+from testbed.runtime_server import RuntimeServer
 
 pytestmark = pytest.mark.e2e
 
@@ -66,8 +69,9 @@ def metric_labels(url: str) -> dict[str, set[str]]:
     return found
 
 
-class FakePair:
-    """A simulated prefill and decode with the tiny model's tokenizer, in a background loop."""
+class FakePairs:
+    """A simulated prefill and decode with the tiny model's tokenizer, and a fault engine prefill and decode (no
+    faults), in a background loop."""
 
     def __init__(self, tokenizer: Path, block_size: int) -> None:
         self.loop = asyncio.new_event_loop()
@@ -76,12 +80,15 @@ class FakePair:
         self.context: zmq.Context[Any] = zmq.Context()
         ports = free_ports(2)
         self.events = f"tcp://127.0.0.1:{ports[0]}"
-        self.engines = []
+        self.simulated: list[SimulatedEngine] = []
         for name, port in (("prefill", ports[0]), ("decode", ports[1])):
             publisher = KvEventPublisher(f"tcp://127.0.0.1:{port}", f"kv@fake@{name}", block_size, self.context)
-            self.engines.append(FakeEngine(
-                name, model="tiny", block_size=block_size, record=False, tokenizer=PromptTokenizer(tokenizer),
+            self.simulated.append(SimulatedEngine(
+                name=name, model="tiny", block_size=block_size, tokenizer=EngineTokenizer(tokenizer),
                 publisher=publisher, simulator=EngineSimulator(EngineTiming(), KvCache(4096, block_size, publisher))))
+        self.faulty = [FaultEngine(name, model="tiny", block_size=block_size, record=False)
+                       for name in ("prefill", "decode")]
+        self.engines = [*self.simulated, *self.faulty]
         for engine in self.engines:
             asyncio.run_coroutine_threadsafe(engine.start(), self.loop).result(10)
 
@@ -94,7 +101,8 @@ class FakePair:
 
 
 @pytest.fixture(scope="module")
-def sides(vllm_python: Path, tiny_model: Path) -> Iterator[tuple[Side, Side]]:
+def sides(vllm_python: Path, tiny_model: Path) -> Iterator[dict[str, Side]]:
+    """The real vLLM pair and the two fake pairs, by name."""
     ports = free_ports(8)
     prefill_role, decode_role = cpu_role(ports[0:4], cpu=0), cpu_role(ports[4:8], cpu=1)
     for role in (prefill_role, decode_role):
@@ -106,7 +114,7 @@ def sides(vllm_python: Path, tiny_model: Path) -> Iterator[tuple[Side, Side]]:
     config = WORK / "contract-deployment.yaml"
     config.write_text(yaml.safe_dump({"name": "cpu-contract", "serving": serving}))
     env = server_environment(vllm_python)
-    fake = FakePair(tiny_model, 32)
+    fake = FakePairs(tiny_model, 32)
     with ExitStack() as stack:
         stack.callback(fake.close)
         prefill = stack.enter_context(
@@ -114,7 +122,8 @@ def sides(vllm_python: Path, tiny_model: Path) -> Iterator[tuple[Side, Side]]:
         decode = stack.enter_context(
             RuntimeServer("decode", vllm_python, config, ports[4], env, WORK / "contract-decode.log", REPO))
         real = Side(prefill.url, decode.url, f"tcp://127.0.0.1:{ports[2]}")
-        yield real, Side(fake.engines[0].url, fake.engines[1].url, fake.events)
+        yield {"real": real, "simulated": Side(fake.simulated[0].url, fake.simulated[1].url, fake.events),
+               "fault": Side(fake.faulty[0].url, fake.faulty[1].url, "")}
 
 
 def shape(document: Any) -> Any:
@@ -136,14 +145,15 @@ def prefill_leg(body: dict[str, Any]) -> dict[str, Any]:
                                    "remote_block_ids": None, "remote_host": None, "remote_port": None}}
 
 
+@pytest.mark.parametrize("engine", ["simulated", "fault"])
 @pytest.mark.parametrize("endpoint", ["completions", "chat"])
-def test_both_pd_legs_answer_the_same_fields(sides: tuple[Side, Side], endpoint: str) -> None:
+def test_both_pd_legs_answer_the_same_fields(sides: dict[str, Side], endpoint: str, engine: str) -> None:
     path = "/v1/completions" if endpoint == "completions" else "/v1/chat/completions"
     body: dict[str, Any] = {"model": "tiny", "max_tokens": 6, "temperature": 0}
     body.update({"prompt": PROMPT} if endpoint == "completions" else
                 {"messages": [{"role": "user", "content": PROMPT}]})
     answers: dict[str, dict[str, Any]] = {}
-    for label, side in zip(("real", "fake"), sides):
+    for label, side in (("real", sides["real"]), ("fake", sides[engine])):
         prefilled, _ = post(side.prefill, path, prefill_leg(body), f"contract-{endpoint}-{label}")
         assert prefilled is not None
         params = prefilled["kv_transfer_params"]
@@ -170,8 +180,38 @@ def test_both_pd_legs_answer_the_same_fields(sides: tuple[Side, Side], endpoint:
     assert real["chunks"][-1]["usage"] and fake["chunks"][-1]["usage"]
 
 
-def test_metrics_routers_read_have_vllms_names_and_labels(sides: tuple[Side, Side]) -> None:
-    real, fake = sides
+TOKENIZED = [
+    (False, {"prompt": PROMPT}),
+    (False, {"prompt": "  leading spaces, a tab\tand unicode: caf\u00e9 \u2014 \u4e2d\u6587\n"}),
+    (True, {"messages": [{"role": "user", "content": PROMPT}]}),
+    (True, {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "def f():"},
+                         {"role": "assistant", "content": "    return 1"}, {"role": "user", "content": "and g?"}]}),
+    (True, {"messages": [{"role": "user", "content": [{"type": "text", "text": "first part"},
+                                                      {"type": "text", "text": "second part"}]}]}),
+    (True, {"messages": [{"role": "user", "content": "no generation prompt"}], "add_generation_prompt": False}),
+]
+
+
+@pytest.mark.parametrize("case", range(len(TOKENIZED)))
+def test_the_simulated_engine_tokenizes_as_vllm(sides: dict[str, Side], tiny_model: Path, case: int) -> None:
+    """The simulated engine's own tokenizer (bench/fake_engine/tokenizer.py) gives vLLM's /tokenize ids, and the
+    simulated engine counts the prompt tokens vLLM counts."""
+    chat, body = TOKENIZED[case]
+    real_ids, _ = post(sides["real"].prefill, "/tokenize", {"model": "tiny", **body}, f"contract-tokenize-{case}")
+    assert real_ids is not None
+    assert EngineTokenizer(tiny_model).tokens(chat, body) == real_ids["tokens"]
+    path = "/v1/chat/completions" if chat else "/v1/completions"
+    counted = {}
+    for label in ("real", "simulated"):
+        answer, _ = post(sides[label].prefill, path, {"model": "tiny", "max_tokens": 1, **body},
+                         f"contract-count-{case}-{label}")
+        assert answer is not None
+        counted[label] = answer["usage"]["prompt_tokens"]
+    assert counted["simulated"] == counted["real"] == real_ids["count"]
+
+
+def test_metrics_routers_read_have_vllms_names_and_labels(sides: dict[str, Side]) -> None:
+    real, fake = sides["real"], sides["simulated"]
     for real_url, fake_url in ((real.prefill, fake.prefill), (real.decode, fake.decode)):
         real_labels, fake_labels = metric_labels(real_url), metric_labels(fake_url)
         for name in ROUTER_METRICS:
@@ -193,11 +233,21 @@ def _sources(url: str) -> set[str]:
             if family.name == "vllm:prompt_tokens_by_source" and "source" in sample.labels}
 
 
-def test_kv_events_carry_the_same_fields(sides: tuple[Side, Side]) -> None:
+def test_the_fault_engines_metrics_are_vllms_names_and_labels(sides: dict[str, Side]) -> None:
+    real, fake = sides["real"], sides["fault"]
+    for real_url, fake_url in ((real.prefill, fake.prefill), (real.decode, fake.decode)):
+        real_labels, fake_labels = metric_labels(real_url), metric_labels(fake_url)
+        assert fake_labels, "the fault engine serves no metrics"
+        for name, labels in fake_labels.items():
+            assert name in real_labels, f"real vLLM has no {name}"
+            assert labels <= real_labels[name], (name, real_labels[name], labels)
+
+
+def test_kv_events_carry_the_same_fields(sides: dict[str, Side]) -> None:
     stored: dict[str, dict[str, Any]] = {}
     context: zmq.Context[Any] = zmq.Context()
     try:
-        for label, side in zip(("real", "fake"), sides):
+        for label, side in (("real", sides["real"]), ("fake", sides["simulated"])):
             socket = context.socket(zmq.SUB)
             socket.setsockopt(zmq.SUBSCRIBE, b"")
             socket.setsockopt(zmq.LINGER, 0)

@@ -24,10 +24,10 @@ from infra.config import ObservabilityConfig, ServiceLevelObjectives
 from infra.observability.alerts import rule_groups, silent_recompute_expr
 from infra.observability.dashboards import DASHBOARDS, OVERVIEW, RATE, Query
 from infra.observability.targets import ENGINE_JOB, MODEL, NAMESPACE, ROUTER_JOB, target_labels
-from tests.e2e.conftest import WORK
+from testbed.cpu_pair import WORK
+from testbed.panel_picture import draw
+from testbed.prometheus_server import PrometheusServer, ScrapeTarget
 from tests.e2e.test_router_on_vllm import QUESTION, SHARED, RoutedPair, ask, routed  # noqa: F401  (routed: fixture)
-from tests.e2e.testbed.panel_picture import draw
-from tests.e2e.testbed.prometheus_server import PrometheusServer, ScrapeTarget
 from tests.infra.observability.awaiting_metrics import AWAITING
 from tests.infra.observability.test_observability_files import METRIC, base_name
 

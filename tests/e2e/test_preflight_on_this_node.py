@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.conftest import REPO, WORK
+from testbed.cpu_pair import REPO, WORK
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
-from bench.harness.process_group import free_ports
-from tests.e2e.testbed.prometheus_server import PrometheusQueryError, PrometheusServer, ScrapeTarget
+from testbed.ports import free_ports
+from testbed.prometheus_server import PrometheusQueryError, PrometheusServer, ScrapeTarget
 
 
 def test_scrapes_a_real_exporter_and_answers_queries(tmp_path: Path) -> None:
@@ -32,8 +32,8 @@ def test_scrapes_a_real_exporter_and_answers_queries(tmp_path: Path) -> None:
             assert prom.query("scalar(vector(2))")[0]["value"][1] == "2"
             with pytest.raises(PrometheusQueryError, match="parse error"):
                 prom.query("sum(rate(demo_served_total[1m])")
-            group = prom.process.pid if prom.process else None
-        assert group is not None and prom.process is not None and prom.process.poll() is not None
+            group = prom.group
+        assert group is not None and group.process.poll() is not None
     finally:
         server.shutdown()
         thread.join(5)

@@ -20,9 +20,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import REPO, WORK, cpu_role, free_ports, server_environment
-from tests.e2e.testbed.router_process import RouterProcess
-from tests.e2e.testbed.runtime_server import RuntimeServer
+from testbed.cpu_pair import REPO, WORK, cpu_role, server_environment
+from testbed.ports import free_ports
+from testbed.router_process import RouterProcess
+from testbed.runtime_server import RuntimeServer
 
 pytestmark = pytest.mark.e2e
 

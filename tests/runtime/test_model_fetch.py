@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from runtime.model_fetch import ModelFetch, ModelFetchError
+from testbed.ports import free_ports
 from tests.runtime.conftest import serving
 
 FILES = {
@@ -26,9 +26,7 @@ FILES = {
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    (port,) = free_ports(1)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

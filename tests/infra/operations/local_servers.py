@@ -8,11 +8,10 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
+import tempfile
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,13 +22,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from testbed.ports import free_ports
+from testbed.process import HttpServer
+
 RECORDINGS = Path(__file__).parent / "recordings"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- moto in server mode --------------------------------------------------------------------------------------------
@@ -37,7 +33,6 @@ def free_port() -> int:
 @dataclass
 class MotoServer:
     url: str
-    process: subprocess.Popen[bytes]
 
     def post(self, path: str, body: bytes) -> dict[str, Any]:
         request = urllib.request.Request(self.url + path, data=body, method="POST",
@@ -55,31 +50,13 @@ class MotoServer:
 
 @contextmanager
 def moto_server() -> Iterator[MotoServer]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    server = MotoServer(url=f"http://127.0.0.1:{port}", process=process)
-    try:
-        for _ in range(300):  # up to ~30 s on a slow CI machine
-            if process.poll() is not None:
-                raise RuntimeError(f"moto server exited with {process.returncode}")
-            try:
-                urllib.request.urlopen(server.url + "/moto-api/", timeout=1).close()
-                break
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.1)
-        else:
-            raise RuntimeError("moto server did not start")
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """moto in server mode under the test bed's supervisor (up to ~30 s to start on a slow CI machine)."""
+    (port,) = free_ports(1)
+    with tempfile.TemporaryDirectory(prefix="moto-") as work:
+        with HttpServer("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                        dict(os.environ), port, Path(work) / "moto.log", Path(work), ready_path="/moto-api/",
+                        start_timeout_s=30.0, poll_s=0.1, stop_grace_s=10.0) as server:
+            yield MotoServer(url=server.url)
 
 
 # --- a generic JSON HTTP server ------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import urllib.error
 import urllib.request
@@ -18,7 +17,9 @@ import pytest
 
 from runtime.config import Serving
 from runtime.router.server import RouterServer
-from bench.fake_engine.engine import FakeEngine
+from testbed.fault_engine import FaultEngine
+from testbed.ports import free_ports
+from testbed.scrape import sample_total
 
 T = TypeVar("T")
 
@@ -40,12 +41,6 @@ class LoopThread:
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -71,8 +66,8 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Cluster:
     loop: LoopThread
     router: RouterServer
-    prefills: list[FakeEngine]
-    decodes: list[FakeEngine]
+    prefills: list[FaultEngine]
+    decodes: list[FaultEngine]
 
     @property
     def url(self) -> str:
@@ -89,15 +84,7 @@ class Cluster:
         return _send(urllib.request.Request(self.url + path))
 
     def metric(self, name: str, **labels: str) -> float:
-        from prometheus_client.parser import text_string_to_metric_families
-
-        total = 0.0
-        text = self.get("/metrics")[2].decode()
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                    total += sample.value
-        return total
+        return sample_total(self.url, name, **labels)
 
     def wait_for(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
         import time
@@ -118,9 +105,9 @@ def _send(request: urllib.request.Request) -> tuple[int, dict[str, str], bytes]:
         return error.code, dict(error.headers), error.read()
 
 
-def serving_for(engines: list[FakeEngine], model_source: Path, **router: Any) -> Serving:
+def serving_for(engines: list[FaultEngine], model_source: Path, **router: Any) -> Serving:
     static = [{"url": engine.url, "role": role} for engine, role in engines]  # type: ignore[misc]
-    router_config = {"host": "127.0.0.1", "port": free_port(), "discovery": {"static": static},
+    router_config = {"host": "127.0.0.1", "port": free_ports(1)[0], "discovery": {"static": static},
                      "health_interval_s": 0.2, "metrics_interval_s": 0.2,
                      "retries": {"attempts": 3, "backoff_s": 0.01},
                      "timeouts": {"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 5.0},
@@ -137,8 +124,8 @@ def make_cluster(tokenizer_dir: Path) -> Iterator[Callable[..., Cluster]]:
     started: list[Cluster] = []
 
     def make(prefills: int = 1, decodes: int = 1, tokenizer: bool = True, **router: Any) -> Cluster:
-        prefill_engines = [FakeEngine(f"prefill-{i}") for i in range(prefills)]
-        decode_engines = [FakeEngine(f"decode-{i}") for i in range(decodes)]
+        prefill_engines = [FaultEngine(f"prefill-{i}") for i in range(prefills)]
+        decode_engines = [FaultEngine(f"decode-{i}") for i in range(decodes)]
         for engine in prefill_engines + decode_engines:
             loop.run(engine.start())
         pairs = [(e, "prefill") for e in prefill_engines] + [(e, "decode") for e in decode_engines]

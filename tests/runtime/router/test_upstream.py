@@ -9,7 +9,7 @@ from aiohttp import web
 from runtime.router.config import Timeouts
 from runtime.router.engine import Engine
 from runtime.router.upstream import Upstream
-from tests.runtime.router.conftest import free_port
+from testbed.ports import free_ports
 
 
 def test_an_engines_cookie_never_rides_on_a_later_call() -> None:
@@ -28,7 +28,7 @@ def test_an_engines_cookie_never_rides_on_a_later_call() -> None:
         app.router.add_post("/v1/completions", completions)
         runner = web.AppRunner(app)
         await runner.setup()
-        port = free_port()
+        (port,) = free_ports(1)
         await web.TCPSite(runner, "127.0.0.1", port).start()
         upstream = Upstream(Timeouts())
         await upstream.start()

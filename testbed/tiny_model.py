@@ -1,7 +1,7 @@
 """Writes a tiny random Llama (hidden 128, 2 layers, 4 heads, 2 KV heads, bf16) and a byte-level BPE tokenizer
 trained on the standard library's own sources, into the directory given. Nothing is downloaded.
 
-Run with the vLLM test venv's Python: ``python make_tiny_model.py OUT_DIR``. Idempotent (a complete OUT_DIR is kept).
+Run with the vLLM test venv's Python: ``python testbed/tiny_model.py OUT_DIR``. Idempotent (a complete OUT_DIR is kept).
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ from typing import Any
 
 import yaml
 
-from bench.harness.process_group import free_ports
-from tests.e2e.testbed.testbed_process import TestbedProcess
+from testbed.ports import free_ports
+from testbed.process import HttpServer
 
 # promtool and prometheus come from Debian's package (`make prometheus`); `apt-get install prometheus` elsewhere.
 PROMETHEUS = "prometheus"
@@ -54,7 +54,7 @@ def scrape_config(targets: list[ScrapeTarget], interval_s: float) -> dict[str, A
     }
 
 
-class PrometheusServer(TestbedProcess):
+class PrometheusServer(HttpServer):
     """Exposes ``url``, ``query`` (instant vector or scalar as a list of results), ``query_range`` and
     ``wait_for_samples``."""
 
@@ -75,7 +75,7 @@ class PrometheusServer(TestbedProcess):
                 f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1d",
                 "--log.level=warn"]
         super().__init__("prometheus", argv, {"PATH": "/usr/bin:/bin"}, port, work / "prometheus.log", work,
-                         ready_path="/-/ready", start_timeout_s=start_timeout_s, poll_s=0.2)
+                         ready_path="/-/ready", start_timeout_s=start_timeout_s, poll_s=0.2, stop_grace_s=10.0)
 
     def _api(self, path: str, params: dict[str, str]) -> Any:
         url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
@@ -111,6 +111,3 @@ class PrometheusServer(TestbedProcess):
                 return result
             time.sleep(0.5)
         raise TimeoutError(f"no samples for {promql!r} after {timeout_s} s (last answer {result})")
-
-    def stop(self, grace_s: float = 10.0) -> int | None:
-        return super().stop(grace_s)

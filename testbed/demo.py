@@ -1,6 +1,7 @@
-"""``make demo``: the whole thing on this machine without a GPU. A real vLLM prefill and decode (CPU, tiny local
-model) started through ``python -m runtime``, the router on 127.0.0.1:${DEMO_PORT:-8000}; prints the URL and a curl,
-then waits. Ctrl-C or SIGTERM stops every process it started (by process group, never by name)."""
+"""``make demo`` (``python -m testbed.demo``): the whole thing on this machine without a GPU. A real vLLM prefill
+and decode (CPU, tiny local model) started through ``python -m runtime``, the router on 127.0.0.1:${DEMO_PORT:-8000};
+prints the URL and a curl, then waits. Ctrl-C or SIGTERM stops every process it started (by process group, never
+by name)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from pathlib import Path
 
 import yaml
 
-from tests.e2e.conftest import (REPO, VLLM_VENV, WORK, cpu_pair_serving, free_ports, make_tiny_model,
-                                server_environment)
-from tests.e2e.testbed.router_process import RouterProcess
-from tests.e2e.testbed.runtime_server import RuntimeServer
+from testbed.cpu_pair import REPO, VLLM_VENV, WORK, cpu_pair_serving, make_tiny_model, server_environment
+from testbed.ports import free_ports
+from testbed.router_process import RouterProcess
+from testbed.runtime_server import RuntimeServer
 
 
 def main() -> int:

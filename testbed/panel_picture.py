@@ -1,6 +1,6 @@
 """Draw one dashboard row from Prometheus range queries (matplotlib), so the README shows what a panel group gives.
 
-    .venv/bin/python -m tests.e2e.testbed.panel_picture RECORDED.json OUT.png
+    .venv/bin/python -m testbed.panel_picture RECORDED.json OUT.png
 
 RECORDED.json is what the live observability test writes: {"row": ..., "start": t0, "panels": [{"title", "unit",
 "series": [{"legend", "values": [[t, v], ...]}]}]}.
