@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,12 @@ from runtime.router.openai_request import Endpoint, OpenAiRequest
 from runtime.router.prompt_tokenizer import PromptTokenizer
 
 PARAMS_NEEDED = ("remote_engine_id", "remote_request_id", "remote_host", "remote_port", "tp_size")
+
+
+def request_id(request: web.Request) -> str:
+    """The id vLLM gives a request: the client's X-Request-Id, else one of its own (never None: a decode leg needs it
+    to pull, and routers such as SMG send no X-Request-Id)."""
+    return request.headers.get("X-Request-Id") or f"cmpl-{uuid.uuid4().hex}"
 
 
 @dataclass
@@ -232,7 +239,7 @@ class FakeEngine:
         if job.mode == "prefill_only":
             answer["kv_transfer_params"] = {
                 "do_remote_prefill": True, "do_remote_decode": False, "remote_block_ids": [job.block_ids],
-                "remote_engine_id": self.name, "remote_request_id": request.headers.get("X-Request-Id"),
+                "remote_engine_id": self.name, "remote_request_id": request_id(request),
                 "remote_host": "127.0.0.1", "remote_port": 5600, "tp_size": 1, "pp_size": 1, "dcp_size": 1,
                 "remote_num_tokens": len(job.tokens), "remote_prefill_cached_tokens": job.hit_tokens,
                 "remote_blocks_expiry_time": time.time() + 30.0, "transfer_mode": "pull"}  # vLLM 0.32's keys
@@ -334,7 +341,7 @@ class FakeEngine:
         answer = self._document(body, kind, ["tok"], self._usage(body, 1, False))
         if not self.faults.omit_params:
             params = {"do_remote_prefill": True, "do_remote_decode": False, "remote_engine_id": self.name,
-                      "remote_request_id": request.headers.get("X-Request-Id"), "remote_block_ids": [[1, 2]],
+                      "remote_request_id": request_id(request), "remote_block_ids": [[1, 2]],
                       "remote_host": "127.0.0.1", "remote_port": 5600, "tp_size": 1}
             if self.faults.incomplete_params:
                 del params["remote_host"]
