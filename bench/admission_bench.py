@@ -32,7 +32,7 @@ from bench.workloads.request import BenchRequest
 from bench.workloads.vocabulary import write_tokenizer
 from runtime.router.config import Admission
 
-SCENARIO = Scenario(name="admission", prefills=2, decodes=2, repeats=1, workloads=[])
+SCENARIO = Scenario(name="admission", prefills=2, decodes=2, workloads=[])
 SYSTEMS: list[System] = [
     PdstackRouter("pdstack", "approximate"),
     PdstackRouter("pdstack-no-admission", "approximate", admission=False),

@@ -79,10 +79,11 @@ class ProcessGroup:
             time.sleep(0.05)
         raise RuntimeError(f"{self.log.name}: no {text!r} after {timeout_s} s:\n{self.tail()}")
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace_s``."""
         if self.process.poll() is not None:
             return
-        for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        for sig, grace in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
             try:
                 os.killpg(self.process.pid, sig)
             except ProcessLookupError:
