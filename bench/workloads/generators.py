@@ -140,17 +140,22 @@ def completion(at: float, prompt: str, max_tokens: int) -> BenchRequest:
     return BenchRequest(at, "completions", body)
 
 
+def shared_prefix_prompts(rng: random.Random, spec: SharedPrefix) -> list[str]:
+    """Every group's prefix followed by each of its users' questions, all interleaved at random."""
+    prefixes = [words(rng, spec.prefix_tokens) for _ in range(spec.groups)]
+    asks = [(g, words(rng, spec.question_tokens)) for g in range(spec.groups)
+            for _ in range(spec.users * spec.questions)]
+    rng.shuffle(asks)
+    return [f"{prefixes[g]} {q}" for g, q in asks]
+
+
 def generate(spec: WorkloadSpec) -> list[BenchRequest]:
     rng = random.Random(spec.seed)
     if isinstance(spec, Bursty):
-        prefixes = [words(rng, spec.prefix_tokens) for _ in range(spec.groups)]
-        asks = [(g, words(rng, spec.question_tokens)) for g in range(spec.groups)
-                for _ in range(spec.users * spec.questions)]
-        rng.shuffle(asks)
         now, out = 0.0, []
-        for g, q in asks:
+        for prompt in shared_prefix_prompts(rng, spec):
             now += gamma_gap(rng, spec.rate_rps, spec.cv)
-            out.append(completion(now, f"{prefixes[g]} {q}", spec.output_tokens))
+            out.append(completion(now, prompt, spec.output_tokens))
         return out
     if isinstance(spec, KvPressure):
         prefixes = [words(rng, spec.prefix_tokens) for _ in range(spec.groups)]
@@ -174,12 +179,9 @@ def generate(spec: WorkloadSpec) -> list[BenchRequest]:
                 at += rng.uniform(*spec.tool_s)
         return sorted(out, key=lambda r: r.at_s)
     if isinstance(spec, SharedPrefix):
-        prefixes = [words(rng, spec.prefix_tokens) for _ in range(spec.groups)]
-        asks = [(g, words(rng, spec.question_tokens)) for g in range(spec.groups)
-                for _ in range(spec.users * spec.questions)]
-        rng.shuffle(asks)
-        times = arrivals(rng, len(asks), spec.rate_rps)
-        return [completion(at, f"{prefixes[g]} {q}", spec.output_tokens) for at, (g, q) in zip(times, asks)]
+        prompts = shared_prefix_prompts(rng, spec)
+        times = arrivals(rng, len(prompts), spec.rate_rps)
+        return [completion(at, prompt, spec.output_tokens) for at, prompt in zip(times, prompts)]
     if isinstance(spec, MultiTurn):
         starts = arrivals(rng, spec.conversations, spec.rate_rps / spec.turns)
         out: list[BenchRequest] = []
