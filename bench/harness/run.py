@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import platform
@@ -73,6 +74,18 @@ def start_engines(scenario: Scenario, tokenizer: Path, work: Path) -> tuple[Proc
                                        f"tcp://127.0.0.1:{s.kv_events_port}") for s in specs],
                         tokenizer, scenario.block_size)
     return engines, topology
+
+
+def offered_rate(requests: list[BenchRequest]) -> float:
+    """Requests per second over the span of their arrivals (a multi-turn workload's own rate: its think times
+    count, not only its conversations' start rate)."""
+    return len(requests) / max(r.at_s for r in requests)
+
+
+def at_offered_rate(requests: list[BenchRequest], rate: float) -> list[BenchRequest]:
+    """The same requests, every arrival time (think and tool pauses included) scaled to offer ``rate``."""
+    stretch = offered_rate(requests) / rate
+    return [dataclasses.replace(r, at_s=r.at_s * stretch) for r in requests]
 
 
 def prompt_tokens(requests: list[BenchRequest], tokenizer: PromptTokenizer) -> int:
@@ -224,8 +237,8 @@ def main(argv: list[str] | None = None) -> Path:
             def measure(rate: float) -> float:
                 at_rate = spec.model_copy(update={"rate_rps": rate})
                 try:
-                    result = run_one(system, scenario, at_rate, generate(at_rate), prompt_counts[spec.kind],
-                                     tokenizer_dir, work)
+                    result = run_one(system, scenario, at_rate, at_offered_rate(requests, rate),
+                                     prompt_counts[spec.kind], tokenizer_dir, work)
                 except RuntimeError as error:
                     failures.append({"system": system.name, "policy": system.policy, "workload": spec.kind,
                                      "rate_rps": rate, "error": str(error)[-2000:]})
@@ -238,14 +251,14 @@ def main(argv: list[str] | None = None) -> Path:
                 measured.append(result)
                 return float(result["slo_attainment"])
 
-            found = sweep(measure, spec.rate_rps, scenario.sweep)
+            found = sweep(measure, offered_rate(requests), scenario.sweep)
             print(f"  {system.label:32s} {spec.kind:14s} goodput {found.goodput_rps:.2f} rps {found.bound} "
                   f"({time.time() - began:.0f} s)", flush=True)
             sweeps.append({"system": system.name, "policy": system.policy, "workload": spec.kind,
                            "goodput_rps": found.goodput_rps, "bound": found.bound,
                            "points": [{"rate_rps": rate, "slo_attainment": attainment}
                                       for rate, attainment in found.points], "rows": measured})
-            if measured and measured[0]["rate_rps"] == spec.rate_rps:
+            if measured and measured[0]["rate_rps"] == offered_rate(requests):
                 rows.append({**measured[0], "goodput_rps": found.goodput_rps, "goodput_bound": found.bound})
     scale = scale_rows(scenario, runnable, tokenizer_dir, tokenizer, work, failures)
     for spec, requests in workloads:

@@ -7,9 +7,11 @@ engine is scaled with the workloads as llm-d's benchmark is: the shared prefixes
 engine's cache (12 x 1536 tokens = 1152 blocks against 640) but fit in the four prefill engines together (2560);
 ``kv_pressure``'s (48 x 1536 tokens = 4608 blocks) overflow the whole cluster's.
 
-Each workload's ``rate_rps`` is where its goodput sweep starts (the same for every system, and the rate of the row's
-other columns); the requests per point are the workload's own count (one run per point, no repeats: the sweep's
-points are the repetition, and a 35-minute budget holds no more).
+Each workload's goodput sweep starts at the rate its requests offer as generated (``rate_rps`` for the Poisson ones;
+for multi_turn and agentic, whose think and tool pauses count, their requests over their span), the same for every
+system, and the row's other columns are that first point's. The requests per point are the workload's own count, one
+run per point, no repeats: a 35-minute budget holds no more (the sweep's resolution is one bisection of a 1.5x ramp
+step, ~1.22x). decode_heavy sends 120 requests: fewer fit in the decode engines' KV at once and never queue.
 """
 
 from __future__ import annotations
@@ -51,15 +53,15 @@ class Scenario(BaseModel):
     workloads: list[WorkloadSpec]
 
 
-FULL = Scenario(name="full", sweep=SweepPlan(factor=1.5, ramp=4, down=2, bisections=2),
-                scale=ScalePlan(sizes=[4, 16, 32]), workloads=[
-    SharedPrefix(rate_rps=10.0, questions=1),
-    MultiTurn(rate_rps=10.0, conversations=12),
-    LongPrompt(rate_rps=6.0, requests=48),
-    DecodeHeavy(rate_rps=8.0, requests=48),
+FULL = Scenario(name="full", sweep=SweepPlan(factor=1.5, ramp=4, down=2, bisections=1),
+                scale=ScalePlan(sizes=[4, 16, 32], questions=1), workloads=[
+    SharedPrefix(rate_rps=16.0, questions=1),
+    MultiTurn(rate_rps=20.0, conversations=12),
+    LongPrompt(rate_rps=9.0, requests=48),
+    DecodeHeavy(rate_rps=24.0, requests=120),
     Bursty(rate_rps=8.0, questions=1),
-    KvPressure(rate_rps=8.0, requests=72),
-    Agentic(rate_rps=8.0),
+    KvPressure(rate_rps=10.0, requests=72),
+    Agentic(rate_rps=10.0),
 ])
 
 # A CI smoke of every code path in ~2 minutes: one sweep point per (workload, system), five systems, four workloads.
