@@ -9,6 +9,11 @@ from runtime.router.engine import Engine
 from runtime.router.scheduling.context import SchedulingContext
 
 
+KV_FULL_AS = 0.9
+"""A full KV cache weighs as much in the load as this many queued requests: less than one, so the router's own exact
+count of requests in flight decides first."""
+
+
 class Scorer(Protocol):
     name: str
 
@@ -16,7 +21,8 @@ class Scorer(Protocol):
 
 
 class PrefixScorer:
-    """The share of the prompt's full blocks the engine already holds, as one unbroken leading run."""
+    """The share of the prompt's full blocks the engine holds (or is being sent by requests in flight), as one
+    unbroken leading run."""
 
     name = "prefix"
 
@@ -24,16 +30,23 @@ class PrefixScorer:
         total = len(context.blocks.keys)
         if total == 0:
             return {engine: 0.0 for engine in engines}
-        return {engine: context.held_blocks(engine) / total for engine in engines}
+        return {engine: context.expected_blocks(engine) / total for engine in engines}
 
 
 class LoadScorer:
-    """Lower load scores higher: requests queued (router in flight + engine waiting) and KV cache fullness."""
+    """Lower load scores higher: 1 / (1 + queue), the queue being the router's requests in flight on the engine (exact
+    and current), the engine's waiting requests, and its KV cache fullness counted as at most one more request.
+
+    Waiting and KV usage come from the engine's metrics, scraped every few seconds: between two scrapes they describe
+    requests that may long be gone. KV fullness was once half the score on its own (0.5 (1 - kv) next to
+    0.5 / (1 + queue)): a stale reading of one finished long prompt then outweighed a request really in flight, so
+    with no prefix overlap to go by, requests herded onto busy engines and lost to round robin (long_prompt's TTFT,
+    bench/README.md). Bounded below one request, KV fullness only orders engines of equal queues."""
 
     name = "load"
 
     def score(self, context: SchedulingContext, engines: list[Engine]) -> dict[Engine, float]:
-        return {engine: 0.5 / (1.0 + engine.in_flight + engine.waiting) + 0.5 * (1.0 - min(engine.kv_usage, 1.0))
+        return {engine: 1.0 / (1.0 + engine.in_flight + engine.waiting + min(engine.kv_usage, 1.0) * KV_FULL_AS)
                 for engine in engines}
 
 
