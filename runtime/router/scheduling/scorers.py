@@ -9,11 +9,6 @@ from runtime.router.engine import Engine
 from runtime.router.scheduling.context import SchedulingContext
 
 
-KV_FULL_AS = 0.9
-"""A full KV cache weighs as much in the load as this many queued requests: less than one, so the router's own exact
-count of requests in flight decides first."""
-
-
 class Scorer(Protocol):
     name: str
 
@@ -35,19 +30,17 @@ class PrefixScorer:
 
 class LoadScorer:
     """Lower load scores higher: 1 / (1 + queue), the queue being the router's requests in flight on the engine (exact
-    and current), the engine's waiting requests, and its KV cache fullness counted as at most one more request.
+    and current) and the engine's waiting requests.
 
-    Waiting and KV usage come from the engine's metrics, scraped every few seconds: between two scrapes they describe
-    requests that may long be gone. KV fullness was once half the score on its own (0.5 (1 - kv) next to
-    0.5 / (1 + queue)): a stale reading of one finished long prompt then outweighed a request really in flight, so
-    with no prefix overlap to go by, requests herded onto busy engines and lost to round robin (long_prompt's TTFT,
-    bench/README.md). Bounded below one request, KV fullness only orders engines of equal queues."""
+    KV cache fullness is no part of it (the saturation filter drops an engine whose cache is full). It was once half
+    the score (0.5 (1 - kv) next to 0.5 / (1 + queue)), read from metrics scraped every few seconds: a stale reading
+    of one finished long prompt then outweighed a request really in flight, and its continuous value broke every tie
+    between equal queues, so the picker's round-robin order among them never applied."""
 
     name = "load"
 
     def score(self, context: SchedulingContext, engines: list[Engine]) -> dict[Engine, float]:
-        return {engine: 1.0 / (1.0 + engine.in_flight + engine.waiting + min(engine.kv_usage, 1.0) * KV_FULL_AS)
-                for engine in engines}
+        return {engine: 1.0 / (1.0 + engine.in_flight + engine.waiting) for engine in engines}
 
 
 class SessionAffinityScorer:

@@ -174,3 +174,20 @@ def test_a_prefix_in_flight_draws_the_requests_that_share_it_until_served() -> N
     scheduler.on_served(second, Served(decode=second.decode.engine, prefill=second.prefill.engine, status=200))
     third = scheduler.plan(SchedulingContext("c", context(4).blocks), pool)
     assert third.decode.engine is not first.decode.engine and third.decode.scores["prefix"] == 0.0
+
+
+def test_with_no_prefix_overlap_and_equal_queues_the_engines_take_turns() -> None:
+    """Nothing tells the engines apart (no prefix held, the same queue, KV readings that differ): the picks go round
+    robin, never twice to one engine while another waits its turn. A random pick would repeat engines."""
+    scheduler = Scheduler.from_config(RouterConfig(pd_threshold_tokens=0))
+    prefills = [Engine(f"http://p{i}", "prefill", kv_usage=0.1 * i) for i in range(3)]
+    decodes = [Engine(f"http://d{i}", "decode", kv_usage=0.3 - 0.1 * i) for i in range(2)]
+    plans = []
+    for _ in range(12):  # each served before the next arrives (no pending credit)
+        plan = scheduler.plan(context(4, {}), [*prefills, *decodes])
+        scheduler.on_served(plan, Served(decode=plan.decode.engine, prefill=plan.prefill.engine, status=200))
+        plans.append(plan)
+    prefill_urls = [plan.prefill.engine.url for plan in plans if plan.prefill]
+    decode_urls = [plan.decode.engine.url for plan in plans]
+    assert all(len(set(prefill_urls[i:i + 3])) == 3 for i in range(0, 12, 3))
+    assert all(decode_urls[i] != decode_urls[i + 1] for i in range(11))
