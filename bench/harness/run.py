@@ -200,8 +200,11 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--no-scale", action="store_true", help="skip the scale runs")
     parser.add_argument("--sweep", default="", help="override the sweep plan: factor,ramp,down,bisections")
     parser.add_argument("--start-scale", type=float, default=1.0, help="multiply every workload's start rate")
+    parser.add_argument("--name", default="", help="name the results <date>-NAME.* (default: the scenario's)")
     args = parser.parse_args(argv)
     scenario = SCENARIOS[args.scenario]
+    if args.name:
+        scenario = scenario.model_copy(update={"name": args.name})
     if args.sweep:
         factor, ramp, down, bisections = args.sweep.split(",")
         scenario = scenario.model_copy(update={"sweep": SweepPlan(factor=float(factor), ramp=int(ramp),
@@ -267,7 +270,8 @@ def main(argv: list[str] | None = None) -> Path:
                      "engine_prefix_hit_rate": oracle_hit_rate(requests, tokenizer, scenario.block_size)})
     document = {
         "name": scenario.name, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "command": "make bench" if scenario.name == "full" else "make bench-quick",
+        "command": {"full": "make bench", "quick": "make bench-quick"}.get(
+            scenario.name, "python -m bench.harness.run " + " ".join(sys.argv[1:] if argv is None else argv)),
         "duration_s": round(time.time() - began, 1), "machine": machine(), "versions": versions(),
         "scenario": json.loads(scenario.model_dump_json()), "slos": {kind: vars(slo) for kind, slo in SLOS.items()},
         "skipped": skipped, "failures": failures, "rows": rows, "sweeps": sweeps, "scale": scale,
