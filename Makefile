@@ -73,8 +73,9 @@ $(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.tests-installed
 	$(BIN)/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	touch $@
 
-# Routing benchmark on simulated engines: pdstack vs round robin vs vllm-router, ~10 min (bench-quick: ~2 min).
-# Writes bench/results/<date>-full|quick.{json,md,png}. Both cores: hold the machine's vLLM lock while it runs.
+# Routing benchmark on simulated engines: goodput sweeps of pdstack vs round robin vs vllm-router vs SMG on seven
+# workloads, then the scale runs (to 32+32 engines), ~35 min (bench-quick: a ~2 min smoke). Writes
+# bench/results/<date>-full|quick.{json,md,png} and -goodput.png, -scale.png. Both cores: hold the machine's vLLM lock.
 bench: setup $(VENV)/.bench-installed $(VLLM_VENV)/.installed
 	flock /tmp/pdstack-vllm.lock $(BIN)/python -m bench.harness.run --scenario full
 	flock /tmp/pdstack-vllm.lock $(BIN)/python -m bench.real_pair_overhead

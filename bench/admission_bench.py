@@ -3,7 +3,8 @@ vllm-router and SMG, on the same simulated engines and the same trace.
 
     flock /tmp/pdstack-vllm.lock .venv/bin/python -m bench.admission_bench [--requests 600] [--rate 20]
 
-The trace: Gamma inter-arrival times with coefficient of variation 3.5 (bursts far above the mean rate); 70% of the
+The trace: Gamma inter-arrival times with coefficient of variation 3.5 (the bursty workload's arrival process,
+bench.workloads.generators.gamma_gap) (bursts far above the mean rate); 70% of the
 requests interactive (64-192-token prompts, 32-token answers), 30% batch (1,000-2,000-token prompts, 128-token
 answers) marked ``x-pdstack-priority: batch`` (the other routers ignore the header). Engines: 2 prefill + 2 decode
 simulated H100s (bench/fake_engine). Each system starts on fresh engines. Rejected requests (429) are counted, not
@@ -24,7 +25,7 @@ from bench.harness.load_generator import RequestResult, run_workload
 from bench.harness.run import ENGINE_CPU, REPO, ROUTER_CPU, environment, machine, start_engines, versions
 from bench.harness.scenario import Scenario
 from bench.systems.system import PdstackRouter, Smg, System, VllmRouter
-from bench.workloads.generators import completion, words
+from bench.workloads.generators import completion, gamma_gap, words
 from bench.workloads.request import BenchRequest
 from bench.workloads.vocabulary import write_tokenizer
 from runtime.router.config import Admission
@@ -32,7 +33,7 @@ from testbed.percentile import percentile
 from testbed.ports import free_ports
 from testbed.process import ProcessGroup
 
-SCENARIO = Scenario(name="admission", prefills=2, decodes=2, repeats=1, workloads=[])
+SCENARIO = Scenario(name="admission", prefills=2, decodes=2, workloads=[])
 SYSTEMS: list[System] = [
     PdstackRouter("pdstack", "approximate"),
     PdstackRouter("pdstack-no-admission", "approximate", admission=False),
@@ -44,10 +45,9 @@ HEADER = Admission().priority_header
 
 def bursty_trace(count: int, rate_rps: float, seed: int = 12, cv: float = 3.5) -> list[tuple[str, BenchRequest]]:
     rng = random.Random(seed)
-    shape = 1 / cv**2
     now, out = 0.0, []
     for _ in range(count):
-        now += rng.gammavariate(shape, 1 / (shape * rate_rps))
+        now += gamma_gap(rng, rate_rps, cv)
         if rng.random() < 0.7:
             out.append(("interactive", completion(now, words(rng, rng.randint(64, 192)), 32)))
         else:

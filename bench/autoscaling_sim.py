@@ -4,9 +4,10 @@ renders) against static provisioning at the peak and at the mean. Reports SLO at
     .venv/bin/python -m bench.autoscaling_sim [--hours 24] [--seed 1] [--out bench/results/<date>-autoscaling-sim]
 
 The model (a fluid simulation in 0.25 s steps; every constant below, with what it stands for):
-- Arrivals: Gamma inter-arrival times with coefficient of variation 3 (shape 1/9), their mean rate switching between
-  a busy and a quiet level every 20-60 minutes (agentic traffic: bursts within bursts). Prompts lognormal around
-  4,000 tokens (uncached), answers around 400 tokens.
+- Arrivals: Gamma inter-arrival times of coefficient of variation 3 (the bursty workload's arrival process,
+  bench.workloads.generators.gamma_gap), their mean rate switching between a busy and a quiet level every 20-60
+  minutes (agentic traffic: bursts within bursts). Prompts lognormal around 4,000 tokens (uncached), answers around
+  400 tokens.
 - Prefill: replicas share one FIFO backlog, each computing PREFILL_TPS uncached tokens per second; with no prefill
   replica the decode replicas prefill the prompts themselves at half that rate each (the router's decode-only path).
 - Decode: each replica holds KV_TOKENS tokens of KV; a prefilled request waits until its prompt + answer fit, then
@@ -32,6 +33,7 @@ from pathlib import Path
 
 from infra.autoscaling_objects import desired_replicas, scaling_triggers
 from infra.config import Deployment, load_deployment
+from bench.workloads.generators import gamma_gap
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,7 +62,6 @@ class Request:
 
 def trace(hours: float, seed: int, mean_rps: float = 8.0, cv: float = 3.0) -> list[Request]:
     rng = random.Random(seed)
-    shape = 1 / cv**2
     t, end, requests = 0.0, hours * 3600, []
     level_end, level = rng.uniform(1200, 3600), 0.2  # the day starts quiet, on the replicas a quiet hour needs
     while t < end:
@@ -68,7 +69,7 @@ def trace(hours: float, seed: int, mean_rps: float = 8.0, cv: float = 3.0) -> li
             level = rng.choice((1.8, 0.2))  # busy or quiet, mean 1.0
             level_end = t + rng.uniform(1200, 3600)
         rate = mean_rps * level
-        t += rng.gammavariate(shape, 1 / (shape * rate))
+        t += gamma_gap(rng, rate, cv)
         prompt = int(min(60_000, rng.lognormvariate(math.log(4000), 0.6)))
         output = int(min(4000, rng.lognormvariate(math.log(400), 0.5)))
         requests.append(Request(t, prompt, output, left=prompt))

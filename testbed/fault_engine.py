@@ -121,7 +121,7 @@ class FaultEngine(LoopbackEngine):
     def _prefill_answer(self, body: dict[str, Any], kind: shapes.Kind, request: web.Request) -> web.Response:
         params = None
         if not self.faults.omit_params:
-            params = shapes.prefill_kv_transfer_params(self.name, request.headers.get("X-Request-Id"), [1, 2],
+            params = shapes.prefill_kv_transfer_params(self.name, shapes.request_id(request.headers), [1, 2],
                                                        self._prompt_tokens(body), 0)
             if self.faults.incomplete_params:
                 del params["remote_host"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any, Literal
 
 Kind = Literal["text_completion", "chat.completion"]
@@ -55,7 +56,13 @@ def document(kind: Kind, answer_id: str, model: str, text: str, usage_: dict[str
     return answer
 
 
-def prefill_kv_transfer_params(engine_id: str, request_id: str | None, block_ids: list[int], prompt_tokens: int,
+def request_id(headers: Any) -> str:
+    """The id vLLM gives a request: the client's X-Request-Id, else one of its own. Never None: a decode leg needs it
+    to pull, and routers such as SMG send no X-Request-Id."""
+    return headers.get("X-Request-Id") or f"cmpl-{uuid.uuid4().hex}"
+
+
+def prefill_kv_transfer_params(engine_id: str, request_id: str, block_ids: list[int], prompt_tokens: int,
                                cached_tokens: int) -> dict[str, Any]:
     """The prefill leg's ``kv_transfer_params`` with vLLM 0.32's keys (NixlConnector, pull mode)."""
     return {"do_remote_prefill": True, "do_remote_decode": False, "remote_block_ids": [block_ids],

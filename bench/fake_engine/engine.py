@@ -84,7 +84,7 @@ class SimulatedEngine(LoopbackEngine):
     def _document(self, request: web.Request, kind: shapes.Kind, job: SimulatedRequest) -> web.Response:
         params = None
         if job.mode == "prefill_only":
-            params = shapes.prefill_kv_transfer_params(self.name, request.headers.get("X-Request-Id"), job.block_ids,
+            params = shapes.prefill_kv_transfer_params(self.name, shapes.request_id(request.headers), job.block_ids,
                                                        len(job.tokens), job.hit_tokens)
         text = " ".join(f"tok{i}" for i in range(job.generated))
         return web.json_response(shapes.document(kind, f"cmpl-{self.name}", self.model, text, self._usage(job),

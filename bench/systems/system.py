@@ -38,6 +38,8 @@ class System:
         """What the router needs once it answers, before traffic (most need nothing)."""
 
     ready_path: str = "/health"
+    stop_grace_s: float = 10.0
+    """How long it may take to exit after SIGTERM before it is killed."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class Smg(System):
     into passthrough and decode recomputes (reference/llm-d-and-peers.md)."""
 
     ready_path: str = "/health"
+    stop_grace_s: float = 0.5  # it waits ~5 s on SIGTERM even when idle: a sweep restarts it hundreds of times
 
     def executable(self) -> str | None:
         here = Path(sys.executable).parent / "smg"

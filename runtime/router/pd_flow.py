@@ -314,14 +314,17 @@ def _opening_only(head: bytes) -> bool:
 
 
 def _role_only(event: bytes) -> bool:
-    """A chat chunk whose choices carry no token and no finish: vLLM's opening ``{"role": "assistant"}`` delta."""
+    """A chat chunk whose choices carry no token and no finish: vLLM's opening ``{"role": "assistant"}`` delta. A
+    completions chunk (its token in ``text``, no ``delta``) never is: it carries a token."""
     if not event.startswith(b"data: {"):
         return False
     try:
         choices = json.loads(event[6:]).get("choices")
     except (ValueError, AttributeError):
         return False
-    return bool(choices) and all(isinstance(c, dict) and not (c.get("delta") or {}).get("content")
+    return bool(choices) and all(isinstance(c, dict) and isinstance(c.get("delta"), dict)
+                                 and not any(c["delta"].get(key) for key in ("content", "tool_calls",
+                                                                             "reasoning_content"))
                                  and c.get("finish_reason") is None for c in choices)
 
 

@@ -19,7 +19,8 @@ def test_bench_quick_writes_rows_table_and_plot(tmp_path: Path) -> None:
     assert document["machine"]["cpus"] >= 1 and document["versions"]["python"]
     rows = document["rows"]
     assert rows and all(tuple(row) == ROW_FIELDS for row in rows)
-    workloads = {"shared_prefix", "multi_turn", "long_prompt", "decode_heavy"}
+    workloads = {spec["kind"] for spec in document["scenario"]["workloads"]}
+    assert {"shared_prefix", "bursty", "agentic"} <= workloads
     measured = {(row["system"], row["policy"]) for row in rows if row["system"] != "oracle"}
     assert {("pdstack", "precise"), ("pdstack", "approximate"), ("baseline", "round_robin")} <= measured
     skipped = {(entry["system"], entry["policy"]) for entry in document["skipped"]}
@@ -33,7 +34,14 @@ def test_bench_quick_writes_rows_table_and_plot(tmp_path: Path) -> None:
         if row["system"] != "oracle":
             assert isinstance(row["throughput_rps"], float) and isinstance(row["engine_prefix_hit_rate"], float)
             assert isinstance(row["router_cpu_ms_per_req"], float)
+            assert isinstance(row["goodput_rps"], float) and 0.0 <= row["slo_attainment"] <= 1.0
+            assert row["goodput_bound"] in ("", "at_least", "below")
+    sweeps = {(s["system"], s["policy"], s["workload"]) for s in document["sweeps"]}
+    assert {(r["system"], r["policy"], r["workload"]) for r in rows if r["system"] != "oracle"} <= sweeps
+    assert all(s["points"] and s["points"][0]["rate_rps"] > 0 for s in document["sweeps"])
+    assert {r["engines_per_role"] for r in document["scale"]} == set(document["scenario"]["scale"]["sizes"])
     assert ("pdstack", "precise") not in failed and ("baseline", "round_robin") not in failed
     table = written.with_suffix(".md").read_text()
-    assert "| workload | system | policy |" in table
-    assert written.with_suffix(".png").stat().st_size > 0
+    assert "## Goodput" in table and "| workload | system | policy |" in table and "## Scale" in table
+    for suffix in (".png", "-goodput.png", "-scale.png"):
+        assert written.with_name(written.stem + suffix).stat().st_size > 0

@@ -20,6 +20,8 @@ class SchedulingContext:
     """Engine URL -> leading prompt blocks it holds (from the prefix index)."""
     excluded: set[str] = field(default_factory=set)
     """Engines already tried for this request (retries go elsewhere)."""
+    pending_matches: dict[str, int] = field(default_factory=dict)
+    """Engine URL -> leading prompt blocks that requests in flight are sending it (see pending_prefixes)."""
 
     def held_blocks(self, engine: Engine) -> int:
         """Leading prompt blocks the engine holds. None for an engine whose KV block size (read from its metrics)
@@ -27,6 +29,12 @@ class SchedulingContext:
         if engine.block_size is not None and engine.block_size != self.blocks.block_size:
             return 0
         return self.prefix_matches.get(engine.url, 0)
+
+    def expected_blocks(self, engine: Engine) -> int:
+        """Leading prompt blocks the engine holds or is being sent by requests in flight (what locality scores)."""
+        if engine.block_size is not None and engine.block_size != self.blocks.block_size:
+            return 0
+        return max(self.prefix_matches.get(engine.url, 0), self.pending_matches.get(engine.url, 0))
 
     def matched_tokens(self, engine: Engine) -> int:
         return self.blocks.tokens_in(self.held_blocks(engine))

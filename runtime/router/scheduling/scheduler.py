@@ -2,6 +2,7 @@
 
     engines -> filters (role, available, not saturated) -> weighted scorers (prefix, load, session) -> picker
     decode pick -> P/D decider (how much of the prompt that decode would compute) -> prefill pick or none
+    the plan's blocks count as pending on its engines until it is served (pending_prefixes)
 
 Stateful plugins (approximate prefix learning) learn through :meth:`Scheduler.on_served`, after the request, from
 what really served it. Session affinity needs no state: it is a rendezvous hash, the same on every router replica.
@@ -18,6 +19,7 @@ from runtime.router.prefix_index import PrefixIndex
 from runtime.router.scheduling.context import Pick, RoutingPlan, SchedulingContext, Served
 from runtime.router.scheduling.filters import Filter, HealthyFilter, NotSaturatedFilter, RoleFilter
 from runtime.router.scheduling.pd_decider import PdDecider
+from runtime.router.scheduling.pending_prefixes import PendingPrefixes
 from runtime.router.scheduling.picker import MaxScorePicker
 from runtime.router.scheduling.prefix_learning import ApproximatePrefixLearning
 from runtime.router.scheduling.scorers import LoadScorer, PrefixScorer, Scorer, SessionAffinityScorer
@@ -37,7 +39,9 @@ class ServedHook(Protocol):
 
 class Scheduler:
     def __init__(self, filters: dict[Role, list[Filter]], scorers: list[tuple[Scorer, float]],
-                 picker: MaxScorePicker, decider: PdDecider, hooks: list[ServedHook] | None = None) -> None:
+                 picker: MaxScorePicker, decider: PdDecider, hooks: list[ServedHook] | None = None,
+                 pending: PendingPrefixes | None = None) -> None:
+        self.pending = pending or PendingPrefixes()
         self.filters = filters
         self.scorers = scorers
         self.picker = picker
@@ -82,13 +86,17 @@ class Scheduler:
 
     def plan(self, context: SchedulingContext, engines: Iterable[Engine]) -> RoutingPlan:
         engines = list(engines)
+        context.pending_matches = self.pending.match(context.blocks.keys)
         decode = self.pick(DECODE, context, engines)
         prefills = self.candidates(PREFILL, context, engines)
         decision = self.decider.decide(context.blocks.prompt_tokens, context.matched_tokens(decode.engine),
                                        bool(prefills), context.single_leg)
         prefill = self.pick(PREFILL, context, engines, prefills) if decision.decision == "pd" else None
+        self.pending.add(context.request_id, [decode.engine.url] + ([prefill.engine.url] if prefill else []),
+                         context.blocks.keys)
         return RoutingPlan(context=context, decode=decode, prefill=prefill, decision=decision)
 
     def on_served(self, plan: RoutingPlan, served: Served) -> None:
+        self.pending.remove(plan.context.request_id)
         for hook in self.hooks:
             hook.on_served(plan, served)

@@ -16,7 +16,8 @@ class Scorer(Protocol):
 
 
 class PrefixScorer:
-    """The share of the prompt's full blocks the engine already holds, as one unbroken leading run."""
+    """The share of the prompt's full blocks the engine holds (or is being sent by requests in flight), as one
+    unbroken leading run."""
 
     name = "prefix"
 
@@ -24,17 +25,22 @@ class PrefixScorer:
         total = len(context.blocks.keys)
         if total == 0:
             return {engine: 0.0 for engine in engines}
-        return {engine: context.held_blocks(engine) / total for engine in engines}
+        return {engine: context.expected_blocks(engine) / total for engine in engines}
 
 
 class LoadScorer:
-    """Lower load scores higher: requests queued (router in flight + engine waiting) and KV cache fullness."""
+    """Lower load scores higher: 1 / (1 + queue), the queue being the router's requests in flight on the engine (exact
+    and current) and the engine's waiting requests.
+
+    KV cache fullness is no part of it (the saturation filter drops an engine whose cache is full). It was once half
+    the score (0.5 (1 - kv) next to 0.5 / (1 + queue)), read from metrics scraped every few seconds: a stale reading
+    of one finished long prompt then outweighed a request really in flight, and its continuous value broke every tie
+    between equal queues, so the picker's round-robin order among them never applied."""
 
     name = "load"
 
     def score(self, context: SchedulingContext, engines: list[Engine]) -> dict[Engine, float]:
-        return {engine: 0.5 / (1.0 + engine.in_flight + engine.waiting) + 0.5 * (1.0 - min(engine.kv_usage, 1.0))
-                for engine in engines}
+        return {engine: 1.0 / (1.0 + engine.in_flight + engine.waiting) for engine in engines}
 
 
 class SessionAffinityScorer:

@@ -77,3 +77,18 @@ def test_incomplete_params_are_reported_as_recompute(make_cluster) -> None:  # t
     assert cluster.post("/v1/completions", {"model": "tiny", "prompt": LONG, "max_tokens": 2})[0] == 200
     assert cluster.decodes[0].recomputed == 1
     assert cluster.metric("pdstack_router_decode_recomputes_total", reason="invalid_params") == 1
+
+
+def test_a_completion_stream_after_a_prefill_commits_at_its_first_token(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    """A completions chunk carries its token as ``text`` (no chat ``delta``): after the prefill leg it is the first
+    token, and the router must relay it then, not read on to the end of the answer as if it were chat's role-only
+    opening chunk. Decode goes silent after its first chunk: the client still gets that token from the ONE decode leg
+    (the stream then breaks at the idle timeout), where reading on would time out before committing and restart."""
+    cluster: Cluster = make_cluster(pd_threshold_tokens=0,
+                                    timeouts={"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 0.3})
+    cluster.decodes[0].faults.hang_after_chunks = 1
+    status, _, payload = cluster.post("/v1/completions", {"model": "tiny", "prompt": LONG, "max_tokens": 6,
+                                                          "stream": True})
+    events = [line for line in payload.decode().split("\n\n") if line]
+    assert status == 200 and json.loads(events[0][6:])["choices"][0]["text"]
+    assert len(cluster.decodes[0].received) == 1 and len(cluster.prefills[0].received) == 1

@@ -8,7 +8,7 @@ from runtime.router.config import RouterConfig, Saturation
 from runtime.router.engine import Engine
 from runtime.router.prompt_blocks import PromptBlocks
 from runtime.router.engine_breaker import CircuitBreaker
-from runtime.router.scheduling.context import SchedulingContext
+from runtime.router.scheduling.context import SchedulingContext, Served
 from runtime.router.scheduling.filters import HealthyFilter, NotSaturatedFilter, RoleFilter
 from runtime.router.scheduling.pd_decider import PdDecider
 from runtime.router.scheduling.picker import MaxScorePicker
@@ -143,3 +143,51 @@ def test_an_engine_with_another_block_size_gets_no_prefix_credit() -> None:
     assert ctx.matched_tokens(pool[1]) == 0 and ctx.matched_tokens(pool[2]) == 64
     pool[1].block_size = None  # not read yet from the engine's metrics: trusted
     assert ctx.matched_tokens(pool[1]) == 128
+
+
+def test_with_no_prefix_overlap_an_idle_engine_beats_a_busy_one_whatever_stale_kv_usage_says() -> None:
+    """The KV usage the router knows was scraped seconds ago: an engine that held a long prompt then and is idle now
+    must still win over an engine with a request really in flight (picking the busy one loses to round robin)."""
+    scheduler = Scheduler.from_config(RouterConfig(pd_threshold_tokens=0))
+    idle_but_stale = Engine("http://d0", "decode", kv_usage=0.6)
+    busy = Engine("http://d1", "decode", in_flight=1)
+    prefills = [Engine("http://p0", "prefill", kv_usage=0.9), Engine("http://p1", "prefill", in_flight=1)]
+    plan = scheduler.plan(context(4, {}), [idle_but_stale, busy, *prefills])
+    assert plan.decode.engine is idle_but_stale
+    assert plan.prefill is not None and plan.prefill.engine.url == "http://p0"
+
+
+def test_a_prefix_in_flight_draws_the_requests_that_share_it_until_served() -> None:
+    """Before any engine has computed a prefix (nothing in the index yet), a second request with it goes where the
+    first was sent, even though that engine is now busier; once the first is served, the credit is gone."""
+    scheduler = Scheduler.from_config(RouterConfig(pd_threshold_tokens=0))
+    pool = [Engine("http://p0", "prefill"), Engine("http://p1", "prefill"), Engine("http://d0", "decode"),
+            Engine("http://d1", "decode")]
+    first = scheduler.plan(SchedulingContext("a", context(4).blocks), pool)
+    assert first.prefill is not None
+    first.prefill.engine.in_flight = first.decode.engine.in_flight = 1  # what the upstream does while it runs
+    second = scheduler.plan(SchedulingContext("b", context(4).blocks), pool)
+    assert second.prefill is not None and second.prefill.engine is first.prefill.engine
+    assert second.decode.engine is first.decode.engine and second.decode.scores["prefix"] == 1.0
+    assert second.context.matched_tokens(second.decode.engine) == 0  # the decider still sees nothing cached
+    scheduler.on_served(first, Served(decode=first.decode.engine, prefill=first.prefill.engine, status=200))
+    scheduler.on_served(second, Served(decode=second.decode.engine, prefill=second.prefill.engine, status=200))
+    third = scheduler.plan(SchedulingContext("c", context(4).blocks), pool)
+    assert third.decode.engine is not first.decode.engine and third.decode.scores["prefix"] == 0.0
+
+
+def test_with_no_prefix_overlap_and_equal_queues_the_engines_take_turns() -> None:
+    """Nothing tells the engines apart (no prefix held, the same queue, KV readings that differ): the picks go round
+    robin, never twice to one engine while another waits its turn. A random pick would repeat engines."""
+    scheduler = Scheduler.from_config(RouterConfig(pd_threshold_tokens=0))
+    prefills = [Engine(f"http://p{i}", "prefill", kv_usage=0.1 * i) for i in range(3)]
+    decodes = [Engine(f"http://d{i}", "decode", kv_usage=0.3 - 0.1 * i) for i in range(2)]
+    plans = []
+    for _ in range(12):  # each served before the next arrives (no pending credit)
+        plan = scheduler.plan(context(4, {}), [*prefills, *decodes])
+        scheduler.on_served(plan, Served(decode=plan.decode.engine, prefill=plan.prefill.engine, status=200))
+        plans.append(plan)
+    prefill_urls = [plan.prefill.engine.url for plan in plans if plan.prefill]
+    decode_urls = [plan.decode.engine.url for plan in plans]
+    assert all(len(set(prefill_urls[i:i + 3])) == 3 for i in range(0, 12, 3))
+    assert all(decode_urls[i] != decode_urls[i + 1] for i in range(11))
