@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--workloads", default="", help="comma-separated workload kinds to keep (default: all)")
     parser.add_argument("--no-scale", action="store_true", help="skip the scale runs")
     parser.add_argument("--sweep", default="", help="override the sweep plan: factor,ramp,down,bisections")
-    parser.add_argument("--start-scale", type=float, default=1.0, help="multiply every workload's start rate")
+    parser.add_argument("--start-scale", type=float, default=1.0,
+                        help="multiply every workload's start rate (the offered rate its requests are scaled to)")
     parser.add_argument("--name", default="", help="name the results <date>-NAME.* (default: the scenario's)")
     args = parser.parse_args(argv)
     scenario = SCENARIOS[args.scenario]
@@ -210,9 +211,6 @@ def main(argv: list[str] | None = None) -> Path:
         factor, ramp, down, bisections = args.sweep.split(",")
         scenario = scenario.model_copy(update={"sweep": SweepPlan(factor=float(factor), ramp=int(ramp),
                                                                   down=int(down), bisections=int(bisections))})
-    if args.start_scale != 1.0:
-        scenario = scenario.model_copy(update={"workloads": [
-            w.model_copy(update={"rate_rps": w.rate_rps * args.start_scale}) for w in scenario.workloads]})
     if args.workloads:
         scenario = scenario.model_copy(update={"workloads": [w for w in scenario.workloads
                                                              if w.kind in args.workloads.split(",")]})
@@ -255,14 +253,15 @@ def main(argv: list[str] | None = None) -> Path:
                 measured.append(result)
                 return float(result["slo_attainment"])
 
-            found = sweep(measure, offered_rate(requests), scenario.sweep)
+            start = offered_rate(requests) * args.start_scale
+            found = sweep(measure, start, scenario.sweep)
             print(f"  {system.label:32s} {spec.kind:14s} goodput {found.goodput_rps:.2f} rps {found.bound} "
                   f"({time.time() - began:.0f} s)", flush=True)
             sweeps.append({"system": system.name, "policy": system.policy, "workload": spec.kind,
                            "goodput_rps": found.goodput_rps, "bound": found.bound,
                            "points": [{"rate_rps": rate, "slo_attainment": attainment}
                                       for rate, attainment in found.points], "rows": measured})
-            if measured and measured[0]["rate_rps"] == offered_rate(requests):
+            if measured and measured[0]["rate_rps"] == start:
                 rows.append({**measured[0], "goodput_rps": found.goodput_rps, "goodput_bound": found.bound})
     scale = scale_rows(scenario, runnable, tokenizer_dir, tokenizer, work, failures)
     for spec, requests in workloads:
