@@ -10,9 +10,9 @@ import aiohttp
 import zmq
 
 from bench.fake_engine.cluster import ClusterSpec, EngineSpec, build_engine
-from bench.harness.process_group import free_ports
+from bench.fake_engine.tokenizer import EngineTokenizer
 from bench.workloads.vocabulary import write_tokenizer
-from runtime.router.prompt_tokenizer import PromptTokenizer
+from testbed.ports import free_ports
 
 
 async def _legs(tokenizer_dir: Path) -> tuple[dict[str, object], int, int]:
@@ -21,7 +21,7 @@ async def _legs(tokenizer_dir: Path) -> tuple[dict[str, object], int, int]:
         EngineSpec(name="prefill-0", role="prefill", http_port=ports[0], kv_events_port=ports[1]),
         EngineSpec(name="decode-0", role="decode", http_port=ports[2], kv_events_port=ports[3])])
     context: zmq.Context[object] = zmq.Context()
-    prefill, decode = (build_engine(spec, cluster, PromptTokenizer(tokenizer_dir), context)
+    prefill, decode = (build_engine(spec, cluster, EngineTokenizer(tokenizer_dir), context)
                        for spec in cluster.engines)
     await prefill.start()
     await decode.start()
