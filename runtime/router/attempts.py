@@ -28,6 +28,7 @@ class Attempts:
     async def __call__(self, role: Role, plan: RoutingPlan) -> AsyncIterator[Engine]:
         context = plan.context
         first = plan.decode if role == DECODE else plan.prefill
+        previous: Engine | None = None
         for attempt in range(self.retries.attempts):
             if attempt == 0 and first is not None:
                 engine = first.engine
@@ -39,5 +40,8 @@ class Attempts:
                 if attempt > 0:
                     self.metrics.retries.labels(role).inc()
                     await asyncio.sleep(self.retries.backoff_s * 2 ** (attempt - 1))
+            if previous is not None:
+                self.scheduler.retried(context, previous, engine)
+            previous = engine
             context.excluded.add(engine.url)
             yield engine

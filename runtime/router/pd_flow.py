@@ -110,6 +110,7 @@ class PdFlow:
             return response
         finally:
             self.backlog.leave(trace)
+            self.scheduler.release(plan)
 
     async def _context(self, request: web.Request, api: OpenAiRequest, request_id: str) -> SchedulingContext:
         if len(api.raw) >= OFFLOAD_BYTES:

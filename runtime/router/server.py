@@ -57,9 +57,9 @@ class RouterServer:
         self.zmq = zmq.asyncio.Context() if self.precise else None
         self.catalog = ModelCatalog(serving.model.served_name)
         self.registry = EngineRegistry(self.config, self.metrics, self._subscription if self.precise else None)
-        self.registry.listeners += [self.index, self.catalog]
         self.upstream = Upstream(self.config.timeouts)
         scheduler = Scheduler.from_config(self.config, self.index, learn=not self.precise)
+        self.registry.listeners += [self.index, self.catalog, scheduler]
         self.flow = PdFlow(self.config, self.registry, scheduler, self.index, PromptReader(self.block_size, tokenizer),
                            self.upstream, self.metrics)
         self.admission = AdmissionQueue(self.config.admission, self.config.saturation, self.registry, self.metrics)

@@ -1,5 +1,6 @@
 """Prompts routed but not yet known to the prefix index: a request's blocks count toward the engines it was sent to
-from the moment it is planned, until it is served (or ``ttl_s`` passes, for a request that never reports back).
+from the moment it is planned until it ends, served or failed (``ttl_s`` is a backstop for a request that never
+reports back). When a leg is retried elsewhere, its blocks move with it to the engine that now computes them.
 
 The index learns a prompt's blocks only once an engine has computed them (precise mode: its KV events; approximate
 mode: the served request). Under load, requests sharing a prefix arrive while the first one is still being computed:
@@ -30,9 +31,21 @@ class PendingPrefixes:
         urls = tuple(dict.fromkeys(urls))
         self._requests[request_id] = (now + self.ttl_s, urls, tuple(keys))
         for url in urls:
-            counts = self._counts.setdefault(url, defaultdict(int))
-            for key in keys:
-                counts[key] += 1
+            self._count(url, keys)
+
+    def move(self, request_id: str, from_url: str, to_url: str) -> None:
+        """The request's leg on ``from_url`` is retried on ``to_url``: its blocks are on their way there instead.
+        The entry keeps its place (and its expiry) in the queue."""
+        entry = self._requests.get(request_id)
+        if entry is None or from_url not in entry[1] or from_url == to_url:
+            return
+        expires, urls, keys = entry
+        self._uncount(from_url, keys)
+        urls = tuple(url for url in urls if url != from_url)
+        if to_url not in urls:
+            urls = (*urls, to_url)
+            self._count(to_url, keys)
+        self._requests[request_id] = (expires, urls, keys)
 
     def remove(self, request_id: str) -> None:
         entry = self._requests.pop(request_id, None)
@@ -40,13 +53,21 @@ class PendingPrefixes:
             return
         _, urls, keys = entry
         for url in urls:
-            counts = self._counts[url]
-            for key in keys:
-                counts[key] -= 1
-                if counts[key] <= 0:
-                    del counts[key]
-            if not counts:
-                del self._counts[url]
+            self._uncount(url, keys)
+
+    def _count(self, url: str, keys: Sequence[int]) -> None:
+        counts = self._counts.setdefault(url, defaultdict(int))
+        for key in keys:
+            counts[key] += 1
+
+    def _uncount(self, url: str, keys: Sequence[int]) -> None:
+        counts = self._counts[url]
+        for key in keys:
+            counts[key] -= 1
+            if counts[key] <= 0:
+                del counts[key]
+        if not counts:
+            del self._counts[url]
 
     def match(self, keys: Sequence[int]) -> dict[str, int]:
         """For every engine with requests in flight: how many of the prompt's leading blocks they send it."""

@@ -28,6 +28,10 @@ class MaxScorePicker:
         self._last: dict[str, int] = {}
         """Engine URL -> when it was last picked (a pick counter)."""
 
+    def forget(self, url: str) -> None:
+        """The engine left the pool: its turn is no longer kept."""
+        self._last.pop(url, None)
+
     def pick(self, totals: dict[Engine, float]) -> Engine:
         if not totals:
             raise ValueError("no engine to pick from")

@@ -2,7 +2,7 @@
 
     engines -> filters (role, available, not saturated) -> weighted scorers (prefix, load, session) -> picker
     decode pick -> P/D decider (how much of the prompt that decode would compute) -> prefill pick or none
-    the plan's blocks count as pending on its engines until it is served (pending_prefixes)
+    the plan's blocks count as pending on its engines until the request ends (pending_prefixes)
 
 Stateful plugins (approximate prefix learning) learn through :meth:`Scheduler.on_served`, after the request, from
 what really served it. Session affinity needs no state: it is a rendezvous hash, the same on every router replica.
@@ -96,7 +96,25 @@ class Scheduler:
                          context.blocks.keys)
         return RoutingPlan(context=context, decode=decode, prefill=prefill, decision=decision)
 
-    def on_served(self, plan: RoutingPlan, served: Served) -> None:
+    def retried(self, context: SchedulingContext, failed: Engine, next_engine: Engine) -> None:
+        """A leg failed on ``failed`` and goes to ``next_engine``: the blocks in flight go with it."""
+        self.pending.move(context.request_id, failed.url, next_engine.url)
+
+    def release(self, plan: RoutingPlan) -> None:
+        """The request has ended, served or not: its blocks are no longer on their way anywhere."""
         self.pending.remove(plan.context.request_id)
+
+    # the registry's listener: an engine that leaves takes its place in the picker's turns with it
+    def engine_added(self, engine: Engine) -> None:
+        pass
+
+    def engine_removed(self, engine: Engine) -> None:
+        self.picker.forget(engine.url)
+
+    def engine_reset(self, engine: Engine) -> None:
+        pass
+
+    def on_served(self, plan: RoutingPlan, served: Served) -> None:
+        self.release(plan)
         for hook in self.hooks:
             hook.on_served(plan, served)

@@ -53,6 +53,20 @@ def test_every_engine_failing_is_a_502_not_a_hang(make_cluster) -> None:  # type
     assert status == 502 and json.loads(payload)["error"]["type"] == "upstream_error"
 
 
+def test_a_failed_request_does_not_draw_the_next_one_with_its_prefix(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    """The first request with a prefix fails on its decode engine (no retries left); the next with the same prefix
+    sees no phantom of it in flight there and takes its turn on the other engine."""
+    cluster: Cluster = make_cluster(prefills=0, decodes=2, retries={"attempts": 1, "backoff_s": 0.01})
+    for engine in cluster.decodes:
+        engine.faults.status = 500
+    assert cluster.post("/v1/completions", body())[0] == 502
+    (failed,) = [engine for engine in cluster.decodes if engine.received]
+    for engine in cluster.decodes:
+        engine.faults.status = None
+    assert cluster.post("/v1/completions", body())[0] == 200
+    assert len(failed.received) == 1
+
+
 def test_errors_tell_the_client_what_happened_not_the_internals(make_cluster) -> None:  # type: ignore[no-untyped-def]
     """No engine address, exception class or engine error body in what the client reads; the request id is there
     (and in the response header) so an operator finds the details in the log."""

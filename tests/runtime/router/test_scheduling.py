@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
-from runtime.router.config import RouterConfig, Saturation
-from runtime.router.engine import Engine
+from runtime.router.attempts import Attempts
+from runtime.router.config import Retries, RouterConfig, Saturation
+from runtime.router.engine import DECODE, Engine, EngineSpec
 from runtime.router.prompt_blocks import PromptBlocks
+from runtime.router.router_metrics import RouterMetrics
 from runtime.router.engine_breaker import CircuitBreaker
+from runtime.router.engine_registry import EngineRegistry
 from runtime.router.scheduling.context import SchedulingContext, Served
 from runtime.router.scheduling.filters import HealthyFilter, NotSaturatedFilter, RoleFilter
 from runtime.router.scheduling.pd_decider import PdDecider
@@ -191,3 +195,57 @@ def test_with_no_prefix_overlap_and_equal_queues_the_engines_take_turns() -> Non
     decode_urls = [plan.decode.engine.url for plan in plans]
     assert all(len(set(prefill_urls[i:i + 3])) == 3 for i in range(0, 12, 3))
     assert all(decode_urls[i] != decode_urls[i + 1] for i in range(11))
+
+
+def test_a_request_that_fails_leaves_no_prefix_in_flight() -> None:
+    """A request that ends without being served releases its blocks: the next one with the same prefix is not drawn
+    to the engine that failed it (before, its blocks stayed pending there for the 30 s backstop)."""
+    scheduler = Scheduler.from_config(RouterConfig(pd_threshold_tokens=0))
+    pool = [Engine("http://p0", "prefill"), Engine("http://p1", "prefill"), Engine("http://d0", "decode"),
+            Engine("http://d1", "decode")]
+    failed = scheduler.plan(SchedulingContext("a", context(4).blocks), pool)
+    scheduler.release(failed)
+    after = scheduler.plan(SchedulingContext("b", context(4).blocks), pool)
+    assert after.decode.scores["prefix"] == 0.0 and after.decode.engine is not failed.decode.engine
+    assert after.prefill is not None and failed.prefill is not None
+    assert after.prefill.engine is not failed.prefill.engine
+
+
+def test_a_retried_leg_takes_its_blocks_in_flight_to_the_engine_that_retries_it() -> None:
+    """The decode leg fails on its first engine and the attempts move on: a request that shares its prefix, arriving
+    meanwhile, goes where the blocks are now being computed, not to the engine that failed."""
+    scheduler = Scheduler.from_config(RouterConfig(pd_threshold_tokens=0))
+    decodes = [Engine("http://d0", "decode"), Engine("http://d1", "decode"), Engine("http://d2", "decode")]
+    first = scheduler.plan(SchedulingContext("a", context(4).blocks), decodes)
+    attempts = Attempts(scheduler, decodes, Retries(attempts=2, backoff_s=0), RouterMetrics())  # type: ignore[arg-type]
+
+    async def second_attempt() -> Engine:
+        tries = attempts(DECODE, first)
+        assert await anext(tries) is first.decode.engine
+        return await anext(tries)
+
+    retried_on = asyncio.run(second_attempt())
+    assert retried_on is not first.decode.engine
+    retried_on.in_flight = 1
+    second = scheduler.plan(SchedulingContext("b", context(4).blocks), decodes)
+    assert second.decode.engine is retried_on and second.decode.scores["prefix"] == 1.0
+
+
+def test_an_engine_that_left_and_came_back_is_new_to_the_picker() -> None:
+    """Discovery removes an engine and later adds one at its address (a new pod on the IP): the picker keeps no turn
+    for engines that left (its memory follows the pool, not every address ever seen), so the newcomer goes first
+    among equals."""
+    scheduler = Scheduler.from_config(RouterConfig(pd_threshold_tokens=0))
+    registry = EngineRegistry(RouterConfig(), RouterMetrics())
+    registry.listeners.append(scheduler)
+    registry.replace([EngineSpec("http://d0", "decode"), EngineSpec("http://d1", "decode")])
+    picks = []
+    for name in "ab":
+        plan = scheduler.plan(SchedulingContext(name, context(0).blocks), registry)
+        scheduler.release(plan)
+        picks.append(plan.decode.engine.url)
+    assert sorted(picks) == ["http://d0", "http://d1"]
+    registry.replace([EngineSpec(picks[0], "decode")])
+    registry.replace([EngineSpec(picks[0], "decode"), EngineSpec(picks[1], "decode")])
+    plan = scheduler.plan(SchedulingContext("c", context(0).blocks), registry)
+    assert plan.decode.engine.url == picks[1]
