@@ -22,20 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from bench.fake_engine.cluster import ClusterSpec, EngineSpec
+from bench.fake_engine.tokenizer import EngineTokenizer
 from bench.harness.goodput import SweepPlan, sweep
 from bench.harness.load_generator import run_workload
 from bench.harness.measurement import ROW_FIELDS, row, scrape_local_compute
+from bench.harness.oracle import oracle_hit_rate
 from bench.harness.report import write_report
 from bench.harness.scenario import SCENARIOS, Scenario
 from bench.harness.slo import SLOS
-from bench.oracle import oracle_hit_rate
 from bench.systems.system import PdstackRouter, RoundRobinBaseline, Smg, System, VllmRouter
 from bench.systems.topology import EngineAddress, Topology
 from bench.workloads.generators import SharedPrefix, WorkloadSpec, generate
 from bench.workloads.request import BenchRequest
 from bench.workloads.vocabulary import write_tokenizer
-from runtime.router.openai_request import OpenAiRequest
-from runtime.router.prompt_tokenizer import PromptTokenizer
 from testbed.ports import free_ports
 from testbed.process import ProcessGroup
 
@@ -89,8 +88,9 @@ def at_offered_rate(requests: list[BenchRequest], rate: float) -> list[BenchRequ
     return [dataclasses.replace(r, at_s=r.at_s * stretch) for r in requests]
 
 
-def prompt_tokens(requests: list[BenchRequest], tokenizer: PromptTokenizer) -> int:
-    return sum(len(tokenizer.tokens(OpenAiRequest.parse(r.endpoint, json.dumps(r.body).encode()))) for r in requests)
+def prompt_tokens(requests: list[BenchRequest], tokenizer: EngineTokenizer) -> int:
+    """The workload's prompt tokens as the engines count them (their tokenizer, not the router's)."""
+    return sum(len(tokenizer.tokens(r.endpoint == "chat", r.body)) for r in requests)
 
 
 def run_one(system: System, scenario: Scenario, workload: WorkloadSpec, requests: list[BenchRequest],
@@ -130,7 +130,7 @@ def run_one(system: System, scenario: Scenario, workload: WorkloadSpec, requests
         engines.stop()
 
 
-def scale_rows(scenario: Scenario, runnable: list[System], tokenizer_dir: Path, tokenizer: PromptTokenizer,
+def scale_rows(scenario: Scenario, runnable: list[System], tokenizer_dir: Path, tokenizer: EngineTokenizer,
                work: Path, failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The scale runs: shared_prefix on N prefill + N decode engines for each N of the plan, its prefix groups and
     its modelled rate growing with N. time_scale grows with N as well (the wall rate stays the plan's): one Python
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> Path:
     work = REPO / "bench" / ".work" / scenario.name
     work.mkdir(parents=True, exist_ok=True)
     tokenizer_dir = write_tokenizer(work / "tokenizer")
-    tokenizer = PromptTokenizer(tokenizer_dir)
+    tokenizer = EngineTokenizer(tokenizer_dir)
     keep = set(args.systems.split(",")) if args.systems else set(scenario.systems or ())
     chosen = [s for s in SYSTEMS if not keep or s.name in keep or f"{s.name}:{s.policy}" in keep]
     skipped = [{"system": s.name, "policy": s.policy, "reason": reason}

@@ -1,7 +1,8 @@
 """Who may import whom. The container carries the runtime alone: nothing under runtime/ imports infra, aws_cdk, the
 tests, the bench or the test bed. Tests may import bench and testbed, never the reverse; the test bed (shared by
 tests, bench and ``make demo``) never imports bench. The simulated engine (bench/fake_engine) tokenizes on its own
-path, never with the router's code, so the bench can see a router/engine disagreement."""
+path, never with the router's code, so the bench can see a router/engine disagreement; and the harness, which
+counts the workload's prompt tokens and its oracle hit rate, counts them as the engines do, not as the router does."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ RULES = {
     "bench": ("tests",),
     "testbed": ("tests", "bench"),
     "bench/fake_engine": ("runtime.router",),
+    "bench/harness": ("runtime.router",),
 }
 
 

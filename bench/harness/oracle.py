@@ -10,20 +10,19 @@ caches, so no router reaches it on workloads whose prefixes overflow the cluster
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 from bench.fake_engine.kv_cache import block_hashes
+from bench.fake_engine.tokenizer import EngineTokenizer
 from bench.workloads.request import BenchRequest
-from runtime.router.openai_request import OpenAiRequest
-from runtime.router.prompt_tokenizer import PromptTokenizer
 
 
-def oracle_hit_rate(requests: Iterable[BenchRequest], tokenizer: PromptTokenizer, block_size: int) -> float:
+def oracle_hit_rate(requests: Iterable[BenchRequest], tokenizer: EngineTokenizer, block_size: int) -> float:
+    """``tokenizer``: the engines' own (the prompt tokens they see), never the router's."""
     seen: set[int] = set()
     total = computed = 0
     for request in requests:
-        tokens = tokenizer.tokens(OpenAiRequest.parse(request.endpoint, json.dumps(request.body).encode()))
+        tokens = tokenizer.tokens(request.endpoint == "chat", request.body)
         hashes = block_hashes(tokens, block_size)
         cap = (len(tokens) - 1) // block_size
         hit = 0
