@@ -69,7 +69,9 @@ def markdown(document: dict[str, Any]) -> str:
              "SLOs in modelled ms (bench/harness/slo.py): "
              + "; ".join(f"{kind} TTFT {slo['ttft_ms']:g} / TPOT {slo['tpot_ms']:g}"
                          for kind, slo in document["slos"].items()) + f". Sweep: {json.dumps(scenario['sweep'])} "
-             "(geometric ramp from the workload's start rate, then bisection). `>=`: the ramp's top rate still met "
+             "(geometric ramp from the workload's start rate"
+             + (f", scaled by {json.dumps(scenario['start_scale'])}" if scenario.get("start_scale") else "")
+             + ", then bisection). `>=`: the ramp's top rate still met "
              "the SLOs; `<`: the lowest rate tried did not.", ""]
     lines += goodput_table(document)
     lines += ["", "## At each workload's start rate", "", "Latencies in wall ms.", "",

@@ -201,7 +201,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--no-scale", action="store_true", help="skip the scale runs")
     parser.add_argument("--sweep", default="", help="override the sweep plan: factor,ramp,down,bisections")
     parser.add_argument("--start-scale", type=float, default=1.0,
-                        help="multiply every workload's start rate (the offered rate its requests are scaled to)")
+                        help="multiply every workload's start rate (the offered rate its requests are scaled to), "
+                             "on top of the scenario's own start_scale")
     parser.add_argument("--name", default="", help="name the results <date>-NAME.* (default: the scenario's)")
     args = parser.parse_args(argv)
     scenario = SCENARIOS[args.scenario]
@@ -253,7 +254,7 @@ def main(argv: list[str] | None = None) -> Path:
                 measured.append(result)
                 return float(result["slo_attainment"])
 
-            start = offered_rate(requests) * args.start_scale
+            start = offered_rate(requests) * args.start_scale * scenario.start_scale.get(spec.kind, 1.0)
             found = sweep(measure, start, scenario.sweep)
             print(f"  {system.label:32s} {spec.kind:14s} goodput {found.goodput_rps:.2f} rps {found.bound} "
                   f"({time.time() - began:.0f} s)", flush=True)
