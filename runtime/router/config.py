@@ -135,6 +135,11 @@ class RouterConfig(_Strict):
         default=256, ge=0,
         description="uncached prompt tokens on the chosen decode below this: decode serves alone; 0: always P/D",
     )
+    decode_busy_kv_usage: float = Field(
+        default=0.8, gt=0, le=1.0,
+        description="a prompt shorter than pd_threshold_tokens still goes P/D when its decode engine has requests "
+        "waiting or at least this KV cache usage (its local prefill would slow its whole batch)",
+    )
     prefix_mode: Literal["precise", "approximate"] = Field(
         default="precise", description="precise: KV events from the engines (every router replica sees the same "
         "caches; without a tokenizer or with serving.kv_events off it falls back to approximate, and says so); "

@@ -61,7 +61,7 @@ class Scheduler:
         if learn and index is not None:
             hooks.append(ApproximatePrefixLearning(index))
         return cls(filters, [(scorer, weight) for scorer, weight in scorers if weight > 0], MaxScorePicker(),
-                   PdDecider(config.pd_threshold_tokens), hooks)
+                   PdDecider(config.pd_threshold_tokens, config.decode_busy_kv_usage), hooks)
 
     def candidates(self, role: Role, context: SchedulingContext, engines: Iterable[Engine]) -> list[Engine]:
         remaining = list(engines)
@@ -90,7 +90,7 @@ class Scheduler:
         decode = self.pick(DECODE, context, engines)
         prefills = self.candidates(PREFILL, context, engines)
         decision = self.decider.decide(context.blocks.prompt_tokens, context.matched_tokens(decode.engine),
-                                       bool(prefills), context.single_leg)
+                                       bool(prefills), context.single_leg, self.decider.busy(decode.engine))
         prefill = self.pick(PREFILL, context, engines, prefills) if decision.decision == "pd" else None
         self.pending.add(context.request_id, [decode.engine.url] + ([prefill.engine.url] if prefill else []),
                          context.blocks.keys)

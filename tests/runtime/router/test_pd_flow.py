@@ -60,6 +60,25 @@ def test_short_prompt_goes_decode_only(make_cluster) -> None:  # type: ignore[no
                           reason="few_uncached_tokens") == 1
 
 
+def test_short_prompt_is_prefilled_elsewhere_while_its_decode_engine_is_busy(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    """The decode engine reports requests waiting (vllm:num_requests_waiting): a short prompt no longer joins its
+    queue to be prefilled there but goes to the prefill engine; once the queue is gone, decode serves alone again."""
+    cluster: Cluster = make_cluster(pd_threshold_tokens=256)
+    decode = cluster.decodes[0]
+    decode.waiting = 3
+    routed = cluster.router.registry.get(decode.url)
+    assert routed is not None
+    cluster.wait_for(lambda: routed.waiting == 3)  # the router's next scrape of the engine's /metrics
+    status, _, _ = cluster.post("/v1/completions", {"model": "tiny", "prompt": "hi", "max_tokens": 2})
+    assert status == 200
+    assert len(cluster.prefills[0].received) == 1 and decode.received[0]["kv_transfer_params"]["do_remote_prefill"]
+    assert cluster.metric("pdstack_router_decisions_total", decision="pd", reason="decode_busy") == 1
+    decode.waiting = 0
+    cluster.wait_for(lambda: routed.waiting == 0)
+    assert cluster.post("/v1/completions", {"model": "tiny", "prompt": "hi", "max_tokens": 2})[0] == 200
+    assert len(cluster.prefills[0].received) == 1 and "kv_transfer_params" not in decode.received[1]
+
+
 def test_cached_prefix_on_decode_skips_prefill(make_cluster) -> None:  # type: ignore[no-untyped-def]
     """Approximate mode learns the first request's blocks; the repeat is mostly cached on decode, so no P/D."""
     cluster: Cluster = make_cluster(pd_threshold_tokens=64)

@@ -102,6 +102,25 @@ def test_decider(threshold: int, prompt: int, cached: int, prefill: bool, expect
     assert (decision.decision, decision.reason, decision.uncached_tokens) == (expected, reason, prompt - cached)
 
 
+@pytest.mark.parametrize(("prompt", "cached", "prefill", "expected", "reason"), [
+    (100, 0, True, "pd", "decode_busy"),  # a short prompt leaves the busy decode engine's batch alone
+    (1000, 900, True, "decode_only", "few_uncached_tokens"),  # offloading would cost a prefill engine 1000 tokens
+    (100, 0, False, "decode_only", "no_prefill_engine"),
+    (1000, 0, True, "pd", "many_uncached_tokens"),
+])
+def test_decider_with_a_busy_decode_engine(prompt: int, cached: int, prefill: bool, expected: str,
+                                           reason: str) -> None:
+    decision = PdDecider(256).decide(prompt, cached, prefill, decode_busy=True)
+    assert (decision.decision, decision.reason) == (expected, reason)
+
+
+def test_a_decode_engine_is_busy_when_it_queues_or_its_cache_is_nearly_full() -> None:
+    decider = PdDecider(256, busy_kv_usage=0.8)
+    assert not decider.busy(Engine("http://d0", "decode", kv_usage=0.79, in_flight=40))
+    assert decider.busy(Engine("http://d0", "decode", kv_usage=0.8))
+    assert decider.busy(Engine("http://d0", "decode", waiting=1))
+
+
 def test_plan_prefers_the_cached_decode_then_the_sessions_engine() -> None:
     scheduler = Scheduler.from_config(RouterConfig(pd_threshold_tokens=64))
     pool = engines()
