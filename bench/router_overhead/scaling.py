@@ -4,7 +4,9 @@ index's match and the scheduler's plan, over a cluster of N simulated engines wh
 synthetic KV events (BlockStored, through the router's own KvEventIndexer), as precise mode fills it.
 
 - CPU per request (process time, median of repeats) for N in ENGINES and prompt lengths in PROMPT_TOKENS; half the
-  requests start with a prefix some engines hold (so the match walks), half are new.
+  requests start with a prefix some engines hold (so the match walks), half are new. As many requests as there are
+  engines are in flight (their blocks pending, which the plan's scan of pending prefixes walks); the oldest ends
+  as each new one is planned.
 - A chat request's template rendering (jinja2) against tokenizing what it rendered.
 - The prefix index's memory (tracemalloc: the index plus every engine's hash map) for each N, with every engine
   holding FILL_BLOCKS blocks, and the same per learned request in approximate mode for each prompt length.
@@ -22,6 +24,7 @@ import random
 import statistics
 import time
 import tracemalloc
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,7 @@ from runtime.router.prefix_index import PrefixIndex
 from runtime.router.prompt_blocks import token_blocks
 from runtime.router.prompt_reader import PromptReader
 from runtime.router.prompt_tokenizer import PromptTokenizer
-from runtime.router.scheduling.context import SchedulingContext
+from runtime.router.scheduling.context import RoutingPlan, SchedulingContext
 from runtime.router.scheduling.scheduler import Scheduler
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,6 +106,7 @@ def per_request(reader: PromptReader, scheduler: Scheduler, index: PrefixIndex, 
     """Median process-time per request of each step, in ms."""
     steps: dict[str, list[float]] = {"tokenize": [], "blocks": [], "match": [], "plan": []}
     held = []
+    in_flight: deque[RoutingPlan] = deque()
     clock = time.process_time
     for repeat in range(3):
         sums = dict.fromkeys(steps, 0.0)
@@ -116,7 +120,10 @@ def per_request(reader: PromptReader, scheduler: Scheduler, index: PrefixIndex, 
             matches = index.match(blocks.keys)
             t3 = clock()
             held.append(max(matches.values(), default=0))
-            scheduler.plan(SchedulingContext(f"r{repeat}-{i}", blocks, prefix_matches=matches), cluster)
+            in_flight.append(scheduler.plan(SchedulingContext(f"r{repeat}-{i}", blocks, prefix_matches=matches),
+                                            cluster))
+            if len(in_flight) > len(cluster):
+                scheduler.release(in_flight.popleft())
             t4 = clock()
             for step, took in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 sums[step] += took
