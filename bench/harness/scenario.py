@@ -22,7 +22,7 @@ no rate made any of them queue.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.fake_engine.timing import EngineTiming
 from bench.harness.goodput import SweepPlan
@@ -59,6 +59,16 @@ class Scenario(BaseModel):
     start_scale: dict[str, float] = {}
     """workload kind -> multiplier of its sweep's start rate (1 when absent)."""
     workloads: list[WorkloadSpec]
+
+    @model_validator(mode="after")
+    def _start_scales_name_workloads(self) -> Scenario:
+        kinds = {workload.kind for workload in self.workloads}
+        unknown = sorted(set(self.start_scale) - kinds)
+        if unknown:
+            raise ValueError(f"start_scale names {unknown}, not workloads of this scenario ({sorted(kinds)})")
+        if any(scale <= 0 for scale in self.start_scale.values()):
+            raise ValueError(f"start_scale must be positive: {self.start_scale}")
+        return self
 
 
 FULL = Scenario(name="full", sweep=SweepPlan(factor=1.5, ramp=4, down=2, bisections=1),
