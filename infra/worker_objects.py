@@ -110,7 +110,15 @@ def selector(deployment: Deployment, role: RoleName) -> dict[str, str]:
 
 
 def worker_name(role: RoleName) -> str:
+    """The controller (Deployment or LeaderWorkerSet), its ServiceAccount and its disruption budget."""
     return f"{APP}-{role}"
+
+
+def engines_service_name(role: RoleName) -> str:
+    """The headless Service whose EndpointSlices the router watches. Never the controller's name: a LeaderWorkerSet
+    creates its own headless Service under its name (publishing not-ready leaders, which its workers resolve through
+    LWS_LEADER_ADDRESS) only when no Service of that name exists."""
+    return f"{APP}-{role}-engines"
 
 
 def node_selector(deployment: Deployment, role: Role) -> dict[str, str]:
@@ -275,7 +283,7 @@ def worker_service(deployment: Deployment, role_name: RoleName) -> dict[str, Any
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": worker_name(role_name), "namespace": deployment.workloads.namespace,
+        "metadata": {"name": engines_service_name(role_name), "namespace": deployment.workloads.namespace,
                      "labels": role_labels(deployment, role_name)},
         "spec": {
             "clusterIP": "None",

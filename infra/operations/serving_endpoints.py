@@ -1,7 +1,7 @@
 """Where the serving workloads live in the cluster, as the operations commands see them from outside.
 
 The defaults are those infra/workloads.py renders for a default deployment (namespace ``pdstack``, Services
-``pdstack-router`` and ``pdstack-decode`` on port 8000); tests/infra/operations/test_alignment.py keeps them and the
+``pdstack-router`` and ``pdstack-decode-engines`` on port 8000); tests/infra/operations/test_alignment.py keeps them and the
 router's metric names in step. Every name is also a command-line option of ``smoke``.
 """
 
@@ -32,7 +32,7 @@ class ServingEndpoints(BaseModel):
     namespace: str = Field(default="pdstack", pattern=_DNS_LABEL)
     router_service: str = Field(default="pdstack-router", pattern=_DNS_LABEL)
     router_port: int = Field(default=8000, ge=1, le=65535)
-    decode_service: str = Field(default="pdstack-decode", pattern=_DNS_LABEL)
+    decode_service: str = Field(default="pdstack-decode-engines", pattern=_DNS_LABEL)
     decode_port: int = Field(default=8000, ge=1, le=65535)
 
     @property

@@ -123,3 +123,24 @@ CHART_COMPONENT_PODS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, 
 }
 # Which extended resource each device plugin offers on the node it runs on (the plugins' READMEs).
 OFFERS = {"nvidia-device-plugin": "nvidia.com/gpu", "aws-efa-k8s-device-plugin": "vpc.amazonaws.com/efa"}
+
+
+# --- controllers' contracts: what a controller does with the objects pdstack renders -----------------------------------
+
+# kubernetes-sigs/lws (chart 0.10.0 as pinned in infra/addons.py; read in the stored snapshots at commits 0f920e56
+# and 1b17603c of the same files):
+# - pkg/utils/controller/controller_utils.go ``CreateHeadlessServiceIfNotExists``: the controller Gets a Service named
+#   after the LeaderWorkerSet and creates its own (clusterIP None, PublishNotReadyAddresses true, selector the LWS
+#   name label) ONLY when none exists; an existing Service of that name is kept as it is.
+# - pkg/utils/pod/pod_utils.go ``AddLWSVariables``: LWS_LEADER_ADDRESS = <lws>-<group>.<subdomain>.<namespace>,
+#   the subdomain being the LWS's headless Service (the LWS name under the default Shared subdomain policy). The
+#   record of a leader that is not Ready exists only through PublishNotReadyAddresses.
+LWS_HEADLESS_SERVICE_NAME = "{lws}"  # the Service name the controller wants for itself
+LWS_HEADLESS_SERVICE_PUBLISHES_NOT_READY = True
+LWS_LEADER_ADDRESS = "{lws}-{group}.{subdomain}.{namespace}"
+
+
+def lws_owned_service_names(objects: list[dict[str, Any]]) -> set[str]:
+    """Names of the Services the LWS controller must be free to create for the LeaderWorkerSets in ``objects``."""
+    return {LWS_HEADLESS_SERVICE_NAME.format(lws=o["metadata"]["name"])
+            for o in objects if o["kind"] == "LeaderWorkerSet"}

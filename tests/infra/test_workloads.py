@@ -176,7 +176,7 @@ def test_worker_services_are_what_the_router_discovers() -> None:
     discovery = KubernetesDiscovery()
     role_label = discovery.role_label
     for role in ("prefill", "decode"):
-        service = find(objects, "Service", f"pdstack-{role}")
+        service = find(objects, "Service", f"pdstack-{role}-engines")
         assert service["spec"]["clusterIP"] == "None"
         assert service["metadata"]["labels"][role_label] == role  # EndpointSlices inherit the Service's labels
         assert discovery.port_name in {p["name"] for p in service["spec"]["ports"]}
@@ -338,3 +338,26 @@ def test_the_cluster_router_default_is_precise_prefix_mode() -> None:
     assert deployment.workloads.router.replicas >= 2
     assert serving.router.prefix_mode == "precise" and serving.kv_events.enabled
     assert serving.model.source_kind in ("s3", "local")  # the router loads or fetches the tokenizer from there
+
+
+@pytest.mark.parametrize("name", sorted(DEPLOYMENTS))
+def test_no_rendered_service_takes_the_name_lws_creates_its_headless_service_under(name: str) -> None:
+    """LWS keeps an existing Service of its own name and then never publishes the not-ready leader's DNS record
+    that LWS_LEADER_ADDRESS names: the workers cannot join, the leader never turns Ready, the group loops."""
+    from tests.infra.chart_facts import lws_owned_service_names
+
+    objects = objects_of(DEPLOYMENTS[name]())
+    taken = {o["metadata"]["name"] for o in objects if o["kind"] == "Service"}
+    assert not taken & lws_owned_service_names(objects)
+
+
+def test_the_discovery_service_still_selects_every_engine_pod_of_a_leader_worker_set() -> None:
+    from infra.workload_names import ROLE_LABEL
+
+    objects = objects_of(wide_ep_decode())
+    lws = find(objects, "LeaderWorkerSet", "pdstack-decode")
+    services = [o for o in objects if o["kind"] == "Service" and o["metadata"]["labels"].get(ROLE_LABEL) == "decode"]
+    (service,) = services
+    for template in ("leaderTemplate", "workerTemplate"):
+        labels = lws["spec"]["leaderWorkerTemplate"][template]["metadata"]["labels"]
+        assert service["spec"]["selector"].items() <= labels.items()

@@ -116,7 +116,7 @@ def test_job_runs_off_the_gpu_nodes_locked_down_and_cleans_itself_up() -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["ROUTER_URL"] == "http://pdstack-router.pdstack.svc:8000"
-    assert env["DECODE_URL"] == "http://pdstack-decode.pdstack.svc:8000"
+    assert env["DECODE_URL"] == "http://pdstack-decode-engines.pdstack.svc:8000"
 
 
 def test_a_log_without_result_line_is_reported_with_its_tail() -> None:
