@@ -53,6 +53,8 @@ class FaultEngine(LoopbackEngine):
     received: list[dict[str, Any]] = field(default_factory=list)
     headers: list[Any] = field(default_factory=list)
     failed: int = 0
+    metrics_scrapes: int = 0
+    """GET /metrics answered (a test waits for the router to have read a reading)."""
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, "text_completion")
@@ -64,6 +66,7 @@ class FaultEngine(LoopbackEngine):
         return 0, int(self.waiting)
 
     async def metrics(self, request: web.Request) -> web.Response:
+        self.metrics_scrapes += 1
         text = (
             "# HELP vllm:num_requests_waiting waiting\n# TYPE vllm:num_requests_waiting gauge\n"
             f'vllm:num_requests_waiting{{engine="0",model_name="{self.model}"}} {self.waiting}\n'

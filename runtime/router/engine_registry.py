@@ -141,7 +141,10 @@ class EngineRegistry:
                         probes=needed)
 
     def load_result(self, engine: Engine, load: EngineLoad) -> None:
-        engine.waiting, engine.kv_usage = load.waiting, load.kv_usage
+        if load.waiting is not None:  # None: no finite reading this round, keep the last one
+            engine.waiting = load.waiting
+        if load.kv_usage is not None:
+            engine.kv_usage = load.kv_usage
         if load.block_size is not None:
             engine.block_size = load.block_size
         if load.started_at is not None:

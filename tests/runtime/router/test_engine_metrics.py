@@ -20,6 +20,14 @@ def test_reads_waiting_usage_and_block_size() -> None:
     assert (load.waiting, load.kv_usage, load.block_size) == (5.0, 0.5, 32)
 
 
-def test_missing_families_read_as_idle() -> None:
+def test_missing_families_read_as_missing() -> None:
     assert read_engine_load(b"other 1\n") == read_engine_load(b"")
-    assert read_engine_load(b"").block_size is None
+    empty = read_engine_load(b"")
+    assert (empty.waiting, empty.kv_usage, empty.block_size, empty.running) == (None, None, None, None)
+
+
+def test_a_non_finite_sample_is_a_missing_reading() -> None:
+    text = (b'vllm:num_requests_waiting{engine="0"} NaN\nvllm:num_requests_waiting{engine="1"} 2.0\n'
+            b'vllm:kv_cache_usage_perc{engine="0"} +Inf\nvllm:num_requests_running{engine="0"} -Inf\n')
+    load = read_engine_load(text)
+    assert (load.waiting, load.kv_usage, load.running) == (2.0, None, None)

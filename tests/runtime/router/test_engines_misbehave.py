@@ -1,0 +1,30 @@
+"""Engines that misbehave (issue 20, items 4-7): non-finite load readings, answers cut short or silent after their
+headers, and compressed answers. Black box: HTTP in, HTTP out, real sockets on loopback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.runtime.router.conftest import Cluster
+
+LONG = "SELECT * FROM requests WHERE engine = 'decode';\n" * 30
+
+
+def body(stream: bool = False, **extra: object) -> dict[str, object]:
+    return {"model": "tiny", "prompt": LONG, "max_tokens": 4, "stream": stream, **extra}
+
+
+@pytest.mark.parametrize("reading", ["NaN", "+Inf", "-Inf"])
+def test_a_non_finite_load_reading_fails_no_request(make_cluster, reading: str) -> None:  # type: ignore[no-untyped-def]
+    """One engine's /metrics says NaN (or +Inf, -Inf) requests waiting and KV usage: it is a missing reading, and
+    every request is still served."""
+    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000)
+    for engine in cluster.decodes:
+        engine.waiting = float(reading)
+        engine.kv_usage = float(reading)
+    for engine in cluster.decodes:
+        cluster.wait_for(lambda e=engine: e.metrics_scrapes >= 2)
+    statuses = [cluster.post("/v1/completions", body())[0] for _ in range(6)]
+    assert statuses == [200] * 6
