@@ -39,6 +39,9 @@ class Faults:
     kv_load_failure_policy=fail does when the prefill's blocks cannot be read)."""
     stall_pull: bool = False
     """Decode, streaming: when asked to pull, send the headers and then nothing (its prefill died mid-transfer)."""
+    compress: bool = False
+    """Compress answers (gzip or deflate) when the request's Accept-Encoding allows it, as an HTTP server may
+    (RFC 9110 12.5.3: a request without Accept-Encoding accepts any coding)."""
 
 
 @dataclass
@@ -147,8 +150,13 @@ class FaultEngine(LoopbackEngine):
         tokens = [f"t{i}" for i in range(count)]
         usage = self._usage(body, count, cached)
         if not body.get("stream"):
-            return web.json_response(shapes.document(kind, self._answer_id(), self.model, " ".join(tokens), usage))
+            answer = web.json_response(shapes.document(kind, self._answer_id(), self.model, " ".join(tokens), usage))
+            if self.faults.compress:
+                answer.enable_compression()
+            return answer
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        if self.faults.compress:
+            out.enable_compression()
         await out.prepare(request)
         if stall:
             await asyncio.sleep(3600)

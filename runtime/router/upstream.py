@@ -47,9 +47,13 @@ class Upstream:
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, enable_cleanup_closed=True)
         timeout = aiohttp.ClientTimeout(total=None, connect=self.timeouts.connect_s,
                                         sock_read=self.timeouts.idle_stream_s)
+        # Accept-Encoding: identity. The router relays engine bytes as they come and decodes no content coding, so it
+        # asks for none; leaving the header out would accept any coding (RFC 9110 12.5.3), and aiohttp would add
+        # "gzip, deflate" by itself (its auto headers)
         # no cookie jar: the session is shared by every client, so an engine's Set-Cookie must not ride along on
         # other clients' requests (and filtering cookies costs on every call)
         self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
+                                              headers={"Accept-Encoding": "identity"},
                                               skip_auto_headers=("User-Agent",), cookie_jar=aiohttp.DummyCookieJar())
 
     async def close(self) -> None:

@@ -28,3 +28,21 @@ def test_a_non_finite_load_reading_fails_no_request(make_cluster, reading: str) 
         cluster.wait_for(lambda e=engine: e.metrics_scrapes >= 2)
     statuses = [cluster.post("/v1/completions", body())[0] for _ in range(6)]
     assert statuses == [200] * 6
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_engine_that_compresses_when_allowed_still_answers_plain_json(make_cluster, stream: bool) -> None:  # type: ignore[no-untyped-def]
+    """An engine may compress whatever the request's Accept-Encoding allows (and a request without one allows
+    everything, RFC 9110 12.5.3). The router decodes no coding, so it asks for none: the client reads plain JSON."""
+    cluster: Cluster = make_cluster(pd_threshold_tokens=0)
+    for engine in cluster.prefills + cluster.decodes:
+        engine.faults.compress = True
+    status, headers, payload = cluster.post("/v1/completions", body(stream=stream))
+    assert status == 200, payload
+    assert "Content-Encoding" not in headers
+    if stream:
+        events = [line[6:] for line in payload.decode().split("\n\n") if line]
+        assert events[-1] == "[DONE]" and json.loads(events[0])["choices"][0]["text"] == "t0"
+    else:
+        assert json.loads(payload)["choices"][0]["text"] == "t0 t1 t2 t3"
+    assert all(h.get("Accept-Encoding") == "identity" for h in cluster.decodes[0].headers + cluster.prefills[0].headers)
