@@ -39,6 +39,10 @@ class Faults:
     kv_load_failure_policy=fail does when the prefill's blocks cannot be read)."""
     stall_pull: bool = False
     """Decode, streaming: when asked to pull, send the headers and then nothing (its prefill died mid-transfer)."""
+    body_cut: bool = False
+    """Non-streaming: send the headers and half the body, then drop the connection."""
+    body_silent: bool = False
+    """Non-streaming: send the headers and half the body, then nothing."""
     compress: bool = False
     """Compress answers (gzip or deflate) when the request's Accept-Encoding allows it, as an HTTP server may
     (RFC 9110 12.5.3: a request without Accept-Encoding accepts any coding)."""
@@ -144,6 +148,17 @@ class FaultEngine(LoopbackEngine):
         await out.write_eof()
         return out
 
+    async def _half_body(self, request: web.Request, payload: bytes) -> web.StreamResponse:
+        out = web.StreamResponse(headers={"Content-Type": "application/json"})
+        out.content_length = len(payload)
+        await out.prepare(request)
+        await out.write(payload[:len(payload) // 2])
+        if self.faults.body_cut:
+            request.transport.close()  # type: ignore[union-attr]
+            return out
+        await asyncio.sleep(3600)
+        return out
+
     async def _answer(self, request: web.Request, body: dict[str, Any], kind: shapes.Kind, cached: bool,
                       stall: bool = False) -> web.StreamResponse:
         count = int(body.get("max_tokens") or body.get("max_completion_tokens") or 4)
@@ -151,6 +166,8 @@ class FaultEngine(LoopbackEngine):
         usage = self._usage(body, count, cached)
         if not body.get("stream"):
             answer = web.json_response(shapes.document(kind, self._answer_id(), self.model, " ".join(tokens), usage))
+            if self.faults.body_cut or self.faults.body_silent:
+                return await self._half_body(request, answer.body)  # type: ignore[arg-type]
             if self.faults.compress:
                 answer.enable_compression()
             return answer

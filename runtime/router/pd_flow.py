@@ -221,7 +221,7 @@ class PdFlow:
             if response.status >= 400:
                 raise ApiError.from_engine(response.status, await response.read())
             if not api.stream:
-                payload = await response.read()
+                payload = await self._whole_body(response, engine)
                 self._first_byte(trace, started)
                 return web.Response(status=response.status, body=payload, headers={
                     "Content-Type": response.headers.get("Content-Type", "application/json"),
@@ -229,6 +229,17 @@ class PdFlow:
             first = await self._first_chunk(response, engine, pulling=params is not None)
             self._first_byte(trace, started)
             return await self._relay_stream(request, response, first, engine, trace)
+
+    async def _whole_body(self, response: aiohttp.ClientResponse, engine: Engine) -> bytes:
+        """A non-streaming answer's body. Cut short or silent after its headers, it is a failure like any before the
+        headers: nothing reached the client, so another engine may serve it, and the breaker hears of it."""
+        try:
+            return await response.read()
+        except aiohttp.ServerTimeoutError:
+            raise UpstreamFailure(engine, "idle_timeout", f"idle_stream_s={self.config.timeouts.idle_stream_s} s "
+                                  "passed in the middle of the answer's body") from None
+        except aiohttp.ClientError as error:
+            raise UpstreamFailure(engine, "body_broken", f"the answer's body ended early: {error!r}") from None
 
     async def _first_chunk(self, response: aiohttp.ClientResponse, engine: Engine, pulling: bool) -> bytes:
         """Decode's first chunk, before anything is sent to the client (the stream commits here). After a prefill

@@ -46,3 +46,22 @@ def test_an_engine_that_compresses_when_allowed_still_answers_plain_json(make_cl
     else:
         assert json.loads(payload)["choices"][0]["text"] == "t0 t1 t2 t3"
     assert all(h.get("Accept-Encoding") == "identity" for h in cluster.decodes[0].headers + cluster.prefills[0].headers)
+
+
+@pytest.mark.parametrize("fault", ["body_cut", "body_silent"])
+def test_a_non_streaming_answer_cut_short_or_silent_is_served_elsewhere(make_cluster, fault: str) -> None:  # type: ignore[no-untyped-def]
+    """A decode engine sends its answer's headers, then half the body, then drops the connection (or goes silent):
+    nothing reached the client yet, so another decode serves the request, and the failing engine's breaker hears of
+    it (one failure opens it here)."""
+    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000, admission={"enabled": False},
+                                    breaker={"failures": 1, "successes": 2, "open_s": 60.0, "window_s": 60.0},
+                                    timeouts={"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 0.5})
+    failing, good = cluster.decodes
+    setattr(failing.faults, fault, True)
+    good.waiting = 50  # loaded: the failing engine is the first pick
+    cluster.wait_for(lambda: cluster.router.registry.get(good.url).waiting == 50)  # type: ignore[union-attr]
+    status, _, payload = cluster.post("/v1/completions", body())
+    assert status == 200, payload
+    assert json.loads(payload)["choices"][0]["text"] == "t0 t1 t2 t3"
+    assert len(failing.received) == 1 and len(good.received) == 1
+    assert cluster.metric("pdstack_router_engine_breaker_state", engine=failing.url[7:]) == 2
