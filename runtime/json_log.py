@@ -29,7 +29,8 @@ class JsonLineFormatter(logging.Formatter):
 
 
 class EventLog:
-    """A logger whose calls take an event name and keyword fields: ``log.info("model_fetched", files=3)``."""
+    """A logger whose calls take an event name and keyword fields: ``log.info("model_fetched", files=3)``.
+    ``exc_info=True`` (in an ``except`` block) adds the traceback as the line's ``exception`` field."""
 
     def __init__(self, name: str) -> None:
         self._logger = logging.getLogger(name)
@@ -37,11 +38,11 @@ class EventLog:
     def info(self, event: str, **fields: Any) -> None:
         self._logger.info(event, extra={_FIELDS: fields})
 
-    def warning(self, event: str, **fields: Any) -> None:
-        self._logger.warning(event, extra={_FIELDS: fields})
+    def warning(self, event: str, exc_info: bool = False, **fields: Any) -> None:
+        self._logger.warning(event, exc_info=exc_info, extra={_FIELDS: fields})
 
-    def error(self, event: str, **fields: Any) -> None:
-        self._logger.error(event, extra={_FIELDS: fields})
+    def error(self, event: str, exc_info: bool = False, **fields: Any) -> None:
+        self._logger.error(event, exc_info=exc_info, extra={_FIELDS: fields})
 
 
 def configure(level: int = logging.INFO) -> None:
