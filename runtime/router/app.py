@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from runtime.json_log import EventLog
 from runtime.router.admission import AdmissionQueue, Overloaded
 from runtime.router.api_error import ApiError
+from runtime.router.config import MAX_MESSAGES
 from runtime.router.engine_breaker import STATE_VALUES
 from runtime.router.engine_passthrough import PATHS as PASSTHROUGH_PATHS
 from runtime.router.engine_passthrough import forward
@@ -42,7 +43,7 @@ class RouterState:
 
     def __init__(self, registry: EngineRegistry, flow: PdFlow, catalog: ModelCatalog, index: PrefixIndex,
                  metrics: RouterMetrics, max_body_bytes: int, admission: AdmissionQueue,
-                 client_body_s: float = 60.0) -> None:
+                 client_body_s: float = 60.0, max_messages: int = MAX_MESSAGES) -> None:
         self.registry = registry
         self.admission = admission
         self.flow = flow
@@ -51,7 +52,13 @@ class RouterState:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.client_body_s = client_body_s
+        self.max_messages = max_messages
         self.draining = False
+
+
+def shortened(text: str, limit: int = 200) -> str:
+    """What a client wrote, cut to fit a log line or an error message (a 1 MB model name is not repeated)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def request_id_of(request: web.Request) -> str:
@@ -106,9 +113,10 @@ def _generation(endpoint: Endpoint) -> Handler:
             if request.content_type != "application/json":
                 raise ApiError(415, f"Content-Type must be application/json, got {request.content_type!r}",
                                code="unsupported_media_type")
-            api = OpenAiRequest.parse(endpoint, await read_body(request, state))
+            api = OpenAiRequest.parse(endpoint, await read_body(request, state), state.max_messages)
             if not state.catalog.knows(api.model):
-                raise ApiError(404, f"The model `{api.model}` does not exist.", param="model", code="model_not_found")
+                raise ApiError(404, f"The model `{shortened(api.model)}` does not exist.", param="model",
+                               code="model_not_found")
             check_request(api, state.catalog.max_model_len(api.model))
             async with state.admission.admitted(state.admission.priority_of(request.headers)):
                 response = await state.flow.serve(request, api, request_id)
@@ -120,7 +128,7 @@ def _generation(endpoint: Endpoint) -> Handler:
             return error.response(request_id)
         except ApiError as error:
             outcome = "client_error" if error.status < 500 else "upstream_error"
-            log.warning("request_failed", request_id=request_id, status=error.status, reason=error.message)
+            log.warning("request_failed", request_id=request_id, status=error.status, reason=shortened(error.message))
             return error.response(request_id)
         except NoEngineAvailable as error:
             outcome = "no_engine"

@@ -10,6 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from runtime.router.engine import Role
 
 
+MAX_MESSAGES = 10_000
+"""Chat messages (or prompts of one batch) per request: 600k took the event loop seconds to validate."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -155,6 +159,8 @@ class RouterConfig(_Strict):
     timeouts: Timeouts = Timeouts()
     retries: Retries = Retries()
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    max_messages: int = Field(default=MAX_MESSAGES, ge=1, description="chat messages, or prompts in one completions "
+                              "batch, per request; a longer array is answered 400 before it is validated")
     health_interval_s: float = Field(default=5.0, gt=0)
     health: HealthHysteresis = HealthHysteresis()
     breaker: Breaker = Breaker()

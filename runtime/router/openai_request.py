@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from runtime.router.api_error import ApiError
+from runtime.router.config import MAX_MESSAGES
 
 Endpoint = Literal["completions", "chat"]
 PATHS: dict[Endpoint, str] = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
@@ -113,13 +114,24 @@ class OpenAiRequest:
         return None
 
     @classmethod
-    def parse(cls, endpoint: Endpoint, raw: bytes) -> OpenAiRequest:
+    def parse(cls, endpoint: Endpoint, raw: bytes, max_items: int = MAX_MESSAGES) -> OpenAiRequest:
+        """``max_items``: most chat messages, or prompts in one batch; a longer array is refused before it is
+        validated (600k messages took the event loop seconds)."""
         try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as error:
+            text = raw.decode("utf-8")  # strictly: json.loads would guess UTF-16/32, which the engines are sent as is
+        except UnicodeDecodeError:
+            raise ApiError(400, "the request body must be JSON encoded in UTF-8 (RFC 8259)", code="invalid_json") \
+                from None
+        try:
+            body = json.loads(text)
+        except ValueError as error:
             raise ApiError(400, f"the request body is not valid JSON: {error}", code="invalid_json") from None
+        except RecursionError:
+            raise ApiError(400, "the request body is not valid JSON: nested too deeply", code="invalid_json") \
+                from None
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
+        _check_lengths(endpoint, body, max_items)
         try:
             routable = _MODELS[endpoint].model_validate(body)
         except ValidationError as error:
@@ -128,7 +140,20 @@ class OpenAiRequest:
             message = f"{param}: {first['msg']}" if param else first["msg"]
             raise ApiError(400, message, param=param, code="invalid_value" if first["type"] != "missing"
                            else "missing_required_parameter") from None
+        except RecursionError:
+            raise ApiError(400, "the request body is nested too deeply", code="invalid_json") from None
         if ROUTER_OWNED in body:
             del body[ROUTER_OWNED]
             raw = json.dumps(body, separators=(",", ":")).encode()
         return cls(endpoint=endpoint, body=body, model=routable.model, stream=bool(routable.stream), raw=raw)
+
+
+def _check_lengths(endpoint: Endpoint, body: dict[str, Any], max_items: int) -> None:
+    """Chat messages, or a batch of prompts (strings or token lists; one prompt's token ids are not items), in
+    OpenAI's own words for too long an array."""
+    name = "messages" if endpoint == "chat" else "prompt"
+    items = body.get(name)
+    if not isinstance(items, list) or len(items) <= max_items or (name == "prompt" and isinstance(items[0], int)):
+        return
+    raise ApiError(400, f"Invalid '{name}': array too long. Expected an array with maximum length {max_items}, but "
+                   f"got an array with length {len(items)} instead.", param=name, code="array_above_max_length")

@@ -64,7 +64,8 @@ class RouterServer:
                            self.upstream, self.metrics)
         self.admission = AdmissionQueue(self.config.admission, self.config.saturation, self.registry, self.metrics)
         self.state = RouterState(self.registry, self.flow, self.catalog, self.index, self.metrics,
-                                 self.config.max_body_bytes, self.admission, self.config.timeouts.client_body_s)
+                                 self.config.max_body_bytes, self.admission, self.config.timeouts.client_body_s,
+                                 self.config.max_messages)
         self.app = build_app(self.state)
         self.monitor: EngineMonitor | None = None
         self.site_limits = ConnectionLimits(self.config.max_connections, self.config.timeouts.client_headers_s)

@@ -97,3 +97,59 @@ def test_no_client_input_gets_a_500(cluster: Cluster, path: str, raw: bytes, con
     if status >= 400:
         error_of(payload)
     assert cluster.get("/health")[0] == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/completions", "/v1/chat/completions"])
+def test_json_nested_100k_deep_is_400(cluster: Cluster, path: str) -> None:
+    raw = b'{"model": "tiny", "prompt": ' + b"[" * 1800 + b"]" * 1800 + b"}"  # under the 4096-byte cap here
+    for body in (raw, b"[" * 2000 + b"]" * 2000):
+        status, _, payload = cluster.post(path, None, raw=body)
+        assert status == 400, payload
+        error_of(payload)
+
+
+def test_json_nested_100k_deep_in_a_large_body_is_400(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = make_cluster(pd_threshold_tokens=100000)
+    raw = b'{"model": "tiny", "messages": [{"role": "user", "content": "hi", "x": ' + b"[" * 100_000 \
+        + b"]" * 100_000 + b"}]}"
+    status, _, payload = cluster.post("/v1/chat/completions", None, raw=raw)
+    assert status == 400 and error_of(payload)["code"] == "invalid_json"
+    assert cluster.decodes[0].received == []
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "utf-16-le", "utf-32-be"])
+def test_bodies_not_in_utf8_are_400(cluster: Cluster, encoding: str) -> None:
+    """RFC 8259 section 8.1: JSON between systems is UTF-8. Python's json.loads guesses UTF-16/32 from bytes; the
+    engines are sent the client's bytes as they are, so the router takes only what it can forward as it is."""
+    raw = json.dumps({"model": "tiny", "prompt": "hi"}).encode(encoding)
+    status, _, payload = cluster.post("/v1/completions", None, raw=raw)
+    assert status == 400 and error_of(payload)["code"] == "invalid_json", payload
+    assert cluster.decodes[0].received == []
+
+
+def test_600k_messages_are_refused_before_they_are_validated(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    """A 7.8 MB body of 600k tiny messages took the event loop 2.4-3.4 s to validate (every other request waited):
+    past ``max_messages`` it is refused right after the JSON is read, as OpenAI's API refuses too long an array."""
+    cluster: Cluster = make_cluster(pd_threshold_tokens=100000, max_body_bytes=16 * 1024 * 1024)
+    raw = json.dumps({"model": "tiny", "messages": [{"role": "u"}] * 600_000}).encode()
+    status, _, payload = cluster.post("/v1/chat/completions", None, raw=raw)
+    error = error_of(payload)
+    assert status == 400 and error["param"] == "messages" and error["code"] == "array_above_max_length"
+    assert "10000" in str(error["message"]) and "600000" in str(error["message"])
+    batch = json.dumps({"model": "tiny", "prompt": ["a"] * 20_000}).encode()
+    status, _, payload = cluster.post("/v1/completions", None, raw=batch)
+    assert status == 400 and error_of(payload)["param"] == "prompt"
+    assert cluster.decodes[0].received == []
+    assert cluster.post("/v1/completions", {"model": "tiny", "prompt": list(range(20_000)), "max_tokens": 1})[0] == 200
+
+
+def test_an_unknown_huge_model_name_is_cut_short_in_the_error_and_the_log(
+        make_cluster, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    from runtime.json_log import JsonLineFormatter
+
+    cluster: Cluster = make_cluster(pd_threshold_tokens=100000)
+    with caplog.at_level("INFO", logger="runtime"):
+        status, _, payload = cluster.post("/v1/completions", {"model": "m" * 1_000_000, "prompt": "hi"})
+    assert status == 404 and len(payload) < 2000, len(payload)
+    assert str(error_of(payload)["message"]).startswith("The model `mmm")
+    assert caplog.records and max(len(JsonLineFormatter().format(record)) for record in caplog.records) < 2000
