@@ -111,7 +111,24 @@ class OpenAiRequest:
             return "batched_prompt"
         if self.choices > 1:
             return "several_choices"
+        if self.wants_prompt_logprobs:
+            return "prompt_logprobs"
         return None
+
+    @property
+    def wants_prompt_logprobs(self) -> bool:
+        """Whether the engine computes prompt logprobs, which need the prompt's logits: a decode that pulled the KV
+        has none (wrong answers; vLLM without vllm #50792 crashes). vLLM 0.32's ``to_sampling_params``: the
+        client's ``prompt_logprobs``, else with ``echo`` the ``logprobs`` of completions or the ``top_logprobs`` of
+        chat (default 0, so ``echo`` alone asks for them there)."""
+        body = self.body
+        if body.get("prompt_logprobs") is not None:
+            return True
+        if not body.get("echo"):
+            return False
+        if self.endpoint == "completions":
+            return body.get("logprobs") is not None
+        return body.get("top_logprobs", 0) is not None
 
     @classmethod
     def parse(cls, endpoint: Endpoint, raw: bytes, max_items: int = MAX_MESSAGES) -> OpenAiRequest:

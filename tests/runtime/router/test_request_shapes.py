@@ -39,6 +39,42 @@ def test_several_choices_are_served_decode_only(make_cluster, endpoint: str) -> 
     assert cluster.metric("pdstack_router_decisions_total", decision="decode_only", reason="several_choices") == 1
 
 
+PROMPT_LOGPROBS = [
+    ("/v1/completions", {"prompt_logprobs": 1}),
+    ("/v1/completions", {"prompt_logprobs": 0}),
+    ("/v1/completions", {"echo": True, "logprobs": 0}),
+    ("/v1/chat/completions", {"prompt_logprobs": 2}),
+    ("/v1/chat/completions", {"echo": True}),
+    ("/v1/chat/completions", {"echo": True, "logprobs": True, "top_logprobs": 2}),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "fields"), PROMPT_LOGPROBS,
+                         ids=[f"{'chat' if 'chat' in path else 'completions'}-{'-'.join(fields)}" for path, fields in PROMPT_LOGPROBS])
+def test_prompt_logprobs_are_served_where_the_prompt_is_computed(make_cluster, endpoint: str,  # type: ignore[no-untyped-def]
+                                                                 fields: dict[str, object]) -> None:
+    """A decode that pulled the KV has no prompt logits: its prompt logprobs would be wrong, and vLLM without
+    vllm #50792 crashes. vLLM 0.32 computes prompt logprobs for ``prompt_logprobs``, and for ``echo`` with
+    ``logprobs`` (completions) or with ``top_logprobs``, which defaults to 0 (chat; ``to_sampling_params`` in
+    vllm/entrypoints/openai/{completion,chat_completion}/protocol.py): decode serves them alone."""
+    cluster: Cluster = make_cluster(pd_threshold_tokens=0)
+    body = {"model": "tiny", "max_tokens": 2, **fields}
+    body.update({"prompt": LONG} if endpoint == "/v1/completions" else {"messages": [{"role": "user", "content": LONG}]})
+    status, _, payload = cluster.post(endpoint, body)
+    assert status == 200, payload
+    assert cluster.prefills[0].received == []
+    assert "kv_transfer_params" not in cluster.decodes[0].received[0]
+    assert cluster.metric("pdstack_router_decisions_total", decision="decode_only", reason="prompt_logprobs") == 1
+
+
+@pytest.mark.parametrize("fields", [{"logprobs": 2}, {"echo": True}, {"echo": False, "logprobs": 1},
+                                    {"prompt_logprobs": None}])
+def test_logprobs_of_the_answer_alone_still_disaggregate(make_cluster, fields: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
+    cluster: Cluster = make_cluster(pd_threshold_tokens=0)
+    assert cluster.post("/v1/completions", {"model": "tiny", "prompt": LONG, "max_tokens": 2, **fields})[0] == 200
+    assert len(cluster.prefills[0].received) == 1 and cluster.decodes[0].pulled == 1
+
+
 def test_n_of_one_still_disaggregates(make_cluster) -> None:  # type: ignore[no-untyped-def]
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     assert cluster.post("/v1/completions", {"model": "tiny", "prompt": [LONG], "n": 1, "max_tokens": 2})[0] == 200
