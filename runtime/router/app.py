@@ -25,7 +25,7 @@ from runtime.router.engine_passthrough import forward
 from runtime.router.engine_registry import EngineRegistry
 from runtime.router.model_catalog import ModelCatalog
 from runtime.router.openai_request import Endpoint, OpenAiRequest
-from runtime.router.pd_flow import PdFlow
+from runtime.router.pd_flow import ClientGone, PdFlow
 from runtime.router.prefix_index import PrefixIndex
 from runtime.router.request_checks import check_request
 from runtime.router.request_keys import OUTCOME, REQUEST_ID
@@ -133,6 +133,11 @@ def _generation(endpoint: Endpoint) -> Handler:
         except NoEngineAvailable as error:
             outcome = "no_engine"
             return ApiError(503, str(error), code="no_engine_available").response(request_id)
+        except ClientGone:
+            outcome = "client_disconnected"
+            state.metrics.client_disconnects.inc()
+            log.info("client_disconnected", request_id=request_id)
+            return web.Response(status=499)  # nobody reads it: aiohttp's write fails quietly (no error log)
         except (asyncio.CancelledError, ConnectionResetError):
             outcome = "client_disconnected"
             state.metrics.client_disconnects.inc()

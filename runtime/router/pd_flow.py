@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -276,13 +277,13 @@ class PdFlow:
         out = web.StreamResponse(status=200, headers={
             "Content-Type": upstream.headers.get("Content-Type", "text/event-stream"),
             "Cache-Control": "no-cache", "X-Request-Id": trace.request_id})
-        await out.prepare(request)
+        await _to_client(out.prepare(request))
         itl = self.metrics.itl.labels(trace.endpoint, trace.decision)
-        await out.write(first)
+        await _to_client(out.write(first))
         last = time.monotonic()
         try:
             async for chunk in upstream.content.iter_any():
-                await out.write(chunk)
+                await _to_client(out.write(chunk))
                 now = time.monotonic()
                 itl.observe(now - last)
                 last = now
@@ -293,9 +294,9 @@ class PdFlow:
             log.error("stream_broken", request_id=trace.request_id, engine=engine.name, reason=repr(error))
             message = {"error": {"message": f"the engine stopped mid-stream (request id {trace.request_id})",
                                  "type": "upstream_error", "param": None, "code": 502}}
-            await out.write(b"data: " + json.dumps(message).encode() + b"\n\n")
             request[OUTCOME] = "stream_broken"
-        await out.write_eof()
+            await _to_client(out.write(b"data: " + json.dumps(message).encode() + b"\n\n"))
+        await _to_client(out.write_eof())
         return out
 
     # -- bookkeeping
@@ -317,6 +318,19 @@ class PdFlow:
             self.registry.eject(engine, "timeout")
         else:
             self.registry.record(engine, False)
+
+
+class ClientGone(ConnectionResetError):
+    """The client went away mid-stream: its own outcome (client_disconnected), not the engine's stream_broken."""
+
+
+async def _to_client(write: Awaitable[object]) -> None:
+    """aiohttp's write to a closing client raises ClientConnectionResetError, which is also an aiohttp.ClientError,
+    so the relay would take it for the engine's failure."""
+    try:
+        await write
+    except ConnectionResetError:
+        raise ClientGone("the client closed the connection mid-stream") from None
 
 
 def _opening_only(head: bytes) -> bool:
