@@ -13,20 +13,11 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.config import Taint
+from infra.kubernetes_versions import KUBERNETES_PINS
 from infra.workload_names import EFA_LABEL, GPU_LABEL, HYPERPOD_HEALTH_TAINT, INSTANCE_TYPE_LABEL, tolerations_for
 from runtime.catalog import INSTANCE_CATALOG
 
-# EKS managed add-ons for Kubernetes 1.34, from the EKS user guide's add-on pages (vpc-cni, coredns, kube-proxy).
-# eks-pod-identity-agent and aws-ebs-csi-driver have no per-version table there: confirm any pin with
-# `aws eks describe-addon-versions --kubernetes-version 1.34 --addon-name NAME` before you change it.
-# vpc-cni must be >= 1.18.5: efa-only interfaces need it (HyperPod needs >= 1.18.3).
-MANAGED_ADDONS = {
-    "vpc-cni": "v1.20.4-eksbuild.1",
-    "coredns": "v1.13.2-eksbuild.7",
-    "kube-proxy": "v1.34.6-eksbuild.13",
-    "eks-pod-identity-agent": "v1.3.9-eksbuild.3",
-    "aws-ebs-csi-driver": "v1.51.0-eksbuild.1",
-}
+# The managed add-ons' versions follow the cluster's Kubernetes minor: infra/kubernetes_versions.py holds them.
 # The add-ons' configuration values (the schema is the add-on's Helm chart values; `aws eks
 # describe-addon-configuration` prints it). vpc-cni v1.20.4 (aws/amazon-vpc-cni-k8s charts/aws-vpc-cni/values.yaml):
 # `enableNetworkPolicy` is the string "false" by default and becomes the node agent's --enable-network-policy
@@ -67,12 +58,20 @@ KEDA = HelmChartPin(
 # role signs the metrics-workspace queries.
 KEDA_OPERATOR_SERVICE_ACCOUNT = "keda-operator"
 
-# Cluster Autoscaler 1.34.2 (chart 9.53.0, kubernetes/autoscaler tag cluster-autoscaler-chart-9.53.0): the minor
-# version must match the cluster's Kubernetes minor (SUPPORTED_KUBERNETES_VERSIONS).
-CLUSTER_AUTOSCALER = HelmChartPin(
-    chart="cluster-autoscaler", repository="https://kubernetes.github.io/autoscaler", version="9.53.0",
-    namespace="kube-system",
-)
+
+def managed_addons(kubernetes_version: str) -> dict[str, str]:
+    """The EKS managed add-ons (name -> version) for the cluster's Kubernetes minor."""
+    return dict(KUBERNETES_PINS[kubernetes_version].managed_addons)
+
+
+def cluster_autoscaler(kubernetes_version: str) -> HelmChartPin:
+    """The Cluster Autoscaler chart whose minor matches the cluster's (infra/kubernetes_versions.py)."""
+    return HelmChartPin(
+        chart="cluster-autoscaler", repository="https://kubernetes.github.io/autoscaler",
+        version=KUBERNETES_PINS[kubernetes_version].cluster_autoscaler_chart, namespace="kube-system",
+    )
+
+
 CLUSTER_AUTOSCALER_SERVICE_ACCOUNT = "cluster-autoscaler"
 
 
@@ -110,6 +109,7 @@ def nvidia_device_plugin_values(gpu_taints: list[Taint]) -> dict:
 class ClusterAddonsProps:
     cluster: eks.Cluster
     gpu_taints: list[Taint]  # every taint configured on a GPU pool (node groups or HyperPod instance groups)
+    kubernetes_version: str  # the cluster's minor ("1.35"): picks the add-on versions
 
 
 class ClusterAddons(Construct):
@@ -122,7 +122,7 @@ class ClusterAddons(Construct):
         self.managed: dict[str, eks.Addon] = {
             name: eks.Addon(self, name, cluster=cluster, addon_name=name, addon_version=version, preserve_on_delete=False,
                             configuration_values=MANAGED_ADDON_CONFIGURATION.get(name))
-            for name, version in MANAGED_ADDONS.items()
+            for name, version in managed_addons(props.kubernetes_version).items()
         }
         # EKS bootstraps self-managed vpc-cni, kube-proxy and coredns when it creates the cluster; the managed add-ons
         # take them over (AWS's HyperPod EKS template, awsome-distributed-training hyperpod-eks-full-stack.yaml, sets

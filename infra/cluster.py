@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
+
 from dataclasses import dataclass
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_kms as kms
-from aws_cdk.lambda_layer_kubectl_v34 import KubectlV34Layer
 from constructs import Construct
 
 from infra.addons import ClusterAddons, ClusterAddonsProps
 from infra.config import ClusterConfig, Taint
 from infra.efa import EfaSecurityGroup
+from infra.kubernetes_versions import KUBERNETES_PINS
 from infra.stack_outputs import ClusterOutputs
 from infra.workload_names import SYSTEM_POOL
 
-KUBERNETES_VERSIONS = {"1.34": eks.KubernetesVersion.V1_34}
 ENDPOINT_ACCESS = {
     "private": eks.EndpointAccess.PRIVATE,
     "public": eks.EndpointAccess.PUBLIC,
@@ -48,7 +49,11 @@ class ClusterStack(cdk.Stack):
         super().__init__(scope, construct_id, **kwargs)
         config = props.config
 
-        secrets_key = kms.Key(self, "SecretsKey", enable_key_rotation=True, description="EKS secrets encryption")
+        pins = KUBERNETES_PINS[config.kubernetes_version]
+        kubectl_layer = getattr(importlib.import_module(pins.kubectl_layer_module), pins.kubectl_layer_class)
+        # Scheduled for deletion with the stack (a retained key outlives the cluster whose secrets it sealed, and bills).
+        secrets_key = kms.Key(self, "SecretsKey", enable_key_rotation=True, description="EKS secrets encryption",
+                              removal_policy=cdk.RemovalPolicy.DESTROY)
         endpoint = ENDPOINT_ACCESS[config.endpoint_access]
         if config.public_access_cidrs:
             endpoint = endpoint.only_from(*config.public_access_cidrs)
@@ -56,7 +61,7 @@ class ClusterStack(cdk.Stack):
             self,
             "Cluster",
             cluster_name=config.name,
-            version=KUBERNETES_VERSIONS[config.kubernetes_version],
+            version=getattr(eks.KubernetesVersion, pins.cdk_version),
             default_capacity_type=eks.DefaultCapacityType.NODEGROUP,
             default_capacity=0,
             vpc=props.vpc,
@@ -67,7 +72,7 @@ class ClusterStack(cdk.Stack):
             # Admins come from configuration as access entries; the deploying identity gets no implicit admin.
             bootstrap_cluster_creator_admin_permissions=False,
             kubectl_provider_options=eks.KubectlProviderOptions(
-                kubectl_layer=KubectlV34Layer(self, "KubectlLayer"),
+                kubectl_layer=kubectl_layer(self, "KubectlLayer"),
                 private_subnets=props.private_subnets,
             ),
         )
@@ -77,7 +82,8 @@ class ClusterStack(cdk.Stack):
         for index, arn in enumerate(config.admin_principal_arns):
             self.cluster.grant_access(f"Admin{index}", arn, [admin])
 
-        self.addons = ClusterAddons(self, "Addons", props=ClusterAddonsProps(cluster=self.cluster, gpu_taints=props.gpu_taints))
+        self.addons = ClusterAddons(self, "Addons", props=ClusterAddonsProps(
+            cluster=self.cluster, gpu_taints=props.gpu_taints, kubernetes_version=config.kubernetes_version))
 
         # System pods (CoreDNS, the LWS controller, the router later) run off the GPU nodes.
         system = self.cluster.add_nodegroup_capacity(

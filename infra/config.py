@@ -15,14 +15,12 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from infra.kubernetes_versions import DEFAULT_KUBERNETES_VERSION, SUPPORTED_KUBERNETES_VERSIONS
 from infra.workload_names import GPU_TAINT_KEY
 from runtime.catalog import INSTANCE_CATALOG
 from runtime.config import Serving
 from runtime.router.router_metrics import LATENCY_BUCKETS
 
-# Kubernetes versions this release supports: the kubectl layer pinned in requirements.txt matches the first one, and
-# SageMaker HyperPod's EKS orchestrator accepts 1.30-1.35.
-SUPPORTED_KUBERNETES_VERSIONS = ("1.34",)
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _RESERVATION_ID = re.compile(r"^cr-[0-9a-f]{17}$")
@@ -67,7 +65,9 @@ class _Strict(BaseModel):
 
 class ClusterConfig(_Strict):
     name: str = Field(default="pdstack", pattern=_NAME)
-    kubernetes_version: str = "1.34"
+    # infra/kubernetes_versions.py: every version there has its kubectl layer, add-ons and autoscaler pinned. SageMaker
+    # HyperPod's EKS orchestrator accepts 1.30-1.35.
+    kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
     endpoint_access: Literal["private", "public", "public-and-private"] = "private"
     public_access_cidrs: list[str] = Field(default_factory=list)
     admin_principal_arns: list[str] = Field(default_factory=list)
@@ -355,6 +355,13 @@ class ObservabilityConfig(_Strict):
     # "Scraper configuration", limitations).
     scrape_interval_seconds: int = Field(default=30, ge=30, le=300)
     retention_days: int = Field(default=150, ge=1, le=1095, description="how long the workspace keeps samples")
+    # The workspace's samples at rest: false, an AWS owned key (no cost, nothing to manage, no audit of its use);
+    # true, a customer managed KMS key of the stack's (audit and revoke it yourself, KMS charges). Earlier editions of
+    # the Amazon Managed Service for Prometheus user guide said an AWS managed collector cannot write to a workspace
+    # under a customer managed key; the current "Encryption at rest" page no longer says so, unverified here: turn it on
+    # only after checking that the collector writes (`python -m infra status` shows the scraper and the samples). The
+    # choice is fixed at creation: a workspace cannot move between the two ("Encryption at rest": "can't be converted").
+    customer_managed_key: bool = False
     fallback_ratio_threshold: float = Field(default=0.05, gt=0, lt=1,
                                             description="alert when this share of requests falls back decode-only")
     kv_usage_threshold: float = Field(default=0.95, gt=0, le=1, description="alert when an engine's KV cache is this full")
@@ -393,16 +400,29 @@ class AutoscalingConfig(_Strict):
         return self
 
 
+_ECR_NAME = r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
+
+
 class PullThroughCache(_Strict):
-    """An ECR pull-through cache rule for ghcr.io, so CodeBuild pulls the base image through the account's ECR."""
+    """An ECR pull-through cache rule for ghcr.io, so CodeBuild pulls the base image through the account's ECR.
+
+    A rule's repository prefix is unique per account and region (CreatePullThroughCacheRule fails with
+    PullThroughCacheRuleAlreadyExistsException): each deployment gets its own (``<deployment>-ghcr`` unless
+    ``repository_prefix`` names one), or adopts an existing rule (``create_rule: false`` with that rule's prefix)."""
 
     enabled: bool = False
     # A Secrets Manager secret holding a GitHub user name and token; ECR only reads secrets so prefixed.
     credential_secret_arn: str | None = None
+    # ECR: 2-30 characters, lower-case letters, digits, . _ - and / (CreatePullThroughCacheRule, ecrRepositoryPrefix).
+    repository_prefix: str | None = Field(default=None, min_length=2, max_length=30, pattern=_ECR_NAME)
+    create_rule: bool = Field(default=True, description="false: use the existing rule of repository_prefix (not "
+                                                        "created, not deleted with the stack)")
 
     @model_validator(mode="after")
     def _secret(self) -> PullThroughCache:
-        if self.enabled and self.credential_secret_arn is None:
+        if not self.create_rule and self.repository_prefix is None:
+            raise ValueError("create_rule: false adopts an existing rule: name its repository_prefix")
+        if self.enabled and self.create_rule and self.credential_secret_arn is None:
             raise ValueError("enabled=true needs credential_secret_arn (ghcr.io requires credentials for the cache)")
         arn = self.credential_secret_arn
         if arn is not None and not _PTC_SECRET.match(arn):
@@ -412,12 +432,18 @@ class PullThroughCache(_Strict):
             )
         return self
 
+    def prefix(self, deployment_name: str) -> str:
+        """The rule's repository prefix: as configured, else one of this deployment's own."""
+        return self.repository_prefix or f"{deployment_name}-ghcr"
+
 
 class ImageConfig(_Strict):
     base_repository: str = "ghcr.io/llm-d/llm-d-aws"
     base_tag: str = Field(pattern=r"^[\w][\w.-]{0,127}$")
     base_digest: str
-    ecr_repository: str = Field(default="pdstack/serving", pattern=r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+    # None: <deployment name>/serving. A repository name is unique per account and region; the repository is removed
+    # with the image stack (images included: each is rebuilt from source on the next deploy).
+    ecr_repository: str | None = Field(default=None, pattern=_ECR_NAME)
     pull_through_cache: PullThroughCache = PullThroughCache()
 
     @field_validator("base_digest")
@@ -434,6 +460,9 @@ class ImageConfig(_Strict):
                 f"pull_through_cache is for ghcr.io images; base_repository={self.base_repository!r} is elsewhere"
             )
         return self
+
+    def repository_name(self, deployment_name: str) -> str:
+        return self.ecr_repository or f"{deployment_name}/serving"
 
     @property
     def base_image(self) -> str:
@@ -475,6 +504,11 @@ class Deployment(_Strict):
         if self.hyperpod is not None and self.gpu_provider != "hyperpod":
             raise ValueError("a hyperpod section is set but gpu_provider is 'eks-nodegroups'; set gpu_provider: hyperpod")
         _check_unique("gpu_node_groups", [group.name for group in self.gpu_node_groups])
+        cache = self.image.pull_through_cache
+        if cache.enabled and len(cache.prefix(self.name)) > 30:
+            raise ValueError(
+                f"image.pull_through_cache: the derived repository prefix {cache.prefix(self.name)!r} is longer than "
+                "ECR's 30 characters; set image.pull_through_cache.repository_prefix")
         self._check_metrics_paths()
         router = self.workloads.router
         if router.prestop_s + self.serving.router.shutdown_grace_s >= router.termination_grace_s:

@@ -39,7 +39,7 @@ class DeploymentStacks:
                             NetworkProps(config=deployment.network,
                                          metrics_collector=deployment.observability.enabled))
         self.image = part(ImageStack, "image", "ECR repository and in-account build of the serving image",
-                          ImageProps(config=deployment.image))
+                          ImageProps(config=deployment.image, deployment_name=deployment.name))
         self.cluster = part(ClusterStack, "cluster", "EKS cluster, add-ons, system nodes, EFA security group",
                             ClusterProps(
                                 config=deployment.cluster,
@@ -61,6 +61,7 @@ class DeploymentStacks:
                                           g.instance_type: hugepages_2mi_pages_per_node(deployment, g.instance_type)
                                           for g in deployment.gpu_node_groups},
                                       system_nodes=self.cluster.system_nodes,
+                                      kubernetes_version=deployment.cluster.kubernetes_version,
                                   ))
         self.hyperpod: HyperPodStack | None = None
         if deployment.hyperpod is not None:
@@ -101,3 +102,6 @@ class DeploymentStacks:
         )
         for stack in self.all:
             cdk.Tags.of(stack).add("pdstack:deployment", deployment.name)
+            # CDK's own Lambda log groups (kubectl provider, custom resources, bucket deployment) default to RETAIN:
+            # every destroy left them behind. Logs go with their stack (README: Lifecycle).
+            cdk.RemovalPolicies.of(stack).destroy(apply_to_resource_types=["AWS::Logs::LogGroup"])

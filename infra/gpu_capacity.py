@@ -28,6 +28,7 @@ class GpuCapacityProps:
     vpc_cni: Construct  # the managed vpc-cni add-on: efa-only interfaces need it (>= 1.18.5) before nodes join
     hugepages_2mi_pages: dict[str, int]  # by instance type: what one GPU node reserves for the workers
     system_nodes: Construct  # the system node group: the Cluster Autoscaler runs there
+    kubernetes_version: str  # the cluster's minor: picks the Cluster Autoscaler's
 
 
 class GpuCapacityStack(cdk.Stack):
@@ -55,5 +56,6 @@ class GpuCapacityStack(cdk.Stack):
         if props.groups:
             self.node_autoscaler = NodeAutoscaler(self, "NodeAutoscaler", props=NodeAutoscalerProps(
                 cluster=props.cluster, hugepages_2mi_pages=props.hugepages_2mi_pages,
+                kubernetes_version=props.kubernetes_version,
                 groups={g.name: (g, self.gpu_node_groups[g.name].nodegroup) for g in props.groups}))
             self.node_autoscaler.chart.node.add_dependency(props.system_nodes)

@@ -10,7 +10,8 @@ from constructs import Construct
 
 from infra.config import CapacityBlock, GpuNodeGroupConfig
 from infra.efa import EfaLaunchTemplate, EfaLaunchTemplateProps
-from infra.workload_names import GPU_NODE_LABELS, NODE_GROUP_LABEL
+from infra.workload_names import GPU_NODE_LABELS, NODE_GROUP_LABEL, accelerator_label
+from runtime.catalog import instance_spec
 
 # The exact CloudFormation value. aws-cdk-lib's enum carries "AL2023_X86_64_NVIDIA" (cfn-lint rejects that case),
 # and CDK's GPU-instance list lacks p5/p5en, so passing ami_type fails validation and omitting it silently picks an
@@ -22,6 +23,12 @@ _TAINT_EFFECTS = {
     "PreferNoSchedule": eks.TaintEffect.PREFER_NO_SCHEDULE,
     "NoExecute": eks.TaintEffect.NO_EXECUTE,
 }
+
+
+def gpu_node_labels(group: GpuNodeGroupConfig) -> dict[str, str]:
+    """What EKS puts on each node of the group at kubelet start (the Cluster Autoscaler's node template mirrors it)."""
+    return {**group.labels, **GPU_NODE_LABELS, **accelerator_label(instance_spec(group.instance_type).gpu_model),
+            NODE_GROUP_LABEL: group.name}
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,7 @@ class GpuNodeGroup(Construct):
             min_size=group.min_size,
             desired_size=group.desired_size,
             max_size=group.max_size,
-            labels={**group.labels, **GPU_NODE_LABELS, NODE_GROUP_LABEL: group.name},
+            labels=gpu_node_labels(group),
             taints=[eks.TaintSpec(key=t.key, value=t.value, effect=_TAINT_EFFECTS[t.effect]) for t in group.taints],
             # GPU nodes are replaced one at a time: a serving replica must not lose all its peers at once.
             max_unavailable=1,

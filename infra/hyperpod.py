@@ -29,7 +29,7 @@ from infra.hyperpod_dependencies import (
     HEALTH_AGENT_TAG,
     resiliency_objects,
 )
-from infra.workload_names import GPU_NODE_LABELS, NODE_GROUP_LABEL
+from infra.workload_names import GPU_NODE_LABELS, NODE_GROUP_LABEL, accelerator_label
 from runtime.catalog import instance_spec
 
 LIFECYCLE_DIR = Path(__file__).parent / "hyperpod_lifecycle"
@@ -214,7 +214,8 @@ class HyperPodStack(cdk.Stack):
             on_start_deep_health_checks=list(group.deep_health_checks) or None,
             training_plan_arn=group.training_plan_arn,
             kubernetes_config=sagemaker.CfnCluster.ClusterKubernetesConfigProperty(
-                labels={**group.labels, **GPU_NODE_LABELS, NODE_GROUP_LABEL: group.name},
+                labels={**group.labels, **GPU_NODE_LABELS, NODE_GROUP_LABEL: group.name,
+                        **accelerator_label(instance_spec(group.instance_type).gpu_model)},
                 taints=[sagemaker.CfnCluster.ClusterKubernetesTaintProperty(key=t.key, value=t.value, effect=t.effect)
                         for t in group.taints],
             ),

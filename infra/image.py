@@ -30,7 +30,6 @@ from infra.stack_outputs import ImageOutputs
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The build context: only what the Dockerfile copies. Git-style patterns so the allow-list can be negated.
 BUILD_CONTEXT_EXCLUDES = ["*", "!container/", "!container/**", "!runtime/", "!runtime/**", "**/__pycache__", "**/*.pyc"]
-PULL_THROUGH_PREFIX = "ghcr"
 # CloudFormation gives a custom resource one hour at most (aws-cdk-lib custom_resources.Provider: "totalTimeout ...
 # The maximum timeout is 1 hour"), so the stack cannot honestly wait longer. The build gets the same budget minus
 # the waiter's polling slack: a build that would outlive the wait is stopped, not left to push after deploy failed.
@@ -54,6 +53,7 @@ def image_tag(context_hash: str, config: ImageConfig) -> str:
 @dataclass(frozen=True)
 class ImageProps:
     config: ImageConfig
+    deployment_name: str  # names the repository and the pull-through prefix unless the config names them
 
 
 class ImageStack(cdk.Stack):
@@ -62,17 +62,21 @@ class ImageStack(cdk.Stack):
     def __init__(self, scope: Construct, construct_id: str, *, props: ImageProps, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
         config = props.config
-        key = kms.Key(self, "ImageKey", enable_key_rotation=True, description="pdstack image repository and build")
+        key = kms.Key(self, "ImageKey", enable_key_rotation=True, description="pdstack image repository and build",
+                      removal_policy=cdk.RemovalPolicy.DESTROY)
 
         self.repository = ecr.Repository(
             self,
             "Repository",
-            repository_name=config.ecr_repository,
+            repository_name=config.repository_name(props.deployment_name),
             image_scan_on_push=True,
             image_tag_mutability=ecr.TagMutability.IMMUTABLE,
             encryption=ecr.RepositoryEncryption.KMS,
             encryption_key=key,
-            removal_policy=cdk.RemovalPolicy.RETAIN,
+            # destroy-then-deploy: a retained repository of this fixed name made the next create fail
+            # (AlreadyExists). The images go with it; the next deploy rebuilds the image from source.
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+            empty_on_delete=True,
             lifecycle_rules=[
                 ecr.LifecycleRule(
                     description="drop untagged layers after a week",
@@ -96,17 +100,19 @@ class ImageStack(cdk.Stack):
         self.image_uri = self.repository.repository_uri_for_tag(self.image_tag)
 
         base_image = config.base_image
+        self.pull_through_prefix = config.pull_through_cache.prefix(props.deployment_name)
         if config.pull_through_cache.enabled:
-            ecr.CfnPullThroughCacheRule(
-                self,
-                "GhcrPullThroughCache",
-                ecr_repository_prefix=PULL_THROUGH_PREFIX,
-                upstream_registry="github-container-registry",
-                upstream_registry_url="ghcr.io",
-                credential_arn=config.pull_through_cache.credential_secret_arn,
-            )
+            if config.pull_through_cache.create_rule:  # else an existing rule of that prefix is used, and kept
+                ecr.CfnPullThroughCacheRule(
+                    self,
+                    "GhcrPullThroughCache",
+                    ecr_repository_prefix=self.pull_through_prefix,
+                    upstream_registry="github-container-registry",
+                    upstream_registry_url="ghcr.io",
+                    credential_arn=config.pull_through_cache.credential_secret_arn,
+                )
             registry = f"{self.account}.dkr.ecr.{self.region}.{self.url_suffix}"
-            base_image = base_image.replace("ghcr.io/", f"{registry}/{PULL_THROUGH_PREFIX}/", 1)
+            base_image = base_image.replace("ghcr.io/", f"{registry}/{self.pull_through_prefix}/", 1)
 
         build_logs = logs.LogGroup(
             self, "BuildLogs", retention=logs.RetentionDays.THREE_MONTHS, removal_policy=cdk.RemovalPolicy.DESTROY
@@ -133,7 +139,7 @@ class ImageStack(cdk.Stack):
         )
         self.repository.grant_pull_push(self.project)
         if config.pull_through_cache.enabled:
-            cache_repos = self.format_arn(service="ecr", resource="repository", resource_name=f"{PULL_THROUGH_PREFIX}/*")
+            cache_repos = self.format_arn(service="ecr", resource="repository", resource_name=f"{self.pull_through_prefix}/*")
             self.project.add_to_role_policy(
                 iam.PolicyStatement(
                     actions=[

@@ -15,7 +15,6 @@ from infra.deployment_stacks import DeploymentStacks
 from infra.eks_checks import EksClusterChecks
 from infra.gpu_capacity import GpuCapacityStack
 from infra.hyperpod import LIFECYCLE_PREFIX, HyperPodStack
-from infra.image import PULL_THROUGH_PREFIX
 from infra.workloads import WorkloadsStack
 
 NODE_ROLE_POLICIES = {
@@ -83,7 +82,7 @@ def _acknowledge_image(stacks: DeploymentStacks) -> None:
          "CodeBuild's default report-group grant, scoped to this project's name")
     _ack(project, f"IAM5[Resource::{_arn(image, 'logs')}:log-group:/aws/codebuild/<{project_id}>:*]",
          "CodeBuild's default log-stream grant, scoped to this project's log group")
-    _ack(project, f"IAM5[Resource::{_arn(image, 'ecr')}:repository/{PULL_THROUGH_PREFIX}/*]",
+    _ack(project, f"IAM5[Resource::{_arn(image, 'ecr')}:repository/{stacks.image.pull_through_prefix}/*]",
          "the ghcr.io pull-through cache creates its repositories under this prefix on first pull")
 
     waiter = image.node.find_child("BuildWaiter")

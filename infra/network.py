@@ -94,7 +94,8 @@ class NetworkStack(cdk.Stack):
             for name, service in INTERFACE_ENDPOINTS.items()
         ]
 
-        flow_log_key = kms.Key(self, "FlowLogKey", enable_key_rotation=True, description="VPC flow log encryption")
+        flow_log_key = kms.Key(self, "FlowLogKey", enable_key_rotation=True, description="VPC flow log encryption",
+                               removal_policy=cdk.RemovalPolicy.DESTROY)
         flow_log_key.grant_encrypt_decrypt(cdk.aws_iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com"))
         flow_log_group = logs.LogGroup(
             self, "FlowLogGroup", retention=logs.RetentionDays.THREE_MONTHS, encryption_key=flow_log_key,

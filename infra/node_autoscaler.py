@@ -9,7 +9,7 @@ their bounds, while Karpenter would replace them with its own NodePools and lose
 Scaling a group up from zero needs the autoscaler to know what a node of it offers before one exists. It reads labels
 and taints through eks:DescribeNodegroup, but extended resources (GPUs, EFA interfaces, hugepages) only from
 ``k8s.io/cluster-autoscaler/node-template/resources/*`` tags on the group's Auto Scaling group (Cluster Autoscaler
-1.34 AWS README, "Auto-discovery setup"). EKS does not copy node group tags to it, so a custom resource finds the
+1.35 AWS README, "Auto-discovery setup"). EKS does not copy node group tags to it, so a custom resource finds the
 Auto Scaling group (eks:DescribeNodegroup) and tags it.
 """
 
@@ -23,9 +23,9 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from infra.addons import CLUSTER_AUTOSCALER, CLUSTER_AUTOSCALER_SERVICE_ACCOUNT
+from infra.addons import CLUSTER_AUTOSCALER_SERVICE_ACCOUNT, cluster_autoscaler
 from infra.config import CapacityBlock, GpuNodeGroupConfig
-from infra.workload_names import SYSTEM_POOL
+from infra.workload_names import ACCELERATOR_LABEL, SYSTEM_POOL, accelerator_label
 from runtime.catalog import instance_spec
 
 TEMPLATE_TAG = "k8s.io/cluster-autoscaler/node-template"
@@ -36,6 +36,7 @@ class NodeAutoscalerProps:
     cluster: eks.Cluster
     groups: dict[str, tuple[GpuNodeGroupConfig, eks.Nodegroup]]
     hugepages_2mi_pages: dict[str, int]  # by instance type: what one GPU node reserves (GpuCapacityProps')
+    kubernetes_version: str  # the cluster's minor: the autoscaler's must match it
 
 
 def node_template_tags(group: GpuNodeGroupConfig, hugepages_2mi_pages: int) -> dict[str, str]:
@@ -43,6 +44,8 @@ def node_template_tags(group: GpuNodeGroupConfig, hugepages_2mi_pages: int) -> d
     autoscaler's ASG tags."""
     spec = instance_spec(group.instance_type)
     return {
+        # GPU nodes carry the accelerator label from boot (gpu_nodes.gpu_node_labels): the template says so too.
+        f"{TEMPLATE_TAG}/label/{ACCELERATOR_LABEL}": accelerator_label(spec.gpu_model)[ACCELERATOR_LABEL],
         f"{TEMPLATE_TAG}/resources/nvidia.com/gpu": str(spec.gpus),
         f"{TEMPLATE_TAG}/resources/vpc.amazonaws.com/efa": str(spec.efa_interfaces),
         f"{TEMPLATE_TAG}/resources/hugepages-2Mi": f"{hugepages_2mi_pages * 2}Mi",
@@ -61,11 +64,12 @@ class NodeAutoscaler(Construct):
         super().__init__(scope, construct_id)
         cluster = props.cluster
         stack = cdk.Stack.of(self)
+        pin = cluster_autoscaler(props.kubernetes_version)
         self.role = iam.Role(
             self, "Role", assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com").with_session_tags(),
             description="Cluster Autoscaler: resize this cluster's node groups within their bounds",
         )
-        # Reads have no resource-level permissions (Cluster Autoscaler 1.34 AWS README, full-features policy).
+        # Reads have no resource-level permissions (Cluster Autoscaler 1.35 AWS README, full-features policy).
         self.role.add_to_policy(iam.PolicyStatement(actions=[
             "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
             "autoscaling:DescribeLaunchConfigurations", "autoscaling:DescribeScalingActivities",
@@ -82,7 +86,7 @@ class NodeAutoscaler(Construct):
             conditions={"StringEquals": {"aws:ResourceTag/eks:cluster-name": cluster.cluster_name,
                                          "aws:ResourceTag/pdstack.io/autoscaled": "true"}}))
         identity = eks.CfnPodIdentityAssociation(
-            self, "Identity", cluster_name=cluster.cluster_name, namespace=CLUSTER_AUTOSCALER.namespace,
+            self, "Identity", cluster_name=cluster.cluster_name, namespace=pin.namespace,
             service_account=CLUSTER_AUTOSCALER_SERVICE_ACCOUNT, role_arn=self.role.role_arn)
 
         self.template_tags: dict[str, cr.AwsCustomResource] = {}
@@ -92,8 +96,8 @@ class NodeAutoscaler(Construct):
                     name, group, nodegroup, props.hugepages_2mi_pages.get(group.instance_type, 0))
 
         self.chart = eks.HelmChart(
-            self, "Chart", cluster=cluster, chart=CLUSTER_AUTOSCALER.chart, repository=CLUSTER_AUTOSCALER.repository,
-            version=CLUSTER_AUTOSCALER.version, namespace=CLUSTER_AUTOSCALER.namespace, wait=True,
+            self, "Chart", cluster=cluster, chart=pin.chart, repository=pin.repository,
+            version=pin.version, namespace=pin.namespace, wait=True,
             values={
                 "cloudProvider": "aws",
                 "awsRegion": stack.region,

@@ -20,6 +20,19 @@ NODE_GROUP_LABEL = "pdstack.io/node-group"
 # Every GPU node carries these; the device plugins and the workers select on them.
 GPU_NODE_LABELS = {GPU_LABEL: "true", EFA_LABEL: "true"}
 
+# The Cluster Autoscaler treats a node carrying this label as a GPU node whose GPUs are still being registered by the
+# device plugin, and waits for them instead of adding another node (kubernetes/autoscaler tag
+# cluster-autoscaler-1.35.2, cluster-autoscaler/cloudprovider/aws/README.md, "Special note on GPU instances": set by
+# kubelet --node-labels, value the GPU type). Scaling from zero, it learns it from the ASG tag
+# k8s.io/cluster-autoscaler/node-template/label/<label> (same README, "Auto-discovery setup").
+ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
+
+
+def accelerator_label(gpu_model: str) -> dict[str, str]:
+    """The label's value for a catalog GPU model: nvidia-h100, nvidia-h200, nvidia-a100, nvidia-b200."""
+    return {ACCELERATOR_LABEL: f"nvidia-{gpu_model.lower()}"}
+
+
 # --- labels the platform puts on nodes --------------------------------------------------------------------------------
 # The kubelet's well-known label (https://kubernetes.io/docs/reference/labels-annotations-taints/): the EC2 name on
 # EKS nodes, the ml.* name on HyperPod nodes (aws/sagemaker-hyperpod-cli helm_chart/HyperPodHelmChart/values.yaml at

@@ -53,12 +53,16 @@ class MetricsWorkspace(Construct):
     Grafana and KEDA's ``serverAddress`` take), ``query_url`` (its instant-query URL), ``remote_write_url`` and
     ``grant_query``."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, alias: str, retention_days: int, rules: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, alias: str, retention_days: int, rules: str,
+                 customer_managed_key: bool = False) -> None:
         super().__init__(scope, construct_id)
-        self.key = kms.Key(self, "Key", enable_key_rotation=True,
-                           description=f"Amazon Managed Service for Prometheus workspace {alias}: samples at rest")
+        # None: the AWS owned key (ObservabilityConfig.customer_managed_key says why that is the default).
+        self.key: kms.Key | None = None
+        if customer_managed_key:
+            self.key = kms.Key(self, "Key", enable_key_rotation=True, removal_policy=cdk.RemovalPolicy.DESTROY,
+                               description=f"Amazon Managed Service for Prometheus workspace {alias}: samples at rest")
         self.workspace = aps.CfnWorkspace(
-            self, "Workspace", alias=alias, kms_key_arn=self.key.key_arn,
+            self, "Workspace", alias=alias, kms_key_arn=self.key.key_arn if self.key else None,
             workspace_configuration=aps.CfnWorkspace.WorkspaceConfigurationProperty(
                 retention_period_in_days=retention_days),
         )
@@ -111,7 +115,8 @@ class ObservabilityStack(cdk.Stack):
         deployment = props.deployment
         config = deployment.observability
         self.workspace = MetricsWorkspace(self, "Metrics", alias=deployment.name, retention_days=config.retention_days,
-                                          rules=rules_text(deployment.slo, config))
+                                          rules=rules_text(deployment.slo, config),
+                                          customer_managed_key=config.customer_managed_key)
         self.collector_security_group = CollectorSecurityGroup(self, "CollectorSecurityGroup", deployment=deployment,
                                                                cluster=props.cluster, vpc=props.vpc)
         self.scraper = aps.CfnScraper(

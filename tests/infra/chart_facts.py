@@ -98,9 +98,10 @@ def keda_pods(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return pods
 
 
-# kubernetes/autoscaler tag cluster-autoscaler-chart-9.53.0 (commit a2db9eb7, appVersion 1.34.2),
-# cluster-autoscaler/charts/cluster-autoscaler/values.yaml: affinity {} (line 3), nodeSelector {} (329), tolerations []
-# (466); templates/deployment.yaml lines 321-331 copy affinity and nodeSelector when set, tolerations always.
+# kubernetes/autoscaler tag cluster-autoscaler-chart-9.59.0 (commit 5a0b98e4, appVersion 1.35.0),
+# cluster-autoscaler/charts/cluster-autoscaler/values.yaml: affinity {} (line 3), nodeSelector {} (334), tolerations []
+# (480); templates/deployment.yaml lines 327-337 copy affinity and nodeSelector when set, tolerations always. The same
+# at chart 9.53.0 (commit a2db9eb7; values lines 3, 329, 466; deployment.yaml 321-331): 9.54-9.59 changed no placement.
 CLUSTER_AUTOSCALER_DEFAULTS: dict[str, Any] = {"nodeSelector": {}, "tolerations": [], "affinity": {}}
 
 
@@ -109,13 +110,18 @@ def cluster_autoscaler_pod(values: dict[str, Any]) -> dict[str, Any]:
     return {k: merged[k] for k in ("nodeSelector", "affinity", "tolerations") if merged.get(k)}
 
 
+# Each chart version's appVersion (its Chart.yaml at the kubernetes/autoscaler tag cluster-autoscaler-chart-<version>):
+# the Cluster Autoscaler's minor must be the cluster's.
+CLUSTER_AUTOSCALER_APP_VERSIONS = {"9.53.0": "1.34.2", "9.59.0": "1.35.0"}
+
+
 Renderer = Callable[[dict[str, Any]], dict[str, Any]]
 # Chart name (as pinned in infra/addons.py) -> (version the facts above were read at, the renderer of its one pod).
 CHART_PODS: dict[str, tuple[str, Renderer]] = {
     "nvidia-device-plugin": ("0.20.0", nvidia_device_plugin_pod),
     "aws-efa-k8s-device-plugin": ("v0.5.30", efa_device_plugin_pod),
     "lws": ("0.10.0", lws_controller_pod),
-    "cluster-autoscaler": ("9.53.0", cluster_autoscaler_pod),
+    "cluster-autoscaler": ("9.59.0", cluster_autoscaler_pod),
 }
 # Charts with several pods: the renderer returns each, by its Deployment's name.
 CHART_COMPONENT_PODS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, dict[str, Any]]]]] = {

@@ -7,7 +7,12 @@ import json
 import pytest
 from aws_cdk.assertions import Match
 
-from infra.addons import EFA_DEVICE_PLUGIN, LEADER_WORKER_SET, MANAGED_ADDONS, NVIDIA_DEVICE_PLUGIN
+import datetime
+import importlib
+
+from infra.addons import EFA_DEVICE_PLUGIN, LEADER_WORKER_SET, NVIDIA_DEVICE_PLUGIN, managed_addons
+from infra.kubernetes_versions import KUBERNETES_PINS
+from tests.infra.chart_facts import CLUSTER_AUTOSCALER_APP_VERSIONS
 from tests.infra.conftest import Synthesized
 
 
@@ -21,10 +26,34 @@ def charts(synth: Synthesized) -> dict[str, dict]:
     return {r["Properties"]["Chart"]: r["Properties"] for r in found.values()}
 
 
+# EKS user guide, "Kubernetes version lifecycle" (release calendar): end of standard support per minor. A cluster
+# created after that date starts in extended support, its control plane at about six times the price.
+STANDARD_SUPPORT_ENDS = {"1.34": datetime.date(2026, 12, 2), "1.35": datetime.date(2027, 3, 27)}
+# The day this release was cut: every shipped deployment must create a cluster in standard support then.
+RELEASED = datetime.date(2026, 12, 7)
+
+
 def test_managed_node_groups_not_auto_mode(default: Synthesized) -> None:
     props = cluster_props(default)
     assert props["ComputeConfig"] == {"Enabled": False}
-    assert props["Version"] == "1.34"
+
+
+def test_every_shipped_cluster_starts_in_standard_support(
+        default: Synthesized, capacity_block: Synthesized, hyperpod: Synthesized) -> None:
+    for synth in (default, capacity_block, hyperpod):
+        version = cluster_props(synth)["Version"]
+        assert STANDARD_SUPPORT_ENDS[version] > RELEASED, (synth.deployment.name, version)
+
+
+@pytest.mark.parametrize("version", sorted(KUBERNETES_PINS))
+def test_every_supported_version_has_its_pins(version: str) -> None:
+    """The kubectl layer exists for the minor, kube-proxy and the Cluster Autoscaler are of the cluster's minor."""
+    pins = KUBERNETES_PINS[version]
+    assert pins.kubectl_layer_module.endswith("_v" + version.replace("1.", "", 1))
+    assert hasattr(importlib.import_module(pins.kubectl_layer_module), pins.kubectl_layer_class)
+    assert managed_addons(version)["kube-proxy"].startswith(f"v{version}.")
+    app = CLUSTER_AUTOSCALER_APP_VERSIONS[pins.cluster_autoscaler_chart]
+    assert app == pins.cluster_autoscaler_app and app.startswith(f"{version}.")
 
 
 def test_api_authentication_and_no_implicit_admin(default: Synthesized) -> None:
@@ -71,13 +100,15 @@ def test_cluster_uses_private_subnets_only(default: Synthesized) -> None:
     assert subnets == expected
 
 
-@pytest.mark.parametrize("name", sorted(MANAGED_ADDONS))
-def test_managed_addons_are_pinned(default: Synthesized, name: str) -> None:
-    default.cluster.has_resource_properties("AWS::EKS::Addon", {"AddonName": name, "AddonVersion": MANAGED_ADDONS[name]})
+@pytest.mark.parametrize("name", sorted(managed_addons("1.35")))
+def test_managed_addons_are_pinned_for_the_cluster_version(default: Synthesized, name: str) -> None:
+    expected = managed_addons(cluster_props(default)["Version"])[name]
+    default.cluster.has_resource_properties("AWS::EKS::Addon", {"AddonName": name, "AddonVersion": expected})
 
 
-def test_vpc_cni_supports_efa_only_interfaces() -> None:
-    major, minor, patch = (int(x) for x in MANAGED_ADDONS["vpc-cni"].lstrip("v").split("-")[0].split("."))
+@pytest.mark.parametrize("version", sorted(KUBERNETES_PINS))
+def test_vpc_cni_supports_efa_only_interfaces(version: str) -> None:
+    major, minor, patch = (int(x) for x in managed_addons(version)["vpc-cni"].lstrip("v").split("-")[0].split("."))
     assert (major, minor, patch) >= (1, 18, 5)
 
 
@@ -145,5 +176,5 @@ def test_kubectl_layer_matches_the_cluster_version(default: Synthesized) -> None
     layers = default.cluster.find_resources("AWS::Lambda::LayerVersion", {
         "Properties": {"Description": Match.string_like_regexp("kubectl")}})
     assert layers
-    assert any("1.34" in r["Properties"]["Description"] or "v34" in r["Properties"]["Description"]
-               for r in layers.values())
+    version = cluster_props(default)["Version"]
+    assert any(f"kubectl {version}." in r["Properties"]["Description"] for r in layers.values())

@@ -209,3 +209,20 @@ def test_serving_role_checked_against_hyperpod_groups() -> None:
     data["serving"]["prefill"]["instance_type"] = "p5en.48xlarge"
     message = error_for(data)
     assert "serving.prefill.instance_type='p5en.48xlarge'" in message and "hyperpod.instance_groups" in message
+
+
+def test_a_derived_pull_through_prefix_too_long_for_ecr_names_the_field() -> None:
+    message = error_for(broken(name="a-deployment-name-of-thirty", image__pull_through_cache={
+        "enabled": True,
+        "credential_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/gh"}))
+    assert "a-deployment-name-of-thirty-ghcr" in message and "repository_prefix" in message
+
+
+def test_adopting_a_pull_through_rule_needs_its_prefix() -> None:
+    message = error_for(broken(image__pull_through_cache={"enabled": True, "create_rule": False}))
+    assert "image.pull_through_cache" in message and "repository_prefix" in message
+
+
+def test_the_kubernetes_version_must_have_its_pins() -> None:
+    message = error_for(broken(cluster__kubernetes_version="1.33"))
+    assert "cluster.kubernetes_version" in message and "1.35" in message

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.addons import MANAGED_ADDONS
+from infra.addons import managed_addons
 from infra.hyperpod import LIFECYCLE_DIR, NODE_SETTINGS_FILE
 from infra.hyperpod_dependencies import HEALTH_AGENT_ACCOUNTS, HEALTH_AGENT_REPOSITORY, HEALTH_AGENT_TAG
 from infra.worker_objects import hugepages_2mi_pages_per_node
@@ -113,7 +113,7 @@ def test_eks_prerequisites_hyperpod_checks(hyperpod: Synthesized) -> None:
     major, minor = (int(x) for x in cluster["Properties"]["Version"].split("."))
     assert (1, 30) <= (major, minor) <= (1, 35)
     assert cluster["Properties"]["AccessConfig"]["AuthenticationMode"] in ("API", "API_AND_CONFIG_MAP")
-    cni = tuple(int(x) for x in MANAGED_ADDONS["vpc-cni"].lstrip("v").split("-")[0].split("."))
+    cni = tuple(int(x) for x in managed_addons(cluster["Properties"]["Version"])["vpc-cni"].lstrip("v").split("-")[0].split("."))
     assert cni >= (1, 18, 3)
     private = hyperpod.network.find_resources("AWS::EC2::Subnet", {"Properties": {"MapPublicIpOnLaunch": False}})
     _, hp = hyperpod_cluster(hyperpod)

@@ -20,13 +20,14 @@ from tests.infra.conftest import Synthesized, load_yaml
 def test_repository_settings(default: Synthesized) -> None:
     (repo,) = default.image.find_resources("AWS::ECR::Repository").values()
     props = repo["Properties"]
-    assert props["RepositoryName"] == "pdstack/serving"
+    assert props["RepositoryName"] == "pdstack/serving"  # <deployment name>/serving
     assert props["ImageScanningConfiguration"] == {"ScanOnPush": True}
     assert props["ImageTagMutability"] == "IMMUTABLE"
     assert props["EncryptionConfiguration"]["EncryptionType"] == "KMS"
     rules = json.loads(props["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
     assert {r["selection"]["tagStatus"] for r in rules} == {"untagged", "any"}
-    assert repo["DeletionPolicy"] == "Retain"
+    # destroy-then-deploy: a retained repository of a fixed name failed the next create (AlreadyExists)
+    assert repo["DeletionPolicy"] == "Delete" and props["EmptyOnDelete"] is True
 
 
 def test_codebuild_project(default: Synthesized) -> None:
@@ -69,12 +70,12 @@ def test_deploy_waits_for_the_build(default: Synthesized) -> None:
 def test_pull_through_cache_only_when_enabled(default: Synthesized, capacity_block: Synthesized) -> None:
     default.image.resource_count_is("AWS::ECR::PullThroughCacheRule", 0)
     capacity_block.image.has_resource_properties("AWS::ECR::PullThroughCacheRule", {
-        "EcrRepositoryPrefix": "ghcr", "UpstreamRegistryUrl": "ghcr.io",
+        "EcrRepositoryPrefix": "pdstack-cb-ghcr", "UpstreamRegistryUrl": "ghcr.io",
         "CredentialArn": Match.string_like_regexp(":secret:ecr-pullthroughcache/")})
     (project,) = capacity_block.image.find_resources("AWS::CodeBuild::Project").values()
     variables = {v["Name"]: v["Value"] for v in project["Properties"]["Environment"]["EnvironmentVariables"]}
     base = json.dumps(variables["BASE_IMAGE"])
-    assert "ghcr.io" not in base and "/ghcr/llm-d/llm-d-aws:v0.8.0@sha256:" in base
+    assert "ghcr.io" not in base and "/pdstack-cb-ghcr/llm-d/llm-d-aws:v0.8.0@sha256:" in base
 
 
 def test_dockerfile_default_base_is_the_default_deployments(default: Synthesized) -> None:
@@ -82,13 +83,30 @@ def test_dockerfile_default_base_is_the_default_deployments(default: Synthesized
     assert f"ARG BASE_IMAGE={default.deployment.image.base_image}\n" in dockerfile
 
 
-def _image_stack_tag(tmp_path: Path, image: dict) -> str:
-    """Synthesize the image stack alone (it needs nothing else) and read the tag its build is told to push."""
+def _image_stack(tmp_path: Path, image: dict) -> Template:
+    """Synthesize the image stack alone (it needs nothing else)."""
     app = cdk.App(outdir=str(tmp_path))
-    stack = ImageStack(app, "image", props=ImageProps(config=ImageConfig.model_validate(image)))
-    (project,) = Template.from_stack(stack).find_resources("AWS::CodeBuild::Project").values()
-    variables = {v["Name"]: v["Value"] for v in project["Properties"]["Environment"]["EnvironmentVariables"]}
-    return variables["IMAGE_TAG"]
+    stack = ImageStack(app, "image", props=ImageProps(config=ImageConfig.model_validate(image), deployment_name="d1"))
+    return Template.from_stack(stack)
+
+
+def _build_variables(template: Template) -> dict:
+    (project,) = template.find_resources("AWS::CodeBuild::Project").values()
+    return {v["Name"]: v["Value"] for v in project["Properties"]["Environment"]["EnvironmentVariables"]}
+
+
+def _image_stack_tag(tmp_path: Path, image: dict) -> str:
+    """The tag the image stack's build is told to push."""
+    return _build_variables(_image_stack(tmp_path, image))["IMAGE_TAG"]
+
+
+def test_an_existing_pull_through_rule_is_adopted_not_created(tmp_path: Path) -> None:
+    """A rule's prefix is unique per account and region: a second deployment can use the rule another one made."""
+    base = load_yaml("default.yaml")["image"]
+    template = _image_stack(tmp_path, {**base, "pull_through_cache": {
+        "enabled": True, "create_rule": False, "repository_prefix": "shared-ghcr"}})
+    template.resource_count_is("AWS::ECR::PullThroughCacheRule", 0)
+    assert "/shared-ghcr/llm-d/llm-d-aws:" in json.dumps(_build_variables(template)["BASE_IMAGE"])
 
 
 def test_image_tag_follows_every_build_input(tmp_path: Path) -> None:

@@ -157,7 +157,7 @@ def test_each_role_reaches_the_side_channel_of_the_other_and_nothing_else(make: 
 def test_the_policies_are_valid_kubernetes(make: Any) -> None:
     policies, _ = rendered(make())
     for policy in policies:
-        kubernetes_validate.validate(policy, "1.34", strict=True)
+        kubernetes_validate.validate(policy, "1.35", strict=True)
     ranges = [p for policy in policies for rule in policy["spec"]["ingress"] for p in rule.get("ports", [])
               if "endPort" in p]
     assert bool(ranges) == (make is wide_ep_decode)  # 16 data-parallel ranks: side-channel and KV-event ranges

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-from infra.addons import CLUSTER_AUTOSCALER
-from infra.workload_names import ROLE_LABEL, SYSTEM_POOL
+from infra.addons import cluster_autoscaler
+from infra.workload_names import ACCELERATOR_LABEL, ROLE_LABEL, SYSTEM_POOL
 from infra.workloads import serving_objects
 from tests.infra.conftest import Synthesized
 from tests.infra.test_schedulability import HUGEPAGES, eks_nodes
@@ -37,8 +37,8 @@ def asg_tags(synth: Synthesized) -> list[dict[str, str]]:
 def test_the_chart_is_pinned_on_the_system_nodes_and_finds_only_tagged_groups(default: Synthesized) -> None:
     assert default.gpu_nodes is not None
     (chart,) = [r["Properties"] for r in default.gpu_nodes.find_resources("Custom::AWSCDK-EKS-HelmChart").values()
-                if r["Properties"]["Chart"] == CLUSTER_AUTOSCALER.chart]
-    assert chart["Version"] == CLUSTER_AUTOSCALER.version
+                if r["Properties"]["Chart"] == "cluster-autoscaler"]
+    assert chart["Version"] == cluster_autoscaler(default.deployment.cluster.kubernetes_version).version
     values = json.loads(resolved(chart["Values"]))
     assert values["nodeSelector"] == SYSTEM_POOL
     assert "pdstack.io/autoscaled" in values["autoDiscovery"]["tags"]
@@ -92,3 +92,15 @@ def test_the_node_template_claims_what_a_real_node_of_the_group_has(default: Syn
     assert _quantity(tags[TEMPLATE + "hugepages-2Mi"]) == node.capacity[HUGEPAGES]
     assert int(tags[TEMPLATE + "vpc.amazonaws.com/efa"]) == node.capacity["vpc.amazonaws.com/efa"]
     assert int(tags[TEMPLATE + "nvidia.com/gpu"]) == spec.gpus
+
+
+def test_gpu_nodes_carry_the_accelerator_label_and_their_template_says_so(default: Synthesized) -> None:
+    """Without k8s.amazonaws.com/accelerator the autoscaler sees a new GPU node with no GPUs while the device plugin
+    registers, and adds another p5 (Cluster Autoscaler AWS README, "Special note on GPU instances")."""
+    assert default.gpu_nodes is not None
+    groups = default.gpu_nodes.find_resources("AWS::EKS::Nodegroup")
+    assert groups
+    labels = [g["Properties"]["Labels"].get(ACCELERATOR_LABEL) for g in groups.values()]
+    assert labels == ["nvidia-h100"] * len(groups)  # default.yaml's groups are p5.48xlarge
+    for tags in asg_tags(default):
+        assert tags[f"k8s.io/cluster-autoscaler/node-template/label/{ACCELERATOR_LABEL}"] == "nvidia-h100"

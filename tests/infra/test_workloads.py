@@ -1,4 +1,4 @@
-"""The serving workloads: every object valid against the Kubernetes 1.34 schemas, and the details that make P/D work
+"""The serving workloads: every object valid against the Kubernetes 1.35 schemas, and the details that make P/D work
 on EFA (resources, shm, IPC_LOCK, pod IP, ports, probes, same-zone affinity, node selection per provider, RBAC)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from runtime.config import Serving
 from runtime.router.config import KubernetesDiscovery
 from tests.infra.conftest import Synthesized, load_yaml, wide_ep_decode
 
-K8S = "1.34"
+K8S = "1.35"
 IMAGE = "123456789012.dkr.ecr.us-east-2.amazonaws.com/pdstack/serving:0123456789abcdef0123"
 
 

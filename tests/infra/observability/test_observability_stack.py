@@ -15,7 +15,7 @@ from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 from infra.config import parse_deployment
 from infra.deployment_stacks import DeploymentStacks
 from infra.observability.generate import RULES_FILE
-from infra.observability.stack import QUERY_ACTIONS
+from infra.observability.stack import QUERY_ACTIONS, MetricsWorkspace
 from infra.observability.targets import scrape_config
 from tests.infra.conftest import Synthesized, load_yaml
 
@@ -26,12 +26,27 @@ def only(synth: Synthesized, kind: str) -> dict:
     return resource
 
 
-def test_workspace_is_encrypted_with_a_rotated_key_and_keeps_the_configured_retention(default: Synthesized) -> None:
+def test_workspace_uses_the_aws_owned_key_by_default_and_keeps_the_configured_retention(default: Synthesized) -> None:
+    """A customer managed key may keep the AWS managed collector from writing (issue 19, defect 7): off by default."""
     workspace = only(default, "AWS::APS::Workspace")["Properties"]
-    key_id = workspace["KmsKeyArn"]["Fn::GetAtt"][0]
-    key = default.observability.find_resources("AWS::KMS::Key")[key_id]
-    assert key["Properties"]["EnableKeyRotation"] is True
+    assert "KmsKeyArn" not in workspace
+    default.observability.resource_count_is("AWS::KMS::Key", 0)
     assert workspace["WorkspaceConfiguration"] == {"RetentionPeriodInDays": 150}
+
+
+def test_a_customer_managed_key_is_an_option_rotated_and_removed_with_the_stack() -> None:
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    app = cdk.App()
+    stack = cdk.Stack(app, "Metrics")
+    workspace = MetricsWorkspace(stack, "Workspace", alias="a", retention_days=30, rules="groups: []\n",
+                                 customer_managed_key=True)
+    template = Template.from_stack(stack)
+    (key_id,) = template.find_resources("AWS::KMS::Key", {"Properties": {"EnableKeyRotation": True},
+                                                           "DeletionPolicy": "Delete"})
+    template.has_resource_properties("AWS::APS::Workspace", {"KmsKeyArn": {"Fn::GetAtt": [key_id, "Arn"]}})
+    assert workspace.key is not None
 
 
 def test_the_committed_rules_are_what_the_workspace_loads(default: Synthesized) -> None:

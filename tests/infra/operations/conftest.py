@@ -98,7 +98,7 @@ class Deployed:
         self.region = region
         self.session = boto3.Session(region_name=region)
         self.cluster_name = deployment.cluster.name
-        self.repository = deployment.image.ecr_repository
+        self.repository = deployment.image.repository_name(deployment.name)
         self.image_uri = f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{self.repository}:{IMAGE_TAG}"
         self.project = f"ImageBuild{deployment.name.replace('-', '')}-A1b2C3d4"
         self.nodegroups: dict[str, str] = {}  # deployment's group name -> EKS node group name

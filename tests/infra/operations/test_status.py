@@ -29,7 +29,7 @@ def test_a_fully_deployed_environment_is_ready(aws_env: MotoServer, default_file
         assert row in run.out
     assert f"p5 ({deployed.nodegroups['p5']})" in run.out
     assert "ACTIVE, GPU, ON_DEMAND, desired 2" in run.out
-    assert "ACTIVE, Kubernetes 1.34, endpoint private" in run.out
+    assert "ACTIVE, Kubernetes 1.35, endpoint private" in run.out
     assert "scan COMPLETE: HIGH 1" in run.out  # moto's default finding
     assert "last build SUCCEEDED" in run.out
     assert "note: node readiness not checked: the EKS API endpoint is private" in run.out
