@@ -83,6 +83,12 @@ class Timeouts(_Strict):
                                  "past it (a stalled KV pull) the request restarts decode-only")
     client_headers_s: float = Field(default=30.0, gt=0, description="a client's request line and headers")
     client_body_s: float = Field(default=60.0, gt=0, description="a client's request body")
+    client_write_s: float = Field(default=30.0, gt=0, description="a client that reads nothing of its answer this "
+                                  "long (the router's send buffer stays full) is disconnected, its engine request "
+                                  "aborted")
+    client_idle_s: float = Field(default=75.0, gt=0, description="a kept-alive connection idle this long between "
+                                 "requests is closed (aiohttp's default is 3630 s); above a load balancer's idle "
+                                 "timeout (ALB: 60 s), so the balancer closes first")
 
 
 class Breaker(_Strict):

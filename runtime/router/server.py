@@ -68,7 +68,8 @@ class RouterServer:
                                  self.config.max_messages)
         self.app = build_app(self.state)
         self.monitor: EngineMonitor | None = None
-        self.site_limits = ConnectionLimits(self.config.max_connections, self.config.timeouts.client_headers_s)
+        self.site_limits = ConnectionLimits(self.config.max_connections, self.config.timeouts.client_headers_s,
+                                            self.config.timeouts.client_write_s)
         self._runner: web.AppRunner | None = None
 
     def _load_tokenizer(self) -> PromptTokenizer | None:
@@ -131,7 +132,9 @@ class RouterServer:
         self.monitor.start(self.config.health_interval_s, self.config.metrics_interval_s)
         # lingering_time: after an error answer, how long aiohttp keeps reading a body nobody will use (its default
         # 10 s lets a client that stopped sending hold the connection that long after its 408)
+        # keepalive_timeout: aiohttp's default keeps an idle connection 3630 s
         self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None, lingering_time=1.0,
+                                     keepalive_timeout=self.config.timeouts.client_idle_s,
                                      shutdown_timeout=self.config.shutdown_grace_s)
         await self._runner.setup()
         site = GuardedSite(self._runner, self.config.host, self.config.port, self.site_limits)
