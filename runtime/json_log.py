@@ -8,7 +8,8 @@ import sys
 import time
 from typing import Any
 
-_FIELDS = "pdstack_fields"
+FIELDS = "pdstack_fields"
+"""The LogRecord attribute that carries an event's fields."""
 _ENCODER = json.JSONEncoder(default=str)
 """One encoder for every line: ``json.dumps(..., default=str)`` builds a new one per call (the router logs every
 request)."""
@@ -22,7 +23,7 @@ class JsonLineFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
-        line.update(getattr(record, _FIELDS, {}))
+        line.update(getattr(record, FIELDS, {}))
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return _ENCODER.encode(line)
@@ -36,13 +37,13 @@ class EventLog:
         self._logger = logging.getLogger(name)
 
     def info(self, event: str, **fields: Any) -> None:
-        self._logger.info(event, extra={_FIELDS: fields})
+        self._logger.info(event, extra={FIELDS: fields})
 
     def warning(self, event: str, exc_info: bool = False, **fields: Any) -> None:
-        self._logger.warning(event, exc_info=exc_info, extra={_FIELDS: fields})
+        self._logger.warning(event, exc_info=exc_info, extra={FIELDS: fields})
 
     def error(self, event: str, exc_info: bool = False, **fields: Any) -> None:
-        self._logger.error(event, exc_info=exc_info, extra={_FIELDS: fields})
+        self._logger.error(event, exc_info=exc_info, extra={FIELDS: fields})
 
 
 def configure(level: int = logging.INFO) -> None:

@@ -36,6 +36,7 @@ from runtime.router.prompt_reader import PromptReader
 from runtime.router.prompt_tokenizer import PromptTokenizer
 from runtime.router.router_metrics import RouterMetrics
 from runtime.router.scheduling.scheduler import Scheduler
+from runtime.router.server_log import server_logger
 from runtime.router.upstream import Upstream
 
 log = EventLog("runtime.router")
@@ -134,7 +135,7 @@ class RouterServer:
         # 10 s lets a client that stopped sending hold the connection that long after its 408)
         # keepalive_timeout: aiohttp's default keeps an idle connection 3630 s
         self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None, lingering_time=1.0,
-                                     keepalive_timeout=self.config.timeouts.client_idle_s,
+                                     keepalive_timeout=self.config.timeouts.client_idle_s, logger=server_logger(),
                                      shutdown_timeout=self.config.shutdown_grace_s)
         await self._runner.setup()
         site = GuardedSite(self._runner, self.config.host, self.config.port, self.site_limits)
