@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from runtime.json_log import EventLog
 from runtime.router.admission import AdmissionQueue, Overloaded
 from runtime.router.api_error import ApiError
+from runtime.router.api_keys import ApiKeys
 from runtime.router.config import MAX_MESSAGES
 from runtime.router.engine_breaker import STATE_VALUES
 from runtime.router.engine_passthrough import PATHS as PASSTHROUGH_PATHS
@@ -35,6 +36,7 @@ from runtime.router.scheduling.scheduler import NoEngineAvailable
 log = EventLog("runtime.router.app")
 
 STATE = web.AppKey("router_state", object)
+OPEN_PATHS = frozenset({"/health", "/ready", "/metrics"})
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -43,7 +45,8 @@ class RouterState:
 
     def __init__(self, registry: EngineRegistry, flow: PdFlow, catalog: ModelCatalog, index: PrefixIndex,
                  metrics: RouterMetrics, max_body_bytes: int, admission: AdmissionQueue,
-                 client_body_s: float = 60.0, max_messages: int = MAX_MESSAGES) -> None:
+                 client_body_s: float = 60.0, max_messages: int = MAX_MESSAGES,
+                 api_keys: ApiKeys | None = None) -> None:
         self.registry = registry
         self.admission = admission
         self.flow = flow
@@ -53,6 +56,7 @@ class RouterState:
         self.max_body_bytes = max_body_bytes
         self.client_body_s = client_body_s
         self.max_messages = max_messages
+        self.api_keys = api_keys
         self.draining = False
 
 
@@ -86,8 +90,28 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return ApiError(500, "internal router error", code="internal_error").response(request.get(REQUEST_ID))
 
 
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """With ``serving.router.api_keys_path`` set, every path but health, readiness and metrics (which keep their own
+    rules: the kubelet and the collector carry no key) needs ``Authorization: Bearer <key>``; else 401."""
+    keys = _state(request).api_keys
+    if keys is None or request.path in OPEN_PATHS:
+        return await handler(request)
+    authorization = request.headers.get("Authorization")
+    if keys.allows(authorization):
+        return await handler(request)
+    reason = "missing" if not authorization else "invalid"
+    _state(request).metrics.auth_failures.labels(reason).inc()
+    log.warning("unauthorized", path=shortened(request.path), reason=reason, client=request.remote)
+    message = ("You didn't provide an API key: send it as Authorization: Bearer <key>." if reason == "missing"
+               else "Incorrect API key provided.")
+    response = ApiError(401, message, code="invalid_api_key").response(request_id_of(request))
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
 def build_app(state: RouterState) -> web.Application:
-    app = web.Application(middlewares=[openai_errors], client_max_size=state.max_body_bytes)
+    app = web.Application(middlewares=[openai_errors, authenticate], client_max_size=state.max_body_bytes)
     app[STATE] = state
     app.router.add_post("/v1/completions", _generation("completions"))
     app.router.add_post("/v1/chat/completions", _generation("chat"))
@@ -209,4 +233,4 @@ async def _metrics(request: web.Request) -> web.Response:
     return response
 
 
-__all__ = ["STATE", "RouterState", "build_app", "request_id_of"]
+__all__ = ["OPEN_PATHS", "STATE", "RouterState", "build_app", "request_id_of"]

@@ -170,6 +170,10 @@ class RouterConfig(_Strict):
     health_interval_s: float = Field(default=5.0, gt=0)
     health: HealthHysteresis = HealthHysteresis()
     breaker: Breaker = Breaker()
+    api_keys_path: str | None = Field(
+        default=None, description="API-key authentication: a file or a directory (a mounted Secret); every non-empty "
+        "line of every file is a key, re-read when the files change; clients send Authorization: Bearer <key>, "
+        "others get 401 (/health, /ready and /metrics need none); None: no authentication")
     max_connections: int = Field(default=4096, ge=1, description="client connections open at once; more are closed")
     metrics_interval_s: float = Field(default=2.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)

@@ -90,6 +90,9 @@ class RouterMetrics:
                              ["endpoint", "decision"], buckets=ITL_BUCKETS, registry=r))
         self.leg_seconds = ResolvedOnce(Histogram("pdstack_router_leg_seconds", "The prefill leg's duration; the decode leg's "
                                      "time to its first byte", ["leg"], buckets=LATENCY_BUCKETS, registry=r))
+        self.auth_failures = ResolvedOnce(Counter("pdstack_router_auth_failures", "Requests answered 401: no API key "
+                                                  "(missing) or none of serving.router.api_keys_path's (invalid)",
+                                                  ["reason"], registry=r))
         self.client_disconnects = Counter("pdstack_router_client_disconnects",
                                           "Clients gone before the answer ended (upstream aborted)", registry=r)
         # admission control and the scaling signals (README: Admission control, Autoscaling)

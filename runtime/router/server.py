@@ -17,6 +17,7 @@ from runtime.config import Serving
 from runtime.json_log import EventLog
 from runtime.model_fetch import TOKENIZER_FILES, ModelFetch, ModelFetchError
 from runtime.router.admission import AdmissionQueue
+from runtime.router.api_keys import ApiKeys
 from runtime.router.app import RouterState, build_app
 from runtime.router.client_guard import ConnectionLimits, GuardedSite
 from runtime.router.config import RouterConfig
@@ -66,7 +67,8 @@ class RouterServer:
         self.admission = AdmissionQueue(self.config.admission, self.config.saturation, self.registry, self.metrics)
         self.state = RouterState(self.registry, self.flow, self.catalog, self.index, self.metrics,
                                  self.config.max_body_bytes, self.admission, self.config.timeouts.client_body_s,
-                                 self.config.max_messages)
+                                 self.config.max_messages,
+                                 ApiKeys(self.config.api_keys_path) if self.config.api_keys_path else None)
         self.app = build_app(self.state)
         self.monitor: EngineMonitor | None = None
         self.site_limits = ConnectionLimits(self.config.max_connections, self.config.timeouts.client_headers_s,
