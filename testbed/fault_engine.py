@@ -34,11 +34,16 @@ class Faults:
     """Prefill leg: answer params missing remote_host (decode would recompute)."""
     fail_pull: bool = False
     """Decode: answer 500 when asked to pull (like kv_load_failure_policy=fail with prefill gone)."""
+    stale_peers: set[str] = field(default_factory=set)
+    """Decode: prefill engine names whose KV it cannot pull (a stale NIXL handshake with them); it answers those
+    pulls as ``fail_pull`` does and pulls from every other prefill."""
     fail_pull_in_stream: bool = False
     """Decode, streaming: when asked to pull, open the stream with vLLM 0.32's error event and end it (what its
     kv_load_failure_policy=fail does when the prefill's blocks cannot be read)."""
     stall_pull: bool = False
     """Decode, streaming: when asked to pull, send the headers and then nothing (its prefill died mid-transfer)."""
+    chunk_delay_s: float = 0.0
+    """Streaming: wait this long before each chunk (a stream that lasts, for restarts under load)."""
     body_cut: bool = False
     """Non-streaming: send the headers and half the body, then drop the connection."""
     body_silent: bool = False
@@ -60,6 +65,14 @@ class FaultEngine(LoopbackEngine):
     received: list[dict[str, Any]] = field(default_factory=list)
     headers: list[Any] = field(default_factory=list)
     failed: int = 0
+    max_running: int | None = None
+    """Run at most this many generations at a time, each for ``run_s``; the rest wait in the engine's queue (as
+    vLLM's max_num_seqs does). /metrics then reports the running and waiting counts."""
+    run_s: float = 0.1
+    running: int = 0
+    queued: int = 0
+    peak_queued: int = 0
+    """The longest the engine's own queue got."""
     metrics_scrapes: int = 0
     """GET /metrics answered (a test waits for the router to have read a reading)."""
 
@@ -70,13 +83,17 @@ class FaultEngine(LoopbackEngine):
         return await self._generate(request, "chat.completion")
 
     def load(self) -> tuple[int, int]:
-        return 0, int(self.waiting)
+        return self.running, int(self.waiting) + self.queued
+
+    def __post_init__(self) -> None:
+        self._slots = asyncio.Semaphore(self.max_running) if self.max_running else None
 
     async def metrics(self, request: web.Request) -> web.Response:
         self.metrics_scrapes += 1
         text = (
             "# HELP vllm:num_requests_waiting waiting\n# TYPE vllm:num_requests_waiting gauge\n"
-            f'vllm:num_requests_waiting{{engine="0",model_name="{self.model}"}} {self.waiting}\n'
+            f'vllm:num_requests_running{{engine="0",model_name="{self.model}"}} {float(self.running)}\n'
+            f'vllm:num_requests_waiting{{engine="0",model_name="{self.model}"}} {self.waiting + self.queued}\n'
             f'vllm:kv_cache_usage_perc{{engine="0",model_name="{self.model}"}} {self.kv_usage}\n'
             f'vllm:cache_config_info{{block_size="{self.block_size}",engine="0"}} 1.0\n'
             "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n"
@@ -89,6 +106,26 @@ class FaultEngine(LoopbackEngine):
         if self.record:
             self.received.append(body)
             self.headers.append(request.headers.copy())
+        if self._slots is not None:
+            return await self._run_in_slot(request, kind, body)
+        return await self._generate_now(request, kind, body)
+
+    async def _run_in_slot(self, request: web.Request, kind: shapes.Kind, body: dict[str, Any]) -> web.StreamResponse:
+        self.queued += 1
+        self.peak_queued = max(self.peak_queued, self.queued)
+        try:
+            await self._slots.acquire()  # type: ignore[union-attr]
+        finally:
+            self.queued -= 1
+        self.running += 1
+        try:
+            await asyncio.sleep(self.run_s)
+            return await self._generate_now(request, kind, body)
+        finally:
+            self.running -= 1
+            self._slots.release()  # type: ignore[union-attr]
+
+    async def _generate_now(self, request: web.Request, kind: shapes.Kind, body: dict[str, Any]) -> web.StreamResponse:
         faults = self.faults
         try:
             if faults.delay_s:
@@ -104,7 +141,8 @@ class FaultEngine(LoopbackEngine):
             if mode == "prefill_only":
                 return self._prefill_answer(body, kind, request)
             pulling = mode in ("pull", "recompute")
-            if pulling and faults.fail_pull:
+            stale = (body.get("kv_transfer_params") or {}).get("remote_engine_id") in faults.stale_peers
+            if pulling and (faults.fail_pull or stale):
                 return web.json_response({"error": {"message": "KV load failed"}}, status=500)
             if mode == "pull":
                 self.pulled += 1
@@ -186,6 +224,8 @@ class FaultEngine(LoopbackEngine):
                 return out
             if self.faults.hang_after_chunks is not None and i == self.faults.hang_after_chunks:
                 await asyncio.sleep(3600)
+            if self.faults.chunk_delay_s:
+                await asyncio.sleep(self.faults.chunk_delay_s)
             piece = ("" if i == 0 else " ") + token
             await out.write(shapes.sse(shapes.token_chunk(kind, self._answer_id(), self.model, created, piece,
                                                           i == count - 1)))

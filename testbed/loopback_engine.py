@@ -20,10 +20,14 @@ class LoopbackEngine:
     """Usage carries prompt_tokens_details (vLLM's --enable-prompt-tokens-details)."""
     healthy: bool = True
     port: int = 0
+    host: str = "127.0.0.1"
+    """Any loopback address (127.0.0.0/8): engines on one port at several addresses, as a headless Service's pods."""
     kv_events_endpoint: str | None = None
     max_model_len: int = 1024
     started_at: float = field(default_factory=time.time)
     """process_start_time_seconds in /metrics (as prometheus_client's process collector reports it in vLLM)."""
+    drain_s: float = 0.5
+    """On stop: how long requests in flight may finish after the engine stops listening (its drain)."""
     health_checks: int = 0
     pulled: int = 0
     """Decode legs that pulled the prefill's KV (complete params)."""
@@ -35,7 +39,7 @@ class LoopbackEngine:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -56,9 +60,9 @@ class LoopbackEngine:
         return app
 
     async def start(self, port: int = 0) -> None:
-        self._runner = web.AppRunner(self.app(), handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
+        self._runner = web.AppRunner(self.app(), handler_cancellation=True, access_log=None, shutdown_timeout=self.drain_s)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port or self.port, reuse_address=True)
+        site = web.TCPSite(self._runner, self.host, port or self.port, reuse_address=True)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 

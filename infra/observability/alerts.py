@@ -19,6 +19,7 @@ from infra.observability.vllm_metrics import (
     NIXL_NOTIFICATIONS_AFTER_EXPIRY,
     PROMPT_TOKENS_BY_SOURCE,
 )
+from runtime.router.router_metrics import PD_PAIR_STALE
 
 BY_MODEL = f"{NAMESPACE}, {MODEL}"
 BY_POD = f"{NAMESPACE}, {MODEL}, {POD}"
@@ -140,6 +141,15 @@ def alerts(slo: ServiceLevelObjectives, config: ObservabilityConfig) -> list[dic
                "The router stopped sending requests to this engine after repeated failures.",
                "Check the engine's log and upstream errors on the router dashboard; the breaker closes by itself "
                "once half-open probes succeed."),
+        _alert("PdstackStalePdPair",
+               f"max by ({BY_MODEL}, prefill, decode) ({PD_PAIR_STALE}{{{ROUTER}}}) == 1",
+               "2m", "warning",
+               "Prefill {{ $labels.prefill }} and decode {{ $labels.decode }} cannot transfer KV",
+               "KV pulls between these two engines keep failing while both serve their other peers: a stale NIXL "
+               "handshake after one of them restarted (vllm issue #49238). The router routes around the pair; the "
+               "capacity of that pairing is lost until it heals.",
+               "Restart the engine of the pair that did not restart last (it holds the stale handshake): the "
+               "README's runbook, section Stale prefill/decode pair."),
         *burn,
         _alert("PdstackKvCacheNearFull",
                f"max by ({BY_POD}, {PD_ROLE}) ({KV_CACHE_USAGE}{{{ENGINE}}}) > {config.kv_usage_threshold}",

@@ -1,8 +1,9 @@
 """Admission control: a bounded, per-priority queue in front of the P/D flow.
 
 A request enters service at once while the decode engines have room; when every usable decode engine (healthy, its
-breaker not open: what the scheduler may pick) is saturated (the scheduler's own saturation test) or this router already has as many requests in service as the unsaturated
-engines take, it waits. Waiters are served interactive first, each class in arrival order, as capacity frees (a
+breaker not open: what the scheduler may pick) is saturated (the scheduler's own saturation test) or this router
+already has as many requests in service as the unsaturated engines take (each its learned in-flight limit,
+runtime/router/engine_capacity.py, so a burst waits here and not in the engines' own queues), it waits. Waiters are served interactive first, each class in arrival order, as capacity frees (a
 request ends, or the engines' scraped load falls). Past the bound it is answered 429 with Retry-After in OpenAI's
 error shape, never a 5xx: ``queue_full`` when ``max_queued`` wait already (an interactive arrival first sheds the
 youngest batch waiter), ``wait_timeout`` when it waited its class's longest wait. Decode gates admission because
@@ -25,6 +26,7 @@ from runtime.router.api_error import ApiError
 from runtime.router.config import Admission as AdmissionConfig
 from runtime.router.config import Saturation
 from runtime.router.engine import DECODE
+from runtime.router.engine_capacity import in_flight_limit
 from runtime.router.engine_registry import EngineRegistry
 from runtime.router.router_metrics import RouterMetrics
 from runtime.router.scheduling.filters import NotSaturatedFilter
@@ -102,7 +104,7 @@ class AdmissionQueue:
                 continue
             any_available = True
             if not self.saturated(engine):
-                slots += self.saturation.max_in_flight
+                slots += in_flight_limit(engine, self.saturation.max_in_flight)
                 if self.in_service < slots:
                     return True
         return not any_available  # no engine at all is not an overload: the flow answers 503 no_engine_available

@@ -27,6 +27,10 @@ class Engine:
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     in_flight: int = 0
     waiting: float = 0.0
+    running: float = 0.0
+    capacity: int | None = None
+    """How many requests the engine runs at a time, as learned from its gauges (None: not learned yet); see
+    :func:`runtime.router.engine_capacity.learn_capacity`."""
     kv_usage: float = 0.0
     block_size: int | None = None
     started_at: float | None = None

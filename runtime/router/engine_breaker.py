@@ -56,3 +56,10 @@ class CircuitBreaker:
     def trip(self, now: float) -> None:
         """Open now (a request timed out: the engine is stuck, waiting for more failures costs a timeout each)."""
         self.state, self._opened_at, self._failures, self._successes = "open", now, 0, 0
+
+    def reset(self) -> BreakerState:
+        """Closed, with nothing counted (a new engine process: its predecessor's failures are not its own); return
+        the state it was in."""
+        before = self.state
+        self.state, self._failures, self._successes = "closed", 0, 0
+        return before

@@ -15,6 +15,7 @@ from runtime.json_log import EventLog
 from runtime.router.config import RouterConfig
 from runtime.router.engine import DECODE, Engine, EngineSpec, Role
 from runtime.router.engine_breaker import STATE_VALUES, CircuitBreaker
+from runtime.router.engine_capacity import forget_capacity, learn_capacity
 from runtime.router.engine_metrics import EngineLoad
 from runtime.router.router_metrics import RouterMetrics
 
@@ -91,6 +92,7 @@ class EngineRegistry:
                 self._subscribe(current)
         for engine in removed:
             self.metrics.discovery_changes.labels(engine.role, "removed").inc()
+            self._unpublish_state(engine)
             for listener in self.listeners:
                 listener.engine_removed(engine)
         for engine in added:
@@ -106,8 +108,15 @@ class EngineRegistry:
 
     # -- what the engines' answers and probes say
 
+    def _known(self, engine: Engine) -> bool:
+        return self._engines.get(engine.url) is engine
+
     def record(self, engine: Engine, success: bool) -> None:
-        """One request's outcome on ``engine`` (a client error is a success: the engine answered)."""
+        """One request's outcome on ``engine`` (a client error is a success: the engine answered). A failure while
+        the engine's health probes fail is not counted: it is draining or down (readiness down, its last requests
+        finishing), which health checks handle; a breaker opened then would outlast the engine's return."""
+        if not success and self._probes_failing(engine):
+            return
         changed = engine.breaker.record(success, time.monotonic())
         if changed is not None:
             self._breaker_changed(engine, changed, "breaker_open")
@@ -122,6 +131,8 @@ class EngineRegistry:
     def health_result(self, engine: Engine, passed: bool) -> None:
         """A /health probe's result, with hysteresis: ``health.failures`` in a row eject, ``health.successes``
         restore (one dropped probe no longer costs an engine its traffic)."""
+        if not self._known(engine):
+            return  # a probe that outlived its engine's stay in discovery
         if passed == engine.healthy:
             engine.health_streak = 0
             return
@@ -141,6 +152,9 @@ class EngineRegistry:
                         probes=needed)
 
     def load_result(self, engine: Engine, load: EngineLoad) -> None:
+        if not self._known(engine):
+            return
+        learn_capacity(engine, load.running, load.waiting)
         if load.waiting is not None:  # None: no finite reading this round, keep the last one
             engine.waiting = load.waiting
         if load.kv_usage is not None:
@@ -153,8 +167,17 @@ class EngineRegistry:
             engine.started_at = load.started_at
         self.metrics.in_flight.labels(engine.name, engine.role).set(engine.in_flight)
 
+    @staticmethod
+    def _probes_failing(engine: Engine) -> bool:
+        return not engine.healthy or engine.health_streak > 0
+
     def reset(self, engine: Engine, why: str) -> None:
+        """A new engine at the same address (its process restarted, or it came back from failed health checks):
+        nothing it held before can be trusted, and nothing its predecessor failed counts against it."""
         log.info("engine_reset", engine=engine.name, role=engine.role, why=why)
+        forget_capacity(engine)
+        if engine.breaker.reset() != "closed":
+            self._breaker_changed(engine, "closed", "new_engine")
         for listener in self.listeners:
             listener.engine_reset(engine)
 
@@ -172,6 +195,13 @@ class EngineRegistry:
         self.metrics.engine_healthy.labels(engine.name, engine.role).set(1 if engine.healthy else 0)
         self.metrics.breaker_state.labels(engine.name, engine.role).set(STATE_VALUES[engine.breaker.state])
 
+    def _unpublish_state(self, engine: Engine) -> None:
+        """An engine that left discovery is no longer reported (its healthy=0 would keep PdstackEngineDown firing
+        until the router restarts); it comes back with its state if discovery brings it back."""
+        for gauge in (self.metrics.engine_healthy, self.metrics.breaker_state, self.metrics.in_flight):
+            with contextlib.suppress(KeyError):
+                gauge.remove(engine.name, engine.role)
+
     # -- tasks
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -179,6 +209,11 @@ class EngineRegistry:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def supervise(self, name: str, run: Callable[[], Coroutine[Any, Any, Any]], restart_s: float = 1.0) -> None:
+        """Run ``run()`` as a task that is restarted (after ``restart_s``) whenever it dies of an exception, with a
+        log line and a count each time: a background task never stops silently. A normal return ends it."""
+        self.spawn(supervised(name, run, self.metrics, restart_s))
 
     def every(self, interval_s: float, step: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         async def loop() -> None:
@@ -214,3 +249,18 @@ class EngineRegistry:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def supervised(name: str, run: Callable[[], Coroutine[Any, Any, Any]], metrics: RouterMetrics,
+                     restart_s: float = 1.0, **fields: Any) -> None:
+    """See :meth:`EngineRegistry.supervise` (also used by tasks the registry does not own)."""
+    while True:
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            metrics.task_restarts.labels(name).inc()
+            log.error("task_died", task=name, restart_in_s=restart_s, exc_info=True, **fields)
+        await asyncio.sleep(restart_s)

@@ -2,6 +2,10 @@
 
 The sequence must grow by one. A gap (events lost) or a step back (the engine restarted) means the index no longer
 knows what the engine holds: that engine's entries are dropped and rebuilt from the events that follow.
+
+Nothing an engine publishes stops the indexing: a batch that cannot be decoded resyncs, an event that cannot be
+applied is skipped and counted (``reason="malformed"``), and should the subscriber still die it is restarted and
+logged (engine_registry.supervised). Stopping it never raises, so SIGTERM still exits 0.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import zmq
 import zmq.asyncio
 
 from runtime.json_log import EventLog
+from runtime.router.engine_registry import supervised
 from runtime.router.kv_event_decoding import decode_batch
 from runtime.router.kv_event_indexer import KvEventIndexer
 from runtime.router.router_metrics import RouterMetrics
@@ -22,6 +27,7 @@ SKIP_WHY = {
     "unknown_parent": "a block whose parent the router never saw (it subscribed late or missed events)",
     "block_size_mismatch": "the engine's --block-size differs from serving.model.block_size",
     "other_medium": "an offloaded copy (not on the device)",
+    "malformed": "an event whose fields are not what vLLM sends (skipped; indexing goes on)",
 }
 
 
@@ -38,12 +44,12 @@ class KvEventSubscriber:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self.run())
+        self._task = asyncio.create_task(supervised("kv_events", self.run, self.metrics, engine=self.engine_name))
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
 
     async def run(self) -> None:
@@ -68,13 +74,20 @@ class KvEventSubscriber:
         self.last_sequence = sequence
         try:
             batch = decode_batch(frames[2])
-        except ValueError as error:
-            log.warning("kv_event_batch_invalid", engine=self.engine_name, reason=str(error))
+        except Exception as error:  # noqa: BLE001 - whatever the bytes are, indexing goes on
+            log.warning("kv_event_batch_invalid", engine=self.engine_name, reason=repr(error)[:300])
             self._resync("bad_batch")
             return
         before = dict(self.indexer.skipped)
         for event in batch.events:
-            self.metrics.kv_events.labels(self.engine_name, self.indexer.apply(event)).inc()
+            try:
+                kind = self.indexer.apply(event)
+            except Exception as error:  # noqa: BLE001 - a hash that is a map, a token id that is a string, ...
+                if not self.indexer.skipped.get("malformed"):
+                    log.warning("kv_event_malformed", engine=self.engine_name, reason=repr(error)[:300])
+                self.indexer.skipped["malformed"] = self.indexer.skipped.get("malformed", 0) + 1
+                continue
+            self.metrics.kv_events.labels(self.engine_name, kind).inc()
         for reason, total in self.indexer.skipped.items():
             if total > before.get(reason, 0):
                 self.metrics.kv_events_skipped.labels(self.engine_name, reason).inc(total - before.get(reason, 0))

@@ -29,6 +29,7 @@ from runtime.router.engine import DECODE, PREFILL, Engine
 from runtime.router.engine_registry import EngineRegistry
 from runtime.router.json_splice import with_fields
 from runtime.router.openai_request import OpenAiRequest
+from runtime.router.pd_pairs import PairHealth
 from runtime.router.prefill_backlog import PrefillBacklog
 from runtime.router.prefix_index import PrefixIndex
 from runtime.router.prompt_blocks import PromptBlocks
@@ -73,8 +74,10 @@ class Trace:
 
 class PdFlow:
     def __init__(self, config: RouterConfig, registry: EngineRegistry, scheduler: Scheduler, index: PrefixIndex,
-                 prompts: PromptReader, upstream: Upstream, metrics: RouterMetrics) -> None:
+                 prompts: PromptReader, upstream: Upstream, metrics: RouterMetrics,
+                 pairs: PairHealth | None = None) -> None:
         self.config = config
+        self.pairs = pairs or PairHealth(metrics)
         self.index = index
         self.registry = registry
         self.scheduler = scheduler
@@ -199,6 +202,8 @@ class PdFlow:
                     last = self._failed(engine, failure.kind, plan, failure.detail)
                     if params is not None and failure.decode_alive:
                         # decode is alive but could not take the prefilled KV: serve it decode-only, right here
+                        if served.prefill is not None:
+                            self.pairs.pull_failed(served.prefill, engine)
                         params, trace.decision = None, "decode_only"
                         self.metrics.fallbacks.labels(DECODE_PULL_FAILED).inc()
                         continue
@@ -206,6 +211,8 @@ class PdFlow:
                     self._judge(engine, failure)
                     break
                 self.registry.record(engine, not trace.stream_broken)
+                if params is not None and served.prefill is not None:
+                    self.pairs.pulled(served.prefill, engine)
                 return response
         log.error("decode_failed", request_id=trace.request_id, last_failure=last)
         if timed_out:

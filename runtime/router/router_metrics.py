@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 # The scaling signals, by name: the autoscaling queries (infra/autoscaling_objects.py) read these exact series.
 ADMISSION_QUEUE_DEPTH = "pdstack_router_admission_queue_depth"
 PREFILL_BACKLOG = "pdstack_router_prefill_backlog_seconds"
+# Stale P/D pairs (runtime/router/pd_pairs.py): the PdstackStalePdPair alert (infra/observability/alerts.py) reads it.
+PD_PAIR_STALE = "pdstack_router_pd_pair_stale"
 ADMISSION_WAIT_BUCKETS = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5)
 # 2.0 is the default TTFT objective (infra.config.ServiceLevelObjectives): its burn rate reads that bucket.
@@ -83,6 +85,18 @@ class RouterMetrics:
                                     ["engine", "role"], registry=r)
         self.discovery_changes = Counter("pdstack_router_discovery_changes", "Engines discovered or gone",
                                          ["role", "change"], registry=r)
+        self.discovery_failures = Counter("pdstack_router_discovery_failures",
+                                          "Discovery lookups, lists, watches or watch lines that failed (the last "
+                                          "good set of engines is kept)", ["source", "reason"], registry=r)
+        self.pd_pair_pull_failures = Counter("pdstack_router_pd_pair_pull_failures",
+                                             "Decode KV pulls that failed, by (prefill, decode) pair",
+                                             ["prefill", "decode"], registry=r)
+        self.pd_pair_stale = Gauge(PD_PAIR_STALE, "1 while the router routes around a (prefill, decode) pair whose "
+                                   "pulls keep failing while both serve other peers", ["prefill", "decode"],
+                                   registry=r)
+        self.task_restarts = Counter("pdstack_router_task_restarts",
+                                     "Background tasks (discovery, KV-event subscribers) that died and were "
+                                     "restarted", ["task"], registry=r)
         self.kv_events_skipped = Counter("pdstack_router_kv_events_skipped",
                                          "KV events the index could not apply, and why", ["engine", "reason"],
                                          registry=r)

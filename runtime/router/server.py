@@ -32,6 +32,7 @@ from runtime.router.kv_event_indexer import KvEventIndexer
 from runtime.router.kv_event_subscriber import KvEventSubscriber
 from runtime.router.model_catalog import ModelCatalog
 from runtime.router.pd_flow import PdFlow
+from runtime.router.pd_pairs import PairHealth
 from runtime.router.prefix_index import PrefixIndex
 from runtime.router.prompt_reader import PromptReader
 from runtime.router.prompt_tokenizer import PromptTokenizer
@@ -60,10 +61,11 @@ class RouterServer:
         self.catalog = ModelCatalog(serving.model.served_name)
         self.registry = EngineRegistry(self.config, self.metrics, self._subscription if self.precise else None)
         self.upstream = Upstream(self.config.timeouts)
-        scheduler = Scheduler.from_config(self.config, self.index, learn=not self.precise)
-        self.registry.listeners += [self.index, self.catalog, scheduler]
+        self.pairs = PairHealth(self.metrics)
+        scheduler = Scheduler.from_config(self.config, self.index, learn=not self.precise, pairs=self.pairs)
+        self.registry.listeners += [self.index, self.catalog, scheduler, self.pairs]
         self.flow = PdFlow(self.config, self.registry, scheduler, self.index, PromptReader(self.block_size, tokenizer),
-                           self.upstream, self.metrics)
+                           self.upstream, self.metrics, self.pairs)
         self.admission = AdmissionQueue(self.config.admission, self.config.saturation, self.registry, self.metrics)
         self.state = RouterState(self.registry, self.flow, self.catalog, self.index, self.metrics,
                                  self.config.max_body_bytes, self.admission, self.config.timeouts.client_body_s,
@@ -104,9 +106,9 @@ class RouterServer:
         discovery = self.config.discovery
         if discovery.dns is not None:
             ports: dict[Role, int] = {role: self.serving.role(role).ports.http for role in ROLES}
-            return DnsRecordsDiscovery(discovery.dns, ports, self._kv_endpoint)
+            return DnsRecordsDiscovery(discovery.dns, ports, self._kv_endpoint, metrics=self.metrics)
         if discovery.kubernetes is not None:
-            return EndpointSliceDiscovery(discovery.kubernetes, self._kv_endpoint)
+            return EndpointSliceDiscovery(discovery.kubernetes, self._kv_endpoint, metrics=self.metrics)
         return StaticDiscovery(discovery.static)
 
     def _kv_endpoint(self, address: str, role: Role) -> str | None:
@@ -130,7 +132,8 @@ class RouterServer:
     async def start(self) -> None:
         await self.upstream.start()
         self.monitor = EngineMonitor(self.registry, self.upstream.session, self.catalog, self.block_size)
-        self.registry.spawn(self.discovery().run(self.on_engines))
+        source = self.discovery()
+        self.registry.supervise("discovery", lambda: source.run(self.on_engines))
         await asyncio.sleep(0)
         self.monitor.start(self.config.health_interval_s, self.config.metrics_interval_s)
         # lingering_time: after an error answer, how long aiohttp keeps reading a body nobody will use (its default

@@ -1,6 +1,11 @@
 """Engines from Kubernetes EndpointSlices: list, then watch, through the API server with the pod's service-account
 token. Slices are selected by label (``llm-d.ai/role``, which Kubernetes copies from the Service onto its slices);
-the label's value is the role; ready endpoints are engines. A watch that expires (410 Gone) or drops is relisted."""
+the label's value is the role; ready endpoints are engines. A watch that expires (410 Gone) or drops is relisted.
+
+The API server failing (a list that errs, a watch that drops) changes nothing: the engines last listed stay, and
+each failure is logged and counted (``pdstack_router_discovery_failures_total{source="endpointslices"}``). A watch
+line that is not an event about an EndpointSlice (not JSON, not an object, not a slice) is skipped and counted
+(``reason="bad_watch_line"``); the watch goes on."""
 
 from __future__ import annotations
 
@@ -18,9 +23,11 @@ from runtime.json_log import EventLog
 from runtime.router.config import KubernetesDiscovery
 from runtime.router.discovery.source import KvEventsEndpoint, OnEngines
 from runtime.router.engine import EngineSpec
+from runtime.router.router_metrics import RouterMetrics
 
 log = EventLog("runtime.router.discovery")
 API_PATH = "/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices"
+SOURCE = "endpointslices"
 
 
 class _Loose(BaseModel):
@@ -58,9 +65,15 @@ class WatchGone(Exception):
     pass
 
 
+class BadWatchLine(ValueError):
+    """A watch line that is no event about an EndpointSlice."""
+
+
 class EndpointSliceDiscovery:
-    def __init__(self, config: KubernetesDiscovery, kv_events: KvEventsEndpoint, retry_s: float = 2.0) -> None:
+    def __init__(self, config: KubernetesDiscovery, kv_events: KvEventsEndpoint, retry_s: float = 2.0,
+                 metrics: RouterMetrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics
         self.kv_events = kv_events
         self.retry_s = retry_s
         account = Path(config.service_account_dir)
@@ -107,16 +120,24 @@ class EndpointSliceDiscovery:
     async def run(self, on_engines: OnEngines) -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=330)) as session:
             while True:
+                stage = "list"
                 try:
                     version = await self._list(session)
                     on_engines(self.engines())
+                    stage = "watch"
                     await self._watch(session, version, on_engines)
                 except WatchGone:
                     log.info("endpointslice_watch_expired")
                     continue
                 except (aiohttp.ClientError, TimeoutError, ValueError, ValidationError) as error:
-                    log.warning("endpointslice_discovery_failed", reason=repr(error)[:300])
+                    self._failed(stage, error)
                 await asyncio.sleep(self.retry_s)
+
+    def _failed(self, reason: str, error: Exception) -> None:
+        if self.metrics is not None:
+            self.metrics.discovery_failures.labels(SOURCE, reason).inc()
+        log.warning("endpointslice_discovery_failed", stage=reason, reason=repr(error)[:300],
+                    effect="the engines last listed stay" if reason != "bad_watch_line" else "the line is skipped")
 
     async def _list(self, session: aiohttp.ClientSession) -> str:
         params = {"labelSelector": self.config.label_selector}
@@ -125,10 +146,13 @@ class EndpointSliceDiscovery:
                 raise aiohttp.ClientResponseError(response.request_info, (), status=response.status,
                                                   message=(await response.text())[:200])
             document = await response.json()
-        self.slices = {}
+        if not isinstance(document, dict):
+            raise ValueError(f"the list is a {type(document).__name__}, not an object")
+        slices = {}  # the whole list or nothing: a list that fails half-way keeps the engines last listed
         for raw in document.get("items") or []:
             item = EndpointSlice.model_validate(raw)
-            self.slices[item.metadata.name] = item
+            slices[item.metadata.name] = item
+        self.slices = slices
         return str((document.get("metadata") or {}).get("resourceVersion") or "")
 
     async def _watch(self, session: aiohttp.ClientSession, version: str, on_engines: OnEngines) -> None:
@@ -141,18 +165,28 @@ class EndpointSliceDiscovery:
                 raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)
             async for line in response.content:
                 if line.strip():
-                    self.apply(json.loads(line), on_engines)
+                    try:
+                        self.apply(_event(line), on_engines)
+                    except BadWatchLine as error:
+                        self._failed("bad_watch_line", error)
 
     def apply(self, event: dict[str, Any], on_engines: OnEngines) -> None:
         kind = event.get("type")
         raw = event.get("object") or {}
+        if not isinstance(raw, dict):
+            raise BadWatchLine(f"the event's object is a {type(raw).__name__}")
         if kind == "ERROR":
             if raw.get("code") == 410:
                 raise WatchGone()
-            raise ValueError(f"watch error: {raw.get('message')}")
+            raise ValueError(f"watch error: {str(raw.get('message'))[:200]}")
         if kind == "BOOKMARK":
             return
-        item = EndpointSlice.model_validate(raw)
+        if kind not in ("ADDED", "MODIFIED", "DELETED"):
+            raise BadWatchLine(f"unknown event type {str(kind)[:50]!r}")
+        try:
+            item = EndpointSlice.model_validate(raw)
+        except ValidationError as error:
+            raise BadWatchLine(f"not an EndpointSlice: {error.error_count()} problem(s)") from None
         before = self.engines()
         if kind == "DELETED":
             self.slices.pop(item.metadata.name, None)
@@ -161,3 +195,13 @@ class EndpointSliceDiscovery:
         after = self.engines()
         if after != before:
             on_engines(after)
+
+
+def _event(line: bytes) -> dict[str, Any]:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        raise BadWatchLine(f"not JSON: {line[:80]!r}") from None
+    if not isinstance(event, dict):
+        raise BadWatchLine(f"a {type(event).__name__}, not an event object")
+    return event

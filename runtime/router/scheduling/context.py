@@ -20,6 +20,8 @@ class SchedulingContext:
     """Engine URL -> leading prompt blocks it holds (from the prefix index)."""
     excluded: set[str] = field(default_factory=set)
     """Engines already tried for this request (retries go elsewhere)."""
+    decode: Engine | None = None
+    """The decode engine picked (set before the prefill pick: a prefill is picked for it)."""
     pending_matches: dict[str, int] = field(default_factory=dict)
     """Engine URL -> leading prompt blocks that requests in flight are sending it (see pending_prefixes)."""
 

@@ -7,6 +7,8 @@ from typing import Protocol
 
 from runtime.router.config import Saturation
 from runtime.router.engine import Engine, Role
+from runtime.router.engine_capacity import in_flight_limit
+from runtime.router.pd_pairs import PairHealth
 from runtime.router.scheduling.context import SchedulingContext
 
 
@@ -37,7 +39,8 @@ class HealthyFilter:
 
 
 class NotSaturatedFilter:
-    """Drops engines past a saturation limit, unless that would drop them all: a full cluster still queues."""
+    """Drops engines past a saturation limit, unless that would drop them all: a full cluster still queues. The
+    in-flight limit is the engine's learned one when there is one (runtime/router/engine_capacity.py)."""
 
     name = "not_saturated"
 
@@ -47,8 +50,24 @@ class NotSaturatedFilter:
     def saturated(self, engine: Engine) -> bool:
         limits = self.limits
         return (engine.waiting > limits.max_waiting or engine.kv_usage > limits.max_kv_usage
-                or engine.in_flight >= limits.max_in_flight)
+                or engine.in_flight >= in_flight_limit(engine, limits.max_in_flight))
 
     def filter(self, context: SchedulingContext, engines: list[Engine]) -> list[Engine]:
         fit = [engine for engine in engines if not self.saturated(engine)]
         return fit or engines
+
+
+class FreshPairFilter:
+    """Prefill engines whose pair with the request's decode engine is not stale (runtime/router/pd_pairs.py)."""
+
+    name = "fresh_pair"
+
+    def __init__(self, pairs: PairHealth) -> None:
+        self.pairs = pairs
+
+    def filter(self, context: SchedulingContext, engines: list[Engine]) -> list[Engine]:
+        decode = context.decode
+        if decode is None:
+            return engines
+        now = time.monotonic()
+        return [engine for engine in engines if not self.pairs.stale(engine, decode, now)]

@@ -17,7 +17,8 @@ from runtime.router.config import RouterConfig
 from runtime.router.engine import DECODE, PREFILL, ROLES, Engine, Role
 from runtime.router.prefix_index import PrefixIndex
 from runtime.router.scheduling.context import Pick, RoutingPlan, SchedulingContext, Served
-from runtime.router.scheduling.filters import Filter, HealthyFilter, NotSaturatedFilter, RoleFilter
+from runtime.router.pd_pairs import PairHealth
+from runtime.router.scheduling.filters import Filter, FreshPairFilter, HealthyFilter, NotSaturatedFilter, RoleFilter
 from runtime.router.scheduling.pd_decider import PdDecider
 from runtime.router.scheduling.pending_prefixes import PendingPrefixes
 from runtime.router.scheduling.picker import MaxScorePicker
@@ -49,14 +50,18 @@ class Scheduler:
         self.hooks = hooks or []
 
     @classmethod
-    def from_config(cls, config: RouterConfig, index: PrefixIndex | None = None, learn: bool = False) -> Scheduler:
-        """``learn``: approximate prefix mode (the index learns from decisions; it needs ``index``)."""
+    def from_config(cls, config: RouterConfig, index: PrefixIndex | None = None, learn: bool = False,
+                    pairs: PairHealth | None = None) -> Scheduler:
+        """``learn``: approximate prefix mode (the index learns from decisions; it needs ``index``). ``pairs``: the
+        prefill pick avoids stale (prefill, decode) pairs."""
         sessions = SessionAffinityScorer()
         weights = config.weights
         scorers: list[tuple[Scorer, float]] = [
             (PrefixScorer(), weights.prefix), (LoadScorer(), weights.load), (sessions, weights.session)]
         filters: dict[Role, list[Filter]] = {
             role: [RoleFilter(role), HealthyFilter(), NotSaturatedFilter(config.saturation)] for role in ROLES}
+        if pairs is not None:
+            filters[PREFILL].insert(2, FreshPairFilter(pairs))
         hooks: list[ServedHook] = []
         if learn and index is not None:
             hooks.append(ApproximatePrefixLearning(index))
@@ -88,6 +93,7 @@ class Scheduler:
         engines = list(engines)
         context.pending_matches = self.pending.match(context.blocks.keys)
         decode = self.pick(DECODE, context, engines)
+        context.decode = decode.engine
         prefills = self.candidates(PREFILL, context, engines)
         decision = self.decider.decide(context.blocks.prompt_tokens, context.matched_tokens(decode.engine),
                                        bool(prefills), context.single_leg, self.decider.busy(decode.engine))

@@ -130,6 +130,15 @@ SCENARIOS = [
         [("4m", []), ("7m", [{**scope(R, *BY_MODEL), "engine": "decode-a", "role": "decode"}]), ("12m", [])],
     ),
     Scenario(
+        "PdstackStalePdPair",
+        "the router routes around one pair from 5 to 10 min; another pair blips stale for one minute",
+        [series("pdstack_router_pd_pair_stale", {**R, "prefill": "prefill-a", "decode": "decode-a"},
+                "_x10 1x10 stale"),
+         series("pdstack_router_pd_pair_stale", {**R, "prefill": "prefill-b", "decode": "decode-a"},
+                "_x4 1x2 stale")],
+        [("4m", []), ("8m", [{**scope(R, *BY_MODEL), "prefill": "prefill-a", "decode": "decode-a"}]), ("16m", [])],
+    ),
+    Scenario(
         "PdstackTtftBudgetBurnFast",
         "2 requests/s; half miss the 2 s objective from 60 to 90 min",
         [series("pdstack_router_ttft_seconds_count", {**R, "endpoint": "chat", "decision": "pd"}, "0+60x260"),

@@ -105,7 +105,8 @@ def _send(request: urllib.request.Request) -> tuple[int, dict[str, str], bytes]:
         return error.code, dict(error.headers), error.read()
 
 
-def serving_for(engines: list[FaultEngine], model_source: Path, **router: Any) -> Serving:
+def serving_for(engines: list[FaultEngine], model_source: Path, roles: dict[str, Any] | None = None,
+                **router: Any) -> Serving:
     static = [{"url": engine.url, "role": role} for engine, role in engines]  # type: ignore[misc]
     router_config = {"host": "127.0.0.1", "port": free_ports(1)[0], "discovery": {"static": static},
                      "health_interval_s": 0.2, "metrics_interval_s": 0.2,
@@ -114,7 +115,7 @@ def serving_for(engines: list[FaultEngine], model_source: Path, **router: Any) -
                      "shutdown_grace_s": 2.0, "prefix_mode": "approximate", **router}
     return Serving.model_validate({
         "model": {"source": str(model_source), "served_name": "tiny", "block_size": 32},
-        "router": router_config,
+        "router": router_config, **(roles or {}),
     })
 
 
@@ -137,6 +138,22 @@ def make_cluster(tokenizer_dir: Path) -> Iterator[Callable[..., Cluster]]:
         cluster.wait_for(lambda: cluster.get("/ready")[0] == 200)
         return cluster
 
+    def make_from(engines: list[FaultEngine], router: dict[str, Any], roles: dict[str, Any] | None = None,
+                  ready: bool = True) -> Cluster:
+        """Engines whose names start with their role, a router configured with ``router`` (its discovery too)
+        and the serving roles' ``roles`` section (ports)."""
+        for engine in engines:
+            loop.run(engine.start(engine.port))
+        pairs = [(engine, "prefill" if engine.name.startswith("prefill") else "decode") for engine in engines]
+        server = loop.run(_start_router(serving_for(pairs, tokenizer_dir, roles, **router)))  # type: ignore[arg-type]
+        cluster = Cluster(loop, server, [e for e, role in pairs if role == "prefill"],
+                          [e for e, role in pairs if role == "decode"])
+        started.append(cluster)
+        if ready:
+            cluster.wait_for(lambda: cluster.get("/ready")[0] == 200)
+        return cluster
+
+    make.make_from = make_from  # type: ignore[attr-defined]
     yield make
     for cluster in started:
         loop.run(cluster.router.stop())
@@ -149,3 +166,9 @@ async def _start_router(serving: Serving) -> RouterServer:
     server = RouterServer(serving)
     await server.start()
     return server
+
+
+@pytest.fixture
+def make_cluster_from(make_cluster: Callable[..., Cluster]) -> Callable[..., Cluster]:
+    """``make_cluster_from(engines, router, roles)``: a cluster of engines made by the test (hosts, ports)."""
+    return make_cluster.make_from  # type: ignore[attr-defined, no-any-return]

@@ -201,3 +201,27 @@ def test_an_engine_behind_an_open_breaker_is_no_capacity(make_cluster) -> None: 
     engine.breaker.trip(time.monotonic())
     assert status_of(lambda: sdk(cluster).completions.create(model="tiny", prompt="hi", max_tokens=2)) == 429
     assert not broken.received and not loaded.received
+
+
+def test_a_burst_waits_in_the_router_not_in_the_engines_queue(make_cluster_from) -> None:  # type: ignore[no-untyped-def]
+    """An engine that runs 8 requests at a time (its running/waiting gauges say so once it is full): after the
+    router has seen that, a burst of 120 waits in the router's admission queue (where priorities and deadlines
+    apply) instead of in the engine's own queue; every request is still served."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from testbed.fault_engine import FaultEngine
+
+    engine = FaultEngine("decode-0", max_running=8, run_s=0.05)
+    cluster = make_cluster_from([engine], {"pd_threshold_tokens": 100000, "metrics_interval_s": 0.05,
+                                           "admission": {"interactive_max_wait_s": 60.0, "max_queued": 200}})
+    request = {"model": "tiny", "prompt": "x" * 64, "max_tokens": 1}
+
+    def burst(size: int) -> list[int]:
+        with ThreadPoolExecutor(size) as pool:
+            return list(pool.map(lambda _: cluster.post("/v1/completions", request)[0], range(size)))
+
+    assert set(burst(40)) == {200}  # the engine fills up: the router learns what it runs at a time
+    engine.peak_queued = 0
+    assert set(burst(120)) == {200}
+    assert engine.peak_queued <= 8, f"the engine's own queue reached {engine.peak_queued}"
+    assert cluster.metric("pdstack_router_admission_wait_seconds_sum") > 0  # some waited in the router
