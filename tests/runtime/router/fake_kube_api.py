@@ -32,6 +32,8 @@ class FakeKubeApi:
         self.fail_lists = 0
         """Answer this many lists with 500."""
         self.lists = 0
+        self.odd_lists = 0
+        """Answer this many lists with a 200 whose ``items`` is not a list (a shape nobody handles)."""
         self.watches: list[asyncio.Queue[bytes | None]] = []
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -92,8 +94,12 @@ class FakeKubeApi:
             if self.fail_lists > 0:
                 self.fail_lists -= 1
                 return web.json_response({"kind": "Status", "code": 500, "message": "etcd is away"}, status=500)
+            items: Any = list(self.slices.values())
+            if self.odd_lists > 0:
+                self.odd_lists -= 1
+                items = 5
             return web.json_response({"kind": "EndpointSliceList", "metadata": {"resourceVersion": str(self.version)},
-                                      "items": list(self.slices.values())})
+                                      "items": items})
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.watches.append(queue)
         out = web.StreamResponse(headers={"Content-Type": "application/json"})

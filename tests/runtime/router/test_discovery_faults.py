@@ -75,6 +75,23 @@ def test_undecodable_watch_lines_are_skipped_and_counted(router_process, tmp_pat
     assert cluster.metric("pdstack_router_discovery_changes_total", change="added") == 2
 
 
+def test_a_discovery_task_that_dies_is_restarted_and_logged(router_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The API server's first list has a shape nobody handles (``items`` is a number): the discovery task dies of
+    it, is logged with its traceback, counted, and restarted; the next list finds the engine."""
+    loop = router_process.loop  # type: ignore[attr-defined]
+    api = FakeKubeApi(tmp_path / "serviceaccount")
+    api.odd_lists = 1
+    loop.run(api.start())
+    router_process.closers.append(api.stop)  # type: ignore[attr-defined]
+    (decode,) = router_process.engines("decode-0")  # type: ignore[attr-defined]
+    api.slices[decode.name] = engine_slice(decode, "decode")
+    cluster = router_process({"discovery": api.discovery()}, [decode])
+    assert cluster.post("/v1/completions", BODY)[0] == 200
+    assert cluster.metric("pdstack_router_task_restarts_total", task="discovery") == 1
+    (died,) = cluster.log_events("task_died")
+    assert died["task"] == "discovery" and "TypeError" in died["exception"]
+
+
 def test_failing_lists_and_dropped_watches_keep_the_engines(router_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """The API server fails lists with 500 and drops the watch: the router keeps the engines it knew, serves every
     request, and says so in a metric and the log."""
