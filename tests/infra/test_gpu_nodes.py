@@ -189,3 +189,12 @@ def test_user_data_reserves_the_hugepages_before_the_kubelet(default: Synthesize
     pages = hugepages_2mi_pages_per_node(default.deployment, "p5.48xlarge")
     assert pages > 0 and f"vm.nr_hugepages = {pages}" in result.stdout
     assert (tmp_path / "calls").read_text().splitlines() == [f"sysctl -w vm.nr_hugepages={pages}"]
+
+
+def test_a_capacity_block_group_is_created_empty(capacity_block: Synthesized) -> None:
+    """Created before its block starts, a CAPACITY_BLOCK node group must ask for no nodes (EKS user guide, Capacity
+    Blocks with managed node groups): the shipped example starts at 0 and is scaled when the block begins."""
+    for group in nodegroups(capacity_block).values():
+        if group["CapacityType"] == "CAPACITY_BLOCK":
+            assert group["ScalingConfig"]["DesiredSize"] == 0
+            assert group["ScalingConfig"]["MinSize"] == 0
