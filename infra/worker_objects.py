@@ -32,6 +32,7 @@ APP = "pdstack"
 PD_GROUP_LABEL = "pdstack.io/pd-group"
 # Host paths of the instance-store NVMe: nodeadm's RAID0 on EKS node groups, the DLAMI mount on HyperPod.
 WORKER_PRESTOP_S = 10
+ENGINE_PROBE_TIMEOUT_S = 5  # each engine probe's timeoutSeconds (Kubernetes' default is 1)
 """A stopping worker keeps serving this long before vLLM's SIGTERM: its EndpointSlice turns not-ready and every
 router replica's discovery drops it, so no new request is sent to an engine that is about to refuse it."""
 WORKER_TERMINATION_GRACE_S = 120
@@ -142,7 +143,9 @@ def worker_pod(deployment: Deployment, role_name: RoleName, image: str) -> dict[
     layout = WorkerLayout.of(role)
     ports = role.ports
     cache_dir = deployment.serving.model.cache_dir
-    probe = {"httpGet": {"path": "/health", "port": "http"}}
+    # vLLM answers /health on the API server's event loop, which a heavy batch (long prompts tokenized, large outputs
+    # detokenized) holds for more than the 1 s default: readiness then flapped the engine out of its EndpointSlice.
+    probe = {"httpGet": {"path": "/health", "port": "http"}, "timeoutSeconds": ENGINE_PROBE_TIMEOUT_S}
     startup_period = 10
     resources = {
         "nvidia.com/gpu": str(layout.gpus),
