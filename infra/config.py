@@ -323,6 +323,9 @@ class WorkloadsConfig(_Strict):
     # managed collector's own subnets (admitted whenever the observability pipeline is on): for a scraper outside
     # the VPC. A CIDR of the pods' subnets would open the engines' API to every pod there; name it knowingly.
     engine_metrics_scraper_cidrs: list[str] = Field(default_factory=list)
+    # An s3:// model under SSE-KMS: the readers may decrypt with this key only. None: with any key, but only through
+    # S3 and only for objects of the model's bucket (kms:ViaService and the aws:s3:arn encryption context).
+    model_kms_key_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$")
 
     @field_validator("engine_metrics_scraper_cidrs")
     @classmethod

@@ -197,3 +197,7 @@ def _acknowledge_workloads(workloads: WorkloadsStack) -> None:
     objects = f"{bucket}/{prefix.strip('/') + '/' if prefix.strip('/') else ''}*"
     _ack(workloads.model_reader, f"IAM5[Resource::arn:<AWS::Partition>:s3:::{objects}]",
          "read of the model's own objects: the files under the configured s3:// prefix, whose names the model decides")
+    if workloads.model_kms_key_arn is None:
+        _ack(workloads.model_reader, "IAM5[Resource::*]",
+             "kms:Decrypt for an SSE-KMS model bucket whose key is not configured: only through S3 (kms:ViaService) "
+             "and only in the model bucket's encryption context (kms:EncryptionContext:aws:s3:arn)")

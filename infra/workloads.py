@@ -97,8 +97,9 @@ class WorkloadsStack(cdk.Stack):
 
         self.model_reader: iam.Role | None = None
         self.model_source = source = deployment.serving.model.source
+        self.model_kms_key_arn = deployment.workloads.model_kms_key_arn
         if source.startswith("s3://"):
-            self.model_reader = self._model_reader(source)
+            self.model_reader = model_reader_role(self, source, deployment.workloads.model_kms_key_arn)
             for account in (worker_name("prefill"), worker_name("decode"), ROUTER):
                 association = eks.CfnPodIdentityAssociation(
                     self, f"ModelReader-{account}",
@@ -114,18 +115,28 @@ class WorkloadsStack(cdk.Stack):
         cdk.CfnOutput(self, WorkloadsOutputs.NAMESPACE, value=deployment.workloads.namespace)
         cdk.CfnOutput(self, WorkloadsOutputs.ROUTER_SERVICE, value=f"{ROUTER}.{deployment.workloads.namespace}.svc")
 
-    def _model_reader(self, source: str) -> iam.Role:
-        bucket, _, prefix = source.removeprefix("s3://").partition("/")
-        prefix = prefix.strip("/")
-        role = iam.Role(
-            self, "ModelReader",
-            assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com").with_session_tags(),
-            description=f"pdstack workers: read the model under s3://{bucket}/{prefix} and nothing else",
-        )
-        objects = f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}/{prefix + '/' if prefix else ''}*"
-        role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[objects]))
-        listing = iam.PolicyStatement(actions=["s3:ListBucket"], resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}"])
-        if prefix:
-            listing.add_condition("StringLike", {"s3:prefix": [prefix, f"{prefix}/*"]})
-        role.add_to_policy(listing)
-        return role
+
+def model_reader_role(scope: Construct, source: str, kms_key_arn: str | None) -> iam.Role:
+    """The role the workers and routers read an s3:// model with: its objects, its listing, and decryption."""
+    bucket, _, prefix = source.removeprefix("s3://").partition("/")
+    prefix = prefix.strip("/")
+    role = iam.Role(
+        scope, "ModelReader",
+        assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com").with_session_tags(),
+        description=f"pdstack workers: read the model under s3://{bucket}/{prefix} and nothing else",
+    )
+    objects = f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}/{prefix + '/' if prefix else ''}*"
+    role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[objects]))
+    listing = iam.PolicyStatement(actions=["s3:ListBucket"], resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}"])
+    if prefix:
+        listing.add_condition("StringLike", {"s3:prefix": [prefix, f"{prefix}/*"]})
+    role.add_to_policy(listing)
+    # A bucket under SSE-KMS: S3 decrypts each object with the reader's own kms:Decrypt (S3 user guide, "Using
+    # server-side encryption with AWS KMS keys": GetObject needs kms:Decrypt on the key). Through S3 only, and
+    # only in this bucket's encryption context (the object's ARN, or the bucket's with S3 Bucket Keys).
+    bucket_arn = f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}"
+    role.add_to_policy(iam.PolicyStatement(
+        actions=["kms:Decrypt"], resources=[kms_key_arn or "*"],
+        conditions={"StringEquals": {"kms:ViaService": f"s3.{cdk.Aws.REGION}.amazonaws.com"},
+                    "StringLike": {"kms:EncryptionContext:aws:s3:arn": [bucket_arn, f"{bucket_arn}/*"]}}))
+    return role

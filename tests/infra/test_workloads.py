@@ -245,7 +245,7 @@ def test_worker_pod_identity_reads_only_the_model_prefix(default: Synthesized) -
     (policy,) = [p for p in default.workloads.find_resources("AWS::IAM::Policy").values()
                  if {"Ref": reader} in p["Properties"]["Roles"]]
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
-    assert {s["Action"] for s in statements} == {"s3:GetObject", "s3:ListBucket"}
+    assert {s["Action"] for s in statements} == {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}  # SSE-KMS buckets
     text = json.dumps(statements)
     assert "my-models/meta-llama/Llama-3.1-8B-Instruct/*" in text and '"s3:prefix"' in text
 
