@@ -2,12 +2,18 @@
 cache directory (parallel, resumable, skipping files already there at the same size); a local path is checked; a
 Hugging Face id is left to vLLM (only allowed when the configuration grants hub access).
 
+Several engines on one node share the cache directory (a hostPath) and may fetch the same model at once: each file is
+written under an exclusive lock (flock on a file of the sibling directory ``.<model dir>.locks``, outside what vLLM
+reads; the kernel releases it if the holder dies), so one engine downloads it while the others wait and then find it
+complete.
+
 boto3 takes its endpoint, region and credentials from the usual AWS chain (IRSA / Pod Identity in the cluster;
 ``AWS_ENDPOINT_URL_S3`` for an S3-compatible server).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -164,11 +170,23 @@ class ModelFetch:
 
     @staticmethod
     def _download(client: Any, bucket: str, obj: S3Object, target: Path) -> bool:
-        """Download one object; False when it was already present at the same size. Resumes a ``.part`` file."""
+        """Download one object; False when it was already present at the same size. Resumes a ``.part`` file.
+        Holds the file's lock throughout: the ``.part`` file is written by one process at a time."""
         dest = target.joinpath(*PurePosixPath(obj.relative).parts)
         if dest.is_file() and dest.stat().st_size == obj.size:
             return False
         dest.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = target.with_name(f".{target.name}.locks").joinpath(*PurePosixPath(obj.relative + ".lock").parts)
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            # Another engine may have finished it while this one waited for the lock.
+            if dest.is_file() and dest.stat().st_size == obj.size:
+                return False
+            return ModelFetch._download_locked(client, bucket, obj, dest)
+
+    @staticmethod
+    def _download_locked(client: Any, bucket: str, obj: S3Object, dest: Path) -> bool:
         part = dest.with_name(dest.name + ".part")
         offset = part.stat().st_size if part.is_file() else 0
         if offset > obj.size:

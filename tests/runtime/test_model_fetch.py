@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -152,3 +153,66 @@ def test_router_fetches_the_tokenizer_of_an_s3_model(bucket: str, tmp_path: Path
     directory = router._fetch_tokenizer()
     assert directory is not None and (Path(directory) / "tokenizer.json").is_file()
     assert not list(Path(directory).glob("*.safetensors"))
+
+
+class _PausingClient:
+    """boto3's S3 client, except that the body of ``key`` stops after its first half until ``release`` is set (and
+    says so through ``paused``): a download caught in the middle, as when a second engine starts on the same node."""
+
+    def __init__(self, key: str) -> None:
+        self._client = boto3.client("s3")
+        self.key = key
+        self.paused = threading.Event()
+        self.release = threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+    def get_object(self, **request: object) -> dict:
+        response = self._client.get_object(**request)
+        if request["Key"] != self.key:
+            return response
+        data = response["Body"].read()
+        pausing = self
+
+        class Body:
+            def iter_chunks(self, _size: int) -> Iterator[bytes]:
+                yield data[: len(data) // 2]
+                pausing.paused.set()
+                pausing.release.wait(60)  # a guard against a hang; the outcome never depends on it
+                yield data[len(data) // 2:]
+
+        return {**response, "Body": Body()}
+
+
+def test_two_engines_fetching_the_same_model_on_one_node_do_not_share_a_part_file(bucket: str, tmp_path: Path) -> None:
+    """Engine A is half-way through a file when engine B starts on the same cache: B must wait for A, not append to
+    A's .part file and rename it under A (which left a corrupt file and failed A)."""
+    name = "model-00002-of-00002.safetensors"
+    cache = tmp_path / "cache"
+    source = f"s3://{bucket}/llama"
+    model = serving(model={"source": source, "served_name": "m", "cache_dir": str(cache)}).model
+    paused = _PausingClient(f"llama/{name}")
+    first = ModelFetch(model, s3_client=lambda: paused, only=frozenset({name}))
+    second = ModelFetch(model, only=frozenset({name}))
+    results: dict[str, object] = {}
+
+    def run(label: str, fetch: ModelFetch) -> None:
+        try:
+            results[label] = fetch.ensure()
+        except Exception as error:  # noqa: BLE001 - the test reports whatever either engine raised
+            results[label] = error
+
+    engine_a = threading.Thread(target=run, args=("a", first))
+    engine_a.start()
+    assert paused.paused.wait(60)
+    engine_b = threading.Thread(target=run, args=("b", second))
+    engine_b.start()
+    engine_b.join(2)  # without the lock B finishes here; with it B waits for A either way
+    paused.release.set()
+    engine_a.join(60)
+    engine_b.join(60)
+    target = cache / bucket / "llama"
+    assert results == {"a": str(target), "b": str(target)}
+    assert (target / name).read_bytes() == FILES[name]
+    assert not (target / (name + ".part")).exists()
