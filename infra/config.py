@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from infra.kubernetes_versions import DEFAULT_KUBERNETES_VERSION, SUPPORTED_KUBERNETES_VERSIONS
+from infra.node_capacity import capacity_problems
 from infra.workload_names import GPU_TAINT_KEY
 from runtime.catalog import INSTANCE_CATALOG
 from runtime.config import Serving
@@ -604,6 +605,10 @@ class Deployment(_Strict):
                     f"(replicas, or autoscaling max_replicas, x nodes_per_replica, {gpus_needed} GPUs) but the GPU "
                     f"pools of that type reach at most {most}; raise max_size/count or lower the replicas"
                 )
+        # CPU, memory and hugepages as the nodes really offer them, and the routers through their rollouts
+        problems = capacity_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
 
     @property
     def gpu_pools(self) -> list[GpuNodeGroupConfig] | list[HyperPodInstanceGroup]:

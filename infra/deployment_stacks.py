@@ -14,7 +14,7 @@ from infra.hyperpod import HyperPodProps, HyperPodStack
 from infra.image import ImageProps, ImageStack
 from infra.network import NetworkProps, NetworkStack
 from infra.stack_outputs import stack_name
-from infra.worker_objects import hugepages_2mi_pages_per_node
+from infra.node_capacity import hugepages_2mi_pages_per_node
 from infra.observability.stack import ObservabilityProps, ObservabilityStack
 from infra.workloads import WorkloadsProps, WorkloadsStack
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from infra.node_capacity import HEALTH_AGENT_REQUESTS
+
 NAMESPACE = "aws-hyperpod"
 HEALTH_AGENT = "health-monitoring-agent"
 HEALTH_AGENT_TAG = "1.0.1892.0_1.0.424.0"
@@ -74,6 +76,10 @@ def _hyperpod_user() -> dict[str, Any]:
     return {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": HYPERPOD_SERVICE_USER}
 
 
+# What the agent reserves on every GPU node; the workers' sizing (infra/node_capacity.py) subtracts the same.
+_AGENT_RESOURCES = {"cpu": f"{HEALTH_AGENT_REQUESTS.cpu_m}m", "memory": f"{HEALTH_AGENT_REQUESTS.memory_mib}Mi"}
+
+
 def health_agent_daemonset(image: str, hyperpod_instance_types: list[str]) -> dict[str, Any]:
     """The agent on every HyperPod GPU node (selected by its ml.* instance type), tolerating every taint."""
     return {
@@ -101,8 +107,7 @@ def health_agent_daemonset(image: str, hyperpod_instance_types: list[str]) -> di
                             {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
                             {"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
                         ],
-                        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
-                                      "limits": {"cpu": "500m", "memory": "512Mi"}},
+                        "resources": {"requests": _AGENT_RESOURCES, "limits": _AGENT_RESOURCES},
                         "securityContext": {"runAsUser": 1000, "runAsGroup": 2000,
                                             "allowPrivilegeEscalation": False},
                         "volumeMounts": [

@@ -5,21 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from infra.config import Deployment
+from infra.node_capacity import router_max_surge
+from infra.serving_config import config_hash, discovers_through_api
 from infra.worker_objects import APP, labels
-from infra.workload_names import CONFIG_ENV_VAR, CONFIG_MAP, CONFIG_MOUNT, SYSTEM_POOL
+from infra.workload_names import CONFIG_ENV_VAR, CONFIG_HASH_ANNOTATION, CONFIG_MAP, CONFIG_MOUNT, SYSTEM_POOL
 
 ROUTER = f"{APP}-router"
 
 
 def router_port(deployment: Deployment) -> int:
     return deployment.serving.router.port
-
-
-def discovers_through_api(deployment: Deployment) -> bool:
-    """In the cluster the router watches EndpointSlices through the API server (with its service-account token)
-    unless the deployment chose static engines or DNS."""
-    discovery = deployment.serving.router.discovery
-    return not discovery.static and discovery.dns is None
 
 
 def router_selector(deployment: Deployment) -> dict[str, str]:
@@ -37,9 +32,15 @@ def router_deployment(deployment: Deployment, image: str) -> dict[str, Any]:
         "spec": {
             "replicas": workload.replicas,
             "selector": {"matchLabels": router_selector(deployment)},
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            # Replace one router at a time in the room the old one frees (a surge pod of the default size fits on
+            # no default system node); a single router surges instead, so serving never stops. The config check
+            # places the routers, the surge and the controllers on the system nodes (infra/node_capacity.py).
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {
+                "maxSurge": router_max_surge(workload.replicas),
+                "maxUnavailable": 1 - router_max_surge(workload.replicas)}},
             "template": {
-                "metadata": {"labels": labels(deployment, "router")},
+                "metadata": {"labels": labels(deployment, "router"),
+                             "annotations": {CONFIG_HASH_ANNOTATION: config_hash(deployment, "router")}},
                 "spec": {
                     "serviceAccountName": ROUTER,
                     # The token is what the EndpointSlice watch authenticates with; without that watch, no token.

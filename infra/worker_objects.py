@@ -8,12 +8,12 @@ HyperPod with the ``ml.*`` type).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from infra.config import Deployment
 from infra.workload_names import (
     CONFIG_ENV_VAR,
+    CONFIG_HASH_ANNOTATION,
     CONFIG_MAP,
     CONFIG_MOUNT,
     GPU_LABEL,
@@ -22,7 +22,9 @@ from infra.workload_names import (
     ROLE_LABEL,
     tolerations_for,
 )
-from runtime.catalog import InstanceSpec, instance_spec
+from infra.node_capacity import worker_resources
+from infra.serving_config import config_hash
+from runtime.catalog import instance_spec
 from runtime.config import Role
 
 RoleName = Literal["prefill", "decode"]
@@ -51,44 +53,6 @@ ENGINE_CAPABILITIES = ["IPC_LOCK"]
 # ~/.cache and ~/.nv do too) or, for Hugging Face downloads, to the model cache on the NVMe.
 SCRATCH_MOUNT = "/tmp"
 SCRATCH_GIB = 32
-
-
-@dataclass(frozen=True)
-class WorkerLayout:
-    """What one worker pod of a role asks of its node."""
-
-    spec: InstanceSpec
-    gpus: int
-    efa: int
-    memory_gib: int
-    cpu: int
-
-    @classmethod
-    def of(cls, role: Role) -> WorkerLayout:
-        spec = instance_spec(role.instance_type)
-        share = role.gpus_per_node / spec.gpus
-        return cls(
-            spec=spec,
-            gpus=role.gpus_per_node,
-            # EFA interfaces in proportion to the GPUs, at least one: a pod with all GPUs gets every interface.
-            efa=max(1, spec.efa_interfaces * role.gpus_per_node // spec.gpus),
-            # Leave ~10% of the node to the kubelet, the device plugins and the OS.
-            memory_gib=int(spec.memory_gib * 0.9 * share),
-            cpu=max(1, int(spec.vcpus * 0.9 * share)),
-        )
-
-
-_MIB = {"Mi": 1, "Gi": 1024}
-
-
-def hugepages_2mi_pages_per_node(deployment: Deployment, instance_type: str) -> int:
-    """2 MiB pages a node of ``instance_type`` must reserve: the per-pod request times the most worker pods one node
-    can hold (all GPUs used by the role with the smallest share); 0 where no role runs on the type."""
-    quantity = deployment.workloads.hugepages_2mi  # "<n>Mi" or "<n>Gi" (the config's pattern)
-    per_pod = int(quantity[:-2]) * _MIB[quantity[-2:]] // 2
-    pods = [instance_spec(instance_type).gpus // role.gpus_per_node
-            for role in (deployment.serving.prefill, deployment.serving.decode) if role.instance_type == instance_type]
-    return per_pod * max(pods, default=0)
 
 
 def labels(deployment: Deployment, component: str) -> dict[str, str]:
@@ -140,7 +104,7 @@ def worker_tolerations(deployment: Deployment, role: Role) -> list[dict[str, Any
 def worker_pod(deployment: Deployment, role_name: RoleName, image: str) -> dict[str, Any]:
     """The pod template of a worker (the same for a Deployment, an LWS leader and an LWS worker)."""
     role = deployment.serving.role(role_name)
-    layout = WorkerLayout.of(role)
+    layout = worker_resources(deployment, role_name)
     ports = role.ports
     cache_dir = deployment.serving.model.cache_dir
     # vLLM answers /health on the API server's event loop, which a heavy batch (long prompts tokenized, large outputs
@@ -151,7 +115,7 @@ def worker_pod(deployment: Deployment, role_name: RoleName, image: str) -> dict[
         "nvidia.com/gpu": str(layout.gpus),
         "vpc.amazonaws.com/efa": str(layout.efa),
         "hugepages-2Mi": deployment.workloads.hugepages_2mi,
-        "memory": f"{layout.memory_gib}Gi",
+        "memory": layout.memory,
     }
     container = {
         "name": role_name,
@@ -171,7 +135,7 @@ def worker_pod(deployment: Deployment, role_name: RoleName, image: str) -> dict[
             {"name": "kv-events", "containerPort": ports.kv_events, "protocol": "TCP"},
         ],
         # Requests equal limits for the extended resources; CPU is requested but never limited (vLLM busy-polls).
-        "resources": {"requests": {**resources, "cpu": str(layout.cpu)}, "limits": resources},
+        "resources": {"requests": {**resources, "cpu": layout.cpu}, "limits": resources},
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
@@ -190,7 +154,8 @@ def worker_pod(deployment: Deployment, role_name: RoleName, image: str) -> dict[
         ],
     }
     return {
-        "metadata": {"labels": role_labels(deployment, role_name)},
+        "metadata": {"labels": role_labels(deployment, role_name),
+                     "annotations": {CONFIG_HASH_ANNOTATION: config_hash(deployment, role_name)}},
         "spec": {
             "serviceAccountName": worker_name(role_name),
             "nodeSelector": node_selector(deployment, role),

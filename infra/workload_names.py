@@ -59,6 +59,9 @@ CONFIG_FILE = "serving.yaml"
 CONFIG_MAP = "pdstack-serving"
 CONFIG_PATH = f"{CONFIG_MOUNT}/{CONFIG_FILE}"
 CONFIG_ENV_VAR = {"name": CONFIG_ENV, "value": CONFIG_PATH}
+# On every pod template: a digest of the part of that ConfigMap the pod reads (infra/serving_config.py), so a change
+# of that part rolls the pod and no other.
+CONFIG_HASH_ANNOTATION = "pdstack.io/serving-config-hash"
 
 
 class _Taint(Protocol):

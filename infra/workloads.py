@@ -21,7 +21,8 @@ from infra.autoscaling import Autoscaling, AutoscalingProps
 from infra.config import Deployment
 from infra.network_policies import network_policies
 from infra.observability.stack import MetricsWorkspace
-from infra.router_objects import ROUTER, discovers_through_api, router_objects
+from infra.router_objects import ROUTER, router_objects
+from infra.serving_config import rendered_serving
 from infra.stack_outputs import WorkloadsOutputs
 from infra.worker_objects import labels, worker_name, worker_objects
 from infra.workload_names import CONFIG_FILE, CONFIG_MAP
@@ -36,16 +37,6 @@ class WorkloadsProps:
     metrics_collector_cidrs: list[str]  # the managed collector's subnets (none when the pipeline is off)
     # The metrics workspace KEDA queries (the observability stack's); None: no autoscaling objects.
     metrics_workspace: MetricsWorkspace | None = None
-
-
-def rendered_serving(deployment: Deployment) -> dict[str, Any]:
-    """The serving section as the pods read it. In the cluster the router finds engines through EndpointSlices
-    unless the file chose another discovery source."""
-    serving = deployment.serving.model_dump(mode="json")
-    discovery = serving["router"]["discovery"]
-    if discovers_through_api(deployment) and discovery["kubernetes"] is None:
-        discovery["kubernetes"] = {"namespace": deployment.workloads.namespace}
-    return serving
 
 
 def base_objects(deployment: Deployment) -> list[dict[str, Any]]:

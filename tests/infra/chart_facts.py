@@ -65,12 +65,21 @@ def efa_device_plugin_pod(values: dict[str, Any]) -> dict[str, Any]:
 
 # kubernetes-sigs/lws v0.10.0 (commit 2161f38f), charts/lws/values.yaml lines 53-55: nodeSelector {}, tolerations [],
 # affinity {}; templates/manager/deployment.yaml lines 85-96 copy each when set. The controller is a Deployment.
-LWS_DEFAULTS: dict[str, Any] = {"nodeSelector": {}, "tolerations": [], "affinity": {}}
+# charts/lws/values.yaml resources.requests cpu 1, memory 1Gi (read at a stored snapshot, commit 15f5dada; the
+# manager container takes .Values.resources), replicaCount 1.
+LWS_DEFAULTS: dict[str, Any] = {"nodeSelector": {}, "tolerations": [], "affinity": {},
+                                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}
+
+
+def _with_requests(pod: dict[str, Any], resources: dict[str, Any] | None) -> dict[str, Any]:
+    """The placement fields plus one container carrying the chart's resources (what the scheduler sums)."""
+    return {**pod, "containers": [{"name": "manager", "resources": resources or {}}]}
 
 
 def lws_controller_pod(values: dict[str, Any]) -> dict[str, Any]:
     merged = coalesce(LWS_DEFAULTS, values)
-    return {k: merged[k] for k in ("nodeSelector", "affinity", "tolerations") if merged.get(k)}
+    pod = {k: merged[k] for k in ("nodeSelector", "affinity", "tolerations") if merged.get(k)}
+    return _with_requests(pod, merged.get("resources"))
 
 
 # kedacore/charts v2.20.2 (commit cbb9bb8c), keda/values.yaml: top-level nodeSelector {} (line 572), tolerations []
@@ -80,8 +89,12 @@ def lws_controller_pod(values: dict[str, Any]) -> dict[str, Any]:
 # else the top-level one; affinity and tolerations likewise, the component's or else the top-level ones.
 KEDA_COMPONENTS = {"operator": "keda-operator", "metricsServer": "keda-operator-metrics-apiserver",
                    "webhooks": "keda-admission-webhooks"}
+# values.yaml resources.{operator,metricServer,webhooks}.requests: cpu 100m, memory 100Mi each (the chart's later
+# values schema lowers the webhooks to 10m/10Mi; the larger figure is kept).
 KEDA_DEFAULTS: dict[str, Any] = {"nodeSelector": {}, "tolerations": [], "affinity": {},
-                                 **{c: {"nodeSelector": {}, "tolerations": [], "affinity": {}} for c in KEDA_COMPONENTS}}
+                                 **{c: {"nodeSelector": {}, "tolerations": [], "affinity": {}} for c in KEDA_COMPONENTS},
+                                 "resources": {c: {"requests": {"cpu": "100m", "memory": "100Mi"}}
+                                               for c in KEDA_COMPONENTS}}
 
 
 def keda_pods(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -94,7 +107,7 @@ def keda_pods(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
         for key in ("affinity", "tolerations"):
             if own[key] or merged[key]:
                 pod[key] = own[key] or merged[key]
-        pods[name] = pod
+        pods[name] = _with_requests(pod, merged["resources"].get(component))
     return pods
 
 
@@ -106,8 +119,10 @@ CLUSTER_AUTOSCALER_DEFAULTS: dict[str, Any] = {"nodeSelector": {}, "tolerations"
 
 
 def cluster_autoscaler_pod(values: dict[str, Any]) -> dict[str, Any]:
+    """values.yaml resources {} (no requests) unless the values set them."""
     merged = coalesce(CLUSTER_AUTOSCALER_DEFAULTS, values)
-    return {k: merged[k] for k in ("nodeSelector", "affinity", "tolerations") if merged.get(k)}
+    pod = {k: merged[k] for k in ("nodeSelector", "affinity", "tolerations") if merged.get(k)}
+    return _with_requests(pod, merged.get("resources"))
 
 
 # Each chart version's appVersion (its Chart.yaml at the kubernetes/autoscaler tag cluster-autoscaler-chart-<version>):

@@ -66,14 +66,16 @@ def load_yaml(name: str) -> dict:
 
 
 def wide_ep_decode() -> Deployment:
-    """default.yaml with a two-node wide expert-parallel decode replica (a LeaderWorkerSet) on four p5 nodes."""
-    data = copy.deepcopy(load_yaml("default.yaml"))
-    data["gpu_node_groups"][0].update({"desired_size": 3, "max_size": 4})
-    data["serving"]["decode"] = {
-        "instance_type": "p5.48xlarge", "tensor_parallel": 1, "data_parallel_local": 8, "data_parallel": 16,
-        "nodes_per_replica": 2, "expert_parallel": True, "all2all_backend": "deepep_low_latency",
-    }
-    return parse_deployment(data, "wide-ep")
+    """The shipped multi-node deployment: a two-node wide expert-parallel decode replica (a LeaderWorkerSet)."""
+    return parse_deployment(load_yaml("wide-ep.yaml"), "wide-ep")
+
+
+# Every shipped deployment file, by the name of its session fixture: every infra check runs over each of them
+# (tests/infra/test_offline_synth.py fails when a file in deployments/ is missing here).
+SHIPPED = {"default": "default.yaml", "capacity_block": "capacity-block.yaml", "hyperpod": "hyperpod.yaml",
+           "wide_ep": "wide-ep.yaml"}
+# The shipped deployments and the synthesis that holds one GPU node group of every catalog type.
+INFRA_FIXTURES = [*SHIPPED, "all_types"]
 
 
 def every_instance_type() -> Deployment:
@@ -106,3 +108,8 @@ def all_types(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 @pytest.fixture(scope="session")
 def hyperpod(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     return synthesize(parse_deployment(load_yaml("hyperpod.yaml")), tmp_path_factory.mktemp("hyperpod"))
+
+
+@pytest.fixture(scope="session")
+def wide_ep(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(wide_ep_decode(), tmp_path_factory.mktemp("wide-ep"))

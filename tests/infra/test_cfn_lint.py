@@ -8,13 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra.conftest import REPO, Synthesized
+from tests.infra.conftest import INFRA_FIXTURES, REPO, Synthesized
 
 
 # cfn-lint checks instance types against each region's offerings. Environment-agnostic templates are linted in
 # us-east-1 (cfn-lint's default); the every-type deployment in us-east-2, the one region whose offerings (in
 # cfn-lint's data) hold all five catalog types: p5e.48xlarge is regional.
-LINT_REGIONS = {"default": "us-east-1", "capacity_block": "us-east-2", "all_types": "us-east-2", "hyperpod": "us-east-1"}
+LINT_REGIONS = {"default": "us-east-1", "capacity_block": "us-east-2", "all_types": "us-east-2", "hyperpod": "us-east-1",
+                "wide_ep": "us-east-1"}
+
+
+def test_every_infra_fixture_is_linted() -> None:
+    assert set(LINT_REGIONS) == set(INFRA_FIXTURES)
 
 
 @pytest.mark.parametrize("fixture", sorted(LINT_REGIONS))

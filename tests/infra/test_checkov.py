@@ -23,7 +23,7 @@ import yaml
 from infra.checkov_skips import CLOUDFORMATION, KUBERNETES, Skip
 from infra.config import Deployment, parse_deployment
 from infra.workloads import serving_objects
-from tests.infra.conftest import REPO, Synthesized, load_yaml, wide_ep_decode
+from tests.infra.conftest import REPO, SHIPPED, Synthesized, load_yaml
 
 CHECKOV = Path(os.environ.get("PDSTACK_CHECKOV", REPO / ".venv-checkov" / "bin" / "checkov"))
 CHECKOV_STAMP = ".venv-checkov/.installed"  # the Makefile target that installs it
@@ -89,17 +89,18 @@ def manifests(deployment: Deployment) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def cloudformation_findings(default: Synthesized, hyperpod: Synthesized) -> list[Finding]:
-    return run_checkov("cloudformation", [*default.template_files(), *hyperpod.template_files()])
+def cloudformation_findings(request: pytest.FixtureRequest) -> list[Finding]:
+    """Every shipped deployment's templates (each synthesized once per session)."""
+    synths: list[Synthesized] = [request.getfixturevalue(name) for name in SHIPPED]
+    return run_checkov("cloudformation", [f for synth in synths for f in synth.template_files()])
 
 
 @pytest.fixture(scope="module")
 def kubernetes_findings(tmp_path_factory: pytest.TempPathFactory) -> list[Finding]:
     directory = tmp_path_factory.mktemp("checkov-manifests")
     files = []
-    for name, deployment in (("default", parse_deployment(load_yaml("default.yaml"))),
-                             ("hyperpod", parse_deployment(load_yaml("hyperpod.yaml"))),
-                             ("wide-ep", wide_ep_decode())):
+    for name, file in SHIPPED.items():
+        deployment = parse_deployment(load_yaml(file))
         path = directory / f"{name}.yaml"
         path.write_text(yaml.safe_dump_all(manifests(deployment), sort_keys=False))
         files.append(path)

@@ -13,7 +13,7 @@ import pytest
 from infra.addons import managed_addons
 from infra.hyperpod import LIFECYCLE_DIR, NODE_SETTINGS_FILE
 from infra.hyperpod_dependencies import HEALTH_AGENT_ACCOUNTS, HEALTH_AGENT_REPOSITORY, HEALTH_AGENT_TAG
-from infra.worker_objects import hugepages_2mi_pages_per_node
+from infra.node_capacity import hugepages_2mi_pages_per_node
 from tests.infra.conftest import Synthesized
 
 

@@ -13,10 +13,10 @@ from aws_cdk.lambda_layer_kubectl_v34 import KubectlV34Layer
 
 from infra.eks_checks import EksClusterChecks
 from infra.nag import register_checks
-from tests.infra.conftest import Synthesized
+from tests.infra.conftest import INFRA_FIXTURES, Synthesized
 
 
-@pytest.mark.parametrize("fixture", ["default", "capacity_block", "all_types", "hyperpod"])
+@pytest.mark.parametrize("fixture", INFRA_FIXTURES)
 def test_no_unacknowledged_findings(request: pytest.FixtureRequest, fixture: str) -> None:
     synth: Synthesized = request.getfixturevalue(fixture)  # synth raises ValidationFailed on any finding
     report = synth.validation_report()

@@ -11,10 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra.conftest import REPO
+from tests.infra.conftest import REPO, SHIPPED
 
 
-@pytest.mark.parametrize("deployment", ["default.yaml", "hyperpod.yaml", "capacity-block.yaml"])
+def test_every_shipped_deployment_is_a_fixture_of_every_infra_check() -> None:
+    """cfn-lint, cdk-nag, checkov, the schedulability rehearsal and this test iterate over SHIPPED."""
+    assert sorted(SHIPPED.values()) == sorted(p.name for p in (REPO / "deployments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("deployment", sorted(SHIPPED.values()))
 def test_synthesizes_without_network(tmp_path: Path, deployment: str) -> None:
     outdir = tmp_path / "cdk.out"
     env = {**os.environ, "CDK_OUTDIR": str(outdir),

@@ -10,6 +10,7 @@ when the node's boot configuration reserves them.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from dataclasses import replace
@@ -17,18 +18,24 @@ from typing import Any, Iterator
 
 import pytest
 
+from infra import node_capacity
+from infra.config import DeploymentError, parse_deployment
 from infra.hyperpod import LIFECYCLE_DIR
 from infra.operations.serving_endpoints import ServingEndpoints
 from infra.operations.smoke import SMOKE_IMAGE, job_manifest
 from infra.workload_names import HYPERPOD_HEALTH_LABEL, HYPERPOD_HEALTH_TAINT, INSTANCE_TYPE_LABEL
+from infra.workloads import serving_objects
 from runtime.catalog import INSTANCE_CATALOG, InstanceSpec
 from tests.infra.chart_facts import CHART_COMPONENT_PODS, CHART_PODS, OFFERS
-from tests.infra.conftest import Synthesized
+from tests.infra.conftest import INFRA_FIXTURES, Synthesized, load_yaml, synthesize
 from tests.infra.scheduling import (
+    Cluster,
     Node,
     can_place,
     extended_requests,
     placement_problems,
+    pod_requests,
+    roll,
     tolerates,
 )
 
@@ -176,7 +183,7 @@ def gpu_nodes(synth: Synthesized, *, in_health_checks: bool = False) -> dict[str
     return {k: v for k, v in eks_nodes(synth).items() if v[1] is not None}
 
 
-FIXTURES = ["default", "capacity_block", "hyperpod", "all_types"]
+FIXTURES = INFRA_FIXTURES
 
 
 @pytest.fixture(params=FIXTURES)
@@ -299,3 +306,251 @@ def _affinity(*terms: list[dict[str, Any]]) -> dict[str, Any]:
 def test_matcher_follows_the_scheduler(spec: dict[str, Any], placed: bool) -> None:
     assert can_place(spec, NODE) is placed
 
+
+
+# --- the rehearsal: what the cluster does with our objects over time ------------------------------------------------
+# Nodes with what they really offer (logical CPUs by threads per core, memory less kube-reserved, eviction and the
+# hugepages the boot configuration reserves, pods), less the requests of the DaemonSets that land on them; the
+# controllers the charts and EKS add-ons run on the system nodes; then every replica, every rolling update and
+# every scale-out to its maximum.
+
+def _threads_per_core(synth: Synthesized, node: Node) -> int:
+    """EKS node groups: the launch template's CpuOptions (none: the instance default, 2); HyperPod: the group's."""
+    if synth.hyperpod is not None:
+        ((_, cluster),) = synth.hyperpod.find_resources("AWS::SageMaker::Cluster").items()
+        (group,) = [g for g in cluster["Properties"]["InstanceGroups"] if g["InstanceGroupName"] == node.name]
+        return int(group.get("ThreadsPerCore", 2))
+    resources = {k: v for t in (synth.cluster, synth.gpu_nodes) if t is not None for k, v in t.to_json()["Resources"].items()}
+    props = resources[node.name]["Properties"]
+    template = resources[props["LaunchTemplate"]["Id"]["Ref"]]["Properties"]["LaunchTemplateData"]
+    return int(template.get("CpuOptions", {}).get("ThreadsPerCore", 2))
+
+
+def _group_sizes(synth: Synthesized) -> dict[str, tuple[int, int]]:
+    """(nodes after deploy, most nodes) per node group or HyperPod instance group."""
+    sizes = {}
+    if synth.hyperpod is not None:
+        ((_, cluster),) = synth.hyperpod.find_resources("AWS::SageMaker::Cluster").items()
+        autoscaled = "AutoScaling" in cluster["Properties"]
+        sizes = {g["InstanceGroupName"]: (0 if autoscaled else g["InstanceCount"], g["InstanceCount"])
+                 for g in cluster["Properties"]["InstanceGroups"]}
+    for template in (t for t in (synth.cluster, synth.gpu_nodes) if t is not None):
+        for logical_id, group in template.find_resources("AWS::EKS::Nodegroup").items():
+            scaling = group["Properties"]["ScalingConfig"]
+            sizes[logical_id] = (scaling["DesiredSize"], scaling["MaxSize"])
+    return sizes
+
+
+def _daemonset_pods(synth: Synthesized) -> list[tuple[str, dict[str, Any]]]:
+    """Every DaemonSet pod with its requests: the EKS add-ons' (pinned in infra/node_capacity.py), the device
+    plugins (chart facts) with the EFA plugin's allowance, and the health agent as the HyperPod stack renders it."""
+    pods = [(name, {"containers": [{"resources": {"requests": {"cpu": f"{r.cpu_m}m", "memory": f"{r.memory_mib}Mi"}}}]})
+            for name, r in node_capacity.EVERY_NODE_DAEMONSETS.items()]
+    plugins = chart_pods(synth)
+    for chart in OFFERS:
+        r = node_capacity.GPU_NODE_DAEMONSETS[chart]
+        pods.append((chart, {**plugins[chart], "containers": [{"resources": {"requests": {
+            "cpu": f"{r.cpu_m}m", "memory": f"{r.memory_mib}Mi"}}}]}))
+    if synth.hyperpod is not None:
+        pods.append(("health-monitoring-agent", health_agent_pod(synth)))
+    return pods
+
+
+def rehearsal_cluster(synth: Synthesized, *, most: bool = False) -> Cluster:
+    """The nodes after deploy (``most``: every group at its maximum), each with its allocatable less the DaemonSets
+    that land on it, and the system controllers bound."""
+    sizes = _group_sizes(synth)
+    plugins = chart_pods(synth)
+    daemonsets = _daemonset_pods(synth)
+    nodes = []
+    templates = list(gpu_nodes(synth).values())
+    templates += [v for v in eks_nodes(synth).values() if v[1] is None]  # the system node group
+    for node, spec in templates:
+        instance_type = node.labels[INSTANCE_TYPE_LABEL]
+        if spec is not None:  # a GPU node
+            offered = nodes_with_plugins({node.name: (node, spec)}, plugins)[0].capacity
+            cpus = node_capacity.logical_cpus(spec, _threads_per_core(synth, node))
+            memory_gib, ec2_type = spec.memory_gib, spec.name
+        else:
+            offered = {}
+            cpus, memory_gib = node_capacity.SYSTEM_INSTANCE_TYPES[instance_type]
+            ec2_type = instance_type
+        memory_mib = (int(memory_gib * 1024 * (1 - node_capacity.UNREPORTED_MEMORY_FRACTION))
+                      - node_capacity.kube_reserved_memory_mib(ec2_type) - node_capacity.EVICTION_HARD_MEMORY_MIB)
+        allocatable = {**offered, "cpu": cpus * 1000 - node_capacity.kube_reserved_cpu_m(cpus),
+                       "memory": memory_mib * 2**20 - offered.get(HUGEPAGES, 0),
+                       "pods": node_capacity.ENI_MAX_PODS[ec2_type]}
+        for name, pod in daemonsets:  # a DaemonSet pod lands wherever its placement allows
+            if can_place(pod, node):
+                for resource, amount in {**pod_requests(pod), "pods": 1}.items():
+                    allocatable[resource] -= amount
+        count = sizes[node.name][1 if most else 0]
+        nodes += [replace(node, name=f"{node.name}-{i}", capacity=allocatable,
+                          labels={**node.labels, "kubernetes.io/hostname": f"{node.name}-{i}"}) for i in range(count)]
+    cluster = Cluster(nodes)
+    controllers = [(name, spec) for name, spec in plugins.items() if name not in OFFERS]
+    controllers += [(name, {"nodeSelector": {}, "containers": [{"resources": {"requests": {
+        "cpu": f"{r.cpu_m}m", "memory": f"{r.memory_mib}Mi"}}}]})
+        for name, r in node_capacity.SYSTEM_CONTROLLERS.items() if name != "lws-controller-manager"]
+    for name, spec in sorted(controllers, key=lambda c: -pod_requests(c[1]).get("cpu", 0)):
+        system = [n for n in nodes if n.labels.get("pdstack.io/pool") == "system"]
+        assert Cluster(system, cluster.pods, cluster.used).place(name, spec, {}) is not None, (
+            name, [cluster.fits(spec, n) for n in system])
+    return cluster
+
+
+def _workloads(synth: Synthesized) -> list[tuple[str, dict[str, Any], dict[str, str], int, int, int, int]]:
+    """(name, pod spec, pod labels, replicas at deploy, group size, maxSurge, maxUnavailable) of every controller."""
+    found = []
+    deployment = synth.deployment
+    for obj in (o for o in synth.stacks.workloads.objects if o["kind"] in ("Deployment", "LeaderWorkerSet")):
+        spec = obj["spec"]
+        name = obj["metadata"]["name"]
+        role = name.removeprefix("pdstack-")
+        # a ScaledObject owns an autoscaled worker's count; it starts from serving.<role>.replicas
+        replicas = spec.get("replicas", deployment.serving.role(role).replicas if role in ("prefill", "decode") else 1)
+        if obj["kind"] == "Deployment":
+            update = spec["strategy"]["rollingUpdate"]
+            found.append((name, spec["template"]["spec"], spec["template"]["metadata"]["labels"], replicas, 1,
+                          update["maxSurge"], update["maxUnavailable"]))
+        elif obj["kind"] == "LeaderWorkerSet":
+            update = spec["rolloutStrategy"]["rollingUpdateConfiguration"]
+            template = spec["leaderWorkerTemplate"]
+            assert template["leaderTemplate"] == template["workerTemplate"]  # one spec places both
+            found.append((name, template["workerTemplate"]["spec"], template["workerTemplate"]["metadata"]["labels"],
+                          replicas, template["size"], update["maxSurge"], update["maxUnavailable"]))
+    return found
+
+
+def test_every_replica_of_every_workload_is_placed_on_the_nodes_after_deploy(synth: Synthesized) -> None:
+    cluster = rehearsal_cluster(synth)
+    for name, spec, labels, replicas, group, _, _ in _workloads(synth):
+        for index in range(replicas * group):
+            assert cluster.place(f"{name}-{index}", spec, labels) is not None, (
+                name, index, {n.name: cluster.fits(spec, n) for n in cluster.nodes})
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "LeaderWorkerSet"])
+def test_every_rolling_update_finishes_next_to_everything_else(synth: Synthesized, kind: str) -> None:
+    """Each controller rolled with its own strategy and spread while every other workload keeps its replicas."""
+    workloads = _workloads(synth)
+    rolled = [w for w in workloads if any(o["kind"] == kind and o["metadata"]["name"] == w[0]
+                                          for o in synth.stacks.workloads.objects)]
+    if kind == "LeaderWorkerSet" and not rolled:
+        pytest.skip("no multi-node role in this deployment")
+    for target in rolled:
+        cluster = rehearsal_cluster(synth)
+        for name, spec, labels, replicas, group, _, _ in workloads:
+            if name != target[0]:
+                for index in range(replicas * group):
+                    assert cluster.place(f"{name}-{index}", spec, labels) is not None, name
+        name, spec, labels, replicas, group, surge, unavailable = target
+        assert not roll(cluster, name, spec, labels, replicas, surge, unavailable, group)
+
+
+def test_a_rollout_never_takes_down_more_than_the_disruption_budget_allows(synth: Synthesized) -> None:
+    budgets = {o["metadata"]["name"]: o["spec"] for o in synth.stacks.workloads.objects
+               if o["kind"] == "PodDisruptionBudget"}
+    for name, _, _, replicas, _, _, unavailable in _workloads(synth):
+        budget = budgets[name]
+        allowed = budget["maxUnavailable"] if "maxUnavailable" in budget else replicas - budget["minAvailable"]
+        assert unavailable <= max(allowed, 0) or replicas == 1, (name, unavailable, budget)
+
+
+def test_scale_out_to_every_maximum_fits_the_largest_node_groups(synth: Synthesized) -> None:
+    """Every role at its most replicas (the autoscaler's max_replicas, or the fixed count) on every group at its
+    maximum; beyond the nodes after deploy only when something adds nodes (Cluster Autoscaler or HyperPod's)."""
+    deployment = synth.deployment
+    cluster = rehearsal_cluster(synth, most=True)
+    needed_more = False
+    for name, spec, labels, replicas, group, _, _ in _workloads(synth):
+        role = name.removeprefix("pdstack-")
+        most = deployment.max_replicas(role) if role in ("prefill", "decode") else replicas
+        needed_more |= most > replicas
+        for index in range(most * group):
+            assert cluster.place(f"{name}-{index}", spec, labels) is not None, (name, index)
+    sizes = _group_sizes(synth)
+    if needed_more and any(after < most for after, most in sizes.values()):
+        adds_nodes = (synth.stacks.gpu_nodes is not None and synth.stacks.gpu_nodes.node_autoscaler is not None) or (
+            deployment.hyperpod is not None and deployment.hyperpod.node_autoscaling)
+        assert adds_nodes, "replicas beyond the nodes after deploy, and nothing adds nodes"
+
+
+def test_the_config_check_counts_the_controllers_the_charts_run(synth: Synthesized) -> None:
+    """infra/node_capacity.py's controller requests (what the config check places) are the charts' own."""
+    pods = chart_pods(synth)
+    counted = {"lws": node_capacity.SYSTEM_CONTROLLERS["lws-controller-manager"],
+               **{f"keda/{n}": r for n, r in node_capacity.KEDA_CONTROLLERS.items()}}
+    for chart, requests in counted.items():
+        if chart in pods:
+            wanted = pod_requests(pods[chart])
+            assert (wanted["cpu"], wanted["memory"] // 2**20) == (requests.cpu_m, requests.memory_mib), chart
+
+
+@pytest.mark.parametrize(("router", "refused"), [({}, False), ({"cpu": "3"}, True), ({"replicas": 3}, True),
+                                                 ({"replicas": 1}, False)])
+def test_the_config_check_and_the_rehearsal_agree_on_the_routers(default: Synthesized, router: dict,
+                                                                 refused: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loader refuses exactly the router layouts whose rollout the rehearsal cannot finish on the default
+    system nodes."""
+    import infra.config as config
+
+    data = copy.deepcopy(load_yaml("default.yaml"))
+    data["workloads"] = {"router": router}
+    try:
+        parse_deployment(data)
+        accepted = True
+    except DeploymentError:
+        accepted = False
+    assert accepted is not refused
+    monkeypatch.setattr(config, "capacity_problems", lambda deployment: [])
+    deployment = parse_deployment(data)
+    (obj,) = [o for o in serving_objects(deployment, "image") if o["metadata"]["name"] == "pdstack-router"
+              and o["kind"] == "Deployment"]
+    cluster = rehearsal_cluster(default)
+    update = obj["spec"]["strategy"]["rollingUpdate"]
+    stalled = roll(cluster, "router", obj["spec"]["template"]["spec"], obj["spec"]["template"]["metadata"]["labels"],
+                   obj["spec"]["replicas"], update["maxSurge"], update["maxUnavailable"])
+    assert bool(stalled) is refused, stalled
+
+
+def test_the_old_surging_router_rollout_stalls_in_the_rehearsal(default: Synthesized) -> None:
+    """The method catches defect 4: the default routers with maxSurge 1 / maxUnavailable 0 never finish."""
+    (obj,) = [o for o in default.stacks.workloads.objects if o["metadata"]["name"] == "pdstack-router"
+              and o["kind"] == "Deployment"]
+    template = obj["spec"]["template"]
+    assert roll(rehearsal_cluster(default), "router", template["spec"], template["metadata"]["labels"],
+                obj["spec"]["replicas"], 1, 0)
+
+
+# --- changes at CloudFormation level ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def default_other_model(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    data = copy.deepcopy(load_yaml("default.yaml"))
+    data["serving"]["model"] = {"source": "s3://my-models/Qwen/Qwen3-8B", "served_name": "qwen3-8b"}
+    return synthesize(parse_deployment(data), tmp_path_factory.mktemp("default-other-model"))
+
+
+def _resources(synth: Synthesized) -> dict[str, dict[str, Any]]:
+    return {f"{stack.stack_name}/{k}": v for stack in synth.stacks.all
+            for k, v in json.loads((synth.outdir / f"{stack.artifact_id}.template.json").read_text())
+            .get("Resources", {}).items()}
+
+
+def test_changing_the_model_replaces_no_cluster_node_group_or_repository(default: Synthesized,
+                                                                        default_other_model: Synthesized) -> None:
+    """Only the serving manifest (the ConfigMap and the pod templates reading the model) and the model reader's
+    bucket policy change; the cluster, the node groups, their launch templates and the image repository keep their
+    logical ids and every property (so CloudFormation updates nothing there, let alone replaces it)."""
+    before, after = _resources(default), _resources(default_other_model)
+    kept = ("AWS::EKS::Cluster", "AWS::EKS::Nodegroup", "AWS::EC2::LaunchTemplate", "AWS::ECR::Repository",
+            "AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EC2::PlacementGroup")
+    for logical_id, resource in before.items():
+        if resource["Type"] in kept:
+            assert logical_id in after and after[logical_id] == resource, logical_id
+    assert set(before) == set(after)
+    changed = {k.split("/", 1)[1] for k in before if before[k] != after[k]}
+    # the manifest, the model reader's role and policy; and the metrics collector, whose relabelling names the
+    # served model (infra/observability/targets.py), so the new name labels the series
+    assert changed and all(k.startswith(("Serving", "ModelReader", "Collector")) for k in changed), changed

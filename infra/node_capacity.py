@@ -1,0 +1,302 @@
+"""What a node really offers the pods pdstack schedules on it, and what each worker and router pod may ask for.
+
+Allocatable = capacity - kube-reserved - eviction threshold - hugepages reserved at boot (memory) - the requests of
+the DaemonSets every node of that kind runs. Capacity counts logical CPUs: the catalog lists vCPUs with two threads
+per core (EKS node groups keep the default); a HyperPod group with ``threads_per_core: 1`` has half of them (SageMaker
+API ``ClusterInstanceGroupSpecification.ThreadsPerCore``: 96 on ml.p5.48xlarge).
+
+The config loader (infra/config.py) sizes nothing itself but refuses layouts that do not fit by these rules; the
+workers (infra/worker_objects.py) take their requests from them; the rehearsal in tests/infra/test_schedulability.py
+places every pod of the synthesized templates on nodes built from the same rules and the charts' pinned facts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from runtime.catalog import INSTANCE_CATALOG, InstanceSpec
+
+if TYPE_CHECKING:
+    from infra.config import Deployment
+
+# --- kube-reserved and eviction, as the EKS AMI's nodeadm sets them ----------------------------------------------------
+# awslabs/amazon-eks-ami nodeadm/internal/kubelet/config.go ``getCPUMillicoresToReserve``: 6% of the first core, 1% of
+# the second, 0.5% of the next two, 0.25% of the rest (bands of millicores, shares in 1/10000);
+# ``getMemoryMebibytesToReserve``: 11 MiB per pod of maxPods plus 255 MiB. maxPods from
+# nodeadm/internal/kubelet/eni-max-pods.txt (ENIs x (IPv4 per ENI - 1) + 2, from network card 0). The kubelet's
+# hard eviction threshold memory.available<100Mi (the kubelet default, which nodeadm keeps) is also held back.
+CPU_RESERVE_BANDS = ((0, 1000, 600), (1000, 2000, 100), (2000, 4000, 50), (4000, None, 25))
+MEMORY_RESERVE_PER_POD_MIB = 11
+MEMORY_RESERVE_BASE_MIB = 255
+EVICTION_HARD_MEMORY_MIB = 100
+# HyperPod's EKS nodes run the same kubelet settings (its AMI is built on the EKS-optimized accelerated AMI).
+ENI_MAX_PODS = {"m7i.large": 29, "m7i.xlarge": 58, "m7i.2xlarge": 58, "m7i.4xlarge": 234, "m6i.xlarge": 58,
+                "m6i.2xlarge": 58, "p4d.24xlarge": 737, "p5.48xlarge": 100, "p5e.48xlarge": 100,
+                "p5en.48xlarge": 198, "p6-b200.48xlarge": 198}
+# The kernel and firmware keep part of the installed memory out of MemTotal, which is what the kubelet reports as
+# capacity; an allowance, not a fact read from a source: lower it only with a node's `kubectl describe node`.
+UNREPORTED_MEMORY_FRACTION = 0.03
+
+# System node types pdstack can size the router for: (vCPUs, memory GiB), EC2 general purpose instance
+# specifications (docs.aws.amazon.com/ec2/latest/instancetypes/gp.html).
+SYSTEM_INSTANCE_TYPES = {"m7i.large": (2, 8), "m7i.xlarge": (4, 16), "m7i.2xlarge": (8, 32), "m7i.4xlarge": (16, 64),
+                         "m6i.xlarge": (4, 16), "m6i.2xlarge": (8, 32)}
+
+
+@dataclass(frozen=True)
+class Requests:
+    cpu_m: int
+    memory_mib: int
+
+    def __add__(self, other: Requests) -> Requests:
+        return Requests(self.cpu_m + other.cpu_m, self.memory_mib + other.memory_mib)
+
+
+# --- the DaemonSets on every node, by where they run (requests per pod) ------------------------------------------------
+# aws-node (vpc-cni, aws/amazon-vpc-cni-k8s charts/aws-vpc-cni/values.yaml resources.requests.cpu 25m); kube-proxy
+# (the EKS kube-proxy add-on's DaemonSet requests cpu 100m); ebs-csi-node (aws-ebs-csi-driver chart values
+# node.resources: three containers of 10m/40Mi); eks-pod-identity-agent (aws/eks-pod-identity-agent
+# charts/eks-pod-identity-agent/values.yaml: resources {}). Re-read them when a pin in infra/addons.py moves.
+EVERY_NODE_DAEMONSETS = {
+    "aws-node": Requests(25, 0),
+    "kube-proxy": Requests(100, 0),
+    "ebs-csi-node": Requests(30, 120),
+    "eks-pod-identity-agent": Requests(0, 0),
+}
+# On GPU nodes: the NVIDIA device plugin (chart 0.20.0 values resources {}) and the EFA device plugin (an allowance:
+# its chart's values carry no requests we rely on).
+GPU_NODE_DAEMONSETS = {"nvidia-device-plugin": Requests(0, 0), "aws-efa-k8s-device-plugin": Requests(10, 20)}
+# On HyperPod GPU nodes: the health-monitoring agent pdstack renders (infra/hyperpod_dependencies.py uses this).
+HEALTH_AGENT_REQUESTS = Requests(500, 512)
+
+# --- the controllers on the system nodes (Deployments, requests per replica x replicas) --------------------------------
+# lws-controller-manager: kubernetes-sigs/lws charts/lws/values.yaml resources.requests cpu 1, memory 1Gi, one replica;
+# coredns: the EKS add-on's Deployment, 2 x 100m/70Mi; ebs-csi-controller: 2 replicas of six containers at 10m/40Mi;
+# KEDA (chart 2.20.2 values resources.{operator,metricServer,webhooks}.requests 100m/100Mi each) when autoscaled;
+# cluster-autoscaler: chart 9.53.0 values resources {}.
+SYSTEM_CONTROLLERS = {
+    "lws-controller-manager": Requests(1000, 1024),
+    "coredns": Requests(200, 140),
+    "ebs-csi-controller": Requests(120, 480),
+}
+KEDA_CONTROLLERS = {"keda-operator": Requests(100, 100), "keda-operator-metrics-apiserver": Requests(100, 100),
+                    "keda-admission-webhooks": Requests(100, 100)}
+
+
+def kube_reserved_cpu_m(logical_cpus: int) -> int:
+    total = logical_cpus * 1000
+    reserved = 0
+    for start, end, share in CPU_RESERVE_BANDS:
+        if total > start:
+            reserved += ((min(total, end) if end is not None else total) - start) * share // 10000
+    return reserved
+
+
+def kube_reserved_memory_mib(instance_type: str) -> int:
+    return MEMORY_RESERVE_PER_POD_MIB * ENI_MAX_PODS[instance_type] + MEMORY_RESERVE_BASE_MIB
+
+
+def _sum(requests: dict[str, Requests]) -> Requests:
+    total = Requests(0, 0)
+    for r in requests.values():
+        total += r
+    return total
+
+
+@dataclass(frozen=True)
+class NodeBudget:
+    """What the pods pdstack schedules may request on one node, after the kubelet and every DaemonSet."""
+
+    instance_type: str
+    logical_cpus: int
+    cpu_m: int
+    memory_mib: int
+    hugepages_mib: int
+
+
+def logical_cpus(spec: InstanceSpec, threads_per_core: int) -> int:
+    return spec.vcpus * threads_per_core // 2
+
+
+def gpu_node_threads_per_core(deployment: Deployment, instance_type: str) -> int:
+    """The fewest threads per core among the pools of the type (a HyperPod group's setting; 2 on EKS node groups)."""
+    if deployment.gpu_provider != "hyperpod":
+        return 2
+    return min(getattr(p, "threads_per_core", 2) for p in deployment.gpu_pools if p.instance_type == instance_type)
+
+
+def hugepages_2mi_pages_per_node(deployment: Deployment, instance_type: str) -> int:
+    """2 MiB pages a node of ``instance_type`` must reserve: the per-pod request times the most worker pods one node
+    can hold (all GPUs used by the role with the smallest share); 0 where no role runs on the type."""
+    quantity = deployment.workloads.hugepages_2mi  # "<n>Mi" or "<n>Gi" (the config's pattern)
+    per_pod = int(quantity[:-2]) * {"Mi": 1, "Gi": 1024}[quantity[-2:]] // 2
+    pods = [INSTANCE_CATALOG[instance_type].gpus // role.gpus_per_node
+            for role in (deployment.serving.prefill, deployment.serving.decode) if role.instance_type == instance_type]
+    return per_pod * max(pods, default=0)
+
+
+def reserved_hugepages_2mi_pages(deployment: Deployment, instance_type: str) -> int:
+    """What the node's boot configuration reserves: per type on EKS node groups; HyperPod's lifecycle script reserves
+    one count (the largest any type needs) on every instance."""
+    if deployment.gpu_provider == "hyperpod":
+        return max(hugepages_2mi_pages_per_node(deployment, p.instance_type) for p in deployment.gpu_pools)
+    return hugepages_2mi_pages_per_node(deployment, instance_type)
+
+
+def gpu_daemonsets(deployment: Deployment) -> dict[str, Requests]:
+    every = {**EVERY_NODE_DAEMONSETS, **GPU_NODE_DAEMONSETS}
+    if deployment.gpu_provider == "hyperpod":
+        every["health-monitoring-agent"] = HEALTH_AGENT_REQUESTS
+    return every
+
+
+def gpu_node_budget(deployment: Deployment, instance_type: str) -> NodeBudget:
+    spec = INSTANCE_CATALOG[instance_type]
+    cpus = logical_cpus(spec, gpu_node_threads_per_core(deployment, instance_type))
+    hugepages_mib = reserved_hugepages_2mi_pages(deployment, instance_type) * 2
+    daemonsets = _sum(gpu_daemonsets(deployment))
+    reported = int(spec.memory_gib * 1024 * (1 - UNREPORTED_MEMORY_FRACTION))
+    memory = (reported - kube_reserved_memory_mib(instance_type) - EVICTION_HARD_MEMORY_MIB - hugepages_mib
+              - daemonsets.memory_mib)
+    return NodeBudget(instance_type, cpus, cpus * 1000 - kube_reserved_cpu_m(cpus) - daemonsets.cpu_m, memory,
+                      hugepages_mib)
+
+
+def system_node_budget(instance_type: str) -> NodeBudget:
+    vcpus, memory_gib = SYSTEM_INSTANCE_TYPES[instance_type]
+    daemonsets = _sum(EVERY_NODE_DAEMONSETS)
+    reported = int(memory_gib * 1024 * (1 - UNREPORTED_MEMORY_FRACTION))
+    memory = reported - kube_reserved_memory_mib(instance_type) - EVICTION_HARD_MEMORY_MIB - daemonsets.memory_mib
+    return NodeBudget(instance_type, vcpus, vcpus * 1000 - kube_reserved_cpu_m(vcpus) - daemonsets.cpu_m, memory, 0)
+
+
+def system_controllers(deployment: Deployment) -> dict[str, Requests]:
+    controllers = dict(SYSTEM_CONTROLLERS)
+    if deployment.autoscaled:
+        controllers.update(KEDA_CONTROLLERS)
+    return controllers
+
+
+@dataclass(frozen=True)
+class WorkerResources:
+    """What one worker pod of a role asks of its node: its share (GPUs over the node's GPUs) of the budget."""
+
+    gpus: int
+    efa: int
+    cpu_m: int
+    memory_mib: int
+
+    @property
+    def cpu(self) -> str:
+        return f"{self.cpu_m}m"
+
+    @property
+    def memory(self) -> str:
+        return f"{self.memory_mib}Mi"
+
+
+def worker_resources(deployment: Deployment, role_name: str) -> WorkerResources:
+    role = deployment.serving.role(role_name)
+    spec = INSTANCE_CATALOG[role.instance_type]
+    budget = gpu_node_budget(deployment, role.instance_type)
+    pods_per_node = spec.gpus // role.gpus_per_node
+    return WorkerResources(
+        gpus=role.gpus_per_node,
+        # EFA interfaces in proportion to the GPUs, at least one: a pod with all GPUs gets every interface.
+        efa=max(1, spec.efa_interfaces * role.gpus_per_node // spec.gpus),
+        cpu_m=budget.cpu_m // pods_per_node,
+        memory_mib=budget.memory_mib // pods_per_node,
+    )
+
+
+def parse_cpu_m(quantity: str) -> int:
+    return int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
+
+
+def parse_memory_mib(quantity: str) -> int:
+    for suffix, factor in (("Mi", 1), ("Gi", 1024), ("Ki", 1 / 1024)):
+        if quantity.endswith(suffix):
+            return int(float(quantity[: -len(suffix)]) * factor)
+    return int(quantity) // 2**20
+
+
+def capacity_problems(deployment: Deployment) -> list[str]:
+    """Why the configured layout does not fit the nodes (empty: it fits), in the config file's terms."""
+    problems = []
+    for role_name in ("prefill", "decode"):
+        role = deployment.serving.role(role_name)
+        budget = gpu_node_budget(deployment, role.instance_type)
+        worker = worker_resources(deployment, role_name)
+        where = (f"a {role.instance_type} node ({budget.logical_cpus} logical CPUs"
+                 + (", threads_per_core 1" if budget.logical_cpus < INSTANCE_CATALOG[role.instance_type].vcpus
+                    else "") + ")")
+        if worker.cpu_m < 1000 * role.gpus_per_node:
+            problems.append(f"serving.{role_name}: {worker.cpu_m}m CPU per worker on {where} after kube-reserved "
+                            "and the DaemonSets is less than one CPU per GPU")
+        if deployment.workloads.shm_gib * 1024 >= worker.memory_mib:
+            problems.append(f"workloads.shm_gib={deployment.workloads.shm_gib} does not fit in the "
+                            f"{worker.memory_mib}Mi a serving.{role_name} worker may use on {where} (hugepages "
+                            f"{budget.hugepages_mib}Mi reserved per node)")
+    problems += router_problems(deployment)
+    return problems
+
+
+def router_problems(deployment: Deployment) -> list[str]:
+    """The routers, one more during a surging rollout, and the controllers must fit the system nodes, with the
+    routers' hostname spread (maxSkew 1, DoNotSchedule)."""
+    cluster = deployment.cluster
+    if cluster.system_instance_type not in SYSTEM_INSTANCE_TYPES:
+        return [f"cluster.system_instance_type={cluster.system_instance_type!r}: pdstack sizes the system nodes for "
+                f"{', '.join(sorted(SYSTEM_INSTANCE_TYPES))}"]
+    router = deployment.workloads.router
+    pod = Requests(parse_cpu_m(router.cpu), parse_memory_mib(router.memory))
+    placed = place_on_system_nodes(deployment, router_pods_during_rollout(deployment), pod)
+    if placed is None:
+        budget = system_node_budget(cluster.system_instance_type)
+        return [f"workloads.router: {router_pods_during_rollout(deployment)} routers of {router.cpu} CPU / "
+                f"{router.memory} (replicas plus the rollout's surge) and the controllers "
+                f"({', '.join(sorted(system_controllers(deployment)))}) do not fit {cluster.system_node_count} "
+                f"{cluster.system_instance_type} system nodes ({budget.cpu_m}m CPU / {budget.memory_mib}Mi each "
+                "after kube-reserved and the DaemonSets); lower workloads.router.cpu or raise "
+                "cluster.system_node_count / system_instance_type"]
+    return []
+
+
+def router_max_surge(replicas: int) -> int:
+    """One router is replaced at a time; a single router surges instead, so serving never stops."""
+    return 1 if replicas == 1 else 0
+
+
+def router_pods_during_rollout(deployment: Deployment) -> int:
+    replicas = deployment.workloads.router.replicas
+    return replicas + router_max_surge(replicas)
+
+
+def place_on_system_nodes(deployment: Deployment, routers: int, pod: Requests) -> list[Requests] | None:
+    """The controllers first (they run before any router; largest first, each on the roomiest node), then the
+    routers under their hostname spread (only the nodes holding the fewest routers qualify; the roomiest takes the
+    pod). The nodes' remaining room, or None when a pod finds no node."""
+    cluster = deployment.cluster
+    budget = system_node_budget(cluster.system_instance_type)
+    free = [Requests(budget.cpu_m, budget.memory_mib) for _ in range(cluster.system_node_count)]
+
+    def take(candidates: list[int], requests: Requests) -> int | None:
+        fitting = [i for i in candidates if free[i].cpu_m >= requests.cpu_m and free[i].memory_mib >= requests.memory_mib]
+        if not fitting:
+            return None
+        best = max(fitting, key=lambda i: (free[i].cpu_m, free[i].memory_mib))
+        free[best] = Requests(free[best].cpu_m - requests.cpu_m, free[best].memory_mib - requests.memory_mib)
+        return best
+
+    for requests in sorted(system_controllers(deployment).values(), key=lambda r: (-r.cpu_m, -r.memory_mib)):
+        if take(list(range(len(free))), requests) is None:
+            return None
+    counts = [0] * len(free)
+    for _ in range(routers):
+        fewest = min(counts)
+        node = take([i for i in range(len(free)) if counts[i] == fewest], pod)
+        if node is None:
+            return None
+        counts[node] += 1
+    return free
