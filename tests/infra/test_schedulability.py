@@ -327,7 +327,8 @@ def _threads_per_core(synth: Synthesized, node: Node) -> int:
 
 
 def _group_sizes(synth: Synthesized) -> dict[str, tuple[int, int]]:
-    """(nodes after deploy, most nodes) per node group or HyperPod instance group."""
+    """(nodes when serving, most nodes) per node group or HyperPod instance group. A Capacity Block group is
+    created empty and scaled to its size when the block starts (README, "Deploying"): it serves at its maximum."""
     sizes = {}
     if synth.hyperpod is not None:
         ((_, cluster),) = synth.hyperpod.find_resources("AWS::SageMaker::Cluster").items()
@@ -337,7 +338,8 @@ def _group_sizes(synth: Synthesized) -> dict[str, tuple[int, int]]:
     for template in (t for t in (synth.cluster, synth.gpu_nodes) if t is not None):
         for logical_id, group in template.find_resources("AWS::EKS::Nodegroup").items():
             scaling = group["Properties"]["ScalingConfig"]
-            sizes[logical_id] = (scaling["DesiredSize"], scaling["MaxSize"])
+            block = group["Properties"].get("CapacityType") == "CAPACITY_BLOCK"
+            sizes[logical_id] = (scaling["MaxSize"] if block else scaling["DesiredSize"], scaling["MaxSize"])
     return sizes
 
 
