@@ -8,6 +8,11 @@ engine's queue, where they do not. The allowance also lets the estimate grow: an
 credited with (a snapshot taken between two scheduler steps reads low) raises its capacity to what it ran, so the
 limit doubles until it no longer binds. An engine that restarts is learned again; one that never reports its running
 count is limited by ``saturation.max_in_flight`` only.
+
+The limits bound admission (runtime/router/admission.py: the router's requests in service against the sum of the
+usable engines' limits), not the scheduler's choice among engines: steering a request away from the engine that
+holds its prefix because that engine has a short queue would cost locality (one bench-quick run with the limit
+also filtering engines had lower engine hit rates on bursty and shared_prefix).
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ from typing import Protocol
 
 from runtime.router.config import Saturation
 from runtime.router.engine import Engine, Role
-from runtime.router.engine_capacity import in_flight_limit
 from runtime.router.pd_pairs import PairHealth
 from runtime.router.scheduling.context import SchedulingContext
 
@@ -39,8 +38,9 @@ class HealthyFilter:
 
 
 class NotSaturatedFilter:
-    """Drops engines past a saturation limit, unless that would drop them all: a full cluster still queues. The
-    in-flight limit is the engine's learned one when there is one (runtime/router/engine_capacity.py)."""
+    """Drops engines past a saturation limit, unless that would drop them all: a full cluster still queues. (The
+    engines' learned in-flight limits bound admission, not this choice: a prefix-holding engine with a short queue
+    stays a candidate; runtime/router/engine_capacity.py.)"""
 
     name = "not_saturated"
 
@@ -50,7 +50,7 @@ class NotSaturatedFilter:
     def saturated(self, engine: Engine) -> bool:
         limits = self.limits
         return (engine.waiting > limits.max_waiting or engine.kv_usage > limits.max_kv_usage
-                or engine.in_flight >= in_flight_limit(engine, limits.max_in_flight))
+                or engine.in_flight >= limits.max_in_flight)
 
     def filter(self, context: SchedulingContext, engines: list[Engine]) -> list[Engine]:
         fit = [engine for engine in engines if not self.saturated(engine)]
