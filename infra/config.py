@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from infra.kubernetes_versions import DEFAULT_KUBERNETES_VERSION, SUPPORTED_KUBERNETES_VERSIONS
 from infra.node_capacity import capacity_problems
-from infra.workload_names import GPU_TAINT_KEY
+from infra.workload_names import EPHEMERAL_PORTS, GPU_TAINT_KEY
 from runtime.catalog import INSTANCE_CATALOG
 from runtime.config import Serving
 from runtime.router.router_metrics import LATENCY_BUCKETS
@@ -514,6 +514,7 @@ class Deployment(_Strict):
                 f"image.pull_through_cache: the derived repository prefix {cache.prefix(self.name)!r} is longer than "
                 "ECR's 30 characters; set image.pull_through_cache.repository_prefix")
         self._check_metrics_paths()
+        self._check_ports_outside_ephemeral()
         router = self.workloads.router
         if router.prestop_s + self.serving.router.shutdown_grace_s >= router.termination_grace_s:
             raise ValueError(
@@ -534,6 +535,18 @@ class Deployment(_Strict):
         self._check_scaling_bounds()
         self._check_capacity()
         return self
+
+    def _check_ports_outside_ephemeral(self) -> None:
+        """The NetworkPolicies admit replies on the ephemeral ports: a listening port there would be open too."""
+        listening = {f"serving.{role}.ports.{name}": span for role in ("prefill", "decode")
+                     for name, span in self.serving.role(role).port_ranges().items()}
+        listening["serving.router.port"] = range(self.serving.router.port, self.serving.router.port + 1)
+        for field, span in listening.items():
+            if span.start < EPHEMERAL_PORTS.stop and EPHEMERAL_PORTS.start < span.stop:
+                raise ValueError(
+                    f"{field} (ports {span.start}-{span.stop - 1}) lies in the local ephemeral port range "
+                    f"{EPHEMERAL_PORTS.start}-{EPHEMERAL_PORTS.stop - 1}, where the NetworkPolicies admit replies to "
+                    "connections the pods open; choose a port below 32768")
 
     def _check_scaling_bounds(self) -> None:
         if self.autoscaling.enabled and not self.observability.enabled:

@@ -16,6 +16,18 @@ The ports come from the serving section (``Role.port_ranges``: vLLM adds the dat
 and KV-event bases). The KV data itself moves over EFA RDMA, which bypasses the IP stack these policies filter.
 The VPC CNI enforces them once its network-policy agent is on (infra/addons.py). Its agent always admits the node's
 own IP, so kubelet probes pass (aws/aws-network-policy-agent PR #65).
+
+Return traffic. A policy should admit the replies to connections a pod opened itself, but the agent tracks them in
+its own conntrack cache, and long-lived flows lose their entry and then see their replies dropped as new ingress
+(aws/aws-network-policy-agent issues #318 and #462, open; #175 names the workaround used here). So each pod admits,
+on the local ephemeral ports its own connections come from, the peers it connects to:
+- the router: the engines (its request streams and KV-event subscriptions), the VPC (the Kubernetes API endpoint it
+  watches EndpointSlices through has its ENIs in the cluster's subnets), and everything outside the VPC (S3 and the
+  Hugging Face hub, for the tokenizer);
+- an engine: the pods of the peer role (the NIXL handshake it opens), and everything outside the VPC (the model
+  download from S3 or the hub);
+- the smoke Job's pods: the router and decode, which they call.
+No pod listens on an ephemeral port (the config loader refuses a port there).
 """
 
 from __future__ import annotations
@@ -27,8 +39,10 @@ from infra.config import Deployment
 from infra.operations.serving_endpoints import SMOKE_POD_LABELS
 from infra.router_objects import router_port, router_selector
 from infra.worker_objects import RoleName, labels, selector
+from infra.workload_names import EPHEMERAL_PORTS
 
 PEER: dict[RoleName, RoleName] = {"prefill": "decode", "decode": "prefill"}
+EVERYWHERE = "0.0.0.0/0"
 
 
 def _ports(ranges: list[range]) -> list[dict[str, Any]]:
@@ -92,7 +106,30 @@ def router_policy(deployment: Deployment, collector_cidrs: Sequence[str]) -> dic
     }])
 
 
+def _outside(deployment: Deployment) -> dict[str, Any]:
+    return {"ipBlock": {"cidr": EVERYWHERE, "except": [deployment.network.cidr]}}
+
+
+def return_traffic_policies(deployment: Deployment) -> list[dict[str, Any]]:
+    """Replies to the connections each pod opens, admitted on its ephemeral ports (see the module's docstring)."""
+    ephemeral = _ports([EPHEMERAL_PORTS])
+    engines = [{"podSelector": {"matchLabels": selector(deployment, role)}} for role in ("prefill", "decode")]
+    policies = [_policy(deployment, "pdstack-router-return-traffic", "router", router_selector(deployment), [
+        {"from": [*engines, {"ipBlock": {"cidr": deployment.network.cidr}}, _outside(deployment)],
+         "ports": ephemeral}])]
+    for role_name in ("prefill", "decode"):
+        policies.append(_policy(
+            deployment, f"pdstack-{role_name}-return-traffic", role_name, selector(deployment, role_name), [
+                {"from": [{"podSelector": {"matchLabels": selector(deployment, PEER[role_name])}},
+                          _outside(deployment)], "ports": ephemeral}]))
+    policies.append(_policy(deployment, "pdstack-smoke-return-traffic", "network-policy", SMOKE_POD_LABELS, [
+        {"from": [{"podSelector": {"matchLabels": router_selector(deployment)}},
+                  {"podSelector": {"matchLabels": selector(deployment, "decode")}}], "ports": ephemeral}]))
+    return policies
+
+
 def network_policies(deployment: Deployment, collector_cidrs: Sequence[str] = ()) -> list[dict[str, Any]]:
     """``collector_cidrs``: the managed collector's subnets (the network stack's ``collector_cidrs``)."""
     return [default_deny(deployment), engine_policy(deployment, "prefill", collector_cidrs),
-            engine_policy(deployment, "decode", collector_cidrs), router_policy(deployment, collector_cidrs)]
+            engine_policy(deployment, "decode", collector_cidrs), router_policy(deployment, collector_cidrs),
+            *return_traffic_policies(deployment)]

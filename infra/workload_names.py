@@ -53,6 +53,12 @@ HYPERPOD_HEALTH_TAINT = {"key": HYPERPOD_HEALTH_LABEL, "value": "Unschedulable",
 # The router discovers engines by this label on the EndpointSlices (copied from the Services): its default, read here.
 ROLE_LABEL = KubernetesDiscovery().role_label
 
+# --- ports -------------------------------------------------------------------------------------------------------
+# Linux's default net.ipv4.ip_local_port_range, "32768 60999" (kernel Documentation/networking/ip-sysctl.rst): the
+# source ports of the connections pods open (neither pdstack nor the EKS AMIs change it). The NetworkPolicies admit
+# replies there (infra/network_policies.py), so no pod may listen in it (infra/config.py refuses such a port).
+EPHEMERAL_PORTS = range(32768, 61000)
+
 # --- the serving configuration inside every pod -------------------------------------------------------------------
 CONFIG_MOUNT = "/etc/pdstack"
 CONFIG_FILE = "serving.yaml"

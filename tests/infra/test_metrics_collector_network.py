@@ -130,7 +130,9 @@ def _policies_and_pods(objects: list[dict[str, Any]], synth: Synthesized):
 
 
 def _engine_blocks(policies: list[dict[str, Any]]) -> set[str]:
+    """The networks admitted to the engines' listening ports (not the reply ports of the return-traffic policies)."""
     return {peer["ipBlock"]["cidr"] for policy in policies if policy["metadata"]["name"] != "pdstack-router-ingress"
+            and not policy["metadata"]["name"].endswith("-return-traffic")
             for rule in policy["spec"]["ingress"] for peer in rule.get("from", []) if "ipBlock" in peer}
 
 

@@ -159,7 +159,7 @@ def test_the_policies_are_valid_kubernetes(make: Any) -> None:
     for policy in policies:
         kubernetes_validate.validate(policy, "1.35", strict=True)
     ranges = [p for policy in policies for rule in policy["spec"]["ingress"] for p in rule.get("ports", [])
-              if "endPort" in p]
+              if "endPort" in p and p["port"] < 32768]  # beside the reply ports every pod admits
     assert bool(ranges) == (make is wide_ep_decode)  # 16 data-parallel ranks: side-channel and KV-event ranges
 
 
@@ -262,3 +262,52 @@ def test_vpc_cni_enforces_network_policies(default: Synthesized) -> None:
     values = json.loads(addon["Properties"]["ConfigurationValues"])
     assert values["enableNetworkPolicy"] == "true"
     assert values["nodeAgent"]["enabled"] is True
+
+
+# Replies to connections the pods open arrive on the opener's ephemeral ports (Linux's ip_local_port_range).
+REPLY_PORTS = (32768, 45000, 60999)
+
+
+@pytest.mark.parametrize("make", [default, wide_ep_decode], ids=["default", "wide-ep"])
+def test_replies_to_the_connections_each_pod_opens_are_admitted(make: Any) -> None:
+    """The network-policy agent drops replies of long-lived flows whose conntrack entry it lost
+    (aws/aws-network-policy-agent #318, #462): each pod admits, on its ephemeral ports, whom it connects to."""
+    deployment = make()
+    policies, pods = rendered(deployment)
+    router = pods["pdstack-router"]
+    engines = {name: labels for name, labels in pods.items() if "llm-d.ai/role" in labels}
+    outside = Source(ip="52.216.8.1")  # an S3 address: the model and tokenizer downloads
+    api_server = Source(ip=str(ipaddress.ip_network(deployment.network.cidr)[70]))  # an ENI in the VPC
+    for port in REPLY_PORTS:
+        for labels in engines.values():  # request streams and KV-event subscriptions the router opened
+            assert admitted(policies, Source(labels=labels), router, port)
+        assert admitted(policies, api_server, router, port)  # the EndpointSlice watch
+        assert admitted(policies, outside, router, port)
+        for name, labels in engines.items():
+            assert admitted(policies, outside, labels, port), name
+            peer_role = {"prefill": "decode", "decode": "prefill"}[labels["llm-d.ai/role"]]
+            peers = [p for p in engines.values() if p["llm-d.ai/role"] == peer_role]
+            assert all(admitted(policies, Source(labels=p), labels, port) for p in peers), name
+        smoke = pods["pdstack-smoke-test"]
+        assert admitted(policies, Source(labels=router), smoke, port)
+        assert admitted(policies, Source(labels=pods["pdstack-decode"] if "pdstack-decode" in pods
+                                         else pods["pdstack-decode/leaderTemplate"]), smoke, port)
+
+
+def test_the_reply_ports_admit_no_stranger_inside_the_vpc() -> None:
+    deployment = default()
+    policies, pods = rendered(deployment)
+    inside = Source(ip=str(ipaddress.ip_network(deployment.network.cidr)[70]))
+    stranger = Source(labels={"app.kubernetes.io/name": "debug-shell"})
+    for role in ("prefill", "decode"):
+        for port in REPLY_PORTS:
+            assert not admitted(policies, inside, pods[f"pdstack-{role}"], port)
+            assert not admitted(policies, stranger, pods[f"pdstack-{role}"], port)
+    assert not admitted(policies, Source(ip="52.216.8.1"), pods["pdstack-router"], deployment.serving.router.port + 1)
+
+
+def test_a_listening_port_in_the_ephemeral_range_is_refused() -> None:
+    data = load_yaml("default.yaml")
+    data["serving"]["decode"] = {**data["serving"]["decode"], "ports": {"kv_events": 40000}}
+    with pytest.raises(DeploymentError, match="serving.decode.ports.kv_events .* ephemeral port range"):
+        parse_deployment(data)
