@@ -111,7 +111,9 @@ def router_disruption_budget(deployment: Deployment) -> dict[str, Any]:
         "kind": "PodDisruptionBudget",
         "metadata": {"name": ROUTER, "namespace": deployment.workloads.namespace,
                      "labels": labels(deployment, "router")},
-        "spec": {"minAvailable": 1, "selector": {"matchLabels": router_selector(deployment)}},
+        # One router at a time: with several, the others keep serving; a lone router must still let a node drain
+        # (minAvailable 1 would hold every node group update until it fails).
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": router_selector(deployment)}},
     }
 
 

@@ -556,3 +556,26 @@ def test_changing_the_model_replaces_no_cluster_node_group_or_repository(default
     # the manifest, the model reader's role and policy; and the metrics collector, whose relabelling names the
     # served model (infra/observability/targets.py), so the new name labels the series
     assert changed and all(k.startswith(("Serving", "ModelReader", "Collector")) for k in changed), changed
+
+
+@pytest.mark.parametrize("routers", [1, 2, 3])
+def test_every_disruption_budget_lets_a_node_drain_proceed(default: Synthesized, routers: int,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node group update or a scale-in evicts pods through their PodDisruptionBudgets: with every replica ready, each
+    budget must allow one eviction (a budget allowing none holds the drain until the update fails), and no more
+    than the replicas less one where there are several (those keep serving)."""
+    import infra.config as config
+
+    monkeypatch.setattr(config, "capacity_problems", lambda deployment: [])  # three routers do not fit: not the point
+    data = copy.deepcopy(load_yaml("default.yaml"))
+    data["workloads"] = {"router": {"replicas": routers}}
+    deployment = parse_deployment(data)
+    objects = serving_objects(deployment, "image")
+    replicas = {o["metadata"]["name"]: o["spec"].get("replicas", 1) for o in objects
+                if o["kind"] in ("Deployment", "LeaderWorkerSet")}
+    for budget in (o for o in objects if o["kind"] == "PodDisruptionBudget"):
+        name, spec = budget["metadata"]["name"], budget["spec"]
+        total = replicas[name]
+        allowed = spec["maxUnavailable"] if "maxUnavailable" in spec else total - spec["minAvailable"]
+        assert allowed >= 1, (name, spec, total)
+        assert total == 1 or allowed <= total - 1, (name, spec, total)

@@ -188,7 +188,7 @@ def test_disruption_budgets() -> None:
     objects = objects_of(DEPLOYMENTS["default"]())
     for name in ("pdstack-prefill", "pdstack-decode"):
         assert find(objects, "PodDisruptionBudget", name)["spec"]["maxUnavailable"] == 1
-    assert find(objects, "PodDisruptionBudget", ROUTER)["spec"]["minAvailable"] == 1
+    assert find(objects, "PodDisruptionBudget", ROUTER)["spec"]["maxUnavailable"] == 1
 
 
 def test_router_deployment_service_and_probes() -> None:
