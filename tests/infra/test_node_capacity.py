@@ -156,3 +156,23 @@ def test_a_config_change_rolls_exactly_the_pods_that_read_it(change: str, edit: 
 def test_every_pod_template_carries_its_config_hash(fixture: str) -> None:
     hashes = template_hashes(load_yaml(SHIPPED[fixture]))
     assert hashes and all(len(h) == 16 for h in hashes.values())
+
+
+@pytest.mark.parametrize(("change", "edit", "rolled"), CHANGES, ids=[c[0] for c in CHANGES])
+def test_a_worker_not_rolled_by_a_change_launches_exactly_as_before(change: str, edit: Any, rolled: set[str]) -> None:
+    """The read-sets behind the hashes (infra/serving_config.py), held against the worker itself: a change that
+    leaves a role's hash alone leaves its vLLM command line and environment alone."""
+    from runtime.config import Serving
+    from runtime.worker import DecodeWorker, PrefillWorker
+    from tests.runtime.conftest import p5_host
+
+    data = load_yaml("default.yaml")
+    data["gpu_node_groups"][0]["max_size"] = 3
+    hashes, before = template_hashes(data), Serving.model_validate(data["serving"])
+    edit(data["serving"])
+    changed = {name for name, digest in template_hashes(data).items() if digest != hashes[name]}
+    after = Serving.model_validate(data["serving"])
+    for name, worker in (("pdstack-prefill", PrefillWorker), ("pdstack-decode", DecodeWorker)):
+        if name not in changed:
+            old, new = (worker(s, p5_host(), "/m", {}).launch() for s in (before, after))
+            assert (old.argv, old.env) == (new.argv, new.env), name
