@@ -54,10 +54,11 @@ class Requests:
 
 
 # --- the DaemonSets on every node, by where they run (requests per pod) ------------------------------------------------
-# aws-node (vpc-cni, aws/amazon-vpc-cni-k8s charts/aws-vpc-cni/values.yaml resources.requests.cpu 25m); kube-proxy
-# (the EKS kube-proxy add-on's DaemonSet requests cpu 100m); ebs-csi-node (aws-ebs-csi-driver chart values
-# node.resources: three containers of 10m/40Mi); eks-pod-identity-agent (aws/eks-pod-identity-agent
-# charts/eks-pod-identity-agent/values.yaml: resources {}). Re-read them when a pin in infra/addons.py moves.
+# Read from a source: aws-node (aws/amazon-vpc-cni-k8s charts/aws-vpc-cni/values.yaml resources.requests.cpu 25m),
+# eks-pod-identity-agent (aws/eks-pod-identity-agent charts/eks-pod-identity-agent/values.yaml: resources {}).
+# Allowances, not read from a pinned source here: kube-proxy 100m (what the EKS add-on's DaemonSet is commonly seen
+# to request) and ebs-csi-node 3 x 10m/40Mi; check both with `kubectl -n kube-system get ds -o yaml` on a cluster.
+# Re-read all of them when a pin in infra/addons.py moves.
 EVERY_NODE_DAEMONSETS = {
     "aws-node": Requests(25, 0),
     "kube-proxy": Requests(100, 0),
@@ -71,8 +72,9 @@ GPU_NODE_DAEMONSETS = {"nvidia-device-plugin": Requests(0, 0), "aws-efa-k8s-devi
 HEALTH_AGENT_REQUESTS = Requests(500, 512)
 
 # --- the controllers on the system nodes (Deployments, requests per replica x replicas) --------------------------------
-# lws-controller-manager: kubernetes-sigs/lws charts/lws/values.yaml resources.requests cpu 1, memory 1Gi, one replica;
-# coredns: the EKS add-on's Deployment, 2 x 100m/70Mi; ebs-csi-controller: 2 replicas of six containers at 10m/40Mi;
+# lws-controller-manager: kubernetes-sigs/lws charts/lws/values.yaml resources.requests cpu 1, memory 1Gi, one replica
+# (tests/infra/chart_facts.py; the rehearsal checks the two agree); allowances for the EKS add-ons' Deployments:
+# coredns 2 x 100m/70Mi, ebs-csi-controller 2 replicas of six containers at 10m/40Mi;
 # KEDA (chart 2.20.2 values resources.{operator,metricServer,webhooks}.requests 100m/100Mi each) when autoscaled;
 # cluster-autoscaler: chart 9.53.0 values resources {}.
 SYSTEM_CONTROLLERS = {
