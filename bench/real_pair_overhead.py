@@ -69,7 +69,7 @@ def main() -> int:
     config = work / "deployment.yaml"
     config.write_text(yaml.safe_dump({"name": "real-pair", "serving": {
         **cpu_pair_serving(model, ports),
-        "router": {"host": "127.0.0.1", "port": ports[8], "pd_threshold_tokens": 0,
+        "router": {"host": "127.0.0.1", "port": ports[8], "metrics_port": None, "pd_threshold_tokens": 0,
                    "discovery": {"static": [{"url": prefill_url, "role": "prefill"},
                                             {"url": decode_url, "role": "decode"}]}},
     }}))

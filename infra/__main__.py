@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     smoke.add_argument("--namespace", default=defaults.namespace)
     smoke.add_argument("--router-service", default=defaults.router_service)
     smoke.add_argument("--router-port", type=int, default=defaults.router_port)
+    smoke.add_argument("--router-metrics-port", type=int, default=defaults.router_metrics_port)
     smoke.add_argument("--decode-service", default=defaults.decode_service)
     smoke.add_argument("--decode-port", type=int, default=defaults.decode_port)
     smoke.add_argument("--image", default=SMOKE_IMAGE, help="image of the smoke Job (needs python3)")
@@ -92,6 +93,7 @@ def _smoke(args: argparse.Namespace, out: TextIO) -> int:
     try:
         endpoints = ServingEndpoints(
             namespace=args.namespace, router_service=args.router_service, router_port=args.router_port,
+            router_metrics_port=args.router_metrics_port,
             decode_service=args.decode_service, decode_port=args.decode_port,
         )
     except ValidationError as exc:

@@ -298,8 +298,8 @@ class RouterWorkload(_Strict):
     memory: str = "4Gi"
     # Who may open the router's port (its NetworkPolicy). None: the VPC's CIDR (which holds every pod IP too).
     allowed_client_cidrs: list[str] | None = Field(default=None, min_length=1)
-    # Who else may scrape its /metrics (the same port), beside the managed collector's own subnets, which the policy
-    # admits whenever the observability pipeline is on: e.g. a Prometheus outside the VPC. None: nobody else.
+    # Who else may scrape its /metrics (serving.router.metrics_port), beside the managed collector's subnets, which
+    # the policy admits whenever the observability pipeline is on: e.g. a Prometheus outside the VPC. None: nobody.
     metrics_scraper_cidrs: list[str] | None = Field(default=None, min_length=1)
 
     @field_validator("allowed_client_cidrs", "metrics_scraper_cidrs")

@@ -37,7 +37,7 @@ from typing import Any
 
 from infra.config import Deployment
 from infra.operations.serving_endpoints import SMOKE_POD_LABELS
-from infra.router_objects import router_port, router_selector
+from infra.router_objects import router_metrics_port, router_port, router_selector
 from infra.worker_objects import RoleName, labels, selector
 from infra.workload_names import EPHEMERAL_PORTS
 
@@ -97,13 +97,20 @@ def engine_policy(deployment: Deployment, role_name: RoleName, collector_cidrs: 
 
 
 def router_policy(deployment: Deployment, collector_cidrs: Sequence[str]) -> dict[str, Any]:
+    """Clients to the API port; the collector and the named scrapers to the metrics port (the same port when
+    ``serving.router.metrics_port`` is None); the smoke Job to both."""
     workload = deployment.workloads.router
-    sources = [*(workload.allowed_client_cidrs or [deployment.network.cidr]), *collector_cidrs,
-               *(workload.metrics_scraper_cidrs or [])]
-    return _policy(deployment, "pdstack-router-ingress", "router", router_selector(deployment), [{
-        "from": [*_ip_blocks(sources), {"podSelector": {"matchLabels": SMOKE_POD_LABELS}}],
-        "ports": [{"protocol": "TCP", "port": router_port(deployment)}],
-    }])
+    clients = workload.allowed_client_cidrs or [deployment.network.cidr]
+    scrapers = [*collector_cidrs, *(workload.metrics_scraper_cidrs or [])]
+    smoke = {"podSelector": {"matchLabels": SMOKE_POD_LABELS}}
+    if router_metrics_port(deployment) == router_port(deployment):
+        rules = [{"from": [*_ip_blocks([*clients, *scrapers]), smoke],
+                  "ports": [{"protocol": "TCP", "port": router_port(deployment)}]}]
+    else:
+        rules = [{"from": [*_ip_blocks(clients), smoke], "ports": [{"protocol": "TCP", "port": router_port(deployment)}]},
+                 {"from": [*_ip_blocks(scrapers), smoke],
+                  "ports": [{"protocol": "TCP", "port": router_metrics_port(deployment)}]}]
+    return _policy(deployment, "pdstack-router-ingress", "router", router_selector(deployment), rules)
 
 
 def _outside(deployment: Deployment) -> dict[str, Any]:

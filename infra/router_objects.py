@@ -8,7 +8,15 @@ from infra.config import Deployment
 from infra.node_capacity import router_max_surge
 from infra.serving_config import config_hash, discovers_through_api
 from infra.worker_objects import APP, labels
-from infra.workload_names import CONFIG_ENV_VAR, CONFIG_HASH_ANNOTATION, CONFIG_MAP, CONFIG_MOUNT, SYSTEM_POOL
+from infra.workload_names import (
+    CONFIG_ENV_VAR,
+    CONFIG_HASH_ANNOTATION,
+    CONFIG_MAP,
+    CONFIG_MOUNT,
+    ROUTER_API_PORT_NAME,
+    ROUTER_METRICS_PORT_NAME,
+    SYSTEM_POOL,
+)
 
 ROUTER = f"{APP}-router"
 
@@ -17,13 +25,31 @@ def router_port(deployment: Deployment) -> int:
     return deployment.serving.router.port
 
 
+def router_metrics_port(deployment: Deployment) -> int:
+    """Where the router serves /metrics: its own port (``serving.router.metrics_port``), else the API's."""
+    return deployment.serving.router.metrics_port or router_port(deployment)
+
+
+def router_metrics_port_name(deployment: Deployment) -> str:
+    """The container port the collector keeps (by name) for the router's /metrics."""
+    return ROUTER_METRICS_PORT_NAME if deployment.serving.router.metrics_port else ROUTER_API_PORT_NAME
+
+
+def _container_ports(deployment: Deployment) -> list[dict[str, Any]]:
+    ports = [{"name": ROUTER_API_PORT_NAME, "containerPort": router_port(deployment), "protocol": "TCP"}]
+    if deployment.serving.router.metrics_port:
+        ports.append({"name": ROUTER_METRICS_PORT_NAME, "containerPort": router_metrics_port(deployment),
+                      "protocol": "TCP"})
+    return ports
+
+
 def router_selector(deployment: Deployment) -> dict[str, str]:
     return {"app.kubernetes.io/instance": deployment.name, "app.kubernetes.io/component": "router"}
 
 
 def router_deployment(deployment: Deployment, image: str) -> dict[str, Any]:
     workload = deployment.workloads.router
-    probe = {"httpGet": {"port": "http"}}
+    probe = {"httpGet": {"port": ROUTER_API_PORT_NAME}}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -63,7 +89,7 @@ def router_deployment(deployment: Deployment, image: str) -> dict[str, Any]:
                         "image": image,
                         "args": ["router"],
                         "env": [CONFIG_ENV_VAR],
-                        "ports": [{"name": "http", "containerPort": router_port(deployment), "protocol": "TCP"}],
+                        "ports": _container_ports(deployment),
                         "lifecycle": {"preStop": {"sleep": {"seconds": workload.prestop_s}}},
                         "resources": {"requests": {"cpu": workload.cpu, "memory": workload.memory},
                                       "limits": {"memory": workload.memory}},
@@ -91,8 +117,12 @@ def router_service(deployment: Deployment, *, load_balancer: bool = False) -> di
     spec: dict[str, Any] = {
         "type": "ClusterIP",
         "selector": router_selector(deployment),
-        "ports": [{"name": "http", "port": router_port(deployment), "targetPort": "http", "protocol": "TCP"}],
+        "ports": [{"name": ROUTER_API_PORT_NAME, "port": router_port(deployment), "targetPort": ROUTER_API_PORT_NAME,
+                   "protocol": "TCP"}],
     }
+    if deployment.serving.router.metrics_port and not load_balancer:  # in the cluster only (the smoke Job reads it)
+        spec["ports"].append({"name": ROUTER_METRICS_PORT_NAME, "port": router_metrics_port(deployment),
+                              "targetPort": ROUTER_METRICS_PORT_NAME, "protocol": "TCP"})
     if load_balancer:
         metadata["name"] = f"{ROUTER}-nlb"
         metadata["annotations"] = {

@@ -33,6 +33,11 @@ def accelerator_label(gpu_model: str) -> dict[str, str]:
     return {ACCELERATOR_LABEL: f"nvidia-{gpu_model.lower()}"}
 
 
+# --- the router's container ports: its OpenAI API, and /metrics on its own port (serving.router.metrics_port) ------
+ROUTER_API_PORT_NAME = "http"
+ROUTER_METRICS_PORT_NAME = "metrics"
+
+
 # --- labels the platform puts on nodes --------------------------------------------------------------------------------
 # The kubelet's well-known label (https://kubernetes.io/docs/reference/labels-annotations-taints/): the EC2 name on
 # EKS nodes, the ml.* name on HyperPod nodes (aws/sagemaker-hyperpod-cli helm_chart/HyperPodHelmChart/values.yaml at

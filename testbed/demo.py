@@ -30,7 +30,8 @@ def main() -> int:
     config = work / "demo-deployment.yaml"
     config.write_text(yaml.safe_dump({"name": "demo", "serving": {
         **cpu_pair_serving(model, ports),
-        "router": {"host": "127.0.0.1", "port": port, "pd_threshold_tokens": 0, "prefix_mode": "precise",
+        "router": {"host": "127.0.0.1", "port": port,
+                   "metrics_port": None, "pd_threshold_tokens": 0, "prefix_mode": "precise",
                    "discovery": {"static": [
                        {"url": f"http://127.0.0.1:{ports[0]}", "role": "prefill",
                         "kv_events": f"tcp://127.0.0.1:{ports[2]}"},

@@ -143,7 +143,7 @@ def pdstack_argv(checkout: Path, topology: Topology, port: int, work: Path, name
     source.mkdir(parents=True, exist_ok=True)
     config.write_text(yaml.safe_dump({"serving": {
         "model": {"source": str(source), "served_name": topology.model, "block_size": BLOCK_SIZE},
-        "router": {"host": "127.0.0.1", "port": port, "pd_threshold_tokens": 0,
+        "router": {"host": "127.0.0.1", "port": port, "metrics_port": None, "pd_threshold_tokens": 0,
                    "discovery": {"static": [{"url": e.url, "role": e.role} for e in topology.engines]}},
     }}))
     return [sys.executable, "-m", "runtime", "router", "--config", str(config)]

@@ -107,7 +107,8 @@ def router_config(decode: str, prefill: str, port: int, pd: bool) -> Path:
     config = WORK / f"router-{'pd' if pd else 'decode'}.yaml"
     config.write_text(yaml.safe_dump({"serving": {
         "model": {"source": str(WORK / "no-model"), "served_name": "tiny", "block_size": 32},
-        "router": {"host": "127.0.0.1", "port": port, "pd_threshold_tokens": 0 if pd else 1_000_000,
+        "router": {"host": "127.0.0.1", "port": port,
+                   "metrics_port": None, "pd_threshold_tokens": 0 if pd else 1_000_000,
                    "discovery": {"static": [{"url": prefill, "role": "prefill"}, {"url": decode, "role": "decode"}]}},
     }}))
     return config

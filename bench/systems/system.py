@@ -56,7 +56,7 @@ class PdstackRouter(System):
         config.write_text(yaml.safe_dump({"serving": {
             "model": {"source": str(topology.tokenizer), "served_name": topology.model,
                       "block_size": topology.block_size},
-            "router": {"host": "127.0.0.1", "port": port, "prefix_mode": self.policy,
+            "router": {"host": "127.0.0.1", "port": port, "metrics_port": None, "prefix_mode": self.policy,
                        "discovery": {"static": static}, "admission": {"enabled": self.admission}},
         }}))
         return [sys.executable, "-m", "runtime", "router", "--config", str(config)]

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from infra.config import Deployment
-from infra.router_objects import router_port, router_selector
+from infra.router_objects import router_metrics_port, router_metrics_port_name, router_selector
 from infra.worker_objects import selector
 
 ROUTER_JOB = "pdstack-router"
@@ -23,7 +23,7 @@ POD = "pod"
 MODEL = "model"
 PD_ROLE = "pd_role"
 ROLES = ("prefill", "decode")
-PORT_NAME = "http"  # the container port both the router and the engines serve /metrics on
+PORT_NAME = "http"  # the container port the engines serve /metrics on (the router's: router_metrics_port_name)
 METRICS_PATH = "/metrics"
 
 
@@ -44,9 +44,9 @@ def _keep(labels: dict[str, str]) -> dict[str, Any]:
             "regex": ";".join(labels[k] for k in keys)}
 
 
-def _common(deployment: Deployment) -> list[dict[str, Any]]:
+def _common(deployment: Deployment, port_name: str = PORT_NAME) -> list[dict[str, Any]]:
     return [
-        {"action": "keep", "source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": PORT_NAME},
+        {"action": "keep", "source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": port_name},
         {"action": "keep", "source_labels": ["__meta_kubernetes_pod_phase"], "regex": "Running"},
         {"action": "replace", "source_labels": ["__meta_kubernetes_namespace"], "target_label": NAMESPACE},
         {"action": "replace", "source_labels": ["__meta_kubernetes_pod_name"], "target_label": POD},
@@ -55,8 +55,9 @@ def _common(deployment: Deployment) -> list[dict[str, Any]]:
 
 
 def scraped_ports(deployment: Deployment) -> dict[str, int]:
-    """The port the collector opens on each kind of target: the router's and each engine role's ``http`` port."""
-    return {"router": router_port(deployment),
+    """The port the collector opens on each kind of target: the router's metrics port and each engine role's
+    ``http`` port."""
+    return {"router": router_metrics_port(deployment),
             **{role: deployment.serving.role(role).port_ranges()[PORT_NAME].start for role in ROLES}}
 
 
@@ -71,7 +72,8 @@ def scrape_config(deployment: Deployment) -> dict[str, Any]:
                    "external_labels": {"pdstack_deployment": deployment.name}},
         "scrape_configs": [
             {"job_name": ROUTER_JOB, "metrics_path": METRICS_PATH, "kubernetes_sd_configs": sd,
-             "relabel_configs": [_keep(router_selector(deployment)), *_common(deployment)]},
+             "relabel_configs": [_keep(router_selector(deployment)),
+                                 *_common(deployment, router_metrics_port_name(deployment))]},
             {"job_name": ENGINE_JOB, "metrics_path": METRICS_PATH, "kubernetes_sd_configs": sd,
              "relabel_configs": [
                  _keep(engines), *_common(deployment),

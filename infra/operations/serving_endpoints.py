@@ -32,12 +32,18 @@ class ServingEndpoints(BaseModel):
     namespace: str = Field(default="pdstack", pattern=_DNS_LABEL)
     router_service: str = Field(default="pdstack-router", pattern=_DNS_LABEL)
     router_port: int = Field(default=8000, ge=1, le=65535)
+    router_metrics_port: int = Field(default=9090, ge=1, le=65535, description="the router's /metrics port "
+                                     "(serving.router.metrics_port; the API port when that is None)")
     decode_service: str = Field(default="pdstack-decode-engines", pattern=_DNS_LABEL)
     decode_port: int = Field(default=8000, ge=1, le=65535)
 
     @property
     def router_url(self) -> str:
         return f"http://{self.router_service}.{self.namespace}.svc:{self.router_port}"
+
+    @property
+    def router_metrics_url(self) -> str:
+        return f"http://{self.router_service}.{self.namespace}.svc:{self.router_metrics_port}"
 
     @property
     def decode_url(self) -> str:

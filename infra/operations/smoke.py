@@ -39,6 +39,7 @@ PROMPT = ("Disaggregated serving splits inference in two: a prefill worker reads
 JOB_SCRIPT = r"""
 import json, os, time, urllib.request
 router, decode = os.environ["ROUTER_URL"], os.environ["DECODE_URL"]
+router_metrics = os.environ["ROUTER_METRICS_URL"]
 def fetch(url, body=None, timeout=30):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
@@ -59,7 +60,7 @@ try:
     result["router_ready"] = fetch(router + "/ready")[0] == 200
 except Exception as exc:
     result["error"] = "router /ready: %s" % exc
-before = (counter(router, os.environ["ROUTER_METRIC"], os.environ["ROUTER_LABEL"]),
+before = (counter(router_metrics, os.environ["ROUTER_METRIC"], os.environ["ROUTER_LABEL"]),
           counter(decode, os.environ["DECODE_METRIC"], ""))
 started = time.monotonic()
 try:
@@ -71,7 +72,7 @@ except Exception as exc:
     result["error"] = "router /v1/completions: %s" % exc
 result["seconds"] = round(time.monotonic() - started, 3)
 time.sleep(float(os.environ.get("SETTLE_SECONDS", "2")))  # counters are updated after the response
-after = (counter(router, os.environ["ROUTER_METRIC"], os.environ["ROUTER_LABEL"]),
+after = (counter(router_metrics, os.environ["ROUTER_METRIC"], os.environ["ROUTER_LABEL"]),
          counter(decode, os.environ["DECODE_METRIC"], ""))
 result["router_disaggregated"] = [before[0], after[0]]
 result["decode_kv_transfers"] = [before[1], after[1]]
@@ -124,7 +125,8 @@ class SmokeError(Exception):
 def job_manifest(name: str, endpoints: ServingEndpoints, model: str, image: str, deadline_seconds: int) -> dict[str, Any]:
     labels = dict(SMOKE_POD_LABELS)
     env = {
-        "ROUTER_URL": endpoints.router_url, "DECODE_URL": endpoints.decode_url, "MODEL": model, "PROMPT": PROMPT,
+        "ROUTER_URL": endpoints.router_url, "ROUTER_METRICS_URL": endpoints.router_metrics_url,
+        "DECODE_URL": endpoints.decode_url, "MODEL": model, "PROMPT": PROMPT,
         "ROUTER_METRIC": ROUTER_PD_DECISIONS, "ROUTER_LABEL": ROUTER_DISAGGREGATED_LABEL,
         "DECODE_METRIC": DECODE_KV_TRANSFERS,
     }

@@ -110,7 +110,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     return response
 
 
-def build_app(state: RouterState) -> web.Application:
+def build_app(state: RouterState, metrics: bool = True) -> web.Application:
+    """The API; ``metrics``: with ``/metrics`` too (else :func:`build_metrics_app` serves it on its own port)."""
     app = web.Application(middlewares=[openai_errors, authenticate], client_max_size=state.max_body_bytes)
     app[STATE] = state
     app.router.add_post("/v1/completions", _generation("completions"))
@@ -120,6 +121,16 @@ def build_app(state: RouterState) -> web.Application:
         app.router.add_route(method, path, _passthrough)
     app.router.add_get("/health", _health)
     app.router.add_get("/ready", _ready)
+    if metrics:
+        app.router.add_get("/metrics", _metrics)
+    return app
+
+
+def build_metrics_app(state: RouterState) -> web.Application:
+    """``/metrics`` alone, for ``serving.router.metrics_port``: its series name every engine's address, which the
+    API's answers take care to hide from clients."""
+    app = web.Application()
+    app[STATE] = state
     app.router.add_get("/metrics", _metrics)
     return app
 
@@ -233,4 +244,4 @@ async def _metrics(request: web.Request) -> web.Response:
     return response
 
 
-__all__ = ["OPEN_PATHS", "STATE", "RouterState", "build_app", "request_id_of"]
+__all__ = ["OPEN_PATHS", "STATE", "RouterState", "build_app", "build_metrics_app", "request_id_of"]

@@ -140,6 +140,9 @@ class ScalingSignals(_Strict):
 class RouterConfig(_Strict):
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)
+    metrics_port: int | None = Field(
+        default=9090, ge=1, le=65535, description="/metrics on its own port, not the API's (its series name every "
+        "engine's address); None: on the API port, for a test bed on one host")
     discovery: Discovery = Discovery()
     pd_threshold_tokens: int = Field(
         default=256, ge=0,
@@ -177,3 +180,10 @@ class RouterConfig(_Strict):
     max_connections: int = Field(default=4096, ge=1, description="client connections open at once; more are closed")
     metrics_interval_s: float = Field(default=2.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
+
+    @model_validator(mode="after")
+    def _two_ports(self) -> RouterConfig:
+        if self.metrics_port == self.port:
+            raise ValueError(f"serving.router.metrics_port is the API port {self.port}: choose another, or None to "
+                             "serve /metrics on the API port")
+        return self

@@ -18,7 +18,7 @@ from runtime.json_log import EventLog
 from runtime.model_fetch import TOKENIZER_FILES, ModelFetch, ModelFetchError
 from runtime.router.admission import AdmissionQueue
 from runtime.router.api_keys import ApiKeys
-from runtime.router.app import RouterState, build_app
+from runtime.router.app import RouterState, build_app, build_metrics_app
 from runtime.router.client_guard import ConnectionLimits, GuardedSite
 from runtime.router.config import RouterConfig
 from runtime.router.discovery.dns_records import DnsRecordsDiscovery
@@ -71,11 +71,13 @@ class RouterServer:
                                  self.config.max_body_bytes, self.admission, self.config.timeouts.client_body_s,
                                  self.config.max_messages,
                                  ApiKeys(self.config.api_keys_path) if self.config.api_keys_path else None)
-        self.app = build_app(self.state)
+        self.app = build_app(self.state, metrics=self.config.metrics_port is None)
+        self.metrics_app = build_metrics_app(self.state) if self.config.metrics_port is not None else None
         self.monitor: EngineMonitor | None = None
         self.site_limits = ConnectionLimits(self.config.max_connections, self.config.timeouts.client_headers_s,
                                             self.config.timeouts.client_write_s)
         self._runner: web.AppRunner | None = None
+        self._metrics_runner: web.AppRunner | None = None
 
     def _load_tokenizer(self) -> PromptTokenizer | None:
         directory = self.config.tokenizer
@@ -145,7 +147,12 @@ class RouterServer:
         await self._runner.setup()
         site = GuardedSite(self._runner, self.config.host, self.config.port, self.site_limits)
         await site.start()
-        log.info("router_listening", host=self.config.host, port=self.config.port, precise=self.precise,
+        if self.metrics_app is not None:
+            self._metrics_runner = web.AppRunner(self.metrics_app, access_log=None, logger=server_logger())
+            await self._metrics_runner.setup()
+            await web.TCPSite(self._metrics_runner, self.config.host, self.config.metrics_port).start()
+        log.info("router_listening", host=self.config.host, port=self.config.port,
+                 metrics_port=self.config.metrics_port or self.config.port, precise=self.precise,
                  loop=type(asyncio.get_running_loop()).__module__,
                  block_size=self.block_size, pd_threshold_tokens=self.config.pd_threshold_tokens)
 
@@ -154,6 +161,8 @@ class RouterServer:
         log.info("router_draining", grace_s=self.config.shutdown_grace_s)
         if self._runner is not None:
             await self._runner.cleanup()  # stops listening, waits for requests in flight, then cancels the rest
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
         await self.admission.stop()
         await self.registry.stop()  # discovery, health and metrics rounds, KV-event subscribers
         await self.upstream.close()

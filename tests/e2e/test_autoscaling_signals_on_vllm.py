@@ -56,7 +56,7 @@ def bed(vllm_python: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFa
     decode["extra_args"] = [*decode["extra_args"], "--num-gpu-blocks-override", str(DECODE_BLOCKS)]  # type: ignore[index]
     serving.update({
         "router": {
-            "host": "127.0.0.1", "port": ports[8], "pd_threshold_tokens": 0,
+            "host": "127.0.0.1", "port": ports[8], "metrics_port": None, "pd_threshold_tokens": 0,
             "health_interval_s": 1.0, "metrics_interval_s": 1.0,
             "timeouts": {"connect_s": 2.0, "first_byte_s": 300.0, "idle_stream_s": 120.0},
             "signals": {"prefill_tokens_per_s": PREFILL_TOKENS_PER_S},

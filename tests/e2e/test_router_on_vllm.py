@@ -65,7 +65,8 @@ def routed(vllm_python: Path, tiny_model: Path) -> Iterator[RoutedPair]:
         "prefill": prefill_role,
         "decode": decode_role,
         "router": {
-            "host": "127.0.0.1", "port": ports[8], "pd_threshold_tokens": 0, "prefix_mode": "precise",
+            "host": "127.0.0.1", "port": ports[8],
+            "metrics_port": None, "pd_threshold_tokens": 0, "prefix_mode": "precise",
             "health_interval_s": 1.0, "metrics_interval_s": 1.0,
             "timeouts": {"connect_s": 2.0, "first_byte_s": 120.0, "idle_stream_s": 60.0},
             "discovery": {"static": [

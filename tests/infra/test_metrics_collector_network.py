@@ -144,7 +144,7 @@ def test_the_applied_policies_admit_the_collector_on_the_scraped_ports_and_no_po
     assert pod_addresses
     for network in collectors:
         for collector in (Source(ip=str(network[4])), Source(ip=str(network[-2]))):  # AWS keeps the first 4, last 1
-            assert admitted(policies, collector, pods["pdstack-router"], deployment.serving.router.port)
+            assert admitted(policies, collector, pods["pdstack-router"], deployment.serving.router.metrics_port)
             for role in ENGINES:
                 ranges = deployment.serving.role(role).port_ranges()
                 assert admitted(policies, collector, pods[f"pdstack-{role}"], ranges["http"].start), (role, network)
@@ -162,11 +162,14 @@ def test_named_client_networks_leave_the_router_to_them_and_the_collector(defaul
     objects = serving_objects(deployment, IMAGE, default.stacks.network.collector_cidrs)
     policies, pods = _policies_and_pods(objects, default)
     router, port = pods["pdstack-router"], deployment.serving.router.port
+    metrics_port = deployment.serving.router.metrics_port
     assert admitted(policies, Source(ip="172.20.9.9"), router, port)
-    for network in collector_networks(default):
-        assert admitted(policies, Source(ip=str(network[4])), router, port)
+    for network in collector_networks(default):  # the collector: the metrics port, not the API
+        assert admitted(policies, Source(ip=str(network[4])), router, metrics_port)
+        assert not admitted(policies, Source(ip=str(network[4])), router, port)
     for network in node_networks(default):  # a pod elsewhere in the VPC: no longer admitted for /metrics' sake
         assert not admitted(policies, Source(ip=str(network[9])), router, port)
+        assert not admitted(policies, Source(ip=str(network[9])), router, metrics_port)
 
 
 def test_switched_off_there_are_no_collector_subnets_and_nothing_is_admitted_for_them(all_types: Synthesized) -> None:

@@ -227,9 +227,13 @@ def test_named_clients_and_scrapers_replace_the_vpc_default() -> None:
     deployment = with_router(allowed_client_cidrs=["172.20.0.0/16"], metrics_scraper_cidrs=["192.168.40.0/24"])
     policies, pods = rendered(deployment)
     router, port = pods["pdstack-router"], deployment.serving.router.port
+    metrics_port = deployment.serving.router.metrics_port
     assert admitted(policies, Source(ip="172.20.9.9"), router, port)
-    assert admitted(policies, Source(ip="192.168.40.7"), router, port)  # the extra scraper
-    assert not admitted(policies, Source(ip="10.0.1.1"), router, port)  # elsewhere in the VPC
+    assert not admitted(policies, Source(ip="172.20.9.9"), router, metrics_port)  # clients: the API alone
+    assert admitted(policies, Source(ip="192.168.40.7"), router, metrics_port)  # the extra scraper: /metrics alone
+    assert not admitted(policies, Source(ip="192.168.40.7"), router, port)
+    for elsewhere in (port, metrics_port):  # elsewhere in the VPC
+        assert not admitted(policies, Source(ip="10.0.1.1"), router, elsewhere)
 
 
 @pytest.mark.parametrize(("cidrs", "message"), [

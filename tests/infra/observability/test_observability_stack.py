@@ -73,10 +73,13 @@ def test_collector_scrapes_the_cluster_from_its_subnets_into_the_workspace(defau
 
 def test_the_collector_reaches_the_api_and_the_scraped_container_ports_on_the_cluster_group_only(
         default: Synthesized) -> None:
-    """The ports are read from the rendered pods (each target's container port named http) plus the API's 443."""
-    pods = [o["spec"]["template"]["spec"] for o in default.stacks.workloads.objects if o["kind"] == "Deployment"]
-    scraped = {p["containerPort"] for pod in pods for c in pod["containers"] for p in c.get("ports", [])
-               if p["name"] == "http"}
+    """The ports are read from the rendered pods (the engines' container port named http, the router's named
+    metrics) plus the API's 443."""
+    deployments = [o for o in default.stacks.workloads.objects if o["kind"] == "Deployment"]
+    scraped = {p["containerPort"] for o in deployments for c in o["spec"]["template"]["spec"]["containers"]
+               for p in c.get("ports", [])
+               if p["name"] == ("metrics" if o["metadata"]["name"] == "pdstack-router" else "http")}
+    assert default.deployment.serving.router.metrics_port in scraped
     wanted = {443, *scraped}
     cluster_group = "ClusterSecurityGroupId"
     (group,) = default.observability.find_resources("AWS::EC2::SecurityGroup").values()

@@ -22,6 +22,8 @@ def test_default_endpoints_are_the_rendered_services() -> None:
     assert endpoints.namespace == deployment.workloads.namespace
     router = services[endpoints.router_service]
     assert endpoints.router_port in {p["port"] for p in router["spec"]["ports"]}
+    assert endpoints.router_metrics_port == deployment.serving.router.metrics_port
+    assert endpoints.router_metrics_port in {p["port"] for p in router["spec"]["ports"]}
     decode = services[endpoints.decode_service]
     assert endpoints.decode_port in {p["port"] for p in decode["spec"]["ports"]}
 

@@ -34,7 +34,8 @@ def cluster(aws_env: MotoServer, tmp_path: Path) -> Iterator[Cluster]:
     endpoints = ServingEndpoints()
     with serving(router) as router_url, serving(decode) as decode_url:
         kube = FakeKubernetes(cluster="pdstack", access_key="AKIATESTPDSTACK00001",
-                              services={endpoints.router_url: router_url, endpoints.decode_url: decode_url})
+                              services={endpoints.router_url: router_url, endpoints.router_metrics_url: router_url,
+                                        endpoints.decode_url: decode_url})
         with serving(kube) as kube_url:
             yield Cluster(path=path, kube=kube, kube_url=kube_url, router=router, decode=decode)
 
@@ -116,6 +117,7 @@ def test_job_runs_off_the_gpu_nodes_locked_down_and_cleans_itself_up() -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["ROUTER_URL"] == "http://pdstack-router.pdstack.svc:8000"
+    assert env["ROUTER_METRICS_URL"] == "http://pdstack-router.pdstack.svc:9090"
     assert env["DECODE_URL"] == "http://pdstack-decode-engines.pdstack.svc:8000"
 
 

@@ -73,6 +73,11 @@ class Cluster:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.router.config.port}"
 
+    @property
+    def metrics_url(self) -> str:
+        """Where /metrics is served: its own port (serving.router.metrics_port), else the API's."""
+        return f"http://127.0.0.1:{self.router.config.metrics_port or self.router.config.port}"
+
     def post(self, path: str, body: Any, headers: dict[str, str] | None = None,
              raw: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
         data = raw if raw is not None else json.dumps(body).encode()
@@ -80,11 +85,11 @@ class Cluster:
                                          headers={"Content-Type": "application/json", **(headers or {})})
         return _send(request)
 
-    def get(self, path: str) -> tuple[int, dict[str, str], bytes]:
-        return _send(urllib.request.Request(self.url + path))
+    def get(self, path: str, base: str | None = None) -> tuple[int, dict[str, str], bytes]:
+        return _send(urllib.request.Request((base or self.url) + path))
 
     def metric(self, name: str, **labels: str) -> float:
-        return sample_total(self.url, name, **labels)
+        return sample_total(self.metrics_url, name, **labels)
 
     def wait_for(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
         import time
@@ -108,7 +113,8 @@ def _send(request: urllib.request.Request) -> tuple[int, dict[str, str], bytes]:
 def serving_for(engines: list[FaultEngine], model_source: Path, roles: dict[str, Any] | None = None,
                 **router: Any) -> Serving:
     static = [{"url": engine.url, "role": role} for engine, role in engines]  # type: ignore[misc]
-    router_config = {"host": "127.0.0.1", "port": free_ports(1)[0], "discovery": {"static": static},
+    port, metrics_port = free_ports(2)
+    router_config = {"host": "127.0.0.1", "port": port, "metrics_port": metrics_port, "discovery": {"static": static},
                      "health_interval_s": 0.2, "metrics_interval_s": 0.2,
                      "retries": {"attempts": 3, "backoff_s": 0.01},
                      "timeouts": {"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 5.0},

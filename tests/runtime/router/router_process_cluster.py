@@ -33,10 +33,16 @@ class ProcessCluster:
     loop: LoopThread
     router: RouterProcess
     engines: list[FaultEngine] = field(default_factory=list)
+    metrics_port: int | None = None
 
     @property
     def url(self) -> str:
         return self.router.url
+
+    @property
+    def metrics_url(self) -> str:
+        """/metrics is served on its own port (serving.router.metrics_port)."""
+        return f"http://127.0.0.1:{self.metrics_port}" if self.metrics_port else self.url
 
     def post(self, path: str, body: Any, headers: dict[str, str] | None = None,
              timeout: float = 30.0) -> tuple[int, bytes]:
@@ -48,18 +54,18 @@ class ProcessCluster:
         except urllib.error.HTTPError as error:
             return error.code, error.read()
 
-    def get(self, path: str) -> tuple[int, bytes]:
+    def get(self, path: str, base: str | None = None) -> tuple[int, bytes]:
         try:
-            with urllib.request.urlopen(self.url + path, timeout=30) as response:
+            with urllib.request.urlopen((base or self.url) + path, timeout=30) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read()
 
     def metric(self, name: str, **labels: str) -> float:
-        return sample_total(self.url, name, **labels)
+        return sample_total(self.metrics_url, name, **labels)
 
     def metrics_text(self) -> str:
-        return self.get("/metrics")[1].decode()
+        return self.get("/metrics", self.metrics_url)[1].decode()
 
     def log_events(self, event: str) -> list[dict[str, Any]]:
         """The router's JSON log lines whose event (message) is ``event``."""
@@ -104,8 +110,8 @@ def router_process(tokenizer_dir: Path, tmp_path: Path) -> Iterator[Callable[...
 
     def start(router: dict[str, Any], engines: list[FaultEngine] | None = None, ready: bool = True,
               kv_events: bool = False) -> ProcessCluster:
-        port = free_ports(1)[0]
-        config = {"host": "127.0.0.1", "port": port, "health_interval_s": 0.2, "metrics_interval_s": 0.2,
+        port, metrics_port = free_ports(2)
+        config = {"host": "127.0.0.1", "port": port, "metrics_port": metrics_port, "health_interval_s": 0.2, "metrics_interval_s": 0.2,
                   "retries": {"attempts": 3, "backoff_s": 0.01},
                   "timeouts": {"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 5.0},
                   "shutdown_grace_s": 2.0, "prefix_mode": "approximate", **router}
@@ -116,7 +122,7 @@ def router_process(tokenizer_dir: Path, tmp_path: Path) -> Iterator[Callable[...
         process = RouterProcess(Path(sys.executable), path, port, tmp_path / f"router-{port}.log", REPO)
         process.ready_path = "/ready" if ready else "/health"
         stack.enter_context(process)
-        return ProcessCluster(loop, process, list(engines or []))
+        return ProcessCluster(loop, process, list(engines or []), config["metrics_port"])
 
     start.loop = loop  # type: ignore[attr-defined]
     start.engines = engines  # type: ignore[attr-defined]

@@ -22,7 +22,7 @@ def test_the_router_process_runs_on_uvloop(tmp_path: Path) -> None:
     port, engine_port = free_ports(2)
     config.write_text(yaml.safe_dump({"serving": {
         "model": {"source": str(tmp_path / "no-model"), "served_name": "tiny"},
-        "router": {"host": "127.0.0.1", "port": port,
+        "router": {"host": "127.0.0.1", "port": port, "metrics_port": None,
                    "discovery": {"static": [{"url": f"http://127.0.0.1:{engine_port}", "role": "decode"}]}},
     }}))
     router = ProcessGroup([sys.executable, "-m", "runtime", "router", "--config", str(config)], tmp_path / "router.log",

@@ -342,7 +342,7 @@ def test_failure_counters_start_at_zero(make_cluster) -> None:  # type: ignore[n
     hides that whole first burst from rate() and from the fallback alert (seen on a live Prometheus). Every known
     fallback reason, retry leg and admission rejection is exported at zero before any request."""
     cluster: Cluster = make_cluster()
-    text = cluster.get("/metrics")[2].decode()
+    text = cluster.get("/metrics", cluster.metrics_url)[2].decode()
     for series in ('pdstack_router_fallbacks_total{reason="prefill_failed"} 0.0',
                    'pdstack_router_fallbacks_total{reason="decode_pull_failed"} 0.0',
                    'pdstack_router_fallbacks_total{reason="no_healthy_prefill"} 0.0',

@@ -68,3 +68,14 @@ def test_client_resets_are_client_disconnects_not_broken_engine_streams(
     assert cluster.metric("pdstack_router_upstream_errors_total") == 0
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert cluster.decodes[0].healthy and cluster.post("/v1/completions", body())[0] == 200
+
+
+def test_metrics_are_served_on_their_own_port_not_the_api_port(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    """/metrics names every engine's address (the 502 bodies take care to hide them): the API port does not serve
+    it; ``serving.router.metrics_port`` does, which the network policy opens to the collector alone."""
+    cluster: Cluster = make_cluster()
+    status, _, payload = cluster.get("/metrics")
+    assert status == 404 and json.loads(payload)["error"]["type"] == "not_found_error"
+    status, _, payload = cluster.get("/metrics", cluster.metrics_url)
+    assert status == 200 and f"127.0.0.1:{cluster.decodes[0].port}".encode() in payload
+    assert cluster.get("/v1/models", cluster.metrics_url)[0] == 404

@@ -13,8 +13,9 @@ from tests.runtime.router.conftest import Cluster
 
 def test_a_session_lands_on_the_same_decode_from_either_replica(make_cluster) -> None:  # type: ignore[no-untyped-def]
     first: Cluster = make_cluster(prefills=0, decodes=3, pd_threshold_tokens=100000)
+    port, metrics_port = free_ports(2)
     config = first.router.serving.model_copy(update={"router": first.router.config.model_copy(
-        update={"port": free_ports(1)[0]})})
+        update={"port": port, "metrics_port": metrics_port})})
 
     async def start() -> RouterServer:
         server = RouterServer(config)
