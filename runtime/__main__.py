@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from runtime import json_log
 from runtime.config import CONFIG_ENV, explain, load_serving
+from runtime.engine_check import EngineVersionError, EngineVersions
 from runtime.host_probe import HostProbe, HostProbeError
 from runtime.json_log import EventLog
 from runtime.kv_transfer import KvTransferPlanError
@@ -42,14 +43,16 @@ def _run_worker(args: argparse.Namespace) -> int:
     serving = load_serving(args.config)
     host = HostProbe().probe()
     fetch = ModelFetch(serving.model)
-    model_path = fetch.local_path() if args.dry_run else fetch.ensure()
-    worker = WORKERS[args.command](serving, host, model_path, os.environ)
-    launch = worker.launch()
     if args.dry_run:
+        launch = WORKERS[args.command](serving, host, fetch.local_path(), os.environ).launch()
         json.dump(launch.dry_run(), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    worker.exec(launch)
+    # Before the model download: an engine the runtime was not tested with is refused at once.
+    engine = EngineVersions.installed()
+    engine_reasons = engine.check(serving.engine.allow_untested)
+    worker = WORKERS[args.command](serving, host, fetch.ensure(), os.environ)
+    worker.exec(worker.launch(), engine, engine_reasons)
     return 1  # not reached: exec replaced the process
 
 
@@ -94,7 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems = explain(error)
         log.error("invalid_configuration", problems=problems)
         return 2
-    except (LaunchError, KvTransferPlanError, ModelFetchError, HostProbeError, FileNotFoundError) as error:
+    except (
+        LaunchError, KvTransferPlanError, ModelFetchError, HostProbeError, EngineVersionError, FileNotFoundError,
+    ) as error:
         log.error("cannot_start", command=args.command, reason=str(error))
         return 2
 

@@ -146,8 +146,16 @@ class KvEvents(_Strict):
     enabled: bool = True
 
 
+class Engine(_Strict):
+    allow_untested: bool = Field(
+        default=False,
+        description="start a vLLM/NIXL other than the pinned ones (runtime/engine_pin.py); off: the worker exits 2",
+    )
+
+
 class Serving(_Strict):
     model: Model
+    engine: Engine = Engine()
     prefill: Role = Role()
     decode: Role = Role()
     kv_transfer: KvTransfer = KvTransfer()

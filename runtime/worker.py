@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from runtime.catalog import instance_spec
 from runtime.config import CPU_BLOCK_SIZE_MULTIPLE, Role, Serving
 from runtime.efa_environment import FabricEnvironment
+from runtime.engine_check import EngineVersions
 from runtime.host_probe import Host
 from runtime.json_log import EventLog
 from runtime.kv_transfer import KvRole, KvTransferPlan
@@ -93,11 +94,12 @@ class Worker:
         reasons = [*kv.reasons, *fabric.reasons, *self._parallel_reasons()]
         return Launch(role=self.role_name, argv=argv, env=env, host=self.host, reasons=reasons)
 
-    def exec(self, launch: Launch) -> None:
-        """Log the decision in one line, then become vLLM."""
+    def exec(self, launch: Launch, engine: EngineVersions, engine_reasons: list[str]) -> None:
+        """Log the decision and the engine it starts in one line, then become vLLM."""
         log.info(
             "worker_exec", role=launch.role, argv=launch.argv, env=launch.env,
-            host=launch.host.model_dump(mode="json"), reasons=launch.reasons,
+            host=launch.host.model_dump(mode="json"), engine=engine.model_dump(mode="json"),
+            reasons=[*engine_reasons, *launch.reasons],
         )
         os.execvpe(launch.argv[0], launch.argv, launch.exec_environment(self.environ))
 
