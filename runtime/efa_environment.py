@@ -11,6 +11,14 @@ from runtime.host_probe import Host
 
 EFA_LIBRARY_DIR = "/opt/amazon/efa/lib"
 
+LIBFABRIC_POST_THREADS = "4"
+"""NIXL_LIBFABRIC_NUM_THREADS on EFA nodes: NIXL's LIBFABRIC backend posts a transfer's descriptors from this many
+threads instead of one loop (ai-dynamo/nixl #1581, in NIXL >= 1.3.1; ``src/plugins/libfabric/README.md``: backend
+parameter ``num_threads``, default 0 = serial posting, examples 4 and 8; ``src/utils/libfabric/libfabric_common.cpp``
+reads every such parameter from ``NIXL_LIBFABRIC_<NAME>`` first). 4 is the value llm-d moved to after measuring
+NIXL 1.2.0's serial posting loop as the P99 bottleneck on p5 (its pd-disaggregation TP4 report, "NIXL v1.2.0
+baseline"); NIXL caps it at 4x the hardware threads. A role's ``extra_env`` overrides it."""
+
 
 class FabricEnvironment(BaseModel):
     """Variables to set for the fabric, and why (or why not)."""
@@ -34,6 +42,10 @@ class FabricEnvironment(BaseModel):
             reasons.append("no EFA variables: no EFA device in /sys/class/infiniband")
             return cls(env=env, reasons=reasons)
         env["FI_PROVIDER"] = "efa"
+        env["NIXL_LIBFABRIC_NUM_THREADS"] = LIBFABRIC_POST_THREADS
+        reasons.append(
+            f"NIXL_LIBFABRIC_NUM_THREADS={LIBFABRIC_POST_THREADS}: NIXL's LIBFABRIC backend posts descriptors in parallel"
+        )
         if spec.gpudirect_rdma:
             env["FI_EFA_USE_DEVICE_RDMA"] = "1"
             reasons.append(f"FI_EFA_USE_DEVICE_RDMA=1: {spec.name} supports GPUDirect RDMA over EFA")

@@ -32,6 +32,9 @@ class KvTransferPlan(BaseModel):
     @classmethod
     def resolve(cls, settings: KvTransfer, kv_role: KvRole, host: Host) -> KvTransferPlan:
         reasons: list[str] = []
+        # NIXL never picks LIBFABRIC by itself: it defaults to UCX and has no environment override (ai-dynamo/nixl
+        # issue #909, aws-samples/awsome-inference PR #72), so EFA nodes name it in kv_connector_extra_config.backends
+        # as llm-d's AWS overlay does (guides/pd-disaggregation/modelserver/gpu/vllm/aws/).
         if settings.backend == "auto":
             backend: Literal["UCX", "LIBFABRIC"] = "LIBFABRIC" if host.has_efa else "UCX"
             found = f"{len(host.efa_devices)} EFA devices" if host.has_efa else "no EFA device"

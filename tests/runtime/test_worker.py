@@ -44,6 +44,7 @@ def test_single_node_tp8_decode_on_p5_with_efa() -> None:
         "NCCL_SOCKET_IFNAME": "eth0",
         "GLOO_SOCKET_IFNAME": "eth0",
         "FI_PROVIDER": "efa",
+        "NIXL_LIBFABRIC_NUM_THREADS": "4",
         "FI_EFA_USE_DEVICE_RDMA": "1",
         "LD_LIBRARY_PATH": "/opt/amazon/efa/lib:/usr/lib",
         "HF_HUB_OFFLINE": "1",
@@ -111,7 +112,7 @@ def test_libfabric_is_chosen_on_efa_and_ucx_elsewhere(cpu_host: Host) -> None:
         "backends": ["LIBFABRIC"], "kv_lease_duration": 30}
     no_efa = DecodeWorker(serving(), p5_host(efa=0), "/m", {}).launch()
     assert kv_config(no_efa)["kv_connector_extra_config"] == {"backends": ["UCX"], "kv_lease_duration": 30}
-    assert "FI_PROVIDER" not in no_efa.env and "LD_LIBRARY_PATH" not in no_efa.env
+    assert not {"FI_PROVIDER", "LD_LIBRARY_PATH", "NIXL_LIBFABRIC_NUM_THREADS"} & set(no_efa.env)
     forced = serving(kv_transfer={"backend": "UCX"})
     assert kv_config(DecodeWorker(forced, p5_host(efa=32), "/m", {}).launch())["kv_connector_extra_config"] == {
         "backends": ["UCX"], "kv_lease_duration": 30}

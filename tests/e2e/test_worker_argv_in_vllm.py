@@ -1,0 +1,49 @@
+"""The worker's vLLM command, parsed by the pinned vLLM's own argument parser and config classes (what runs here
+cannot use EFA, so an EFA node's command is checked this way): the LIBFABRIC backend reaches NixlConnector's
+``kv_connector_extra_config.backends`` and the block size is the default 128 llm-d's AWS overlay uses. Runs in the
+vLLM test venv, without starting an engine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from runtime.worker import DecodeWorker, PrefillWorker
+from testbed.cpu_pair import REPO
+from tests.runtime.conftest import p5_host, serving
+
+pytestmark = pytest.mark.e2e
+
+PARSE = """
+import json, sys
+from vllm.engine.arg_utils import AsyncEngineArgs
+from vllm.entrypoints.launchers.cli_args import make_arg_parser
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+argv = json.loads(sys.argv[1])
+args = make_arg_parser(FlexibleArgumentParser()).parse_args(argv[2:])
+engine = AsyncEngineArgs.from_cli_args(args)
+kv = engine.kv_transfer_config
+print(json.dumps({"model": args.model_tag or args.model, "block_size": engine.block_size,
+                  "connector": kv.kv_connector, "role": kv.kv_role,
+                  "backends": kv.kv_connector_extra_config.get("backends"),
+                  "kv_events": engine.kv_events_config.enable_kv_cache_events}))
+"""
+
+
+def parse_in_vllm(vllm_python: Path, argv: list[str]) -> dict:
+    result = subprocess.run([str(vllm_python), "-c", PARSE, json.dumps(argv)], cwd=REPO, capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("worker", [PrefillWorker, DecodeWorker])
+def test_the_efa_node_command_parses_in_the_pinned_vllm(vllm_python: Path, worker: type) -> None:
+    launch = worker(serving(), p5_host(efa=32), "/models/llama", {}).launch()
+    parsed = parse_in_vllm(vllm_python, launch.argv)
+    assert parsed == {"model": "/models/llama", "block_size": 128, "connector": "NixlConnector",
+                      "role": worker.kv_role, "backends": ["LIBFABRIC"], "kv_events": True}
+    assert launch.env["NIXL_LIBFABRIC_NUM_THREADS"] == "4"
