@@ -1,5 +1,8 @@
 """The dashboards and alerts on a real Prometheus scraping the real CPU test bed (router + vLLM prefill + decode),
 with the target labels the managed collector gives the pods. In order (the tests share one run):
+  0. the engines run the pinned vLLM and NIXL (the worker logged them), and every vLLM/NIXL name pdstack reads
+     (dashboards, alerts, autoscaling queries: infra/observability/vllm_metrics.py; the router:
+     runtime/router/engine_metrics.py) is on their real /metrics, so a rename in a new vLLM fails here;
   1. under P/D load, the silent-recompute alert's expression is empty (decode pulls every prompt);
   2. decode made to compute a prompt itself shows in that expression;
   3. prefill killed: the fallback panel is non-zero and the engine-down alert's expression fires;
@@ -24,9 +27,13 @@ from infra.config import ObservabilityConfig, ServiceLevelObjectives
 from infra.observability.alerts import rule_groups, silent_recompute_expr
 from infra.observability.dashboards import DASHBOARDS, OVERVIEW, RATE, Query
 from infra.observability.targets import ENGINE_JOB, MODEL, NAMESPACE, ROUTER_JOB, target_labels
+from infra.observability.vllm_metrics import VLLM_METRICS
+from runtime import engine_pin
+from runtime.router import engine_metrics
 from testbed.cpu_pair import WORK
 from testbed.panel_picture import draw
 from testbed.prometheus_server import PrometheusServer, ScrapeTarget
+from testbed.scrape import samples
 from tests.e2e.test_router_on_vllm import QUESTION, SHARED, RoutedPair, ask, routed  # noqa: F401  (routed: fixture)
 from tests.infra.observability.awaiting_metrics import AWAITING
 from tests.infra.observability.test_observability_files import METRIC, base_name
@@ -91,6 +98,30 @@ def scoped(expr: str, window: str = "10m") -> str:
 
 def values(result: list[dict]) -> list[float]:
     return [float(sample["value"][1]) for sample in result]
+
+
+def worker_launch(log: str) -> dict:
+    (line,) = [json.loads(text) for text in log.splitlines() if '"worker_exec"' in text]
+    return line
+
+
+def test_the_engines_are_the_pinned_vllm_and_nixl(observed: Observed) -> None:
+    pin = {"vllm": engine_pin.VLLM_VERSION, "nixl": engine_pin.NIXL_VERSION}
+    for server in (observed.pair.prefill, observed.pair.decode):
+        assert worker_launch(server.log.read_text())["engine"] == pin, server.log
+        with urllib.request.urlopen(f"{server.url}/version", timeout=10) as response:
+            assert engine_pin.public_version(json.load(response)["version"]) == engine_pin.VLLM_VERSION
+
+
+def test_every_vllm_name_pdstack_reads_is_on_the_pinned_vllms_metrics(observed: Observed) -> None:
+    exported: set[str] = set()
+    for server in (observed.pair.prefill, observed.pair.decode):
+        for family, sample in samples(server.url):
+            exported.update((family, sample.name))
+    router_reads = {value.decode() for value in vars(engine_metrics).values()
+                    if isinstance(value, bytes) and value.startswith(b"vllm:")}
+    read = set(VLLM_METRICS) | router_reads
+    assert router_reads and not read - exported, f"vLLM {engine_pin.VLLM_VERSION} exports none of {sorted(read - exported)}"
 
 
 def test_recompute_expression_is_empty_while_decode_pulls(observed: Observed) -> None:
