@@ -1,4 +1,4 @@
-"""ImageStack: the ECR repository and the in-account CodeBuild build of container/ on the pinned llm-d AWS base image.
+"""ImageStack: the ECR repository and the in-account CodeBuild build of container/ on the pinned base image.
 
 Nothing is built on the deploying machine (a ~20 GB GPU image does not belong on a laptop): the build context is an
 S3 asset holding container/ and runtime/, the tag is a hash of every build input (that asset's content, the pinned base

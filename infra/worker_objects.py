@@ -40,17 +40,16 @@ router replica's discovery drops it, so no new request is sent to an engine that
 WORKER_TERMINATION_GRACE_S = 120
 """preStop, then vLLM's --shutdown-timeout (runtime.worker.DRAIN_S) for requests in flight, must fit in this."""
 MODEL_CACHE_ROOT = {"eks-nodegroups": "/mnt/k8s-disks/0/pdstack-models", "hyperpod": "/opt/dlami/nvme/pdstack-models"}
-# The serving image's user: the llm-d AWS image ends with `useradd --uid 2000 --gid 0 vllm` and `USER 2000`, its
-# writable paths group 0 (llm-d/llm-d docker/Dockerfile.aws, commit bc84b3fe). The pod names it so runAsNonRoot
-# holds whatever base image the deployment picks, and the model cache's owner is known.
+# The engine's user: a non-root uid the pod names, so runAsNonRoot holds whatever base image the deployment picks
+# (the pinned DLC base runs as root) and the model cache's owner is known.
 ENGINE_UID = 2000
 ENGINE_GID = 0
 # The only capability a worker keeps: EFA (libfabric/ibverbs) registers and pins GPU and host memory for RDMA, which
 # needs RLIMIT_MEMLOCK beyond the default or CAP_IPC_LOCK (AWS EFA and llm-d's AWS P/D guide add IPC_LOCK).
 ENGINE_CAPABILITIES = ["IPC_LOCK"]
-# A read-only root: everything vLLM, Triton, FlashInfer, torch and CUDA write at run time goes to /tmp (the base image
-# already points VLLM_CACHE_ROOT, TRITON_CACHE_DIR, NUMBA_CACHE_DIR and OUTLINES_CACHE_DIR there; HOME follows, so
-# ~/.cache and ~/.nv do too) or, for Hugging Face downloads, to the model cache on the NVMe.
+# A read-only root: everything vLLM, Triton, FlashInfer, torch and CUDA write at run time goes to /tmp (the serving
+# image, container/Dockerfile, points VLLM_CACHE_ROOT, TRITON_CACHE_DIR, NUMBA_CACHE_DIR and OUTLINES_CACHE_DIR there;
+# HOME follows, so ~/.cache and ~/.nv do too) or, for Hugging Face downloads, to the model cache on the NVMe.
 SCRATCH_MOUNT = "/tmp"
 SCRATCH_GIB = 32
 

@@ -5,7 +5,8 @@ the pod calls the API server. Checked against what the other side does: the base
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+import re
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -16,11 +17,12 @@ from runtime.router.config import KubernetesDiscovery
 from tests.infra.conftest import load_yaml, wide_ep_decode
 
 IMAGE = "123456789012.dkr.ecr.us-east-2.amazonaws.com/pdstack/serving:0123456789abcdef0123"
-# The llm-d AWS base image (llm-d/llm-d docker/Dockerfile.aws, commit bc84b3fe): `useradd --uid 2000 --gid 0 vllm`,
-# `USER 2000`, and the paths vLLM and its libraries write at run time, set as ENV there.
+REPO = Path(__file__).resolve().parents[2]
+# The engine's user: a non-root uid that owns the model cache (infra/worker_objects.py ENGINE_UID). The serving
+# image (container/Dockerfile) points the caches vLLM and its libraries write at run time under /tmp with ENV.
 BASE_IMAGE_UID = 2000
-BASE_IMAGE_CACHE_ENV = {"VLLM_CACHE_ROOT": "/tmp/vllm", "TRITON_CACHE_DIR": "/tmp/triton",
-                        "NUMBA_CACHE_DIR": "/tmp/numba", "OUTLINES_CACHE_DIR": "/tmp/outlines"}
+_ENV = re.search(r"^ENV (.+)$", (REPO / "container" / "Dockerfile").read_text(), re.MULTILINE)
+BASE_IMAGE_CACHE_ENV = dict(pair.split("=", 1) for pair in _ENV.group(1).split()) if _ENV else {}
 # Where the kubelet mounts the service-account token when automountServiceAccountToken is on (Kubernetes docs,
 # "Configure Service Accounts for Pods"): the router's discovery reads it from there.
 KUBELET_TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -104,6 +106,7 @@ def test_every_path_an_engine_writes_is_a_writable_mount(deployment_name: str) -
             continue
         (container,) = spec["containers"]
         env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+        assert set(BASE_IMAGE_CACHE_ENV) == {"VLLM_CACHE_ROOT", "TRITON_CACHE_DIR", "NUMBA_CACHE_DIR", "OUTLINES_CACHE_DIR"}
         paths = {**BASE_IMAGE_CACHE_ENV, **{k: env[k] for k in ("HOME", "HF_HOME", "TRANSFORMERS_CACHE")},
                  "model cache": deployment.serving.model.cache_dir, "shared memory": "/dev/shm"}
         writable = _writable_mounts(spec, container)
