@@ -26,7 +26,7 @@ def broken(**changes: object) -> dict:
         *parents, leaf = path.split("__")
         node = data
         for part in parents:
-            node = node[int(part)] if part.isdigit() else node[part]
+            node = node[int(part)] if part.isdigit() else node.setdefault(part, {})  # a section left to its defaults
         node[int(leaf) if leaf.isdigit() else leaf] = value
     return data
 
@@ -212,7 +212,8 @@ def test_serving_role_checked_against_hyperpod_groups() -> None:
 
 
 def test_a_derived_pull_through_prefix_too_long_for_ecr_names_the_field() -> None:
-    message = error_for(broken(name="a-deployment-name-of-thirty", image__pull_through_cache={
+    message = error_for(broken(name="a-deployment-name-of-thirty", image__base_repository="ghcr.io/example/vllm-efa",
+                               image__pull_through_cache={
         "enabled": True,
         "credential_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/gh"}))
     assert "a-deployment-name-of-thirty-ghcr" in message and "repository_prefix" in message
