@@ -17,7 +17,11 @@ threads instead of one loop (ai-dynamo/nixl #1581, in NIXL >= 1.3.1; ``src/plugi
 parameter ``num_threads``, default 0 = serial posting, examples 4 and 8; ``src/utils/libfabric/libfabric_common.cpp``
 reads every such parameter from ``NIXL_LIBFABRIC_<NAME>`` first). 4 is the value llm-d moved to after measuring
 NIXL 1.2.0's serial posting loop as the P99 bottleneck on p5 (its pd-disaggregation TP4 report, "NIXL v1.2.0
-baseline"); NIXL caps it at 4x the hardware threads. A role's ``extra_env`` overrides it."""
+baseline"); NIXL caps it at 4x the hardware threads. A role's ``extra_env`` overrides it.
+
+The other EFA settings that README documents are left to NIXL on purpose: ``NIXL_LIBFABRIC_MAX_BW_PER_DRAM_SEG`` is
+computed from the PCIe topology and "normally does not require user override", and ``NIXL_LIBFABRIC_SPLIT_BATCH_SIZE``
+keeps its default (1024 descriptors before the pool is used)."""
 
 
 class FabricEnvironment(BaseModel):
