@@ -1,8 +1,10 @@
 """The HTTP surface: OpenAI's completions, chat completions and models, vLLM's /tokenize, /detokenize and /version
-(passed to an engine), plus health, readiness and metrics.
+(passed to an engine), plus health and readiness; /metrics on its own port (``build_metrics_app``), or here when
+``serving.router.metrics_port`` is None. With ``serving.router.api_keys_path`` every path but health, readiness and
+metrics needs a key.
 
-Every client error is answered in OpenAI's error shape with the right status (400, 404, 405, 413, 415); nothing a
-client sends can produce a 500. Each request carries an ``X-Request-Id`` (the client's, or a new one) to both legs,
+Every client error is answered in OpenAI's error shape with the right status (400, 401, 404, 405, 408, 413, 415);
+nothing a client sends can produce a 500. Each request carries an ``X-Request-Id`` (the client's, or a new one) to both legs,
 into every log line, and back in the response.
 """
 
