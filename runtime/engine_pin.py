@@ -15,12 +15,15 @@ kustomization.yaml``: ``vllm:0.26.0-gpu-py312-cu130-ubuntu22.04-ec2``) when its 
 (llm-d/llm-d PR #2334).
 
 Where each fact was read (2026-12-07, from stored copies; nothing here was pulled from a registry):
-- Tag scheme ``<vllm>-gpu-py312-cu130-ubuntu22.04-ec2``, CUDA 13.0 and EFA installer 1.47.0: aws/deep-learning-
-  containers ``docs/src/data/vllm/0.27.1-gpu-ec2.yml`` and ``.github/config/image/vllm/ec2-ubuntu.yml``
-  (``base_image: vllm/vllm-openai:v0.27.1``, ``cuda_version: 13.0.2``, ``efa_version: 1.47.0``), snapshot of
-  2026-08-21. That snapshot's newest tag is 0.27.1; the line is re-released automatically for each upstream vLLM
-  release (``.github/workflows/vllm.autorelease-ec2-ubuntu.yml``), so the 0.32.0 tag is inferred from the scheme:
-  the build proves it exists (the pull fails otherwise).
+- Tag scheme ``<vllm>-gpu-py312-cu130-ubuntu24.04-ec2``: aws/deep-learning-containers ``docs/src/data/vllm/
+  0.28.0-gpu-ec2.yml`` ... ``0.31.0-gpu-ec2.yml`` (each lists that full tag beside the floating ``<vllm>-gpu-py312-
+  ec2``). The base moved from Ubuntu 22.04 to 24.04 at vLLM 0.28.0 (aws/deep-learning-containers PR #6667), so the
+  ``...-ubuntu22.04-ec2`` scheme of 0.27.1 and before (and of llm-d's 0.26.0 recipe) names no newer release.
+  CUDA 13.0.2 and EFA installer 1.47.0: ``.github/config/image/vllm/ec2-ubuntu.yml`` at framework_version 0.30.0
+  (``base_image: vllm/vllm-openai:v0.30.0``, ``os_version: ubuntu24.04``). The newest tag in the stored copies is
+  0.31.0; the line is re-released automatically for each upstream vLLM release
+  (``.github/workflows/vllm.autorelease-ec2-ubuntu.yml``), so the 0.32.0 tag is inferred from the scheme of
+  0.28.0-0.31.0: the build proves it exists (the pull fails otherwise) and checks the versions inside it.
 - NIXL: the DLC adds none of its own; the upstream image installs vLLM's exact pin from
   ``requirements/kv_connectors.txt``, which is ``nixl == 1.5.0`` since vllm-project/vllm #56907 (quoted by
   vllm-project/vllm PR #60356, 2026-10-07, "the nixl == 1.5.0 pin that requirements/kv_connectors.txt already
@@ -44,7 +47,7 @@ VLLM_VERSION = "0.32.0"
 NIXL_VERSION = "1.5.0"
 
 BASE_REPOSITORY = "public.ecr.aws/deep-learning-containers/vllm"
-BASE_TAG = f"{VLLM_VERSION}-gpu-py312-cu130-ubuntu22.04-ec2"
+BASE_TAG = f"{VLLM_VERSION}-gpu-py312-cu130-ubuntu24.04-ec2"
 BASE_DIGEST: str | None = None
 BASE_CUDA = "13.0"
 BASE_EFA_INSTALLER = "1.47.0"
