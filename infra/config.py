@@ -297,7 +297,8 @@ class RouterWorkload(_Strict):
     internal_load_balancer: bool = Field(default=False, description="an internal NLB in front of the router Service")
     cpu: str = "2"
     memory: str = "4Gi"
-    # Who may open the router's port (its NetworkPolicy). None: the VPC's CIDR (which holds every pod IP too).
+    # Who may open the router's port (its NetworkPolicy): required (the deployment check refuses None), so that
+    # nobody exposes the OpenAI API to the whole VPC (every pod of every team) without having said so.
     allowed_client_cidrs: list[str] | None = Field(default=None, min_length=1)
     # Who else may scrape its /metrics (serving.router.metrics_port), beside the managed collector's subnets, which
     # the policy admits whenever the observability pipeline is on: e.g. a Prometheus outside the VPC. None: nobody.
@@ -521,6 +522,10 @@ class Deployment(_Strict):
         self._check_metrics_paths()
         self._check_ports_outside_ephemeral()
         router = self.workloads.router
+        if router.allowed_client_cidrs is None:
+            raise ValueError(
+                "workloads.router.allowed_client_cidrs is required: the networks whose clients may call the OpenAI "
+                f"API, e.g. [\"{self.network.cidr}\"] (the VPC: every pod and host in it) or your clients' own subnets")
         if router.prestop_s + self.serving.router.shutdown_grace_s >= router.termination_grace_s:
             raise ValueError(
                 f"serving.router.shutdown_grace_s={self.serving.router.shutdown_grace_s} plus "
@@ -546,6 +551,9 @@ class Deployment(_Strict):
         listening = {f"serving.{role}.ports.{name}": span for role in ("prefill", "decode")
                      for name, span in self.serving.role(role).port_ranges().items()}
         listening["serving.router.port"] = range(self.serving.router.port, self.serving.router.port + 1)
+        if self.serving.router.metrics_port is not None:
+            metrics = self.serving.router.metrics_port
+            listening["serving.router.metrics_port"] = range(metrics, metrics + 1)
         for field, span in listening.items():
             if span.start < EPHEMERAL_PORTS.stop and EPHEMERAL_PORTS.start < span.stop:
                 raise ValueError(

@@ -133,9 +133,9 @@ def test_the_metrics_pipeline_needs_the_private_endpoint() -> None:
 
 def test_an_extra_engine_scraper_inside_the_vpc_is_refused() -> None:
     """A CIDR inside the VPC admits the pods of its subnets to the engines' OpenAI API."""
-    message = error_for(broken(workloads={"engine_metrics_scraper_cidrs": ["10.0.64.0/19"]}))
+    message = error_for(broken(workloads__engine_metrics_scraper_cidrs=["10.0.64.0/19"]))
     assert "workloads.engine_metrics_scraper_cidrs" in message and "10.0.64.0/19" in message and "VPC" in message
-    assert parse_deployment(broken(workloads={"engine_metrics_scraper_cidrs": ["192.168.40.0/24"]}))
+    assert parse_deployment(broken(workloads__engine_metrics_scraper_cidrs=["192.168.40.0/24"]))
 
 
 def test_serving_role_needs_a_matching_node_group() -> None:

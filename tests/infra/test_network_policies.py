@@ -103,7 +103,7 @@ def default() -> Deployment:
 
 def with_router(**router: Any) -> Deployment:
     data = load_yaml("default.yaml")
-    data["workloads"] = {"router": router}
+    data["workloads"]["router"].update(router)
     return parse_deployment(data)
 
 
@@ -210,7 +210,7 @@ def test_the_smoke_job_reaches_the_router_and_decode_metrics_whatever_the_client
 
 def test_an_extra_engine_scraper_reaches_the_http_port_alone_and_only_when_named() -> None:
     data = load_yaml("default.yaml")
-    data["workloads"] = {"engine_metrics_scraper_cidrs": ["192.168.40.0/24"]}  # outside the VPC: config.py insists
+    data["workloads"]["engine_metrics_scraper_cidrs"] = ["192.168.40.0/24"]  # outside the VPC: config.py insists
     deployment = parse_deployment(data)
     policies, pods = rendered(deployment)
     scraper = Source(ip="192.168.40.7")
@@ -314,4 +314,12 @@ def test_a_listening_port_in_the_ephemeral_range_is_refused() -> None:
     data = load_yaml("default.yaml")
     data["serving"]["decode"] = {**data["serving"]["decode"], "ports": {"kv_events": 40000}}
     with pytest.raises(DeploymentError, match="serving.decode.ports.kv_events .* ephemeral port range"):
+        parse_deployment(data)
+
+
+def test_the_router_clients_must_be_stated() -> None:
+    """The OpenAI API is not opened to the whole VPC by default: the deployment names its clients' networks."""
+    data = load_yaml("default.yaml")
+    del data["workloads"]["router"]["allowed_client_cidrs"]
+    with pytest.raises(DeploymentError, match=r"workloads.router.allowed_client_cidrs is required.*10.0.0.0/16"):
         parse_deployment(data)

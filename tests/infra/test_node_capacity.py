@@ -68,7 +68,7 @@ def test_eight_one_gpu_workers_fit_a_hyperpod_node_side_by_side() -> None:
 
 def test_a_shm_larger_than_the_workers_memory_is_refused() -> None:
     data = load_yaml("default.yaml")
-    data["workloads"] = {"shm_gib": 300}  # one-GPU workers: an eighth of a p5's memory each
+    data["workloads"]["shm_gib"] = 300  # one-GPU workers: an eighth of a p5's memory each
     with pytest.raises(DeploymentError, match=r"workloads.shm_gib=300 does not fit .* serving.prefill worker"):
         parse_deployment(data)
 
@@ -85,7 +85,7 @@ def test_the_default_router_rollout_replaces_in_place_and_keeps_one_serving() ->
 
 def test_a_single_router_surges_so_serving_never_stops() -> None:
     data = load_yaml("default.yaml")
-    data["workloads"] = {"router": {"replicas": 1}}
+    data["workloads"]["router"]["replicas"] = 1
     (router,) = [o for o in serving_objects(parse_deployment(data), IMAGE) if o["kind"] == "Deployment"
                  and o["metadata"]["name"] == "pdstack-router"]
     assert router["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
@@ -97,7 +97,7 @@ def test_a_single_router_surges_so_serving_never_stops() -> None:
                                               ({"memory": "15Gi"}, False)])
 def test_the_config_check_places_routers_and_controllers_on_the_system_nodes(router: dict, fits: bool) -> None:
     data = load_yaml("default.yaml")
-    data["workloads"] = {"router": router}
+    data["workloads"]["router"].update(router)
     if fits:
         parse_deployment(data)
     else:

@@ -498,7 +498,7 @@ def test_the_config_check_and_the_rehearsal_agree_on_the_routers(default: Synthe
     import infra.config as config
 
     data = copy.deepcopy(load_yaml("default.yaml"))
-    data["workloads"] = {"router": router}
+    data["workloads"]["router"].update(router)
     try:
         parse_deployment(data)
         accepted = True

@@ -207,7 +207,7 @@ def test_router_deployment_service_and_probes() -> None:
 
 def test_optional_internal_load_balancer() -> None:
     data = load_yaml("default.yaml")
-    data["workloads"] = {"router": {"internal_load_balancer": True}}
+    data["workloads"]["router"]["internal_load_balancer"] = True
     nlb = find(objects_of(parse_deployment(data)), "Service", f"{ROUTER}-nlb")
     assert nlb["spec"]["type"] == "LoadBalancer"
     assert nlb["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-internal"] == "true"
