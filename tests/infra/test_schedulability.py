@@ -568,7 +568,7 @@ def test_every_disruption_budget_lets_a_node_drain_proceed(default: Synthesized,
 
     monkeypatch.setattr(config, "capacity_problems", lambda deployment: [])  # three routers do not fit: not the point
     data = copy.deepcopy(load_yaml("default.yaml"))
-    data["workloads"] = {"router": {"replicas": routers}}
+    data["workloads"]["router"]["replicas"] = routers
     deployment = parse_deployment(data)
     objects = serving_objects(deployment, "image")
     replicas = {o["metadata"]["name"]: o["spec"].get("replicas", 1) for o in objects
