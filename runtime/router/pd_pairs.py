@@ -67,6 +67,8 @@ class PairHealth:
             self._publish(prefill, decode, False)
 
     def pull_failed(self, prefill: Engine, decode: Engine) -> None:
+        if not _serving(prefill) or not _serving(decode):
+            return  # draining or down (a draining vLLM answers 500 "cannot schedule new futures after shutdown")
         self.metrics.pd_pair_pull_failures.labels(prefill.name, decode.name).inc()
         pair = self._pairs.setdefault((prefill, decode), _Pair())
         pair.failures += 1
@@ -98,22 +100,30 @@ class PairHealth:
             except KeyError:
                 pass
 
-    def forget(self, engine: Engine) -> None:
+    def forget(self, engine: Engine, counters: bool) -> None:
+        """The engine's pairs start over; ``counters``: drop its failure counts too (it left: no series stays)."""
         for key in [key for key in (*self._pairs, *self._good) if engine in key]:
             self._pairs.pop(key, None)
             self._good.pop(key, None)
             self._publish(*key, False)
-            try:
-                self.metrics.pd_pair_pull_failures.remove(key[0].name, key[1].name)
-            except KeyError:
-                pass
+            if counters:
+                try:
+                    self.metrics.pd_pair_pull_failures.remove(key[0].name, key[1].name)
+                except KeyError:
+                    pass
 
-    # the registry's listener: a restarted or departed engine's pairs start over
+    # the registry's listener: a restarted engine's pairs start over (its counts stay: the same series); a departed
+    # engine's series go with it
     def engine_added(self, engine: Engine) -> None:
         pass
 
     def engine_removed(self, engine: Engine) -> None:
-        self.forget(engine)
+        self.forget(engine, counters=True)
 
     def engine_reset(self, engine: Engine) -> None:
-        self.forget(engine)
+        self.forget(engine, counters=False)
+
+
+def _serving(engine: Engine) -> bool:
+    """Its health probes pass (the registry's view: healthy, and no failed probe since)."""
+    return engine.healthy and engine.health_streak == 0
