@@ -4,15 +4,11 @@ request is one structured warning, not aiohttp's plain-text traceback."""
 from __future__ import annotations
 
 import json
-import os
 import socket
-import sys
 from pathlib import Path
 
-import yaml
 
-from testbed.ports import free_ports
-from testbed.process import ProcessGroup
+from testbed.router_process import start_lone_router
 
 REPO = Path(__file__).resolve().parents[3]
 MALFORMED = [
@@ -33,17 +29,8 @@ def send(port: int, raw: bytes) -> bytes:
 
 
 def test_malformed_requests_are_one_json_warning_each(tmp_path: Path) -> None:
-    config = tmp_path / "router.yaml"
-    port, engine_port = free_ports(2)
-    config.write_text(yaml.safe_dump({"serving": {
-        "model": {"source": str(tmp_path / "no-model"), "served_name": "tiny"},
-        "router": {"host": "127.0.0.1", "port": port, "metrics_port": None,
-                   "discovery": {"static": [{"url": f"http://127.0.0.1:{engine_port}", "role": "decode"}]}},
-    }}))
-    router = ProcessGroup([sys.executable, "-m", "runtime", "router", "--config", str(config)], tmp_path / "router.log",
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
+    router, port = start_lone_router(tmp_path, REPO)
     try:
-        router.wait_line('"router_listening"', timeout_s=30)
         for raw in MALFORMED:
             assert send(port, raw).startswith(b"HTTP/1.")
         assert send(port, b"GET /health HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200")
