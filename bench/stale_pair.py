@@ -112,7 +112,8 @@ def main() -> int:
     config = work / "deployment.yaml"
     config.write_text(yaml.safe_dump({"name": "stale-pair", "serving": {
         **cpu_pair_serving(model, ports),
-        "router": {"host": "127.0.0.1", "port": ports[8], "pd_threshold_tokens": 0, "health_interval_s": 1.0,
+        "router": {"host": "127.0.0.1", "port": ports[8], "metrics_port": None, "pd_threshold_tokens": 0,
+                   "health_interval_s": 1.0,
                    "metrics_interval_s": 1.0, "timeouts": {"first_token_s": 15.0},
                    "discovery": {"static": [{"url": prefill_url, "role": "prefill"},
                                             {"url": decode_url, "role": "decode"}]}},
