@@ -29,7 +29,8 @@ _CDK_PROVIDER_FUNCTIONS = (
     # AwsCustomResource's singleton handler (AWS + its fixed uuid): the Cluster Autoscaler's node-template ASG tags
     "AWS::Lambda::Function.AWS679f53fac002430cb0da5b7982bd2287*",
 )
-_OWN_DEPLOY_FUNCTIONS = ("AWS::Lambda::Function.BuildWaiteronevent*", "AWS::Lambda::Function.BuildWaiteriscomplete*")
+_OWN_DEPLOY_FUNCTIONS = ("AWS::Lambda::Function.BuildWaiteronevent*", "AWS::Lambda::Function.BuildWaiteriscomplete*",
+                         "AWS::Lambda::Function.GpuZoneCheckHandler*")  # the GPU zone check (infra/gpu_zone)
 _DEPLOY_FUNCTIONS = (*_CDK_PROVIDER_FUNCTIONS, *_OWN_DEPLOY_FUNCTIONS)
 _DEPLOY_FUNCTIONS_OUTSIDE_VPC = tuple(f for f in _DEPLOY_FUNCTIONS if "KubectlProvider" not in f)
 # The CDK handlers with an environment (the other two have none).

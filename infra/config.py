@@ -26,6 +26,8 @@ from runtime.router.router_metrics import LATENCY_BUCKETS
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _RESERVATION_ID = re.compile(r"^cr-[0-9a-f]{17}$")
+# An AZ id: region code and zone number (use1-az4, apne1-az1), with a Local Zone part where there is one (use1-bos1-az1).
+_AZ_ID = re.compile(r"^[a-z]{3,6}[0-9]+(-[a-z]+[0-9]+)?-az[0-9]+$")
 _ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 _K8S_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _PTC_SECRET = re.compile(r"^arn:aws[a-zA-Z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:ecr-pullthroughcache/.+$")
@@ -113,6 +115,9 @@ class NetworkConfig(_Strict):
     az_count: int = Field(default=2, ge=2, le=6)
     availability_zones: list[str] = Field(default_factory=list)
     gpu_az_index: int = Field(default=0, ge=0)
+    # The GPU zone's AZ id (use1-az4): zone names map to different physical zones in each account, ids do not.
+    # Required for on-demand GPU capacity; the GPU stacks check it at deploy time (infra/gpu_zone_check.py).
+    gpu_az_id: str | None = None
     nat_gateways: int = Field(default=1, ge=1, le=6)
 
     @field_validator("cidr")
@@ -124,6 +129,14 @@ class NetworkConfig(_Strict):
             raise ValueError(f"{value!r} is not a CIDR block such as 10.0.0.0/16") from None
         if not 16 <= net.prefixlen <= 20:
             raise ValueError(f"{value!r}: the VPC needs a /16 to /20 block to hold pod IPs on GPU nodes")
+        return value
+
+    @field_validator("gpu_az_id")
+    @classmethod
+    def _az_id(cls, value: str | None) -> str | None:
+        if value is not None and not _AZ_ID.match(value):
+            raise ValueError(f"{value!r} is not an availability zone id such as use1-az4 (aws ec2 "
+                             "describe-availability-zones --query 'AvailabilityZones[].[ZoneName,ZoneId]')")
         return value
 
     @model_validator(mode="after")
@@ -542,9 +555,27 @@ class Deployment(_Strict):
                     f"serving.{role}.instance_type={wanted!r} has no GPU nodes; "
                     f"{source} provide: {', '.join(sorted(available))}"
                 )
+        self._check_gpu_zone()
         self._check_scaling_bounds()
         self._check_capacity()
         return self
+
+    def _check_gpu_zone(self) -> None:
+        """On-demand GPU capacity comes from whichever zone the GPU subnet is in: the zone must be stated by id."""
+        if self.network.gpu_az_id is not None:
+            return
+        on_demand = [f"gpu_node_groups.{i} ({g.name}, {g.instance_type})" for i, g in enumerate(self.gpu_node_groups)
+                     if isinstance(g.capacity, OnDemand)]
+        if self.hyperpod is not None:
+            on_demand += [f"hyperpod.instance_groups.{i} ({g.name}, {g.instance_type})"
+                          for i, g in enumerate(self.hyperpod.instance_groups) if g.training_plan_arn is None]
+        if on_demand:
+            raise ValueError(
+                f"network.gpu_az_id is required for on-demand GPU capacity ({', '.join(on_demand)}): zone names map "
+                "to different zones in each account and GPU types are not offered in every zone. Find a zone id that "
+                "offers the type (aws ec2 describe-instance-type-offerings --location-type availability-zone-id "
+                "--filters Name=instance-type,Values=TYPE), set network.gpu_az_id to it and network.gpu_az_index to "
+                "that zone's place in the region; the deploy fails early if the two disagree")
 
     def _check_ports_outside_ephemeral(self) -> None:
         """The NetworkPolicies admit replies on the ephemeral ports: a listening port there would be open too."""

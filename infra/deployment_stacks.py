@@ -62,6 +62,7 @@ class DeploymentStacks:
                                           for g in deployment.gpu_node_groups},
                                       system_nodes=self.cluster.system_nodes,
                                       kubernetes_version=deployment.cluster.kubernetes_version,
+                                      gpu_az_id=deployment.network.gpu_az_id,
                                   ))
         self.hyperpod: HyperPodStack | None = None
         if deployment.hyperpod is not None:
@@ -74,6 +75,7 @@ class DeploymentStacks:
                                      efa_security_group=self.cluster.efa_security_group,
                                      hugepages_2mi_pages=max(hugepages_2mi_pages_per_node(deployment, g.instance_type)
                                                              for g in deployment.hyperpod.instance_groups),
+                                     gpu_az_id=deployment.network.gpu_az_id,
                                  ))
         # Before the workloads: KEDA's ScaledObjects query its workspace (autoscaling follows observability.enabled).
         self.observability: ObservabilityStack | None = None

@@ -15,6 +15,7 @@ from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
 from infra.config import GpuNodeGroupConfig
+from infra.gpu_zone.check import GpuZoneCheck
 from infra.gpu_nodes import GpuNodeGroup, GpuNodeGroupProps
 from infra.node_autoscaler import NodeAutoscaler, NodeAutoscalerProps
 
@@ -29,16 +30,22 @@ class GpuCapacityProps:
     hugepages_2mi_pages: dict[str, int]  # by instance type: what one GPU node reserves for the workers
     system_nodes: Construct  # the system node group: the Cluster Autoscaler runs there
     kubernetes_version: str  # the cluster's minor: picks the Cluster Autoscaler's
+    gpu_az_id: str | None  # network.gpu_az_id: checked at deploy time before any node group is created
 
 
 class GpuCapacityStack(cdk.Stack):
-    """Exposes ``gpu_node_groups`` (by configured name) and ``node_autoscaler`` (the Cluster Autoscaler over them,
+    """Exposes ``gpu_node_groups`` (by configured name), ``zone_check`` (the GPU zone check every node group waits
+    for; None without network.gpu_az_id) and ``node_autoscaler`` (the Cluster Autoscaler over them,
     None without groups). The autoscaler lives with the groups it tags and resizes: it is deployed and rolled back
     with them."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: GpuCapacityProps, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.gpu_node_groups: dict[str, GpuNodeGroup] = {}
+        self.zone_check: GpuZoneCheck | None = None
+        if props.gpu_az_id is not None:
+            self.zone_check = GpuZoneCheck(self, "GpuZoneCheck", subnet=props.gpu_subnet, az_id=props.gpu_az_id,
+                                           instance_types=[g.instance_type for g in props.groups])
         for group in props.groups:
             node_group = GpuNodeGroup(
                 self,
@@ -50,6 +57,8 @@ class GpuCapacityStack(cdk.Stack):
                 ),
             )
             node_group.nodegroup.node.add_dependency(props.vpc_cni)
+            if self.zone_check is not None:
+                node_group.nodegroup.node.add_dependency(self.zone_check.resource)
             self.gpu_node_groups[group.name] = node_group
 
         self.node_autoscaler: NodeAutoscaler | None = None

@@ -22,6 +22,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from infra.config import HyperPodConfig, HyperPodInstanceGroup
+from infra.gpu_zone.check import GpuZoneCheck
 from infra.stack_outputs import HyperPodOutputs
 from infra.hyperpod_dependencies import (
     HEALTH_AGENT_ACCOUNTS,
@@ -57,11 +58,12 @@ class HyperPodProps:
     gpu_subnet: ec2.ISubnet
     efa_security_group: ec2.ISecurityGroup
     hugepages_2mi_pages: int  # reserved by on_create.sh on every instance for the workers
+    gpu_az_id: str | None  # network.gpu_az_id: the subnet's zone is checked at deploy time before the cluster
 
 
 class HyperPodStack(cdk.Stack):
-    """Exposes ``hyperpod_cluster`` (the CfnCluster), ``execution_role``, ``lifecycle_bucket``, ``resiliency_objects``
-    and, with node autoscaling, ``autoscaler_role`` and ``node_pool``."""
+    """Exposes ``hyperpod_cluster`` (the CfnCluster), ``execution_role``, ``lifecycle_bucket``, ``resiliency_objects``,
+    ``zone_check`` (None without network.gpu_az_id) and, with node autoscaling, ``autoscaler_role`` and ``node_pool``."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: HyperPodProps, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -106,6 +108,12 @@ class HyperPodStack(cdk.Stack):
         self.node_pool: eks.KubernetesManifest | None = None
         if config.node_autoscaling:
             self._node_autoscaling(props, config)
+        self.zone_check: GpuZoneCheck | None = None
+        if props.gpu_az_id is not None:
+            # The zone only: HyperPod's ml.* types are SageMaker's offering, which EC2's offerings do not describe.
+            self.zone_check = GpuZoneCheck(self, "GpuZoneCheck", subnet=props.gpu_subnet, az_id=props.gpu_az_id,
+                                           instance_types=[])
+            self.hyperpod_cluster.node.add_dependency(self.zone_check.resource)
         # Resiliency objects first (HyperPod checks for them), and the scripts must be in the bucket.
         self.hyperpod_cluster.node.add_dependency(self.resiliency_objects)
         self.hyperpod_cluster.node.add_dependency(scripts)

@@ -14,6 +14,7 @@ from constructs import IConstruct
 from infra.deployment_stacks import DeploymentStacks
 from infra.eks_checks import EksClusterChecks
 from infra.gpu_capacity import GpuCapacityStack
+from infra.gpu_zone.check import GpuZoneCheck
 from infra.hyperpod import LIFECYCLE_PREFIX, HyperPodStack
 from infra.workloads import WorkloadsStack
 
@@ -53,6 +54,9 @@ def acknowledge(stacks: DeploymentStacks) -> None:
             _acknowledge_node_autoscaler(stacks.gpu_nodes)
     if stacks.hyperpod is not None:
         _acknowledge_hyperpod(stacks.hyperpod)
+    for stack in (stacks.gpu_nodes, stacks.hyperpod):
+        if stack is not None and stack.zone_check is not None:
+            _acknowledge_zone_check(stack.zone_check)
     _acknowledge_workloads(stacks.workloads)
 
 
@@ -136,6 +140,13 @@ def _acknowledge_node_autoscaler(gpu_nodes: GpuCapacityStack) -> None:
     provider = gpu_nodes.node.try_find_child("AWS" + cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace("-", ""))
     if provider is not None:  # none when no group is autoscaled (capacity blocks only)
         _ack(provider, _managed(LAMBDA_BASIC), LAMBDA_BASIC_REASON)
+
+
+def _acknowledge_zone_check(check: GpuZoneCheck) -> None:
+    _ack(check.function, _managed(LAMBDA_BASIC), LAMBDA_BASIC_REASON)
+    _ack(check.function, "IAM5[Resource::*]", "read-only ec2:DescribeSubnets, DescribeAvailabilityZones and "
+         "DescribeInstanceTypeOfferings, which support no resource-level permissions (Service Authorization "
+         "Reference, Amazon EC2); the GPU zone check needs nothing else")
 
 
 def _environment(stack: cdk.Stack) -> tuple[str, str, str]:
