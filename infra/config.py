@@ -307,7 +307,11 @@ class HyperPodConfig(_Strict):
 
 class RouterWorkload(_Strict):
     replicas: int = Field(default=2, ge=1, le=20)
-    internal_load_balancer: bool = Field(default=False, description="an internal NLB in front of the router Service")
+    internal_load_balancer: bool = Field(default=False, description="an internal NLB (AWS Load Balancer Controller, "
+                                         "IP targets, TLS on 443) in front of the routers")
+    # The ACM certificate of the NLB's TLS listener: required when internal_load_balancer is on (no plain-text listener).
+    certificate_arn: str | None = Field(
+        default=None, pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
     cpu: str = "2"
     memory: str = "4Gi"
     # Who may open the router's port (its NetworkPolicy): required (the deployment check refuses None), so that
@@ -539,6 +543,11 @@ class Deployment(_Strict):
             raise ValueError(
                 "workloads.router.allowed_client_cidrs is required: the networks whose clients may call the OpenAI "
                 f"API, e.g. [\"{self.network.cidr}\"] (the VPC: every pod and host in it) or your clients' own subnets")
+        if router.internal_load_balancer and router.certificate_arn is None:
+            raise ValueError(
+                "workloads.router.internal_load_balancer needs workloads.router.certificate_arn: the ACM certificate "
+                "(arn:aws:acm:<region>:<account>:certificate/<id>, in the deployment's region) of the load balancer's "
+                "TLS listener on 443")
         if router.prestop_s + self.serving.router.shutdown_grace_s >= router.termination_grace_s:
             raise ValueError(
                 f"serving.router.shutdown_grace_s={self.serving.router.shutdown_grace_s} plus "

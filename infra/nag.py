@@ -202,6 +202,7 @@ def _acknowledge_hyperpod(hyperpod: HyperPodStack) -> None:
 
 
 def _acknowledge_workloads(workloads: WorkloadsStack) -> None:
+    _acknowledge_load_balancer_controller(workloads)
     if workloads.model_reader is None:
         return
     bucket, _, prefix = workloads.model_source.removeprefix("s3://").partition("/")
@@ -212,3 +213,25 @@ def _acknowledge_workloads(workloads: WorkloadsStack) -> None:
         _ack(workloads.model_reader, "IAM5[Resource::*]",
              "kms:Decrypt for an SSE-KMS model bucket whose key is not configured: only through S3 (kms:ViaService) "
              "and only in the model bucket's encryption context (kms:EncryptionContext:aws:s3:arn)")
+
+
+def _acknowledge_load_balancer_controller(workloads: WorkloadsStack) -> None:
+    """The AWS Load Balancer Controller's own published policy (v3.5.0 docs/install/iam_policy.json), carried verbatim
+    so that a controller upgrade is a file swap: its wildcards are the controller's contract, not pdstack's choice."""
+    controller = workloads.load_balancer_controller
+    if controller is None:
+        return
+    _ack(controller.role, "IAM5[Resource::*]",
+         "the controller's Describe/Get/List calls (EC2, ELBv2, ACM, WAF, Shield, Cognito) have no resource-level "
+         "permissions; the tagging writes on * are conditioned on the elbv2.k8s.aws/cluster tag. Unconditioned on * "
+         "in the published policy: security-group ingress rules (on the nodes' and pods' groups, whose ids it "
+         "discovers), CreateSecurityGroup, listener and rule create/modify/delete, WAF/Shield association. A known "
+         "trade of the upstream policy, accepted rather than forked; only this controller's service account gets it")
+    _ack(controller.role, "IAM5[Resource::arn:aws:ec2:*:*:security-group/*]",
+         "the security groups the controller creates for each load balancer (ids unknown in advance): tag writes "
+         "only at creation (ec2:CreateAction CreateSecurityGroup) or on groups tagged elbv2.k8s.aws/cluster")
+    for kind in ("loadbalancer/app/*/*", "loadbalancer/net/*/*", "targetgroup/*/*", "listener/app/*/*/*",
+                 "listener/net/*/*/*", "listener-rule/app/*/*/*", "listener-rule/net/*/*/*"):
+        _ack(controller.role, f"IAM5[Resource::arn:aws:elasticloadbalancing:*:*:{kind}]",
+             "the load balancers, listeners and target groups the controller creates for the cluster's Services "
+             "(names unknown in advance); writes conditioned on the elbv2.k8s.aws/cluster tag where ELBv2 allows it")

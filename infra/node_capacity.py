@@ -84,6 +84,13 @@ SYSTEM_CONTROLLERS = {
 }
 KEDA_CONTROLLERS = {"keda-operator": Requests(100, 100), "keda-operator-metrics-apiserver": Requests(100, 100),
                     "keda-admission-webhooks": Requests(100, 100)}
+# The AWS Load Balancer Controller when workloads.router.internal_load_balancer is on (infra/load_balancer_controller.py
+# sets these): chart 3.5.0 values replicaCount 2 and resources {} (no requests), so pdstack sets the values file's
+# own commented example, 100m / 128Mi, per replica.
+LOAD_BALANCER_CONTROLLER_REPLICAS = 2
+LOAD_BALANCER_CONTROLLER_REQUESTS = Requests(100, 128)
+LOAD_BALANCER_CONTROLLERS = {f"aws-load-balancer-controller-{i}": LOAD_BALANCER_CONTROLLER_REQUESTS
+                             for i in range(LOAD_BALANCER_CONTROLLER_REPLICAS)}
 
 
 def kube_reserved_cpu_m(logical_cpus: int) -> int:
@@ -177,6 +184,8 @@ def system_controllers(deployment: Deployment) -> dict[str, Requests]:
     controllers = dict(SYSTEM_CONTROLLERS)
     if deployment.autoscaled:
         controllers.update(KEDA_CONTROLLERS)
+    if deployment.workloads.router.internal_load_balancer:
+        controllers.update(LOAD_BALANCER_CONTROLLERS)
     return controllers
 
 

@@ -5,6 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from infra.config import Deployment
+from infra.load_balancer_controller import (
+    HEALTHCHECK_PATH_ANNOTATION,
+    HEALTHCHECK_PROTOCOL_ANNOTATION,
+    LOAD_BALANCER_CLASS,
+    SCHEME_ANNOTATION,
+    SSL_CERT_ANNOTATION,
+    SSL_PORTS_ANNOTATION,
+    TARGET_GROUP_ATTRIBUTES_ANNOTATION,
+    TARGET_TYPE_ANNOTATION,
+    TLS_PORT,
+)
 from infra.node_capacity import router_max_surge
 from infra.serving_config import config_hash, discovers_through_api
 from infra.worker_objects import APP, labels
@@ -110,29 +121,56 @@ def router_deployment(deployment: Deployment, image: str) -> dict[str, Any]:
     }
 
 
-def router_service(deployment: Deployment, *, load_balancer: bool = False) -> dict[str, Any]:
-    """The router's ClusterIP Service, or (``load_balancer``) an internal NLB in front of the same pods."""
-    metadata: dict[str, Any] = {"name": ROUTER, "namespace": deployment.workloads.namespace,
-                                "labels": labels(deployment, "router")}
+def router_service(deployment: Deployment) -> dict[str, Any]:
+    """The router's ClusterIP Service: the API port and, when it has its own, the metrics port (the smoke Job and
+    the in-cluster clients use it)."""
     spec: dict[str, Any] = {
         "type": "ClusterIP",
         "selector": router_selector(deployment),
         "ports": [{"name": ROUTER_API_PORT_NAME, "port": router_port(deployment), "targetPort": ROUTER_API_PORT_NAME,
                    "protocol": "TCP"}],
     }
-    if deployment.serving.router.metrics_port and not load_balancer:  # in the cluster only (the smoke Job reads it)
+    if deployment.serving.router.metrics_port:
         spec["ports"].append({"name": ROUTER_METRICS_PORT_NAME, "port": router_metrics_port(deployment),
                               "targetPort": ROUTER_METRICS_PORT_NAME, "protocol": "TCP"})
-    if load_balancer:
-        metadata["name"] = f"{ROUTER}-nlb"
-        metadata["annotations"] = {
-            "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
-            "service.beta.kubernetes.io/aws-load-balancer-internal": "true",
-            "service.beta.kubernetes.io/aws-load-balancer-cross-zone-load-balancing-enabled": "true",
-        }
-        spec["type"] = "LoadBalancer"
-        spec["externalTrafficPolicy"] = "Local"
-    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata, "spec": spec}
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": ROUTER, "namespace": deployment.workloads.namespace,
+                         "labels": labels(deployment, "router")},
+            "spec": spec}
+
+
+def router_load_balancer_service(deployment: Deployment) -> dict[str, Any]:
+    """The routers behind an internal NLB of the AWS Load Balancer Controller (infra/load_balancer_controller.py has
+    the annotations' contract): TLS on 443 with the configured ACM certificate, the routers' pod IPs as targets on
+    their API port, open to ``allowed_client_cidrs`` only. The API port alone: /metrics stays in the cluster."""
+    router = deployment.workloads.router
+    assert router.certificate_arn is not None  # the config check requires it with the load balancer
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {
+            "name": f"{ROUTER}-nlb", "namespace": deployment.workloads.namespace,
+            "labels": labels(deployment, "router"),
+            "annotations": {
+                SCHEME_ANNOTATION: "internal",
+                TARGET_TYPE_ANNOTATION: "ip",
+                SSL_CERT_ANNOTATION: router.certificate_arn,
+                SSL_PORTS_ANNOTATION: str(TLS_PORT),
+                # The routers' NetworkPolicy admits allowed_client_cidrs: it must see the clients' addresses, which
+                # an NLB hides from IP targets by default (TCP/TLS target groups; ELB guide, "Client IP
+                # preservation").
+                TARGET_GROUP_ATTRIBUTES_ANNOTATION: "preserve_client_ip.enabled=true",
+                HEALTHCHECK_PROTOCOL_ANNOTATION: "http",
+                HEALTHCHECK_PATH_ANNOTATION: "/ready",
+            },
+        },
+        "spec": {
+            "type": "LoadBalancer",
+            "loadBalancerClass": LOAD_BALANCER_CLASS,
+            "loadBalancerSourceRanges": list(router.allowed_client_cidrs or []),
+            "selector": router_selector(deployment),
+            "ports": [{"name": "https", "port": TLS_PORT, "targetPort": ROUTER_API_PORT_NAME, "protocol": "TCP"}],
+        },
+    }
 
 
 def router_disruption_budget(deployment: Deployment) -> dict[str, Any]:
@@ -164,5 +202,5 @@ def router_rbac(deployment: Deployment) -> list[dict[str, Any]]:
 def router_objects(deployment: Deployment, image: str) -> list[dict[str, Any]]:
     objects = [router_deployment(deployment, image), router_service(deployment), router_disruption_budget(deployment)]
     if deployment.workloads.router.internal_load_balancer:
-        objects.append(router_service(deployment, load_balancer=True))
+        objects.append(router_load_balancer_service(deployment))
     return [*router_rbac(deployment), *objects]

@@ -19,6 +19,7 @@ from constructs import Construct
 
 from infra.autoscaling import Autoscaling, AutoscalingProps
 from infra.config import Deployment
+from infra.load_balancer_controller import LoadBalancerController, LoadBalancerControllerProps
 from infra.network_policies import network_policies
 from infra.observability.stack import MetricsWorkspace
 from infra.router_objects import ROUTER, router_objects
@@ -78,6 +79,14 @@ class WorkloadsStack(cdk.Stack):
             self, "Serving", cluster=props.cluster, manifest=self.objects, overwrite=True, prune=True
         )
         self.manifest.node.add_dependency(props.leader_worker_set)
+
+        # The router's internal NLB: the controller must run (and watch) before its Service is applied.
+        self.load_balancer_controller: LoadBalancerController | None = None
+        if deployment.workloads.router.internal_load_balancer:
+            self.load_balancer_controller = LoadBalancerController(
+                self, "LoadBalancerController",
+                props=LoadBalancerControllerProps(cluster=props.cluster, vpc_id=props.cluster.vpc.vpc_id))
+            self.manifest.node.add_dependency(self.load_balancer_controller.chart)
 
         self.autoscaling: Autoscaling | None = None
         if autoscaled:

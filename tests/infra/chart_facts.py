@@ -130,6 +130,31 @@ def cluster_autoscaler_pod(values: dict[str, Any]) -> dict[str, Any]:
 CLUSTER_AUTOSCALER_APP_VERSIONS = {"9.53.0": "1.34.2", "9.59.0": "1.35.0"}
 
 
+# kubernetes-sigs/aws-load-balancer-controller tag v3.5.0 (commit 11eb202c; published to aws/eks-charts as chart 3.5.0,
+# appVersion v3.5.0), helm/aws-load-balancer-controller/values.yaml: replicaCount 2 (line 5), resources {} (62),
+# nodeSelector {} (78), tolerations [] (80), affinity {} (83), configureDefaultAffinity true (88). templates/
+# deployment.yaml lines 264-287: the nodeSelector and tolerations when set; the affinity when set, else (default
+# affinity on) a preferred (weight 100) pod anti-affinity on kubernetes.io/hostname among the controller's own pods.
+LOAD_BALANCER_CONTROLLER_DEFAULTS: dict[str, Any] = {"replicaCount": 2, "resources": {}, "nodeSelector": {},
+                                                     "tolerations": [], "affinity": {},
+                                                     "configureDefaultAffinity": True}
+
+
+def load_balancer_controller_pods(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One pod per replica (the scheduler places each)."""
+    merged = coalesce(LOAD_BALANCER_CONTROLLER_DEFAULTS, values)
+    pod: dict[str, Any] = {k: merged[k] for k in ("nodeSelector", "tolerations") if merged.get(k)}
+    if merged.get("affinity"):
+        pod["affinity"] = merged["affinity"]
+    elif merged["configureDefaultAffinity"]:
+        pod["affinity"] = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100, "podAffinityTerm": {
+                "labelSelector": {"matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In",
+                                                        "values": ["aws-load-balancer-controller"]}]},
+                "topologyKey": "kubernetes.io/hostname"}}]}}
+    return {f"replica-{i}": _with_requests(pod, merged.get("resources")) for i in range(merged["replicaCount"])}
+
+
 Renderer = Callable[[dict[str, Any]], dict[str, Any]]
 # Chart name (as pinned in infra/addons.py) -> (version the facts above were read at, the renderer of its one pod).
 CHART_PODS: dict[str, tuple[str, Renderer]] = {
@@ -141,6 +166,7 @@ CHART_PODS: dict[str, tuple[str, Renderer]] = {
 # Charts with several pods: the renderer returns each, by its Deployment's name.
 CHART_COMPONENT_PODS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, dict[str, Any]]]]] = {
     "keda": ("2.20.2", keda_pods),
+    "aws-load-balancer-controller": ("3.5.0", load_balancer_controller_pods),
 }
 # Which extended resource each device plugin offers on the node it runs on (the plugins' READMEs).
 OFFERS = {"nvidia-device-plugin": "nvidia.com/gpu", "aws-efa-k8s-device-plugin": "vpc.amazonaws.com/efa"}

@@ -122,6 +122,27 @@ def test_open_world_cidr_is_rejected() -> None:
     assert "cluster.public_access_cidrs" in message and "0.0.0.0/0" in message
 
 
+CERTIFICATE = "arn:aws:acm:us-east-2:123456789012:certificate/0a1b2c3d-0000-4000-8000-00000000abcd"
+
+
+def test_the_load_balancer_needs_a_certificate() -> None:
+    message = error_for(broken(workloads__router__internal_load_balancer=True))
+    assert "workloads.router.certificate_arn" in message and "TLS listener on 443" in message
+    assert parse_deployment(broken(workloads__router__internal_load_balancer=True,
+                                   workloads__router__certificate_arn=CERTIFICATE), "test.yaml")
+
+
+@pytest.mark.parametrize("arn", [
+    "arn:aws:iam::123456789012:server-certificate/router",  # an IAM certificate, not ACM
+    "arn:aws:acm:us-east-2:123456789012:certificate/",
+    "arn:aws:acm:us-east-2:1234:certificate/0a1b2c3d-0000-4000-8000-00000000abcd",
+    "0a1b2c3d-0000-4000-8000-00000000abcd",
+])
+def test_the_certificate_must_be_an_acm_arn(arn: str) -> None:
+    message = error_for(broken(workloads__router__internal_load_balancer=True, workloads__router__certificate_arn=arn))
+    assert "workloads.router.certificate_arn" in message
+
+
 def test_the_metrics_pipeline_needs_the_private_endpoint() -> None:
     """The managed collector reaches the Kubernetes API from inside the VPC (AMP user guide, prerequisites)."""
     public = {"cluster__endpoint_access": "public", "cluster__public_access_cidrs": ["203.0.113.0/24"]}

@@ -482,7 +482,9 @@ def test_the_config_check_counts_the_controllers_the_charts_run(synth: Synthesiz
     """infra/node_capacity.py's controller requests (what the config check places) are the charts' own."""
     pods = chart_pods(synth)
     counted = {"lws": node_capacity.SYSTEM_CONTROLLERS["lws-controller-manager"],
-               **{f"keda/{n}": r for n, r in node_capacity.KEDA_CONTROLLERS.items()}}
+               **{f"keda/{n}": r for n, r in node_capacity.KEDA_CONTROLLERS.items()},
+               **{f"aws-load-balancer-controller/replica-{i}": node_capacity.LOAD_BALANCER_CONTROLLER_REQUESTS
+                  for i in range(node_capacity.LOAD_BALANCER_CONTROLLER_REPLICAS)}}
     for chart, requests in counted.items():
         if chart in pods:
             wanted = pod_requests(pods[chart])

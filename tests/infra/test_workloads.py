@@ -205,12 +205,33 @@ def test_router_deployment_service_and_probes() -> None:
     assert not [o for o in objects if o["metadata"]["name"] == f"{ROUTER}-nlb"]
 
 
-def test_optional_internal_load_balancer() -> None:
+def test_optional_internal_load_balancer_is_the_controllers_tls_nlb() -> None:
+    """An internal NLB of the AWS Load Balancer Controller (not the in-tree annotations): IP targets on the router's
+    API port, TLS on 443 with the configured certificate, open to the router's clients only."""
     data = load_yaml("default.yaml")
-    data["workloads"]["router"]["internal_load_balancer"] = True
-    nlb = find(objects_of(parse_deployment(data)), "Service", f"{ROUTER}-nlb")
+    arn = "arn:aws:acm:us-west-2:123456789012:certificate/0a1b2c3d-0000-4000-8000-00000000abcd"
+    data["workloads"]["router"].update(internal_load_balancer=True, certificate_arn=arn,
+                                       allowed_client_cidrs=["10.0.0.0/16", "192.168.4.0/24"])
+    deployment = parse_deployment(data)
+    nlb = find(objects_of(deployment), "Service", f"{ROUTER}-nlb")
+    annotations = nlb["metadata"]["annotations"]
+    assert not [a for a in annotations if a in ("service.beta.kubernetes.io/aws-load-balancer-type",
+                                                "service.beta.kubernetes.io/aws-load-balancer-internal")]
     assert nlb["spec"]["type"] == "LoadBalancer"
-    assert nlb["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-internal"] == "true"
+    assert nlb["spec"]["loadBalancerClass"] == "service.k8s.aws/nlb"
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"] == "ip"
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-ssl-cert"] == arn
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-ssl-ports"] == "443"
+    assert nlb["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "http", "protocol": "TCP"}]
+    router = find(objects_of(deployment), "Deployment", ROUTER)
+    assert {"name": "http", "containerPort": deployment.serving.router.port, "protocol": "TCP"} in container(router)[
+        "ports"]
+    assert nlb["spec"]["selector"] == router["spec"]["selector"]["matchLabels"]
+    assert nlb["spec"]["loadBalancerSourceRanges"] == ["10.0.0.0/16", "192.168.4.0/24"]
+    # the router's NetworkPolicy filters on the clients' addresses: the NLB must keep them
+    assert "preserve_client_ip.enabled=true" in annotations[
+        "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"]
 
 
 def test_router_may_only_read_endpoint_slices() -> None:
