@@ -140,7 +140,7 @@ def test_the_load_balancer_needs_a_certificate() -> None:
 ])
 def test_the_certificate_must_be_an_acm_arn(arn: str) -> None:
     message = error_for(broken(workloads__router__internal_load_balancer=True, workloads__router__certificate_arn=arn))
-    assert "workloads.router.certificate_arn" in message
+    assert "workloads.router.certificate_arn: String should match pattern" in message and repr(arn) in message
 
 
 def test_the_metrics_pipeline_needs_the_private_endpoint() -> None:
