@@ -14,7 +14,14 @@ from constructs import Construct
 
 from infra.config import Taint
 from infra.kubernetes_versions import KUBERNETES_PINS
-from infra.workload_names import EFA_LABEL, GPU_LABEL, HYPERPOD_HEALTH_TAINT, INSTANCE_TYPE_LABEL, tolerations_for
+from infra.workload_names import (
+    EFA_LABEL,
+    GPU_LABEL,
+    HYPERPOD_HEALTH_TAINT,
+    INSTANCE_TYPE_LABEL,
+    SYSTEM_POOL,
+    tolerations_for,
+)
 from runtime.catalog import INSTANCE_CATALOG
 
 # The managed add-ons' versions follow the cluster's Kubernetes minor: infra/kubernetes_versions.py holds them.
@@ -54,6 +61,31 @@ LEADER_WORKER_SET = HelmChartPin(
 KEDA = HelmChartPin(
     chart="keda", repository="https://kedacore.github.io/charts", version="2.20.2", namespace="keda",
 )
+# The router's API keys (workloads.router.api_keys_secret) reach its pods through the Secrets Store CSI driver and the
+# AWS Secrets and Configuration Provider (ASCP). No EKS managed add-on for the provider was found in the sources read
+# (the ASCP README and the Secrets Manager user guide install it with Helm): confirm with `aws eks
+# describe-addon-versions --kubernetes-version 1.35 --addon-name aws-secrets-store-csi-driver-provider` and prefer it
+# if it is listed. The ASCP chart pulls the driver as a dependency at a floating "^1" (its Chart.yaml); pdstack
+# installs the driver's own chart at a pinned version instead and turns the dependency off.
+# kubernetes-sigs/secrets-store-csi-driver tag v1.6.0 (commit 0aad886f), charts/secrets-store-csi-driver/Chart.yaml.
+SECRETS_STORE_CSI_DRIVER = HelmChartPin(
+    chart="secrets-store-csi-driver", repository="https://kubernetes-sigs.github.io/secrets-store-csi-driver/charts",
+    version="1.6.0", namespace="kube-system",
+)
+# aws/secrets-store-csi-driver-provider-aws commit a74182c1 (tag 3.1.1),
+# charts/secrets-store-csi-driver-provider-aws/Chart.yaml version 3.1.1 (image tag 3.1.1).
+SECRETS_STORE_PROVIDER_AWS = HelmChartPin(
+    chart="secrets-store-csi-driver-provider-aws", repository="https://aws.github.io/secrets-store-csi-driver-provider-aws",
+    version="3.1.1", namespace="kube-system",
+)
+# Rotation (driver v1.6.0): with enableSecretRotation the chart's CSIDriver sets requiresRepublish (templates/
+# csidriver.yaml), so the kubelet calls NodePublishVolume again periodically, and the driver fetches the secret anew
+# once the mount's last write is older than --rotation-poll-interval (pkg/secrets-store/nodeserver.go; flag default 2m
+# in cmd/secrets-store-csi-driver/main.go), rewriting the file in place. A key added to or removed from the secret
+# reaches the routers after about this interval plus the kubelet's republish period, without a restart; the router
+# re-reads the file when it changes (serving.router.api_keys_path).
+SECRET_ROTATION_POLL_INTERVAL = "2m"
+
 # KEDA 2.20.2's operator runs as this service account (chart values serviceAccount.operator.name): its Pod Identity
 # role signs the metrics-workspace queries.
 KEDA_OPERATOR_SERVICE_ACCOUNT = "keda-operator"
@@ -103,6 +135,24 @@ def nvidia_device_plugin_values(gpu_taints: list[Taint]) -> dict:
         # MOFED detection (on by default since 0.19) claims the RDMA devices EFA needs: off.
         "mofedEnabled": False,
     }
+
+
+def secrets_store_csi_driver_values() -> dict:
+    """The driver on the system nodes only (the routers run there; its chart tolerates every taint by default), with
+    rotation on, without syncing to Kubernetes Secrets, and with the service-account tokens ASCP needs: its main.go
+    (3.1.1) asks for the audiences sts.amazonaws.com and pods.eks.amazonaws.com (Pod Identity uses the second)."""
+    return {
+        "linux": {"nodeSelector": SYSTEM_POOL},
+        "enableSecretRotation": True,
+        "rotationPollInterval": SECRET_ROTATION_POLL_INTERVAL,
+        "syncSecret": {"enabled": False},
+        "tokenRequests": [{"audience": "sts.amazonaws.com"}, {"audience": "pods.eks.amazonaws.com"}],
+    }
+
+
+def secrets_store_provider_aws_values() -> dict:
+    """The provider next to the driver (system nodes), the driver left to its own pinned chart."""
+    return {"nodeSelector": SYSTEM_POOL, "secrets-store-csi-driver": {"install": False}}
 
 
 @dataclass(frozen=True)

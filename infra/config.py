@@ -305,6 +305,13 @@ class HyperPodConfig(_Strict):
         return self
 
 
+# A Secrets Manager secret by full ARN (Secrets Manager appends a hyphen and six characters to the name) or by name
+# (Secrets Manager API reference, CreateSecret Name: 1-512 of letters, digits and /_+=.@-).
+_SECRET_ARN = r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}"
+_SECRET_NAME = r"[A-Za-z0-9/_+=.@-]{1,512}"
+_KMS_KEY_ARN = r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$"
+
+
 class RouterWorkload(_Strict):
     replicas: int = Field(default=2, ge=1, le=20)
     internal_load_balancer: bool = Field(default=False, description="an internal NLB (AWS Load Balancer Controller, "
@@ -320,6 +327,27 @@ class RouterWorkload(_Strict):
     # Who else may scrape its /metrics (serving.router.metrics_port), beside the managed collector's subnets, which
     # the policy admits whenever the observability pipeline is on: e.g. a Prometheus outside the VPC. None: nobody.
     metrics_scraper_cidrs: list[str] | None = Field(default=None, min_length=1)
+
+    # API-key authentication in the cluster: the AWS Secrets Manager secret (its name, or its full ARN with the
+    # six-character suffix Secrets Manager appends) whose value holds the keys, one per line. The router pods mount it
+    # read-only through the Secrets Store CSI driver and its AWS provider; serving.router.api_keys_path is rendered
+    # to the mount. None: no authentication.
+    api_keys_secret: str | None = None
+    # The customer managed KMS key the secret is encrypted with, if any: the routers may decrypt with it through
+    # Secrets Manager only. None: the secret uses the AWS managed key aws/secretsmanager (no grant needed).
+    api_keys_kms_key_arn: str | None = Field(default=None, pattern=_KMS_KEY_ARN)
+
+    @field_validator("api_keys_secret")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        if value is None or re.fullmatch(_SECRET_ARN, value):
+            return value
+        if value.startswith("arn:"):
+            raise ValueError(f"{value!r} is not a whole Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:"
+                             "<account>:secret:<name>-<6 characters>); give the full ARN, or the secret's name")
+        if not re.fullmatch(_SECRET_NAME, value):
+            raise ValueError(f"{value!r} is not a Secrets Manager secret name (1-512 of letters, digits and /_+=.@-)")
+        return value
 
     @field_validator("allowed_client_cidrs", "metrics_scraper_cidrs")
     @classmethod
@@ -345,7 +373,7 @@ class WorkloadsConfig(_Strict):
     engine_metrics_scraper_cidrs: list[str] = Field(default_factory=list)
     # An s3:// model under SSE-KMS: the readers may decrypt with this key only. None: with any key, but only through
     # S3 and only for objects of the model's bucket (kms:ViaService and the aws:s3:arn encryption context).
-    model_kms_key_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$")
+    model_kms_key_arn: str | None = Field(default=None, pattern=_KMS_KEY_ARN)
 
     @field_validator("engine_metrics_scraper_cidrs")
     @classmethod
@@ -548,6 +576,14 @@ class Deployment(_Strict):
                 "workloads.router.internal_load_balancer needs workloads.router.certificate_arn: the ACM certificate "
                 "(arn:aws:acm:<region>:<account>:certificate/<id>, in the deployment's region) of the load balancer's "
                 "TLS listener on 443")
+        if router.api_keys_secret is not None and self.serving.router.api_keys_path is not None:
+            raise ValueError(
+                f"serving.router.api_keys_path={self.serving.router.api_keys_path!r} and "
+                "workloads.router.api_keys_secret are both set: in the cluster the keys come from the secret (the "
+                "path is rendered to its mount); remove serving.router.api_keys_path")
+        if router.api_keys_kms_key_arn is not None and router.api_keys_secret is None:
+            raise ValueError("workloads.router.api_keys_kms_key_arn is set without workloads.router.api_keys_secret: "
+                             "name the secret it encrypts, or remove the key")
         if router.prestop_s + self.serving.router.shutdown_grace_s >= router.termination_grace_s:
             raise ValueError(
                 f"serving.router.shutdown_grace_s={self.serving.router.shutdown_grace_s} plus "

@@ -203,16 +203,26 @@ def _acknowledge_hyperpod(hyperpod: HyperPodStack) -> None:
 
 def _acknowledge_workloads(workloads: WorkloadsStack) -> None:
     _acknowledge_load_balancer_controller(workloads)
+    api_keys = workloads.api_keys
+    if api_keys is not None:
+        secret = workloads.api_keys_secret
+        if secret is not None and not secret.startswith("arn:"):
+            _ack(api_keys.role, f"IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:"
+                 f"secret:{secret}-??????]", "the one secret named in workloads.router.api_keys_secret: Secrets "
+                 "Manager appends six random characters to its name, which the wildcard stands for")
     if workloads.model_reader is None:
         return
     bucket, _, prefix = workloads.model_source.removeprefix("s3://").partition("/")
     objects = f"{bucket}/{prefix.strip('/') + '/' if prefix.strip('/') else ''}*"
-    _ack(workloads.model_reader, f"IAM5[Resource::arn:<AWS::Partition>:s3:::{objects}]",
-         "read of the model's own objects: the files under the configured s3:// prefix, whose names the model decides")
-    if workloads.model_kms_key_arn is None:
-        _ack(workloads.model_reader, "IAM5[Resource::*]",
-             "kms:Decrypt for an SSE-KMS model bucket whose key is not configured: only through S3 (kms:ViaService) "
-             "and only in the model bucket's encryption context (kms:EncryptionContext:aws:s3:arn)")
+    readers = [workloads.model_reader, *([api_keys.role] if api_keys is not None else [])]
+    for reader in readers:
+        _ack(reader, f"IAM5[Resource::arn:<AWS::Partition>:s3:::{objects}]",
+             "read of the model's own objects: the files under the configured s3:// prefix, whose names the model "
+             "decides")
+        if workloads.model_kms_key_arn is None:
+            _ack(reader, "IAM5[Resource::*]",
+                 "kms:Decrypt for an SSE-KMS model bucket whose key is not configured: only through S3 "
+                 "(kms:ViaService) and only in the model bucket's encryption context (kms:EncryptionContext:aws:s3:arn)")
 
 
 def _acknowledge_load_balancer_controller(workloads: WorkloadsStack) -> None:

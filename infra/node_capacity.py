@@ -65,6 +65,12 @@ EVERY_NODE_DAEMONSETS = {
     "ebs-csi-node": Requests(30, 120),
     "eks-pod-identity-agent": Requests(0, 0),
 }
+# On the system nodes, when the routers mount their API keys (workloads.router.api_keys_secret): the Secrets Store CSI
+# driver (chart 1.6.0 values linux.driver/registrar/livenessProbe.resources.requests 50m/100Mi + 10m/20Mi +
+# 10m/20Mi) and the AWS provider (chart 3.1.1 values resources.requests 50m/100Mi); the rehearsal checks these
+# against the charts' facts (tests/infra/chart_facts.py).
+SECRETS_STORE_DAEMONSETS = {"secrets-store-csi-driver": Requests(70, 140),
+                            "secrets-store-csi-driver-provider-aws": Requests(50, 100)}
 # On GPU nodes: the NVIDIA device plugin (chart 0.20.0 values resources {}) and the EFA device plugin (an allowance:
 # its chart's values carry no requests we rely on).
 GPU_NODE_DAEMONSETS = {"nvidia-device-plugin": Requests(0, 0), "aws-efa-k8s-device-plugin": Requests(10, 20)}
@@ -172,9 +178,18 @@ def gpu_node_budget(deployment: Deployment, instance_type: str) -> NodeBudget:
                       hugepages_mib)
 
 
-def system_node_budget(instance_type: str) -> NodeBudget:
+def system_daemonsets(deployment: Deployment) -> dict[str, Requests]:
+    """The DaemonSets on every system node: those of every node, and the secrets store when the routers mount keys."""
+    every = dict(EVERY_NODE_DAEMONSETS)
+    if deployment.workloads.router.api_keys_secret is not None:
+        every.update(SECRETS_STORE_DAEMONSETS)
+    return every
+
+
+def system_node_budget(deployment: Deployment) -> NodeBudget:
+    instance_type = deployment.cluster.system_instance_type
     vcpus, memory_gib = SYSTEM_INSTANCE_TYPES[instance_type]
-    daemonsets = _sum(EVERY_NODE_DAEMONSETS)
+    daemonsets = _sum(system_daemonsets(deployment))
     reported = int(memory_gib * 1024 * (1 - UNREPORTED_MEMORY_FRACTION))
     memory = reported - kube_reserved_memory_mib(instance_type) - EVICTION_HARD_MEMORY_MIB - daemonsets.memory_mib
     return NodeBudget(instance_type, vcpus, vcpus * 1000 - kube_reserved_cpu_m(vcpus) - daemonsets.cpu_m, memory, 0)
@@ -264,7 +279,7 @@ def router_problems(deployment: Deployment) -> list[str]:
     pod = Requests(parse_cpu_m(router.cpu), parse_memory_mib(router.memory))
     placed = place_on_system_nodes(deployment, router_pods_during_rollout(deployment), pod)
     if placed is None:
-        budget = system_node_budget(cluster.system_instance_type)
+        budget = system_node_budget(deployment)
         return [f"workloads.router: {router_pods_during_rollout(deployment)} routers of {router.cpu} CPU / "
                 f"{router.memory} (replicas plus the rollout's surge) and the controllers "
                 f"({', '.join(sorted(system_controllers(deployment)))}) do not fit {cluster.system_node_count} "
@@ -289,7 +304,7 @@ def place_on_system_nodes(deployment: Deployment, routers: int, pod: Requests) -
     routers under their hostname spread (only the nodes holding the fewest routers qualify; the roomiest takes the
     pod). The nodes' remaining room, or None when a pod finds no node."""
     cluster = deployment.cluster
-    budget = system_node_budget(cluster.system_instance_type)
+    budget = system_node_budget(deployment)
     free = [Requests(budget.cpu_m, budget.memory_mib) for _ in range(cluster.system_node_count)]
 
     def take(candidates: list[int], requests: Requests) -> int | None:

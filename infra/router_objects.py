@@ -1,8 +1,11 @@
-"""The Kubernetes objects of the router: its Deployment, Services, disruption budget and discovery RBAC."""
+"""The Kubernetes objects of the router: its Deployment, Services, disruption budget, discovery RBAC and, when its
+API keys come from Secrets Manager, the SecretProviderClass its pods mount them through."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import yaml
 
 from infra.config import Deployment
 from infra.load_balancer_controller import (
@@ -20,6 +23,9 @@ from infra.node_capacity import router_max_surge
 from infra.serving_config import config_hash, discovers_through_api
 from infra.worker_objects import APP, labels
 from infra.workload_names import (
+    API_KEYS_FILE,
+    API_KEYS_MOUNT,
+    API_KEYS_SECRET_ANNOTATION,
     CONFIG_ENV_VAR,
     CONFIG_HASH_ANNOTATION,
     CONFIG_MAP,
@@ -30,6 +36,8 @@ from infra.workload_names import (
 )
 
 ROUTER = f"{APP}-router"
+ROUTER_API_KEYS = f"{ROUTER}-api-keys"  # the SecretProviderClass and the pod's volume
+SECRETS_STORE_DRIVER = "secrets-store.csi.k8s.io"  # the driver's CSIDriver name (chart 1.6.0 templates/csidriver.yaml)
 
 
 def router_port(deployment: Deployment) -> int:
@@ -58,9 +66,57 @@ def router_selector(deployment: Deployment) -> dict[str, str]:
     return {"app.kubernetes.io/instance": deployment.name, "app.kubernetes.io/component": "router"}
 
 
+def secret_region(deployment: Deployment) -> str | None:
+    """Where the keys' secret lives: its ARN's region, else the deployment's; None (environment-agnostic stacks and a
+    secret named, not ARN'd): ASCP reads the node's region label (Secrets Manager user guide, SecretProviderClass)."""
+    secret = deployment.workloads.router.api_keys_secret
+    if secret is not None and secret.startswith("arn:"):
+        return secret.split(":")[3]
+    return deployment.region
+
+
+def api_keys_provider_class(deployment: Deployment) -> dict[str, Any]:
+    """The SecretProviderClass that mounts the keys' secret as one file (``API_KEYS_FILE``), through the router's
+    EKS Pod Identity (ASCP's usePodIdentity). Fields from the Secrets Manager user guide, "SecretProviderClass"."""
+    secret = deployment.workloads.router.api_keys_secret
+    parameters = {
+        "objects": yaml.safe_dump([{"objectName": secret, "objectType": "secretsmanager",
+                                    "objectAlias": API_KEYS_FILE}], sort_keys=True),
+        "usePodIdentity": "true",
+    }
+    region = secret_region(deployment)
+    if region is not None:
+        parameters["region"] = region
+    return {
+        "apiVersion": "secrets-store.csi.x-k8s.io/v1",
+        "kind": "SecretProviderClass",
+        "metadata": {"name": ROUTER_API_KEYS, "namespace": deployment.workloads.namespace,
+                     "labels": labels(deployment, "router")},
+        "spec": {"provider": "aws", "parameters": parameters},
+    }
+
+
+def _api_keys_volume(deployment: Deployment) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(volumes, mounts) of the keys' secret, read-only; none without a secret. The driver rewrites the file in
+    place on rotation (no subPath, which would pin the first copy)."""
+    if deployment.workloads.router.api_keys_secret is None:
+        return [], []
+    volume = {"name": "api-keys", "csi": {"driver": SECRETS_STORE_DRIVER, "readOnly": True,
+                                          "volumeAttributes": {"secretProviderClass": ROUTER_API_KEYS}}}
+    return [volume], [{"name": "api-keys", "mountPath": API_KEYS_MOUNT, "readOnly": True}]
+
+
+def _api_keys_annotation(deployment: Deployment) -> dict[str, str]:
+    """The secret the pods mount, on their template: naming another secret rolls them onto it (a mounted CSI volume
+    keeps the parameters it was mounted with)."""
+    secret = deployment.workloads.router.api_keys_secret
+    return {} if secret is None else {API_KEYS_SECRET_ANNOTATION: secret}
+
+
 def router_deployment(deployment: Deployment, image: str) -> dict[str, Any]:
     workload = deployment.workloads.router
     probe = {"httpGet": {"port": ROUTER_API_PORT_NAME}}
+    key_volumes, key_mounts = _api_keys_volume(deployment)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -77,7 +133,8 @@ def router_deployment(deployment: Deployment, image: str) -> dict[str, Any]:
                 "maxUnavailable": 1 - router_max_surge(workload.replicas)}},
             "template": {
                 "metadata": {"labels": labels(deployment, "router"),
-                             "annotations": {CONFIG_HASH_ANNOTATION: config_hash(deployment, "router")}},
+                             "annotations": {CONFIG_HASH_ANNOTATION: config_hash(deployment, "router"),
+                                             **_api_keys_annotation(deployment)}},
                 "spec": {
                     "serviceAccountName": ROUTER,
                     # The token is what the EndpointSlice watch authenticates with; without that watch, no token.
@@ -111,10 +168,10 @@ def router_deployment(deployment: Deployment, image: str) -> dict[str, Any]:
                         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                             "capabilities": {"drop": ["ALL"]}},
                         "volumeMounts": [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
-                                         {"name": "tmp", "mountPath": "/tmp"}],
+                                         {"name": "tmp", "mountPath": "/tmp"}, *key_mounts],
                     }],
                     "volumes": [{"name": "config", "configMap": {"name": CONFIG_MAP}},
-                                {"name": "tmp", "emptyDir": {}}],
+                                {"name": "tmp", "emptyDir": {}}, *key_volumes],
                 },
             },
         },
@@ -203,4 +260,6 @@ def router_objects(deployment: Deployment, image: str) -> list[dict[str, Any]]:
     objects = [router_deployment(deployment, image), router_service(deployment), router_disruption_budget(deployment)]
     if deployment.workloads.router.internal_load_balancer:
         objects.append(router_load_balancer_service(deployment))
+    if deployment.workloads.router.api_keys_secret is not None:
+        objects.insert(0, api_keys_provider_class(deployment))  # before the pods that mount it
     return [*router_rbac(deployment), *objects]

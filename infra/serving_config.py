@@ -7,6 +7,7 @@ the pods that read it. What reads what, from runtime/:
   ``decode``, except ``replicas``, which only the controller reads), ``kv_transfer`` and ``kv_events``;
 - the router (runtime/router/server.py): ``model`` (served name, block size, tokenizer source), ``router``,
   ``kv_events``, and the engines' ``ports`` of both roles.
+In the cluster, ``router.api_keys_path`` is rendered to the keys' mount when workloads.router.api_keys_secret is set.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import TYPE_CHECKING, Any, Literal
+
+from infra.workload_names import API_KEYS_MOUNT
 
 if TYPE_CHECKING:
     from infra.config import Deployment
@@ -37,6 +40,8 @@ def rendered_serving(deployment: Deployment) -> dict[str, Any]:
     discovery = serving["router"]["discovery"]
     if discovers_through_api(deployment) and discovery["kubernetes"] is None:
         discovery["kubernetes"] = {"namespace": deployment.workloads.namespace}
+    if deployment.workloads.router.api_keys_secret is not None:  # the keys' mount (infra/router_objects.py)
+        serving["router"]["api_keys_path"] = API_KEYS_MOUNT
     return serving
 
 

@@ -73,6 +73,12 @@ CONFIG_ENV_VAR = {"name": CONFIG_ENV, "value": CONFIG_PATH}
 # On every pod template: a digest of the part of that ConfigMap the pod reads (infra/serving_config.py), so a change
 # of that part rolls the pod and no other.
 CONFIG_HASH_ANNOTATION = "pdstack.io/serving-config-hash"
+# The router's API keys (workloads.router.api_keys_secret): the Secrets Store CSI volume holding the secret's value as
+# one file, beside (not inside: a configMap volume is read-only) the config mount. serving.router.api_keys_path is
+# rendered to this directory; the router reads every file in it and re-reads them when they change.
+API_KEYS_MOUNT = "/etc/pdstack-api-keys"
+API_KEYS_FILE = "keys"
+API_KEYS_SECRET_ANNOTATION = "pdstack.io/api-keys-secret"  # on the router's pod template: the secret it mounts
 
 
 class _Taint(Protocol):

@@ -22,6 +22,7 @@ from infra.config import Deployment
 from infra.load_balancer_controller import LoadBalancerController, LoadBalancerControllerProps
 from infra.network_policies import network_policies
 from infra.observability.stack import MetricsWorkspace
+from infra.router_api_keys import RouterApiKeys, RouterApiKeysProps
 from infra.router_objects import ROUTER, router_objects
 from infra.serving_config import rendered_serving
 from infra.stack_outputs import WorkloadsOutputs
@@ -67,8 +68,9 @@ def serving_objects(deployment: Deployment, image: str, metrics_collector_cidrs:
 
 
 class WorkloadsStack(cdk.Stack):
-    """Exposes ``objects`` (what is applied), ``manifest``, ``model_reader`` (the Pod Identity role, or None) and
-    ``autoscaling`` (KEDA and the ScaledObjects, or None)."""
+    """Exposes ``objects`` (what is applied), ``manifest``, ``model_reader`` (the Pod Identity role, or None),
+    ``api_keys`` (the routers' keys from Secrets Manager, or None) and ``autoscaling`` (KEDA and the ScaledObjects,
+    or None)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: WorkloadsProps, **kwargs: object) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -88,6 +90,15 @@ class WorkloadsStack(cdk.Stack):
                 props=LoadBalancerControllerProps(cluster=props.cluster, vpc_id=props.cluster.vpc.vpc_id))
             self.manifest.node.add_dependency(self.load_balancer_controller.chart)
 
+        self.api_keys_secret = deployment.workloads.router.api_keys_secret
+        self.api_keys: RouterApiKeys | None = None
+        if deployment.workloads.router.api_keys_secret is not None:
+            self.api_keys = RouterApiKeys(self, "RouterApiKeys", props=RouterApiKeysProps(
+                deployment=deployment, cluster=props.cluster))
+            # the SecretProviderClass CRD comes with the driver's chart; the routers mount with the role's credentials
+            for dependency in (*self.api_keys.charts, self.api_keys.association):
+                self.manifest.node.add_dependency(dependency)
+
         self.autoscaling: Autoscaling | None = None
         if autoscaled:
             assert props.metrics_workspace is not None
@@ -100,7 +111,14 @@ class WorkloadsStack(cdk.Stack):
         self.model_kms_key_arn = deployment.workloads.model_kms_key_arn
         if source.startswith("s3://"):
             self.model_reader = model_reader_role(self, source, deployment.workloads.model_kms_key_arn)
-            for account in (worker_name("prefill"), worker_name("decode"), ROUTER):
+            readers = [worker_name("prefill"), worker_name("decode")]
+            # EKS takes one Pod Identity association per service account: routers that mount their keys read the
+            # model (its tokenizer) with their own role, which the workers do not get (it reads the keys).
+            if self.api_keys is not None:
+                grant_model_read(self.api_keys.role, source, deployment.workloads.model_kms_key_arn)
+            else:
+                readers.append(ROUTER)
+            for account in readers:
                 association = eks.CfnPodIdentityAssociation(
                     self, f"ModelReader-{account}",
                     cluster_name=props.cluster.cluster_name,
@@ -125,6 +143,14 @@ def model_reader_role(scope: Construct, source: str, kms_key_arn: str | None) ->
         assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com").with_session_tags(),
         description=f"pdstack workers: read the model under s3://{bucket}/{prefix} and nothing else",
     )
+    grant_model_read(role, source, kms_key_arn)
+    return role
+
+
+def grant_model_read(role: iam.Role, source: str, kms_key_arn: str | None) -> None:
+    """Let ``role`` read the s3:// model: its objects, its listing, and decryption."""
+    bucket, _, prefix = source.removeprefix("s3://").partition("/")
+    prefix = prefix.strip("/")
     objects = f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}/{prefix + '/' if prefix else ''}*"
     role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[objects]))
     listing = iam.PolicyStatement(actions=["s3:ListBucket"], resources=[f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}"])
@@ -139,4 +165,3 @@ def model_reader_role(scope: Construct, source: str, kms_key_arn: str | None) ->
         actions=["kms:Decrypt"], resources=[kms_key_arn or "*"],
         conditions={"StringEquals": {"kms:ViaService": f"s3.{cdk.Aws.REGION}.amazonaws.com"},
                     "StringLike": {"kms:EncryptionContext:aws:s3:arn": [bucket_arn, f"{bucket_arn}/*"]}}))
-    return role

@@ -155,6 +155,47 @@ def load_balancer_controller_pods(values: dict[str, Any]) -> dict[str, dict[str,
     return {f"replica-{i}": _with_requests(pod, merged.get("resources")) for i in range(merged["replicaCount"])}
 
 
+# kubernetes-sigs/secrets-store-csi-driver tag v1.6.0 (commit 0aad886f), charts/secrets-store-csi-driver: a DaemonSet
+# (templates/secrets-store-csi-driver.yaml) whose nodeSelector is kubernetes.io/os: linux plus .Values.linux.
+# nodeSelector, affinity .Values.linux.affinity, tolerations .Values.linux.tolerations; values.yaml: linux.affinity a
+# required term type NotIn [virtual-kubelet], linux.tolerations [{operator: Exists}] (every taint), nodeSelector {};
+# three containers with requests: registrar 10m/20Mi, secrets-store (linux.driver) 50m/100Mi, liveness-probe 10m/20Mi.
+SECRETS_STORE_CSI_DRIVER_DEFAULTS: dict[str, Any] = {"linux": {
+    "nodeSelector": {},
+    "affinity": _required_terms([{"key": "type", "operator": "NotIn", "values": ["virtual-kubelet"]}]),
+    "tolerations": [{"operator": "Exists"}],
+    "registrar": {"resources": {"requests": {"cpu": "10m", "memory": "20Mi"}}},
+    "driver": {"resources": {"requests": {"cpu": "50m", "memory": "100Mi"}}},
+    "livenessProbe": {"resources": {"requests": {"cpu": "10m", "memory": "20Mi"}}},
+}}
+
+
+def secrets_store_csi_driver_pod(values: dict[str, Any]) -> dict[str, Any]:
+    linux = coalesce(SECRETS_STORE_CSI_DRIVER_DEFAULTS, values)["linux"]
+    return {"nodeSelector": {"kubernetes.io/os": "linux", **(linux["nodeSelector"] or {})},
+            "affinity": linux["affinity"], "tolerations": linux["tolerations"],
+            "containers": [{"name": name, "resources": linux[key]["resources"]} for name, key in (
+                ("node-driver-registrar", "registrar"), ("secrets-store", "driver"), ("liveness", "livenessProbe"))]}
+
+
+# aws/secrets-store-csi-driver-provider-aws commit a74182c1 (chart 3.1.1), charts/secrets-store-csi-driver-provider-aws:
+# a DaemonSet (templates/daemonset.yaml lines 94-106): nodeSelector kubernetes.io/os: linux plus .Values.nodeSelector,
+# tolerations and affinity copied when set; values.yaml: affinity a required term eks.amazonaws.com/compute-type
+# NotIn [fargate], tolerations [], nodeSelector {}, resources.requests 50m/100Mi.
+SECRETS_STORE_PROVIDER_AWS_DEFAULTS: dict[str, Any] = {
+    "nodeSelector": {}, "tolerations": [],
+    "affinity": _required_terms([{"key": "eks.amazonaws.com/compute-type", "operator": "NotIn", "values": ["fargate"]}]),
+    "resources": {"requests": {"cpu": "50m", "memory": "100Mi"}},
+}
+
+
+def secrets_store_provider_aws_pod(values: dict[str, Any]) -> dict[str, Any]:
+    merged = coalesce(SECRETS_STORE_PROVIDER_AWS_DEFAULTS, values)
+    pod = {"nodeSelector": {"kubernetes.io/os": "linux", **(merged["nodeSelector"] or {})},
+           **{k: merged[k] for k in ("affinity", "tolerations") if merged.get(k)}}
+    return {**pod, "containers": [{"name": "provider-aws-installer", "resources": merged["resources"]}]}
+
+
 Renderer = Callable[[dict[str, Any]], dict[str, Any]]
 # Chart name (as pinned in infra/addons.py) -> (version the facts above were read at, the renderer of its one pod).
 CHART_PODS: dict[str, tuple[str, Renderer]] = {
@@ -162,6 +203,8 @@ CHART_PODS: dict[str, tuple[str, Renderer]] = {
     "aws-efa-k8s-device-plugin": ("v0.5.30", efa_device_plugin_pod),
     "lws": ("0.10.0", lws_controller_pod),
     "cluster-autoscaler": ("9.59.0", cluster_autoscaler_pod),
+    "secrets-store-csi-driver": ("1.6.0", secrets_store_csi_driver_pod),
+    "secrets-store-csi-driver-provider-aws": ("3.1.1", secrets_store_provider_aws_pod),
 }
 # Charts with several pods: the renderer returns each, by its Deployment's name.
 CHART_COMPONENT_PODS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, dict[str, Any]]]]] = {
@@ -170,6 +213,9 @@ CHART_COMPONENT_PODS: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, 
 }
 # Which extended resource each device plugin offers on the node it runs on (the plugins' READMEs).
 OFFERS = {"nvidia-device-plugin": "nvidia.com/gpu", "aws-efa-k8s-device-plugin": "vpc.amazonaws.com/efa"}
+# Charts whose pod is a DaemonSet's (one on every node it may land on) and that offer nothing: their rendered requests
+# are taken from each node they land on.
+DAEMONSET_CHARTS = ("secrets-store-csi-driver", "secrets-store-csi-driver-provider-aws")
 
 
 # --- controllers' contracts: what a controller does with the objects pdstack renders -----------------------------------

@@ -26,7 +26,7 @@ from infra.operations.smoke import SMOKE_IMAGE, job_manifest
 from infra.workload_names import HYPERPOD_HEALTH_LABEL, HYPERPOD_HEALTH_TAINT, INSTANCE_TYPE_LABEL
 from infra.workloads import serving_objects
 from runtime.catalog import INSTANCE_CATALOG, InstanceSpec
-from tests.infra.chart_facts import CHART_COMPONENT_PODS, CHART_PODS, OFFERS
+from tests.infra.chart_facts import CHART_COMPONENT_PODS, CHART_PODS, DAEMONSET_CHARTS, OFFERS
 from tests.infra.conftest import INFRA_FIXTURES, Synthesized, load_yaml, synthesize
 from tests.infra.scheduling import (
     Cluster,
@@ -353,6 +353,7 @@ def _daemonset_pods(synth: Synthesized) -> list[tuple[str, dict[str, Any]]]:
         r = node_capacity.GPU_NODE_DAEMONSETS[chart]
         pods.append((chart, {**plugins[chart], "containers": [{"resources": {"requests": {
             "cpu": f"{r.cpu_m}m", "memory": f"{r.memory_mib}Mi"}}}]}))
+    pods += [(chart, plugins[chart]) for chart in DAEMONSET_CHARTS if chart in plugins]
     if synth.hyperpod is not None:
         pods.append(("health-monitoring-agent", health_agent_pod(synth)))
     return pods
@@ -390,7 +391,7 @@ def rehearsal_cluster(synth: Synthesized, *, most: bool = False) -> Cluster:
         nodes += [replace(node, name=f"{node.name}-{i}", capacity=allocatable,
                           labels={**node.labels, "kubernetes.io/hostname": f"{node.name}-{i}"}) for i in range(count)]
     cluster = Cluster(nodes)
-    controllers = [(name, spec) for name, spec in plugins.items() if name not in OFFERS]
+    controllers = [(name, spec) for name, spec in plugins.items() if name not in OFFERS and name not in DAEMONSET_CHARTS]
     controllers += [(name, {"nodeSelector": {}, "containers": [{"resources": {"requests": {
         "cpu": f"{r.cpu_m}m", "memory": f"{r.memory_mib}Mi"}}}]})
         for name, r in node_capacity.SYSTEM_CONTROLLERS.items() if name != "lws-controller-manager"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -16,6 +17,7 @@ from infra.workloads import serving_objects
 from runtime.config import Serving
 from runtime.router.config import KubernetesDiscovery
 from tests.infra.conftest import Synthesized, load_yaml, wide_ep_decode
+from tests.infra.secretproviderclass_schema import SECRET_PROVIDER_CLASS_V1
 
 K8S = "1.35"
 IMAGE = "123456789012.dkr.ecr.us-east-2.amazonaws.com/pdstack/serving:0123456789abcdef0123"
@@ -59,6 +61,9 @@ def test_every_object_is_valid_kubernetes(name: str) -> None:
                                 "metadata": {"name": "t", "namespace": "n"},
                                 "template": obj["spec"]["leaderWorkerTemplate"][template]}
                 kubernetes_validate.validate(pod_template, K8S, strict=True)
+            continue
+        if obj["kind"] == "SecretProviderClass":
+            jsonschema.Draft7Validator(SECRET_PROVIDER_CLASS_V1).validate(obj)
             continue
         kubernetes_validate.validate(obj, K8S, strict=True)
 
