@@ -12,8 +12,9 @@ export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: setup synth test test-unit lint clean demo bench-router bench bench-quick bench-real-pair prometheus
+.PHONY: help setup synth test test-unit lint clean demo bench-router bench bench-quick bench-real-pair prometheus
 
+# The CDK venv (pinned) and the CDK CLI (npm ci); every other target starts from it.
 setup: $(VENV)/.installed node_modules/.installed
 
 $(VENV)/.installed: requirements.txt runtime/requirements.txt
@@ -57,6 +58,7 @@ prometheus:
 test: setup $(VENV)/.tests-installed $(VENV)/.bench-installed $(VLLM_VENV)/.installed $(CHECKOV_VENV)/.installed prometheus
 	$(BIN)/python -m pytest
 
+# The infra and runtime tiers alone: no vLLM, no benchmarks.
 test-unit: setup $(VENV)/.tests-installed $(CHECKOV_VENV)/.installed prometheus
 	$(BIN)/python -m pytest tests/infra tests/runtime
 
@@ -84,8 +86,18 @@ bench: setup $(VENV)/.bench-installed $(VLLM_VENV)/.installed
 bench-real-pair: setup $(VENV)/.bench-installed $(VLLM_VENV)/.installed
 	flock /tmp/pdstack-vllm.lock $(BIN)/python -m bench.real_pair_overhead
 
+# A ~2 min smoke run of the routing benchmark (one point per workload).
 bench-quick: setup $(VENV)/.bench-installed
 	$(BIN)/python -m bench.harness.run --scenario quick
 
+# ruff with the rules and settings of pyproject.toml (the same check tests/test_lint.py runs inside `make test`).
+lint: $(VENV)/.tests-installed
+	$(BIN)/ruff check .
+
+# The targets and the comment above each.
+help:
+	@awk '/^# /{c=c substr($$0,3) " "; next} /^[a-z][a-z-]*:/{sub(/:.*/,"",$$1); if (c) printf "%-16s %s\n", $$1, c} {c=""}' $(MAKEFILE_LIST)
+
+# Remove the synthesized output and pytest's cache (the venvs stay).
 clean:
 	rm -rf cdk.out .pytest_cache
