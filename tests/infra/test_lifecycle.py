@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import Synthesized
+from tests.infra.conftest import SHIPPED, Synthesized
 
 # The property that holds the physical name, for every type whose name is unique per account and region (or
 # globally): CloudFormation resource reference, "Return values" / the property's "Update requires: Replacement".
@@ -65,7 +65,7 @@ def _resources(synth: Synthesized) -> list[tuple[Path, str, dict[str, Any], set[
     return found
 
 
-@pytest.fixture(params=["default", "capacity_block", "hyperpod"])
+@pytest.fixture(params=list(SHIPPED))
 def shipped(request: pytest.FixtureRequest) -> Synthesized:
     return request.getfixturevalue(request.param)
 
