@@ -24,9 +24,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from testbed.cpu_pair import REPO, VLLM_VENV, WORK, cpu_pair_serving, make_tiny_model, server_environment
+from testbed.cpu_pair import REPO, VLLM_VENV, WORK, make_tiny_model, server_environment, write_pair_deployment
 from testbed.percentile import percentile
 from testbed.ports import free_ports
 from testbed.process import ProcessGroup
@@ -66,13 +65,7 @@ def main() -> int:
     model = make_tiny_model(python)
     ports = free_ports(12)
     prefill_url, decode_url = f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[4]}"
-    config = work / "deployment.yaml"
-    config.write_text(yaml.safe_dump({"name": "real-pair", "serving": {
-        **cpu_pair_serving(model, ports),
-        "router": {"host": "127.0.0.1", "port": ports[8], "metrics_port": None, "pd_threshold_tokens": 0,
-                   "discovery": {"static": [{"url": prefill_url, "role": "prefill"},
-                                            {"url": decode_url, "role": "decode"}]}},
-    }}))
+    config = write_pair_deployment("real-pair", work, model, ports)
     env = server_environment(python)
     bench_bin = Path(sys.executable).parent
     body = {"model": "tiny", "prompt": PROMPT, "max_tokens": 16, "temperature": 0.0}

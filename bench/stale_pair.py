@@ -22,9 +22,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from testbed.cpu_pair import REPO, VLLM_VENV, WORK, cpu_pair_serving, make_tiny_model, server_environment
+from testbed.cpu_pair import REPO, VLLM_VENV, WORK, make_tiny_model, server_environment, write_pair_deployment
 from testbed.ports import free_ports
 from testbed.process import ProcessFailedToStart
 from testbed.router_process import RouterProcess
@@ -108,16 +107,9 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     model = make_tiny_model(python)
     ports = free_ports(12)
-    prefill_url, decode_url = f"http://127.0.0.1:{ports[0]}", f"http://127.0.0.1:{ports[4]}"
-    config = work / "deployment.yaml"
-    config.write_text(yaml.safe_dump({"name": "stale-pair", "serving": {
-        **cpu_pair_serving(model, ports),
-        "router": {"host": "127.0.0.1", "port": ports[8], "metrics_port": None, "pd_threshold_tokens": 0,
-                   "health_interval_s": 1.0,
-                   "metrics_interval_s": 1.0, "timeouts": {"first_token_s": 15.0},
-                   "discovery": {"static": [{"url": prefill_url, "role": "prefill"},
-                                            {"url": decode_url, "role": "decode"}]}},
-    }}))
+    decode_url = f"http://127.0.0.1:{ports[4]}"
+    config = write_pair_deployment("stale-pair", work, model, ports, health_interval_s=1.0, metrics_interval_s=1.0,
+                                   timeouts={"first_token_s": 15.0})
     env = server_environment(python)
     phases: list[dict[str, Any]] = []
 

@@ -8,6 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import yaml
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WORK = REPO / ".work" / "e2e"
@@ -37,6 +39,21 @@ def cpu_pair_serving(model: Path, ports: list[int]) -> dict[str, object]:
         "prefill": cpu_role(ports[0:4], cpu=0),
         "decode": cpu_role(ports[4:8], cpu=1),
     }
+
+
+def write_pair_deployment(name: str, work: Path, model: Path, ports: list[int], **router: object) -> Path:
+    """``work/deployment.yaml``: the CPU pair of :func:`cpu_pair_serving` with the router on ports[8] in front,
+    every request P/D, discovering the prefill (ports[0]) and the decode (ports[4]) statically, /metrics on its API
+    port; ``router`` adds or overrides router settings. Returns the file."""
+    config = work / "deployment.yaml"
+    config.write_text(yaml.safe_dump({"name": name, "serving": {
+        **cpu_pair_serving(model, ports),
+        "router": {"host": "127.0.0.1", "port": ports[8], "metrics_port": None, "pd_threshold_tokens": 0,
+                   "discovery": {"static": [{"url": f"http://127.0.0.1:{ports[0]}", "role": "prefill"},
+                                            {"url": f"http://127.0.0.1:{ports[4]}", "role": "decode"}]},
+                   **router},
+    }}))
+    return config
 
 
 def cpu_role(ports: list[int], cpu: int) -> dict[str, object]:
