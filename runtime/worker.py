@@ -94,12 +94,11 @@ class Worker:
         reasons = [*kv.reasons, *fabric.reasons, *self._parallel_reasons()]
         return Launch(role=self.role_name, argv=argv, env=env, host=self.host, reasons=reasons)
 
-    def exec(self, launch: Launch, engine: EngineVersions, engine_reasons: list[str]) -> None:
+    def exec(self, launch: Launch, engine: EngineVersions) -> None:
         """Log the decision and the engine it starts in one line, then become vLLM."""
         log.info(
             "worker_exec", role=launch.role, argv=launch.argv, env=launch.env,
-            host=launch.host.model_dump(mode="json"), engine=engine.model_dump(mode="json"),
-            reasons=[*engine_reasons, *launch.reasons],
+            host=launch.host.model_dump(mode="json"), engine=engine.model_dump(mode="json"), reasons=launch.reasons,
         )
         os.execvpe(launch.argv[0], launch.argv, launch.exec_environment(self.environ))
 
