@@ -1,7 +1,8 @@
 """API-key authentication of the OpenAI endpoint: ``serving.router.api_keys_path`` names a file or a directory
 (a mounted Kubernetes Secret: one file per key, or one file of keys); every non-empty line of every file is a key.
-The keys are re-read when the files change (a rotated Secret is swapped in by the kubelet without a restart),
-looked at most once per ``recheck_s``; a read that fails keeps the last keys read. A client sends its key as the
+The keys are re-read when the files change (a rotated Secret is swapped in by the kubelet without a restart): the
+router looks every ``RECHECK_S`` from a background task (``refresh``), never inside a request; a read that fails
+keeps the last keys read. A client sends its key as the
 OpenAI SDKs do, ``Authorization: Bearer <key>``; each comparison is constant-time and every key is compared, so the
 answer's timing tells nothing of the keys."""
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import hmac
 import os
-import time
 from pathlib import Path
 
 from runtime.json_log import EventLog
@@ -20,19 +20,14 @@ BEARER = "bearer "
 
 
 class ApiKeys:
-    def __init__(self, path: str, recheck_s: float = RECHECK_S) -> None:
+    def __init__(self, path: str) -> None:
         self.path = Path(path)
-        self.recheck_s = recheck_s
         self._keys: tuple[bytes, ...] = ()
         self._signature: tuple[tuple[str, int, int], ...] | None = None
-        self._checked = -float("inf")
         self._refresh()
 
     def allows(self, authorization: str | None) -> bool:
         """Whether the ``Authorization`` header carries one of the keys."""
-        now = time.monotonic()
-        if now - self._checked >= self.recheck_s:
-            self._refresh(now)
         if not authorization or not authorization[:len(BEARER)].lower() == BEARER:
             return False
         given = authorization[len(BEARER):].strip().encode()
@@ -46,8 +41,11 @@ class ApiKeys:
             return sorted(entry for entry in self.path.iterdir() if not entry.name.startswith(".") and entry.is_file())
         return [self.path]
 
-    def _refresh(self, now: float | None = None) -> None:
-        self._checked = time.monotonic() if now is None else now
+    async def refresh(self) -> None:
+        """One look at the files (the router runs it every ``RECHECK_S``)."""
+        self._refresh()
+
+    def _refresh(self) -> None:
         try:
             files = self._files()
             signature = tuple((str(file), (stat := os.stat(file)).st_mtime_ns, stat.st_size) for file in files)

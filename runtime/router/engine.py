@@ -27,7 +27,6 @@ class Engine:
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     in_flight: int = 0
     waiting: float = 0.0
-    running: float = 0.0
     capacity: int | None = None
     """How many requests the engine runs at a time, as learned from its gauges (None: not learned yet); see
     :func:`runtime.router.engine_capacity.learn_capacity`."""
@@ -38,6 +37,11 @@ class Engine:
     health_streak: int = 0
     """Consecutive health probes that disagree with ``healthy`` (reaching the threshold flips it)."""
     last_seen: float = field(default_factory=time.monotonic)
+
+    @property
+    def probes_pass(self) -> bool:
+        """Healthy, and no failed health probe since: a draining or failing engine's errors are not its answers."""
+        return self.healthy and self.health_streak == 0
 
     @property
     def name(self) -> str:

@@ -26,7 +26,6 @@ MIN_ALLOWANCE = 4
 def learn_capacity(engine: Engine, running: float | None, waiting: float | None) -> None:
     if running is None:
         return
-    engine.running = running
     ran = int(running)
     if ran < 1:
         return
@@ -46,4 +45,3 @@ def in_flight_limit(engine: Engine, max_in_flight: int) -> int:
 def forget_capacity(engine: Engine) -> None:
     """A new process: it is learned again."""
     engine.capacity = None
-    engine.running = 0.0

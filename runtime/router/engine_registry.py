@@ -115,7 +115,7 @@ class EngineRegistry:
         """One request's outcome on ``engine`` (a client error is a success: the engine answered). A failure while
         the engine's health probes fail is not counted: it is draining or down (readiness down, its last requests
         finishing), which health checks handle; a breaker opened then would outlast the engine's return."""
-        if not success and self._probes_failing(engine):
+        if not success and not engine.probes_pass:
             return
         changed = engine.breaker.record(success, time.monotonic())
         if changed is not None:
@@ -166,10 +166,6 @@ class EngineRegistry:
                 self.reset(engine, "the engine process restarted")
             engine.started_at = load.started_at
         self.metrics.in_flight.labels(engine.name, engine.role).set(engine.in_flight)
-
-    @staticmethod
-    def _probes_failing(engine: Engine) -> bool:
-        return not engine.healthy or engine.health_streak > 0
 
     def reset(self, engine: Engine, why: str) -> None:
         """A new engine at the same address (its process restarted, or it came back from failed health checks):

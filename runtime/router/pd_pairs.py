@@ -67,7 +67,7 @@ class PairHealth:
             self._publish(prefill, decode, False)
 
     def pull_failed(self, prefill: Engine, decode: Engine) -> None:
-        if not _serving(prefill) or not _serving(decode):
+        if not prefill.probes_pass or not decode.probes_pass:
             return  # draining or down (a draining vLLM answers 500 "cannot schedule new futures after shutdown")
         self.metrics.pd_pair_pull_failures.labels(prefill.name, decode.name).inc()
         pair = self._pairs.setdefault((prefill, decode), _Pair())
@@ -123,7 +123,3 @@ class PairHealth:
     def engine_reset(self, engine: Engine) -> None:
         self.forget(engine, counters=False)
 
-
-def _serving(engine: Engine) -> bool:
-    """Its health probes pass (the registry's view: healthy, and no failed probe since)."""
-    return engine.healthy and engine.health_streak == 0

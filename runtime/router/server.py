@@ -17,7 +17,7 @@ from runtime.config import Serving
 from runtime.json_log import EventLog
 from runtime.model_fetch import TOKENIZER_FILES, ModelFetch, ModelFetchError
 from runtime.router.admission import AdmissionQueue
-from runtime.router.api_keys import ApiKeys
+from runtime.router.api_keys import RECHECK_S, ApiKeys
 from runtime.router.app import RouterState, build_app, build_metrics_app
 from runtime.router.client_guard import ConnectionLimits, GuardedSite
 from runtime.router.config import RouterConfig
@@ -138,6 +138,8 @@ class RouterServer:
         self.registry.supervise("discovery", lambda: source.run(self.on_engines))
         await asyncio.sleep(0)
         self.monitor.start(self.config.health_interval_s, self.config.metrics_interval_s)
+        if self.state.api_keys is not None:
+            self.registry.every(RECHECK_S, self.state.api_keys.refresh)
         # lingering_time: after an error answer, how long aiohttp keeps reading a body nobody will use (its default
         # 10 s lets a client that stopped sending hold the connection that long after its 408)
         # keepalive_timeout: aiohttp's default keeps an idle connection 3630 s

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from runtime.json_log import EventLog
@@ -22,11 +21,10 @@ from runtime.router.router_metrics import RouterMetrics
 log = EventLog("runtime.router.discovery")
 SOURCE = "dns"
 LOOKUP_TIMEOUT_S = 5.0
-Lookup = Callable[[str], Awaitable[list[str]]]
-"""A name -> its IPv4 addresses (raises OSError when the lookup fails)."""
 
 
 async def resolve_a_records(name: str) -> list[str]:
+    """A name -> its IPv4 addresses (raises OSError when the lookup fails)."""
     infos: list[Any] = await asyncio.get_running_loop().getaddrinfo(name, None, family=socket.AF_INET,
                                                                       type=socket.SOCK_STREAM)
     return [info[4][0] for info in infos]
@@ -34,14 +32,13 @@ async def resolve_a_records(name: str) -> list[str]:
 
 class DnsRecordsDiscovery:
     def __init__(self, config: DnsDiscovery, ports: dict[Role, int], kv_events: KvEventsEndpoint,
-                 metrics: RouterMetrics | None = None, lookup: Lookup | None = None) -> None:
+                 metrics: RouterMetrics | None = None) -> None:
         self.names: dict[Role, str] = {role: name for role, name in (("prefill", config.prefill),
                                                                       ("decode", config.decode)) if name}
         self.ports = ports
         self.kv_events = kv_events
         self.interval_s = config.interval_s
         self.metrics = metrics
-        self.lookup = lookup or resolve_a_records
         self.last_good: dict[Role, list[EngineSpec]] = {}
 
     async def resolve(self) -> list[EngineSpec]:
@@ -49,7 +46,7 @@ class DnsRecordsDiscovery:
         for role, name in self.names.items():
             try:
                 async with asyncio.timeout(LOOKUP_TIMEOUT_S):
-                    addresses = await self.lookup(name)
+                    addresses = await resolve_a_records(name)
                 if not addresses:
                     raise OSError("no A record")
             except (OSError, TimeoutError) as error:
