@@ -560,9 +560,9 @@ class Deployment(_Strict):
             raise ValueError("a hyperpod section is set but gpu_provider is 'eks-nodegroups'; set gpu_provider: hyperpod")
         _check_unique("gpu_node_groups", [group.name for group in self.gpu_node_groups])
         cache = self.image.pull_through_cache
-        if cache.enabled and len(cache.prefix(self.name)) > 30:
+        if cache.enabled and len(prefix := cache.prefix(self.name)) > 30:
             raise ValueError(
-                f"image.pull_through_cache: the derived repository prefix {cache.prefix(self.name)!r} is longer than "
+                f"image.pull_through_cache: the derived repository prefix {prefix!r} is longer than "
                 "ECR's 30 characters; set image.pull_through_cache.repository_prefix")
         self._check_metrics_paths()
         self._check_ports_outside_ephemeral()

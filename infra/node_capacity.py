@@ -277,10 +277,10 @@ def router_problems(deployment: Deployment) -> list[str]:
                 f"{', '.join(sorted(SYSTEM_INSTANCE_TYPES))}"]
     router = deployment.workloads.router
     pod = Requests(parse_cpu_m(router.cpu), parse_memory_mib(router.memory))
-    placed = place_on_system_nodes(deployment, router_pods_during_rollout(deployment), pod)
-    if placed is None:
+    routers = router_pods_during_rollout(deployment)
+    if place_on_system_nodes(deployment, routers, pod) is None:
         budget = system_node_budget(deployment)
-        return [f"workloads.router: {router_pods_during_rollout(deployment)} routers of {router.cpu} CPU / "
+        return [f"workloads.router: {routers} routers of {router.cpu} CPU / "
                 f"{router.memory} (replicas plus the rollout's surge) and the controllers "
                 f"({', '.join(sorted(system_controllers(deployment)))}) do not fit {cluster.system_node_count} "
                 f"{cluster.system_instance_type} system nodes ({budget.cpu_m}m CPU / {budget.memory_mib}Mi each "
