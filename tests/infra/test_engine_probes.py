@@ -7,7 +7,7 @@ import pytest
 
 from infra.workload_names import ROLE_LABEL
 from infra.workloads import serving_objects
-from tests.infra.conftest import Synthesized
+from tests.infra.conftest import SHIPPED, Synthesized
 
 
 def _engine_containers(synth: Synthesized) -> list[dict]:
@@ -22,7 +22,7 @@ def _engine_containers(synth: Synthesized) -> list[dict]:
     return containers
 
 
-@pytest.mark.parametrize("fixture", ["default", "capacity_block", "hyperpod"])
+@pytest.mark.parametrize("fixture", sorted(SHIPPED))
 def test_engine_probes_wait_longer_than_the_default_second(request: pytest.FixtureRequest, fixture: str) -> None:
     containers = _engine_containers(request.getfixturevalue(fixture))
     assert containers

@@ -19,7 +19,7 @@ import pytest
 from infra.config import parse_deployment
 from infra.deployment_stacks import DeploymentStacks
 from infra.workloads import serving_objects
-from tests.infra.conftest import Synthesized, load_yaml
+from tests.infra.conftest import SHIPPED, Synthesized, load_yaml
 from tests.infra.test_network_policies import IMAGE, Source, admitted, pod_templates, smoke_job, with_router
 
 ENGINES = ("prefill", "decode")
@@ -99,7 +99,7 @@ def test_the_scraper_sits_in_subnets_of_its_own_in_two_zones_inside_the_vpc(defa
     assert exposed == collector
 
 
-@pytest.mark.parametrize("fixture", ["default", "capacity_block", "hyperpod"])
+@pytest.mark.parametrize("fixture", sorted(SHIPPED))
 def test_no_node_group_instance_group_or_endpoint_is_placed_in_the_collector_subnets(
         request: pytest.FixtureRequest, fixture: str) -> None:
     synth: Synthesized = request.getfixturevalue(fixture)
