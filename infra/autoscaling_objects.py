@@ -39,7 +39,7 @@ from infra.observability.targets import PD_ROLE as ENGINE_ROLE_LABEL
 from infra.observability.vllm_metrics import KV_CACHE_USAGE as KV_USAGE
 from infra.observability.vllm_metrics import NUM_REQUESTS_WAITING as ENGINE_WAITING
 from infra.worker_objects import RoleName, labels, worker_name
-from runtime.router.router_metrics import ADMISSION_QUEUE_DEPTH, PREFILL_BACKLOG
+from runtime.router.contract import ADMISSION_QUEUE_DEPTH, PREFILL_BACKLOG
 
 KEDA_API = "keda.sh/v1alpha1"
 TRIGGER_AUTHENTICATION = "pdstack-metrics-workspace"

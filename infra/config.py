@@ -21,7 +21,7 @@ from infra.workload_names import EPHEMERAL_PORTS, GPU_TAINT_KEY
 from runtime import engine_pin
 from runtime.catalog import INSTANCE_CATALOG
 from runtime.config import Serving
-from runtime.router.router_metrics import LATENCY_BUCKETS
+from runtime.router.contract import LATENCY_BUCKETS
 
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")

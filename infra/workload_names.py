@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Protocol
 
 from runtime.config import CONFIG_ENV
-from runtime.router.config import KubernetesDiscovery
+from runtime.router.contract import ROLE_LABEL as ROLE_LABEL
 
 # --- labels pdstack puts on its nodes (managed node groups and HyperPod instance groups) ------------------------------
 POOL_LABEL = "pdstack.io/pool"
@@ -55,8 +55,8 @@ GPU_TAINT_KEY = "nvidia.com/gpu"
 HYPERPOD_HEALTH_TAINT = {"key": HYPERPOD_HEALTH_LABEL, "value": "Unschedulable", "effect": "NoSchedule"}
 
 # --- labels on the workers and their Services -------------------------------------------------------------------
-# The router discovers engines by this label on the EndpointSlices (copied from the Services): its default, read here.
-ROLE_LABEL = KubernetesDiscovery().role_label
+# The router discovers engines by ROLE_LABEL on the EndpointSlices (copied from the Services): imported above from
+# its contract, and read from here by the workload modules.
 
 # --- ports -------------------------------------------------------------------------------------------------------
 # Linux's default net.ipv4.ip_local_port_range, "32768 60999" (kernel Documentation/networking/ip-sysctl.rst): the

@@ -19,7 +19,7 @@ from infra.observability.vllm_metrics import (
     NIXL_NOTIFICATIONS_AFTER_EXPIRY,
     PROMPT_TOKENS_BY_SOURCE,
 )
-from runtime.router.router_metrics import PD_PAIR_STALE
+from runtime.router.contract import PD_PAIR_STALE
 
 BY_MODEL = f"{NAMESPACE}, {MODEL}"
 BY_POD = f"{NAMESPACE}, {MODEL}, {POD}"

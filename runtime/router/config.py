@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from runtime.router.contract import ROLE_LABEL
 from runtime.router.engine import Role
 
 
@@ -37,8 +38,8 @@ class KubernetesDiscovery(_Strict):
     server with the pod's service-account token."""
 
     namespace: str | None = Field(default=None, description="None: the pod's own namespace")
-    label_selector: str = "llm-d.ai/role in (prefill,decode)"
-    role_label: str = "llm-d.ai/role"
+    label_selector: str = f"{ROLE_LABEL} in (prefill,decode)"
+    role_label: str = ROLE_LABEL
     port_name: str = Field(default="http", description="the EndpointSlice port that serves the OpenAI API")
     api_server: str | None = Field(default=None, description="None: https://$KUBERNETES_SERVICE_HOST:$..._PORT")
     service_account_dir: str = "/var/run/secrets/kubernetes.io/serviceaccount"

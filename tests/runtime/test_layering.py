@@ -46,6 +46,14 @@ def test_no_layer_imports_what_it_must_not(package: str) -> None:
     assert not violations(REPO, package, RULES[package])
 
 
+def test_infra_reaches_the_router_through_its_contract_alone() -> None:
+    """infra/ reads metric names, buckets and the discovery label from runtime/router/contract.py, never from the
+    router's internals (which move and change without infra noticing)."""
+    reached = {found for found in violations(REPO, "infra", ("runtime.router",))
+               if not found.endswith(": runtime.router.contract")}
+    assert not reached
+
+
 def test_a_forbidden_import_is_found_wherever_it_hides(tmp_path: Path) -> None:
     (tmp_path / "testbed" / "deep").mkdir(parents=True)
     (tmp_path / "testbed" / "fine.py").write_text("import json\nfrom testbed.ports import free_ports\n")
