@@ -38,7 +38,8 @@ from infra.observability.targets import NAMESPACE as NAMESPACE_LABEL
 from infra.observability.targets import PD_ROLE as ENGINE_ROLE_LABEL
 from infra.observability.vllm_metrics import KV_CACHE_USAGE as KV_USAGE
 from infra.observability.vllm_metrics import NUM_REQUESTS_WAITING as ENGINE_WAITING
-from infra.worker_objects import RoleName, labels, worker_name
+from infra.worker_objects import labels, worker_name
+from runtime.roles import Role
 from runtime.router.contract import ADMISSION_QUEUE_DEPTH, PREFILL_BACKLOG
 
 KEDA_API = "keda.sh/v1alpha1"
@@ -67,7 +68,7 @@ class PrometheusServer:
     region: str
 
 
-def scaling_triggers(deployment: Deployment, role: RoleName) -> list[ScalingTrigger]:
+def scaling_triggers(deployment: Deployment, role: Role) -> list[ScalingTrigger]:
     namespace = f'{NAMESPACE_LABEL}="{deployment.workloads.namespace}"'
     if role == "prefill":
         target = deployment.slo.ttft_seconds * deployment.autoscaling.prefill_ttft_share
@@ -103,7 +104,7 @@ def trigger_authentication(deployment: Deployment) -> dict[str, Any]:
     }
 
 
-def scaled_object(deployment: Deployment, role_name: RoleName, workspace: PrometheusServer) -> dict[str, Any]:
+def scaled_object(deployment: Deployment, role_name: Role, workspace: PrometheusServer) -> dict[str, Any]:
     role = deployment.serving.role(role_name)
     bounds = getattr(deployment.autoscaling, role_name)
     load_s = deployment.workloads.startup_minutes * 60

@@ -37,10 +37,11 @@ from typing import Any
 from infra.config import Deployment
 from infra.operations.serving_endpoints import SMOKE_POD_LABELS
 from infra.router_objects import router_metrics_port, router_port, router_selector
-from infra.worker_objects import RoleName, labels, selector
+from infra.worker_objects import labels, selector
 from infra.workload_names import EPHEMERAL_PORTS
+from runtime.roles import Role
 
-PEER: dict[RoleName, RoleName] = {"prefill": "decode", "decode": "prefill"}
+PEER: dict[Role, Role] = {"prefill": "decode", "decode": "prefill"}
 EVERYWHERE = "0.0.0.0/0"
 
 
@@ -75,7 +76,7 @@ def _ip_blocks(cidrs: Sequence[str]) -> list[dict[str, Any]]:
     return [{"ipBlock": {"cidr": cidr}} for cidr in dict.fromkeys(cidrs)]
 
 
-def engine_policy(deployment: Deployment, role_name: RoleName, collector_cidrs: Sequence[str]) -> dict[str, Any]:
+def engine_policy(deployment: Deployment, role_name: Role, collector_cidrs: Sequence[str]) -> dict[str, Any]:
     role = deployment.serving.role(role_name)
     ranges = role.port_ranges()
     ingress: list[dict[str, Any]] = [

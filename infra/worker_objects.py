@@ -8,7 +8,7 @@ HyperPod with the ``ml.*`` type).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from infra.config import Deployment
 from infra.workload_names import (
@@ -25,9 +25,9 @@ from infra.workload_names import (
 from infra.node_capacity import worker_resources
 from infra.serving_config import config_hash
 from runtime.catalog import instance_spec
-from runtime.config import Role
+from runtime.config import RoleSettings
+from runtime.roles import Role
 
-RoleName = Literal["prefill", "decode"]
 APP = "pdstack"
 # Every worker pod of one deployment carries this label; the REQUIRED same-zone affinity selects it, so prefill and
 # decode land in one zone (EFA does not cross zones) and the first pod, matching itself, can always schedule.
@@ -64,28 +64,28 @@ def labels(deployment: Deployment, component: str) -> dict[str, str]:
     }
 
 
-def role_labels(deployment: Deployment, role: RoleName) -> dict[str, str]:
+def role_labels(deployment: Deployment, role: Role) -> dict[str, str]:
     return {**labels(deployment, role), ROLE_LABEL: role, "llm-d.ai/inference-serving": "true",
             PD_GROUP_LABEL: deployment.name}
 
 
-def selector(deployment: Deployment, role: RoleName) -> dict[str, str]:
+def selector(deployment: Deployment, role: Role) -> dict[str, str]:
     return {"app.kubernetes.io/instance": deployment.name, ROLE_LABEL: role}
 
 
-def worker_name(role: RoleName) -> str:
+def worker_name(role: Role) -> str:
     """The controller (Deployment or LeaderWorkerSet), its ServiceAccount and its disruption budget."""
     return f"{APP}-{role}"
 
 
-def engines_service_name(role: RoleName) -> str:
+def engines_service_name(role: Role) -> str:
     """The headless Service whose EndpointSlices the router watches. Never the controller's name: a LeaderWorkerSet
     creates its own headless Service under its name (publishing not-ready leaders, which its workers resolve through
     LWS_LEADER_ADDRESS) only when no Service of that name exists."""
     return f"{APP}-{role}-engines"
 
 
-def node_selector(deployment: Deployment, role: Role) -> dict[str, str]:
+def node_selector(deployment: Deployment, role: RoleSettings) -> dict[str, str]:
     """The role's instance type on a pdstack GPU node; on HyperPod only a node that passed its health checks."""
     spec = instance_spec(role.instance_type)
     if deployment.gpu_provider == "hyperpod":
@@ -93,14 +93,14 @@ def node_selector(deployment: Deployment, role: Role) -> dict[str, str]:
     return {INSTANCE_TYPE_LABEL: spec.name, GPU_LABEL: "true"}
 
 
-def worker_tolerations(deployment: Deployment, role: Role) -> list[dict[str, Any]]:
+def worker_tolerations(deployment: Deployment, role: RoleSettings) -> list[dict[str, Any]]:
     """Exactly the taints configured on the pools of the role's instance type; never HyperPod's health taint, so no
     worker lands on a node in the middle of deep health checks."""
     return tolerations_for(t for pool in deployment.gpu_pools if pool.instance_type == role.instance_type
                            for t in pool.taints)
 
 
-def worker_pod(deployment: Deployment, role_name: RoleName, image: str) -> dict[str, Any]:
+def worker_pod(deployment: Deployment, role_name: Role, image: str) -> dict[str, Any]:
     """The pod template of a worker (the same for a Deployment, an LWS leader and an LWS worker)."""
     role = deployment.serving.role(role_name)
     layout = worker_resources(deployment, role_name)
@@ -202,7 +202,7 @@ def model_cache_owner(deployment: Deployment, image: str) -> dict[str, Any]:
     }
 
 
-def worker_controller(deployment: Deployment, role_name: RoleName, image: str,
+def worker_controller(deployment: Deployment, role_name: Role, image: str,
                       autoscaled: bool = False) -> dict[str, Any]:
     """A Deployment when one node serves a replica, a LeaderWorkerSet when several do. ``autoscaled``: a
     ScaledObject owns the count, so none is rendered (a count here would reset it on every deploy, and a GPU
@@ -244,7 +244,7 @@ def worker_controller(deployment: Deployment, role_name: RoleName, image: str,
     }
 
 
-def worker_service(deployment: Deployment, role_name: RoleName) -> dict[str, Any]:
+def worker_service(deployment: Deployment, role_name: Role) -> dict[str, Any]:
     """Headless: its EndpointSlices (labelled with the role) are how the router finds every engine pod."""
     role = deployment.serving.role(role_name)
     return {
@@ -263,7 +263,7 @@ def worker_service(deployment: Deployment, role_name: RoleName) -> dict[str, Any
     }
 
 
-def worker_disruption_budget(deployment: Deployment, role_name: RoleName) -> dict[str, Any]:
+def worker_disruption_budget(deployment: Deployment, role_name: Role) -> dict[str, Any]:
     """At most one replica (for LWS: one group) down for voluntary disruptions such as node-group upgrades."""
     return {
         "apiVersion": "policy/v1",

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from runtime.catalog import INSTANCE_CATALOG, instance_spec
+from runtime.roles import Role
 from runtime.router.config import RouterConfig
 
 CONFIG_ENV = "PDSTACK_CONFIG"
@@ -89,7 +90,7 @@ class Ports(_Strict):
     dp_rpc: int = Field(default=5555, ge=1, le=65535)
 
 
-class Role(_Strict):
+class RoleSettings(_Strict):
     """One side of the disaggregated pair: how many replicas, how each is laid over GPUs and nodes, how it listens."""
 
     instance_type: str = "p5.48xlarge"
@@ -156,8 +157,8 @@ class Engine(_Strict):
 class Serving(_Strict):
     model: Model
     engine: Engine = Engine()
-    prefill: Role = Role()
-    decode: Role = Role()
+    prefill: RoleSettings = RoleSettings()
+    decode: RoleSettings = RoleSettings()
     kv_transfer: KvTransfer = KvTransfer()
     kv_events: KvEvents = KvEvents()
     router: RouterConfig = RouterConfig()
@@ -165,7 +166,7 @@ class Serving(_Strict):
     def instance_types(self) -> set[str]:
         return {self.prefill.instance_type, self.decode.instance_type}
 
-    def role(self, name: Literal["prefill", "decode"]) -> Role:
+    def role(self, name: Role) -> RoleSettings:
         return self.prefill if name == "prefill" else self.decode
 
     @model_validator(mode="after")
@@ -190,7 +191,7 @@ class Serving(_Strict):
         return self
 
 
-def _role_problems(name: str, role: Role) -> list[str]:
+def _role_problems(name: str, role: RoleSettings) -> list[str]:
     field = f"serving.{name}"
     problems: list[str] = []
     spec = instance_spec(role.instance_type)
@@ -266,7 +267,7 @@ __all__ = [
     "KvTransfer",
     "Model",
     "Ports",
-    "Role",
+    "RoleSettings",
     "Serving",
     "explain",
     "load_serving",

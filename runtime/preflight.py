@@ -20,6 +20,7 @@ from runtime.host_probe import Host, HostProbe
 from runtime.kv_transfer import KvTransferPlan, KvTransferPlanError
 from runtime.model_fetch import ModelFetch
 from runtime.nixl_loopback import NixlLoopback, NixlUnavailable
+from runtime.roles import Role
 
 Status = Literal["pass", "warn", "fail"]
 
@@ -62,7 +63,7 @@ class Preflight:
     def __init__(
         self,
         serving: Serving,
-        role: Literal["prefill", "decode"],
+        role: Role,
         probe: HostProbe | None = None,
         meminfo: Path = Path("/proc/meminfo"),
         shm: Path = Path("/dev/shm"),

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from runtime.catalog import instance_spec
-from runtime.config import CPU_BLOCK_SIZE_MULTIPLE, Role, Serving
+from runtime.config import CPU_BLOCK_SIZE_MULTIPLE, RoleSettings, Serving
+from runtime.roles import Role
 from runtime.efa_environment import FabricEnvironment
 from runtime.engine_check import EngineVersions
 from runtime.host_probe import Host
@@ -25,7 +26,6 @@ from runtime.kv_transfer import KvRole, KvTransferPlan
 
 log = EventLog("runtime.worker")
 
-RoleName = Literal["prefill", "decode"]
 
 
 DRAIN_S = 90
@@ -43,7 +43,7 @@ class Launch(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    role: RoleName
+    role: Role
     argv: list[str]
     env: dict[str, str]
     host: Host
@@ -60,12 +60,12 @@ class Launch(BaseModel):
 class Worker:
     """A vLLM worker of one role. Subclasses say which role and which side of the KV transfer it is."""
 
-    role_name: ClassVar[RoleName]
+    role_name: ClassVar[Role]
     kv_role: ClassVar[KvRole]
 
     def __init__(self, serving: Serving, host: Host, model_path: str, environ: Mapping[str, str]) -> None:
         self.serving = serving
-        self.role: Role = serving.role(self.role_name)
+        self.role: RoleSettings = serving.role(self.role_name)
         self.host = host
         self.model_path = model_path
         self.environ = environ
@@ -208,4 +208,4 @@ class DecodeWorker(Worker):
     kv_role = "kv_consumer"
 
 
-WORKERS: dict[RoleName, type[Worker]] = {"prefill": PrefillWorker, "decode": DecodeWorker}
+WORKERS: dict[Role, type[Worker]] = {"prefill": PrefillWorker, "decode": DecodeWorker}

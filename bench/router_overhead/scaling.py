@@ -30,7 +30,8 @@ from typing import Any
 
 from bench.workloads.vocabulary import SPECIAL, VOCABULARY_SIZE, word, write_tokenizer
 from runtime.router.config import RouterConfig
-from runtime.router.engine import DECODE, PREFILL, Engine
+from runtime.roles import DECODE, PREFILL
+from runtime.router.engine import Engine
 from runtime.router.kv_event_decoding import BlockStored
 from runtime.router.kv_event_indexer import KvEventIndexer
 from runtime.router.openai_request import OpenAiRequest

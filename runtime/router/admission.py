@@ -25,7 +25,7 @@ from aiohttp import web
 from runtime.router.api_error import ApiError
 from runtime.router.config import Admission as AdmissionConfig
 from runtime.router.config import Saturation
-from runtime.router.engine import DECODE
+from runtime.roles import DECODE
 from runtime.router.engine_capacity import in_flight_limit
 from runtime.router.engine_registry import EngineRegistry
 from runtime.router.router_metrics import RouterMetrics

@@ -8,7 +8,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from runtime.router.config import Retries
-from runtime.router.engine import DECODE, ROLES, Engine, Role
+from runtime.roles import DECODE, ROLES, Role
+from runtime.router.engine import Engine
 from runtime.router.engine_registry import EngineRegistry
 from runtime.router.router_metrics import RouterMetrics
 from runtime.router.scheduling.context import RoutingPlan

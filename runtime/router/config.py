@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from runtime.router.contract import ROLE_LABEL
-from runtime.router.engine import Role
+from runtime.roles import Role
 
 
 MAX_MESSAGES = 10_000

@@ -5,15 +5,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal, get_args
-
+from runtime.roles import Role
 from runtime.router.engine_breaker import CircuitBreaker
-
-Role = Literal["prefill", "decode"]
-"""What an engine does in P/D serving; the one definition of the two names."""
-ROLES: tuple[Role, ...] = get_args(Role)
-PREFILL: Role = "prefill"
-DECODE: Role = "decode"
 
 
 @dataclass(eq=False)

@@ -10,7 +10,8 @@ import aiohttp
 from aiohttp import web
 
 from runtime.router.api_error import ApiError
-from runtime.router.engine import DECODE, PREFILL, Engine
+from runtime.roles import DECODE, PREFILL
+from runtime.router.engine import Engine
 from runtime.router.engine_registry import EngineRegistry
 
 PATHS = {"/tokenize": "POST", "/detokenize": "POST", "/version": "GET"}

@@ -13,7 +13,8 @@ from typing import Any, Protocol
 
 from runtime.json_log import EventLog
 from runtime.router.config import RouterConfig
-from runtime.router.engine import DECODE, Engine, EngineSpec, Role
+from runtime.roles import DECODE, Role
+from runtime.router.engine import Engine, EngineSpec
 from runtime.router.engine_breaker import STATE_VALUES, CircuitBreaker
 from runtime.router.engine_capacity import forget_capacity, learn_capacity
 from runtime.router.engine_metrics import EngineLoad

@@ -25,7 +25,8 @@ from runtime.json_log import EventLog
 from runtime.router.api_error import ApiError
 from runtime.router.attempts import Attempts
 from runtime.router.config import RouterConfig
-from runtime.router.engine import DECODE, PREFILL, Engine
+from runtime.roles import DECODE, PREFILL
+from runtime.router.engine import Engine
 from runtime.router.engine_registry import EngineRegistry
 from runtime.router.json_splice import with_fields
 from runtime.router.openai_request import OpenAiRequest

@@ -25,7 +25,8 @@ from runtime.router.discovery.dns_records import DnsRecordsDiscovery
 from runtime.router.discovery.endpoint_slices import EndpointSliceDiscovery
 from runtime.router.discovery.source import DiscoverySource
 from runtime.router.discovery.static_list import StaticDiscovery
-from runtime.router.engine import ROLES, Engine, EngineSpec, Role
+from runtime.roles import ROLES, Role
+from runtime.router.engine import Engine, EngineSpec
 from runtime.router.engine_monitor import EngineMonitor
 from runtime.router.engine_registry import EngineRegistry
 from runtime.router.kv_event_indexer import KvEventIndexer

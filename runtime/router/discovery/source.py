@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from runtime.router.engine import EngineSpec, Role
+from runtime.roles import Role
+from runtime.router.engine import EngineSpec
 
 OnEngines = Callable[[list[EngineSpec]], None]
 KvEventsEndpoint = Callable[[str, Role], "str | None"]

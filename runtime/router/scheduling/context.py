@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runtime.router.engine import Engine, Role
+from runtime.roles import Role
+from runtime.router.engine import Engine
 from runtime.router.prompt_blocks import PromptBlocks
 from runtime.router.scheduling.pd_decider import PdDecision
 

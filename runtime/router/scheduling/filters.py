@@ -6,7 +6,8 @@ import time
 from typing import Protocol
 
 from runtime.router.config import Saturation
-from runtime.router.engine import Engine, Role
+from runtime.roles import Role
+from runtime.router.engine import Engine
 from runtime.router.pd_pairs import PairHealth
 from runtime.router.scheduling.context import SchedulingContext
 

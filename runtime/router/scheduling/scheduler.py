@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from runtime.router.config import RouterConfig
-from runtime.router.engine import DECODE, PREFILL, ROLES, Engine, Role
+from runtime.roles import DECODE, PREFILL, ROLES, Role
+from runtime.router.engine import Engine
 from runtime.router.prefix_index import PrefixIndex
 from runtime.router.scheduling.context import Pick, RoutingPlan, SchedulingContext, Served
 from runtime.router.pd_pairs import PairHealth

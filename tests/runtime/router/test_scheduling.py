@@ -7,7 +7,8 @@ import random
 
 from runtime.router.attempts import Attempts
 from runtime.router.config import Retries, RouterConfig, Saturation
-from runtime.router.engine import DECODE, Engine, EngineSpec
+from runtime.roles import DECODE
+from runtime.router.engine import Engine, EngineSpec
 from runtime.router.prompt_blocks import PromptBlocks
 from runtime.router.router_metrics import RouterMetrics
 from runtime.router.engine_breaker import CircuitBreaker
