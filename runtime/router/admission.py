@@ -3,7 +3,7 @@
 A request enters service at once while the decode engines have room; when every usable decode engine (healthy, its
 breaker not open: what the scheduler may pick) is saturated (the scheduler's own saturation test) or this router
 already has as many requests in service as the unsaturated engines take (each its learned in-flight limit,
-runtime/router/engine_capacity.py, so a burst waits here and not in the engines' own queues), it waits. Waiters are served interactive first, each class in arrival order, as capacity frees (a
+runtime/router/engines/capacity.py, so a burst waits here and not in the engines' own queues), it waits. Waiters are served interactive first, each class in arrival order, as capacity frees (a
 request ends, or the engines' scraped load falls). Past the bound it is answered 429 with Retry-After in OpenAI's
 error shape, never a 5xx: ``queue_full`` when ``max_queued`` wait already (an interactive arrival first sheds the
 youngest batch waiter), ``wait_timeout`` when it waited its class's longest wait. Decode gates admission because
@@ -22,12 +22,12 @@ from typing import Literal, get_args
 
 from aiohttp import web
 
-from runtime.router.api_error import ApiError
+from runtime.router.requests.api_error import ApiError
 from runtime.router.config import Admission as AdmissionConfig
 from runtime.router.config import Saturation
 from runtime.roles import DECODE
-from runtime.router.engine_capacity import in_flight_limit
-from runtime.router.engine_registry import EngineRegistry
+from runtime.router.engines.capacity import in_flight_limit
+from runtime.router.engines.registry import EngineRegistry
 from runtime.router.router_metrics import RouterMetrics
 from runtime.router.scheduling.filters import NotSaturatedFilter
 

@@ -93,7 +93,7 @@ class Timeouts(_Strict):
 
 
 class Breaker(_Strict):
-    """Per engine; defaults are vllm-router's (see runtime/router/engine_breaker.py)."""
+    """Per engine; defaults are vllm-router's (see runtime/router/engines/breaker.py)."""
 
     failures: int = Field(default=5, ge=1, description="consecutive failed requests that open the breaker")
     successes: int = Field(default=2, ge=1, description="consecutive successes while half-open that close it")

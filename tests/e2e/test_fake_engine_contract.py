@@ -221,7 +221,7 @@ def test_metrics_routers_read_have_vllms_names_and_labels(sides: dict[str, Side]
                 (name, real_labels[name], fake_labels[name])
         assert {"local_compute", "local_cache_hit", "external_kv_transfer"} <= _sources(real_url)
         assert _sources(fake_url) <= _sources(real_url)
-        # the router's restart detection (runtime/router/engine_metrics.py) reads this process-collector gauge
+        # the router's restart detection (runtime/router/engines/load_metrics.py) reads this process-collector gauge
         with urllib.request.urlopen(real_url + "/metrics", timeout=30) as response:
             assert b"\nprocess_start_time_seconds " in response.read()
 

@@ -2,7 +2,7 @@
 with the target labels the managed collector gives the pods. In order (the tests share one run):
   0. the engines run the pinned vLLM and NIXL (the worker logged them), and every vLLM/NIXL name pdstack reads
      (dashboards, alerts, autoscaling queries: infra/observability/vllm_metrics.py; the router:
-     runtime/router/engine_metrics.py) is on their real /metrics, so a rename in a new vLLM fails here;
+     runtime/router/engines/load_metrics.py) is on their real /metrics, so a rename in a new vLLM fails here;
   1. under P/D load, the silent-recompute alert's expression is empty (decode pulls every prompt);
   2. decode made to compute a prompt itself shows in that expression;
   3. prefill killed: the fallback panel is non-zero and the engine-down alert's expression fires;
@@ -29,7 +29,7 @@ from infra.observability.dashboards import DASHBOARDS, OVERVIEW, RATE, Query
 from infra.observability.targets import ENGINE_JOB, MODEL, NAMESPACE, ROUTER_JOB, target_labels
 from infra.observability.vllm_metrics import VLLM_METRICS
 from runtime import engine_pin
-from runtime.router import engine_metrics
+from runtime.router.engines import load_metrics as engine_metrics
 from testbed.cpu_pair import WORK
 from testbed.panel_picture import draw
 from testbed.prometheus_server import PrometheusServer, ScrapeTarget

@@ -16,7 +16,7 @@ from runtime.json_log import EventLog
 from runtime.router.config import DnsDiscovery
 from runtime.router.discovery.source import KvEventsEndpoint, OnEngines
 from runtime.roles import Role
-from runtime.router.engine import EngineSpec
+from runtime.router.engines.engine import EngineSpec
 from runtime.router.router_metrics import RouterMetrics
 
 log = EventLog("runtime.router.discovery")

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from runtime.json_log import EventLog
 from runtime.router.config import KubernetesDiscovery
 from runtime.router.discovery.source import KvEventsEndpoint, OnEngines
-from runtime.router.engine import EngineSpec
+from runtime.router.engines.engine import EngineSpec
 from runtime.router.router_metrics import RouterMetrics
 
 log = EventLog("runtime.router.discovery")

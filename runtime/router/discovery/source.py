@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from runtime.roles import Role
-from runtime.router.engine import EngineSpec
+from runtime.router.engines.engine import EngineSpec
 
 OnEngines = Callable[[list[EngineSpec]], None]
 KvEventsEndpoint = Callable[[str, Role], "str | None"]

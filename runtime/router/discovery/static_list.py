@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from runtime.router.config import StaticEngine
 from runtime.router.discovery.source import OnEngines
-from runtime.router.engine import EngineSpec
+from runtime.router.engines.engine import EngineSpec
 
 
 class StaticDiscovery:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from runtime.roles import Role
-from runtime.router.engine import Engine
-from runtime.router.prompt_blocks import PromptBlocks
+from runtime.router.engines.engine import Engine
+from runtime.router.prefix_cache.prompt_blocks import PromptBlocks
 from runtime.router.scheduling.pd_decider import PdDecision
 
 

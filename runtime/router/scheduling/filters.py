@@ -7,8 +7,8 @@ from typing import Protocol
 
 from runtime.router.config import Saturation
 from runtime.roles import Role
-from runtime.router.engine import Engine
-from runtime.router.pd_pairs import PairHealth
+from runtime.router.engines.engine import Engine
+from runtime.router.flow.pd_pairs import PairHealth
 from runtime.router.scheduling.context import SchedulingContext
 
 
@@ -41,7 +41,7 @@ class HealthyFilter:
 class NotSaturatedFilter:
     """Drops engines past a saturation limit, unless that would drop them all: a full cluster still queues. (The
     engines' learned in-flight limits bound admission, not this choice: a prefix-holding engine with a short queue
-    stays a candidate; runtime/router/engine_capacity.py.)"""
+    stays a candidate; runtime/router/engines/capacity.py.)"""
 
     name = "not_saturated"
 
@@ -59,7 +59,7 @@ class NotSaturatedFilter:
 
 
 class FreshPairFilter:
-    """Prefill engines whose pair with the request's decode engine is not stale (runtime/router/pd_pairs.py)."""
+    """Prefill engines whose pair with the request's decode engine is not stale (runtime/router/flow/pd_pairs.py)."""
 
     name = "fresh_pair"
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from runtime.router.engine import Engine
+from runtime.router.engines.engine import Engine
 
 Decision = Literal["pd", "decode_only"]
 

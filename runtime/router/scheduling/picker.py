@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import random
 
-from runtime.router.engine import Engine
+from runtime.router.engines.engine import Engine
 
 TIE = 1e-9
 

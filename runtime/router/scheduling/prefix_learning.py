@@ -3,7 +3,7 @@ with status 200 is cached on the engines that served it (until the LRU cap forge
 
 from __future__ import annotations
 
-from runtime.router.prefix_index import PrefixIndex
+from runtime.router.prefix_cache.prefix_index import PrefixIndex
 from runtime.router.scheduling.context import RoutingPlan, Served
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Protocol
 
-from runtime.router.engine import Engine
+from runtime.router.engines.engine import Engine
 from runtime.router.scheduling.context import SchedulingContext
 
 

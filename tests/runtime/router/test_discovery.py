@@ -15,8 +15,8 @@ from runtime.router.discovery.dns_records import DnsRecordsDiscovery
 from runtime.router.discovery.endpoint_slices import EndpointSliceDiscovery
 from runtime.router.discovery.static_list import StaticDiscovery
 from runtime.router.config import RouterConfig
-from runtime.router.engine import EngineSpec
-from runtime.router.engine_registry import EngineRegistry
+from runtime.router.engines.engine import EngineSpec
+from runtime.router.engines.registry import EngineRegistry
 from runtime.router.router_metrics import RouterMetrics
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime.router.engine_metrics import read_engine_load
+from runtime.router.engines.load_metrics import read_engine_load
 
 TEXT = b"""# HELP vllm:num_requests_waiting Number of requests waiting to be processed.
 # TYPE vllm:num_requests_waiting gauge

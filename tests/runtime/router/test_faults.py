@@ -313,7 +313,7 @@ def test_graceful_shutdown_finishes_requests_in_flight(make_cluster) -> None:  #
 
 def test_a_decode_leaving_discovery_finishes_its_requests_and_gets_no_new_ones(make_cluster) -> None:  # type: ignore[no-untyped-def]
     """A rolling update: the pod's endpoint turns not-ready (discovery drops it) while it still serves."""
-    from runtime.router.engine import EngineSpec
+    from runtime.router.engines.engine import EngineSpec
 
     cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000, admission=NO_ADMISSION)
     leaving, staying = cluster.decodes

@@ -10,11 +10,11 @@ import pytest
 import zmq
 import zmq.asyncio
 
-from runtime.router.kv_event_decoding import AllBlocksCleared, BlockRemoved, BlockStored, decode_batch
-from runtime.router.kv_event_indexer import KvEventIndexer
-from runtime.router.kv_event_subscriber import KvEventSubscriber
-from runtime.router.prefix_index import PrefixIndex
-from runtime.router.prompt_blocks import chain_keys
+from runtime.router.prefix_cache.kv_event_decoding import AllBlocksCleared, BlockRemoved, BlockStored, decode_batch
+from runtime.router.prefix_cache.kv_event_indexer import KvEventIndexer
+from runtime.router.prefix_cache.kv_event_subscriber import KvEventSubscriber
+from runtime.router.prefix_cache.prefix_index import PrefixIndex
+from runtime.router.prefix_cache.prompt_blocks import chain_keys
 from runtime.router.router_metrics import RouterMetrics
 
 TOKENS = list(range(1000, 1096))  # three blocks of 32

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from runtime.router.openai_request import OpenAiRequest
-from runtime.router.prompt_reader import PromptReader
-from runtime.router.prompt_tokenizer import PromptTokenizer
+from runtime.router.requests.openai_request import OpenAiRequest
+from runtime.router.requests.prompt_reader import PromptReader
+from runtime.router.requests.prompt_tokenizer import PromptTokenizer
 
 
 def test_completions_tokenize_like_the_tokenizer(tokenizer_dir: Path) -> None:

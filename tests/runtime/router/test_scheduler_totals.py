@@ -6,8 +6,8 @@ from __future__ import annotations
 import random
 
 from runtime.router.config import RouterConfig
-from runtime.router.engine import Engine
-from runtime.router.prompt_blocks import PromptBlocks
+from runtime.router.engines.engine import Engine
+from runtime.router.prefix_cache.prompt_blocks import PromptBlocks
 from runtime.router.scheduling.context import SchedulingContext
 from runtime.router.scheduling.picker import MaxScorePicker
 from runtime.router.scheduling.scheduler import Scheduler

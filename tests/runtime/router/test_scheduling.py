@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import random
 
-from runtime.router.attempts import Attempts
+from runtime.router.flow.attempts import Attempts
 from runtime.router.config import Retries, RouterConfig, Saturation
 from runtime.roles import DECODE
-from runtime.router.engine import Engine, EngineSpec
-from runtime.router.prompt_blocks import PromptBlocks
+from runtime.router.engines.engine import Engine, EngineSpec
+from runtime.router.prefix_cache.prompt_blocks import PromptBlocks
 from runtime.router.router_metrics import RouterMetrics
-from runtime.router.engine_breaker import CircuitBreaker
-from runtime.router.engine_registry import EngineRegistry
+from runtime.router.engines.breaker import CircuitBreaker
+from runtime.router.engines.registry import EngineRegistry
 from runtime.router.scheduling.context import SchedulingContext, Served
 from runtime.router.scheduling.filters import HealthyFilter, NotSaturatedFilter, RoleFilter
 from runtime.router.scheduling.pd_decider import PdDecider

@@ -7,8 +7,8 @@ import asyncio
 from aiohttp import web
 
 from runtime.router.config import Timeouts
-from runtime.router.engine import Engine
-from runtime.router.upstream import Upstream
+from runtime.router.engines.engine import Engine
+from runtime.router.engines.upstream import Upstream
 from testbed.ports import free_ports
 
 

@@ -14,10 +14,10 @@ from typing import Any, Protocol
 from runtime.json_log import EventLog
 from runtime.router.config import RouterConfig
 from runtime.roles import DECODE, Role
-from runtime.router.engine import Engine, EngineSpec
-from runtime.router.engine_breaker import STATE_VALUES, CircuitBreaker
-from runtime.router.engine_capacity import forget_capacity, learn_capacity
-from runtime.router.engine_metrics import EngineLoad
+from runtime.router.engines.engine import Engine, EngineSpec
+from runtime.router.engines.breaker import STATE_VALUES, CircuitBreaker
+from runtime.router.engines.capacity import forget_capacity, learn_capacity
+from runtime.router.engines.load_metrics import EngineLoad
 from runtime.router.router_metrics import RouterMetrics
 
 log = EventLog("runtime.router.engines")

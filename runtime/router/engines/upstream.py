@@ -14,7 +14,7 @@ from aiohttp.payload import BytesPayload
 from yarl import URL
 
 from runtime.router.config import Timeouts
-from runtime.router.engine import Engine
+from runtime.router.engines.engine import Engine
 
 
 class UpstreamFailure(Exception):

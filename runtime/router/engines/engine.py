@@ -1,12 +1,12 @@
 """One engine as the router sees it: where it is, what it does, and its state right now (health with hysteresis, a
-circuit breaker, load). The :class:`~runtime.router.engine_registry.EngineRegistry` owns every engine."""
+circuit breaker, load). The :class:`~runtime.router.engines.registry.EngineRegistry` owns every engine."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from runtime.roles import Role
-from runtime.router.engine_breaker import CircuitBreaker
+from runtime.router.engines.breaker import CircuitBreaker
 
 
 @dataclass(eq=False)
@@ -22,7 +22,7 @@ class Engine:
     waiting: float = 0.0
     capacity: int | None = None
     """How many requests the engine runs at a time, as learned from its gauges (None: not learned yet); see
-    :func:`runtime.router.engine_capacity.learn_capacity`."""
+    :func:`runtime.router.engines.capacity.learn_capacity`."""
     kv_usage: float = 0.0
     block_size: int | None = None
     started_at: float | None = None

@@ -9,8 +9,8 @@ be defined when `stream=True`.", parameter stream_options), and ``TokenizeParams
 
 from __future__ import annotations
 
-from runtime.router.api_error import ApiError
-from runtime.router.openai_request import OpenAiRequest
+from runtime.router.requests.api_error import ApiError
+from runtime.router.requests.openai_request import OpenAiRequest
 
 
 def check_request(api: OpenAiRequest, max_model_len: int | None) -> None:

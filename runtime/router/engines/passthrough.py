@@ -9,10 +9,10 @@ import time
 import aiohttp
 from aiohttp import web
 
-from runtime.router.api_error import ApiError
+from runtime.router.requests.api_error import ApiError
 from runtime.roles import DECODE, PREFILL
-from runtime.router.engine import Engine
-from runtime.router.engine_registry import EngineRegistry
+from runtime.router.engines.engine import Engine
+from runtime.router.engines.registry import EngineRegistry
 
 PATHS = {"/tokenize": "POST", "/detokenize": "POST", "/version": "GET"}
 TIMEOUT = aiohttp.ClientTimeout(total=30.0)

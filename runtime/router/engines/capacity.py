@@ -17,7 +17,7 @@ also filtering engines had lower engine hit rates on bursty and shared_prefix).
 
 from __future__ import annotations
 
-from runtime.router.engine import Engine
+from runtime.router.engines.engine import Engine
 
 MIN_ALLOWANCE = 4
 """At least this many in flight beyond the capacity (small engines: room for the estimate to grow)."""

@@ -9,10 +9,10 @@ import asyncio
 import aiohttp
 
 from runtime.json_log import EventLog
-from runtime.router.engine import Engine
-from runtime.router.engine_metrics import read_engine_load
-from runtime.router.engine_registry import EngineRegistry
-from runtime.router.model_catalog import ModelCatalog
+from runtime.router.engines.engine import Engine
+from runtime.router.engines.load_metrics import read_engine_load
+from runtime.router.engines.registry import EngineRegistry
+from runtime.router.engines.model_catalog import ModelCatalog
 
 log = EventLog("runtime.router.engines")
 PROBE_TIMEOUT = aiohttp.ClientTimeout(total=3.0)

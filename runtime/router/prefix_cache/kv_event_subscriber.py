@@ -5,7 +5,7 @@ knows what the engine holds: that engine's entries are dropped and rebuilt from 
 
 Nothing an engine publishes stops the indexing: a batch that cannot be decoded resyncs, an event that cannot be
 applied is skipped and counted (``reason="malformed"``), and should the subscriber still die it is restarted and
-logged (engine_registry.supervised). Stopping it never raises, so SIGTERM still exits 0.
+logged (engines.registry.supervised). Stopping it never raises, so SIGTERM still exits 0.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import zmq
 import zmq.asyncio
 
 from runtime.json_log import EventLog
-from runtime.router.engine_registry import supervised
-from runtime.router.kv_event_decoding import decode_batch
-from runtime.router.kv_event_indexer import KvEventIndexer
+from runtime.router.engines.registry import supervised
+from runtime.router.prefix_cache.kv_event_decoding import decode_batch
+from runtime.router.prefix_cache.kv_event_indexer import KvEventIndexer
 from runtime.router.router_metrics import RouterMetrics
 
 log = EventLog("runtime.router.kv_events")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from runtime.router.engine import Engine
+from runtime.router.engines.engine import Engine
 
 
 class ModelCatalog:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 
 from runtime.json_log import EventLog
-from runtime.router.engine import Engine
+from runtime.router.engines.engine import Engine
 from runtime.router.router_metrics import RouterMetrics
 
 log = EventLog("runtime.router.pairs")

@@ -15,7 +15,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
-from runtime.router.openai_request import OpenAiRequest
+from runtime.router.requests.openai_request import OpenAiRequest
 
 
 class TokenizerUnavailable(RuntimeError):

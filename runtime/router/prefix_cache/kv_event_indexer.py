@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Hashable
 
-from runtime.router.kv_event_decoding import AllBlocksCleared, BlockRemoved, BlockStored, KvEvent
-from runtime.router.prefix_index import PrefixIndex
-from runtime.router.prompt_blocks import ROOT_KEY, chain_keys
+from runtime.router.prefix_cache.kv_event_decoding import AllBlocksCleared, BlockRemoved, BlockStored, KvEvent
+from runtime.router.prefix_cache.prefix_index import PrefixIndex
+from runtime.router.prefix_cache.prompt_blocks import ROOT_KEY, chain_keys
 
 DEVICE_MEDIA = (None, "GPU", "gpu")
 

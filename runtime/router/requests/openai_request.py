@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
-from runtime.router.api_error import ApiError
+from runtime.router.requests.api_error import ApiError
 from runtime.router.config import MAX_MESSAGES
 
 Endpoint = Literal["completions", "chat"]

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 from runtime.router.config import Retries
 from runtime.roles import DECODE, ROLES, Role
-from runtime.router.engine import Engine
-from runtime.router.engine_registry import EngineRegistry
+from runtime.router.engines.engine import Engine
+from runtime.router.engines.registry import EngineRegistry
 from runtime.router.router_metrics import RouterMetrics
 from runtime.router.scheduling.context import RoutingPlan
 from runtime.router.scheduling.scheduler import NoEngineAvailable, Scheduler

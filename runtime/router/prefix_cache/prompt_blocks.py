@@ -1,7 +1,7 @@
 """A prompt cut into the engines' KV blocks, each block keyed by a chain hash of everything before it.
 
 Keys are the router's own (Python's hash of (parent key, block tokens)): vLLM's hash algorithm and seed never matter,
-only the block size must agree. Token keys come from :class:`~runtime.router.prompt_tokenizer.PromptTokenizer`;
+only the block size must agree. Token keys come from :class:`~runtime.router.requests.prompt_tokenizer.PromptTokenizer`;
 without a tokenizer the prompt's text is cut into character blocks of ``block_size * CHARS_PER_TOKEN`` characters,
 each counted as ``block_size`` tokens (an estimate, good enough to route by, useless for KV events).
 """

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
-from runtime.router.engine import Engine
+from runtime.router.engines.engine import Engine
 
 
 class PrefixIndex:

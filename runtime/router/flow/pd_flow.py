@@ -22,25 +22,25 @@ import aiohttp
 from aiohttp import web
 
 from runtime.json_log import EventLog
-from runtime.router.api_error import ApiError
-from runtime.router.attempts import Attempts
+from runtime.router.requests.api_error import ApiError
+from runtime.router.flow.attempts import Attempts
 from runtime.router.config import RouterConfig
 from runtime.roles import DECODE, PREFILL
-from runtime.router.engine import Engine
-from runtime.router.engine_registry import EngineRegistry
-from runtime.router.json_splice import with_fields
-from runtime.router.openai_request import OpenAiRequest
-from runtime.router.pd_pairs import PairHealth
-from runtime.router.prefill_backlog import PrefillBacklog
-from runtime.router.prefix_index import PrefixIndex
-from runtime.router.prompt_blocks import PromptBlocks
-from runtime.router.prompt_reader import PromptReader
-from runtime.router.pull_check import missing_params
-from runtime.router.request_keys import OUTCOME
+from runtime.router.engines.engine import Engine
+from runtime.router.engines.registry import EngineRegistry
+from runtime.router.requests.json_splice import with_fields
+from runtime.router.requests.openai_request import OpenAiRequest
+from runtime.router.flow.pd_pairs import PairHealth
+from runtime.router.flow.prefill_backlog import PrefillBacklog
+from runtime.router.prefix_cache.prefix_index import PrefixIndex
+from runtime.router.prefix_cache.prompt_blocks import PromptBlocks
+from runtime.router.requests.prompt_reader import PromptReader
+from runtime.router.flow.pull_check import missing_params
+from runtime.router.requests.keys import OUTCOME
 from runtime.router.router_metrics import RouterMetrics
 from runtime.router.scheduling.context import RoutingPlan, SchedulingContext, Served
 from runtime.router.scheduling.scheduler import Scheduler
-from runtime.router.upstream import Upstream, UpstreamFailure
+from runtime.router.engines.upstream import Upstream, UpstreamFailure
 
 log = EventLog("runtime.router.flow")
 
