@@ -44,7 +44,7 @@ def aiohttp_pd_proxy(port: int, prefill: str, decode: str) -> None:
     from aiohttp import web
 
     from runtime.router.requests.json_splice import with_fields
-    from runtime.router.flow.pd_flow import PREFILL_LEG
+    from runtime.router.flow.wire import PREFILL_LEG
 
     async def session_ctx(app: web.Application):  # type: ignore[no-untyped-def]
         app["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False,

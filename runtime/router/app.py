@@ -31,7 +31,7 @@ from runtime.router.requests.openai_request import Endpoint, OpenAiRequest
 from runtime.router.flow.pd_flow import ClientGone, PdFlow
 from runtime.router.prefix_cache.prefix_index import PrefixIndex
 from runtime.router.requests.checks import check_request
-from runtime.router.requests.keys import OUTCOME, REQUEST_ID
+from runtime.router.requests.keys import REQUEST_ID
 from runtime.router.router_metrics import RouterMetrics
 from runtime.router.scheduling.scheduler import NoEngineAvailable
 
@@ -156,9 +156,10 @@ def _generation(endpoint: Endpoint) -> Handler:
                                code="model_not_found")
             check_request(api, state.catalog.max_model_len(api.model))
             async with state.admission.admitted(state.admission.priority_of(request.headers)):
-                response = await state.flow.serve(request, api, request_id)
-            outcome = request.get(OUTCOME, "ok" if response.status < 400 else f"engine_{response.status}")
-            return response
+                served = await state.flow.serve(request, api, request_id)
+            assert served.response is not None  # serve returns only once it answered
+            outcome = served.result
+            return served.response
         except Overloaded as error:
             outcome = "overloaded"
             log.warning("request_rejected", request_id=request_id, priority=error.priority, reason=error.reason)

@@ -32,8 +32,11 @@ from runtime.router.engines.registry import EngineRegistry
 from runtime.router.prefix_cache.kv_event_indexer import KvEventIndexer
 from runtime.router.prefix_cache.kv_event_subscriber import KvEventSubscriber
 from runtime.router.engines.model_catalog import ModelCatalog
+from runtime.router.flow.attempts import Attempts
+from runtime.router.flow.observers import Backlog, EngineOutcomes, FlowMetrics, SchedulerRelease
 from runtime.router.flow.pd_flow import PdFlow
 from runtime.router.flow.pd_pairs import PairHealth
+from runtime.router.flow.prefill_backlog import PrefillBacklog
 from runtime.router.prefix_cache.prefix_index import PrefixIndex
 from runtime.router.requests.prompt_reader import PromptReader
 from runtime.router.requests.prompt_tokenizer import PromptTokenizer
@@ -65,8 +68,12 @@ class RouterServer:
         self.pairs = PairHealth(self.metrics)
         scheduler = Scheduler.from_config(self.config, self.index, learn=not self.precise, pairs=self.pairs)
         self.registry.listeners += [self.index, self.catalog, scheduler, self.pairs]
+        observers = [FlowMetrics(self.metrics, self.registry),
+                     Backlog(PrefillBacklog(self.config.signals.prefill_tokens_per_s, self.metrics.prefill_backlog)),
+                     EngineOutcomes(self.registry, self.pairs), SchedulerRelease(scheduler)]
+        attempts = Attempts(scheduler, self.registry, self.config.retries, self.metrics)
         self.flow = PdFlow(self.config, self.registry, scheduler, self.index, PromptReader(self.block_size, tokenizer),
-                           self.upstream, self.metrics, self.pairs)
+                           self.upstream, attempts, observers)
         self.admission = AdmissionQueue(self.config.admission, self.config.saturation, self.registry, self.metrics)
         self.state = RouterState(self.registry, self.flow, self.catalog, self.index, self.metrics,
                                  self.config.max_body_bytes, self.admission, self.config.timeouts.client_body_s,

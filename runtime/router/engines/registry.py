@@ -107,6 +107,15 @@ class EngineRegistry:
                      added=[e.name for e in added], removed=[e.name for e in removed])
         return added, removed
 
+    # -- the router's own requests on each engine
+
+    def started(self, engine: Engine) -> None:
+        """One request (one leg's attempt) sent to ``engine``: the load scorer and the saturation filter count it."""
+        engine.in_flight += 1
+
+    def ended(self, engine: Engine) -> None:
+        engine.in_flight -= 1
+
     # -- what the engines' answers and probes say
 
     def _known(self, engine: Engine) -> bool:

@@ -70,39 +70,36 @@ class Upstream:
     async def post(self, engine: Engine, path: str, body: bytes,
                    headers: Mapping[str, str]) -> AsyncIterator[aiohttp.ClientResponse]:
         """POST and yield the response once its headers arrived. Connection failures, first-byte timeouts and 5xx
-        answers raise :class:`UpstreamFailure` before the caller sees anything (so it may retry elsewhere)."""
-        engine.in_flight += 1
+        answers raise :class:`UpstreamFailure` before the caller sees anything (so it may retry elsewhere). The
+        engine's requests in flight are its registry's to count (:meth:`EngineRegistry.started`), not this client's."""
         try:
+            async with asyncio.timeout(self.timeouts.first_byte_s):
+                response = await self.session.post(engine_url(engine.url, path), data=BytesPayload(body),
+                                                   headers=headers)
+        except aiohttp.ConnectionTimeoutError:
+            raise UpstreamFailure(engine, "connect_timeout", f"connect_s={self.timeouts.connect_s} s passed "
+                                  "without a connection") from None
+        except aiohttp.ServerTimeoutError:
+            raise UpstreamFailure(engine, "idle_timeout", f"idle_stream_s={self.timeouts.idle_stream_s} s passed "
+                                  "without a byte") from None
+        except TimeoutError:
+            raise UpstreamFailure(engine, "first_byte_timeout", f"first_byte_s={self.timeouts.first_byte_s} s "
+                                  "passed without response headers") from None
+        except aiohttp.ClientConnectorError as error:
+            raise UpstreamFailure(engine, "connect", str(error)) from error
+        except (aiohttp.ClientError, OSError) as error:
+            raise UpstreamFailure(engine, "connection", repr(error)) from error
+        if response.status >= 500:
             try:
-                async with asyncio.timeout(self.timeouts.first_byte_s):
-                    response = await self.session.post(engine_url(engine.url, path), data=BytesPayload(body),
-                                                       headers=headers)
-            except aiohttp.ConnectionTimeoutError:
-                raise UpstreamFailure(engine, "connect_timeout", f"connect_s={self.timeouts.connect_s} s passed "
-                                      "without a connection") from None
-            except aiohttp.ServerTimeoutError:
-                raise UpstreamFailure(engine, "idle_timeout", f"idle_stream_s={self.timeouts.idle_stream_s} s passed "
-                                      "without a byte") from None
-            except TimeoutError:
-                raise UpstreamFailure(engine, "first_byte_timeout", f"first_byte_s={self.timeouts.first_byte_s} s "
-                                      "passed without response headers") from None
-            except aiohttp.ClientConnectorError as error:
-                raise UpstreamFailure(engine, "connect", str(error)) from error
-            except (aiohttp.ClientError, OSError) as error:
-                raise UpstreamFailure(engine, "connection", repr(error)) from error
-            if response.status >= 500:
-                try:
-                    detail = (await response.read())[:300].decode(errors="replace")
-                except (aiohttp.ClientError, TimeoutError):
-                    detail = ""
-                response.release()
-                raise UpstreamFailure(engine, f"http_{response.status}", detail, status=response.status)
-            try:
-                yield response
-            except BaseException:
-                response.close()  # the client left or the stream broke: drop the connection, the engine aborts
-                raise
-            else:
-                response.release()
-        finally:
-            engine.in_flight -= 1
+                detail = (await response.read())[:300].decode(errors="replace")
+            except (aiohttp.ClientError, TimeoutError):
+                detail = ""
+            response.release()
+            raise UpstreamFailure(engine, f"http_{response.status}", detail, status=response.status)
+        try:
+            yield response
+        except BaseException:
+            response.close()  # the client left or the stream broke: drop the connection, the engine aborts
+            raise
+        else:
+            response.release()

@@ -27,5 +27,6 @@ class PrefillBacklog:
         self._tokens[request] = max(0, uncached_tokens)
 
     def leave(self, request: object) -> None:
-        """When the prompt is computed, or when the request ends without that; leaving twice is harmless."""
+        """When the prompt is computed, or when the request ends without that: once per request (the flow's
+        ``on_prompt_computed``)."""
         self._tokens.pop(request, None)
