@@ -62,12 +62,12 @@ class RouterServer:
             log.warning("precise_mode_unavailable", reason="needs a tokenizer and serving.kv_events.enabled",
                         using="approximate")
         self.zmq = zmq.asyncio.Context() if self.precise else None
-        self.catalog = ModelCatalog(serving.model.served_name)
         self.registry = EngineRegistry(self.config, self.metrics, self._subscription if self.precise else None)
+        self.catalog = ModelCatalog(serving.model.served_name, self.registry)
         self.upstream = Upstream(self.config.timeouts)
         self.pairs = PairHealth(self.metrics)
         scheduler = Scheduler.from_config(self.config, self.index, learn=not self.precise, pairs=self.pairs)
-        self.registry.listeners += [self.index, self.catalog, scheduler, self.pairs]
+        self.registry.listeners += [self.index, scheduler, self.pairs]
         observers = [FlowMetrics(self.metrics, self.registry),
                      Backlog(PrefillBacklog(self.config.signals.prefill_tokens_per_s, self.metrics.prefill_backlog)),
                      EngineOutcomes(self.registry, self.pairs), SchedulerRelease(scheduler)]
@@ -141,7 +141,7 @@ class RouterServer:
 
     async def start(self) -> None:
         await self.upstream.start()
-        self.monitor = EngineMonitor(self.registry, self.upstream.session, self.catalog, self.block_size)
+        self.monitor = EngineMonitor(self.registry, self.upstream.session, self.block_size)
         source = self.discovery()
         self.registry.supervise("discovery", lambda: source.run(self.on_engines))
         await asyncio.sleep(0)

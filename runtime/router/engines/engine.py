@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 from runtime.roles import Role
 from runtime.router.engines.breaker import CircuitBreaker
 
 
+class Subscription(Protocol):
+    """An engine's KV-event subscription (runtime/router/prefix_cache/kv_event_subscriber.py)."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 @dataclass(eq=False)
 class Engine:
-    """A vLLM server. ``healthy`` follows its /health with hysteresis; ``breaker`` follows its answers."""
+    """A vLLM server, and everything the router keeps per engine: one record, owned and written by the
+    :class:`~runtime.router.engines.registry.EngineRegistry` alone. ``healthy`` follows its /health with hysteresis;
+    ``breaker`` follows its answers."""
 
     url: str
     role: Role
@@ -30,6 +41,12 @@ class Engine:
     health_streak: int = 0
     """Consecutive health probes that disagree with ``healthy`` (reaching the threshold flips it)."""
     last_seen: float = field(default_factory=time.monotonic)
+    models: list[dict[str, Any]] = field(default_factory=list)
+    """What its /v1/models reports (the model catalog reads them across engines)."""
+    subscription: Subscription | None = None
+    """Its KV-event subscription, while it has one."""
+    block_size_mismatch_logged: bool = False
+    """Its block size disagreed with the configured one and that was logged (once per engine)."""
 
     @property
     def probes_pass(self) -> bool:

@@ -12,20 +12,16 @@ from runtime.json_log import EventLog
 from runtime.router.engines.engine import Engine
 from runtime.router.engines.load_metrics import read_engine_load
 from runtime.router.engines.registry import EngineRegistry
-from runtime.router.engines.model_catalog import ModelCatalog
 
 log = EventLog("runtime.router.engines")
 PROBE_TIMEOUT = aiohttp.ClientTimeout(total=3.0)
 
 
 class EngineMonitor:
-    def __init__(self, registry: EngineRegistry, session: aiohttp.ClientSession, catalog: ModelCatalog,
-                 block_size: int) -> None:
+    def __init__(self, registry: EngineRegistry, session: aiohttp.ClientSession, block_size: int) -> None:
         self.registry = registry
         self.session = session
-        self.catalog = catalog
         self.block_size = block_size
-        self._mismatch_logged: set[str] = set()
 
     def start(self, health_interval_s: float, metrics_interval_s: float) -> None:
         self.registry.every(health_interval_s, self.check_health)
@@ -53,8 +49,7 @@ class EngineMonitor:
             return
         self.registry.load_result(engine, load)
         if load.block_size is not None and load.block_size != self.block_size \
-                and engine.url not in self._mismatch_logged:
-            self._mismatch_logged.add(engine.url)
+                and self.registry.block_size_mismatch(engine):
             log.error("block_size_mismatch", engine=engine.name, engine_block_size=load.block_size,
                       configured=self.block_size, fix="set serving.model.block_size to the engines' --block-size",
                       effect="the engine gets no prefix credit until the sizes agree")
@@ -64,7 +59,7 @@ class EngineMonitor:
             async with self.session.get(engine.url + "/v1/models", timeout=PROBE_TIMEOUT) as response:
                 if response.status == 200:
                     document = await response.json()
-                    self.catalog.update(engine.url, document.get("data") or [])
+                    self.registry.models_result(engine, document.get("data") or [])
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError, AttributeError):
             return
 

@@ -1,7 +1,8 @@
-"""Every engine the router knows, and everything per engine: health with hysteresis, circuit breaker, load, models,
-block size, KV-event subscription. Discovery replaces the set; the registry tells its listeners (prefix index, model
-catalog, scheduling plugins) when an engine comes, goes or restarts, logs every ejection and restoration, and owns
-the tasks that keep the state fresh (health and metrics rounds, one KV-event subscriber per engine)."""
+"""Every engine the router knows, and everything per engine: health with hysteresis, circuit breaker, load,
+in-flight requests, models, block size, KV-event subscription, all in the engine's one record, which only the
+registry writes. Discovery replaces the set; the registry tells its listeners (prefix index, pair health, scheduling
+plugins) when an engine comes, goes or restarts, logs every ejection and restoration, and owns the tasks that keep
+the state fresh (health and metrics rounds, one KV-event subscriber per engine)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any, Protocol
 from runtime.json_log import EventLog
 from runtime.router.config import RouterConfig
 from runtime.roles import DECODE, Role
-from runtime.router.engines.engine import Engine, EngineSpec
+from runtime.router.engines.engine import Engine, EngineSpec, Subscription
 from runtime.router.engines.breaker import STATE_VALUES, CircuitBreaker
 from runtime.router.engines.capacity import forget_capacity, learn_capacity
 from runtime.router.engines.load_metrics import EngineLoad
@@ -32,12 +33,6 @@ class EngineListener(Protocol):
         """The engine restarted or came back from an ejection: nothing it held before can be trusted."""
 
 
-class Subscription(Protocol):
-    def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
 Subscribe = Callable[[Engine], "Subscription | None"]
 
 
@@ -48,7 +43,7 @@ class EngineRegistry:
         self.subscribe = subscribe
         self.listeners: list[EngineListener] = []
         self._engines: dict[str, Engine] = {}
-        self._subscriptions: dict[str, Subscription] = {}
+        """Every engine by URL: the one per-engine table (an engine's state is its record's fields)."""
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- the set of engines
@@ -161,6 +156,17 @@ class EngineRegistry:
             log.warning("engine_ejected", engine=engine.name, role=engine.role, reason="health_failed",
                         probes=needed)
 
+    def models_result(self, engine: Engine, models: list[Any]) -> None:
+        """What the engine's /v1/models listed (entries without an ``id`` are dropped)."""
+        if self._known(engine):
+            engine.models = [model for model in models if isinstance(model, dict) and "id" in model]
+
+    def block_size_mismatch(self, engine: Engine) -> bool:
+        """True the first time an engine's block size is found to disagree with the configuration (log it then)."""
+        first = not engine.block_size_mismatch_logged
+        engine.block_size_mismatch_logged = True
+        return first
+
     def load_result(self, engine: Engine, load: EngineLoad) -> None:
         if not self._known(engine):
             return
@@ -237,18 +243,19 @@ class EngineRegistry:
             return
         subscription = self.subscribe(engine)
         if subscription is not None:
-            self._subscriptions[engine.url] = subscription
+            engine.subscription = subscription
             subscription.start()
 
     def _unsubscribe(self, engine: Engine) -> None:
-        subscription = self._subscriptions.pop(engine.url, None)
+        subscription, engine.subscription = engine.subscription, None
         if subscription is not None:
             self.spawn(subscription.stop())
 
     async def stop(self) -> None:
-        for subscription in list(self._subscriptions.values()):
-            await subscription.stop()
-        self._subscriptions.clear()
+        for engine in self:
+            subscription, engine.subscription = engine.subscription, None
+            if subscription is not None:
+                await subscription.stop()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
