@@ -114,7 +114,8 @@ class EngineSimulator:
                 continue
             context = sum(len(r.tokens) + r.generated for r in decoding)
             prefill_tokens = sum(r.computed_tokens for r in prefilling)
-            step_ms = self.timing.step_ms(prefill_tokens, context) * self.timing.time_scale
+            pairs = sum(self.timing.attention_pairs(r.hit_tokens, r.computed_tokens) for r in prefilling)
+            step_ms = self.timing.step_ms(prefill_tokens, context, pairs) * self.timing.time_scale
             await asyncio.sleep(step_ms / 1000.0)
             self.counters.steps += 1
             for request in prefilling:

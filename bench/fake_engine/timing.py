@@ -48,15 +48,23 @@ class EngineTiming(BaseModel):
     weights_ms: float = Field(default=6.0, ge=0, description="one step's weight read, ms")
     kv_read_ms_per_token: float = Field(default=0.000049, ge=0, description="attention KV read per context token")
     prefill_ms_per_token: float = Field(default=0.032, ge=0, description="per uncached prompt token")
+    prefill_attention_ms_per_pair: float = Field(
+        default=0.0, ge=0, description="per (uncached prompt token, earlier token) pair: a long prompt's attention "
+                                       "FLOPs (0 in the toy: its prompts are short; bench/fake_engine/hardware.py)")
     transfer_ms_per_token: float = Field(default=0.005, ge=0, description="NIXL pull per token (decode side)")
     max_batched_tokens: int = Field(default=8192, ge=1, description="vLLM max_num_batched_tokens (chunked prefill)")
     max_running: int = Field(default=256, ge=1, description="vLLM max_num_seqs")
     time_scale: float = Field(default=1.0, gt=0, description="wall ms per modelled ms")
 
-    def step_ms(self, prefill_tokens: int, context_tokens: int) -> float:
-        """Modelled duration of one engine step, before ``time_scale``."""
+    def step_ms(self, prefill_tokens: int, context_tokens: int, prefill_pairs: float = 0.0) -> float:
+        """Modelled duration of one engine step, before ``time_scale``. ``prefill_pairs``: the attention pairs of the
+        prefilled tokens (each new token attends to the cached ones and the new ones before it)."""
         return (self.weights_ms + self.kv_read_ms_per_token * context_tokens
-                + self.prefill_ms_per_token * prefill_tokens)
+                + self.prefill_ms_per_token * prefill_tokens + self.prefill_attention_ms_per_pair * prefill_pairs)
+
+    @staticmethod
+    def attention_pairs(cached_tokens: int, new_tokens: int) -> float:
+        return new_tokens * cached_tokens + new_tokens * (new_tokens + 1) / 2
 
     def transfer_ms(self, tokens: int) -> float:
         return self.transfer_ms_per_token * tokens
