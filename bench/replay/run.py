@@ -1,0 +1,97 @@
+"""One replay of a trace window through one router on fresh simulated engines (the routing benchmark's systems,
+process layout and engines: bench/harness/run.py), and its row: SLO attainment, goodput at the replayed rate,
+TTFT/TPOT percentiles, the engines' prefix hit rate next to the trace's bound, and where the time went."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.harness.load_generator import RequestResult, run_workload
+from bench.harness.measurement import scrape_local_compute
+from bench.harness.run import ROUTER_CPU, environment, start_engines
+from bench.harness.scenario import Scenario
+from bench.replay.workload import TraceWorkload
+from bench.systems.system import System
+from testbed.percentile import percentile
+from testbed.ports import free_ports
+from testbed.process import ProcessGroup
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class TraceSlo:
+    """Objectives in modelled ms (wall ms / time_scale), as bench/harness/slo.py."""
+
+    ttft_ms: float
+    tpot_ms: float
+
+    def met(self, result: RequestResult, time_scale: float) -> bool:
+        return (result.ok and result.ttft_s * 1000.0 / time_scale <= self.ttft_ms
+                and result.tpot_s * 1000.0 / time_scale <= self.tpot_ms)
+
+
+def summarize(system: System, workload: TraceWorkload, results: list[RequestResult], wall_s: float,
+              computed_tokens: float, router_cpu_s: float | None, slo: TraceSlo, time_scale: float) -> dict[str, Any]:
+    """Latencies in MODELLED ms (wall / time_scale): the trace's SLOs are stated on the modelled hardware.
+
+    Where the time went, over the requests served: ``idle_prefill_share`` is the part of their time to first token
+    that idle engines with the bound's cache hits would have spent anyway (prefill, pull, first step); the rest of
+    TTFT (``waiting_share``) is queueing, cache misses beyond the bound and the router; ``decode_share`` is the part
+    of end-to-end time after the first token."""
+    scale = 1000.0 / time_scale
+    ok = [(r, idle) for r, idle in zip(results, workload.idle_ttft_ms) if r.ok]
+    ttft = [r.ttft_s * scale for r, _ in ok]
+    tpot = [r.tpot_s * scale for r, _ in ok if r.output_tokens > 1]
+    e2e = [r.e2e_s * scale for r, _ in ok]
+    met = sum(1 for r in results if slo.met(r, time_scale))
+    total_e2e = sum(e2e) or 1.0
+    idle = sum(min(i, r.ttft_s * scale) for r, i in ok)
+    modelled_s = wall_s / time_scale
+    return {
+        "system": system.name, "policy": system.policy, "requests": len(results),
+        "failed": len(results) - len(ok), "rate_rps": workload.rate_rps,
+        "slo_attainment": met / len(results) if results else 0.0,
+        "goodput_rps": met / modelled_s if modelled_s > 0 else 0.0,
+        "throughput_rps": len(ok) / modelled_s if modelled_s > 0 else 0.0,
+        "output_tps": sum(r.output_tokens for r, _ in ok) / modelled_s if modelled_s > 0 else 0.0,
+        "ttft_p50_ms": percentile(ttft, 0.5), "ttft_p90_ms": percentile(ttft, 0.9),
+        "ttft_p99_ms": percentile(ttft, 0.99), "tpot_p50_ms": percentile(tpot, 0.5),
+        "tpot_p90_ms": percentile(tpot, 0.9), "tpot_p99_ms": percentile(tpot, 0.99),
+        "e2e_p50_ms": percentile(e2e, 0.5), "e2e_p99_ms": percentile(e2e, 0.99),
+        "engine_prefix_hit_rate": 1.0 - computed_tokens / workload.prompt_tokens if workload.prompt_tokens else 0.0,
+        "bound_hit_rate": workload.bound_hit_rate,
+        "idle_prefill_share": idle / total_e2e,
+        "waiting_share": (sum(ttft) - idle) / total_e2e,
+        "decode_share": (total_e2e - sum(ttft)) / total_e2e,
+        "router_cpu_ms_per_req": None if router_cpu_s is None else router_cpu_s * 1000.0 / max(1, len(results)),
+    }
+
+
+def replay_one(system: System, scenario: Scenario, workload: TraceWorkload, slo: TraceSlo, tokenizer: Path,
+               work: Path) -> dict[str, Any]:
+    engines, topology = start_engines(scenario, tokenizer, work)
+    router: ProcessGroup | None = None
+    try:
+        port, metrics_port = free_ports(2)
+        router = ProcessGroup(system.argv(topology, port, metrics_port, work),
+                              work / f"{system.name}-{system.policy}-replay.log", ROUTER_CPU, environment(), REPO)
+        url = f"http://127.0.0.1:{port}"
+        router.wait_http(url + system.ready_path, timeout_s=90)
+        system.register(url, topology)
+        time.sleep(0.5)
+        urls = [e.url for e in topology.engines]
+        before = scrape_local_compute(urls).local_compute
+        cpu_before = router.cpu_seconds()
+        results, wall = asyncio.run(run_workload(url, workload.requests))
+        cpu = router.cpu_seconds() - cpu_before
+        computed = scrape_local_compute(urls).local_compute - before
+        return summarize(system, workload, results, wall, computed, cpu, slo, scenario.timing.time_scale)
+    finally:
+        if router is not None:
+            router.stop(system.stop_grace_s)
+        engines.stop()
