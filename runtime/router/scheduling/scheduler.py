@@ -122,6 +122,8 @@ class Scheduler:
         pass
 
     def on_served(self, plan: RoutingPlan, served: Served) -> None:
+        """The request was answered: released, then the plugins learn. A request ends with this or with
+        :meth:`release`, never both (the flow's SchedulerRelease observer)."""
         self.release(plan)
         for hook in self.hooks:
             hook.on_served(plan, served)
