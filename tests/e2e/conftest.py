@@ -1,21 +1,23 @@
 """The end-to-end tier's fixtures over the test bed (testbed/cpu_pair.py): the vLLM CPU venv, the tiny local model,
-and a prefill + decode pair started through ``python -m runtime`` with a CPU test deployment. Every server is
-stopped when the module ends, pass or fail.
+and ONE prefill + decode pair with the router in front (tests/support/routed_pair.py), started through
+``python -m runtime`` once per session and shared by every module whose engines need nothing else (a module that
+needs another engine config, such as the autoscaling module's small decode KV cache, starts its own). A module that
+kills an engine leaves it dead for its own later tests; the next module gets it restarted. Every server is stopped
+when the session ends, pass or fail.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from testbed.cpu_pair import REPO, WORK, cpu_pair_serving, install_vllm_venv, make_tiny_model, server_environment
+from testbed.cpu_pair import REPO, WORK, install_vllm_venv, make_tiny_model, server_environment
 from testbed.ports import free_ports
-from testbed.runtime_server import RuntimeServer
+from tests.support.routed_pair import PdPair, RoutedBed, RoutedPair, new_bed, routed_serving
 
 
 @pytest.fixture(scope="session")
@@ -29,25 +31,32 @@ def tiny_model(vllm_python: Path) -> Path:
     return make_tiny_model(vllm_python)
 
 
-@dataclass(frozen=True)
-class PdPair:
-    prefill: RuntimeServer
-    decode: RuntimeServer
-    model: str
+@pytest.fixture(scope="session")
+def routed_bed(vllm_python: Path, tiny_model: Path) -> Iterator[RoutedBed]:
+    """The session's pair and router, started at the first module that asks."""
+    ports = free_ports(9)
+    WORK.mkdir(parents=True, exist_ok=True)
+    config = WORK / "router-deployment.yaml"
+    config.write_text(yaml.safe_dump({"name": "cpu-router", "serving": routed_serving(tiny_model, ports)}))
+    bed = new_bed(Path(sys.executable), vllm_python, config, ports, server_environment(vllm_python), WORK, REPO)
+    try:
+        bed.start()
+        pair = bed.pair
+        print(f"\nserver start: prefill {pair.prefill.started_in_s:.1f} s, decode {pair.decode.started_in_s:.1f} s")
+        yield bed
+    finally:
+        bed.stop()
+        print(f"\nthe session's CPU pair: {bed.starts} server starts (engines and router)")
 
 
 @pytest.fixture(scope="module")
-def pd_pair(vllm_python: Path, tiny_model: Path) -> Iterator[PdPair]:
-    ports = free_ports(8)
-    deployment = {"name": "cpu-testbed", "serving": cpu_pair_serving(tiny_model, ports)}
-    WORK.mkdir(parents=True, exist_ok=True)
-    config = WORK / "cpu-deployment.yaml"
-    config.write_text(yaml.safe_dump(deployment))
-    env = server_environment(vllm_python)
-    with ExitStack() as stack:
-        prefill = stack.enter_context(
-            RuntimeServer("prefill", vllm_python, config, ports[0], env, WORK / "prefill.log", REPO))
-        decode = stack.enter_context(
-            RuntimeServer("decode", vllm_python, config, ports[4], env, WORK / "decode.log", REPO))
-        print(f"\nserver start: prefill {prefill.started_in_s:.1f} s, decode {decode.started_in_s:.1f} s")
-        yield PdPair(prefill=prefill, decode=decode, model="tiny")
+def routed(routed_bed: RoutedBed) -> RoutedPair:
+    """The session's pair and router, every server running when the module starts."""
+    routed_bed.revive()
+    return routed_bed.pair
+
+
+@pytest.fixture(scope="module")
+def pd_pair(routed: RoutedPair) -> PdPair:
+    """The session's two engines, for a module that drives both legs itself."""
+    return PdPair(prefill=routed.prefill, decode=routed.decode, model=routed.model)

@@ -29,7 +29,7 @@ from testbed.ports import free_ports
 from testbed.prometheus_server import PrometheusServer, ScrapeTarget
 from testbed.router_process import RouterProcess
 from testbed.runtime_server import RuntimeServer
-from tests.infra.conftest import load_yaml
+from tests.support.synthesis import load_yaml
 
 pytestmark = pytest.mark.e2e
 

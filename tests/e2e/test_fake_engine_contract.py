@@ -11,14 +11,12 @@ import json
 import threading
 import urllib.request
 from collections.abc import Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgpack
 import pytest
-import yaml
 import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -28,10 +26,9 @@ from bench.fake_engine.kv_event_publisher import KvEventPublisher
 from bench.fake_engine.simulator import EngineSimulator
 from bench.fake_engine.tokenizer import EngineTokenizer
 from bench.fake_engine.timing import EngineTiming
-from testbed.cpu_pair import REPO, WORK, cpu_role, server_environment
 from testbed.fault_engine import FaultEngine
+from tests.support.routed_pair import RoutedPair
 from testbed.ports import free_ports
-from testbed.runtime_server import RuntimeServer
 
 pytestmark = pytest.mark.e2e
 
@@ -101,29 +98,15 @@ class FakePairs:
 
 
 @pytest.fixture(scope="module")
-def sides(vllm_python: Path, tiny_model: Path) -> Iterator[dict[str, Side]]:
-    """The real vLLM pair and the two fake pairs, by name."""
-    ports = free_ports(8)
-    prefill_role, decode_role = cpu_role(ports[0:4], cpu=0), cpu_role(ports[4:8], cpu=1)
-    for role in (prefill_role, decode_role):
-        role["extra_args"] = [*role["extra_args"], "--enable-prompt-tokens-details"]  # type: ignore[list-item]
-    serving = {"model": {"source": str(tiny_model), "served_name": "tiny", "block_size": 32, "max_model_len": 1024},
-               "kv_transfer": {"backend": "UCX", "buffer_device": "cpu"}, "prefill": prefill_role,
-               "decode": decode_role}
-    WORK.mkdir(parents=True, exist_ok=True)
-    config = WORK / "contract-deployment.yaml"
-    config.write_text(yaml.safe_dump({"name": "cpu-contract", "serving": serving}))
-    env = server_environment(vllm_python)
+def sides(routed: RoutedPair, tiny_model: Path) -> Iterator[dict[str, Side]]:
+    """The real vLLM pair (the session's) and the two fake pairs, by name."""
     fake = FakePairs(tiny_model, 32)
-    with ExitStack() as stack:
-        stack.callback(fake.close)
-        prefill = stack.enter_context(
-            RuntimeServer("prefill", vllm_python, config, ports[0], env, WORK / "contract-prefill.log", REPO))
-        decode = stack.enter_context(
-            RuntimeServer("decode", vllm_python, config, ports[4], env, WORK / "contract-decode.log", REPO))
-        real = Side(prefill.url, decode.url, f"tcp://127.0.0.1:{ports[2]}")
+    try:
+        real = Side(routed.prefill.url, routed.decode.url, routed.prefill_kv_events)
         yield {"real": real, "simulated": Side(fake.simulated[0].url, fake.simulated[1].url, fake.events),
                "fault": Side(fake.faulty[0].url, fake.faulty[1].url, "")}
+    finally:
+        fake.close()
 
 
 def shape(document: Any) -> Any:

@@ -34,9 +34,9 @@ from testbed.cpu_pair import WORK
 from testbed.panel_picture import draw
 from testbed.prometheus_server import PrometheusServer, ScrapeTarget
 from testbed.scrape import samples
-from tests.e2e.test_router_on_vllm import QUESTION, SHARED, RoutedPair, ask, routed  # noqa: F401  (routed: fixture)
+from tests.support.routed_pair import QUESTION, SHARED, RoutedPair, ask
 from tests.infra.observability.awaiting_metrics import AWAITING
-from tests.infra.observability.test_observability_files import METRIC, base_name
+from tests.support.metric_names import METRIC, base_name
 
 pytestmark = pytest.mark.e2e
 
@@ -75,7 +75,7 @@ def scraped_targets(pair: RoutedPair) -> list[ScrapeTarget]:
 
 
 @pytest.fixture(scope="module")
-def observed(routed: RoutedPair) -> Iterator[Observed]:  # noqa: F811  (the imported fixture)
+def observed(routed: RoutedPair) -> Iterator[Observed]:
     with PrometheusServer(OUT, scraped_targets(routed), scrape_interval_s=1.0) as prometheus:
         prometheus.wait_for_samples(f'count(up{{{NAMESPACE}="{NS}"}} == 1) == 3', timeout_s=60)
         started = time.time()

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import PdPair
+from tests.support.routed_pair import PdPair
 
 pytestmark = pytest.mark.e2e
 

@@ -1,115 +1,19 @@
 """The router on real vLLM (CPU): a prefill and a decode started through ``python -m runtime``, the router through
 ``python -m runtime router``, driven with the official ``openai`` client. Answers must equal a single server's greedy
 answers, the decode must pull the KV (its own metrics say so), shared prefixes must show as predicted hits in the
-router and as prefix-cache hits in the engines, and killing prefill must leave requests served decode-only."""
+router and as prefix-cache hits in the engines, and killing prefill must leave requests served decode-only. The pair
+and the router are the session's (tests/e2e/conftest.py ``routed``)."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import openai
 import pytest
-import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
-from testbed.cpu_pair import REPO, WORK, cpu_role, server_environment
-from testbed.ports import free_ports
-from testbed.router_process import RouterProcess
-from testbed.runtime_server import RuntimeServer
+from tests.support.routed_pair import QUESTION, SHARED, RoutedPair, ask, metric_sum
 
 pytestmark = pytest.mark.e2e
-
-SHARED = "".join(f"def handler_{i}(request):\n    return respond(request, status={200 + i})\n\n" for i in range(24))
-QUESTION = "class Router:\n    def __init__(self, engines):\n        self.engines = engines\n"
-
-
-@dataclass(frozen=True)
-class RoutedPair:
-    prefill: RuntimeServer
-    decode: RuntimeServer
-    router: RouterProcess
-    model: str
-
-    def client(self, url: str | None = None) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{url or self.router.url}/v1", api_key="none", max_retries=0, timeout=120)
-
-
-def metric_sum(url: str, name: str, **labels: str) -> float:
-    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as response:
-        text = response.read().decode()
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
-@pytest.fixture(scope="module")
-def routed(vllm_python: Path, tiny_model: Path) -> Iterator[RoutedPair]:
-    ports = free_ports(9)
-    prefill_role, decode_role = cpu_role(ports[0:4], cpu=0), cpu_role(ports[4:8], cpu=1)
-    for role in (prefill_role, decode_role):
-        role["extra_args"] = [*role["extra_args"], "--enable-prompt-tokens-details"]  # type: ignore[list-item]
-    serving = {
-        "model": {"source": str(tiny_model), "served_name": "tiny", "block_size": 32, "max_model_len": 1024},
-        "kv_transfer": {"backend": "UCX", "buffer_device": "cpu"},
-        "prefill": prefill_role,
-        "decode": decode_role,
-        "router": {
-            "host": "127.0.0.1", "port": ports[8],
-            "metrics_port": None, "pd_threshold_tokens": 0, "prefix_mode": "precise",
-            "health_interval_s": 1.0, "metrics_interval_s": 1.0,
-            "timeouts": {"connect_s": 2.0, "first_byte_s": 120.0, "idle_stream_s": 60.0},
-            "discovery": {"static": [
-                {"url": f"http://127.0.0.1:{ports[0]}", "role": "prefill", "kv_events": f"tcp://127.0.0.1:{ports[2]}"},
-                {"url": f"http://127.0.0.1:{ports[4]}", "role": "decode", "kv_events": f"tcp://127.0.0.1:{ports[6]}"},
-            ]},
-        },
-    }
-    WORK.mkdir(parents=True, exist_ok=True)
-    config = WORK / "router-deployment.yaml"
-    config.write_text(yaml.safe_dump({"name": "cpu-router", "serving": serving}))
-    env = server_environment(vllm_python)
-    with ExitStack() as stack:
-        prefill = stack.enter_context(
-            RuntimeServer("prefill", vllm_python, config, ports[0], env, WORK / "router-prefill.log", REPO))
-        decode = stack.enter_context(
-            RuntimeServer("decode", vllm_python, config, ports[4], env, WORK / "router-decode.log", REPO))
-        router = stack.enter_context(RouterProcess(Path(sys.executable), config, ports[8], WORK / "router.log", REPO))
-        yield RoutedPair(prefill=prefill, decode=decode, router=router, model="tiny")
-
-
-def ask(client: openai.OpenAI, endpoint: str, stream: bool, prompt: str, **extra: Any) -> tuple[str, Any]:
-    """Greedy answer text and usage, streamed or not."""
-    common = {"model": "tiny", "max_tokens": 12, "temperature": 0.0, "seed": 0, **extra}
-    if stream:
-        common["stream_options"] = {"include_usage": True}
-    if endpoint == "chat":
-        result = client.chat.completions.create(messages=[{"role": "user", "content": prompt}], stream=stream, **common)
-        if not stream:
-            return result.choices[0].message.content or "", result.usage
-        text, usage = "", None
-        for chunk in result:
-            usage = chunk.usage or usage
-            text += "".join(choice.delta.content or "" for choice in chunk.choices)
-        return text, usage
-    result = client.completions.create(prompt=prompt, stream=stream, **common)
-    if not stream:
-        return result.choices[0].text, result.usage
-    text, usage = "", None
-    for chunk in result:
-        usage = chunk.usage or usage
-        text += "".join(choice.text for choice in chunk.choices)
-    return text, usage
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])

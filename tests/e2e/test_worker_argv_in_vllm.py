@@ -13,7 +13,7 @@ import pytest
 
 from runtime.worker import DecodeWorker, PrefillWorker
 from testbed.cpu_pair import REPO
-from tests.runtime.conftest import p5_host, serving
+from tests.support.runtime_inputs import p5_host, serving
 
 pytestmark = pytest.mark.e2e
 

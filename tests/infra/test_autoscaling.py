@@ -9,7 +9,6 @@ import copy
 import json
 from typing import Any
 
-import aws_cdk as cdk
 import jsonschema
 import pytest
 
@@ -22,11 +21,10 @@ from infra.autoscaling_objects import (
     scaling_triggers,
 )
 from infra.config import Deployment, DeploymentError, parse_deployment
-from infra.deployment_stacks import DeploymentStacks
 from infra.observability.stack import QUERY_ACTIONS
 from infra.router_objects import ROUTER
 from infra.workloads import serving_objects
-from tests.infra.conftest import Synthesized, load_yaml, wide_ep_decode
+from tests.support.synthesis import SynthesisCache, Synthesized, load_yaml, wide_ep_decode
 from tests.infra.keda_schema import (
     PROMETHEUS_METADATA_KNOWN,
     PROMETHEUS_METADATA_REQUIRED,
@@ -206,10 +204,10 @@ def test_the_default_app_synthesizes_keda_over_the_observability_workspace(defau
         assert ("replicas" in controller["spec"]) == (controller["metadata"]["name"] == ROUTER), controller["metadata"]
 
 
-def test_without_observability_there_is_no_autoscaling() -> None:
+def test_without_observability_there_is_no_autoscaling(synthesized: SynthesisCache) -> None:
     data = copy.deepcopy(load_yaml("default.yaml"))
     data["observability"] = {"enabled": False}
-    stacks = DeploymentStacks(cdk.App(), parse_deployment(data))
+    stacks = synthesized.get(parse_deployment(data)).stacks
     assert stacks.workloads.autoscaling is None
     workers = [o for o in stacks.workloads.objects if o["kind"] == "Deployment" and o["metadata"]["name"] != ROUTER]
     assert workers and all(w["spec"]["replicas"] == 1 for w in workers)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra.conftest import INFRA_FIXTURES, REPO, Synthesized
+from tests.support.synthesis import INFRA_FIXTURES, REPO, Synthesized
 
 
 # cfn-lint checks instance types against each region's offerings. Environment-agnostic templates are linted in

@@ -23,7 +23,7 @@ import yaml
 from infra.checkov_skips import CLOUDFORMATION, KUBERNETES, Skip
 from infra.config import Deployment, parse_deployment
 from infra.workloads import serving_objects
-from tests.infra.conftest import REPO, SHIPPED, Synthesized, load_yaml
+from tests.support.synthesis import REPO, SHIPPED, Synthesized, load_yaml
 
 CHECKOV = Path(os.environ.get("PDSTACK_CHECKOV", REPO / ".venv-checkov" / "bin" / "checkov"))
 CHECKOV_STAMP = ".venv-checkov/.installed"  # the Makefile target that installs it

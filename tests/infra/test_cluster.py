@@ -13,7 +13,7 @@ import importlib
 from infra.addons import EFA_DEVICE_PLUGIN, LEADER_WORKER_SET, NVIDIA_DEVICE_PLUGIN, managed_addons
 from infra.kubernetes_versions import KUBERNETES_PINS
 from tests.infra.chart_facts import CLUSTER_AUTOSCALER_APP_VERSIONS
-from tests.infra.conftest import Synthesized
+from tests.support.synthesis import Synthesized
 
 
 def cluster_props(synth: Synthesized) -> dict:

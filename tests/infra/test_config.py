@@ -14,7 +14,7 @@ import yaml
 
 from infra.config import DeploymentError, load_deployment, parse_deployment
 from runtime.catalog import INSTANCE_CATALOG
-from tests.infra.conftest import DEPLOYMENTS, REPO, load_yaml
+from tests.support.synthesis import DEPLOYMENTS, REPO, load_yaml
 
 BASE = load_yaml("default.yaml")
 

@@ -7,7 +7,7 @@ import pytest
 
 from infra.workload_names import ROLE_LABEL
 from infra.workloads import serving_objects
-from tests.infra.conftest import SHIPPED, Synthesized
+from tests.support.synthesis import SHIPPED, Synthesized
 
 
 def _engine_containers(synth: Synthesized) -> list[dict]:

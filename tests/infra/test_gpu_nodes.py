@@ -11,7 +11,7 @@ from aws_cdk.assertions import Match
 
 from infra.node_capacity import hugepages_2mi_pages_per_node
 from runtime.catalog import INSTANCE_CATALOG
-from tests.infra.conftest import Synthesized
+from tests.support.synthesis import SynthesisCache, Synthesized
 
 
 def test_a_capacity_failure_rolls_back_only_the_gpu_stack(default: Synthesized) -> None:
@@ -137,14 +137,14 @@ def test_capacity_block_variant(capacity_block: Synthesized) -> None:
     assert len(data["NetworkInterfaces"]) == 17
 
 
-def test_on_demand_reservation_variant(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_on_demand_reservation_variant(synthesized: SynthesisCache) -> None:
     from infra.config import parse_deployment
-    from tests.infra.conftest import load_yaml, synthesize
+    from tests.support.synthesis import load_yaml
 
     data = load_yaml("default.yaml")
     data["gpu_node_groups"][0]["capacity"] = {"type": "capacity-reservation", "reservation_id": "cr-0fedcba9876543210"}
     data["gpu_node_groups"][0]["placement_group"] = False
-    synth = synthesize(parse_deployment(data), tmp_path_factory.mktemp("odcr"))
+    synth = synthesized.get(parse_deployment(data))
     template = launch_templates(synth)["p5.48xlarge"]
     assert template["CapacityReservationSpecification"]["CapacityReservationTarget"] == {
         "CapacityReservationId": "cr-0fedcba9876543210"}

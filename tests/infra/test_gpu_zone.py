@@ -13,7 +13,7 @@ import pytest
 from infra.config import DeploymentError, parse_deployment
 from infra.gpu_zone import handler
 from infra.gpu_zone.check import RESOURCE_TYPE
-from tests.infra.conftest import Synthesized, load_yaml
+from tests.support.synthesis import Synthesized, load_yaml
 
 
 def error_for(data: dict) -> str:

@@ -14,7 +14,7 @@ from infra.addons import managed_addons
 from infra.hyperpod import LIFECYCLE_DIR, NODE_SETTINGS_FILE
 from infra.hyperpod_dependencies import HEALTH_AGENT_ACCOUNTS, HEALTH_AGENT_REPOSITORY, HEALTH_AGENT_TAG
 from infra.node_capacity import hugepages_2mi_pages_per_node
-from tests.infra.conftest import Synthesized
+from tests.support.synthesis import SynthesisCache, Synthesized
 
 
 def hyperpod_cluster(synth: Synthesized) -> tuple[str, dict]:
@@ -171,9 +171,9 @@ def test_nodes_may_pull_the_aws_owned_images(hyperpod: Synthesized) -> None:
                        for s in policy), (image, action)
 
 
-def test_hyperpod_in_a_concrete_environment_is_nag_clean(tmp_path_factory) -> None:
+def test_hyperpod_in_a_concrete_environment_is_nag_clean(synthesized: SynthesisCache) -> None:
     from infra.config import parse_deployment
-    from tests.infra.conftest import load_yaml, synthesize
+    from tests.support.synthesis import load_yaml
 
     data = load_yaml("hyperpod.yaml")
     data.update(account="123456789012", region="us-east-2")
@@ -181,7 +181,7 @@ def test_hyperpod_in_a_concrete_environment_is_nag_clean(tmp_path_factory) -> No
     # with HyperPod's managed Karpenter node autoscaling, which needs groups without deep health checks
     data["hyperpod"]["node_autoscaling"] = True
     data["hyperpod"]["instance_groups"][0]["deep_health_checks"] = []
-    synth = synthesize(parse_deployment(data), tmp_path_factory.mktemp("hyperpod-env"))  # raises on any finding
+    synth = synthesized.get(parse_deployment(data))  # raises on any finding
     (plugin,) = [p for p in synth.validation_report()["pluginReports"] if p["pluginName"] == "AwsSolutions"]
     assert plugin["violations"] == []
 
@@ -205,7 +205,7 @@ def test_hyperpod_in_a_concrete_environment_is_nag_clean(tmp_path_factory) -> No
 
 def test_hyperpod_node_autoscaling_refuses_what_it_does_not_support() -> None:
     from infra.config import DeploymentError, parse_deployment
-    from tests.infra.conftest import load_yaml
+    from tests.support.synthesis import load_yaml
 
     data = load_yaml("hyperpod.yaml")
     data["hyperpod"]["node_autoscaling"] = True
@@ -216,7 +216,7 @@ def test_hyperpod_node_autoscaling_refuses_what_it_does_not_support() -> None:
 def test_hyperpod_node_pool_is_capped_at_the_groups_counts() -> None:
     from infra.config import parse_deployment
     from infra.hyperpod import hyperpod_node_pool
-    from tests.infra.conftest import load_yaml
+    from tests.support.synthesis import load_yaml
 
     config = parse_deployment(load_yaml("hyperpod.yaml")).hyperpod
     assert config is not None

@@ -14,7 +14,7 @@ from aws_cdk.assertions import Match, Template
 
 from infra.config import ImageConfig
 from infra.image import ImageProps, ImageStack
-from tests.infra.conftest import Synthesized, load_yaml
+from tests.support.synthesis import Synthesized, load_yaml
 
 
 def test_repository_settings(default: Synthesized) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.conftest import SHIPPED, Synthesized
+from tests.support.synthesis import SHIPPED, Synthesized
 
 # The property that holds the physical name, for every type whose name is unique per account and region (or
 # globally): CloudFormation resource reference, "Return values" / the property's "Update requires: Replacement".

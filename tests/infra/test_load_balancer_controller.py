@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from infra.router_objects import ROUTER
-from tests.infra.conftest import Synthesized
+from tests.support.synthesis import Synthesized
 
 
 def _charts(synth: Synthesized) -> dict[str, dict[str, Any]]:

@@ -13,14 +13,13 @@ import ipaddress
 import json
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
 
 from infra.config import parse_deployment
-from infra.deployment_stacks import DeploymentStacks
 from infra.workloads import serving_objects
-from tests.infra.conftest import SHIPPED, Synthesized, load_yaml
-from tests.infra.test_network_policies import IMAGE, Source, admitted, pod_templates, smoke_job, with_router
+from tests.support.synthesis import SHIPPED, SynthesisCache, Synthesized, load_yaml
+from tests.support.network_policy import Source, admitted, pod_templates, smoke_job, with_router
+from tests.support.workload_objects import IMAGE
 
 ENGINES = ("prefill", "decode")
 
@@ -190,13 +189,14 @@ def test_switched_off_there_are_no_collector_subnets_and_nothing_is_admitted_for
         assert not admitted(policies, Source(ip=str(network[9])), pods["pdstack-router"], named.serving.router.port)
 
 
-def test_six_zones_give_the_scraper_the_five_subnets_it_takes_and_the_policies_those_five() -> None:
+def test_six_zones_give_the_scraper_the_five_subnets_it_takes_and_the_policies_those_five(
+        synthesized: SynthesisCache) -> None:
     """SubnetIds takes at most 5 (AMP API reference, EksConfiguration); a sixth zone's collector subnet stays empty
     and unadmitted."""
     data = copy.deepcopy(load_yaml("default.yaml"))
     data.update(account="123456789012", region="us-east-1")
     data["network"].update(az_count=6, availability_zones=[f"us-east-1{z}" for z in "abcdef"])
-    stacks = DeploymentStacks(cdk.App(), parse_deployment(data))
+    stacks = synthesized.get(parse_deployment(data)).stacks
     assert stacks.observability is not None
     eks = stacks.observability.resolve(stacks.observability.scraper.source)["eksConfiguration"]
     assert len(eks["subnetIds"]) == 5

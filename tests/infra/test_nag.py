@@ -13,7 +13,7 @@ from aws_cdk.lambda_layer_kubectl_v34 import KubectlV34Layer
 
 from infra.eks_checks import EksClusterChecks
 from infra.nag import register_checks
-from tests.infra.conftest import INFRA_FIXTURES, Synthesized
+from tests.support.synthesis import INFRA_FIXTURES, Synthesized
 
 
 @pytest.mark.parametrize("fixture", INFRA_FIXTURES)

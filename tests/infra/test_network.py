@@ -5,7 +5,7 @@ from __future__ import annotations
 from aws_cdk.assertions import Match
 
 from infra.network import INTERFACE_ENDPOINTS
-from tests.infra.conftest import Synthesized
+from tests.support.synthesis import Synthesized
 
 
 def test_private_subnets_route_through_nat(default: Synthesized) -> None:

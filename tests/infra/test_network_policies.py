@@ -9,102 +9,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import kubernetes_validate
 import pytest
 
 from infra.config import Deployment, DeploymentError, parse_deployment
-from infra.operations.serving_endpoints import ServingEndpoints
-from infra.operations.smoke import SMOKE_IMAGE, job_manifest
-from infra.workloads import serving_objects
-from tests.infra.conftest import Synthesized, load_yaml, wide_ep_decode
-
-IMAGE = "123456789012.dkr.ecr.us-east-2.amazonaws.com/pdstack/serving:0123456789abcdef0123"
-
-
-@dataclass(frozen=True)
-class Source:
-    labels: dict[str, str] | None = None  # a pod of the serving namespace
-    ip: str | None = None  # anything else, by address
-
-
-def pod_templates(objects: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
-    """Labels of every pod template, by workload name (an LWS gives leader and worker)."""
-    pods: dict[str, dict[str, str]] = {}
-    for obj in objects:
-        spec = obj.get("spec", {})
-        if "template" in spec:
-            pods[obj["metadata"]["name"]] = spec["template"]["metadata"]["labels"]
-        elif "leaderWorkerTemplate" in spec:
-            for part in ("leaderTemplate", "workerTemplate"):
-                pods[f"{obj['metadata']['name']}/{part}"] = spec["leaderWorkerTemplate"][part]["metadata"]["labels"]
-    return pods
-
-
-def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    assert set(selector) <= {"matchLabels"}, f"evaluator knows matchLabels only: {selector}"
-    return selector.get("matchLabels", {}).items() <= labels.items()
-
-
-def _peer_matches(peer: dict[str, Any], source: Source) -> bool:
-    assert set(peer) <= {"podSelector", "ipBlock"}, f"evaluator does not know {peer}"
-    if "podSelector" in peer:
-        return source.labels is not None and selects(peer["podSelector"], source.labels)
-    block = peer["ipBlock"]
-    if source.ip is None:
-        return False
-    address = ipaddress.ip_address(source.ip)
-    return address in ipaddress.ip_network(block["cidr"]) and not any(
-        address in ipaddress.ip_network(e) for e in block.get("except", []))
-
-
-def _port_matches(ports: list[dict[str, Any]] | None, port: int) -> bool:
-    if not ports:
-        return True
-    return any(p.get("protocol", "TCP") == "TCP" and p["port"] <= port <= p.get("endPort", p["port"]) for p in ports)
-
-
-def admitted(policies: list[dict[str, Any]], source: Source, target: dict[str, str], port: int) -> bool:
-    selecting = [p for p in policies if "Ingress" in p["spec"]["policyTypes"] and selects_pod(p, target)]
-    if not selecting:
-        return True
-    for policy in selecting:
-        for rule in policy["spec"].get("ingress", []):
-            peers = rule.get("from")
-            if (not peers or any(_peer_matches(peer, source) for peer in peers)) and _port_matches(rule.get("ports"),
-                                                                                                   port):
-                return True
-    return False
-
-
-def selects_pod(policy: dict[str, Any], labels: dict[str, str]) -> bool:
-    selector = policy["spec"]["podSelector"]
-    return selector == {} or selects(selector, labels)
-
-
-def smoke_job(deployment: Deployment) -> dict[str, Any]:
-    """The Job ``python -m infra smoke`` creates in the serving namespace."""
-    endpoints = ServingEndpoints(namespace=deployment.workloads.namespace, router_port=deployment.serving.router.port,
-                                 decode_port=deployment.serving.decode.ports.http)
-    return job_manifest("pdstack-smoke-test", endpoints, "model", SMOKE_IMAGE, 300)
-
-
-def rendered(deployment: Deployment) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
-    """The policies, and the labels of every pod in the namespace: the serving pods and the smoke Job's."""
-    objects = serving_objects(deployment, IMAGE)
-    return [o for o in objects if o["kind"] == "NetworkPolicy"], pod_templates([*objects, smoke_job(deployment)])
-
+from tests.support.network_policy import Source, admitted, rendered, selects, selects_pod, smoke_job, with_router
+from tests.support.synthesis import Synthesized, load_yaml, wide_ep_decode
 
 def default() -> Deployment:
     return parse_deployment(load_yaml("default.yaml"))
-
-
-def with_router(**router: Any) -> Deployment:
-    data = load_yaml("default.yaml")
-    data["workloads"]["router"].update(router)
-    return parse_deployment(data)
 
 
 @pytest.mark.parametrize("make", [default, wide_ep_decode], ids=["default", "wide-ep"])

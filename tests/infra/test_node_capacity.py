@@ -19,7 +19,7 @@ from infra.node_capacity import (
 from infra.workload_names import CONFIG_HASH_ANNOTATION
 from infra.workloads import serving_objects
 from runtime.catalog import INSTANCE_CATALOG
-from tests.infra.conftest import SHIPPED, load_yaml
+from tests.support.synthesis import SHIPPED, load_yaml
 
 IMAGE = "123456789012.dkr.ecr.us-east-2.amazonaws.com/pdstack/serving:0123456789abcdef0123"
 
@@ -164,7 +164,7 @@ def test_a_worker_not_rolled_by_a_change_launches_exactly_as_before(change: str,
     leaves a role's hash alone leaves its vLLM command line and environment alone."""
     from runtime.config import Serving
     from runtime.worker import DecodeWorker, PrefillWorker
-    from tests.runtime.conftest import p5_host
+    from tests.support.runtime_inputs import p5_host
 
     data = load_yaml("default.yaml")
     data["gpu_node_groups"][0]["max_size"] = 3

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.infra.conftest import REPO, SHIPPED
+from tests.support.synthesis import REPO, SHIPPED
 
 
 def test_every_shipped_deployment_is_a_fixture_of_every_infra_check() -> None:

@@ -14,7 +14,7 @@ import pytest
 from infra.config import Deployment, parse_deployment
 from infra.workloads import serving_objects
 from runtime.router.config import KubernetesDiscovery
-from tests.infra.conftest import load_yaml, wide_ep_decode
+from tests.support.synthesis import load_yaml, wide_ep_decode
 
 IMAGE = "123456789012.dkr.ecr.us-east-2.amazonaws.com/pdstack/serving:0123456789abcdef0123"
 REPO = Path(__file__).resolve().parents[2]

@@ -23,10 +23,10 @@ from infra.serving_config import config_hash
 from infra.workload_names import API_KEYS_FILE, API_KEYS_MOUNT, CONFIG_FILE, CONFIG_HASH_ANNOTATION, POOL_LABEL
 from runtime.config import Serving
 from runtime.router.api_keys import ApiKeys
-from tests.infra.conftest import SHIPPED, Synthesized, load_yaml
+from tests.support.synthesis import SHIPPED, Synthesized, load_yaml
 from tests.infra.scheduling import can_place, pod_requests
-from tests.infra.test_schedulability import chart_pods, eks_nodes, gpu_nodes, rehearsal_cluster
-from tests.infra.test_workloads import find, objects_of, pod_spec
+from tests.support.rehearsal import chart_pods, eks_nodes, gpu_nodes, rehearsal_cluster
+from tests.support.workload_objects import find, objects_of, pod_spec
 
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:team/router-keys-Ab12Cd"
 KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from infra.stack_outputs import READ_BY_OPERATIONS, stack_name, stack_names
-from tests.infra.conftest import Synthesized
+from tests.support.synthesis import Synthesized
 
 OPERATIONS = [*sorted((Path(__file__).resolve().parents[2] / "infra" / "operations").glob("*.py")),
               Path(__file__).resolve().parents[2] / "infra" / "__main__.py"]

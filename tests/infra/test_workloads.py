@@ -11,39 +11,15 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from infra.config import Deployment, parse_deployment
+from infra.config import parse_deployment
 from infra.router_objects import ROUTER
-from infra.workloads import serving_objects
 from runtime.config import Serving
 from runtime.router.config import KubernetesDiscovery
-from tests.infra.conftest import Synthesized, load_yaml, wide_ep_decode
+from tests.support.synthesis import Synthesized, load_yaml, wide_ep_decode
+from tests.support.workload_objects import IMAGE, container, find, objects_of, pod_spec
 from tests.infra.secretproviderclass_schema import SECRET_PROVIDER_CLASS_V1
 
 K8S = "1.35"
-IMAGE = "123456789012.dkr.ecr.us-east-2.amazonaws.com/pdstack/serving:0123456789abcdef0123"
-
-
-def objects_of(deployment: Deployment) -> list[dict[str, Any]]:
-    return serving_objects(deployment, IMAGE)
-
-
-def find(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    (found,) = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
-    return found
-
-
-def container(obj: dict[str, Any]) -> dict[str, Any]:
-    spec = obj["spec"]
-    template = spec["template"] if "template" in spec else spec["leaderWorkerTemplate"]["workerTemplate"]
-    (c,) = template["spec"]["containers"]
-    return c
-
-
-def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
-    spec = obj["spec"]
-    return (spec["template"] if "template" in spec else spec["leaderWorkerTemplate"]["workerTemplate"])["spec"]
-
-
 DEPLOYMENTS = {
     "default": lambda: parse_deployment(load_yaml("default.yaml")),
     "hyperpod": lambda: parse_deployment(load_yaml("hyperpod.yaml")),
@@ -327,7 +303,7 @@ def test_a_rollout_drains_inside_the_grace_periods() -> None:
     """Rolling a worker or the router fails no request: each pod keeps serving through its preStop (endpoints drop
     it), then drains (vLLM's --shutdown-timeout, the router's shutdown_grace_s), all inside its grace period."""
     from runtime.worker import DecodeWorker, PrefillWorker
-    from tests.runtime.conftest import p5_host
+    from tests.support.runtime_inputs import p5_host
 
     deployment = DEPLOYMENTS["default"]()
     objects = objects_of(deployment)

@@ -7,7 +7,7 @@ import yaml
 from pydantic import ValidationError
 
 from runtime.config import CONFIG_ENV, Serving, explain, load_serving
-from tests.runtime.conftest import serving
+from tests.support.runtime_inputs import serving
 
 
 def problems(**sections: object) -> str:

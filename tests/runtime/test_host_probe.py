@@ -5,25 +5,7 @@ from pathlib import Path
 import pytest
 
 from runtime.host_probe import HostProbe, HostProbeError
-
-
-def fake_node(root: Path, efa: int, other_rdma: int = 0, gpus: int = 0) -> HostProbe:
-    dev, sysfs = root / "dev", root / "sys"
-    dev.mkdir()
-    for name in ["nvidiactl", "nvidia-uvm", *(f"nvidia{i}" for i in range(gpus))]:
-        (dev / name).touch()
-    drivers = sysfs / "bus" / "pci" / "drivers"
-    for driver in ("efa", "mlx5_core"):
-        (drivers / driver).mkdir(parents=True)
-    ib = sysfs / "class" / "infiniband"
-    ib.mkdir(parents=True)
-    for name, driver in [*((f"rdmap{i}s0", "efa") for i in range(efa)), *((f"mlx5_{i}", "mlx5_core") for i in range(other_rdma))]:
-        device = sysfs / "devices" / name
-        device.mkdir(parents=True)
-        (device / "driver").symlink_to(drivers / driver)
-        (ib / name).mkdir()
-        (ib / name / "device").symlink_to(device)
-    return HostProbe(dev=dev, sysfs=sysfs, environ={"POD_IP": "127.0.0.1"})
+from tests.support.runtime_inputs import fake_node
 
 
 def test_p5_node_with_gpus_and_efa(tmp_path: Path) -> None:

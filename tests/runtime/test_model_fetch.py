@@ -14,7 +14,7 @@ from moto.server import ThreadedMotoServer
 
 from runtime.model_fetch import ModelFetch, ModelFetchError
 from testbed.ports import free_ports
-from tests.runtime.conftest import serving
+from tests.support.runtime_inputs import serving
 
 FILES = {
     "config.json": json.dumps({"architectures": ["LlamaForCausalLM"]}).encode(),

@@ -5,8 +5,7 @@ from pathlib import Path
 
 from runtime.nixl_loopback import LoopbackResult, NixlUnavailable
 from runtime.preflight import Preflight
-from tests.runtime.conftest import serving
-from tests.runtime.test_host_probe import fake_node
+from tests.support.runtime_inputs import fake_node, serving
 
 
 class FakeLoopback:

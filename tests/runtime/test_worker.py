@@ -9,7 +9,7 @@ import pytest
 
 from runtime.host_probe import Host, LwsPlacement
 from runtime.worker import DecodeWorker, Launch, LaunchError, PrefillWorker
-from tests.runtime.conftest import p5_host, serving
+from tests.support.runtime_inputs import p5_host, serving
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from infra.config import DeploymentError, parse_deployment
-from tests.infra.conftest import load_yaml
+from tests.support.synthesis import load_yaml
 
 BASE = load_yaml("default.yaml")
 

@@ -17,10 +17,10 @@ from infra.observability.targets import MODEL, NAMESPACE
 from infra.observability.vllm_metrics import NIXL_METRICS, VLLM_METRICS, VLLM_VERSION
 from runtime.router.router_metrics import RouterMetrics
 from tests.infra.observability.awaiting_metrics import AWAITING
+from tests.support.metric_names import METRIC, base_name
 
 REPO = Path(__file__).resolve().parents[3]
 VLLM_SOURCE = REPO / ".venv-vllm" / "lib" / "python3.11" / "site-packages" / "vllm"
-METRIC = re.compile(r"\b(pdstack_router_[a-z_]+|vllm:[a-z_]+)")
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 
 
@@ -35,11 +35,6 @@ def exported_by_router() -> set[str]:
     for family in RouterMetrics().registry.collect():
         names.update(family.name + suffix for suffix in SUFFIXES[family.type])
     return names
-
-
-def base_name(metric: str) -> str:
-    """A series name without its histogram or counter suffix (what the exporter's code names)."""
-    return re.sub(r"(_bucket|_sum|_count|_total)$", "", metric)
 
 
 def test_committed_files_are_current() -> None:

@@ -13,11 +13,10 @@ import yaml
 from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 
 from infra.config import parse_deployment
-from infra.deployment_stacks import DeploymentStacks
 from infra.observability.generate import RULES_FILE
 from infra.observability.stack import QUERY_ACTIONS, MetricsWorkspace
 from infra.observability.targets import scrape_config
-from tests.infra.conftest import Synthesized, load_yaml
+from tests.support.synthesis import SynthesisCache, Synthesized, load_yaml
 
 
 def only(synth: Synthesized, kind: str) -> dict:
@@ -134,8 +133,8 @@ def test_property_names_exist_in_the_cloudformation_schemas(default: Synthesized
         assert set(only(default, kind)["Properties"]) <= set(schema["properties"]), kind
 
 
-def test_switched_off_there_is_no_observability_stack() -> None:
+def test_switched_off_there_is_no_observability_stack(synthesized: SynthesisCache) -> None:
     data = copy.deepcopy(load_yaml("default.yaml"))
     data["observability"] = {"enabled": False}
-    stacks = DeploymentStacks(cdk.App(), parse_deployment(data))
+    stacks = synthesized.get(parse_deployment(data)).stacks
     assert stacks.observability is None and all("observability" not in s.stack_name for s in stacks.all)

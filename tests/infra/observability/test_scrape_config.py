@@ -17,7 +17,7 @@ import yaml
 from infra.config import parse_deployment
 from infra.observability.targets import ENGINE_JOB, ROUTER_JOB, scrape_config, sd_pod_label
 from infra.workloads import serving_objects
-from tests.infra.conftest import load_yaml
+from tests.support.synthesis import load_yaml
 
 DEPLOYMENT = parse_deployment(load_yaml("default.yaml"))
 

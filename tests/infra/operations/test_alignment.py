@@ -12,7 +12,7 @@ from infra.operations.serving_endpoints import (
 )
 from infra.workloads import serving_objects
 from runtime.router.router_metrics import RouterMetrics
-from tests.infra.conftest import load_yaml
+from tests.support.synthesis import load_yaml
 
 
 def test_default_endpoints_are_the_rendered_services() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.operations import aws_facts
-from tests.infra.operations.conftest import REGION, Deployed, Run, deployment_file, load, run_cli
+from tests.support.operations import REGION, Deployed, Run, deployment_file, load, run_cli
 from tests.infra.operations.local_servers import RECORDINGS, MotoServer, RecordedAws, serving
 
 RECORDING = "hyperpod-continuous-provisioning-short.json"

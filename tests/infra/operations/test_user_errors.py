@@ -11,7 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.infra.operations.conftest import REGION, REPO, Deployed, deployment_file, load, run_cli
+from tests.support.operations import REGION, REPO, Deployed, deployment_file, load, run_cli
 from tests.infra.operations.local_servers import MotoServer, RecordedAws, serving
 
 

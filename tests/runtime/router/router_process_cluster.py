@@ -23,7 +23,7 @@ from testbed.fault_engine import FaultEngine
 from testbed.ports import free_ports
 from testbed.router_process import RouterProcess
 from testbed.scrape import sample_total
-from tests.runtime.router.conftest import LoopThread
+from tests.support.router_cluster import LoopThread
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from runtime.router.config import Admission, Saturation
-from tests.runtime.router.conftest import Cluster
+from tests.support.router_cluster import Cluster
 
 DEEP = 10_000.0  # vllm:num_requests_waiting far past saturation.max_waiting
 HEADER = Admission().priority_header

@@ -11,7 +11,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.runtime.router.conftest import Cluster
+from tests.support.router_cluster import Cluster
 
 
 def client(cluster: Cluster, key: str) -> openai.OpenAI:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.runtime.router.conftest import Cluster
+from tests.support.router_cluster import Cluster
 
 
 @pytest.fixture

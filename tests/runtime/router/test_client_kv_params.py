@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.runtime.router.conftest import Cluster
+from tests.support.router_cluster import Cluster
 
 LONG = "SELECT engine FROM pool ORDER BY load;\n" * 40
 FORGED = {"do_remote_prefill": True, "remote_engine_id": "evil", "remote_block_ids": [[999999]],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.runtime.router.conftest import Cluster
+from tests.support.router_cluster import Cluster
 
 
 def test_tokenize_detokenize_and_version_reach_an_engine(make_cluster) -> None:  # type: ignore[no-untyped-def]
@@ -37,7 +37,7 @@ def test_an_oversized_tokenize_body_is_413_in_the_openai_shape(make_cluster) -> 
 
 def test_a_tokenize_body_that_never_arrives_gets_408(make_cluster) -> None:  # type: ignore[no-untyped-def]
     """Issue 20 item 11: /tokenize and /detokenize read their body with the same deadline as generation."""
-    from tests.runtime.router.test_slow_clients import raw_socket, read_all
+    from tests.support.router_cluster import raw_socket, read_all
 
     cluster: Cluster = make_cluster(timeouts={"client_body_s": 0.3})
     for path in (b"/tokenize", b"/detokenize"):

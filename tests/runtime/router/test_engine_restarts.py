@@ -3,7 +3,7 @@ predict hits on it (approximate mode here: no KV events tell the router)."""
 
 from __future__ import annotations
 
-from tests.runtime.router.conftest import Cluster
+from tests.support.router_cluster import Cluster
 
 LONG = "def handler(request):\n    return respond(request, status=200)\n" * 30
 BODY = {"model": "tiny", "prompt": LONG, "max_tokens": 2}

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.runtime.router.conftest import Cluster
+from tests.support.router_cluster import Cluster
 
 LONG = "SELECT * FROM requests WHERE engine = 'decode';\n" * 30
 

@@ -11,7 +11,7 @@ import struct
 import pytest
 
 from runtime.json_log import JsonLineFormatter
-from tests.runtime.router.conftest import Cluster
+from tests.support.router_cluster import Cluster
 
 
 def body(**fields: object) -> dict[str, object]:

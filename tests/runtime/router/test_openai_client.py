@@ -6,7 +6,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.runtime.router.conftest import Cluster
+from tests.support.router_cluster import Cluster
 
 
 @pytest.fixture

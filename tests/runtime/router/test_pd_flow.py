@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.runtime.router.conftest import Cluster
+from tests.support.router_cluster import Cluster
 
 LONG = "def schedule(workers):\n    return sorted(workers, key=len)\n" * 40
 

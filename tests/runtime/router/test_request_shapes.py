@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.runtime.router.conftest import Cluster
+from tests.support.router_cluster import Cluster
 
 LONG = "def route(request):\n    return engines[hash(request) % len(engines)]\n" * 30
 

@@ -8,7 +8,7 @@ import urllib.request
 
 from runtime.router.server import RouterServer
 from testbed.ports import free_ports
-from tests.runtime.router.conftest import Cluster
+from tests.support.router_cluster import Cluster
 
 
 def test_a_session_lands_on_the_same_decode_from_either_replica(make_cluster) -> None:  # type: ignore[no-untyped-def]

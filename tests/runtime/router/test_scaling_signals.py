@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.runtime.router.conftest import Cluster
+from tests.support.router_cluster import Cluster
 
 BACKLOG = "pdstack_router_prefill_backlog_seconds"
 TOKENS_PER_S = 100.0

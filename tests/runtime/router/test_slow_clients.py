@@ -6,27 +6,8 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from tests.runtime.router.conftest import Cluster
-
-
-@contextmanager
-def raw_socket(cluster: Cluster) -> Iterator[socket.socket]:
-    sock = socket.create_connection(("127.0.0.1", cluster.router.config.port), timeout=10)
-    try:
-        yield sock
-    finally:
-        sock.close()
-
-
-def read_all(sock: socket.socket) -> bytes:
-    """Everything the router sends until it closes the connection (the 10 s socket timeout fails the test)."""
-    chunks = []
-    while chunk := sock.recv(65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
+from tests.support.router_cluster import Cluster, raw_socket, read_all
 
 
 def test_a_client_that_never_finishes_its_headers_is_closed(make_cluster) -> None:  # type: ignore[no-untyped-def]

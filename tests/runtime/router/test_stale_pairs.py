@@ -4,7 +4,7 @@ around the pair after a few failed pulls, says so in a metric, and keeps serving
 
 from __future__ import annotations
 
-from tests.runtime.router.conftest import Cluster
+from tests.support.router_cluster import Cluster
 
 LONG = "SELECT * FROM pairs WHERE prefill = 'stale';\n" * 30
 
