@@ -17,7 +17,7 @@ import yaml
 
 from testbed.cpu_pair import REPO, WORK, install_vllm_venv, make_tiny_model, server_environment
 from testbed.ports import free_ports
-from tests.support.routed_pair import PdPair, RoutedBed, RoutedPair, new_bed, routed_serving
+from tests.support.routed_pair import PdPair, RoutedBed, RoutedPair, new_bed, routed_serving, stop_every_bed
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +54,13 @@ def routed(routed_bed: RoutedBed) -> RoutedPair:
     """The session's pair and router, every server running when the module starts."""
     routed_bed.revive()
     return routed_bed.pair
+
+
+@pytest.fixture(scope="module")
+def cores_to_itself() -> None:
+    """For a module that starts a pair of its own: the session's pair is stopped first (both would pin the same two
+    cores), and restarted by the next module that asks for it."""
+    stop_every_bed()
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,10 @@ class Bed:
 
 
 @pytest.fixture(scope="module")
-def bed(vllm_python: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
+def bed(vllm_python: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory,
+        cores_to_itself: None) -> Iterator[Bed]:
+    """A pair of its own (a small decode KV cache, the scaling signals' router settings): never beside the
+    session's pair."""
     ports = free_ports(9)
     serving = cpu_pair_serving(tiny_model, ports)
     decode = serving["decode"]

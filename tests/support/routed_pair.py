@@ -78,6 +78,7 @@ class RoutedBed:
     def __init__(self, prefill: RuntimeServer, decode: RuntimeServer, router: RouterProcess, ports: list[int]) -> None:
         self.pair = RoutedPair(prefill, decode, router, "tiny", f"tcp://127.0.0.1:{ports[2]}")
         self.starts = 0
+        BEDS.append(self)
 
     def start(self) -> None:
         for server in (self.pair.prefill, self.pair.decode, self.pair.router):
@@ -96,8 +97,19 @@ class RoutedBed:
         print(f"\nrevived {', '.join(s.name for s in dead) or 'nothing'} and restarted the router")
 
     def stop(self) -> None:
+        """Every server stopped; ``revive`` starts them again."""
         for server in (self.pair.router, self.pair.decode, self.pair.prefill):
             server.stop()
+
+
+BEDS: list[RoutedBed] = []  # the session's beds, so that a module with a pair of its own can stop them first
+
+
+def stop_every_bed() -> None:
+    """Stop the session's pair while a module runs a pair of its own (the two would share the same two cores); the
+    next module that uses the session's pair gets it restarted."""
+    for bed in BEDS:
+        bed.stop()
 
 
 def new_bed(python: Path, vllm_python: Path, config: Path, ports: list[int], env: dict[str, str], work: Path,
