@@ -26,27 +26,34 @@ def imported_modules(tree: ast.Module) -> list[tuple[int, str]]:
 
 def forbidden_imports(path: Path, source: str) -> list[str]:
     """``path:line module`` for each import of a test module (tests.*.test_*) or a conftest (tests.*.conftest)."""
+
     def forbidden(module: str) -> bool:
         parts = module.split(".")
         return parts[0] == "tests" and any(p == "conftest" or p.startswith("test_") for p in parts[1:])
 
     flagged = [(line, module) for line, module in imported_modules(ast.parse(source)) if forbidden(module)]
     # one line per import: ``from tests.x.test_y import a`` names tests.x.test_y, not also tests.x.test_y.a
-    return [f"{path.relative_to(TESTS.parent)}:{line} imports {module}" for line, module in flagged
-            if (line, module.rpartition(".")[0]) not in flagged]
+    return [
+        f"{path.relative_to(TESTS.parent)}:{line} imports {module}"
+        for line, module in flagged
+        if (line, module.rpartition(".")[0]) not in flagged
+    ]
 
 
 def test_no_test_module_or_conftest_is_imported() -> None:
-    problems = [problem for path in sorted(TESTS.rglob("*.py"))
-                for problem in forbidden_imports(path, path.read_text())]
+    problems = [
+        problem for path in sorted(TESTS.rglob("*.py")) for problem in forbidden_imports(path, path.read_text())
+    ]
     assert not problems, "move the shared helper into tests/support/:\n" + "\n".join(problems)
 
 
 def test_the_check_sees_module_and_function_level_imports() -> None:
-    source = ("from tests.infra.conftest import load_yaml\n"
-              "def f():\n    from tests.runtime.router import test_slow_clients\n"
-              "import tests.e2e.test_router_on_vllm\n"
-              "from tests.support.synthesis import load_yaml\n")
+    source = (
+        "from tests.infra.conftest import load_yaml\n"
+        "def f():\n    from tests.runtime.router import test_slow_clients\n"
+        "import tests.e2e.test_router_on_vllm\n"
+        "from tests.support.synthesis import load_yaml\n"
+    )
     assert forbidden_imports(TESTS / "example.py", source) == [
         "tests/example.py:1 imports tests.infra.conftest",
         "tests/example.py:3 imports tests.runtime.router.test_slow_clients",

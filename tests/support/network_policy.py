@@ -49,7 +49,8 @@ def _peer_matches(peer: dict[str, Any], source: Source) -> bool:
         return False
     address = ipaddress.ip_address(source.ip)
     return address in ipaddress.ip_network(block["cidr"]) and not any(
-        address in ipaddress.ip_network(e) for e in block.get("except", []))
+        address in ipaddress.ip_network(e) for e in block.get("except", [])
+    )
 
 
 def _port_matches(ports: list[dict[str, Any]] | None, port: int) -> bool:
@@ -65,8 +66,9 @@ def admitted(policies: list[dict[str, Any]], source: Source, target: dict[str, s
     for policy in selecting:
         for rule in policy["spec"].get("ingress", []):
             peers = rule.get("from")
-            if (not peers or any(_peer_matches(peer, source) for peer in peers)) and _port_matches(rule.get("ports"),
-                                                                                                   port):
+            if (not peers or any(_peer_matches(peer, source) for peer in peers)) and _port_matches(
+                rule.get("ports"), port
+            ):
                 return True
     return False
 
@@ -78,8 +80,11 @@ def selects_pod(policy: dict[str, Any], labels: dict[str, str]) -> bool:
 
 def smoke_job(deployment: Deployment) -> dict[str, Any]:
     """The Job ``python -m infra smoke`` creates in the serving namespace."""
-    endpoints = ServingEndpoints(namespace=deployment.workloads.namespace, router_port=deployment.serving.router.port,
-                                 decode_port=deployment.serving.decode.ports.http)
+    endpoints = ServingEndpoints(
+        namespace=deployment.workloads.namespace,
+        router_port=deployment.serving.router.port,
+        decode_port=deployment.serving.decode.ports.http,
+    )
     return job_manifest("pdstack-smoke-test", endpoints, "model", SMOKE_IMAGE, 300)
 
 

@@ -33,8 +33,13 @@ _BY_HYPERPOD_NAME = {spec.hyperpod_name: spec for spec in INSTANCE_CATALOG.value
 
 def _platform_labels(instance_type: str, name: str) -> dict[str, str]:
     """What the kubelet sets on every node (kubernetes.io/docs/reference/labels-annotations-taints)."""
-    return {INSTANCE_TYPE_LABEL: instance_type, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-            "kubernetes.io/hostname": name, "topology.kubernetes.io/zone": "zone-a"}
+    return {
+        INSTANCE_TYPE_LABEL: instance_type,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "kubernetes.io/hostname": name,
+        "topology.kubernetes.io/zone": "zone-a",
+    }
 
 
 def _hugepages(text: str) -> int:
@@ -59,18 +64,25 @@ def eks_nodes(synth: Synthesized) -> dict[str, tuple[Node, InstanceSpec | None]]
     eks.amazonaws.com/nodegroup and eks.amazonaws.com/capacityType on every node), with its GPU/EFA hardware."""
     nodes = {}
     templates = [t for t in (synth.cluster, synth.gpu_nodes) if t is not None]
-    groups = [(t.to_json()["Resources"], k, g) for t in templates for k, g in t.find_resources("AWS::EKS::Nodegroup").items()]
+    groups = [
+        (t.to_json()["Resources"], k, g) for t in templates for k, g in t.find_resources("AWS::EKS::Nodegroup").items()
+    ]
     for resources, logical_id, group in groups:
         props = group["Properties"]
         template = None
         if "LaunchTemplate" in props:
             template = resources[props["LaunchTemplate"]["Id"]["Ref"]]["Properties"]["LaunchTemplateData"]
         instance_type = template["InstanceType"] if template else props["InstanceTypes"][0]
-        labels = {**_platform_labels(instance_type, logical_id), **props.get("Labels", {}),
-                  "eks.amazonaws.com/nodegroup": logical_id,
-                  "eks.amazonaws.com/capacityType": props.get("CapacityType", "ON_DEMAND")}
-        taints = [{"key": t["Key"], "value": t.get("Value", ""), "effect": _EFFECTS[t["Effect"]]}
-                  for t in props.get("Taints", [])]
+        labels = {
+            **_platform_labels(instance_type, logical_id),
+            **props.get("Labels", {}),
+            "eks.amazonaws.com/nodegroup": logical_id,
+            "eks.amazonaws.com/capacityType": props.get("CapacityType", "ON_DEMAND"),
+        }
+        taints = [
+            {"key": t["Key"], "value": t.get("Value", ""), "effect": _EFFECTS[t["Effect"]]}
+            for t in props.get("Taints", [])
+        ]
         spec = INSTANCE_CATALOG.get(instance_type)
         hardware: dict[str, int] = {}
         if spec is not None:
@@ -96,10 +108,16 @@ def hyperpod_nodes(synth: Synthesized, *, in_health_checks: bool = False) -> dic
         name = group["InstanceGroupName"]
         config = group.get("KubernetesConfig", {})
         health = "Unschedulable" if in_health_checks else "Schedulable"
-        labels = {**_platform_labels(group["InstanceType"], name), **config.get("Labels", {}),
-                  HYPERPOD_HEALTH_LABEL: health, "sagemaker.amazonaws.com/compute-type": group["InstanceType"],
-                  "sagemaker.amazonaws.com/cluster-name": cluster["Properties"]["ClusterName"]}
-        taints = [{"key": t["Key"], "value": t.get("Value", ""), "effect": t["Effect"]} for t in config.get("Taints", [])]
+        labels = {
+            **_platform_labels(group["InstanceType"], name),
+            **config.get("Labels", {}),
+            HYPERPOD_HEALTH_LABEL: health,
+            "sagemaker.amazonaws.com/compute-type": group["InstanceType"],
+            "sagemaker.amazonaws.com/cluster-name": cluster["Properties"]["ClusterName"],
+        }
+        taints = [
+            {"key": t["Key"], "value": t.get("Value", ""), "effect": t["Effect"]} for t in config.get("Taints", [])
+        ]
         if in_health_checks:
             taints.append(dict(HYPERPOD_HEALTH_TAINT))
         spec = _BY_HYPERPOD_NAME[group["InstanceType"]]
@@ -176,7 +194,9 @@ def _threads_per_core(synth: Synthesized, node: Node) -> int:
         ((_, cluster),) = synth.hyperpod.find_resources("AWS::SageMaker::Cluster").items()
         (group,) = [g for g in cluster["Properties"]["InstanceGroups"] if g["InstanceGroupName"] == node.name]
         return int(group.get("ThreadsPerCore", 2))
-    resources = {k: v for t in (synth.cluster, synth.gpu_nodes) if t is not None for k, v in t.to_json()["Resources"].items()}
+    resources = {
+        k: v for t in (synth.cluster, synth.gpu_nodes) if t is not None for k, v in t.to_json()["Resources"].items()
+    }
     props = resources[node.name]["Properties"]
     template = resources[props["LaunchTemplate"]["Id"]["Ref"]]["Properties"]["LaunchTemplateData"]
     return int(template.get("CpuOptions", {}).get("ThreadsPerCore", 2))
@@ -189,8 +209,10 @@ def group_sizes(synth: Synthesized) -> dict[str, tuple[int, int]]:
     if synth.hyperpod is not None:
         ((_, cluster),) = synth.hyperpod.find_resources("AWS::SageMaker::Cluster").items()
         autoscaled = "AutoScaling" in cluster["Properties"]
-        sizes = {g["InstanceGroupName"]: (0 if autoscaled else g["InstanceCount"], g["InstanceCount"])
-                 for g in cluster["Properties"]["InstanceGroups"]}
+        sizes = {
+            g["InstanceGroupName"]: (0 if autoscaled else g["InstanceCount"], g["InstanceCount"])
+            for g in cluster["Properties"]["InstanceGroups"]
+        }
     for template in (t for t in (synth.cluster, synth.gpu_nodes) if t is not None):
         for logical_id, group in template.find_resources("AWS::EKS::Nodegroup").items():
             scaling = group["Properties"]["ScalingConfig"]
@@ -202,13 +224,22 @@ def group_sizes(synth: Synthesized) -> dict[str, tuple[int, int]]:
 def _daemonset_pods(synth: Synthesized) -> list[tuple[str, dict[str, Any]]]:
     """Every DaemonSet pod with its requests: the EKS add-ons' (pinned in infra/node_capacity.py), the device
     plugins (chart facts) with the EFA plugin's allowance, and the health agent as the HyperPod stack renders it."""
-    pods = [(name, {"containers": [{"resources": {"requests": {"cpu": f"{r.cpu_m}m", "memory": f"{r.memory_mib}Mi"}}}]})
-            for name, r in node_capacity.EVERY_NODE_DAEMONSETS.items()]
+    pods = [
+        (name, {"containers": [{"resources": {"requests": {"cpu": f"{r.cpu_m}m", "memory": f"{r.memory_mib}Mi"}}}]})
+        for name, r in node_capacity.EVERY_NODE_DAEMONSETS.items()
+    ]
     plugins = chart_pods(synth)
     for chart in OFFERS:
         r = node_capacity.GPU_NODE_DAEMONSETS[chart]
-        pods.append((chart, {**plugins[chart], "containers": [{"resources": {"requests": {
-            "cpu": f"{r.cpu_m}m", "memory": f"{r.memory_mib}Mi"}}}]}))
+        pods.append(
+            (
+                chart,
+                {
+                    **plugins[chart],
+                    "containers": [{"resources": {"requests": {"cpu": f"{r.cpu_m}m", "memory": f"{r.memory_mib}Mi"}}}],
+                },
+            )
+        )
     pods += [(chart, plugins[chart]) for chart in DAEMONSET_CHARTS if chart in plugins]
     if synth.hyperpod is not None:
         pods.append(("health-monitoring-agent", health_agent_pod(synth)))
@@ -234,25 +265,50 @@ def rehearsal_cluster(synth: Synthesized, *, most: bool = False) -> Cluster:
             offered = {}
             cpus, memory_gib = node_capacity.SYSTEM_INSTANCE_TYPES[instance_type]
             ec2_type = instance_type
-        memory_mib = (int(memory_gib * 1024 * (1 - node_capacity.UNREPORTED_MEMORY_FRACTION))
-                      - node_capacity.kube_reserved_memory_mib(ec2_type) - node_capacity.EVICTION_HARD_MEMORY_MIB)
-        allocatable = {**offered, "cpu": cpus * 1000 - node_capacity.kube_reserved_cpu_m(cpus),
-                       "memory": memory_mib * 2**20 - offered.get(HUGEPAGES, 0),
-                       "pods": node_capacity.ENI_MAX_PODS[ec2_type]}
+        memory_mib = (
+            int(memory_gib * 1024 * (1 - node_capacity.UNREPORTED_MEMORY_FRACTION))
+            - node_capacity.kube_reserved_memory_mib(ec2_type)
+            - node_capacity.EVICTION_HARD_MEMORY_MIB
+        )
+        allocatable = {
+            **offered,
+            "cpu": cpus * 1000 - node_capacity.kube_reserved_cpu_m(cpus),
+            "memory": memory_mib * 2**20 - offered.get(HUGEPAGES, 0),
+            "pods": node_capacity.ENI_MAX_PODS[ec2_type],
+        }
         for name, pod in daemonsets:  # a DaemonSet pod lands wherever its placement allows
             if can_place(pod, node):
                 for resource, amount in {**pod_requests(pod), "pods": 1}.items():
                     allocatable[resource] -= amount
         count = sizes[node.name][1 if most else 0]
-        nodes += [replace(node, name=f"{node.name}-{i}", capacity=allocatable,
-                          labels={**node.labels, "kubernetes.io/hostname": f"{node.name}-{i}"}) for i in range(count)]
+        nodes += [
+            replace(
+                node,
+                name=f"{node.name}-{i}",
+                capacity=allocatable,
+                labels={**node.labels, "kubernetes.io/hostname": f"{node.name}-{i}"},
+            )
+            for i in range(count)
+        ]
     cluster = Cluster(nodes)
-    controllers = [(name, spec) for name, spec in plugins.items() if name not in OFFERS and name not in DAEMONSET_CHARTS]
-    controllers += [(name, {"nodeSelector": {}, "containers": [{"resources": {"requests": {
-        "cpu": f"{r.cpu_m}m", "memory": f"{r.memory_mib}Mi"}}}]})
-        for name, r in node_capacity.SYSTEM_CONTROLLERS.items() if name != "lws-controller-manager"]
+    controllers = [
+        (name, spec) for name, spec in plugins.items() if name not in OFFERS and name not in DAEMONSET_CHARTS
+    ]
+    controllers += [
+        (
+            name,
+            {
+                "nodeSelector": {},
+                "containers": [{"resources": {"requests": {"cpu": f"{r.cpu_m}m", "memory": f"{r.memory_mib}Mi"}}}],
+            },
+        )
+        for name, r in node_capacity.SYSTEM_CONTROLLERS.items()
+        if name != "lws-controller-manager"
+    ]
     for name, spec in sorted(controllers, key=lambda c: -pod_requests(c[1]).get("cpu", 0)):
         system = [n for n in nodes if n.labels.get("pdstack.io/pool") == "system"]
         assert Cluster(system, cluster.pods, cluster.used).place(name, spec, {}) is not None, (
-            name, [cluster.fits(spec, n) for n in system])
+            name,
+            [cluster.fits(spec, n) for n in system],
+        )
     return cluster

@@ -33,14 +33,28 @@ def routed_serving(model: Path, ports: list[int]) -> dict[str, Any]:
         "prefill": prefill_role,
         "decode": decode_role,
         "router": {
-            "host": "127.0.0.1", "port": ports[8],
-            "metrics_port": None, "pd_threshold_tokens": 0, "prefix_mode": "precise",
-            "health_interval_s": 1.0, "metrics_interval_s": 1.0,
+            "host": "127.0.0.1",
+            "port": ports[8],
+            "metrics_port": None,
+            "pd_threshold_tokens": 0,
+            "prefix_mode": "precise",
+            "health_interval_s": 1.0,
+            "metrics_interval_s": 1.0,
             "timeouts": {"connect_s": 2.0, "first_byte_s": 120.0, "idle_stream_s": 60.0},
-            "discovery": {"static": [
-                {"url": f"http://127.0.0.1:{ports[0]}", "role": "prefill", "kv_events": f"tcp://127.0.0.1:{ports[2]}"},
-                {"url": f"http://127.0.0.1:{ports[4]}", "role": "decode", "kv_events": f"tcp://127.0.0.1:{ports[6]}"},
-            ]},
+            "discovery": {
+                "static": [
+                    {
+                        "url": f"http://127.0.0.1:{ports[0]}",
+                        "role": "prefill",
+                        "kv_events": f"tcp://127.0.0.1:{ports[2]}",
+                    },
+                    {
+                        "url": f"http://127.0.0.1:{ports[4]}",
+                        "role": "decode",
+                        "kv_events": f"tcp://127.0.0.1:{ports[6]}",
+                    },
+                ]
+            },
         },
     }
 
@@ -60,6 +74,7 @@ class RoutedPair:
 @dataclass(frozen=True)
 class PdPair:
     """The two engines alone, for a test that drives both P/D legs itself."""
+
     prefill: RuntimeServer
     decode: RuntimeServer
     model: str
@@ -112,8 +127,9 @@ def stop_every_bed() -> None:
         bed.stop()
 
 
-def new_bed(python: Path, vllm_python: Path, config: Path, ports: list[int], env: dict[str, str], work: Path,
-            repo: Path) -> RoutedBed:
+def new_bed(
+    python: Path, vllm_python: Path, config: Path, ports: list[int], env: dict[str, str], work: Path, repo: Path
+) -> RoutedBed:
     """The bed's servers, not started yet (``start`` starts them)."""
     return RoutedBed(
         RuntimeServer("prefill", vllm_python, config, ports[0], env, work / "router-prefill.log", repo),

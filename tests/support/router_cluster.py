@@ -45,8 +45,6 @@ class LoopThread:
 
 
 @dataclass
-
-
 class Cluster:
     loop: LoopThread
     router: RouterServer
@@ -62,11 +60,13 @@ class Cluster:
         """Where /metrics is served: its own port (serving.router.metrics_port), else the API's."""
         return f"http://127.0.0.1:{self.router.config.metrics_port or self.router.config.port}"
 
-    def post(self, path: str, body: Any, headers: dict[str, str] | None = None,
-             raw: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+    def post(
+        self, path: str, body: Any, headers: dict[str, str] | None = None, raw: bytes | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         data = raw if raw is not None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method="POST",
-                                         headers={"Content-Type": "application/json", **(headers or {})})
+        request = urllib.request.Request(
+            self.url + path, data=data, method="POST", headers={"Content-Type": "application/json", **(headers or {})}
+        )
         return _send(request)
 
     def get(self, path: str, base: str | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -94,19 +94,31 @@ def _send(request: urllib.request.Request) -> tuple[int, dict[str, str], bytes]:
         return error.code, dict(error.headers), error.read()
 
 
-def serving_for(engines: list[FaultEngine], model_source: Path, roles: dict[str, Any] | None = None,
-                **router: Any) -> Serving:
+def serving_for(
+    engines: list[FaultEngine], model_source: Path, roles: dict[str, Any] | None = None, **router: Any
+) -> Serving:
     static = [{"url": engine.url, "role": role} for engine, role in engines]  # type: ignore[misc]
     port, metrics_port = free_ports(2)
-    router_config = {"host": "127.0.0.1", "port": port, "metrics_port": metrics_port, "discovery": {"static": static},
-                     "health_interval_s": 0.2, "metrics_interval_s": 0.2,
-                     "retries": {"attempts": 3, "backoff_s": 0.01},
-                     "timeouts": {"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 5.0},
-                     "shutdown_grace_s": 2.0, "prefix_mode": "approximate", **router}
-    return Serving.model_validate({
-        "model": {"source": str(model_source), "served_name": "tiny", "block_size": 32},
-        "router": router_config, **(roles or {}),
-    })
+    router_config = {
+        "host": "127.0.0.1",
+        "port": port,
+        "metrics_port": metrics_port,
+        "discovery": {"static": static},
+        "health_interval_s": 0.2,
+        "metrics_interval_s": 0.2,
+        "retries": {"attempts": 3, "backoff_s": 0.01},
+        "timeouts": {"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 5.0},
+        "shutdown_grace_s": 2.0,
+        "prefix_mode": "approximate",
+        **router,
+    }
+    return Serving.model_validate(
+        {
+            "model": {"source": str(model_source), "served_name": "tiny", "block_size": 32},
+            "router": router_config,
+            **(roles or {}),
+        }
+    )
 
 
 async def start_router(serving: Serving) -> RouterServer:
@@ -116,8 +128,6 @@ async def start_router(serving: Serving) -> RouterServer:
 
 
 @contextmanager
-
-
 def raw_socket(cluster: Cluster) -> Iterator[socket.socket]:
     sock = socket.create_connection(("127.0.0.1", cluster.router.config.port), timeout=10)
     try:

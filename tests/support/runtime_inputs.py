@@ -19,8 +19,12 @@ def serving(**sections: Any) -> Serving:
 
 def p5_host(efa: int = 32, gpus: int = 8, lws: LwsPlacement | None = None) -> Host:
     return Host(
-        platform="cuda", gpus=gpus, efa_devices=[f"rdmap{i}s0" for i in range(efa)], pod_ip="10.1.2.3",
-        socket_ifname="eth0", lws=lws,
+        platform="cuda",
+        gpus=gpus,
+        efa_devices=[f"rdmap{i}s0" for i in range(efa)],
+        pod_ip="10.1.2.3",
+        socket_ifname="eth0",
+        lws=lws,
     )
 
 
@@ -34,7 +38,10 @@ def fake_node(root: Path, efa: int, other_rdma: int = 0, gpus: int = 0) -> HostP
         (drivers / driver).mkdir(parents=True)
     ib = sysfs / "class" / "infiniband"
     ib.mkdir(parents=True)
-    for name, driver in [*((f"rdmap{i}s0", "efa") for i in range(efa)), *((f"mlx5_{i}", "mlx5_core") for i in range(other_rdma))]:
+    for name, driver in [
+        *((f"rdmap{i}s0", "efa") for i in range(efa)),
+        *((f"mlx5_{i}", "mlx5_core") for i in range(other_rdma)),
+    ]:
         device = sysfs / "devices" / name
         device.mkdir(parents=True)
         (device / "driver").symlink_to(drivers / driver)

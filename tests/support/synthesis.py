@@ -24,8 +24,6 @@ DEPLOYMENTS = REPO / "deployments"
 
 
 @dataclass
-
-
 class Synthesized:
     deployment: Deployment
     stacks: DeploymentStacks
@@ -76,8 +74,12 @@ def wide_ep_decode() -> Deployment:
 
 # Every shipped deployment file, by the name of its session fixture: every infra check runs over each of them
 # (tests/infra/test_offline_synth.py fails when a file in deployments/ is missing here).
-SHIPPED = {"default": "default.yaml", "capacity_block": "capacity-block.yaml", "hyperpod": "hyperpod.yaml",
-           "wide_ep": "wide-ep.yaml"}
+SHIPPED = {
+    "default": "default.yaml",
+    "capacity_block": "capacity-block.yaml",
+    "hyperpod": "hyperpod.yaml",
+    "wide_ep": "wide-ep.yaml",
+}
 # The shipped deployments and the synthesis that holds one GPU node group of every catalog type.
 INFRA_FIXTURES = [*SHIPPED, "all_types"]
 
@@ -99,8 +101,9 @@ class SynthesisCache:
     test derives from one), so two tests that build the same deployment share one synthesis. ``synth_calls`` counts
     the syntheses it ran."""
 
-    def __init__(self, outdir: Callable[[str], Path],
-                 synth: Callable[[Deployment, Path], Synthesized] = synthesize) -> None:
+    def __init__(
+        self, outdir: Callable[[str], Path], synth: Callable[[Deployment, Path], Synthesized] = synthesize
+    ) -> None:
         self._outdir = outdir
         self._synth = synth
         self._done: dict[str, Synthesized] = {}
