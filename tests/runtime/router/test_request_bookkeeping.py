@@ -13,7 +13,7 @@ import pytest
 
 from runtime.router.flow.prefill_backlog import PrefillBacklog
 from runtime.router.scheduling.scheduler import Scheduler
-from tests.runtime.router.conftest import Cluster
+from tests.support.router_cluster import Cluster
 
 LONG = " ".join(f"word{i}" for i in range(400))
 
