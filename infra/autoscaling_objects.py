@@ -38,7 +38,7 @@ from infra.observability.targets import NAMESPACE as NAMESPACE_LABEL
 from infra.observability.targets import PD_ROLE as ENGINE_ROLE_LABEL
 from infra.observability.vllm_metrics import KV_CACHE_USAGE as KV_USAGE
 from infra.observability.vllm_metrics import NUM_REQUESTS_WAITING as ENGINE_WAITING
-from infra.worker_objects import labels, worker_name
+from infra.workload_names import labels, worker_name
 from runtime.roles import Role
 from runtime.router.contract import ADMISSION_QUEUE_DEPTH, PREFILL_BACKLOG
 
@@ -98,7 +98,7 @@ def trigger_authentication(deployment: Deployment) -> dict[str, Any]:
         "apiVersion": KEDA_API,
         "kind": "TriggerAuthentication",
         "metadata": {"name": TRIGGER_AUTHENTICATION, "namespace": deployment.workloads.namespace,
-                     "labels": labels(deployment, "autoscaling")},
+                     "labels": labels(deployment.name, "autoscaling")},
         # The operator's own Pod Identity credentials sign the queries (no role to assume, no secret).
         "spec": {"podIdentity": {"provider": "aws"}},
     }
@@ -142,7 +142,7 @@ def scaled_object(deployment: Deployment, role_name: Role, workspace: Prometheus
         "apiVersion": KEDA_API,
         "kind": "ScaledObject",
         "metadata": {"name": worker_name(role_name), "namespace": deployment.workloads.namespace,
-                     "labels": labels(deployment, "autoscaling")},
+                     "labels": labels(deployment.name, "autoscaling")},
         "spec": spec,
     }
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from infra.workload_names import ROUTER, worker_name
+
 
 @dataclass(frozen=True)
 class Skip:
@@ -38,8 +40,9 @@ _FUNCTIONS_WITH_ENVIRONMENT = tuple(f for f in _CDK_PROVIDER_FUNCTIONS
                                     if "CustomResourceProviderHandler" not in f and "AWS679f53" not in f)
 # The engines as checkov sees them: Deployments, and a multi-node role's LeaderWorkerSet as one Deployment per pod
 # template, pdstack-<role>-leader and -worker (the renderings tests/infra/test_checkov.py scans: multi-node decode).
-_ENGINES = ("Deployment.*.pdstack-prefill", "Deployment.*.pdstack-decode*")
-_SERVING_PODS = (*_ENGINES, "Deployment.*.pdstack-router")
+_ENGINES = (f"Deployment.*.{worker_name('prefill')}", f"Deployment.*.{worker_name('decode')}*")
+_ROUTER_POD = f"Deployment.*.{ROUTER}"
+_SERVING_PODS = (*_ENGINES, _ROUTER_POD)
 
 CLOUDFORMATION: tuple[Skip, ...] = (
     Skip("CKV_AWS_115", _DEPLOY_FUNCTIONS,
@@ -92,7 +95,7 @@ KUBERNETES: tuple[Skip, ...] = (
     Skip("CKV_K8S_40", _ENGINES,
          "uid 2000 is the serving image's own user (llm-d's AWS image: useradd --uid 2000, USER 2000), the owner of "
          "its HOME and caches; runAsNonRoot holds, and pdstack's GPU nodes run no other tenant's workloads"),
-    Skip("CKV_K8S_38", ("Deployment.*.pdstack-router",),
+    Skip("CKV_K8S_38", (_ROUTER_POD,),
          "the router watches the engines' EndpointSlices through the API server with this token (a Role allowing "
          "get/list/watch on endpointslices in its namespace and nothing else); engines get no token"),
 )

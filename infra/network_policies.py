@@ -36,9 +36,8 @@ from typing import Any
 
 from infra.config import Deployment
 from infra.operations.serving_endpoints import SMOKE_POD_LABELS
-from infra.router_objects import router_metrics_port, router_port, router_selector
-from infra.worker_objects import labels, selector
-from infra.workload_names import EPHEMERAL_PORTS
+from infra.router_objects import router_metrics_port, router_port
+from infra.workload_names import EPHEMERAL_PORTS, labels, router_selector, selector
 from runtime.roles import Role
 
 PEER: dict[Role, Role] = {"prefill": "decode", "decode": "prefill"}
@@ -60,7 +59,7 @@ def _policy(deployment: Deployment, name: str, component: str, pods: dict[str, s
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": name, "namespace": deployment.workloads.namespace, "labels": labels(deployment, component)},
+        "metadata": {"name": name, "namespace": deployment.workloads.namespace, "labels": labels(deployment.name, component)},
         "spec": {"podSelector": {"matchLabels": pods}, "policyTypes": ["Ingress"], "ingress": ingress},
     }
 
@@ -80,9 +79,9 @@ def engine_policy(deployment: Deployment, role_name: Role, collector_cidrs: Sequ
     role = deployment.serving.role(role_name)
     ranges = role.port_ranges()
     ingress: list[dict[str, Any]] = [
-        {"from": [{"podSelector": {"matchLabels": router_selector(deployment)}}],
+        {"from": [{"podSelector": {"matchLabels": router_selector(deployment.name)}}],
          "ports": _ports([ranges["http"], ranges["kv_events"]])},
-        {"from": [{"podSelector": {"matchLabels": selector(deployment, PEER[role_name])}}],
+        {"from": [{"podSelector": {"matchLabels": selector(deployment.name, PEER[role_name])}}],
          "ports": _ports([ranges["nixl_side_channel"]])},
     ]
     if role_name == "decode":  # the smoke test reads decode's KV-transfer counter from its /metrics
@@ -92,8 +91,8 @@ def engine_policy(deployment: Deployment, role_name: Role, collector_cidrs: Sequ
     if scrapers:
         ingress.append({"from": _ip_blocks(scrapers), "ports": _ports([ranges["http"]])})
     if role.nodes_per_replica > 1:
-        ingress.append({"from": [{"podSelector": {"matchLabels": selector(deployment, role_name)}}]})
-    return _policy(deployment, f"pdstack-{role_name}-ingress", role_name, selector(deployment, role_name), ingress)
+        ingress.append({"from": [{"podSelector": {"matchLabels": selector(deployment.name, role_name)}}]})
+    return _policy(deployment, f"pdstack-{role_name}-ingress", role_name, selector(deployment.name, role_name), ingress)
 
 
 def router_policy(deployment: Deployment, collector_cidrs: Sequence[str]) -> dict[str, Any]:
@@ -110,7 +109,7 @@ def router_policy(deployment: Deployment, collector_cidrs: Sequence[str]) -> dic
         rules = [{"from": [*_ip_blocks(clients), smoke], "ports": [{"protocol": "TCP", "port": router_port(deployment)}]},
                  {"from": [*_ip_blocks(scrapers), smoke],
                   "ports": [{"protocol": "TCP", "port": router_metrics_port(deployment)}]}]
-    return _policy(deployment, "pdstack-router-ingress", "router", router_selector(deployment), rules)
+    return _policy(deployment, "pdstack-router-ingress", "router", router_selector(deployment.name), rules)
 
 
 def _outside(deployment: Deployment) -> dict[str, Any]:
@@ -120,18 +119,18 @@ def _outside(deployment: Deployment) -> dict[str, Any]:
 def return_traffic_policies(deployment: Deployment) -> list[dict[str, Any]]:
     """Replies to the connections each pod opens, admitted on its ephemeral ports (see the module's docstring)."""
     ephemeral = _ports([EPHEMERAL_PORTS])
-    engines = [{"podSelector": {"matchLabels": selector(deployment, role)}} for role in ("prefill", "decode")]
-    policies = [_policy(deployment, "pdstack-router-return-traffic", "router", router_selector(deployment), [
+    engines = [{"podSelector": {"matchLabels": selector(deployment.name, role)}} for role in ("prefill", "decode")]
+    policies = [_policy(deployment, "pdstack-router-return-traffic", "router", router_selector(deployment.name), [
         {"from": [*engines, {"ipBlock": {"cidr": deployment.network.cidr}}, _outside(deployment)],
          "ports": ephemeral}])]
     for role_name in ("prefill", "decode"):
         policies.append(_policy(
-            deployment, f"pdstack-{role_name}-return-traffic", role_name, selector(deployment, role_name), [
-                {"from": [{"podSelector": {"matchLabels": selector(deployment, PEER[role_name])}},
+            deployment, f"pdstack-{role_name}-return-traffic", role_name, selector(deployment.name, role_name), [
+                {"from": [{"podSelector": {"matchLabels": selector(deployment.name, PEER[role_name])}},
                           _outside(deployment)], "ports": ephemeral}]))
     policies.append(_policy(deployment, "pdstack-smoke-return-traffic", "network-policy", SMOKE_POD_LABELS, [
-        {"from": [{"podSelector": {"matchLabels": router_selector(deployment)}},
-                  {"podSelector": {"matchLabels": selector(deployment, "decode")}}], "ports": ephemeral}]))
+        {"from": [{"podSelector": {"matchLabels": router_selector(deployment.name)}},
+                  {"podSelector": {"matchLabels": selector(deployment.name, "decode")}}], "ports": ephemeral}]))
     return policies
 
 

@@ -22,7 +22,7 @@ from infra.addons import (
     secrets_store_provider_aws_values,
 )
 from infra.config import Deployment, RouterWorkload
-from infra.router_objects import ROUTER
+from infra.workload_names import ROUTER
 
 
 @dataclass(frozen=True)

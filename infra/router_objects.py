@@ -21,7 +21,6 @@ from infra.load_balancer_controller import (
 )
 from infra.node_capacity import router_max_surge
 from infra.serving_config import config_hash, discovers_through_api
-from infra.worker_objects import APP, labels
 from infra.workload_names import (
     API_KEYS_FILE,
     API_KEYS_MOUNT,
@@ -30,13 +29,15 @@ from infra.workload_names import (
     CONFIG_HASH_ANNOTATION,
     CONFIG_MAP,
     CONFIG_MOUNT,
+    ROUTER,
+    ROUTER_API_KEYS,
     ROUTER_API_PORT_NAME,
     ROUTER_METRICS_PORT_NAME,
     SYSTEM_POOL,
+    labels,
+    router_selector,
 )
 
-ROUTER = f"{APP}-router"
-ROUTER_API_KEYS = f"{ROUTER}-api-keys"  # the SecretProviderClass and the pod's volume
 SECRETS_STORE_DRIVER = "secrets-store.csi.k8s.io"  # the driver's CSIDriver name (chart 1.6.0 templates/csidriver.yaml)
 
 
@@ -60,10 +61,6 @@ def _container_ports(deployment: Deployment) -> list[dict[str, Any]]:
         ports.append({"name": ROUTER_METRICS_PORT_NAME, "containerPort": router_metrics_port(deployment),
                       "protocol": "TCP"})
     return ports
-
-
-def router_selector(deployment: Deployment) -> dict[str, str]:
-    return {"app.kubernetes.io/instance": deployment.name, "app.kubernetes.io/component": "router"}
 
 
 def secret_region(deployment: Deployment) -> str | None:
@@ -91,7 +88,7 @@ def api_keys_provider_class(deployment: Deployment) -> dict[str, Any]:
         "apiVersion": "secrets-store.csi.x-k8s.io/v1",
         "kind": "SecretProviderClass",
         "metadata": {"name": ROUTER_API_KEYS, "namespace": deployment.workloads.namespace,
-                     "labels": labels(deployment, "router")},
+                     "labels": labels(deployment.name, "router")},
         "spec": {"provider": "aws", "parameters": parameters},
     }
 
@@ -121,10 +118,10 @@ def router_deployment(deployment: Deployment, image: str) -> dict[str, Any]:
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": ROUTER, "namespace": deployment.workloads.namespace,
-                     "labels": labels(deployment, "router")},
+                     "labels": labels(deployment.name, "router")},
         "spec": {
             "replicas": workload.replicas,
-            "selector": {"matchLabels": router_selector(deployment)},
+            "selector": {"matchLabels": router_selector(deployment.name)},
             # Replace one router at a time in the room the old one frees (a surge pod of the default size fits on
             # no default system node); a single router surges instead, so serving never stops. The config check
             # places the routers, the surge and the controllers on the system nodes (infra/node_capacity.py).
@@ -132,7 +129,7 @@ def router_deployment(deployment: Deployment, image: str) -> dict[str, Any]:
                 "maxSurge": router_max_surge(workload.replicas),
                 "maxUnavailable": 1 - router_max_surge(workload.replicas)}},
             "template": {
-                "metadata": {"labels": labels(deployment, "router"),
+                "metadata": {"labels": labels(deployment.name, "router"),
                              "annotations": {CONFIG_HASH_ANNOTATION: config_hash(deployment, "router"),
                                              **_api_keys_annotation(deployment)}},
                 "spec": {
@@ -143,7 +140,7 @@ def router_deployment(deployment: Deployment, image: str) -> dict[str, Any]:
                     # Replicas on different nodes and, where there are several, different zones.
                     "topologySpreadConstraints": [
                         {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": policy,
-                         "labelSelector": {"matchLabels": router_selector(deployment)}}
+                         "labelSelector": {"matchLabels": router_selector(deployment.name)}}
                         for key, policy in (("kubernetes.io/hostname", "DoNotSchedule"),
                                             ("topology.kubernetes.io/zone", "ScheduleAnyway"))
                     ],
@@ -183,7 +180,7 @@ def router_service(deployment: Deployment) -> dict[str, Any]:
     the in-cluster clients use it)."""
     spec: dict[str, Any] = {
         "type": "ClusterIP",
-        "selector": router_selector(deployment),
+        "selector": router_selector(deployment.name),
         "ports": [{"name": ROUTER_API_PORT_NAME, "port": router_port(deployment), "targetPort": ROUTER_API_PORT_NAME,
                    "protocol": "TCP"}],
     }
@@ -192,7 +189,7 @@ def router_service(deployment: Deployment) -> dict[str, Any]:
                               "targetPort": ROUTER_METRICS_PORT_NAME, "protocol": "TCP"})
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": ROUTER, "namespace": deployment.workloads.namespace,
-                         "labels": labels(deployment, "router")},
+                         "labels": labels(deployment.name, "router")},
             "spec": spec}
 
 
@@ -206,7 +203,7 @@ def router_load_balancer_service(deployment: Deployment) -> dict[str, Any]:
         "apiVersion": "v1", "kind": "Service",
         "metadata": {
             "name": f"{ROUTER}-nlb", "namespace": deployment.workloads.namespace,
-            "labels": labels(deployment, "router"),
+            "labels": labels(deployment.name, "router"),
             "annotations": {
                 SCHEME_ANNOTATION: "internal",
                 TARGET_TYPE_ANNOTATION: "ip",
@@ -224,7 +221,7 @@ def router_load_balancer_service(deployment: Deployment) -> dict[str, Any]:
             "type": "LoadBalancer",
             "loadBalancerClass": LOAD_BALANCER_CLASS,
             "loadBalancerSourceRanges": list(router.allowed_client_cidrs or []),
-            "selector": router_selector(deployment),
+            "selector": router_selector(deployment.name),
             "ports": [{"name": "https", "port": TLS_PORT, "targetPort": ROUTER_API_PORT_NAME, "protocol": "TCP"}],
         },
     }
@@ -235,17 +232,17 @@ def router_disruption_budget(deployment: Deployment) -> dict[str, Any]:
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": {"name": ROUTER, "namespace": deployment.workloads.namespace,
-                     "labels": labels(deployment, "router")},
+                     "labels": labels(deployment.name, "router")},
         # One router at a time: with several, the others keep serving; a lone router must still let a node drain
         # (minAvailable 1 would hold every node group update until it fails).
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": router_selector(deployment)}},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": router_selector(deployment.name)}},
     }
 
 
 def router_rbac(deployment: Deployment) -> list[dict[str, Any]]:
     """The router may list and watch EndpointSlices in its namespace; nothing else."""
     namespace = deployment.workloads.namespace
-    meta = {"name": ROUTER, "namespace": namespace, "labels": labels(deployment, "router")}
+    meta = {"name": ROUTER, "namespace": namespace, "labels": labels(deployment.name, "router")}
     return [
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta,
          "rules": [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],

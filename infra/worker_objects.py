@@ -19,8 +19,12 @@ from infra.workload_names import (
     GPU_LABEL,
     HYPERPOD_SCHEDULABLE,
     INSTANCE_TYPE_LABEL,
-    ROLE_LABEL,
+    PD_GROUP_LABEL,
+    engines_service_name,
+    role_labels,
+    selector,
     tolerations_for,
+    worker_name,
 )
 from infra.node_capacity import worker_resources
 from infra.serving_config import config_hash
@@ -28,17 +32,13 @@ from runtime.catalog import instance_spec
 from runtime.config import RoleSettings
 from runtime.roles import Role
 
-APP = "pdstack"
-# Every worker pod of one deployment carries this label; the REQUIRED same-zone affinity selects it, so prefill and
-# decode land in one zone (EFA does not cross zones) and the first pod, matching itself, can always schedule.
-PD_GROUP_LABEL = "pdstack.io/pd-group"
-# Host paths of the instance-store NVMe: nodeadm's RAID0 on EKS node groups, the DLAMI mount on HyperPod.
 WORKER_PRESTOP_S = 10
 ENGINE_PROBE_TIMEOUT_S = 5  # each engine probe's timeoutSeconds (Kubernetes' default is 1)
 """A stopping worker keeps serving this long before vLLM's SIGTERM: its EndpointSlice turns not-ready and every
 router replica's discovery drops it, so no new request is sent to an engine that is about to refuse it."""
 WORKER_TERMINATION_GRACE_S = 120
 """preStop, then vLLM's --shutdown-timeout (runtime.worker.DRAIN_S) for requests in flight, must fit in this."""
+# Host paths of the instance-store NVMe: nodeadm's RAID0 on EKS node groups, the DLAMI mount on HyperPod.
 MODEL_CACHE_ROOT = {"eks-nodegroups": "/mnt/k8s-disks/0/pdstack-models", "hyperpod": "/opt/dlami/nvme/pdstack-models"}
 # The engine's user: a non-root uid the pod names, so runAsNonRoot holds whatever base image the deployment picks
 # (the pinned DLC base runs as root) and the model cache's owner is known.
@@ -52,37 +52,6 @@ ENGINE_CAPABILITIES = ["IPC_LOCK"]
 # HOME follows, so ~/.cache and ~/.nv do too) or, for Hugging Face downloads, to the model cache on the NVMe.
 SCRATCH_MOUNT = "/tmp"
 SCRATCH_GIB = 32
-
-
-def labels(deployment: Deployment, component: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": APP,
-        "app.kubernetes.io/instance": deployment.name,
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/part-of": APP,
-        "app.kubernetes.io/managed-by": "pdstack-cdk",
-    }
-
-
-def role_labels(deployment: Deployment, role: Role) -> dict[str, str]:
-    return {**labels(deployment, role), ROLE_LABEL: role, "llm-d.ai/inference-serving": "true",
-            PD_GROUP_LABEL: deployment.name}
-
-
-def selector(deployment: Deployment, role: Role) -> dict[str, str]:
-    return {"app.kubernetes.io/instance": deployment.name, ROLE_LABEL: role}
-
-
-def worker_name(role: Role) -> str:
-    """The controller (Deployment or LeaderWorkerSet), its ServiceAccount and its disruption budget."""
-    return f"{APP}-{role}"
-
-
-def engines_service_name(role: Role) -> str:
-    """The headless Service whose EndpointSlices the router watches. Never the controller's name: a LeaderWorkerSet
-    creates its own headless Service under its name (publishing not-ready leaders, which its workers resolve through
-    LWS_LEADER_ADDRESS) only when no Service of that name exists."""
-    return f"{APP}-{role}-engines"
 
 
 def node_selector(deployment: Deployment, role: RoleSettings) -> dict[str, str]:
@@ -153,7 +122,7 @@ def worker_pod(deployment: Deployment, role_name: Role, image: str) -> dict[str,
         ],
     }
     return {
-        "metadata": {"labels": role_labels(deployment, role_name),
+        "metadata": {"labels": role_labels(deployment.name, role_name),
                      "annotations": {CONFIG_HASH_ANNOTATION: config_hash(deployment, role_name)}},
         "spec": {
             "serviceAccountName": worker_name(role_name),
@@ -210,7 +179,7 @@ def worker_controller(deployment: Deployment, role_name: Role, image: str,
     role = deployment.serving.role(role_name)
     pod = worker_pod(deployment, role_name, image)
     metadata = {"name": worker_name(role_name), "namespace": deployment.workloads.namespace,
-                "labels": role_labels(deployment, role_name)}
+                "labels": role_labels(deployment.name, role_name)}
     if role.nodes_per_replica == 1:
         return {
             "apiVersion": "apps/v1",
@@ -218,7 +187,7 @@ def worker_controller(deployment: Deployment, role_name: Role, image: str,
             "metadata": metadata,
             "spec": {
                 **({} if autoscaled else {"replicas": role.replicas}),
-                "selector": {"matchLabels": selector(deployment, role_name)},
+                "selector": {"matchLabels": selector(deployment.name, role_name)},
                 # A GPU node holds one replica: replace in place rather than surge onto nodes that do not exist.
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
                 "template": pod,
@@ -251,10 +220,10 @@ def worker_service(deployment: Deployment, role_name: Role) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": engines_service_name(role_name), "namespace": deployment.workloads.namespace,
-                     "labels": role_labels(deployment, role_name)},
+                     "labels": role_labels(deployment.name, role_name)},
         "spec": {
             "clusterIP": "None",
-            "selector": selector(deployment, role_name),
+            "selector": selector(deployment.name, role_name),
             "ports": [
                 {"name": "http", "port": role.ports.http, "targetPort": "http", "protocol": "TCP"},
                 {"name": "kv-events", "port": role.ports.kv_events, "targetPort": "kv-events", "protocol": "TCP"},
@@ -269,8 +238,8 @@ def worker_disruption_budget(deployment: Deployment, role_name: Role) -> dict[st
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": {"name": worker_name(role_name), "namespace": deployment.workloads.namespace,
-                     "labels": role_labels(deployment, role_name)},
-        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(deployment, role_name)}},
+                     "labels": role_labels(deployment.name, role_name)},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(deployment.name, role_name)}},
     }
 
 

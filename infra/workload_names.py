@@ -1,5 +1,9 @@
 """Names the node pools, the add-ons and the workloads share: node labels, taints and the tolerations derived from
-them, the serving config mount and its environment variable. Defined here once; every other module imports them.
+them, the serving config mount and its environment variable, the workloads' object names (controllers, Services,
+ServiceAccounts), labels and selectors. Defined here once; every producer and consumer imports them.
+
+The workload names are functions of plain values (the deployment's name, a role), never of the whole Deployment:
+infra/config validates with names from here, so taking the Deployment would make the two import each other.
 
 Labels the platform (not pdstack) puts on nodes are here too, each with its source, because pdstack selects on them.
 """
@@ -9,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Protocol
 
 from runtime.config import CONFIG_ENV
+from runtime.roles import Role
 from runtime.router.contract import ROLE_LABEL as ROLE_LABEL
 
 # --- labels pdstack puts on its nodes (managed node groups and HyperPod instance groups) ------------------------------
@@ -54,9 +59,55 @@ GPU_TAINT_KEY = "nvidia.com/gpu"
 # Only agents that must run during deep health checks (device plugins, the health agent) tolerate this one.
 HYPERPOD_HEALTH_TAINT = {"key": HYPERPOD_HEALTH_LABEL, "value": "Unschedulable", "effect": "NoSchedule"}
 
-# --- labels on the workers and their Services -------------------------------------------------------------------
+# --- the serving workloads: object names, labels, selectors ----------------------------------------------------
+APP = "pdstack"
 # The router discovers engines by ROLE_LABEL on the EndpointSlices (copied from the Services): imported above from
-# its contract, and read from here by the workload modules.
+# its contract.
+# Every worker pod of one deployment carries this label; the REQUIRED same-zone affinity selects it, so prefill and
+# decode land in one zone (EFA does not cross zones) and the first pod, matching itself, can always schedule.
+PD_GROUP_LABEL = "pdstack.io/pd-group"
+# The router's Deployment, its ClusterIP Service (what clients and the smoke Job call) and its ServiceAccount.
+ROUTER = f"{APP}-router"
+ROUTER_API_KEYS = f"{ROUTER}-api-keys"  # the SecretProviderClass and the router pod's volume
+
+
+def labels(instance: str, component: str) -> dict[str, str]:
+    """The recommended app.kubernetes.io labels of every object of the deployment named ``instance``."""
+    return {
+        "app.kubernetes.io/name": APP,
+        "app.kubernetes.io/instance": instance,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": APP,
+        "app.kubernetes.io/managed-by": "pdstack-cdk",
+    }
+
+
+def role_labels(instance: str, role: Role) -> dict[str, str]:
+    """A worker's labels: its role (which the router discovers by) and the deployment's P/D group."""
+    return {**labels(instance, role), ROLE_LABEL: role, "llm-d.ai/inference-serving": "true",
+            PD_GROUP_LABEL: instance}
+
+
+def selector(instance: str, role: Role) -> dict[str, str]:
+    """The pods of one worker role."""
+    return {"app.kubernetes.io/instance": instance, ROLE_LABEL: role}
+
+
+def router_selector(instance: str) -> dict[str, str]:
+    """The router's pods."""
+    return {"app.kubernetes.io/instance": instance, "app.kubernetes.io/component": "router"}
+
+
+def worker_name(role: Role) -> str:
+    """The controller (Deployment or LeaderWorkerSet), its ServiceAccount and its disruption budget."""
+    return f"{APP}-{role}"
+
+
+def engines_service_name(role: Role) -> str:
+    """The headless Service whose EndpointSlices the router watches. Never the controller's name: a LeaderWorkerSet
+    creates its own headless Service under its name (publishing not-ready leaders, which its workers resolve through
+    LWS_LEADER_ADDRESS) only when no Service of that name exists."""
+    return f"{APP}-{role}-engines"
 
 # --- ports -------------------------------------------------------------------------------------------------------
 # Linux's default net.ipv4.ip_local_port_range, "32768 60999" (kernel Documentation/networking/ip-sysctl.rst): the

@@ -23,11 +23,11 @@ from infra.load_balancer_controller import LoadBalancerController, LoadBalancerC
 from infra.network_policies import network_policies
 from infra.observability.stack import MetricsWorkspace
 from infra.router_api_keys import RouterApiKeys, RouterApiKeysProps
-from infra.router_objects import ROUTER, router_objects
+from infra.router_objects import router_objects
 from infra.serving_config import rendered_serving
 from infra.stack_outputs import WorkloadsOutputs
-from infra.worker_objects import labels, worker_name, worker_objects
-from infra.workload_names import CONFIG_FILE, CONFIG_MAP
+from infra.worker_objects import worker_objects
+from infra.workload_names import CONFIG_FILE, CONFIG_MAP, ROUTER, labels, worker_name
 
 
 @dataclass(frozen=True)
@@ -46,15 +46,15 @@ def base_objects(deployment: Deployment) -> list[dict[str, Any]]:
     namespace = deployment.workloads.namespace
     objects: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace",
-         "metadata": {"name": namespace, "labels": labels(deployment, "namespace")}},
+         "metadata": {"name": namespace, "labels": labels(deployment.name, "namespace")}},
         {"apiVersion": "v1", "kind": "ConfigMap",
-         "metadata": {"name": CONFIG_MAP, "namespace": namespace, "labels": labels(deployment, "config")},
+         "metadata": {"name": CONFIG_MAP, "namespace": namespace, "labels": labels(deployment.name, "config")},
          "data": {CONFIG_FILE: yaml.safe_dump(rendered_serving(deployment), sort_keys=True)}},
     ]
     for account, component in ((worker_name("prefill"), "prefill"), (worker_name("decode"), "decode"),
                                (ROUTER, "router")):
         objects.append({"apiVersion": "v1", "kind": "ServiceAccount",
-                        "metadata": {"name": account, "namespace": namespace, "labels": labels(deployment, component)}})
+                        "metadata": {"name": account, "namespace": namespace, "labels": labels(deployment.name, component)}})
     return objects
 
 

@@ -13,8 +13,8 @@ import re
 from typing import Any
 
 from infra.config import Deployment
-from infra.router_objects import router_metrics_port, router_metrics_port_name, router_selector
-from infra.worker_objects import selector
+from infra.router_objects import router_metrics_port, router_metrics_port_name
+from infra.workload_names import router_selector, selector
 
 ROUTER_JOB = "pdstack-router"
 ENGINE_JOB = "pdstack-engine"
@@ -34,7 +34,7 @@ def sd_pod_label(key: str) -> str:
 
 def role_label_key(deployment: Deployment) -> str:
     """The pod label that carries an engine's role, read from the workers' own selector."""
-    (key,) = [k for k, v in selector(deployment, "prefill").items() if v == "prefill"]
+    (key,) = [k for k, v in selector(deployment.name, "prefill").items() if v == "prefill"]
     return key
 
 
@@ -65,14 +65,14 @@ def scrape_config(deployment: Deployment) -> dict[str, Any]:
     """The collector's Prometheus configuration (only the sections the AWS managed collector accepts)."""
     interval = f"{deployment.observability.scrape_interval_seconds}s"
     sd = [{"role": "pod", "namespaces": {"names": [deployment.workloads.namespace]}}]
-    engines = {**selector(deployment, "prefill"), role_label_key(deployment): "|".join(ROLES)}
+    engines = {**selector(deployment.name, "prefill"), role_label_key(deployment): "|".join(ROLES)}
     engines = {k: f"({v})" if "|" in v else v for k, v in engines.items()}
     return {
         "global": {"scrape_interval": interval, "scrape_timeout": "10s",
                    "external_labels": {"pdstack_deployment": deployment.name}},
         "scrape_configs": [
             {"job_name": ROUTER_JOB, "metrics_path": METRICS_PATH, "kubernetes_sd_configs": sd,
-             "relabel_configs": [_keep(router_selector(deployment)),
+             "relabel_configs": [_keep(router_selector(deployment.name)),
                                  *_common(deployment, router_metrics_port_name(deployment))]},
             {"job_name": ENGINE_JOB, "metrics_path": METRICS_PATH, "kubernetes_sd_configs": sd,
              "relabel_configs": [

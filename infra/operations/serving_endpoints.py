@@ -1,13 +1,16 @@
 """Where the serving workloads live in the cluster, as the operations commands see them from outside.
 
-The defaults are those infra/workloads.py renders for a default deployment (namespace ``pdstack``, Services
-``pdstack-router`` and ``pdstack-decode-engines`` on port 8000); tests/infra/operations/test_alignment.py keeps them and the
-router's metric names in step. Every name is also a command-line option of ``smoke``.
+The defaults are those infra/workloads.py renders for a default deployment: namespace ``pdstack``, the Services
+named in infra/workload_names.py (the router's and decode's engines Service) on port 8000.
+tests/infra/operations/test_alignment.py checks them against the rendered objects and the router's metric names
+against what it exports. Every name is also a command-line option of ``smoke``.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from infra.workload_names import ROUTER, engines_service_name
 
 # Kubernetes object names: DNS-1123 labels.
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -30,11 +33,11 @@ class ServingEndpoints(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     namespace: str = Field(default="pdstack", pattern=_DNS_LABEL)
-    router_service: str = Field(default="pdstack-router", pattern=_DNS_LABEL)
+    router_service: str = Field(default=ROUTER, pattern=_DNS_LABEL)
     router_port: int = Field(default=8000, ge=1, le=65535)
     router_metrics_port: int = Field(default=9090, ge=1, le=65535, description="the router's /metrics port "
                                      "(serving.router.metrics_port; the API port when that is None)")
-    decode_service: str = Field(default="pdstack-decode-engines", pattern=_DNS_LABEL)
+    decode_service: str = Field(default=engines_service_name("decode"), pattern=_DNS_LABEL)
     decode_port: int = Field(default=8000, ge=1, le=65535)
 
     @property

@@ -22,7 +22,7 @@ from infra.autoscaling_objects import (
 )
 from infra.config import Deployment, DeploymentError, parse_deployment
 from infra.observability.stack import QUERY_ACTIONS
-from infra.router_objects import ROUTER
+from infra.workload_names import ROUTER
 from infra.workloads import serving_objects
 from tests.support.synthesis import SynthesisCache, Synthesized, load_yaml, wide_ep_decode
 from tests.infra.keda_schema import (

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from infra.router_objects import ROUTER
+from infra.workload_names import ROUTER
 from tests.support.synthesis import Synthesized
 
 

@@ -18,9 +18,17 @@ from infra import node_capacity
 from infra.addons import SECRET_ROTATION_POLL_INTERVAL, SECRETS_STORE_CSI_DRIVER, SECRETS_STORE_PROVIDER_AWS
 from infra.config import DeploymentError, parse_deployment
 from infra.router_api_keys import api_keys_reader_role
-from infra.router_objects import ROUTER, ROUTER_API_KEYS, SECRETS_STORE_DRIVER
+from infra.router_objects import SECRETS_STORE_DRIVER
 from infra.serving_config import config_hash
-from infra.workload_names import API_KEYS_FILE, API_KEYS_MOUNT, CONFIG_FILE, CONFIG_HASH_ANNOTATION, POOL_LABEL
+from infra.workload_names import (
+    API_KEYS_FILE,
+    API_KEYS_MOUNT,
+    CONFIG_FILE,
+    CONFIG_HASH_ANNOTATION,
+    POOL_LABEL,
+    ROUTER,
+    ROUTER_API_KEYS,
+)
 from runtime.config import Serving
 from runtime.router.api_keys import ApiKeys
 from tests.support.synthesis import SHIPPED, Synthesized, load_yaml

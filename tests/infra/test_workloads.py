@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from infra.config import parse_deployment
-from infra.router_objects import ROUTER
+from infra.workload_names import ROUTER
 from runtime.config import Serving
 from runtime.router.config import KubernetesDiscovery
 from tests.support.synthesis import Synthesized, load_yaml, wide_ep_decode
