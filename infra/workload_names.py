@@ -112,7 +112,7 @@ def engines_service_name(role: Role) -> str:
 # --- ports -------------------------------------------------------------------------------------------------------
 # Linux's default net.ipv4.ip_local_port_range, "32768 60999" (kernel Documentation/networking/ip-sysctl.rst): the
 # source ports of the connections pods open (neither pdstack nor the EKS AMIs change it). The NetworkPolicies admit
-# replies there (infra/network_policies.py), so no pod may listen in it (infra/config.py refuses such a port).
+# replies there (infra/network_policies.py), so no pod may listen in it (infra/config/deployment.py refuses such a port).
 EPHEMERAL_PORTS = range(32768, 61000)
 
 # --- the serving configuration inside every pod -------------------------------------------------------------------

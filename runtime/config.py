@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from runtime.catalog import INSTANCE_CATALOG, instance_spec
+from runtime.catalog_checks import catalog_instance_type
 from runtime.roles import Role
 from runtime.router.config import RouterConfig
 
@@ -110,10 +111,7 @@ class RoleSettings(_Strict):
     @field_validator("instance_type")
     @classmethod
     def _in_catalog(cls, name: str) -> str:
-        if name not in INSTANCE_CATALOG:
-            known = ", ".join(sorted(INSTANCE_CATALOG))
-            raise ValueError(f"unknown instance type {name!r}; known types: {known}")
-        return name
+        return catalog_instance_type(name)
 
     @property
     def gpus_per_node(self) -> int:

@@ -72,6 +72,16 @@ def test_unknown_instance_type_lists_the_known_ones() -> None:
         assert known in message
 
 
+def test_a_node_group_and_a_serving_role_refuse_an_unknown_type_alike() -> None:
+    """One check (runtime/catalog_checks.py) for every place an instance type is named: the same words after the
+    field, whether the type sits in a node group, a HyperPod group's catalog lookup or a serving role."""
+    group = error_for(broken(gpu_node_groups__0__instance_type="p5.4xlarge"))
+    role = error_for(broken(serving__decode__instance_type="p5.4xlarge"))
+    said = "unknown instance type 'p5.4xlarge'; known types: " + ", ".join(sorted(INSTANCE_CATALOG))
+    assert f"gpu_node_groups.0.instance_type: {said}" in group
+    assert f"serving.decode.instance_type: {said}" in role
+
+
 def test_capacity_block_needs_a_reservation_id() -> None:
     message = error_for(broken(gpu_node_groups__0__capacity={"type": "capacity-block"},
                                gpu_node_groups__0__placement_group=False))

@@ -262,7 +262,7 @@ def test_the_config_check_and_the_rehearsal_agree_on_the_routers(default: Synthe
                                                                  refused: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """The loader refuses exactly the router layouts whose rollout the rehearsal cannot finish on the default
     system nodes."""
-    import infra.config as config
+    import infra.config.deployment as config
 
     data = copy.deepcopy(load_yaml("default.yaml"))
     data["workloads"]["router"].update(router)
@@ -331,7 +331,7 @@ def test_every_disruption_budget_lets_a_node_drain_proceed(default: Synthesized,
     """A node group update or a scale-in evicts pods through their PodDisruptionBudgets: with every replica ready, each
     budget must allow one eviction (a budget allowing none holds the drain until the update fails), and no more
     than the replicas less one where there are several (those keep serving)."""
-    import infra.config as config
+    import infra.config.deployment as config
 
     monkeypatch.setattr(config, "capacity_problems", lambda deployment: [])  # three routers do not fit: not the point
     data = copy.deepcopy(load_yaml("default.yaml"))
