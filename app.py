@@ -12,7 +12,7 @@ import aws_cdk as cdk
 
 from infra.config import DeploymentError, load_deployment
 from infra.deployment_stacks import DeploymentStacks
-from infra.nag import register_checks
+from infra.compliance.nag import register_checks
 
 DEFAULT_DEPLOYMENT = "deployments/default.yaml"
 

@@ -31,7 +31,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.autoscaling_objects import desired_replicas, scaling_triggers
+from infra.workloads.autoscaling_objects import desired_replicas, scaling_triggers
 from infra.config import Deployment, load_deployment
 from bench.workloads.generators import gamma_gap
 

@@ -31,7 +31,7 @@ log = EventLog("runtime.worker")
 DRAIN_S = 90
 """vLLM's --shutdown-timeout: on SIGTERM it stops taking requests and lets those in flight finish this long (vLLM
 0.32's default, 0, aborts them). The worker pod's preStop and this must fit in its terminationGracePeriodSeconds
-(infra/worker_objects.py, held together by tests/infra/test_workloads.py)."""
+(infra/workloads/worker_objects.py, held together by tests/infra/test_workloads.py)."""
 
 
 class LaunchError(ValueError):

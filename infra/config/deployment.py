@@ -17,7 +17,7 @@ from infra.config.image import ImageConfig
 from infra.config.network import NetworkConfig
 from infra.config.observability import ObservabilityConfig, ServiceLevelObjectives
 from infra.config.workloads import WorkloadsConfig
-from infra.node_capacity import capacity_problems
+from infra.gpu_capacity.node_capacity import capacity_problems
 from infra.workload_names import EPHEMERAL_PORTS
 from runtime.catalog import INSTANCE_CATALOG
 from runtime.config import Serving

@@ -19,7 +19,7 @@ class NetworkConfig(Strict):
     availability_zones: list[str] = Field(default_factory=list)
     gpu_az_index: int = Field(default=0, ge=0)
     # The GPU zone's AZ id (use1-az4): zone names map to different physical zones in each account, ids do not.
-    # Required for on-demand GPU capacity; the GPU stacks check it at deploy time (infra/gpu_zone_check.py).
+    # Required for on-demand GPU capacity; the GPU stacks check it at deploy time (infra/gpu_capacity/gpu_zone/).
     gpu_az_id: str | None = None
     nat_gateways: int = Field(default=1, ge=1, le=6)
 

@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from infra.config import Deployment
-from infra.router_objects import router_metrics_port, router_metrics_port_name
+from infra.workloads.router_objects import router_metrics_port, router_metrics_port_name
 from infra.workload_names import router_selector, selector
 
 ROUTER_JOB = "pdstack-router"

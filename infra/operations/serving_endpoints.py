@@ -1,6 +1,6 @@
 """Where the serving workloads live in the cluster, as the operations commands see them from outside.
 
-The defaults are those infra/workloads.py renders for a default deployment: namespace ``pdstack``, the Services
+The defaults are those infra/workloads/stack.py renders for a default deployment: namespace ``pdstack``, the Services
 named in infra/workload_names.py (the router's and decode's engines Service) on port 8000.
 tests/infra/operations/test_alignment.py checks them against the rendered objects and the router's metric names
 against what it exports. Every name is also a command-line option of ``smoke``.
@@ -15,7 +15,7 @@ from infra.workload_names import ROUTER, engines_service_name
 # Kubernetes object names: DNS-1123 labels.
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
-# The smoke Job's pods: the serving namespace's NetworkPolicies (infra/network_policies.py) admit them to the
+# The smoke Job's pods: the serving namespace's NetworkPolicies (infra/workloads/network_policies.py) admit them to the
 # router's port and to decode's HTTP port, whose /metrics the Job reads.
 SMOKE_POD_LABELS = {"app.kubernetes.io/name": "pdstack-smoke", "app.kubernetes.io/managed-by": "pdstack"}
 

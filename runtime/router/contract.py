@@ -5,7 +5,7 @@ imports nothing else from runtime.router (tests/runtime/test_layering.py)."""
 from __future__ import annotations
 
 # --- metric family names (Prometheus appends _total to counters, _bucket/_sum/_count to histograms) ----------------
-# The scaling signals: the autoscaling queries (infra/autoscaling_objects.py) read these exact series.
+# The scaling signals: the autoscaling queries (infra/workloads/autoscaling_objects.py) read these exact series.
 ADMISSION_QUEUE_DEPTH = "pdstack_router_admission_queue_depth"
 PREFILL_BACKLOG = "pdstack_router_prefill_backlog_seconds"
 # Stale P/D pairs (runtime/router/flow/pd_pairs.py): the PdstackStalePdPair alert (infra/observability/alerts.py) reads it.

@@ -1,5 +1,5 @@
 """The scaling signals on the real CPU test bed, evaluated by a real Prometheus with the exact queries the KEDA
-ScaledObjects carry (infra/autoscaling_objects.py): a prompt-heavy burst raises the prefill backlog, a decode-heavy
+ScaledObjects carry (infra/workloads/autoscaling_objects.py): a prompt-heavy burst raises the prefill backlog, a decode-heavy
 burst raises the decode signals, and the replica counts the HPA computes from the ScaledObjects' targets move the
 right way (prefill up on the first burst, decode up on the second, each back at rest when its burst is over).
 
@@ -21,7 +21,7 @@ import openai
 import pytest
 import yaml
 
-from infra.autoscaling_objects import ScalingTrigger, desired_replicas, scaling_triggers
+from infra.workloads.autoscaling_objects import ScalingTrigger, desired_replicas, scaling_triggers
 from infra.config import Deployment, parse_deployment
 from infra.observability.targets import ENGINE_JOB, ROUTER_JOB, target_labels
 from testbed.cpu_pair import REPO, WORK, cpu_pair_serving, server_environment

@@ -4,7 +4,7 @@ TriggerAuthentication, KEDA 2.20.2), written from the CRDs of the kedacore/chart
 unknown field fail; enums and minimums are the CRD's.
 
 To update with a new KEDA chart: read those two CRDs at the chart's tag and adjust the fields below, then the pin in
-infra/addons.py.
+infra/cluster/addons.py.
 """
 
 from __future__ import annotations

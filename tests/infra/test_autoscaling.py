@@ -12,8 +12,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from infra.addons import KEDA, KEDA_OPERATOR_SERVICE_ACCOUNT
-from infra.autoscaling_objects import (
+from infra.cluster.addons import KEDA, KEDA_OPERATOR_SERVICE_ACCOUNT
+from infra.workloads.autoscaling_objects import (
     MAX_STABILIZATION_S,
     PrometheusServer,
     autoscaling_objects,
@@ -23,7 +23,7 @@ from infra.autoscaling_objects import (
 from infra.config import Deployment, DeploymentError, parse_deployment
 from infra.observability.stack import QUERY_ACTIONS
 from infra.workload_names import ROUTER
-from infra.workloads import serving_objects
+from infra.workloads.stack import serving_objects
 from tests.support.synthesis import SynthesisCache, Synthesized, load_yaml, wide_ep_decode
 from tests.infra.keda_schema import (
     PROMETHEUS_METADATA_KNOWN,

@@ -1,5 +1,5 @@
 """checkov (pinned, in its own venv .venv-checkov made by the Makefile) over the synthesized CloudFormation templates
-and the rendered Kubernetes objects. Every finding must be listed in infra/checkov_skips.py, scoped to its
+and the rendered Kubernetes objects. Every finding must be listed in infra/compliance/checkov_skips.py, scoped to its
 resources, and every listed skip must still match a finding.
 
 The Helm releases (device plugins, LeaderWorkerSet, KEDA, Cluster Autoscaler) are not scanned: checkov reads a chart
@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.checkov_skips import CLOUDFORMATION, KUBERNETES, Skip
+from infra.compliance.checkov_skips import CLOUDFORMATION, KUBERNETES, Skip
 from infra.config import Deployment, parse_deployment
-from infra.workloads import serving_objects
+from infra.workloads.stack import serving_objects
 from tests.support.synthesis import REPO, SHIPPED, Synthesized, load_yaml
 
 CHECKOV = Path(os.environ.get("PDSTACK_CHECKOV", REPO / ".venv-checkov" / "bin" / "checkov"))
@@ -109,18 +109,18 @@ def kubernetes_findings(tmp_path_factory: pytest.TempPathFactory) -> list[Findin
 
 def test_every_cloudformation_finding_is_a_listed_skip(cloudformation_findings: list[Finding]) -> None:
     missing = unlisted(cloudformation_findings, CLOUDFORMATION)
-    assert not missing, "fix these or list them in infra/checkov_skips.py:\n" + "\n".join(map(str, missing))
+    assert not missing, "fix these or list them in infra/compliance/checkov_skips.py:\n" + "\n".join(map(str, missing))
 
 
 def test_every_kubernetes_finding_is_a_listed_skip(kubernetes_findings: list[Finding]) -> None:
     missing = unlisted(kubernetes_findings, KUBERNETES)
-    assert not missing, "fix these or list them in infra/checkov_skips.py:\n" + "\n".join(map(str, missing))
+    assert not missing, "fix these or list them in infra/compliance/checkov_skips.py:\n" + "\n".join(map(str, missing))
 
 
 def test_every_listed_skip_still_matches_a_finding(cloudformation_findings: list[Finding],
                                                    kubernetes_findings: list[Finding]) -> None:
     rotten = stale(cloudformation_findings, CLOUDFORMATION) + stale(kubernetes_findings, KUBERNETES)
-    assert not rotten, "remove these from infra/checkov_skips.py, nothing fails them any more:\n" + "\n".join(rotten)
+    assert not rotten, "remove these from infra/compliance/checkov_skips.py, nothing fails them any more:\n" + "\n".join(rotten)
 
 
 def test_every_skip_gives_a_reason() -> None:

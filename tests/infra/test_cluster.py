@@ -10,8 +10,8 @@ from aws_cdk.assertions import Match
 import datetime
 import importlib
 
-from infra.addons import EFA_DEVICE_PLUGIN, LEADER_WORKER_SET, NVIDIA_DEVICE_PLUGIN, managed_addons
-from infra.kubernetes_versions import KUBERNETES_PINS
+from infra.cluster.addons import EFA_DEVICE_PLUGIN, LEADER_WORKER_SET, NVIDIA_DEVICE_PLUGIN, managed_addons
+from infra.cluster.kubernetes_versions import KUBERNETES_PINS
 from tests.infra.chart_facts import CLUSTER_AUTOSCALER_APP_VERSIONS
 from tests.support.synthesis import Synthesized
 

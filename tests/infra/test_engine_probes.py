@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from infra.workload_names import ROLE_LABEL
-from infra.workloads import serving_objects
+from infra.workloads.stack import serving_objects
 from tests.support.synthesis import SHIPPED, Synthesized
 
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from aws_cdk.assertions import Match
 
-from infra.node_capacity import hugepages_2mi_pages_per_node
+from infra.gpu_capacity.node_capacity import hugepages_2mi_pages_per_node
 from runtime.catalog import INSTANCE_CATALOG
 from tests.support.synthesis import SynthesisCache, Synthesized
 

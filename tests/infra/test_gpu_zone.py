@@ -1,7 +1,7 @@
 """The GPU zone by AZ id: required for on-demand GPU capacity, and checked at deploy time before GPU capacity exists.
 
 Zone names map to different physical zones in each account and p5-class types are not offered in every zone, so
-"the first zone" may hold no p5 at all. The check is a custom resource (infra/gpu_zone) every GPU node group and the
+"the first zone" may hold no p5 at all. The check is a custom resource (infra/gpu_capacity/gpu_zone) every GPU node group and the
 HyperPod cluster depend on; its handler runs here against a stub EC2 client.
 """
 
@@ -11,8 +11,8 @@ import copy
 import pytest
 
 from infra.config import DeploymentError, parse_deployment
-from infra.gpu_zone import handler
-from infra.gpu_zone.check import RESOURCE_TYPE
+from infra.gpu_capacity.gpu_zone import handler
+from infra.gpu_capacity.gpu_zone.check import RESOURCE_TYPE
 from tests.support.synthesis import Synthesized, load_yaml
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.addons import managed_addons
-from infra.hyperpod import LIFECYCLE_DIR, NODE_SETTINGS_FILE
-from infra.hyperpod_dependencies import HEALTH_AGENT_ACCOUNTS, HEALTH_AGENT_REPOSITORY, HEALTH_AGENT_TAG
-from infra.node_capacity import hugepages_2mi_pages_per_node
+from infra.cluster.addons import managed_addons
+from infra.hyperpod.stack import LIFECYCLE_DIR, NODE_SETTINGS_FILE
+from infra.hyperpod.dependencies import HEALTH_AGENT_ACCOUNTS, HEALTH_AGENT_REPOSITORY, HEALTH_AGENT_TAG
+from infra.gpu_capacity.node_capacity import hugepages_2mi_pages_per_node
 from tests.support.synthesis import SynthesisCache, Synthesized
 
 
@@ -215,7 +215,7 @@ def test_hyperpod_node_autoscaling_refuses_what_it_does_not_support() -> None:
 
 def test_hyperpod_node_pool_is_capped_at_the_groups_counts() -> None:
     from infra.config import parse_deployment
-    from infra.hyperpod import hyperpod_node_pool
+    from infra.hyperpod.stack import hyperpod_node_pool
     from tests.support.synthesis import load_yaml
 
     config = parse_deployment(load_yaml("hyperpod.yaml")).hyperpod

@@ -13,7 +13,7 @@ import yaml
 from aws_cdk.assertions import Match, Template
 
 from infra.config import ImageConfig
-from infra.image import ImageProps, ImageStack
+from infra.image.stack import ImageProps, ImageStack
 from tests.support.synthesis import Synthesized, load_yaml
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from infra.config import parse_deployment
-from infra.workloads import serving_objects
+from infra.workloads.stack import serving_objects
 from tests.support.synthesis import SHIPPED, SynthesisCache, Synthesized, load_yaml
 from tests.support.network_policy import Source, admitted, pod_templates, smoke_job, with_router
 from tests.support.workload_objects import IMAGE

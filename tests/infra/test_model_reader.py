@@ -6,7 +6,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 from aws_cdk.assertions import Template
 
-from infra.workloads import model_reader_role
+from infra.workloads.stack import model_reader_role
 from tests.support.synthesis import Synthesized
 
 KEY = "arn:aws:kms:us-east-1:123456789012:key/0123abcd-4567-89ab-cdef-0123456789ab"

@@ -11,8 +11,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk.cx_api import SynthesisMessageLevel
 from aws_cdk.lambda_layer_kubectl_v34 import KubectlV34Layer
 
-from infra.eks_checks import EksClusterChecks
-from infra.nag import register_checks
+from infra.cluster.eks_checks import EksClusterChecks
+from infra.compliance.nag import register_checks
 from tests.support.synthesis import INFRA_FIXTURES, Synthesized
 
 
@@ -70,4 +70,4 @@ def test_eks_check_accepts_a_restricted_logged_cluster(tmp_path: Path) -> None:
 
 def test_register_checks_is_what_app_py_uses() -> None:
     source = (Path(__file__).resolve().parents[2] / "app.py").read_text()
-    assert "register_checks(app, stacks)" in source and register_checks.__module__ == "infra.nag"
+    assert "register_checks(app, stacks)" in source and register_checks.__module__ == "infra.compliance.nag"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aws_cdk.assertions import Match
 
-from infra.network import INTERFACE_ENDPOINTS
+from infra.network.stack import INTERFACE_ENDPOINTS
 from tests.support.synthesis import Synthesized
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 
-from infra.addons import cluster_autoscaler
+from infra.cluster.addons import cluster_autoscaler
 from infra.workload_names import ACCELERATOR_LABEL, ROLE_LABEL, SYSTEM_POOL
-from infra.workloads import serving_objects
+from infra.workloads.stack import serving_objects
 from tests.support.synthesis import Synthesized
 from tests.support.rehearsal import HUGEPAGES, eks_nodes
 

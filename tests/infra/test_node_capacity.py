@@ -1,4 +1,4 @@
-"""Worker and router sizing from what the nodes really offer (infra/node_capacity.py), the config check that refuses
+"""Worker and router sizing from what the nodes really offer (infra/gpu_capacity/node_capacity.py), the config check that refuses
 layouts that do not fit, and the config hash that rolls exactly the pods reading a changed section."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from infra.config import DeploymentError, parse_deployment
-from infra.node_capacity import (
+from infra.gpu_capacity.node_capacity import (
     kube_reserved_cpu_m,
     kube_reserved_memory_mib,
     parse_cpu_m,
@@ -17,7 +17,7 @@ from infra.node_capacity import (
     worker_resources,
 )
 from infra.workload_names import CONFIG_HASH_ANNOTATION
-from infra.workloads import serving_objects
+from infra.workloads.stack import serving_objects
 from runtime.catalog import INSTANCE_CATALOG
 from tests.support.synthesis import SHIPPED, load_yaml
 
@@ -160,7 +160,7 @@ def test_every_pod_template_carries_its_config_hash(fixture: str) -> None:
 
 @pytest.mark.parametrize(("change", "edit", "rolled"), CHANGES, ids=[c[0] for c in CHANGES])
 def test_a_worker_not_rolled_by_a_change_launches_exactly_as_before(change: str, edit: Any, rolled: set[str]) -> None:
-    """The read-sets behind the hashes (infra/serving_config.py), held against the worker itself: a change that
+    """The read-sets behind the hashes (infra/workloads/serving_config.py), held against the worker itself: a change that
     leaves a role's hash alone leaves its vLLM command line and environment alone."""
     from runtime.config import Serving
     from runtime.worker import DecodeWorker, PrefillWorker

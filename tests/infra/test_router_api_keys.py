@@ -14,12 +14,12 @@ import pytest
 import yaml
 from aws_cdk.assertions import Template
 
-from infra import node_capacity
-from infra.addons import SECRET_ROTATION_POLL_INTERVAL, SECRETS_STORE_CSI_DRIVER, SECRETS_STORE_PROVIDER_AWS
+from infra.gpu_capacity import node_capacity
+from infra.cluster.addons import SECRET_ROTATION_POLL_INTERVAL, SECRETS_STORE_CSI_DRIVER, SECRETS_STORE_PROVIDER_AWS
 from infra.config import DeploymentError, parse_deployment
-from infra.router_api_keys import api_keys_reader_role
-from infra.router_objects import SECRETS_STORE_DRIVER
-from infra.serving_config import config_hash
+from infra.workloads.router_api_keys import api_keys_reader_role
+from infra.workloads.router_objects import SECRETS_STORE_DRIVER
+from infra.workloads.serving_config import config_hash
 from infra.workload_names import (
     API_KEYS_FILE,
     API_KEYS_MOUNT,
@@ -255,7 +255,7 @@ def test_the_secrets_store_runs_on_every_system_node_and_no_gpu_node(capacity_bl
 
 
 def test_the_config_check_counts_the_secrets_store_daemonsets(capacity_block: Synthesized) -> None:
-    """infra/node_capacity.py's requests are the charts' own, and the system node the config check sizes the
+    """infra/gpu_capacity/node_capacity.py's requests are the charts' own, and the system node the config check sizes the
     routers on is the one the rehearsal builds (after every DaemonSet that lands there)."""
     pods = chart_pods(capacity_block)
     for chart in SECRETS_STORE_CHARTS:

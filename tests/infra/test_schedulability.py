@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from infra import node_capacity
+from infra.gpu_capacity import node_capacity
 from infra.config import DeploymentError, parse_deployment
 from infra.operations.serving_endpoints import ServingEndpoints
 from infra.operations.smoke import SMOKE_IMAGE, job_manifest
-from infra.workloads import serving_objects
+from infra.workloads.stack import serving_objects
 from tests.infra.chart_facts import OFFERS
 from tests.support.rehearsal import (chart_pods, eks_nodes, fits, gpu_nodes, group_sizes, health_agent_pod,
                                      hyperpod_nodes, nodes_with_plugins, pod_specs, rehearsal_cluster)
@@ -244,7 +244,7 @@ def test_scale_out_to_every_maximum_fits_the_largest_node_groups(synth: Synthesi
 
 
 def test_the_config_check_counts_the_controllers_the_charts_run(synth: Synthesized) -> None:
-    """infra/node_capacity.py's controller requests (what the config check places) are the charts' own."""
+    """infra/gpu_capacity/node_capacity.py's controller requests (what the config check places) are the charts' own."""
     pods = chart_pods(synth)
     counted = {"lws": node_capacity.SYSTEM_CONTROLLERS["lws-controller-manager"],
                **{f"keda/{n}": r for n, r in node_capacity.KEDA_CONTROLLERS.items()},

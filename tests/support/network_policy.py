@@ -11,7 +11,7 @@ from typing import Any
 from infra.config import Deployment, parse_deployment
 from infra.operations.serving_endpoints import ServingEndpoints
 from infra.operations.smoke import SMOKE_IMAGE, job_manifest
-from infra.workloads import serving_objects
+from infra.workloads.stack import serving_objects
 from tests.support.synthesis import load_yaml
 from tests.support.workload_objects import IMAGE
 

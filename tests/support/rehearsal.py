@@ -11,8 +11,8 @@ from dataclasses import replace
 from typing import Any, Iterator
 
 
-from infra import node_capacity
-from infra.hyperpod import LIFECYCLE_DIR
+from infra.gpu_capacity import node_capacity
+from infra.hyperpod.stack import LIFECYCLE_DIR
 from infra.workload_names import HYPERPOD_HEALTH_LABEL, HYPERPOD_HEALTH_TAINT, INSTANCE_TYPE_LABEL
 from runtime.catalog import INSTANCE_CATALOG, InstanceSpec
 from tests.infra.chart_facts import CHART_COMPONENT_PODS, CHART_PODS, DAEMONSET_CHARTS, OFFERS
@@ -222,7 +222,7 @@ def group_sizes(synth: Synthesized) -> dict[str, tuple[int, int]]:
 
 
 def _daemonset_pods(synth: Synthesized) -> list[tuple[str, dict[str, Any]]]:
-    """Every DaemonSet pod with its requests: the EKS add-ons' (pinned in infra/node_capacity.py), the device
+    """Every DaemonSet pod with its requests: the EKS add-ons' (pinned in infra/gpu_capacity/node_capacity.py), the device
     plugins (chart facts) with the EFA plugin's allowance, and the health agent as the HyperPod stack renders it."""
     pods = [
         (name, {"containers": [{"resources": {"requests": {"cpu": f"{r.cpu_m}m", "memory": f"{r.memory_mib}Mi"}}}]})

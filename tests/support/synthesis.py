@@ -16,7 +16,7 @@ from aws_cdk.assertions import Template
 
 from infra.config import Deployment, parse_deployment
 from infra.deployment_stacks import DeploymentStacks
-from infra.nag import register_checks
+from infra.compliance.nag import register_checks
 from runtime.catalog import INSTANCE_CATALOG
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from infra.config import Deployment
-from infra.workloads import serving_objects
+from infra.workloads.stack import serving_objects
 
 IMAGE = "123456789012.dkr.ecr.us-east-2.amazonaws.com/pdstack/serving:0123456789abcdef0123"
 

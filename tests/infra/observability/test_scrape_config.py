@@ -16,7 +16,7 @@ import yaml
 
 from infra.config import parse_deployment
 from infra.observability.targets import ENGINE_JOB, ROUTER_JOB, scrape_config, sd_pod_label
-from infra.workloads import serving_objects
+from infra.workloads.stack import serving_objects
 from tests.support.synthesis import load_yaml
 
 DEPLOYMENT = parse_deployment(load_yaml("default.yaml"))

@@ -10,7 +10,7 @@ from infra.operations.serving_endpoints import (
     ROUTER_PD_DECISIONS,
     ServingEndpoints,
 )
-from infra.workloads import serving_objects
+from infra.workloads.stack import serving_objects
 from runtime.router.router_metrics import RouterMetrics
 from tests.support.synthesis import load_yaml
 

@@ -32,7 +32,7 @@ _CDK_PROVIDER_FUNCTIONS = (
     "AWS::Lambda::Function.AWS679f53fac002430cb0da5b7982bd2287*",
 )
 _OWN_DEPLOY_FUNCTIONS = ("AWS::Lambda::Function.BuildWaiteronevent*", "AWS::Lambda::Function.BuildWaiteriscomplete*",
-                         "AWS::Lambda::Function.GpuZoneCheckHandler*")  # the GPU zone check (infra/gpu_zone)
+                         "AWS::Lambda::Function.GpuZoneCheckHandler*")  # the GPU zone check (infra/gpu_capacity/gpu_zone)
 _DEPLOY_FUNCTIONS = (*_CDK_PROVIDER_FUNCTIONS, *_OWN_DEPLOY_FUNCTIONS)
 _DEPLOY_FUNCTIONS_OUTSIDE_VPC = tuple(f for f in _DEPLOY_FUNCTIONS if "KubectlProvider" not in f)
 # The CDK handlers with an environment (the other two have none).
@@ -74,7 +74,7 @@ CLOUDFORMATION: tuple[Skip, ...] = (
          "friends) has no resource-level permissions, so CloudWatch Logs requires Resource *"),
     Skip("CKV_AWS_111", ("AWS::IAM::Role.LoadBalancerControllerRole*",),
          "the AWS Load Balancer Controller's published IAM policy (v3.5.0, carried verbatim: "
-         "infra/aws_load_balancer_controller_iam_policy.json): security-group ingress, CreateSecurityGroup, listener "
+         "infra/cluster/aws_load_balancer_controller_iam_policy.json): security-group ingress, CreateSecurityGroup, listener "
          "and rule writes on * for the load balancers it creates (ids unknown in advance); only its service account "
          "gets the role (Pod Identity), and only when workloads.router.internal_load_balancer is on"),
 )

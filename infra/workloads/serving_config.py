@@ -40,7 +40,7 @@ def rendered_serving(deployment: Deployment) -> dict[str, Any]:
     discovery = serving["router"]["discovery"]
     if discovers_through_api(deployment) and discovery["kubernetes"] is None:
         discovery["kubernetes"] = {"namespace": deployment.workloads.namespace}
-    if deployment.workloads.router.api_keys_secret is not None:  # the keys' mount (infra/router_objects.py)
+    if deployment.workloads.router.api_keys_secret is not None:  # the keys' mount (infra/workloads/router_objects.py)
         serving["router"]["api_keys_path"] = API_KEYS_MOUNT
     return serving
 

@@ -9,7 +9,7 @@ from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
 from infra.config import CapacityBlock, GpuNodeGroupConfig
-from infra.efa import EfaLaunchTemplate, EfaLaunchTemplateProps
+from infra.gpu_capacity.efa import EfaLaunchTemplate, EfaLaunchTemplateProps
 from infra.workload_names import GPU_NODE_LABELS, NODE_GROUP_LABEL, accelerator_label
 from runtime.catalog import instance_spec
 

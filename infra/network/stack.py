@@ -25,7 +25,7 @@ from infra.config import NetworkConfig
 # the cluster inside the VPC (API reference, CreateScraper). Delivery to the workspace does not go through them (the
 # CloudWatch user guide says so of the same collector's VPC variant: the subnets give reach to the targets, not the
 # delivery path), so these subnets route nowhere beyond the VPC. The same guide requires the cluster endpoint to include private access
-# (infra/config.py checks it). A /28 is the smallest subnet a VPC takes (11 usable addresses, one ENI per zone here).
+# (infra/config/ checks it). A /28 is the smallest subnet a VPC takes (11 usable addresses, one ENI per zone here).
 COLLECTOR_SUBNET_GROUP = "collector"
 COLLECTOR_CIDR_MASK = 28
 COLLECTOR_MAX_SUBNETS = 5

@@ -5,8 +5,8 @@ the DaemonSets every node of that kind runs. Capacity counts logical CPUs: the c
 per core (EKS node groups keep the default); a HyperPod group with ``threads_per_core: 1`` has half of them (SageMaker
 API ``ClusterInstanceGroupSpecification.ThreadsPerCore``: 96 on ml.p5.48xlarge).
 
-The config loader (infra/config.py) sizes nothing itself but refuses layouts that do not fit by these rules; the
-workers (infra/worker_objects.py) take their requests from them; the rehearsal in tests/infra/test_schedulability.py
+The config loader (infra/config/) sizes nothing itself but refuses layouts that do not fit by these rules; the
+workers (infra/workloads/worker_objects.py) take their requests from them; the rehearsal in tests/infra/test_schedulability.py
 places every pod of the synthesized templates on nodes built from the same rules and the charts' pinned facts.
 """
 
@@ -58,7 +58,7 @@ class Requests:
 # eks-pod-identity-agent (aws/eks-pod-identity-agent charts/eks-pod-identity-agent/values.yaml: resources {}).
 # Allowances, not read from a pinned source here: kube-proxy 100m (what the EKS add-on's DaemonSet is commonly seen
 # to request) and ebs-csi-node 3 x 10m/40Mi; check both with `kubectl -n kube-system get ds -o yaml` on a cluster.
-# Re-read all of them when a pin in infra/addons.py moves.
+# Re-read all of them when a pin in infra/cluster/addons.py moves.
 EVERY_NODE_DAEMONSETS = {
     "aws-node": Requests(25, 0),
     "kube-proxy": Requests(100, 0),
@@ -74,7 +74,7 @@ SECRETS_STORE_DAEMONSETS = {"secrets-store-csi-driver": Requests(70, 140),
 # On GPU nodes: the NVIDIA device plugin (chart 0.20.0 values resources {}) and the EFA device plugin (an allowance:
 # its chart's values carry no requests we rely on).
 GPU_NODE_DAEMONSETS = {"nvidia-device-plugin": Requests(0, 0), "aws-efa-k8s-device-plugin": Requests(10, 20)}
-# On HyperPod GPU nodes: the health-monitoring agent pdstack renders (infra/hyperpod_dependencies.py uses this).
+# On HyperPod GPU nodes: the health-monitoring agent pdstack renders (infra/hyperpod/dependencies.py uses this).
 HEALTH_AGENT_REQUESTS = Requests(500, 512)
 
 # --- the controllers on the system nodes (Deployments, requests per replica x replicas) --------------------------------
@@ -90,7 +90,7 @@ SYSTEM_CONTROLLERS = {
 }
 KEDA_CONTROLLERS = {"keda-operator": Requests(100, 100), "keda-operator-metrics-apiserver": Requests(100, 100),
                     "keda-admission-webhooks": Requests(100, 100)}
-# The AWS Load Balancer Controller when workloads.router.internal_load_balancer is on (infra/load_balancer_controller.py
+# The AWS Load Balancer Controller when workloads.router.internal_load_balancer is on (infra/cluster/load_balancer_controller.py
 # sets these): chart 3.5.0 values replicaCount 2 and resources {} (no requests), so pdstack sets the values file's
 # own commented example, 100m / 128Mi, per replica.
 LOAD_BALANCER_CONTROLLER_REPLICAS = 2

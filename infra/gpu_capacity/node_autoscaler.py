@@ -23,7 +23,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from infra.addons import CLUSTER_AUTOSCALER_SERVICE_ACCOUNT, cluster_autoscaler
+from infra.cluster.addons import CLUSTER_AUTOSCALER_SERVICE_ACCOUNT, cluster_autoscaler
 from infra.config import CapacityBlock, GpuNodeGroupConfig
 from infra.workload_names import ACCELERATOR_LABEL, SYSTEM_POOL, accelerator_label
 from runtime.catalog import instance_spec

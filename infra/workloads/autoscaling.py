@@ -9,8 +9,8 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infra.addons import KEDA, KEDA_OPERATOR_SERVICE_ACCOUNT
-from infra.autoscaling_objects import PrometheusServer, autoscaling_objects
+from infra.cluster.addons import KEDA, KEDA_OPERATOR_SERVICE_ACCOUNT
+from infra.workloads.autoscaling_objects import PrometheusServer, autoscaling_objects
 from infra.config import Deployment
 from infra.observability.stack import MetricsWorkspace
 from infra.workload_names import SYSTEM_POOL

@@ -15,9 +15,9 @@ from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
 from infra.config import GpuNodeGroupConfig
-from infra.gpu_zone.check import GpuZoneCheck
-from infra.gpu_nodes import GpuNodeGroup, GpuNodeGroupProps
-from infra.node_autoscaler import NodeAutoscaler, NodeAutoscalerProps
+from infra.gpu_capacity.gpu_zone.check import GpuZoneCheck
+from infra.gpu_capacity.gpu_nodes import GpuNodeGroup, GpuNodeGroupProps
+from infra.gpu_capacity.node_autoscaler import NodeAutoscaler, NodeAutoscalerProps
 
 
 @dataclass(frozen=True)

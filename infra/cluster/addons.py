@@ -13,7 +13,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.config import Taint
-from infra.kubernetes_versions import KUBERNETES_PINS
+from infra.cluster.kubernetes_versions import KUBERNETES_PINS
 from infra.workload_names import (
     EFA_LABEL,
     GPU_LABEL,
@@ -24,13 +24,13 @@ from infra.workload_names import (
 )
 from runtime.catalog import INSTANCE_CATALOG
 
-# The managed add-ons' versions follow the cluster's Kubernetes minor: infra/kubernetes_versions.py holds them.
+# The managed add-ons' versions follow the cluster's Kubernetes minor: infra/cluster/kubernetes_versions.py holds them.
 # The add-ons' configuration values (the schema is the add-on's Helm chart values; `aws eks
 # describe-addon-configuration` prints it). vpc-cni v1.20.4 (aws/amazon-vpc-cni-k8s charts/aws-vpc-cni/values.yaml):
 # `enableNetworkPolicy` is the string "false" by default and becomes the node agent's --enable-network-policy
 # (templates/daemonset.yaml) and the controller's enable-network-policy-controller (templates/configmap.yaml);
 # `nodeAgent.enabled` (a boolean, true by default) runs the agent that enforces the policies. Both set here so the
-# serving namespace's NetworkPolicies (infra/network_policies.py) are enforced, not merely stored.
+# serving namespace's NetworkPolicies (infra/workloads/network_policies.py) are enforced, not merely stored.
 MANAGED_ADDON_CONFIGURATION: dict[str, dict] = {
     "vpc-cni": {"enableNetworkPolicy": "true", "nodeAgent": {"enabled": True}},
 }
@@ -97,7 +97,7 @@ def managed_addons(kubernetes_version: str) -> dict[str, str]:
 
 
 def cluster_autoscaler(kubernetes_version: str) -> HelmChartPin:
-    """The Cluster Autoscaler chart whose minor matches the cluster's (infra/kubernetes_versions.py)."""
+    """The Cluster Autoscaler chart whose minor matches the cluster's (infra/cluster/kubernetes_versions.py)."""
     return HelmChartPin(
         chart="cluster-autoscaler", repository="https://kubernetes.github.io/autoscaler",
         version=KUBERNETES_PINS[kubernetes_version].cluster_autoscaler_chart, namespace="kube-system",

@@ -22,9 +22,9 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from infra.config import HyperPodConfig, HyperPodInstanceGroup
-from infra.gpu_zone.check import GpuZoneCheck
+from infra.gpu_capacity.gpu_zone.check import GpuZoneCheck
 from infra.stack_outputs import HyperPodOutputs
-from infra.hyperpod_dependencies import (
+from infra.hyperpod.dependencies import (
     HEALTH_AGENT_ACCOUNTS,
     HEALTH_AGENT_REPOSITORY,
     HEALTH_AGENT_TAG,
@@ -33,7 +33,7 @@ from infra.hyperpod_dependencies import (
 from infra.workload_names import GPU_NODE_LABELS, NODE_GROUP_LABEL, accelerator_label
 from runtime.catalog import instance_spec
 
-LIFECYCLE_DIR = Path(__file__).parent / "hyperpod_lifecycle"
+LIFECYCLE_DIR = Path(__file__).parent / "lifecycle"
 LIFECYCLE_PREFIX = "lifecycle"
 # Written beside on_create.sh (HyperPod runs the script from a copy of the whole prefix) and sourced by it.
 NODE_SETTINGS_FILE = "pdstack-node.env"

@@ -1,8 +1,8 @@
 """RouterApiKeys: the router's API keys from AWS Secrets Manager, mounted (workloads.router.api_keys_secret).
 
-The Secrets Store CSI driver and its AWS provider (pinned charts, infra/addons.py) on the system nodes; the routers'
+The Secrets Store CSI driver and its AWS provider (pinned charts, infra/cluster/addons.py) on the system nodes; the routers'
 EKS Pod Identity role, which may read that one secret and nothing else (and decrypt it through Secrets Manager when
-it is under a customer managed key). The SecretProviderClass and the pods' volume are in infra/router_objects.py.
+it is under a customer managed key). The SecretProviderClass and the pods' volume are in infra/workloads/router_objects.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infra.addons import (
+from infra.cluster.addons import (
     SECRETS_STORE_CSI_DRIVER,
     SECRETS_STORE_PROVIDER_AWS,
     HelmChartPin,

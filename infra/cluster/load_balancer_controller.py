@@ -6,9 +6,9 @@ Pins, read from kubernetes-sigs/aws-load-balancer-controller at tag v3.5.0 (comm
 - helm/aws-load-balancer-controller/Chart.yaml: version 3.5.0, appVersion v3.5.0 (published in the eks-charts
   repository, https://aws.github.io/eks-charts, as every AWS chart pdstack installs).
 - docs/install/iam_policy.json: the controller's IAM policy, carried verbatim in
-  infra/aws_load_balancer_controller_iam_policy.json (commercial partition ARNs, as published).
+  infra/cluster/aws_load_balancer_controller_iam_policy.json (commercial partition ARNs, as published).
 - helm/aws-load-balancer-controller/values.yaml: replicaCount 2, resources {} (no requests unless set: the values
-  below set the file's own commented example, 100m / 128Mi, so infra/node_capacity.py can count them),
+  below set the file's own commented example, 100m / 128Mi, so infra/gpu_capacity/node_capacity.py can count them),
   clusterName required, region and vpcId read from instance metadata unless set (set here: pods with IMDS hop
   limit 1 cannot read it), enableServiceMutatorWebhook true with failurePolicy Fail.
 """
@@ -25,8 +25,8 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infra.addons import HelmChartPin
-from infra.node_capacity import LOAD_BALANCER_CONTROLLER_REPLICAS, LOAD_BALANCER_CONTROLLER_REQUESTS
+from infra.cluster.addons import HelmChartPin
+from infra.gpu_capacity.node_capacity import LOAD_BALANCER_CONTROLLER_REPLICAS, LOAD_BALANCER_CONTROLLER_REQUESTS
 from infra.workload_names import SYSTEM_POOL
 
 LOAD_BALANCER_CONTROLLER = HelmChartPin(
@@ -68,7 +68,7 @@ def load_balancer_controller_values(cluster_name: str, vpc_id: str, region: str)
         "replicaCount": LOAD_BALANCER_CONTROLLER_REPLICAS,
         "serviceAccount": {"create": True, "name": LOAD_BALANCER_CONTROLLER_SERVICE_ACCOUNT},
         "nodeSelector": SYSTEM_POOL,
-        # What infra/node_capacity.py counts on the system nodes.
+        # What infra/gpu_capacity/node_capacity.py counts on the system nodes.
         "resources": {"requests": {"cpu": f"{LOAD_BALANCER_CONTROLLER_REQUESTS.cpu_m}m",
                                    "memory": f"{LOAD_BALANCER_CONTROLLER_REQUESTS.memory_mib}Mi"}},
         # pdstack's Service names its loadBalancerClass itself; the mutator webhook (failurePolicy Fail) would make

@@ -26,8 +26,8 @@ from infra.workload_names import (
     tolerations_for,
     worker_name,
 )
-from infra.node_capacity import worker_resources
-from infra.serving_config import config_hash
+from infra.gpu_capacity.node_capacity import worker_resources
+from infra.workloads.serving_config import config_hash
 from runtime.catalog import instance_spec
 from runtime.config import RoleSettings
 from runtime.roles import Role

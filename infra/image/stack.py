@@ -27,7 +27,7 @@ from constructs import Construct
 from infra.config import ImageConfig
 from infra.stack_outputs import ImageOutputs
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 # The build context: only what the Dockerfile copies. Git-style patterns so the allow-list can be negated.
 BUILD_CONTEXT_EXCLUDES = ["*", "!container/", "!container/**", "!runtime/", "!runtime/**", "**/__pycache__", "**/*.pyc"]
 # CloudFormation gives a custom resource one hour at most (aws-cdk-lib custom_resources.Provider: "totalTimeout ...

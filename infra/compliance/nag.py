@@ -12,11 +12,11 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from infra.deployment_stacks import DeploymentStacks
-from infra.eks_checks import EksClusterChecks
-from infra.gpu_capacity import GpuCapacityStack
-from infra.gpu_zone.check import GpuZoneCheck
-from infra.hyperpod import LIFECYCLE_PREFIX, HyperPodStack
-from infra.workloads import WorkloadsStack
+from infra.cluster.eks_checks import EksClusterChecks
+from infra.gpu_capacity.stack import GpuCapacityStack
+from infra.gpu_capacity.gpu_zone.check import GpuZoneCheck
+from infra.hyperpod.stack import LIFECYCLE_PREFIX, HyperPodStack
+from infra.workloads.stack import WorkloadsStack
 
 NODE_ROLE_POLICIES = {
     "AmazonEKSWorkerNodePolicy": "the EKS node role policy EKS documents for managed node groups (node registration)",

@@ -12,10 +12,10 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from infra.addons import ClusterAddons, ClusterAddonsProps
+from infra.cluster.addons import ClusterAddons, ClusterAddonsProps
 from infra.config import ClusterConfig, Taint
-from infra.efa import EfaSecurityGroup
-from infra.kubernetes_versions import KUBERNETES_PINS
+from infra.gpu_capacity.efa import EfaSecurityGroup
+from infra.cluster.kubernetes_versions import KUBERNETES_PINS
 from infra.stack_outputs import ClusterOutputs
 from infra.workload_names import SYSTEM_POOL
 

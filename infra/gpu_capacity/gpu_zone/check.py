@@ -5,7 +5,7 @@ The stacks are environment-agnostic (zone names come from Fn::GetAZs at deploy t
 different physical zone in each account; the AZ id does not. So the check runs in the account, at deploy time:
 ec2:DescribeSubnets and ec2:DescribeAvailabilityZones resolve the subnet's zone to its id, and
 ec2:DescribeInstanceTypeOfferings (location type availability-zone-id) says whether the type is offered there.
-One small Lambda with inline code (infra/gpu_zone/handler.py), read-only Describe* calls only.
+One small Lambda with inline code (infra/gpu_capacity/gpu_zone/handler.py), read-only Describe* calls only.
 """
 
 from __future__ import annotations

@@ -9,11 +9,11 @@ Ingress only. The namespace denies every ingress nobody named, then:
 - the router's port and decode's HTTP port (its /metrics): the pods of ``python -m infra smoke``'s Job;
 - the engines' HTTP port (vLLM's /metrics, beside its OpenAI API): the managed metrics collector's subnets, and
   ``workloads.engine_metrics_scraper_cidrs`` (a scraper outside the VPC) if named.
-The collector's subnets (infra/network.py) hold no node, so no pod has an address in them: admitting them admits the
+The collector's subnets (infra/network/stack.py) hold no node, so no pod has an address in them: admitting them admits the
 collector's ENIs alone. With the observability pipeline off there are none, and nothing is admitted in their stead.
 The ports come from the serving section (``Role.port_ranges``: vLLM adds the data-parallel rank to the side-channel
 and KV-event bases). The KV data itself moves over EFA RDMA, which bypasses the IP stack these policies filter.
-The VPC CNI enforces them once its network-policy agent is on (infra/addons.py). Its agent always admits the node's
+The VPC CNI enforces them once its network-policy agent is on (infra/cluster/addons.py). Its agent always admits the node's
 own IP, so kubelet probes pass (aws/aws-network-policy-agent PR #65).
 
 Return traffic. A policy should admit the replies to connections a pod opened itself, but the agent tracks them in
@@ -36,7 +36,7 @@ from typing import Any
 
 from infra.config import Deployment
 from infra.operations.serving_endpoints import SMOKE_POD_LABELS
-from infra.router_objects import router_metrics_port, router_port
+from infra.workloads.router_objects import router_metrics_port, router_port
 from infra.workload_names import EPHEMERAL_PORTS, labels, router_selector, selector
 from runtime.roles import Role
 
