@@ -6,7 +6,7 @@ trace's busiest ``BURST_WINDOW_S`` meet both TTFT and TPOT (DistServe's goodput 
 More engines of a role never hurt in this model, so the frontier is found by a staircase: the fewest prefill engines
 that meet with the most decode engines allowed, then, one step at a time, fewer decode engines while it meets and
 more prefill engines when it does not. Nodes: the layout's GPUs packed on whole nodes (prefill and decode pods may
-share a node, as infra/config.py's fit check counts them)."""
+share a node, as the fit check in infra/config/deployment.py counts them)."""
 
 from __future__ import annotations
 
