@@ -1,7 +1,8 @@
 """Where the serving workloads live in the cluster, as the operations commands see them from outside.
 
-The defaults are those infra/workloads/stack.py renders for a default deployment: namespace ``pdstack``, the Services
-named in infra/workload_names.py (the router's and decode's engines Service) on port 8000.
+The defaults are those infra/workloads/stack.py renders for a default deployment: the schema's default namespace
+(infra/config/workloads.py), the Services named in infra/workload_names.py (the router's and decode's engines
+Service) on port 8000.
 tests/infra/operations/test_alignment.py checks them against the rendered objects and the router's metric names
 against what it exports. Every name is also a command-line option of ``smoke``.
 """
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from infra.config.workloads import WorkloadsConfig
 from infra.workload_names import ROUTER, engines_service_name
+from runtime.router.contract import DECISIONS
 
 # Kubernetes object names: DNS-1123 labels.
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -21,7 +24,7 @@ SMOKE_POD_LABELS = {"app.kubernetes.io/name": "pdstack-smoke", "app.kubernetes.i
 
 # Prometheus counters the smoke test reads before and after its request.
 # The router counts its prefill/decode decisions; the label says which way a request went.
-ROUTER_PD_DECISIONS = "pdstack_router_decisions_total"
+ROUTER_PD_DECISIONS = f"{DECISIONS}_total"  # prometheus_client appends _total to a counter's name
 ROUTER_DISAGGREGATED_LABEL = 'decision="pd"'
 # vLLM's NIXL connector counts KV transfers on the decode side (one histogram sample per transfer).
 DECODE_KV_TRANSFERS = "vllm:nixl_xfer_time_seconds_count"
@@ -32,7 +35,7 @@ class ServingEndpoints(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    namespace: str = Field(default="pdstack", pattern=_DNS_LABEL)
+    namespace: str = Field(default=WorkloadsConfig().namespace, pattern=_DNS_LABEL)
     router_service: str = Field(default=ROUTER, pattern=_DNS_LABEL)
     router_port: int = Field(default=8000, ge=1, le=65535)
     router_metrics_port: int = Field(default=9090, ge=1, le=65535, description="the router's /metrics port "
