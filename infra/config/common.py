@@ -8,7 +8,6 @@ from pydantic import BaseModel, ConfigDict
 
 # A resource name: lower-case letters, digits and hyphens, starting with a letter (stack, cluster and group names).
 NAME = r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$"
-KMS_KEY_ARN = r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$"
 
 
 class Strict(BaseModel):

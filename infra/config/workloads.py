@@ -7,12 +7,13 @@ import re
 
 from pydantic import Field, field_validator
 
-from infra.config.common import KMS_KEY_ARN, Strict, check_cidrs
+from infra.config.common import Strict, check_cidrs
 
 # A Secrets Manager secret by full ARN (Secrets Manager appends a hyphen and six characters to the name) or by name
 # (Secrets Manager API reference, CreateSecret Name: 1-512 of letters, digits and /_+=.@-).
 _SECRET_ARN = r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}"
 _SECRET_NAME = r"[A-Za-z0-9/_+=.@-]{1,512}"
+_KMS_KEY_ARN = r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$"
 
 
 class RouterWorkload(Strict):
@@ -38,7 +39,7 @@ class RouterWorkload(Strict):
     api_keys_secret: str | None = None
     # The customer managed KMS key the secret is encrypted with, if any: the routers may decrypt with it through
     # Secrets Manager only. None: the secret uses the AWS managed key aws/secretsmanager (no grant needed).
-    api_keys_kms_key_arn: str | None = Field(default=None, pattern=KMS_KEY_ARN)
+    api_keys_kms_key_arn: str | None = Field(default=None, pattern=_KMS_KEY_ARN)
 
     @field_validator("api_keys_secret")
     @classmethod
@@ -76,7 +77,7 @@ class WorkloadsConfig(Strict):
     engine_metrics_scraper_cidrs: list[str] = Field(default_factory=list)
     # An s3:// model under SSE-KMS: the readers may decrypt with this key only. None: with any key, but only through
     # S3 and only for objects of the model's bucket (kms:ViaService and the aws:s3:arn encryption context).
-    model_kms_key_arn: str | None = Field(default=None, pattern=KMS_KEY_ARN)
+    model_kms_key_arn: str | None = Field(default=None, pattern=_KMS_KEY_ARN)
 
     @field_validator("engine_metrics_scraper_cidrs")
     @classmethod
