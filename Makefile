@@ -12,7 +12,7 @@ export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help setup synth test test-unit lint clean demo bench-router bench bench-quick bench-real-pair prometheus
+.PHONY: help setup synth test test-unit lint fmt typecheck clean demo bench-router bench bench-quick bench-real-pair prometheus
 
 # The CDK venv (pinned) and the CDK CLI (npm ci); every other target starts from it.
 setup: $(VENV)/.installed node_modules/.installed
@@ -90,14 +90,24 @@ bench-real-pair: setup $(VENV)/.bench-installed $(VLLM_VENV)/.installed
 bench-quick: setup $(VENV)/.bench-installed
 	$(BIN)/python -m bench.harness.run --scenario quick
 
-# ruff with the rules and settings of pyproject.toml (the same check tests/test_lint.py runs inside `make test`).
+# ruff's linter and formatter in check mode (settings in pyproject.toml; tests/test_lint.py runs both in `make test`).
 lint: $(VENV)/.tests-installed
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Rewrite the tree to the house style: ruff format, then ruff check --fix (imports sorted, safe fixes only).
+fmt: $(VENV)/.tests-installed
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# mypy over every module (settings in pyproject.toml; tests/test_lint.py runs it in `make test`).
+typecheck: $(VENV)/.tests-installed
+	$(BIN)/mypy
 
 # The targets and the comment above each.
 help:
 	@awk '/^# /{c=c substr($$0,3) " "; next} /^[a-z][a-z-]*:/{sub(/:.*/,"",$$1); if (c) printf "%-16s %s\n", $$1, c} {c=""}' $(MAKEFILE_LIST)
 
-# Remove the synthesized output and pytest's cache (the venvs stay).
+# Remove the synthesized output and the pytest, ruff and mypy caches (the venvs stay).
 clean:
-	rm -rf cdk.out .pytest_cache
+	rm -rf cdk.out .pytest_cache .ruff_cache .mypy_cache
