@@ -125,7 +125,7 @@ def main() -> int:
                    for role, port in (("prefill", ports[0]), ("decode", ports[4]))}
         for server in servers.values():
             server.start()
-            stack.callback(lambda s=server: s.stop())
+            stack.callback(server.stop)
         router = stack.enter_context(RouterProcess(Path(sys.executable), config, ports[8],
                                                    work / f"router-{args.label}.log", args.router_repo))
         load = Load(router.url)

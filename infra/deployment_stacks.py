@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeVar
 
 import aws_cdk as cdk
@@ -31,7 +32,7 @@ class DeploymentStacks:
             account=deployment.account, region=deployment.region
         )
 
-        def part(stack_class: type[StackT], name: str, description: str, props: object) -> StackT:
+        def part(stack_class: Callable[..., StackT], name: str, description: str, props: object) -> StackT:
             return stack_class(scope, stack_name(deployment.name, name), env=env, props=props,
                                description=f"pdstack: {description}")
 

@@ -133,9 +133,12 @@ API_KEYS_SECRET_ANNOTATION = "pdstack.io/api-keys-secret"  # on the router's pod
 
 
 class _Taint(Protocol):
-    key: str
-    value: str
-    effect: str
+    @property
+    def key(self) -> str: ...
+    @property
+    def value(self) -> str: ...
+    @property
+    def effect(self) -> str: ...
 
 
 def tolerations_for(taints: Iterable[_Taint | dict[str, str]]) -> list[dict[str, Any]]:

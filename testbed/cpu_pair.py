@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -56,7 +57,7 @@ def write_pair_deployment(name: str, work: Path, model: Path, ports: list[int], 
     return config
 
 
-def cpu_role(ports: list[int], cpu: int) -> dict[str, object]:
+def cpu_role(ports: list[int], cpu: int) -> dict[str, Any]:
     """One role of the CPU test deployment: loopback, its own ports, its own core for vLLM's OpenMP threads."""
     http, side_channel, kv_events, dp_rpc = ports
     return {

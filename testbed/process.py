@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import psutil
 
@@ -39,7 +40,7 @@ class ProcessGroup:
     def pid(self) -> int:
         return self.process.pid
 
-    def __enter__(self) -> ProcessGroup:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
@@ -137,7 +138,7 @@ class HttpServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> HttpServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -54,7 +54,7 @@ def write_model(out: Path) -> None:
         bos_token_id=0,
         eos_token_id=1,
         pad_token_id=2,
-        torch_dtype="bfloat16",
+        dtype="bfloat16",
     )
     model = LlamaForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(out, safe_serialization=True)

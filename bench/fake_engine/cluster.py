@@ -9,7 +9,7 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import zmq
 from pydantic import BaseModel, ConfigDict
@@ -43,7 +43,7 @@ class ClusterSpec(BaseModel):
 
 
 def build_engine(spec: EngineSpec, cluster: ClusterSpec, tokenizer: EngineTokenizer,
-                 context: zmq.Context[object]) -> SimulatedEngine:
+                 context: zmq.Context[Any]) -> SimulatedEngine:
     endpoint = f"tcp://127.0.0.1:{spec.kv_events_port}"
     publisher = KvEventPublisher(endpoint, f"kv@127.0.0.1:{spec.http_port}@{cluster.model}", cluster.block_size,
                                  context)
@@ -55,7 +55,7 @@ def build_engine(spec: EngineSpec, cluster: ClusterSpec, tokenizer: EngineTokeni
 
 async def serve(cluster: ClusterSpec) -> None:
     tokenizer = EngineTokenizer(cluster.tokenizer)
-    context: zmq.Context[object] = zmq.Context()
+    context: zmq.Context[Any] = zmq.Context()
     engines = [build_engine(spec, cluster, tokenizer, context) for spec in cluster.engines]
     for engine in engines:
         await engine.start()

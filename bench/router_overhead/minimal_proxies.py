@@ -7,6 +7,7 @@ Usage: python -m bench.router_overhead.minimal_proxies aiohttp|starlette PORT UP
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 
 def aiohttp_proxy(port: int, upstream: str) -> None:
@@ -103,4 +104,6 @@ def starlette_proxy(port: int, upstream: str) -> None:
 
 if __name__ == "__main__":
     kind, port, upstreams = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-    {"aiohttp": aiohttp_proxy, "aiohttp-pd": aiohttp_pd_proxy, "starlette": starlette_proxy}[kind](port, *upstreams)
+    proxies: dict[str, Callable[..., None]] = {"aiohttp": aiohttp_proxy, "aiohttp-pd": aiohttp_pd_proxy,
+                                              "starlette": starlette_proxy}
+    proxies[kind](port, *upstreams)

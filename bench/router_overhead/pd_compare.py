@@ -128,7 +128,7 @@ async def saturate(target: Target, payloads: list[bytes], concurrency: int, seco
     return {"max_rps": done / wall, "cpu_ms_per_req": cpu * 1000.0 / max(done, 1), "requests": done}
 
 
-def median_pass(passes: list[dict[str, float]]) -> dict[str, float]:
+def median_pass(passes: list[dict[str, float]]) -> dict[str, Any]:
     """The pass with the median CPU per request, and every pass's CPU per request (the spread)."""
     ordered = sorted(passes, key=lambda p: p["cpu_ms_per_req"])
     return {**ordered[len(ordered) // 2], "cpu_ms_per_req_passes": [p["cpu_ms_per_req"] for p in passes]}
@@ -242,16 +242,17 @@ async def compare(prefill_port: int, decode_port: int, pdstacks: dict[str, Path]
             for kind in ("short", "long_1500"):
                 rows[target.label][kind] = median_pass(passes[target.label][kind])
             print(json.dumps({target.label: rows[target.label]}), flush=True)
-        for target in targets if profile_dir is not None else []:
-            if target.label.removeprefix("pdstack (").removesuffix(")") not in profiled:
-                continue
-            for kind, payloads in (("short", short), ("long_1500", long)):
-                # passes of their own, not recorded: the sampler's cost must not bias the numbers above
-                name = target.label.removeprefix("pdstack (").removesuffix(")").replace(" ", "_")
-                spy = profiler(target, seconds, profile_dir / f"router_profile_{name}_{kind}.speedscope.json")
-                await saturate(target, payloads, concurrency, seconds)
-                if spy is not None:
-                    spy.process.wait(30)
+        if profile_dir is not None:
+            for target in targets:
+                if target.label.removeprefix("pdstack (").removesuffix(")") not in profiled:
+                    continue
+                for kind, payloads in (("short", short), ("long_1500", long)):
+                    # passes of their own, not recorded: the sampler's cost must not bias the numbers above
+                    name = target.label.removeprefix("pdstack (").removesuffix(")").replace(" ", "_")
+                    spy = profiler(target, seconds, profile_dir / f"router_profile_{name}_{kind}.speedscope.json")
+                    await saturate(target, payloads, concurrency, seconds)
+                    if spy is not None:
+                        spy.process.wait(30)
     finally:
         for target in targets:
             target.process.stop()

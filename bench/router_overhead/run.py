@@ -132,7 +132,7 @@ async def main(args: argparse.Namespace) -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     engines = start([python, "-m", "bench.router_overhead.fake_engines", str(prefill_port), str(decode_port)], 1,
                     WORK / "fake-engines.log")
-    rows = []
+    rows: list[dict[str, Any]] = []
     pdstacks = {"this checkout": REPO, **{name: Path(path).resolve() for name, path in
                                           (spec.split("=", 1) for spec in args.pdstack)}}
     try:

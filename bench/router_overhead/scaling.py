@@ -25,6 +25,7 @@ import statistics
 import time
 import tracemalloc
 from collections import deque
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ def fill(index: PrefixIndex, cluster: list[Engine], prefixes: list[list[int]], b
             head = prefixes[(n + sequence) % len(prefixes)] if sequence % 2 == 0 else []
             ids = head + tokens(rng, 1024)
             ids = ids[:(blocks_each - stored) * BLOCK_SIZE]
-            hashes = [rng.getrandbits(63) for _ in range(len(ids) // BLOCK_SIZE)]  # vLLM's are 64-bit ints
+            hashes: list[Hashable] = [rng.getrandbits(63) for _ in range(len(ids) // BLOCK_SIZE)]  # vLLM's are 64-bit ints
             indexer.apply(BlockStored(hashes, None, ids, BLOCK_SIZE))
             stored += len(hashes)
             sequence += 1

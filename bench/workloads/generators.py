@@ -152,7 +152,7 @@ def shared_prefix_prompts(rng: random.Random, spec: SharedPrefix) -> list[str]:
 def generate(spec: WorkloadSpec) -> list[BenchRequest]:
     rng = random.Random(spec.seed)
     if isinstance(spec, Bursty):
-        now, out = 0.0, []
+        now, out = 0.0, list[BenchRequest]()
         for prompt in shared_prefix_prompts(rng, spec):
             now += gamma_gap(rng, spec.rate_rps, spec.cv)
             out.append(completion(now, prompt, spec.output_tokens))
@@ -184,7 +184,7 @@ def generate(spec: WorkloadSpec) -> list[BenchRequest]:
         return [completion(at, prompt, spec.output_tokens) for at, prompt in zip(times, prompts)]
     if isinstance(spec, MultiTurn):
         starts = arrivals(rng, spec.conversations, spec.rate_rps / spec.turns)
-        out: list[BenchRequest] = []
+        out = []
         for start in starts:
             messages = [{"role": "system", "content": words(rng, spec.system_tokens)}]
             for turn in range(spec.turns):

@@ -170,7 +170,8 @@ class ClusterAddons(Construct):
         cluster = props.cluster
 
         self.managed: dict[str, eks.Addon] = {
-            name: eks.Addon(self, name, cluster=cluster, addon_name=name, addon_version=version, preserve_on_delete=False,
+            name: eks.Addon(self, name, cluster=cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+            addon_name=name, addon_version=version, preserve_on_delete=False,
                             configuration_values=MANAGED_ADDON_CONFIGURATION.get(name))
             for name, version in managed_addons(props.kubernetes_version).items()
         }
@@ -200,6 +201,7 @@ class ClusterAddons(Construct):
 
     def _chart(self, cluster: eks.Cluster, construct_id: str, pin: HelmChartPin, values: dict) -> eks.HelmChart:
         return eks.HelmChart(
-            self, construct_id, cluster=cluster, chart=pin.chart, repository=pin.repository, version=pin.version,
+            self, construct_id, cluster=cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+            chart=pin.chart, repository=pin.repository, version=pin.version,
             namespace=pin.namespace, create_namespace=True, values=values, wait=True,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import importlib
 
 from dataclasses import dataclass
@@ -45,7 +47,7 @@ class ClusterStack(cdk.Stack):
     """Exposes ``cluster``, ``addons``, ``system_nodes`` and ``efa_security_group``; the GPU node groups (and the
     Cluster Autoscaler over them) live in GpuCapacityStack."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, props: ClusterProps, **kwargs: object) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, props: ClusterProps, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         config = props.config
 

@@ -60,7 +60,7 @@ class GpuNodeGroup(Construct):
         self.nodegroup = eks.Nodegroup(
             self,
             "Nodes",
-            cluster=props.cluster,
+            cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
             launch_template_spec=eks.LaunchTemplateSpec(id=template.ref, version=template.attr_latest_version_number),
             subnets=ec2.SubnetSelection(subnets=[props.gpu_subnet]),
             capacity_type=eks.CapacityType.CAPACITY_BLOCK

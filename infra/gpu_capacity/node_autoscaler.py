@@ -96,7 +96,8 @@ class NodeAutoscaler(Construct):
                     name, group, nodegroup, props.hugepages_2mi_pages.get(group.instance_type, 0))
 
         self.chart = eks.HelmChart(
-            self, "Chart", cluster=cluster, chart=pin.chart, repository=pin.repository,
+            self, "Chart", cluster=cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+            chart=pin.chart, repository=pin.repository,
             version=pin.version, namespace=pin.namespace, wait=True,
             values={
                 "cloudProvider": "aws",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from runtime.catalog import INSTANCE_CATALOG, InstanceSpec
+from runtime.roles import ROLES, Role
 
 if TYPE_CHECKING:
     from infra.config import Deployment
@@ -222,7 +223,7 @@ class WorkerResources:
         return f"{self.memory_mib}Mi"
 
 
-def worker_resources(deployment: Deployment, role_name: str) -> WorkerResources:
+def worker_resources(deployment: Deployment, role_name: Role) -> WorkerResources:
     role = deployment.serving.role(role_name)
     spec = INSTANCE_CATALOG[role.instance_type]
     budget = gpu_node_budget(deployment, role.instance_type)
@@ -250,7 +251,7 @@ def parse_memory_mib(quantity: str) -> int:
 def capacity_problems(deployment: Deployment) -> list[str]:
     """Why the configured layout does not fit the nodes (empty: it fits), in the config file's terms."""
     problems = []
-    for role_name in ("prefill", "decode"):
+    for role_name in ROLES:
         role = deployment.serving.role(role_name)
         budget = gpu_node_budget(deployment, role.instance_type)
         worker = worker_resources(deployment, role_name)

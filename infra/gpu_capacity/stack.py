@@ -7,6 +7,8 @@ the node groups; the cluster, its add-ons and the system nodes stay, and a retry
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass
 
 import aws_cdk as cdk
@@ -39,7 +41,7 @@ class GpuCapacityStack(cdk.Stack):
     None without groups). The autoscaler lives with the groups it tags and resizes: it is deployed and rolled back
     with them."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, props: GpuCapacityProps, **kwargs: object) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, props: GpuCapacityProps, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.gpu_node_groups: dict[str, GpuNodeGroup] = {}
         self.zone_check: GpuZoneCheck | None = None

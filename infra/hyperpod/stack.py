@@ -65,7 +65,7 @@ class HyperPodStack(cdk.Stack):
     """Exposes ``hyperpod_cluster`` (the CfnCluster), ``execution_role``, ``lifecycle_bucket``, ``resiliency_objects``,
     ``zone_check`` (None without network.gpu_az_id) and, with node autoscaling, ``autoscaler_role`` and ``node_pool``."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, props: HyperPodProps, **kwargs: object) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, props: HyperPodProps, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         config = props.config
 
@@ -82,7 +82,7 @@ class HyperPodStack(cdk.Stack):
 
         self.resiliency_objects = eks.KubernetesManifest(
             self, "ResiliencyDependencies",
-            cluster=props.cluster,
+            cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
             manifest=resiliency_objects(self._health_agent_image(), [
                 instance_spec(g.instance_type).hyperpod_name or "" for g in config.instance_groups
             ]),
@@ -197,7 +197,8 @@ class HyperPodStack(cdk.Stack):
             mode="Enable", auto_scaler_type="Karpenter")
         self.hyperpod_cluster.cluster_role = role.role_arn
         self.node_pool = eks.KubernetesManifest(
-            self, "NodePool", cluster=props.cluster, manifest=hyperpod_node_pool(config), overwrite=True)
+            self, "NodePool", cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+            manifest=hyperpod_node_pool(config), overwrite=True)
         self.node_pool.node.add_dependency(self.hyperpod_cluster)  # HyperPod installs the Karpenter CRDs
 
     def _instance_group(self, group: HyperPodInstanceGroup,

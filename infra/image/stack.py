@@ -8,6 +8,8 @@ waits for it, so ``image_uri`` always names a pushed image built from exactly th
 
 from __future__ import annotations
 
+from typing import Any
+
 import hashlib
 import json
 from dataclasses import dataclass
@@ -59,7 +61,7 @@ class ImageProps:
 class ImageStack(cdk.Stack):
     """Exposes ``repository`` and ``image_uri`` (the content-tagged serving image)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, props: ImageProps, **kwargs: object) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, props: ImageProps, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         config = props.config
         key = kms.Key(self, "ImageKey", enable_key_rotation=True, description="pdstack image repository and build",

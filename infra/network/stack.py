@@ -8,6 +8,8 @@ group or control-plane ENI is ever placed in these subnets, so an address in the
 
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass
 
 import aws_cdk as cdk
@@ -50,7 +52,7 @@ class NetworkStack(cdk.Stack):
     ``collector_subnets`` (the managed collector's, one per zone up to its five; none when the pipeline is off), their
     ``collector_cidrs``, and ``interface_endpoints``."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, props: NetworkProps, **kwargs: object) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, props: NetworkProps, **kwargs: Any) -> None:
         self.configured_zones = list(props.config.availability_zones)
         super().__init__(scope, construct_id, **kwargs)
         config = props.config

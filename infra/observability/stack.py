@@ -15,6 +15,8 @@ The workspace is the one pipeline KEDA's prometheus trigger queries too: ``works
 
 from __future__ import annotations
 
+from typing import Any
+
 import base64
 from dataclasses import dataclass
 
@@ -110,7 +112,7 @@ def collector_configuration(deployment: Deployment) -> str:
 class ObservabilityStack(cdk.Stack):
     """Exposes ``workspace`` (a ``MetricsWorkspace``), ``scraper`` and ``collector_security_group``."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, props: ObservabilityProps, **kwargs: object) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, props: ObservabilityProps, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         deployment = props.deployment
         config = deployment.observability

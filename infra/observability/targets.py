@@ -15,6 +15,7 @@ from typing import Any
 from infra.config import Deployment
 from infra.workloads.router_objects import router_metrics_port, router_metrics_port_name
 from infra.workload_names import router_selector, selector
+from runtime.roles import ROLES
 
 ROUTER_JOB = "pdstack-router"
 ENGINE_JOB = "pdstack-engine"
@@ -22,7 +23,6 @@ NAMESPACE = "namespace"
 POD = "pod"
 MODEL = "model"
 PD_ROLE = "pd_role"
-ROLES = ("prefill", "decode")
 PORT_NAME = "http"  # the container port the engines serve /metrics on (the router's: router_metrics_port_name)
 METRICS_PATH = "/metrics"
 

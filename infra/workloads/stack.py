@@ -72,13 +72,14 @@ class WorkloadsStack(cdk.Stack):
     ``api_keys`` (the routers' keys from Secrets Manager, or None) and ``autoscaling`` (KEDA and the ScaledObjects,
     or None)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, props: WorkloadsProps, **kwargs: object) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, props: WorkloadsProps, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         deployment = props.deployment
         autoscaled = deployment.autoscaled and props.metrics_workspace is not None
         self.objects = serving_objects(deployment, props.image_uri, props.metrics_collector_cidrs, autoscaled)
         self.manifest = eks.KubernetesManifest(
-            self, "Serving", cluster=props.cluster, manifest=self.objects, overwrite=True, prune=True
+            self, "Serving", cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+            manifest=self.objects, overwrite=True, prune=True
         )
         self.manifest.node.add_dependency(props.leader_worker_set)
 
@@ -87,14 +88,15 @@ class WorkloadsStack(cdk.Stack):
         if deployment.workloads.router.internal_load_balancer:
             self.load_balancer_controller = LoadBalancerController(
                 self, "LoadBalancerController",
-                props=LoadBalancerControllerProps(cluster=props.cluster, vpc_id=props.cluster.vpc.vpc_id))
+                props=LoadBalancerControllerProps(cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+                vpc_id=props.cluster.vpc.vpc_id))
             self.manifest.node.add_dependency(self.load_balancer_controller.chart)
 
         self.api_keys_secret = deployment.workloads.router.api_keys_secret
         self.api_keys: RouterApiKeys | None = None
         if deployment.workloads.router.api_keys_secret is not None:
             self.api_keys = RouterApiKeys(self, "RouterApiKeys", props=RouterApiKeysProps(
-                deployment=deployment, cluster=props.cluster))
+                deployment=deployment, cluster=props.cluster))  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
             # the SecretProviderClass CRD comes with the driver's chart; the routers mount with the role's credentials
             for dependency in (*self.api_keys.charts, self.api_keys.association):
                 self.manifest.node.add_dependency(dependency)
@@ -103,7 +105,8 @@ class WorkloadsStack(cdk.Stack):
         if autoscaled:
             assert props.metrics_workspace is not None
             self.autoscaling = Autoscaling(self, "Autoscaling", props=AutoscalingProps(
-                deployment=deployment, cluster=props.cluster, workspace=props.metrics_workspace,
+                deployment=deployment, cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+                workspace=props.metrics_workspace,
                 scale_targets=self.manifest))
 
         self.model_reader: iam.Role | None = None

@@ -76,7 +76,7 @@ class AdmissionQueue:
         self.in_service = 0
         self._recheck: asyncio.Task[None] | None = None
         for priority in PRIORITIES:
-            metrics.admission_queue_depth.labels(priority).set_function(lambda p=priority: len(self.waiting[p]))
+            metrics.admission_queue_depth.labels(priority).set_function(self.waiting[priority].__len__)
             for reason in get_args(RejectionReason):  # at zero from the start, so rate() sees the first rejections
                 metrics.admission_rejections.labels(priority, reason)
 

@@ -3,6 +3,8 @@ kv_transfer_params still name a request (vLLM always has one), so the decode leg
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncio
 from pathlib import Path
 
@@ -20,7 +22,7 @@ async def _legs(tokenizer_dir: Path) -> tuple[dict[str, object], int, int]:
     cluster = ClusterSpec(tokenizer=str(tokenizer_dir), capacity_blocks=64, engines=[
         EngineSpec(name="prefill-0", role="prefill", http_port=ports[0], kv_events_port=ports[1]),
         EngineSpec(name="decode-0", role="decode", http_port=ports[2], kv_events_port=ports[3])])
-    context: zmq.Context[object] = zmq.Context()
+    context: zmq.Context[Any] = zmq.Context()
     prefill, decode = (build_engine(spec, cluster, EngineTokenizer(tokenizer_dir), context)
                        for spec in cluster.engines)
     await prefill.start()

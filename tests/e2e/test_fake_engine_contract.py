@@ -163,7 +163,7 @@ def test_both_pd_legs_answer_the_same_fields(sides: dict[str, Side], endpoint: s
     assert real["chunks"][-1]["usage"] and fake["chunks"][-1]["usage"]
 
 
-TOKENIZED = [
+TOKENIZED: list[tuple[bool, dict[str, Any]]] = [
     (False, {"prompt": PROMPT}),
     (False, {"prompt": "  leading spaces, a tab\tand unicode: caf\u00e9 \u2014 \u4e2d\u6587\n"}),
     (True, {"messages": [{"role": "user", "content": PROMPT}]}),

@@ -7,6 +7,7 @@ and the router are the session's (tests/e2e/conftest.py ``routed``)."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 import time
 
 import pytest
@@ -40,7 +41,7 @@ def test_a_batch_of_prompts_matches_a_single_server(routed: RoutedPair) -> None:
     """Served decode-only (one prefill answer carries one prompt's KV): every choice, its index and the usage equal
     what one vLLM server answers for the same batch, greedy."""
     prompts = [f"{QUESTION}# batch {i}\n" * (i + 1) for i in range(3)]
-    common = {"model": "tiny", "max_tokens": 8, "temperature": 0.0}
+    common: dict[str, Any] = {"model": "tiny", "max_tokens": 8, "temperature": 0.0}
     single = routed.client(routed.prefill.url).completions.create(prompt=prompts, **common)
     routed_answer = routed.client().completions.create(prompt=prompts, **common)
     assert [(c.index, c.text) for c in routed_answer.choices] == [(c.index, c.text) for c in single.choices]
@@ -55,7 +56,7 @@ def test_two_choices_match_a_single_servers_greedy_answer(routed: RoutedPair) ->
     greedy = ask(routed.client(routed.prefill.url), "completions", False, prompt, max_tokens=8)[0]
     for endpoint in ("completions", "chat"):
         client = routed.client()
-        common = {"model": "tiny", "max_tokens": 8, "n": 2, "temperature": 1.0, "extra_body": {"top_k": 1}}
+        common: dict[str, Any] = {"model": "tiny", "max_tokens": 8, "n": 2, "temperature": 1.0, "extra_body": {"top_k": 1}}
         if endpoint == "chat":
             chat_greedy = ask(routed.client(routed.prefill.url), "chat", False, prompt, max_tokens=8)[0]
             answer = client.chat.completions.create(messages=[{"role": "user", "content": prompt}], **common)

@@ -41,7 +41,7 @@ def parse_in_vllm(vllm_python: Path, argv: list[str]) -> dict:
 
 
 @pytest.mark.parametrize("worker", [PrefillWorker, DecodeWorker])
-def test_the_efa_node_command_parses_in_the_pinned_vllm(vllm_python: Path, worker: type) -> None:
+def test_the_efa_node_command_parses_in_the_pinned_vllm(vllm_python: Path, worker: type[PrefillWorker] | type[DecodeWorker]) -> None:
     launch = worker(serving(), p5_host(efa=32), "/models/llama", {}).launch()
     parsed = parse_in_vllm(vllm_python, launch.argv)
     assert parsed == {"model": "/models/llama", "block_size": 128, "connector": "NixlConnector",

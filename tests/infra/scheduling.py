@@ -262,7 +262,7 @@ def roll(cluster: Cluster, name: str, spec: dict[str, Any], labels: dict[str, st
     while old or new < replicas:
         progressed = False
         while new < replicas and len(old) + new < replicas + max_surge:
-            bound = []
+            bound: list[tuple[str, Node]] = []
             for member in range(group):
                 node = cluster.place(f"{name}-new-{new}-{member}", spec, labels)
                 if node is None:

@@ -176,7 +176,7 @@ def test_user_data_reserves_the_hugepages_before_the_kubelet(default: Synthesize
     assert message.is_multipart()
     parts = {part.get_content_type(): part.get_payload() for part in message.get_payload()}
     assert set(parts) == {"application/node.eks.aws", "text/x-shellscript"}
-    assert yaml.safe_load(parts["application/node.eks.aws"])["spec"]["instance"]["localStorage"] == {"strategy": "RAID0"}
+    assert yaml.safe_load(str(parts["application/node.eks.aws"]))["spec"]["instance"]["localStorage"] == {"strategy": "RAID0"}
     (tmp_path / "bin").mkdir()
     recorder = tmp_path / "bin" / "sysctl"
     recorder.write_text(f'#!/bin/bash\necho "sysctl $*" >> {tmp_path}/calls\n')

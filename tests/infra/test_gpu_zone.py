@@ -112,7 +112,8 @@ class StubEc2:
     """EC2 as seen from one account: zone names to ids, and the offerings per zone id."""
 
     def __init__(self, zones: dict[str, str], offered: dict[str, list[str]]) -> None:
-        self.zones, self.offered, self.calls = zones, offered, []
+        self.zones, self.offered = zones, offered
+        self.calls: list[str] = []
 
     def describe_subnets(self, SubnetIds: list[str]) -> dict:  # noqa: N803 - boto3's names
         return {"Subnets": [{"SubnetId": SubnetIds[0], "AvailabilityZone": "us-east-1a"}]}

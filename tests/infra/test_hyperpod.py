@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from typing import cast
+
+from aws_cdk import CfnElement
+
+from collections.abc import Mapping
+from typing import Any
+
 import fnmatch
 import json
 import shutil
@@ -17,13 +24,13 @@ from infra.gpu_capacity.node_capacity import hugepages_2mi_pages_per_node
 from tests.support.synthesis import SynthesisCache, Synthesized
 
 
-def hyperpod_cluster(synth: Synthesized) -> tuple[str, dict]:
+def hyperpod_cluster(synth: Synthesized) -> tuple[str, Mapping[str, Any]]:
     assert synth.hyperpod is not None
     ((logical_id, resource),) = synth.hyperpod.find_resources("AWS::SageMaker::Cluster").items()
     return logical_id, resource
 
 
-def resiliency_manifest(synth: Synthesized) -> tuple[str, list]:
+def resiliency_manifest(synth: Synthesized) -> tuple[str, str]:
     ((logical_id, resource),) = synth.hyperpod.find_resources("Custom::AWSCDK-EKS-KubernetesResource").items()
     manifest = resource["Properties"]["Manifest"]
     text = json.dumps(manifest)  # Fn::Join of the JSON with the image's region mapping spliced in
@@ -62,7 +69,7 @@ def test_resiliency_objects_are_created_before_the_cluster(hyperpod: Synthesized
     deployments = hyperpod.hyperpod.find_resources("Custom::CDKBucketDeployment")
     assert set(deployments) <= set(cluster["DependsOn"])
     # and the execution role's inline policy: instances started before it could pull nothing
-    role_id = hyperpod.stacks.hyperpod.get_logical_id(hyperpod.stacks.hyperpod.execution_role.node.default_child)
+    role_id = hyperpod.stacks.hyperpod.get_logical_id(cast(CfnElement, hyperpod.stacks.hyperpod.execution_role.node.default_child))
     policies = [k for k, p in hyperpod.hyperpod.find_resources("AWS::IAM::Policy").items()
                 if p["Properties"]["Roles"] == [{"Ref": role_id}]]
     assert policies and set(policies) <= set(cluster["DependsOn"])
@@ -88,7 +95,7 @@ def test_lifecycle_bucket_is_named_for_the_managed_policy(hyperpod: Synthesized)
 
 
 def test_execution_role_least_privilege(hyperpod: Synthesized) -> None:
-    role_id = hyperpod.stacks.hyperpod.get_logical_id(hyperpod.stacks.hyperpod.execution_role.node.default_child)
+    role_id = hyperpod.stacks.hyperpod.get_logical_id(cast(CfnElement, hyperpod.stacks.hyperpod.execution_role.node.default_child))
     role = hyperpod.hyperpod.to_json()["Resources"][role_id]["Properties"]
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "sagemaker.amazonaws.com"}
     managed = json.dumps(role["ManagedPolicyArns"])
@@ -156,7 +163,7 @@ def test_lifecycle_script_reads_the_settings_the_stack_writes(hyperpod: Synthesi
 def test_nodes_may_pull_the_aws_owned_images(hyperpod: Synthesized) -> None:
     """The health agent (one AWS account per region), the EKS add-ons and the EFA plugin live in AWS's registries;
     AmazonSageMakerClusterInstanceRolePolicy grants no ECR pull, so the execution role must."""
-    role_id = hyperpod.stacks.hyperpod.get_logical_id(hyperpod.stacks.hyperpod.execution_role.node.default_child)
+    role_id = hyperpod.stacks.hyperpod.get_logical_id(cast(CfnElement, hyperpod.stacks.hyperpod.execution_role.node.default_child))
     (policy,) = [p["Properties"]["PolicyDocument"]["Statement"]
                  for p in hyperpod.hyperpod.find_resources("AWS::IAM::Policy").values()
                  if p["Properties"]["Roles"] == [{"Ref": role_id}]]

@@ -4,6 +4,8 @@ Service asks of it, and applied before the Service (capacity-block.yaml turns th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import json
 from typing import Any
 
@@ -11,7 +13,7 @@ from infra.workload_names import ROUTER
 from tests.support.synthesis import Synthesized
 
 
-def _charts(synth: Synthesized) -> dict[str, dict[str, Any]]:
+def _charts(synth: Synthesized) -> dict[str, Mapping[str, Any]]:
     return {k: c for k, c in synth.workloads.find_resources("Custom::AWSCDK-EKS-HelmChart").items()
             if c["Properties"]["Chart"] == "aws-load-balancer-controller"}
 

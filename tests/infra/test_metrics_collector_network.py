@@ -8,6 +8,10 @@ subnets), never from the constants that built them.
 
 from __future__ import annotations
 
+from aws_cdk.assertions import Template
+
+from runtime.roles import Role
+
 import copy
 import ipaddress
 import json
@@ -21,7 +25,7 @@ from tests.support.synthesis import SHIPPED, SynthesisCache, Synthesized, load_y
 from tests.support.network_policy import Source, admitted, pod_templates, smoke_job, with_router
 from tests.support.workload_objects import IMAGE
 
-ENGINES = ("prefill", "decode")
+ENGINES: tuple[Role, ...] = ("prefill", "decode")
 
 
 def _references(node: Any) -> set[str]:
@@ -60,12 +64,12 @@ def scraper_subnets(synth: Synthesized) -> set[str]:
     return found
 
 
-def collector_networks(synth: Synthesized) -> list[ipaddress.IPv4Network]:
+def collector_networks(synth: Synthesized) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     subnets = network_subnets(synth)
     return [ipaddress.ip_network(subnets[name]["CidrBlock"]) for name in sorted(scraper_subnets(synth))]
 
 
-def node_networks(synth: Synthesized) -> list[ipaddress.IPv4Network]:
+def node_networks(synth: Synthesized) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """The subnets of the system node group: where the router pods take their addresses."""
     (system,) = [g for g in synth.cluster.find_resources("AWS::EKS::Nodegroup").values()]
     subnets = network_subnets(synth)
@@ -82,7 +86,7 @@ def test_the_scraper_sits_in_subnets_of_its_own_in_two_zones_inside_the_vpc(defa
     vpc_network = ipaddress.ip_network(vpc["Properties"]["CidrBlock"])
     for name in collector:
         network = ipaddress.ip_network(subnets[name]["CidrBlock"])
-        assert network.subnet_of(vpc_network), name
+        assert network.subnet_of(vpc_network), name  # type: ignore[arg-type]  # both IPv4: the stub wants one version
         for other, properties in subnets.items():
             if other != name:
                 assert not network.overlaps(ipaddress.ip_network(properties["CidrBlock"])), (name, other)
@@ -103,7 +107,7 @@ def test_no_node_group_instance_group_or_endpoint_is_placed_in_the_collector_sub
         request: pytest.FixtureRequest, fixture: str) -> None:
     synth: Synthesized = request.getfixturevalue(fixture)
     collector = scraper_subnets(synth)
-    placed = {  # resource types that put ENIs (and so, for nodes, pods) into subnets
+    placed: dict[str, list[Template | None]] = {  # resource types that put ENIs (and so, for nodes, pods) into subnets
         "AWS::EKS::Nodegroup": [synth.cluster, synth.gpu_nodes], "AWS::SageMaker::Cluster": [synth.hyperpod],
         "AWS::EKS::Cluster": [synth.cluster], "AWS::Lambda::Function": [synth.cluster],
         "AWS::EC2::VPCEndpoint": [synth.network],
@@ -137,13 +141,15 @@ def _engine_blocks(policies: list[dict[str, Any]]) -> set[str]:
 
 def test_the_applied_policies_admit_the_collector_on_the_scraped_ports_and_no_pod(default: Synthesized) -> None:
     deployment = default.deployment
+    router_metrics = deployment.serving.router.metrics_port
+    assert router_metrics is not None
     policies, pods = _policies_and_pods(default.stacks.workloads.objects, default)
     collectors = collector_networks(default)
     pod_addresses = [Source(ip=str(network[9])) for network in node_networks(default)]
     assert pod_addresses
     for network in collectors:
         for collector in (Source(ip=str(network[4])), Source(ip=str(network[-2]))):  # AWS keeps the first 4, last 1
-            assert admitted(policies, collector, pods["pdstack-router"], deployment.serving.router.metrics_port)
+            assert admitted(policies, collector, pods["pdstack-router"], router_metrics)
             for role in ENGINES:
                 ranges = deployment.serving.role(role).port_ranges()
                 assert admitted(policies, collector, pods[f"pdstack-{role}"], ranges["http"].start), (role, network)
@@ -162,6 +168,7 @@ def test_named_client_networks_leave_the_router_to_them_and_the_collector(defaul
     policies, pods = _policies_and_pods(objects, default)
     router, port = pods["pdstack-router"], deployment.serving.router.port
     metrics_port = deployment.serving.router.metrics_port
+    assert metrics_port is not None  # its own port, so that "not admitted there" means something
     assert admitted(policies, Source(ip="172.20.9.9"), router, port)
     for network in collector_networks(default):  # the collector: the metrics port, not the API
         assert admitted(policies, Source(ip=str(network[4])), router, metrics_port)

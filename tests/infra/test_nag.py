@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pathlib import Path
 
 import aws_cdk as cdk
@@ -35,7 +37,7 @@ def test_an_unacknowledged_finding_fails_synthesis(tmp_path: Path) -> None:
         app.synth()
 
 
-def _eks_probe(tmp_path: Path, **cluster: object) -> list[str]:
+def _eks_probe(tmp_path: Path, **cluster: Any) -> list[str]:
     app = cdk.App(outdir=str(tmp_path))
     stack = cdk.Stack(app, "EksProbe")
     eks.Cluster(

@@ -143,6 +143,7 @@ def test_named_clients_and_scrapers_replace_the_vpc_default() -> None:
     policies, pods = rendered(deployment)
     router, port = pods["pdstack-router"], deployment.serving.router.port
     metrics_port = deployment.serving.router.metrics_port
+    assert metrics_port is not None  # its own port, so that "not admitted there" means something
     assert admitted(policies, Source(ip="172.20.9.9"), router, port)
     assert not admitted(policies, Source(ip="172.20.9.9"), router, metrics_port)  # clients: the API alone
     assert admitted(policies, Source(ip="192.168.40.7"), router, metrics_port)  # the extra scraper: /metrics alone

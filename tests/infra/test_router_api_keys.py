@@ -4,6 +4,8 @@ system nodes. capacity-block.yaml is the shipped deployment that names a secret;
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import copy
 import json
 from pathlib import Path
@@ -146,7 +148,7 @@ def test_naming_another_secret_rolls_the_routers_and_only_them() -> None:
 
 # --- the templates: charts, IAM scope, ordering ----------------------------------------------------------------------
 
-def _charts(synth: Synthesized) -> dict[str, dict[str, Any]]:
+def _charts(synth: Synthesized) -> dict[str, Mapping[str, Any]]:
     return {c["Properties"]["Chart"]: c for c in synth.workloads.find_resources("Custom::AWSCDK-EKS-HelmChart").values()}
 
 

@@ -86,6 +86,7 @@ def eks_nodes(synth: Synthesized) -> dict[str, tuple[Node, InstanceSpec | None]]
         spec = INSTANCE_CATALOG.get(instance_type)
         hardware: dict[str, int] = {}
         if spec is not None:
+            assert template is not None, f"{logical_id}: a catalog instance type is launched from its EFA template"
             efa = sum(1 for i in template["NetworkInterfaces"] if i.get("InterfaceType") in ("efa", "efa-only"))
             user_data = _resolve(template.get("UserData", ""))
             hardware = {"nvidia.com/gpu": spec.gpus, "vpc.amazonaws.com/efa": efa, HUGEPAGES: _hugepages(user_data)}

@@ -164,11 +164,11 @@ def ask(client: openai.OpenAI, endpoint: str, stream: bool, prompt: str, **extra
             usage = chunk.usage or usage
             text += "".join(choice.delta.content or "" for choice in chunk.choices)
         return text, usage
-    result = client.completions.create(prompt=prompt, stream=stream, **common)
+    completion = client.completions.create(prompt=prompt, stream=stream, **common)
     if not stream:
-        return result.choices[0].text, result.usage
+        return completion.choices[0].text, completion.usage
     text, usage = "", None
-    for chunk in result:
-        usage = chunk.usage or usage
-        text += "".join(choice.text for choice in chunk.choices)
+    for piece in completion:
+        usage = piece.usage or usage
+        text += "".join(choice.text for choice in piece.choices)
     return text, usage

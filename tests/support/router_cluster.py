@@ -95,7 +95,7 @@ def _send(request: urllib.request.Request) -> tuple[int, dict[str, str], bytes]:
 
 
 def serving_for(
-    engines: list[FaultEngine], model_source: Path, roles: dict[str, Any] | None = None, **router: Any
+    engines: list[tuple[FaultEngine, str]], model_source: Path, roles: dict[str, Any] | None = None, **router: Any
 ) -> Serving:
     static = [{"url": engine.url, "role": role} for engine, role in engines]  # type: ignore[misc]
     port, metrics_port = free_ports(2)

@@ -34,8 +34,8 @@ async def resolve_a_records(name: str) -> list[str]:
 class DnsRecordsDiscovery:
     def __init__(self, config: DnsDiscovery, ports: dict[Role, int], kv_events: KvEventsEndpoint,
                  metrics: RouterMetrics | None = None) -> None:
-        self.names: dict[Role, str] = {role: name for role, name in (("prefill", config.prefill),
-                                                                      ("decode", config.decode)) if name}
+        configured: dict[Role, str | None] = {"prefill": config.prefill, "decode": config.decode}
+        self.names: dict[Role, str] = {role: name for role, name in configured.items() if name}
         self.ports = ports
         self.kv_events = kv_events
         self.interval_s = config.interval_s

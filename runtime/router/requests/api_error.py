@@ -44,8 +44,9 @@ class ApiError(Exception):
         try:
             error = json.loads(payload).get("error")
             if isinstance(error, dict):
-                message = error.get("message") if isinstance(error.get("message"), str) else message
-                param = error.get("param") if isinstance(error.get("param"), str) else None
+                given_message, given_param = error.get("message"), error.get("param")
+                message = given_message if isinstance(given_message, str) else message
+                param = given_param if isinstance(given_param, str) else None
             elif isinstance(error, str):
                 message = error
         except (ValueError, AttributeError):

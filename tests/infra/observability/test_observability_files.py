@@ -31,7 +31,7 @@ def all_exprs() -> list[str]:
 
 
 def exported_by_router() -> set[str]:
-    names = set()
+    names: set[str] = set()
     for family in RouterMetrics().registry.collect():
         names.update(family.name + suffix for suffix in SUFFIXES[family.type])
     return names

@@ -5,6 +5,9 @@ cfn-lint's bundled CloudFormation schemas."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import base64
 import copy
 
@@ -19,7 +22,7 @@ from infra.observability.targets import scrape_config
 from tests.support.synthesis import SynthesisCache, Synthesized, load_yaml
 
 
-def only(synth: Synthesized, kind: str) -> dict:
+def only(synth: Synthesized, kind: str) -> Mapping[str, Any]:
     assert synth.observability is not None
     (resource,) = synth.observability.find_resources(kind).values()
     return resource

@@ -3,6 +3,8 @@ mock Kubernetes API and a mock KV-event publisher on loopback, requests over HTT
 
 from __future__ import annotations
 
+from functools import partial
+
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -67,7 +69,7 @@ def test_undecodable_watch_lines_are_skipped_and_counted(router_process, tmp_pat
     cluster.wait_for(lambda: bool(api.watches))
     (newcomer,) = router_process.engines("decode-new")
     for line in (b"[1, 2, 3]", b"{not json", b'{"type": "MODIFIED", "object": {"metadata": 7}}'):
-        on_loop(cluster, lambda line=line: api.send_line(line))
+        on_loop(cluster, partial(api.send_line, line))
     on_loop(cluster, lambda: api.put(engine_slice(newcomer, "decode"), "ADDED"))
     cluster.wait_for(lambda: cluster.metric("pdstack_router_engine_healthy", engine=newcomer.url[7:]) == 1)
     assert cluster.metric("pdstack_router_discovery_failures_total", source="endpointslices",

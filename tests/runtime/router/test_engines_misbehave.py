@@ -3,6 +3,10 @@ headers, and compressed answers. Black box: HTTP in, HTTP out, real sockets on l
 
 from __future__ import annotations
 
+from testbed.fault_engine import FaultEngine
+
+from functools import partial
+
 import json
 
 import pytest
@@ -10,6 +14,10 @@ import pytest
 from tests.support.router_cluster import Cluster
 
 LONG = "SELECT * FROM requests WHERE engine = 'decode';\n" * 30
+
+
+def scraped_twice(engine: FaultEngine) -> bool:
+    return engine.metrics_scrapes >= 2
 
 
 def body(stream: bool = False, **extra: object) -> dict[str, object]:
@@ -25,7 +33,7 @@ def test_a_non_finite_load_reading_fails_no_request(make_cluster, reading: str) 
         engine.waiting = float(reading)
         engine.kv_usage = float(reading)
     for engine in cluster.decodes:
-        cluster.wait_for(lambda e=engine: e.metrics_scrapes >= 2)
+        cluster.wait_for(partial(scraped_twice, engine))
     statuses = [cluster.post("/v1/completions", body())[0] for _ in range(6)]
     assert statuses == [200] * 6
 

@@ -25,7 +25,7 @@ def test_a_router_bug_is_a_500_counted_as_error_and_logged_with_its_traceback(
     async def broken(*args: object) -> None:
         raise RuntimeError("a bug in the flow")
 
-    cluster.router.flow.serve = broken  # type: ignore[method-assign]
+    cluster.router.flow.serve = broken  # type: ignore[method-assign, assignment]
     with caplog.at_level(logging.ERROR, logger="runtime"):
         status, _, payload = cluster.post("/v1/completions", body())
     assert status == 500 and json.loads(payload)["error"]["code"] == "internal_error"

@@ -3,6 +3,8 @@ rejects), each held against what the engines receive over real HTTP."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import json
 
 import pytest
@@ -39,7 +41,7 @@ def test_several_choices_are_served_decode_only(make_cluster, endpoint: str) -> 
     assert cluster.metric("pdstack_router_decisions_total", decision="decode_only", reason="several_choices") == 1
 
 
-PROMPT_LOGPROBS = [
+PROMPT_LOGPROBS: list[tuple[str, dict[str, Any]]] = [
     ("/v1/completions", {"prompt_logprobs": 1}),
     ("/v1/completions", {"prompt_logprobs": 0}),
     ("/v1/completions", {"echo": True, "logprobs": 0}),

@@ -55,7 +55,7 @@ def test_tokenizing_a_huge_prompt_does_not_stall_the_loop(make_cluster) -> None:
         release.wait(20)
         return original(request)
 
-    tokenizer.tokens = held
+    tokenizer.tokens = held  # type: ignore[method-assign]
     results: list[int] = []
     worker = threading.Thread(target=lambda: results.append(cluster.post(
         "/v1/completions", {"model": "tiny", "prompt": "x" * 1_000_000, "max_tokens": 2})[0]))
