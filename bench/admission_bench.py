@@ -32,6 +32,7 @@ from runtime.router.config import Admission
 from testbed.percentile import percentile
 from testbed.ports import free_ports
 from testbed.process import ProcessGroup
+import itertools
 
 SCENARIO = Scenario(name="admission", prefills=2, decodes=2, workloads=[])
 SYSTEMS: list[System] = [
@@ -59,7 +60,7 @@ def bursty_trace(count: int, rate_rps: float, seed: int = 12, cv: float = 3.5) -
 def summarize(system: System, classes: list[str], results: list[RequestResult], wall: float) -> dict[str, object]:
     row: dict[str, object] = {"system": system.name, "policy": system.policy, "wall_s": round(wall, 1)}
     for name in ("interactive", "batch"):
-        mine = [r for c, r in zip(classes, results) if c == name]
+        mine = [r for c, r in zip(classes, results, strict=True) if c == name]
         served = [r.ttft_s * 1000 for r in mine if r.ok]
         row[f"{name}_requests"] = len(mine)
         row[f"{name}_ttft_p50_ms"] = round(percentile(served, 0.5), 1)
@@ -101,7 +102,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     tokenizer = write_tokenizer(work / "tokenizer")
     trace = bursty_trace(args.requests, args.rate)
-    gaps = [b.at_s - a.at_s for (_, a), (_, b) in zip(trace, trace[1:])]
+    gaps = [b.at_s - a.at_s for (_, a), (_, b) in itertools.pairwise(trace)]
     mean = sum(gaps) / len(gaps)
     cv = (sum((g - mean) ** 2 for g in gaps) / len(gaps)) ** 0.5 / mean
     rows = []
@@ -115,8 +116,8 @@ def main() -> int:
               "engines": {"prefills": SCENARIO.prefills, "decodes": SCENARIO.decodes, "cpu": ENGINE_CPU},
               "versions": versions(), "machine": machine(), "rows": rows}
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2))
-    lines = [f"# Admission under a bursty overload ({len(trace)} requests, mean {args.rate:g} rps, "
-             f"inter-arrival CV {cv:.2f})", "",
+    lines = [(f"# Admission under a bursty overload ({len(trace)} requests, mean {args.rate:g} rps, "
+             f"inter-arrival CV {cv:.2f})"), "",
              "| system | interactive TTFT p50 / p99 ms | interactive 429 / 5xx | batch TTFT p99 ms | batch 429 / 5xx |",
              "|---|---|---|---|---|"]
     for row in rows:

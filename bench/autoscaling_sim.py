@@ -34,6 +34,7 @@ from pathlib import Path
 from infra.workloads.autoscaling_objects import desired_replicas, scaling_triggers
 from infra.config import Deployment, load_deployment
 from bench.workloads.generators import gamma_gap
+import itertools
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -215,7 +216,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/results/autoscaling-sim"))
     args = parser.parse_args()
     requests = trace(args.hours, args.seed)
-    gaps = [b.arrival - a.arrival for a, b in zip(requests, requests[1:])]
+    gaps = [b.arrival - a.arrival for a, b in itertools.pairwise(requests)]
     mean_gap = sum(gaps) / len(gaps)
     cv = math.sqrt(sum((g - mean_gap) ** 2 for g in gaps) / len(gaps)) / mean_gap
     duration = requests[-1].arrival
@@ -248,8 +249,8 @@ def main() -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2))
-    lines = [f"# Simulated autoscaling ({args.hours:g} h, seed {args.seed}, {len(requests)} requests, "
-             f"inter-arrival CV {cv:.2f})", "",
+    lines = [(f"# Simulated autoscaling ({args.hours:g} h, seed {args.seed}, {len(requests)} requests, "
+             f"inter-arrival CV {cv:.2f})"), "",
              "| provisioning | prefill / decode replicas (peak) | TTFT SLO attainment | TTFT p50 / p99 s | GPU-hours |",
              "|---|---|---|---|---|"]
     for name, row in rows.items():

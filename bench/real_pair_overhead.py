@@ -102,7 +102,7 @@ def main() -> int:
     direct = samples["direct (client runs both legs)"]
     rows = []
     for name, values in samples.items():
-        added = [v - d for v, d in zip(values, direct)]
+        added = [v - d for v, d in zip(values, direct, strict=True)]
         rows.append({"system": name, "rounds": len(values), "e2e_p50_ms": round(percentile(values, 0.5), 1),
                      "e2e_p90_ms": round(percentile(values, 0.9), 1),
                      "added_p50_ms": None if values is direct else round(percentile(added, 0.5), 2),

@@ -1,6 +1,7 @@
 """What the router's tokenizing costs per request: tokenizers' encode() against encode_batch_fast() (no character
-offsets), on the bench vocabulary, for prompt lengths the workloads use. CPU time of the whole process (all threads), median of
-repeats. Writes bench/results/router_tokenize.{json,md}. Run: ``.venv/bin/python -m bench.router_tokenize``."""
+offsets), on the bench vocabulary, for prompt lengths the workloads use. CPU time of the whole process (all threads),
+median of repeats. Writes bench/results/router_tokenize.{json,md}.
+Run: ``.venv/bin/python -m bench.router_tokenize``."""
 
 from __future__ import annotations
 

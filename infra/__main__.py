@@ -106,7 +106,8 @@ def _smoke(args: argparse.Namespace, out: TextIO) -> int:
                           "run `python -m infra status` to see what is there")
     cluster = read_eks_cluster(aws, stack.outputs[ClusterOutputs.CLUSTER_NAME])
     if cluster is None or cluster.status != "ACTIVE":
-        raise AccessError(f"the EKS cluster {stack.outputs[ClusterOutputs.CLUSTER_NAME]} is not ACTIVE; run `python -m infra wait` first")
+        raise AccessError(f"the EKS cluster {stack.outputs[ClusterOutputs.CLUSTER_NAME]} is not ACTIVE; "
+                          "run `python -m infra wait` first")
     kube = _kube_factory(aws, args.api_server, always=True)(cluster)
     assert kube is not None
     say = (lambda line: print(line, file=sys.stderr)) if args.json else (lambda line: print(line, file=out))

@@ -48,7 +48,8 @@ class FabricEnvironment(BaseModel):
         env["FI_PROVIDER"] = "efa"
         env["NIXL_LIBFABRIC_NUM_THREADS"] = LIBFABRIC_POST_THREADS
         reasons.append(
-            f"NIXL_LIBFABRIC_NUM_THREADS={LIBFABRIC_POST_THREADS}: NIXL's LIBFABRIC backend posts descriptors in parallel"
+            f"NIXL_LIBFABRIC_NUM_THREADS={LIBFABRIC_POST_THREADS}: "
+            "NIXL's LIBFABRIC backend posts descriptors in parallel"
         )
         if spec.gpudirect_rdma:
             env["FI_EFA_USE_DEVICE_RDMA"] = "1"

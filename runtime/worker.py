@@ -165,9 +165,9 @@ class Worker:
             return []
         first = lws.worker_index * self.role.data_parallel_local
         return [
-            f"multi-node replica: node {lws.worker_index} of {lws.group_size}, data-parallel ranks "
+            (f"multi-node replica: node {lws.worker_index} of {lws.group_size}, data-parallel ranks "
             f"{first}-{first + self.role.data_parallel_local - 1} of {self.role.data_parallel}, coordinated by "
-            f"{lws.leader_address}; every node serves HTTP for its own ranks (vLLM hybrid load balancing)"
+            f"{lws.leader_address}; every node serves HTTP for its own ranks (vLLM hybrid load balancing)")
         ]
 
     def _cache_args(self) -> list[str]:

@@ -27,7 +27,7 @@ def draw(recorded: dict[str, Any], out: Path) -> None:
     panels = recorded["panels"]
     end = max((t for p in panels for s in p["series"] for t, _ in s["values"]), default=recorded["start"] + 1)
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.0), squeeze=False)
-    for axis, panel in zip(axes[0], panels):
+    for axis, panel in zip(axes[0], panels, strict=True):
         for series in panel["series"]:
             times = [t - recorded["start"] for t, _ in series["values"]]
             axis.plot(times, [float(v) for _, v in series["values"]], label=series["legend"], linewidth=1.4)

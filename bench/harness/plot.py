@@ -33,7 +33,7 @@ def plot(document: dict[str, Any], path: Path) -> bool:
     figure, axes = plt.subplots(1, len(PANELS), figsize=(18, 5.5))
     width = 0.8 / max(1, len(systems))
     colors = plt.get_cmap("tab10")
-    for axis, (key, title) in zip(axes, PANELS):
+    for axis, (key, title) in zip(axes, PANELS, strict=True):
         for s, system in enumerate(systems):
             xs, heights, low, high = [], [], [], []
             for w, workload in enumerate(workloads):

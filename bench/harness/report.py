@@ -61,10 +61,10 @@ def markdown(document: dict[str, Any]) -> str:
              f"Machine: {document['machine']['cpus']} CPUs ({document['machine']['cpu_model']}), "
              f"{document['machine']['memory_gib']} GiB. Versions: "
              + ", ".join(f"{k} {v}" for k, v in document["versions"].items()) + f". Took {document['duration_s']:.0f} s.",
-             "", f"Simulated engines: {scenario['prefills']} prefill + {scenario['decodes']} decode, "
+             "", (f"Simulated engines: {scenario['prefills']} prefill + {scenario['decodes']} decode, "
              f"{scenario['capacity_blocks']} KV blocks of {scenario['block_size']} tokens each, time_scale "
              f"{scenario['timing']['time_scale']} (wall ms = modelled ms x time_scale). One run per point, fresh "
-             "engines and router each. Compare within this run only.", "",
+             "engines and router each. Compare within this run only."), "",
              "## Goodput (requests/s at which >= 90% of requests meet both SLOs)", "",
              "SLOs in modelled ms (bench/harness/slo.py): "
              + "; ".join(f"{kind} TTFT {slo['ttft_ms']:g} / TPOT {slo['tpot_ms']:g}"

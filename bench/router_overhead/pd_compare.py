@@ -100,7 +100,7 @@ async def latency(targets: list[Target], prefill: str, decode: str, samples: int
     ms = 1000.0
     out = {"direct (client runs both legs)": {"p50_ms": percentile(base, 0.5) * ms, "p99_ms": percentile(base, 0.99) * ms}}
     for label, values in through.items():
-        added = [b - a for a, b in zip(base, values)]
+        added = [b - a for a, b in zip(base, values, strict=True)]
         out[label] = {"p50_ms": percentile(values, 0.5) * ms, "added_p50_ms": percentile(added, 0.5) * ms,
                       "added_p99_ms": percentile(added, 0.99) * ms}
     return out
@@ -278,10 +278,10 @@ def ratios(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def markdown(result: dict[str, Any]) -> list[str]:
     lines = ["## P/D routers side by side (two legs, not streamed; one run)", "",
-             f"Ratios are to {result['reference']} in the same run (goals of issue 14: CPU/req <= 1.5x, added p50 "
-             "<= 2x, CPU/req on 1.5k-token prompts <= 1.5x).", "",
-             "| target | added p50 ms | added p99 ms | CPU ms/req | max rps (1 core) | CPU ms/req, 1.5k-token prompts |"
-             " x added p50 | x CPU/req | x rps | x CPU/req 1.5k |",
+             (f"Ratios are to {result['reference']} in the same run (goals of issue 14: CPU/req <= 1.5x, added p50 "
+             "<= 2x, CPU/req on 1.5k-token prompts <= 1.5x)."), "",
+             ("| target | added p50 ms | added p99 ms | CPU ms/req | max rps (1 core) | CPU ms/req, 1.5k-token prompts |"
+             " x added p50 | x CPU/req | x rps | x CPU/req 1.5k |"),
              "|---|---|---|---|---|---|---|---|---|---|"]
     for label, row in result["rows"].items():
         if "short" not in row:

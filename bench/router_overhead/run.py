@@ -3,9 +3,10 @@ and the most requests per second on one core, streaming and not; the same for ba
 stacks (aiohttp; starlette + uvicorn + httpx) to show what each stack costs.
 
 First, P/D routers side by side (bench/router_overhead/pd_compare.py): pdstack against vllm-router and SMG, with
-ratios to vllm-router. Then every proxy runs pinned to CPU 0; the fake engines and this load generator share CPU 1. Latency samples are taken
-interleaved (direct, proxied, direct, ...) so drift hits both alike. Results: bench/results/router_overhead.{json,md}.
-Run with the vLLM test venv (it carries starlette, uvicorn, httpx): ``.venv-vllm/bin/python -m bench.router_overhead.run``.
+ratios to vllm-router. Then every proxy runs pinned to CPU 0; the fake engines and this load generator share CPU 1.
+Latency samples are taken interleaved (direct, proxied, direct, ...) so drift hits both alike. Results:
+bench/results/router_overhead.{json,md}. Run with the vLLM test venv (it carries starlette, uvicorn, httpx):
+``.venv-vllm/bin/python -m bench.router_overhead.run``.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ def start(argv: list[str], cpu: int, log: Path) -> ProcessGroup:
     return ProcessGroup(argv, log, cpu, env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
 
 
-async def wait_ready(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_ready(url: str, within_s: float = 30.0) -> None:
+    deadline = time.monotonic() + within_s
     async with aiohttp.ClientSession() as session:
         while time.monotonic() < deadline:
             try:
@@ -78,7 +79,7 @@ async def latency(direct: str, proxied: str, stream: bool, samples: int) -> dict
         for _ in range(samples):
             base.append(await one(session, direct, payload))
             through.append(await one(session, proxied, payload))
-    added = [b - a for a, b in zip(base, through)]
+    added = [b - a for a, b in zip(base, through, strict=True)]
     ms = 1000.0
     return {"direct_p50_ms": percentile(base, 0.5) * ms, "proxied_p50_ms": percentile(through, 0.5) * ms,
             "added_p50_ms": percentile(added, 0.5) * ms, "added_p99_ms": percentile(added, 0.99) * ms,
@@ -125,6 +126,11 @@ async def measure(name: str, url: str, direct: str, args: argparse.Namespace) ->
     return row
 
 
+def checkouts(specs: list[str]) -> dict[str, Path]:
+    """This checkout, and each ``name=path`` given with --pdstack."""
+    return {"this checkout": REPO, **{name: Path(path).resolve() for name, path in (spec.split("=", 1) for spec in specs)}}
+
+
 async def main(args: argparse.Namespace) -> None:
     python = sys.executable
     prefill_port, decode_port = free_ports(2)
@@ -133,8 +139,7 @@ async def main(args: argparse.Namespace) -> None:
     engines = start([python, "-m", "bench.router_overhead.fake_engines", str(prefill_port), str(decode_port)], 1,
                     WORK / "fake-engines.log")
     rows: list[dict[str, Any]] = []
-    pdstacks = {"this checkout": REPO, **{name: Path(path).resolve() for name, path in
-                                          (spec.split("=", 1) for spec in args.pdstack)}}
+    pdstacks = checkouts(args.pdstack)
     try:
         await wait_ready(decode)
         await wait_ready(prefill)

@@ -11,7 +11,8 @@ synthetic KV events (BlockStored, through the router's own KvEventIndexer), as p
 - The prefix index's memory (tracemalloc: the index plus every engine's hash map) for each N, with every engine
   holding FILL_BLOCKS blocks, and the same per learned request in approximate mode for each prompt length.
 HTTP is not in these numbers: on top of them comes the stack's constant per request (bench/results/router_overhead.md,
-"bare aiohttp P/D proxy"). Results: bench/results/router_scaling.{json,png}. Run: python -m bench.router_overhead.scaling
+"bare aiohttp P/D proxy"). Results: bench/results/router_scaling.{json,png}.
+Run: python -m bench.router_overhead.scaling
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def per_request(reader: PromptReader, scheduler: Scheduler, index: PrefixIndex, 
             if len(in_flight) > len(cluster):
                 scheduler.release(in_flight.popleft())
             t4 = clock()
-            for step, took in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            for step, took in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
                 sums[step] += took
         for step in steps:
             steps[step].append(sums[step] * 1000.0 / len(bodies))

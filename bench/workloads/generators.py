@@ -163,7 +163,7 @@ def generate(spec: WorkloadSpec) -> list[BenchRequest]:
         picks = rng.choices(range(spec.groups), weights=weights, k=spec.requests)
         asks = [(g, words(rng, spec.question_tokens)) for g in picks]
         times = arrivals(rng, len(asks), spec.rate_rps)
-        return [completion(at, f"{prefixes[g]} {q}", spec.output_tokens) for at, (g, q) in zip(times, asks)]
+        return [completion(at, f"{prefixes[g]} {q}", spec.output_tokens) for at, (g, q) in zip(times, asks, strict=True)]
     if isinstance(spec, Agentic):
         starts = arrivals(rng, spec.sessions, spec.rate_rps / spec.steps)
         out = []
@@ -173,15 +173,13 @@ def generate(spec: WorkloadSpec) -> list[BenchRequest]:
             at = start
             for _ in range(spec.steps):
                 out.append(chat(at, messages, spec.output_tokens))
-                messages = messages + [
-                    {"role": "assistant", "content": words(rng, spec.call_tokens)},
-                    {"role": "user", "content": words(rng, rng.randint(spec.min_result_tokens, spec.max_result_tokens))}]
+                messages = [*messages, {"role": "assistant", "content": words(rng, spec.call_tokens)}, {"role": "user", "content": words(rng, rng.randint(spec.min_result_tokens, spec.max_result_tokens))}]
                 at += rng.uniform(*spec.tool_s)
         return sorted(out, key=lambda r: r.at_s)
     if isinstance(spec, SharedPrefix):
         prompts = shared_prefix_prompts(rng, spec)
         times = arrivals(rng, len(prompts), spec.rate_rps)
-        return [completion(at, prompt, spec.output_tokens) for at, prompt in zip(times, prompts)]
+        return [completion(at, prompt, spec.output_tokens) for at, prompt in zip(times, prompts, strict=True)]
     if isinstance(spec, MultiTurn):
         starts = arrivals(rng, spec.conversations, spec.rate_rps / spec.turns)
         out = []

@@ -53,7 +53,8 @@ class ClusterStack(cdk.Stack):
 
         pins = KUBERNETES_PINS[config.kubernetes_version]
         kubectl_layer = getattr(importlib.import_module(pins.kubectl_layer_module), pins.kubectl_layer_class)
-        # Scheduled for deletion with the stack (a retained key outlives the cluster whose secrets it sealed, and bills).
+        # Scheduled for deletion with the stack (a retained key outlives the cluster whose secrets it sealed, and
+        # bills).
         secrets_key = kms.Key(self, "SecretsKey", enable_key_rotation=True, description="EKS secrets encryption",
                               removal_policy=cdk.RemovalPolicy.DESTROY)
         endpoint = ENDPOINT_ACCESS[config.endpoint_access]

@@ -21,7 +21,7 @@ from runtime.roles import ROLES, Role
 if TYPE_CHECKING:
     from infra.config import Deployment
 
-# --- kube-reserved and eviction, as the EKS AMI's nodeadm sets them ----------------------------------------------------
+# --- kube-reserved and eviction, as the EKS AMI's nodeadm sets them ---------------------------------------------------
 # awslabs/amazon-eks-ami nodeadm/internal/kubelet/config.go ``getCPUMillicoresToReserve``: 6% of the first core, 1% of
 # the second, 0.5% of the next two, 0.25% of the rest (bands of millicores, shares in 1/10000);
 # ``getMemoryMebibytesToReserve``: 11 MiB per pod of maxPods plus 255 MiB. maxPods from
@@ -54,7 +54,7 @@ class Requests:
         return Requests(self.cpu_m + other.cpu_m, self.memory_mib + other.memory_mib)
 
 
-# --- the DaemonSets on every node, by where they run (requests per pod) ------------------------------------------------
+# --- the DaemonSets on every node, by where they run (requests per pod) -----------------------------------------------
 # Read from a source: aws-node (aws/amazon-vpc-cni-k8s charts/aws-vpc-cni/values.yaml resources.requests.cpu 25m),
 # eks-pod-identity-agent (aws/eks-pod-identity-agent charts/eks-pod-identity-agent/values.yaml: resources {}).
 # Allowances, not read from a pinned source here: kube-proxy 100m (what the EKS add-on's DaemonSet is commonly seen
@@ -78,7 +78,7 @@ GPU_NODE_DAEMONSETS = {"nvidia-device-plugin": Requests(0, 0), "aws-efa-k8s-devi
 # On HyperPod GPU nodes: the health-monitoring agent pdstack renders (infra/hyperpod/dependencies.py uses this).
 HEALTH_AGENT_REQUESTS = Requests(500, 512)
 
-# --- the controllers on the system nodes (Deployments, requests per replica x replicas) --------------------------------
+# --- the controllers on the system nodes (Deployments, requests per replica x replicas) -------------------------------
 # lws-controller-manager: kubernetes-sigs/lws charts/lws/values.yaml resources.requests cpu 1, memory 1Gi, one replica
 # (tests/infra/chart_facts.py; the rehearsal checks the two agree); allowances for the EKS add-ons' Deployments:
 # coredns 2 x 100m/70Mi, ebs-csi-controller 2 replicas of six containers at 10m/40Mi;
@@ -274,19 +274,19 @@ def router_problems(deployment: Deployment) -> list[str]:
     routers' hostname spread (maxSkew 1, DoNotSchedule)."""
     cluster = deployment.cluster
     if cluster.system_instance_type not in SYSTEM_INSTANCE_TYPES:
-        return [f"cluster.system_instance_type={cluster.system_instance_type!r}: pdstack sizes the system nodes for "
-                f"{', '.join(sorted(SYSTEM_INSTANCE_TYPES))}"]
+        return [(f"cluster.system_instance_type={cluster.system_instance_type!r}: pdstack sizes the system nodes for "
+                f"{', '.join(sorted(SYSTEM_INSTANCE_TYPES))}")]
     router = deployment.workloads.router
     pod = Requests(parse_cpu_m(router.cpu), parse_memory_mib(router.memory))
     routers = router_pods_during_rollout(deployment)
     if place_on_system_nodes(deployment, routers, pod) is None:
         budget = system_node_budget(deployment)
-        return [f"workloads.router: {routers} routers of {router.cpu} CPU / "
+        return [(f"workloads.router: {routers} routers of {router.cpu} CPU / "
                 f"{router.memory} (replicas plus the rollout's surge) and the controllers "
                 f"({', '.join(sorted(system_controllers(deployment)))}) do not fit {cluster.system_node_count} "
                 f"{cluster.system_instance_type} system nodes ({budget.cpu_m}m CPU / {budget.memory_mib}Mi each "
                 "after kube-reserved and the DaemonSets); lower workloads.router.cpu or raise "
-                "cluster.system_node_count / system_instance_type"]
+                "cluster.system_node_count / system_instance_type")]
     return []
 
 

@@ -63,7 +63,8 @@ class HyperPodProps:
 
 class HyperPodStack(cdk.Stack):
     """Exposes ``hyperpod_cluster`` (the CfnCluster), ``execution_role``, ``lifecycle_bucket``, ``resiliency_objects``,
-    ``zone_check`` (None without network.gpu_az_id) and, with node autoscaling, ``autoscaler_role`` and ``node_pool``."""
+    ``zone_check`` (None without network.gpu_az_id) and, with node autoscaling, ``autoscaler_role`` and
+    ``node_pool``."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: HyperPodProps, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)

@@ -87,7 +87,8 @@ OVERVIEW = Dashboard("pdstack-overview", "pdstack / Overview",
         Panel("Requests by outcome", "reqps", (rate_by("pdstack_router_requests_total", ROUTER, "outcome",
                                                        "{{outcome}}"),)),
         Panel("Server error ratio", "percentunit", (ratio(
-            f'sum(rate(pdstack_router_requests_total{{{ROUTER}, outcome!~"ok|client_error|client_disconnected"}}[{RATE}]))'
+            f'sum(rate(pdstack_router_requests_total{{{ROUTER}, '
+            f'outcome!~"ok|client_error|client_disconnected"}}[{RATE}]))'
             f' or sum(rate(pdstack_router_requests_total{{{ROUTER}}}[{RATE}])) * 0',
             f"sum(rate(pdstack_router_requests_total{{{ROUTER}}}[{RATE}]))", "errors"),),
             "Answers the router failed (5xx, no engine, broken streams) over all requests; client errors excluded."),
@@ -165,7 +166,8 @@ KV_TRANSFER = Dashboard("pdstack-kv-transfer", "pdstack / KV transfer",
             rate_by(PROMPT_TOKENS_BY_SOURCE, ENGINE, f"{PD_ROLE}, source", "{{pd_role}} {{source}}"),),
             "On decode, external_kv_transfer is pulled KV and local_compute is recompute."),
         Panel("Pulled share of decode's prompt tokens", "percentunit", (ratio(
-            f'sum(rate({PROMPT_TOKENS_BY_SOURCE}{{{ENGINE}, {PD_ROLE}="decode", source="external_kv_transfer"}}[{RATE}]))',
+            f'sum(rate({PROMPT_TOKENS_BY_SOURCE}{{{ENGINE}, {PD_ROLE}="decode", '
+            f'source="external_kv_transfer"}}[{RATE}]))',
             f'sum(rate({PROMPT_TOKENS_BY_SOURCE}{{{ENGINE}, {PD_ROLE}="decode"}}[{RATE}]))', "pulled"),)),
     ],
     "Legs": [

@@ -277,7 +277,7 @@ class StatusReader:
             try:
                 image = facts.read_image(self.aws, uri)
             except ValueError as exc:
-                return checks + [Check(area="image", name=uri, state="failed", summary=str(exc))]
+                return [*checks, Check(area="image", name=uri, state="failed", summary=str(exc))]
             checks.insert(0, self._image_check(image, build))
         return checks
 

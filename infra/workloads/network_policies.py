@@ -5,7 +5,8 @@ Ingress only. The namespace denies every ingress nobody named, then:
 - an engine's NIXL side-channel ports: the pods of the peer role (the NIXL handshake before a KV pull);
 - every port of an engine, from pods of its own role, where a replica spans several nodes (the collectives and
   vLLM's data-parallel coordination between the nodes of one replica);
-- the router's port (the OpenAI API and /metrics): the client networks the deployment names (required), the managed metrics collector's subnets, and ``workloads.router.metrics_scraper_cidrs`` if named;
+- the router's port (the OpenAI API and /metrics): the client networks the deployment names (required), the managed
+  metrics collector's subnets, and ``workloads.router.metrics_scraper_cidrs`` if named;
 - the router's port and decode's HTTP port (its /metrics): the pods of ``python -m infra smoke``'s Job;
 - the engines' HTTP port (vLLM's /metrics, beside its OpenAI API): the managed metrics collector's subnets, and
   ``workloads.engine_metrics_scraper_cidrs`` (a scraper outside the VPC) if named.

@@ -3,11 +3,12 @@
 A request enters service at once while the decode engines have room; when every usable decode engine (healthy, its
 breaker not open: what the scheduler may pick) is saturated (the scheduler's own saturation test) or this router
 already has as many requests in service as the unsaturated engines take (each its learned in-flight limit,
-runtime/router/engines/capacity.py, so a burst waits here and not in the engines' own queues), it waits. Waiters are served interactive first, each class in arrival order, as capacity frees (a
-request ends, or the engines' scraped load falls). Past the bound it is answered 429 with Retry-After in OpenAI's
-error shape, never a 5xx: ``queue_full`` when ``max_queued`` wait already (an interactive arrival first sheds the
-youngest batch waiter), ``wait_timeout`` when it waited its class's longest wait. Decode gates admission because
-every request needs a decode engine; prefill is optional (the flow falls back to decode-only).
+runtime/router/engines/capacity.py, so a burst waits here and not in the engines' own queues), it waits. Waiters are
+served interactive first, each class in arrival order, as capacity frees (a request ends, or the engines' scraped load
+falls). Past the bound it is answered 429 with Retry-After in OpenAI's error shape, never a 5xx: ``queue_full`` when
+``max_queued`` wait already (an interactive arrival first sheds the youngest batch waiter), ``wait_timeout`` when it
+waited its class's longest wait. Decode gates admission because every request needs a decode engine; prefill is optional
+(the flow falls back to decode-only).
 """
 
 from __future__ import annotations

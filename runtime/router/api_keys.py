@@ -28,7 +28,7 @@ class ApiKeys:
 
     def allows(self, authorization: str | None) -> bool:
         """Whether the ``Authorization`` header carries one of the keys."""
-        if not authorization or not authorization[:len(BEARER)].lower() == BEARER:
+        if not authorization or authorization[:len(BEARER)].lower() != BEARER:
             return False
         given = authorization[len(BEARER):].strip().encode()
         found = False

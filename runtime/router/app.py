@@ -4,8 +4,8 @@
 metrics needs a key.
 
 Every client error is answered in OpenAI's error shape with the right status (400, 401, 404, 405, 408, 413, 415);
-nothing a client sends can produce a 500. Each request carries an ``X-Request-Id`` (the client's, or a new one) to both legs,
-into every log line, and back in the response.
+nothing a client sends can produce a 500. Each request carries an ``X-Request-Id`` (the client's, or a new one) to both
+legs, into every log line, and back in the response.
 """
 
 from __future__ import annotations

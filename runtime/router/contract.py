@@ -8,7 +8,8 @@ from __future__ import annotations
 # The scaling signals: the autoscaling queries (infra/workloads/autoscaling_objects.py) read these exact series.
 ADMISSION_QUEUE_DEPTH = "pdstack_router_admission_queue_depth"
 PREFILL_BACKLOG = "pdstack_router_prefill_backlog_seconds"
-# Stale P/D pairs (runtime/router/flow/pd_pairs.py): the PdstackStalePdPair alert (infra/observability/alerts.py) reads it.
+# Stale P/D pairs (runtime/router/flow/pd_pairs.py): the PdstackStalePdPair alert (infra/observability/alerts.py) reads
+# it.
 PD_PAIR_STALE = "pdstack_router_pd_pair_stale"
 # The rest: the dashboards (infra/observability/dashboards.py) read them.
 REQUESTS = "pdstack_router_requests"

@@ -49,7 +49,9 @@ FAULT_ONLY = {
     "pdstack_router_decode_recomputes_total": "prefill answering with incomplete kv_transfer_params (vLLM never does)",
     "pdstack_router_kv_event_resyncs_total": "a KV-event sequence gap or an engine restart",
     "pdstack_router_kv_events_skipped_total": "KV events the index cannot use (other medium or block size, no parent)",
-    "pdstack_router_engine_restorations_total": "an ejected engine passing its checks again (the killed prefill never returns)",
+    "pdstack_router_engine_restorations_total": (
+        "an ejected engine passing its checks again (the killed prefill never returns)"
+    ),
 }
 # Counted only when a request reaches the killed prefill before the router's health check marks it down (then the
 # router retries and falls back prefill_failed); otherwise it routes decode-only at once. Reported, not asserted.
@@ -126,7 +128,8 @@ def test_every_vllm_name_pdstack_reads_is_on_the_pinned_vllms_metrics(observed: 
 
 def test_recompute_expression_is_empty_while_decode_pulls(observed: Observed) -> None:
     assert values(observed.prometheus.query(scoped(
-        f'sum(rate(vllm:prompt_tokens_by_source_total{{{NAMESPACE}="{NS}", source="external_kv_transfer"}}[5m]))'
+        f'sum(rate(vllm:prompt_tokens_by_source_total{{{NAMESPACE}="{NS}", '
+        f'source="external_kv_transfer"}}[5m]))'
     )))[0] > 0, "decode pulled nothing: no P/D happened"
     assert observed.prometheus.query(silent_recompute_expr()) == []
 

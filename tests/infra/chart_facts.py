@@ -218,7 +218,7 @@ OFFERS = {"nvidia-device-plugin": "nvidia.com/gpu", "aws-efa-k8s-device-plugin":
 DAEMONSET_CHARTS = ("secrets-store-csi-driver", "secrets-store-csi-driver-provider-aws")
 
 
-# --- controllers' contracts: what a controller does with the objects pdstack renders -----------------------------------
+# --- controllers' contracts: what a controller does with the objects pdstack renders ----------------------------------
 
 # kubernetes-sigs/lws (chart 0.10.0 as pinned in infra/cluster/addons.py; read in the stored snapshots at commits 0f920e56
 # and 1b17603c of the same files):

@@ -280,6 +280,6 @@ def roll(cluster: Cluster, name: str, spec: dict[str, Any], labels: dict[str, st
                 cluster.remove(pod, spec, node)
             progressed = True
         if not progressed:
-            return [f"{name}: stalled with {len(old)} old and {new} new replicas (maxSurge {max_surge}, "
-                    f"maxUnavailable {max_unavailable}): {[cluster.fits(spec, n) for n in cluster.nodes]}"]
+            return [(f"{name}: stalled with {len(old)} old and {new} new replicas (maxSurge {max_surge}, "
+                    f"maxUnavailable {max_unavailable}): {[cluster.fits(spec, n) for n in cluster.nodes]}")]
     return []

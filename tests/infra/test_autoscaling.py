@@ -178,14 +178,14 @@ def test_the_default_app_synthesizes_keda_over_the_observability_workspace(defau
     autoscaling = default.stacks.workloads.autoscaling
     assert autoscaling is not None and default.observability is not None
     workloads = default.workloads.to_json()["Resources"]
-    (keda_id, keda) = only_item({k: r for k, r in workloads.items() if r["Type"] == "Custom::AWSCDK-EKS-HelmChart"})
+    (_keda_id, keda) = only_item({k: r for k, r in workloads.items() if r["Type"] == "Custom::AWSCDK-EKS-HelmChart"})
     assert (keda["Properties"]["Chart"], keda["Properties"]["Version"]) == (KEDA.chart, KEDA.version)
     manifests = [json.dumps(r["Properties"]["Manifest"]) for r in workloads.values()
                  if r["Type"] == "Custom::AWSCDK-EKS-KubernetesResource"]
     assert sum('\\"kind\\":\\"ScaledObject\\"' in m for m in manifests) == 1
     assert sum('\\"kind\\":\\"TriggerAuthentication\\"' in m for m in manifests) == 1
 
-    role = default.stacks.workloads.resolve(autoscaling.operator_role.node.default_child.logical_id)  # type: ignore
+    role = default.stacks.workloads.resolve(autoscaling.operator_role.node.default_child.logical_id)
     (policy,) = [p for p in default.workloads.find_resources("AWS::IAM::Policy").values()
                  if {"Ref": role} in p["Properties"]["Roles"]]
     (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]

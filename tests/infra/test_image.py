@@ -1,4 +1,5 @@
-"""The image: an immutable, scanned, encrypted ECR repository and an in-account CodeBuild build that deploy waits for."""
+"""The image: an immutable, scanned, encrypted ECR repository, and an in-account CodeBuild build that deploy waits
+for."""
 
 from __future__ import annotations
 

@@ -71,7 +71,7 @@ def collector_networks(synth: Synthesized) -> list[ipaddress.IPv4Network | ipadd
 
 def node_networks(synth: Synthesized) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """The subnets of the system node group: where the router pods take their addresses."""
-    (system,) = [g for g in synth.cluster.find_resources("AWS::EKS::Nodegroup").values()]
+    (system,) = list(synth.cluster.find_resources("AWS::EKS::Nodegroup").values())
     subnets = network_subnets(synth)
     return [ipaddress.ip_network(subnets[name]["CidrBlock"]) for name in subnets_referenced(synth, system)]
 

@@ -229,7 +229,7 @@ def test_the_reply_ports_admit_no_stranger_inside_the_vpc() -> None:
 def test_a_listening_port_in_the_ephemeral_range_is_refused() -> None:
     data = load_yaml("default.yaml")
     data["serving"]["decode"] = {**data["serving"]["decode"], "ports": {"kv_events": 40000}}
-    with pytest.raises(DeploymentError, match="serving.decode.ports.kv_events .* ephemeral port range"):
+    with pytest.raises(DeploymentError, match=r"serving\.decode\.ports\.kv_events .* ephemeral port range"):
         parse_deployment(data)
 
 

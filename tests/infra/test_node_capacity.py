@@ -112,7 +112,7 @@ def test_an_unknown_system_instance_type_is_refused_with_the_known_ones() -> Non
         parse_deployment(data)
 
 
-# --- a changed section rolls exactly the pods that read it -------------------------------------------------------------
+# --- a changed section rolls exactly the pods that read it ------------------------------------------------------------
 
 def template_hashes(data: dict[str, Any]) -> dict[str, str]:
     hashes = {}

@@ -122,8 +122,8 @@ def test_the_model_cache_is_handed_to_the_engine_user_before_it_starts() -> None
     # The kubelet creates a missing hostPath DirectoryOrCreate as root, mode 0755: the engine user could not write.
     (volume,) = [v for v in spec["volumes"] if v["name"] == "model-cache"]
     assert volume["hostPath"]["type"] == "DirectoryOrCreate"
-    assert owner["command"] == ["chown", f"{spec['securityContext']['runAsUser']}:"
-                                         f"{spec['securityContext']['runAsGroup']}", cache_dir]
+    assert owner["command"] == ["chown", (f"{spec['securityContext']['runAsUser']}:"
+                                         f"{spec['securityContext']['runAsGroup']}"), cache_dir]
     assert {"name": "model-cache", "mountPath": cache_dir} in owner["volumeMounts"]
     assert owner["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
 

@@ -69,7 +69,7 @@ def test_a_secret_is_named_or_given_by_its_whole_arn(secret: str, problem: str) 
 def test_the_keys_come_from_one_place() -> None:
     data = _capacity_block()
     data["serving"].setdefault("router", {})["api_keys_path"] = "/somewhere/keys"
-    with pytest.raises(DeploymentError, match="remove serving.router.api_keys_path"):
+    with pytest.raises(DeploymentError, match=r"remove serving\.router\.api_keys_path"):
         parse_deployment(data)
 
 
@@ -241,7 +241,7 @@ def test_a_secret_under_a_customer_managed_key_is_decrypted_through_secrets_mana
     assert len(statements) == 2
 
 
-# --- the DaemonSets' room on the nodes ---------------------------------------------------------------------------------
+# --- the DaemonSets' room on the nodes --------------------------------------------------------------------------------
 
 SECRETS_STORE_CHARTS = (SECRETS_STORE_CSI_DRIVER.chart, SECRETS_STORE_PROVIDER_AWS.chart)
 

@@ -31,7 +31,7 @@ def test_stop_ends_the_process_and_its_children(tmp_path: Path) -> None:
 def test_a_process_that_exits_fails_with_its_log(tmp_path: Path) -> None:
     group = ProcessGroup([sys.executable, "-c", "print('no such model'); raise SystemExit(3)"], tmp_path / "bad.log")
     (port,) = free_ports(1)
-    with pytest.raises(ProcessFailedToStart, match="exited with 3(.|\n)*no such model"):
+    with pytest.raises(ProcessFailedToStart, match=r"exited with 3(.|\n)*no such model"):
         group.wait_http(f"http://127.0.0.1:{port}/health", timeout_s=10)
 
 

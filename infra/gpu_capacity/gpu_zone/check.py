@@ -40,7 +40,9 @@ class GpuZoneCheck(Construct):
             handler="index.handler",
             code=lambda_.Code.from_inline(source),
             timeout=cdk.Duration.seconds(60),
-            description="pdstack: fails the deploy when the GPU subnet's zone is not network.gpu_az_id or lacks the GPU type",
+            description=(
+                "pdstack: fails the deploy when the GPU subnet's zone is not network.gpu_az_id or lacks the GPU type"
+            ),
             log_group=logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH,
                                     removal_policy=cdk.RemovalPolicy.DESTROY),
         )

@@ -29,9 +29,9 @@ def learn_capacity(engine: Engine, running: float | None, waiting: float | None)
     ran = int(running)
     if ran < 1:
         return
-    if waiting is not None and waiting > 0 and engine.capacity is None:
-        engine.capacity = ran
-    elif engine.capacity is not None and ran > engine.capacity:
+    if (waiting is not None and waiting > 0 and engine.capacity is None) or (
+        engine.capacity is not None and ran > engine.capacity
+    ):
         engine.capacity = ran
 
 

@@ -3,9 +3,9 @@
 Each request counts its uncached prompt tokens (its prompt minus what the chosen decode engine already holds: the
 work a prefill replica would do) from the routing decision until its prompt is computed: the end of the prefill leg
 on the P/D path (a decode engine that is slow to take the pulled KV is decode's signal, not prefill's), the first
-byte on the decode-only path (so the signal still rises when prefill has scaled to zero and decode prefills). Divided by one prefill
-replica's calibrated throughput, it reads "seconds one replica needs to clear the backlog"; summed across router
-replicas and divided by the autoscaler's target (the TTFT budget), it is the prefill replica count (README).
+byte on the decode-only path (so the signal still rises when prefill has scaled to zero and decode prefills). Divided by
+one prefill replica's calibrated throughput, it reads "seconds one replica needs to clear the backlog"; summed across
+router replicas and divided by the autoscaler's target (the TTFT budget), it is the prefill replica count (README).
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def decode_event(raw: Any) -> KvEvent | None:
         kind, fields = raw.get("type"), raw
     elif isinstance(raw, Sequence) and raw and isinstance(raw[0], str):
         kind = raw[0]
-        fields = dict(zip(_ARRAY_FIELDS.get(kind, ()), raw[1:]))
+        fields = dict(zip(_ARRAY_FIELDS.get(kind, ()), raw[1:], strict=False))
     else:
         raise ValueError(f"a KV event is a map or a tagged array, got {type(raw).__name__}")
     if kind == "BlockStored":

@@ -63,7 +63,7 @@ class KvEventIndexer:
                 return
             parent = known
         keys = chain_keys(event.token_ids, self.block_size, parent)
-        for engine_hash, key in zip(event.block_hashes, keys):
+        for engine_hash, key in zip(event.block_hashes, keys, strict=False):
             self._keys[engine_hash] = key
             self._keys.move_to_end(engine_hash)
         while len(self._keys) > self.capacity:

@@ -54,7 +54,7 @@ def test_router_metrics_read_exist_in_the_router_or_await_their_branch() -> None
 def test_vllm_metrics_read_are_the_pinned_names() -> None:
     used = {m for expr in all_exprs() for m in METRIC.findall(expr) if m.startswith("vllm:")}
     pinned = set(VLLM_METRICS)
-    histograms = {m for m in pinned if m.endswith("_seconds") or m.endswith("_transferred")}
+    histograms = {m for m in pinned if m.endswith(("_seconds", "_transferred"))}
     allowed = pinned | {h + s for h in histograms for s in ("_bucket", "_sum", "_count")}
     assert used <= allowed, sorted(used - allowed)
     unread = {base_name(m) for m in NIXL_METRICS} - {base_name(m) for m in used}

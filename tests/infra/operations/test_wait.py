@@ -98,7 +98,8 @@ def test_timeout_says_what_it_still_waits_for_and_how_to_resume() -> None:
 
     assert waiter.run() == 1
     assert out.getvalue().splitlines()[-1] == (
-        "timed out after 5m00s; still waiting for: hyperpod pdstack-hp. Run the same command again to keep waiting from here."
+        "timed out after 5m00s; still waiting for: hyperpod pdstack-hp. "
+        "Run the same command again to keep waiting from here."
     )
     assert len(out.getvalue().splitlines()) == 3  # what it waits for, the one state, the timeout: no spam
 

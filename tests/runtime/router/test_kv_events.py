@@ -98,7 +98,7 @@ def test_sequence_gap_and_restart_drop_the_engines_entries() -> None:
     sub.handle(frames(0, map_batch()))  # the engine restarted
     assert len(index) == 0
     sub.handle(frames(1, b"\xc1garbage"))
-    resyncs = {s.labels["reason"]: s.value for s in list(metrics.kv_event_resyncs.collect())[0].samples
+    resyncs = {s.labels["reason"]: s.value for s in next(iter(metrics.kv_event_resyncs.collect())).samples
                if s.name.endswith("_total")}
     assert resyncs == {"gap": 1.0, "restart": 1.0, "bad_batch": 1.0}
 
@@ -132,7 +132,7 @@ def test_skipped_events_are_counted_and_logged_once_per_reason(caplog) -> None: 
     sub = KvEventSubscriber("d0", "tcp://unused:1", KvEventIndexer("http://d0", index, 32, 100), metrics, None)  # type: ignore[arg-type]
     sub.handle(frames(0, map_batch(stored_map([5], 999, TOKENS[:32]), stored_map([6], None, TOKENS[:16], 16))))
     sub.handle(frames(1, map_batch(stored_map([7], 998, TOKENS[:32]))))
-    skipped = {s.labels["reason"]: s.value for s in list(metrics.kv_events_skipped.collect())[0].samples
+    skipped = {s.labels["reason"]: s.value for s in next(iter(metrics.kv_events_skipped.collect())).samples
                if s.name.endswith("_total")}
     assert skipped == {"unknown_parent": 2.0, "block_size_mismatch": 1.0}
     logged = [getattr(r, "pdstack_fields", {}).get("reason") for r in caplog.records if r.getMessage() == "kv_events_skipped"]

@@ -39,7 +39,7 @@ def test_keys_chain_so_a_changed_block_breaks_the_rest() -> None:
     tokens = list(range(100))
     keys = chain_keys(tokens, 32)
     assert len(keys) == 3 and token_blocks(tokens, 32).keys == tuple(keys)
-    changed = chain_keys([999] + tokens[1:], 32)
+    changed = chain_keys([999, *tokens[1:]], 32)
     assert not set(keys) & set(changed)
     assert chain_keys(tokens[32:64], 32, parent=keys[0]) == [keys[1]]
 

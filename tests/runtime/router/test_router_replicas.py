@@ -31,7 +31,7 @@ def test_a_session_lands_on_the_same_decode_from_either_replica(make_cluster) ->
             before = [len(engine.received) for engine in first.decodes]
             with urllib.request.urlopen(request, timeout=10) as response:
                 assert response.status == 200
-            (served,) = [engine.name for engine, count in zip(first.decodes, before) if len(engine.received) > count]
+            (served,) = [engine.name for engine, count in zip(first.decodes, before, strict=True) if len(engine.received) > count]
             return served
 
         sessions = [f"chat-{i}" for i in range(12)]
