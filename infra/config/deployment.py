@@ -21,6 +21,7 @@ from infra.gpu_capacity.node_capacity import capacity_problems
 from infra.workload_names import EPHEMERAL_PORTS
 from runtime.catalog import INSTANCE_CATALOG
 from runtime.config import Serving
+from runtime.roles import Role
 
 
 class Deployment(Strict):
@@ -156,7 +157,7 @@ class Deployment(Strict):
         enabled = self.autoscaling.enabled
         return self.observability.enabled if enabled is None else enabled
 
-    def max_replicas(self, role_name: str) -> int:
+    def max_replicas(self, role_name: Role) -> int:
         """The most replicas a role may run: the autoscaler's bound, or the fixed count."""
         replicas = self.serving.role(role_name).replicas
         if not self.autoscaled:

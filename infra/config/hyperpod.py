@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
 from infra.config.common import NAME, Strict, check_unique
 from infra.config.gpu_capacity import GPU_TAINT, Taint
 from runtime.catalog_checks import hyperpod_instance_type, label_keys
+
+
+DeepHealthCheck = Literal["InstanceStress", "InstanceConnectivity"]
 
 
 class HyperPodInstanceGroup(Strict):
@@ -19,8 +22,8 @@ class HyperPodInstanceGroup(Strict):
     count: int = Field(ge=1, le=256)
     threads_per_core: Literal[1, 2] = 1
     ebs_volume_gib: int = Field(default=500, ge=1, le=16384)
-    deep_health_checks: list[Literal["InstanceStress", "InstanceConnectivity"]] = Field(
-        default_factory=lambda: ["InstanceStress", "InstanceConnectivity"]
+    deep_health_checks: list[DeepHealthCheck] = Field(
+        default_factory=lambda: list(get_args(DeepHealthCheck))
     )
     training_plan_arn: str | None = Field(
         default=None, pattern=r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:training-plan/[a-zA-Z0-9-]+$"

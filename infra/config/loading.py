@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import ErrorDetails
+
 import yaml
 from pydantic import ValidationError
 
@@ -16,7 +18,7 @@ class DeploymentError(Exception):
     """A deployment file that cannot be used; the message is meant for the person who wrote it."""
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     location = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-after"))
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":

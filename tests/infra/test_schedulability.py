@@ -10,6 +10,8 @@ when the node's boot configuration reserves them.
 
 from __future__ import annotations
 
+from runtime.roles import Role
+
 import copy
 import json
 from typing import Any
@@ -36,6 +38,8 @@ from tests.infra.scheduling import (
 )
 
 FIXTURES = INFRA_FIXTURES
+
+ENGINE_ROLES: dict[str, Role] = {"pdstack-prefill": "prefill", "pdstack-decode": "decode"}
 
 
 @pytest.fixture(params=FIXTURES)
@@ -231,8 +235,8 @@ def test_scale_out_to_every_maximum_fits_the_largest_node_groups(synth: Synthesi
     cluster = rehearsal_cluster(synth, most=True)
     needed_more = False
     for name, spec, labels, replicas, group, _, _ in _workloads(synth):
-        role = name.removeprefix("pdstack-")
-        most = deployment.max_replicas(role) if role in ("prefill", "decode") else replicas
+        role = ENGINE_ROLES.get(name)
+        most = deployment.max_replicas(role) if role is not None else replicas
         needed_more |= most > replicas
         for index in range(most * group):
             assert cluster.place(f"{name}-{index}", spec, labels) is not None, (name, index)
