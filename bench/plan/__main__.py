@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "prices": {name: price.model_dump() for name, price in prices.items()}, "basis": args.basis,
         "notes": notes, "best": chosen, "tried": rows, "duration_s": round(time.time() - began, 1),
         "yaml": {row["instance"]: yaml_snippet(layout, args.model)
-                 for row, layout in zip(chosen, best_per_instance.values())},
+                 for row, layout in zip(chosen, best_per_instance.values(), strict=True)},
     }
     print()
     print(markdown(document))

@@ -54,9 +54,9 @@ def _money(value: float | None, form: str = "${:,.2f}") -> str:
 def markdown(document: dict[str, Any]) -> str:
     slo = document["slo"]
     lines = [f"# Plan: `{document['command']}` ({document['date']})", "",
-             "**A SIMULATION, not a measurement**: simulated vLLM engines sized from the model and the instance "
+             ("**A SIMULATION, not a measurement**: simulated vLLM engines sized from the model and the instance "
              "(bench/fake_engine/hardware.py states what it leaves out) behind a model of pdstack's routing "
-             "(bench/plan/simulate.py). Verify on the deployed endpoint with guidellm before buying.", "",
+             "(bench/plan/simulate.py). Verify on the deployed endpoint with guidellm before buying."), "",
              f"Traffic: {document['traffic']}: {document['requests']} requests, {document['rate_rps']:.2f} req/s, "
              f"{document['output_tps']:.0f} output tok/s (skipped: {document['skipped'] or 'none'}). Model "
              f"{document['model']}. SLOs: TTFT <= {slo['ttft_ms']:g} ms and TPOT <= {slo['tpot_ms']:g} ms for >= 90% "
@@ -64,8 +64,8 @@ def markdown(document: dict[str, Any]) -> str:
              "(bench/plan/prices.py), chosen by " + document["basis"].replace("_", " ") + ".", ""]
     if document["best"]:
         lines += ["## Cheapest layout per instance type", "",
-                  "| instance | TP P/D | P:D | GPUs | nodes | SLO met (burst) | margin | meets up to | TTFT p90 ms | "
-                  "TPOT p90 ms | hit rate | On-Demand $/h | $/M out tok | Capacity Block $/h | $/M out tok |",
+                  ("| instance | TP P/D | P:D | GPUs | nodes | SLO met (burst) | margin | meets up to | TTFT p90 ms | "
+                  "TPOT p90 ms | hit rate | On-Demand $/h | $/M out tok | Capacity Block $/h | $/M out tok |"),
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for row in document["best"]:
             lines.append(
@@ -80,8 +80,8 @@ def markdown(document: dict[str, Any]) -> str:
     else:
         lines += ["No layout tried met the SLOs (raise --max-engines, relax the SLOs, or try other instances)."]
     lines += ["", "## Every layout simulated", "",
-              "| instance | TP P/D | P:D | GPUs | SLO met | burst | TTFT p50 / p90 ms | TPOT p90 ms | hit rate | "
-              "goodput req/s | meets |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+              ("| instance | TP P/D | P:D | GPUs | SLO met | burst | TTFT p50 / p90 ms | TPOT p90 ms | hit rate | "
+              "goodput req/s | meets |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in document["tried"]:
         lines.append(f"| {row['instance']} | {row['prefill_tp']}/{row['decode_tp']} | {row['pd_ratio']} | "
                      f"{row['gpus']} | {row['slo_attainment']:.2f} | {row['burst_attainment']:.2f} | "
@@ -108,7 +108,7 @@ def plot(document: dict[str, Any], path: Path) -> bool:
         cost = [r["capacity_block_per_hour"] or r["on_demand_per_hour"] or r["gpus"] for r in rows]
         axis.scatter(cost, [r["goodput_rps"] for r in rows], color=colors(i % 10), label=group,
                      marker="o", s=[60 if r["meets"] else 20 for r in rows])
-        for r, c in zip(rows, cost):
+        for r, c in zip(rows, cost, strict=True):
             axis.annotate(r["pd_ratio"], (c, r["goodput_rps"]), fontsize=6, xytext=(2, 2), textcoords="offset points")
     for row in document["best"]:
         cost = row["capacity_block_per_hour"] or row["on_demand_per_hour"] or row["gpus"]

@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> Path:
             continue
         rows.append(row)
         print(f"  {system.label:32s} SLO {row['slo_attainment']:.2f}  TTFT p50/p99 {row['ttft_p50_ms']:.0f}/"
-              f"{row['ttft_p99_ms']:.0f} ms  TPOT p50 {row['tpot_p50_ms']:.1f} ms  hit {row['engine_prefix_hit_rate']:.3f}"
+              f"{row['ttft_p99_ms']:.0f} ms  TPOT p50 {row['tpot_p50_ms']:.1f} ms  "
+              f"hit {row['engine_prefix_hit_rate']:.3f}"
               f" (bound {row['bound_hit_rate']:.3f})  failed {row['failed']}  ({time.time() - began:.0f} s)", flush=True)
     document = {
         "name": args.name, "date": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -27,23 +27,23 @@ def markdown(document: dict[str, Any]) -> str:
     engines = document["engines"]
     slo = document["slo"]
     lines = [f"# Trace replay: `{document['command']}` ({document['date']})", "",
-             "A SIMULATION: simulated vLLM engines sized from the model and the instance type "
+             ("A SIMULATION: simulated vLLM engines sized from the model and the instance type "
              "(bench/fake_engine/hardware.py, its limits stated there), real routers. Compare systems within this "
-             "run only.", "",
-             f"Trace: `{trace['path']}`, window {trace['window']}, {trace['requests']} requests sent "
+             "run only."), "",
+             (f"Trace: `{trace['path']}`, window {trace['window']}, {trace['requests']} requests sent "
              f"(skipped: {json.dumps(trace['skipped']) if trace['skipped'] else 'none'}) over {trace['span_s']:.0f} "
              f"trace s: {trace['rate_rps']:.2f} req/s, busiest {trace['burst_window_s']:g} s "
              f"{trace['peak_rate_rps']:.2f} req/s; speedup {trace['speedup']:g}; prompt tokens {trace['prompt_tokens']:,}, "
              f"trace bound on the prefix hit rate {trace['bound_hit_rate']:.3f} (every distinct block computed once, "
-             f"unlimited KV).", "",
-             f"Engines: {engines['prefills']} prefill + {engines['decodes']} decode, {engines['model']} on "
+             f"unlimited KV)."), "",
+             (f"Engines: {engines['prefills']} prefill + {engines['decodes']} decode, {engines['model']} on "
              f"{engines['instance']} (TP {engines['tp']}), {engines['capacity_blocks']:,} KV blocks of "
              f"{engines['block_size']} tokens each; time_scale {engines['timing']['time_scale']:g}. "
-             f"SLOs (modelled ms): TTFT {slo['ttft_ms']:g}, TPOT {slo['tpot_ms']:g}.", "",
-             "Latencies in modelled ms (wall / time_scale). Goodput: requests that met both SLOs per modelled "
+             f"SLOs (modelled ms): TTFT {slo['ttft_ms']:g}, TPOT {slo['tpot_ms']:g}."), "",
+             ("Latencies in modelled ms (wall / time_scale). Goodput: requests that met both SLOs per modelled "
              "second at the replayed rate. Time shares: of the served requests' end-to-end time, what idle engines "
              "with the bound's hits would spend before the first token, the rest of the time to first token "
-             "(queueing, misses beyond the bound, the router), and decoding.", "",
+             "(queueing, misses beyond the bound, the router), and decoding."), "",
              "| system | policy | requests | " + " | ".join(t for _, t, _ in SHOWN) + " |",
              "|" + "---|" * (3 + len(SHOWN))]
     for row in document["rows"]:
@@ -90,7 +90,7 @@ def plot(document: dict[str, Any], path: Path) -> bool:
                       ("decode_share", "decode")):
         values = [max(0.0, r[key] or 0.0) for r in rows]
         axes[3].bar(list(xs), values, 0.6, bottom=bottom, label=name)
-        bottom = [b + v for b, v in zip(bottom, values)]
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     axes[3].set_title("where the time went (share of E2E)")
     for axis in axes:
         axis.set_xticks(list(xs))

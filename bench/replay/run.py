@@ -44,7 +44,7 @@ def summarize(system: System, workload: TraceWorkload, results: list[RequestResu
     TTFT (``waiting_share``) is queueing, cache misses beyond the bound and the router; ``decode_share`` is the part
     of end-to-end time after the first token."""
     scale = 1000.0 / time_scale
-    ok = [(r, idle) for r, idle in zip(results, workload.idle_ttft_ms) if r.ok]
+    ok = [(r, idle) for r, idle in zip(results, workload.idle_ttft_ms, strict=True) if r.ok]
     ttft = [r.ttft_s * scale for r, _ in ok]
     tpot = [r.tpot_s * scale for r, _ in ok if r.output_tokens > 1]
     e2e = [r.e2e_s * scale for r, _ in ok]

@@ -14,8 +14,8 @@ against a deployed endpoint with guidellm:
 Other fields on a line are ignored. guidellm also reads JSON, CSV and Parquet; this reader reads JSON lines only.
 
 The file is streamed, never held: a first pass validates every line and keeps, for the requests inside the window,
-only their timestamp, byte offset and line number (24 bytes a request); the second pass reads them back one at a time in time
-order. A format error names the file, the line and the field.
+only their timestamp, byte offset and line number (24 bytes a request); the second pass reads them back one at a time in
+time order. A format error names the file, the line and the field.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ class TraceIndex:
 
     def __iter__(self) -> Iterator[TraceRequest]:
         with self.path.open("rb") as handle:
-            for offset, line in zip(self.offsets, self.lines):
+            for offset, line in zip(self.offsets, self.lines, strict=True):
                 handle.seek(offset)
                 yield parse_line(handle.readline().decode(), line, self.block_size, self.columns, str(self.path))
 

@@ -15,7 +15,8 @@ _ARN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$")
 
 class ClusterConfig(Strict):
     name: str = Field(default="pdstack", pattern=NAME)
-    # infra/cluster/kubernetes_versions.py: every version there has its kubectl layer, add-ons and autoscaler pinned. SageMaker
+    # infra/cluster/kubernetes_versions.py: every version there has its kubectl layer, add-ons and autoscaler pinned.
+    # SageMaker
     # HyperPod's EKS orchestrator accepts 1.30-1.35.
     kubernetes_version: str = DEFAULT_KUBERNETES_VERSION
     endpoint_access: Literal["private", "public", "public-and-private"] = "private"

@@ -9,7 +9,8 @@ from pydantic import Field, field_validator, model_validator
 
 from infra.config.common import Strict
 
-# An AZ id: region code and zone number (use1-az4, apne1-az1), with a Local Zone part where there is one (use1-bos1-az1).
+# An AZ id: region code and zone number (use1-az4, apne1-az1), with a Local Zone part where there is one
+# (use1-bos1-az1).
 _AZ_ID = re.compile(r"^[a-z]{3,6}[0-9]+(-[a-z]+[0-9]+)?-az[0-9]+$")
 
 

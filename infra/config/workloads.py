@@ -20,7 +20,8 @@ class RouterWorkload(Strict):
     replicas: int = Field(default=2, ge=1, le=20)
     internal_load_balancer: bool = Field(default=False, description="an internal NLB (AWS Load Balancer Controller, "
                                          "IP targets, TLS on 443) in front of the routers")
-    # The ACM certificate of the NLB's TLS listener: required when internal_load_balancer is on (no plain-text listener).
+    # The ACM certificate of the NLB's TLS listener: required when internal_load_balancer is on (no plain-text
+    # listener).
     certificate_arn: str | None = Field(
         default=None, pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
     cpu: str = "2"

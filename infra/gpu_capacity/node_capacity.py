@@ -6,8 +6,9 @@ per core (EKS node groups keep the default); a HyperPod group with ``threads_per
 API ``ClusterInstanceGroupSpecification.ThreadsPerCore``: 96 on ml.p5.48xlarge).
 
 The config loader (infra/config/) sizes nothing itself but refuses layouts that do not fit by these rules; the
-workers (infra/workloads/worker_objects.py) take their requests from them; the rehearsal in tests/infra/test_schedulability.py
-places every pod of the synthesized templates on nodes built from the same rules and the charts' pinned facts.
+workers (infra/workloads/worker_objects.py) take their requests from them; the rehearsal in
+tests/infra/test_schedulability.py places every pod of the synthesized templates on nodes built from the same rules and
+the charts' pinned facts.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ SYSTEM_CONTROLLERS = {
 }
 KEDA_CONTROLLERS = {"keda-operator": Requests(100, 100), "keda-operator-metrics-apiserver": Requests(100, 100),
                     "keda-admission-webhooks": Requests(100, 100)}
-# The AWS Load Balancer Controller when workloads.router.internal_load_balancer is on (infra/cluster/load_balancer_controller.py
+# The AWS Load Balancer Controller when workloads.router.internal_load_balancer is on
+# (infra/cluster/load_balancer_controller.py
 # sets these): chart 3.5.0 values replicaCount 2 and resources {} (no requests), so pdstack sets the values file's
 # own commented example, 100m / 128Mi, per replica.
 LOAD_BALANCER_CONTROLLER_REPLICAS = 2

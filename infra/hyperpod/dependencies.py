@@ -76,7 +76,8 @@ def _hyperpod_user() -> dict[str, Any]:
     return {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": HYPERPOD_SERVICE_USER}
 
 
-# What the agent reserves on every GPU node; the workers' sizing (infra/gpu_capacity/node_capacity.py) subtracts the same.
+# What the agent reserves on every GPU node; the workers' sizing (infra/gpu_capacity/node_capacity.py) subtracts the
+# same.
 _AGENT_RESOURCES = {"cpu": f"{HEALTH_AGENT_REQUESTS.cpu_m}m", "memory": f"{HEALTH_AGENT_REQUESTS.memory_mib}Mi"}
 
 

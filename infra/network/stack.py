@@ -26,7 +26,8 @@ from infra.config import NetworkConfig
 # AWS::APS::Scraper EksConfiguration: Minimum 1, Maximum 5). The service creates one ENI per subnet, used to connect to
 # the cluster inside the VPC (API reference, CreateScraper). Delivery to the workspace does not go through them (the
 # CloudWatch user guide says so of the same collector's VPC variant: the subnets give reach to the targets, not the
-# delivery path), so these subnets route nowhere beyond the VPC. The same guide requires the cluster endpoint to include private access
+# delivery path), so these subnets route nowhere beyond the VPC. The same guide requires the cluster endpoint to include
+# private access
 # (infra/config/ checks it). A /28 is the smallest subnet a VPC takes (11 usable addresses, one ENI per zone here).
 COLLECTOR_SUBNET_GROUP = "collector"
 COLLECTOR_CIDR_MASK = 28

@@ -2,8 +2,8 @@
 
 - ``MetricsWorkspace``: an Amazon Managed Service for Prometheus workspace, encrypted with its own KMS key, with
   pdstack's rule groups (alerts.py, the same rendering as the committed rules/pdstack.yaml) loaded into it.
-- The AWS managed collector (``AWS::APS::Scraper``) in its own subnets (infra/network/stack.py: no node and so no pod lives
-  there, which lets the NetworkPolicies admit it by address) with its own security group, scraping the router and
+- The AWS managed collector (``AWS::APS::Scraper``) in its own subnets (infra/network/stack.py: no node and so no pod
+  lives there, which lets the NetworkPolicies admit it by address) with its own security group, scraping the router and
   every engine pod (targets.py) into the workspace. It runs as its service-linked role
   (AWSServiceRoleForAmazonPrometheusScraper_*); the cluster authenticates through access entries (API mode), so the
   service creates the scraper's access entry and its Kubernetes permissions itself when the scraper is created

@@ -10,12 +10,12 @@ Ingress only. The namespace denies every ingress nobody named, then:
 - the router's port and decode's HTTP port (its /metrics): the pods of ``python -m infra smoke``'s Job;
 - the engines' HTTP port (vLLM's /metrics, beside its OpenAI API): the managed metrics collector's subnets, and
   ``workloads.engine_metrics_scraper_cidrs`` (a scraper outside the VPC) if named.
-The collector's subnets (infra/network/stack.py) hold no node, so no pod has an address in them: admitting them admits the
-collector's ENIs alone. With the observability pipeline off there are none, and nothing is admitted in their stead.
+The collector's subnets (infra/network/stack.py) hold no node, so no pod has an address in them: admitting them admits
+the collector's ENIs alone. With the observability pipeline off there are none, and nothing is admitted in their stead.
 The ports come from the serving section (``Role.port_ranges``: vLLM adds the data-parallel rank to the side-channel
 and KV-event bases). The KV data itself moves over EFA RDMA, which bypasses the IP stack these policies filter.
-The VPC CNI enforces them once its network-policy agent is on (infra/cluster/addons.py). Its agent always admits the node's
-own IP, so kubelet probes pass (aws/aws-network-policy-agent PR #65).
+The VPC CNI enforces them once its network-policy agent is on (infra/cluster/addons.py). Its agent always admits the
+node's own IP, so kubelet probes pass (aws/aws-network-policy-agent PR #65).
 
 Return traffic. A policy should admit the replies to connections a pod opened itself, but the agent tracks them in
 its own conntrack cache, and long-lived flows lose their entry and then see their replies dropped as new ingress

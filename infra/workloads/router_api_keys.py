@@ -1,8 +1,9 @@
 """RouterApiKeys: the router's API keys from AWS Secrets Manager, mounted (workloads.router.api_keys_secret).
 
-The Secrets Store CSI driver and its AWS provider (pinned charts, infra/cluster/addons.py) on the system nodes; the routers'
-EKS Pod Identity role, which may read that one secret and nothing else (and decrypt it through Secrets Manager when
-it is under a customer managed key). The SecretProviderClass and the pods' volume are in infra/workloads/router_objects.py.
+The Secrets Store CSI driver and its AWS provider (pinned charts, infra/cluster/addons.py) on the system nodes; the
+routers' EKS Pod Identity role, which may read that one secret and nothing else (and decrypt it through Secrets Manager
+when it is under a customer managed key). The SecretProviderClass and the pods' volume are in
+infra/workloads/router_objects.py.
 """
 
 from __future__ import annotations

@@ -124,7 +124,8 @@ def router_deployment(deployment: Deployment, image: str) -> dict[str, Any]:
             "selector": {"matchLabels": router_selector(deployment.name)},
             # Replace one router at a time in the room the old one frees (a surge pod of the default size fits on
             # no default system node); a single router surges instead, so serving never stops. The config check
-            # places the routers, the surge and the controllers on the system nodes (infra/gpu_capacity/node_capacity.py).
+            # places the routers, the surge and the controllers on the system nodes
+            # (infra/gpu_capacity/node_capacity.py).
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {
                 "maxSurge": router_max_surge(workload.replicas),
                 "maxUnavailable": 1 - router_max_surge(workload.replicas)}},
@@ -194,8 +195,8 @@ def router_service(deployment: Deployment) -> dict[str, Any]:
 
 
 def router_load_balancer_service(deployment: Deployment) -> dict[str, Any]:
-    """The routers behind an internal NLB of the AWS Load Balancer Controller (infra/cluster/load_balancer_controller.py has
-    the annotations' contract): TLS on 443 with the configured ACM certificate, the routers' pod IPs as targets on
+    """The routers behind an internal NLB of the AWS Load Balancer Controller (infra/cluster/load_balancer_controller.py
+    has the annotations' contract): TLS on 443 with the configured ACM certificate, the routers' pod IPs as targets on
     their API port, open to ``allowed_client_cidrs`` only. The API port alone: /metrics stays in the cluster."""
     router = deployment.workloads.router
     assert router.certificate_arn is not None  # the config check requires it with the load balancer

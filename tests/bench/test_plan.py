@@ -100,7 +100,7 @@ def test_prices_are_overridable_field_by_field(tmp_path: Path) -> None:
     assert prices["p5.48xlarge"].capacity_block == 30.0 and prices["p5.48xlarge"].on_demand is not None
     assert prices["p6-b200.48xlarge"].on_demand == 99.0
     path.write_text(json.dumps({"p5.48xlarge": {"on_demand": -1}}))
-    with pytest.raises(ValueError, match="p5.48xlarge"):
+    with pytest.raises(ValueError, match=r"p5\.48xlarge"):
         load_prices(path)
 
 

@@ -90,7 +90,7 @@ def test_equal_hash_ids_give_equal_token_blocks_and_different_ids_differ() -> No
     assert block_tokens(10, 512)[:ID_WORDS] != block_tokens(10 + 8192, 512)[:ID_WORDS]
     # What the engines see: equal chained block hashes exactly over the shared ids' full blocks.
     ha, hb = block_hashes(ta, 16), block_hashes(tb, 16)
-    shared = sum(1 for x, y in zip(ha, hb) if x == y)
+    shared = sum(1 for x, y in zip(ha, hb, strict=False) if x == y)
     assert shared == 1024 // 16
     assert len(prompt_text(a, 512).split()) == 1100
 

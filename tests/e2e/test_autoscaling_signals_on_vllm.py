@@ -1,7 +1,7 @@
 """The scaling signals on the real CPU test bed, evaluated by a real Prometheus with the exact queries the KEDA
-ScaledObjects carry (infra/workloads/autoscaling_objects.py): a prompt-heavy burst raises the prefill backlog, a decode-heavy
-burst raises the decode signals, and the replica counts the HPA computes from the ScaledObjects' targets move the
-right way (prefill up on the first burst, decode up on the second, each back at rest when its burst is over).
+ScaledObjects carry (infra/workloads/autoscaling_objects.py): a prompt-heavy burst raises the prefill backlog, a
+decode-heavy burst raises the decode signals, and the replica counts the HPA computes from the ScaledObjects' targets
+move the right way (prefill up on the first burst, decode up on the second, each back at rest when its burst is over).
 
 The decode engine gets a small KV cache (64 blocks of 32 tokens) so a few dozen long generations fill it, as a
 loaded GPU's would; the prefill throughput per replica is set for the tiny CPU model so that the backlog reads

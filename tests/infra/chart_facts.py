@@ -197,7 +197,8 @@ def secrets_store_provider_aws_pod(values: dict[str, Any]) -> dict[str, Any]:
 
 
 Renderer = Callable[[dict[str, Any]], dict[str, Any]]
-# Chart name (as pinned in infra/cluster/addons.py) -> (version the facts above were read at, the renderer of its one pod).
+# Chart name (as pinned in infra/cluster/addons.py) -> (version the facts above were read at, the renderer of its one
+# pod).
 CHART_PODS: dict[str, tuple[str, Renderer]] = {
     "nvidia-device-plugin": ("0.20.0", nvidia_device_plugin_pod),
     "aws-efa-k8s-device-plugin": ("v0.5.30", efa_device_plugin_pod),
@@ -220,7 +221,8 @@ DAEMONSET_CHARTS = ("secrets-store-csi-driver", "secrets-store-csi-driver-provid
 
 # --- controllers' contracts: what a controller does with the objects pdstack renders ----------------------------------
 
-# kubernetes-sigs/lws (chart 0.10.0 as pinned in infra/cluster/addons.py; read in the stored snapshots at commits 0f920e56
+# kubernetes-sigs/lws (chart 0.10.0 as pinned in infra/cluster/addons.py; read in the stored snapshots at commits
+# 0f920e56
 # and 1b17603c of the same files):
 # - pkg/utils/controller/controller_utils.go ``CreateHeadlessServiceIfNotExists``: the controller Gets a Service named
 #   after the LeaderWorkerSet and creates its own (clusterIP None, PublishNotReadyAddresses true, selector the LWS

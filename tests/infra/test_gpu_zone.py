@@ -1,8 +1,8 @@
 """The GPU zone by AZ id: required for on-demand GPU capacity, and checked at deploy time before GPU capacity exists.
 
 Zone names map to different physical zones in each account and p5-class types are not offered in every zone, so
-"the first zone" may hold no p5 at all. The check is a custom resource (infra/gpu_capacity/gpu_zone) every GPU node group and the
-HyperPod cluster depend on; its handler runs here against a stub EC2 client.
+"the first zone" may hold no p5 at all. The check is a custom resource (infra/gpu_capacity/gpu_zone) every GPU node
+group and the HyperPod cluster depend on; its handler runs here against a stub EC2 client.
 """
 
 from __future__ import annotations

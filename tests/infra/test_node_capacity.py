@@ -1,5 +1,5 @@
-"""Worker and router sizing from what the nodes really offer (infra/gpu_capacity/node_capacity.py), the config check that refuses
-layouts that do not fit, and the config hash that rolls exactly the pods reading a changed section."""
+"""Worker and router sizing from what the nodes really offer (infra/gpu_capacity/node_capacity.py), the config check
+that refuses layouts that do not fit, and the config hash that rolls exactly the pods reading a changed section."""
 
 from __future__ import annotations
 
@@ -160,8 +160,8 @@ def test_every_pod_template_carries_its_config_hash(fixture: str) -> None:
 
 @pytest.mark.parametrize(("change", "edit", "rolled"), CHANGES, ids=[c[0] for c in CHANGES])
 def test_a_worker_not_rolled_by_a_change_launches_exactly_as_before(change: str, edit: Any, rolled: set[str]) -> None:
-    """The read-sets behind the hashes (infra/workloads/serving_config.py), held against the worker itself: a change that
-    leaves a role's hash alone leaves its vLLM command line and environment alone."""
+    """The read-sets behind the hashes (infra/workloads/serving_config.py), held against the worker itself: a change
+    that leaves a role's hash alone leaves its vLLM command line and environment alone."""
     from runtime.config import Serving
     from runtime.worker import DecodeWorker, PrefillWorker
     from tests.support.runtime_inputs import p5_host

@@ -18,7 +18,8 @@ from tests.support.synthesis import load_yaml, wide_ep_decode
 
 IMAGE = "123456789012.dkr.ecr.us-east-2.amazonaws.com/pdstack/serving:0123456789abcdef0123"
 REPO = Path(__file__).resolve().parents[2]
-# The engine's user: a non-root uid that owns the model cache (infra/workloads/worker_objects.py ENGINE_UID). The serving
+# The engine's user: a non-root uid that owns the model cache (infra/workloads/worker_objects.py ENGINE_UID). The
+# serving
 # image (container/Dockerfile) points the caches vLLM and its libraries write at run time under /tmp with ENV.
 BASE_IMAGE_UID = 2000
 _ENV = re.search(r"^ENV (.+)$", (REPO / "container" / "Dockerfile").read_text(), re.MULTILINE)

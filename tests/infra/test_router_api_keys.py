@@ -257,8 +257,8 @@ def test_the_secrets_store_runs_on_every_system_node_and_no_gpu_node(capacity_bl
 
 
 def test_the_config_check_counts_the_secrets_store_daemonsets(capacity_block: Synthesized) -> None:
-    """infra/gpu_capacity/node_capacity.py's requests are the charts' own, and the system node the config check sizes the
-    routers on is the one the rehearsal builds (after every DaemonSet that lands there)."""
+    """infra/gpu_capacity/node_capacity.py's requests are the charts' own, and the system node the config check sizes
+    the routers on is the one the rehearsal builds (after every DaemonSet that lands there)."""
     pods = chart_pods(capacity_block)
     for chart in SECRETS_STORE_CHARTS:
         wanted = pod_requests(pods[chart])

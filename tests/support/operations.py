@@ -99,7 +99,9 @@ class Deployed:
                 ClusterOutputs.CLUSTER_NAME: self.cluster_name,
                 ClusterOutputs.CLUSTER_ARN: self.cluster_arn,
                 ClusterOutputs.EFA_SECURITY_GROUP_ID: "sg-0e1f",
-                ClusterOutputs.UPDATE_KUBECONFIG: f"aws eks update-kubeconfig --name {self.cluster_name} --region {self.region}",
+                ClusterOutputs.UPDATE_KUBECONFIG: (
+                    f"aws eks update-kubeconfig --name {self.cluster_name} --region {self.region}"
+                ),
             },
         )
         if self.d.hyperpod is None:
@@ -113,7 +115,9 @@ class Deployed:
                 **{
                     HyperPodOutputs.CLUSTER_NAME: self.d.hyperpod.cluster_name,
                     HyperPodOutputs.CLUSTER_ARN: f"arn:aws:sagemaker:{self.region}:{ACCOUNT}:cluster/x",
-                    HyperPodOutputs.LIFECYCLE_BUCKET: f"sagemaker-{self.d.hyperpod.cluster_name}-{ACCOUNT}-{self.region}",
+                    HyperPodOutputs.LIFECYCLE_BUCKET: (
+                        f"sagemaker-{self.d.hyperpod.cluster_name}-{ACCOUNT}-{self.region}"
+                    ),
                 },
             )
             self.hyperpod()

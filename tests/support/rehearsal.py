@@ -223,8 +223,9 @@ def group_sizes(synth: Synthesized) -> dict[str, tuple[int, int]]:
 
 
 def _daemonset_pods(synth: Synthesized) -> list[tuple[str, dict[str, Any]]]:
-    """Every DaemonSet pod with its requests: the EKS add-ons' (pinned in infra/gpu_capacity/node_capacity.py), the device
-    plugins (chart facts) with the EFA plugin's allowance, and the health agent as the HyperPod stack renders it."""
+    """Every DaemonSet pod with its requests: the EKS add-ons' (pinned in infra/gpu_capacity/node_capacity.py), the
+    device plugins (chart facts) with the EFA plugin's allowance, and the health agent as the HyperPod stack renders
+    it."""
     pods = [
         (name, {"containers": [{"resources": {"requests": {"cpu": f"{r.cpu_m}m", "memory": f"{r.memory_mib}Mi"}}}]})
         for name, r in node_capacity.EVERY_NODE_DAEMONSETS.items()
@@ -277,7 +278,7 @@ def rehearsal_cluster(synth: Synthesized, *, most: bool = False) -> Cluster:
             "memory": memory_mib * 2**20 - offered.get(HUGEPAGES, 0),
             "pods": node_capacity.ENI_MAX_PODS[ec2_type],
         }
-        for name, pod in daemonsets:  # a DaemonSet pod lands wherever its placement allows
+        for _name, pod in daemonsets:  # a DaemonSet pod lands wherever its placement allows
             if can_place(pod, node):
                 for resource, amount in {**pod_requests(pod), "pods": 1}.items():
                     allocatable[resource] -= amount
