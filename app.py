@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """CDK entry point: load the deployment file, build its stacks, register cdk-nag, synthesize.
 
-    cdk synth -c deployment=deployments/NAME.yaml      (default: deployments/default.yaml)
+cdk synth -c deployment=deployments/NAME.yaml      (default: deployments/default.yaml)
 """
 
 from __future__ import annotations

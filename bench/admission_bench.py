@@ -76,8 +76,13 @@ def run_system(system: System, trace: list[tuple[str, BenchRequest]], tokenizer:
     router: ProcessGroup | None = None
     try:
         port, metrics_port = free_ports(2)
-        router = ProcessGroup(system.argv(topology, port, metrics_port, work), work / f"{system.name}.log",
-                              ROUTER_CPU, environment(), REPO)
+        router = ProcessGroup(
+            system.argv(topology, port, metrics_port, work),
+            work / f"{system.name}.log",
+            ROUTER_CPU,
+            environment(),
+            REPO,
+        )
         url = f"http://127.0.0.1:{port}"
         router.wait_http(url + system.ready_path, timeout_s=90)
         system.register(url, topology)
@@ -112,18 +117,29 @@ def main() -> int:
             print(f"skipping {system.label}: {reason}")
             continue
         rows.append(run_system(system, trace, tokenizer, work))
-    record = {"trace": {"requests": len(trace), "mean_rate_rps": args.rate, "interarrival_cv": round(cv, 2)},
-              "engines": {"prefills": SCENARIO.prefills, "decodes": SCENARIO.decodes, "cpu": ENGINE_CPU},
-              "versions": versions(), "machine": machine(), "rows": rows}
+    record = {
+        "trace": {"requests": len(trace), "mean_rate_rps": args.rate, "interarrival_cv": round(cv, 2)},
+        "engines": {"prefills": SCENARIO.prefills, "decodes": SCENARIO.decodes, "cpu": ENGINE_CPU},
+        "versions": versions(),
+        "machine": machine(),
+        "rows": rows,
+    }
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2))
-    lines = [(f"# Admission under a bursty overload ({len(trace)} requests, mean {args.rate:g} rps, "
-             f"inter-arrival CV {cv:.2f})"), "",
-             "| system | interactive TTFT p50 / p99 ms | interactive 429 / 5xx | batch TTFT p99 ms | batch 429 / 5xx |",
-             "|---|---|---|---|---|"]
+    lines = [
+        (
+            f"# Admission under a bursty overload ({len(trace)} requests, mean {args.rate:g} rps, "
+            f"inter-arrival CV {cv:.2f})"
+        ),
+        "",
+        "| system | interactive TTFT p50 / p99 ms | interactive 429 / 5xx | batch TTFT p99 ms | batch 429 / 5xx |",
+        "|---|---|---|---|---|",
+    ]
     for row in rows:
-        lines.append(f"| {row['system']} ({row['policy']}) | {row['interactive_ttft_p50_ms']} / "
-                     f"{row['interactive_ttft_p99_ms']} | {row['interactive_429']} / {row['interactive_5xx']} | "
-                     f"{row['batch_ttft_p99_ms']} | {row['batch_429']} / {row['batch_5xx']} |")
+        lines.append(
+            f"| {row['system']} ({row['policy']}) | {row['interactive_ttft_p50_ms']} / "
+            f"{row['interactive_ttft_p99_ms']} | {row['interactive_429']} / {row['interactive_5xx']} | "
+            f"{row['batch_ttft_p99_ms']} | {row['batch_429']} / {row['batch_5xx']} |"
+        )
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

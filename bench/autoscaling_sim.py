@@ -39,14 +39,14 @@ import itertools
 REPO = Path(__file__).resolve().parents[1]
 
 STEP_S = 0.25
-PREFILL_TPS = 20_000.0        # the router's default prefill_tokens_per_s (8B model, TP1, one H100)
-KV_TOKENS = 400_000           # KV tokens one decode replica holds (8B bf16 on an 80 GB H100, ~50 GB of KV)
-ITL_S = 0.025                 # a decode step at moderate batch
+PREFILL_TPS = 20_000.0  # the router's default prefill_tokens_per_s (8B model, TP1, one H100)
+KV_TOKENS = 400_000  # KV tokens one decode replica holds (8B bf16 on an 80 GB H100, ~50 GB of KV)
+ITL_S = 0.025  # a decode step at moderate batch
 GPUS_PER_REPLICA = 1
 POLL_S = 15.0
-MODEL_LOAD_S = 600.0          # node ready + model from NVMe + engine warm-up; the windows are sized to it
-SCALE_UP = (2, 60.0)          # HPA policy: at most 2 replicas per 60 s
-SCALE_DOWN = (1, 300.0)       # at most 1 replica per 300 s
+MODEL_LOAD_S = 600.0  # node ready + model from NVMe + engine warm-up; the windows are sized to it
+SCALE_UP = (2, 60.0)  # HPA policy: at most 2 replicas per 60 s
+SCALE_DOWN = (1, 300.0)  # at most 1 replica per 300 s
 MAX_REPLICAS = 16
 
 
@@ -55,7 +55,7 @@ class Request:
     arrival: float
     prompt: int
     output: int
-    left: float = 0.0          # prompt tokens still to prefill
+    left: float = 0.0  # prompt tokens still to prefill
     prefilled: float | None = None
     first_token: float | None = None
     finish: float | None = None
@@ -82,9 +82,9 @@ class Role:
     name: str
     minimum: int
     maximum: int
-    replicas: int                                          # desired (GPU-billed) replicas
-    ready_at: list[float] = field(default_factory=list)    # per billed replica: when it serves
-    history: deque = field(default_factory=deque)          # (time, recommendation) for the stabilization window
+    replicas: int  # desired (GPU-billed) replicas
+    ready_at: list[float] = field(default_factory=list)  # per billed replica: when it serves
+    history: deque = field(default_factory=deque)  # (time, recommendation) for the stabilization window
     last_up: float = -1e9
     last_down: float = -1e9
     peak: int = 0
@@ -133,8 +133,8 @@ def simulate(requests: list[Request], prefill: Role, decode: Role, autoscale: bo
     for role in (prefill, decode):
         role.resize(role.replicas, -MODEL_LOAD_S)  # the starting replicas are loaded
     pending = deque(requests)
-    queue: deque[Request] = deque()      # waiting for prefill
-    kv_wait: deque[Request] = deque()    # prefilled, waiting for decode KV
+    queue: deque[Request] = deque()  # waiting for prefill
+    kv_wait: deque[Request] = deque()  # prefilled, waiting for decode KV
     decoding: list[tuple[float, int, Request]] = []  # heap by finish time
     kv_used = 0
     gpu_s = 0.0
@@ -176,20 +176,24 @@ def simulate(requests: list[Request], prefill: Role, decode: Role, autoscale: bo
                 want_p = max(want_p, 1)
             elif prefill.replicas <= 1 and now - idle_since < MODEL_LOAD_S:
                 want_p = max(want_p, min(1, prefill.replicas))  # cooldown before zero
-            want_d = max(desired_replicas(kv_sum, kv_trigger.target, max(decode.replicas, 1), 1, decode.maximum),
-                         desired_replicas(len(kv_wait), waiting_trigger.target, max(decode.replicas, 1), 1,
-                                          decode.maximum))
+            want_d = max(
+                desired_replicas(kv_sum, kv_trigger.target, max(decode.replicas, 1), 1, decode.maximum),
+                desired_replicas(len(kv_wait), waiting_trigger.target, max(decode.replicas, 1), 1, decode.maximum),
+            )
             hpa_step(prefill, max(prefill.minimum, want_p), now, MODEL_LOAD_S)
             hpa_step(decode, max(decode.minimum, want_d), now, MODEL_LOAD_S)
         now += STEP_S
     ttfts = sorted((r.first_token or end) - r.arrival for r in requests)
     met = sum(1 for t in ttfts if t <= slo)
     return {
-        "requests": len(requests), "served": len(done),
+        "requests": len(requests),
+        "served": len(done),
         "slo_attainment": met / len(requests),
-        "ttft_p50_s": ttfts[len(ttfts) // 2], "ttft_p99_s": ttfts[int(len(ttfts) * 0.99)],
+        "ttft_p50_s": ttfts[len(ttfts) // 2],
+        "ttft_p99_s": ttfts[int(len(ttfts) * 0.99)],
         "gpu_hours": gpu_s / 3600,
-        "prefill_peak": prefill.peak, "decode_peak": decode.peak,
+        "prefill_peak": prefill.peak,
+        "decode_peak": decode.peak,
     }
 
 
@@ -227,36 +231,66 @@ def main() -> int:
     kv_trigger, _ = scaling_triggers(deployment, "decode")
 
     rows: dict[str, dict[str, float]] = {}
-    rows["autoscaled"] = simulate(fresh(requests), Role("prefill", 0, MAX_REPLICAS, 1),
-                                  Role("decode", 1, MAX_REPLICAS, 1), autoscale=True)
+    rows["autoscaled"] = simulate(
+        fresh(requests), Role("prefill", 0, MAX_REPLICAS, 1), Role("decode", 1, MAX_REPLICAS, 1), autoscale=True
+    )
     peak_p, peak_d = peak_replicas(requests, kv_trigger.target)
-    rows["static_peak"] = simulate(fresh(requests), Role("prefill", peak_p, peak_p, peak_p),
-                                   Role("decode", peak_d, peak_d, peak_d), autoscale=False)
+    rows["static_peak"] = simulate(
+        fresh(requests),
+        Role("prefill", peak_p, peak_p, peak_p),
+        Role("decode", peak_d, peak_d, peak_d),
+        autoscale=False,
+    )
     top_p, top_d = int(rows["autoscaled"]["prefill_peak"]), int(rows["autoscaled"]["decode_peak"])
-    rows["static_at_autoscaled_peak"] = simulate(fresh(requests), Role("prefill", top_p, top_p, top_p),
-                                                 Role("decode", top_d, top_d, top_d), autoscale=False)
+    rows["static_at_autoscaled_peak"] = simulate(
+        fresh(requests), Role("prefill", top_p, top_p, top_p), Role("decode", top_d, top_d, top_d), autoscale=False
+    )
     mean_p = max(1, math.ceil(prompt_tps / PREFILL_TPS))
     mean_d = max(1, math.ceil(kv_mean / kv_trigger.target))
-    rows["static_mean"] = simulate(fresh(requests), Role("prefill", mean_p, mean_p, mean_p),
-                                   Role("decode", mean_d, mean_d, mean_d), autoscale=False)
+    rows["static_mean"] = simulate(
+        fresh(requests),
+        Role("prefill", mean_p, mean_p, mean_p),
+        Role("decode", mean_d, mean_d, mean_d),
+        autoscale=False,
+    )
     record = {
-        "trace": {"hours": args.hours, "seed": args.seed, "requests": len(requests), "interarrival_cv": round(cv, 2),
-                  "mean_prompt_tokens_per_s": round(prompt_tps), "mean_rps": round(len(requests) / duration, 2)},
-        "model": {"prefill_tps": PREFILL_TPS, "kv_tokens": KV_TOKENS, "itl_s": ITL_S, "poll_s": POLL_S,
-                  "model_load_s": MODEL_LOAD_S, "ttft_slo_s": deployment.slo.ttft_seconds,
-                  "prefill_target_s": backlog_trigger.target, "decode_kv_target": kv_trigger.target},
+        "trace": {
+            "hours": args.hours,
+            "seed": args.seed,
+            "requests": len(requests),
+            "interarrival_cv": round(cv, 2),
+            "mean_prompt_tokens_per_s": round(prompt_tps),
+            "mean_rps": round(len(requests) / duration, 2),
+        },
+        "model": {
+            "prefill_tps": PREFILL_TPS,
+            "kv_tokens": KV_TOKENS,
+            "itl_s": ITL_S,
+            "poll_s": POLL_S,
+            "model_load_s": MODEL_LOAD_S,
+            "ttft_slo_s": deployment.slo.ttft_seconds,
+            "prefill_target_s": backlog_trigger.target,
+            "decode_kv_target": kv_trigger.target,
+        },
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(record, indent=2))
-    lines = [(f"# Simulated autoscaling ({args.hours:g} h, seed {args.seed}, {len(requests)} requests, "
-             f"inter-arrival CV {cv:.2f})"), "",
-             "| provisioning | prefill / decode replicas (peak) | TTFT SLO attainment | TTFT p50 / p99 s | GPU-hours |",
-             "|---|---|---|---|---|"]
+    lines = [
+        (
+            f"# Simulated autoscaling ({args.hours:g} h, seed {args.seed}, {len(requests)} requests, "
+            f"inter-arrival CV {cv:.2f})"
+        ),
+        "",
+        "| provisioning | prefill / decode replicas (peak) | TTFT SLO attainment | TTFT p50 / p99 s | GPU-hours |",
+        "|---|---|---|---|---|",
+    ]
     for name, row in rows.items():
-        lines.append(f"| {name} | {int(row['prefill_peak'])} / {int(row['decode_peak'])} | "
-                     f"{row['slo_attainment']:.3f} | {row['ttft_p50_s']:.2f} / {row['ttft_p99_s']:.2f} | "
-                     f"{row['gpu_hours']:.1f} |")
+        lines.append(
+            f"| {name} | {int(row['prefill_peak'])} / {int(row['decode_peak'])} | "
+            f"{row['slo_attainment']:.3f} | {row['ttft_p50_s']:.2f} / {row['ttft_p99_s']:.2f} | "
+            f"{row['gpu_hours']:.1f} |"
+        )
     lines += ["", "Model: " + json.dumps(record["model"]), ""]
     args.out.with_suffix(".md").write_text("\n".join(lines))
     print("\n".join(lines))

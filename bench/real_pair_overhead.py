@@ -49,9 +49,22 @@ def external_tokens(decode_url: str) -> float:
 
 def direct_two_legs(prefill: str, decode: str, body: dict[str, Any]) -> dict[str, Any]:
     """What a router does, done by the client: the protocol in its simplest form."""
-    first = post(f"{prefill}/v1/completions", {**body, "max_tokens": 1, "stream": False, "kv_transfer_params": {
-        "do_remote_decode": True, "do_remote_prefill": False, "remote_engine_id": None, "remote_block_ids": None,
-        "remote_host": None, "remote_port": None}})
+    first = post(
+        f"{prefill}/v1/completions",
+        {
+            **body,
+            "max_tokens": 1,
+            "stream": False,
+            "kv_transfer_params": {
+                "do_remote_decode": True,
+                "do_remote_prefill": False,
+                "remote_engine_id": None,
+                "remote_block_ids": None,
+                "remote_host": None,
+                "remote_port": None,
+            },
+        },
+    )
     return post(f"{decode}/v1/completions", {**body, "kv_transfer_params": first["kv_transfer_params"]})
 
 
@@ -72,13 +85,31 @@ def main() -> int:
     with ExitStack() as stack:
         stack.enter_context(RuntimeServer("prefill", python, config, ports[0], env, work / "prefill.log", REPO))
         stack.enter_context(RuntimeServer("decode", python, config, ports[4], env, work / "decode.log", REPO))
-        pdstack = stack.enter_context(RouterProcess(Path(sys.executable), config, ports[8], work / "pdstack.log",
-                                                    REPO))
+        pdstack = stack.enter_context(RouterProcess(Path(sys.executable), config, ports[8], work / "pdstack.log", REPO))
         vllm_router = ProcessGroup(
-            [str(bench_bin / "vllm-router"), "--vllm-pd-disaggregation", "--kv-connector", "nixl",
-             "--prefill", prefill_url, "--decode", decode_url, "--policy", "round_robin",
-             "--host", "127.0.0.1", "--port", str(ports[9]), "--prometheus-port", str(ports[10])],
-            work / "vllm-router.log", cpu=None, env={**os.environ}, cwd=REPO)
+            [
+                str(bench_bin / "vllm-router"),
+                "--vllm-pd-disaggregation",
+                "--kv-connector",
+                "nixl",
+                "--prefill",
+                prefill_url,
+                "--decode",
+                decode_url,
+                "--policy",
+                "round_robin",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports[9]),
+                "--prometheus-port",
+                str(ports[10]),
+            ],
+            work / "vllm-router.log",
+            cpu=None,
+            env={**os.environ},
+            cwd=REPO,
+        )
         stack.callback(vllm_router.stop)
         vllm_router.wait_http(f"http://127.0.0.1:{ports[9]}/readiness", 60.0)
         systems = {
@@ -90,7 +121,7 @@ def main() -> int:
         samples: dict[str, list[float]] = {name: [] for name in systems}
         names = list(systems)
         for round_ in range(args.rounds):
-            for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+            for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
                 pulled_before = external_tokens(decode_url)
                 began = time.perf_counter()
                 answer = systems[name]()
@@ -103,22 +134,42 @@ def main() -> int:
     rows = []
     for name, values in samples.items():
         added = [v - d for v, d in zip(values, direct, strict=True)]
-        rows.append({"system": name, "rounds": len(values), "e2e_p50_ms": round(percentile(values, 0.5), 1),
-                     "e2e_p90_ms": round(percentile(values, 0.9), 1),
-                     "added_p50_ms": None if values is direct else round(percentile(added, 0.5), 2),
-                     "added_p90_ms": None if values is direct else round(percentile(added, 0.9), 2)})
-    meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-            "python": platform.python_version(), "vllm-router": metadata.version("vllm-router"),
-            "prompt_tokens": "about 190", "max_tokens": 16, "every routed request pulled": True}
+        rows.append(
+            {
+                "system": name,
+                "rounds": len(values),
+                "e2e_p50_ms": round(percentile(values, 0.5), 1),
+                "e2e_p90_ms": round(percentile(values, 0.9), 1),
+                "added_p50_ms": None if values is direct else round(percentile(added, 0.5), 2),
+                "added_p90_ms": None if values is direct else round(percentile(added, 0.9), 2),
+            }
+        )
+    meta = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "vllm-router": metadata.version("vllm-router"),
+        "prompt_tokens": "about 190",
+        "max_tokens": 16,
+        "every routed request pulled": True,
+    }
     RESULTS.mkdir(exist_ok=True)
     stem = RESULTS / f"{meta['date']}-real-pair"
     stem.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    lines = ["# Router added latency on the real CPU test bed (vLLM prefill + decode, NIXL over UCX)", "",
-             f"{meta}", "", "| system | rounds | e2e p50 ms | e2e p90 ms | added p50 ms | added p90 ms |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {r['system']} | {r['rounds']} | {r['e2e_p50_ms']} | {r['e2e_p90_ms']} | "
-              f"{'-' if r['added_p50_ms'] is None else r['added_p50_ms']} | "
-              f"{'-' if r['added_p90_ms'] is None else r['added_p90_ms']} |" for r in rows]
+    lines = [
+        "# Router added latency on the real CPU test bed (vLLM prefill + decode, NIXL over UCX)",
+        "",
+        f"{meta}",
+        "",
+        "| system | rounds | e2e p50 ms | e2e p90 ms | added p50 ms | added p90 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['system']} | {r['rounds']} | {r['e2e_p50_ms']} | {r['e2e_p90_ms']} | "
+        f"{'-' if r['added_p50_ms'] is None else r['added_p50_ms']} | "
+        f"{'-' if r['added_p90_ms'] is None else r['added_p90_ms']} |"
+        for r in rows
+    ]
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

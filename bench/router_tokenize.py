@@ -45,17 +45,32 @@ def main() -> None:
         plain = tokenizer.encode(text).ids
         fast = tokenizer.encode_batch_fast([text])[0].ids
         assert plain == fast
-        rows.append({
-            "prompt_tokens": len(plain),
-            "encode_ms": round(cpu_ms_per_call(lambda t: tokenizer.encode(t).ids, text), 3),
-            "encode_batch_fast_ms": round(cpu_ms_per_call(lambda t: tokenizer.encode_batch_fast([t])[0].ids, text), 3),
-        })
-    meta = {"date": time.strftime("%Y-%m-%d"), "python": platform.python_version(), "tokenizers": tokenizers.__version__,
-            "calls": CALLS, "repeats": REPEATS}
+        rows.append(
+            {
+                "prompt_tokens": len(plain),
+                "encode_ms": round(cpu_ms_per_call(lambda t: tokenizer.encode(t).ids, text), 3),
+                "encode_batch_fast_ms": round(
+                    cpu_ms_per_call(lambda t: tokenizer.encode_batch_fast([t])[0].ids, text), 3
+                ),
+            }
+        )
+    meta = {
+        "date": time.strftime("%Y-%m-%d"),
+        "python": platform.python_version(),
+        "tokenizers": tokenizers.__version__,
+        "calls": CALLS,
+        "repeats": REPEATS,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "router_tokenize.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    lines = ["# Router tokenizing cost (CPU ms per call, median of repeats)", "", f"{meta}", "",
-             "| prompt tokens | encode() | encode_batch_fast() | saved |", "|---|---|---|---|"]
+    lines = [
+        "# Router tokenizing cost (CPU ms per call, median of repeats)",
+        "",
+        f"{meta}",
+        "",
+        "| prompt tokens | encode() | encode_batch_fast() | saved |",
+        "|---|---|---|---|",
+    ]
     for row in rows:
         saved = 1 - row["encode_batch_fast_ms"] / row["encode_ms"]
         lines.append(f"| {row['prompt_tokens']} | {row['encode_ms']} | {row['encode_batch_fast_ms']} | {saved:.0%} |")

@@ -62,12 +62,14 @@ class Load:
         sent = 0
         while not self._stop.is_set():
             sent += 1  # a new prompt each time: decode's own prefix cache never holds it, every token is pulled
-            body = json.dumps({"model": "tiny", "prompt": f"# request {sent}\n{PROMPT}", "max_tokens": 8,
-                               "temperature": 0.0}).encode()
+            body = json.dumps(
+                {"model": "tiny", "prompt": f"# request {sent}\n{PROMPT}", "max_tokens": 8, "temperature": 0.0}
+            ).encode()
             phase = self.phase
             counts = self.counts.setdefault(phase, {"ok": 0, "failed": 0})
-            request = urllib.request.Request(self.url + "/v1/completions", data=body,
-                                             headers={"Content-Type": "application/json"})
+            request = urllib.request.Request(
+                self.url + "/v1/completions", data=body, headers={"Content-Type": "application/json"}
+            )
             try:
                 with urllib.request.urlopen(request, timeout=120) as response:
                     response.read()
@@ -89,11 +91,14 @@ def engine_numbers(url: str) -> dict[str, float]:
 
 
 def router_numbers(url: str) -> dict[str, float]:
-    return {"fallbacks_decode_pull_failed": sample_total(url, "pdstack_router_fallbacks_total",
-                                                         reason="decode_pull_failed"),
-            "fallbacks_prefill_failed": sample_total(url, "pdstack_router_fallbacks_total", reason="prefill_failed"),
-            "pair_pull_failures": sample_total(url, "pdstack_router_pd_pair_pull_failures_total"),
-            "pair_stale": sample_total(url, "pdstack_router_pd_pair_stale")}
+    return {
+        "fallbacks_decode_pull_failed": sample_total(
+            url, "pdstack_router_fallbacks_total", reason="decode_pull_failed"
+        ),
+        "fallbacks_prefill_failed": sample_total(url, "pdstack_router_fallbacks_total", reason="prefill_failed"),
+        "pair_pull_failures": sample_total(url, "pdstack_router_pd_pair_pull_failures_total"),
+        "pair_stale": sample_total(url, "pdstack_router_pd_pair_stale"),
+    }
 
 
 def main() -> int:
@@ -108,26 +113,41 @@ def main() -> int:
     model = make_tiny_model(python)
     ports = free_ports(12)
     decode_url = f"http://127.0.0.1:{ports[4]}"
-    config = write_pair_deployment("stale-pair", work, model, ports, health_interval_s=1.0, metrics_interval_s=1.0,
-                                   timeouts={"first_token_s": 15.0})
+    config = write_pair_deployment(
+        "stale-pair",
+        work,
+        model,
+        ports,
+        health_interval_s=1.0,
+        metrics_interval_s=1.0,
+        timeouts={"first_token_s": 15.0},
+    )
     env = server_environment(python)
     phases: list[dict[str, Any]] = []
 
     def snapshot(name: str, router: RouterProcess) -> None:
-        phases.append({"phase": name, "at_s": round(time.monotonic() - began, 1), "decode": engine_numbers(decode_url),
-                       "router": router_numbers(router.url)})
+        phases.append(
+            {
+                "phase": name,
+                "at_s": round(time.monotonic() - began, 1),
+                "decode": engine_numbers(decode_url),
+                "router": router_numbers(router.url),
+            }
+        )
         print(json.dumps(phases[-1]), flush=True)
 
     began = time.monotonic()
     with ExitStack() as stack:
-        servers = {role: RuntimeServer(role, python, config, port, env, work / f"{role}.log", REPO,
-                                       start_timeout_s=600.0)
-                   for role, port in (("prefill", ports[0]), ("decode", ports[4]))}
+        servers = {
+            role: RuntimeServer(role, python, config, port, env, work / f"{role}.log", REPO, start_timeout_s=600.0)
+            for role, port in (("prefill", ports[0]), ("decode", ports[4]))
+        }
         for server in servers.values():
             server.start()
             stack.callback(server.stop)
-        router = stack.enter_context(RouterProcess(Path(sys.executable), config, ports[8],
-                                                   work / f"router-{args.label}.log", args.router_repo))
+        router = stack.enter_context(
+            RouterProcess(Path(sys.executable), config, ports[8], work / f"router-{args.label}.log", args.router_repo)
+        )
         load = Load(router.url)
         load.start()
         stack.callback(load.stop)
@@ -146,8 +166,14 @@ def main() -> int:
             time.sleep(args.phase_s)
             snapshot(f"after {role} restart", router)
         load.stop()
-    result = {"label": args.label, "router_repo": str(args.router_repo), "phase_s": args.phase_s,
-              "requests": load.counts, "first_errors": load.errors[:10], "snapshots": phases}
+    result = {
+        "label": args.label,
+        "router_repo": str(args.router_repo),
+        "phase_s": args.phase_s,
+        "requests": load.counts,
+        "first_errors": load.errors[:10],
+        "snapshots": phases,
+    }
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{time.strftime('%Y-%m-%d')}-stale-pair-{args.label}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -40,9 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--deployment", required=True, metavar="FILE", help="deployments/NAME.yaml")
     common.add_argument("--region", help="for environment-agnostic deployments (the file's region wins otherwise)")
-    common.add_argument("--api-server", metavar="URL",
-                        help="reach the Kubernetes API here instead of the cluster endpoint "
-                             "(e.g. http://127.0.0.1:8001 from `kubectl proxy` to a private cluster)")
+    common.add_argument(
+        "--api-server",
+        metavar="URL",
+        help="reach the Kubernetes API here instead of the cluster endpoint "
+        "(e.g. http://127.0.0.1:8001 from `kubectl proxy` to a private cluster)",
+    )
 
     status = commands.add_parser("status", parents=[common], help="is the deployed environment ready, and if not why")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -51,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     wait.add_argument("--timeout", type=_duration, default=parse_duration("45m"), help="e.g. 45m, 1h30m (default 45m)")
     wait.add_argument("--interval", type=_duration, default=parse_duration("30s"), help="between polls (default 30s)")
 
-    smoke = commands.add_parser("smoke", parents=[common], help="one request through the router, from inside the cluster")
+    smoke = commands.add_parser(
+        "smoke", parents=[common], help="one request through the router, from inside the cluster"
+    )
     defaults = ServingEndpoints()
     smoke.add_argument("--namespace", default=defaults.namespace)
     smoke.add_argument("--router-service", default=defaults.router_service)
@@ -72,7 +77,9 @@ def _kube_factory(aws: AwsAccess, api_server: str | None, always: bool):
         server = api_server or (cluster.endpoint if (always or cluster.vpc.public) else None)
         if server is None:
             return None
-        return KubeClient(server=server, token=eks_token(aws.session, aws.region, cluster.name), ca_data=cluster.ca_data)
+        return KubeClient(
+            server=server, token=eks_token(aws.session, aws.region, cluster.name), ca_data=cluster.ca_data
+        )
 
     return make
 
@@ -92,9 +99,12 @@ def _smoke(args: argparse.Namespace, out: TextIO) -> int:
     deployment = load_deployment(args.deployment)
     try:
         endpoints = ServingEndpoints(
-            namespace=args.namespace, router_service=args.router_service, router_port=args.router_port,
+            namespace=args.namespace,
+            router_service=args.router_service,
+            router_port=args.router_port,
             router_metrics_port=args.router_metrics_port,
-            decode_service=args.decode_service, decode_port=args.decode_port,
+            decode_service=args.decode_service,
+            decode_port=args.decode_port,
         )
     except ValidationError as exc:
         problem = exc.errors()[0]
@@ -102,25 +112,34 @@ def _smoke(args: argparse.Namespace, out: TextIO) -> int:
     aws = open_access(deployment, args.deployment, args.region)
     stack = read_stack(aws, stack_name(deployment.name, "cluster"))
     if stack is None or ClusterOutputs.CLUSTER_NAME not in stack.outputs:
-        raise AccessError(f"not deployed: stack {stack_name(deployment.name, 'cluster')} has no cluster in {aws.region} yet; "
-                          "run `python -m infra status` to see what is there")
+        raise AccessError(
+            f"not deployed: stack {stack_name(deployment.name, 'cluster')} has no cluster in {aws.region} yet; "
+            "run `python -m infra status` to see what is there"
+        )
     cluster = read_eks_cluster(aws, stack.outputs[ClusterOutputs.CLUSTER_NAME])
     if cluster is None or cluster.status != "ACTIVE":
-        raise AccessError(f"the EKS cluster {stack.outputs[ClusterOutputs.CLUSTER_NAME]} is not ACTIVE; "
-                          "run `python -m infra wait` first")
+        raise AccessError(
+            f"the EKS cluster {stack.outputs[ClusterOutputs.CLUSTER_NAME]} is not ACTIVE; "
+            "run `python -m infra wait` first"
+        )
     kube = _kube_factory(aws, args.api_server, always=True)(cluster)
     assert kube is not None
     say = (lambda line: print(line, file=sys.stderr)) if args.json else (lambda line: print(line, file=out))
-    run = SmokeRun(kube, endpoints, deployment.serving.model.served_name, image=args.image,
-                   timeout=args.timeout, say=say)
+    run = SmokeRun(
+        kube, endpoints, deployment.serving.model.served_name, image=args.image, timeout=args.timeout, say=say
+    )
     try:
         result = run.run()
     except KubeUnreachable as exc:
-        raise AccessError(f"cannot reach the Kubernetes API ({exc}): a private endpoint needs a tunnel "
-                          "(--api-server) or a machine inside the VPC") from None
+        raise AccessError(
+            f"cannot reach the Kubernetes API ({exc}): a private endpoint needs a tunnel "
+            "(--api-server) or a machine inside the VPC"
+        ) from None
     except KubeRefused as exc:
-        raise AccessError(f"access denied by the Kubernetes API for {aws.arn} ({exc}); "
-                          "add it to cluster.admin_principal_arns and deploy") from None
+        raise AccessError(
+            f"access denied by the Kubernetes API for {aws.arn} ({exc}); "
+            "add it to cluster.admin_principal_arns and deploy"
+        ) from None
     except SmokeError as exc:
         print(f"smoke FAILED: {exc}", file=out)
         return NOT_READY

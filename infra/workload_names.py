@@ -84,8 +84,7 @@ def labels(instance: str, component: str) -> dict[str, str]:
 
 def role_labels(instance: str, role: Role) -> dict[str, str]:
     """A worker's labels: its role (which the router discovers by) and the deployment's P/D group."""
-    return {**labels(instance, role), ROLE_LABEL: role, "llm-d.ai/inference-serving": "true",
-            PD_GROUP_LABEL: instance}
+    return {**labels(instance, role), ROLE_LABEL: role, "llm-d.ai/inference-serving": "true", PD_GROUP_LABEL: instance}
 
 
 def selector(instance: str, role: Role) -> dict[str, str]:
@@ -108,6 +107,7 @@ def engines_service_name(role: Role) -> str:
     creates its own headless Service under its name (publishing not-ready leaders, which its workers resolve through
     LWS_LEADER_ADDRESS) only when no Service of that name exists."""
     return f"{APP}-{role}-engines"
+
 
 # --- ports -------------------------------------------------------------------------------------------------------
 # Linux's default net.ipv4.ip_local_port_range, "32768 60999" (kernel Documentation/networking/ip-sysctl.rst): the
@@ -147,7 +147,10 @@ def tolerations_for(taints: Iterable[_Taint | dict[str, str]]) -> list[dict[str,
     """One Equal toleration per distinct configured taint (key, value, effect), in a stable order."""
     seen: dict[tuple[str, str, str], dict[str, Any]] = {}
     for taint in taints:
-        key, value, effect = ((taint["key"], taint.get("value", ""), taint["effect"]) if isinstance(taint, dict)
-                              else (taint.key, taint.value, taint.effect))
+        key, value, effect = (
+            (taint["key"], taint.get("value", ""), taint["effect"])
+            if isinstance(taint, dict)
+            else (taint.key, taint.value, taint.effect)
+        )
         seen[(key, value, effect)] = {"key": key, "operator": "Equal", "value": value, "effect": effect}
     return [seen[k] for k in sorted(seen)]

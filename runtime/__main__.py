@@ -99,7 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("invalid_configuration", problems=problems)
         return 2
     except (
-        LaunchError, KvTransferPlanError, ModelFetchError, HostProbeError, EngineVersionError, FileNotFoundError,
+        LaunchError,
+        KvTransferPlanError,
+        ModelFetchError,
+        HostProbeError,
+        EngineVersionError,
+        FileNotFoundError,
     ) as error:
         log.error("cannot_start", command=args.command, reason=str(error))
         return 2

@@ -43,10 +43,17 @@ class S3Object(BaseModel):
     size: int
 
 
-TOKENIZER_FILES = frozenset({
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-    "chat_template.json", "generation_config.json", "config.json",
-})
+TOKENIZER_FILES = frozenset(
+    {
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "chat_template.jinja",
+        "chat_template.json",
+        "generation_config.json",
+        "config.json",
+    }
+)
 """The files the router needs to tokenize like the engines (and apply the chat template): no weights."""
 
 
@@ -54,8 +61,15 @@ class ModelFetch:
     """``only``: fetch just the files whose path under the model prefix is in this set (e.g. TOKENIZER_FILES);
     ``cache_dir``: put them under this directory instead of ``serving.model.cache_dir``."""
 
-    def __init__(self, model: Model, s3_client: Callable[[], Any] | None = None, parallel: int = 16, *,
-                 only: frozenset[str] | None = None, cache_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        model: Model,
+        s3_client: Callable[[], Any] | None = None,
+        parallel: int = 16,
+        *,
+        only: frozenset[str] | None = None,
+        cache_dir: str | None = None,
+    ) -> None:
         self.model = model
         self._s3_client = s3_client or (lambda: boto3.session.Session().client("s3"))
         self.parallel = parallel
@@ -126,8 +140,13 @@ class ModelFetch:
                 skipped += not fetched
                 done_bytes += obj.size
                 log.info(
-                    "model_fetch_progress", file=obj.relative, skipped=not fetched,
-                    files_done=count, files=len(objects), bytes_done=done_bytes, bytes=total,
+                    "model_fetch_progress",
+                    file=obj.relative,
+                    skipped=not fetched,
+                    files_done=count,
+                    files=len(objects),
+                    bytes_done=done_bytes,
+                    bytes=total,
                 )
         log.info("model_fetch_done", target=str(target), files=len(objects), skipped=skipped, bytes=total)
         return str(target)
@@ -141,7 +160,7 @@ class ModelFetch:
                     key: str = item["Key"]
                     if key.endswith("/"):
                         continue
-                    relative = key[len(listing_prefix):]
+                    relative = key[len(listing_prefix) :]
                     if ".." in PurePosixPath(relative).parts:
                         raise ModelFetchError(f"refusing S3 key {key!r}: it escapes the model directory")
                     if self.only is not None and relative not in self.only:

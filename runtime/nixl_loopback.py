@@ -23,8 +23,9 @@ class LoopbackResult(BaseModel):
 
 
 class NixlLoopback:
-    def __init__(self, backend: str, size_bytes: int = 64 * 1024 * 1024, rounds: int = 4,
-                 timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, backend: str, size_bytes: int = 64 * 1024 * 1024, rounds: int = 4, timeout_s: float = 30.0
+    ) -> None:
         self.backend = backend
         self.size_bytes = size_bytes
         self.rounds = rounds
@@ -77,8 +78,10 @@ class NixlLoopback:
             receiver.deregister_memory(receiver_mem)
         moved = self.size_bytes * self.rounds
         return LoopbackResult(
-            backend=self.backend, bytes=self.size_bytes,
-            nixl_gbps=moved / nixl_s / 1e9, memcpy_gbps=moved / memcpy_s / 1e9,
+            backend=self.backend,
+            bytes=self.size_bytes,
+            nixl_gbps=moved / nixl_s / 1e9,
+            memcpy_gbps=moved / memcpy_s / 1e9,
         )
 
     @staticmethod

@@ -91,24 +91,44 @@ class Preflight:
         needed = self.role.gpus_per_node
         parallel = f"tensor_parallel={self.role.tensor_parallel} x data_parallel_local={self.role.data_parallel_local}"
         if host.gpus == 0:
-            return Check(name="gpus", status="fail", reason=f"no GPU present (CPU platform); {parallel} needs {needed}",
-                         detail={"present": 0, "needed": needed})
+            return Check(
+                name="gpus",
+                status="fail",
+                reason=f"no GPU present (CPU platform); {parallel} needs {needed}",
+                detail={"present": 0, "needed": needed},
+            )
         status: Status = "pass" if host.gpus >= needed else "fail"
-        return Check(name="gpus", status=status, reason=f"{host.gpus} GPUs present; {parallel} needs {needed}",
-                     detail={"present": host.gpus, "needed": needed})
+        return Check(
+            name="gpus",
+            status=status,
+            reason=f"{host.gpus} GPUs present; {parallel} needs {needed}",
+            detail={"present": host.gpus, "needed": needed},
+        )
 
     def efa(self, host: Host) -> Check:
         expected = self.spec.efa_interfaces
         present = len(host.efa_devices)
         detail = {"present": present, "expected": expected, "devices": host.efa_devices}
         if present == 0:
-            return Check(name="efa", status="warn", detail=detail,
-                         reason=f"no EFA device present ({self.spec.name} has {expected}): KV transfer goes over TCP")
+            return Check(
+                name="efa",
+                status="warn",
+                detail=detail,
+                reason=f"no EFA device present ({self.spec.name} has {expected}): KV transfer goes over TCP",
+            )
         if present < expected:
-            return Check(name="efa", status="warn", detail=detail,
-                         reason=f"{present} of the {expected} EFA interfaces of {self.spec.name} in this pod")
-        return Check(name="efa", status="pass", detail=detail,
-                     reason=f"{present} EFA interfaces, as the catalog's {self.spec.name}")
+            return Check(
+                name="efa",
+                status="warn",
+                detail=detail,
+                reason=f"{present} of the {expected} EFA interfaces of {self.spec.name} in this pod",
+            )
+        return Check(
+            name="efa",
+            status="pass",
+            detail=detail,
+            reason=f"{present} EFA interfaces, as the catalog's {self.spec.name}",
+        )
 
     def hugepages(self, host: Host) -> Check:
         fields = self._meminfo()
@@ -116,11 +136,14 @@ class Preflight:
         size_kib = fields.get("Hugepagesize", 0)
         detail = {"pages": total, "page_kib": size_kib}
         if total > 0:
-            return Check(name="hugepages", status="pass", detail=detail,
-                         reason=f"{total} hugepages of {size_kib} KiB")
+            return Check(name="hugepages", status="pass", detail=detail, reason=f"{total} hugepages of {size_kib} KiB")
         if host.has_efa:
-            return Check(name="hugepages", status="warn", detail=detail,
-                         reason="no hugepages: libfabric's EFA provider falls back to regular pages for its buffers")
+            return Check(
+                name="hugepages",
+                status="warn",
+                detail=detail,
+                reason="no hugepages: libfabric's EFA provider falls back to regular pages for its buffers",
+            )
         return Check(name="hugepages", status="pass", detail=detail, reason="no hugepages; not needed without EFA")
 
     def shared_memory(self) -> Check:
@@ -131,11 +154,19 @@ class Preflight:
         gib = size / 1024**3
         detail = {"bytes": size}
         if size < SHM_FAIL_BYTES:
-            return Check(name="shm", status="fail", detail=detail,
-                         reason=f"{self.shm} is {gib:.2f} GiB: NCCL and vLLM need far more; mount a memory emptyDir")
+            return Check(
+                name="shm",
+                status="fail",
+                detail=detail,
+                reason=f"{self.shm} is {gib:.2f} GiB: NCCL and vLLM need far more; mount a memory emptyDir",
+            )
         if size < SHM_WARN_BYTES:
-            return Check(name="shm", status="warn", detail=detail,
-                         reason=f"{self.shm} is {gib:.1f} GiB; {SHM_WARN_BYTES // 1024**3} GiB or more is advised")
+            return Check(
+                name="shm",
+                status="warn",
+                detail=detail,
+                reason=f"{self.shm} is {gib:.1f} GiB; {SHM_WARN_BYTES // 1024**3} GiB or more is advised",
+            )
         return Check(name="shm", status="pass", detail=detail, reason=f"{self.shm} is {gib:.1f} GiB")
 
     def nixl(self, host: Host) -> list[Check]:
@@ -150,26 +181,46 @@ class Preflight:
         except NixlUnavailable as error:
             return [Check(name="nixl", status="fail", reason=str(error))]
         if backend not in plugins:
-            return [Check(name="nixl", status="fail", detail={"plugins": plugins},
-                          reason=f"NIXL has no {backend} plugin; it has {', '.join(plugins) or 'none'}")]
-        checks = [Check(name="nixl", status="pass", detail={"plugins": plugins},
-                        reason=f"NIXL importable, {backend} plugin present ({plan.reasons[0]})")]
+            return [
+                Check(
+                    name="nixl",
+                    status="fail",
+                    detail={"plugins": plugins},
+                    reason=f"NIXL has no {backend} plugin; it has {', '.join(plugins) or 'none'}",
+                )
+            ]
+        checks = [
+            Check(
+                name="nixl",
+                status="pass",
+                detail={"plugins": plugins},
+                reason=f"NIXL importable, {backend} plugin present ({plan.reasons[0]})",
+            )
+        ]
         try:
             result = loopback.measure()
         except NixlUnavailable as error:
             checks.append(Check(name="nixl_transfer", status="fail", reason=str(error)))
             return checks
-        checks.append(Check(
-            name="nixl_transfer", status="pass", detail=result.model_dump(),
-            reason=f"{result.bytes // 1024**2} MiB DRAM->DRAM over {backend}: {result.nixl_gbps:.2f} GB/s "
-                   f"(memcpy {result.memcpy_gbps:.2f} GB/s)",
-        ))
+        checks.append(
+            Check(
+                name="nixl_transfer",
+                status="pass",
+                detail=result.model_dump(),
+                reason=f"{result.bytes // 1024**2} MiB DRAM->DRAM over {backend}: {result.nixl_gbps:.2f} GB/s "
+                f"(memcpy {result.memcpy_gbps:.2f} GB/s)",
+            )
+        )
         return checks
 
     def model(self) -> Check:
         reachable, reason = self.model_fetch.reachable()
-        return Check(name="model", status="pass" if reachable else "fail", reason=reason,
-                     detail={"source": self.serving.model.source})
+        return Check(
+            name="model",
+            status="pass" if reachable else "fail",
+            reason=reason,
+            detail={"source": self.serving.model.source},
+        )
 
     def _meminfo(self) -> dict[str, int]:
         fields: dict[str, int] = {}

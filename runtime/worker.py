@@ -27,7 +27,6 @@ from runtime.kv_transfer import KvRole, KvTransferPlan
 log = EventLog("runtime.worker")
 
 
-
 DRAIN_S = 90
 """vLLM's --shutdown-timeout: on SIGTERM it stops taking requests and lets those in flight finish this long (vLLM
 0.32's default, 0, aborts them). The worker pod's preStop and this must fit in its terminationGracePeriodSeconds
@@ -75,11 +74,14 @@ class Worker:
         kv = KvTransferPlan.resolve(self.serving.kv_transfer, self.kv_role, self.host)
         fabric = FabricEnvironment.resolve(self.host, instance_spec(self.role.instance_type), self.environ)
         argv = [
-            "vllm", "serve", self.model_path,
+            "vllm",
+            "serve",
+            self.model_path,
             *self._identity_args(),
             *self._parallel_args(),
             *self._cache_args(),
-            "--kv-transfer-config", kv.vllm_json(),
+            "--kv-transfer-config",
+            kv.vllm_json(),
             *self._kv_events_args(),
             *self.role.extra_args,
         ]
@@ -97,8 +99,13 @@ class Worker:
     def exec(self, launch: Launch, engine: EngineVersions) -> None:
         """Log the decision and the engine it starts in one line, then become vLLM."""
         log.info(
-            "worker_exec", role=launch.role, argv=launch.argv, env=launch.env,
-            host=launch.host.model_dump(mode="json"), engine=engine.model_dump(mode="json"), reasons=launch.reasons,
+            "worker_exec",
+            role=launch.role,
+            argv=launch.argv,
+            env=launch.env,
+            host=launch.host.model_dump(mode="json"),
+            engine=engine.model_dump(mode="json"),
+            reasons=launch.reasons,
         )
         os.execvpe(launch.argv[0], launch.argv, launch.exec_environment(self.environ))
 
@@ -135,10 +142,14 @@ class Worker:
     def _identity_args(self) -> list[str]:
         role = self.role
         return [
-            "--served-model-name", self.serving.model.served_name,
-            "--host", role.bind_address,
-            "--port", str(role.ports.http),
-            "--shutdown-timeout", str(DRAIN_S),
+            "--served-model-name",
+            self.serving.model.served_name,
+            "--host",
+            role.bind_address,
+            "--port",
+            str(role.ports.http),
+            "--shutdown-timeout",
+            str(DRAIN_S),
         ]
 
     def _parallel_args(self) -> list[str]:
@@ -149,9 +160,12 @@ class Worker:
             args += ["--data-parallel-size-local", str(role.data_parallel_local)]
         if role.nodes_per_replica > 1 and self.host.lws is not None:
             args += [
-                "--data-parallel-address", self.host.lws.leader_address,
-                "--data-parallel-rpc-port", str(role.ports.dp_rpc),
-                "--data-parallel-start-rank", str(self.host.lws.worker_index * role.data_parallel_local),
+                "--data-parallel-address",
+                self.host.lws.leader_address,
+                "--data-parallel-rpc-port",
+                str(role.ports.dp_rpc),
+                "--data-parallel-start-rank",
+                str(self.host.lws.worker_index * role.data_parallel_local),
             ]
         if role.expert_parallel:
             args.append("--enable-expert-parallel")
@@ -165,18 +179,23 @@ class Worker:
             return []
         first = lws.worker_index * self.role.data_parallel_local
         return [
-            (f"multi-node replica: node {lws.worker_index} of {lws.group_size}, data-parallel ranks "
-            f"{first}-{first + self.role.data_parallel_local - 1} of {self.role.data_parallel}, coordinated by "
-            f"{lws.leader_address}; every node serves HTTP for its own ranks (vLLM hybrid load balancing)")
+            (
+                f"multi-node replica: node {lws.worker_index} of {lws.group_size}, data-parallel ranks "
+                f"{first}-{first + self.role.data_parallel_local - 1} of {self.role.data_parallel}, coordinated by "
+                f"{lws.leader_address}; every node serves HTTP for its own ranks (vLLM hybrid load balancing)"
+            )
         ]
 
     def _cache_args(self) -> list[str]:
         model = self.serving.model
         args = [
-            "--block-size", str(model.block_size),
+            "--block-size",
+            str(model.block_size),
             "--enable-prefix-caching",
-            "--prefix-caching-hash-algo", model.prefix_cache_hash,
-            "--gpu-memory-utilization", str(self.role.gpu_memory_utilization),
+            "--prefix-caching-hash-algo",
+            model.prefix_cache_hash,
+            "--gpu-memory-utilization",
+            str(self.role.gpu_memory_utilization),
         ]
         if model.max_model_len is not None:
             args += ["--max-model-len", str(model.max_model_len)]

@@ -47,13 +47,29 @@ def write_pair_deployment(name: str, work: Path, model: Path, ports: list[int], 
     every request P/D, discovering the prefill (ports[0]) and the decode (ports[4]) statically, /metrics on its API
     port; ``router`` adds or overrides router settings. Returns the file."""
     config = work / "deployment.yaml"
-    config.write_text(yaml.safe_dump({"name": name, "serving": {
-        **cpu_pair_serving(model, ports),
-        "router": {"host": "127.0.0.1", "port": ports[8], "metrics_port": None, "pd_threshold_tokens": 0,
-                   "discovery": {"static": [{"url": f"http://127.0.0.1:{ports[0]}", "role": "prefill"},
-                                            {"url": f"http://127.0.0.1:{ports[4]}", "role": "decode"}]},
-                   **router},
-    }}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": name,
+                "serving": {
+                    **cpu_pair_serving(model, ports),
+                    "router": {
+                        "host": "127.0.0.1",
+                        "port": ports[8],
+                        "metrics_port": None,
+                        "pd_threshold_tokens": 0,
+                        "discovery": {
+                            "static": [
+                                {"url": f"http://127.0.0.1:{ports[0]}", "role": "prefill"},
+                                {"url": f"http://127.0.0.1:{ports[4]}", "role": "decode"},
+                            ]
+                        },
+                        **router,
+                    },
+                },
+            }
+        )
+    )
     return config
 
 

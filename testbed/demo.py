@@ -28,16 +28,37 @@ def main() -> int:
     model = make_tiny_model(python)
     ports = free_ports(8)
     config = work / "demo-deployment.yaml"
-    config.write_text(yaml.safe_dump({"name": "demo", "serving": {
-        **cpu_pair_serving(model, ports),
-        "router": {"host": "127.0.0.1", "port": port,
-                   "metrics_port": None, "pd_threshold_tokens": 0, "prefix_mode": "precise",
-                   "discovery": {"static": [
-                       {"url": f"http://127.0.0.1:{ports[0]}", "role": "prefill",
-                        "kv_events": f"tcp://127.0.0.1:{ports[2]}"},
-                       {"url": f"http://127.0.0.1:{ports[4]}", "role": "decode",
-                        "kv_events": f"tcp://127.0.0.1:{ports[6]}"}]}},
-    }}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "demo",
+                "serving": {
+                    **cpu_pair_serving(model, ports),
+                    "router": {
+                        "host": "127.0.0.1",
+                        "port": port,
+                        "metrics_port": None,
+                        "pd_threshold_tokens": 0,
+                        "prefix_mode": "precise",
+                        "discovery": {
+                            "static": [
+                                {
+                                    "url": f"http://127.0.0.1:{ports[0]}",
+                                    "role": "prefill",
+                                    "kv_events": f"tcp://127.0.0.1:{ports[2]}",
+                                },
+                                {
+                                    "url": f"http://127.0.0.1:{ports[4]}",
+                                    "role": "decode",
+                                    "kv_events": f"tcp://127.0.0.1:{ports[6]}",
+                                },
+                            ]
+                        },
+                    },
+                },
+            }
+        )
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -51,12 +72,14 @@ def main() -> int:
         if stop.is_set():
             return 130
         router = stack.enter_context(RouterProcess(Path(sys.executable), config, port, work / "router.log", REPO))
-        print(f"\npdstack router: {router.url}  (logs in {work})\n\ntry:\n"
-              f"  curl -s {router.url}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
-              "    -d '{\"model\": \"tiny\", \"messages\": [{\"role\": \"user\", \"content\": \"def hello():\"}], "
-              "\"max_tokens\": 16}'\n"
-              f"  curl -s {router.url}/metrics | grep pdstack_router_decisions\n\nCtrl-C stops everything.",
-              flush=True)
+        print(
+            f"\npdstack router: {router.url}  (logs in {work})\n\ntry:\n"
+            f"  curl -s {router.url}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
+            '    -d \'{"model": "tiny", "messages": [{"role": "user", "content": "def hello():"}], '
+            '"max_tokens": 16}\'\n'
+            f"  curl -s {router.url}/metrics | grep pdstack_router_decisions\n\nCtrl-C stops everything.",
+            flush=True,
+        )
         while not stop.wait(1.0):
             pass
         print("\nstopping router, decode and prefill...", flush=True)

@@ -132,8 +132,9 @@ class FaultEngine(LoopbackEngine):
                 await asyncio.sleep(faults.delay_s)
             if faults.status is not None and (faults.status_times == 0 or self.failed < faults.status_times):
                 self.failed += 1
-                return web.json_response({"error": {"message": "fake failure", "code": faults.status}},
-                                         status=faults.status)
+                return web.json_response(
+                    {"error": {"message": "fake failure", "code": faults.status}}, status=faults.status
+                )
             rejected = vllm_rejection(body)
             if rejected is not None:
                 return web.json_response(rejected, status=400)
@@ -169,12 +170,14 @@ class FaultEngine(LoopbackEngine):
     def _prefill_answer(self, body: dict[str, Any], kind: shapes.Kind, request: web.Request) -> web.Response:
         params = None
         if not self.faults.omit_params:
-            params = shapes.prefill_kv_transfer_params(self.name, shapes.request_id(request.headers), [1, 2],
-                                                       self._prompt_tokens(body), 0)
+            params = shapes.prefill_kv_transfer_params(
+                self.name, shapes.request_id(request.headers), [1, 2], self._prompt_tokens(body), 0
+            )
             if self.faults.incomplete_params:
                 del params["remote_host"]
-        return web.json_response(shapes.document(kind, self._answer_id(), self.model, "tok",
-                                                 self._usage(body, 1, False), params))
+        return web.json_response(
+            shapes.document(kind, self._answer_id(), self.model, "tok", self._usage(body, 1, False), params)
+        )
 
     async def _failed_pull_stream(self, request: web.Request, kind: shapes.Kind) -> web.StreamResponse:
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -190,15 +193,16 @@ class FaultEngine(LoopbackEngine):
         out = web.StreamResponse(headers={"Content-Type": "application/json"})
         out.content_length = len(payload)
         await out.prepare(request)
-        await out.write(payload[:len(payload) // 2])
+        await out.write(payload[: len(payload) // 2])
         if self.faults.body_cut:
             request.transport.close()  # type: ignore[union-attr]
             return out
         await asyncio.sleep(3600)
         return out
 
-    async def _answer(self, request: web.Request, body: dict[str, Any], kind: shapes.Kind, cached: bool,
-                      stall: bool = False) -> web.StreamResponse:
+    async def _answer(
+        self, request: web.Request, body: dict[str, Any], kind: shapes.Kind, cached: bool, stall: bool = False
+    ) -> web.StreamResponse:
         count = int(body.get("max_tokens") or body.get("max_completion_tokens") or 4)
         tokens = [f"t{i}" for i in range(count)]
         usage = self._usage(body, count, cached)
@@ -227,8 +231,9 @@ class FaultEngine(LoopbackEngine):
             if self.faults.chunk_delay_s:
                 await asyncio.sleep(self.faults.chunk_delay_s)
             piece = ("" if i == 0 else " ") + token
-            await out.write(shapes.sse(shapes.token_chunk(kind, self._answer_id(), self.model, created, piece,
-                                                          i == count - 1)))
+            await out.write(
+                shapes.sse(shapes.token_chunk(kind, self._answer_id(), self.model, created, piece, i == count - 1))
+            )
         if (body.get("stream_options") or {}).get("include_usage"):
             await out.write(shapes.sse(shapes.usage_chunk(kind, self._answer_id(), self.model, created, usage)))
         await out.write(shapes.SSE_DONE)
@@ -239,6 +244,7 @@ class FaultEngine(LoopbackEngine):
 def vllm_rejection(body: dict[str, Any]) -> dict[str, Any] | None:
     """A few of vLLM 0.32's own request checks, with its messages and ``param`` (vllm/sampling_params.py
     ``_verify_args`` and the protocol's ``validate_stream_options``), answered in its error shape."""
+
     def error(message: str, param: str | None) -> dict[str, Any]:
         return shapes.error_body(message, "BadRequestError", 400, param)
 

@@ -60,7 +60,9 @@ class LoopbackEngine:
         return app
 
     async def start(self, port: int = 0) -> None:
-        self._runner = web.AppRunner(self.app(), handler_cancellation=True, access_log=None, shutdown_timeout=self.drain_s)
+        self._runner = web.AppRunner(
+            self.app(), handler_cancellation=True, access_log=None, shutdown_timeout=self.drain_s
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, port or self.port, reuse_address=True)
         await site.start()
@@ -85,15 +87,28 @@ class LoopbackEngine:
         return 0, 0
 
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [
-            {"id": self.model, "object": "model", "created": 0, "owned_by": "vllm", "max_model_len": self.max_model_len}]})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "id": self.model,
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": "vllm",
+                        "max_model_len": self.max_model_len,
+                    }
+                ],
+            }
+        )
 
     async def _tokenize(self, request: web.Request) -> web.Response:
         """vLLM's /tokenize answer shape: one id per character here (code points), enough to round-trip."""
         body = await request.json()
         tokens = [ord(ch) for ch in str(body.get("prompt", ""))]
-        return web.json_response({"count": len(tokens), "max_model_len": self.max_model_len, "tokens": tokens,
-                                  "token_strs": None})
+        return web.json_response(
+            {"count": len(tokens), "max_model_len": self.max_model_len, "tokens": tokens, "token_strs": None}
+        )
 
     async def _detokenize(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -103,11 +118,18 @@ class LoopbackEngine:
         return web.json_response({"version": "0.32.0+fake"})
 
     async def _server_info(self, request: web.Request) -> web.Response:
-        return web.json_response({"model_path": self.model, "served_model_name": self.model,
-                                  "block_size": self.block_size, "kv_block_size": self.block_size,
-                                  "vllm_config": {"cache_config": {"block_size": self.block_size},
-                                                  "model_config": {"served_model_name": self.model,
-                                                                   "max_model_len": self.max_model_len}}})
+        return web.json_response(
+            {
+                "model_path": self.model,
+                "served_model_name": self.model,
+                "block_size": self.block_size,
+                "kv_block_size": self.block_size,
+                "vllm_config": {
+                    "cache_config": {"block_size": self.block_size},
+                    "model_config": {"served_model_name": self.model, "max_model_len": self.max_model_len},
+                },
+            }
+        )
 
     async def _load(self, request: web.Request) -> web.Response:
         running, waiting = self.load()

@@ -29,25 +29,60 @@ def transfer_mode(params: dict[str, Any] | None) -> TransferMode:
     return "local"
 
 
-def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int, *, details: bool = True,
-          created_cache_tokens: int | None = None) -> dict[str, Any]:
+def usage(
+    prompt_tokens: int,
+    completion_tokens: int,
+    cached_tokens: int,
+    *,
+    details: bool = True,
+    created_cache_tokens: int | None = None,
+) -> dict[str, Any]:
     """The usage object; ``prompt_tokens_details`` only with ``--enable-prompt-tokens-details`` (``details``)."""
-    out: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                           "total_tokens": prompt_tokens + completion_tokens, "completion_tokens_details": None}
+    out: dict[str, Any] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "completion_tokens_details": None,
+    }
     if details:
-        out["prompt_tokens_details"] = {"cached_tokens": cached_tokens, "multimodal_tokens": None,
-                                        "created_cache_tokens": created_cache_tokens}
+        out["prompt_tokens_details"] = {
+            "cached_tokens": cached_tokens,
+            "multimodal_tokens": None,
+            "created_cache_tokens": created_cache_tokens,
+        }
     return out
 
 
-def document(kind: Kind, answer_id: str, model: str, text: str, usage_: dict[str, Any],
-             kv_transfer_params: dict[str, Any] | None = None) -> dict[str, Any]:
+def document(
+    kind: Kind,
+    answer_id: str,
+    model: str,
+    text: str,
+    usage_: dict[str, Any],
+    kv_transfer_params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A whole (not streamed) answer with every top-level and choice field vLLM 0.32 sends."""
-    choice: dict[str, Any] = {"index": 0, "finish_reason": "length", "logprobs": None, "stop_reason": None,
-                              "token_ids": None, "routed_experts": None}
-    answer: dict[str, Any] = {"id": answer_id, "object": kind, "created": int(time.time()), "model": model,
-                              "choices": [choice], "usage": usage_, "service_tier": None, "system_fingerprint": None,
-                              "metrics": None, "ec_transfer_params": None, "kv_transfer_params": kv_transfer_params}
+    choice: dict[str, Any] = {
+        "index": 0,
+        "finish_reason": "length",
+        "logprobs": None,
+        "stop_reason": None,
+        "token_ids": None,
+        "routed_experts": None,
+    }
+    answer: dict[str, Any] = {
+        "id": answer_id,
+        "object": kind,
+        "created": int(time.time()),
+        "model": model,
+        "choices": [choice],
+        "usage": usage_,
+        "service_tier": None,
+        "system_fingerprint": None,
+        "metrics": None,
+        "ec_transfer_params": None,
+        "kv_transfer_params": kv_transfer_params,
+    }
     if kind == "chat.completion":
         choice["message"] = {"role": "assistant", "content": text}
         answer.update({"prompt_logprobs": None, "prompt_token_ids": None, "prompt_text": None})
@@ -62,14 +97,26 @@ def request_id(headers: Any) -> str:
     return headers.get("X-Request-Id") or f"cmpl-{uuid.uuid4().hex}"
 
 
-def prefill_kv_transfer_params(engine_id: str, request_id: str, block_ids: list[int], prompt_tokens: int,
-                               cached_tokens: int) -> dict[str, Any]:
+def prefill_kv_transfer_params(
+    engine_id: str, request_id: str, block_ids: list[int], prompt_tokens: int, cached_tokens: int
+) -> dict[str, Any]:
     """The prefill leg's ``kv_transfer_params`` with vLLM 0.32's keys (NixlConnector, pull mode)."""
-    return {"do_remote_prefill": True, "do_remote_decode": False, "remote_block_ids": [block_ids],
-            "remote_engine_id": engine_id, "remote_request_id": request_id, "remote_host": "127.0.0.1",
-            "remote_port": 5600, "tp_size": 1, "pp_size": 1, "dcp_size": 1, "remote_num_tokens": prompt_tokens,
-            "remote_prefill_cached_tokens": cached_tokens, "remote_blocks_expiry_time": time.time() + 30.0,
-            "transfer_mode": "pull"}
+    return {
+        "do_remote_prefill": True,
+        "do_remote_decode": False,
+        "remote_block_ids": [block_ids],
+        "remote_engine_id": engine_id,
+        "remote_request_id": request_id,
+        "remote_host": "127.0.0.1",
+        "remote_port": 5600,
+        "tp_size": 1,
+        "pp_size": 1,
+        "dcp_size": 1,
+        "remote_num_tokens": prompt_tokens,
+        "remote_prefill_cached_tokens": cached_tokens,
+        "remote_blocks_expiry_time": time.time() + 30.0,
+        "transfer_mode": "pull",
+    }
 
 
 def chunk_object(kind: Kind) -> str:
@@ -78,9 +125,17 @@ def chunk_object(kind: Kind) -> str:
 
 def opening_chunk(answer_id: str, model: str, created: int) -> dict[str, Any]:
     """vLLM opens a chat stream with the role alone."""
-    return {"id": answer_id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
-                         "finish_reason": None}], "prompt_token_ids": None, "prompt_text": None}
+    return {
+        "id": answer_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [
+            {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+        ],
+        "prompt_token_ids": None,
+        "prompt_text": None,
+    }
 
 
 def token_chunk(kind: Kind, answer_id: str, model: str, created: int, piece: str, last: bool) -> dict[str, Any]:
@@ -95,8 +150,15 @@ def token_chunk(kind: Kind, answer_id: str, model: str, created: int, piece: str
 
 def usage_chunk(kind: Kind, answer_id: str, model: str, created: int, usage_: dict[str, Any]) -> dict[str, Any]:
     """The last chunk when the client asked ``stream_options.include_usage``."""
-    return {"id": answer_id, "object": chunk_object(kind), "created": created, "model": model, "choices": [],
-            "usage": usage_, "system_fingerprint": "vllm-0.32.0-fake"}
+    return {
+        "id": answer_id,
+        "object": chunk_object(kind),
+        "created": created,
+        "model": model,
+        "choices": [],
+        "usage": usage_,
+        "system_fingerprint": "vllm-0.32.0-fake",
+    }
 
 
 def error_body(message: str, type_: str, code: int, param: str | None = None) -> dict[str, Any]:

@@ -19,8 +19,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 
-UNITS = {"percentunit": "share", "reqps": "requests/s", "ops": "per second", "s": "seconds", "Bps": "bytes/s",
-         "short": "per second"}
+UNITS = {
+    "percentunit": "share",
+    "reqps": "requests/s",
+    "ops": "per second",
+    "s": "seconds",
+    "Bps": "bytes/s",
+    "short": "per second",
+}
 
 
 def draw(recorded: dict[str, Any], out: Path) -> None:

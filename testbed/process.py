@@ -25,14 +25,27 @@ class ProcessFailedToStart(RuntimeError):
 class ProcessGroup:
     """Started at once: ``argv`` in a new session (its own process group), stdout and stderr into ``log``."""
 
-    def __init__(self, argv: list[str], log: Path, cpu: int | None = None, env: dict[str, str] | None = None,
-                 cwd: Path | None = None, name: str | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        log: Path,
+        cpu: int | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        name: str | None = None,
+    ) -> None:
         prefix = ["taskset", "-c", str(cpu)] if cpu is not None and (os.cpu_count() or 1) > cpu else []
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "wb") as sink:
-            self.process = subprocess.Popen([*prefix, *argv], cwd=cwd, env=env, stdout=sink,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                [*prefix, *argv],
+                cwd=cwd,
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.log = log
         self.name = name or log.stem
 
@@ -119,8 +132,20 @@ class HttpServer:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], port: int, log: Path, cwd: Path, *,
-                 ready_path: str, start_timeout_s: float, poll_s: float, stop_grace_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        port: int,
+        log: Path,
+        cwd: Path,
+        *,
+        ready_path: str,
+        start_timeout_s: float,
+        poll_s: float,
+        stop_grace_s: float = 30.0,
+    ) -> None:
         self.name = name
         self.argv = argv
         self.env = env

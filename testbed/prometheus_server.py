@@ -49,8 +49,9 @@ def scrape_config(targets: list[ScrapeTarget], interval_s: float) -> dict[str, A
     interval = f"{int(interval_s * 1000)}ms"
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
-        "scrape_configs": [{"job_name": job, "static_configs": static, "scrape_timeout": interval}
-                           for job, static in jobs.items()],
+        "scrape_configs": [
+            {"job_name": job, "static_configs": static, "scrape_timeout": interval} for job, static in jobs.items()
+        ],
     }
 
 
@@ -58,8 +59,15 @@ class PrometheusServer(HttpServer):
     """Exposes ``url``, ``query`` (instant vector or scalar as a list of results), ``query_range`` and
     ``wait_for_samples``."""
 
-    def __init__(self, work: Path, targets: list[ScrapeTarget], *, scrape_interval_s: float = 1.0,
-                 rule_files: list[Path] | None = None, start_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        work: Path,
+        targets: list[ScrapeTarget],
+        *,
+        scrape_interval_s: float = 1.0,
+        rule_files: list[Path] | None = None,
+        start_timeout_s: float = 60.0,
+    ) -> None:
         if shutil.which(PROMETHEUS) is None:
             raise FileNotFoundError(f"{PROMETHEUS} is not on PATH; run `make prometheus` (Debian package prometheus)")
         work.mkdir(parents=True, exist_ok=True)
@@ -71,11 +79,26 @@ class PrometheusServer(HttpServer):
         config_file = work / "prometheus.yml"
         config_file.write_text(yaml.safe_dump(config, sort_keys=False))
         (port,) = free_ports(1)
-        argv = [PROMETHEUS, f"--config.file={config_file}", f"--storage.tsdb.path={storage}",
-                f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1d",
-                "--log.level=warn"]
-        super().__init__("prometheus", argv, {"PATH": "/usr/bin:/bin"}, port, work / "prometheus.log", work,
-                         ready_path="/-/ready", start_timeout_s=start_timeout_s, poll_s=0.2, stop_grace_s=10.0)
+        argv = [
+            PROMETHEUS,
+            f"--config.file={config_file}",
+            f"--storage.tsdb.path={storage}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--storage.tsdb.retention.time=1d",
+            "--log.level=warn",
+        ]
+        super().__init__(
+            "prometheus",
+            argv,
+            {"PATH": "/usr/bin:/bin"},
+            port,
+            work / "prometheus.log",
+            work,
+            ready_path="/-/ready",
+            start_timeout_s=start_timeout_s,
+            poll_s=0.2,
+            stop_grace_s=10.0,
+        )
 
     def _api(self, path: str, params: dict[str, str]) -> Any:
         url = f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}"
@@ -98,8 +121,9 @@ class PrometheusServer(HttpServer):
 
     def query_range(self, promql: str, start: float, end: float, step_s: float) -> list[dict[str, Any]]:
         """A range query: one {"metric": ..., "values": [[t, "v"], ...]} per series."""
-        return self._api("query_range", {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}",
-                                         "step": f"{step_s:g}"})["result"]
+        return self._api(
+            "query_range", {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step_s:g}"}
+        )["result"]
 
     def wait_for_samples(self, promql: str, timeout_s: float = 60.0) -> list[dict[str, Any]]:
         """Poll until the query returns at least one sample; raise TimeoutError with the last answer otherwise."""

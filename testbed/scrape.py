@@ -21,5 +21,8 @@ def samples(url: str, timeout_s: float = 10.0) -> Iterator[tuple[str, Sample]]:
 
 def sample_total(url: str, name: str, **labels: str) -> float:
     """The sum of the samples called ``name`` whose labels include ``labels`` (0.0 when there is none)."""
-    return sum(sample.value for _, sample in samples(url)
-               if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()))
+    return sum(
+        sample.value
+        for _, sample in samples(url)
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )

@@ -42,15 +42,24 @@ class ClusterSpec(BaseModel):
     engines: list[EngineSpec]
 
 
-def build_engine(spec: EngineSpec, cluster: ClusterSpec, tokenizer: EngineTokenizer,
-                 context: zmq.Context[Any]) -> SimulatedEngine:
+def build_engine(
+    spec: EngineSpec, cluster: ClusterSpec, tokenizer: EngineTokenizer, context: zmq.Context[Any]
+) -> SimulatedEngine:
     endpoint = f"tcp://127.0.0.1:{spec.kv_events_port}"
-    publisher = KvEventPublisher(endpoint, f"kv@127.0.0.1:{spec.http_port}@{cluster.model}", cluster.block_size,
-                                 context)
+    publisher = KvEventPublisher(
+        endpoint, f"kv@127.0.0.1:{spec.http_port}@{cluster.model}", cluster.block_size, context
+    )
     cache = KvCache(cluster.capacity_blocks, cluster.block_size, publisher)
-    return SimulatedEngine(name=spec.name, model=cluster.model, block_size=cluster.block_size,
-                           port=spec.http_port, simulator=EngineSimulator(cluster.timing, cache), tokenizer=tokenizer,
-                           publisher=publisher, kv_events_endpoint=endpoint)
+    return SimulatedEngine(
+        name=spec.name,
+        model=cluster.model,
+        block_size=cluster.block_size,
+        port=spec.http_port,
+        simulator=EngineSimulator(cluster.timing, cache),
+        tokenizer=tokenizer,
+        publisher=publisher,
+        kv_events_endpoint=endpoint,
+    )
 
 
 async def serve(cluster: ClusterSpec) -> None:

@@ -64,8 +64,9 @@ class SimulatedEngine(LoopbackEngine):
         elif transfer == "recompute":
             self.recomputed += 1
         count = 1 if mode == "prefill_only" else int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
-        job = self.simulator.submit(SimulatedRequest(self.tokenizer.tokens(kind == "chat.completion", body), count,
-                                                     mode))
+        job = self.simulator.submit(
+            SimulatedRequest(self.tokenizer.tokens(kind == "chat.completion", body), count, mode)
+        )
         try:
             if mode == "prefill_only" or not body.get("stream"):
                 while await job.output.get() != DONE:
@@ -78,20 +79,26 @@ class SimulatedEngine(LoopbackEngine):
             raise
 
     def _usage(self, job: SimulatedRequest) -> dict[str, Any]:
-        return shapes.usage(len(job.tokens), job.generated, job.hit_tokens, details=self.prompt_tokens_details,
-                            created_cache_tokens=job.computed_tokens or None)
+        return shapes.usage(
+            len(job.tokens),
+            job.generated,
+            job.hit_tokens,
+            details=self.prompt_tokens_details,
+            created_cache_tokens=job.computed_tokens or None,
+        )
 
     def _document(self, request: web.Request, kind: shapes.Kind, job: SimulatedRequest) -> web.Response:
         params = None
         if job.mode == "prefill_only":
-            params = shapes.prefill_kv_transfer_params(self.name, shapes.request_id(request.headers), job.block_ids,
-                                                       len(job.tokens), job.hit_tokens)
+            params = shapes.prefill_kv_transfer_params(
+                self.name, shapes.request_id(request.headers), job.block_ids, len(job.tokens), job.hit_tokens
+            )
         text = " ".join(f"tok{i}" for i in range(job.generated))
-        return web.json_response(shapes.document(kind, f"cmpl-{self.name}", self.model, text, self._usage(job),
-                                                 params))
+        return web.json_response(shapes.document(kind, f"cmpl-{self.name}", self.model, text, self._usage(job), params))
 
-    async def _stream(self, request: web.Request, body: dict[str, Any], kind: shapes.Kind,
-                      job: SimulatedRequest) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], kind: shapes.Kind, job: SimulatedRequest
+    ) -> web.StreamResponse:
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await out.prepare(request)
         answer_id = f"cmpl-{self.name}"
@@ -100,8 +107,9 @@ class SimulatedEngine(LoopbackEngine):
             if kind == "chat.completion" and index == 0:
                 await out.write(shapes.sse(shapes.opening_chunk(answer_id, self.model, created)))
             piece = ("" if index == 0 else " ") + f"tok{index}"
-            await out.write(shapes.sse(shapes.token_chunk(kind, answer_id, self.model, created, piece,
-                                                          index == job.max_tokens - 1)))
+            await out.write(
+                shapes.sse(shapes.token_chunk(kind, answer_id, self.model, created, piece, index == job.max_tokens - 1))
+            )
         if (body.get("stream_options") or {}).get("include_usage"):
             await out.write(shapes.sse(shapes.usage_chunk(kind, answer_id, self.model, created, self._usage(job))))
         await out.write(shapes.SSE_DONE)

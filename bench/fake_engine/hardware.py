@@ -38,15 +38,15 @@ GIB = 2**30
 
 SOURCES = {
     "llama-3.1-8b": "https://huggingface.co/meta-llama/Llama-3.1-8B/blob/main/config.json (32 layers, hidden 4096, "
-                    "8 KV heads, head_dim 128, max_position_embeddings 131072; 8.03B parameters on the model card)",
+    "8 KV heads, head_dim 128, max_position_embeddings 131072; 8.03B parameters on the model card)",
     "llama-3.1-70b": "https://huggingface.co/meta-llama/Llama-3.1-70B/blob/main/config.json (80 layers, hidden 8192, "
-                     "8 KV heads, head_dim 128, max_position_embeddings 131072; 70.6B parameters on the model card)",
+    "8 KV heads, head_dim 128, max_position_embeddings 131072; 70.6B parameters on the model card)",
     "H100": "https://www.nvidia.com/en-us/data-center/h100/ (H100 SXM: HBM3 3.35 TB/s, bf16 dense 989 TFLOP/s "
-            "(1,979 with sparsity))",
+    "(1,979 with sparsity))",
     "H200": "https://www.nvidia.com/en-us/data-center/h200/ (H200 SXM: HBM3e 4.8 TB/s, bf16 dense 989 TFLOP/s "
-            "(1,979 with sparsity))",
+    "(1,979 with sparsity))",
     "B200": "https://www.nvidia.com/en-us/data-center/hgx/ (HGX B200, 8 GPUs: 64 TB/s HBM3e, FP16/BF16 36 PFLOP/s "
-            "with sparsity: per GPU 8 TB/s, 2.25 PFLOP/s dense)",
+    "with sparsity: per GPU 8 TB/s, 2.25 PFLOP/s dense)",
     "A100": "https://www.nvidia.com/en-us/data-center/a100/ (A100 40GB SXM: HBM2 1,555 GB/s, bf16 dense 312 TFLOP/s)",
     "instances": "runtime/catalog.py (GPUs per node, GPU memory, EFA Gbps; AWS EC2 accelerated computing docs)",
 }
@@ -83,19 +83,27 @@ class GpuSpec(BaseModel):
     bf16_dense_tflops: float = Field(gt=0)
 
 
-MODELS: dict[str, ModelSpec] = {m.name: m for m in (
-    ModelSpec(name="llama-3.1-8b", params_b=8.03, layers=32, hidden=4096, kv_heads=8, head_dim=128,
-              max_context=131072),
-    ModelSpec(name="llama-3.1-70b", params_b=70.6, layers=80, hidden=8192, kv_heads=8, head_dim=128,
-              max_context=131072),
-)}
+MODELS: dict[str, ModelSpec] = {
+    m.name: m
+    for m in (
+        ModelSpec(
+            name="llama-3.1-8b", params_b=8.03, layers=32, hidden=4096, kv_heads=8, head_dim=128, max_context=131072
+        ),
+        ModelSpec(
+            name="llama-3.1-70b", params_b=70.6, layers=80, hidden=8192, kv_heads=8, head_dim=128, max_context=131072
+        ),
+    )
+}
 
-GPUS: dict[str, GpuSpec] = {g.name: g for g in (
-    GpuSpec(name="H100", hbm_tb_s=3.35, bf16_dense_tflops=989.0),
-    GpuSpec(name="H200", hbm_tb_s=4.8, bf16_dense_tflops=989.0),
-    GpuSpec(name="B200", hbm_tb_s=8.0, bf16_dense_tflops=2250.0),
-    GpuSpec(name="A100", hbm_tb_s=1.555, bf16_dense_tflops=312.0),
-)}
+GPUS: dict[str, GpuSpec] = {
+    g.name: g
+    for g in (
+        GpuSpec(name="H100", hbm_tb_s=3.35, bf16_dense_tflops=989.0),
+        GpuSpec(name="H200", hbm_tb_s=4.8, bf16_dense_tflops=989.0),
+        GpuSpec(name="B200", hbm_tb_s=8.0, bf16_dense_tflops=2250.0),
+        GpuSpec(name="A100", hbm_tb_s=1.555, bf16_dense_tflops=312.0),
+    )
+}
 
 
 class EngineSize(BaseModel):
@@ -121,7 +129,9 @@ def model_spec(name: str) -> ModelSpec:
         raise KeyError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}") from None
 
 
-def size_engine(model: ModelSpec | str, instance: InstanceSpec | str, tp: int = 1, time_scale: float = 1.0) -> EngineSize:
+def size_engine(
+    model: ModelSpec | str, instance: InstanceSpec | str, tp: int = 1, time_scale: float = 1.0
+) -> EngineSize:
     """The engine ``model`` makes on ``tp`` GPUs of ``instance``; ValueError when it does not fit."""
     model = model_spec(model) if isinstance(model, str) else model
     instance = instance_spec(instance) if isinstance(instance, str) else instance
@@ -131,12 +141,17 @@ def size_engine(model: ModelSpec | str, instance: InstanceSpec | str, tp: int = 
     bandwidth = tp * gpu.hbm_tb_s * 1e12 * BANDWIDTH_EFFICIENCY  # bytes/s
     flops = tp * gpu.bf16_dense_tflops * 1e12 * MFU
     efa_per_gpu = instance.network_gbps / 8 * GB / instance.gpus  # bytes/s
-    free = tp * instance.gpu_memory_gib * GIB * GPU_MEMORY_UTILIZATION - model.weights_bytes \
+    free = (
+        tp * instance.gpu_memory_gib * GIB * GPU_MEMORY_UTILIZATION
+        - model.weights_bytes
         - tp * ACTIVATION_RESERVE_GB * GB
+    )
     kv_tokens = int(free // model.kv_bytes_per_token)
     if kv_tokens < model.max_context // 8:
-        raise ValueError(f"{model.name} leaves {max(0, kv_tokens)} KV tokens on {tp} x {instance.gpu_model} "
-                         f"({instance.name}); use a larger tp")
+        raise ValueError(
+            f"{model.name} leaves {max(0, kv_tokens)} KV tokens on {tp} x {instance.gpu_model} "
+            f"({instance.name}); use a larger tp"
+        )
     ms = 1000.0
     timing = EngineTiming(
         weights_ms=model.weights_bytes / bandwidth * ms,
@@ -144,6 +159,13 @@ def size_engine(model: ModelSpec | str, instance: InstanceSpec | str, tp: int = 
         prefill_ms_per_token=2 * model.params_b * 1e9 / flops * ms,
         prefill_attention_ms_per_pair=4 * model.layers * model.hidden / flops * ms,
         transfer_ms_per_token=model.kv_bytes_per_token / (tp * efa_per_gpu * NETWORK_EFFICIENCY) * ms,
-        time_scale=time_scale)
-    return EngineSize(model=model.name, instance=instance.name, tp=tp, timing=timing, kv_tokens=kv_tokens,
-                      engines_per_node=instance.gpus // tp)
+        time_scale=time_scale,
+    )
+    return EngineSize(
+        model=model.name,
+        instance=instance.name,
+        tp=tp,
+        timing=timing,
+        kv_tokens=kv_tokens,
+        engines_per_node=instance.gpus // tp,
+    )

@@ -28,7 +28,7 @@ def block_hashes(tokens: Sequence[int], block_size: int) -> list[int]:
     hashes: list[int] = []
     parent = 0
     for start in range(0, len(tokens) - block_size + 1, block_size):
-        parent = hash(("fake-engine", parent, tuple(tokens[start:start + block_size]))) & HASH_MASK
+        parent = hash(("fake-engine", parent, tuple(tokens[start : start + block_size]))) & HASH_MASK
         hashes.append(parent)
     return hashes
 
@@ -99,7 +99,7 @@ class KvCache:
         if fresh and self.listener is not None:
             begin = start * self.block_size
             parent = hashes[start - 1] if start > 0 else None
-            self.listener.stored(fresh, parent, list(tokens[begin:begin + len(fresh) * self.block_size]))
+            self.listener.stored(fresh, parent, list(tokens[begin : begin + len(fresh) * self.block_size]))
 
     def release(self, allocation: Allocation) -> None:
         for block in allocation.cached:

@@ -26,9 +26,18 @@ class KvEventPublisher:
         self._scheduled = False
 
     def stored(self, hashes: list[int], parent: int | None, token_ids: list[int]) -> None:
-        self._add({"type": "BlockStored", "block_hashes": hashes, "parent_block_hash": parent,
-                   "token_ids": token_ids, "block_size": self.block_size, "lora_id": None, "medium": "GPU",
-                   "lora_name": None})
+        self._add(
+            {
+                "type": "BlockStored",
+                "block_hashes": hashes,
+                "parent_block_hash": parent,
+                "token_ids": token_ids,
+                "block_size": self.block_size,
+                "lora_id": None,
+                "medium": "GPU",
+                "lora_name": None,
+            }
+        )
 
     def removed(self, hashes: list[int]) -> None:
         self._add({"type": "BlockRemoved", "block_hashes": hashes, "medium": "GPU"})

@@ -23,14 +23,21 @@ def metrics_text(simulator: EngineSimulator, model: str) -> str:
     family("prefix_cache_queries", "counter", [("", counters.prefix_queries)])
     family("prefix_cache_hits", "counter", [("", counters.prefix_hits)])
     family("prompt_tokens", "counter", [("", counters.prompt_tokens)])
-    family("prompt_tokens_by_source", "counter", [
-        (',source="local_compute"', counters.local_compute),
-        (',source="local_cache_hit"', counters.local_cache_hit),
-        (',source="external_kv_transfer"', counters.external_kv_transfer)])
+    family(
+        "prompt_tokens_by_source",
+        "counter",
+        [
+            (',source="local_compute"', counters.local_compute),
+            (',source="local_cache_hit"', counters.local_cache_hit),
+            (',source="external_kv_transfer"', counters.external_kv_transfer),
+        ],
+    )
     family("generation_tokens", "counter", [("", counters.generation_tokens)])
     family("request_success", "counter", [(',finished_reason="length"', counters.finished)])
     lines.append("# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig")
     lines.append("# TYPE vllm:cache_config_info gauge")
-    lines.append(f'vllm:cache_config_info{{block_size="{simulator.block_size}",engine="0",'
-                 f'enable_prefix_caching="True",num_gpu_blocks="{simulator.cache.capacity}"}} 1.0')
+    lines.append(
+        f'vllm:cache_config_info{{block_size="{simulator.block_size}",engine="0",'
+        f'enable_prefix_caching="True",num_gpu_blocks="{simulator.cache.capacity}"}} 1.0'
+    )
     return "\n".join(lines) + "\n"

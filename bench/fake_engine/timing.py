@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SOURCES = {
     "llama-3.1-8b": "https://huggingface.co/meta-llama/Llama-3.1-8B/blob/main/config.json (32 layers, 8 KV heads, "
-                    "head_dim 128, 8.03B parameters)",
+    "head_dim 128, 8.03B parameters)",
     "h100-sxm": "https://www.nvidia.com/en-us/data-center/h100/ (HBM3 3.35 TB/s, bf16 dense 989 TFLOP/s)",
     "vllm-throughput": "https://www.morphllm.com/vllm-benchmarks (Llama 3.1 8B on 1x H100, ~12.5k output tok/s)",
     "p5-efa": "https://aws.amazon.com/ec2/instance-types/p5/ (3200 Gbps EFA per p5.48xlarge)",
@@ -49,8 +49,11 @@ class EngineTiming(BaseModel):
     kv_read_ms_per_token: float = Field(default=0.000049, ge=0, description="attention KV read per context token")
     prefill_ms_per_token: float = Field(default=0.032, ge=0, description="per uncached prompt token")
     prefill_attention_ms_per_pair: float = Field(
-        default=0.0, ge=0, description="per (uncached prompt token, earlier token) pair: a long prompt's attention "
-                                       "FLOPs (0 in the toy: its prompts are short; bench/fake_engine/hardware.py)")
+        default=0.0,
+        ge=0,
+        description="per (uncached prompt token, earlier token) pair: a long prompt's attention "
+        "FLOPs (0 in the toy: its prompts are short; bench/fake_engine/hardware.py)",
+    )
     transfer_ms_per_token: float = Field(default=0.005, ge=0, description="NIXL pull per token (decode side)")
     max_batched_tokens: int = Field(default=8192, ge=1, description="vLLM max_num_batched_tokens (chunked prefill)")
     max_running: int = Field(default=256, ge=1, description="vLLM max_num_seqs")
@@ -59,8 +62,12 @@ class EngineTiming(BaseModel):
     def step_ms(self, prefill_tokens: int, context_tokens: int, prefill_pairs: float = 0.0) -> float:
         """Modelled duration of one engine step, before ``time_scale``. ``prefill_pairs``: the attention pairs of the
         prefilled tokens (each new token attends to the cached ones and the new ones before it)."""
-        return (self.weights_ms + self.kv_read_ms_per_token * context_tokens
-                + self.prefill_ms_per_token * prefill_tokens + self.prefill_attention_ms_per_pair * prefill_pairs)
+        return (
+            self.weights_ms
+            + self.kv_read_ms_per_token * context_tokens
+            + self.prefill_ms_per_token * prefill_tokens
+            + self.prefill_attention_ms_per_pair * prefill_pairs
+        )
 
     @staticmethod
     def attention_pairs(cached_tokens: int, new_tokens: int) -> float:

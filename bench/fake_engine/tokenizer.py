@@ -38,15 +38,21 @@ class EngineTokenizer:
     def _chat(self, body: dict[str, Any]) -> list[int]:
         conversation = [{**message, "content": _text(message.get("content"))} for message in body.get("messages", [])]
         ids = self._tokenizer.apply_chat_template(
-            conversation, tools=body.get("tools"), tokenize=True, return_dict=False,
+            conversation,
+            tools=body.get("tools"),
+            tokenize=True,
+            return_dict=False,
             add_generation_prompt=body.get("add_generation_prompt", True),
             continue_final_message=body.get("continue_final_message", False),
-            **(body.get("chat_template_kwargs") or {}))
+            **(body.get("chat_template_kwargs") or {}),
+        )
         return list(ids)
 
 
 def _text(content: Any) -> Any:
     """vLLM's "string" content format: the text parts of a message, joined by a newline."""
     if isinstance(content, list):
-        return "\n".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
+        return "\n".join(
+            part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text"
+        )
     return content

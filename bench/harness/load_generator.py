@@ -34,8 +34,9 @@ async def send(session: aiohttp.ClientSession, url: str, request: BenchRequest) 
     chunks = 0
     tokens = 0
     try:
-        async with session.post(url + request.path, json=request.body, headers=request.headers or None,
-                                timeout=REQUEST_TIMEOUT) as response:
+        async with session.post(
+            url + request.path, json=request.body, headers=request.headers or None, timeout=REQUEST_TIMEOUT
+        ) as response:
             if response.status != 200:
                 await response.read()
                 return RequestResult(False, 0.0, time.perf_counter() - began, 0, response.status)

@@ -10,8 +10,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-PANELS = (("ttft_p90_ms", "TTFT p90 (ms, lower is better)"), ("output_tps", "output tokens/s (higher is better)"),
-          ("engine_prefix_hit_rate", "engine prefix-cache hit rate"))
+PANELS = (
+    ("ttft_p90_ms", "TTFT p90 (ms, lower is better)"),
+    ("output_tps", "output tokens/s (higher is better)"),
+    ("engine_prefix_hit_rate", "engine prefix-cache hit rate"),
+)
 
 
 def plot(document: dict[str, Any], path: Path) -> bool:
@@ -53,8 +56,10 @@ def plot(document: dict[str, Any], path: Path) -> bool:
         axis.grid(axis="y", alpha=0.3)
     handles, labels = axes[-1].get_legend_handles_labels()  # the hit-rate panel has every system and the oracle
     figure.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
-    figure.suptitle(f"pdstack routing benchmark ({document['command']}, {document['date']}): "
-                    f"simulated {document['scenario']['prefills']}P+{document['scenario']['decodes']}D engines")
+    figure.suptitle(
+        f"pdstack routing benchmark ({document['command']}, {document['date']}): "
+        f"simulated {document['scenario']['prefills']}P+{document['scenario']['decodes']}D engines"
+    )
     figure.tight_layout(rect=(0, 0.07, 1, 1))
     figure.savefig(path, dpi=90)
     plt.close(figure)
@@ -85,14 +90,20 @@ def plot_goodput(document: dict[str, Any], path: Path) -> bool:
     for i, system in enumerate(systems):
         mine = {s["workload"]: s for s in sweeps if f"{s['system']} {s['policy']}" == system}
         xs = [w + (i - (len(systems) - 1) / 2) * width for w, workload in enumerate(workloads) if workload in mine]
-        axes[0].bar(xs, [mine[w]["goodput_rps"] for w in workloads if w in mine], width, label=system,
-                    color=colors(i % 10))
+        axes[0].bar(
+            xs, [mine[w]["goodput_rps"] for w in workloads if w in mine], width, label=system, color=colors(i % 10)
+        )
         for w, workload in enumerate(workloads):
             if workload in mine:
                 points = sorted((p["rate_rps"], p["slo_attainment"]) for p in mine[workload]["points"])
                 top = max(p["rate_rps"] for s in sweeps if s["workload"] == workload for p in s["points"])
-                axes[1].plot([w + 0.9 * r / top - 0.45 for r, _ in points], [a for _, a in points], marker=".",
-                             color=colors(i % 10), label=system if w == 0 else None)
+                axes[1].plot(
+                    [w + 0.9 * r / top - 0.45 for r, _ in points],
+                    [a for _, a in points],
+                    marker=".",
+                    color=colors(i % 10),
+                    label=system if w == 0 else None,
+                )
     axes[0].set_xticks(range(len(workloads)))
     axes[0].set_xticklabels(workloads)
     axes[0].set_ylabel("goodput (req/s, higher is better)")
@@ -103,8 +114,10 @@ def plot_goodput(document: dict[str, Any], path: Path) -> bool:
     axes[1].set_xticklabels(workloads)
     axes[1].set_ylabel("SLO attainment (x: rate, per workload scaled to its highest point)")
     axes[1].grid(alpha=0.3)
-    figure.suptitle(f"Goodput ({document['command']}, {document['date']}): simulated "
-                    f"{document['scenario']['prefills']}P+{document['scenario']['decodes']}D engines")
+    figure.suptitle(
+        f"Goodput ({document['command']}, {document['date']}): simulated "
+        f"{document['scenario']['prefills']}P+{document['scenario']['decodes']}D engines"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
@@ -118,9 +131,11 @@ def plot_scale(document: dict[str, Any], path: Path) -> bool:
     rows = document["scale"]
     systems = list(dict.fromkeys(f"{r['system']} {r['policy']}" for r in rows))
     figure, axes = plt.subplots(1, 3, figsize=(16, 5))
-    for key, axis, title in (("engine_prefix_hit_rate", axes[0], "engine prefix-cache hit rate"),
-                             ("ttft_p50_ms", axes[1], "TTFT p50 (wall ms)"),
-                             ("router_cpu_ms_per_req", axes[2], "router CPU ms per request")):
+    for key, axis, title in (
+        ("engine_prefix_hit_rate", axes[0], "engine prefix-cache hit rate"),
+        ("ttft_p50_ms", axes[1], "TTFT p50 (wall ms)"),
+        ("router_cpu_ms_per_req", axes[2], "router CPU ms per request"),
+    ):
         for system in systems:
             mine = [r for r in rows if f"{r['system']} {r['policy']}" == system]
             axis.plot([r["engines_per_role"] for r in mine], [r[key] for r in mine], marker="o", label=system)

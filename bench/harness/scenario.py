@@ -26,8 +26,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.fake_engine.timing import EngineTiming
 from bench.harness.goodput import SweepPlan
-from bench.workloads.generators import (Agentic, Bursty, DecodeHeavy, KvPressure, LongPrompt, MultiTurn, SharedPrefix,
-                                        WorkloadSpec)
+from bench.workloads.generators import (
+    Agentic,
+    Bursty,
+    DecodeHeavy,
+    KvPressure,
+    LongPrompt,
+    MultiTurn,
+    SharedPrefix,
+    WorkloadSpec,
+)
 
 
 class ScalePlan(BaseModel):
@@ -71,28 +79,40 @@ class Scenario(BaseModel):
         return self
 
 
-FULL = Scenario(name="full", sweep=SweepPlan(factor=1.5, ramp=4, down=2, bisections=1),
-                scale=ScalePlan(sizes=[4, 16, 32], questions=1),
-                start_scale={"multi_turn": 5.0, "bursty": 5.0, "agentic": 3.0}, workloads=[
-    SharedPrefix(rate_rps=16.0, questions=1),
-    MultiTurn(rate_rps=20.0, conversations=12),
-    LongPrompt(rate_rps=9.0, requests=48),
-    DecodeHeavy(rate_rps=24.0, requests=480),
-    Bursty(rate_rps=8.0, questions=1),
-    KvPressure(rate_rps=10.0, requests=72),
-    Agentic(rate_rps=10.0),
-])
+FULL = Scenario(
+    name="full",
+    sweep=SweepPlan(factor=1.5, ramp=4, down=2, bisections=1),
+    scale=ScalePlan(sizes=[4, 16, 32], questions=1),
+    start_scale={"multi_turn": 5.0, "bursty": 5.0, "agentic": 3.0},
+    workloads=[
+        SharedPrefix(rate_rps=16.0, questions=1),
+        MultiTurn(rate_rps=20.0, conversations=12),
+        LongPrompt(rate_rps=9.0, requests=48),
+        DecodeHeavy(rate_rps=24.0, requests=480),
+        Bursty(rate_rps=8.0, questions=1),
+        KvPressure(rate_rps=10.0, requests=72),
+        Agentic(rate_rps=10.0),
+    ],
+)
 
 # A CI smoke of every code path in ~2 minutes: one sweep point per (workload, system), five systems, four workloads.
-QUICK = Scenario(name="quick", sweep=SweepPlan(ramp=0, down=0, bisections=0),
-                 scale=ScalePlan(sizes=[2, 4], systems=["pdstack:precise"], rate_rps=8.0, groups_per_engine=2,
-                                 users=1),
-                 systems=["pdstack:precise", "pdstack:approximate", "baseline:round_robin", "vllm-router:cache_aware",
-                          "smg:cache_aware"], workloads=[
-    SharedPrefix(rate_rps=10.0, groups=8, users=3, questions=1),
-    LongPrompt(rate_rps=8.0, requests=16),
-    Bursty(rate_rps=10.0, groups=8, users=3, questions=1),
-    Agentic(rate_rps=10.0, sessions=4, steps=3, tool_s=(0.2, 0.6)),
-])
+QUICK = Scenario(
+    name="quick",
+    sweep=SweepPlan(ramp=0, down=0, bisections=0),
+    scale=ScalePlan(sizes=[2, 4], systems=["pdstack:precise"], rate_rps=8.0, groups_per_engine=2, users=1),
+    systems=[
+        "pdstack:precise",
+        "pdstack:approximate",
+        "baseline:round_robin",
+        "vllm-router:cache_aware",
+        "smg:cache_aware",
+    ],
+    workloads=[
+        SharedPrefix(rate_rps=10.0, groups=8, users=3, questions=1),
+        LongPrompt(rate_rps=8.0, requests=16),
+        Bursty(rate_rps=10.0, groups=8, users=3, questions=1),
+        Agentic(rate_rps=10.0, sessions=4, steps=3, tool_s=(0.2, 0.6)),
+    ],
+)
 
 SCENARIOS = {"full": FULL, "quick": QUICK}

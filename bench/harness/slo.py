@@ -34,8 +34,11 @@ class Slo:
     tpot_ms: float = 30.0
 
     def met(self, result: RequestResult, time_scale: float) -> bool:
-        return (result.ok and result.ttft_s * 1000.0 / time_scale <= self.ttft_ms
-                and result.tpot_s * 1000.0 / time_scale <= self.tpot_ms)
+        return (
+            result.ok
+            and result.ttft_s * 1000.0 / time_scale <= self.ttft_ms
+            and result.tpot_s * 1000.0 / time_scale <= self.tpot_ms
+        )
 
     def attainment(self, results: list[RequestResult], time_scale: float) -> float:
         return sum(1 for r in results if self.met(r, time_scale)) / len(results) if results else 0.0

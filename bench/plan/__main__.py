@@ -32,8 +32,13 @@ from bench.replay.trace import TraceFormatError, TraceIndex
 from bench.workloads.generators import Bursty, DecodeHeavy, KvPressure, LongPrompt, SharedPrefix, generate
 from runtime.catalog import instance_spec
 
-WORKLOADS = {"shared_prefix": SharedPrefix, "long_prompt": LongPrompt, "decode_heavy": DecodeHeavy,
-             "bursty": Bursty, "kv_pressure": KvPressure}
+WORKLOADS = {
+    "shared_prefix": SharedPrefix,
+    "long_prompt": LongPrompt,
+    "decode_heavy": DecodeHeavy,
+    "bursty": Bursty,
+    "kv_pressure": KvPressure,
+}
 BASES = ("capacity_block", "on_demand")
 
 
@@ -42,21 +47,33 @@ def trace_requests(index: TraceIndex, max_context: int, speedup: float) -> tuple
     skipped: dict[str, int] = {}
     first: float | None = None
     for request in index:
-        reason = ("empty prompt" if request.input_length == 0 else "longer than the model's context"
-                  if request.input_length + max(1, request.output_length) > max_context else None)
+        reason = (
+            "empty prompt"
+            if request.input_length == 0
+            else "longer than the model's context"
+            if request.input_length + max(1, request.output_length) > max_context
+            else None
+        )
         if reason:
             skipped[reason] = skipped.get(reason, 0) + 1
             continue
         first = request.timestamp_ms if first is None else first
-        out.append(PlannedRequest((request.timestamp_ms - first) / 1000.0 / speedup,
-                                  prompt_tokens(request, index.block_size), max(1, request.output_length)))
+        out.append(
+            PlannedRequest(
+                (request.timestamp_ms - first) / 1000.0 / speedup,
+                prompt_tokens(request, index.block_size),
+                max(1, request.output_length),
+            )
+        )
     return out, skipped
 
 
 def workload_requests(kind: str, rate: float) -> list[PlannedRequest]:
     """A bench workload's prompts (bench vocabulary words, one token each) at ``rate``."""
-    return [PlannedRequest(r.at_s, [int(w[1:]) for w in r.body["prompt"].split()], int(r.body["max_tokens"]))
-            for r in generate(WORKLOADS[kind](rate_rps=rate))]
+    return [
+        PlannedRequest(r.at_s, [int(w[1:]) for w in r.body["prompt"].split()], int(r.body["max_tokens"]))
+        for r in generate(WORKLOADS[kind](rate_rps=rate))
+    ]
 
 
 def candidates(instances: list[str], model: str, tps: list[int] | None) -> tuple[list[Candidate], list[str]]:
@@ -65,7 +82,7 @@ def candidates(instances: list[str], model: str, tps: list[int] | None) -> tuple
     notes: list[str] = []
     for instance in instances:
         sizes: dict[int, EngineSize] = {}
-        for tp in (tps or [1, 2, 4, 8]):
+        for tp in tps or [1, 2, 4, 8]:
             try:
                 sizes[tp] = size_engine(model, instance, tp)
             except ValueError as error:
@@ -102,16 +119,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     trace_arguments(source, required=False)
     source.add_argument("--rate", type=float, default=None, help="requests/s of --workload")
     source.add_argument("--workload", choices=sorted(WORKLOADS), default=None)
-    parser.add_argument("--instances", default="p5.48xlarge,p5en.48xlarge",
-                        help="candidate instance types, comma-separated (runtime/catalog.py)")
-    parser.add_argument("--tp", default="", help="TP degrees to try, comma-separated (default: the two smallest "
-                                                 "that fit the model)")
+    parser.add_argument(
+        "--instances",
+        default="p5.48xlarge,p5en.48xlarge",
+        help="candidate instance types, comma-separated (runtime/catalog.py)",
+    )
+    parser.add_argument(
+        "--tp", default="", help="TP degrees to try, comma-separated (default: the two smallest that fit the model)"
+    )
     parser.add_argument("--max-engines", type=int, default=16, help="most engines per role")
-    parser.add_argument("--engine-block-size", type=int, default=128,
-                        help="the engines' KV block size (llm-d's AWS P/D guide runs 128)")
+    parser.add_argument(
+        "--engine-block-size", type=int, default=128, help="the engines' KV block size (llm-d's AWS P/D guide runs 128)"
+    )
     parser.add_argument("--prices", type=Path, default=None, help="JSON overriding the pinned price table")
-    parser.add_argument("--basis", choices=BASES, default="capacity_block",
-                        help="the price the cheapest layout is chosen by (falls back to the other, then to GPUs)")
+    parser.add_argument(
+        "--basis",
+        choices=BASES,
+        default="capacity_block",
+        help="the price the cheapest layout is chosen by (falls back to the other, then to GPUs)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write <date>-<name>.{json,md,png} there")
     parser.add_argument("--name", default="plan")
     args = parser.parse_args(argv)
@@ -120,16 +146,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.trace is not None:
             index = load(args)
             requests, skipped = trace_requests(index, model.max_context, args.speedup)
-            traffic = f"trace {args.trace} window {args.window or 'all'}" + (
-                f" limit {args.limit}" if args.limit else "") + (f" x{args.speedup:g}" if args.speedup != 1 else "")
+            traffic = (
+                f"trace {args.trace} window {args.window or 'all'}"
+                + (f" limit {args.limit}" if args.limit else "")
+                + (f" x{args.speedup:g}" if args.speedup != 1 else "")
+            )
         elif args.rate and args.workload:
             requests, skipped = workload_requests(args.workload, args.rate), {}
             traffic = f"workload {args.workload} at {args.rate:g} req/s"
         else:
             raise ValueError("give --trace FILE, or --rate and --workload")
         prices = load_prices(args.prices)
-        found, notes = candidates(args.instances.split(","), args.model,
-                                  [int(t) for t in args.tp.split(",")] if args.tp else None)
+        found, notes = candidates(
+            args.instances.split(","), args.model, [int(t) for t in args.tp.split(",")] if args.tp else None
+        )
         for name in args.instances.split(","):
             instance_spec(name)
     except (TraceFormatError, ValueError, KeyError, OSError) as error:
@@ -140,19 +170,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(2)
     span = max(r.at_s for r in requests) or 1.0
     output_tps = sum(r.output_tokens for r in requests) / span
-    print(f"SIMULATION (not a measurement): {traffic}: {len(requests)} requests, {len(requests) / span:.2f} req/s, "
-          f"{output_tps:.0f} output tok/s; SLOs TTFT {args.ttft_ms:g} ms, TPOT {args.tpot_ms:g} ms; {args.model}",
-          flush=True)
+    print(
+        f"SIMULATION (not a measurement): {traffic}: {len(requests)} requests, {len(requests) / span:.2f} req/s, "
+        f"{output_tps:.0f} output tok/s; SLOs TTFT {args.ttft_ms:g} ms, TPOT {args.tpot_ms:g} ms; {args.model}",
+        flush=True,
+    )
     began = time.time()
 
     def progress(layout: Layout) -> None:
-        print(f"  {layout.candidate.label:28s} {layout.prefills:2d}P {layout.decodes:2d}D: SLO {layout.attainment:.2f}"
-              f" (burst {layout.burst_attainment:.2f}) TTFT p90 {layout.ttft_p90_ms:7.0f} ms, TPOT p90 "
-              f"{layout.tpot_p90_ms:5.1f} ms, hit {layout.hit_rate:.2f}{'  meets' if layout.meets else ''}"
-              f"  ({time.time() - began:.0f} s)", flush=True)
+        print(
+            f"  {layout.candidate.label:28s} {layout.prefills:2d}P {layout.decodes:2d}D: SLO {layout.attainment:.2f}"
+            f" (burst {layout.burst_attainment:.2f}) TTFT p90 {layout.ttft_p90_ms:7.0f} ms, TPOT p90 "
+            f"{layout.tpot_p90_ms:5.1f} ms, hit {layout.hit_rate:.2f}{'  meets' if layout.meets else ''}"
+            f"  ({time.time() - began:.0f} s)",
+            flush=True,
+        )
 
-    search = Search(requests, Objectives(args.ttft_ms, args.tpot_ms), span, args.engine_block_size,
-                    lambda name: instance_spec(name).gpus, args.max_engines, args.max_engines, progress=progress)
+    search = Search(
+        requests,
+        Objectives(args.ttft_ms, args.tpot_ms),
+        span,
+        args.engine_block_size,
+        lambda name: instance_spec(name).gpus,
+        args.max_engines,
+        args.max_engines,
+        progress=progress,
+    )
     for candidate in found:
         search.frontier(candidate)
     best_per_instance = cheapest(search.tried, prices, args.basis)
@@ -165,15 +208,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = [layout_row(layout, price_of(layout), output_tps) for layout in search.tried]
     chosen = [layout_row(layout, price_of(layout), output_tps) for layout in best_per_instance.values()]
     document: dict[str, Any] = {
-        "name": args.name, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "simulation": True,
+        "name": args.name,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "simulation": True,
         "command": "python -m bench.plan " + " ".join(sys.argv[1:] if argv is None else argv),
-        "traffic": traffic, "requests": len(requests), "skipped": skipped, "rate_rps": len(requests) / span,
-        "output_tps": output_tps, "model": args.model, "slo": {"ttft_ms": args.ttft_ms, "tpot_ms": args.tpot_ms},
-        "engine_block_size": args.engine_block_size, "prices_date": PRICES_DATE,
-        "prices": {name: price.model_dump() for name, price in prices.items()}, "basis": args.basis,
-        "notes": notes, "best": chosen, "tried": rows, "duration_s": round(time.time() - began, 1),
-        "yaml": {row["instance"]: yaml_snippet(layout, args.model)
-                 for row, layout in zip(chosen, best_per_instance.values(), strict=True)},
+        "traffic": traffic,
+        "requests": len(requests),
+        "skipped": skipped,
+        "rate_rps": len(requests) / span,
+        "output_tps": output_tps,
+        "model": args.model,
+        "slo": {"ttft_ms": args.ttft_ms, "tpot_ms": args.tpot_ms},
+        "engine_block_size": args.engine_block_size,
+        "prices_date": PRICES_DATE,
+        "prices": {name: price.model_dump() for name, price in prices.items()},
+        "basis": args.basis,
+        "notes": notes,
+        "best": chosen,
+        "tried": rows,
+        "duration_s": round(time.time() - began, 1),
+        "yaml": {
+            row["instance"]: yaml_snippet(layout, args.model)
+            for row, layout in zip(chosen, best_per_instance.values(), strict=True)
+        },
     }
     print()
     print(markdown(document))

@@ -111,13 +111,27 @@ class Search:
     progress: Callable[[Layout], None] | None = None
 
     def evaluate(self, candidate: Candidate, prefills: int, decodes: int, speedup: float = 1.0) -> Layout:
-        requests = self.requests if speedup == 1.0 else [
-            PlannedRequest(r.at_s / speedup, r.tokens, r.output_tokens) for r in self.requests]
-        result = simulate(requests, prefills, decodes, candidate.prefill.timing,
-                          candidate.prefill.capacity_blocks(self.block_size), self.block_size,
-                          candidate.decode.timing, candidate.decode.capacity_blocks(self.block_size))
-        layout = judge(Layout(candidate, prefills, decodes, self.gpus_per_node(candidate.prefill.instance)), result,
-                       self.objectives, self.span_s / speedup)
+        requests = (
+            self.requests
+            if speedup == 1.0
+            else [PlannedRequest(r.at_s / speedup, r.tokens, r.output_tokens) for r in self.requests]
+        )
+        result = simulate(
+            requests,
+            prefills,
+            decodes,
+            candidate.prefill.timing,
+            candidate.prefill.capacity_blocks(self.block_size),
+            self.block_size,
+            candidate.decode.timing,
+            candidate.decode.capacity_blocks(self.block_size),
+        )
+        layout = judge(
+            Layout(candidate, prefills, decodes, self.gpus_per_node(candidate.prefill.instance)),
+            result,
+            self.objectives,
+            self.span_s / speedup,
+        )
         if speedup == 1.0:
             self.tried.append(layout)
             if self.progress is not None:
@@ -151,8 +165,11 @@ class Search:
             else:
                 p += 1
         # Only the staircase's corners: the last meeting layout before each step up in prefill engines.
-        return [layout for layout in found
-                if not any(o.prefills == layout.prefills and o.decodes < layout.decodes for o in found)]
+        return [
+            layout
+            for layout in found
+            if not any(o.prefills == layout.prefills and o.decodes < layout.decodes for o in found)
+        ]
 
     def headroom(self, layout: Layout, speedups: Sequence[float] = (1.25, 1.5, 2.0, 3.0)) -> float:
         best = 1.0
@@ -162,4 +179,3 @@ class Search:
             best = speedup
         layout.headroom = best
         return best
-

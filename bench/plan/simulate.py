@@ -74,9 +74,16 @@ class _Prefill:
         return count
 
 
-async def _replay(requests: Sequence[PlannedRequest], prefills: int, decodes: int, timing: EngineTiming,
-                  capacity_blocks: int, block_size: int, decode_timing: EngineTiming,
-                  decode_capacity_blocks: int) -> SimulationResult:
+async def _replay(
+    requests: Sequence[PlannedRequest],
+    prefills: int,
+    decodes: int,
+    timing: EngineTiming,
+    capacity_blocks: int,
+    block_size: int,
+    decode_timing: EngineTiming,
+    decode_capacity_blocks: int,
+) -> SimulationResult:
     timing = timing.model_copy(update={"time_scale": 1.0})
     decode_timing = decode_timing.model_copy(update={"time_scale": 1.0})
     prefill = [_Prefill(EngineSimulator(timing, KvCache(capacity_blocks, block_size))) for _ in range(prefills)]
@@ -92,16 +99,17 @@ async def _replay(requests: Sequence[PlannedRequest], prefills: int, decodes: in
         arrived = loop.time()
         hashes = block_hashes(request.tokens, block_size)
         least = min(p.load for p in prefill)
-        chosen = max((p for p in prefill if p.load <= least + LOAD_SLACK),
-                     key=lambda p: (p.prefix(hashes), -p.load, -p.last_used))
+        chosen = max(
+            (p for p in prefill if p.load <= least + LOAD_SLACK),
+            key=lambda p: (p.prefix(hashes), -p.load, -p.last_used),
+        )
         chosen.last_used = next(turn)
         chosen.pending.update(hashes)
         job = chosen.engine.submit(SimulatedRequest(list(request.tokens), 1, "prefill_only"))
         while await job.output.get() != DONE:
             pass
         chosen.pending.subtract(hashes)
-        target = min(decode, key=lambda e: (len(e.waiting) + len(e.running) + len(e.transferring),
-                                            e.cache.usage()))
+        target = min(decode, key=lambda e: (len(e.waiting) + len(e.running) + len(e.transferring), e.cache.usage()))
         leg = target.submit(SimulatedRequest(list(request.tokens), request.output_tokens, "pull"))
         first = last = None
         while await leg.output.get() != DONE:
@@ -109,22 +117,39 @@ async def _replay(requests: Sequence[PlannedRequest], prefills: int, decodes: in
             first = last if first is None else first
         assert first is not None and last is not None
         steps = request.output_tokens - 1
-        return Outcome((first - arrived) * 1000.0, (last - first) * 1000.0 / steps if steps > 0 else 0.0,
-                       request.at_s)
+        return Outcome((first - arrived) * 1000.0, (last - first) * 1000.0 / steps if steps > 0 else 0.0, request.at_s)
 
     try:
         outcomes = await asyncio.gather(*(one(r) for r in requests))
     finally:
         for engine in [p.engine for p in prefill] + decode:
             await engine.stop()
-    return SimulationResult(list(outcomes), sum(len(r.tokens) for r in requests),
-                            sum(p.engine.counters.local_compute for p in prefill))
+    return SimulationResult(
+        list(outcomes), sum(len(r.tokens) for r in requests), sum(p.engine.counters.local_compute for p in prefill)
+    )
 
 
-def simulate(requests: Sequence[PlannedRequest], prefills: int, decodes: int, timing: EngineTiming,
-             capacity_blocks: int, block_size: int = 16, decode_timing: EngineTiming | None = None,
-             decode_capacity_blocks: int | None = None) -> SimulationResult:
+def simulate(
+    requests: Sequence[PlannedRequest],
+    prefills: int,
+    decodes: int,
+    timing: EngineTiming,
+    capacity_blocks: int,
+    block_size: int = 16,
+    decode_timing: EngineTiming | None = None,
+    decode_capacity_blocks: int | None = None,
+) -> SimulationResult:
     """Replay ``requests`` on ``prefills`` engines of ``timing`` and ``capacity_blocks`` and ``decodes`` engines of
     ``decode_timing`` and ``decode_capacity_blocks`` (the prefill engines' when None)."""
-    return virtual_time.run(_replay(requests, prefills, decodes, timing, capacity_blocks, block_size,
-                                    decode_timing or timing, decode_capacity_blocks or capacity_blocks))
+    return virtual_time.run(
+        _replay(
+            requests,
+            prefills,
+            decodes,
+            timing,
+            capacity_blocks,
+            block_size,
+            decode_timing or timing,
+            decode_capacity_blocks or capacity_blocks,
+        )
+    )

@@ -23,8 +23,10 @@ class _JumpingSelector(selectors.SelectSelector):
         if ready:
             return ready
         if timeout is None:
-            raise RuntimeError("virtual time: nothing scheduled and nothing ready (a coroutine waits on I/O or on "
-                               "an event nobody sets)")
+            raise RuntimeError(
+                "virtual time: nothing scheduled and nothing ready (a coroutine waits on I/O or on "
+                "an event nobody sets)"
+            )
         self._loop.now += max(0.0, timeout)
         return []
 

@@ -22,37 +22,54 @@ from bench.replay.workload import BURST_WINDOW_S, build
 from bench.workloads.vocabulary import write_tokenizer
 
 ENGINE_BLOCK_SIZE = 16
-GUIDELLM_COLUMNS = {"timestamp": "timestamp_column", "input_length": "prompt_tokens_column",
-                    "output_length": "output_tokens_column", "hash_ids": "hash_ids_column"}
+GUIDELLM_COLUMNS = {
+    "timestamp": "timestamp_column",
+    "input_length": "prompt_tokens_column",
+    "output_length": "output_tokens_column",
+    "hash_ids": "hash_ids_column",
+}
 DEFAULT_SYSTEMS = "pdstack:precise,baseline:round_robin,vllm-router:round_robin,vllm-router:cache_aware,smg:cache_aware"
 
 
 def trace_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, required: bool = True) -> None:
     """The trace options bench.replay and bench.plan share (guidellm's names for the same settings in brackets)."""
     parser.add_argument("--trace", type=Path, required=required, help="a Mooncake-format JSON-lines trace")
-    parser.add_argument("--block-size", type=int, default=MOONCAKE_BLOCK_SIZE,
-                        help="tokens per hash id (guidellm hash_id_block_size; Mooncake's 512)")
+    parser.add_argument(
+        "--block-size",
+        type=int,
+        default=MOONCAKE_BLOCK_SIZE,
+        help="tokens per hash id (guidellm hash_id_block_size; Mooncake's 512)",
+    )
     parser.add_argument("--window", default="", help="START:END trace seconds to keep (either side may be empty)")
     parser.add_argument("--limit", type=int, default=None, help="keep only the first N requests (of the window)")
     parser.add_argument("--speedup", type=float, default=1.0, help="compress the arrival gaps (2: twice the rate)")
     for field, default in vars(TraceColumns()).items():
-        parser.add_argument(f"--{field.replace('_', '-')}-column", default=default,
-                            help=f"the field holding {field} (guidellm {GUIDELLM_COLUMNS[field]})")
+        parser.add_argument(
+            f"--{field.replace('_', '-')}-column",
+            default=default,
+            help=f"the field holding {field} (guidellm {GUIDELLM_COLUMNS[field]})",
+        )
     parser.add_argument("--model", default="llama-3.1-8b", help="the served model (bench/fake_engine/hardware.py)")
-    parser.add_argument("--ttft-ms", type=float, default=3000.0,
-                        help="TTFT objective, modelled ms (an assumption: 3 s for this trace's 15k-token mean prompt)")
+    parser.add_argument(
+        "--ttft-ms",
+        type=float,
+        default=3000.0,
+        help="TTFT objective, modelled ms (an assumption: 3 s for this trace's 15k-token mean prompt)",
+    )
     parser.add_argument("--tpot-ms", type=float, default=50.0, help="TPOT objective, modelled ms")
 
 
 def load(args: argparse.Namespace) -> TraceIndex:
     """The trace's requests inside the window; TraceFormatError on any bad line or an empty window."""
     window = Window.parse(args.window, args.limit)
-    columns = TraceColumns(args.timestamp_column, args.input_length_column, args.output_length_column,
-                           args.hash_ids_column)
+    columns = TraceColumns(
+        args.timestamp_column, args.input_length_column, args.output_length_column, args.hash_ids_column
+    )
     index = index_trace(args.trace, window, args.block_size, columns)
     if not len(index):
-        raise TraceFormatError(f"{args.trace}: no request inside window {args.window or 'all'} "
-                               f"({index.read} requests in the file)")
+        raise TraceFormatError(
+            f"{args.trace}: no request inside window {args.window or 'all'} ({index.read} requests in the file)"
+        )
     return index
 
 
@@ -63,9 +80,13 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--tp", type=int, default=1, help="GPUs per engine")
     parser.add_argument("--prefills", type=int, default=2)
     parser.add_argument("--decodes", type=int, default=2)
-    parser.add_argument("--time-scale", type=float, default=4.0,
-                        help="wall ms per modelled ms, for the engines and the arrival gaps alike (the trace's "
-                             "load on the modelled hardware is kept; higher is gentler on this machine's CPU)")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=4.0,
+        help="wall ms per modelled ms, for the engines and the arrival gaps alike (the trace's "
+        "load on the modelled hardware is kept; higher is gentler on this machine's CPU)",
+    )
     parser.add_argument("--systems", default=DEFAULT_SYSTEMS, help="name or name:policy, comma-separated")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--name", default="replay")
@@ -77,8 +98,15 @@ def main(argv: list[str] | None = None) -> Path:
     except (TraceFormatError, ValueError, KeyError, OSError) as error:
         print(f"bench.replay: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    scenario = Scenario(name=args.name, prefills=args.prefills, decodes=args.decodes, block_size=ENGINE_BLOCK_SIZE,
-                        capacity_blocks=size.capacity_blocks(ENGINE_BLOCK_SIZE), timing=size.timing, workloads=[])
+    scenario = Scenario(
+        name=args.name,
+        prefills=args.prefills,
+        decodes=args.decodes,
+        block_size=ENGINE_BLOCK_SIZE,
+        capacity_blocks=size.capacity_blocks(ENGINE_BLOCK_SIZE),
+        timing=size.timing,
+        workloads=[],
+    )
     slo = TraceSlo(args.ttft_ms, args.tpot_ms)
     keep = set(args.systems.split(","))
     chosen = [s for s in SYSTEMS if s.name in keep or f"{s.name}:{s.policy}" in keep]
@@ -86,9 +114,11 @@ def main(argv: list[str] | None = None) -> Path:
     work = REPO / "bench" / ".work" / args.name
     work.mkdir(parents=True, exist_ok=True)
     tokenizer = write_tokenizer(work / "tokenizer")
-    print(f"{len(workload.requests)} requests, {workload.rate_rps:.2f} req/s over {workload.span_s:.0f} trace s, "
-          f"bound {workload.bound_hit_rate:.3f}; {args.prefills}P+{args.decodes}D {args.model} on {args.instance}",
-          flush=True)
+    print(
+        f"{len(workload.requests)} requests, {workload.rate_rps:.2f} req/s over {workload.span_s:.0f} trace s, "
+        f"bound {workload.bound_hit_rate:.3f}; {args.prefills}P+{args.decodes}D {args.model} on {args.instance}",
+        flush=True,
+    )
     began = time.time()
     rows, failures = [], []
     for system in [s for s in chosen if s.unavailable() is None]:
@@ -99,25 +129,50 @@ def main(argv: list[str] | None = None) -> Path:
             print(f"  {system.label}: FAILED {str(error)[:300]}", flush=True)
             continue
         rows.append(row)
-        print(f"  {system.label:32s} SLO {row['slo_attainment']:.2f}  TTFT p50/p99 {row['ttft_p50_ms']:.0f}/"
-              f"{row['ttft_p99_ms']:.0f} ms  TPOT p50 {row['tpot_p50_ms']:.1f} ms  "
-              f"hit {row['engine_prefix_hit_rate']:.3f}"
-              f" (bound {row['bound_hit_rate']:.3f})  failed {row['failed']}  ({time.time() - began:.0f} s)", flush=True)
+        print(
+            f"  {system.label:32s} SLO {row['slo_attainment']:.2f}  TTFT p50/p99 {row['ttft_p50_ms']:.0f}/"
+            f"{row['ttft_p99_ms']:.0f} ms  TPOT p50 {row['tpot_p50_ms']:.1f} ms  "
+            f"hit {row['engine_prefix_hit_rate']:.3f}"
+            f" (bound {row['bound_hit_rate']:.3f})  failed {row['failed']}  ({time.time() - began:.0f} s)",
+            flush=True,
+        )
     document = {
-        "name": args.name, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "name": args.name,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "command": "python -m bench.replay " + " ".join(sys.argv[1:] if argv is None else argv),
-        "duration_s": round(time.time() - began, 1), "machine": machine(), "versions": versions(),
-        "trace": {"path": str(args.trace), "window": args.window or "all", "limit": args.limit,
-                  "block_size": args.block_size, "requests": len(workload.requests), "read": index.read,
-                  "skipped": workload.skipped, "span_s": workload.span_s, "rate_rps": workload.rate_rps,
-                  "peak_rate_rps": workload.peak_rate_rps, "burst_window_s": BURST_WINDOW_S,
-                  "speedup": args.speedup, "prompt_tokens": workload.prompt_tokens,
-                  "bound_hit_rate": workload.bound_hit_rate},
-        "engines": {"prefills": args.prefills, "decodes": args.decodes, "model": args.model,
-                    "instance": args.instance, "tp": args.tp, "block_size": ENGINE_BLOCK_SIZE,
-                    "capacity_blocks": scenario.capacity_blocks, "kv_tokens": size.kv_tokens,
-                    "timing": size.timing.model_dump()},
-        "slo": {"ttft_ms": slo.ttft_ms, "tpot_ms": slo.tpot_ms}, "rows": rows, "failures": failures,
+        "duration_s": round(time.time() - began, 1),
+        "machine": machine(),
+        "versions": versions(),
+        "trace": {
+            "path": str(args.trace),
+            "window": args.window or "all",
+            "limit": args.limit,
+            "block_size": args.block_size,
+            "requests": len(workload.requests),
+            "read": index.read,
+            "skipped": workload.skipped,
+            "span_s": workload.span_s,
+            "rate_rps": workload.rate_rps,
+            "peak_rate_rps": workload.peak_rate_rps,
+            "burst_window_s": BURST_WINDOW_S,
+            "speedup": args.speedup,
+            "prompt_tokens": workload.prompt_tokens,
+            "bound_hit_rate": workload.bound_hit_rate,
+        },
+        "engines": {
+            "prefills": args.prefills,
+            "decodes": args.decodes,
+            "model": args.model,
+            "instance": args.instance,
+            "tp": args.tp,
+            "block_size": ENGINE_BLOCK_SIZE,
+            "capacity_blocks": scenario.capacity_blocks,
+            "kv_tokens": size.kv_tokens,
+            "timing": size.timing.model_dump(),
+        },
+        "slo": {"ttft_ms": slo.ttft_ms, "tpot_ms": slo.tpot_ms},
+        "rows": rows,
+        "failures": failures,
         "skipped_systems": skipped,
     }
     return write_report(document, args.out)

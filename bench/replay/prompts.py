@@ -41,7 +41,7 @@ def prompt_tokens(request: TraceRequest, block_size: int) -> list[int]:
     out: list[int] = []
     for hash_id in request.hash_ids:
         out.extend(block_tokens(hash_id, block_size))
-    del out[request.input_length:]
+    del out[request.input_length :]
     return out
 
 

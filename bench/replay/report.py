@@ -11,50 +11,80 @@ from typing import Any
 
 from bench.harness.report import cell
 
-SHOWN = (("slo_attainment", "SLO met", "{:.2f}"), ("goodput_rps", "goodput req/s", "{:.2f}"),
-         ("throughput_rps", "req/s", "{:.2f}"), ("output_tps", "out tok/s", "{:.0f}"),
-         ("ttft_p50_ms", "TTFT p50", "{:.0f}"), ("ttft_p90_ms", "TTFT p90", "{:.0f}"),
-         ("ttft_p99_ms", "TTFT p99", "{:.0f}"), ("tpot_p50_ms", "TPOT p50", "{:.1f}"),
-         ("tpot_p99_ms", "TPOT p99", "{:.1f}"), ("e2e_p50_ms", "E2E p50", "{:.0f}"),
-         ("engine_prefix_hit_rate", "engine hit rate", "{:.3f}"), ("bound_hit_rate", "trace bound", "{:.3f}"),
-         ("idle_prefill_share", "time: idle prefill", "{:.0%}"), ("waiting_share", "time: waiting", "{:.0%}"),
-         ("decode_share", "time: decode", "{:.0%}"), ("router_cpu_ms_per_req", "router CPU ms/req", "{:.2f}"),
-         ("failed", "failed", "{}"))
+SHOWN = (
+    ("slo_attainment", "SLO met", "{:.2f}"),
+    ("goodput_rps", "goodput req/s", "{:.2f}"),
+    ("throughput_rps", "req/s", "{:.2f}"),
+    ("output_tps", "out tok/s", "{:.0f}"),
+    ("ttft_p50_ms", "TTFT p50", "{:.0f}"),
+    ("ttft_p90_ms", "TTFT p90", "{:.0f}"),
+    ("ttft_p99_ms", "TTFT p99", "{:.0f}"),
+    ("tpot_p50_ms", "TPOT p50", "{:.1f}"),
+    ("tpot_p99_ms", "TPOT p99", "{:.1f}"),
+    ("e2e_p50_ms", "E2E p50", "{:.0f}"),
+    ("engine_prefix_hit_rate", "engine hit rate", "{:.3f}"),
+    ("bound_hit_rate", "trace bound", "{:.3f}"),
+    ("idle_prefill_share", "time: idle prefill", "{:.0%}"),
+    ("waiting_share", "time: waiting", "{:.0%}"),
+    ("decode_share", "time: decode", "{:.0%}"),
+    ("router_cpu_ms_per_req", "router CPU ms/req", "{:.2f}"),
+    ("failed", "failed", "{}"),
+)
 
 
 def markdown(document: dict[str, Any]) -> str:
     trace = document["trace"]
     engines = document["engines"]
     slo = document["slo"]
-    lines = [f"# Trace replay: `{document['command']}` ({document['date']})", "",
-             ("A SIMULATION: simulated vLLM engines sized from the model and the instance type "
-             "(bench/fake_engine/hardware.py, its limits stated there), real routers. Compare systems within this "
-             "run only."), "",
-             (f"Trace: `{trace['path']}`, window {trace['window']}, {trace['requests']} requests sent "
-             f"(skipped: {json.dumps(trace['skipped']) if trace['skipped'] else 'none'}) over {trace['span_s']:.0f} "
-             f"trace s: {trace['rate_rps']:.2f} req/s, busiest {trace['burst_window_s']:g} s "
-             f"{trace['peak_rate_rps']:.2f} req/s; speedup {trace['speedup']:g}; prompt tokens {trace['prompt_tokens']:,}, "
-             f"trace bound on the prefix hit rate {trace['bound_hit_rate']:.3f} (every distinct block computed once, "
-             f"unlimited KV)."), "",
-             (f"Engines: {engines['prefills']} prefill + {engines['decodes']} decode, {engines['model']} on "
-             f"{engines['instance']} (TP {engines['tp']}), {engines['capacity_blocks']:,} KV blocks of "
-             f"{engines['block_size']} tokens each; time_scale {engines['timing']['time_scale']:g}. "
-             f"SLOs (modelled ms): TTFT {slo['ttft_ms']:g}, TPOT {slo['tpot_ms']:g}."), "",
-             ("Latencies in modelled ms (wall / time_scale). Goodput: requests that met both SLOs per modelled "
-             "second at the replayed rate. Time shares: of the served requests' end-to-end time, what idle engines "
-             "with the bound's hits would spend before the first token, the rest of the time to first token "
-             "(queueing, misses beyond the bound, the router), and decoding."), "",
-             "| system | policy | requests | " + " | ".join(t for _, t, _ in SHOWN) + " |",
-             "|" + "---|" * (3 + len(SHOWN))]
+    lines = [
+        f"# Trace replay: `{document['command']}` ({document['date']})",
+        "",
+        (
+            "A SIMULATION: simulated vLLM engines sized from the model and the instance type "
+            "(bench/fake_engine/hardware.py, its limits stated there), real routers. Compare systems within this "
+            "run only."
+        ),
+        "",
+        (
+            f"Trace: `{trace['path']}`, window {trace['window']}, {trace['requests']} requests sent "
+            f"(skipped: {json.dumps(trace['skipped']) if trace['skipped'] else 'none'}) over {trace['span_s']:.0f} "
+            f"trace s: {trace['rate_rps']:.2f} req/s, busiest {trace['burst_window_s']:g} s "
+            f"{trace['peak_rate_rps']:.2f} req/s; speedup {trace['speedup']:g}; prompt tokens {trace['prompt_tokens']:,}, "
+            f"trace bound on the prefix hit rate {trace['bound_hit_rate']:.3f} (every distinct block computed once, "
+            f"unlimited KV)."
+        ),
+        "",
+        (
+            f"Engines: {engines['prefills']} prefill + {engines['decodes']} decode, {engines['model']} on "
+            f"{engines['instance']} (TP {engines['tp']}), {engines['capacity_blocks']:,} KV blocks of "
+            f"{engines['block_size']} tokens each; time_scale {engines['timing']['time_scale']:g}. "
+            f"SLOs (modelled ms): TTFT {slo['ttft_ms']:g}, TPOT {slo['tpot_ms']:g}."
+        ),
+        "",
+        (
+            "Latencies in modelled ms (wall / time_scale). Goodput: requests that met both SLOs per modelled "
+            "second at the replayed rate. Time shares: of the served requests' end-to-end time, what idle engines "
+            "with the bound's hits would spend before the first token, the rest of the time to first token "
+            "(queueing, misses beyond the bound, the router), and decoding."
+        ),
+        "",
+        "| system | policy | requests | " + " | ".join(t for _, t, _ in SHOWN) + " |",
+        "|" + "---|" * (3 + len(SHOWN)),
+    ]
     for row in document["rows"]:
-        lines.append(f"| {row['system']} | {row['policy']} | {row['requests']} | "
-                     + " | ".join(cell(row.get(key), form) for key, _, form in SHOWN) + " |")
+        lines.append(
+            f"| {row['system']} | {row['policy']} | {row['requests']} | "
+            + " | ".join(cell(row.get(key), form) for key, _, form in SHOWN)
+            + " |"
+        )
     if document["failures"]:
-        lines += ["", "Failures:"] + [f"- {f['system']} ({f['policy']}): {f['error'].splitlines()[0][:200]}"
-                                      for f in document["failures"]]
+        lines += ["", "Failures:"] + [
+            f"- {f['system']} ({f['policy']}): {f['error'].splitlines()[0][:200]}" for f in document["failures"]
+        ]
     if document["skipped_systems"]:
-        lines += ["", "Skipped:"] + [f"- {s['system']} ({s['policy']}): {s['reason']}"
-                                     for s in document["skipped_systems"]]
+        lines += ["", "Skipped:"] + [
+            f"- {s['system']} ({s['policy']}): {s['reason']}" for s in document["skipped_systems"]
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -86,8 +116,7 @@ def plot(document: dict[str, Any], path: Path) -> bool:
     axes[2].set_ylim(0, 1.05)
     axes[2].set_title("hit rate and SLO attainment")
     bottom = [0.0] * len(rows)
-    for key, name in (("idle_prefill_share", "idle prefill"), ("waiting_share", "waiting"),
-                      ("decode_share", "decode")):
+    for key, name in (("idle_prefill_share", "idle prefill"), ("waiting_share", "waiting"), ("decode_share", "decode")):
         values = [max(0.0, r[key] or 0.0) for r in rows]
         axes[3].bar(list(xs), values, 0.6, bottom=bottom, label=name)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
@@ -97,8 +126,10 @@ def plot(document: dict[str, Any], path: Path) -> bool:
         axis.set_xticklabels(labels, fontsize=7)
         axis.legend(fontsize=7)
         axis.grid(axis="y", alpha=0.3)
-    figure.suptitle(f"Trace replay (SIMULATED engines: {document['engines']['model']} on "
-                    f"{document['engines']['instance']}), {document['trace']['window']}, {document['date']}")
+    figure.suptitle(
+        f"Trace replay (SIMULATED engines: {document['engines']['model']} on "
+        f"{document['engines']['instance']}), {document['trace']['window']}, {document['date']}"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)

@@ -31,12 +31,23 @@ class TraceSlo:
     tpot_ms: float
 
     def met(self, result: RequestResult, time_scale: float) -> bool:
-        return (result.ok and result.ttft_s * 1000.0 / time_scale <= self.ttft_ms
-                and result.tpot_s * 1000.0 / time_scale <= self.tpot_ms)
+        return (
+            result.ok
+            and result.ttft_s * 1000.0 / time_scale <= self.ttft_ms
+            and result.tpot_s * 1000.0 / time_scale <= self.tpot_ms
+        )
 
 
-def summarize(system: System, workload: TraceWorkload, results: list[RequestResult], wall_s: float,
-              computed_tokens: float, router_cpu_s: float | None, slo: TraceSlo, time_scale: float) -> dict[str, Any]:
+def summarize(
+    system: System,
+    workload: TraceWorkload,
+    results: list[RequestResult],
+    wall_s: float,
+    computed_tokens: float,
+    router_cpu_s: float | None,
+    slo: TraceSlo,
+    time_scale: float,
+) -> dict[str, Any]:
     """Latencies in MODELLED ms (wall / time_scale): the trace's SLOs are stated on the modelled hardware.
 
     Where the time went, over the requests served: ``idle_prefill_share`` is the part of their time to first token
@@ -53,16 +64,23 @@ def summarize(system: System, workload: TraceWorkload, results: list[RequestResu
     idle = sum(min(i, r.ttft_s * scale) for r, i in ok)
     modelled_s = wall_s / time_scale
     return {
-        "system": system.name, "policy": system.policy, "requests": len(results),
-        "failed": len(results) - len(ok), "rate_rps": workload.rate_rps,
+        "system": system.name,
+        "policy": system.policy,
+        "requests": len(results),
+        "failed": len(results) - len(ok),
+        "rate_rps": workload.rate_rps,
         "slo_attainment": met / len(results) if results else 0.0,
         "goodput_rps": met / modelled_s if modelled_s > 0 else 0.0,
         "throughput_rps": len(ok) / modelled_s if modelled_s > 0 else 0.0,
         "output_tps": sum(r.output_tokens for r, _ in ok) / modelled_s if modelled_s > 0 else 0.0,
-        "ttft_p50_ms": percentile(ttft, 0.5), "ttft_p90_ms": percentile(ttft, 0.9),
-        "ttft_p99_ms": percentile(ttft, 0.99), "tpot_p50_ms": percentile(tpot, 0.5),
-        "tpot_p90_ms": percentile(tpot, 0.9), "tpot_p99_ms": percentile(tpot, 0.99),
-        "e2e_p50_ms": percentile(e2e, 0.5), "e2e_p99_ms": percentile(e2e, 0.99),
+        "ttft_p50_ms": percentile(ttft, 0.5),
+        "ttft_p90_ms": percentile(ttft, 0.9),
+        "ttft_p99_ms": percentile(ttft, 0.99),
+        "tpot_p50_ms": percentile(tpot, 0.5),
+        "tpot_p90_ms": percentile(tpot, 0.9),
+        "tpot_p99_ms": percentile(tpot, 0.99),
+        "e2e_p50_ms": percentile(e2e, 0.5),
+        "e2e_p99_ms": percentile(e2e, 0.99),
         "engine_prefix_hit_rate": 1.0 - computed_tokens / workload.prompt_tokens if workload.prompt_tokens else 0.0,
         "bound_hit_rate": workload.bound_hit_rate,
         "idle_prefill_share": idle / total_e2e,
@@ -72,14 +90,20 @@ def summarize(system: System, workload: TraceWorkload, results: list[RequestResu
     }
 
 
-def replay_one(system: System, scenario: Scenario, workload: TraceWorkload, slo: TraceSlo, tokenizer: Path,
-               work: Path) -> dict[str, Any]:
+def replay_one(
+    system: System, scenario: Scenario, workload: TraceWorkload, slo: TraceSlo, tokenizer: Path, work: Path
+) -> dict[str, Any]:
     engines, topology = start_engines(scenario, tokenizer, work)
     router: ProcessGroup | None = None
     try:
         port, metrics_port = free_ports(2)
-        router = ProcessGroup(system.argv(topology, port, metrics_port, work),
-                              work / f"{system.name}-{system.policy}-replay.log", ROUTER_CPU, environment(), REPO)
+        router = ProcessGroup(
+            system.argv(topology, port, metrics_port, work),
+            work / f"{system.name}-{system.policy}-replay.log",
+            ROUTER_CPU,
+            environment(),
+            REPO,
+        )
         url = f"http://127.0.0.1:{port}"
         router.wait_http(url + system.ready_path, timeout_s=90)
         system.register(url, topology)

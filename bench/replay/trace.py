@@ -91,8 +91,13 @@ def _integer(value: object, where: str, field: str) -> int:
     return value
 
 
-def parse_line(text: str, number: int, block_size: int = MOONCAKE_BLOCK_SIZE, columns: TraceColumns = TraceColumns(),
-               source: str = "trace") -> TraceRequest:
+def parse_line(
+    text: str,
+    number: int,
+    block_size: int = MOONCAKE_BLOCK_SIZE,
+    columns: TraceColumns = TraceColumns(),
+    source: str = "trace",
+) -> TraceRequest:
     """One line of the trace, validated; ``number`` is its 1-based line number (for the messages)."""
     where = f"{source} line {number}"
     try:
@@ -106,8 +111,9 @@ def parse_line(text: str, number: int, block_size: int = MOONCAKE_BLOCK_SIZE, co
             raise TraceFormatError(f"{where}: field {field!r} is missing")
     timestamp = record[columns.timestamp]
     if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)) or not math.isfinite(timestamp):
-        raise TraceFormatError(f"{where}: field {columns.timestamp!r} must be a number of milliseconds, "
-                               f"got {timestamp!r}")
+        raise TraceFormatError(
+            f"{where}: field {columns.timestamp!r} must be a number of milliseconds, got {timestamp!r}"
+        )
     input_length = _integer(record[columns.input_length], where, columns.input_length)
     output_length = _integer(record[columns.output_length], where, columns.output_length)
     ids = record[columns.hash_ids]
@@ -117,8 +123,10 @@ def parse_line(text: str, number: int, block_size: int = MOONCAKE_BLOCK_SIZE, co
         _integer(value, where, f"{columns.hash_ids}[{index}]")
     blocks = -(-input_length // block_size)
     if len(ids) != blocks:
-        raise TraceFormatError(f"{where}: field {columns.hash_ids!r} has {len(ids)} ids but "
-                               f"{columns.input_length!r} {input_length} needs {blocks} blocks of {block_size} tokens")
+        raise TraceFormatError(
+            f"{where}: field {columns.hash_ids!r} has {len(ids)} ids but "
+            f"{columns.input_length!r} {input_length} needs {blocks} blocks of {block_size} tokens"
+        )
     return TraceRequest(number, float(timestamp), input_length, output_length, tuple(ids))
 
 
@@ -145,8 +153,9 @@ class TraceIndex:
                 yield parse_line(handle.readline().decode(), line, self.block_size, self.columns, str(self.path))
 
 
-def index_trace(path: Path, window: Window = Window(), block_size: int = MOONCAKE_BLOCK_SIZE,
-                columns: TraceColumns = TraceColumns()) -> TraceIndex:
+def index_trace(
+    path: Path, window: Window = Window(), block_size: int = MOONCAKE_BLOCK_SIZE, columns: TraceColumns = TraceColumns()
+) -> TraceIndex:
     """Validate every line of ``path`` (a format error anywhere stops the replay before it starts) and index the
     requests inside ``window``. Blank lines are skipped."""
     if block_size < 1:
@@ -175,5 +184,5 @@ def index_trace(path: Path, window: Window = Window(), block_size: int = MOONCAK
         offsets = array("q", (offsets[i] for i in order))
         lines = array("q", (lines[i] for i in order))
     if window.limit is not None:
-        del stamps[window.limit:], offsets[window.limit:], lines[window.limit:]
+        del stamps[window.limit :], offsets[window.limit :], lines[window.limit :]
     return TraceIndex(path, block_size, columns, stamps, offsets, lines, read)

@@ -38,7 +38,9 @@ class PrefixBound:
                 hit += self._stored.get(hash_id, 0)
                 break
             hit += length
-        cap = (request.input_length - 1) // self.engine_block_size * self.engine_block_size if request.input_length else 0
+        cap = (
+            (request.input_length - 1) // self.engine_block_size * self.engine_block_size if request.input_length else 0
+        )
         hit = min(hit // self.engine_block_size * self.engine_block_size, cap)
         for index, hash_id in enumerate(request.hash_ids):
             length = min(size, request.input_length - index * size)
@@ -96,8 +98,14 @@ def peak_rate(times_s: Iterable[float], window_s: float = BURST_WINDOW_S) -> flo
     return best / window_s
 
 
-def build(index: TraceIndex, timing: EngineTiming, engine_block_size: int, max_context: int | None = None,
-          speedup: float = 1.0, as_requests: bool = True) -> TraceWorkload:
+def build(
+    index: TraceIndex,
+    timing: EngineTiming,
+    engine_block_size: int,
+    max_context: int | None = None,
+    speedup: float = 1.0,
+    as_requests: bool = True,
+) -> TraceWorkload:
     """The window's requests, arrival gaps kept and stretched by ``timing.time_scale`` (the engines' wall ms per
     modelled ms, so the trace's load on the modelled hardware stays the trace's) and compressed by ``speedup``.
     Requests whose prompt + output exceed ``max_context`` are skipped (a real engine answers them 400); so are
@@ -129,5 +137,15 @@ def build(index: TraceIndex, timing: EngineTiming, engine_block_size: int, max_c
         idle.append(idle_ttft_ms(timing, request.input_length, hit))
     span = (times[-1] - times[0]) / speedup if len(times) > 1 else 0.0
     arrivals = [t / speedup for t in times]
-    return TraceWorkload(requests, arrivals, inputs, outputs, idle, span, bound.hit_rate, bound.prompt_tokens, skipped,
-                         peak_rate(arrivals))
+    return TraceWorkload(
+        requests,
+        arrivals,
+        inputs,
+        outputs,
+        idle,
+        span,
+        bound.hit_rate,
+        bound.prompt_tokens,
+        skipped,
+        peak_rate(arrivals),
+    )

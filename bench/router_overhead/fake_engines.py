@@ -11,8 +11,10 @@ from testbed.fault_engine import FaultEngine
 
 
 async def main(prefill_port: int, decode_port: int) -> None:
-    engines = [FaultEngine("prefill", record=False, port=prefill_port),
-               FaultEngine("decode", record=False, port=decode_port)]
+    engines = [
+        FaultEngine("prefill", record=False, port=prefill_port),
+        FaultEngine("decode", record=False, port=decode_port),
+    ]
     for engine in engines:
         await engine.start()
     print("ready", flush=True)

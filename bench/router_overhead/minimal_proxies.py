@@ -21,10 +21,10 @@ def aiohttp_proxy(port: int, upstream: str) -> None:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        async with request.app["session"].post(upstream + request.path, data=body,
-                                               headers={"Content-Type": "application/json"}) as response:
-            out = web.StreamResponse(status=response.status,
-                                     headers={"Content-Type": response.headers["Content-Type"]})
+        async with request.app["session"].post(
+            upstream + request.path, data=body, headers={"Content-Type": "application/json"}
+        ) as response:
+            out = web.StreamResponse(status=response.status, headers={"Content-Type": response.headers["Content-Type"]})
             await out.prepare(request)
             async for chunk in response.content.iter_any():
                 await out.write(chunk)
@@ -48,8 +48,9 @@ def aiohttp_pd_proxy(port: int, prefill: str, decode: str) -> None:
     from runtime.router.flow.wire import PREFILL_LEG
 
     async def session_ctx(app: web.Application):  # type: ignore[no-untyped-def]
-        app["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False,
-                                               cookie_jar=aiohttp.DummyCookieJar())
+        app["session"] = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
+        )
         yield
         await app["session"].close()
 
@@ -57,13 +58,18 @@ def aiohttp_pd_proxy(port: int, prefill: str, decode: str) -> None:
         body = await request.read()
         headers = {"Content-Type": "application/json"}
         session = request.app["session"]
-        async with session.post(prefill + request.path, data=with_fields(body, PREFILL_LEG),
-                                headers=headers) as response:
+        async with session.post(
+            prefill + request.path, data=with_fields(body, PREFILL_LEG), headers=headers
+        ) as response:
             params = json.loads(await response.read())["kv_transfer_params"]
-        async with session.post(decode + request.path, data=with_fields(body, {"kv_transfer_params": params}),
-                                headers=headers) as response:
-            return web.Response(status=response.status, body=await response.read(),
-                                headers={"Content-Type": response.headers["Content-Type"]})
+        async with session.post(
+            decode + request.path, data=with_fields(body, {"kv_transfer_params": params}), headers=headers
+        ) as response:
+            return web.Response(
+                status=response.status,
+                body=await response.read(),
+                headers={"Content-Type": response.headers["Content-Type"]},
+            )
 
     app = web.Application()
     app.cleanup_ctx.append(session_ctx)
@@ -79,13 +85,15 @@ def starlette_proxy(port: int, upstream: str) -> None:
     from starlette.responses import StreamingResponse
     from starlette.routing import Route
 
-    client = httpx.AsyncClient(base_url=upstream, limits=httpx.Limits(max_connections=None,
-                                                                       max_keepalive_connections=256))
+    client = httpx.AsyncClient(
+        base_url=upstream, limits=httpx.Limits(max_connections=None, max_keepalive_connections=256)
+    )
 
     async def handle(request: Request) -> StreamingResponse:
         body = await request.body()
-        upstream_request = client.build_request("POST", request.url.path, content=body,
-                                                headers={"Content-Type": "application/json"})
+        upstream_request = client.build_request(
+            "POST", request.url.path, content=body, headers={"Content-Type": "application/json"}
+        )
         response = await client.send(upstream_request, stream=True)
 
         async def relay():  # type: ignore[no-untyped-def]
@@ -95,8 +103,9 @@ def starlette_proxy(port: int, upstream: str) -> None:
             finally:
                 await response.aclose()
 
-        return StreamingResponse(relay(), status_code=response.status_code,
-                                 media_type=response.headers.get("content-type"))
+        return StreamingResponse(
+            relay(), status_code=response.status_code, media_type=response.headers.get("content-type")
+        )
 
     app = Starlette(routes=[Route("/v1/completions", handle, methods=["POST"])])
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
@@ -104,6 +113,9 @@ def starlette_proxy(port: int, upstream: str) -> None:
 
 if __name__ == "__main__":
     kind, port, upstreams = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-    proxies: dict[str, Callable[..., None]] = {"aiohttp": aiohttp_proxy, "aiohttp-pd": aiohttp_pd_proxy,
-                                              "starlette": starlette_proxy}
+    proxies: dict[str, Callable[..., None]] = {
+        "aiohttp": aiohttp_proxy,
+        "aiohttp-pd": aiohttp_pd_proxy,
+        "starlette": starlette_proxy,
+    }
     proxies[kind](port, *upstreams)

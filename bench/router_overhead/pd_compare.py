@@ -42,8 +42,14 @@ LONG_PROMPT_TOKENS = 1500
 REFERENCE = "vllm-router (round_robin)"
 BARE_PD = "bare aiohttp P/D proxy (two legs, nothing else)"
 """The floor of pdstack's HTTP stack (aiohttp on uvloop, one server exchange and two client exchanges)."""
-PREFILL_PARAMS = {"do_remote_decode": True, "do_remote_prefill": False, "remote_engine_id": None,
-                  "remote_block_ids": None, "remote_host": None, "remote_port": None}
+PREFILL_PARAMS = {
+    "do_remote_decode": True,
+    "do_remote_prefill": False,
+    "remote_engine_id": None,
+    "remote_block_ids": None,
+    "remote_host": None,
+    "remote_port": None,
+}
 
 
 @dataclass
@@ -59,13 +65,18 @@ def short_body() -> dict[str, Any]:
 
 def long_bodies(count: int) -> list[bytes]:
     rng = random.Random(14)
-    return [json.dumps({"model": "tiny", "prompt": words(rng, LONG_PROMPT_TOKENS), "max_tokens": 8,
-                        "stream": False}).encode() for _ in range(count)]
+    return [
+        json.dumps(
+            {"model": "tiny", "prompt": words(rng, LONG_PROMPT_TOKENS), "max_tokens": 8, "stream": False}
+        ).encode()
+        for _ in range(count)
+    ]
 
 
 async def post(session: aiohttp.ClientSession, url: str, payload: bytes) -> bytes:
-    async with session.post(url + "/v1/completions", data=payload,
-                            headers={"Content-Type": "application/json"}) as response:
+    async with session.post(
+        url + "/v1/completions", data=payload, headers={"Content-Type": "application/json"}
+    ) as response:
         answer = await response.read()
         if response.status != 200:
             raise RuntimeError(f"{url}: HTTP {response.status}: {answer[:200]!r}")
@@ -74,8 +85,11 @@ async def post(session: aiohttp.ClientSession, url: str, payload: bytes) -> byte
 
 async def direct_two_legs(session: aiohttp.ClientSession, prefill: str, decode: str, doc: dict[str, Any]) -> None:
     """What a P/D router does, done by the client in its simplest form (the floor every router is compared with)."""
-    first = json.loads(await post(session, prefill, json.dumps(
-        {**doc, "max_tokens": 1, "kv_transfer_params": PREFILL_PARAMS}).encode()))
+    first = json.loads(
+        await post(
+            session, prefill, json.dumps({**doc, "max_tokens": 1, "kv_transfer_params": PREFILL_PARAMS}).encode()
+        )
+    )
     await post(session, decode, json.dumps({**doc, "kv_transfer_params": first["kv_transfer_params"]}).encode())
 
 
@@ -89,7 +103,7 @@ async def latency(targets: list[Target], prefill: str, decode: str, samples: int
             began = time.perf_counter()
             await direct_two_legs(session, prefill, decode, doc)
             direct = time.perf_counter() - began
-            order = targets[round_ % len(targets):] + targets[:round_ % len(targets)]
+            order = targets[round_ % len(targets) :] + targets[: round_ % len(targets)]
             for target in order:
                 began = time.perf_counter()
                 await post(session, target.url, payload)
@@ -98,11 +112,16 @@ async def latency(targets: list[Target], prefill: str, decode: str, samples: int
             if round_ >= 20:
                 base.append(direct)
     ms = 1000.0
-    out = {"direct (client runs both legs)": {"p50_ms": percentile(base, 0.5) * ms, "p99_ms": percentile(base, 0.99) * ms}}
+    out = {
+        "direct (client runs both legs)": {"p50_ms": percentile(base, 0.5) * ms, "p99_ms": percentile(base, 0.99) * ms}
+    }
     for label, values in through.items():
         added = [b - a for a, b in zip(base, values, strict=True)]
-        out[label] = {"p50_ms": percentile(values, 0.5) * ms, "added_p50_ms": percentile(added, 0.5) * ms,
-                      "added_p99_ms": percentile(added, 0.99) * ms}
+        out[label] = {
+            "p50_ms": percentile(values, 0.5) * ms,
+            "added_p50_ms": percentile(added, 0.5) * ms,
+            "added_p99_ms": percentile(added, 0.99) * ms,
+        }
     return out
 
 
@@ -134,26 +153,42 @@ def median_pass(passes: list[dict[str, float]]) -> dict[str, Any]:
     return {**ordered[len(ordered) // 2], "cpu_ms_per_req_passes": [p["cpu_ms_per_req"] for p in passes]}
 
 
-def pdstack_argv(checkout: Path, topology: Topology, port: int, work: Path, name: str,
-                 tokenizer: bool = True) -> list[str]:
+def pdstack_argv(
+    checkout: Path, topology: Topology, port: int, work: Path, name: str, tokenizer: bool = True
+) -> list[str]:
     """``tokenizer=False``: the model directory has no tokenizer, so the router cuts character blocks (what
     tokenizing costs, measured)."""
     config = work / f"pd-compare-{name}.yaml"
     source = topology.tokenizer if tokenizer else work / "no-tokenizer"
     source.mkdir(parents=True, exist_ok=True)
-    config.write_text(yaml.safe_dump({"serving": {
-        "model": {"source": str(source), "served_name": topology.model, "block_size": BLOCK_SIZE},
-        "router": {"host": "127.0.0.1", "port": port, "metrics_port": None, "pd_threshold_tokens": 0,
-                   "discovery": {"static": [{"url": e.url, "role": e.role} for e in topology.engines]}},
-    }}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "serving": {
+                    "model": {"source": str(source), "served_name": topology.model, "block_size": BLOCK_SIZE},
+                    "router": {
+                        "host": "127.0.0.1",
+                        "port": port,
+                        "metrics_port": None,
+                        "pd_threshold_tokens": 0,
+                        "discovery": {"static": [{"url": e.url, "role": e.role} for e in topology.engines]},
+                    },
+                }
+            }
+        )
+    )
     return [sys.executable, "-m", "runtime", "router", "--config", str(config)]
 
 
-def start_targets(topology: Topology, pdstacks: dict[str, Path], work: Path,
-                  untokenized: tuple[str, ...] = ()) -> list[Target]:
+def start_targets(
+    topology: Topology, pdstacks: dict[str, Path], work: Path, untokenized: tuple[str, ...] = ()
+) -> list[Target]:
     targets: list[Target] = []
-    peers: list[System] = [VllmRouter("vllm-router", "round_robin"), VllmRouter("vllm-router", "cache_aware"),
-                           Smg("smg", "round_robin")]
+    peers: list[System] = [
+        VllmRouter("vllm-router", "round_robin"),
+        VllmRouter("vllm-router", "cache_aware"),
+        Smg("smg", "round_robin"),
+    ]
     runs = [(name, checkout, True) for name, checkout in pdstacks.items()]
     runs += [(name, pdstacks[name], False) for name in untokenized]
     try:
@@ -167,18 +202,25 @@ def start_targets(topology: Topology, pdstacks: dict[str, Path], work: Path,
             process.wait_http(targets[-1].url + "/ready")
         (port,) = free_ports(1)
         prefill, decode = (next(e.url for e in topology.engines if e.role == role) for role in ("prefill", "decode"))
-        process = ProcessGroup([sys.executable, "-m", "bench.router_overhead.minimal_proxies", "aiohttp-pd", str(port),
-                                prefill, decode], work / "pd-bare-aiohttp.log", 0, env={**os.environ,
-                                                                                      "PYTHONPATH": str(REPO)},
-                               cwd=REPO)
+        process = ProcessGroup(
+            [sys.executable, "-m", "bench.router_overhead.minimal_proxies", "aiohttp-pd", str(port), prefill, decode],
+            work / "pd-bare-aiohttp.log",
+            0,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            cwd=REPO,
+        )
         targets.append(Target(BARE_PD, f"http://127.0.0.1:{port}", process))
         for system in peers:
             if (why := system.unavailable()) is not None:
                 print(f"skipped {system.label}: {why}", flush=True)
                 continue
             port, metrics_port = free_ports(2)
-            process = ProcessGroup(system.argv(topology, port, metrics_port, work),
-                                   work / f"pd-{system.name}-{system.policy}.log", 0, cwd=REPO)
+            process = ProcessGroup(
+                system.argv(topology, port, metrics_port, work),
+                work / f"pd-{system.name}-{system.policy}.log",
+                0,
+                cwd=REPO,
+            )
             url = f"http://127.0.0.1:{port}"
             targets.append(Target(system.label, url, process))
             process.wait_http(url + system.ready_path, timeout_s=90)
@@ -211,31 +253,59 @@ def profiler(target: Target, seconds: float, out: Path) -> ProcessGroup | None:
     if not spy.exists():
         print("no py-spy: no profile", flush=True)
         return None
-    return ProcessGroup([str(spy), "record", "--pid", str(target.process.pid), "--duration", str(int(seconds)),
-                         "--rate", "250", "--nonblocking", "--format", "speedscope", "-o", str(out)],
-                        REPO / "bench" / ".work" / out.with_suffix(".log").name, 1)
+    return ProcessGroup(
+        [
+            str(spy),
+            "record",
+            "--pid",
+            str(target.process.pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "250",
+            "--nonblocking",
+            "--format",
+            "speedscope",
+            "-o",
+            str(out),
+        ],
+        REPO / "bench" / ".work" / out.with_suffix(".log").name,
+        1,
+    )
 
 
-async def compare(prefill_port: int, decode_port: int, pdstacks: dict[str, Path], work: Path, samples: int,
-                  concurrency: int, seconds: float, profile_dir: Path | None = None,
-                  profiled: tuple[str, ...] = ("this checkout",), rounds: int = 3,
-                  untokenized: tuple[str, ...] = ()) -> dict[str, Any]:
+async def compare(
+    prefill_port: int,
+    decode_port: int,
+    pdstacks: dict[str, Path],
+    work: Path,
+    samples: int,
+    concurrency: int,
+    seconds: float,
+    profile_dir: Path | None = None,
+    profiled: tuple[str, ...] = ("this checkout",),
+    rounds: int = 3,
+    untokenized: tuple[str, ...] = (),
+) -> dict[str, Any]:
     prefill, decode = f"http://127.0.0.1:{prefill_port}", f"http://127.0.0.1:{decode_port}"
-    topology = Topology([EngineAddress("prefill-0", "prefill", prefill, ""),
-                         EngineAddress("decode-0", "decode", decode, "")],
-                        write_tokenizer(work / "tokenizer"), BLOCK_SIZE)
+    topology = Topology(
+        [EngineAddress("prefill-0", "prefill", prefill, ""), EngineAddress("decode-0", "decode", decode, "")],
+        write_tokenizer(work / "tokenizer"),
+        BLOCK_SIZE,
+    )
     targets = start_targets(topology, pdstacks, work, untokenized)
     try:
         short = [json.dumps(short_body()).encode()]
         await warm(targets, short[0])
-        rows: dict[str, dict[str, Any]] = {label: dict(cells)
-                                           for label, cells in (await latency(targets, prefill, decode,
-                                                                              samples)).items()}
+        rows: dict[str, dict[str, Any]] = {
+            label: dict(cells) for label, cells in (await latency(targets, prefill, decode, samples)).items()
+        }
         long = long_bodies(400)
-        passes: dict[str, dict[str, list[dict[str, float]]]] = {t.label: {"short": [], "long_1500": []}
-                                                                for t in targets}
+        passes: dict[str, dict[str, list[dict[str, float]]]] = {
+            t.label: {"short": [], "long_1500": []} for t in targets
+        }
         for round_ in range(rounds):  # rounds rotate the order, so drift over the run hits every router alike
-            for target in targets[round_ % len(targets):] + targets[:round_ % len(targets)]:
+            for target in targets[round_ % len(targets) :] + targets[: round_ % len(targets)]:
                 for kind, payloads in (("short", short), ("long_1500", long)):
                     passes[target.label][kind].append(await saturate(target, payloads, concurrency, seconds))
         for target in targets:
@@ -268,21 +338,31 @@ def ratios(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
     for label, row in rows.items():
         if "short" not in row:
             continue
-        out[label] = {"added_p50": row["added_p50_ms"] / ref["added_p50_ms"],
-                      "added_p99": row["added_p99_ms"] / ref["added_p99_ms"],
-                      "cpu_per_req": row["short"]["cpu_ms_per_req"] / ref["short"]["cpu_ms_per_req"],
-                      "max_rps": row["short"]["max_rps"] / ref["short"]["max_rps"],
-                      "cpu_per_req_long_1500": row["long_1500"]["cpu_ms_per_req"] / ref["long_1500"]["cpu_ms_per_req"]}
+        out[label] = {
+            "added_p50": row["added_p50_ms"] / ref["added_p50_ms"],
+            "added_p99": row["added_p99_ms"] / ref["added_p99_ms"],
+            "cpu_per_req": row["short"]["cpu_ms_per_req"] / ref["short"]["cpu_ms_per_req"],
+            "max_rps": row["short"]["max_rps"] / ref["short"]["max_rps"],
+            "cpu_per_req_long_1500": row["long_1500"]["cpu_ms_per_req"] / ref["long_1500"]["cpu_ms_per_req"],
+        }
     return out
 
 
 def markdown(result: dict[str, Any]) -> list[str]:
-    lines = ["## P/D routers side by side (two legs, not streamed; one run)", "",
-             (f"Ratios are to {result['reference']} in the same run (goals of issue 14: CPU/req <= 1.5x, added p50 "
-             "<= 2x, CPU/req on 1.5k-token prompts <= 1.5x)."), "",
-             ("| target | added p50 ms | added p99 ms | CPU ms/req | max rps (1 core) | CPU ms/req, 1.5k-token prompts |"
-             " x added p50 | x CPU/req | x rps | x CPU/req 1.5k |"),
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "## P/D routers side by side (two legs, not streamed; one run)",
+        "",
+        (
+            f"Ratios are to {result['reference']} in the same run (goals of issue 14: CPU/req <= 1.5x, added p50 "
+            "<= 2x, CPU/req on 1.5k-token prompts <= 1.5x)."
+        ),
+        "",
+        (
+            "| target | added p50 ms | added p99 ms | CPU ms/req | max rps (1 core) | CPU ms/req, 1.5k-token prompts |"
+            " x added p50 | x CPU/req | x rps | x CPU/req 1.5k |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for label, row in result["rows"].items():
         if "short" not in row:
             lines.append(f"| {label} | - | - | - | - | - | - | - | - | - |")
@@ -291,8 +371,11 @@ def markdown(result: dict[str, Any]) -> list[str]:
 
         def x(key: str) -> str:
             return f"{r[key]:.2f}" if key in r else "-"
-        lines.append(f"| {label} | {row['added_p50_ms']:.3f} | {row['added_p99_ms']:.3f} | "
-                     f"{row['short']['cpu_ms_per_req']:.3f} | {row['short']['max_rps']:.0f} | "
-                     f"{row['long_1500']['cpu_ms_per_req']:.3f} | {x('added_p50')} | {x('cpu_per_req')} | "
-                     f"{x('max_rps')} | {x('cpu_per_req_long_1500')} |")
+
+        lines.append(
+            f"| {label} | {row['added_p50_ms']:.3f} | {row['added_p99_ms']:.3f} | "
+            f"{row['short']['cpu_ms_per_req']:.3f} | {row['short']['max_rps']:.0f} | "
+            f"{row['long_1500']['cpu_ms_per_req']:.3f} | {x('added_p50')} | {x('cpu_per_req')} | "
+            f"{x('max_rps')} | {x('cpu_per_req_long_1500')} |"
+        )
     return lines

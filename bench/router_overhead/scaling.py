@@ -58,8 +58,10 @@ SHARED_PREFIXES = 64
 def engines(count: int) -> list[Engine]:
     """Half prefill, half decode (at least one of each)."""
     prefills = max(1, count // 2)
-    return [Engine(url=f"http://10.0.{i // 250}.{i % 250}:8000", role=PREFILL if i < prefills else DECODE)
-            for i in range(count)]
+    return [
+        Engine(url=f"http://10.0.{i // 250}.{i % 250}:8000", role=PREFILL if i < prefills else DECODE)
+        for i in range(count)
+    ]
 
 
 def tokens(rng: random.Random, count: int) -> list[int]:
@@ -71,8 +73,9 @@ def text(ids: list[int]) -> str:
     return " ".join(word(token - len(SPECIAL)) for token in ids)
 
 
-def fill(index: PrefixIndex, cluster: list[Engine], prefixes: list[list[int]], blocks_each: int,
-         rng: random.Random) -> list[KvEventIndexer]:
+def fill(
+    index: PrefixIndex, cluster: list[Engine], prefixes: list[list[int]], blocks_each: int, rng: random.Random
+) -> list[KvEventIndexer]:
     """Every engine stores ``blocks_each`` blocks: some shared prefixes, then sequences of its own, as KV events."""
     indexers = []
     for n, engine in enumerate(cluster):
@@ -82,8 +85,10 @@ def fill(index: PrefixIndex, cluster: list[Engine], prefixes: list[list[int]], b
         while stored < blocks_each:
             head = prefixes[(n + sequence) % len(prefixes)] if sequence % 2 == 0 else []
             ids = head + tokens(rng, 1024)
-            ids = ids[:(blocks_each - stored) * BLOCK_SIZE]
-            hashes: list[Hashable] = [rng.getrandbits(63) for _ in range(len(ids) // BLOCK_SIZE)]  # vLLM's are 64-bit ints
+            ids = ids[: (blocks_each - stored) * BLOCK_SIZE]
+            hashes: list[Hashable] = [
+                rng.getrandbits(63) for _ in range(len(ids) // BLOCK_SIZE)
+            ]  # vLLM's are 64-bit ints
             indexer.apply(BlockStored(hashes, None, ids, BLOCK_SIZE))
             stored += len(hashes)
             sequence += 1
@@ -104,8 +109,9 @@ def index_bytes(cluster_size: int, prefixes: list[list[int]]) -> tuple[int, int]
     return used, len(index)
 
 
-def per_request(reader: PromptReader, scheduler: Scheduler, index: PrefixIndex, cluster: list[Engine],
-                bodies: list[bytes]) -> dict[str, float]:
+def per_request(
+    reader: PromptReader, scheduler: Scheduler, index: PrefixIndex, cluster: list[Engine], bodies: list[bytes]
+) -> dict[str, float]:
     """Median process-time per request of each step, in ms."""
     steps: dict[str, list[float]] = {"tokenize": [], "blocks": [], "match": [], "plan": []}
     held = []
@@ -123,8 +129,9 @@ def per_request(reader: PromptReader, scheduler: Scheduler, index: PrefixIndex, 
             matches = index.match(blocks.keys)
             t3 = clock()
             held.append(max(matches.values(), default=0))
-            in_flight.append(scheduler.plan(SchedulingContext(f"r{repeat}-{i}", blocks, prefix_matches=matches),
-                                            cluster))
+            in_flight.append(
+                scheduler.plan(SchedulingContext(f"r{repeat}-{i}", blocks, prefix_matches=matches), cluster)
+            )
             if len(in_flight) > len(cluster):
                 scheduler.release(in_flight.popleft())
             t4 = clock()
@@ -159,9 +166,21 @@ def chat_cost(tokenizer: PromptTokenizer, requests: int) -> list[dict[str, float
     rng = random.Random(15)
     rows = []
     for length in PROMPT_TOKENS:
-        apis = [OpenAiRequest.parse("chat", json.dumps({"model": "tiny", "messages": [
-            {"role": "user" if m % 2 == 0 else "assistant", "content": text(tokens(rng, length // 8))}
-            for m in range(8)]}).encode()) for _ in range(requests)]
+        apis = [
+            OpenAiRequest.parse(
+                "chat",
+                json.dumps(
+                    {
+                        "model": "tiny",
+                        "messages": [
+                            {"role": "user" if m % 2 == 0 else "assistant", "content": text(tokens(rng, length // 8))}
+                            for m in range(8)
+                        ],
+                    }
+                ).encode(),
+            )
+            for _ in range(requests)
+        ]
         render, tokenize = [], []
         for _ in range(3):
             t0 = time.process_time()
@@ -172,8 +191,13 @@ def chat_cost(tokenizer: PromptTokenizer, requests: int) -> list[dict[str, float
             t2 = time.process_time()
             render.append((t1 - t0) * 1000.0 / requests)
             tokenize.append((t2 - t1) * 1000.0 / requests)
-        rows.append({"prompt_tokens": length, "render_ms": statistics.median(render),
-                     "tokenize_ms": statistics.median(tokenize)})
+        rows.append(
+            {
+                "prompt_tokens": length,
+                "render_ms": statistics.median(render),
+                "tokenize_ms": statistics.median(tokenize),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -193,27 +217,49 @@ def measure(requests: int) -> dict[str, Any]:
         for length in PROMPT_TOKENS:
             bodies = []
             for i in range(requests):
-                head = prefixes[i % len(prefixes)][:length // 2] if i % 2 == 0 else []
+                head = prefixes[i % len(prefixes)][: length // 2] if i % 2 == 0 else []
                 ids = head + tokens(rng, length - len(head))
-                bodies.append(json.dumps({"model": "tiny", "prompt": text(ids),
-                                          "max_tokens": 8}).encode())
-            row = {"engines": count, "prompt_tokens": length, "index_blocks": len(index),
-                   "cpu_ms": per_request(reader, scheduler, index, cluster, bodies)}
+                bodies.append(json.dumps({"model": "tiny", "prompt": text(ids), "max_tokens": 8}).encode())
+            row = {
+                "engines": count,
+                "prompt_tokens": length,
+                "index_blocks": len(index),
+                "cpu_ms": per_request(reader, scheduler, index, cluster, bodies),
+            }
             print(json.dumps(row), flush=True)
             rows.append(row)
     memory = []
     for count in ENGINES:
         used, blocks = index_bytes(count, prefixes)
-        memory.append({"engines": count, "blocks_per_engine": FILL_BLOCKS, "index_keys": blocks, "bytes": used,
-                       "bytes_per_engine_block": used / (count * FILL_BLOCKS)})
+        memory.append(
+            {
+                "engines": count,
+                "blocks_per_engine": FILL_BLOCKS,
+                "index_keys": blocks,
+                "bytes": used,
+                "bytes_per_engine_block": used / (count * FILL_BLOCKS),
+            }
+        )
         print(json.dumps(memory[-1]), flush=True)
-    learned = [{"prompt_tokens": length, "bytes_per_request": learned_bytes(PrefixIndex(10_000_000), length, 200)}
-               for length in PROMPT_TOKENS]
-    return {"meta": {"date": time.strftime("%Y-%m-%d"), "python": platform.python_version(), "block_size": BLOCK_SIZE,
-                     "requests_per_point": requests, "fill_blocks_per_engine": FILL_BLOCKS,
-                     "note": "in-process (no HTTP): tokenize + blocks + prefix match + scheduler plan; index filled by "
-                             "synthetic KV events through KvEventIndexer; memory by tracemalloc"},
-            "cpu": rows, "memory": memory, "learned": learned, "chat": chat_cost(tokenizer, requests)}
+    learned = [
+        {"prompt_tokens": length, "bytes_per_request": learned_bytes(PrefixIndex(10_000_000), length, 200)}
+        for length in PROMPT_TOKENS
+    ]
+    return {
+        "meta": {
+            "date": time.strftime("%Y-%m-%d"),
+            "python": platform.python_version(),
+            "block_size": BLOCK_SIZE,
+            "requests_per_point": requests,
+            "fill_blocks_per_engine": FILL_BLOCKS,
+            "note": "in-process (no HTTP): tokenize + blocks + prefix match + scheduler plan; index filled by "
+            "synthetic KV events through KvEventIndexer; memory by tracemalloc",
+        },
+        "cpu": rows,
+        "memory": memory,
+        "learned": learned,
+        "chat": chat_cost(tokenizer, requests),
+    }
 
 
 def plot(result: dict[str, Any], out: Path) -> None:
@@ -229,15 +275,26 @@ def plot(result: dict[str, Any], out: Path) -> None:
         cpu_axis.plot(lengths, [row["cpu_ms"]["total"] for row in points], marker="o", label=f"{count} engines")
         if count == ENGINES[-1]:
             for step, style in (("tokenize", ":"), ("match", "--"), ("plan", "-.")):
-                cpu_axis.plot(lengths, [row["cpu_ms"][step] for row in points], linestyle=style, color="grey",
-                              label=f"{step} ({count} engines)")
-    cpu_axis.set(xscale="log", yscale="log", xlabel="prompt tokens", ylabel="router CPU ms per request (no HTTP)",
-                 title="Prompt work + match + plan")
+                cpu_axis.plot(
+                    lengths,
+                    [row["cpu_ms"][step] for row in points],
+                    linestyle=style,
+                    color="grey",
+                    label=f"{step} ({count} engines)",
+                )
+    cpu_axis.set(
+        xscale="log",
+        yscale="log",
+        xlabel="prompt tokens",
+        ylabel="router CPU ms per request (no HTTP)",
+        title="Prompt work + match + plan",
+    )
     cpu_axis.legend(fontsize=7)
     memory = result["memory"]
     memory_axis.plot([m["engines"] for m in memory], [m["bytes"] / 2**20 for m in memory], marker="o")
-    memory_axis.set(xscale="log", xlabel="engines", ylabel="MiB",
-                    title=f"Prefix index, {FILL_BLOCKS} blocks held per engine")
+    memory_axis.set(
+        xscale="log", xlabel="engines", ylabel="MiB", title=f"Prefix index, {FILL_BLOCKS} blocks held per engine"
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 

@@ -12,10 +12,19 @@ import uuid
 import aiohttp
 from aiohttp import web
 
-PREFILL_FIELDS = {"max_tokens": 1, "stream": False, "stream_options": None,
-                  "kv_transfer_params": {"do_remote_decode": True, "do_remote_prefill": False,
-                                         "remote_engine_id": None, "remote_block_ids": None,
-                                         "remote_host": None, "remote_port": None}}
+PREFILL_FIELDS = {
+    "max_tokens": 1,
+    "stream": False,
+    "stream_options": None,
+    "kv_transfer_params": {
+        "do_remote_decode": True,
+        "do_remote_prefill": False,
+        "remote_engine_id": None,
+        "remote_block_ids": None,
+        "remote_host": None,
+        "remote_port": None,
+    },
+}
 
 
 def build(prefills: list[str], decodes: list[str]) -> web.Application:
@@ -24,8 +33,9 @@ def build(prefills: list[str], decodes: list[str]) -> web.Application:
     sessions: dict[str, aiohttp.ClientSession] = {}
 
     async def open_session(app: web.Application) -> None:
-        sessions["s"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
-                                              timeout=aiohttp.ClientTimeout(total=600))
+        sessions["s"] = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=600)
+        )
 
     async def close_session(app: web.Application) -> None:
         await sessions["s"].close()
@@ -34,13 +44,15 @@ def build(prefills: list[str], decodes: list[str]) -> web.Application:
         body = await request.json()
         headers = {"X-Request-Id": request.headers.get("X-Request-Id") or uuid.uuid4().hex}
         session = sessions["s"]
-        async with session.post(next(next_prefill) + request.path, json={**body, **PREFILL_FIELDS},
-                                headers=headers) as prefill:
+        async with session.post(
+            next(next_prefill) + request.path, json={**body, **PREFILL_FIELDS}, headers=headers
+        ) as prefill:
             answer = await prefill.json()
         body["kv_transfer_params"] = answer.get("kv_transfer_params")
         async with session.post(next(next_decode) + request.path, json=body, headers=headers) as decode:
-            out = web.StreamResponse(status=decode.status,
-                                     headers={"Content-Type": decode.headers.get("Content-Type", "application/json")})
+            out = web.StreamResponse(
+                status=decode.status, headers={"Content-Type": decode.headers.get("Content-Type", "application/json")}
+            )
             await out.prepare(request)
             async for chunk in decode.content.iter_any():
                 await out.write(chunk)
@@ -59,5 +71,10 @@ def build(prefills: list[str], decodes: list[str]) -> web.Application:
 
 
 if __name__ == "__main__":
-    web.run_app(build(sys.argv[2].split(","), sys.argv[3].split(",")), host="127.0.0.1", port=int(sys.argv[1]),
-                access_log=None, print=None)
+    web.run_app(
+        build(sys.argv[2].split(","), sys.argv[3].split(",")),
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        access_log=None,
+        print=None,
+    )

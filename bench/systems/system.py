@@ -53,12 +53,27 @@ class PdstackRouter(System):
     def argv(self, topology: Topology, port: int, metrics_port: int, work: Path) -> list[str]:
         static = [{"url": e.url, "role": e.role, "kv_events": e.kv_events} for e in topology.engines]
         config = work / f"{self.name}-{self.policy}.yaml"
-        config.write_text(yaml.safe_dump({"serving": {
-            "model": {"source": str(topology.tokenizer), "served_name": topology.model,
-                      "block_size": topology.block_size},
-            "router": {"host": "127.0.0.1", "port": port, "metrics_port": None, "prefix_mode": self.policy,
-                       "discovery": {"static": static}, "admission": {"enabled": self.admission}},
-        }}))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "serving": {
+                        "model": {
+                            "source": str(topology.tokenizer),
+                            "served_name": topology.model,
+                            "block_size": topology.block_size,
+                        },
+                        "router": {
+                            "host": "127.0.0.1",
+                            "port": port,
+                            "metrics_port": None,
+                            "prefix_mode": self.policy,
+                            "discovery": {"static": static},
+                            "admission": {"enabled": self.admission},
+                        },
+                    }
+                }
+            )
+        )
         return [sys.executable, "-m", "runtime", "router", "--config", str(config)]
 
 
@@ -88,9 +103,24 @@ class VllmRouter(System):
         return None
 
     def argv(self, topology: Topology, port: int, metrics_port: int, work: Path) -> list[str]:
-        argv = [str(self.executable()), "--vllm-pd-disaggregation", "--kv-connector", "nixl",
-                "--policy", self.policy, "--host", "127.0.0.1", "--port", str(port),
-                "--prometheus-host", "127.0.0.1", "--prometheus-port", str(metrics_port), "--log-level", "warning"]
+        argv = [
+            str(self.executable()),
+            "--vllm-pd-disaggregation",
+            "--kv-connector",
+            "nixl",
+            "--policy",
+            self.policy,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--prometheus-host",
+            "127.0.0.1",
+            "--prometheus-port",
+            str(metrics_port),
+            "--log-level",
+            "warning",
+        ]
         for engine in topology.role("prefill"):
             argv += ["--prefill", engine.url]
         for engine in topology.role("decode"):
@@ -121,17 +151,41 @@ class Smg(System):
         return None
 
     def argv(self, topology: Topology, port: int, metrics_port: int, work: Path) -> list[str]:
-        return [str(self.executable()), "launch", "--pd-disaggregation", "--backend", "vllm", "--policy", self.policy,
-                "--host", "127.0.0.1", "--port", str(port), "--prometheus-host", "127.0.0.1",
-                "--prometheus-port", str(metrics_port), "--log-level", "warn"]
+        return [
+            str(self.executable()),
+            "launch",
+            "--pd-disaggregation",
+            "--backend",
+            "vllm",
+            "--policy",
+            self.policy,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--prometheus-host",
+            "127.0.0.1",
+            "--prometheus-port",
+            str(metrics_port),
+            "--log-level",
+            "warn",
+        ]
 
     def register(self, url: str, topology: Topology) -> None:
         for engine in topology.engines:
-            worker = {"url": engine.url, "worker_type": engine.role, "runtime_type": "vllm",
-                      "kv_connector": "NixlConnector",
-                      "kv_role": "kv_producer" if engine.role == "prefill" else "kv_consumer"}
-            request = urllib.request.Request(f"{url}/workers", data=json.dumps(worker).encode(),
-                                             headers={"Content-Type": "application/json"}, method="POST")
+            worker = {
+                "url": engine.url,
+                "worker_type": engine.role,
+                "runtime_type": "vllm",
+                "kv_connector": "NixlConnector",
+                "kv_role": "kv_producer" if engine.role == "prefill" else "kv_consumer",
+            }
+            request = urllib.request.Request(
+                f"{url}/workers",
+                data=json.dumps(worker).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
             with urllib.request.urlopen(request, timeout=10) as response:
                 if response.status >= 300:
                     raise RuntimeError(f"smg refused worker {engine.url}: HTTP {response.status}")

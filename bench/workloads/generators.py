@@ -129,22 +129,33 @@ def gamma_gap(rng: random.Random, rate: float, cv: float) -> float:
 
 
 def chat(at: float, messages: list[dict[str, str]], max_tokens: int) -> BenchRequest:
-    body = {"model": MODEL, "messages": [dict(m) for m in messages], "max_tokens": max_tokens, "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "model": MODEL,
+        "messages": [dict(m) for m in messages],
+        "max_tokens": max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     return BenchRequest(at, "chat", body)
 
 
 def completion(at: float, prompt: str, max_tokens: int) -> BenchRequest:
-    body = {"model": MODEL, "prompt": prompt, "max_tokens": max_tokens, "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "model": MODEL,
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     return BenchRequest(at, "completions", body)
 
 
 def shared_prefix_prompts(rng: random.Random, spec: SharedPrefix) -> list[str]:
     """Every group's prefix followed by each of its users' questions, all interleaved at random."""
     prefixes = [words(rng, spec.prefix_tokens) for _ in range(spec.groups)]
-    asks = [(g, words(rng, spec.question_tokens)) for g in range(spec.groups)
-            for _ in range(spec.users * spec.questions)]
+    asks = [
+        (g, words(rng, spec.question_tokens)) for g in range(spec.groups) for _ in range(spec.users * spec.questions)
+    ]
     rng.shuffle(asks)
     return [f"{prefixes[g]} {q}" for g, q in asks]
 
@@ -163,17 +174,28 @@ def generate(spec: WorkloadSpec) -> list[BenchRequest]:
         picks = rng.choices(range(spec.groups), weights=weights, k=spec.requests)
         asks = [(g, words(rng, spec.question_tokens)) for g in picks]
         times = arrivals(rng, len(asks), spec.rate_rps)
-        return [completion(at, f"{prefixes[g]} {q}", spec.output_tokens) for at, (g, q) in zip(times, asks, strict=True)]
+        return [
+            completion(at, f"{prefixes[g]} {q}", spec.output_tokens) for at, (g, q) in zip(times, asks, strict=True)
+        ]
     if isinstance(spec, Agentic):
         starts = arrivals(rng, spec.sessions, spec.rate_rps / spec.steps)
         out = []
         for start in starts:
-            messages = [{"role": "system", "content": words(rng, spec.system_tokens)},
-                        {"role": "user", "content": words(rng, spec.task_tokens)}]
+            messages = [
+                {"role": "system", "content": words(rng, spec.system_tokens)},
+                {"role": "user", "content": words(rng, spec.task_tokens)},
+            ]
             at = start
             for _ in range(spec.steps):
                 out.append(chat(at, messages, spec.output_tokens))
-                messages = [*messages, {"role": "assistant", "content": words(rng, spec.call_tokens)}, {"role": "user", "content": words(rng, rng.randint(spec.min_result_tokens, spec.max_result_tokens))}]
+                messages = [
+                    *messages,
+                    {"role": "assistant", "content": words(rng, spec.call_tokens)},
+                    {
+                        "role": "user",
+                        "content": words(rng, rng.randint(spec.min_result_tokens, spec.max_result_tokens)),
+                    },
+                ]
                 at += rng.uniform(*spec.tool_s)
         return sorted(out, key=lambda r: r.at_s)
     if isinstance(spec, SharedPrefix):
@@ -192,8 +214,12 @@ def generate(spec: WorkloadSpec) -> list[BenchRequest]:
         return sorted(out, key=lambda r: r.at_s)
     if isinstance(spec, LongPrompt):
         times = arrivals(rng, spec.requests, spec.rate_rps)
-        return [completion(at, words(rng, rng.randint(spec.min_prompt_tokens, spec.max_prompt_tokens)),
-                           spec.output_tokens) for at in times]
+        return [
+            completion(at, words(rng, rng.randint(spec.min_prompt_tokens, spec.max_prompt_tokens)), spec.output_tokens)
+            for at in times
+        ]
     times = arrivals(rng, spec.requests, spec.rate_rps)
-    return [completion(at, words(rng, rng.randint(spec.min_prompt_tokens, spec.max_prompt_tokens)),
-                       spec.output_tokens) for at in times]
+    return [
+        completion(at, words(rng, rng.randint(spec.min_prompt_tokens, spec.max_prompt_tokens)), spec.output_tokens)
+        for at in times
+    ]

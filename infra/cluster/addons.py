@@ -45,21 +45,31 @@ class HelmChartPin:
 
 
 EFA_DEVICE_PLUGIN = HelmChartPin(
-    chart="aws-efa-k8s-device-plugin", repository="https://aws.github.io/eks-charts", version="v0.5.30",
+    chart="aws-efa-k8s-device-plugin",
+    repository="https://aws.github.io/eks-charts",
+    version="v0.5.30",
     namespace="kube-system",
 )
 NVIDIA_DEVICE_PLUGIN = HelmChartPin(
-    chart="nvidia-device-plugin", repository="https://nvidia.github.io/k8s-device-plugin", version="0.20.0",
+    chart="nvidia-device-plugin",
+    repository="https://nvidia.github.io/k8s-device-plugin",
+    version="0.20.0",
     namespace="kube-system",
 )
 # Helm installs a chart's crds/ on first install only and never upgrades them (Helm docs, "Custom Resource
 # Definitions"); LWS ships its CRDs there (kubernetes-sigs/lws charts/lws/crds/ at v0.10.0). Moving this pin on a
 # running cluster needs the new release's CRDs applied first (README, "Upgrading LeaderWorkerSet").
 LEADER_WORKER_SET = HelmChartPin(
-    chart="lws", repository="oci://registry.k8s.io/lws/charts/lws", version="0.10.0", namespace="lws-system",
+    chart="lws",
+    repository="oci://registry.k8s.io/lws/charts/lws",
+    version="0.10.0",
+    namespace="lws-system",
 )
 KEDA = HelmChartPin(
-    chart="keda", repository="https://kedacore.github.io/charts", version="2.20.2", namespace="keda",
+    chart="keda",
+    repository="https://kedacore.github.io/charts",
+    version="2.20.2",
+    namespace="keda",
 )
 # The router's API keys (workloads.router.api_keys_secret) reach its pods through the Secrets Store CSI driver and the
 # AWS Secrets and Configuration Provider (ASCP). No EKS managed add-on for the provider was found in the sources read
@@ -69,14 +79,18 @@ KEDA = HelmChartPin(
 # installs the driver's own chart at a pinned version instead and turns the dependency off.
 # kubernetes-sigs/secrets-store-csi-driver tag v1.6.0 (commit 0aad886f), charts/secrets-store-csi-driver/Chart.yaml.
 SECRETS_STORE_CSI_DRIVER = HelmChartPin(
-    chart="secrets-store-csi-driver", repository="https://kubernetes-sigs.github.io/secrets-store-csi-driver/charts",
-    version="1.6.0", namespace="kube-system",
+    chart="secrets-store-csi-driver",
+    repository="https://kubernetes-sigs.github.io/secrets-store-csi-driver/charts",
+    version="1.6.0",
+    namespace="kube-system",
 )
 # aws/secrets-store-csi-driver-provider-aws commit a74182c1 (tag 3.1.1),
 # charts/secrets-store-csi-driver-provider-aws/Chart.yaml version 3.1.1 (image tag 3.1.1).
 SECRETS_STORE_PROVIDER_AWS = HelmChartPin(
-    chart="secrets-store-csi-driver-provider-aws", repository="https://aws.github.io/secrets-store-csi-driver-provider-aws",
-    version="3.1.1", namespace="kube-system",
+    chart="secrets-store-csi-driver-provider-aws",
+    repository="https://aws.github.io/secrets-store-csi-driver-provider-aws",
+    version="3.1.1",
+    namespace="kube-system",
 )
 # Rotation (driver v1.6.0): with enableSecretRotation the chart's CSIDriver sets requiresRepublish (templates/
 # csidriver.yaml), so the kubelet calls NodePublishVolume again periodically, and the driver fetches the secret anew
@@ -99,8 +113,10 @@ def managed_addons(kubernetes_version: str) -> dict[str, str]:
 def cluster_autoscaler(kubernetes_version: str) -> HelmChartPin:
     """The Cluster Autoscaler chart whose minor matches the cluster's (infra/cluster/kubernetes_versions.py)."""
     return HelmChartPin(
-        chart="cluster-autoscaler", repository="https://kubernetes.github.io/autoscaler",
-        version=KUBERNETES_PINS[kubernetes_version].cluster_autoscaler_chart, namespace="kube-system",
+        chart="cluster-autoscaler",
+        repository="https://kubernetes.github.io/autoscaler",
+        version=KUBERNETES_PINS[kubernetes_version].cluster_autoscaler_chart,
+        namespace="kube-system",
     )
 
 
@@ -129,9 +145,15 @@ def nvidia_device_plugin_values(gpu_taints: list[Taint]) -> dict:
     Kubernetes 1.35: replace its node selector terms (Helm replaces lists) with pdstack's own GPU label."""
     return {
         "tolerations": device_plugin_tolerations(gpu_taints),
-        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-            {"matchExpressions": [{"key": GPU_LABEL, "operator": "In", "values": ["true"]}]},
-        ]}}},
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": GPU_LABEL, "operator": "In", "values": ["true"]}]},
+                    ]
+                }
+            }
+        },
         # MOFED detection (on by default since 0.19) claims the RDMA devices EFA needs: off.
         "mofedEnabled": False,
     }
@@ -170,9 +192,15 @@ class ClusterAddons(Construct):
         cluster = props.cluster
 
         self.managed: dict[str, eks.Addon] = {
-            name: eks.Addon(self, name, cluster=cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
-            addon_name=name, addon_version=version, preserve_on_delete=False,
-                            configuration_values=MANAGED_ADDON_CONFIGURATION.get(name))
+            name: eks.Addon(
+                self,
+                name,
+                cluster=cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+                addon_name=name,
+                addon_version=version,
+                preserve_on_delete=False,
+                configuration_values=MANAGED_ADDON_CONFIGURATION.get(name),
+            )
             for name, version in managed_addons(props.kubernetes_version).items()
         }
         # EKS bootstraps self-managed vpc-cni, kube-proxy and coredns when it creates the cluster; the managed add-ons
@@ -182,7 +210,8 @@ class ClusterAddons(Construct):
             addon.node.default_child.add_property_override("ResolveConflicts", "OVERWRITE")  # type: ignore[union-attr]
         # The EBS CSI controller gets its AWS permissions through Pod Identity (the agent add-on above).
         ebs_role = iam.Role(
-            self, "EbsCsiRole",
+            self,
+            "EbsCsiRole",
             assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com").with_session_tags(),
             managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name("service-role/AmazonEBSCSIDriverPolicy")],
         )
@@ -193,15 +222,24 @@ class ClusterAddons(Construct):
         ebs.node.add_dependency(self.managed["eks-pod-identity-agent"])
 
         self.efa_device_plugin = self._chart(
-            cluster, "EfaDevicePlugin", EFA_DEVICE_PLUGIN, efa_device_plugin_values(props.gpu_taints))
+            cluster, "EfaDevicePlugin", EFA_DEVICE_PLUGIN, efa_device_plugin_values(props.gpu_taints)
+        )
         self.nvidia_device_plugin = self._chart(
-            cluster, "NvidiaDevicePlugin", NVIDIA_DEVICE_PLUGIN, nvidia_device_plugin_values(props.gpu_taints))
+            cluster, "NvidiaDevicePlugin", NVIDIA_DEVICE_PLUGIN, nvidia_device_plugin_values(props.gpu_taints)
+        )
         self.leader_worker_set = self._chart(cluster, "LeaderWorkerSet", LEADER_WORKER_SET, {})
         self.charts = (self.efa_device_plugin, self.nvidia_device_plugin, self.leader_worker_set)
 
     def _chart(self, cluster: eks.Cluster, construct_id: str, pin: HelmChartPin, values: dict) -> eks.HelmChart:
         return eks.HelmChart(
-            self, construct_id, cluster=cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
-            chart=pin.chart, repository=pin.repository, version=pin.version,
-            namespace=pin.namespace, create_namespace=True, values=values, wait=True,
+            self,
+            construct_id,
+            cluster=cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+            chart=pin.chart,
+            repository=pin.repository,
+            version=pin.version,
+            namespace=pin.namespace,
+            create_namespace=True,
+            values=values,
+            wait=True,
         )

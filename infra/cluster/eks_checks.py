@@ -32,7 +32,9 @@ def cluster_problems(cluster: eks.CfnCluster) -> list[str]:
     public = vpc.get("endpointPublicAccess", True)
     cidrs = set(vpc.get("publicAccessCidrs") or ["0.0.0.0/0"])
     if public and cidrs & OPEN_CIDRS:
-        problems.append("the cluster API endpoint is public to the whole internet; restrict it to named CIDRs or make it private")
+        problems.append(
+            "the cluster API endpoint is public to the whole internet; restrict it to named CIDRs or make it private"
+        )
     logging = stack.resolve(cluster.logging) or {}
     enabled = {entry["type"] for entry in (logging.get("clusterLogging", {}).get("enabledTypes") or [])}
     missing = sorted(REQUIRED_LOG_TYPES - enabled)

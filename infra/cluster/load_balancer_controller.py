@@ -30,7 +30,9 @@ from infra.gpu_capacity.node_capacity import LOAD_BALANCER_CONTROLLER_REPLICAS, 
 from infra.workload_names import SYSTEM_POOL
 
 LOAD_BALANCER_CONTROLLER = HelmChartPin(
-    chart="aws-load-balancer-controller", repository="https://aws.github.io/eks-charts", version="3.5.0",
+    chart="aws-load-balancer-controller",
+    repository="https://aws.github.io/eks-charts",
+    version="3.5.0",
     namespace="kube-system",
 )
 LOAD_BALANCER_CONTROLLER_APP_VERSION = "v3.5.0"
@@ -69,8 +71,12 @@ def load_balancer_controller_values(cluster_name: str, vpc_id: str, region: str)
         "serviceAccount": {"create": True, "name": LOAD_BALANCER_CONTROLLER_SERVICE_ACCOUNT},
         "nodeSelector": SYSTEM_POOL,
         # What infra/gpu_capacity/node_capacity.py counts on the system nodes.
-        "resources": {"requests": {"cpu": f"{LOAD_BALANCER_CONTROLLER_REQUESTS.cpu_m}m",
-                                   "memory": f"{LOAD_BALANCER_CONTROLLER_REQUESTS.memory_mib}Mi"}},
+        "resources": {
+            "requests": {
+                "cpu": f"{LOAD_BALANCER_CONTROLLER_REQUESTS.cpu_m}m",
+                "memory": f"{LOAD_BALANCER_CONTROLLER_REQUESTS.memory_mib}Mi",
+            }
+        },
         # pdstack's Service names its loadBalancerClass itself; the mutator webhook (failurePolicy Fail) would make
         # every LoadBalancer Service in the cluster wait on this controller.
         "enableServiceMutatorWebhook": False,
@@ -89,19 +95,31 @@ class LoadBalancerController(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, props: LoadBalancerControllerProps) -> None:
         super().__init__(scope, construct_id)
         self.role = iam.Role(
-            self, "Role",
+            self,
+            "Role",
             assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com").with_session_tags(),
             description=f"AWS Load Balancer Controller {LOAD_BALANCER_CONTROLLER_APP_VERSION} (its published policy)",
             inline_policies={"AWSLoadBalancerController": iam.PolicyDocument.from_json(iam_policy_document())},
         )
         self.association = eks.CfnPodIdentityAssociation(
-            self, "PodIdentity", cluster_name=props.cluster.cluster_name, namespace=LOAD_BALANCER_CONTROLLER.namespace,
-            service_account=LOAD_BALANCER_CONTROLLER_SERVICE_ACCOUNT, role_arn=self.role.role_arn,
+            self,
+            "PodIdentity",
+            cluster_name=props.cluster.cluster_name,
+            namespace=LOAD_BALANCER_CONTROLLER.namespace,
+            service_account=LOAD_BALANCER_CONTROLLER_SERVICE_ACCOUNT,
+            role_arn=self.role.role_arn,
         )
         pin = LOAD_BALANCER_CONTROLLER
         self.chart = eks.HelmChart(
-            self, "Chart", cluster=props.cluster, chart=pin.chart, repository=pin.repository, version=pin.version,
-            namespace=pin.namespace, create_namespace=False, wait=True,
+            self,
+            "Chart",
+            cluster=props.cluster,
+            chart=pin.chart,
+            repository=pin.repository,
+            version=pin.version,
+            namespace=pin.namespace,
+            create_namespace=False,
+            wait=True,
             values=load_balancer_controller_values(props.cluster.cluster_name, props.vpc_id, cdk.Aws.REGION),
         )
         # Pod Identity credentials are injected when a pod is created: the association comes first.

@@ -40,7 +40,9 @@ class ClusterProps:
     config: ClusterConfig
     vpc: ec2.IVpc
     private_subnets: list[ec2.ISubnet]
-    gpu_taints: list[Taint]  # of every GPU pool, node groups or HyperPod instance groups: the device plugins tolerate them
+    gpu_taints: list[
+        Taint
+    ]  # of every GPU pool, node groups or HyperPod instance groups: the device plugins tolerate them
 
 
 class ClusterStack(cdk.Stack):
@@ -55,8 +57,13 @@ class ClusterStack(cdk.Stack):
         kubectl_layer = getattr(importlib.import_module(pins.kubectl_layer_module), pins.kubectl_layer_class)
         # Scheduled for deletion with the stack (a retained key outlives the cluster whose secrets it sealed, and
         # bills).
-        secrets_key = kms.Key(self, "SecretsKey", enable_key_rotation=True, description="EKS secrets encryption",
-                              removal_policy=cdk.RemovalPolicy.DESTROY)
+        secrets_key = kms.Key(
+            self,
+            "SecretsKey",
+            enable_key_rotation=True,
+            description="EKS secrets encryption",
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
         endpoint = ENDPOINT_ACCESS[config.endpoint_access]
         if config.public_access_cidrs:
             endpoint = endpoint.only_from(*config.public_access_cidrs)
@@ -85,8 +92,13 @@ class ClusterStack(cdk.Stack):
         for index, arn in enumerate(config.admin_principal_arns):
             self.cluster.grant_access(f"Admin{index}", arn, [admin])
 
-        self.addons = ClusterAddons(self, "Addons", props=ClusterAddonsProps(
-            cluster=self.cluster, gpu_taints=props.gpu_taints, kubernetes_version=config.kubernetes_version))
+        self.addons = ClusterAddons(
+            self,
+            "Addons",
+            props=ClusterAddonsProps(
+                cluster=self.cluster, gpu_taints=props.gpu_taints, kubernetes_version=config.kubernetes_version
+            ),
+        )
 
         # System pods (CoreDNS, the LWS controller, the router later) run off the GPU nodes.
         system = self.cluster.add_nodegroup_capacity(
@@ -104,8 +116,11 @@ class ClusterStack(cdk.Stack):
         system.node.add_dependency(self.addons.managed["vpc-cni"])
         # Helm waits for its workloads, and so does EKS for the add-ons that run Deployments (coredns, the EBS CSI
         # controller): their pods need the system nodes to exist first.
-        for waits_for_pods in (*self.addons.charts, self.addons.managed["coredns"],
-                               self.addons.managed["aws-ebs-csi-driver"]):
+        for waits_for_pods in (
+            *self.addons.charts,
+            self.addons.managed["coredns"],
+            self.addons.managed["aws-ebs-csi-driver"],
+        ):
             waits_for_pods.node.add_dependency(system)
 
         # Shared by the GPU node groups (their own stack) and the HyperPod instances.
@@ -115,6 +130,7 @@ class ClusterStack(cdk.Stack):
         cdk.CfnOutput(self, ClusterOutputs.CLUSTER_ARN, value=self.cluster.cluster_arn)
         cdk.CfnOutput(self, ClusterOutputs.EFA_SECURITY_GROUP_ID, value=self.efa_security_group.security_group_id)
         cdk.CfnOutput(
-            self, ClusterOutputs.UPDATE_KUBECONFIG,
+            self,
+            ClusterOutputs.UPDATE_KUBECONFIG,
             value=f"aws eks update-kubeconfig --name {self.cluster.cluster_name} --region {self.region}",
         )

@@ -62,43 +62,76 @@ def acknowledge(stacks: DeploymentStacks) -> None:
 
 def _acknowledge_network(stacks: DeploymentStacks) -> None:
     if stacks.network.configured_zones:
-        cdk.Validations.of(stacks.network).acknowledge(cdk.Acknowledgment(
-            id="CloudFormation-Validate::W3010",
-            reason="the deployment names its zones on purpose: the GPU capacity (a capacity block or reservation) "
-                   "exists in one named zone, and EFA does not cross zones",
-        ))
+        cdk.Validations.of(stacks.network).acknowledge(
+            cdk.Acknowledgment(
+                id="CloudFormation-Validate::W3010",
+                reason="the deployment names its zones on purpose: the GPU capacity (a capacity block or reservation) "
+                "exists in one named zone, and EFA does not cross zones",
+            )
+        )
     for endpoint in stacks.network.interface_endpoints:
-        _ack(endpoint, "EC23", "interface endpoint security groups admit HTTPS from the VPC CIDR only; cdk-nag cannot "
-             "resolve the Fn::GetAtt VPC CIDR at synth time and reports it as open")
+        _ack(
+            endpoint,
+            "EC23",
+            "interface endpoint security groups admit HTTPS from the VPC CIDR only; cdk-nag cannot "
+            "resolve the Fn::GetAtt VPC CIDR at synth time and reports it as open",
+        )
 
 
 def _acknowledge_image(stacks: DeploymentStacks) -> None:
     image = stacks.image
     project = image.project
-    _ack(project, "IAM5[Resource::*]", "ecr:GetAuthorizationToken has no resource-level permissions; it is the only "
-         "action granted on *")
+    _ack(
+        project,
+        "IAM5[Resource::*]",
+        "ecr:GetAuthorizationToken has no resource-level permissions; it is the only action granted on *",
+    )
     for action in ("kms:GenerateDataKey*", "kms:ReEncrypt*"):
         _ack(project, f"IAM5[Action::{action}]", "CDK's grant on the build's own KMS key (resource is that key's ARN)")
     for action in ("s3:GetBucket*", "s3:GetObject*", "s3:List*"):
         _ack(project, f"IAM5[Action::{action}]", "CDK's read grant on the build-context asset in the bootstrap bucket")
     project_id = _logical_id(project)
-    _ack(project, f"IAM5[Resource::{_arn(image, 'codebuild')}:report-group/<{project_id}>-*]",
-         "CodeBuild's default report-group grant, scoped to this project's name")
-    _ack(project, f"IAM5[Resource::{_arn(image, 'logs')}:log-group:/aws/codebuild/<{project_id}>:*]",
-         "CodeBuild's default log-stream grant, scoped to this project's log group")
-    _ack(project, f"IAM5[Resource::{_arn(image, 'ecr')}:repository/{stacks.image.pull_through_prefix}/*]",
-         "the ghcr.io pull-through cache creates its repositories under this prefix on first pull")
+    _ack(
+        project,
+        f"IAM5[Resource::{_arn(image, 'codebuild')}:report-group/<{project_id}>-*]",
+        "CodeBuild's default report-group grant, scoped to this project's name",
+    )
+    _ack(
+        project,
+        f"IAM5[Resource::{_arn(image, 'logs')}:log-group:/aws/codebuild/<{project_id}>:*]",
+        "CodeBuild's default log-stream grant, scoped to this project's log group",
+    )
+    _ack(
+        project,
+        f"IAM5[Resource::{_arn(image, 'ecr')}:repository/{stacks.image.pull_through_prefix}/*]",
+        "the ghcr.io pull-through cache creates its repositories under this prefix on first pull",
+    )
 
     waiter = image.node.find_child("BuildWaiter")
-    for scope in (image.node.find_child("BuildWaiter-on_event"), image.node.find_child("BuildWaiter-is_complete"), waiter):
+    for scope in (
+        image.node.find_child("BuildWaiter-on_event"),
+        image.node.find_child("BuildWaiter-is_complete"),
+        waiter,
+    ):
         _ack(scope, _managed(LAMBDA_BASIC), LAMBDA_BASIC_REASON)
-    for fn in ("BuildWaiter-on_event", "BuildWaiter-is_complete", "BuildWaiter/framework-isComplete",
-               "BuildWaiter/framework-onTimeout"):
+    for fn in (
+        "BuildWaiter-on_event",
+        "BuildWaiter-is_complete",
+        "BuildWaiter/framework-isComplete",
+        "BuildWaiter/framework-onTimeout",
+    ):
         target = _logical_id_of_path(image, fn)
-        _ack(waiter, f"IAM5[Resource::<{target}.Arn>:*]", "the Provider framework invokes any version of its own "
-             "handler functions (the ARN is the function's own)")
-    _ack(waiter, "IAM5[Resource::*]", "Step Functions log delivery (logs:CreateLogDelivery and friends) has no "
-         "resource-level permissions; the waiter's role gets those actions only")
+        _ack(
+            waiter,
+            f"IAM5[Resource::<{target}.Arn>:*]",
+            "the Provider framework invokes any version of its own handler functions (the ARN is the function's own)",
+        )
+    _ack(
+        waiter,
+        "IAM5[Resource::*]",
+        "Step Functions log delivery (logs:CreateLogDelivery and friends) has no "
+        "resource-level permissions; the waiter's role gets those actions only",
+    )
     _ack(waiter, "SF2", "the Provider framework's waiter state machine only polls the build; X-Ray adds nothing there")
 
 
@@ -108,8 +141,11 @@ def _acknowledge_cluster(stacks: DeploymentStacks) -> None:
     _ack(cluster, _managed("AmazonEKSClusterPolicy"), "the EKS service role policy EKS requires for the control plane")
     for policy, reason in NODE_ROLE_POLICIES.items():
         _ack(cluster, _managed(policy), reason)
-    _ack(cluster_stack.addons, _managed("service-role/AmazonEBSCSIDriverPolicy"),
-         "the EBS CSI driver's documented policy, bound through Pod Identity to its controller service account only")
+    _ack(
+        cluster_stack.addons,
+        _managed("service-role/AmazonEBSCSIDriverPolicy"),
+        "the EBS CSI driver's documented policy, bound through Pod Identity to its controller service account only",
+    )
 
     kubectl = cluster.node.find_child("KubectlProvider")
     kubectl_reason = "CDK's kubectl provider (aws_eks_v2): runs helm/kubectl against this cluster from the VPC"
@@ -117,25 +153,35 @@ def _acknowledge_cluster(stacks: DeploymentStacks) -> None:
         _ack(kubectl, _managed(policy), kubectl_reason)
     _ack(kubectl, _managed("AmazonEC2ContainerRegistryReadOnly"), kubectl_reason + " and pulls OCI charts from ECR")
     public_ecr = (
-        'IAM4[Policy::{"Fn::If":["' + _logical_id_of_path(kubectl, "Handler/HasEcrPublic", condition=True)
+        'IAM4[Policy::{"Fn::If":["'
+        + _logical_id_of_path(kubectl, "Handler/HasEcrPublic", condition=True)
         + '",{"Fn::Join":["",["arn:",{"Ref":"AWS::Partition"},":iam::aws:policy/'
         'AmazonElasticContainerRegistryPublicReadOnly"]]},{"Ref":"AWS::NoValue"}]}]'
     )
     _ack(kubectl, public_ecr, kubectl_reason + " and pulls charts from ECR Public when one is used")
     handler = _logical_id_of_path(kubectl, "Handler")
-    _ack(kubectl, f"IAM5[Resource::<{handler}.Arn>:*]", "the provider framework invokes versions of the kubectl handler")
+    _ack(
+        kubectl, f"IAM5[Resource::<{handler}.Arn>:*]", "the provider framework invokes versions of the kubectl handler"
+    )
     _ack(kubectl, "L1", "CDK pins the kubectl handler's runtime to the one its kubectl layer is built for")
 
 
 def _acknowledge_node_autoscaler(gpu_nodes: GpuCapacityStack) -> None:
     autoscaler = gpu_nodes.node_autoscaler
     assert autoscaler is not None
-    _ack(autoscaler.role, "IAM5[Resource::*]",
-         "Auto Scaling and EC2 Describe* calls have no resource-level permissions (Cluster Autoscaler AWS README); the "
-         "two writes are conditioned on the Auto Scaling group's eks:cluster-name and pdstack.io/autoscaled tags")
+    _ack(
+        autoscaler.role,
+        "IAM5[Resource::*]",
+        "Auto Scaling and EC2 Describe* calls have no resource-level permissions (Cluster Autoscaler AWS README); the "
+        "two writes are conditioned on the Auto Scaling group's eks:cluster-name and pdstack.io/autoscaled tags",
+    )
     for tagging in autoscaler.template_tags.values():
-        _ack(tagging, "IAM5[Resource::*]", "autoscaling:CreateOrUpdateTags on the Auto Scaling group EKS made for "
-             "this cluster's node group (its name is known only after creation), conditioned on eks:cluster-name")
+        _ack(
+            tagging,
+            "IAM5[Resource::*]",
+            "autoscaling:CreateOrUpdateTags on the Auto Scaling group EKS made for "
+            "this cluster's node group (its name is known only after creation), conditioned on eks:cluster-name",
+        )
     # AwsCustomResource's one Lambda per stack, named AWS + its uuid without dashes
     provider = gpu_nodes.node.try_find_child("AWS" + cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace("-", ""))
     if provider is not None:  # none when no group is autoscaled (capacity blocks only)
@@ -144,13 +190,18 @@ def _acknowledge_node_autoscaler(gpu_nodes: GpuCapacityStack) -> None:
 
 def _acknowledge_zone_check(check: GpuZoneCheck) -> None:
     _ack(check.function, _managed(LAMBDA_BASIC), LAMBDA_BASIC_REASON)
-    _ack(check.function, "IAM5[Resource::*]", "read-only ec2:DescribeSubnets, DescribeAvailabilityZones and "
-         "DescribeInstanceTypeOfferings, which support no resource-level permissions (Service Authorization "
-         "Reference, Amazon EC2); the GPU zone check needs nothing else")
+    _ack(
+        check.function,
+        "IAM5[Resource::*]",
+        "read-only ec2:DescribeSubnets, DescribeAvailabilityZones and "
+        "DescribeInstanceTypeOfferings, which support no resource-level permissions (Service Authorization "
+        "Reference, Amazon EC2); the GPU zone check needs nothing else",
+    )
 
 
 def _environment(stack: cdk.Stack) -> tuple[str, str, str]:
     """Partition, region and account spelled the way cdk-nag reports them: pseudo parameters, or concrete values."""
+
     def part(value: str, pseudo: str) -> str:
         return f"<AWS::{pseudo}>" if cdk.Token.is_unresolved(value) else value
 
@@ -177,21 +228,36 @@ def _logical_id_of_path(scope: IConstruct, path: str, *, condition: bool = False
 
 def _acknowledge_hyperpod(hyperpod: HyperPodStack) -> None:
     role = hyperpod.execution_role
-    _ack(role, _managed("AmazonSageMakerClusterInstanceRolePolicy"),
-         "the policy SageMaker HyperPod documents for cluster instances (node agent, logs, sagemaker-* lifecycle reads)")
+    _ack(
+        role,
+        _managed("AmazonSageMakerClusterInstanceRolePolicy"),
+        "the policy SageMaker HyperPod documents for cluster instances (node agent, logs, sagemaker-* lifecycle reads)",
+    )
     _ack(role, _managed("AmazonEKS_CNI_Policy"), "HyperPod nodes run the VPC CNI, which assigns pod IPs from this role")
-    _ack(role, "IAM5[Resource::*]", "HyperPod creates and attaches the instances' ENIs itself (ids unknown in advance); "
-         "ecr:GetAuthorizationToken has no resource-level permissions; the nodes pull AWS-owned images (managed "
-         "add-ons, EFA device plugin, health-monitoring agent) from AWS accounts' registries in several regions, "
-         "which AmazonSageMakerClusterInstanceRolePolicy does not grant (AWS's HyperPod sample grants the pull on *)")
-    _ack(role, f"IAM5[Resource::{_arn(hyperpod, 'ec2')}:network-interface/*]",
-         "ec2:CreateTags on the network interfaces HyperPod creates for its instances")
+    _ack(
+        role,
+        "IAM5[Resource::*]",
+        "HyperPod creates and attaches the instances' ENIs itself (ids unknown in advance); "
+        "ecr:GetAuthorizationToken has no resource-level permissions; the nodes pull AWS-owned images (managed "
+        "add-ons, EFA device plugin, health-monitoring agent) from AWS accounts' registries in several regions, "
+        "which AmazonSageMakerClusterInstanceRolePolicy does not grant (AWS's HyperPod sample grants the pull on *)",
+    )
+    _ack(
+        role,
+        f"IAM5[Resource::{_arn(hyperpod, 'ec2')}:network-interface/*]",
+        "ec2:CreateTags on the network interfaces HyperPod creates for its instances",
+    )
     bucket_id = _logical_id(hyperpod.lifecycle_bucket)
-    _ack(role, f"IAM5[Resource::<{bucket_id}.Arn>/{LIFECYCLE_PREFIX}/*]",
-         "read of the lifecycle scripts, limited to their prefix in the lifecycle bucket")
+    _ack(
+        role,
+        f"IAM5[Resource::<{bucket_id}.Arn>/{LIFECYCLE_PREFIX}/*]",
+        "read of the lifecycle scripts, limited to their prefix in the lifecycle bucket",
+    )
 
     deployment = next(c for c in hyperpod.node.children if c.node.id.startswith("Custom::CDKBucketDeployment"))
-    reason = "CDK's BucketDeployment handler copying the lifecycle scripts from the asset bucket into the lifecycle bucket"
+    reason = (
+        "CDK's BucketDeployment handler copying the lifecycle scripts from the asset bucket into the lifecycle bucket"
+    )
     _ack(deployment, _managed(LAMBDA_BASIC), LAMBDA_BASIC_REASON)
     for action in ("s3:GetBucket*", "s3:GetObject*", "s3:List*", "s3:Abort*", "s3:DeleteObject*"):
         _ack(deployment, f"IAM5[Action::{action}]", reason)
@@ -207,22 +273,32 @@ def _acknowledge_workloads(workloads: WorkloadsStack) -> None:
     if api_keys is not None:
         secret = workloads.api_keys_secret
         if secret is not None and not secret.startswith("arn:"):
-            _ack(api_keys.role, f"IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:"
-                 f"secret:{secret}-??????]", "the one secret named in workloads.router.api_keys_secret: Secrets "
-                 "Manager appends six random characters to its name, which the wildcard stands for")
+            _ack(
+                api_keys.role,
+                f"IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:"
+                f"secret:{secret}-??????]",
+                "the one secret named in workloads.router.api_keys_secret: Secrets "
+                "Manager appends six random characters to its name, which the wildcard stands for",
+            )
     if workloads.model_reader is None:
         return
     bucket, _, prefix = workloads.model_source.removeprefix("s3://").partition("/")
     objects = f"{bucket}/{prefix.strip('/') + '/' if prefix.strip('/') else ''}*"
     readers = [workloads.model_reader, *([api_keys.role] if api_keys is not None else [])]
     for reader in readers:
-        _ack(reader, f"IAM5[Resource::arn:<AWS::Partition>:s3:::{objects}]",
-             "read of the model's own objects: the files under the configured s3:// prefix, whose names the model "
-             "decides")
+        _ack(
+            reader,
+            f"IAM5[Resource::arn:<AWS::Partition>:s3:::{objects}]",
+            "read of the model's own objects: the files under the configured s3:// prefix, whose names the model "
+            "decides",
+        )
         if workloads.model_kms_key_arn is None:
-            _ack(reader, "IAM5[Resource::*]",
-                 "kms:Decrypt for an SSE-KMS model bucket whose key is not configured: only through S3 "
-                 "(kms:ViaService) and only in the model bucket's encryption context (kms:EncryptionContext:aws:s3:arn)")
+            _ack(
+                reader,
+                "IAM5[Resource::*]",
+                "kms:Decrypt for an SSE-KMS model bucket whose key is not configured: only through S3 "
+                "(kms:ViaService) and only in the model bucket's encryption context (kms:EncryptionContext:aws:s3:arn)",
+            )
 
 
 def _acknowledge_load_balancer_controller(workloads: WorkloadsStack) -> None:
@@ -231,17 +307,33 @@ def _acknowledge_load_balancer_controller(workloads: WorkloadsStack) -> None:
     controller = workloads.load_balancer_controller
     if controller is None:
         return
-    _ack(controller.role, "IAM5[Resource::*]",
-         "the controller's Describe/Get/List calls (EC2, ELBv2, ACM, WAF, Shield, Cognito) have no resource-level "
-         "permissions; the tagging writes on * are conditioned on the elbv2.k8s.aws/cluster tag. Unconditioned on * "
-         "in the published policy: security-group ingress rules (on the nodes' and pods' groups, whose ids it "
-         "discovers), CreateSecurityGroup, listener and rule create/modify/delete, WAF/Shield association. A known "
-         "trade of the upstream policy, accepted rather than forked; only this controller's service account gets it")
-    _ack(controller.role, "IAM5[Resource::arn:aws:ec2:*:*:security-group/*]",
-         "the security groups the controller creates for each load balancer (ids unknown in advance): tag writes "
-         "only at creation (ec2:CreateAction CreateSecurityGroup) or on groups tagged elbv2.k8s.aws/cluster")
-    for kind in ("loadbalancer/app/*/*", "loadbalancer/net/*/*", "targetgroup/*/*", "listener/app/*/*/*",
-                 "listener/net/*/*/*", "listener-rule/app/*/*/*", "listener-rule/net/*/*/*"):
-        _ack(controller.role, f"IAM5[Resource::arn:aws:elasticloadbalancing:*:*:{kind}]",
-             "the load balancers, listeners and target groups the controller creates for the cluster's Services "
-             "(names unknown in advance); writes conditioned on the elbv2.k8s.aws/cluster tag where ELBv2 allows it")
+    _ack(
+        controller.role,
+        "IAM5[Resource::*]",
+        "the controller's Describe/Get/List calls (EC2, ELBv2, ACM, WAF, Shield, Cognito) have no resource-level "
+        "permissions; the tagging writes on * are conditioned on the elbv2.k8s.aws/cluster tag. Unconditioned on * "
+        "in the published policy: security-group ingress rules (on the nodes' and pods' groups, whose ids it "
+        "discovers), CreateSecurityGroup, listener and rule create/modify/delete, WAF/Shield association. A known "
+        "trade of the upstream policy, accepted rather than forked; only this controller's service account gets it",
+    )
+    _ack(
+        controller.role,
+        "IAM5[Resource::arn:aws:ec2:*:*:security-group/*]",
+        "the security groups the controller creates for each load balancer (ids unknown in advance): tag writes "
+        "only at creation (ec2:CreateAction CreateSecurityGroup) or on groups tagged elbv2.k8s.aws/cluster",
+    )
+    for kind in (
+        "loadbalancer/app/*/*",
+        "loadbalancer/net/*/*",
+        "targetgroup/*/*",
+        "listener/app/*/*/*",
+        "listener/net/*/*/*",
+        "listener-rule/app/*/*/*",
+        "listener-rule/net/*/*/*",
+    ):
+        _ack(
+            controller.role,
+            f"IAM5[Resource::arn:aws:elasticloadbalancing:*:*:{kind}]",
+            "the load balancers, listeners and target groups the controller creates for the cluster's Services "
+            "(names unknown in advance); writes conditioned on the elbv2.k8s.aws/cluster tag where ELBv2 allows it",
+        )

@@ -21,20 +21,26 @@ class AutoscalingConfig(Strict):
     """One KEDA ScaledObject per role over the metrics workspace (README: Autoscaling). Prefill may scale to zero
     (the router serves decode-only meanwhile); decode keeps at least one replica. Targets come from ``slo``."""
 
-    enabled: bool | None = Field(default=None, description="None: on exactly when observability is (its workspace "
-                                                           "holds the signals)")
+    enabled: bool | None = Field(
+        default=None, description="None: on exactly when observability is (its workspace holds the signals)"
+    )
     prefill: PrefillScaling = PrefillScaling()
     decode: DecodeScaling = DecodeScaling()
     polling_interval_s: int = Field(default=15, ge=5, le=300, description="how often KEDA queries the signals")
     prefill_ttft_share: float = Field(
-        default=0.5, gt=0, le=1,
+        default=0.5,
+        gt=0,
+        le=1,
         description="share of slo.ttft_seconds a prompt may spend in the prefill backlog; the rest is its own "
-                    "prefill, the KV transfer and the first decode step")
+        "prefill, the KV transfer and the first decode step",
+    )
     decode_kv_usage: float = Field(default=0.8, gt=0, lt=1, description="KV cache usage per decode replica to hold")
 
     @model_validator(mode="after")
     def _decode_stays(self) -> AutoscalingConfig:
         if self.decode.min_replicas < 1:
-            raise ValueError("decode.min_replicas must be at least 1: every request needs a decode engine "
-                             "(prefill may scale to zero; the router then serves decode-only)")
+            raise ValueError(
+                "decode.min_replicas must be at least 1: every request needs a decode engine "
+                "(prefill may scale to zero; the router then serves decode-only)"
+            )
         return self

@@ -56,33 +56,41 @@ class Deployment(Strict):
         if self.gpu_provider == "hyperpod" and self.gpu_node_groups:
             raise ValueError("gpu_node_groups is set but gpu_provider is 'hyperpod'; GPU nodes come from one place")
         if self.hyperpod is not None and self.gpu_provider != "hyperpod":
-            raise ValueError("a hyperpod section is set but gpu_provider is 'eks-nodegroups'; set gpu_provider: hyperpod")
+            raise ValueError(
+                "a hyperpod section is set but gpu_provider is 'eks-nodegroups'; set gpu_provider: hyperpod"
+            )
         check_unique("gpu_node_groups", [group.name for group in self.gpu_node_groups])
         cache = self.image.pull_through_cache
         if cache.enabled and len(prefix := cache.prefix(self.name)) > 30:
             raise ValueError(
                 f"image.pull_through_cache: the derived repository prefix {prefix!r} is longer than "
-                "ECR's 30 characters; set image.pull_through_cache.repository_prefix")
+                "ECR's 30 characters; set image.pull_through_cache.repository_prefix"
+            )
         self._check_metrics_paths()
         self._check_ports_outside_ephemeral()
         router = self.workloads.router
         if router.allowed_client_cidrs is None:
             raise ValueError(
                 "workloads.router.allowed_client_cidrs is required: the networks whose clients may call the OpenAI "
-                f"API, e.g. [\"{self.network.cidr}\"] (the VPC: every pod and host in it) or your clients' own subnets")
+                f'API, e.g. ["{self.network.cidr}"] (the VPC: every pod and host in it) or your clients\' own subnets'
+            )
         if router.internal_load_balancer and router.certificate_arn is None:
             raise ValueError(
                 "workloads.router.internal_load_balancer needs workloads.router.certificate_arn: the ACM certificate "
                 "(arn:aws:acm:<region>:<account>:certificate/<id>, in the deployment's region) of the load balancer's "
-                "TLS listener on 443")
+                "TLS listener on 443"
+            )
         if router.api_keys_secret is not None and self.serving.router.api_keys_path is not None:
             raise ValueError(
                 f"serving.router.api_keys_path={self.serving.router.api_keys_path!r} and "
                 "workloads.router.api_keys_secret are both set: in the cluster the keys come from the secret (the "
-                "path is rendered to its mount); remove serving.router.api_keys_path")
+                "path is rendered to its mount); remove serving.router.api_keys_path"
+            )
         if router.api_keys_kms_key_arn is not None and router.api_keys_secret is None:
-            raise ValueError("workloads.router.api_keys_kms_key_arn is set without workloads.router.api_keys_secret: "
-                             "name the secret it encrypts, or remove the key")
+            raise ValueError(
+                "workloads.router.api_keys_kms_key_arn is set without workloads.router.api_keys_secret: "
+                "name the secret it encrypts, or remove the key"
+            )
         if router.prestop_s + self.serving.router.shutdown_grace_s >= router.termination_grace_s:
             raise ValueError(
                 f"serving.router.shutdown_grace_s={self.serving.router.shutdown_grace_s} plus "
@@ -108,23 +116,33 @@ class Deployment(Strict):
         """On-demand GPU capacity comes from whichever zone the GPU subnet is in: the zone must be stated by id."""
         if self.network.gpu_az_id is not None:
             return
-        on_demand = [f"gpu_node_groups.{i} ({g.name}, {g.instance_type})" for i, g in enumerate(self.gpu_node_groups)
-                     if isinstance(g.capacity, OnDemand)]
+        on_demand = [
+            f"gpu_node_groups.{i} ({g.name}, {g.instance_type})"
+            for i, g in enumerate(self.gpu_node_groups)
+            if isinstance(g.capacity, OnDemand)
+        ]
         if self.hyperpod is not None:
-            on_demand += [f"hyperpod.instance_groups.{i} ({g.name}, {g.instance_type})"
-                          for i, g in enumerate(self.hyperpod.instance_groups) if g.training_plan_arn is None]
+            on_demand += [
+                f"hyperpod.instance_groups.{i} ({g.name}, {g.instance_type})"
+                for i, g in enumerate(self.hyperpod.instance_groups)
+                if g.training_plan_arn is None
+            ]
         if on_demand:
             raise ValueError(
                 f"network.gpu_az_id is required for on-demand GPU capacity ({', '.join(on_demand)}): zone names map "
                 "to different zones in each account and GPU types are not offered in every zone. Find a zone id that "
                 "offers the type (aws ec2 describe-instance-type-offerings --location-type availability-zone-id "
                 "--filters Name=instance-type,Values=TYPE), set network.gpu_az_id to it and network.gpu_az_index to "
-                "that zone's place in the region; the deploy fails early if the two disagree")
+                "that zone's place in the region; the deploy fails early if the two disagree"
+            )
 
     def _check_ports_outside_ephemeral(self) -> None:
         """The NetworkPolicies admit replies on the ephemeral ports: a listening port there would be open too."""
-        listening = {f"serving.{role}.ports.{name}": span for role in ("prefill", "decode")
-                     for name, span in self.serving.role(role).port_ranges().items()}
+        listening = {
+            f"serving.{role}.ports.{name}": span
+            for role in ("prefill", "decode")
+            for name, span in self.serving.role(role).port_ranges().items()
+        }
         listening["serving.router.port"] = range(self.serving.router.port, self.serving.router.port + 1)
         if self.serving.router.metrics_port is not None:
             metrics = self.serving.router.metrics_port
@@ -134,12 +152,15 @@ class Deployment(Strict):
                 raise ValueError(
                     f"{field} (ports {span.start}-{span.stop - 1}) lies in the local ephemeral port range "
                     f"{EPHEMERAL_PORTS.start}-{EPHEMERAL_PORTS.stop - 1}, where the NetworkPolicies admit replies to "
-                    "connections the pods open; choose a port below 32768")
+                    "connections the pods open; choose a port below 32768"
+                )
 
     def _check_scaling_bounds(self) -> None:
         if self.autoscaling.enabled and not self.observability.enabled:
-            raise ValueError("autoscaling.enabled: true reads its signals from the metrics workspace: set "
-                             "observability.enabled: true, or autoscaling.enabled: false for fixed replica counts")
+            raise ValueError(
+                "autoscaling.enabled: true reads its signals from the metrics workspace: set "
+                "observability.enabled: true, or autoscaling.enabled: false for fixed replica counts"
+            )
         if not self.autoscaled:
             return
         for role_name in ("prefill", "decode"):
@@ -149,7 +170,8 @@ class Deployment(Strict):
             if not bounds.min_replicas <= replicas <= most:
                 raise ValueError(
                     f"autoscaling.{role_name}: serving.{role_name}.replicas={replicas} (the starting and fallback "
-                    f"count) must lie within min_replicas={bounds.min_replicas} and max_replicas={most}")
+                    f"count) must lie within min_replicas={bounds.min_replicas} and max_replicas={most}"
+                )
 
     @property
     def autoscaled(self) -> bool:

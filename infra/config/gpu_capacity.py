@@ -31,7 +31,9 @@ class CapacityBlock(Strict):
         if self.reservation_id is None:
             raise ValueError("a capacity block needs reservation_id (cr- followed by 17 hex digits)")
         if not _RESERVATION_ID.match(self.reservation_id):
-            raise ValueError(f"reservation_id={self.reservation_id!r} is not a capacity reservation id (cr-0123456789abcdef0)")
+            raise ValueError(
+                f"reservation_id={self.reservation_id!r} is not a capacity reservation id (cr-0123456789abcdef0)"
+            )
         return self
 
 

@@ -22,9 +22,7 @@ class HyperPodInstanceGroup(Strict):
     count: int = Field(ge=1, le=256)
     threads_per_core: Literal[1, 2] = 1
     ebs_volume_gib: int = Field(default=500, ge=1, le=16384)
-    deep_health_checks: list[DeepHealthCheck] = Field(
-        default_factory=lambda: list(get_args(DeepHealthCheck))
-    )
+    deep_health_checks: list[DeepHealthCheck] = Field(default_factory=lambda: list(get_args(DeepHealthCheck)))
     training_plan_arn: str | None = Field(
         default=None, pattern=r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:training-plan/[a-zA-Z0-9-]+$"
     )
@@ -51,7 +49,8 @@ class HyperPodConfig(Strict):
     instance_groups: list[HyperPodInstanceGroup] = Field(min_length=1)
     node_autoscaling: bool = Field(
         default=False,
-        description="HyperPod's managed Karpenter: groups start empty and follow pending pods up to their count")
+        description="HyperPod's managed Karpenter: groups start empty and follow pending pods up to their count",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> HyperPodConfig:
@@ -62,8 +61,11 @@ class HyperPodConfig(Strict):
                 if group.deep_health_checks:
                     raise ValueError(
                         f"node_autoscaling needs instance_groups.{index}.deep_health_checks: [] (HyperPod autoscaling "
-                        "does not support deep health checks: they hold new nodes for 60-90 minutes)")
+                        "does not support deep health checks: they hold new nodes for 60-90 minutes)"
+                    )
                 if group.training_plan_arn is not None:
-                    raise ValueError(f"node_autoscaling supports on-demand capacity only; instance_groups.{index} "
-                                     "has a training_plan_arn")
+                    raise ValueError(
+                        f"node_autoscaling supports on-demand capacity only; instance_groups.{index} "
+                        "has a training_plan_arn"
+                    )
         return self

@@ -26,8 +26,10 @@ class PullThroughCache(Strict):
     credential_secret_arn: str | None = None
     # ECR: 2-30 characters, lower-case letters, digits, . _ - and / (CreatePullThroughCacheRule, ecrRepositoryPrefix).
     repository_prefix: str | None = Field(default=None, min_length=2, max_length=30, pattern=_ECR_NAME)
-    create_rule: bool = Field(default=True, description="false: use the existing rule of repository_prefix (not "
-                                                        "created, not deleted with the stack)")
+    create_rule: bool = Field(
+        default=True,
+        description="false: use the existing rule of repository_prefix (not created, not deleted with the stack)",
+    )
 
     @model_validator(mode="after")
     def _secret(self) -> PullThroughCache:

@@ -39,8 +39,10 @@ class NetworkConfig(Strict):
     @classmethod
     def _az_id(cls, value: str | None) -> str | None:
         if value is not None and not _AZ_ID.match(value):
-            raise ValueError(f"{value!r} is not an availability zone id such as use1-az4 (aws ec2 "
-                             "describe-availability-zones --query 'AvailabilityZones[].[ZoneName,ZoneId]')")
+            raise ValueError(
+                f"{value!r} is not an availability zone id such as use1-az4 (aws ec2 "
+                "describe-availability-zones --query 'AvailabilityZones[].[ZoneName,ZoneId]')"
+            )
         return value
 
     @model_validator(mode="after")

@@ -20,7 +20,9 @@ class ServiceLevelObjectives(Strict):
     def _a_ttft_bucket(cls, value: float) -> float:
         # The burn-rate alert counts requests under the objective from the router's TTFT histogram: it must be a bound.
         if value not in LATENCY_BUCKETS:
-            raise ValueError(f"must be a bucket bound of the router's TTFT histogram: {', '.join(map(str, LATENCY_BUCKETS))}")
+            raise ValueError(
+                f"must be a bucket bound of the router's TTFT histogram: {', '.join(map(str, LATENCY_BUCKETS))}"
+            )
         return value
 
 
@@ -40,6 +42,9 @@ class ObservabilityConfig(Strict):
     # only after checking that the collector writes (`python -m infra status` shows the scraper and the samples). The
     # choice is fixed at creation: a workspace cannot move between the two ("Encryption at rest": "can't be converted").
     customer_managed_key: bool = False
-    fallback_ratio_threshold: float = Field(default=0.05, gt=0, lt=1,
-                                            description="alert when this share of requests falls back decode-only")
-    kv_usage_threshold: float = Field(default=0.95, gt=0, le=1, description="alert when an engine's KV cache is this full")
+    fallback_ratio_threshold: float = Field(
+        default=0.05, gt=0, lt=1, description="alert when this share of requests falls back decode-only"
+    )
+    kv_usage_threshold: float = Field(
+        default=0.95, gt=0, le=1, description="alert when an engine's KV cache is this full"
+    )

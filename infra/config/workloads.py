@@ -18,12 +18,15 @@ _KMS_KEY_ARN = r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[0-9a-f-]{36}$"
 
 class RouterWorkload(Strict):
     replicas: int = Field(default=2, ge=1, le=20)
-    internal_load_balancer: bool = Field(default=False, description="an internal NLB (AWS Load Balancer Controller, "
-                                         "IP targets, TLS on 443) in front of the routers")
+    internal_load_balancer: bool = Field(
+        default=False,
+        description="an internal NLB (AWS Load Balancer Controller, IP targets, TLS on 443) in front of the routers",
+    )
     # The ACM certificate of the NLB's TLS listener: required when internal_load_balancer is on (no plain-text
     # listener).
     certificate_arn: str | None = Field(
-        default=None, pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
+        default=None, pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$"
+    )
     cpu: str = "2"
     memory: str = "4Gi"
     # Who may open the router's port (its NetworkPolicy): required (the deployment check refuses None), so that
@@ -48,8 +51,10 @@ class RouterWorkload(Strict):
         if value is None or re.fullmatch(_SECRET_ARN, value):
             return value
         if value.startswith("arn:"):
-            raise ValueError(f"{value!r} is not a whole Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:"
-                             "<account>:secret:<name>-<6 characters>); give the full ARN, or the secret's name")
+            raise ValueError(
+                f"{value!r} is not a whole Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:"
+                "<account>:secret:<name>-<6 characters>); give the full ARN, or the secret's name"
+            )
         if not re.fullmatch(_SECRET_NAME, value):
             raise ValueError(f"{value!r} is not a Secrets Manager secret name (1-512 of letters, digits and /_+=.@-)")
         return value
@@ -58,10 +63,21 @@ class RouterWorkload(Strict):
     @classmethod
     def _cidrs(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else check_cidrs(value, "10.20.0.0/16", "lets every address reach the router")
-    prestop_s: int = Field(default=5, ge=0, le=60, description="a stopping pod keeps serving this long before its "
-                           "SIGTERM, while kube-proxy and load balancers drop it from their endpoints")
-    termination_grace_s: int = Field(default=60, ge=1, le=3600, description="the pod's terminationGracePeriodSeconds; "
-                                     "prestop_s plus serving.router.shutdown_grace_s must fit below it")
+
+    prestop_s: int = Field(
+        default=5,
+        ge=0,
+        le=60,
+        description="a stopping pod keeps serving this long before its "
+        "SIGTERM, while kube-proxy and load balancers drop it from their endpoints",
+    )
+    termination_grace_s: int = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="the pod's terminationGracePeriodSeconds; "
+        "prestop_s plus serving.router.shutdown_grace_s must fit below it",
+    )
 
 
 class WorkloadsConfig(Strict):

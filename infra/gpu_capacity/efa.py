@@ -56,21 +56,41 @@ def node_user_data(hugepages_2mi_pages: int) -> str:
     parts = [_NODEADM_LOCAL_NVME]
     if hugepages_2mi_pages > 0:
         parts.append(_HUGEPAGES_SCRIPT.format(pages=hugepages_2mi_pages))
-    return ('MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="PDSTACK"\n\n'
-            + "\n".join(parts) + "\n--PDSTACK--\n")
+    return (
+        'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="PDSTACK"\n\n'
+        + "\n".join(parts)
+        + "\n--PDSTACK--\n"
+    )
 
 
-def efa_network_interfaces(spec: InstanceSpec, *, primary_groups: list[str], efa_groups: list[str]) -> list[dict[str, Any]]:
+def efa_network_interfaces(
+    spec: InstanceSpec, *, primary_groups: list[str], efa_groups: list[str]
+) -> list[dict[str, Any]]:
     """The launch template's NetworkInterfaces for ``spec``: one EFA per network card, primary ENA on card 0."""
     interfaces: list[dict[str, Any]] = [
-        {"NetworkCardIndex": 0, "DeviceIndex": 0, "InterfaceType": "interface", "Groups": primary_groups,
-         "DeleteOnTermination": True},
-        {"NetworkCardIndex": 0, "DeviceIndex": 1, "InterfaceType": "efa-only", "Groups": efa_groups,
-         "DeleteOnTermination": True},
+        {
+            "NetworkCardIndex": 0,
+            "DeviceIndex": 0,
+            "InterfaceType": "interface",
+            "Groups": primary_groups,
+            "DeleteOnTermination": True,
+        },
+        {
+            "NetworkCardIndex": 0,
+            "DeviceIndex": 1,
+            "InterfaceType": "efa-only",
+            "Groups": efa_groups,
+            "DeleteOnTermination": True,
+        },
     ]
     interfaces += [
-        {"NetworkCardIndex": card, "DeviceIndex": 0, "InterfaceType": "efa-only", "Groups": efa_groups,
-         "DeleteOnTermination": True}
+        {
+            "NetworkCardIndex": card,
+            "DeviceIndex": 0,
+            "InterfaceType": "efa-only",
+            "Groups": efa_groups,
+            "DeleteOnTermination": True,
+        }
         for card in range(1, spec.network_cards)
     ]
     return interfaces
@@ -81,7 +101,10 @@ class EfaSecurityGroup(ec2.SecurityGroup):
 
     def __init__(self, scope: Construct, construct_id: str, *, vpc: ec2.IVpc) -> None:
         super().__init__(
-            scope, construct_id, vpc=vpc, allow_all_outbound=False,
+            scope,
+            construct_id,
+            vpc=vpc,
+            allow_all_outbound=False,
             description="EFA: all traffic between GPU nodes of this cluster",
         )
         self.add_ingress_rule(self, ec2.Port.all_traffic(), "EFA from members")
@@ -123,9 +146,15 @@ class EfaLaunchTemplate(Construct):
             # reads no instance metadata.
             "MetadataOptions": {"HttpTokens": "required", "HttpPutResponseHopLimit": 1, "HttpEndpoint": "enabled"},
             "BlockDeviceMappings": [
-                {"DeviceName": "/dev/xvda",
-                 "Ebs": {"VolumeSize": group.root_volume_gib, "VolumeType": "gp3", "Encrypted": True,
-                         "DeleteOnTermination": True}}
+                {
+                    "DeviceName": "/dev/xvda",
+                    "Ebs": {
+                        "VolumeSize": group.root_volume_gib,
+                        "VolumeType": "gp3",
+                        "Encrypted": True,
+                        "DeleteOnTermination": True,
+                    },
+                }
             ],
             "UserData": cdk.Fn.base64(node_user_data(props.hugepages_2mi_pages)),
             "TagSpecifications": [

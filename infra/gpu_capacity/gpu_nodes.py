@@ -27,8 +27,12 @@ _TAINT_EFFECTS = {
 
 def gpu_node_labels(group: GpuNodeGroupConfig) -> dict[str, str]:
     """What EKS puts on each node of the group at kubelet start (the Cluster Autoscaler's node template mirrors it)."""
-    return {**group.labels, **GPU_NODE_LABELS, **accelerator_label(instance_spec(group.instance_type).gpu_model),
-            NODE_GROUP_LABEL: group.name}
+    return {
+        **group.labels,
+        **GPU_NODE_LABELS,
+        **accelerator_label(instance_spec(group.instance_type).gpu_model),
+        NODE_GROUP_LABEL: group.name,
+    }
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,8 @@ class GpuNodeGroup(Construct):
             launch_template_spec=eks.LaunchTemplateSpec(id=template.ref, version=template.attr_latest_version_number),
             subnets=ec2.SubnetSelection(subnets=[props.gpu_subnet]),
             capacity_type=eks.CapacityType.CAPACITY_BLOCK
-            if isinstance(group.capacity, CapacityBlock) else eks.CapacityType.ON_DEMAND,
+            if isinstance(group.capacity, CapacityBlock)
+            else eks.CapacityType.ON_DEMAND,
             min_size=group.min_size,
             desired_size=group.desired_size,
             max_size=group.max_size,
@@ -80,4 +85,5 @@ class GpuNodeGroup(Construct):
             # the old node and waits for capacity the block does not have. MINIMAL terminates first (EKS API
             # NodegroupUpdateConfig.updateStrategy: "useful ... with hardware accelerators such as GPUs").
             self.nodegroup.node.default_child.add_property_override(  # type: ignore[union-attr]
-                "UpdateConfig.UpdateStrategy", "MINIMAL")
+                "UpdateConfig.UpdateStrategy", "MINIMAL"
+            )

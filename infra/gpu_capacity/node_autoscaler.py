@@ -66,83 +66,145 @@ class NodeAutoscaler(Construct):
         stack = cdk.Stack.of(self)
         pin = cluster_autoscaler(props.kubernetes_version)
         self.role = iam.Role(
-            self, "Role", assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com").with_session_tags(),
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com").with_session_tags(),
             description="Cluster Autoscaler: resize this cluster's node groups within their bounds",
         )
         # Reads have no resource-level permissions (Cluster Autoscaler 1.35 AWS README, full-features policy).
-        self.role.add_to_policy(iam.PolicyStatement(actions=[
-            "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
-            "autoscaling:DescribeLaunchConfigurations", "autoscaling:DescribeScalingActivities",
-            "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeLaunchTemplateVersions",
-            "ec2:GetInstanceTypesFromInstanceRequirements"], resources=["*"]))
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "autoscaling:DescribeAutoScalingGroups",
+                    "autoscaling:DescribeAutoScalingInstances",
+                    "autoscaling:DescribeLaunchConfigurations",
+                    "autoscaling:DescribeScalingActivities",
+                    "ec2:DescribeImages",
+                    "ec2:DescribeInstanceTypes",
+                    "ec2:DescribeLaunchTemplateVersions",
+                    "ec2:GetInstanceTypesFromInstanceRequirements",
+                ],
+                resources=["*"],
+            )
+        )
         # Labels and taints for scaling from zero: only the groups it may resize (the others carry no discovery tag).
         described = [nodegroup.nodegroup_arn for group, nodegroup in props.groups.values() if autoscaled(group)]
         if described:
             self.role.add_to_policy(iam.PolicyStatement(actions=["eks:DescribeNodegroup"], resources=described))
         # Writes only on Auto Scaling groups EKS tagged as this cluster's and pdstack tagged as autoscaled.
-        self.role.add_to_policy(iam.PolicyStatement(
-            actions=["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"],
-            resources=["*"],
-            conditions={"StringEquals": {"aws:ResourceTag/eks:cluster-name": cluster.cluster_name,
-                                         "aws:ResourceTag/pdstack.io/autoscaled": "true"}}))
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {
+                        "aws:ResourceTag/eks:cluster-name": cluster.cluster_name,
+                        "aws:ResourceTag/pdstack.io/autoscaled": "true",
+                    }
+                },
+            )
+        )
         identity = eks.CfnPodIdentityAssociation(
-            self, "Identity", cluster_name=cluster.cluster_name, namespace=pin.namespace,
-            service_account=CLUSTER_AUTOSCALER_SERVICE_ACCOUNT, role_arn=self.role.role_arn)
+            self,
+            "Identity",
+            cluster_name=cluster.cluster_name,
+            namespace=pin.namespace,
+            service_account=CLUSTER_AUTOSCALER_SERVICE_ACCOUNT,
+            role_arn=self.role.role_arn,
+        )
 
         self.template_tags: dict[str, cr.AwsCustomResource] = {}
         for name, (group, nodegroup) in props.groups.items():
             if autoscaled(group):
                 self.template_tags[name] = self._tag(
-                    name, group, nodegroup, props.hugepages_2mi_pages.get(group.instance_type, 0))
+                    name, group, nodegroup, props.hugepages_2mi_pages.get(group.instance_type, 0)
+                )
 
         self.chart = eks.HelmChart(
-            self, "Chart", cluster=cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
-            chart=pin.chart, repository=pin.repository,
-            version=pin.version, namespace=pin.namespace, wait=True,
+            self,
+            "Chart",
+            cluster=cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+            chart=pin.chart,
+            repository=pin.repository,
+            version=pin.version,
+            namespace=pin.namespace,
+            wait=True,
             values={
                 "cloudProvider": "aws",
                 "awsRegion": stack.region,
                 # Only groups that carry pdstack's tag (capacity blocks and fixed groups do not).
-                "autoDiscovery": {"clusterName": cluster.cluster_name, "tags": [
-                    "k8s.io/cluster-autoscaler/enabled", f"k8s.io/cluster-autoscaler/{cluster.cluster_name}",
-                    "pdstack.io/autoscaled"]},
+                "autoDiscovery": {
+                    "clusterName": cluster.cluster_name,
+                    "tags": [
+                        "k8s.io/cluster-autoscaler/enabled",
+                        f"k8s.io/cluster-autoscaler/{cluster.cluster_name}",
+                        "pdstack.io/autoscaled",
+                    ],
+                },
                 "rbac": {"serviceAccount": {"name": CLUSTER_AUTOSCALER_SERVICE_ACCOUNT}},
                 "nodeSelector": SYSTEM_POOL,
-                "extraArgs": {"expander": "least-waste", "balance-similar-node-groups": "false",
-                              # an idle GPU node goes after 10 minutes; the pods' own scale-down is slower
-                              "scale-down-unneeded-time": "10m"},
+                "extraArgs": {
+                    "expander": "least-waste",
+                    "balance-similar-node-groups": "false",
+                    # an idle GPU node goes after 10 minutes; the pods' own scale-down is slower
+                    "scale-down-unneeded-time": "10m",
+                },
             },
         )
         self.chart.node.add_dependency(identity)
 
-    def _tag(self, name: str, group: GpuNodeGroupConfig, nodegroup: eks.Nodegroup,
-             hugepages_2mi_pages: int) -> cr.AwsCustomResource:
+    def _tag(
+        self, name: str, group: GpuNodeGroupConfig, nodegroup: eks.Nodegroup, hugepages_2mi_pages: int
+    ) -> cr.AwsCustomResource:
         cluster_name = nodegroup.cluster.cluster_name
         describe = cr.AwsCustomResource(
-            self, f"Asg-{name}",
+            self,
+            f"Asg-{name}",
             on_update=cr.AwsSdkCall(
-                service="EKS", action="describeNodegroup",
+                service="EKS",
+                action="describeNodegroup",
                 parameters={"clusterName": cluster_name, "nodegroupName": nodegroup.nodegroup_name},
                 physical_resource_id=cr.PhysicalResourceId.of(f"{name}-asg"),
-                output_paths=["nodegroup.resources.autoScalingGroups.0.name"]),
-            policy=cr.AwsCustomResourcePolicy.from_statements([iam.PolicyStatement(
-                actions=["eks:DescribeNodegroup"], resources=[nodegroup.nodegroup_arn])]),
+                output_paths=["nodegroup.resources.autoScalingGroups.0.name"],
+            ),
+            policy=cr.AwsCustomResourcePolicy.from_statements(
+                [iam.PolicyStatement(actions=["eks:DescribeNodegroup"], resources=[nodegroup.nodegroup_arn])]
+            ),
             install_latest_aws_sdk=False,
         )
         describe.node.add_dependency(nodegroup)
         asg = describe.get_response_field("nodegroup.resources.autoScalingGroups.0.name")
         tags = {**node_template_tags(group, hugepages_2mi_pages), "pdstack.io/autoscaled": "true"}
         tagging = cr.AwsCustomResource(
-            self, f"AsgTags-{name}",
+            self,
+            f"AsgTags-{name}",
             on_update=cr.AwsSdkCall(
-                service="AutoScaling", action="createOrUpdateTags",
-                parameters={"Tags": [{"ResourceId": asg, "ResourceType": "auto-scaling-group", "Key": key,
-                                      "Value": value, "PropagateAtLaunch": False} for key, value in tags.items()]},
-                physical_resource_id=cr.PhysicalResourceId.of(f"{name}-asg-tags")),
+                service="AutoScaling",
+                action="createOrUpdateTags",
+                parameters={
+                    "Tags": [
+                        {
+                            "ResourceId": asg,
+                            "ResourceType": "auto-scaling-group",
+                            "Key": key,
+                            "Value": value,
+                            "PropagateAtLaunch": False,
+                        }
+                        for key, value in tags.items()
+                    ]
+                },
+                physical_resource_id=cr.PhysicalResourceId.of(f"{name}-asg-tags"),
+            ),
             # Only Auto Scaling groups EKS created for this cluster.
-            policy=cr.AwsCustomResourcePolicy.from_statements([iam.PolicyStatement(
-                actions=["autoscaling:CreateOrUpdateTags"], resources=["*"],
-                conditions={"StringEquals": {"aws:ResourceTag/eks:cluster-name": cluster_name}})]),
+            policy=cr.AwsCustomResourcePolicy.from_statements(
+                [
+                    iam.PolicyStatement(
+                        actions=["autoscaling:CreateOrUpdateTags"],
+                        resources=["*"],
+                        conditions={"StringEquals": {"aws:ResourceTag/eks:cluster-name": cluster_name}},
+                    )
+                ]
+            ),
             install_latest_aws_sdk=False,
         )
         return tagging

@@ -33,17 +33,33 @@ MEMORY_RESERVE_PER_POD_MIB = 11
 MEMORY_RESERVE_BASE_MIB = 255
 EVICTION_HARD_MEMORY_MIB = 100
 # HyperPod's EKS nodes run the same kubelet settings (its AMI is built on the EKS-optimized accelerated AMI).
-ENI_MAX_PODS = {"m7i.large": 29, "m7i.xlarge": 58, "m7i.2xlarge": 58, "m7i.4xlarge": 234, "m6i.xlarge": 58,
-                "m6i.2xlarge": 58, "p4d.24xlarge": 737, "p5.48xlarge": 100, "p5e.48xlarge": 100,
-                "p5en.48xlarge": 198, "p6-b200.48xlarge": 198}
+ENI_MAX_PODS = {
+    "m7i.large": 29,
+    "m7i.xlarge": 58,
+    "m7i.2xlarge": 58,
+    "m7i.4xlarge": 234,
+    "m6i.xlarge": 58,
+    "m6i.2xlarge": 58,
+    "p4d.24xlarge": 737,
+    "p5.48xlarge": 100,
+    "p5e.48xlarge": 100,
+    "p5en.48xlarge": 198,
+    "p6-b200.48xlarge": 198,
+}
 # The kernel and firmware keep part of the installed memory out of MemTotal, which is what the kubelet reports as
 # capacity; an allowance, not a fact read from a source: lower it only with a node's `kubectl describe node`.
 UNREPORTED_MEMORY_FRACTION = 0.03
 
 # System node types pdstack can size the router for: (vCPUs, memory GiB), EC2 general purpose instance
 # specifications (docs.aws.amazon.com/ec2/latest/instancetypes/gp.html).
-SYSTEM_INSTANCE_TYPES = {"m7i.large": (2, 8), "m7i.xlarge": (4, 16), "m7i.2xlarge": (8, 32), "m7i.4xlarge": (16, 64),
-                         "m6i.xlarge": (4, 16), "m6i.2xlarge": (8, 32)}
+SYSTEM_INSTANCE_TYPES = {
+    "m7i.large": (2, 8),
+    "m7i.xlarge": (4, 16),
+    "m7i.2xlarge": (8, 32),
+    "m7i.4xlarge": (16, 64),
+    "m6i.xlarge": (4, 16),
+    "m6i.2xlarge": (8, 32),
+}
 
 
 @dataclass(frozen=True)
@@ -71,8 +87,10 @@ EVERY_NODE_DAEMONSETS = {
 # driver (chart 1.6.0 values linux.driver/registrar/livenessProbe.resources.requests 50m/100Mi + 10m/20Mi +
 # 10m/20Mi) and the AWS provider (chart 3.1.1 values resources.requests 50m/100Mi); the rehearsal checks these
 # against the charts' facts (tests/infra/chart_facts.py).
-SECRETS_STORE_DAEMONSETS = {"secrets-store-csi-driver": Requests(70, 140),
-                            "secrets-store-csi-driver-provider-aws": Requests(50, 100)}
+SECRETS_STORE_DAEMONSETS = {
+    "secrets-store-csi-driver": Requests(70, 140),
+    "secrets-store-csi-driver-provider-aws": Requests(50, 100),
+}
 # On GPU nodes: the NVIDIA device plugin (chart 0.20.0 values resources {}) and the EFA device plugin (an allowance:
 # its chart's values carry no requests we rely on).
 GPU_NODE_DAEMONSETS = {"nvidia-device-plugin": Requests(0, 0), "aws-efa-k8s-device-plugin": Requests(10, 20)}
@@ -90,16 +108,21 @@ SYSTEM_CONTROLLERS = {
     "coredns": Requests(200, 140),
     "ebs-csi-controller": Requests(120, 480),
 }
-KEDA_CONTROLLERS = {"keda-operator": Requests(100, 100), "keda-operator-metrics-apiserver": Requests(100, 100),
-                    "keda-admission-webhooks": Requests(100, 100)}
+KEDA_CONTROLLERS = {
+    "keda-operator": Requests(100, 100),
+    "keda-operator-metrics-apiserver": Requests(100, 100),
+    "keda-admission-webhooks": Requests(100, 100),
+}
 # The AWS Load Balancer Controller when workloads.router.internal_load_balancer is on
 # (infra/cluster/load_balancer_controller.py
 # sets these): chart 3.5.0 values replicaCount 2 and resources {} (no requests), so pdstack sets the values file's
 # own commented example, 100m / 128Mi, per replica.
 LOAD_BALANCER_CONTROLLER_REPLICAS = 2
 LOAD_BALANCER_CONTROLLER_REQUESTS = Requests(100, 128)
-LOAD_BALANCER_CONTROLLERS = {f"aws-load-balancer-controller-{i}": LOAD_BALANCER_CONTROLLER_REQUESTS
-                             for i in range(LOAD_BALANCER_CONTROLLER_REPLICAS)}
+LOAD_BALANCER_CONTROLLERS = {
+    f"aws-load-balancer-controller-{i}": LOAD_BALANCER_CONTROLLER_REQUESTS
+    for i in range(LOAD_BALANCER_CONTROLLER_REPLICAS)
+}
 
 
 def kube_reserved_cpu_m(logical_cpus: int) -> int:
@@ -149,8 +172,11 @@ def hugepages_2mi_pages_per_node(deployment: Deployment, instance_type: str) -> 
     can hold (all GPUs used by the role with the smallest share); 0 where no role runs on the type."""
     quantity = deployment.workloads.hugepages_2mi  # "<n>Mi" or "<n>Gi" (the config's pattern)
     per_pod = int(quantity[:-2]) * {"Mi": 1, "Gi": 1024}[quantity[-2:]] // 2
-    pods = [INSTANCE_CATALOG[instance_type].gpus // role.gpus_per_node
-            for role in (deployment.serving.prefill, deployment.serving.decode) if role.instance_type == instance_type]
+    pods = [
+        INSTANCE_CATALOG[instance_type].gpus // role.gpus_per_node
+        for role in (deployment.serving.prefill, deployment.serving.decode)
+        if role.instance_type == instance_type
+    ]
     return per_pod * max(pods, default=0)
 
 
@@ -175,10 +201,16 @@ def gpu_node_budget(deployment: Deployment, instance_type: str) -> NodeBudget:
     hugepages_mib = reserved_hugepages_2mi_pages(deployment, instance_type) * 2
     daemonsets = _sum(gpu_daemonsets(deployment))
     reported = int(spec.memory_gib * 1024 * (1 - UNREPORTED_MEMORY_FRACTION))
-    memory = (reported - kube_reserved_memory_mib(instance_type) - EVICTION_HARD_MEMORY_MIB - hugepages_mib
-              - daemonsets.memory_mib)
-    return NodeBudget(instance_type, cpus, cpus * 1000 - kube_reserved_cpu_m(cpus) - daemonsets.cpu_m, memory,
-                      hugepages_mib)
+    memory = (
+        reported
+        - kube_reserved_memory_mib(instance_type)
+        - EVICTION_HARD_MEMORY_MIB
+        - hugepages_mib
+        - daemonsets.memory_mib
+    )
+    return NodeBudget(
+        instance_type, cpus, cpus * 1000 - kube_reserved_cpu_m(cpus) - daemonsets.cpu_m, memory, hugepages_mib
+    )
 
 
 def system_daemonsets(deployment: Deployment) -> dict[str, Requests]:
@@ -257,16 +289,22 @@ def capacity_problems(deployment: Deployment) -> list[str]:
         role = deployment.serving.role(role_name)
         budget = gpu_node_budget(deployment, role.instance_type)
         worker = worker_resources(deployment, role_name)
-        where = (f"a {role.instance_type} node ({budget.logical_cpus} logical CPUs"
-                 + (", threads_per_core 1" if budget.logical_cpus < INSTANCE_CATALOG[role.instance_type].vcpus
-                    else "") + ")")
+        where = (
+            f"a {role.instance_type} node ({budget.logical_cpus} logical CPUs"
+            + (", threads_per_core 1" if budget.logical_cpus < INSTANCE_CATALOG[role.instance_type].vcpus else "")
+            + ")"
+        )
         if worker.cpu_m < 1000 * role.gpus_per_node:
-            problems.append(f"serving.{role_name}: {worker.cpu_m}m CPU per worker on {where} after kube-reserved "
-                            "and the DaemonSets is less than one CPU per GPU")
+            problems.append(
+                f"serving.{role_name}: {worker.cpu_m}m CPU per worker on {where} after kube-reserved "
+                "and the DaemonSets is less than one CPU per GPU"
+            )
         if deployment.workloads.shm_gib * 1024 >= worker.memory_mib:
-            problems.append(f"workloads.shm_gib={deployment.workloads.shm_gib} does not fit in the "
-                            f"{worker.memory_mib}Mi a serving.{role_name} worker may use on {where} (hugepages "
-                            f"{budget.hugepages_mib}Mi reserved per node)")
+            problems.append(
+                f"workloads.shm_gib={deployment.workloads.shm_gib} does not fit in the "
+                f"{worker.memory_mib}Mi a serving.{role_name} worker may use on {where} (hugepages "
+                f"{budget.hugepages_mib}Mi reserved per node)"
+            )
     problems += router_problems(deployment)
     return problems
 
@@ -276,19 +314,27 @@ def router_problems(deployment: Deployment) -> list[str]:
     routers' hostname spread (maxSkew 1, DoNotSchedule)."""
     cluster = deployment.cluster
     if cluster.system_instance_type not in SYSTEM_INSTANCE_TYPES:
-        return [(f"cluster.system_instance_type={cluster.system_instance_type!r}: pdstack sizes the system nodes for "
-                f"{', '.join(sorted(SYSTEM_INSTANCE_TYPES))}")]
+        return [
+            (
+                f"cluster.system_instance_type={cluster.system_instance_type!r}: pdstack sizes the system nodes for "
+                f"{', '.join(sorted(SYSTEM_INSTANCE_TYPES))}"
+            )
+        ]
     router = deployment.workloads.router
     pod = Requests(parse_cpu_m(router.cpu), parse_memory_mib(router.memory))
     routers = router_pods_during_rollout(deployment)
     if place_on_system_nodes(deployment, routers, pod) is None:
         budget = system_node_budget(deployment)
-        return [(f"workloads.router: {routers} routers of {router.cpu} CPU / "
+        return [
+            (
+                f"workloads.router: {routers} routers of {router.cpu} CPU / "
                 f"{router.memory} (replicas plus the rollout's surge) and the controllers "
                 f"({', '.join(sorted(system_controllers(deployment)))}) do not fit {cluster.system_node_count} "
                 f"{cluster.system_instance_type} system nodes ({budget.cpu_m}m CPU / {budget.memory_mib}Mi each "
                 "after kube-reserved and the DaemonSets); lower workloads.router.cpu or raise "
-                "cluster.system_node_count / system_instance_type")]
+                "cluster.system_node_count / system_instance_type"
+            )
+        ]
     return []
 
 
@@ -311,7 +357,9 @@ def place_on_system_nodes(deployment: Deployment, routers: int, pod: Requests) -
     free = [Requests(budget.cpu_m, budget.memory_mib) for _ in range(cluster.system_node_count)]
 
     def take(candidates: list[int], requests: Requests) -> int | None:
-        fitting = [i for i in candidates if free[i].cpu_m >= requests.cpu_m and free[i].memory_mib >= requests.memory_mib]
+        fitting = [
+            i for i in candidates if free[i].cpu_m >= requests.cpu_m and free[i].memory_mib >= requests.memory_mib
+        ]
         if not fitting:
             return None
         best = max(fitting, key=lambda i: (free[i].cpu_m, free[i].memory_mib))

@@ -46,14 +46,21 @@ class GpuCapacityStack(cdk.Stack):
         self.gpu_node_groups: dict[str, GpuNodeGroup] = {}
         self.zone_check: GpuZoneCheck | None = None
         if props.gpu_az_id is not None:
-            self.zone_check = GpuZoneCheck(self, "GpuZoneCheck", subnet=props.gpu_subnet, az_id=props.gpu_az_id,
-                                           instance_types=[g.instance_type for g in props.groups])
+            self.zone_check = GpuZoneCheck(
+                self,
+                "GpuZoneCheck",
+                subnet=props.gpu_subnet,
+                az_id=props.gpu_az_id,
+                instance_types=[g.instance_type for g in props.groups],
+            )
         for group in props.groups:
             node_group = GpuNodeGroup(
                 self,
                 f"Gpu-{group.name}",
                 props=GpuNodeGroupProps(
-                    cluster=props.cluster, group=group, gpu_subnet=props.gpu_subnet,
+                    cluster=props.cluster,
+                    group=group,
+                    gpu_subnet=props.gpu_subnet,
                     efa_security_group=props.efa_security_group,
                     hugepages_2mi_pages=props.hugepages_2mi_pages.get(group.instance_type, 0),
                 ),
@@ -65,8 +72,14 @@ class GpuCapacityStack(cdk.Stack):
 
         self.node_autoscaler: NodeAutoscaler | None = None
         if props.groups:
-            self.node_autoscaler = NodeAutoscaler(self, "NodeAutoscaler", props=NodeAutoscalerProps(
-                cluster=props.cluster, hugepages_2mi_pages=props.hugepages_2mi_pages,
-                kubernetes_version=props.kubernetes_version,
-                groups={g.name: (g, self.gpu_node_groups[g.name].nodegroup) for g in props.groups}))
+            self.node_autoscaler = NodeAutoscaler(
+                self,
+                "NodeAutoscaler",
+                props=NodeAutoscalerProps(
+                    cluster=props.cluster,
+                    hugepages_2mi_pages=props.hugepages_2mi_pages,
+                    kubernetes_version=props.kubernetes_version,
+                    groups={g.name: (g, self.gpu_node_groups[g.name].nodegroup) for g in props.groups},
+                ),
+            )
             self.node_autoscaler.chart.node.add_dependency(props.system_nodes)

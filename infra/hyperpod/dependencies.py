@@ -56,13 +56,19 @@ def _meta(name: str, namespaced: bool = True) -> dict[str, Any]:
 
 
 def _cluster_role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": _meta(name, False),
-            "rules": rules}
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": _meta(name, False),
+        "rules": rules,
+    }
 
 
 def _binding(name: str, subject: dict[str, Any]) -> dict[str, Any]:
     return {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": _meta(name, False),
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": _meta(name, False),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
         "subjects": [subject],
     }
@@ -93,30 +99,49 @@ def health_agent_daemonset(image: str, hyperpod_instance_types: list[str]) -> di
                 "metadata": {"labels": {"app": HEALTH_AGENT}},
                 "spec": {
                     "serviceAccountName": HEALTH_AGENT,
-                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [{"matchExpressions": [{
-                            "key": "node.kubernetes.io/instance-type", "operator": "In",
-                            "values": sorted(hyperpod_instance_types),
-                        }]}]}}},
-                    "tolerations": [{"operator": "Exists", "effect": "NoSchedule"},
-                                    {"operator": "Exists", "effect": "NoExecute"}],
-                    "containers": [{
-                        "name": HEALTH_AGENT,
-                        "image": image,
-                        "imagePullPolicy": "IfNotPresent",
-                        "env": [
-                            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-                            {"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
-                        ],
-                        "resources": {"requests": _AGENT_RESOURCES, "limits": _AGENT_RESOURCES},
-                        "securityContext": {"runAsUser": 1000, "runAsGroup": 2000,
-                                            "allowPrivilegeEscalation": False},
-                        "volumeMounts": [
-                            {"name": "log", "mountPath": "/var/log"},
-                            {"name": "kmsg", "mountPath": "/dev/kmsg", "readOnly": True},
-                            {"name": "localtime", "mountPath": "/etc/localtime", "readOnly": True},
-                        ],
-                    }],
+                    "affinity": {
+                        "nodeAffinity": {
+                            "requiredDuringSchedulingIgnoredDuringExecution": {
+                                "nodeSelectorTerms": [
+                                    {
+                                        "matchExpressions": [
+                                            {
+                                                "key": "node.kubernetes.io/instance-type",
+                                                "operator": "In",
+                                                "values": sorted(hyperpod_instance_types),
+                                            }
+                                        ]
+                                    }
+                                ]
+                            }
+                        }
+                    },
+                    "tolerations": [
+                        {"operator": "Exists", "effect": "NoSchedule"},
+                        {"operator": "Exists", "effect": "NoExecute"},
+                    ],
+                    "containers": [
+                        {
+                            "name": HEALTH_AGENT,
+                            "image": image,
+                            "imagePullPolicy": "IfNotPresent",
+                            "env": [
+                                {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                                {"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+                            ],
+                            "resources": {"requests": _AGENT_RESOURCES, "limits": _AGENT_RESOURCES},
+                            "securityContext": {
+                                "runAsUser": 1000,
+                                "runAsGroup": 2000,
+                                "allowPrivilegeEscalation": False,
+                            },
+                            "volumeMounts": [
+                                {"name": "log", "mountPath": "/var/log"},
+                                {"name": "kmsg", "mountPath": "/dev/kmsg", "readOnly": True},
+                                {"name": "localtime", "mountPath": "/etc/localtime", "readOnly": True},
+                            ],
+                        }
+                    ],
                     "volumes": [
                         {"name": "log", "hostPath": {"path": "/var/log/"}},
                         {"name": "kmsg", "hostPath": {"path": "/dev/kmsg"}},
@@ -134,35 +159,52 @@ def resiliency_objects(health_agent_image: str, hyperpod_instance_types: list[st
         {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(NAMESPACE, False)},
         # health-monitoring-agent: reads and marks nodes, records events.
         _service_account(HEALTH_AGENT),
-        _cluster_role(HEALTH_AGENT, [
-            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
-            {"apiGroups": [""], "resources": ["nodes", "nodes/status"], "verbs": ["patch"]},
-            {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
-        ]),
+        _cluster_role(
+            HEALTH_AGENT,
+            [
+                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
+                {"apiGroups": [""], "resources": ["nodes", "nodes/status"], "verbs": ["patch"]},
+                {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
+            ],
+        ),
         _binding(HEALTH_AGENT, {"kind": "ServiceAccount", "name": HEALTH_AGENT, "namespace": NAMESPACE}),
         health_agent_daemonset(health_agent_image, hyperpod_instance_types),
         # Deep health checks run as this service account.
         _service_account("deep-health-check-service-account"),
-        _cluster_role("deep-health-check", [
-            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]},
-            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "patch"]},
-        ]),
-        _binding("deep-health-check", {"kind": "ServiceAccount", "name": "deep-health-check-service-account",
-                                       "namespace": NAMESPACE}),
+        _cluster_role(
+            "deep-health-check",
+            [
+                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]},
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "patch"]},
+            ],
+        ),
+        _binding(
+            "deep-health-check",
+            {"kind": "ServiceAccount", "name": "deep-health-check-service-account", "namespace": NAMESPACE},
+        ),
         # Node recovery (reboot/replace) drains pods and marks nodes as HyperPod's service-linked role.
-        _cluster_role("hyperpod-node-recovery", [
-            {"apiGroups": [""], "resources": ["nodes", "nodes/status", "pods", "pods/status"],
-             "verbs": ["get", "list", "watch"]},
-            {"apiGroups": [""], "resources": ["nodes"], "verbs": ["patch"]},
-            {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete", "deletecollection"]},
-            {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
-            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list", "watch"]},
-        ]),
+        _cluster_role(
+            "hyperpod-node-recovery",
+            [
+                {
+                    "apiGroups": [""],
+                    "resources": ["nodes", "nodes/status", "pods", "pods/status"],
+                    "verbs": ["get", "list", "watch"],
+                },
+                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["patch"]},
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete", "deletecollection"]},
+                {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list", "watch"]},
+            ],
+        ),
         _binding("hyperpod-node-recovery", _hyperpod_user()),
         # Patching evicts pods before it updates a node's AMI.
-        _cluster_role("hyperpod-patching", [
-            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
-            {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]},
-        ]),
+        _cluster_role(
+            "hyperpod-patching",
+            [
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+                {"apiGroups": [""], "resources": ["pods/eviction"], "verbs": ["create"]},
+            ],
+        ),
         _binding("hyperpod-patching", _hyperpod_user()),
     ]

@@ -64,8 +64,13 @@ class ImageStack(cdk.Stack):
     def __init__(self, scope: Construct, construct_id: str, *, props: ImageProps, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         config = props.config
-        key = kms.Key(self, "ImageKey", enable_key_rotation=True, description="pdstack image repository and build",
-                      removal_policy=cdk.RemovalPolicy.DESTROY)
+        key = kms.Key(
+            self,
+            "ImageKey",
+            enable_key_rotation=True,
+            description="pdstack image repository and build",
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
 
         self.repository = ecr.Repository(
             self,
@@ -141,11 +146,15 @@ class ImageStack(cdk.Stack):
         )
         self.repository.grant_pull_push(self.project)
         if config.pull_through_cache.enabled:
-            cache_repos = self.format_arn(service="ecr", resource="repository", resource_name=f"{self.pull_through_prefix}/*")
+            cache_repos = self.format_arn(
+                service="ecr", resource="repository", resource_name=f"{self.pull_through_prefix}/*"
+            )
             self.project.add_to_role_policy(
                 iam.PolicyStatement(
                     actions=[
-                        "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchImportUpstreamImage",
+                        "ecr:BatchGetImage",
+                        "ecr:GetDownloadUrlForLayer",
+                        "ecr:BatchImportUpstreamImage",
                         "ecr:CreateRepository",
                     ],
                     resources=[cache_repos],
@@ -163,7 +172,9 @@ class ImageStack(cdk.Stack):
         handlers = {}
         for name in ("on_event", "is_complete"):
             handler_logs = logs.LogGroup(
-                self, f"BuildWaiter-{name}-Logs", retention=logs.RetentionDays.ONE_MONTH,
+                self,
+                f"BuildWaiter-{name}-Logs",
+                retention=logs.RetentionDays.ONE_MONTH,
                 removal_policy=cdk.RemovalPolicy.DESTROY,
             )
             function = lambda_.Function(

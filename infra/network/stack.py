@@ -71,14 +71,25 @@ class NetworkStack(cdk.Stack):
                 # /19 per zone: pods on GPU nodes take VPC IPs; efa-only interfaces take none.
                 ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=19),
                 # Last, so that switching the pipeline on or off leaves the other subnets' CIDRs where they are.
-                *([ec2.SubnetConfiguration(name=COLLECTOR_SUBNET_GROUP, subnet_type=ec2.SubnetType.PRIVATE_ISOLATED,
-                                           cidr_mask=COLLECTOR_CIDR_MASK)] if props.metrics_collector else []),
+                *(
+                    [
+                        ec2.SubnetConfiguration(
+                            name=COLLECTOR_SUBNET_GROUP,
+                            subnet_type=ec2.SubnetType.PRIVATE_ISOLATED,
+                            cidr_mask=COLLECTOR_CIDR_MASK,
+                        )
+                    ]
+                    if props.metrics_collector
+                    else []
+                ),
             ],
         )
         self.private_subnets: list[ec2.ISubnet] = list(self.vpc.private_subnets)
         self.collector_subnets: list[ec2.ISubnet] = (
             list(self.vpc.select_subnets(subnet_group_name=COLLECTOR_SUBNET_GROUP).subnets)[:COLLECTOR_MAX_SUBNETS]
-            if props.metrics_collector else [])
+            if props.metrics_collector
+            else []
+        )
         # Concrete CIDRs (the VPC allocates them at synthesis): the NetworkPolicies carry them as ipBlocks.
         self.collector_cidrs: list[str] = [subnet.ipv4_cidr_block for subnet in self.collector_subnets]
         self.gpu_subnet: ec2.ISubnet = self.private_subnets[config.gpu_az_index]
@@ -91,17 +102,27 @@ class NetworkStack(cdk.Stack):
         self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3)
         self.interface_endpoints = [
             self.vpc.add_interface_endpoint(
-                name, service=service, private_dns_enabled=True,
+                name,
+                service=service,
+                private_dns_enabled=True,
                 subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
             )
             for name, service in INTERFACE_ENDPOINTS.items()
         ]
 
-        flow_log_key = kms.Key(self, "FlowLogKey", enable_key_rotation=True, description="VPC flow log encryption",
-                               removal_policy=cdk.RemovalPolicy.DESTROY)
+        flow_log_key = kms.Key(
+            self,
+            "FlowLogKey",
+            enable_key_rotation=True,
+            description="VPC flow log encryption",
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
         flow_log_key.grant_encrypt_decrypt(cdk.aws_iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com"))
         flow_log_group = logs.LogGroup(
-            self, "FlowLogGroup", retention=logs.RetentionDays.THREE_MONTHS, encryption_key=flow_log_key,
+            self,
+            "FlowLogGroup",
+            retention=logs.RetentionDays.THREE_MONTHS,
+            encryption_key=flow_log_key,
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
         self.vpc.add_flow_log(

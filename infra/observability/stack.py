@@ -55,21 +55,39 @@ class MetricsWorkspace(Construct):
     Grafana and KEDA's ``serverAddress`` take), ``query_url`` (its instant-query URL), ``remote_write_url`` and
     ``grant_query``."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, alias: str, retention_days: int, rules: str,
-                 customer_managed_key: bool = False) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        alias: str,
+        retention_days: int,
+        rules: str,
+        customer_managed_key: bool = False,
+    ) -> None:
         super().__init__(scope, construct_id)
         # None: the AWS owned key (ObservabilityConfig.customer_managed_key says why that is the default).
         self.key: kms.Key | None = None
         if customer_managed_key:
-            self.key = kms.Key(self, "Key", enable_key_rotation=True, removal_policy=cdk.RemovalPolicy.DESTROY,
-                               description=f"Amazon Managed Service for Prometheus workspace {alias}: samples at rest")
+            self.key = kms.Key(
+                self,
+                "Key",
+                enable_key_rotation=True,
+                removal_policy=cdk.RemovalPolicy.DESTROY,
+                description=f"Amazon Managed Service for Prometheus workspace {alias}: samples at rest",
+            )
         self.workspace = aps.CfnWorkspace(
-            self, "Workspace", alias=alias, kms_key_arn=self.key.key_arn if self.key else None,
+            self,
+            "Workspace",
+            alias=alias,
+            kms_key_arn=self.key.key_arn if self.key else None,
             workspace_configuration=aps.CfnWorkspace.WorkspaceConfigurationProperty(
-                retention_period_in_days=retention_days),
+                retention_period_in_days=retention_days
+            ),
         )
-        self.rules = aps.CfnRuleGroupsNamespace(self, "Rules", name=RULES_NAMESPACE, workspace=self.workspace.attr_arn,
-                                                data=rules)
+        self.rules = aps.CfnRuleGroupsNamespace(
+            self, "Rules", name=RULES_NAMESPACE, workspace=self.workspace.attr_arn, data=rules
+        )
         self.arn = self.workspace.attr_arn
         self.workspace_id = self.workspace.attr_workspace_id
         self.prometheus_endpoint = self.workspace.attr_prometheus_endpoint
@@ -87,21 +105,33 @@ class CollectorSecurityGroup(Construct):
     with a node its pods: the VPC CNI gives pods the security groups of the node's primary interface). Nothing else
     in or out. Exposes ``security_group`` and ``ports``."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, deployment: Deployment, cluster: eks.Cluster,
-                 vpc: ec2.IVpc) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, deployment: Deployment, cluster: eks.Cluster, vpc: ec2.IVpc
+    ) -> None:
         super().__init__(scope, construct_id)
         self.security_group = ec2.SecurityGroup(
-            self, "Resource", vpc=vpc, allow_all_outbound=False,
-            description=f"{deployment.name}: ENIs of the managed metrics collector (Kubernetes API and /metrics only)")
+            self,
+            "Resource",
+            vpc=vpc,
+            allow_all_outbound=False,
+            description=f"{deployment.name}: ENIs of the managed metrics collector (Kubernetes API and /metrics only)",
+        )
         self.ports = sorted({KUBERNETES_API_PORT, *scraped_ports(deployment).values()})
         cluster_group = cluster.cluster_security_group_id
         for port in self.ports:
-            self.security_group.add_egress_rule(ec2.Peer.security_group_id(cluster_group), ec2.Port.tcp(port),
-                                                f"to the cluster on {port}")
+            self.security_group.add_egress_rule(
+                ec2.Peer.security_group_id(cluster_group), ec2.Port.tcp(port), f"to the cluster on {port}"
+            )
             ec2.CfnSecurityGroupIngress(
-                self, f"ClusterFromCollector{port}", group_id=cluster_group, ip_protocol="tcp", from_port=port,
-                to_port=port, source_security_group_id=self.security_group.security_group_id,
-                description=f"the managed metrics collector on {port}")
+                self,
+                f"ClusterFromCollector{port}",
+                group_id=cluster_group,
+                ip_protocol="tcp",
+                from_port=port,
+                to_port=port,
+                source_security_group_id=self.security_group.security_group_id,
+                description=f"the managed metrics collector on {port}",
+            )
 
 
 def collector_configuration(deployment: Deployment) -> str:
@@ -116,22 +146,34 @@ class ObservabilityStack(cdk.Stack):
         super().__init__(scope, construct_id, **kwargs)
         deployment = props.deployment
         config = deployment.observability
-        self.workspace = MetricsWorkspace(self, "Metrics", alias=deployment.name, retention_days=config.retention_days,
-                                          rules=rules_text(deployment.slo, config),
-                                          customer_managed_key=config.customer_managed_key)
-        self.collector_security_group = CollectorSecurityGroup(self, "CollectorSecurityGroup", deployment=deployment,
-                                                               cluster=props.cluster, vpc=props.vpc)
+        self.workspace = MetricsWorkspace(
+            self,
+            "Metrics",
+            alias=deployment.name,
+            retention_days=config.retention_days,
+            rules=rules_text(deployment.slo, config),
+            customer_managed_key=config.customer_managed_key,
+        )
+        self.collector_security_group = CollectorSecurityGroup(
+            self, "CollectorSecurityGroup", deployment=deployment, cluster=props.cluster, vpc=props.vpc
+        )
         self.scraper = aps.CfnScraper(
-            self, "Collector", alias=f"{deployment.name}-serving",
-            source=aps.CfnScraper.SourceProperty(eks_configuration=aps.CfnScraper.EksConfigurationProperty(
-                cluster_arn=props.cluster.cluster_arn,
-                subnet_ids=[subnet.subnet_id for subnet in props.collector_subnets],
-                security_group_ids=[self.collector_security_group.security_group.security_group_id],
-            )),
+            self,
+            "Collector",
+            alias=f"{deployment.name}-serving",
+            source=aps.CfnScraper.SourceProperty(
+                eks_configuration=aps.CfnScraper.EksConfigurationProperty(
+                    cluster_arn=props.cluster.cluster_arn,
+                    subnet_ids=[subnet.subnet_id for subnet in props.collector_subnets],
+                    security_group_ids=[self.collector_security_group.security_group.security_group_id],
+                )
+            ),
             destination=aps.CfnScraper.DestinationProperty(
-                amp_configuration=aps.CfnScraper.AmpConfigurationProperty(workspace_arn=self.workspace.arn)),
+                amp_configuration=aps.CfnScraper.AmpConfigurationProperty(workspace_arn=self.workspace.arn)
+            ),
             scrape_configuration=aps.CfnScraper.ScrapeConfigurationProperty(
-                configuration_blob=collector_configuration(deployment)),
+                configuration_blob=collector_configuration(deployment)
+            ),
         )
         cdk.CfnOutput(self, ObservabilityOutputs.WORKSPACE_ARN, value=self.workspace.arn)
         cdk.CfnOutput(self, ObservabilityOutputs.WORKSPACE_ID, value=self.workspace.workspace_id)

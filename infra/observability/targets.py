@@ -40,8 +40,11 @@ def role_label_key(deployment: Deployment) -> str:
 
 def _keep(labels: dict[str, str]) -> dict[str, Any]:
     keys = sorted(labels)
-    return {"action": "keep", "source_labels": [sd_pod_label(k) for k in keys],
-            "regex": ";".join(labels[k] for k in keys)}
+    return {
+        "action": "keep",
+        "source_labels": [sd_pod_label(k) for k in keys],
+        "regex": ";".join(labels[k] for k in keys),
+    }
 
 
 def _common(deployment: Deployment, port_name: str = PORT_NAME) -> list[dict[str, Any]]:
@@ -57,8 +60,10 @@ def _common(deployment: Deployment, port_name: str = PORT_NAME) -> list[dict[str
 def scraped_ports(deployment: Deployment) -> dict[str, int]:
     """The port the collector opens on each kind of target: the router's metrics port and each engine role's
     ``http`` port."""
-    return {"router": router_metrics_port(deployment),
-            **{role: deployment.serving.role(role).port_ranges()[PORT_NAME].start for role in ROLES}}
+    return {
+        "router": router_metrics_port(deployment),
+        **{role: deployment.serving.role(role).port_ranges()[PORT_NAME].start for role in ROLES},
+    }
 
 
 def scrape_config(deployment: Deployment) -> dict[str, Any]:
@@ -68,18 +73,35 @@ def scrape_config(deployment: Deployment) -> dict[str, Any]:
     engines = {**selector(deployment.name, "prefill"), role_label_key(deployment): "|".join(ROLES)}
     engines = {k: f"({v})" if "|" in v else v for k, v in engines.items()}
     return {
-        "global": {"scrape_interval": interval, "scrape_timeout": "10s",
-                   "external_labels": {"pdstack_deployment": deployment.name}},
+        "global": {
+            "scrape_interval": interval,
+            "scrape_timeout": "10s",
+            "external_labels": {"pdstack_deployment": deployment.name},
+        },
         "scrape_configs": [
-            {"job_name": ROUTER_JOB, "metrics_path": METRICS_PATH, "kubernetes_sd_configs": sd,
-             "relabel_configs": [_keep(router_selector(deployment.name)),
-                                 *_common(deployment, router_metrics_port_name(deployment))]},
-            {"job_name": ENGINE_JOB, "metrics_path": METRICS_PATH, "kubernetes_sd_configs": sd,
-             "relabel_configs": [
-                 _keep(engines), *_common(deployment),
-                 {"action": "replace", "source_labels": [sd_pod_label(role_label_key(deployment))],
-                  "target_label": PD_ROLE},
-             ]},
+            {
+                "job_name": ROUTER_JOB,
+                "metrics_path": METRICS_PATH,
+                "kubernetes_sd_configs": sd,
+                "relabel_configs": [
+                    _keep(router_selector(deployment.name)),
+                    *_common(deployment, router_metrics_port_name(deployment)),
+                ],
+            },
+            {
+                "job_name": ENGINE_JOB,
+                "metrics_path": METRICS_PATH,
+                "kubernetes_sd_configs": sd,
+                "relabel_configs": [
+                    _keep(engines),
+                    *_common(deployment),
+                    {
+                        "action": "replace",
+                        "source_labels": [sd_pod_label(role_label_key(deployment))],
+                        "target_label": PD_ROLE,
+                    },
+                ],
+            },
         ],
     }
 

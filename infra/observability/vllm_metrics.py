@@ -32,7 +32,9 @@ KV_CACHE_USAGE = "vllm:kv_cache_usage_perc"
 NUM_PREEMPTIONS = "vllm:num_preemptions_total"
 PREFIX_CACHE_QUERIES = "vllm:prefix_cache_queries_total"
 PREFIX_CACHE_HITS = "vllm:prefix_cache_hits_total"
-PROMPT_TOKENS_BY_SOURCE = "vllm:prompt_tokens_by_source_total"  # source: local_compute | local_cache_hit | external_kv_transfer
+PROMPT_TOKENS_BY_SOURCE = (
+    "vllm:prompt_tokens_by_source_total"  # source: local_compute | local_cache_hit | external_kv_transfer
+)
 NIXL_XFER_TIME = "vllm:nixl_xfer_time_seconds"
 NIXL_POST_TIME = "vllm:nixl_post_time_seconds"
 NIXL_BYTES_TRANSFERRED = "vllm:nixl_bytes_transferred"
@@ -41,8 +43,22 @@ NIXL_KV_EXPIRED_REQS = "vllm:nixl_num_kv_expired_reqs_total"
 NIXL_NOTIFICATIONS_AFTER_EXPIRY = "vllm:nixl_num_notifications_after_expiry_total"
 
 # The NIXL family exists only on an engine whose KV connector is NIXL (both of pdstack's roles).
-NIXL_METRICS = (NIXL_XFER_TIME, NIXL_POST_TIME, NIXL_BYTES_TRANSFERRED, NIXL_FAILED_TRANSFERS, NIXL_KV_EXPIRED_REQS,
-                NIXL_NOTIFICATIONS_AFTER_EXPIRY)
-VLLM_METRICS = (NUM_REQUESTS_RUNNING, NUM_REQUESTS_WAITING, KV_CACHE_USAGE, NUM_PREEMPTIONS, PREFIX_CACHE_QUERIES,
-                PREFIX_CACHE_HITS, PROMPT_TOKENS_BY_SOURCE, *NIXL_METRICS)
+NIXL_METRICS = (
+    NIXL_XFER_TIME,
+    NIXL_POST_TIME,
+    NIXL_BYTES_TRANSFERRED,
+    NIXL_FAILED_TRANSFERS,
+    NIXL_KV_EXPIRED_REQS,
+    NIXL_NOTIFICATIONS_AFTER_EXPIRY,
+)
+VLLM_METRICS = (
+    NUM_REQUESTS_RUNNING,
+    NUM_REQUESTS_WAITING,
+    KV_CACHE_USAGE,
+    NUM_PREEMPTIONS,
+    PREFIX_CACHE_QUERIES,
+    PREFIX_CACHE_HITS,
+    PROMPT_TOKENS_BY_SOURCE,
+    *NIXL_METRICS,
+)
 PROMPT_TOKEN_SOURCES = ("local_compute", "local_cache_hit", "external_kv_transfer")

@@ -25,10 +25,22 @@ from infra.config import Deployment
 # Retries with backoff for throttling; short connect timeout so an unreachable endpoint is said quickly.
 _CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=10, read_timeout=30)
 
-_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError", "UnauthorizedException"}
+_DENIED = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "AuthorizationError",
+    "UnauthorizedException",
+}
 _EXPIRED = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"}
-_REJECTED = {"InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch", "AuthFailure",
-             "InvalidAccessKeyId", "IncompleteSignature"}
+_REJECTED = {
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "AuthFailure",
+    "InvalidAccessKeyId",
+    "IncompleteSignature",
+}
 
 
 class AccessError(Exception):
@@ -51,9 +63,7 @@ def choose_region(deployment: Deployment, source: str, override: str | None, ses
         )
     region = deployment.region or override or session.region_name
     if region is None:
-        raise AccessError(
-            f"no AWS region: {source} names none (environment-agnostic); pass --region or set AWS_REGION"
-        )
+        raise AccessError(f"no AWS region: {source} names none (environment-agnostic); pass --region or set AWS_REGION")
     regions = known_regions(session)
     if region not in regions:
         hint = f" (did you mean {close}?)" if (close := _closest(region, regions)) else ""
@@ -63,6 +73,7 @@ def choose_region(deployment: Deployment, source: str, override: str | None, ses
 
 def _closest(typed: str, regions: set[str]) -> str | None:
     """The region the user most likely meant: swapped letters first (same letters), then the most similar."""
+
     def distance(candidate: str) -> tuple[bool, float]:
         return sorted(candidate) != sorted(typed), -difflib.SequenceMatcher(None, candidate, typed).ratio()
 
@@ -97,8 +108,11 @@ class AwsAccess:
             ) from None
         except botocore.exceptions.PartialCredentialsError as exc:
             raise AccessError(f"incomplete AWS credentials: {exc}") from None
-        except (botocore.exceptions.TokenRetrievalError, botocore.exceptions.SSOTokenLoadError,
-                botocore.exceptions.UnauthorizedSSOTokenError):
+        except (
+            botocore.exceptions.TokenRetrievalError,
+            botocore.exceptions.SSOTokenLoadError,
+            botocore.exceptions.UnauthorizedSSOTokenError,
+        ):
             raise AccessError("the AWS SSO session has expired or was never started: run `aws sso login`") from None
         except botocore.exceptions.EndpointConnectionError as exc:
             raise AccessError(

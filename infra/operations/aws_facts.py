@@ -25,6 +25,7 @@ class _Answer(BaseModel):
 
 # --- CloudFormation -----------------------------------------------------------------------------------------------
 
+
 class StackOutput(_Answer):
     key: str = Field(alias="OutputKey")
     value: str = Field(alias="OutputValue")
@@ -54,6 +55,7 @@ def read_stack(aws: AwsAccess, name: str) -> Stack | None:
 
 
 # --- EKS ----------------------------------------------------------------------------------------------------------
+
 
 class VpcConfig(_Answer):
     public: bool = Field(default=False, alias="endpointPublicAccess")
@@ -144,6 +146,7 @@ def read_node_groups(aws: AwsAccess, cluster: str) -> list[NodeGroup]:
 
 # --- SageMaker HyperPod -------------------------------------------------------------------------------------------
 
+
 class InstanceStatus(_Answer):
     status: str = Field(alias="Status")
     message: str | None = Field(default=None, alias="Message")
@@ -230,15 +233,24 @@ def read_cluster_events(aws: AwsAccess, name: str, group: str, limit: int) -> li
     token: dict[str, str] = {}
     with aws.calling("sagemaker"):
         for _ in range(_EVENT_PAGES):
-            page = sagemaker.list_cluster_events(ClusterName=name, InstanceGroupName=group, SortBy="EventTime",
-                                                 SortOrder="Descending", MaxResults=100, **token)
+            page = sagemaker.list_cluster_events(
+                ClusterName=name,
+                InstanceGroupName=group,
+                SortBy="EventTime",
+                SortOrder="Descending",
+                MaxResults=100,
+                **token,
+            )
             events = [ClusterEvent.model_validate(e) for e in page.get("Events", [])]
             found += [e for e in events if e.level in PROBLEM_LEVELS]
             if len(found) >= limit or not page.get("NextToken"):
                 break
             token = {"NextToken": page["NextToken"]}
         return [
-            (event, EventFailure.of(sagemaker.describe_cluster_event(ClusterName=name, EventId=event.id)["EventDetails"]))
+            (
+                event,
+                EventFailure.of(sagemaker.describe_cluster_event(ClusterName=name, EventId=event.id)["EventDetails"]),
+            )
             for event in found[:limit]
         ]
 
@@ -297,8 +309,13 @@ def read_image(aws: AwsAccess, uri: str) -> Image:
             raise
         scan = ImageScan(status="NOT_SCANNED", description="no scan of this image yet")
     return Image(
-        uri=uri, repository=repository, tag=tag, exists=True,
-        digest=detail.get("imageDigest"), pushed_at=detail.get("imagePushedAt"), scan=scan,
+        uri=uri,
+        repository=repository,
+        tag=tag,
+        exists=True,
+        digest=detail.get("imageDigest"),
+        pushed_at=detail.get("imagePushedAt"),
+        scan=scan,
     )
 
 

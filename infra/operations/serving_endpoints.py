@@ -38,8 +38,12 @@ class ServingEndpoints(BaseModel):
     namespace: str = Field(default=WorkloadsConfig().namespace, pattern=_DNS_LABEL)
     router_service: str = Field(default=ROUTER, pattern=_DNS_LABEL)
     router_port: int = Field(default=8000, ge=1, le=65535)
-    router_metrics_port: int = Field(default=9090, ge=1, le=65535, description="the router's /metrics port "
-                                     "(serving.router.metrics_port; the API port when that is None)")
+    router_metrics_port: int = Field(
+        default=9090,
+        ge=1,
+        le=65535,
+        description="the router's /metrics port (serving.router.metrics_port; the API port when that is None)",
+    )
     decode_service: str = Field(default=engines_service_name("decode"), pattern=_DNS_LABEL)
     decode_port: int = Field(default=8000, ge=1, le=65535)
 

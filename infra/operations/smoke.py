@@ -31,9 +31,12 @@ from infra.workload_names import SYSTEM_POOL
 SMOKE_IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"
 RESULT_MARKER = "PDSTACK-SMOKE "
 # Long enough that a length-threshold router sends it through prefill/decode.
-PROMPT = ("Disaggregated serving splits inference in two: a prefill worker reads the whole prompt and builds its "
-          "KV cache, then a decode worker pulls that cache over the network and generates the answer. " * 8
-          + "In one short sentence, what does the decode worker pull from the prefill worker?")
+PROMPT = (
+    "Disaggregated serving splits inference in two: a prefill worker reads the whole prompt and builds its "
+    "KV cache, then a decode worker pulls that cache over the network and generates the answer. "
+    * 8
+    + "In one short sentence, what does the decode worker pull from the prefill worker?"
+)
 
 # Runs inside the cluster with the standard library only. Configuration comes from the environment.
 JOB_SCRIPT = r"""
@@ -122,12 +125,18 @@ class SmokeError(Exception):
     """The smoke Job could not run or produced no result; the message says what happened."""
 
 
-def job_manifest(name: str, endpoints: ServingEndpoints, model: str, image: str, deadline_seconds: int) -> dict[str, Any]:
+def job_manifest(
+    name: str, endpoints: ServingEndpoints, model: str, image: str, deadline_seconds: int
+) -> dict[str, Any]:
     labels = dict(SMOKE_POD_LABELS)
     env = {
-        "ROUTER_URL": endpoints.router_url, "ROUTER_METRICS_URL": endpoints.router_metrics_url,
-        "DECODE_URL": endpoints.decode_url, "MODEL": model, "PROMPT": PROMPT,
-        "ROUTER_METRIC": ROUTER_PD_DECISIONS, "ROUTER_LABEL": ROUTER_DISAGGREGATED_LABEL,
+        "ROUTER_URL": endpoints.router_url,
+        "ROUTER_METRICS_URL": endpoints.router_metrics_url,
+        "DECODE_URL": endpoints.decode_url,
+        "MODEL": model,
+        "PROMPT": PROMPT,
+        "ROUTER_METRIC": ROUTER_PD_DECISIONS,
+        "ROUTER_LABEL": ROUTER_DISAGGREGATED_LABEL,
         "DECODE_METRIC": DECODE_KV_TRANSFERS,
     }
     return {
@@ -144,17 +153,25 @@ def job_manifest(name: str, endpoints: ServingEndpoints, model: str, image: str,
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "nodeSelector": SYSTEM_POOL,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65534,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [{
-                        "name": "smoke",
-                        "image": image,
-                        "command": ["python3", "-c", JOB_SCRIPT],
-                        "env": [{"name": k, "value": v} for k, v in env.items()],
-                        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
-                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                            "capabilities": {"drop": ["ALL"]}},
-                    }],
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65534,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "smoke",
+                            "image": image,
+                            "command": ["python3", "-c", JOB_SCRIPT],
+                            "env": [{"name": k, "value": v} for k, v in env.items()],
+                            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
+                    ],
                 },
             },
         },
@@ -175,9 +192,17 @@ def parse_result(log: str) -> SmokeResult:
 class SmokeRun:
     """Creates the Job, waits for it (bounded), reads its log, deletes it."""
 
-    def __init__(self, kube: KubeClient, endpoints: ServingEndpoints, model: str, image: str = SMOKE_IMAGE,
-                 timeout: float = 300.0, interval: float = 2.0,
-                 sleep: Callable[[float], None] = time.sleep, say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        kube: KubeClient,
+        endpoints: ServingEndpoints,
+        model: str,
+        image: str = SMOKE_IMAGE,
+        timeout: float = 300.0,
+        interval: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+        say: Callable[[str], None] = print,
+    ) -> None:
         self.kube, self.endpoints, self.model, self.image = kube, endpoints, model, image
         self.timeout, self.interval, self.sleep, self.say = timeout, interval, sleep, say
         self.name = f"pdstack-smoke-{secrets.token_hex(3)}"
@@ -221,8 +246,10 @@ def render(result: SmokeResult) -> str:
     lines = [
         f"router ready: {'yes' if result.router_ready else 'no'}",
         f"answer: {answer}" + (f" in {result.seconds:g}s" if result.seconds is not None and result.answer else ""),
-        "disaggregated: " + yes_no(result.disaggregated, result.router_disaggregated,
-                                   f"{ROUTER_PD_DECISIONS}{{{ROUTER_DISAGGREGATED_LABEL}}}"),
+        "disaggregated: "
+        + yes_no(
+            result.disaggregated, result.router_disaggregated, f"{ROUTER_PD_DECISIONS}{{{ROUTER_DISAGGREGATED_LABEL}}}"
+        ),
         "decode pulled the KV: " + yes_no(result.kv_pulled, result.decode_kv_transfers, DECODE_KV_TRANSFERS),
     ]
     if result.answer is not None and result.error:

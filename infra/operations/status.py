@@ -86,8 +86,7 @@ class StatusReader:
 
     def read(self) -> EnvironmentStatus:
         d = self.deployment
-        names = stack_names(d.name, with_hyperpod=d.hyperpod is not None,
-                            with_observability=d.observability.enabled)
+        names = stack_names(d.name, with_hyperpod=d.hyperpod is not None, with_observability=d.observability.enabled)
         stacks = {name: facts.read_stack(self.aws, name) for name in names}
         if not any(stacks.values()):
             raise AccessError(
@@ -107,7 +106,7 @@ class StatusReader:
             checks += self._image_checks(image_stack.outputs)
         hyperpod_stack = by_part.get("hyperpod")
         if d.hyperpod is not None:
-            name = (hyperpod_stack.outputs.get(HyperPodOutputs.CLUSTER_NAME) if hyperpod_stack else None)
+            name = hyperpod_stack.outputs.get(HyperPodOutputs.CLUSTER_NAME) if hyperpod_stack else None
             if name:
                 checks += self._hyperpod_checks(name, notes)
         return EnvironmentStatus(
@@ -127,7 +126,9 @@ class StatusReader:
             state = "pending"
         else:  # *_FAILED, ROLLBACK_COMPLETE, DELETE_COMPLETE: someone has to act
             state = "failed"
-        summary = stack.status + (" (the last update was rolled back)" if stack.status == "UPDATE_ROLLBACK_COMPLETE" else "")
+        summary = stack.status + (
+            " (the last update was rolled back)" if stack.status == "UPDATE_ROLLBACK_COMPLETE" else ""
+        )
         return Check(area="stack", name=name, state=state, summary=summary, problems=problems)
 
     # --- EKS --------------------------------------------------------------------------------------------------------
@@ -135,19 +136,28 @@ class StatusReader:
     def _cluster_checks(self, name: str, notes: list[str]) -> list[Check]:
         cluster = facts.read_eks_cluster(self.aws, name)
         if cluster is None:
-            return [Check(area="eks", name=name, state="failed", summary="the stack names it but EKS has no such cluster")]
-        state: State = "ready" if cluster.status == "ACTIVE" else "pending" if cluster.status in _EKS_PENDING else "failed"
-        checks = [Check(
-            area="eks", name=name, state=state,
-            summary=f"{cluster.status}, Kubernetes {cluster.version}, endpoint {cluster.endpoint_access}",
-        )]
+            return [
+                Check(area="eks", name=name, state="failed", summary="the stack names it but EKS has no such cluster")
+            ]
+        state: State = (
+            "ready" if cluster.status == "ACTIVE" else "pending" if cluster.status in _EKS_PENDING else "failed"
+        )
+        checks = [
+            Check(
+                area="eks",
+                name=name,
+                state=state,
+                summary=f"{cluster.status}, Kubernetes {cluster.version}, endpoint {cluster.endpoint_access}",
+            )
+        ]
         ready_nodes = self._ready_nodes_by_group(cluster, notes) if cluster.status == "ACTIVE" else None
         groups = facts.read_node_groups(self.aws, name)
         checks += [self._node_group_check(g, ready_nodes) for g in groups]
         present = {g.pdstack_name for g in groups}
         checks += [
             Check(area="nodegroup", name=wanted.name, state="pending", summary="not created yet")
-            for wanted in self.deployment.gpu_node_groups if wanted.name not in present
+            for wanted in self.deployment.gpu_node_groups
+            if wanted.name not in present
         ]
         return checks
 
@@ -167,8 +177,10 @@ class StatusReader:
         try:
             nodes = client.list_nodes("eks.amazonaws.com/nodegroup")
         except KubeRefused as exc:
-            notes.append(f"node readiness not checked: the Kubernetes API refused {self.aws.arn} ({exc}); "
-                         "add it to cluster.admin_principal_arns")
+            notes.append(
+                f"node readiness not checked: the Kubernetes API refused {self.aws.arn} ({exc}); "
+                "add it to cluster.admin_principal_arns"
+            )
             return None
         except (KubeUnreachable, KubeError) as exc:
             notes.append(f"node readiness not checked: {exc}")
@@ -200,8 +212,11 @@ class StatusReader:
         label = f"{group.pdstack_name} ({group.name})" if group.pdstack_name else group.name
         counts = f"desired {desired}" + ("" if ready is None else f", ready {ready}")
         return Check(
-            area="nodegroup", name=label, state=state,
-            summary=f"{group.status}, {kind}, {group.capacity_type or '-'}, {counts}", problems=problems,
+            area="nodegroup",
+            name=label,
+            state=state,
+            summary=f"{group.status}, {kind}, {group.capacity_type or '-'}, {counts}",
+            problems=problems,
         )
 
     # --- HyperPod ---------------------------------------------------------------------------------------------------
@@ -209,8 +224,14 @@ class StatusReader:
     def _hyperpod_checks(self, name: str, notes: list[str]) -> list[Check]:
         cluster = facts.read_hyperpod(self.aws, name)
         if cluster is None:
-            return [Check(area="hyperpod", name=name, state="failed",
-                          summary="the stack names it but SageMaker has no such cluster")]
+            return [
+                Check(
+                    area="hyperpod",
+                    name=name,
+                    state="failed",
+                    summary="the stack names it but SageMaker has no such cluster",
+                )
+            ]
         running = [n for n in cluster.nodes if n.instance_status.status == "Running"]
         expected = sum(g.count for g in self.deployment.hyperpod.instance_groups) if self.deployment.hyperpod else 0
         if cluster.status == "InService":
@@ -218,13 +239,19 @@ class StatusReader:
         else:
             state = "pending" if cluster.status in _HYPERPOD_PENDING else "failed"
         problems = [cluster.failure] if cluster.failure else []
-        checks = [Check(
-            area="hyperpod", name=name, state=state,
-            summary=f"{cluster.status}, {len(running)} of {expected} nodes Running", problems=problems,
-        )]
+        checks = [
+            Check(
+                area="hyperpod",
+                name=name,
+                state=state,
+                summary=f"{cluster.status}, {len(running)} of {expected} nodes Running",
+                problems=problems,
+            )
+        ]
         if cluster.provisioning == "Continuous":  # otherwise a failed scale-up fails the cluster, with its message
-            checks += [self._short_group_check(name, group, notes) for group in cluster.groups
-                       if group.current < group.target]
+            checks += [
+                self._short_group_check(name, group, notes) for group in cluster.groups if group.current < group.target
+            ]
         recovers = self.deployment.hyperpod is not None and self.deployment.hyperpod.node_recovery == "Automatic"
         for node in cluster.nodes:
             status = node.instance_status.status
@@ -235,11 +262,15 @@ class StatusReader:
             else:
                 node_state = "failed"
             message = node.instance_status.message
-            checks.append(Check(
-                area="hyperpod-node", name=f"{node.instance_id} ({node.group})", state=node_state,
-                summary=status + (" (automatic recovery replaces it)" if status == "Failure" and recovers else ""),
-                problems=[message] if message and status != "Running" else [],
-            ))
+            checks.append(
+                Check(
+                    area="hyperpod-node",
+                    name=f"{node.instance_id} ({node.group})",
+                    state=node_state,
+                    summary=status + (" (automatic recovery replaces it)" if status == "Failure" and recovers else ""),
+                    problems=[message] if message and status != "Running" else [],
+                )
+            )
         return checks
 
     def _short_group_check(self, cluster: str, group: facts.HyperPodGroup, notes: list[str]) -> Check:
@@ -258,7 +289,9 @@ class StatusReader:
                 seen.add(what)
                 problems.append(f"{event.time:%Y-%m-%d %H:%M} {event.level}: {what}")
         return Check(
-            area="hyperpod-group", name=group.name, state="pending",
+            area="hyperpod-group",
+            name=group.name,
+            state="pending",
             summary=f"{group.current} of {group.target} instances; HyperPod keeps provisioning",
             problems=problems,
         )
@@ -287,15 +320,21 @@ class StatusReader:
         if not image.exists:
             building = build is not None and build.status == "IN_PROGRESS"
             return Check(
-                area="image", name=name, state="pending" if building else "failed",
+                area="image",
+                name=name,
+                state="pending" if building else "failed",
                 summary="not in ECR yet (the build is running)" if building else "not in ECR",
-                problems=[] if building else ["the workloads reference an image tag that was never pushed or was deleted"],
+                problems=[]
+                if building
+                else ["the workloads reference an image tag that was never pushed or was deleted"],
             )
         scan = image.scan
         findings = ""
         if scan is not None:
             counts = ", ".join(f"{s} {scan.severity_counts[s]}" for s in _SEVERITIES if scan.severity_counts.get(s))
-            findings = f", scan {scan.status}" + (f": {counts}" if counts else (": no findings" if scan.status == "COMPLETE" else ""))
+            findings = f", scan {scan.status}" + (
+                f": {counts}" if counts else (": no findings" if scan.status == "COMPLETE" else "")
+            )
         pushed = f"pushed {image.pushed_at:%Y-%m-%d %H:%M}" if image.pushed_at else "present"
         return Check(area="image", name=name, state="ready", summary=pushed + findings)
 
@@ -311,8 +350,9 @@ class StatusReader:
             state = "pending"
         phase = f" in {build.phase}" if build.phase and build.status == "IN_PROGRESS" else ""
         problems = [f"logs: {build.logs_link}"] if state == "failed" and build.logs_link else []
-        return Check(area="build", name=project, state=state, summary=f"last build {build.status}{phase}",
-                     problems=problems)
+        return Check(
+            area="build", name=project, state=state, summary=f"last build {build.status}{phase}", problems=problems
+        )
 
 
 # --- rendering ------------------------------------------------------------------------------------------------------

@@ -76,8 +76,11 @@ class Waiter:
                 return 0
             failed = [c for c in status.checks if c.state == "failed"]
             if failed:
-                self._print(f"[{elapsed}] stopped waiting: " + "; ".join(f"{c.key} {c.summary}" for c in failed)
-                            + " — this will not become ready by itself")
+                self._print(
+                    f"[{elapsed}] stopped waiting: "
+                    + "; ".join(f"{c.key} {c.summary}" for c in failed)
+                    + " — this will not become ready by itself"
+                )
                 return 1
             remaining = deadline - self.clock()
             if remaining <= 0:
@@ -85,8 +88,10 @@ class Waiter:
             self.sleep(min(self.interval, remaining))
         assert status is not None
         waiting = ", ".join(c.key for c in status.not_ready)
-        self._print(f"timed out after {format_duration(self.timeout)}; still waiting for: {waiting}. "
-                    "Run the same command again to keep waiting from here.")
+        self._print(
+            f"timed out after {format_duration(self.timeout)}; still waiting for: {waiting}. "
+            "Run the same command again to keep waiting from here."
+        )
         return 1
 
     def _say_what_we_wait_for(self, status: EnvironmentStatus) -> None:

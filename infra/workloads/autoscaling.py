@@ -31,7 +31,8 @@ class Autoscaling(Construct):
         super().__init__(scope, construct_id)
         cluster = props.cluster
         self.operator_role = iam.Role(
-            self, "KedaOperatorRole",
+            self,
+            "KedaOperatorRole",
             assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com").with_session_tags(),
             description="KEDA operator: run PromQL queries on the pdstack metrics workspace, nothing else",
         )
@@ -41,21 +42,34 @@ class Autoscaling(Construct):
         # same-account query needs nothing more is to be confirmed on a real account (README, Autoscaling).
         props.workspace.grant_query(self.operator_role)
         identity = eks.CfnPodIdentityAssociation(
-            self, "KedaOperatorIdentity", cluster_name=cluster.cluster_name, namespace=KEDA.namespace,
-            service_account=KEDA_OPERATOR_SERVICE_ACCOUNT, role_arn=self.operator_role.role_arn,
+            self,
+            "KedaOperatorIdentity",
+            cluster_name=cluster.cluster_name,
+            namespace=KEDA.namespace,
+            service_account=KEDA_OPERATOR_SERVICE_ACCOUNT,
+            role_arn=self.operator_role.role_arn,
         )
         self.chart = eks.HelmChart(
-            self, "Keda", cluster=cluster, chart=KEDA.chart, repository=KEDA.repository, version=KEDA.version,
-            namespace=KEDA.namespace, create_namespace=True, wait=True,
+            self,
+            "Keda",
+            cluster=cluster,
+            chart=KEDA.chart,
+            repository=KEDA.repository,
+            version=KEDA.version,
+            namespace=KEDA.namespace,
+            create_namespace=True,
+            wait=True,
             # The operator, metrics server and webhooks have no GPU work: the system node group holds them.
             values={"nodeSelector": SYSTEM_POOL},
         )
         # Pod Identity injects credentials when a pod is created: the association must exist before the operator.
         self.chart.node.add_dependency(identity)
         server = f"https://aps-workspaces.{cdk.Aws.REGION}.amazonaws.com/workspaces/{props.workspace.workspace_id}"
-        self.objects = autoscaling_objects(props.deployment, PrometheusServer(server_address=server,
-                                                                              region=cdk.Aws.REGION))
-        self.manifest = eks.KubernetesManifest(self, "ScaledObjects", cluster=cluster, manifest=self.objects,
-                                               overwrite=True, prune=True)
+        self.objects = autoscaling_objects(
+            props.deployment, PrometheusServer(server_address=server, region=cdk.Aws.REGION)
+        )
+        self.manifest = eks.KubernetesManifest(
+            self, "ScaledObjects", cluster=cluster, manifest=self.objects, overwrite=True, prune=True
+        )
         self.manifest.node.add_dependency(self.chart)  # the CRDs come with the chart
         self.manifest.node.add_dependency(props.scale_targets)

@@ -72,20 +72,30 @@ def scaling_triggers(deployment: Deployment, role: Role) -> list[ScalingTrigger]
     namespace = f'{NAMESPACE_LABEL}="{deployment.workloads.namespace}"'
     if role == "prefill":
         target = deployment.slo.ttft_seconds * deployment.autoscaling.prefill_ttft_share
-        return [ScalingTrigger("prefill_backlog_seconds", f"sum({PREFILL_BACKLOG}{{{namespace}}})", target,
-                               activation=round(target * ACTIVATION_SHARE, 3))]
+        return [
+            ScalingTrigger(
+                "prefill_backlog_seconds",
+                f"sum({PREFILL_BACKLOG}{{{namespace}}})",
+                target,
+                activation=round(target * ACTIVATION_SHARE, 3),
+            )
+        ]
     decode = f'{namespace},{ENGINE_ROLE_LABEL}="decode"'
     waiting_target = max(1.0, deployment.serving.router.saturation.max_waiting / 2)
     return [
         ScalingTrigger("decode_kv_usage", f"sum({KV_USAGE}{{{decode}}})", deployment.autoscaling.decode_kv_usage),
-        ScalingTrigger("decode_waiting_requests",
-                       f"(sum({ENGINE_WAITING}{{{decode}}}) or vector(0)) + "
-                       f"(sum({ADMISSION_QUEUE_DEPTH}{{{namespace}}}) or vector(0))", waiting_target),
+        ScalingTrigger(
+            "decode_waiting_requests",
+            f"(sum({ENGINE_WAITING}{{{decode}}}) or vector(0)) + "
+            f"(sum({ADMISSION_QUEUE_DEPTH}{{{namespace}}}) or vector(0))",
+            waiting_target,
+        ),
     ]
 
 
-def desired_replicas(value: float, target: float, current: int, minimum: int, maximum: int,
-                     tolerance: float = 0.1) -> int:
+def desired_replicas(
+    value: float, target: float, current: int, minimum: int, maximum: int, tolerance: float = 0.1
+) -> int:
     """What the HPA computes from one AverageValue external metric (kube-controller-manager's replica calculator:
     no change within the 10% tolerance of the current usage ratio), clamped to the bounds KEDA sets."""
     if current > 0 and abs(value / (target * current) - 1.0) <= tolerance:
@@ -97,8 +107,11 @@ def trigger_authentication(deployment: Deployment) -> dict[str, Any]:
     return {
         "apiVersion": KEDA_API,
         "kind": "TriggerAuthentication",
-        "metadata": {"name": TRIGGER_AUTHENTICATION, "namespace": deployment.workloads.namespace,
-                     "labels": labels(deployment.name, "autoscaling")},
+        "metadata": {
+            "name": TRIGGER_AUTHENTICATION,
+            "namespace": deployment.workloads.namespace,
+            "labels": labels(deployment.name, "autoscaling"),
+        },
         # The operator's own Pod Identity credentials sign the queries (no role to assume, no secret).
         "spec": {"podIdentity": {"provider": "aws"}},
     }
@@ -110,8 +123,11 @@ def scaled_object(deployment: Deployment, role_name: Role, workspace: Prometheus
     load_s = deployment.workloads.startup_minutes * 60
     # Giving a replica back costs a model load to get it again: hold the peak for as long as a load takes.
     hold_s = min(load_s, MAX_STABILIZATION_S)
-    target = ({"apiVersion": "apps/v1", "kind": "Deployment"} if role.nodes_per_replica == 1
-              else {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet"})
+    target = (
+        {"apiVersion": "apps/v1", "kind": "Deployment"}
+        if role.nodes_per_replica == 1
+        else {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet"}
+    )
     spec: dict[str, Any] = {
         "scaleTargetRef": {**target, "name": worker_name(role_name)},
         "minReplicaCount": bounds.min_replicas,
@@ -119,18 +135,35 @@ def scaled_object(deployment: Deployment, role_name: Role, workspace: Prometheus
         "pollingInterval": deployment.autoscaling.polling_interval_s,
         # If the workspace cannot answer three polls running: the configured count, or more if running more.
         "fallback": {"failureThreshold": 3, "replicas": role.replicas, "behavior": "currentReplicasIfHigher"},
-        "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {
-            "scaleUp": {"stabilizationWindowSeconds": 0,
-                        "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}]},
-            "scaleDown": {"stabilizationWindowSeconds": hold_s,
-                          "policies": [{"type": "Pods", "value": 1, "periodSeconds": 300}]},
-        }}},
+        "advanced": {
+            "horizontalPodAutoscalerConfig": {
+                "behavior": {
+                    "scaleUp": {
+                        "stabilizationWindowSeconds": 0,
+                        "policies": [{"type": "Pods", "value": 2, "periodSeconds": 60}],
+                    },
+                    "scaleDown": {
+                        "stabilizationWindowSeconds": hold_s,
+                        "policies": [{"type": "Pods", "value": 1, "periodSeconds": 300}],
+                    },
+                }
+            }
+        },
         "triggers": [
-            {"type": "prometheus", "name": trigger.name, "metricType": "AverageValue",
-             "authenticationRef": {"name": TRIGGER_AUTHENTICATION},
-             "metadata": {"serverAddress": workspace.server_address, "awsRegion": workspace.region,
-                          "query": trigger.query, "threshold": _number(trigger.target),
-                          "activationThreshold": _number(trigger.activation), "ignoreNullValues": "false"}}
+            {
+                "type": "prometheus",
+                "name": trigger.name,
+                "metricType": "AverageValue",
+                "authenticationRef": {"name": TRIGGER_AUTHENTICATION},
+                "metadata": {
+                    "serverAddress": workspace.server_address,
+                    "awsRegion": workspace.region,
+                    "query": trigger.query,
+                    "threshold": _number(trigger.target),
+                    "activationThreshold": _number(trigger.activation),
+                    "ignoreNullValues": "false",
+                },
+            }
             for trigger in scaling_triggers(deployment, role_name)
         ],
     }
@@ -141,8 +174,11 @@ def scaled_object(deployment: Deployment, role_name: Role, workspace: Prometheus
     return {
         "apiVersion": KEDA_API,
         "kind": "ScaledObject",
-        "metadata": {"name": worker_name(role_name), "namespace": deployment.workloads.namespace,
-                     "labels": labels(deployment.name, "autoscaling")},
+        "metadata": {
+            "name": worker_name(role_name),
+            "namespace": deployment.workloads.namespace,
+            "labels": labels(deployment.name, "autoscaling"),
+        },
         "spec": spec,
     }
 
@@ -150,8 +186,10 @@ def scaled_object(deployment: Deployment, role_name: Role, workspace: Prometheus
 def autoscaling_objects(deployment: Deployment, workspace: PrometheusServer) -> list[dict[str, Any]]:
     if not deployment.autoscaled:
         return []
-    return [trigger_authentication(deployment),
-            *(scaled_object(deployment, role, workspace) for role in ("prefill", "decode"))]
+    return [
+        trigger_authentication(deployment),
+        *(scaled_object(deployment, role, workspace) for role in ("prefill", "decode")),
+    ]
 
 
 def _number(value: float) -> str:

@@ -55,12 +55,17 @@ def _ports(ranges: list[range]) -> list[dict[str, Any]]:
     return ports
 
 
-def _policy(deployment: Deployment, name: str, component: str, pods: dict[str, str],
-            ingress: list[dict[str, Any]]) -> dict[str, Any]:
+def _policy(
+    deployment: Deployment, name: str, component: str, pods: dict[str, str], ingress: list[dict[str, Any]]
+) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": name, "namespace": deployment.workloads.namespace, "labels": labels(deployment.name, component)},
+        "metadata": {
+            "name": name,
+            "namespace": deployment.workloads.namespace,
+            "labels": labels(deployment.name, component),
+        },
         "spec": {"podSelector": {"matchLabels": pods}, "policyTypes": ["Ingress"], "ingress": ingress},
     }
 
@@ -80,14 +85,19 @@ def engine_policy(deployment: Deployment, role_name: Role, collector_cidrs: Sequ
     role = deployment.serving.role(role_name)
     ranges = role.port_ranges()
     ingress: list[dict[str, Any]] = [
-        {"from": [{"podSelector": {"matchLabels": router_selector(deployment.name)}}],
-         "ports": _ports([ranges["http"], ranges["kv_events"]])},
-        {"from": [{"podSelector": {"matchLabels": selector(deployment.name, PEER[role_name])}}],
-         "ports": _ports([ranges["nixl_side_channel"]])},
+        {
+            "from": [{"podSelector": {"matchLabels": router_selector(deployment.name)}}],
+            "ports": _ports([ranges["http"], ranges["kv_events"]]),
+        },
+        {
+            "from": [{"podSelector": {"matchLabels": selector(deployment.name, PEER[role_name])}}],
+            "ports": _ports([ranges["nixl_side_channel"]]),
+        },
     ]
     if role_name == "decode":  # the smoke test reads decode's KV-transfer counter from its /metrics
-        ingress.append({"from": [{"podSelector": {"matchLabels": SMOKE_POD_LABELS}}],
-                        "ports": _ports([ranges["http"]])})
+        ingress.append(
+            {"from": [{"podSelector": {"matchLabels": SMOKE_POD_LABELS}}], "ports": _ports([ranges["http"]])}
+        )
     scrapers = [*collector_cidrs, *deployment.workloads.engine_metrics_scraper_cidrs]
     if scrapers:
         ingress.append({"from": _ip_blocks(scrapers), "ports": _ports([ranges["http"]])})
@@ -104,12 +114,20 @@ def router_policy(deployment: Deployment, collector_cidrs: Sequence[str]) -> dic
     scrapers = [*collector_cidrs, *(workload.metrics_scraper_cidrs or [])]
     smoke = {"podSelector": {"matchLabels": SMOKE_POD_LABELS}}
     if router_metrics_port(deployment) == router_port(deployment):
-        rules = [{"from": [*_ip_blocks([*clients, *scrapers]), smoke],
-                  "ports": [{"protocol": "TCP", "port": router_port(deployment)}]}]
+        rules = [
+            {
+                "from": [*_ip_blocks([*clients, *scrapers]), smoke],
+                "ports": [{"protocol": "TCP", "port": router_port(deployment)}],
+            }
+        ]
     else:
-        rules = [{"from": [*_ip_blocks(clients), smoke], "ports": [{"protocol": "TCP", "port": router_port(deployment)}]},
-                 {"from": [*_ip_blocks(scrapers), smoke],
-                  "ports": [{"protocol": "TCP", "port": router_metrics_port(deployment)}]}]
+        rules = [
+            {"from": [*_ip_blocks(clients), smoke], "ports": [{"protocol": "TCP", "port": router_port(deployment)}]},
+            {
+                "from": [*_ip_blocks(scrapers), smoke],
+                "ports": [{"protocol": "TCP", "port": router_metrics_port(deployment)}],
+            },
+        ]
     return _policy(deployment, "pdstack-router-ingress", "router", router_selector(deployment.name), rules)
 
 
@@ -121,22 +139,64 @@ def return_traffic_policies(deployment: Deployment) -> list[dict[str, Any]]:
     """Replies to the connections each pod opens, admitted on its ephemeral ports (see the module's docstring)."""
     ephemeral = _ports([EPHEMERAL_PORTS])
     engines = [{"podSelector": {"matchLabels": selector(deployment.name, role)}} for role in ("prefill", "decode")]
-    policies = [_policy(deployment, "pdstack-router-return-traffic", "router", router_selector(deployment.name), [
-        {"from": [*engines, {"ipBlock": {"cidr": deployment.network.cidr}}, _outside(deployment)],
-         "ports": ephemeral}])]
+    policies = [
+        _policy(
+            deployment,
+            "pdstack-router-return-traffic",
+            "router",
+            router_selector(deployment.name),
+            [
+                {
+                    "from": [*engines, {"ipBlock": {"cidr": deployment.network.cidr}}, _outside(deployment)],
+                    "ports": ephemeral,
+                }
+            ],
+        )
+    ]
     for role_name in ("prefill", "decode"):
-        policies.append(_policy(
-            deployment, f"pdstack-{role_name}-return-traffic", role_name, selector(deployment.name, role_name), [
-                {"from": [{"podSelector": {"matchLabels": selector(deployment.name, PEER[role_name])}},
-                          _outside(deployment)], "ports": ephemeral}]))
-    policies.append(_policy(deployment, "pdstack-smoke-return-traffic", "network-policy", SMOKE_POD_LABELS, [
-        {"from": [{"podSelector": {"matchLabels": router_selector(deployment.name)}},
-                  {"podSelector": {"matchLabels": selector(deployment.name, "decode")}}], "ports": ephemeral}]))
+        policies.append(
+            _policy(
+                deployment,
+                f"pdstack-{role_name}-return-traffic",
+                role_name,
+                selector(deployment.name, role_name),
+                [
+                    {
+                        "from": [
+                            {"podSelector": {"matchLabels": selector(deployment.name, PEER[role_name])}},
+                            _outside(deployment),
+                        ],
+                        "ports": ephemeral,
+                    }
+                ],
+            )
+        )
+    policies.append(
+        _policy(
+            deployment,
+            "pdstack-smoke-return-traffic",
+            "network-policy",
+            SMOKE_POD_LABELS,
+            [
+                {
+                    "from": [
+                        {"podSelector": {"matchLabels": router_selector(deployment.name)}},
+                        {"podSelector": {"matchLabels": selector(deployment.name, "decode")}},
+                    ],
+                    "ports": ephemeral,
+                }
+            ],
+        )
+    )
     return policies
 
 
 def network_policies(deployment: Deployment, collector_cidrs: Sequence[str] = ()) -> list[dict[str, Any]]:
     """``collector_cidrs``: the managed collector's subnets (the network stack's ``collector_cidrs``)."""
-    return [default_deny(deployment), engine_policy(deployment, "prefill", collector_cidrs),
-            engine_policy(deployment, "decode", collector_cidrs), router_policy(deployment, collector_cidrs),
-            *return_traffic_policies(deployment)]
+    return [
+        default_deny(deployment),
+        engine_policy(deployment, "prefill", collector_cidrs),
+        engine_policy(deployment, "decode", collector_cidrs),
+        router_policy(deployment, collector_cidrs),
+        *return_traffic_policies(deployment),
+    ]

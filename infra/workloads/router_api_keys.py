@@ -48,18 +48,26 @@ def api_keys_reader_role(scope: Construct, router: RouterWorkload) -> iam.Role:
     secret = router.api_keys_secret
     assert secret is not None
     role = iam.Role(
-        scope, "ApiKeysReader",
+        scope,
+        "ApiKeysReader",
         assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com").with_session_tags(),
         description="pdstack routers: read the API keys' secret and, for an s3:// model, the model",
     )
-    role.add_to_policy(iam.PolicyStatement(
-        actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
-        resources=[secret_resource(secret)]))
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+            resources=[secret_resource(secret)],
+        )
+    )
     if router.api_keys_kms_key_arn is not None:
         region = secret.split(":")[3] if secret.startswith("arn:") else cdk.Aws.REGION
-        role.add_to_policy(iam.PolicyStatement(
-            actions=["kms:Decrypt"], resources=[router.api_keys_kms_key_arn],
-            conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}}))
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt"],
+                resources=[router.api_keys_kms_key_arn],
+                conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{region}.amazonaws.com"}},
+            )
+        )
     return role
 
 
@@ -72,18 +80,32 @@ class RouterApiKeys(Construct):
         # The router's mounts are made with this role's credentials (ASCP's usePodIdentity): the association must
         # exist before the first router pod.
         self.association = eks.CfnPodIdentityAssociation(
-            self, "ApiKeysReaderIdentity", cluster_name=props.cluster.cluster_name,
-            namespace=props.deployment.workloads.namespace, service_account=ROUTER, role_arn=self.role.role_arn,
+            self,
+            "ApiKeysReaderIdentity",
+            cluster_name=props.cluster.cluster_name,
+            namespace=props.deployment.workloads.namespace,
+            service_account=ROUTER,
+            role_arn=self.role.role_arn,
         )
-        driver = self._chart(props.cluster, "SecretsStoreCsiDriver", SECRETS_STORE_CSI_DRIVER,
-                             secrets_store_csi_driver_values())
-        provider = self._chart(props.cluster, "SecretsStoreProviderAws", SECRETS_STORE_PROVIDER_AWS,
-                               secrets_store_provider_aws_values())
+        driver = self._chart(
+            props.cluster, "SecretsStoreCsiDriver", SECRETS_STORE_CSI_DRIVER, secrets_store_csi_driver_values()
+        )
+        provider = self._chart(
+            props.cluster, "SecretsStoreProviderAws", SECRETS_STORE_PROVIDER_AWS, secrets_store_provider_aws_values()
+        )
         provider.node.add_dependency(driver)
         self.charts = (driver, provider)
 
     def _chart(self, cluster: eks.ICluster, construct_id: str, pin: HelmChartPin, values: dict) -> eks.HelmChart:
         return eks.HelmChart(
-            self, construct_id, cluster=cluster, chart=pin.chart, repository=pin.repository, version=pin.version,
-            namespace=pin.namespace, create_namespace=False, values=values, wait=True,
+            self,
+            construct_id,
+            cluster=cluster,
+            chart=pin.chart,
+            repository=pin.repository,
+            version=pin.version,
+            namespace=pin.namespace,
+            create_namespace=False,
+            values=values,
+            wait=True,
         )

@@ -58,8 +58,9 @@ def router_metrics_port_name(deployment: Deployment) -> str:
 def _container_ports(deployment: Deployment) -> list[dict[str, Any]]:
     ports = [{"name": ROUTER_API_PORT_NAME, "containerPort": router_port(deployment), "protocol": "TCP"}]
     if deployment.serving.router.metrics_port:
-        ports.append({"name": ROUTER_METRICS_PORT_NAME, "containerPort": router_metrics_port(deployment),
-                      "protocol": "TCP"})
+        ports.append(
+            {"name": ROUTER_METRICS_PORT_NAME, "containerPort": router_metrics_port(deployment), "protocol": "TCP"}
+        )
     return ports
 
 
@@ -77,8 +78,9 @@ def api_keys_provider_class(deployment: Deployment) -> dict[str, Any]:
     EKS Pod Identity (ASCP's usePodIdentity). Fields from the Secrets Manager user guide, "SecretProviderClass"."""
     secret = deployment.workloads.router.api_keys_secret
     parameters = {
-        "objects": yaml.safe_dump([{"objectName": secret, "objectType": "secretsmanager",
-                                    "objectAlias": API_KEYS_FILE}], sort_keys=True),
+        "objects": yaml.safe_dump(
+            [{"objectName": secret, "objectType": "secretsmanager", "objectAlias": API_KEYS_FILE}], sort_keys=True
+        ),
         "usePodIdentity": "true",
     }
     region = secret_region(deployment)
@@ -87,8 +89,11 @@ def api_keys_provider_class(deployment: Deployment) -> dict[str, Any]:
     return {
         "apiVersion": "secrets-store.csi.x-k8s.io/v1",
         "kind": "SecretProviderClass",
-        "metadata": {"name": ROUTER_API_KEYS, "namespace": deployment.workloads.namespace,
-                     "labels": labels(deployment.name, "router")},
+        "metadata": {
+            "name": ROUTER_API_KEYS,
+            "namespace": deployment.workloads.namespace,
+            "labels": labels(deployment.name, "router"),
+        },
         "spec": {"provider": "aws", "parameters": parameters},
     }
 
@@ -98,8 +103,14 @@ def _api_keys_volume(deployment: Deployment) -> tuple[list[dict[str, Any]], list
     place on rotation (no subPath, which would pin the first copy)."""
     if deployment.workloads.router.api_keys_secret is None:
         return [], []
-    volume = {"name": "api-keys", "csi": {"driver": SECRETS_STORE_DRIVER, "readOnly": True,
-                                          "volumeAttributes": {"secretProviderClass": ROUTER_API_KEYS}}}
+    volume = {
+        "name": "api-keys",
+        "csi": {
+            "driver": SECRETS_STORE_DRIVER,
+            "readOnly": True,
+            "volumeAttributes": {"secretProviderClass": ROUTER_API_KEYS},
+        },
+    }
     return [volume], [{"name": "api-keys", "mountPath": API_KEYS_MOUNT, "readOnly": True}]
 
 
@@ -117,8 +128,11 @@ def router_deployment(deployment: Deployment, image: str) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": ROUTER, "namespace": deployment.workloads.namespace,
-                     "labels": labels(deployment.name, "router")},
+        "metadata": {
+            "name": ROUTER,
+            "namespace": deployment.workloads.namespace,
+            "labels": labels(deployment.name, "router"),
+        },
         "spec": {
             "replicas": workload.replicas,
             "selector": {"matchLabels": router_selector(deployment.name)},
@@ -126,13 +140,21 @@ def router_deployment(deployment: Deployment, image: str) -> dict[str, Any]:
             # no default system node); a single router surges instead, so serving never stops. The config check
             # places the routers, the surge and the controllers on the system nodes
             # (infra/gpu_capacity/node_capacity.py).
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {
-                "maxSurge": router_max_surge(workload.replicas),
-                "maxUnavailable": 1 - router_max_surge(workload.replicas)}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {
+                    "maxSurge": router_max_surge(workload.replicas),
+                    "maxUnavailable": 1 - router_max_surge(workload.replicas),
+                },
+            },
             "template": {
-                "metadata": {"labels": labels(deployment.name, "router"),
-                             "annotations": {CONFIG_HASH_ANNOTATION: config_hash(deployment, "router"),
-                                             **_api_keys_annotation(deployment)}},
+                "metadata": {
+                    "labels": labels(deployment.name, "router"),
+                    "annotations": {
+                        CONFIG_HASH_ANNOTATION: config_hash(deployment, "router"),
+                        **_api_keys_annotation(deployment),
+                    },
+                },
                 "spec": {
                     "serviceAccountName": ROUTER,
                     # The token is what the EndpointSlice watch authenticates with; without that watch, no token.
@@ -140,36 +162,67 @@ def router_deployment(deployment: Deployment, image: str) -> dict[str, Any]:
                     "nodeSelector": SYSTEM_POOL,
                     # Replicas on different nodes and, where there are several, different zones.
                     "topologySpreadConstraints": [
-                        {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": policy,
-                         "labelSelector": {"matchLabels": router_selector(deployment.name)}}
-                        for key, policy in (("kubernetes.io/hostname", "DoNotSchedule"),
-                                            ("topology.kubernetes.io/zone", "ScheduleAnyway"))
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": key,
+                            "whenUnsatisfiable": policy,
+                            "labelSelector": {"matchLabels": router_selector(deployment.name)},
+                        }
+                        for key, policy in (
+                            ("kubernetes.io/hostname", "DoNotSchedule"),
+                            ("topology.kubernetes.io/zone", "ScheduleAnyway"),
+                        )
                     ],
                     # preStop keeps serving while endpoints drop the pod, then SIGTERM drains for
                     # serving.router.shutdown_grace_s; the config check keeps both below this
                     "terminationGracePeriodSeconds": workload.termination_grace_s,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [{
-                        "name": "router",
-                        "image": image,
-                        "args": ["router"],
-                        "env": [CONFIG_ENV_VAR],
-                        "ports": _container_ports(deployment),
-                        "lifecycle": {"preStop": {"sleep": {"seconds": workload.prestop_s}}},
-                        "resources": {"requests": {"cpu": workload.cpu, "memory": workload.memory},
-                                      "limits": {"memory": workload.memory}},
-                        "readinessProbe": {**probe, "httpGet": {**probe["httpGet"], "path": "/ready"},
-                                           "periodSeconds": 5, "failureThreshold": 2},
-                        "livenessProbe": {**probe, "httpGet": {**probe["httpGet"], "path": "/health"},
-                                          "periodSeconds": 10, "failureThreshold": 3},
-                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                            "capabilities": {"drop": ["ALL"]}},
-                        "volumeMounts": [{"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
-                                         {"name": "tmp", "mountPath": "/tmp"}, *key_mounts],
-                    }],
-                    "volumes": [{"name": "config", "configMap": {"name": CONFIG_MAP}},
-                                {"name": "tmp", "emptyDir": {}}, *key_volumes],
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65532,
+                        "runAsGroup": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "router",
+                            "image": image,
+                            "args": ["router"],
+                            "env": [CONFIG_ENV_VAR],
+                            "ports": _container_ports(deployment),
+                            "lifecycle": {"preStop": {"sleep": {"seconds": workload.prestop_s}}},
+                            "resources": {
+                                "requests": {"cpu": workload.cpu, "memory": workload.memory},
+                                "limits": {"memory": workload.memory},
+                            },
+                            "readinessProbe": {
+                                **probe,
+                                "httpGet": {**probe["httpGet"], "path": "/ready"},
+                                "periodSeconds": 5,
+                                "failureThreshold": 2,
+                            },
+                            "livenessProbe": {
+                                **probe,
+                                "httpGet": {**probe["httpGet"], "path": "/health"},
+                                "periodSeconds": 10,
+                                "failureThreshold": 3,
+                            },
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                            "volumeMounts": [
+                                {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+                                {"name": "tmp", "mountPath": "/tmp"},
+                                *key_mounts,
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": CONFIG_MAP}},
+                        {"name": "tmp", "emptyDir": {}},
+                        *key_volumes,
+                    ],
                 },
             },
         },
@@ -182,16 +235,34 @@ def router_service(deployment: Deployment) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "type": "ClusterIP",
         "selector": router_selector(deployment.name),
-        "ports": [{"name": ROUTER_API_PORT_NAME, "port": router_port(deployment), "targetPort": ROUTER_API_PORT_NAME,
-                   "protocol": "TCP"}],
+        "ports": [
+            {
+                "name": ROUTER_API_PORT_NAME,
+                "port": router_port(deployment),
+                "targetPort": ROUTER_API_PORT_NAME,
+                "protocol": "TCP",
+            }
+        ],
     }
     if deployment.serving.router.metrics_port:
-        spec["ports"].append({"name": ROUTER_METRICS_PORT_NAME, "port": router_metrics_port(deployment),
-                              "targetPort": ROUTER_METRICS_PORT_NAME, "protocol": "TCP"})
-    return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": ROUTER, "namespace": deployment.workloads.namespace,
-                         "labels": labels(deployment.name, "router")},
-            "spec": spec}
+        spec["ports"].append(
+            {
+                "name": ROUTER_METRICS_PORT_NAME,
+                "port": router_metrics_port(deployment),
+                "targetPort": ROUTER_METRICS_PORT_NAME,
+                "protocol": "TCP",
+            }
+        )
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": ROUTER,
+            "namespace": deployment.workloads.namespace,
+            "labels": labels(deployment.name, "router"),
+        },
+        "spec": spec,
+    }
 
 
 def router_load_balancer_service(deployment: Deployment) -> dict[str, Any]:
@@ -201,9 +272,11 @@ def router_load_balancer_service(deployment: Deployment) -> dict[str, Any]:
     router = deployment.workloads.router
     assert router.certificate_arn is not None  # the config check requires it with the load balancer
     return {
-        "apiVersion": "v1", "kind": "Service",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": {
-            "name": f"{ROUTER}-nlb", "namespace": deployment.workloads.namespace,
+            "name": f"{ROUTER}-nlb",
+            "namespace": deployment.workloads.namespace,
             "labels": labels(deployment.name, "router"),
             "annotations": {
                 SCHEME_ANNOTATION: "internal",
@@ -232,8 +305,11 @@ def router_disruption_budget(deployment: Deployment) -> dict[str, Any]:
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": {"name": ROUTER, "namespace": deployment.workloads.namespace,
-                     "labels": labels(deployment.name, "router")},
+        "metadata": {
+            "name": ROUTER,
+            "namespace": deployment.workloads.namespace,
+            "labels": labels(deployment.name, "router"),
+        },
         # One router at a time: with several, the others keep serving; a lone router must still let a node drain
         # (minAvailable 1 would hold every node group update until it fails).
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": router_selector(deployment.name)}},
@@ -245,12 +321,21 @@ def router_rbac(deployment: Deployment) -> list[dict[str, Any]]:
     namespace = deployment.workloads.namespace
     meta = {"name": ROUTER, "namespace": namespace, "labels": labels(deployment.name, "router")}
     return [
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta,
-         "rules": [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
-                    "verbs": ["get", "list", "watch"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROUTER},
-         "subjects": [{"kind": "ServiceAccount", "name": ROUTER, "namespace": namespace}]},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": [
+                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ROUTER},
+            "subjects": [{"kind": "ServiceAccount", "name": ROUTER, "namespace": namespace}],
+        },
     ]
 
 

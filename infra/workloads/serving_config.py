@@ -48,11 +48,19 @@ def rendered_serving(deployment: Deployment) -> dict[str, Any]:
 def read_by(serving: dict[str, Any], reader: Reader) -> dict[str, Any]:
     """The part of the rendered serving section the pods of ``reader`` read."""
     if reader == "router":
-        return {"model": serving["model"], "router": serving["router"], "kv_events": serving["kv_events"],
-                "ports": {role: serving[role]["ports"] for role in ("prefill", "decode")}}
+        return {
+            "model": serving["model"],
+            "router": serving["router"],
+            "kv_events": serving["kv_events"],
+            "ports": {role: serving[role]["ports"] for role in ("prefill", "decode")},
+        }
     role = {k: v for k, v in serving[reader].items() if k not in _CONTROLLER_ONLY}
-    return {"model": serving["model"], reader: role, "kv_transfer": serving["kv_transfer"],
-            "kv_events": serving["kv_events"]}
+    return {
+        "model": serving["model"],
+        reader: role,
+        "kv_transfer": serving["kv_transfer"],
+        "kv_events": serving["kv_events"],
+    }
 
 
 def config_hash(deployment: Deployment, reader: Reader) -> str:

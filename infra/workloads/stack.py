@@ -45,26 +45,45 @@ def base_objects(deployment: Deployment) -> list[dict[str, Any]]:
     """Namespace, the serving ConfigMap and one ServiceAccount per role."""
     namespace = deployment.workloads.namespace
     objects: list[dict[str, Any]] = [
-        {"apiVersion": "v1", "kind": "Namespace",
-         "metadata": {"name": namespace, "labels": labels(deployment.name, "namespace")}},
-        {"apiVersion": "v1", "kind": "ConfigMap",
-         "metadata": {"name": CONFIG_MAP, "namespace": namespace, "labels": labels(deployment.name, "config")},
-         "data": {CONFIG_FILE: yaml.safe_dump(rendered_serving(deployment), sort_keys=True)}},
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": labels(deployment.name, "namespace")},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": CONFIG_MAP, "namespace": namespace, "labels": labels(deployment.name, "config")},
+            "data": {CONFIG_FILE: yaml.safe_dump(rendered_serving(deployment), sort_keys=True)},
+        },
     ]
-    for account, component in ((worker_name("prefill"), "prefill"), (worker_name("decode"), "decode"),
-                               (ROUTER, "router")):
-        objects.append({"apiVersion": "v1", "kind": "ServiceAccount",
-                        "metadata": {"name": account, "namespace": namespace, "labels": labels(deployment.name, component)}})
+    for account, component in (
+        (worker_name("prefill"), "prefill"),
+        (worker_name("decode"), "decode"),
+        (ROUTER, "router"),
+    ):
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": account, "namespace": namespace, "labels": labels(deployment.name, component)},
+            }
+        )
     return objects
 
 
-def serving_objects(deployment: Deployment, image: str, metrics_collector_cidrs: Sequence[str] = (),
-                    autoscaled: bool = False) -> list[dict[str, Any]]:
+def serving_objects(
+    deployment: Deployment, image: str, metrics_collector_cidrs: Sequence[str] = (), autoscaled: bool = False
+) -> list[dict[str, Any]]:
     """Every object, in apply order. ``metrics_collector_cidrs``: where the managed collector scrapes from (the
     network stack's ``collector_cidrs``; none renders policies that admit no collector). ``autoscaled``:
     ScaledObjects own the workers' replica counts."""
-    return [*base_objects(deployment), *network_policies(deployment, metrics_collector_cidrs),
-            *worker_objects(deployment, image, autoscaled), *router_objects(deployment, image)]
+    return [
+        *base_objects(deployment),
+        *network_policies(deployment, metrics_collector_cidrs),
+        *worker_objects(deployment, image, autoscaled),
+        *router_objects(deployment, image),
+    ]
 
 
 class WorkloadsStack(cdk.Stack):
@@ -78,8 +97,12 @@ class WorkloadsStack(cdk.Stack):
         autoscaled = deployment.autoscaled and props.metrics_workspace is not None
         self.objects = serving_objects(deployment, props.image_uri, props.metrics_collector_cidrs, autoscaled)
         self.manifest = eks.KubernetesManifest(
-            self, "Serving", cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
-            manifest=self.objects, overwrite=True, prune=True
+            self,
+            "Serving",
+            cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+            manifest=self.objects,
+            overwrite=True,
+            prune=True,
         )
         self.manifest.node.add_dependency(props.leader_worker_set)
 
@@ -87,16 +110,21 @@ class WorkloadsStack(cdk.Stack):
         self.load_balancer_controller: LoadBalancerController | None = None
         if deployment.workloads.router.internal_load_balancer:
             self.load_balancer_controller = LoadBalancerController(
-                self, "LoadBalancerController",
-                props=LoadBalancerControllerProps(cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
-                vpc_id=props.cluster.vpc.vpc_id))
+                self,
+                "LoadBalancerController",
+                props=LoadBalancerControllerProps(
+                    cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+                    vpc_id=props.cluster.vpc.vpc_id,
+                ),
+            )
             self.manifest.node.add_dependency(self.load_balancer_controller.chart)
 
         self.api_keys_secret = deployment.workloads.router.api_keys_secret
         self.api_keys: RouterApiKeys | None = None
         if deployment.workloads.router.api_keys_secret is not None:
-            self.api_keys = RouterApiKeys(self, "RouterApiKeys", props=RouterApiKeysProps(
-                deployment=deployment, cluster=props.cluster))  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+            self.api_keys = RouterApiKeys(
+                self, "RouterApiKeys", props=RouterApiKeysProps(deployment=deployment, cluster=props.cluster)
+            )  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
             # the SecretProviderClass CRD comes with the driver's chart; the routers mount with the role's credentials
             for dependency in (*self.api_keys.charts, self.api_keys.association):
                 self.manifest.node.add_dependency(dependency)
@@ -104,10 +132,16 @@ class WorkloadsStack(cdk.Stack):
         self.autoscaling: Autoscaling | None = None
         if autoscaled:
             assert props.metrics_workspace is not None
-            self.autoscaling = Autoscaling(self, "Autoscaling", props=AutoscalingProps(
-                deployment=deployment, cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
-                workspace=props.metrics_workspace,
-                scale_targets=self.manifest))
+            self.autoscaling = Autoscaling(
+                self,
+                "Autoscaling",
+                props=AutoscalingProps(
+                    deployment=deployment,
+                    cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+                    workspace=props.metrics_workspace,
+                    scale_targets=self.manifest,
+                ),
+            )
 
         self.model_reader: iam.Role | None = None
         self.model_source = source = deployment.serving.model.source
@@ -123,7 +157,8 @@ class WorkloadsStack(cdk.Stack):
                 readers.append(ROUTER)
             for account in readers:
                 association = eks.CfnPodIdentityAssociation(
-                    self, f"ModelReader-{account}",
+                    self,
+                    f"ModelReader-{account}",
                     cluster_name=props.cluster.cluster_name,
                     namespace=deployment.workloads.namespace,
                     service_account=account,
@@ -142,7 +177,8 @@ def model_reader_role(scope: Construct, source: str, kms_key_arn: str | None) ->
     bucket, _, prefix = source.removeprefix("s3://").partition("/")
     prefix = prefix.strip("/")
     role = iam.Role(
-        scope, "ModelReader",
+        scope,
+        "ModelReader",
         assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com").with_session_tags(),
         description=f"pdstack workers: read the model under s3://{bucket}/{prefix} and nothing else",
     )
@@ -164,7 +200,13 @@ def grant_model_read(role: iam.Role, source: str, kms_key_arn: str | None) -> No
     # server-side encryption with AWS KMS keys": GetObject needs kms:Decrypt on the key). Through S3 only, and
     # only in this bucket's encryption context (the object's ARN, or the bucket's with S3 Bucket Keys).
     bucket_arn = f"arn:{cdk.Aws.PARTITION}:s3:::{bucket}"
-    role.add_to_policy(iam.PolicyStatement(
-        actions=["kms:Decrypt"], resources=[kms_key_arn or "*"],
-        conditions={"StringEquals": {"kms:ViaService": f"s3.{cdk.Aws.REGION}.amazonaws.com"},
-                    "StringLike": {"kms:EncryptionContext:aws:s3:arn": [bucket_arn, f"{bucket_arn}/*"]}}))
+    role.add_to_policy(
+        iam.PolicyStatement(
+            actions=["kms:Decrypt"],
+            resources=[kms_key_arn or "*"],
+            conditions={
+                "StringEquals": {"kms:ViaService": f"s3.{cdk.Aws.REGION}.amazonaws.com"},
+                "StringLike": {"kms:EncryptionContext:aws:s3:arn": [bucket_arn, f"{bucket_arn}/*"]},
+            },
+        )
+    )

@@ -65,8 +65,9 @@ def node_selector(deployment: Deployment, role: RoleSettings) -> dict[str, str]:
 def worker_tolerations(deployment: Deployment, role: RoleSettings) -> list[dict[str, Any]]:
     """Exactly the taints configured on the pools of the role's instance type; never HyperPod's health taint, so no
     worker lands on a node in the middle of deep health checks."""
-    return tolerations_for(t for pool in deployment.gpu_pools if pool.instance_type == role.instance_type
-                           for t in pool.taints)
+    return tolerations_for(
+        t for pool in deployment.gpu_pools if pool.instance_type == role.instance_type for t in pool.taints
+    )
 
 
 def worker_pod(deployment: Deployment, role_name: Role, image: str) -> dict[str, Any]:
@@ -109,8 +110,11 @@ def worker_pod(deployment: Deployment, role_name: Role, image: str) -> dict[str,
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"], "add": ENGINE_CAPABILITIES},
         },
-        "startupProbe": {**probe, "periodSeconds": startup_period,
-                         "failureThreshold": deployment.workloads.startup_minutes * 60 // startup_period},
+        "startupProbe": {
+            **probe,
+            "periodSeconds": startup_period,
+            "failureThreshold": deployment.workloads.startup_minutes * 60 // startup_period,
+        },
         "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3},
         "lifecycle": {"preStop": {"sleep": {"seconds": WORKER_PRESTOP_S}}},
         "livenessProbe": {**probe, "periodSeconds": 15, "failureThreshold": 4, "timeoutSeconds": 5},
@@ -122,30 +126,44 @@ def worker_pod(deployment: Deployment, role_name: Role, image: str) -> dict[str,
         ],
     }
     return {
-        "metadata": {"labels": role_labels(deployment.name, role_name),
-                     "annotations": {CONFIG_HASH_ANNOTATION: config_hash(deployment, role_name)}},
+        "metadata": {
+            "labels": role_labels(deployment.name, role_name),
+            "annotations": {CONFIG_HASH_ANNOTATION: config_hash(deployment, role_name)},
+        },
         "spec": {
             "serviceAccountName": worker_name(role_name),
             "nodeSelector": node_selector(deployment, role),
             "tolerations": worker_tolerations(deployment, role),
-            "affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
-                "labelSelector": {"matchLabels": {PD_GROUP_LABEL: deployment.name}},
-                "topologyKey": "topology.kubernetes.io/zone",
-            }]}},
+            "affinity": {
+                "podAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "labelSelector": {"matchLabels": {PD_GROUP_LABEL: deployment.name}},
+                            "topologyKey": "topology.kubernetes.io/zone",
+                        }
+                    ]
+                }
+            },
             "terminationGracePeriodSeconds": WORKER_TERMINATION_GRACE_S,
             # Workers never call the Kubernetes API. Pod Identity does not need the API token: its webhook adds its
             # own projected token (audience pods.eks.amazonaws.com; aws/amazon-eks-pod-identity-webhook).
             "automountServiceAccountToken": False,
-            "securityContext": {"runAsNonRoot": True, "runAsUser": ENGINE_UID, "runAsGroup": ENGINE_GID,
-                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": ENGINE_UID,
+                "runAsGroup": ENGINE_GID,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
             "initContainers": [model_cache_owner(deployment, image)],
             "containers": [container],
             "volumes": [
                 {"name": "config", "configMap": {"name": CONFIG_MAP}},
                 {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{deployment.workloads.shm_gib}Gi"}},
                 {"name": "scratch", "emptyDir": {"sizeLimit": f"{SCRATCH_GIB}Gi"}},
-                {"name": "model-cache",
-                 "hostPath": {"path": MODEL_CACHE_ROOT[deployment.gpu_provider], "type": "DirectoryOrCreate"}},
+                {
+                    "name": "model-cache",
+                    "hostPath": {"path": MODEL_CACHE_ROOT[deployment.gpu_provider], "type": "DirectoryOrCreate"},
+                },
             ],
         },
     }
@@ -162,7 +180,8 @@ def model_cache_owner(deployment: Deployment, image: str) -> dict[str, Any]:
         "command": ["chown", f"{ENGINE_UID}:{ENGINE_GID}", cache_dir],
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
         "securityContext": {
-            "runAsNonRoot": False, "runAsUser": 0,
+            "runAsNonRoot": False,
+            "runAsUser": 0,
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"], "add": ["CHOWN"]},
@@ -171,15 +190,17 @@ def model_cache_owner(deployment: Deployment, image: str) -> dict[str, Any]:
     }
 
 
-def worker_controller(deployment: Deployment, role_name: Role, image: str,
-                      autoscaled: bool = False) -> dict[str, Any]:
+def worker_controller(deployment: Deployment, role_name: Role, image: str, autoscaled: bool = False) -> dict[str, Any]:
     """A Deployment when one node serves a replica, a LeaderWorkerSet when several do. ``autoscaled``: a
     ScaledObject owns the count, so none is rendered (a count here would reset it on every deploy, and a GPU
     replica taken away costs a model load to get back)."""
     role = deployment.serving.role(role_name)
     pod = worker_pod(deployment, role_name, image)
-    metadata = {"name": worker_name(role_name), "namespace": deployment.workloads.namespace,
-                "labels": role_labels(deployment.name, role_name)}
+    metadata = {
+        "name": worker_name(role_name),
+        "namespace": deployment.workloads.namespace,
+        "labels": role_labels(deployment.name, role_name),
+    }
     if role.nodes_per_replica == 1:
         return {
             "apiVersion": "apps/v1",
@@ -200,8 +221,10 @@ def worker_controller(deployment: Deployment, role_name: Role, image: str,
         "spec": {
             **({} if autoscaled else {"replicas": role.replicas}),
             "startupPolicy": "LeaderCreated",
-            "rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": {"maxUnavailable": 1,
-                                                                                        "maxSurge": 0}},
+            "rolloutStrategy": {
+                "type": "RollingUpdate",
+                "rollingUpdateConfiguration": {"maxUnavailable": 1, "maxSurge": 0},
+            },
             "leaderWorkerTemplate": {
                 "size": role.nodes_per_replica,
                 # One failed node breaks the replica's collective: restart the whole group together.
@@ -219,8 +242,11 @@ def worker_service(deployment: Deployment, role_name: Role) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": engines_service_name(role_name), "namespace": deployment.workloads.namespace,
-                     "labels": role_labels(deployment.name, role_name)},
+        "metadata": {
+            "name": engines_service_name(role_name),
+            "namespace": deployment.workloads.namespace,
+            "labels": role_labels(deployment.name, role_name),
+        },
         "spec": {
             "clusterIP": "None",
             "selector": selector(deployment.name, role_name),
@@ -237,8 +263,11 @@ def worker_disruption_budget(deployment: Deployment, role_name: Role) -> dict[st
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": {"name": worker_name(role_name), "namespace": deployment.workloads.namespace,
-                     "labels": role_labels(deployment.name, role_name)},
+        "metadata": {
+            "name": worker_name(role_name),
+            "namespace": deployment.workloads.namespace,
+            "labels": role_labels(deployment.name, role_name),
+        },
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(deployment.name, role_name)}},
     }
 

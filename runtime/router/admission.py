@@ -45,8 +45,9 @@ class Overloaded(ApiError):
 
     def __init__(self, priority: Priority, reason: RejectionReason, retry_after_s: int) -> None:
         why = "the queue is full" if reason == "queue_full" else "it waited the longest a request of its class may"
-        super().__init__(429, f"every engine is saturated and {why} ({priority} request); retry after "
-                              f"{retry_after_s} s", code=reason)
+        super().__init__(
+            429, f"every engine is saturated and {why} ({priority} request); retry after {retry_after_s} s", code=reason
+        )
         self.priority = priority
         self.reason = reason
         self.retry_after_s = retry_after_s
@@ -66,8 +67,9 @@ class _Waiter:
 
 
 class AdmissionQueue:
-    def __init__(self, config: AdmissionConfig, saturation: Saturation, registry: EngineRegistry,
-                 metrics: RouterMetrics) -> None:
+    def __init__(
+        self, config: AdmissionConfig, saturation: Saturation, registry: EngineRegistry, metrics: RouterMetrics
+    ) -> None:
         self.config = config
         self.saturation = saturation
         self.saturated = NotSaturatedFilter(saturation).saturated
@@ -87,8 +89,12 @@ class AdmissionQueue:
             return self.config.default_priority
         value = given.strip().lower()
         if value not in PRIORITIES:
-            raise ApiError(400, f"header {self.config.priority_header}={given!r} is not a priority; valid: "
-                                f"{', '.join(PRIORITIES)}", param=self.config.priority_header, code="invalid_priority")
+            raise ApiError(
+                400,
+                f"header {self.config.priority_header}={given!r} is not a priority; valid: {', '.join(PRIORITIES)}",
+                param=self.config.priority_header,
+                code="invalid_priority",
+            )
         return value  # type: ignore[return-value]
 
     @property

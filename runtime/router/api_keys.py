@@ -28,9 +28,9 @@ class ApiKeys:
 
     def allows(self, authorization: str | None) -> bool:
         """Whether the ``Authorization`` header carries one of the keys."""
-        if not authorization or authorization[:len(BEARER)].lower() != BEARER:
+        if not authorization or authorization[: len(BEARER)].lower() != BEARER:
             return False
-        given = authorization[len(BEARER):].strip().encode()
+        given = authorization[len(BEARER) :].strip().encode()
         found = False
         for key in self._keys:
             found |= hmac.compare_digest(given, key)
@@ -53,8 +53,7 @@ class ApiKeys:
                 return
             keys = {line.strip() for file in files for line in file.read_text().splitlines() if line.strip()}
         except OSError as error:
-            log.error("api_keys_unreadable", path=str(self.path), reason=str(error)[:200],
-                      keeping=len(self._keys))
+            log.error("api_keys_unreadable", path=str(self.path), reason=str(error)[:200], keeping=len(self._keys))
             return
         self._signature = signature
         self._keys = tuple(sorted(key.encode() for key in keys))

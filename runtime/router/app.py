@@ -45,10 +45,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class RouterState:
     """What the handlers need; built by :class:`~runtime.router.server.RouterServer`."""
 
-    def __init__(self, registry: EngineRegistry, flow: PdFlow, catalog: ModelCatalog, index: PrefixIndex,
-                 metrics: RouterMetrics, max_body_bytes: int, admission: AdmissionQueue,
-                 client_body_s: float = 60.0, max_messages: int = MAX_MESSAGES,
-                 api_keys: ApiKeys | None = None) -> None:
+    def __init__(
+        self,
+        registry: EngineRegistry,
+        flow: PdFlow,
+        catalog: ModelCatalog,
+        index: PrefixIndex,
+        metrics: RouterMetrics,
+        max_body_bytes: int,
+        admission: AdmissionQueue,
+        client_body_s: float = 60.0,
+        max_messages: int = MAX_MESSAGES,
+        api_keys: ApiKeys | None = None,
+    ) -> None:
         self.registry = registry
         self.admission = admission
         self.flow = flow
@@ -105,8 +114,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     reason = "missing" if not authorization else "invalid"
     _state(request).metrics.auth_failures.labels(reason).inc()
     log.warning("unauthorized", path=shortened(request.path), reason=reason, client=request.remote)
-    message = ("You didn't provide an API key: send it as Authorization: Bearer <key>." if reason == "missing"
-               else "Incorrect API key provided.")
+    message = (
+        "You didn't provide an API key: send it as Authorization: Bearer <key>."
+        if reason == "missing"
+        else "Incorrect API key provided."
+    )
     response = ApiError(401, message, code="invalid_api_key").response(request_id_of(request))
     response.headers["WWW-Authenticate"] = "Bearer"
     return response
@@ -148,12 +160,16 @@ def _generation(endpoint: Endpoint) -> Handler:
         outcome = "ok"
         try:
             if request.content_type != "application/json":
-                raise ApiError(415, f"Content-Type must be application/json, got {request.content_type!r}",
-                               code="unsupported_media_type")
+                raise ApiError(
+                    415,
+                    f"Content-Type must be application/json, got {request.content_type!r}",
+                    code="unsupported_media_type",
+                )
             api = OpenAiRequest.parse(endpoint, await read_body(request, state), state.max_messages)
             if not state.catalog.knows(api.model):
-                raise ApiError(404, f"The model `{shortened(api.model)}` does not exist.", param="model",
-                               code="model_not_found")
+                raise ApiError(
+                    404, f"The model `{shortened(api.model)}` does not exist.", param="model", code="model_not_found"
+                )
             check_request(api, state.catalog.max_model_len(api.model))
             async with state.admission.admitted(state.admission.priority_of(request.headers)):
                 served = await state.flow.serve(request, api, request_id)
@@ -201,8 +217,9 @@ async def read_body(request: web.Request, state: RouterState) -> bytes:
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(state) from None
     except TimeoutError:
-        raise ApiError(408, f"the request body did not arrive within {state.client_body_s} s",
-                       code="body_timeout") from None
+        raise ApiError(
+            408, f"the request body did not arrive within {state.client_body_s} s", code="body_timeout"
+        ) from None
 
 
 def _too_large(state: RouterState) -> ApiError:

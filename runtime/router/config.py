@@ -78,18 +78,34 @@ class Timeouts(_Strict):
     connect_s: float = Field(default=5.0, gt=0)
     first_byte_s: float = Field(default=120.0, gt=0, description="until the engine's response headers")
     idle_stream_s: float = Field(default=60.0, gt=0, description="longest gap between two streamed chunks")
-    prefill_s: float = Field(default=30.0, gt=0, description="the whole prefill leg (it makes one token); past it "
-                             "the engine is ejected and the request goes on without it")
-    first_token_s: float = Field(default=30.0, gt=0, description="after a prefill leg: until decode's first chunk; "
-                                 "past it (a stalled KV pull) the request restarts decode-only")
+    prefill_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="the whole prefill leg (it makes one token); past it "
+        "the engine is ejected and the request goes on without it",
+    )
+    first_token_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="after a prefill leg: until decode's first chunk; "
+        "past it (a stalled KV pull) the request restarts decode-only",
+    )
     client_headers_s: float = Field(default=30.0, gt=0, description="a client's request line and headers")
     client_body_s: float = Field(default=60.0, gt=0, description="a client's request body")
-    client_write_s: float = Field(default=30.0, gt=0, description="a client that reads nothing of its answer this "
-                                  "long (the router's send buffer stays full) is disconnected, its engine request "
-                                  "aborted")
-    client_idle_s: float = Field(default=75.0, gt=0, description="a kept-alive connection idle this long between "
-                                 "requests is closed (aiohttp's default is 3630 s); above a load balancer's idle "
-                                 "timeout (ALB: 60 s), so the balancer closes first")
+    client_write_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="a client that reads nothing of its answer this "
+        "long (the router's send buffer stays full) is disconnected, its engine request "
+        "aborted",
+    )
+    client_idle_s: float = Field(
+        default=75.0,
+        gt=0,
+        description="a kept-alive connection idle this long between "
+        "requests is closed (aiohttp's default is 3630 s); above a load balancer's idle "
+        "timeout (ALB: 60 s), so the balancer closes first",
+    )
 
 
 class Breaker(_Strict):
@@ -123,10 +139,14 @@ class Admission(_Strict):
     max_queued: int = Field(default=64, ge=0, description="requests waiting at this router replica, both classes")
     interactive_max_wait_s: float = Field(default=5.0, gt=0, description="an interactive request waits at most this")
     batch_max_wait_s: float = Field(default=60.0, gt=0, description="a batch request waits at most this")
-    priority_header: str = Field(default="x-pdstack-priority", pattern=r"^[A-Za-z0-9-]+$",
-                                 description="request header naming the class: interactive or batch")
+    priority_header: str = Field(
+        default="x-pdstack-priority",
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="request header naming the class: interactive or batch",
+    )
     default_priority: Literal["interactive", "batch"] = Field(
-        default="interactive", description="the class of a request without the header")
+        default="interactive", description="the class of a request without the header"
+    )
     retry_after_s: int = Field(default=2, ge=1, le=60, description="the Retry-After of a rejection, in seconds")
 
 
@@ -134,30 +154,40 @@ class ScalingSignals(_Strict):
     """What the router exports for autoscaling (see the README's Autoscaling section)."""
 
     prefill_tokens_per_s: float = Field(
-        default=20_000.0, gt=0,
-        description="uncached prompt tokens one prefill replica computes per second (calibrate: README)")
+        default=20_000.0,
+        gt=0,
+        description="uncached prompt tokens one prefill replica computes per second (calibrate: README)",
+    )
 
 
 class RouterConfig(_Strict):
     host: str = "0.0.0.0"
     port: int = Field(default=8000, ge=1, le=65535)
     metrics_port: int | None = Field(
-        default=9090, ge=1, le=65535, description="/metrics on its own port, not the API's (its series name every "
-        "engine's address); None: on the API port, for a test bed on one host")
+        default=9090,
+        ge=1,
+        le=65535,
+        description="/metrics on its own port, not the API's (its series name every "
+        "engine's address); None: on the API port, for a test bed on one host",
+    )
     discovery: Discovery = Discovery()
     pd_threshold_tokens: int = Field(
-        default=256, ge=0,
+        default=256,
+        ge=0,
         description="uncached prompt tokens on the chosen decode below this: decode serves alone; 0: always P/D",
     )
     decode_busy_kv_usage: float = Field(
-        default=0.8, gt=0, le=1.0,
+        default=0.8,
+        gt=0,
+        le=1.0,
         description="a prompt shorter than pd_threshold_tokens still goes P/D when its decode engine has requests "
         "waiting or at least this KV cache usage (its local prefill would slow its whole batch)",
     )
     prefix_mode: Literal["precise", "approximate"] = Field(
-        default="precise", description="precise: KV events from the engines (every router replica sees the same "
+        default="precise",
+        description="precise: KV events from the engines (every router replica sees the same "
         "caches; without a tokenizer or with serving.kv_events off it falls back to approximate, and says so); "
-        "approximate: each replica learns from its own decisions"
+        "approximate: each replica learns from its own decisions",
     )
     index_capacity_blocks: int = Field(default=1_000_000, ge=1, description="LRU cap of the prefix index")
     tokenizer: str | None = Field(default=None, description="directory with tokenizer.json; None: serving.model.source")
@@ -169,15 +199,21 @@ class RouterConfig(_Strict):
     timeouts: Timeouts = Timeouts()
     retries: Retries = Retries()
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
-    max_messages: int = Field(default=MAX_MESSAGES, ge=1, description="chat messages, or prompts in one completions "
-                              "batch, per request; a longer array is answered 400 before it is validated")
+    max_messages: int = Field(
+        default=MAX_MESSAGES,
+        ge=1,
+        description="chat messages, or prompts in one completions "
+        "batch, per request; a longer array is answered 400 before it is validated",
+    )
     health_interval_s: float = Field(default=5.0, gt=0)
     health: HealthHysteresis = HealthHysteresis()
     breaker: Breaker = Breaker()
     api_keys_path: str | None = Field(
-        default=None, description="API-key authentication: a file or a directory (a mounted Secret); every non-empty "
+        default=None,
+        description="API-key authentication: a file or a directory (a mounted Secret); every non-empty "
         "line of every file is a key, re-read when the files change; clients send Authorization: Bearer <key>, "
-        "others get 401 (/health, /ready and /metrics need none); None: no authentication")
+        "others get 401 (/health, /ready and /metrics need none); None: no authentication",
+    )
     max_connections: int = Field(default=4096, ge=1, description="client connections open at once; more are closed")
     metrics_interval_s: float = Field(default=2.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
@@ -185,6 +221,8 @@ class RouterConfig(_Strict):
     @model_validator(mode="after")
     def _two_ports(self) -> RouterConfig:
         if self.metrics_port == self.port:
-            raise ValueError(f"serving.router.metrics_port is the API port {self.port}: choose another, or None to "
-                             "serve /metrics on the API port")
+            raise ValueError(
+                f"serving.router.metrics_port is the API port {self.port}: choose another, or None to "
+                "serve /metrics on the API port"
+            )
         return self

@@ -59,8 +59,11 @@ class RouterServer:
         tokenizer = self._load_tokenizer()
         self.precise = self.config.prefix_mode == "precise" and tokenizer is not None and serving.kv_events.enabled
         if self.config.prefix_mode == "precise" and not self.precise:
-            log.warning("precise_mode_unavailable", reason="needs a tokenizer and serving.kv_events.enabled",
-                        using="approximate")
+            log.warning(
+                "precise_mode_unavailable",
+                reason="needs a tokenizer and serving.kv_events.enabled",
+                using="approximate",
+            )
         self.zmq = zmq.asyncio.Context() if self.precise else None
         self.registry = EngineRegistry(self.config, self.metrics, self._subscription if self.precise else None)
         self.catalog = ModelCatalog(serving.model.served_name, self.registry)
@@ -68,22 +71,42 @@ class RouterServer:
         self.pairs = PairHealth(self.metrics)
         scheduler = Scheduler.from_config(self.config, self.index, learn=not self.precise, pairs=self.pairs)
         self.registry.listeners += [self.index, scheduler, self.pairs]
-        observers = [FlowMetrics(self.metrics, self.registry),
-                     Backlog(PrefillBacklog(self.config.signals.prefill_tokens_per_s, self.metrics.prefill_backlog)),
-                     EngineOutcomes(self.registry, self.pairs), SchedulerRelease(scheduler)]
+        observers = [
+            FlowMetrics(self.metrics, self.registry),
+            Backlog(PrefillBacklog(self.config.signals.prefill_tokens_per_s, self.metrics.prefill_backlog)),
+            EngineOutcomes(self.registry, self.pairs),
+            SchedulerRelease(scheduler),
+        ]
         attempts = Attempts(scheduler, self.registry, self.config.retries, self.metrics)
-        self.flow = PdFlow(self.config, self.registry, scheduler, self.index, PromptReader(self.block_size, tokenizer),
-                           self.upstream, attempts, observers)
+        self.flow = PdFlow(
+            self.config,
+            self.registry,
+            scheduler,
+            self.index,
+            PromptReader(self.block_size, tokenizer),
+            self.upstream,
+            attempts,
+            observers,
+        )
         self.admission = AdmissionQueue(self.config.admission, self.config.saturation, self.registry, self.metrics)
-        self.state = RouterState(self.registry, self.flow, self.catalog, self.index, self.metrics,
-                                 self.config.max_body_bytes, self.admission, self.config.timeouts.client_body_s,
-                                 self.config.max_messages,
-                                 ApiKeys(self.config.api_keys_path) if self.config.api_keys_path else None)
+        self.state = RouterState(
+            self.registry,
+            self.flow,
+            self.catalog,
+            self.index,
+            self.metrics,
+            self.config.max_body_bytes,
+            self.admission,
+            self.config.timeouts.client_body_s,
+            self.config.max_messages,
+            ApiKeys(self.config.api_keys_path) if self.config.api_keys_path else None,
+        )
         self.app = build_app(self.state, metrics=self.config.metrics_port is None)
         self.metrics_app = build_metrics_app(self.state) if self.config.metrics_port is not None else None
         self.monitor: EngineMonitor | None = None
-        self.site_limits = ConnectionLimits(self.config.max_connections, self.config.timeouts.client_headers_s,
-                                            self.config.timeouts.client_write_s)
+        self.site_limits = ConnectionLimits(
+            self.config.max_connections, self.config.timeouts.client_headers_s, self.config.timeouts.client_write_s
+        )
         self._runner: web.AppRunner | None = None
         self._metrics_runner: web.AppRunner | None = None
 
@@ -108,8 +131,9 @@ class RouterServer:
         try:
             return fetch.ensure()
         except ModelFetchError as error:
-            log.warning("no_tokenizer", source=self.serving.model.source, reason=str(error)[:300],
-                        using="character blocks")
+            log.warning(
+                "no_tokenizer", source=self.serving.model.source, reason=str(error)[:300], using="character blocks"
+            )
             return None
 
     def discovery(self) -> DiscoverySource:
@@ -151,9 +175,15 @@ class RouterServer:
         # lingering_time: after an error answer, how long aiohttp keeps reading a body nobody will use (its default
         # 10 s lets a client that stopped sending hold the connection that long after its 408)
         # keepalive_timeout: aiohttp's default keeps an idle connection 3630 s
-        self._runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None, lingering_time=1.0,
-                                     keepalive_timeout=self.config.timeouts.client_idle_s, logger=server_logger(),
-                                     shutdown_timeout=self.config.shutdown_grace_s)
+        self._runner = web.AppRunner(
+            self.app,
+            handler_cancellation=True,
+            access_log=None,
+            lingering_time=1.0,
+            keepalive_timeout=self.config.timeouts.client_idle_s,
+            logger=server_logger(),
+            shutdown_timeout=self.config.shutdown_grace_s,
+        )
         await self._runner.setup()
         site = GuardedSite(self._runner, self.config.host, self.config.port, self.site_limits)
         await site.start()
@@ -161,10 +191,16 @@ class RouterServer:
             self._metrics_runner = web.AppRunner(self.metrics_app, access_log=None, logger=server_logger())
             await self._metrics_runner.setup()
             await web.TCPSite(self._metrics_runner, self.config.host, self.config.metrics_port).start()
-        log.info("router_listening", host=self.config.host, port=self.config.port,
-                 metrics_port=self.config.metrics_port or self.config.port, precise=self.precise,
-                 loop=type(asyncio.get_running_loop()).__module__,
-                 block_size=self.block_size, pd_threshold_tokens=self.config.pd_threshold_tokens)
+        log.info(
+            "router_listening",
+            host=self.config.host,
+            port=self.config.port,
+            metrics_port=self.config.metrics_port or self.config.port,
+            precise=self.precise,
+            loop=type(asyncio.get_running_loop()).__module__,
+            block_size=self.block_size,
+            pd_threshold_tokens=self.config.pd_threshold_tokens,
+        )
 
     async def stop(self) -> None:
         self.state.draining = True

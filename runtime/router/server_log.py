@@ -23,8 +23,9 @@ class MalformedRequests(logging.Filter):
             record.msg, record.args = "malformed_request", ()
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.exc_info, record.exc_text = None, None
-            setattr(record, FIELDS, {"client": client, "status": error.code,
-                                     "reason": str(error.message)[:200].strip()})
+            setattr(
+                record, FIELDS, {"client": client, "status": error.code, "reason": str(error.message)[:200].strip()}
+            )
         return True
 
 

@@ -26,9 +26,11 @@ def test_bench_quick_writes_rows_table_and_plot(tmp_path: Path) -> None:
     skipped = {(entry["system"], entry["policy"]) for entry in document["skipped"]}
     failed = {(entry["system"], entry["policy"]) for entry in document["failures"]}
     for system, policy in measured | skipped:
-        assert (system, policy) in skipped or {r["workload"] for r in rows
-                                               if (r["system"], r["policy"]) == (system, policy)} == workloads \
+        assert (
+            (system, policy) in skipped
+            or {r["workload"] for r in rows if (r["system"], r["policy"]) == (system, policy)} == workloads
             or (system, policy) in failed
+        )
     assert {row["workload"] for row in rows if row["system"] == "oracle"} == workloads
     for row in rows:
         if row["system"] != "oracle":

@@ -64,8 +64,15 @@ def test_the_search_finds_the_fewest_prefill_engines_the_load_needs() -> None:
     """3000-token prompts every 60 ms: a prefill engine serves two per 198 ms step (8192-token budget), ~10 req/s,
     so one falls behind 16.7 req/s and two keep up; decode is light."""
     requests = unique_prompts(24, 0.06)
-    search = Search(requests, Objectives(ttft_ms=400, tpot_ms=30), span_s=requests[-1].at_s, block_size=16,
-                    gpus_per_node=lambda _: 8, max_prefills=3, max_decodes=3)
+    search = Search(
+        requests,
+        Objectives(ttft_ms=400, tpot_ms=30),
+        span_s=requests[-1].at_s,
+        block_size=16,
+        gpus_per_node=lambda _: 8,
+        max_prefills=3,
+        max_decodes=3,
+    )
     frontier = search.frontier(toy())
     assert [(layout.prefills, layout.decodes) for layout in frontier] == [(2, 1)]
     tried = {(layout.prefills, layout.decodes): layout for layout in search.tried}
@@ -75,8 +82,15 @@ def test_the_search_finds_the_fewest_prefill_engines_the_load_needs() -> None:
 
 def test_the_cheapest_layout_is_chosen_by_price_then_margin() -> None:
     requests = unique_prompts(24, 0.06)
-    search = Search(requests, Objectives(ttft_ms=400, tpot_ms=30), span_s=requests[-1].at_s, block_size=16,
-                    gpus_per_node=lambda _: 8, max_prefills=3, max_decodes=2)
+    search = Search(
+        requests,
+        Objectives(ttft_ms=400, tpot_ms=30),
+        span_s=requests[-1].at_s,
+        block_size=16,
+        gpus_per_node=lambda _: 8,
+        max_prefills=3,
+        max_decodes=2,
+    )
     for instance in ("p5.48xlarge", "p4d.24xlarge"):
         search.frontier(toy(instance))
     prices = {"p5.48xlarge": InstancePrice(capacity_block=40.0), "p4d.24xlarge": InstancePrice(capacity_block=15.0)}
@@ -84,8 +98,11 @@ def test_the_cheapest_layout_is_chosen_by_price_then_margin() -> None:
     assert best["p4d.24xlarge"].hourly(prices["p4d.24xlarge"], "capacity_block") == 15.0
     # Every meeting layout costs one node; the one with the widest margin wins, not the first found.
     chosen = best["p5.48xlarge"]
-    widest = max(min(t.attainment, t.burst_attainment) for t in search.tried
-                 if t.meets and t.candidate.prefill.instance == "p5.48xlarge")
+    widest = max(
+        min(t.attainment, t.burst_attainment)
+        for t in search.tried
+        if t.meets and t.candidate.prefill.instance == "p5.48xlarge"
+    )
     assert min(chosen.attainment, chosen.burst_attainment) == widest
 
 
@@ -106,8 +123,15 @@ def test_prices_are_overridable_field_by_field(tmp_path: Path) -> None:
 
 def test_the_yaml_snippet_is_a_deployment_pdstack_accepts() -> None:
     requests = unique_prompts(2, 1.0)
-    search = Search(requests, Objectives(ttft_ms=400, tpot_ms=30), span_s=1.0, block_size=16,
-                    gpus_per_node=lambda _: 8, max_prefills=1, max_decodes=1)
+    search = Search(
+        requests,
+        Objectives(ttft_ms=400, tpot_ms=30),
+        span_s=1.0,
+        block_size=16,
+        gpus_per_node=lambda _: 8,
+        max_prefills=1,
+        max_decodes=1,
+    )
     layout = search.evaluate(toy(), 1, 1)
     base = yaml.safe_load((REPO / "deployments" / "default.yaml").read_text())
     snippet = yaml.safe_load(yaml_snippet(layout, "llama-3.1-8b"))
@@ -117,13 +141,20 @@ def test_the_yaml_snippet_is_a_deployment_pdstack_accepts() -> None:
     assert deployment.serving.prefill.replicas == 1 and deployment.serving.decode.tensor_parallel == 1
 
 
-def test_the_planner_says_it_is_a_simulation_and_refuses_no_traffic(tmp_path: Path,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_planner_says_it_is_a_simulation_and_refuses_no_traffic(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     trace = tmp_path / "trace.jsonl"
-    trace.write_text("\n".join(json.dumps({"timestamp": i * 500, "input_length": 1024, "output_length": 4,
-                                           "hash_ids": [0, i + 1]}) for i in range(8)) + "\n")
-    document = main(["--trace", str(trace), "--instances", "p5.48xlarge", "--tp", "1", "--max-engines", "2",
-                     "--out", str(tmp_path)])
+    trace.write_text(
+        "\n".join(
+            json.dumps({"timestamp": i * 500, "input_length": 1024, "output_length": 4, "hash_ids": [0, i + 1]})
+            for i in range(8)
+        )
+        + "\n"
+    )
+    document = main(
+        ["--trace", str(trace), "--instances", "p5.48xlarge", "--tp", "1", "--max-engines", "2", "--out", str(tmp_path)]
+    )
     out = capsys.readouterr().out
     assert "SIMULATION" in out and document["simulation"] is True
     assert document["best"] and document["best"][0]["pd_ratio"] == "1:1"

@@ -33,17 +33,21 @@ def test_a_line_of_the_published_format_parses() -> None:
     assert request == TraceRequest(4, 277.0, 32140, 92, tuple(range(63)))
 
 
-@pytest.mark.parametrize(("fields", "field", "why"), [
-    ({"input_length": None}, "input_length", "missing"),
-    ({"timestamp": "soon"}, "timestamp", "must be a number"),
-    ({"output_length": -1}, "output_length", "non-negative"),
-    ({"output_length": 2.5}, "output_length", "must be an integer"),
-    ({"hash_ids": "1,2"}, "hash_ids", "must be a list"),
-    ({"hash_ids": [1, -2]}, r"hash_ids\[1\]", "non-negative"),
-    ({"hash_ids": [1, 2, 3]}, "hash_ids", "has 3 ids but 'input_length' 1000 needs 2 blocks of 512"),
-])
-def test_a_format_error_names_the_line_and_the_field(tmp_path: Path, fields: dict[str, object], field: str,
-                                                      why: str) -> None:
+@pytest.mark.parametrize(
+    ("fields", "field", "why"),
+    [
+        ({"input_length": None}, "input_length", "missing"),
+        ({"timestamp": "soon"}, "timestamp", "must be a number"),
+        ({"output_length": -1}, "output_length", "non-negative"),
+        ({"output_length": 2.5}, "output_length", "must be an integer"),
+        ({"hash_ids": "1,2"}, "hash_ids", "must be a list"),
+        ({"hash_ids": [1, -2]}, r"hash_ids\[1\]", "non-negative"),
+        ({"hash_ids": [1, 2, 3]}, "hash_ids", "has 3 ids but 'input_length' 1000 needs 2 blocks of 512"),
+    ],
+)
+def test_a_format_error_names_the_line_and_the_field(
+    tmp_path: Path, fields: dict[str, object], field: str, why: str
+) -> None:
     path = write(tmp_path, [line(), line(timestamp=5), line(**fields)])
     with pytest.raises(TraceFormatError, match=rf"trace.jsonl line 3: field '{field}'.*{why}"):
         index_trace(path)
@@ -56,8 +60,10 @@ def test_a_line_that_is_not_json_names_its_line(tmp_path: Path) -> None:
 
 def test_what_guidellm_accepts_is_accepted(tmp_path: Path) -> None:
     """Zero token counts, renamed columns, a block size other than 512, extra fields, unsorted rows."""
-    lines = [json.dumps({"ts": 900, "in": 0, "out": 0, "ids": [], "extra": "x"}),
-             json.dumps({"ts": 100, "in": 257, "out": 3, "ids": [7, 8, 9]})]
+    lines = [
+        json.dumps({"ts": 900, "in": 0, "out": 0, "ids": [], "extra": "x"}),
+        json.dumps({"ts": 100, "in": 257, "out": 3, "ids": [7, 8, 9]}),
+    ]
     index = index_trace(write(tmp_path, lines), block_size=128, columns=TraceColumns("ts", "in", "out", "ids"))
     assert [r.line for r in index] == [2, 1]  # time order, not file order
     assert [r.input_length for r in index] == [257, 0]
@@ -109,8 +115,9 @@ def test_peak_rate_is_the_busiest_window() -> None:
     assert peak_rate([0, 1, 2, 30, 30.5, 31, 31.5, 39.9], window_s=10) == pytest.approx(0.5)
 
 
-def test_the_replay_stops_on_a_format_error_before_starting_anything(tmp_path: Path,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_replay_stops_on_a_format_error_before_starting_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from bench.replay.__main__ import main
 
     path = write(tmp_path, [line(), line(output_length="many")])

@@ -49,24 +49,35 @@ class Bed:
 
 
 @pytest.fixture(scope="module")
-def bed(vllm_python: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory,
-        cores_to_itself: None) -> Iterator[Bed]:
+def bed(
+    vllm_python: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory, cores_to_itself: None
+) -> Iterator[Bed]:
     """A pair of its own (a small decode KV cache, the scaling signals' router settings): never beside the
     session's pair."""
     ports = free_ports(9)
     serving = cpu_pair_serving(tiny_model, ports)
     decode = serving["decode"]
     decode["extra_args"] = [*decode["extra_args"], "--num-gpu-blocks-override", str(DECODE_BLOCKS)]  # type: ignore[index]
-    serving.update({
-        "router": {
-            "host": "127.0.0.1", "port": ports[8], "metrics_port": None, "pd_threshold_tokens": 0,
-            "health_interval_s": 1.0, "metrics_interval_s": 1.0,
-            "timeouts": {"connect_s": 2.0, "first_byte_s": 300.0, "idle_stream_s": 120.0},
-            "signals": {"prefill_tokens_per_s": PREFILL_TOKENS_PER_S},
-            "discovery": {"static": [{"url": f"http://127.0.0.1:{ports[0]}", "role": "prefill"},
-                                     {"url": f"http://127.0.0.1:{ports[4]}", "role": "decode"}]},
-        },
-    })
+    serving.update(
+        {
+            "router": {
+                "host": "127.0.0.1",
+                "port": ports[8],
+                "metrics_port": None,
+                "pd_threshold_tokens": 0,
+                "health_interval_s": 1.0,
+                "metrics_interval_s": 1.0,
+                "timeouts": {"connect_s": 2.0, "first_byte_s": 300.0, "idle_stream_s": 120.0},
+                "signals": {"prefill_tokens_per_s": PREFILL_TOKENS_PER_S},
+                "discovery": {
+                    "static": [
+                        {"url": f"http://127.0.0.1:{ports[0]}", "role": "prefill"},
+                        {"url": f"http://127.0.0.1:{ports[4]}", "role": "decode"},
+                    ]
+                },
+            },
+        }
+    )
     WORK.mkdir(parents=True, exist_ok=True)
     config = WORK / "autoscaling-deployment.yaml"
     config.write_text(yaml.safe_dump({"name": "cpu-autoscaling", "serving": serving}))
@@ -82,9 +93,12 @@ def bed(vllm_python: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFa
     with ExitStack() as stack:
         stack.enter_context(RuntimeServer("prefill", vllm_python, config, ports[0], env, WORK / "as-prefill.log", REPO))
         stack.enter_context(RuntimeServer("decode", vllm_python, config, ports[4], env, WORK / "as-decode.log", REPO))
-        router = stack.enter_context(RouterProcess(Path(sys.executable), config, ports[8], WORK / "as-router.log", REPO))
-        prometheus = stack.enter_context(PrometheusServer(tmp_path_factory.mktemp("prometheus"), targets,
-                                                          scrape_interval_s=1.0))
+        router = stack.enter_context(
+            RouterProcess(Path(sys.executable), config, ports[8], WORK / "as-router.log", REPO)
+        )
+        prometheus = stack.enter_context(
+            PrometheusServer(tmp_path_factory.mktemp("prometheus"), targets, scrape_interval_s=1.0)
+        )
         for job in (ROUTER_JOB, ENGINE_JOB):
             prometheus.wait_for_samples(f'up{{job="{job}"}} == 1')
         yield Bed(router=router, prometheus=prometheus, deployment=deployment)
@@ -100,10 +114,17 @@ def burst(bed: Bed, count: int, prompt_words: int, max_tokens: int, rounds: int 
     start = time.time()
     with ThreadPoolExecutor(count) as pool:
         for round_ in range(rounds):
-            answers = [pool.submit(client.completions.create, model="tiny",
-                                   prompt=unique_prompt(i + count * round_ + int(start), prompt_words),
-                                   max_tokens=max_tokens, temperature=0.0, extra_body={"ignore_eos": True})
-                       for i in range(count)]
+            answers = [
+                pool.submit(
+                    client.completions.create,
+                    model="tiny",
+                    prompt=unique_prompt(i + count * round_ + int(start), prompt_words),
+                    max_tokens=max_tokens,
+                    temperature=0.0,
+                    extra_body={"ignore_eos": True},
+                )
+                for i in range(count)
+            ]
             for answer in answers:
                 answer.result()
     time.sleep(1.5)  # let the last scrape of the burst land
@@ -129,13 +150,14 @@ def test_each_roles_signal_rises_on_its_own_burst(bed: Bed) -> None:
     # it). The decode burst's prompts are short (~26 tokens, the tiny model's tokenizer), so that its 24 concurrent
     # prefill legs add little prefill work.
     prompt_window = burst(bed, count=8, prompt_words=70, max_tokens=1, rounds=3)  # ~960-token prompts, 1 token each
-    decode_window = burst(bed, count=24, prompt_words=2, max_tokens=300)     # ~26-token prompts, long answers
+    decode_window = burst(bed, count=24, prompt_words=2, max_tokens=300)  # ~26-token prompts, long answers
 
     observed = {}
     for name, trigger in (("prefill_backlog", backlog), ("decode_kv_usage", kv_usage), ("decode_waiting", waiting)):
-        observed[name] = {phase: peak_and_mean(series(bed, trigger, window))
-                          for phase, window in (("rest", rest), ("prompt_burst", prompt_window),
-                                                ("decode_burst", decode_window))}
+        observed[name] = {
+            phase: peak_and_mean(series(bed, trigger, window))
+            for phase, window in (("rest", rest), ("prompt_burst", prompt_window), ("decode_burst", decode_window))
+        }
     print("\nsignal: phase -> (peak, mean)")
     for name, phases in observed.items():
         print(f"  {name}: " + ", ".join(f"{p} ({peak:.3f}, {mean:.3f})" for p, (peak, mean) in phases.items()))
@@ -146,13 +168,25 @@ def test_each_roles_signal_rises_on_its_own_burst(bed: Bed) -> None:
     assert decode["decode_burst"][1] > 2 * decode["prompt_burst"][1]
 
     bounds = {"prefill": (0, 8), "decode": (1, 8)}
-    prefill_replicas = {phase: desired_replicas(peak, backlog.target, current=1, minimum=bounds["prefill"][0],
-                                                maximum=bounds["prefill"][1])
-                        for phase, (peak, _) in prefill.items()}
-    decode_replicas = {phase: max(desired_replicas(observed[name][phase][0], trigger.target, current=1,
-                                                   minimum=bounds["decode"][0], maximum=bounds["decode"][1])
-                                  for name, trigger in (("decode_kv_usage", kv_usage), ("decode_waiting", waiting)))
-                       for phase in ("rest", "prompt_burst", "decode_burst")}
+    prefill_replicas = {
+        phase: desired_replicas(
+            peak, backlog.target, current=1, minimum=bounds["prefill"][0], maximum=bounds["prefill"][1]
+        )
+        for phase, (peak, _) in prefill.items()
+    }
+    decode_replicas = {
+        phase: max(
+            desired_replicas(
+                observed[name][phase][0],
+                trigger.target,
+                current=1,
+                minimum=bounds["decode"][0],
+                maximum=bounds["decode"][1],
+            )
+            for name, trigger in (("decode_kv_usage", kv_usage), ("decode_waiting", waiting))
+        )
+        for phase in ("rest", "prompt_burst", "decode_burst")
+    }
     print(f"  HPA replicas from the peaks: prefill {prefill_replicas}, decode {decode_replicas}")
     assert prefill_replicas["rest"] == 0 and prefill_replicas["prompt_burst"] >= 1
     # The decode burst's prefill legs are real prefill work too, so its backlog may rise, and where a scrape lands

@@ -33,9 +33,15 @@ from testbed.ports import free_ports
 pytestmark = pytest.mark.e2e
 
 PROMPT = "".join(f"def handler_{i}(request):\n    return respond(request, status={200 + i})\n\n" for i in range(12))
-ROUTER_METRICS = ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
-                  "vllm:prefix_cache_queries", "vllm:prefix_cache_hits", "vllm:prompt_tokens_by_source",
-                  "vllm:cache_config_info")
+ROUTER_METRICS = (
+    "vllm:num_requests_running",
+    "vllm:num_requests_waiting",
+    "vllm:kv_cache_usage_perc",
+    "vllm:prefix_cache_queries",
+    "vllm:prefix_cache_hits",
+    "vllm:prompt_tokens_by_source",
+    "vllm:cache_config_info",
+)
 
 
 @dataclass(frozen=True)
@@ -46,8 +52,12 @@ class Side:
 
 
 def post(url: str, path: str, body: dict[str, Any], request_id: str) -> tuple[dict[str, Any] | None, list[Any]]:
-    request = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "X-Request-Id": request_id})
+    request = urllib.request.Request(
+        url + path,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "X-Request-Id": request_id},
+    )
     with urllib.request.urlopen(request, timeout=120) as response:
         raw = response.read().decode()
     if not body.get("stream"):
@@ -80,11 +90,19 @@ class FakePairs:
         self.simulated: list[SimulatedEngine] = []
         for name, port in (("prefill", ports[0]), ("decode", ports[1])):
             publisher = KvEventPublisher(f"tcp://127.0.0.1:{port}", f"kv@fake@{name}", block_size, self.context)
-            self.simulated.append(SimulatedEngine(
-                name=name, model="tiny", block_size=block_size, tokenizer=EngineTokenizer(tokenizer),
-                publisher=publisher, simulator=EngineSimulator(EngineTiming(), KvCache(4096, block_size, publisher))))
-        self.faulty = [FaultEngine(name, model="tiny", block_size=block_size, record=False)
-                       for name in ("prefill", "decode")]
+            self.simulated.append(
+                SimulatedEngine(
+                    name=name,
+                    model="tiny",
+                    block_size=block_size,
+                    tokenizer=EngineTokenizer(tokenizer),
+                    publisher=publisher,
+                    simulator=EngineSimulator(EngineTiming(), KvCache(4096, block_size, publisher)),
+                )
+            )
+        self.faulty = [
+            FaultEngine(name, model="tiny", block_size=block_size, record=False) for name in ("prefill", "decode")
+        ]
         self.engines = [*self.simulated, *self.faulty]
         for engine in self.engines:
             asyncio.run_coroutine_threadsafe(engine.start(), self.loop).result(10)
@@ -103,8 +121,11 @@ def sides(routed: RoutedPair, tiny_model: Path) -> Iterator[dict[str, Side]]:
     fake = FakePairs(tiny_model, 32)
     try:
         real = Side(routed.prefill.url, routed.decode.url, routed.prefill_kv_events)
-        yield {"real": real, "simulated": Side(fake.simulated[0].url, fake.simulated[1].url, fake.events),
-               "fault": Side(fake.faulty[0].url, fake.faulty[1].url, "")}
+        yield {
+            "real": real,
+            "simulated": Side(fake.simulated[0].url, fake.simulated[1].url, fake.events),
+            "fault": Side(fake.faulty[0].url, fake.faulty[1].url, ""),
+        }
     finally:
         fake.close()
 
@@ -123,9 +144,19 @@ def keys_of(document: dict[str, Any]) -> set[str]:
 
 
 def prefill_leg(body: dict[str, Any]) -> dict[str, Any]:
-    return {**body, "max_tokens": 1, "stream": False,
-            "kv_transfer_params": {"do_remote_decode": True, "do_remote_prefill": False, "remote_engine_id": None,
-                                   "remote_block_ids": None, "remote_host": None, "remote_port": None}}
+    return {
+        **body,
+        "max_tokens": 1,
+        "stream": False,
+        "kv_transfer_params": {
+            "do_remote_decode": True,
+            "do_remote_prefill": False,
+            "remote_engine_id": None,
+            "remote_block_ids": None,
+            "remote_host": None,
+            "remote_port": None,
+        },
+    }
 
 
 @pytest.mark.parametrize("engine", ["simulated", "fault"])
@@ -133,8 +164,9 @@ def prefill_leg(body: dict[str, Any]) -> dict[str, Any]:
 def test_both_pd_legs_answer_the_same_fields(sides: dict[str, Side], endpoint: str, engine: str) -> None:
     path = "/v1/completions" if endpoint == "completions" else "/v1/chat/completions"
     body: dict[str, Any] = {"model": "tiny", "max_tokens": 6, "temperature": 0}
-    body.update({"prompt": PROMPT} if endpoint == "completions" else
-                {"messages": [{"role": "user", "content": PROMPT}]})
+    body.update(
+        {"prompt": PROMPT} if endpoint == "completions" else {"messages": [{"role": "user", "content": PROMPT}]}
+    )
     answers: dict[str, dict[str, Any]] = {}
     for label, side in (("real", sides["real"]), ("fake", sides[engine])):
         prefilled, _ = post(side.prefill, path, prefill_leg(body), f"contract-{endpoint}-{label}")
@@ -142,24 +174,37 @@ def test_both_pd_legs_answer_the_same_fields(sides: dict[str, Side], endpoint: s
         params = prefilled["kv_transfer_params"]
         whole, _ = post(side.decode, path, {**body, "kv_transfer_params": params}, f"contract-{endpoint}-{label}-d")
         prefilled2, _ = post(side.prefill, path, prefill_leg(body), f"contract-{endpoint}-{label}-2")
-        _, chunks = post(side.decode, path, {**body, "stream": True, "stream_options": {"include_usage": True},
-                                             "kv_transfer_params": prefilled2["kv_transfer_params"]},  # type: ignore[index]
-                         f"contract-{endpoint}-{label}-s")
+        _, chunks = post(
+            side.decode,
+            path,
+            {
+                **body,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+                "kv_transfer_params": prefilled2["kv_transfer_params"],
+            },  # type: ignore[index]
+            f"contract-{endpoint}-{label}-s",
+        )
         answers[label] = {"prefill": prefilled, "params": params, "decode": whole, "chunks": chunks}
     real, fake = answers["real"], answers["fake"]
     assert keys_of(fake["params"]) == keys_of(real["params"]), (sorted(real["params"]), sorted(fake["params"]))
     for leg in ("prefill", "decode"):
-        assert keys_of(fake[leg]) == keys_of(real[leg]), \
-            f"{leg}: real only {sorted(keys_of(real[leg]) - keys_of(fake[leg]))}, " \
+        assert keys_of(fake[leg]) == keys_of(real[leg]), (
+            f"{leg}: real only {sorted(keys_of(real[leg]) - keys_of(fake[leg]))}, "
             f"fake only {sorted(keys_of(fake[leg]) - keys_of(real[leg]))}"
+        )
         assert keys_of(fake[leg]["choices"][0]) == keys_of(real[leg]["choices"][0]), leg
-        assert keys_of(fake[leg]["usage"]) == keys_of(real[leg]["usage"]), \
+        assert keys_of(fake[leg]["usage"]) == keys_of(real[leg]["usage"]), (
             f"{leg}: real {real[leg]['usage']}, fake {fake[leg]['usage']}"
-    assert keys_of(fake["chunks"][0]) == keys_of(real["chunks"][0]), f"real {real['chunks'][0]}, fake {fake['chunks'][0]}"
+        )
+    assert keys_of(fake["chunks"][0]) == keys_of(real["chunks"][0]), (
+        f"real {real['chunks'][0]}, fake {fake['chunks'][0]}"
+    )
     first_real, first_fake = real["chunks"][0]["choices"][0], fake["chunks"][0]["choices"][0]
     assert keys_of(first_fake) == keys_of(first_real), f"real {first_real}, fake {first_fake}"
-    assert keys_of(fake["chunks"][-1]) == keys_of(real["chunks"][-1]), \
+    assert keys_of(fake["chunks"][-1]) == keys_of(real["chunks"][-1]), (
         f"usage chunk: real {real['chunks'][-1]}, fake {fake['chunks'][-1]}"
+    )
     assert real["chunks"][-1]["usage"] and fake["chunks"][-1]["usage"]
 
 
@@ -167,10 +212,28 @@ TOKENIZED: list[tuple[bool, dict[str, Any]]] = [
     (False, {"prompt": PROMPT}),
     (False, {"prompt": "  leading spaces, a tab\tand unicode: caf\u00e9 \u2014 \u4e2d\u6587\n"}),
     (True, {"messages": [{"role": "user", "content": PROMPT}]}),
-    (True, {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "def f():"},
-                         {"role": "assistant", "content": "    return 1"}, {"role": "user", "content": "and g?"}]}),
-    (True, {"messages": [{"role": "user", "content": [{"type": "text", "text": "first part"},
-                                                      {"type": "text", "text": "second part"}]}]}),
+    (
+        True,
+        {
+            "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": "def f():"},
+                {"role": "assistant", "content": "    return 1"},
+                {"role": "user", "content": "and g?"},
+            ]
+        },
+    ),
+    (
+        True,
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "first part"}, {"type": "text", "text": "second part"}],
+                }
+            ]
+        },
+    ),
     (True, {"messages": [{"role": "user", "content": "no generation prompt"}], "add_generation_prompt": False}),
 ]
 
@@ -186,8 +249,9 @@ def test_the_simulated_engine_tokenizes_as_vllm(sides: dict[str, Side], tiny_mod
     path = "/v1/chat/completions" if chat else "/v1/completions"
     counted = {}
     for label in ("real", "simulated"):
-        answer, _ = post(sides[label].prefill, path, {"model": "tiny", "max_tokens": 1, **body},
-                         f"contract-count-{case}-{label}")
+        answer, _ = post(
+            sides[label].prefill, path, {"model": "tiny", "max_tokens": 1, **body}, f"contract-count-{case}-{label}"
+        )
         assert answer is not None
         counted[label] = answer["usage"]["prompt_tokens"]
     assert counted["simulated"] == counted["real"] == real_ids["count"]
@@ -200,8 +264,11 @@ def test_metrics_routers_read_have_vllms_names_and_labels(sides: dict[str, Side]
         for name in ROUTER_METRICS:
             assert name in real_labels, f"real vLLM has no {name}: the fake's list is stale"
             assert name in fake_labels, f"the fake has no {name}"
-            assert fake_labels[name] <= real_labels[name] | {"enable_prefix_caching", "num_gpu_blocks"}, \
-                (name, real_labels[name], fake_labels[name])
+            assert fake_labels[name] <= real_labels[name] | {"enable_prefix_caching", "num_gpu_blocks"}, (
+                name,
+                real_labels[name],
+                fake_labels[name],
+            )
         assert {"local_compute", "local_cache_hit", "external_kv_transfer"} <= _sources(real_url)
         assert _sources(fake_url) <= _sources(real_url)
         # the router's restart detection (runtime/router/engines/load_metrics.py) reads this process-collector gauge
@@ -212,8 +279,12 @@ def test_metrics_routers_read_have_vllms_names_and_labels(sides: dict[str, Side]
 def _sources(url: str) -> set[str]:
     with urllib.request.urlopen(url + "/metrics", timeout=30) as response:
         text = response.read().decode()
-    return {sample.labels["source"] for family in text_string_to_metric_families(text) for sample in family.samples
-            if family.name == "vllm:prompt_tokens_by_source" and "source" in sample.labels}
+    return {
+        sample.labels["source"]
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if family.name == "vllm:prompt_tokens_by_source" and "source" in sample.labels
+    }
 
 
 def test_the_fault_engines_metrics_are_vllms_names_and_labels(sides: dict[str, Side]) -> None:
@@ -238,8 +309,12 @@ def test_kv_events_carry_the_same_fields(sides: dict[str, Side]) -> None:
             found = None
             for attempt in range(20):  # the subscription needs a moment (ZMQ slow joiner): resend until events come
                 prompt = f"attempt {attempt} of {label}: " + PROMPT
-                post(side.prefill, "/v1/completions", {"model": "tiny", "prompt": prompt, "max_tokens": 1},
-                     f"contract-events-{label}-{attempt}")
+                post(
+                    side.prefill,
+                    "/v1/completions",
+                    {"model": "tiny", "prompt": prompt, "max_tokens": 1},
+                    f"contract-events-{label}-{attempt}",
+                )
                 while socket.poll(1000):
                     frames = socket.recv_multipart()
                     assert len(frames) == 3 and len(frames[1]) == 8, frames[:2]

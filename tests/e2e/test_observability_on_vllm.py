@@ -120,17 +120,29 @@ def test_every_vllm_name_pdstack_reads_is_on_the_pinned_vllms_metrics(observed: 
     for server in (observed.pair.prefill, observed.pair.decode):
         for family, sample in samples(server.url):
             exported.update((family, sample.name))
-    router_reads = {value.decode() for value in vars(engine_metrics).values()
-                    if isinstance(value, bytes) and value.startswith(b"vllm:")}
+    router_reads = {
+        value.decode()
+        for value in vars(engine_metrics).values()
+        if isinstance(value, bytes) and value.startswith(b"vllm:")
+    }
     read = set(VLLM_METRICS) | router_reads
-    assert router_reads and not read - exported, f"vLLM {engine_pin.VLLM_VERSION} exports none of {sorted(read - exported)}"
+    assert router_reads and not read - exported, (
+        f"vLLM {engine_pin.VLLM_VERSION} exports none of {sorted(read - exported)}"
+    )
 
 
 def test_recompute_expression_is_empty_while_decode_pulls(observed: Observed) -> None:
-    assert values(observed.prometheus.query(scoped(
-        f'sum(rate(vllm:prompt_tokens_by_source_total{{{NAMESPACE}="{NS}", '
-        f'source="external_kv_transfer"}}[5m]))'
-    )))[0] > 0, "decode pulled nothing: no P/D happened"
+    assert (
+        values(
+            observed.prometheus.query(
+                scoped(
+                    f'sum(rate(vllm:prompt_tokens_by_source_total{{{NAMESPACE}="{NS}", '
+                    f'source="external_kv_transfer"}}[5m]))'
+                )
+            )
+        )[0]
+        > 0
+    ), "decode pulled nothing: no P/D happened"
     assert observed.prometheus.query(silent_recompute_expr()) == []
 
 
@@ -140,8 +152,11 @@ def test_forced_decode_recompute_shows_in_the_alert_expression(observed: Observe
     for i in range(2):
         prompt = "".join(f"value_{i}_{j} = compute({j}, {i})\n" for j in range(40))
         body = {"model": MODEL_NAME, "prompt": prompt, "max_tokens": 2, "temperature": 0.0}
-        request = urllib.request.Request(f"{observed.pair.decode.url}/v1/completions", json.dumps(body).encode(),
-                                         {"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{observed.pair.decode.url}/v1/completions",
+            json.dumps(body).encode(),
+            {"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=120) as response:
             assert response.status == 200
     settle(observed.prometheus)
@@ -162,8 +177,12 @@ def test_killed_prefill_shows_in_the_fallback_panel_and_engine_down(observed: Ob
         settle(prometheus)
     (fallbacks,) = [query for _, query in OVERVIEW.queries() if "pdstack_router_fallbacks_total" in query.expr]
     assert sum(values(prometheus.query(scoped(fallbacks.expr)))) > 0
-    down = next(r for g in rule_groups(ServiceLevelObjectives(), ObservabilityConfig())["groups"]
-                for r in g["rules"] if r.get("alert") == "PdstackEngineDown")
+    down = next(
+        r
+        for g in rule_groups(ServiceLevelObjectives(), ObservabilityConfig())["groups"]
+        for r in g["rules"]
+        if r.get("alert") == "PdstackEngineDown"
+    )
     deadline = time.monotonic() + 30  # the router marks the engine unhealthy within a few health intervals
     while not any(s["metric"].get("pod") == "prefill-0" for s in prometheus.query(down["expr"])):
         assert time.monotonic() < deadline, prometheus.query(down["expr"])
@@ -217,8 +236,12 @@ def test_record_the_disaggregation_row_for_the_readme(observed: Observed) -> Non
                     legend = legend.replace("{{" + key + "}}", value)
                 series.append({"legend": legend, "values": result["values"]})
         panels.append({"title": panel.title, "unit": panel.unit, "series": series})
-    recorded = {"dashboard": OVERVIEW.title.removeprefix("pdstack / "), "row": row, "start": observed.started,
-                "panels": panels}
+    recorded = {
+        "dashboard": OVERVIEW.title.removeprefix("pdstack / "),
+        "row": row,
+        "start": observed.started,
+        "panels": panels,
+    }
     (OUT / "disaggregation-row.json").write_text(json.dumps(recorded))
     draw(recorded, OUT / "disaggregation-row.png")
     assert sum(len(p["series"]) for p in panels) >= len(panels)

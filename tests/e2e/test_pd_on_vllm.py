@@ -22,14 +22,20 @@ PROMPT = (
     "        self.workers = list(workers)\n"
 )
 PREFILL_LEG_PARAMS = {
-    "do_remote_decode": True, "do_remote_prefill": False, "remote_engine_id": None,
-    "remote_block_ids": None, "remote_host": None, "remote_port": None,
+    "do_remote_decode": True,
+    "do_remote_prefill": False,
+    "remote_engine_id": None,
+    "remote_block_ids": None,
+    "remote_host": None,
+    "remote_port": None,
 }
 
 
 def post(url: str, path: str, body: dict[str, Any], request_id: str) -> dict[str, Any]:
     request = urllib.request.Request(
-        f"{url}{path}", data=json.dumps(body).encode(), method="POST",
+        f"{url}{path}",
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"Content-Type": "application/json", "X-Request-Id": request_id},
     )
     with urllib.request.urlopen(request, timeout=120) as response:
@@ -67,13 +73,17 @@ def disaggregated(pair: PdPair, path: str, body: dict[str, Any]) -> tuple[dict[s
     ("path", "body", "text_of"),
     [
         ("/v1/completions", {"prompt": PROMPT}, lambda answer: answer["choices"][0]["text"]),
-        ("/v1/chat/completions", {"messages": [{"role": "user", "content": PROMPT}]},
-         lambda answer: answer["choices"][0]["message"]["content"]),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": PROMPT}]},
+            lambda answer: answer["choices"][0]["message"]["content"],
+        ),
     ],
     ids=["completions", "chat"],
 )
-def test_decode_pulls_the_prompt_kv_and_matches_a_single_server(pd_pair: PdPair, path: str, body: dict[str, Any],
-                                                                text_of: Any) -> None:
+def test_decode_pulls_the_prompt_kv_and_matches_a_single_server(
+    pd_pair: PdPair, path: str, body: dict[str, Any], text_of: Any
+) -> None:
     body = {"model": pd_pair.model, "max_tokens": 16, "temperature": 0.0, "seed": 0, **body}
     single = post(pd_pair.prefill.url, path, body, f"single-{uuid.uuid4()}")
 

@@ -21,7 +21,11 @@ def test_preflight_reports_this_cpu_node(vllm_python: Path, tiny_model: Path) ->
     config.write_text(yaml.safe_dump({"model": {"source": str(tiny_model), "served_name": "tiny", "block_size": 32}}))
     result = subprocess.run(
         [str(vllm_python), "-m", "runtime", "preflight", "--json", "--config", str(config)],
-        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     report = json.loads(result.stdout)
     print("\n" + "\n".join(f"{c['status']:<4} {c['name']:<13} {c['reason']}" for c in report["checks"]))

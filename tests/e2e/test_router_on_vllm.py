@@ -19,8 +19,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 @pytest.mark.parametrize("endpoint", ["completions", "chat"])
-def test_openai_client_through_the_router_matches_a_single_server(routed: RoutedPair, endpoint: str,
-                                                                  stream: bool) -> None:
+def test_openai_client_through_the_router_matches_a_single_server(
+    routed: RoutedPair, endpoint: str, stream: bool
+) -> None:
     prompt = f"{QUESTION}# {endpoint} {stream}\n"
     single_text, single_usage = ask(routed.client(routed.prefill.url), endpoint, False, prompt)
     external_before = metric_sum(routed.decode.url, "vllm:prompt_tokens_by_source_total", source="external_kv_transfer")
@@ -56,7 +57,13 @@ def test_two_choices_match_a_single_servers_greedy_answer(routed: RoutedPair) ->
     greedy = ask(routed.client(routed.prefill.url), "completions", False, prompt, max_tokens=8)[0]
     for endpoint in ("completions", "chat"):
         client = routed.client()
-        common: dict[str, Any] = {"model": "tiny", "max_tokens": 8, "n": 2, "temperature": 1.0, "extra_body": {"top_k": 1}}
+        common: dict[str, Any] = {
+            "model": "tiny",
+            "max_tokens": 8,
+            "n": 2,
+            "temperature": 1.0,
+            "extra_body": {"top_k": 1},
+        }
         if endpoint == "chat":
             chat_greedy = ask(routed.client(routed.prefill.url), "chat", False, prompt, max_tokens=8)[0]
             answer = client.chat.completions.create(messages=[{"role": "user", "content": prompt}], **common)
@@ -94,8 +101,10 @@ def test_shared_prefix_is_predicted_and_hits_the_engines_cache(routed: RoutedPai
         ask(client, "completions", False, SHARED + f"# follow-up {i}\n")
     predicted = metric_sum(router, "pdstack_router_predicted_prefix_hit_tokens_total") - predicted_before
     engine_hits = metric_sum(routed.prefill.url, "vllm:prefix_cache_hits_total") - engine_hits_before
-    print(f"\npredicted prefix-hit tokens {predicted}, prefill prefix-cache hit tokens {engine_hits}, "
-          f"index blocks {metric_sum(router, 'pdstack_router_prefix_index_blocks')}")
+    print(
+        f"\npredicted prefix-hit tokens {predicted}, prefill prefix-cache hit tokens {engine_hits}, "
+        f"index blocks {metric_sum(router, 'pdstack_router_prefix_index_blocks')}"
+    )
     assert predicted >= 3 * 32 * 10
     assert engine_hits > 0
 

@@ -34,16 +34,30 @@ print(json.dumps({"model": args.model_tag or args.model, "block_size": engine.bl
 
 
 def parse_in_vllm(vllm_python: Path, argv: list[str]) -> dict:
-    result = subprocess.run([str(vllm_python), "-c", PARSE, json.dumps(argv)], cwd=REPO, capture_output=True,
-                            text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [str(vllm_python), "-c", PARSE, json.dumps(argv)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("worker", [PrefillWorker, DecodeWorker])
-def test_the_efa_node_command_parses_in_the_pinned_vllm(vllm_python: Path, worker: type[PrefillWorker] | type[DecodeWorker]) -> None:
+def test_the_efa_node_command_parses_in_the_pinned_vllm(
+    vllm_python: Path, worker: type[PrefillWorker] | type[DecodeWorker]
+) -> None:
     launch = worker(serving(), p5_host(efa=32), "/models/llama", {}).launch()
     parsed = parse_in_vllm(vllm_python, launch.argv)
-    assert parsed == {"model": "/models/llama", "block_size": 128, "connector": "NixlConnector",
-                      "role": worker.kv_role, "backends": ["LIBFABRIC"], "kv_events": True}
+    assert parsed == {
+        "model": "/models/llama",
+        "block_size": 128,
+        "connector": "NixlConnector",
+        "role": worker.kv_role,
+        "backends": ["LIBFABRIC"],
+        "kv_events": True,
+    }
     assert launch.env["NIXL_LIBFABRIC_NUM_THREADS"] == "4"

@@ -11,8 +11,13 @@ from tests.infra.scheduling import coalesce
 
 
 def _required_terms(*terms: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-        "nodeSelectorTerms": [{"matchExpressions": t} for t in terms]}}}
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": t} for t in terms]
+            }
+        }
+    }
 
 
 # NVIDIA/k8s-device-plugin v0.20.0 (commit 1b826acc), deployments/helm/nvidia-device-plugin/values.yaml lines 63-93.
@@ -23,8 +28,10 @@ NVIDIA_DEVICE_PLUGIN_DEFAULTS: dict[str, Any] = {
         [{"key": "feature.node.kubernetes.io/cpu-model.vendor_id", "operator": "In", "values": ["NVIDIA"]}],
         [{"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true"]}],
     ),
-    "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"},
-                    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    "tolerations": [
+        {"key": "CriticalAddonsOnly", "operator": "Exists"},
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+    ],
 }
 
 
@@ -67,8 +74,12 @@ def efa_device_plugin_pod(values: dict[str, Any]) -> dict[str, Any]:
 # affinity {}; templates/manager/deployment.yaml lines 85-96 copy each when set. The controller is a Deployment.
 # charts/lws/values.yaml resources.requests cpu 1, memory 1Gi (read at a stored snapshot, commit 15f5dada; the
 # manager container takes .Values.resources), replicaCount 1.
-LWS_DEFAULTS: dict[str, Any] = {"nodeSelector": {}, "tolerations": [], "affinity": {},
-                                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}
+LWS_DEFAULTS: dict[str, Any] = {
+    "nodeSelector": {},
+    "tolerations": [],
+    "affinity": {},
+    "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+}
 
 
 def _with_requests(pod: dict[str, Any], resources: dict[str, Any] | None) -> dict[str, Any]:
@@ -87,14 +98,20 @@ def lws_controller_pod(values: dict[str, Any]) -> dict[str, Any]:
 # Deployment (templates/manager/deployment.yaml lines 238-257, metrics-server/deployment.yaml 203-219,
 # webhooks/deployment.yaml 158-174) always selects kubernetes.io/os: linux, then adds the component's nodeSelector or
 # else the top-level one; affinity and tolerations likewise, the component's or else the top-level ones.
-KEDA_COMPONENTS = {"operator": "keda-operator", "metricsServer": "keda-operator-metrics-apiserver",
-                   "webhooks": "keda-admission-webhooks"}
+KEDA_COMPONENTS = {
+    "operator": "keda-operator",
+    "metricsServer": "keda-operator-metrics-apiserver",
+    "webhooks": "keda-admission-webhooks",
+}
 # values.yaml resources.{operator,metricServer,webhooks}.requests: cpu 100m, memory 100Mi each (the chart's later
 # values schema lowers the webhooks to 10m/10Mi; the larger figure is kept).
-KEDA_DEFAULTS: dict[str, Any] = {"nodeSelector": {}, "tolerations": [], "affinity": {},
-                                 **{c: {"nodeSelector": {}, "tolerations": [], "affinity": {}} for c in KEDA_COMPONENTS},
-                                 "resources": {c: {"requests": {"cpu": "100m", "memory": "100Mi"}}
-                                               for c in KEDA_COMPONENTS}}
+KEDA_DEFAULTS: dict[str, Any] = {
+    "nodeSelector": {},
+    "tolerations": [],
+    "affinity": {},
+    **{c: {"nodeSelector": {}, "tolerations": [], "affinity": {}} for c in KEDA_COMPONENTS},
+    "resources": {c: {"requests": {"cpu": "100m", "memory": "100Mi"}} for c in KEDA_COMPONENTS},
+}
 
 
 def keda_pods(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -102,8 +119,9 @@ def keda_pods(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
     pods = {}
     for component, name in KEDA_COMPONENTS.items():
         own = merged[component]
-        pod: dict[str, Any] = {"nodeSelector": {"kubernetes.io/os": "linux",
-                                                **(own["nodeSelector"] or merged["nodeSelector"])}}
+        pod: dict[str, Any] = {
+            "nodeSelector": {"kubernetes.io/os": "linux", **(own["nodeSelector"] or merged["nodeSelector"])}
+        }
         for key in ("affinity", "tolerations"):
             if own[key] or merged[key]:
                 pod[key] = own[key] or merged[key]
@@ -135,9 +153,14 @@ CLUSTER_AUTOSCALER_APP_VERSIONS = {"9.53.0": "1.34.2", "9.59.0": "1.35.0"}
 # nodeSelector {} (78), tolerations [] (80), affinity {} (83), configureDefaultAffinity true (88). templates/
 # deployment.yaml lines 264-287: the nodeSelector and tolerations when set; the affinity when set, else (default
 # affinity on) a preferred (weight 100) pod anti-affinity on kubernetes.io/hostname among the controller's own pods.
-LOAD_BALANCER_CONTROLLER_DEFAULTS: dict[str, Any] = {"replicaCount": 2, "resources": {}, "nodeSelector": {},
-                                                     "tolerations": [], "affinity": {},
-                                                     "configureDefaultAffinity": True}
+LOAD_BALANCER_CONTROLLER_DEFAULTS: dict[str, Any] = {
+    "replicaCount": 2,
+    "resources": {},
+    "nodeSelector": {},
+    "tolerations": [],
+    "affinity": {},
+    "configureDefaultAffinity": True,
+}
 
 
 def load_balancer_controller_pods(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -147,11 +170,27 @@ def load_balancer_controller_pods(values: dict[str, Any]) -> dict[str, dict[str,
     if merged.get("affinity"):
         pod["affinity"] = merged["affinity"]
     elif merged["configureDefaultAffinity"]:
-        pod["affinity"] = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
-            "weight": 100, "podAffinityTerm": {
-                "labelSelector": {"matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In",
-                                                        "values": ["aws-load-balancer-controller"]}]},
-                "topologyKey": "kubernetes.io/hostname"}}]}}
+        pod["affinity"] = {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "podAffinityTerm": {
+                            "labelSelector": {
+                                "matchExpressions": [
+                                    {
+                                        "key": "app.kubernetes.io/name",
+                                        "operator": "In",
+                                        "values": ["aws-load-balancer-controller"],
+                                    }
+                                ]
+                            },
+                            "topologyKey": "kubernetes.io/hostname",
+                        },
+                    }
+                ]
+            }
+        }
     return {f"replica-{i}": _with_requests(pod, merged.get("resources")) for i in range(merged["replicaCount"])}
 
 
@@ -160,22 +199,33 @@ def load_balancer_controller_pods(values: dict[str, Any]) -> dict[str, dict[str,
 # nodeSelector, affinity .Values.linux.affinity, tolerations .Values.linux.tolerations; values.yaml: linux.affinity a
 # required term type NotIn [virtual-kubelet], linux.tolerations [{operator: Exists}] (every taint), nodeSelector {};
 # three containers with requests: registrar 10m/20Mi, secrets-store (linux.driver) 50m/100Mi, liveness-probe 10m/20Mi.
-SECRETS_STORE_CSI_DRIVER_DEFAULTS: dict[str, Any] = {"linux": {
-    "nodeSelector": {},
-    "affinity": _required_terms([{"key": "type", "operator": "NotIn", "values": ["virtual-kubelet"]}]),
-    "tolerations": [{"operator": "Exists"}],
-    "registrar": {"resources": {"requests": {"cpu": "10m", "memory": "20Mi"}}},
-    "driver": {"resources": {"requests": {"cpu": "50m", "memory": "100Mi"}}},
-    "livenessProbe": {"resources": {"requests": {"cpu": "10m", "memory": "20Mi"}}},
-}}
+SECRETS_STORE_CSI_DRIVER_DEFAULTS: dict[str, Any] = {
+    "linux": {
+        "nodeSelector": {},
+        "affinity": _required_terms([{"key": "type", "operator": "NotIn", "values": ["virtual-kubelet"]}]),
+        "tolerations": [{"operator": "Exists"}],
+        "registrar": {"resources": {"requests": {"cpu": "10m", "memory": "20Mi"}}},
+        "driver": {"resources": {"requests": {"cpu": "50m", "memory": "100Mi"}}},
+        "livenessProbe": {"resources": {"requests": {"cpu": "10m", "memory": "20Mi"}}},
+    }
+}
 
 
 def secrets_store_csi_driver_pod(values: dict[str, Any]) -> dict[str, Any]:
     linux = coalesce(SECRETS_STORE_CSI_DRIVER_DEFAULTS, values)["linux"]
-    return {"nodeSelector": {"kubernetes.io/os": "linux", **(linux["nodeSelector"] or {})},
-            "affinity": linux["affinity"], "tolerations": linux["tolerations"],
-            "containers": [{"name": name, "resources": linux[key]["resources"]} for name, key in (
-                ("node-driver-registrar", "registrar"), ("secrets-store", "driver"), ("liveness", "livenessProbe"))]}
+    return {
+        "nodeSelector": {"kubernetes.io/os": "linux", **(linux["nodeSelector"] or {})},
+        "affinity": linux["affinity"],
+        "tolerations": linux["tolerations"],
+        "containers": [
+            {"name": name, "resources": linux[key]["resources"]}
+            for name, key in (
+                ("node-driver-registrar", "registrar"),
+                ("secrets-store", "driver"),
+                ("liveness", "livenessProbe"),
+            )
+        ],
+    }
 
 
 # aws/secrets-store-csi-driver-provider-aws commit a74182c1 (chart 3.1.1), charts/secrets-store-csi-driver-provider-aws:
@@ -183,16 +233,21 @@ def secrets_store_csi_driver_pod(values: dict[str, Any]) -> dict[str, Any]:
 # tolerations and affinity copied when set; values.yaml: affinity a required term eks.amazonaws.com/compute-type
 # NotIn [fargate], tolerations [], nodeSelector {}, resources.requests 50m/100Mi.
 SECRETS_STORE_PROVIDER_AWS_DEFAULTS: dict[str, Any] = {
-    "nodeSelector": {}, "tolerations": [],
-    "affinity": _required_terms([{"key": "eks.amazonaws.com/compute-type", "operator": "NotIn", "values": ["fargate"]}]),
+    "nodeSelector": {},
+    "tolerations": [],
+    "affinity": _required_terms(
+        [{"key": "eks.amazonaws.com/compute-type", "operator": "NotIn", "values": ["fargate"]}]
+    ),
     "resources": {"requests": {"cpu": "50m", "memory": "100Mi"}},
 }
 
 
 def secrets_store_provider_aws_pod(values: dict[str, Any]) -> dict[str, Any]:
     merged = coalesce(SECRETS_STORE_PROVIDER_AWS_DEFAULTS, values)
-    pod = {"nodeSelector": {"kubernetes.io/os": "linux", **(merged["nodeSelector"] or {})},
-           **{k: merged[k] for k in ("affinity", "tolerations") if merged.get(k)}}
+    pod = {
+        "nodeSelector": {"kubernetes.io/os": "linux", **(merged["nodeSelector"] or {})},
+        **{k: merged[k] for k in ("affinity", "tolerations") if merged.get(k)},
+    }
     return {**pod, "containers": [{"name": "provider-aws-installer", "resources": merged["resources"]}]}
 
 
@@ -237,5 +292,6 @@ LWS_LEADER_ADDRESS = "{lws}-{group}.{subdomain}.{namespace}"
 
 def lws_owned_service_names(objects: list[dict[str, Any]]) -> set[str]:
     """Names of the Services the LWS controller must be free to create for the LeaderWorkerSets in ``objects``."""
-    return {LWS_HEADLESS_SERVICE_NAME.format(lws=o["metadata"]["name"])
-            for o in objects if o["kind"] == "LeaderWorkerSet"}
+    return {
+        LWS_HEADLESS_SERVICE_NAME.format(lws=o["metadata"]["name"]) for o in objects if o["kind"] == "LeaderWorkerSet"
+    }

@@ -35,8 +35,11 @@ LEADER_WORKER_SET_V1: dict[str, Any] = {
                         "rollingUpdateConfiguration": {
                             "type": "object",
                             "additionalProperties": False,
-                            "properties": {"maxUnavailable": _INT_OR_PERCENT, "maxSurge": _INT_OR_PERCENT,
-                                           "partition": {"type": "integer", "minimum": 0}},
+                            "properties": {
+                                "maxUnavailable": _INT_OR_PERCENT,
+                                "maxSurge": _INT_OR_PERCENT,
+                                "partition": {"type": "integer", "minimum": 0},
+                            },
                         },
                     },
                 },

@@ -68,16 +68,18 @@ def term_matches(term: dict[str, Any], node: Node) -> bool:
     fields = term.get("matchFields") or []
     if not expressions and not fields:
         return False  # an empty term selects no node
-    return (all(expression_matches(e, node.labels) for e in expressions)
-            and all(expression_matches(f, {"metadata.name": node.name}) for f in fields))
+    return all(expression_matches(e, node.labels) for e in expressions) and all(
+        expression_matches(f, {"metadata.name": node.name}) for f in fields
+    )
 
 
 def node_affinity_matches(spec: dict[str, Any], node: Node) -> bool:
     """nodeSelector AND the required node affinity (its terms ORed)."""
     if any(node.labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
         return False
-    required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
-                .get("requiredDuringSchedulingIgnoredDuringExecution"))
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    )
     if required is None:
         return True
     return any(term_matches(term, node) for term in required.get("nodeSelectorTerms") or [])
@@ -100,8 +102,9 @@ def tolerates(toleration: dict[str, Any], taint: dict[str, str]) -> bool:
 
 def untolerated_taints(spec: dict[str, Any], node: Node) -> list[dict[str, str]]:
     tolerations = spec.get("tolerations") or []
-    return [t for t in node.taints
-            if t["effect"] in FILTERING_EFFECTS and not any(tolerates(tol, t) for tol in tolerations)]
+    return [
+        t for t in node.taints if t["effect"] in FILTERING_EFFECTS and not any(tolerates(tol, t) for tol in tolerations)
+    ]
 
 
 def placement_problems(spec: dict[str, Any], node: Node) -> list[str]:
@@ -160,6 +163,7 @@ def coalesce(defaults: Any, values: Any) -> Any:
 # requested plus what the node's pods already request stays within the node's allocatable (and one more pod within
 # its pods capacity). Quantities here: cpu in millicores, memory and hugepages in bytes, the rest in units.
 
+
 def quantity(name: str, value: str) -> int:
     value = str(value)
     if name == "cpu":
@@ -213,8 +217,11 @@ class Cluster:
                 continue
             key = constraint["topologyKey"]
             selector = constraint["labelSelector"]["matchLabels"]
-            eligible = [n for n in self.nodes if key in n.labels and node_affinity_matches(spec, n)
-                        and not untolerated_taints(spec, n)]
+            eligible = [
+                n
+                for n in self.nodes
+                if key in n.labels and node_affinity_matches(spec, n) and not untolerated_taints(spec, n)
+            ]
             counts: dict[str, int] = {}
             for n in eligible:
                 matching = sum(1 for _, pod in self.pods.get(n.name, []) if selector.items() <= pod.items())
@@ -243,8 +250,16 @@ class Cluster:
             self.used[node.name][resource] -= amount
 
 
-def roll(cluster: Cluster, name: str, spec: dict[str, Any], labels: dict[str, str], replicas: int,
-         max_surge: int, max_unavailable: int, group: int = 1) -> list[str]:
+def roll(
+    cluster: Cluster,
+    name: str,
+    spec: dict[str, Any],
+    labels: dict[str, str],
+    replicas: int,
+    max_surge: int,
+    max_unavailable: int,
+    group: int = 1,
+) -> list[str]:
     """A rolling update as the Deployment controller (or, with ``group`` pods per replica, LeaderWorkerSet's) runs
     it: new replicas while the total stays within replicas + maxSurge, old ones removed while the available stay at
     least replicas - maxUnavailable (a new replica counts once all its pods are bound). The running replicas are
@@ -280,6 +295,10 @@ def roll(cluster: Cluster, name: str, spec: dict[str, Any], labels: dict[str, st
                 cluster.remove(pod, spec, node)
             progressed = True
         if not progressed:
-            return [(f"{name}: stalled with {len(old)} old and {new} new replicas (maxSurge {max_surge}, "
-                    f"maxUnavailable {max_unavailable}): {[cluster.fits(spec, n) for n in cluster.nodes]}")]
+            return [
+                (
+                    f"{name}: stalled with {len(old)} old and {new} new replicas (maxSurge {max_surge}, "
+                    f"maxUnavailable {max_unavailable}): {[cluster.fits(spec, n) for n in cluster.nodes]}"
+                )
+            ]
     return []

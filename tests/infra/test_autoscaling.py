@@ -33,7 +33,9 @@ from tests.infra.keda_schema import (
 )
 from tests.infra.leaderworkerset_schema import LWS_SCALE_SUBRESOURCE
 
-WORKSPACE = PrometheusServer(server_address="https://aps-workspaces.us-east-2.amazonaws.com/workspaces/ws-0123", region="us-east-2")
+WORKSPACE = PrometheusServer(
+    server_address="https://aps-workspaces.us-east-2.amazonaws.com/workspaces/ws-0123", region="us-east-2"
+)
 SCHEMAS = {"ScaledObject": SCALED_OBJECT_V1ALPHA1, "TriggerAuthentication": TRIGGER_AUTHENTICATION_V1ALPHA1}
 
 
@@ -49,8 +51,11 @@ def deployment(**changes: Any) -> Deployment:
 
 
 def scaled(d: Deployment, role: str) -> dict[str, Any]:
-    (found,) = [o for o in autoscaling_objects(d, WORKSPACE)
-                if o["kind"] == "ScaledObject" and o["metadata"]["name"] == f"pdstack-{role}"]
+    (found,) = [
+        o
+        for o in autoscaling_objects(d, WORKSPACE)
+        if o["kind"] == "ScaledObject" and o["metadata"]["name"] == f"pdstack-{role}"
+    ]
     return found
 
 
@@ -71,10 +76,13 @@ def test_objects_match_the_pinned_keda_schema(make) -> None:  # type: ignore[no-
 
 def test_the_schema_is_closed() -> None:
     obj = scaled(deployment(), "decode")
-    for mutate in (lambda o: o["spec"].update(minReplicas=1),  # KEDA's field is minReplicaCount
-                   lambda o: o["spec"]["triggers"][0].update(metricType="Average"),
-                   lambda o: o["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"].update(
-                       stabilizationWindowSeconds=7200)):
+    for mutate in (
+        lambda o: o["spec"].update(minReplicas=1),  # KEDA's field is minReplicaCount
+        lambda o: o["spec"]["triggers"][0].update(metricType="Average"),
+        lambda o: o["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"].update(
+            stabilizationWindowSeconds=7200
+        ),
+    ):
         broken = json.loads(json.dumps(obj))
         mutate(broken)
         with pytest.raises(jsonschema.ValidationError):
@@ -99,8 +107,11 @@ def test_each_scaled_object_targets_its_roles_controller(make) -> None:  # type:
 def test_prefill_target_keeps_the_backlog_within_its_share_of_the_ttft_slo() -> None:
     """Four router replicas report 1.5, 1.0, 0.5 and 0.5 s of backlog (3.5 s of one replica's work). With a 2 s TTFT
     SLO of which half may be backlog, the HPA asks for 4 prefill replicas: 3.5 s over 4 is under 1 s each."""
-    d = deployment(slo__ttft_seconds=2.0, autoscaling__prefill__max_replicas=2, gpu_node_groups=[
-        {**load_yaml("default.yaml")["gpu_node_groups"][0], "max_size": 4}])
+    d = deployment(
+        slo__ttft_seconds=2.0,
+        autoscaling__prefill__max_replicas=2,
+        gpu_node_groups=[{**load_yaml("default.yaml")["gpu_node_groups"][0], "max_size": 4}],
+    )
     (trigger,) = scaling_triggers(d, "prefill")
     assert "sum(" in trigger.query  # summed across router replicas: each counts only what it routed
     backlog = 1.5 + 1.0 + 0.5 + 0.5
@@ -132,8 +143,10 @@ def test_windows_are_sized_to_a_model_load() -> None:
         assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 20 * 60
         assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0
     slow = scaled(deployment(workloads__startup_minutes=90), "decode")["spec"]
-    assert slow["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"][
-        "stabilizationWindowSeconds"] == MAX_STABILIZATION_S  # the Kubernetes limit
+    assert (
+        slow["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"]
+        == MAX_STABILIZATION_S
+    )  # the Kubernetes limit
 
 
 def test_decode_may_not_scale_to_zero() -> None:
@@ -143,8 +156,9 @@ def test_decode_may_not_scale_to_zero() -> None:
 
 def test_max_replicas_must_fit_the_gpu_pools() -> None:
     with pytest.raises(DeploymentError, match=r"need 3 p5.48xlarge nodes .* at most 2"):
-        deployment(autoscaling__decode__max_replicas=2, serving__prefill__tensor_parallel=8,
-                   serving__decode__tensor_parallel=8)  # a node per replica: 1 prefill + 2 decode
+        deployment(
+            autoscaling__decode__max_replicas=2, serving__prefill__tensor_parallel=8, serving__decode__tensor_parallel=8
+        )  # a node per replica: 1 prefill + 2 decode
 
 
 def test_the_starting_count_lies_within_the_bounds() -> None:
@@ -156,9 +170,11 @@ def test_without_scaled_objects_the_counts_stay_fixed() -> None:
     d = deployment(autoscaling__enabled=False)
     assert autoscaling_objects(d, WORKSPACE) == []
     for autoscaled, expected in ((False, [1, 1]), (True, [None, None])):
-        controllers = [o for o in serving_objects(deployment(), "image", autoscaled=autoscaled)
-                       if o["kind"] == "Deployment"
-                       and "llm-d.ai/role" in o["metadata"]["labels"]]
+        controllers = [
+            o
+            for o in serving_objects(deployment(), "image", autoscaled=autoscaled)
+            if o["kind"] == "Deployment" and "llm-d.ai/role" in o["metadata"]["labels"]
+        ]
         assert [o["spec"].get("replicas") for o in controllers] == expected
 
 
@@ -171,6 +187,7 @@ def test_autoscaling_follows_the_metrics_pipeline() -> None:
 
 # --- in the synthesized app ------------------------------------------------------------------------------------------
 
+
 def test_the_default_app_synthesizes_keda_over_the_observability_workspace(default: Synthesized) -> None:
     """The workloads stack gets the observability stack's workspace: KEDA's chart, the ScaledObjects and their
     TriggerAuthentication are in the template, the operator may only read that workspace, and its Pod Identity
@@ -180,24 +197,34 @@ def test_the_default_app_synthesizes_keda_over_the_observability_workspace(defau
     workloads = default.workloads.to_json()["Resources"]
     (_keda_id, keda) = only_item({k: r for k, r in workloads.items() if r["Type"] == "Custom::AWSCDK-EKS-HelmChart"})
     assert (keda["Properties"]["Chart"], keda["Properties"]["Version"]) == (KEDA.chart, KEDA.version)
-    manifests = [json.dumps(r["Properties"]["Manifest"]) for r in workloads.values()
-                 if r["Type"] == "Custom::AWSCDK-EKS-KubernetesResource"]
+    manifests = [
+        json.dumps(r["Properties"]["Manifest"])
+        for r in workloads.values()
+        if r["Type"] == "Custom::AWSCDK-EKS-KubernetesResource"
+    ]
     assert sum('\\"kind\\":\\"ScaledObject\\"' in m for m in manifests) == 1
     assert sum('\\"kind\\":\\"TriggerAuthentication\\"' in m for m in manifests) == 1
 
     role = default.stacks.workloads.resolve(autoscaling.operator_role.node.default_child.logical_id)
-    (policy,) = [p for p in default.workloads.find_resources("AWS::IAM::Policy").values()
-                 if {"Ref": role} in p["Properties"]["Roles"]]
+    (policy,) = [
+        p
+        for p in default.workloads.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": role} in p["Properties"]["Roles"]
+    ]
     (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert sorted(statement["Action"]) == sorted(QUERY_ACTIONS)
     # the observability stack's workspace ARN, imported: nothing else
     workspace_id = default.stacks.observability.resolve(  # type: ignore[union-attr]
-        default.stacks.observability.workspace.workspace.logical_id)  # type: ignore[union-attr]
+        default.stacks.observability.workspace.workspace.logical_id
+    )  # type: ignore[union-attr]
     assert "Fn::ImportValue" in statement["Resource"] and workspace_id in json.dumps(statement["Resource"])
     assert default.stacks.observability in default.stacks.workloads.dependencies
 
-    (association_id,) = [k for k, a in default.workloads.find_resources("AWS::EKS::PodIdentityAssociation").items()
-                         if a["Properties"]["ServiceAccount"] == KEDA_OPERATOR_SERVICE_ACCOUNT]
+    (association_id,) = [
+        k
+        for k, a in default.workloads.find_resources("AWS::EKS::PodIdentityAssociation").items()
+        if a["Properties"]["ServiceAccount"] == KEDA_OPERATOR_SERVICE_ACCOUNT
+    ]
     assert association_id in keda.get("DependsOn", [])
     # ScaledObjects own the workers' counts
     for controller in (o for o in default.stacks.workloads.objects if o["kind"] in ("Deployment", "LeaderWorkerSet")):

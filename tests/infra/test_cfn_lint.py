@@ -14,8 +14,13 @@ from tests.support.synthesis import INFRA_FIXTURES, REPO, Synthesized
 # cfn-lint checks instance types against each region's offerings. Environment-agnostic templates are linted in
 # us-east-1 (cfn-lint's default); the every-type deployment in us-east-2, the one region whose offerings (in
 # cfn-lint's data) hold all five catalog types: p5e.48xlarge is regional.
-LINT_REGIONS = {"default": "us-east-1", "capacity_block": "us-east-2", "all_types": "us-east-2", "hyperpod": "us-east-1",
-                "wide_ep": "us-east-1"}
+LINT_REGIONS = {
+    "default": "us-east-1",
+    "capacity_block": "us-east-2",
+    "all_types": "us-east-2",
+    "hyperpod": "us-east-1",
+    "wide_ep": "us-east-1",
+}
 
 
 def test_every_infra_fixture_is_linted() -> None:
@@ -30,9 +35,20 @@ def test_cfn_lint_reports_no_errors(request: pytest.FixtureRequest, fixture: str
     region = synth.deployment.region or LINT_REGIONS[fixture]
     cfn_lint = Path(sys.executable).parent / "cfn-lint"
     result = subprocess.run(
-        [str(cfn_lint), "--config-file", str(REPO / ".cfnlintrc.yaml"), "--format", "parseable",
-         "--regions", region, "--", *templates],
-        capture_output=True, text=True, timeout=600,
+        [
+            str(cfn_lint),
+            "--config-file",
+            str(REPO / ".cfnlintrc.yaml"),
+            "--format",
+            "parseable",
+            "--regions",
+            region,
+            "--",
+            *templates,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     # Exit code bits: 1 = cfn-lint failed, 2 = errors, 4 = warnings, 8 = informational. Errors fail.
     errors = [line[:400] for line in result.stdout.splitlines() if ":E" in line]

@@ -44,8 +44,18 @@ def run_checkov(framework: str, files: list[Path]) -> list[Finding]:
     """Findings of one checkov run; fails when checkov is missing, errs, parses nothing or mis-parses a file."""
     if not CHECKOV.exists():
         pytest.fail(f"checkov is not installed at {CHECKOV}: run `make {CHECKOV_STAMP}` (make test does)")
-    command = [str(CHECKOV), "--framework", framework, "--output", "json", "--quiet", "--compact", "--soft-fail",
-               "--skip-download", *[arg for f in files for arg in ("-f", str(f))]]
+    command = [
+        str(CHECKOV),
+        "--framework",
+        framework,
+        "--output",
+        "json",
+        "--quiet",
+        "--compact",
+        "--soft-fail",
+        "--skip-download",
+        *[arg for f in files for arg in ("-f", str(f))],
+    ]
     # --skip-download and no API key: nothing is fetched from the vendor's platform; the checks are all local.
     environment = {k: v for k, v in os.environ.items() if k not in ("BC_API_KEY", "PRISMA_API_URL")}
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
@@ -55,19 +65,29 @@ def run_checkov(framework: str, files: list[Path]) -> list[Finding]:
     (report,) = [r for r in reports if r.get("check_type") == framework]
     summary = report["summary"]
     assert summary["parsing_errors"] == 0 and summary["resource_count"] > 0, summary
-    return [Finding(f["check_id"], f["resource"], Path(f["file_path"]).name)
-            for f in report["results"]["failed_checks"]]
+    return [
+        Finding(f["check_id"], f["resource"], Path(f["file_path"]).name) for f in report["results"]["failed_checks"]
+    ]
 
 
 def unlisted(findings: list[Finding], skips: tuple[Skip, ...]) -> list[Finding]:
-    return sorted({f for f in findings if not any(s.check == f.check and any(fnmatchcase(f.resource, p)
-                                                                              for p in s.resources) for s in skips)},
-                  key=str)
+    return sorted(
+        {
+            f
+            for f in findings
+            if not any(s.check == f.check and any(fnmatchcase(f.resource, p) for p in s.resources) for s in skips)
+        },
+        key=str,
+    )
 
 
 def stale(findings: list[Finding], skips: tuple[Skip, ...]) -> list[str]:
-    return [f"{s.check} {pattern}" for s in skips for pattern in s.resources
-            if not any(f.check == s.check and fnmatchcase(f.resource, pattern) for f in findings)]
+    return [
+        f"{s.check} {pattern}"
+        for s in skips
+        for pattern in s.resources
+        if not any(f.check == s.check and fnmatchcase(f.resource, pattern) for f in findings)
+    ]
 
 
 def manifests(deployment: Deployment) -> list[dict[str, Any]]:
@@ -80,11 +100,17 @@ def manifests(deployment: Deployment) -> list[dict[str, Any]]:
             continue
         for part in ("leader", "worker"):
             template = obj["spec"]["leaderWorkerTemplate"][f"{part}Template"]
-            objects.append({"apiVersion": "apps/v1", "kind": "Deployment",
-                            "metadata": {"name": f"{obj['metadata']['name']}-{part}",
-                                         "namespace": obj["metadata"]["namespace"]},
-                            "spec": {"selector": {"matchLabels": template["metadata"]["labels"]},
-                                     "template": template}})
+            objects.append(
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {
+                        "name": f"{obj['metadata']['name']}-{part}",
+                        "namespace": obj["metadata"]["namespace"],
+                    },
+                    "spec": {"selector": {"matchLabels": template["metadata"]["labels"]}, "template": template},
+                }
+            )
     return objects
 
 
@@ -117,10 +143,13 @@ def test_every_kubernetes_finding_is_a_listed_skip(kubernetes_findings: list[Fin
     assert not missing, "fix these or list them in infra/compliance/checkov_skips.py:\n" + "\n".join(map(str, missing))
 
 
-def test_every_listed_skip_still_matches_a_finding(cloudformation_findings: list[Finding],
-                                                   kubernetes_findings: list[Finding]) -> None:
+def test_every_listed_skip_still_matches_a_finding(
+    cloudformation_findings: list[Finding], kubernetes_findings: list[Finding]
+) -> None:
     rotten = stale(cloudformation_findings, CLOUDFORMATION) + stale(kubernetes_findings, KUBERNETES)
-    assert not rotten, "remove these from infra/compliance/checkov_skips.py, nothing fails them any more:\n" + "\n".join(rotten)
+    assert not rotten, (
+        "remove these from infra/compliance/checkov_skips.py, nothing fails them any more:\n" + "\n".join(rotten)
+    )
 
 
 def test_every_skip_gives_a_reason() -> None:

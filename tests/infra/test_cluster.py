@@ -39,7 +39,8 @@ def test_managed_node_groups_not_auto_mode(default: Synthesized) -> None:
 
 
 def test_every_shipped_cluster_starts_in_standard_support(
-        default: Synthesized, capacity_block: Synthesized, hyperpod: Synthesized) -> None:
+    default: Synthesized, capacity_block: Synthesized, hyperpod: Synthesized
+) -> None:
     for synth in (default, capacity_block, hyperpod):
         version = cluster_props(synth)["Version"]
         assert STANDARD_SUPPORT_ENDS[version] > RELEASED, (synth.deployment.name, version)
@@ -62,8 +63,9 @@ def test_api_authentication_and_no_implicit_admin(default: Synthesized) -> None:
 
 
 def test_admin_principals_get_access_entries(capacity_block: Synthesized) -> None:
-    entries = capacity_block.cluster.find_resources("AWS::EKS::AccessEntry", {
-        "Properties": {"PrincipalArn": "arn:aws:iam::123456789012:role/PlatformAdmin"}})
+    entries = capacity_block.cluster.find_resources(
+        "AWS::EKS::AccessEntry", {"Properties": {"PrincipalArn": "arn:aws:iam::123456789012:role/PlatformAdmin"}}
+    )
     (entry,) = entries.values()
     (policy,) = entry["Properties"]["AccessPolicies"]
     assert policy["AccessScope"] == {"Type": "cluster"}
@@ -114,8 +116,9 @@ def test_vpc_cni_supports_efa_only_interfaces(version: str) -> None:
 
 def test_nodes_wait_for_the_managed_vpc_cni(default: Synthesized) -> None:
     template = default.cluster.to_json()["Resources"]
-    (cni_id,) = [k for k, v in template.items()
-                 if v["Type"] == "AWS::EKS::Addon" and v["Properties"]["AddonName"] == "vpc-cni"]
+    (cni_id,) = [
+        k for k, v in template.items() if v["Type"] == "AWS::EKS::Addon" and v["Properties"]["AddonName"] == "vpc-cni"
+    ]
     for resource in template.values():
         if resource["Type"] == "AWS::EKS::Nodegroup":
             assert cni_id in resource.get("DependsOn", [])
@@ -138,19 +141,26 @@ def test_managed_addons_take_over_the_bootstrapped_ones(default: Synthesized) ->
 def test_add_ons_that_run_deployments_wait_for_the_system_nodes(default: Synthesized) -> None:
     """coredns and the EBS CSI controller are Deployments: EKS reports them degraded while no node can run them."""
     template = default.cluster.to_json()["Resources"]
-    (system_id,) = [k for k, v in template.items() if v["Type"] == "AWS::EKS::Nodegroup"
-                    and v["Properties"].get("Labels", {}).get("pdstack.io/pool") == "system"]
+    (system_id,) = [
+        k
+        for k, v in template.items()
+        if v["Type"] == "AWS::EKS::Nodegroup" and v["Properties"].get("Labels", {}).get("pdstack.io/pool") == "system"
+    ]
     for name in ("coredns", "aws-ebs-csi-driver"):
-        (addon,) = [v for v in template.values()
-                    if v["Type"] == "AWS::EKS::Addon" and v["Properties"]["AddonName"] == name]
+        (addon,) = [
+            v for v in template.values() if v["Type"] == "AWS::EKS::Addon" and v["Properties"]["AddonName"] == name
+        ]
         assert system_id in addon.get("DependsOn", []), name
 
 
 def test_ebs_csi_driver_uses_pod_identity(default: Synthesized) -> None:
-    default.cluster.has_resource_properties("AWS::EKS::Addon", {
-        "AddonName": "aws-ebs-csi-driver",
-        "PodIdentityAssociations": [{"RoleArn": Match.any_value(), "ServiceAccount": "ebs-csi-controller-sa"}],
-    })
+    default.cluster.has_resource_properties(
+        "AWS::EKS::Addon",
+        {
+            "AddonName": "aws-ebs-csi-driver",
+            "PodIdentityAssociations": [{"RoleArn": Match.any_value(), "ServiceAccount": "ebs-csi-controller-sa"}],
+        },
+    )
 
 
 @pytest.mark.parametrize("pin", [EFA_DEVICE_PLUGIN, NVIDIA_DEVICE_PLUGIN, LEADER_WORKER_SET], ids=lambda p: p.chart)
@@ -173,8 +183,9 @@ def test_nvidia_device_plugin_has_mofed_off(default: Synthesized) -> None:
 
 
 def test_kubectl_layer_matches_the_cluster_version(default: Synthesized) -> None:
-    layers = default.cluster.find_resources("AWS::Lambda::LayerVersion", {
-        "Properties": {"Description": Match.string_like_regexp("kubectl")}})
+    layers = default.cluster.find_resources(
+        "AWS::Lambda::LayerVersion", {"Properties": {"Description": Match.string_like_regexp("kubectl")}}
+    )
     assert layers
     version = cluster_props(default)["Version"]
     assert any(f"kubectl {version}." in r["Properties"]["Description"] for r in layers.values())

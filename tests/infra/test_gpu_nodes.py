@@ -16,7 +16,10 @@ from tests.support.synthesis import SynthesisCache, Synthesized
 
 def test_a_capacity_failure_rolls_back_only_the_gpu_stack(default: Synthesized) -> None:
     """InsufficientInstanceCapacity fails a node group; in its own stack it cannot roll back the EKS cluster."""
-    assert default.cluster.find_resources("AWS::EKS::Nodegroup", {"Properties": {"Labels": {"pdstack.io/gpu": "true"}}}) == {}
+    assert (
+        default.cluster.find_resources("AWS::EKS::Nodegroup", {"Properties": {"Labels": {"pdstack.io/gpu": "true"}}})
+        == {}
+    )
     assert default.cluster.find_resources("AWS::EC2::LaunchTemplate") == {}
     assert set(nodegroups(default)) == {g.name for g in default.deployment.gpu_node_groups}
     assert default.stacks.cluster in default.stacks.gpu_nodes.dependencies
@@ -26,15 +29,20 @@ def test_a_capacity_failure_rolls_back_only_the_gpu_stack(default: Synthesized) 
 def launch_templates(synth: Synthesized) -> dict[str, dict]:
     """LaunchTemplateData by instance type."""
     found = synth.gpu_nodes.find_resources("AWS::EC2::LaunchTemplate")
-    return {r["Properties"]["LaunchTemplateData"]["InstanceType"]: r["Properties"]["LaunchTemplateData"]
-            for r in found.values()}
+    return {
+        r["Properties"]["LaunchTemplateData"]["InstanceType"]: r["Properties"]["LaunchTemplateData"]
+        for r in found.values()
+    }
 
 
 def nodegroups(synth: Synthesized) -> dict[str, dict]:
     """GPU node group properties by their pdstack.io/node-group label."""
     found = synth.gpu_nodes.find_resources("AWS::EKS::Nodegroup")
-    return {r["Properties"]["Labels"]["pdstack.io/node-group"]: r["Properties"]
-            for r in found.values() if "pdstack.io/node-group" in r["Properties"].get("Labels", {})}
+    return {
+        r["Properties"]["Labels"]["pdstack.io/node-group"]: r["Properties"]
+        for r in found.values()
+        if "pdstack.io/node-group" in r["Properties"].get("Labels", {})
+    }
 
 
 def logical_id(ref: dict) -> str:
@@ -72,14 +80,20 @@ def test_security_groups_per_interface(default: Synthesized) -> None:
 
 
 def test_efa_security_group_allows_all_traffic_only_to_and_from_itself(default: Synthesized) -> None:
-    (efa_sg_id, efa_sg), = default.cluster.find_resources("AWS::EC2::SecurityGroup", {
-        "Properties": {"GroupDescription": Match.string_like_regexp("EFA")}}).items()
+    ((efa_sg_id, efa_sg),) = default.cluster.find_resources(
+        "AWS::EC2::SecurityGroup", {"Properties": {"GroupDescription": Match.string_like_regexp("EFA")}}
+    ).items()
     # No inline rules (no open egress); the only rules are the two self-references below.
     assert "SecurityGroupEgress" not in efa_sg["Properties"] and "SecurityGroupIngress" not in efa_sg["Properties"]
-    for kind, peer in (("AWS::EC2::SecurityGroupIngress", "SourceSecurityGroupId"),
-                       ("AWS::EC2::SecurityGroupEgress", "DestinationSecurityGroupId")):
-        rules = [r["Properties"] for r in default.cluster.find_resources(kind).values()
-                 if logical_id(r["Properties"]["GroupId"]) == efa_sg_id]
+    for kind, peer in (
+        ("AWS::EC2::SecurityGroupIngress", "SourceSecurityGroupId"),
+        ("AWS::EC2::SecurityGroupEgress", "DestinationSecurityGroupId"),
+    ):
+        rules = [
+            r["Properties"]
+            for r in default.cluster.find_resources(kind).values()
+            if logical_id(r["Properties"]["GroupId"]) == efa_sg_id
+        ]
         assert len(rules) == 1
         assert rules[0]["IpProtocol"] == "-1" and logical_id(rules[0][peer]) == efa_sg_id
 
@@ -100,8 +114,11 @@ def test_no_pod_reaches_the_node_role_through_imds(request: pytest.FixtureReques
     Identity, the VPC CNI, EFA plugin and Pod Identity agent on the host network (one hop)."""
     synth: Synthesized = request.getfixturevalue(fixture)
     for data in launch_templates(synth).values():
-        assert data["MetadataOptions"] == {"HttpTokens": "required", "HttpPutResponseHopLimit": 1,
-                                           "HttpEndpoint": "enabled"}
+        assert data["MetadataOptions"] == {
+            "HttpTokens": "required",
+            "HttpPutResponseHopLimit": 1,
+            "HttpEndpoint": "enabled",
+        }
 
 
 @pytest.mark.parametrize("fixture", ["default", "capacity_block", "all_types"])
@@ -132,7 +149,8 @@ def test_capacity_block_variant(capacity_block: Synthesized) -> None:
     assert "Placement" not in data
     assert data["InstanceMarketOptions"] == {"MarketType": "capacity-block"}
     assert data["CapacityReservationSpecification"] == {
-        "CapacityReservationTarget": {"CapacityReservationId": "cr-0123456789abcdef0"}}
+        "CapacityReservationTarget": {"CapacityReservationId": "cr-0123456789abcdef0"}
+    }
     assert nodegroups(capacity_block)["p5en-block"]["CapacityType"] == "CAPACITY_BLOCK"
     assert len(data["NetworkInterfaces"]) == 17
 
@@ -147,7 +165,8 @@ def test_on_demand_reservation_variant(synthesized: SynthesisCache) -> None:
     synth = synthesized.get(parse_deployment(data))
     template = launch_templates(synth)["p5.48xlarge"]
     assert template["CapacityReservationSpecification"]["CapacityReservationTarget"] == {
-        "CapacityReservationId": "cr-0fedcba9876543210"}
+        "CapacityReservationId": "cr-0fedcba9876543210"
+    }
     assert "InstanceMarketOptions" not in template
     assert nodegroups(synth)["p5"]["CapacityType"] == "ON_DEMAND"
     assert nodegroups(synth)["p5"]["UpdateConfig"] == {"MaxUnavailable": 1}  # the default surge update
@@ -176,15 +195,18 @@ def test_user_data_reserves_the_hugepages_before_the_kubelet(default: Synthesize
     assert message.is_multipart()
     parts = {part.get_content_type(): part.get_payload() for part in message.get_payload()}
     assert set(parts) == {"application/node.eks.aws", "text/x-shellscript"}
-    assert yaml.safe_load(str(parts["application/node.eks.aws"]))["spec"]["instance"]["localStorage"] == {"strategy": "RAID0"}
+    assert yaml.safe_load(str(parts["application/node.eks.aws"]))["spec"]["instance"]["localStorage"] == {
+        "strategy": "RAID0"
+    }
     (tmp_path / "bin").mkdir()
     recorder = tmp_path / "bin" / "sysctl"
     recorder.write_text(f'#!/bin/bash\necho "sysctl $*" >> {tmp_path}/calls\n')
     recorder.chmod(0o755)
     (tmp_path / "script").write_text(parts["text/x-shellscript"])
     sandbox = 'mount -t tmpfs none /etc/sysctl.d && PATH="$1/bin:$PATH" bash "$1/script" && cat /etc/sysctl.d/*'
-    result = subprocess.run(["unshare", "-rm", "bash", "-c", sandbox, "sandbox", str(tmp_path)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["unshare", "-rm", "bash", "-c", sandbox, "sandbox", str(tmp_path)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     pages = hugepages_2mi_pages_per_node(default.deployment, "p5.48xlarge")
     assert pages > 0 and f"vm.nr_hugepages = {pages}" in result.stdout

@@ -41,7 +41,8 @@ def test_reserved_capacity_keeps_its_zone_without_an_id() -> None:
     assert parse_deployment(load_yaml("capacity-block.yaml")).network.gpu_az_id is None
     data = without_zone_id("hyperpod.yaml")
     data["hyperpod"]["instance_groups"][0]["training_plan_arn"] = (
-        "arn:aws:sagemaker:us-east-1:123456789012:training-plan/plan-1")
+        "arn:aws:sagemaker:us-east-1:123456789012:training-plan/plan-1"
+    )
     assert parse_deployment(data).network.gpu_az_id is None
 
 
@@ -98,13 +99,19 @@ def test_the_zone_check_can_only_describe(default: Synthesized) -> None:
     function_id = check["Properties"]["ServiceToken"]["Fn::GetAtt"][0]
     function = default.gpu_nodes.find_resources("AWS::Lambda::Function")[function_id]
     role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
-    policies = [p for p in default.gpu_nodes.find_resources("AWS::IAM::Policy").values()
-                if {"Ref": role_id} in p["Properties"]["Roles"]]
+    policies = [
+        p
+        for p in default.gpu_nodes.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
     statements = [s for p in policies for s in p["Properties"]["PolicyDocument"]["Statement"]]
     ((statement),) = statements
     assert statement["Effect"] == "Allow" and statement["Resource"] == "*" and "Condition" not in statement
     assert set(statement["Action"]) == {
-        "ec2:DescribeSubnets", "ec2:DescribeAvailabilityZones", "ec2:DescribeInstanceTypeOfferings"}
+        "ec2:DescribeSubnets",
+        "ec2:DescribeAvailabilityZones",
+        "ec2:DescribeInstanceTypeOfferings",
+    }
     assert len(function["Properties"]["Code"]["ZipFile"]) <= 4096
 
 
@@ -125,8 +132,11 @@ class StubEc2:
         self.calls.append(LocationType)
         where = {f["Name"]: f["Values"] for f in Filters}
         (zone,) = where["location"]
-        return {"InstanceTypeOfferings": [{"InstanceType": t, "Location": zone}
-                                          for t in where["instance-type"] if t in self.offered.get(zone, [])]}
+        return {
+            "InstanceTypeOfferings": [
+                {"InstanceType": t, "Location": zone} for t in where["instance-type"] if t in self.offered.get(zone, [])
+            ]
+        }
 
 
 def test_the_check_passes_where_the_zone_and_type_match() -> None:
@@ -153,8 +163,11 @@ EVENT = {"StackId": "s", "RequestId": "r", "LogicalResourceId": "l", "ResponseUR
 
 def test_a_failed_check_fails_the_resource_with_the_reason() -> None:
     ec2 = StubEc2({"us-east-1a": "use1-az1"}, {})
-    event = {**EVENT, "RequestType": "Create",
-             "ResourceProperties": {"SubnetId": "subnet-1", "AzId": "use1-az4", "InstanceTypes": ["p5.48xlarge"]}}
+    event = {
+        **EVENT,
+        "RequestType": "Create",
+        "ResourceProperties": {"SubnetId": "subnet-1", "AzId": "use1-az4", "InstanceTypes": ["p5.48xlarge"]},
+    }
     answer = handler.outcome(event, ec2)
     assert answer["Status"] == "FAILED" and "use1-az1" in answer["Reason"]
     assert handler.outcome({**event, "RequestType": "Delete"}, ec2)["Status"] == "SUCCESS"
@@ -165,7 +178,10 @@ def test_an_error_in_the_check_fails_the_resource_instead_of_hanging() -> None:
         def describe_subnets(self, SubnetIds: list[str]) -> dict:  # noqa: N803
             raise RuntimeError("UnauthorizedOperation")
 
-    event = {**EVENT, "RequestType": "Update",
-             "ResourceProperties": {"SubnetId": "subnet-1", "AzId": "use1-az4", "InstanceTypes": []}}
+    event = {
+        **EVENT,
+        "RequestType": "Update",
+        "ResourceProperties": {"SubnetId": "subnet-1", "AzId": "use1-az4", "InstanceTypes": []},
+    }
     answer = handler.outcome(event, Denied({}, {}))
     assert answer["Status"] == "FAILED" and "could not run: UnauthorizedOperation" in answer["Reason"]

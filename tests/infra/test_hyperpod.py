@@ -48,8 +48,9 @@ def test_cluster_properties(hyperpod: Synthesized) -> None:
     assert group["InstanceStorageConfigs"] == [{"EbsVolumeConfig": {"VolumeSizeInGB": 500}}]
     assert group["LifeCycleConfig"]["OnCreate"] == "on_create.sh"
     (configured,) = hyperpod.deployment.hyperpod.instance_groups
-    assert group["KubernetesConfig"]["Taints"] == [{"Effect": t.effect, "Key": t.key, "Value": t.value}
-                                                   for t in configured.taints]
+    assert group["KubernetesConfig"]["Taints"] == [
+        {"Effect": t.effect, "Key": t.key, "Value": t.value} for t in configured.taints
+    ]
     assert group["KubernetesConfig"]["Labels"]["pdstack.io/efa"] == "true"
 
 
@@ -69,9 +70,14 @@ def test_resiliency_objects_are_created_before_the_cluster(hyperpod: Synthesized
     deployments = hyperpod.hyperpod.find_resources("Custom::CDKBucketDeployment")
     assert set(deployments) <= set(cluster["DependsOn"])
     # and the execution role's inline policy: instances started before it could pull nothing
-    role_id = hyperpod.stacks.hyperpod.get_logical_id(cast(CfnElement, hyperpod.stacks.hyperpod.execution_role.node.default_child))
-    policies = [k for k, p in hyperpod.hyperpod.find_resources("AWS::IAM::Policy").items()
-                if p["Properties"]["Roles"] == [{"Ref": role_id}]]
+    role_id = hyperpod.stacks.hyperpod.get_logical_id(
+        cast(CfnElement, hyperpod.stacks.hyperpod.execution_role.node.default_child)
+    )
+    policies = [
+        k
+        for k, p in hyperpod.hyperpod.find_resources("AWS::IAM::Policy").items()
+        if p["Properties"]["Roles"] == [{"Ref": role_id}]
+    ]
     assert policies and set(policies) <= set(cluster["DependsOn"])
 
 
@@ -85,8 +91,9 @@ def test_health_agent_runs_on_the_hyperpod_gpu_nodes(hyperpod: Synthesized) -> N
 
 
 def test_lifecycle_bucket_is_named_for_the_managed_policy(hyperpod: Synthesized) -> None:
-    bucket = next(r for r in hyperpod.hyperpod.find_resources("AWS::S3::Bucket").values()
-                  if "BucketName" in r["Properties"])
+    bucket = next(
+        r for r in hyperpod.hyperpod.find_resources("AWS::S3::Bucket").values() if "BucketName" in r["Properties"]
+    )
     name = bucket["Properties"]["BucketName"]["Fn::Join"]
     assert name[0] == "-" and name[1][0].startswith("sagemaker-")
     props = bucket["Properties"]
@@ -95,18 +102,27 @@ def test_lifecycle_bucket_is_named_for_the_managed_policy(hyperpod: Synthesized)
 
 
 def test_execution_role_least_privilege(hyperpod: Synthesized) -> None:
-    role_id = hyperpod.stacks.hyperpod.get_logical_id(cast(CfnElement, hyperpod.stacks.hyperpod.execution_role.node.default_child))
+    role_id = hyperpod.stacks.hyperpod.get_logical_id(
+        cast(CfnElement, hyperpod.stacks.hyperpod.execution_role.node.default_child)
+    )
     role = hyperpod.hyperpod.to_json()["Resources"][role_id]["Properties"]
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "sagemaker.amazonaws.com"}
     managed = json.dumps(role["ManagedPolicyArns"])
     assert "AmazonSageMakerClusterInstanceRolePolicy" in managed and "AmazonEKS_CNI_Policy" in managed
-    policies = [p["Properties"]["PolicyDocument"]["Statement"]
-                for p in hyperpod.hyperpod.find_resources("AWS::IAM::Policy").values()
-                if p["Properties"]["Roles"] == [{"Ref": role_id}]]
+    policies = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for p in hyperpod.hyperpod.find_resources("AWS::IAM::Policy").values()
+        if p["Properties"]["Roles"] == [{"Ref": role_id}]
+    ]
     (statements,) = policies
     actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-    assert {"ec2:CreateNetworkInterface", "ecr:BatchGetImage", "eks-auth:AssumeRoleForPodIdentity",
-            "s3:GetObject", "s3:ListBucket"} <= actions
+    assert {
+        "ec2:CreateNetworkInterface",
+        "ecr:BatchGetImage",
+        "eks-auth:AssumeRoleForPodIdentity",
+        "s3:GetObject",
+        "s3:ListBucket",
+    } <= actions
     assert not any(a.endswith("*") for a in actions)
     for statement in statements:
         if "eks-auth:AssumeRoleForPodIdentity" in json.dumps(statement["Action"]):
@@ -120,7 +136,9 @@ def test_eks_prerequisites_hyperpod_checks(hyperpod: Synthesized) -> None:
     major, minor = (int(x) for x in cluster["Properties"]["Version"].split("."))
     assert (1, 30) <= (major, minor) <= (1, 35)
     assert cluster["Properties"]["AccessConfig"]["AuthenticationMode"] in ("API", "API_AND_CONFIG_MAP")
-    cni = tuple(int(x) for x in managed_addons(cluster["Properties"]["Version"])["vpc-cni"].lstrip("v").split("-")[0].split("."))
+    cni = tuple(
+        int(x) for x in managed_addons(cluster["Properties"]["Version"])["vpc-cni"].lstrip("v").split("-")[0].split(".")
+    )
     assert cni >= (1, 18, 3)
     private = hyperpod.network.find_resources("AWS::EC2::Subnet", {"Properties": {"MapPublicIpOnLaunch": False}})
     _, hp = hyperpod_cluster(hyperpod)
@@ -163,19 +181,29 @@ def test_lifecycle_script_reads_the_settings_the_stack_writes(hyperpod: Synthesi
 def test_nodes_may_pull_the_aws_owned_images(hyperpod: Synthesized) -> None:
     """The health agent (one AWS account per region), the EKS add-ons and the EFA plugin live in AWS's registries;
     AmazonSageMakerClusterInstanceRolePolicy grants no ECR pull, so the execution role must."""
-    role_id = hyperpod.stacks.hyperpod.get_logical_id(cast(CfnElement, hyperpod.stacks.hyperpod.execution_role.node.default_child))
-    (policy,) = [p["Properties"]["PolicyDocument"]["Statement"]
-                 for p in hyperpod.hyperpod.find_resources("AWS::IAM::Policy").values()
-                 if p["Properties"]["Roles"] == [{"Ref": role_id}]]
-    images = [f"arn:aws:ecr:us-east-2:{HEALTH_AGENT_ACCOUNTS['us-east-2']}:repository/{HEALTH_AGENT_REPOSITORY}",
-              "arn:aws:ecr:us-west-2:602401143452:repository/eks/aws-efa-k8s-device-plugin",
-              "arn:aws:ecr:us-east-2:602401143452:repository/eks/kube-proxy"]
+    role_id = hyperpod.stacks.hyperpod.get_logical_id(
+        cast(CfnElement, hyperpod.stacks.hyperpod.execution_role.node.default_child)
+    )
+    (policy,) = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for p in hyperpod.hyperpod.find_resources("AWS::IAM::Policy").values()
+        if p["Properties"]["Roles"] == [{"Ref": role_id}]
+    ]
+    images = [
+        f"arn:aws:ecr:us-east-2:{HEALTH_AGENT_ACCOUNTS['us-east-2']}:repository/{HEALTH_AGENT_REPOSITORY}",
+        "arn:aws:ecr:us-west-2:602401143452:repository/eks/aws-efa-k8s-device-plugin",
+        "arn:aws:ecr:us-east-2:602401143452:repository/eks/kube-proxy",
+    ]
     for image in images:
         for action in ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"):
-            assert any(action in s["Action"] and any(isinstance(r, str) and fnmatch.fnmatchcase(image, r)
-                                                     for r in ([s["Resource"]] if isinstance(s["Resource"], (str, dict))
-                                                               else s["Resource"]))
-                       for s in policy), (image, action)
+            assert any(
+                action in s["Action"]
+                and any(
+                    isinstance(r, str) and fnmatch.fnmatchcase(image, r)
+                    for r in ([s["Resource"]] if isinstance(s["Resource"], (str, dict)) else s["Resource"])
+                )
+                for s in policy
+            ), (image, action)
 
 
 def test_hyperpod_in_a_concrete_environment_is_nag_clean(synthesized: SynthesisCache) -> None:
@@ -199,15 +227,28 @@ def test_hyperpod_in_a_concrete_environment_is_nag_clean(synthesized: SynthesisC
     assert props["AutoScaling"] == {"Mode": "Enable", "AutoScalerType": "Karpenter"}
     assert props["NodeProvisioningMode"] == "Continuous"  # HyperPod's autoscaling runs on continuous provisioning
     assert props["InstanceGroups"][0]["InstanceCount"] == 0  # Karpenter grows a group from zero
-    (role_id,) = [k for k, v in synth.hyperpod.find_resources("AWS::IAM::Role").items()
-                  if "hyperpod.sagemaker.amazonaws.com" in json.dumps(v)]
+    (role_id,) = [
+        k
+        for k, v in synth.hyperpod.find_resources("AWS::IAM::Role").items()
+        if "hyperpod.sagemaker.amazonaws.com" in json.dumps(v)
+    ]
     assert props["ClusterRole"] == {"Fn::GetAtt": [role_id, "Arn"]}
-    policies = [v["Properties"]["PolicyDocument"]["Statement"] for v in
-                synth.hyperpod.find_resources("AWS::IAM::Policy").values()
-                if {"Ref": role_id} in v["Properties"]["Roles"]]
-    assert policies == [[{"Action": ["sagemaker:BatchAddClusterNodes", "sagemaker:BatchDeleteClusterNodes"],
-                          "Effect": "Allow", "Resource": {"Fn::GetAtt": [next(iter(
-                              synth.hyperpod.find_resources("AWS::SageMaker::Cluster"))), "ClusterArn"]}}]]
+    policies = [
+        v["Properties"]["PolicyDocument"]["Statement"]
+        for v in synth.hyperpod.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in v["Properties"]["Roles"]
+    ]
+    assert policies == [
+        [
+            {
+                "Action": ["sagemaker:BatchAddClusterNodes", "sagemaker:BatchDeleteClusterNodes"],
+                "Effect": "Allow",
+                "Resource": {
+                    "Fn::GetAtt": [next(iter(synth.hyperpod.find_resources("AWS::SageMaker::Cluster"))), "ClusterArn"]
+                },
+            }
+        ]
+    ]
 
 
 def test_hyperpod_node_autoscaling_refuses_what_it_does_not_support() -> None:
@@ -280,8 +321,9 @@ def test_lifecycle_script_on_a_node_without_containerd_config(tmp_path: Path, hy
         stub = tmp_path / "bin" / name
         stub.write_text(f"#!/bin/bash\n{body}\n")
         stub.chmod(0o755)
-    result = subprocess.run(["unshare", "-rm", "bash", "-c", SANDBOX, "sandbox", str(tmp_path)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["unshare", "-rm", "bash", "-c", SANDBOX, "sandbox", str(tmp_path)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     pages = hugepages_2mi_pages_per_node(hyperpod.deployment, "p5.48xlarge")
     out = result.stdout
@@ -291,4 +333,6 @@ def test_lifecycle_script_on_a_node_without_containerd_config(tmp_path: Path, hy
     assert "layer\npod" in out.split("--- nvme")[1]  # the state moved with them
     recorded = calls.read_text().splitlines()
     assert f"sysctl -w vm.nr_hugepages={pages}" in recorded
-    assert recorded.index("systemctl enable --now var-lib-containerd.mount") < recorded.index("systemctl start containerd")
+    assert recorded.index("systemctl enable --now var-lib-containerd.mount") < recorded.index(
+        "systemctl start containerd"
+    )

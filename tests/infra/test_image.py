@@ -45,8 +45,11 @@ def test_codebuild_project(default: Synthesized) -> None:
 
 def test_build_context_holds_only_container_and_runtime(default: Synthesized) -> None:
     manifest = json.loads((default.outdir / f"{default.stacks.image.stack_name}.assets.json").read_text())
-    contexts = [f["source"]["path"] for f in manifest["files"].values()
-                if (default.outdir / f["source"]["path"] / "container").is_dir()]
+    contexts = [
+        f["source"]["path"]
+        for f in manifest["files"].values()
+        if (default.outdir / f["source"]["path"] / "container").is_dir()
+    ]
     assert len(contexts) == 1
     top = {p.name for p in (default.outdir / contexts[0]).iterdir()}
     assert top == {"container", "runtime"}
@@ -63,23 +66,31 @@ def test_image_tag_follows_the_content(default: Synthesized) -> None:
 
 
 def test_deploy_waits_for_the_build(default: Synthesized) -> None:
-    default.image.has_resource_properties("Custom::PdstackImageBuild", {
-        "ProjectName": Match.any_value(), "ImageTag": default.stacks.image.image_tag})
+    default.image.has_resource_properties(
+        "Custom::PdstackImageBuild", {"ProjectName": Match.any_value(), "ImageTag": default.stacks.image.image_tag}
+    )
     default.image.has_resource_properties("AWS::Lambda::Function", {"Handler": "image_build.is_complete"})
 
 
 GHCR_BASE = {"base_repository": "ghcr.io/example/vllm-efa", "base_tag": "v1", "base_digest": "sha256:" + "c" * 64}
-PTC_ON = {"enabled": True,
-          "credential_secret_arn": "arn:aws:secretsmanager:us-east-2:123456789012:secret:ecr-pullthroughcache/gh"}
+PTC_ON = {
+    "enabled": True,
+    "credential_secret_arn": "arn:aws:secretsmanager:us-east-2:123456789012:secret:ecr-pullthroughcache/gh",
+}
 
 
 def test_pull_through_cache_only_when_enabled(default: Synthesized, tmp_path: Path) -> None:
     """For a ghcr.io base (the pinned base is on ECR Public, and the shipped files leave the cache off)."""
     default.image.resource_count_is("AWS::ECR::PullThroughCacheRule", 0)
     cached = _image_stack(tmp_path, {**GHCR_BASE, "pull_through_cache": PTC_ON})
-    cached.has_resource_properties("AWS::ECR::PullThroughCacheRule", {
-        "EcrRepositoryPrefix": "d1-ghcr", "UpstreamRegistryUrl": "ghcr.io",
-        "CredentialArn": Match.string_like_regexp(":secret:ecr-pullthroughcache/")})
+    cached.has_resource_properties(
+        "AWS::ECR::PullThroughCacheRule",
+        {
+            "EcrRepositoryPrefix": "d1-ghcr",
+            "UpstreamRegistryUrl": "ghcr.io",
+            "CredentialArn": Match.string_like_regexp(":secret:ecr-pullthroughcache/"),
+        },
+    )
     base = json.dumps(_build_variables(cached)["BASE_IMAGE"])
     assert "ghcr.io" not in base and "/d1-ghcr/example/vllm-efa:v1@sha256:" in base
 
@@ -103,8 +114,13 @@ def _image_stack_tag(tmp_path: Path, image: dict) -> str:
 
 def test_an_existing_pull_through_rule_is_adopted_not_created(tmp_path: Path) -> None:
     """A rule's prefix is unique per account and region: a second deployment can use the rule another one made."""
-    template = _image_stack(tmp_path, {**GHCR_BASE, "pull_through_cache": {
-        "enabled": True, "create_rule": False, "repository_prefix": "shared-ghcr"}})
+    template = _image_stack(
+        tmp_path,
+        {
+            **GHCR_BASE,
+            "pull_through_cache": {"enabled": True, "create_rule": False, "repository_prefix": "shared-ghcr"},
+        },
+    )
     template.resource_count_is("AWS::ECR::PullThroughCacheRule", 0)
     assert "/shared-ghcr/example/vllm-efa:" in json.dumps(_build_variables(template)["BASE_IMAGE"])
 
@@ -115,7 +131,9 @@ def test_image_tag_follows_every_build_input(tmp_path: Path) -> None:
     tags["another base tag"] = _image_stack_tag(tmp_path / "tag", {**base, "base_tag": "another"})
     tags["a base digest"] = _image_stack_tag(tmp_path / "digest", {**base, "base_digest": "sha256:" + "1" * 64})
     tags["a ghcr.io base"] = _image_stack_tag(tmp_path / "ghcr", {**base, **GHCR_BASE})
-    tags["pull-through cache on"] = _image_stack_tag(tmp_path / "ptc", {**base, **GHCR_BASE, "pull_through_cache": PTC_ON})
+    tags["pull-through cache on"] = _image_stack_tag(
+        tmp_path / "ptc", {**base, **GHCR_BASE, "pull_through_cache": PTC_ON}
+    )
     assert len(set(tags.values())) == len(tags), tags
     assert _image_stack_tag(tmp_path / "again", base) == tags["as configured"]  # and nothing else moves it
 
@@ -139,9 +157,11 @@ def _run_phases(tmp_path: Path, base_image: str, tag_digest: str) -> tuple[int, 
     bin_dir.mkdir()
     calls = tmp_path / "calls"
     for tool, body in {
-        "docker": (f'echo "docker $*" >> {calls}\n'
-                   f'[ "$1 $2" = "image inspect" ] && echo "other.example/mirror@sha256:{"9" * 64} ${{@: -1}}"'
-                   f' | sed "s|:[^ :@]*$|@{tag_digest}|"\nexit 0'),
+        "docker": (
+            f'echo "docker $*" >> {calls}\n'
+            f'[ "$1 $2" = "image inspect" ] && echo "other.example/mirror@sha256:{"9" * 64} ${{@: -1}}"'
+            f' | sed "s|:[^ :@]*$|@{tag_digest}|"\nexit 0'
+        ),
         "aws": f'echo "aws $*" >> {calls}\n[ "$2" = describe-images ] && exit 1\nexit 0',
     }.items():
         path = bin_dir / tool
@@ -149,8 +169,12 @@ def _run_phases(tmp_path: Path, base_image: str, tag_digest: str) -> tuple[int, 
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
     spec = yaml.safe_load((Path(__file__).resolve().parents[2] / "container" / "buildspec.yml").read_text())
     script = "set -e\n" + "\n".join(spec["phases"]["pre_build"]["commands"] + spec["phases"]["build"]["commands"])
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "REPOSITORY_URI": "123456789012.dkr.ecr.us-east-2.amazonaws.com/pdstack/serving",
-           "IMAGE_TAG": "abc", "BASE_IMAGE": base_image}
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "REPOSITORY_URI": "123456789012.dkr.ecr.us-east-2.amazonaws.com/pdstack/serving",
+        "IMAGE_TAG": "abc",
+        "BASE_IMAGE": base_image,
+    }
     result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True)
     return result.returncode, calls.read_text().splitlines() if calls.exists() else [], result.stdout
 

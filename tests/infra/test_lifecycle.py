@@ -37,9 +37,11 @@ UNIQUE_NAMES = {
 RETAINING = {"Retain", "RetainExceptOnCreate", "Snapshot"}
 # Kept on purpose when the stack goes: (template file suffix, logical-id prefix) -> why.
 RETAINED_BY_DESIGN = {
-    ("hyperpod.template.json", "LifecycleAccessLogs"):
-        "S3 server access logs of the lifecycle bucket, kept for audit after the cluster is gone; unnamed, so a "
-        "redeploy creates a new bucket beside it",
+    (
+        "hyperpod.template.json",
+        "LifecycleAccessLogs",
+    ): "S3 server access logs of the lifecycle bucket, kept for audit after the cluster is gone; unnamed, so a "
+    "redeploy creates a new bucket beside it",
 }
 
 
@@ -74,8 +76,9 @@ def test_nothing_is_retained_but_what_the_lifecycle_keeps_on_purpose(shipped: Sy
     retained = []
     for path, logical_id, resource, _ in _resources(shipped):
         if resource.get("DeletionPolicy") in RETAINING or resource.get("UpdateReplacePolicy") in RETAINING:
-            on_purpose = any(path.name.endswith(suffix) and logical_id.startswith(prefix)
-                             for suffix, prefix in RETAINED_BY_DESIGN)
+            on_purpose = any(
+                path.name.endswith(suffix) and logical_id.startswith(prefix) for suffix, prefix in RETAINED_BY_DESIGN
+            )
             name_property = UNIQUE_NAMES.get(resource["Type"])
             if not on_purpose or (name_property and name_property in resource.get("Properties", {})):
                 retained.append(f"{path.name}: {logical_id} ({resource['Type']})")

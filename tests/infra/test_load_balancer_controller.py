@@ -14,8 +14,11 @@ from tests.support.synthesis import Synthesized
 
 
 def _charts(synth: Synthesized) -> dict[str, Mapping[str, Any]]:
-    return {k: c for k, c in synth.workloads.find_resources("Custom::AWSCDK-EKS-HelmChart").items()
-            if c["Properties"]["Chart"] == "aws-load-balancer-controller"}
+    return {
+        k: c
+        for k, c in synth.workloads.find_resources("Custom::AWSCDK-EKS-HelmChart").items()
+        if c["Properties"]["Chart"] == "aws-load-balancer-controller"
+    }
 
 
 def _id(synth: Synthesized, construct: Any) -> str:
@@ -47,19 +50,34 @@ def test_the_controller_role_can_build_a_tls_nlb_for_pod_ips(capacity_block: Syn
     controller = synth.stacks.workloads.load_balancer_controller
     assert controller is not None
     role = {"Fn::GetAtt": [_id(synth, controller.role), "Arn"]}
-    (association,) = [a["Properties"] for a in synth.workloads.find_resources("AWS::EKS::PodIdentityAssociation").values()
-                      if a["Properties"]["RoleArn"] == role]
+    (association,) = [
+        a["Properties"]
+        for a in synth.workloads.find_resources("AWS::EKS::PodIdentityAssociation").values()
+        if a["Properties"]["RoleArn"] == role
+    ]
     assert (association["Namespace"], association["ServiceAccount"]) == ("kube-system", "aws-load-balancer-controller")
-    (role_resource,) = [r for k, r in synth.workloads.find_resources("AWS::IAM::Role").items()
-                        if k == _id(synth, controller.role)]
+    (role_resource,) = [
+        r for k, r in synth.workloads.find_resources("AWS::IAM::Role").items() if k == _id(synth, controller.role)
+    ]
     assert "pods.eks.amazonaws.com" in json.dumps(role_resource["Properties"]["AssumeRolePolicyDocument"])
-    granted = {a for p in role_resource["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]
-               for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]) if s["Effect"] == "Allow"}
+    granted = {
+        a
+        for p in role_resource["Properties"]["Policies"]
+        for s in p["PolicyDocument"]["Statement"]
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        if s["Effect"] == "Allow"
+    }
     # an NLB with a TLS listener (ACM certificate), IP targets with attributes, and a security group for the sources
-    assert {"elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateListener",
-            "elasticloadbalancing:CreateTargetGroup", "elasticloadbalancing:RegisterTargets",
-            "elasticloadbalancing:ModifyTargetGroupAttributes", "acm:DescribeCertificate",
-            "ec2:CreateSecurityGroup", "ec2:AuthorizeSecurityGroupIngress"} <= granted
+    assert {
+        "elasticloadbalancing:CreateLoadBalancer",
+        "elasticloadbalancing:CreateListener",
+        "elasticloadbalancing:CreateTargetGroup",
+        "elasticloadbalancing:RegisterTargets",
+        "elasticloadbalancing:ModifyTargetGroupAttributes",
+        "acm:DescribeCertificate",
+        "ec2:CreateSecurityGroup",
+        "ec2:AuthorizeSecurityGroupIngress",
+    } <= granted
 
 
 def test_the_service_waits_for_the_controller(capacity_block: Synthesized) -> None:

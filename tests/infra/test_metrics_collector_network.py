@@ -49,8 +49,11 @@ def network_subnets(synth: Synthesized) -> dict[str, dict[str, Any]]:
 
 def subnets_referenced(synth: Synthesized, node: Any) -> set[str]:
     """The network stack's subnets ``node`` names, directly (Ref) or through the network stack's exports."""
-    exports = {o["Export"]["Name"]: o["Value"].get("Ref") for o in synth.network.to_json().get("Outputs", {}).values()
-               if "Export" in o and isinstance(o["Value"], dict)}
+    exports = {
+        o["Export"]["Name"]: o["Value"].get("Ref")
+        for o in synth.network.to_json().get("Outputs", {}).values()
+        if "Export" in o and isinstance(o["Value"], dict)
+    }
     subnets = network_subnets(synth)
     return {name for name in (exports.get(r, r) for r in _references(node)) if name in subnets}
 
@@ -92,8 +95,11 @@ def test_the_scraper_sits_in_subnets_of_its_own_in_two_zones_inside_the_vpc(defa
                 assert not network.overlaps(ipaddress.ip_network(properties["CidrBlock"])), (name, other)
     # They route nowhere beyond the VPC: the collector's ENIs only reach into the cluster.
     associations = default.network.find_resources("AWS::EC2::SubnetRouteTableAssociation").values()
-    tables = {a["Properties"]["RouteTableId"]["Ref"] for a in associations
-              if a["Properties"]["SubnetId"].get("Ref") in collector}
+    tables = {
+        a["Properties"]["RouteTableId"]["Ref"]
+        for a in associations
+        if a["Properties"]["SubnetId"].get("Ref") in collector
+    }
     assert len(tables) == len(collector)
     for route in default.network.find_resources("AWS::EC2::Route").values():
         assert route["Properties"]["RouteTableId"]["Ref"] not in tables, route
@@ -104,12 +110,15 @@ def test_the_scraper_sits_in_subnets_of_its_own_in_two_zones_inside_the_vpc(defa
 
 @pytest.mark.parametrize("fixture", sorted(SHIPPED))
 def test_no_node_group_instance_group_or_endpoint_is_placed_in_the_collector_subnets(
-        request: pytest.FixtureRequest, fixture: str) -> None:
+    request: pytest.FixtureRequest, fixture: str
+) -> None:
     synth: Synthesized = request.getfixturevalue(fixture)
     collector = scraper_subnets(synth)
     placed: dict[str, list[Template | None]] = {  # resource types that put ENIs (and so, for nodes, pods) into subnets
-        "AWS::EKS::Nodegroup": [synth.cluster, synth.gpu_nodes], "AWS::SageMaker::Cluster": [synth.hyperpod],
-        "AWS::EKS::Cluster": [synth.cluster], "AWS::Lambda::Function": [synth.cluster],
+        "AWS::EKS::Nodegroup": [synth.cluster, synth.gpu_nodes],
+        "AWS::SageMaker::Cluster": [synth.hyperpod],
+        "AWS::EKS::Cluster": [synth.cluster],
+        "AWS::Lambda::Function": [synth.cluster],
         "AWS::EC2::VPCEndpoint": [synth.network],
     }
     nodes = 0
@@ -134,9 +143,15 @@ def _policies_and_pods(objects: list[dict[str, Any]], synth: Synthesized):
 
 def _engine_blocks(policies: list[dict[str, Any]]) -> set[str]:
     """The networks admitted to the engines' listening ports (not the reply ports of the return-traffic policies)."""
-    return {peer["ipBlock"]["cidr"] for policy in policies if policy["metadata"]["name"] != "pdstack-router-ingress"
-            and not policy["metadata"]["name"].endswith("-return-traffic")
-            for rule in policy["spec"]["ingress"] for peer in rule.get("from", []) if "ipBlock" in peer}
+    return {
+        peer["ipBlock"]["cidr"]
+        for policy in policies
+        if policy["metadata"]["name"] != "pdstack-router-ingress"
+        and not policy["metadata"]["name"].endswith("-return-traffic")
+        for rule in policy["spec"]["ingress"]
+        for peer in rule.get("from", [])
+        if "ipBlock" in peer
+    }
 
 
 def test_the_applied_policies_admit_the_collector_on_the_scraped_ports_and_no_pod(default: Synthesized) -> None:
@@ -181,23 +196,29 @@ def test_named_client_networks_leave_the_router_to_them_and_the_collector(defaul
 def test_switched_off_there_are_no_collector_subnets_and_nothing_is_admitted_for_them(all_types: Synthesized) -> None:
     assert all_types.observability is None
     assert all_types.stacks.network.collector_cidrs == []
-    kinds = {json.dumps(sorted((t["Key"], t["Value"]) for t in p["Tags"] if t["Key"].startswith("aws-cdk:subnet")))
-             for p in network_subnets(all_types).values()}
+    kinds = {
+        json.dumps(sorted((t["Key"], t["Value"]) for t in p["Tags"] if t["Key"].startswith("aws-cdk:subnet")))
+        for p in network_subnets(all_types).values()
+    }
     assert len(kinds) == 2 and all("Isolated" not in kind for kind in kinds)  # public and private only
     policies, pods = _policies_and_pods(all_types.stacks.workloads.objects, all_types)
     assert _engine_blocks(policies) == set()
     (router,) = [p for p in policies if p["metadata"]["name"] == "pdstack-router-ingress"]
-    blocks = [peer["ipBlock"]["cidr"] for rule in router["spec"]["ingress"] for peer in rule["from"] if "ipBlock" in peer]
+    blocks = [
+        peer["ipBlock"]["cidr"] for rule in router["spec"]["ingress"] for peer in rule["from"] if "ipBlock" in peer
+    ]
     assert blocks == [all_types.deployment.network.cidr]  # the clients' default, not a scraper's
     named = with_router(allowed_client_cidrs=["172.20.0.0/16"])
-    policies, pods = _policies_and_pods(serving_objects(named, IMAGE, all_types.stacks.network.collector_cidrs),
-                                        all_types)
+    policies, pods = _policies_and_pods(
+        serving_objects(named, IMAGE, all_types.stacks.network.collector_cidrs), all_types
+    )
     for network in node_networks(all_types):  # no VPC address rides in as a scraper's
         assert not admitted(policies, Source(ip=str(network[9])), pods["pdstack-router"], named.serving.router.port)
 
 
 def test_six_zones_give_the_scraper_the_five_subnets_it_takes_and_the_policies_those_five(
-        synthesized: SynthesisCache) -> None:
+    synthesized: SynthesisCache,
+) -> None:
     """SubnetIds takes at most 5 (AMP API reference, EksConfiguration); a sixth zone's collector subnet stays empty
     and unadmitted."""
     data = copy.deepcopy(load_yaml("default.yaml"))
@@ -208,5 +229,6 @@ def test_six_zones_give_the_scraper_the_five_subnets_it_takes_and_the_policies_t
     eks = stacks.observability.resolve(stacks.observability.scraper.source)["eksConfiguration"]
     assert len(eks["subnetIds"]) == 5
     cidrs = stacks.network.collector_cidrs
-    assert len(cidrs) == 5 and _engine_blocks([o for o in stacks.workloads.objects if o["kind"] == "NetworkPolicy"]) \
-        == set(cidrs)
+    assert len(cidrs) == 5 and _engine_blocks(
+        [o for o in stacks.workloads.objects if o["kind"] == "NetworkPolicy"]
+    ) == set(cidrs)

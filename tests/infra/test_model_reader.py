@@ -13,14 +13,19 @@ KEY = "arn:aws:kms:us-east-1:123456789012:key/0123abcd-4567-89ab-cdef-0123456789
 
 
 def _decrypt_statements(template: Template) -> list[dict]:
-    return [statement for policy in template.find_resources("AWS::IAM::Policy").values()
-            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-            if statement["Action"] == "kms:Decrypt"]
+    return [
+        statement
+        for policy in template.find_resources("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if statement["Action"] == "kms:Decrypt"
+    ]
 
 
 def _bucket_context(statement: dict) -> list[str]:
-    return [json_arn["Fn::Join"][1][-1] for json_arn in statement["Condition"]["StringLike"][
-        "kms:EncryptionContext:aws:s3:arn"]]
+    return [
+        json_arn["Fn::Join"][1][-1]
+        for json_arn in statement["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"]
+    ]
 
 
 def test_the_deployed_reader_may_decrypt_through_s3_in_the_model_buckets_context(default: Synthesized) -> None:

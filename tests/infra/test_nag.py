@@ -41,31 +41,42 @@ def _eks_probe(tmp_path: Path, **cluster: Any) -> list[str]:
     app = cdk.App(outdir=str(tmp_path))
     stack = cdk.Stack(app, "EksProbe")
     eks.Cluster(
-        stack, "Cluster", version=eks.KubernetesVersion.V1_34, default_capacity=0,
+        stack,
+        "Cluster",
+        version=eks.KubernetesVersion.V1_34,
+        default_capacity=0,
         default_capacity_type=eks.DefaultCapacityType.NODEGROUP,
         kubectl_provider_options=eks.KubectlProviderOptions(kubectl_layer=KubectlV34Layer(stack, "Layer")),
         **cluster,
     )
     cdk.Aspects.of(app).add(EksClusterChecks())
     assembly = app.synth()
-    return [str(m.entry.data) for m in assembly.get_stack_artifact("EksProbe").messages
-            if m.level == SynthesisMessageLevel.ERROR and "[pdstack-EKS]" in str(m.entry.data)]
+    return [
+        str(m.entry.data)
+        for m in assembly.get_stack_artifact("EksProbe").messages
+        if m.level == SynthesisMessageLevel.ERROR and "[pdstack-EKS]" in str(m.entry.data)
+    ]
 
 
 def test_eks_check_flags_an_open_public_endpoint_and_missing_logs(tmp_path: Path) -> None:
     errors = _eks_probe(tmp_path, endpoint_access=eks.EndpointAccess.PUBLIC_AND_PRIVATE)
     assert any("public to the whole internet" in e for e in errors)
-    assert any("control-plane logging is off for: api, audit, authenticator, controllerManager, scheduler" in e
-               for e in errors)
+    assert any(
+        "control-plane logging is off for: api, audit, authenticator, controllerManager, scheduler" in e for e in errors
+    )
 
 
 def test_eks_check_accepts_a_restricted_logged_cluster(tmp_path: Path) -> None:
     errors = _eks_probe(
         tmp_path,
         endpoint_access=eks.EndpointAccess.PUBLIC_AND_PRIVATE.only_from("203.0.113.0/24"),
-        cluster_logging=[eks.ClusterLoggingTypes.API, eks.ClusterLoggingTypes.AUDIT,
-                         eks.ClusterLoggingTypes.AUTHENTICATOR, eks.ClusterLoggingTypes.CONTROLLER_MANAGER,
-                         eks.ClusterLoggingTypes.SCHEDULER],
+        cluster_logging=[
+            eks.ClusterLoggingTypes.API,
+            eks.ClusterLoggingTypes.AUDIT,
+            eks.ClusterLoggingTypes.AUTHENTICATOR,
+            eks.ClusterLoggingTypes.CONTROLLER_MANAGER,
+            eks.ClusterLoggingTypes.SCHEDULER,
+        ],
     )
     assert errors == []
 

@@ -10,11 +10,19 @@ from tests.support.synthesis import Synthesized
 
 def test_private_subnets_route_through_nat(default: Synthesized) -> None:
     default.network.resource_count_is("AWS::EC2::NatGateway", default.deployment.network.nat_gateways)
-    private = default.network.find_resources("AWS::EC2::Subnet", {"Properties": {
-        "MapPublicIpOnLaunch": False, "Tags": Match.array_with([{"Key": "aws-cdk:subnet-type", "Value": "Private"}])}})
+    private = default.network.find_resources(
+        "AWS::EC2::Subnet",
+        {
+            "Properties": {
+                "MapPublicIpOnLaunch": False,
+                "Tags": Match.array_with([{"Key": "aws-cdk:subnet-type", "Value": "Private"}]),
+            }
+        },
+    )
     assert len(private) == default.deployment.network.az_count
-    routes = default.network.find_resources("AWS::EC2::Route", {
-        "Properties": {"DestinationCidrBlock": "0.0.0.0/0", "NatGatewayId": Match.any_value()}})
+    routes = default.network.find_resources(
+        "AWS::EC2::Route", {"Properties": {"DestinationCidrBlock": "0.0.0.0/0", "NatGatewayId": Match.any_value()}}
+    )
     assert len(routes) == default.deployment.network.az_count
 
 
@@ -26,10 +34,12 @@ def test_gpu_subnet_is_the_configured_zone(capacity_block: Synthesized) -> None:
 
 
 def test_endpoints(default: Synthesized) -> None:
-    default.network.has_resource_properties("AWS::EC2::VPCEndpoint", {
-        "VpcEndpointType": "Gateway", "ServiceName": Match.any_value()})
-    interface = default.network.find_resources("AWS::EC2::VPCEndpoint", {
-        "Properties": {"VpcEndpointType": "Interface", "PrivateDnsEnabled": True}})
+    default.network.has_resource_properties(
+        "AWS::EC2::VPCEndpoint", {"VpcEndpointType": "Gateway", "ServiceName": Match.any_value()}
+    )
+    interface = default.network.find_resources(
+        "AWS::EC2::VPCEndpoint", {"Properties": {"VpcEndpointType": "Interface", "PrivateDnsEnabled": True}}
+    )
     services = {str(r["Properties"]["ServiceName"]) for r in interface.values()}
     assert len(interface) == len(INTERFACE_ENDPOINTS)
     for suffix in ("ecr.api", "ecr.dkr", "sts", "logs"):
@@ -37,10 +47,12 @@ def test_endpoints(default: Synthesized) -> None:
 
 
 def test_flow_logs_capture_all_traffic_encrypted(default: Synthesized) -> None:
-    default.network.has_resource_properties("AWS::EC2::FlowLog", {
-        "ResourceType": "VPC", "TrafficType": "ALL", "LogDestinationType": "cloud-watch-logs"})
-    default.network.has_resource_properties("AWS::Logs::LogGroup", {
-        "KmsKeyId": Match.any_value(), "RetentionInDays": Match.any_value()})
+    default.network.has_resource_properties(
+        "AWS::EC2::FlowLog", {"ResourceType": "VPC", "TrafficType": "ALL", "LogDestinationType": "cloud-watch-logs"}
+    )
+    default.network.has_resource_properties(
+        "AWS::Logs::LogGroup", {"KmsKeyId": Match.any_value(), "RetentionInDays": Match.any_value()}
+    )
 
 
 def test_default_security_group_is_restricted(default: Synthesized) -> None:

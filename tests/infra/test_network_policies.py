@@ -18,6 +18,7 @@ from infra.config import Deployment, DeploymentError, parse_deployment
 from tests.support.network_policy import Source, admitted, rendered, selects, selects_pod, smoke_job, with_router
 from tests.support.synthesis import Synthesized, load_yaml, wide_ep_decode
 
+
 def default() -> Deployment:
     return parse_deployment(load_yaml("default.yaml"))
 
@@ -56,8 +57,10 @@ def test_the_router_reaches_every_engine_port_it_uses(make: Any) -> None:
 def test_each_role_reaches_the_side_channel_of_the_other_and_nothing_else(make: Any) -> None:
     deployment = make()
     policies, pods = rendered(deployment)
-    by_role = {role: [labels for labels in pods.values() if labels.get("llm-d.ai/role") == role]
-               for role in ("prefill", "decode")}
+    by_role = {
+        role: [labels for labels in pods.values() if labels.get("llm-d.ai/role") == role]
+        for role in ("prefill", "decode")
+    }
     for role, peer in (("prefill", "decode"), ("decode", "prefill")):
         ranges = deployment.serving.role(role).port_ranges()
         for target in by_role[role]:
@@ -73,8 +76,13 @@ def test_the_policies_are_valid_kubernetes(make: Any) -> None:
     policies, _ = rendered(make())
     for policy in policies:
         kubernetes_validate.validate(policy, "1.35", strict=True)
-    ranges = [p for policy in policies for rule in policy["spec"]["ingress"] for p in rule.get("ports", [])
-              if "endPort" in p and p["port"] < 32768]  # beside the reply ports every pod admits
+    ranges = [
+        p
+        for policy in policies
+        for rule in policy["spec"]["ingress"]
+        for p in rule.get("ports", [])
+        if "endPort" in p and p["port"] < 32768
+    ]  # beside the reply ports every pod admits
     assert bool(ranges) == (make is wide_ep_decode)  # 16 data-parallel ranks: side-channel and KV-event ranges
 
 
@@ -152,11 +160,14 @@ def test_named_clients_and_scrapers_replace_the_vpc_default() -> None:
         assert not admitted(policies, Source(ip="10.0.1.1"), router, elsewhere)
 
 
-@pytest.mark.parametrize(("cidrs", "message"), [
-    (["10.0.0.1/16"], "is not a CIDR block"),
-    (["0.0.0.0/0"], "lets every address reach the router"),
-    ([], "at least 1 item"),
-])
+@pytest.mark.parametrize(
+    ("cidrs", "message"),
+    [
+        (["10.0.0.1/16"], "is not a CIDR block"),
+        (["0.0.0.0/0"], "lets every address reach the router"),
+        ([], "at least 1 item"),
+    ],
+)
 def test_client_cidrs_are_validated(cidrs: list[str], message: str) -> None:
     with pytest.raises(DeploymentError, match=message) as caught:
         with_router(allowed_client_cidrs=cidrs)
@@ -165,9 +176,18 @@ def test_client_cidrs_are_validated(cidrs: list[str], message: str) -> None:
 
 def test_the_evaluator_refuses_what_no_rule_admits() -> None:
     """The evaluator itself: a policy with one rule admits that rule's source and port and nothing else."""
-    policy = {"spec": {"podSelector": {"matchLabels": {"a": "1"}}, "policyTypes": ["Ingress"], "ingress": [
-        {"from": [{"podSelector": {"matchLabels": {"b": "1"}}}], "ports": [{"protocol": "TCP", "port": 10,
-                                                                              "endPort": 12}]}]}}
+    policy = {
+        "spec": {
+            "podSelector": {"matchLabels": {"a": "1"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": {"b": "1"}}}],
+                    "ports": [{"protocol": "TCP", "port": 10, "endPort": 12}],
+                }
+            ],
+        }
+    }
     assert admitted([policy], Source(labels={"b": "1"}), {"a": "1"}, 12)
     assert not admitted([policy], Source(labels={"b": "1"}), {"a": "1"}, 13)
     assert not admitted([policy], Source(labels={"c": "1"}), {"a": "1"}, 10)
@@ -210,8 +230,14 @@ def test_replies_to_the_connections_each_pod_opens_are_admitted(make: Any) -> No
             assert all(admitted(policies, Source(labels=p), labels, port) for p in peers), name
         smoke = pods["pdstack-smoke-test"]
         assert admitted(policies, Source(labels=router), smoke, port)
-        assert admitted(policies, Source(labels=pods["pdstack-decode"] if "pdstack-decode" in pods
-                                         else pods["pdstack-decode/leaderTemplate"]), smoke, port)
+        assert admitted(
+            policies,
+            Source(
+                labels=pods["pdstack-decode"] if "pdstack-decode" in pods else pods["pdstack-decode/leaderTemplate"]
+            ),
+            smoke,
+            port,
+        )
 
 
 def test_the_reply_ports_admit_no_stranger_inside_the_vpc() -> None:

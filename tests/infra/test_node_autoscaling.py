@@ -36,8 +36,11 @@ def asg_tags(synth: Synthesized) -> list[dict[str, str]]:
 
 def test_the_chart_is_pinned_on_the_system_nodes_and_finds_only_tagged_groups(default: Synthesized) -> None:
     assert default.gpu_nodes is not None
-    (chart,) = [r["Properties"] for r in default.gpu_nodes.find_resources("Custom::AWSCDK-EKS-HelmChart").values()
-                if r["Properties"]["Chart"] == "cluster-autoscaler"]
+    (chart,) = [
+        r["Properties"]
+        for r in default.gpu_nodes.find_resources("Custom::AWSCDK-EKS-HelmChart").values()
+        if r["Properties"]["Chart"] == "cluster-autoscaler"
+    ]
     assert chart["Version"] == cluster_autoscaler(default.deployment.cluster.kubernetes_version).version
     values = json.loads(resolved(chart["Values"]))
     assert values["nodeSelector"] == SYSTEM_POOL
@@ -65,14 +68,19 @@ def test_capacity_blocks_stay_fixed(capacity_block: Synthesized) -> None:
 
 def test_writes_only_on_this_clusters_autoscaled_groups(default: Synthesized) -> None:
     assert default.gpu_nodes is not None
-    statements = [s for p in default.gpu_nodes.find_resources("AWS::IAM::Policy").values()
-                  for s in p["Properties"]["PolicyDocument"]["Statement"]
-                  if "autoscaling:SetDesiredCapacity" in json.dumps(s["Action"])]
+    statements = [
+        s
+        for p in default.gpu_nodes.find_resources("AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        if "autoscaling:SetDesiredCapacity" in json.dumps(s["Action"])
+    ]
     (statement,) = statements
     condition = statement["Condition"]["StringEquals"]
     assert set(condition) == {"aws:ResourceTag/eks:cluster-name", "aws:ResourceTag/pdstack.io/autoscaled"}
-    assert sorted(statement["Action"]) == ["autoscaling:SetDesiredCapacity",
-                                           "autoscaling:TerminateInstanceInAutoScalingGroup"]
+    assert sorted(statement["Action"]) == [
+        "autoscaling:SetDesiredCapacity",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+    ]
 
 
 def _quantity(value: str) -> int:
@@ -88,7 +96,7 @@ def test_the_node_template_claims_what_a_real_node_of_the_group_has(default: Syn
     template's EFA interfaces, the hugepages its user data reserves) and it adds nodes the pending pod still does not
     fit; less, and the group never grows for a pod that would fit."""
     (tags,) = asg_tags(default)
-    (node, spec), = [v for v in eks_nodes(default).values() if v[1] is not None]
+    ((node, spec),) = [v for v in eks_nodes(default).values() if v[1] is not None]
     assert _quantity(tags[TEMPLATE + "hugepages-2Mi"]) == node.capacity[HUGEPAGES]
     assert int(tags[TEMPLATE + "vpc.amazonaws.com/efa"]) == node.capacity["vpc.amazonaws.com/efa"]
     assert int(tags[TEMPLATE + "nvidia.com/gpu"]) == spec.gpus

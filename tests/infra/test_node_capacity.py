@@ -44,8 +44,9 @@ def hyperpod_with(decode: dict[str, Any], threads_per_core: int = 1) -> dict[str
 
 
 def requests_of(data: dict[str, Any], kind: str, name: str) -> dict[str, str]:
-    (obj,) = [o for o in serving_objects(parse_deployment(data), IMAGE)
-              if o["kind"] == kind and o["metadata"]["name"] == name]
+    (obj,) = [
+        o for o in serving_objects(parse_deployment(data), IMAGE) if o["kind"] == kind and o["metadata"]["name"] == name
+    ]
     return obj["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
 
 
@@ -77,8 +78,11 @@ def test_the_default_router_rollout_replaces_in_place_and_keeps_one_serving() ->
     """Two routers of 2 CPU on two m7i.xlarge (3.92 CPU allocatable, less aws-node, kube-proxy, the EBS node agent
     and the LWS controller's 1 CPU): a surge pod fits nowhere, so the rollout replaces one router at a time."""
     deployment = parse_deployment(load_yaml("default.yaml"))
-    (router,) = [o for o in serving_objects(deployment, IMAGE) if o["kind"] == "Deployment"
-                 and o["metadata"]["name"] == "pdstack-router"]
+    (router,) = [
+        o
+        for o in serving_objects(deployment, IMAGE)
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "pdstack-router"
+    ]
     assert router["spec"]["replicas"] == 2
     assert router["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
 
@@ -86,15 +90,24 @@ def test_the_default_router_rollout_replaces_in_place_and_keeps_one_serving() ->
 def test_a_single_router_surges_so_serving_never_stops() -> None:
     data = load_yaml("default.yaml")
     data["workloads"]["router"]["replicas"] = 1
-    (router,) = [o for o in serving_objects(parse_deployment(data), IMAGE) if o["kind"] == "Deployment"
-                 and o["metadata"]["name"] == "pdstack-router"]
+    (router,) = [
+        o
+        for o in serving_objects(parse_deployment(data), IMAGE)
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "pdstack-router"
+    ]
     assert router["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
 
 
-@pytest.mark.parametrize(("router", "fits"), [({"cpu": "2"}, True), ({"cpu": "3"}, False),
-                                              ({"replicas": 3, "cpu": "2"}, False),
-                                              ({"replicas": 1, "cpu": "2"}, True),
-                                              ({"memory": "15Gi"}, False)])
+@pytest.mark.parametrize(
+    ("router", "fits"),
+    [
+        ({"cpu": "2"}, True),
+        ({"cpu": "3"}, False),
+        ({"replicas": 3, "cpu": "2"}, False),
+        ({"replicas": 1, "cpu": "2"}, True),
+        ({"memory": "15Gi"}, False),
+    ],
+)
 def test_the_config_check_places_routers_and_controllers_on_the_system_nodes(router: dict, fits: bool) -> None:
     data = load_yaml("default.yaml")
     data["workloads"]["router"].update(router)
@@ -114,6 +127,7 @@ def test_an_unknown_system_instance_type_is_refused_with_the_known_ones() -> Non
 
 # --- a changed section rolls exactly the pods that read it ------------------------------------------------------------
 
+
 def template_hashes(data: dict[str, Any]) -> dict[str, str]:
     hashes = {}
     for obj in serving_objects(parse_deployment(data), IMAGE):
@@ -122,7 +136,9 @@ def template_hashes(data: dict[str, Any]) -> dict[str, str]:
         elif obj["kind"] == "LeaderWorkerSet":
             for part in ("leader", "worker"):
                 template = obj["spec"]["leaderWorkerTemplate"][f"{part}Template"]
-                hashes[f"{obj['metadata']['name']}/{part}"] = template["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+                hashes[f"{obj['metadata']['name']}/{part}"] = template["metadata"]["annotations"][
+                    CONFIG_HASH_ANNOTATION
+                ]
     return hashes
 
 

@@ -22,12 +22,18 @@ def test_every_shipped_deployment_is_a_fixture_of_every_infra_check() -> None:
 @pytest.mark.parametrize("deployment", sorted(SHIPPED.values()))
 def test_synthesizes_without_network(tmp_path: Path, deployment: str) -> None:
     outdir = tmp_path / "cdk.out"
-    env = {**os.environ, "CDK_OUTDIR": str(outdir),
-           "CDK_CONTEXT_JSON": json.dumps({"deployment": f"deployments/{deployment}"}),
-           "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_PROFILE": ""}
+    env = {
+        **os.environ,
+        "CDK_OUTDIR": str(outdir),
+        "CDK_CONTEXT_JSON": json.dumps({"deployment": f"deployments/{deployment}"}),
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_PROFILE": "",
+    }
     # -r maps the caller to root in a user namespace, so an unprivileged developer can run this too.
-    result = subprocess.run(["unshare", "-rn", sys.executable, "app.py"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        ["unshare", "-rn", sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     templates = sorted(p.name for p in outdir.glob("*.template.json"))
     assert len(templates) >= 4 and all(name.endswith(".template.json") for name in templates)

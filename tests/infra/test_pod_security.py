@@ -30,8 +30,11 @@ KUBELET_TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 def deployments() -> dict[str, Deployment]:
-    return {"default": parse_deployment(load_yaml("default.yaml")),
-            "hyperpod": parse_deployment(load_yaml("hyperpod.yaml")), "wide-ep": wide_ep_decode()}
+    return {
+        "default": parse_deployment(load_yaml("default.yaml")),
+        "hyperpod": parse_deployment(load_yaml("hyperpod.yaml")),
+        "wide-ep": wide_ep_decode(),
+    }
 
 
 def pod_specs(deployment: Deployment) -> dict[str, dict[str, Any]]:
@@ -107,9 +110,18 @@ def test_every_path_an_engine_writes_is_a_writable_mount(deployment_name: str) -
             continue
         (container,) = spec["containers"]
         env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
-        assert set(BASE_IMAGE_CACHE_ENV) == {"VLLM_CACHE_ROOT", "TRITON_CACHE_DIR", "NUMBA_CACHE_DIR", "OUTLINES_CACHE_DIR"}
-        paths = {**BASE_IMAGE_CACHE_ENV, **{k: env[k] for k in ("HOME", "HF_HOME", "TRANSFORMERS_CACHE")},
-                 "model cache": deployment.serving.model.cache_dir, "shared memory": "/dev/shm"}
+        assert set(BASE_IMAGE_CACHE_ENV) == {
+            "VLLM_CACHE_ROOT",
+            "TRITON_CACHE_DIR",
+            "NUMBA_CACHE_DIR",
+            "OUTLINES_CACHE_DIR",
+        }
+        paths = {
+            **BASE_IMAGE_CACHE_ENV,
+            **{k: env[k] for k in ("HOME", "HF_HOME", "TRANSFORMERS_CACHE")},
+            "model cache": deployment.serving.model.cache_dir,
+            "shared memory": "/dev/shm",
+        }
         writable = _writable_mounts(spec, container)
         for what, path in paths.items():
             assert any(PurePosixPath(path).is_relative_to(m) for m in writable), (name, what, path)
@@ -123,8 +135,11 @@ def test_the_model_cache_is_handed_to_the_engine_user_before_it_starts() -> None
     # The kubelet creates a missing hostPath DirectoryOrCreate as root, mode 0755: the engine user could not write.
     (volume,) = [v for v in spec["volumes"] if v["name"] == "model-cache"]
     assert volume["hostPath"]["type"] == "DirectoryOrCreate"
-    assert owner["command"] == ["chown", (f"{spec['securityContext']['runAsUser']}:"
-                                         f"{spec['securityContext']['runAsGroup']}"), cache_dir]
+    assert owner["command"] == [
+        "chown",
+        (f"{spec['securityContext']['runAsUser']}:{spec['securityContext']['runAsGroup']}"),
+        cache_dir,
+    ]
     assert {"name": "model-cache", "mountPath": cache_dir} in owner["volumeMounts"]
     assert owner["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["CHOWN"]}
 
@@ -141,8 +156,12 @@ def test_engines_get_no_api_token_and_the_router_gets_one_to_watch_endpoint_slic
 
 def test_a_router_with_static_engines_gets_no_api_token() -> None:
     data = load_yaml("default.yaml")
-    data["serving"].setdefault("router", {})["discovery"] = {"static": [
-        {"url": "http://10.0.1.5:8000", "role": "prefill"}, {"url": "http://10.0.1.6:8000", "role": "decode"}]}
+    data["serving"].setdefault("router", {})["discovery"] = {
+        "static": [
+            {"url": "http://10.0.1.5:8000", "role": "prefill"},
+            {"url": "http://10.0.1.6:8000", "role": "decode"},
+        ]
+    }
     router = pod_specs(parse_deployment(data))["pdstack-router"]
     assert router["automountServiceAccountToken"] is False
 

@@ -54,11 +54,15 @@ def _router(objects: list[dict[str, Any]]) -> dict[str, Any]:
 
 # --- the config check ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("secret", "problem"), [
-    ("arn:aws:secretsmanager:us-east-2:123456789012:secret:router-keys", "not a whole Secrets Manager secret ARN"),
-    ("router keys", "not a Secrets Manager secret name"),
-    ("x" * 513, "not a Secrets Manager secret name"),
-])
+
+@pytest.mark.parametrize(
+    ("secret", "problem"),
+    [
+        ("arn:aws:secretsmanager:us-east-2:123456789012:secret:router-keys", "not a whole Secrets Manager secret ARN"),
+        ("router keys", "not a Secrets Manager secret name"),
+        ("x" * 513, "not a Secrets Manager secret name"),
+    ],
+)
 def test_a_secret_is_named_or_given_by_its_whole_arn(secret: str, problem: str) -> None:
     with pytest.raises(DeploymentError, match=problem):
         parse_deployment(_capacity_block(api_keys_secret=secret))
@@ -82,13 +86,17 @@ def test_a_kms_key_needs_the_secret_it_encrypts() -> None:
 
 # --- the objects: the mount, the SecretProviderClass, the rendered api_keys_path --------------------------------------
 
+
 def test_the_routers_mount_the_secret_read_only_where_their_config_points() -> None:
     deployment = parse_deployment(load_yaml("capacity-block.yaml"))
     objects = objects_of(deployment)
     spec = pod_spec(_router(objects))
     (volume,) = [v for v in spec["volumes"] if "csi" in v]
-    assert volume["csi"] == {"driver": SECRETS_STORE_DRIVER, "readOnly": True,
-                             "volumeAttributes": {"secretProviderClass": ROUTER_API_KEYS}}
+    assert volume["csi"] == {
+        "driver": SECRETS_STORE_DRIVER,
+        "readOnly": True,
+        "volumeAttributes": {"secretProviderClass": ROUTER_API_KEYS},
+    }
     (container,) = spec["containers"]
     (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
     # read-only, and no subPath: the driver rewrites the file on rotation, a subPath would pin the first copy
@@ -105,11 +113,14 @@ def test_the_provider_class_names_the_secret_and_the_pod_identity() -> None:
     parameters = spc["spec"]["parameters"]
     assert spc["spec"]["provider"] == "aws"
     assert yaml.safe_load(parameters["objects"]) == [
-        {"objectName": "pdstack-cb/router-api-keys", "objectType": "secretsmanager", "objectAlias": API_KEYS_FILE}]
+        {"objectName": "pdstack-cb/router-api-keys", "objectType": "secretsmanager", "objectAlias": API_KEYS_FILE}
+    ]
     assert parameters["usePodIdentity"] == "true" and parameters["region"] == "us-east-2"
     # a secret given by ARN is read in its own region
     other = parse_deployment(_capacity_block(api_keys_secret=SECRET_ARN))
-    assert find(objects_of(other), "SecretProviderClass", ROUTER_API_KEYS)["spec"]["parameters"]["region"] == "eu-west-1"
+    assert (
+        find(objects_of(other), "SecretProviderClass", ROUTER_API_KEYS)["spec"]["parameters"]["region"] == "eu-west-1"
+    )
 
 
 def test_the_mounted_file_is_what_the_router_reads(tmp_path: Path) -> None:
@@ -131,10 +142,16 @@ def test_without_a_secret_nothing_is_mounted_and_nothing_authenticates() -> None
 def test_naming_another_secret_rolls_the_routers_and_only_them() -> None:
     before = parse_deployment(load_yaml("capacity-block.yaml"))
     after = parse_deployment(_capacity_block(api_keys_secret="pdstack-cb/other-keys"))
-    templates = {name: [o["spec"]["template"]["metadata"]["annotations"] if "template" in o["spec"] else
-                        o["spec"]["leaderWorkerTemplate"]["workerTemplate"]["metadata"].get("annotations")
-                        for o in objects_of(d) if o["kind"] in ("Deployment", "LeaderWorkerSet")]
-                 for name, d in (("before", before), ("after", after))}
+    templates = {
+        name: [
+            o["spec"]["template"]["metadata"]["annotations"]
+            if "template" in o["spec"]
+            else o["spec"]["leaderWorkerTemplate"]["workerTemplate"]["metadata"].get("annotations")
+            for o in objects_of(d)
+            if o["kind"] in ("Deployment", "LeaderWorkerSet")
+        ]
+        for name, d in (("before", before), ("after", after))
+    }
     changed = [i for i, (b, a) in enumerate(zip(templates["before"], templates["after"], strict=True)) if b != a]
     names = [o["metadata"]["name"] for o in objects_of(before) if o["kind"] in ("Deployment", "LeaderWorkerSet")]
     assert [names[i] for i in changed] == [ROUTER]
@@ -148,8 +165,11 @@ def test_naming_another_secret_rolls_the_routers_and_only_them() -> None:
 
 # --- the templates: charts, IAM scope, ordering ----------------------------------------------------------------------
 
+
 def _charts(synth: Synthesized) -> dict[str, Mapping[str, Any]]:
-    return {c["Properties"]["Chart"]: c for c in synth.workloads.find_resources("Custom::AWSCDK-EKS-HelmChart").values()}
+    return {
+        c["Properties"]["Chart"]: c for c in synth.workloads.find_resources("Custom::AWSCDK-EKS-HelmChart").values()
+    }
 
 
 def test_the_pinned_charts_rotate_and_sync_no_kubernetes_secret(capacity_block: Synthesized) -> None:
@@ -170,16 +190,23 @@ def test_no_secret_installs_no_secrets_store(default: Synthesized) -> None:
 
 
 def _role_of(synth: Synthesized, account: str) -> dict[str, Any]:
-    associations = [a["Properties"] for a in synth.workloads.find_resources("AWS::EKS::PodIdentityAssociation").values()
-                    if a["Properties"]["ServiceAccount"] == account]
+    associations = [
+        a["Properties"]
+        for a in synth.workloads.find_resources("AWS::EKS::PodIdentityAssociation").values()
+        if a["Properties"]["ServiceAccount"] == account
+    ]
     (association,) = associations  # EKS takes one association per service account
     return association["RoleArn"]
 
 
 def _statements(synth: Synthesized, role_arn: dict[str, Any]) -> list[dict[str, Any]]:
     role = role_arn["Fn::GetAtt"][0]
-    return [s for p in synth.workloads.find_resources("AWS::IAM::Policy").values() if {"Ref": role} in p["Properties"]["Roles"]
-            for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    return [
+        s
+        for p in synth.workloads.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": role} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
 
 
 def test_only_the_routers_may_read_the_secret_and_only_that_one(capacity_block: Synthesized) -> None:
@@ -191,8 +218,13 @@ def test_only_the_routers_may_read_the_secret_and_only_that_one(capacity_block: 
     # the routers still read the model's tokenizer with the same role
     assert {"s3:GetObject", "s3:ListBucket"} <= {a for s in router for a in _actions(s)}
     # nobody else gets any secretsmanager action
-    text = json.dumps([p for k, p in capacity_block.workloads.find_resources("AWS::IAM::Policy").items()
-                       if p["Properties"]["Roles"] != [{"Ref": _role_of(capacity_block, ROUTER)["Fn::GetAtt"][0]}]])
+    text = json.dumps(
+        [
+            p
+            for k, p in capacity_block.workloads.find_resources("AWS::IAM::Policy").items()
+            if p["Properties"]["Roles"] != [{"Ref": _role_of(capacity_block, ROUTER)["Fn::GetAtt"][0]}]
+        ]
+    )
     assert "secretsmanager" not in text
     for worker in ("pdstack-prefill", "pdstack-decode"):
         assert _role_of(capacity_block, worker) != _role_of(capacity_block, ROUTER)
@@ -209,10 +241,16 @@ def test_the_routers_wait_for_the_driver_and_their_identity(capacity_block: Synt
     stack = capacity_block.stacks.workloads
     resources = capacity_block.workloads.to_json()["Resources"]
     manifest = resources[stack.resolve(stack.manifest.node.default_child.logical_id)]  # type: ignore[union-attr]
-    charts = {k for k, c in capacity_block.workloads.find_resources("Custom::AWSCDK-EKS-HelmChart").items()
-              if c["Properties"]["Chart"] in (SECRETS_STORE_CSI_DRIVER.chart, SECRETS_STORE_PROVIDER_AWS.chart)}
-    associations = {k for k, a in capacity_block.workloads.find_resources("AWS::EKS::PodIdentityAssociation").items()
-                    if a["Properties"]["ServiceAccount"] == ROUTER}
+    charts = {
+        k
+        for k, c in capacity_block.workloads.find_resources("Custom::AWSCDK-EKS-HelmChart").items()
+        if c["Properties"]["Chart"] in (SECRETS_STORE_CSI_DRIVER.chart, SECRETS_STORE_PROVIDER_AWS.chart)
+    }
+    associations = {
+        k
+        for k, a in capacity_block.workloads.find_resources("AWS::EKS::PodIdentityAssociation").items()
+        if a["Properties"]["ServiceAccount"] == ROUTER
+    }
     assert len(charts) == 2 and len(associations) == 1
     assert charts | associations <= set(manifest["DependsOn"])
     assert '"kind":"SecretProviderClass"' in json.dumps(manifest["Properties"]["Manifest"]).replace('\\"', '"')
@@ -223,8 +261,11 @@ def test_every_service_account_has_at_most_one_pod_identity(fixture: str, reques
     """EKS refuses a second association for a service account (CreatePodIdentityAssociation): the routers of an
     s3:// model that mount their keys get one role for both."""
     synth: Synthesized = request.getfixturevalue(fixture)
-    accounts = [(a["Properties"]["Namespace"], a["Properties"]["ServiceAccount"])
-                for t in (synth.workloads, synth.cluster) for a in t.find_resources("AWS::EKS::PodIdentityAssociation").values()]
+    accounts = [
+        (a["Properties"]["Namespace"], a["Properties"]["ServiceAccount"])
+        for t in (synth.workloads, synth.cluster)
+        for a in t.find_resources("AWS::EKS::PodIdentityAssociation").values()
+    ]
     assert len(accounts) == len(set(accounts)), accounts
 
 
@@ -234,10 +275,17 @@ def test_a_secret_under_a_customer_managed_key_is_decrypted_through_secrets_mana
     api_keys_reader_role(stack, deployment.workloads.router)
     (policy,) = Template.from_stack(stack).find_resources("AWS::IAM::Policy").values()
     statements = [{**s, "Action": sorted(_actions(s))} for s in policy["Properties"]["PolicyDocument"]["Statement"]]
-    assert {"Action": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"], "Effect": "Allow",
-            "Resource": SECRET_ARN} in statements
-    assert {"Action": ["kms:Decrypt"], "Effect": "Allow", "Resource": KEY_ARN,
-            "Condition": {"StringEquals": {"kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"}}} in statements
+    assert {
+        "Action": ["secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue"],
+        "Effect": "Allow",
+        "Resource": SECRET_ARN,
+    } in statements
+    assert {
+        "Action": ["kms:Decrypt"],
+        "Effect": "Allow",
+        "Resource": KEY_ARN,
+        "Condition": {"StringEquals": {"kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"}},
+    } in statements
     assert len(statements) == 2
 
 

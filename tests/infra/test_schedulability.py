@@ -24,8 +24,18 @@ from infra.operations.serving_endpoints import ServingEndpoints
 from infra.operations.smoke import SMOKE_IMAGE, job_manifest
 from infra.workloads.stack import serving_objects
 from tests.infra.chart_facts import OFFERS
-from tests.support.rehearsal import (chart_pods, eks_nodes, fits, gpu_nodes, group_sizes, health_agent_pod,
-                                     hyperpod_nodes, nodes_with_plugins, pod_specs, rehearsal_cluster)
+from tests.support.rehearsal import (
+    chart_pods,
+    eks_nodes,
+    fits,
+    gpu_nodes,
+    group_sizes,
+    health_agent_pod,
+    hyperpod_nodes,
+    nodes_with_plugins,
+    pod_specs,
+    rehearsal_cluster,
+)
 from tests.support.synthesis import INFRA_FIXTURES, SynthesisCache, Synthesized, load_yaml
 from tests.infra.scheduling import (
     Node,
@@ -110,7 +120,8 @@ def test_system_pods_run_on_the_system_nodes(synth: Synthesized) -> None:
     assert "lws" in controllers
     if synth.stacks.workloads.autoscaling is not None:
         assert {"keda/keda-operator", "keda/keda-operator-metrics-apiserver", "keda/keda-admission-webhooks"} <= set(
-            controllers)
+            controllers
+        )
     if synth.stacks.gpu_nodes is not None and synth.stacks.gpu_nodes.node_autoscaler is not None:
         assert "cluster-autoscaler" in controllers
     pods += list(controllers.items())
@@ -122,46 +133,92 @@ def test_system_pods_run_on_the_system_nodes(synth: Synthesized) -> None:
 
 # --- the matcher itself, on the cases the Kubernetes documentation spells out ----------------------------------------
 
-NODE = Node("n1", {"zone": "a", "gpu": "true", "cores": "96"}, [{"key": "dedicated", "value": "x", "effect": "NoSchedule"},
-                                                              {"key": "soft", "value": "", "effect": "PreferNoSchedule"}])
+NODE = Node(
+    "n1",
+    {"zone": "a", "gpu": "true", "cores": "96"},
+    [
+        {"key": "dedicated", "value": "x", "effect": "NoSchedule"},
+        {"key": "soft", "value": "", "effect": "PreferNoSchedule"},
+    ],
+)
 TOLERATE = [{"key": "dedicated", "operator": "Equal", "value": "x", "effect": "NoSchedule"}]
 
 
 def _affinity(*terms: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-        "nodeSelectorTerms": [{"matchExpressions": t} for t in terms]}}}
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": t} for t in terms]
+            }
+        }
+    }
 
 
-@pytest.mark.parametrize(("spec", "placed"), [
-    ({"tolerations": TOLERATE}, True),
-    ({}, False),  # NoSchedule not tolerated; PreferNoSchedule never blocks
-    ({"tolerations": [{"key": "dedicated", "operator": "Exists"}]}, True),  # any value, any effect
-    ({"tolerations": [{"operator": "Exists"}]}, True),  # empty key with Exists tolerates everything
-    ({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "y", "effect": "NoSchedule"}]}, False),
-    ({"tolerations": [{"key": "dedicated", "value": "x", "effect": "NoExecute"}]}, False),  # effect differs
-    ({"tolerations": [{"key": "dedicated", "value": "x"}]}, True),  # Equal by default, any effect
-    ({"tolerations": TOLERATE, "nodeSelector": {"zone": "a"}}, True),
-    ({"tolerations": TOLERATE, "nodeSelector": {"zone": "a", "gpu": "false"}}, False),
-    # nodeSelector AND affinity
-    ({"tolerations": TOLERATE, "nodeSelector": {"zone": "b"},
-      "affinity": _affinity([{"key": "gpu", "operator": "Exists"}])}, False),
-    # terms ORed, expressions ANDed
-    ({"tolerations": TOLERATE, "affinity": _affinity([{"key": "zone", "operator": "In", "values": ["b"]}],
-                                                     [{"key": "gpu", "operator": "In", "values": ["true"]}])}, True),
-    ({"tolerations": TOLERATE, "affinity": _affinity([{"key": "zone", "operator": "In", "values": ["a"]},
-                                                      {"key": "gpu", "operator": "In", "values": ["no"]}])}, False),
-    ({"tolerations": TOLERATE, "affinity": _affinity([{"key": "absent", "operator": "NotIn", "values": ["x"]}])}, True),
-    ({"tolerations": TOLERATE, "affinity": _affinity([{"key": "absent", "operator": "DoesNotExist"}])}, True),
-    ({"tolerations": TOLERATE, "affinity": _affinity([{"key": "zone", "operator": "DoesNotExist"}])}, False),
-    ({"tolerations": TOLERATE, "affinity": _affinity([{"key": "cores", "operator": "Gt", "values": ["64"]}])}, True),
-    ({"tolerations": TOLERATE, "affinity": _affinity([{"key": "cores", "operator": "Lt", "values": ["64"]}])}, False),
-    ({"tolerations": TOLERATE, "affinity": _affinity([{"key": "zone", "operator": "Gt", "values": ["1"]}])}, False),
-    ({"tolerations": TOLERATE, "affinity": _affinity()}, False),  # no terms: no node
-    ({"tolerations": TOLERATE, "affinity": _affinity([])}, False),  # an empty term: no node
-])
+@pytest.mark.parametrize(
+    ("spec", "placed"),
+    [
+        ({"tolerations": TOLERATE}, True),
+        ({}, False),  # NoSchedule not tolerated; PreferNoSchedule never blocks
+        ({"tolerations": [{"key": "dedicated", "operator": "Exists"}]}, True),  # any value, any effect
+        ({"tolerations": [{"operator": "Exists"}]}, True),  # empty key with Exists tolerates everything
+        ({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "y", "effect": "NoSchedule"}]}, False),
+        ({"tolerations": [{"key": "dedicated", "value": "x", "effect": "NoExecute"}]}, False),  # effect differs
+        ({"tolerations": [{"key": "dedicated", "value": "x"}]}, True),  # Equal by default, any effect
+        ({"tolerations": TOLERATE, "nodeSelector": {"zone": "a"}}, True),
+        ({"tolerations": TOLERATE, "nodeSelector": {"zone": "a", "gpu": "false"}}, False),
+        # nodeSelector AND affinity
+        (
+            {
+                "tolerations": TOLERATE,
+                "nodeSelector": {"zone": "b"},
+                "affinity": _affinity([{"key": "gpu", "operator": "Exists"}]),
+            },
+            False,
+        ),
+        # terms ORed, expressions ANDed
+        (
+            {
+                "tolerations": TOLERATE,
+                "affinity": _affinity(
+                    [{"key": "zone", "operator": "In", "values": ["b"]}],
+                    [{"key": "gpu", "operator": "In", "values": ["true"]}],
+                ),
+            },
+            True,
+        ),
+        (
+            {
+                "tolerations": TOLERATE,
+                "affinity": _affinity(
+                    [
+                        {"key": "zone", "operator": "In", "values": ["a"]},
+                        {"key": "gpu", "operator": "In", "values": ["no"]},
+                    ]
+                ),
+            },
+            False,
+        ),
+        (
+            {"tolerations": TOLERATE, "affinity": _affinity([{"key": "absent", "operator": "NotIn", "values": ["x"]}])},
+            True,
+        ),
+        ({"tolerations": TOLERATE, "affinity": _affinity([{"key": "absent", "operator": "DoesNotExist"}])}, True),
+        ({"tolerations": TOLERATE, "affinity": _affinity([{"key": "zone", "operator": "DoesNotExist"}])}, False),
+        (
+            {"tolerations": TOLERATE, "affinity": _affinity([{"key": "cores", "operator": "Gt", "values": ["64"]}])},
+            True,
+        ),
+        (
+            {"tolerations": TOLERATE, "affinity": _affinity([{"key": "cores", "operator": "Lt", "values": ["64"]}])},
+            False,
+        ),
+        ({"tolerations": TOLERATE, "affinity": _affinity([{"key": "zone", "operator": "Gt", "values": ["1"]}])}, False),
+        ({"tolerations": TOLERATE, "affinity": _affinity()}, False),  # no terms: no node
+        ({"tolerations": TOLERATE, "affinity": _affinity([])}, False),  # an empty term: no node
+    ],
+)
 def test_matcher_follows_the_scheduler(spec: dict[str, Any], placed: bool) -> None:
     assert can_place(spec, NODE) is placed
-
 
 
 # --- the rehearsal: what the cluster does with our objects over time ------------------------------------------------
@@ -169,6 +226,7 @@ def test_matcher_follows_the_scheduler(spec: dict[str, Any], placed: bool) -> No
 # hugepages the boot configuration reserves, pods), less the requests of the DaemonSets that land on them; the
 # controllers the charts and EKS add-ons run on the system nodes; then every replica, every rolling update and
 # every scale-out to its maximum.
+
 
 def _workloads(synth: Synthesized) -> list[tuple[str, dict[str, Any], dict[str, str], int, int, int, int]]:
     """(name, pod spec, pod labels, replicas at deploy, group size, maxSurge, maxUnavailable) of every controller."""
@@ -182,14 +240,32 @@ def _workloads(synth: Synthesized) -> list[tuple[str, dict[str, Any], dict[str, 
         replicas = spec.get("replicas", deployment.serving.role(role).replicas if role in ("prefill", "decode") else 1)
         if obj["kind"] == "Deployment":
             update = spec["strategy"]["rollingUpdate"]
-            found.append((name, spec["template"]["spec"], spec["template"]["metadata"]["labels"], replicas, 1,
-                          update["maxSurge"], update["maxUnavailable"]))
+            found.append(
+                (
+                    name,
+                    spec["template"]["spec"],
+                    spec["template"]["metadata"]["labels"],
+                    replicas,
+                    1,
+                    update["maxSurge"],
+                    update["maxUnavailable"],
+                )
+            )
         elif obj["kind"] == "LeaderWorkerSet":
             update = spec["rolloutStrategy"]["rollingUpdateConfiguration"]
             template = spec["leaderWorkerTemplate"]
             assert template["leaderTemplate"] == template["workerTemplate"]  # one spec places both
-            found.append((name, template["workerTemplate"]["spec"], template["workerTemplate"]["metadata"]["labels"],
-                          replicas, template["size"], update["maxSurge"], update["maxUnavailable"]))
+            found.append(
+                (
+                    name,
+                    template["workerTemplate"]["spec"],
+                    template["workerTemplate"]["metadata"]["labels"],
+                    replicas,
+                    template["size"],
+                    update["maxSurge"],
+                    update["maxUnavailable"],
+                )
+            )
     return found
 
 
@@ -198,15 +274,21 @@ def test_every_replica_of_every_workload_is_placed_on_the_nodes_after_deploy(syn
     for name, spec, labels, replicas, group, _, _ in _workloads(synth):
         for index in range(replicas * group):
             assert cluster.place(f"{name}-{index}", spec, labels) is not None, (
-                name, index, {n.name: cluster.fits(spec, n) for n in cluster.nodes})
+                name,
+                index,
+                {n.name: cluster.fits(spec, n) for n in cluster.nodes},
+            )
 
 
 @pytest.mark.parametrize("kind", ["Deployment", "LeaderWorkerSet"])
 def test_every_rolling_update_finishes_next_to_everything_else(synth: Synthesized, kind: str) -> None:
     """Each controller rolled with its own strategy and spread while every other workload keeps its replicas."""
     workloads = _workloads(synth)
-    rolled = [w for w in workloads if any(o["kind"] == kind and o["metadata"]["name"] == w[0]
-                                          for o in synth.stacks.workloads.objects)]
+    rolled = [
+        w
+        for w in workloads
+        if any(o["kind"] == kind and o["metadata"]["name"] == w[0] for o in synth.stacks.workloads.objects)
+    ]
     if kind == "LeaderWorkerSet" and not rolled:
         pytest.skip("no multi-node role in this deployment")
     for target in rolled:
@@ -220,8 +302,9 @@ def test_every_rolling_update_finishes_next_to_everything_else(synth: Synthesize
 
 
 def test_a_rollout_never_takes_down_more_than_the_disruption_budget_allows(synth: Synthesized) -> None:
-    budgets = {o["metadata"]["name"]: o["spec"] for o in synth.stacks.workloads.objects
-               if o["kind"] == "PodDisruptionBudget"}
+    budgets = {
+        o["metadata"]["name"]: o["spec"] for o in synth.stacks.workloads.objects if o["kind"] == "PodDisruptionBudget"
+    }
     for name, _, _, replicas, _, _, unavailable in _workloads(synth):
         budget = budgets[name]
         allowed = budget["maxUnavailable"] if "maxUnavailable" in budget else replicas - budget["minAvailable"]
@@ -243,27 +326,34 @@ def test_scale_out_to_every_maximum_fits_the_largest_node_groups(synth: Synthesi
     sizes = group_sizes(synth)
     if needed_more and any(after < most for after, most in sizes.values()):
         adds_nodes = (synth.stacks.gpu_nodes is not None and synth.stacks.gpu_nodes.node_autoscaler is not None) or (
-            deployment.hyperpod is not None and deployment.hyperpod.node_autoscaling)
+            deployment.hyperpod is not None and deployment.hyperpod.node_autoscaling
+        )
         assert adds_nodes, "replicas beyond the nodes after deploy, and nothing adds nodes"
 
 
 def test_the_config_check_counts_the_controllers_the_charts_run(synth: Synthesized) -> None:
     """infra/gpu_capacity/node_capacity.py's controller requests (what the config check places) are the charts' own."""
     pods = chart_pods(synth)
-    counted = {"lws": node_capacity.SYSTEM_CONTROLLERS["lws-controller-manager"],
-               **{f"keda/{n}": r for n, r in node_capacity.KEDA_CONTROLLERS.items()},
-               **{f"aws-load-balancer-controller/replica-{i}": node_capacity.LOAD_BALANCER_CONTROLLER_REQUESTS
-                  for i in range(node_capacity.LOAD_BALANCER_CONTROLLER_REPLICAS)}}
+    counted = {
+        "lws": node_capacity.SYSTEM_CONTROLLERS["lws-controller-manager"],
+        **{f"keda/{n}": r for n, r in node_capacity.KEDA_CONTROLLERS.items()},
+        **{
+            f"aws-load-balancer-controller/replica-{i}": node_capacity.LOAD_BALANCER_CONTROLLER_REQUESTS
+            for i in range(node_capacity.LOAD_BALANCER_CONTROLLER_REPLICAS)
+        },
+    }
     for chart, requests in counted.items():
         if chart in pods:
             wanted = pod_requests(pods[chart])
             assert (wanted["cpu"], wanted["memory"] // 2**20) == (requests.cpu_m, requests.memory_mib), chart
 
 
-@pytest.mark.parametrize(("router", "refused"), [({}, False), ({"cpu": "3"}, True), ({"replicas": 3}, True),
-                                                 ({"replicas": 1}, False)])
-def test_the_config_check_and_the_rehearsal_agree_on_the_routers(default: Synthesized, router: dict,
-                                                                 refused: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("router", "refused"), [({}, False), ({"cpu": "3"}, True), ({"replicas": 3}, True), ({"replicas": 1}, False)]
+)
+def test_the_config_check_and_the_rehearsal_agree_on_the_routers(
+    default: Synthesized, router: dict, refused: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The loader refuses exactly the router layouts whose rollout the rehearsal cannot finish on the default
     system nodes."""
     import infra.config.deployment as config
@@ -278,25 +368,46 @@ def test_the_config_check_and_the_rehearsal_agree_on_the_routers(default: Synthe
     assert accepted is not refused
     monkeypatch.setattr(config, "capacity_problems", lambda deployment: [])
     deployment = parse_deployment(data)
-    (obj,) = [o for o in serving_objects(deployment, "image") if o["metadata"]["name"] == "pdstack-router"
-              and o["kind"] == "Deployment"]
+    (obj,) = [
+        o
+        for o in serving_objects(deployment, "image")
+        if o["metadata"]["name"] == "pdstack-router" and o["kind"] == "Deployment"
+    ]
     cluster = rehearsal_cluster(default)
     update = obj["spec"]["strategy"]["rollingUpdate"]
-    stalled = roll(cluster, "router", obj["spec"]["template"]["spec"], obj["spec"]["template"]["metadata"]["labels"],
-                   obj["spec"]["replicas"], update["maxSurge"], update["maxUnavailable"])
+    stalled = roll(
+        cluster,
+        "router",
+        obj["spec"]["template"]["spec"],
+        obj["spec"]["template"]["metadata"]["labels"],
+        obj["spec"]["replicas"],
+        update["maxSurge"],
+        update["maxUnavailable"],
+    )
     assert bool(stalled) is refused, stalled
 
 
 def test_the_old_surging_router_rollout_stalls_in_the_rehearsal(default: Synthesized) -> None:
     """The method catches defect 4: the default routers with maxSurge 1 / maxUnavailable 0 never finish."""
-    (obj,) = [o for o in default.stacks.workloads.objects if o["metadata"]["name"] == "pdstack-router"
-              and o["kind"] == "Deployment"]
+    (obj,) = [
+        o
+        for o in default.stacks.workloads.objects
+        if o["metadata"]["name"] == "pdstack-router" and o["kind"] == "Deployment"
+    ]
     template = obj["spec"]["template"]
-    assert roll(rehearsal_cluster(default), "router", template["spec"], template["metadata"]["labels"],
-                obj["spec"]["replicas"], 1, 0)
+    assert roll(
+        rehearsal_cluster(default),
+        "router",
+        template["spec"],
+        template["metadata"]["labels"],
+        obj["spec"]["replicas"],
+        1,
+        0,
+    )
 
 
 # --- changes at CloudFormation level ---------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def default_other_model(synthesized: SynthesisCache) -> Synthesized:
@@ -306,19 +417,31 @@ def default_other_model(synthesized: SynthesisCache) -> Synthesized:
 
 
 def _resources(synth: Synthesized) -> dict[str, dict[str, Any]]:
-    return {f"{stack.stack_name}/{k}": v for stack in synth.stacks.all
-            for k, v in json.loads((synth.outdir / f"{stack.artifact_id}.template.json").read_text())
-            .get("Resources", {}).items()}
+    return {
+        f"{stack.stack_name}/{k}": v
+        for stack in synth.stacks.all
+        for k, v in json.loads((synth.outdir / f"{stack.artifact_id}.template.json").read_text())
+        .get("Resources", {})
+        .items()
+    }
 
 
-def test_changing_the_model_replaces_no_cluster_node_group_or_repository(default: Synthesized,
-                                                                        default_other_model: Synthesized) -> None:
+def test_changing_the_model_replaces_no_cluster_node_group_or_repository(
+    default: Synthesized, default_other_model: Synthesized
+) -> None:
     """Only the serving manifest (the ConfigMap and the pod templates reading the model) and the model reader's
     bucket policy change; the cluster, the node groups, their launch templates and the image repository keep their
     logical ids and every property (so CloudFormation updates nothing there, let alone replaces it)."""
     before, after = _resources(default), _resources(default_other_model)
-    kept = ("AWS::EKS::Cluster", "AWS::EKS::Nodegroup", "AWS::EC2::LaunchTemplate", "AWS::ECR::Repository",
-            "AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EC2::PlacementGroup")
+    kept = (
+        "AWS::EKS::Cluster",
+        "AWS::EKS::Nodegroup",
+        "AWS::EC2::LaunchTemplate",
+        "AWS::ECR::Repository",
+        "AWS::EC2::VPC",
+        "AWS::EC2::Subnet",
+        "AWS::EC2::PlacementGroup",
+    )
     for logical_id, resource in before.items():
         if resource["Type"] in kept:
             assert logical_id in after and after[logical_id] == resource, logical_id
@@ -330,8 +453,9 @@ def test_changing_the_model_replaces_no_cluster_node_group_or_repository(default
 
 
 @pytest.mark.parametrize("routers", [1, 2, 3])
-def test_every_disruption_budget_lets_a_node_drain_proceed(default: Synthesized, routers: int,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_disruption_budget_lets_a_node_drain_proceed(
+    default: Synthesized, routers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A node group update or a scale-in evicts pods through their PodDisruptionBudgets: with every replica ready, each
     budget must allow one eviction (a budget allowing none holds the drain until the update fails), and no more
     than the replicas less one where there are several (those keep serving)."""
@@ -342,8 +466,11 @@ def test_every_disruption_budget_lets_a_node_drain_proceed(default: Synthesized,
     data["workloads"]["router"]["replicas"] = routers
     deployment = parse_deployment(data)
     objects = serving_objects(deployment, "image")
-    replicas = {o["metadata"]["name"]: o["spec"].get("replicas", 1) for o in objects
-                if o["kind"] in ("Deployment", "LeaderWorkerSet")}
+    replicas = {
+        o["metadata"]["name"]: o["spec"].get("replicas", 1)
+        for o in objects
+        if o["kind"] in ("Deployment", "LeaderWorkerSet")
+    }
     for budget in (o for o in objects if o["kind"] == "PodDisruptionBudget"):
         name, spec = budget["metadata"]["name"], budget["spec"]
         total = replicas[name]

@@ -10,16 +10,21 @@ import pytest
 from infra.stack_outputs import READ_BY_OPERATIONS, stack_name, stack_names
 from tests.support.synthesis import Synthesized
 
-OPERATIONS = [*sorted((Path(__file__).resolve().parents[2] / "infra" / "operations").glob("*.py")),
-              Path(__file__).resolve().parents[2] / "infra" / "__main__.py"]
+OPERATIONS = [
+    *sorted((Path(__file__).resolve().parents[2] / "infra" / "operations").glob("*.py")),
+    Path(__file__).resolve().parents[2] / "infra" / "__main__.py",
+]
 
 
 @pytest.mark.parametrize("fixture", ["default", "hyperpod"])
 def test_the_operations_find_the_stacks_and_the_outputs_they_read(request: pytest.FixtureRequest, fixture: str) -> None:
     synth: Synthesized = request.getfixturevalue(fixture)
     deployed = {stack.stack_name: stack for stack in synth.stacks.all}
-    assert sorted(deployed) == sorted(stack_names(synth.deployment.name, synth.deployment.hyperpod is not None,
-                                                   synth.deployment.observability.enabled))
+    assert sorted(deployed) == sorted(
+        stack_names(
+            synth.deployment.name, synth.deployment.hyperpod is not None, synth.deployment.observability.enabled
+        )
+    )
     templates = {"image": synth.image, "cluster": synth.cluster, "hyperpod": synth.hyperpod}
     for part, keys in READ_BY_OPERATIONS.items():
         template = templates[part]

@@ -33,9 +33,12 @@ def test_every_object_is_valid_kubernetes(name: str) -> None:
     for obj in objects_of(DEPLOYMENTS[name]()):
         if obj["kind"] == "LeaderWorkerSet":
             for template in ("leaderTemplate", "workerTemplate"):
-                pod_template = {"apiVersion": "v1", "kind": "PodTemplate",
-                                "metadata": {"name": "t", "namespace": "n"},
-                                "template": obj["spec"]["leaderWorkerTemplate"][template]}
+                pod_template = {
+                    "apiVersion": "v1",
+                    "kind": "PodTemplate",
+                    "metadata": {"name": "t", "namespace": "n"},
+                    "template": obj["spec"]["leaderWorkerTemplate"][template],
+                }
                 kubernetes_validate.validate(pod_template, K8S, strict=True)
             continue
         if obj["kind"] == "SecretProviderClass":
@@ -93,9 +96,11 @@ def test_worker_pod_has_shm_ipc_lock_pod_ip_and_named_ports() -> None:
     assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     assert env["PDSTACK_CONFIG"]["value"] == "/etc/pdstack/serving.yaml"
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"http": deployment.serving.prefill.ports.http,
-                     "nixl": deployment.serving.prefill.ports.nixl_side_channel,
-                     "kv-events": deployment.serving.prefill.ports.kv_events}
+    assert ports == {
+        "http": deployment.serving.prefill.ports.http,
+        "nixl": deployment.serving.prefill.ports.nixl_side_channel,
+        "kv-events": deployment.serving.prefill.ports.kv_events,
+    }
     assert c["args"] == ["prefill"] and c["image"] == IMAGE
 
 
@@ -142,13 +147,15 @@ def test_same_pod_apart_from_node_selection_and_cache_path_on_both_providers() -
         for c in spec["containers"]:  # sized from each provider's nodes (threads per core, node agents)
             c["resources"] = None
         return spec
+
     assert normalized("default") == normalized("hyperpod")
 
 
 def test_labels_for_llm_d_and_kubernetes() -> None:
     for role in ("prefill", "decode"):
         labels = find(objects_of(DEPLOYMENTS["default"]()), "Deployment", f"pdstack-{role}")["spec"]["template"][
-            "metadata"]["labels"]
+            "metadata"
+        ]["labels"]
         assert labels["llm-d.ai/role"] == role and labels["llm-d.ai/inference-serving"] == "true"
         for key in ("name", "instance", "component", "part-of", "managed-by"):
             assert f"app.kubernetes.io/{key}" in labels
@@ -191,13 +198,21 @@ def test_optional_internal_load_balancer_is_the_controllers_tls_nlb() -> None:
     API port, TLS on 443 with the configured certificate, open to the router's clients only."""
     data = load_yaml("default.yaml")
     arn = "arn:aws:acm:us-west-2:123456789012:certificate/0a1b2c3d-0000-4000-8000-00000000abcd"
-    data["workloads"]["router"].update(internal_load_balancer=True, certificate_arn=arn,
-                                       allowed_client_cidrs=["10.0.0.0/16", "192.168.4.0/24"])
+    data["workloads"]["router"].update(
+        internal_load_balancer=True, certificate_arn=arn, allowed_client_cidrs=["10.0.0.0/16", "192.168.4.0/24"]
+    )
     deployment = parse_deployment(data)
     nlb = find(objects_of(deployment), "Service", f"{ROUTER}-nlb")
     annotations = nlb["metadata"]["annotations"]
-    assert not [a for a in annotations if a in ("service.beta.kubernetes.io/aws-load-balancer-type",
-                                                "service.beta.kubernetes.io/aws-load-balancer-internal")]
+    assert not [
+        a
+        for a in annotations
+        if a
+        in (
+            "service.beta.kubernetes.io/aws-load-balancer-type",
+            "service.beta.kubernetes.io/aws-load-balancer-internal",
+        )
+    ]
     assert nlb["spec"]["type"] == "LoadBalancer"
     assert nlb["spec"]["loadBalancerClass"] == "service.k8s.aws/nlb"
     assert annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] == "internal"
@@ -207,19 +222,23 @@ def test_optional_internal_load_balancer_is_the_controllers_tls_nlb() -> None:
     assert nlb["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "http", "protocol": "TCP"}]
     router = find(objects_of(deployment), "Deployment", ROUTER)
     assert {"name": "http", "containerPort": deployment.serving.router.port, "protocol": "TCP"} in container(router)[
-        "ports"]
+        "ports"
+    ]
     assert nlb["spec"]["selector"] == router["spec"]["selector"]["matchLabels"]
     assert nlb["spec"]["loadBalancerSourceRanges"] == ["10.0.0.0/16", "192.168.4.0/24"]
     # the router's NetworkPolicy filters on the clients' addresses: the NLB must keep them
-    assert "preserve_client_ip.enabled=true" in annotations[
-        "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"]
+    assert (
+        "preserve_client_ip.enabled=true"
+        in annotations["service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"]
+    )
 
 
 def test_router_may_only_read_endpoint_slices() -> None:
     objects = objects_of(DEPLOYMENTS["default"]())
     role = find(objects, "Role", ROUTER)
-    assert role["rules"] == [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
-                              "verbs": ["get", "list", "watch"]}]
+    assert role["rules"] == [
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}
+    ]
     assert not [o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     binding = find(objects, "RoleBinding", ROUTER)
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": ROUTER, "namespace": "pdstack"}]
@@ -243,11 +262,17 @@ def _model_reader_id(synth: Synthesized) -> str:
 def test_worker_pod_identity_reads_only_the_model_prefix(default: Synthesized) -> None:
     reader = _model_reader_id(default)
     associations = default.workloads.find_resources("AWS::EKS::PodIdentityAssociation")
-    accounts = {a["Properties"]["ServiceAccount"] for a in associations.values()
-                if a["Properties"]["RoleArn"] == {"Fn::GetAtt": [reader, "Arn"]}}
+    accounts = {
+        a["Properties"]["ServiceAccount"]
+        for a in associations.values()
+        if a["Properties"]["RoleArn"] == {"Fn::GetAtt": [reader, "Arn"]}
+    }
     assert accounts == {"pdstack-prefill", "pdstack-decode", ROUTER}
-    (policy,) = [p for p in default.workloads.find_resources("AWS::IAM::Policy").values()
-                 if {"Ref": reader} in p["Properties"]["Roles"]]
+    (policy,) = [
+        p
+        for p in default.workloads.find_resources("AWS::IAM::Policy").values()
+        if {"Ref": reader} in p["Properties"]["Roles"]
+    ]
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     assert {s["Action"] for s in statements} == {"s3:GetObject", "s3:ListBucket", "kms:Decrypt"}  # SSE-KMS buckets
     text = json.dumps(statements)
@@ -258,10 +283,14 @@ def test_pod_identity_exists_before_the_first_pod(default: Synthesized) -> None:
     """EKS injects Pod Identity credentials at pod creation: a pod created before its association has none."""
     resources = default.workloads.to_json()["Resources"]
     reader = {"Fn::GetAtt": [_model_reader_id(default), "Arn"]}
-    associations = {k for k, a in default.workloads.find_resources("AWS::EKS::PodIdentityAssociation").items()
-                    if a["Properties"]["RoleArn"] == reader}
-    manifest = resources[default.stacks.workloads.resolve(
-        default.stacks.workloads.manifest.node.default_child.logical_id)]  # type: ignore[union-attr]
+    associations = {
+        k
+        for k, a in default.workloads.find_resources("AWS::EKS::PodIdentityAssociation").items()
+        if a["Properties"]["RoleArn"] == reader
+    }
+    manifest = resources[
+        default.stacks.workloads.resolve(default.stacks.workloads.manifest.node.default_child.logical_id)
+    ]  # type: ignore[union-attr]
     assert manifest["Type"] == "Custom::AWSCDK-EKS-KubernetesResource"
     assert associations and associations <= set(manifest.get("DependsOn", []))
 
@@ -278,6 +307,7 @@ def test_capacity_check_names_the_roles() -> None:
     data["serving"]["decode"]["tensor_parallel"] = 8
     data["serving"]["prefill"]["tensor_parallel"] = 8
     from infra.config import DeploymentError
+
     with pytest.raises(DeploymentError, match=r"need 3 p5.48xlarge nodes .* at most 2"):
         parse_deployment(data)
 

@@ -44,7 +44,10 @@ def test_block_size_the_gpus_cannot_take_is_refused() -> None:
 
 def test_colliding_ports_are_refused() -> None:
     message = problems(decode={"ports": {"http": 8000, "nixl_side_channel": 8000}})
-    assert "serving.decode.ports.http=8000 (ports 8000) collides with serving.decode.ports.nixl_side_channel=8000" in message
+    assert (
+        "serving.decode.ports.http=8000 (ports 8000) collides with serving.decode.ports.nixl_side_channel=8000"
+        in message
+    )
 
 
 def test_per_rank_port_ranges_collide_across_data_parallel_ranks() -> None:
@@ -97,7 +100,9 @@ def test_short_lease_is_refused() -> None:
     assert "serving.kv_transfer.lease_duration_s: Input should be greater than or equal to 6 (got 3)" in message
 
 
-def test_load_serving_reads_a_whole_deployment_or_a_bare_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_serving_reads_a_whole_deployment_or_a_bare_section(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     section = {"model": {"source": "/models/tiny", "served_name": "tiny"}, "decode": {"tensor_parallel": 2}}
     whole = tmp_path / "deployment.yaml"
     whole.write_text(yaml.safe_dump({"name": "demo", "region": "us-east-1", "serving": section}))

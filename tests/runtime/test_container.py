@@ -65,8 +65,11 @@ def test_build_checks_the_engine_and_what_the_runtime_imports_from_the_base() ->
     build = runs(stages()[0])
     steps = [step.strip() for step in re.split(r"&&|\|\|", build)]
     check = steps.index("/opt/pdstack/venv/bin/python -m runtime.engine_check")
-    imports = next(i for i, step in enumerate(steps) if step.startswith("/opt/pdstack/venv/bin/python -c")
-                   and "import numpy" in step and "nixl" in step)
+    imports = next(
+        i
+        for i, step in enumerate(steps)
+        if step.startswith("/opt/pdstack/venv/bin/python -c") and "import numpy" in step and "nixl" in step
+    )
     install = next(i for i, step in enumerate(steps) if "pip install" in step)
     assert install < check and install < imports, "the checks run in the venv as the runtime will use it"
 
@@ -90,8 +93,11 @@ def test_installs_the_runtime_requirements_only() -> None:
     text = DOCKERFILE.read_text()
     assert "COPY runtime/requirements.txt /opt/pdstack/requirements.txt" in text
     assert re.findall(r"-r (\S+)", text) == ["/opt/pdstack/requirements.txt"]
-    pins = [line.split("==")[0] for line in (REPO / "runtime" / "requirements.txt").read_text().splitlines()
-            if line and not line.startswith("#")]
+    pins = [
+        line.split("==")[0]
+        for line in (REPO / "runtime" / "requirements.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert not [name for name in pins if "cdk" in name or name == "constructs"]
 
 
@@ -124,6 +130,9 @@ def test_the_venv_step_run_on_a_venv_interpreter_imports_the_engines_packages(tm
     check = "import vllm, numpy; from nixl._api import nixl_agent, nixl_agent_config"
     assert subprocess.run([str(opt / "venv" / "bin" / "python"), "-c", check], env=env).returncode == 0
     trap = tmp_path / "trap"
-    subprocess.run([str(bin_dir / "python3"), "-m", "venv", "--without-pip", "--system-site-packages", str(trap)],
-                   check=True, env=env)
+    subprocess.run(
+        [str(bin_dir / "python3"), "-m", "venv", "--without-pip", "--system-site-packages", str(trap)],
+        check=True,
+        env=env,
+    )
     assert subprocess.run([str(trap / "bin" / "python"), "-c", check], env=env, capture_output=True).returncode != 0

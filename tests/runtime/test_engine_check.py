@@ -34,7 +34,8 @@ def test_the_cpu_test_bed_and_the_image_both_read_as_the_pin() -> None:
     image = installed(**{"vllm": vllm, "nixl": nixl, "nixl-cu13": nixl, "nixl-cu12": nixl})
     assert testbed == image == EngineVersions(vllm=vllm, nixl=nixl)
     assert testbed.pinned and testbed.check(allow_untested=False) == [
-        f"engine vLLM {vllm} and NIXL {nixl}: the pinned versions"]
+        f"engine vLLM {vllm} and NIXL {nixl}: the pinned versions"
+    ]
 
 
 def test_nixl_wheels_of_different_versions_are_not_the_pin() -> None:
@@ -61,9 +62,15 @@ def run_worker(tmp_path: Path, allow_untested: bool) -> tuple[int, list[dict]]:
     config = tmp_path / "serving.yaml"
     engine = "engine: {allow_untested: true}\n" if allow_untested else ""
     config.write_text(f"model: {{source: {tmp_path}, served_name: tiny, block_size: 32}}\n{engine}")
-    result = subprocess.run([sys.executable, "-m", "runtime", "decode", "--config", str(config)], cwd=REPO,
-                            env={"POD_IP": "127.0.0.1", "PATH": "/nonexistent"}, capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "runtime", "decode", "--config", str(config)],
+        cwd=REPO,
+        env={"POD_IP": "127.0.0.1", "PATH": "/nonexistent"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     return result.returncode, [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
 
 

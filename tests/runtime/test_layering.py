@@ -49,8 +49,11 @@ def test_no_layer_imports_what_it_must_not(package: str) -> None:
 def test_infra_reaches_the_router_through_its_contract_alone() -> None:
     """infra/ reads metric names, buckets and the discovery label from runtime/router/contract.py, never from the
     router's internals (which move and change without infra noticing)."""
-    reached = {found for found in violations(REPO, "infra", ("runtime.router",))
-               if not found.endswith(": runtime.router.contract")}
+    reached = {
+        found
+        for found in violations(REPO, "infra", ("runtime.router",))
+        if not found.endswith(": runtime.router.contract")
+    }
     assert not reached
 
 
@@ -58,7 +61,10 @@ def test_a_forbidden_import_is_found_wherever_it_hides(tmp_path: Path) -> None:
     (tmp_path / "testbed" / "deep").mkdir(parents=True)
     (tmp_path / "testbed" / "fine.py").write_text("import json\nfrom testbed.ports import free_ports\n")
     (tmp_path / "testbed" / "deep" / "bad.py").write_text(
-        "def later():\n    from tests.e2e.conftest import PdPair\n    import bench.harness.run\n")
+        "def later():\n    from tests.e2e.conftest import PdPair\n    import bench.harness.run\n"
+    )
     (tmp_path / "testbed" / "benches.py").write_text("import benchmark_tool\n")  # a prefix, not the package
     assert violations(tmp_path, "testbed", RULES["testbed"]) == {
-        "testbed/deep/bad.py: tests.e2e.conftest", "testbed/deep/bad.py: bench.harness.run"}
+        "testbed/deep/bad.py: tests.e2e.conftest",
+        "testbed/deep/bad.py: bench.harness.run",
+    }

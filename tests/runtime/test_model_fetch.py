@@ -78,8 +78,9 @@ def test_downloads_the_prefix_into_the_cache(bucket: str, tmp_path: Path, caplog
     assert progress[-1].pdstack_fields["bytes_done"] == sum(map(len, FILES.values()))  # type: ignore[attr-defined]
 
 
-def test_files_already_present_at_the_same_size_are_skipped(bucket: str, tmp_path: Path,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
+def test_files_already_present_at_the_same_size_are_skipped(
+    bucket: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     fetch = fetcher(f"s3://{bucket}/llama/", tmp_path)
     target = Path(fetch.ensure())
     (target / "config.json").write_bytes(b"X" * len(FILES["config.json"]))  # same size: trusted, kept
@@ -143,8 +144,9 @@ def test_only_the_tokenizer_files_are_fetched(bucket: str, tmp_path: Path) -> No
     assert fetched == ["config.json", "tokenizer.json"]  # no weights, nothing nested
 
 
-def test_router_fetches_the_tokenizer_of_an_s3_model(bucket: str, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_router_fetches_the_tokenizer_of_an_s3_model(
+    bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from runtime.router import server
 
     monkeypatch.setattr(server, "TOKENIZER_CACHE", str(tmp_path / "router-tok"))
@@ -180,7 +182,7 @@ class _PausingClient:
                 yield data[: len(data) // 2]
                 pausing.paused.set()
                 pausing.release.wait(60)  # a guard against a hang; the outcome never depends on it
-                yield data[len(data) // 2:]
+                yield data[len(data) // 2 :]
 
         return {**response, "Body": Body()}
 

@@ -28,10 +28,12 @@ def preflight(tmp_path: Path, efa: int, gpus: int, hugepages: int = 0, **kwargs:
     meminfo.write_text(f"MemTotal:       2113929216 kB\nHugePages_Total:    {hugepages}\nHugepagesize:       2048 kB\n")
     model = tmp_path / "model"
     model.mkdir()
-    config = serving(model={"source": str(model), "served_name": "m"}, decode={"tensor_parallel": 8},
-                     prefill={"tensor_parallel": 8})
-    return Preflight(config, "decode", probe=fake_node(tmp_path, efa=efa, gpus=gpus), meminfo=meminfo,
-                     shm=tmp_path, **kwargs)  # type: ignore[arg-type]
+    config = serving(
+        model={"source": str(model), "served_name": "m"}, decode={"tensor_parallel": 8}, prefill={"tensor_parallel": 8}
+    )
+    return Preflight(
+        config, "decode", probe=fake_node(tmp_path, efa=efa, gpus=gpus), meminfo=meminfo, shm=tmp_path, **kwargs
+    )  # type: ignore[arg-type]
 
 
 def statuses(report_json: str) -> dict[str, str]:
@@ -42,7 +44,13 @@ def test_a_fully_wired_p5_passes(tmp_path: Path) -> None:
     report = preflight(tmp_path, efa=32, gpus=8, hugepages=1024, loopback=FakeLoopback).run()
     found = statuses(report.to_json())
     assert {name: found[name] for name in ("gpus", "efa", "hugepages", "nixl", "nixl_transfer", "model")} == {
-        "gpus": "pass", "efa": "pass", "hugepages": "pass", "nixl": "pass", "nixl_transfer": "pass", "model": "pass"}
+        "gpus": "pass",
+        "efa": "pass",
+        "hugepages": "pass",
+        "nixl": "pass",
+        "nixl_transfer": "pass",
+        "model": "pass",
+    }
     transfer = next(check for check in report.checks if check.name == "nixl_transfer")
     assert "over LIBFABRIC: 4.80 GB/s (memcpy 5.40 GB/s)" in transfer.reason
 
@@ -69,8 +77,9 @@ def test_missing_nixl_or_plugin_fails(tmp_path: Path) -> None:
     report = preflight(tmp_path, efa=32, gpus=8, loopback=lambda backend: FakeLoopback(backend, broken=True)).run()
     assert statuses(report.to_json())["nixl"] == "fail"
     (tmp_path / "again").mkdir()
-    report = preflight(tmp_path / "again", efa=32, gpus=8,
-                       loopback=lambda backend: FakeLoopback(backend, plugins=["UCX"])).run()
+    report = preflight(
+        tmp_path / "again", efa=32, gpus=8, loopback=lambda backend: FakeLoopback(backend, plugins=["UCX"])
+    ).run()
     nixl = next(check for check in report.checks if check.name == "nixl")
     assert nixl.status == "fail" and "NIXL has no LIBFABRIC plugin; it has UCX" in nixl.reason
 

@@ -36,7 +36,10 @@ def test_single_node_tp8_decode_on_p5_with_efa() -> None:
         "kv_connector_extra_config": {"backends": ["LIBFABRIC"], "kv_lease_duration": 30},
     }
     assert json.loads(flag(launch, "--kv-events-config")) == {
-        "enable_kv_cache_events": True, "publisher": "zmq", "endpoint": "tcp://*:5557", "topic": "kv@10.1.2.3:8000@llama",
+        "enable_kv_cache_events": True,
+        "publisher": "zmq",
+        "endpoint": "tcp://*:5557",
+        "topic": "kv@10.1.2.3:8000@llama",
     }
     assert launch.env == {
         "VLLM_NIXL_SIDE_CHANNEL_HOST": "10.1.2.3",
@@ -60,18 +63,41 @@ def test_prefill_is_the_kv_producer() -> None:
 def test_cpu_testbed(cpu_host: Host) -> None:
     config = serving(
         model={"source": "/work/tiny", "served_name": "tiny", "block_size": 32, "max_model_len": 1024},
-        prefill={"bind_address": "127.0.0.1", "ports": {"http": 18100, "nixl_side_channel": 15600},
-                 "extra_args": ["--enforce-eager"], "extra_env": {"VLLM_CPU_OMP_THREADS_BIND": "0"}},
+        prefill={
+            "bind_address": "127.0.0.1",
+            "ports": {"http": 18100, "nixl_side_channel": 15600},
+            "extra_args": ["--enforce-eager"],
+            "extra_env": {"VLLM_CPU_OMP_THREADS_BIND": "0"},
+        },
     )
     launch = PrefillWorker(config, cpu_host, "/work/tiny", {}).launch()
     assert launch.argv == [
-        "vllm", "serve", "/work/tiny",
-        "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", "18100", "--shutdown-timeout", "90",
-        "--tensor-parallel-size", "1",
-        "--block-size", "32", "--enable-prefix-caching", "--prefix-caching-hash-algo", "sha256_cbor",
-        "--gpu-memory-utilization", "0.9", "--max-model-len", "1024",
-        "--kv-transfer-config", flag(launch, "--kv-transfer-config"),
-        "--kv-events-config", flag(launch, "--kv-events-config"),
+        "vllm",
+        "serve",
+        "/work/tiny",
+        "--served-model-name",
+        "tiny",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "18100",
+        "--shutdown-timeout",
+        "90",
+        "--tensor-parallel-size",
+        "1",
+        "--block-size",
+        "32",
+        "--enable-prefix-caching",
+        "--prefix-caching-hash-algo",
+        "sha256_cbor",
+        "--gpu-memory-utilization",
+        "0.9",
+        "--max-model-len",
+        "1024",
+        "--kv-transfer-config",
+        flag(launch, "--kv-transfer-config"),
+        "--kv-events-config",
+        flag(launch, "--kv-events-config"),
         "--enforce-eager",
     ]
     kv = kv_config(launch)
@@ -91,34 +117,56 @@ def test_cpu_testbed(cpu_host: Host) -> None:
 @pytest.mark.parametrize("worker_index", [0, 1])
 def test_two_node_wide_ep_decode_replica_from_lws_variables(worker_index: int) -> None:
     config = serving(
-        decode={"nodes_per_replica": 2, "data_parallel_local": 8, "data_parallel": 16, "expert_parallel": True,
-                "all2all_backend": "deepep_low_latency", "ports": {"nixl_side_channel": 6600, "kv_events": 6700}},
+        decode={
+            "nodes_per_replica": 2,
+            "data_parallel_local": 8,
+            "data_parallel": 16,
+            "expert_parallel": True,
+            "all2all_backend": "deepep_low_latency",
+            "ports": {"nixl_side_channel": 6600, "kv_events": 6700},
+        },
     )
     lws = LwsPlacement(leader_address="decode-0.decode.ns", group_size=2, worker_index=worker_index)
     launch = DecodeWorker(config, p5_host(lws=lws), "/m", {}).launch()
-    parallel = launch.argv[launch.argv.index("--tensor-parallel-size"):launch.argv.index("--block-size")]
+    parallel = launch.argv[launch.argv.index("--tensor-parallel-size") : launch.argv.index("--block-size")]
     assert parallel == [
-        "--tensor-parallel-size", "1",
-        "--data-parallel-size", "16", "--data-parallel-size-local", "8",
-        "--data-parallel-address", "decode-0.decode.ns", "--data-parallel-rpc-port", "5555",
-        "--data-parallel-start-rank", str(8 * worker_index),
-        "--enable-expert-parallel", "--all2all-backend", "deepep_low_latency",
+        "--tensor-parallel-size",
+        "1",
+        "--data-parallel-size",
+        "16",
+        "--data-parallel-size-local",
+        "8",
+        "--data-parallel-address",
+        "decode-0.decode.ns",
+        "--data-parallel-rpc-port",
+        "5555",
+        "--data-parallel-start-rank",
+        str(8 * worker_index),
+        "--enable-expert-parallel",
+        "--all2all-backend",
+        "deepep_low_latency",
     ]
     assert any(f"node {worker_index} of 2" in reason for reason in launch.reasons)
 
 
 def test_libfabric_is_chosen_on_efa_and_ucx_elsewhere(cpu_host: Host) -> None:
     assert kv_config(DecodeWorker(serving(), p5_host(efa=32), "/m", {}).launch())["kv_connector_extra_config"] == {
-        "backends": ["LIBFABRIC"], "kv_lease_duration": 30}
+        "backends": ["LIBFABRIC"],
+        "kv_lease_duration": 30,
+    }
     no_efa = DecodeWorker(serving(), p5_host(efa=0), "/m", {}).launch()
     assert kv_config(no_efa)["kv_connector_extra_config"] == {"backends": ["UCX"], "kv_lease_duration": 30}
     assert not {"FI_PROVIDER", "LD_LIBRARY_PATH", "NIXL_LIBFABRIC_NUM_THREADS"} & set(no_efa.env)
     forced = serving(kv_transfer={"backend": "UCX"})
     assert kv_config(DecodeWorker(forced, p5_host(efa=32), "/m", {}).launch())["kv_connector_extra_config"] == {
-        "backends": ["UCX"], "kv_lease_duration": 30}
+        "backends": ["UCX"],
+        "kv_lease_duration": 30,
+    }
     forced = serving(kv_transfer={"backend": "LIBFABRIC"}, model={"source": "/m", "served_name": "m", "block_size": 32})
     assert kv_config(DecodeWorker(forced, cpu_host, "/m", {}).launch())["kv_connector_extra_config"] == {
-        "backends": ["LIBFABRIC"], "kv_lease_duration": 30}
+        "backends": ["LIBFABRIC"],
+        "kv_lease_duration": 30,
+    }
 
 
 def test_efa_library_path_is_not_repeated() -> None:
@@ -134,8 +182,9 @@ def test_extra_arguments_come_last_and_extra_env_wins() -> None:
 
 
 def test_kv_events_can_be_switched_off_and_hub_access_drops_offline_mode() -> None:
-    config = serving(kv_events={"enabled": False},
-                     model={"source": "org/model", "served_name": "m", "hub_access": True})
+    config = serving(
+        kv_events={"enabled": False}, model={"source": "org/model", "served_name": "m", "hub_access": True}
+    )
     launch = DecodeWorker(config, p5_host(), "org/model", {}).launch()
     assert "--kv-events-config" not in launch.argv
     assert "HF_HUB_OFFLINE" not in launch.env
@@ -149,19 +198,26 @@ def test_exec_environment_lays_the_decisions_over_the_pod_environment(cpu_host: 
 
 
 def test_cpu_platform_refuses_a_block_size_it_cannot_take(cpu_host: Host) -> None:
-    with pytest.raises(LaunchError, match=r"serving.model.block_size=16 cannot be used on the CPU platform .* "
-                                          r"multiple of 32"):
+    with pytest.raises(
+        LaunchError,
+        match=r"serving.model.block_size=16 cannot be used on the CPU platform .* "
+        r"multiple of 32",
+    ):
         DecodeWorker(serving(model={"source": "/m", "served_name": "m", "block_size": 16}), cpu_host, "/m", {}).launch()
 
 
 def test_cpu_platform_refuses_a_cuda_kv_buffer(cpu_host: Host) -> None:
-    config = serving(model={"source": "/m", "served_name": "m", "block_size": 32}, kv_transfer={"buffer_device": "cuda"})
+    config = serving(
+        model={"source": "/m", "served_name": "m", "block_size": 32}, kv_transfer={"buffer_device": "cuda"}
+    )
     with pytest.raises(ValueError, match="buffer_device='cuda' but this host has no GPU"):
         DecodeWorker(config, cpu_host, "/m", {}).launch()
 
 
 def test_too_few_visible_gpus_are_refused() -> None:
-    with pytest.raises(LaunchError, match="tensor_parallel=8 x data_parallel_local=1 needs 8 GPUs, but this container sees 4"):
+    with pytest.raises(
+        LaunchError, match="tensor_parallel=8 x data_parallel_local=1 needs 8 GPUs, but this container sees 4"
+    ):
         DecodeWorker(serving(decode={"tensor_parallel": 8}), p5_host(gpus=4), "/m", {}).launch()
 
 
@@ -175,8 +231,15 @@ def test_multi_node_replica_needs_matching_lws_variables() -> None:
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "runtime", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "runtime", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_dry_run_prints_argv_env_and_host_and_exits_0(tmp_path: Path) -> None:

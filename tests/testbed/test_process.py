@@ -22,8 +22,9 @@ def test_stop_ends_the_process_and_its_children(tmp_path: Path) -> None:
     group.stop(grace_s=5)
     assert group.process.poll() is not None
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE
-                                              for child in children):
+    while time.monotonic() < deadline and any(
+        child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children
+    ):
         time.sleep(0.05)
     assert not any(child.is_running() and child.status() != psutil.STATUS_ZOMBIE for child in children)
 
@@ -37,8 +38,17 @@ def test_a_process_that_exits_fails_with_its_log(tmp_path: Path) -> None:
 
 def test_a_server_never_ready_is_stopped(tmp_path: Path) -> None:
     (port,) = free_ports(1)
-    server = HttpServer("silent", [sys.executable, "-c", "import time; time.sleep(300)"], {}, port,
-                        tmp_path / "silent.log", tmp_path, ready_path="/health", start_timeout_s=1.0, poll_s=0.1)
+    server = HttpServer(
+        "silent",
+        [sys.executable, "-c", "import time; time.sleep(300)"],
+        {},
+        port,
+        tmp_path / "silent.log",
+        tmp_path,
+        ready_path="/health",
+        start_timeout_s=1.0,
+        poll_s=0.1,
+    )
     with pytest.raises(ProcessFailedToStart, match="not ready after"):
         with server:
             pass

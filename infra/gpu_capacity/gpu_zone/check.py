@@ -28,14 +28,16 @@ RESOURCE_TYPE = "Custom::GpuZoneCheck"
 class GpuZoneCheck(Construct):
     """Exposes ``resource`` (make GPU capacity depend on it) and ``function``."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, subnet: ec2.ISubnet, az_id: str,
-                 instance_types: list[str]) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, subnet: ec2.ISubnet, az_id: str, instance_types: list[str]
+    ) -> None:
         super().__init__(scope, construct_id)
         source = HANDLER_SOURCE.read_text()
         if len(source) > 4096:  # CloudFormation's limit on inline (ZipFile) code
             raise ValueError(f"{HANDLER_SOURCE} is {len(source)} characters; inline Lambda code takes 4096 at most")
         self.function = lambda_.Function(
-            self, "Handler",
+            self,
+            "Handler",
             runtime=lambda_.Runtime.PYTHON_3_14,
             handler="index.handler",
             code=lambda_.Code.from_inline(source),
@@ -43,12 +45,14 @@ class GpuZoneCheck(Construct):
             description=(
                 "pdstack: fails the deploy when the GPU subnet's zone is not network.gpu_az_id or lacks the GPU type"
             ),
-            log_group=logs.LogGroup(self, "Logs", retention=logs.RetentionDays.ONE_MONTH,
-                                    removal_policy=cdk.RemovalPolicy.DESTROY),
+            log_group=logs.LogGroup(
+                self, "Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=cdk.RemovalPolicy.DESTROY
+            ),
         )
         self.function.add_to_role_policy(iam.PolicyStatement(actions=DESCRIBE_ACTIONS, resources=["*"]))
         self.resource = cdk.CustomResource(
-            self, "Check",
+            self,
+            "Check",
             service_token=self.function.function_arn,
             resource_type=RESOURCE_TYPE,
             properties={"SubnetId": subnet.subnet_id, "AzId": az_id, "InstanceTypes": sorted(set(instance_types))},

@@ -18,10 +18,12 @@ def zone_problems(ec2, subnet_id, az_id, instance_types):
     zone = ec2.describe_availability_zones(ZoneNames=[subnet["AvailabilityZone"]])["AvailabilityZones"][0]
     if zone["ZoneId"] != az_id:
         return [
-            (f"the GPU subnet {subnet_id} is in {zone['ZoneName']} = {zone['ZoneId']} in this account, but "
-            f"network.gpu_az_id is {az_id}: set network.gpu_az_index to the place of {az_id} among the region's "
-            "zones (aws ec2 describe-availability-zones --query 'AvailabilityZones[].[ZoneName,ZoneId]'), or "
-            f"gpu_az_id to {zone['ZoneId']} if that zone offers your GPU type")
+            (
+                f"the GPU subnet {subnet_id} is in {zone['ZoneName']} = {zone['ZoneId']} in this account, but "
+                f"network.gpu_az_id is {az_id}: set network.gpu_az_index to the place of {az_id} among the region's "
+                "zones (aws ec2 describe-availability-zones --query 'AvailabilityZones[].[ZoneName,ZoneId]'), or "
+                f"gpu_az_id to {zone['ZoneId']} if that zone offers your GPU type"
+            )
         ]
     if not instance_types:
         return []
@@ -32,9 +34,11 @@ def zone_problems(ec2, subnet_id, az_id, instance_types):
     missing = sorted(set(instance_types) - {o["InstanceType"] for o in offered})
     if missing:
         return [
-            (f"EC2 does not offer {', '.join(missing)} in {az_id} ({zone['ZoneName']}): choose a zone id that does "
-            "(aws ec2 describe-instance-type-offerings --location-type availability-zone-id --filters "
-            f"Name=instance-type,Values={missing[0]}) for network.gpu_az_id and network.gpu_az_index")
+            (
+                f"EC2 does not offer {', '.join(missing)} in {az_id} ({zone['ZoneName']}): choose a zone id that does "
+                "(aws ec2 describe-instance-type-offerings --location-type availability-zone-id --filters "
+                f"Name=instance-type,Values={missing[0]}) for network.gpu_az_id and network.gpu_az_index"
+            )
         ]
     return []
 
@@ -45,7 +49,9 @@ def response(event, problems):
         "Status": "FAILED" if problems else "SUCCESS",
         "Reason": "; ".join(problems)[:3000] or "the GPU zone holds the GPU types",
         "PhysicalResourceId": "gpu-zone-check",
-        "StackId": event["StackId"], "RequestId": event["RequestId"], "LogicalResourceId": event["LogicalResourceId"],
+        "StackId": event["StackId"],
+        "RequestId": event["RequestId"],
+        "LogicalResourceId": event["LogicalResourceId"],
         "Data": {},
     }
 

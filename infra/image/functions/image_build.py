@@ -31,9 +31,12 @@ def is_complete(event: dict[str, Any], _context: object) -> dict[str, Any]:
     build_id = event["Data"]["BuildId"]
     build = _codebuild.batch_get_builds(ids=[build_id])["builds"][0]
     status = build["buildStatus"]
-    print(json.dumps({"msg": "image build status", "build_id": build_id, "status": status, "phase": build.get("currentPhase")}))
+    print(
+        json.dumps(
+            {"msg": "image build status", "build_id": build_id, "status": status, "phase": build.get("currentPhase")}
+        )
+    )
     if status in _FAILED:
         logs = build.get("logs", {}).get("deepLink", "the CodeBuild console")
         raise RuntimeError(f"image build {build_id} ended {status}; see {logs}")
     return {"IsComplete": status == "SUCCEEDED", "Data": {"BuildId": build_id}}
-

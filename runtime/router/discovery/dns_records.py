@@ -26,14 +26,20 @@ LOOKUP_TIMEOUT_S = 5.0
 
 async def resolve_a_records(name: str) -> list[str]:
     """A name -> its IPv4 addresses (raises OSError when the lookup fails)."""
-    infos: list[Any] = await asyncio.get_running_loop().getaddrinfo(name, None, family=socket.AF_INET,
-                                                                      type=socket.SOCK_STREAM)
+    infos: list[Any] = await asyncio.get_running_loop().getaddrinfo(
+        name, None, family=socket.AF_INET, type=socket.SOCK_STREAM
+    )
     return [info[4][0] for info in infos]
 
 
 class DnsRecordsDiscovery:
-    def __init__(self, config: DnsDiscovery, ports: dict[Role, int], kv_events: KvEventsEndpoint,
-                 metrics: RouterMetrics | None = None) -> None:
+    def __init__(
+        self,
+        config: DnsDiscovery,
+        ports: dict[Role, int],
+        kv_events: KvEventsEndpoint,
+        metrics: RouterMetrics | None = None,
+    ) -> None:
         configured: dict[Role, str | None] = {"prefill": config.prefill, "decode": config.decode}
         self.names: dict[Role, str] = {role: name for role, name in configured.items() if name}
         self.ports = ports
@@ -54,12 +60,21 @@ class DnsRecordsDiscovery:
                 kept = self.last_good.get(role, [])
                 if self.metrics is not None:
                     self.metrics.discovery_failures.labels(SOURCE, "lookup").inc()
-                log.warning("dns_lookup_failed", name=name, reason=repr(error)[:200], kept_engines=len(kept),
-                            effect="the last good answer stays" if kept else "no engine of this role yet")
+                log.warning(
+                    "dns_lookup_failed",
+                    name=name,
+                    reason=repr(error)[:200],
+                    kept_engines=len(kept),
+                    effect="the last good answer stays" if kept else "no engine of this role yet",
+                )
                 specs.extend(kept)
                 continue
-            found = [EngineSpec(url=f"http://{address}:{self.ports[role]}", role=role,
-                                kv_events=self.kv_events(address, role)) for address in sorted(set(addresses))]
+            found = [
+                EngineSpec(
+                    url=f"http://{address}:{self.ports[role]}", role=role, kv_events=self.kv_events(address, role)
+                )
+                for address in sorted(set(addresses))
+            ]
             self.last_good[role] = found
             specs.extend(found)
         return specs

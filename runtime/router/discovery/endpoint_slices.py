@@ -70,8 +70,13 @@ class BadWatchLine(ValueError):
 
 
 class EndpointSliceDiscovery:
-    def __init__(self, config: KubernetesDiscovery, kv_events: KvEventsEndpoint, retry_s: float = 2.0,
-                 metrics: RouterMetrics | None = None) -> None:
+    def __init__(
+        self,
+        config: KubernetesDiscovery,
+        kv_events: KvEventsEndpoint,
+        retry_s: float = 2.0,
+        metrics: RouterMetrics | None = None,
+    ) -> None:
         self.config = config
         self.metrics = metrics
         self.kv_events = kv_events
@@ -113,8 +118,13 @@ class EndpointSliceDiscovery:
                     continue
                 for address in endpoint.addresses[:1]:
                     host = f"[{address}]" if ":" in address else address
-                    specs.append(EngineSpec(url=f"http://{host}:{port}", role=role,  # type: ignore[arg-type]
-                                            kv_events=self.kv_events(address, role)))  # type: ignore[arg-type]
+                    specs.append(
+                        EngineSpec(
+                            url=f"http://{host}:{port}",
+                            role=role,  # type: ignore[arg-type]
+                            kv_events=self.kv_events(address, role),
+                        )
+                    )  # type: ignore[arg-type]
         return sorted(set(specs), key=lambda spec: (spec.role, spec.url))
 
     async def run(self, on_engines: OnEngines) -> None:
@@ -136,15 +146,20 @@ class EndpointSliceDiscovery:
     def _failed(self, reason: str, error: Exception) -> None:
         if self.metrics is not None:
             self.metrics.discovery_failures.labels(SOURCE, reason).inc()
-        log.warning("endpointslice_discovery_failed", stage=reason, reason=repr(error)[:300],
-                    effect="the engines last listed stay" if reason != "bad_watch_line" else "the line is skipped")
+        log.warning(
+            "endpointslice_discovery_failed",
+            stage=reason,
+            reason=repr(error)[:300],
+            effect="the engines last listed stay" if reason != "bad_watch_line" else "the line is skipped",
+        )
 
     async def _list(self, session: aiohttp.ClientSession) -> str:
         params = {"labelSelector": self.config.label_selector}
         async with session.get(self.url, params=params, headers=self._headers(), ssl=self.ssl) as response:
             if response.status != 200:
-                raise aiohttp.ClientResponseError(response.request_info, (), status=response.status,
-                                                  message=(await response.text())[:200])
+                raise aiohttp.ClientResponseError(
+                    response.request_info, (), status=response.status, message=(await response.text())[:200]
+                )
             document = await response.json()
         if not isinstance(document, dict):
             raise ValueError(f"the list is a {type(document).__name__}, not an object")
@@ -156,8 +171,13 @@ class EndpointSliceDiscovery:
         return str((document.get("metadata") or {}).get("resourceVersion") or "")
 
     async def _watch(self, session: aiohttp.ClientSession, version: str, on_engines: OnEngines) -> None:
-        params = {"labelSelector": self.config.label_selector, "watch": "true", "allowWatchBookmarks": "true",
-                  "resourceVersion": version, "timeoutSeconds": "300"}
+        params = {
+            "labelSelector": self.config.label_selector,
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": version,
+            "timeoutSeconds": "300",
+        }
         async with session.get(self.url, params=params, headers=self._headers(), ssl=self.ssl) as response:
             if response.status == 410:
                 raise WatchGone()

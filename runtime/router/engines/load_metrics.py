@@ -44,7 +44,7 @@ def read_engine_load(text: bytes) -> EngineLoad:
         if not line.startswith(b"vllm:"):
             continue
         for family, values in ((_RUNNING, running), (_WAITING, waiting), (_KV_USAGE, usage)):
-            if line.startswith(family) and line[len(family):len(family) + 1] in (b"{", b" "):
+            if line.startswith(family) and line[len(family) : len(family) + 1] in (b"{", b" "):
                 value = _value(line)
                 if value is not None:
                     values.append(value)
@@ -54,8 +54,13 @@ def read_engine_load(text: bytes) -> EngineLoad:
                 found = _BLOCK_SIZE_LABEL.search(line)
                 if found:
                     block_size = int(found.group(1))
-    return EngineLoad(waiting=sum(waiting) if waiting else None, kv_usage=max(usage) if usage else None,
-                      block_size=block_size, started_at=started_at, running=sum(running) if running else None)
+    return EngineLoad(
+        waiting=sum(waiting) if waiting else None,
+        kv_usage=max(usage) if usage else None,
+        block_size=block_size,
+        started_at=started_at,
+        running=sum(running) if running else None,
+    )
 
 
 def _value(line: bytes) -> float | None:

@@ -19,8 +19,11 @@ class ModelCatalog:
 
     def max_model_len(self, model: str) -> int | None:
         """The smallest ``max_model_len`` any engine reports for the model (vLLM's /v1/models carries it)."""
-        lengths = [entry["max_model_len"] for entry in self._entries()
-                   if entry["id"] == model and isinstance(entry.get("max_model_len"), int)]
+        lengths = [
+            entry["max_model_len"]
+            for entry in self._entries()
+            if entry["id"] == model and isinstance(entry.get("max_model_len"), int)
+        ]
         return min(lengths, default=None)
 
     def listing(self) -> dict[str, Any]:
@@ -28,8 +31,12 @@ class ModelCatalog:
         for model in self._entries():
             seen.setdefault(model["id"], model)
         if not seen:
-            seen[self.served_name] = {"id": self.served_name, "object": "model", "created": int(time.time()),
-                                      "owned_by": "pdstack"}
+            seen[self.served_name] = {
+                "id": self.served_name,
+                "object": "model",
+                "created": int(time.time()),
+                "owned_by": "pdstack",
+            }
         return {"object": "list", "data": list(seen.values())}
 
     def knows(self, model: str) -> bool:

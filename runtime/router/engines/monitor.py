@@ -48,11 +48,19 @@ class EngineMonitor:
         except (aiohttp.ClientError, TimeoutError, OSError):
             return
         self.registry.load_result(engine, load)
-        if load.block_size is not None and load.block_size != self.block_size \
-                and self.registry.block_size_mismatch(engine):
-            log.error("block_size_mismatch", engine=engine.name, engine_block_size=load.block_size,
-                      configured=self.block_size, fix="set serving.model.block_size to the engines' --block-size",
-                      effect="the engine gets no prefix credit until the sizes agree")
+        if (
+            load.block_size is not None
+            and load.block_size != self.block_size
+            and self.registry.block_size_mismatch(engine)
+        ):
+            log.error(
+                "block_size_mismatch",
+                engine=engine.name,
+                engine_block_size=load.block_size,
+                configured=self.block_size,
+                fix="set serving.model.block_size to the engines' --block-size",
+                effect="the engine gets no prefix credit until the sizes agree",
+            )
 
     async def _refresh_models(self, engine: Engine) -> None:
         try:

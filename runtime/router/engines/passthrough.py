@@ -27,24 +27,34 @@ def pick_engine(registry: EngineRegistry) -> Engine:
     raise ApiError(503, "no engine is available", code="no_engine_available")
 
 
-async def forward(session: aiohttp.ClientSession, registry: EngineRegistry, request: web.Request,
-                  request_id: str) -> web.Response:
+async def forward(
+    session: aiohttp.ClientSession, registry: EngineRegistry, request: web.Request, request_id: str
+) -> web.Response:
     engine = pick_engine(registry)
     body = await request.read() if request.method == "POST" else None
     headers = {"X-Request-Id": request_id, "Content-Type": request.headers.get("Content-Type", "application/json")}
     try:
-        async with session.request(request.method, engine.url + request.path, data=body, headers=headers,
-                                   timeout=TIMEOUT) as answer:
+        async with session.request(
+            request.method, engine.url + request.path, data=body, headers=headers, timeout=TIMEOUT
+        ) as answer:
             payload = await answer.read()
             if 400 <= answer.status < 500:
                 raise ApiError.from_engine(answer.status, payload)
             if answer.status >= 500:
                 registry.record(engine, False)
-                raise ApiError(502, f"the engine could not answer {request.path} (request id {request_id})",
-                               code="upstream_failed")
-            return web.Response(status=answer.status, body=payload, headers={
-                "Content-Type": answer.headers.get("Content-Type", "application/json"), "X-Request-Id": request_id})
+                raise ApiError(
+                    502, f"the engine could not answer {request.path} (request id {request_id})", code="upstream_failed"
+                )
+            return web.Response(
+                status=answer.status,
+                body=payload,
+                headers={
+                    "Content-Type": answer.headers.get("Content-Type", "application/json"),
+                    "X-Request-Id": request_id,
+                },
+            )
     except (aiohttp.ClientError, TimeoutError):
         registry.record(engine, False)
-        raise ApiError(502, f"the engine could not answer {request.path} (request id {request_id})",
-                       code="upstream_failed") from None
+        raise ApiError(
+            502, f"the engine could not answer {request.path} (request id {request_id})", code="upstream_failed"
+        ) from None

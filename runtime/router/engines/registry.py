@@ -65,14 +65,19 @@ class EngineRegistry:
 
     def new_engine(self, spec: EngineSpec) -> Engine:
         breaker = self.config.breaker
-        return Engine(url=spec.url, role=spec.role, kv_events=spec.kv_events,
-                      breaker=CircuitBreaker(breaker.failures, breaker.successes, breaker.open_s, breaker.window_s))
+        return Engine(
+            url=spec.url,
+            role=spec.role,
+            kv_events=spec.kv_events,
+            breaker=CircuitBreaker(breaker.failures, breaker.successes, breaker.open_s, breaker.window_s),
+        )
 
     def replace(self, specs: Iterable[EngineSpec]) -> tuple[list[Engine], list[Engine]]:
         """Make the set exactly ``specs`` (state of engines that stay is kept); return (added, removed)."""
         wanted = {spec.url: spec for spec in specs}
-        removed = [engine for url, engine in self._engines.items()
-                   if url not in wanted or wanted[url].role != engine.role]
+        removed = [
+            engine for url, engine in self._engines.items() if url not in wanted or wanted[url].role != engine.role
+        ]
         for engine in removed:
             del self._engines[engine.url]
             self._unsubscribe(engine)
@@ -98,8 +103,12 @@ class EngineRegistry:
             for listener in self.listeners:
                 listener.engine_added(engine)
         if added or removed:
-            log.info("engines_changed", engines=[f"{e.role}:{e.name}" for e in self],
-                     added=[e.name for e in added], removed=[e.name for e in removed])
+            log.info(
+                "engines_changed",
+                engines=[f"{e.role}:{e.name}" for e in self],
+                added=[e.name for e in added],
+                removed=[e.name for e in removed],
+            )
         return added, removed
 
     # -- the router's own requests on each engine
@@ -153,8 +162,7 @@ class EngineRegistry:
             self.reset(engine, "restored after failed health checks")
         else:
             self.metrics.ejections.labels(engine.name, engine.role, "health_failed").inc()
-            log.warning("engine_ejected", engine=engine.name, role=engine.role, reason="health_failed",
-                        probes=needed)
+            log.warning("engine_ejected", engine=engine.name, role=engine.role, reason="health_failed", probes=needed)
 
     def models_result(self, engine: Engine, models: list[Any]) -> None:
         """What the engine's /v1/models listed (entries without an ``id`` are dropped)."""
@@ -197,8 +205,9 @@ class EngineRegistry:
         self.metrics.breaker_state.labels(engine.name, engine.role).set(STATE_VALUES[state])  # type: ignore[index]
         if state == "open":
             self.metrics.ejections.labels(engine.name, engine.role, reason).inc()
-            log.warning("engine_ejected", engine=engine.name, role=engine.role, reason=reason,
-                        open_s=engine.breaker.open_s)
+            log.warning(
+                "engine_ejected", engine=engine.name, role=engine.role, reason=reason, open_s=engine.breaker.open_s
+            )
         elif state == "closed":
             self.metrics.restorations.labels(engine.name, engine.role).inc()
             log.info("engine_restored", engine=engine.name, role=engine.role, by="breaker")
@@ -264,8 +273,13 @@ class EngineRegistry:
                 await task
 
 
-async def supervised(name: str, run: Callable[[], Coroutine[Any, Any, Any]], metrics: RouterMetrics,
-                     restart_s: float = 1.0, **fields: Any) -> None:
+async def supervised(
+    name: str,
+    run: Callable[[], Coroutine[Any, Any, Any]],
+    metrics: RouterMetrics,
+    restart_s: float = 1.0,
+    **fields: Any,
+) -> None:
     """See :meth:`EngineRegistry.supervise` (also used by tasks the registry does not own)."""
     while True:
         try:

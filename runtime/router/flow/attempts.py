@@ -17,8 +17,9 @@ from runtime.router.scheduling.scheduler import NoEngineAvailable, Scheduler
 
 
 class Attempts:
-    def __init__(self, scheduler: Scheduler, registry: EngineRegistry, retries: Retries,
-                 metrics: RouterMetrics) -> None:
+    def __init__(
+        self, scheduler: Scheduler, registry: EngineRegistry, retries: Retries, metrics: RouterMetrics
+    ) -> None:
         self.scheduler = scheduler
         self.registry = registry
         self.retries = retries

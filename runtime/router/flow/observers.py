@@ -25,7 +25,10 @@ from runtime.router.scheduling.scheduler import Scheduler
 log = EventLog("runtime.router.flow")
 
 NO_HEALTHY_PREFILL, PREFILL_FAILED, DECODE_PULL_FAILED = FALLBACK_REASONS = (
-    "no_healthy_prefill", "prefill_failed", "decode_pull_failed")
+    "no_healthy_prefill",
+    "prefill_failed",
+    "decode_pull_failed",
+)
 """Why a request meant for P/D was served decode-only: the ``reason`` of pdstack_router_fallbacks_total."""
 
 
@@ -95,8 +98,14 @@ class FlowMetrics(Observer):
     def on_leg_end(self, outcome: Outcome, leg: Leg) -> None:
         if leg.result in ("failed", "pull_failed"):
             self.metrics.upstream_errors.labels(leg.engine.name, leg.kind).inc()
-            log.warning("upstream_failed", request_id=outcome.request_id, engine=leg.engine.name, role=leg.role,
-                        kind=leg.kind, detail=leg.detail[:300])
+            log.warning(
+                "upstream_failed",
+                request_id=outcome.request_id,
+                engine=leg.engine.name,
+                role=leg.role,
+                kind=leg.kind,
+                detail=leg.detail[:300],
+            )
         if leg.result == "pull_failed":
             self.metrics.fallbacks.labels(DECODE_PULL_FAILED).inc()
         elif leg.result == "ok" and leg.role == PREFILL:

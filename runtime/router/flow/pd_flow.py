@@ -56,9 +56,17 @@ class DecodeLeg:
 
 
 class PdFlow:
-    def __init__(self, config: RouterConfig, registry: EngineRegistry, scheduler: Scheduler, index: PrefixIndex,
-                 prompts: PromptReader, upstream: Upstream, attempts: Attempts,
-                 observers: Sequence[RequestObserver]) -> None:
+    def __init__(
+        self,
+        config: RouterConfig,
+        registry: EngineRegistry,
+        scheduler: Scheduler,
+        index: PrefixIndex,
+        prompts: PromptReader,
+        upstream: Upstream,
+        attempts: Attempts,
+        observers: Sequence[RequestObserver],
+    ) -> None:
         self.config = config
         self.index = index
         self.registry = registry
@@ -97,13 +105,19 @@ class PdFlow:
             blocks: PromptBlocks = await asyncio.to_thread(self.prompts.blocks, api)
         else:
             blocks = self.prompts.blocks(api)
-        return SchedulingContext(request_id, blocks, session=request.headers.get(self.config.session_header),
-                                 single_leg=api.single_leg_reason, prefix_matches=self.index.match(blocks.keys))
+        return SchedulingContext(
+            request_id,
+            blocks,
+            session=request.headers.get(self.config.session_header),
+            single_leg=api.single_leg_reason,
+            prefix_matches=self.index.match(blocks.keys),
+        )
 
     # -- the prefill leg
 
-    async def _prefill_leg(self, api: OpenAiRequest, plan: RoutingPlan, headers: dict[str, str],
-                           outcome: Outcome) -> wire.PullParams | None:
+    async def _prefill_leg(
+        self, api: OpenAiRequest, plan: RoutingPlan, headers: dict[str, str], outcome: Outcome
+    ) -> wire.PullParams | None:
         """The params decode needs (``outcome.prefill`` made them), or None: decode serves alone."""
         body = wire.prefill_body(api)
         deadline = self.config.timeouts.prefill_s
@@ -117,8 +131,11 @@ class PdFlow:
                     leg.result = "client_error"
                     raise
                 except TimeoutError:
-                    last = leg.failed("prefill_timeout", f"prefill_s={deadline} s passed before the prefill leg "
-                                      "ended (its engine is stuck or overloaded)")
+                    last = leg.failed(
+                        "prefill_timeout",
+                        f"prefill_s={deadline} s passed before the prefill leg "
+                        "ended (its engine is stuck or overloaded)",
+                    )
                 except UpstreamFailure as failure:
                     last = leg.failed(failure.kind, failure.detail)
                 except (*RELAYED_ERRORS, ValueError) as error:
@@ -130,8 +147,9 @@ class PdFlow:
         log.warning("prefill_fallback", request_id=outcome.request_id, reason=last)
         return None
 
-    async def _prefill_on(self, engine: Engine, api: OpenAiRequest, body: bytes,
-                          headers: dict[str, str]) -> wire.PullParams:
+    async def _prefill_on(
+        self, engine: Engine, api: OpenAiRequest, body: bytes, headers: dict[str, str]
+    ) -> wire.PullParams:
         async with self.upstream.post(engine, api.path, body, headers) as response:
             payload = await response.read()
             if response.status != 200:
@@ -160,10 +178,10 @@ class PdFlow:
         request_id = leg.outcome.request_id
         log.error("decode_failed", request_id=request_id, last_failure=last)
         if timed_out:
-            raise ApiError(504, f"no decode engine answered in time (request id {request_id})",
-                           code="upstream_timeout")
-        raise ApiError(502, f"no decode engine could serve the request (request id {request_id})",
-                       code="upstream_failed")
+            raise ApiError(504, f"no decode engine answered in time (request id {request_id})", code="upstream_timeout")
+        raise ApiError(
+            502, f"no decode engine could serve the request (request id {request_id})", code="upstream_failed"
+        )
 
     async def _decode_attempt(self, leg: DecodeLeg, engine: Engine) -> tuple[web.StreamResponse | None, Leg | None]:
         """(the response, None) when it served; (None, the failed attempt) when another try may serve."""
@@ -189,9 +207,14 @@ class PdFlow:
             if not api.stream:
                 payload = await self._whole_body(response, engine)
                 self._first_token(outcome, attempt)
-                return web.Response(status=response.status, body=payload, headers={
-                    "Content-Type": response.headers.get("Content-Type", "application/json"),
-                    "X-Request-Id": outcome.request_id})
+                return web.Response(
+                    status=response.status,
+                    body=payload,
+                    headers={
+                        "Content-Type": response.headers.get("Content-Type", "application/json"),
+                        "X-Request-Id": outcome.request_id,
+                    },
+                )
             first = await self._first_chunk(response, engine, pulling=attempt.pulling)
             self._first_token(outcome, attempt)
             return await self._relay(leg.request, response, first, engine, outcome)
@@ -202,8 +225,11 @@ class PdFlow:
         try:
             return await response.read()
         except aiohttp.ServerTimeoutError:
-            raise UpstreamFailure(engine, "idle_timeout", f"idle_stream_s={self.config.timeouts.idle_stream_s} s "
-                                  "passed in the middle of the answer's body") from None
+            raise UpstreamFailure(
+                engine,
+                "idle_timeout",
+                f"idle_stream_s={self.config.timeouts.idle_stream_s} s passed in the middle of the answer's body",
+            ) from None
         except aiohttp.ClientError as error:
             raise UpstreamFailure(engine, "body_broken", f"the answer's body ended early: {error!r}") from None
 
@@ -222,16 +248,25 @@ class PdFlow:
                         break
                     chunk += more
         except aiohttp.ServerTimeoutError:
-            raise UpstreamFailure(engine, "idle_timeout", f"idle_stream_s={self.config.timeouts.idle_stream_s} s "
-                                  "passed without a first chunk", decode_alive=pulling) from None
+            raise UpstreamFailure(
+                engine,
+                "idle_timeout",
+                f"idle_stream_s={self.config.timeouts.idle_stream_s} s passed without a first chunk",
+                decode_alive=pulling,
+            ) from None
         except TimeoutError:
-            raise UpstreamFailure(engine, "first_token_timeout", f"first_token_s={deadline} s passed without decode's "
-                                  "first chunk (a stalled KV pull?)", decode_alive=True) from None
+            raise UpstreamFailure(
+                engine,
+                "first_token_timeout",
+                f"first_token_s={deadline} s passed without decode's first chunk (a stalled KV pull?)",
+                decode_alive=True,
+            ) from None
         except aiohttp.ClientError as error:
             raise UpstreamFailure(engine, "stream_broken", repr(error), decode_alive=pulling) from None
         if not chunk:
-            raise UpstreamFailure(engine, "stream_broken", "the stream ended before its first chunk",
-                                  decode_alive=pulling)
+            raise UpstreamFailure(
+                engine, "stream_broken", "the stream ended before its first chunk", decode_alive=pulling
+            )
         if pulling and wire.pull_failed(chunk):
             # vLLM's kv_load_failure_policy=fail: the pull failed, decode opened the stream with an error event
             raise UpstreamFailure(engine, "pull_failed", chunk[:300].decode(errors="replace"), decode_alive=True)
@@ -239,11 +274,17 @@ class PdFlow:
 
     # -- the relay
 
-    async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse, first: bytes,
-                     engine: Engine, outcome: Outcome) -> web.StreamResponse:
-        out = web.StreamResponse(status=200, headers={
-            "Content-Type": upstream.headers.get("Content-Type", "text/event-stream"),
-            "Cache-Control": "no-cache", "X-Request-Id": outcome.request_id})
+    async def _relay(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, first: bytes, engine: Engine, outcome: Outcome
+    ) -> web.StreamResponse:
+        out = web.StreamResponse(
+            status=200,
+            headers={
+                "Content-Type": upstream.headers.get("Content-Type", "text/event-stream"),
+                "Cache-Control": "no-cache",
+                "X-Request-Id": outcome.request_id,
+            },
+        )
         await _to_client(out.prepare(request))
         await _to_client(out.write(first))
         gaps = outcome.gaps

@@ -38,8 +38,13 @@ class _Pair:
 
 
 class PairHealth:
-    def __init__(self, metrics: RouterMetrics, failures: int = FAILURES, quarantine_s: float = QUARANTINE_S,
-                 peer_window_s: float = PEER_WINDOW_S) -> None:
+    def __init__(
+        self,
+        metrics: RouterMetrics,
+        failures: int = FAILURES,
+        quarantine_s: float = QUARANTINE_S,
+        peer_window_s: float = PEER_WINDOW_S,
+    ) -> None:
         self.metrics = metrics
         self.failures = failures
         self.quarantine_s = quarantine_s
@@ -79,10 +84,15 @@ class PairHealth:
             return  # the engine itself fails, not the pair: its breaker and health checks handle it
         pair.stale_until = now + self.quarantine_s
         self._publish(prefill, decode, True)
-        log.warning("pd_pair_stale", prefill=prefill.name, decode=decode.name, failed_pulls=pair.failures,
-                    routed_around_s=self.quarantine_s,
-                    fix="restart the engine of the two that did not restart last (it holds a stale NIXL handshake); "
-                        "see the README's runbook")
+        log.warning(
+            "pd_pair_stale",
+            prefill=prefill.name,
+            decode=decode.name,
+            failed_pulls=pair.failures,
+            routed_around_s=self.quarantine_s,
+            fix="restart the engine of the two that did not restart last (it holds a stale NIXL handshake); "
+            "see the README's runbook",
+        )
 
     def _serves_others(self, engine: Engine, peer: Engine, now: float) -> bool:
         for (prefill, decode), when in self._good.items():
@@ -122,4 +132,3 @@ class PairHealth:
 
     def engine_reset(self, engine: Engine) -> None:
         self.forget(engine, counters=False)
-

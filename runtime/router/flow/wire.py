@@ -20,9 +20,18 @@ from runtime.router.requests.json_splice import with_fields
 from runtime.router.requests.openai_request import OpenAiRequest
 
 PREFILL_LEG = {
-    "max_tokens": 1, "stream": False, "n": 1, "stream_options": None,
-    "kv_transfer_params": {"do_remote_decode": True, "do_remote_prefill": False, "remote_engine_id": None,
-                           "remote_block_ids": None, "remote_host": None, "remote_port": None},
+    "max_tokens": 1,
+    "stream": False,
+    "n": 1,
+    "stream_options": None,
+    "kv_transfer_params": {
+        "do_remote_decode": True,
+        "do_remote_prefill": False,
+        "remote_engine_id": None,
+        "remote_block_ids": None,
+        "remote_host": None,
+        "remote_port": None,
+    },
 }
 PREFILL_DROPS = ("min_tokens", "min_completion_tokens")
 """Not for the prefill leg: with its max_tokens=1 vLLM rejects them (vLLM's toy P/D proxy drops them there too)."""
@@ -91,14 +100,23 @@ def _role_only(event: bytes) -> bool:
         choices = json.loads(event[6:]).get("choices")
     except (ValueError, AttributeError):
         return False
-    return bool(choices) and all(isinstance(c, dict) and isinstance(c.get("delta"), dict)
-                                 and not any(c["delta"].get(key) for key in ("content", "tool_calls",
-                                                                             "reasoning_content"))
-                                 and c.get("finish_reason") is None for c in choices)
+    return bool(choices) and all(
+        isinstance(c, dict)
+        and isinstance(c.get("delta"), dict)
+        and not any(c["delta"].get(key) for key in ("content", "tool_calls", "reasoning_content"))
+        and c.get("finish_reason") is None
+        for c in choices
+    )
 
 
 def stream_error_event(request_id: str) -> bytes:
     """The event that tells a client its stream broke after it started, in the stream's own (OpenAI) format."""
-    message = {"error": {"message": f"the engine stopped mid-stream (request id {request_id})",
-                         "type": "upstream_error", "param": None, "code": 502}}
+    message = {
+        "error": {
+            "message": f"the engine stopped mid-stream (request id {request_id})",
+            "type": "upstream_error",
+            "param": None,
+            "code": 502,
+        }
+    }
     return b"data: " + json.dumps(message).encode() + b"\n\n"

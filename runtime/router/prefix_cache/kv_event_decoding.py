@@ -72,8 +72,13 @@ def decode_event(raw: Any) -> KvEvent | None:
         hashes, tokens, size = fields.get("block_hashes"), fields.get("token_ids"), fields.get("block_size")
         if not isinstance(hashes, list) or not isinstance(tokens, list) or not isinstance(size, int):
             raise ValueError("BlockStored needs block_hashes, token_ids and block_size")
-        return BlockStored([_hashable(h) for h in hashes], _hashable(fields.get("parent_block_hash")), tokens, size,
-                           fields.get("medium"))
+        return BlockStored(
+            [_hashable(h) for h in hashes],
+            _hashable(fields.get("parent_block_hash")),
+            tokens,
+            size,
+            fields.get("medium"),
+        )
     if kind == "BlockRemoved":
         hashes = fields.get("block_hashes")
         if not isinstance(hashes, list):

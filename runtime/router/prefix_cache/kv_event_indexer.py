@@ -68,4 +68,4 @@ class KvEventIndexer:
             self._keys.move_to_end(engine_hash)
         while len(self._keys) > self.capacity:
             self._keys.popitem(last=False)
-        self.index.add(self.engine, keys[:len(event.block_hashes)])
+        self.index.add(self.engine, keys[: len(event.block_hashes)])

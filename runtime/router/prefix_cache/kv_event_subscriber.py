@@ -32,8 +32,14 @@ SKIP_WHY = {
 
 
 class KvEventSubscriber:
-    def __init__(self, engine_name: str, endpoint: str, indexer: KvEventIndexer, metrics: RouterMetrics,
-                 context: zmq.asyncio.Context) -> None:
+    def __init__(
+        self,
+        engine_name: str,
+        endpoint: str,
+        indexer: KvEventIndexer,
+        metrics: RouterMetrics,
+        context: zmq.asyncio.Context,
+    ) -> None:
         self.engine_name = engine_name
         self.endpoint = endpoint
         self.indexer = indexer
@@ -93,8 +99,13 @@ class KvEventSubscriber:
                 self.metrics.kv_events_skipped.labels(self.engine_name, reason).inc(total - before.get(reason, 0))
                 if reason not in self._skip_logged:  # once per reason: a misconfiguration repeats on every batch
                     self._skip_logged.add(reason)
-                    log.warning("kv_events_skipped", engine=self.engine_name, reason=reason,
-                                effect="those blocks get no prefix credit", why=SKIP_WHY.get(reason, ""))
+                    log.warning(
+                        "kv_events_skipped",
+                        engine=self.engine_name,
+                        reason=reason,
+                        effect="those blocks get no prefix credit",
+                        why=SKIP_WHY.get(reason, ""),
+                    )
 
     def _resync(self, reason: str) -> None:
         dropped = self.indexer.reset()

@@ -33,7 +33,7 @@ def chain_keys(tokens: Sequence[int], block_size: int, parent: int = ROOT_KEY) -
     """Keys of every full block of ``tokens``, chained from ``parent``."""
     keys = []
     for start in range(0, len(tokens) - block_size + 1, block_size):
-        parent = hash((parent, tuple(tokens[start:start + block_size])))
+        parent = hash((parent, tuple(tokens[start : start + block_size])))
         keys.append(parent)
     return keys
 
@@ -47,6 +47,6 @@ def character_blocks(text: str, block_size: int) -> PromptBlocks:
     keys = []
     parent = ROOT_KEY
     for start in range(0, len(text) - width + 1, width):
-        parent = hash((parent, text[start:start + width]))
+        parent = hash((parent, text[start : start + width]))
         keys.append(parent)
     return PromptBlocks(tuple(keys), -(-len(text) // CHARS_PER_TOKEN), block_size, exact=False)

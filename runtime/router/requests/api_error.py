@@ -32,8 +32,12 @@ class ApiError(Exception):
         self.code = code
 
     def body(self) -> bytes:
-        error = {"message": self.message, "type": _TYPES.get(self.status, "server_error"), "param": self.param,
-                 "code": self.code}
+        error = {
+            "message": self.message,
+            "type": _TYPES.get(self.status, "server_error"),
+            "param": self.param,
+            "code": self.code,
+        }
         return json.dumps({"error": error}).encode()
 
     @classmethod

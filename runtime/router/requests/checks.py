@@ -24,11 +24,17 @@ def check_request(api: OpenAiRequest, max_model_len: int | None) -> None:
         if value < 1:
             raise ApiError(400, f"max_tokens must be at least 1, got {value}.", param=name, code="invalid_value")
         if max_model_len is not None and value > max_model_len:
-            raise ApiError(400, f"{name}={value} cannot be greater than max_model_len={max_model_len}. "
-                           "Please request fewer output tokens.", param=name, code="invalid_value")
+            raise ApiError(
+                400,
+                f"{name}={value} cannot be greater than max_model_len={max_model_len}. "
+                "Please request fewer output tokens.",
+                param=name,
+                code="invalid_value",
+            )
     n = body.get("n")
     if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
         raise ApiError(400, f"n must be at least 1, got {n}.", param="n", code="invalid_value")
     if body.get("stream_options") and not api.stream:
-        raise ApiError(400, "Stream options can only be defined when `stream=True`.", param="stream_options",
-                       code="invalid_value")
+        raise ApiError(
+            400, "Stream options can only be defined when `stream=True`.", param="stream_options", code="invalid_value"
+        )

@@ -102,8 +102,12 @@ class GuardedProtocol(asyncio.Protocol):
         self._headers_timer = None
         if self.transport is None or self.transport.is_closing():
             return
-        log.warning("client_too_slow", waited_s=self.limits.headers_s, what="request line and headers",
-                    setting="timeouts.client_headers_s")
+        log.warning(
+            "client_too_slow",
+            waited_s=self.limits.headers_s,
+            what="request line and headers",
+            setting="timeouts.client_headers_s",
+        )
         self.transport.write(TOO_SLOW)
         self.transport.close()
 
@@ -113,8 +117,12 @@ class GuardedProtocol(asyncio.Protocol):
         self._write_timer = None
         if self.transport is None or self.transport.is_closing():
             return
-        log.warning("client_too_slow", waited_s=self.limits.write_s, what="reading the answer",
-                    setting="timeouts.client_write_s")
+        log.warning(
+            "client_too_slow",
+            waited_s=self.limits.write_s,
+            what="reading the answer",
+            setting="timeouts.client_write_s",
+        )
         self.transport.abort()
 
     def _cancel_headers(self) -> None:
@@ -131,8 +139,9 @@ class GuardedProtocol(asyncio.Protocol):
 class GuardedSite(web.BaseSite):
     """aiohttp's TCPSite, its connections guarded."""
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, limits: ConnectionLimits,
-                 backlog: int = 1024) -> None:
+    def __init__(
+        self, runner: web.BaseRunner, host: str, port: int, limits: ConnectionLimits, backlog: int = 1024
+    ) -> None:
         super().__init__(runner, backlog=backlog)
         self._host, self._port, self.limits = host, port, limits
 
@@ -145,5 +154,9 @@ class GuardedSite(web.BaseSite):
         server = self._runner.server
         assert server is not None
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: GuardedProtocol(server(), self.limits), self._host, self._port, backlog=self._backlog,
-            reuse_address=True)
+            lambda: GuardedProtocol(server(), self.limits),
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=True,
+        )

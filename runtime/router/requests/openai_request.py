@@ -137,15 +137,15 @@ class OpenAiRequest:
         try:
             text = raw.decode("utf-8")  # strictly: json.loads would guess UTF-16/32, which the engines are sent as is
         except UnicodeDecodeError:
-            raise ApiError(400, "the request body must be JSON encoded in UTF-8 (RFC 8259)", code="invalid_json") \
-                from None
+            raise ApiError(
+                400, "the request body must be JSON encoded in UTF-8 (RFC 8259)", code="invalid_json"
+            ) from None
         try:
             body = json.loads(text)
         except ValueError as error:
             raise ApiError(400, f"the request body is not valid JSON: {error}", code="invalid_json") from None
         except RecursionError:
-            raise ApiError(400, "the request body is not valid JSON: nested too deeply", code="invalid_json") \
-                from None
+            raise ApiError(400, "the request body is not valid JSON: nested too deeply", code="invalid_json") from None
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
         _check_lengths(endpoint, body, max_items)
@@ -155,8 +155,12 @@ class OpenAiRequest:
             first = error.errors(include_url=False)[0]
             param = ".".join(str(part) for part in first["loc"]) or None
             message = f"{param}: {first['msg']}" if param else first["msg"]
-            raise ApiError(400, message, param=param, code="invalid_value" if first["type"] != "missing"
-                           else "missing_required_parameter") from None
+            raise ApiError(
+                400,
+                message,
+                param=param,
+                code="invalid_value" if first["type"] != "missing" else "missing_required_parameter",
+            ) from None
         except RecursionError:
             raise ApiError(400, "the request body is nested too deeply", code="invalid_json") from None
         if ROUTER_OWNED in body:
@@ -172,5 +176,10 @@ def _check_lengths(endpoint: Endpoint, body: dict[str, Any], max_items: int) -> 
     items = body.get(name)
     if not isinstance(items, list) or len(items) <= max_items or (name == "prompt" and isinstance(items[0], int)):
         return
-    raise ApiError(400, f"Invalid '{name}': array too long. Expected an array with maximum length {max_items}, but "
-                   f"got an array with length {len(items)} instead.", param=name, code="array_above_max_length")
+    raise ApiError(
+        400,
+        f"Invalid '{name}': array too long. Expected an array with maximum length {max_items}, but "
+        f"got an array with length {len(items)} instead.",
+        param=name,
+        code="array_above_max_length",
+    )

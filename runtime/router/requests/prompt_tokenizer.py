@@ -46,8 +46,9 @@ class PromptTokenizer:
         self._special = {name: _token_text(config.get(name)) for name in ("bos_token", "eos_token", "pad_token")}
         self._template = None
         if template:
-            environment = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                                        extensions=["jinja2.ext.loopcontrols"])
+            environment = ImmutableSandboxedEnvironment(
+                trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+            )
             environment.globals["raise_exception"] = _raise
             self._template = environment.from_string(template)
 
@@ -87,5 +88,7 @@ def _token_text(token: object) -> str | None:
 def _text_content(content: object) -> object:
     """OpenAI content parts become the plain text vLLM gives string-format templates."""
     if isinstance(content, list):
-        return "\n".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
+        return "\n".join(
+            part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text"
+        )
     return content

@@ -63,10 +63,16 @@ class RoutingPlan:
 
     def log_fields(self) -> dict[str, object]:
         blocks = self.context.blocks
-        return {"decision": self.decision.decision, "reason": self.decision.reason, "decode": self.decode.engine.name,
-                "decode_scores": self.decode.scores, "prefill": self.prefill.engine.name if self.prefill else None,
-                "prompt_tokens": blocks.prompt_tokens, "predicted_cached_tokens":
-                    self.context.matched_tokens(self.decode.engine), "exact_tokens": blocks.exact}
+        return {
+            "decision": self.decision.decision,
+            "reason": self.decision.reason,
+            "decode": self.decode.engine.name,
+            "decode_scores": self.decode.scores,
+            "prefill": self.prefill.engine.name if self.prefill else None,
+            "prompt_tokens": blocks.prompt_tokens,
+            "predicted_cached_tokens": self.context.matched_tokens(self.decode.engine),
+            "exact_tokens": blocks.exact,
+        }
 
 
 @dataclass

@@ -50,8 +50,11 @@ class NotSaturatedFilter:
 
     def saturated(self, engine: Engine) -> bool:
         limits = self.limits
-        return (engine.waiting > limits.max_waiting or engine.kv_usage > limits.max_kv_usage
-                or engine.in_flight >= limits.max_in_flight)
+        return (
+            engine.waiting > limits.max_waiting
+            or engine.kv_usage > limits.max_kv_usage
+            or engine.in_flight >= limits.max_in_flight
+        )
 
     def filter(self, context: SchedulingContext, engines: list[Engine]) -> list[Engine]:
         fit = [engine for engine in engines if not self.saturated(engine)]

@@ -36,8 +36,14 @@ class PdDecider:
         """The decode engine queues requests, or its KV cache is at least ``busy_kv_usage`` full (last scrape)."""
         return decode.waiting > 0 or decode.kv_usage >= self.busy_kv_usage
 
-    def decide(self, prompt_tokens: int, cached_on_decode: int, prefill_available: bool,
-               single_leg: str | None = None, decode_busy: bool = False) -> PdDecision:
+    def decide(
+        self,
+        prompt_tokens: int,
+        cached_on_decode: int,
+        prefill_available: bool,
+        single_leg: str | None = None,
+        decode_busy: bool = False,
+    ) -> PdDecision:
         """``single_leg``: why the request cannot be split into two legs (see ``OpenAiRequest.single_leg_reason``);
         ``decode_busy``: :meth:`busy` of the chosen decode engine."""
         uncached = max(prompt_tokens - cached_on_decode, 0)

@@ -40,9 +40,15 @@ class ServedHook(Protocol):
 
 
 class Scheduler:
-    def __init__(self, filters: dict[Role, list[Filter]], scorers: list[tuple[Scorer, float]],
-                 picker: MaxScorePicker, decider: PdDecider, hooks: list[ServedHook] | None = None,
-                 pending: PendingPrefixes | None = None) -> None:
+    def __init__(
+        self,
+        filters: dict[Role, list[Filter]],
+        scorers: list[tuple[Scorer, float]],
+        picker: MaxScorePicker,
+        decider: PdDecider,
+        hooks: list[ServedHook] | None = None,
+        pending: PendingPrefixes | None = None,
+    ) -> None:
         self.pending = pending or PendingPrefixes()
         self.filters = filters
         self.scorers = scorers
@@ -51,23 +57,37 @@ class Scheduler:
         self.hooks = hooks or []
 
     @classmethod
-    def from_config(cls, config: RouterConfig, index: PrefixIndex | None = None, learn: bool = False,
-                    pairs: PairHealth | None = None) -> Scheduler:
+    def from_config(
+        cls,
+        config: RouterConfig,
+        index: PrefixIndex | None = None,
+        learn: bool = False,
+        pairs: PairHealth | None = None,
+    ) -> Scheduler:
         """``learn``: approximate prefix mode (the index learns from decisions; it needs ``index``). ``pairs``: the
         prefill pick avoids stale (prefill, decode) pairs."""
         sessions = SessionAffinityScorer()
         weights = config.weights
         scorers: list[tuple[Scorer, float]] = [
-            (PrefixScorer(), weights.prefix), (LoadScorer(), weights.load), (sessions, weights.session)]
+            (PrefixScorer(), weights.prefix),
+            (LoadScorer(), weights.load),
+            (sessions, weights.session),
+        ]
         filters: dict[Role, list[Filter]] = {
-            role: [RoleFilter(role), HealthyFilter(), NotSaturatedFilter(config.saturation)] for role in ROLES}
+            role: [RoleFilter(role), HealthyFilter(), NotSaturatedFilter(config.saturation)] for role in ROLES
+        }
         if pairs is not None:
             filters[PREFILL].insert(2, FreshPairFilter(pairs))
         hooks: list[ServedHook] = []
         if learn and index is not None:
             hooks.append(ApproximatePrefixLearning(index))
-        return cls(filters, [(scorer, weight) for scorer, weight in scorers if weight > 0], MaxScorePicker(),
-                   PdDecider(config.pd_threshold_tokens, config.decode_busy_kv_usage), hooks)
+        return cls(
+            filters,
+            [(scorer, weight) for scorer, weight in scorers if weight > 0],
+            MaxScorePicker(),
+            PdDecider(config.pd_threshold_tokens, config.decode_busy_kv_usage),
+            hooks,
+        )
 
     def candidates(self, role: Role, context: SchedulingContext, engines: Iterable[Engine]) -> list[Engine]:
         remaining = list(engines)
@@ -75,8 +95,9 @@ class Scheduler:
             remaining = step.filter(context, remaining)
         return remaining
 
-    def pick(self, role: Role, context: SchedulingContext, engines: Iterable[Engine],
-             remaining: list[Engine] | None = None) -> Pick:
+    def pick(
+        self, role: Role, context: SchedulingContext, engines: Iterable[Engine], remaining: list[Engine] | None = None
+    ) -> Pick:
         """``remaining``: this role's candidates when the caller already filtered them (no second pass)."""
         remaining = self.candidates(role, context, engines) if remaining is None else remaining
         if not remaining:
@@ -87,8 +108,12 @@ class Scheduler:
             for engine in remaining:
                 totals[engine] += scores[engine] * weight
         chosen = self.picker.pick(totals)
-        return Pick(engine=chosen, role=role, score=totals[chosen],
-                    scores={name: scores[chosen] for name, (scores, _) in by_scorer.items()})
+        return Pick(
+            engine=chosen,
+            role=role,
+            score=totals[chosen],
+            scores={name: scores[chosen] for name, (scores, _) in by_scorer.items()},
+        )
 
     def plan(self, context: SchedulingContext, engines: Iterable[Engine]) -> RoutingPlan:
         engines = list(engines)
@@ -96,11 +121,17 @@ class Scheduler:
         decode = self.pick(DECODE, context, engines)
         context.decode = decode.engine
         prefills = self.candidates(PREFILL, context, engines)
-        decision = self.decider.decide(context.blocks.prompt_tokens, context.matched_tokens(decode.engine),
-                                       bool(prefills), context.single_leg, self.decider.busy(decode.engine))
+        decision = self.decider.decide(
+            context.blocks.prompt_tokens,
+            context.matched_tokens(decode.engine),
+            bool(prefills),
+            context.single_leg,
+            self.decider.busy(decode.engine),
+        )
         prefill = self.pick(PREFILL, context, engines, prefills) if decision.decision == "pd" else None
-        self.pending.add(context.request_id, [decode.engine.url] + ([prefill.engine.url] if prefill else []),
-                         context.blocks.keys)
+        self.pending.add(
+            context.request_id, [decode.engine.url] + ([prefill.engine.url] if prefill else []), context.blocks.keys
+        )
         return RoutingPlan(context=context, decode=decode, prefill=prefill, decision=decision)
 
     def retried(self, context: SchedulingContext, failed: Engine, next_engine: Engine) -> None:

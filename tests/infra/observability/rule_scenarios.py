@@ -20,8 +20,17 @@ def router(**extra: str) -> dict[str, str]:
 
 def engine(pod: str, role: str, **extra: str) -> dict[str, str]:
     model = extra.pop(MODEL, "llama")
-    return {"job": ENGINE_JOB, NAMESPACE: "serving", MODEL: model, POD: pod, PD_ROLE: role, "engine": "0",
-            "model_name": model, "instance": f"{pod}:8000", **extra}
+    return {
+        "job": ENGINE_JOB,
+        NAMESPACE: "serving",
+        MODEL: model,
+        POD: pod,
+        PD_ROLE: role,
+        "engine": "0",
+        "model_name": model,
+        "instance": f"{pod}:8000",
+        **extra,
+    }
 
 
 def target(labels: dict[str, str]) -> dict[str, str]:
@@ -62,52 +71,73 @@ SCENARIOS = [
         [
             series("pdstack_router_prompt_tokens_total", {**R, "role": "decode"}, "0+3000x60"),
             series("pdstack_router_prompt_tokens_total", {**R, "role": "prefill"}, "0+3000x60"),
-            series("vllm:prompt_tokens_by_source_total", {**DECODE, "source": "local_compute"},
-                   "0x20 0+300x20 6000x20"),
+            series(
+                "vllm:prompt_tokens_by_source_total", {**DECODE, "source": "local_compute"}, "0x20 0+300x20 6000x20"
+            ),
             # decode-only traffic: decode computes what the router sent it decode-only, no alert
             series("pdstack_router_prompt_tokens_total", {**router(model="qwen"), "role": "decode"}, "0+3000x60"),
-            series("vllm:prompt_tokens_by_source_total", {**engine("decode-q", "decode", model="qwen"),
-                                                          "source": "local_compute"}, "0+2700x60"),
+            series(
+                "vllm:prompt_tokens_by_source_total",
+                {**engine("decode-q", "decode", model="qwen"), "source": "local_compute"},
+                "0+2700x60",
+            ),
             # prefill failing: its fallbacks explain decode's local compute (the fallback alert covers it)
             series("pdstack_router_prompt_tokens_total", {**router(model="mistral"), "role": "decode"}, "0+3000x60"),
             series("pdstack_router_prompt_tokens_total", {**router(model="mistral"), "role": "prefill"}, "0+3000x60"),
-            series("pdstack_router_fallbacks_total", {**router(model="mistral"), "reason": "prefill_failed"},
-                   "0+15x60"),
-            series("vllm:prompt_tokens_by_source_total", {**engine("decode-m", "decode", model="mistral"),
-                                                          "source": "local_compute"}, "0+3000x60"),
+            series(
+                "pdstack_router_fallbacks_total", {**router(model="mistral"), "reason": "prefill_failed"}, "0+15x60"
+            ),
+            series(
+                "vllm:prompt_tokens_by_source_total",
+                {**engine("decode-m", "decode", model="mistral"), "source": "local_compute"},
+                "0+3000x60",
+            ),
         ],
         [("8m", []), ("17m", [scope(DECODE, *BY_MODEL)]), ("28m", [])],
     ),
     Scenario(
         "PdstackSilentRecompute",
         "the router sees prefill answers without complete kv_transfer_params from 5 to 15 min",
-        [series("pdstack_router_decode_recomputes_total", {**R, "engine": "decode-a", "reason": "invalid_params"},
-                "0x10 1+1x20 21x20")],
+        [
+            series(
+                "pdstack_router_decode_recomputes_total",
+                {**R, "engine": "decode-a", "reason": "invalid_params"},
+                "0x10 1+1x20 21x20",
+            )
+        ],
         [("4m", []), ("13m", [scope(R, *BY_MODEL)]), ("22m", [])],
     ),
     Scenario(
         "PdstackNixlTransferFailures",
         "one failed transfer at 5 min on decode",
-        [series("vllm:nixl_num_failed_transfers_total", DECODE, "0x10 1x30"),
-         series("vllm:nixl_num_failed_transfers_total", PREFILL, "0x40")],
+        [
+            series("vllm:nixl_num_failed_transfers_total", DECODE, "0x10 1x30"),
+            series("vllm:nixl_num_failed_transfers_total", PREFILL, "0x40"),
+        ],
         [("4m", []), ("6m", [scope(DECODE, *BY_POD)]), ("17m", [])],
     ),
     Scenario(
         "PdstackKvLeaseExpired",
         "prefill releases two expired leases at 5 min; decode finishes a read after expiry at 20 min",
-        [series("vllm:nixl_num_kv_expired_reqs_total", PREFILL, "0x10 2x50"),
-         series("vllm:nixl_num_notifications_after_expiry_total", DECODE, "0x40 1x20")],
-        [("4m", []), ("6m", [scope(PREFILL, *BY_POD)]), ("18m", []), ("22m", [scope(DECODE, *BY_POD)]),
-         ("32m", [])],
+        [
+            series("vllm:nixl_num_kv_expired_reqs_total", PREFILL, "0x10 2x50"),
+            series("vllm:nixl_num_notifications_after_expiry_total", DECODE, "0x40 1x20"),
+        ],
+        [("4m", []), ("6m", [scope(PREFILL, *BY_POD)]), ("18m", []), ("22m", [scope(DECODE, *BY_POD)]), ("32m", [])],
     ),
     Scenario(
         "PdstackPrefillFallbackHigh",
         "1 request/s; 10% fall back from 5 to 20 min; another model's 3% never alerts",
-        [series("pdstack_router_decisions_total", {**R, "decision": "pd", "reason": "always"}, "0+30x60"),
-         series("pdstack_router_fallbacks_total", {**R, "reason": "prefill_failed"}, "0x10 0+3x30 90x20"),
-         series("pdstack_router_decisions_total", {**router(model="qwen"), "decision": "pd", "reason": "always"},
-                "0+30x60"),
-         series("pdstack_router_fallbacks_total", {**router(model="qwen"), "reason": "prefill_failed"}, "0+0.9x60")],
+        [
+            series("pdstack_router_decisions_total", {**R, "decision": "pd", "reason": "always"}, "0+30x60"),
+            series("pdstack_router_fallbacks_total", {**R, "reason": "prefill_failed"}, "0x10 0+3x30 90x20"),
+            series(
+                "pdstack_router_decisions_total",
+                {**router(model="qwen"), "decision": "pd", "reason": "always"},
+                "0+30x60",
+            ),
+            series("pdstack_router_fallbacks_total", {**router(model="qwen"), "reason": "prefill_failed"}, "0+0.9x60"),
+        ],
         [("4m", []), ("15m", [scope(R, *BY_MODEL)]), ("28m", [])],
     ),
     Scenario(
@@ -125,40 +155,59 @@ SCENARIOS = [
     Scenario(
         "PdstackEngineBreakerOpen",
         "the breaker opens from 5 to 10 min, then half-opens",
-        [series("pdstack_router_engine_breaker_state", {**R, "engine": "decode-a", "role": "decode"},
-                "0x10 2x10 1x20")],
+        [
+            series(
+                "pdstack_router_engine_breaker_state", {**R, "engine": "decode-a", "role": "decode"}, "0x10 2x10 1x20"
+            )
+        ],
         [("4m", []), ("7m", [{**scope(R, *BY_MODEL), "engine": "decode-a", "role": "decode"}]), ("12m", [])],
     ),
     Scenario(
         "PdstackStalePdPair",
         "the router routes around one pair from 5 to 10 min; another pair blips stale for one minute",
-        [series("pdstack_router_pd_pair_stale", {**R, "prefill": "prefill-a", "decode": "decode-a"},
-                "_x10 1x10 stale"),
-         series("pdstack_router_pd_pair_stale", {**R, "prefill": "prefill-b", "decode": "decode-a"},
-                "_x4 1x2 stale")],
+        [
+            series(
+                "pdstack_router_pd_pair_stale", {**R, "prefill": "prefill-a", "decode": "decode-a"}, "_x10 1x10 stale"
+            ),
+            series(
+                "pdstack_router_pd_pair_stale", {**R, "prefill": "prefill-b", "decode": "decode-a"}, "_x4 1x2 stale"
+            ),
+        ],
         [("4m", []), ("8m", [{**scope(R, *BY_MODEL), "prefill": "prefill-a", "decode": "decode-a"}]), ("16m", [])],
     ),
     Scenario(
         "PdstackTtftBudgetBurnFast",
         "2 requests/s; half miss the 2 s objective from 60 to 90 min",
-        [series("pdstack_router_ttft_seconds_count", {**R, "endpoint": "chat", "decision": "pd"}, "0+60x260"),
-         series("pdstack_router_ttft_seconds_bucket", {**R, "endpoint": "chat", "decision": "pd", "le": "2.0"},
-                "0+60x120 7200+30x60 9000+60x80")],
+        [
+            series("pdstack_router_ttft_seconds_count", {**R, "endpoint": "chat", "decision": "pd"}, "0+60x260"),
+            series(
+                "pdstack_router_ttft_seconds_bucket",
+                {**R, "endpoint": "chat", "decision": "pd", "le": "2.0"},
+                "0+60x120 7200+30x60 9000+60x80",
+            ),
+        ],
         [("75m", []), ("85m", [scope(R, *BY_MODEL)]), ("100m", []), ("125m", [])],
     ),
     Scenario(
         "PdstackTtftBudgetBurnSlow",
         "the same story: the slow burn fires later and stays until its 30 min window is clean",
-        [series("pdstack_router_ttft_seconds_count", {**R, "endpoint": "chat", "decision": "pd"}, "0+60x260"),
-         series("pdstack_router_ttft_seconds_bucket", {**R, "endpoint": "chat", "decision": "pd", "le": "2.0"},
-                "0+60x120 7200+30x60 9000+60x80")],
+        [
+            series("pdstack_router_ttft_seconds_count", {**R, "endpoint": "chat", "decision": "pd"}, "0+60x260"),
+            series(
+                "pdstack_router_ttft_seconds_bucket",
+                {**R, "endpoint": "chat", "decision": "pd", "le": "2.0"},
+                "0+60x120 7200+30x60 9000+60x80",
+            ),
+        ],
         [("75m", []), ("85m", [scope(R, *BY_MODEL)]), ("100m", [scope(R, *BY_MODEL)]), ("125m", [])],
     ),
     Scenario(
         "PdstackKvCacheNearFull",
         "decode's KV cache at 97% from 5 to 15 min; prefill at 90% never alerts",
-        [series("vllm:kv_cache_usage_perc", DECODE, "0.5x10 0.97x20 0.5x10"),
-         series("vllm:kv_cache_usage_perc", PREFILL, "0.9x40")],
+        [
+            series("vllm:kv_cache_usage_perc", DECODE, "0.5x10 0.97x20 0.5x10"),
+            series("vllm:kv_cache_usage_perc", PREFILL, "0.9x40"),
+        ],
         [("4m", []), ("12m", [scope(DECODE, *BY_POD, PD_ROLE)]), ("18m", [])],
     ),
 ]
@@ -176,10 +225,20 @@ def promtool_tests(rules_file: str, alerts: dict[str, dict[str, Any]]) -> dict[s
         rule = alerts[scenario.alert]
         cases = []
         for at, firing in scenario.expected:
-            expected = [{"exp_labels": {**labels, "alertname": scenario.alert, **rule["labels"]},
-                         "exp_annotations": {k: _expand(v, labels) for k, v in rule["annotations"].items()}}
-                        for labels in firing]
+            expected = [
+                {
+                    "exp_labels": {**labels, "alertname": scenario.alert, **rule["labels"]},
+                    "exp_annotations": {k: _expand(v, labels) for k, v in rule["annotations"].items()},
+                }
+                for labels in firing
+            ]
             cases.append({"eval_time": at, "alertname": scenario.alert, "exp_alerts": expected})
-        tests.append({"name": f"{scenario.alert}: {scenario.story}", "interval": INTERVAL,
-                      "input_series": scenario.inputs, "alert_rule_test": cases})
+        tests.append(
+            {
+                "name": f"{scenario.alert}: {scenario.story}",
+                "interval": INTERVAL,
+                "input_series": scenario.inputs,
+                "alert_rule_test": cases,
+            }
+        )
     return {"rule_files": [rules_file], "evaluation_interval": INTERVAL, "tests": tests}

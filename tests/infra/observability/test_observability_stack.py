@@ -42,11 +42,13 @@ def test_a_customer_managed_key_is_an_option_rotated_and_removed_with_the_stack(
 
     app = cdk.App()
     stack = cdk.Stack(app, "Metrics")
-    workspace = MetricsWorkspace(stack, "Workspace", alias="a", retention_days=30, rules="groups: []\n",
-                                 customer_managed_key=True)
+    workspace = MetricsWorkspace(
+        stack, "Workspace", alias="a", retention_days=30, rules="groups: []\n", customer_managed_key=True
+    )
     template = Template.from_stack(stack)
-    (key_id,) = template.find_resources("AWS::KMS::Key", {"Properties": {"EnableKeyRotation": True},
-                                                           "DeletionPolicy": "Delete"})
+    (key_id,) = template.find_resources(
+        "AWS::KMS::Key", {"Properties": {"EnableKeyRotation": True}, "DeletionPolicy": "Delete"}
+    )
     template.has_resource_properties("AWS::APS::Workspace", {"KmsKeyArn": {"Fn::GetAtt": [key_id, "Arn"]}})
     assert workspace.key is not None
 
@@ -63,32 +65,43 @@ def test_collector_scrapes_the_cluster_from_its_subnets_into_the_workspace(defau
     cluster = default.stacks.cluster.stack_name
     assert len(eks["SubnetIds"]) == default.deployment.network.az_count >= 2  # the collector wants two zones
     assert all("collectorSubnet" in subnet["Fn::ImportValue"] for subnet in eks["SubnetIds"])
-    assert eks["ClusterArn"]["Fn::ImportValue"].startswith(f"{cluster}:") and "Arn" in eks["ClusterArn"]["Fn::ImportValue"]
+    assert (
+        eks["ClusterArn"]["Fn::ImportValue"].startswith(f"{cluster}:") and "Arn" in eks["ClusterArn"]["Fn::ImportValue"]
+    )
     (group,) = eks["SecurityGroupIds"]
-    assert group["Fn::GetAtt"] == [default.stacks.observability.resolve(
-        default.stacks.observability.collector_security_group.security_group.security_group_id)["Fn::GetAtt"][0],
-        "GroupId"]
+    assert group["Fn::GetAtt"] == [
+        default.stacks.observability.resolve(
+            default.stacks.observability.collector_security_group.security_group.security_group_id
+        )["Fn::GetAtt"][0],
+        "GroupId",
+    ]
     assert scraper["Destination"]["AmpConfiguration"]["WorkspaceArn"]["Fn::GetAtt"][1] == "Arn"
     blob = yaml.safe_load(base64.b64decode(scraper["ScrapeConfiguration"]["ConfigurationBlob"]))
     assert blob == scrape_config(default.deployment)
 
 
 def test_the_collector_reaches_the_api_and_the_scraped_container_ports_on_the_cluster_group_only(
-        default: Synthesized) -> None:
+    default: Synthesized,
+) -> None:
     """The ports are read from the rendered pods (the engines' container port named http, the router's named
     metrics) plus the API's 443."""
     deployments = [o for o in default.stacks.workloads.objects if o["kind"] == "Deployment"]
-    scraped = {p["containerPort"] for o in deployments for c in o["spec"]["template"]["spec"]["containers"]
-               for p in c.get("ports", [])
-               if p["name"] == ("metrics" if o["metadata"]["name"] == "pdstack-router" else "http")}
+    scraped = {
+        p["containerPort"]
+        for o in deployments
+        for c in o["spec"]["template"]["spec"]["containers"]
+        for p in c.get("ports", [])
+        if p["name"] == ("metrics" if o["metadata"]["name"] == "pdstack-router" else "http")
+    }
     assert default.deployment.serving.router.metrics_port in scraped
     wanted = {443, *scraped}
     cluster_group = "ClusterSecurityGroupId"
     (group,) = default.observability.find_resources("AWS::EC2::SecurityGroup").values()
     egress = group["Properties"]["SecurityGroupEgress"]
     assert {(r["FromPort"], r["ToPort"]) for r in egress} == {(p, p) for p in wanted}
-    assert all(cluster_group in r["DestinationSecurityGroupId"]["Fn::ImportValue"] and r["IpProtocol"] == "tcp"
-               for r in egress)
+    assert all(
+        cluster_group in r["DestinationSecurityGroupId"]["Fn::ImportValue"] and r["IpProtocol"] == "tcp" for r in egress
+    )
     ingress = default.observability.find_resources("AWS::EC2::SecurityGroupIngress").values()
     assert {(r["Properties"]["FromPort"], r["Properties"]["ToPort"]) for r in ingress} == {(p, p) for p in wanted}
     assert all(cluster_group in r["Properties"]["GroupId"]["Fn::ImportValue"] for r in ingress)

@@ -36,12 +36,21 @@ def pod_templates(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def discovered(template: dict[str, Any], namespace: str, name: str, phase: str = "Running") -> list[dict[str, str]]:
     """What Kubernetes SD (role: pod) yields for one pod: a target per declared container port."""
-    base = {"__meta_kubernetes_namespace": namespace, "__meta_kubernetes_pod_name": name,
-            "__meta_kubernetes_pod_phase": phase,
-            **{sd_pod_label(k): v for k, v in template["metadata"]["labels"].items()}}
-    return [{**base, "__address__": f"10.0.0.9:{port['containerPort']}",
-             "__meta_kubernetes_pod_container_port_name": port.get("name", "")}
-            for container in template["spec"]["containers"] for port in container.get("ports", [])]
+    base = {
+        "__meta_kubernetes_namespace": namespace,
+        "__meta_kubernetes_pod_name": name,
+        "__meta_kubernetes_pod_phase": phase,
+        **{sd_pod_label(k): v for k, v in template["metadata"]["labels"].items()},
+    }
+    return [
+        {
+            **base,
+            "__address__": f"10.0.0.9:{port['containerPort']}",
+            "__meta_kubernetes_pod_container_port_name": port.get("name", ""),
+        }
+        for container in template["spec"]["containers"]
+        for port in container.get("ports", [])
+    ]
 
 
 def relabel(labels: dict[str, str], rules: list[dict[str, Any]]) -> dict[str, str] | None:
@@ -70,8 +79,11 @@ def scraped(config: dict[str, Any], targets: list[dict[str, str]]) -> list[tuple
 def test_router_and_both_roles_are_scraped_with_the_dashboard_labels() -> None:
     config = scrape_config(DEPLOYMENT)
     namespace = DEPLOYMENT.workloads.namespace
-    targets = [t for i, template in enumerate(pod_templates(serving_objects(DEPLOYMENT, "image")))
-               for t in discovered(template, namespace, f"pod-{i}")]
+    targets = [
+        t
+        for i, template in enumerate(pod_templates(serving_objects(DEPLOYMENT, "image")))
+        for t in discovered(template, namespace, f"pod-{i}")
+    ]
     kept = scraped(config, targets)
     jobs = sorted((job, labels.get("pd_role")) for job, labels in kept)
     assert jobs == [(ENGINE_JOB, "decode"), (ENGINE_JOB, "prefill"), (ROUTER_JOB, None)]
@@ -83,13 +95,21 @@ def test_router_and_both_roles_are_scraped_with_the_dashboard_labels() -> None:
 
 def test_other_pods_are_not_scraped() -> None:
     config = scrape_config(DEPLOYMENT)
-    (prefill,) = [t for t in pod_templates(serving_objects(DEPLOYMENT, "image"))
-                  if t["metadata"]["labels"].get("llm-d.ai/role") == "prefill"]
-    other = {**prefill, "metadata": {"labels": {**prefill["metadata"]["labels"],
-                                                "app.kubernetes.io/instance": "another-deployment"}}}
+    (prefill,) = [
+        t
+        for t in pod_templates(serving_objects(DEPLOYMENT, "image"))
+        if t["metadata"]["labels"].get("llm-d.ai/role") == "prefill"
+    ]
+    other = {
+        **prefill,
+        "metadata": {"labels": {**prefill["metadata"]["labels"], "app.kubernetes.io/instance": "another-deployment"}},
+    }
     unlabelled = {**prefill, "metadata": {"labels": {"app.kubernetes.io/instance": DEPLOYMENT.name}}}
-    targets = [*discovered(other, "pdstack", "x"), *discovered(unlabelled, "pdstack", "y"),
-               *discovered(prefill, "pdstack", "z", phase="Pending")]
+    targets = [
+        *discovered(other, "pdstack", "x"),
+        *discovered(unlabelled, "pdstack", "y"),
+        *discovered(prefill, "pdstack", "z", phase="Pending"),
+    ]
     assert scraped(config, targets) == []
 
 

@@ -30,13 +30,15 @@ RECORDINGS = Path(__file__).parent / "recordings"
 
 # --- moto in server mode --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class MotoServer:
     url: str
 
     def post(self, path: str, body: bytes) -> dict[str, Any]:
-        request = urllib.request.Request(self.url + path, data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.url + path, data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read() or b"{}")
 
@@ -53,13 +55,23 @@ def moto_server() -> Iterator[MotoServer]:
     """moto in server mode under the test bed's supervisor (up to ~30 s to start on a slow CI machine)."""
     (port,) = free_ports(1)
     with tempfile.TemporaryDirectory(prefix="moto-") as work:
-        with HttpServer("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                        dict(os.environ), port, Path(work) / "moto.log", Path(work), ready_path="/moto-api/",
-                        start_timeout_s=30.0, poll_s=0.1, stop_grace_s=10.0) as server:
+        with HttpServer(
+            "moto",
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            dict(os.environ),
+            port,
+            Path(work) / "moto.log",
+            Path(work),
+            ready_path="/moto-api/",
+            start_timeout_s=30.0,
+            poll_s=0.1,
+            stop_grace_s=10.0,
+        ) as server:
             yield MotoServer(url=server.url)
 
 
 # --- a generic JSON HTTP server ------------------------------------------------------------------------------------
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _JsonServer
@@ -109,6 +121,7 @@ def _json(status: int, body: Any, extra: dict[str, str] | None = None) -> tuple[
 
 # --- recorded AWS answers -------------------------------------------------------------------------------------------
 
+
 @dataclass
 class RecordedAws:
     """Answers AWS API calls moto does not model from recordings (JSON written from the AWS API reference).
@@ -146,6 +159,7 @@ class RecordedAws:
 
 # --- a Kubernetes API server that runs Jobs as local processes -------------------------------------------------------
 
+
 @dataclass
 class FakeKubernetes:
     """Speaks the few Kubernetes calls the operations make, checking each carries an EKS token for ``cluster``.
@@ -173,7 +187,10 @@ class FakeKubernetes:
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
         if query.get("Action") != ["GetCallerIdentity"] or "x-k8s-aws-id" not in query["X-Amz-SignedHeaders"][0]:
             return f"not a presigned GetCallerIdentity naming the cluster: {url}"
-        if not query["X-Amz-Credential"][0].startswith(self.access_key + "/") or "/sts/" not in query["X-Amz-Credential"][0]:
+        if (
+            not query["X-Amz-Credential"][0].startswith(self.access_key + "/")
+            or "/sts/" not in query["X-Amz-Credential"][0]
+        ):
             return "signed with other credentials"
         if query.get("X-Amz-Expires") != ["60"]:
             return "token lifetime is not 60 s"
@@ -185,8 +202,14 @@ class FakeKubernetes:
         if problem:
             return _json(401, {"kind": "Status", "message": f"Unauthorized: {problem}"})
         if self.refuse:
-            return _json(403, {"kind": "Status", "message": "User \"arn:aws:sts::123456789012:user/moto\" cannot "
-                                                            "create resource \"jobs\" in API group \"batch\""})
+            return _json(
+                403,
+                {
+                    "kind": "Status",
+                    "message": 'User "arn:aws:sts::123456789012:user/moto" cannot '
+                    'create resource "jobs" in API group "batch"',
+                },
+            )
         parts = urllib.parse.urlsplit(path)
         segments = parts.path.strip("/").split("/")
         query = urllib.parse.parse_qs(parts.query)
@@ -203,7 +226,7 @@ class FakeKubernetes:
                 return _json(201, job)
             name = segments[6]
             if name not in self.jobs:
-                return _json(404, {"kind": "Status", "message": f"jobs \"{name}\" not found"})
+                return _json(404, {"kind": "Status", "message": f'jobs "{name}" not found'})
             if method == "DELETE":
                 self.deleted.append(f"{namespace}/{name}?{parts.query}")
                 del self.jobs[name]
@@ -230,6 +253,7 @@ class FakeKubernetes:
 
 # --- a router and a decode engine that count like the real ones ------------------------------------------------------
 
+
 @dataclass
 class FakeEngine:
     """``/ready``, ``/v1/completions`` and Prometheus ``/metrics`` from prometheus-client's real exposition."""
@@ -244,8 +268,9 @@ class FakeEngine:
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
         self.registry = CollectorRegistry()
-        self.decisions = Counter("pdstack_router_decisions", "P/D or decode-only, and why", ["decision", "reason"],
-                                 registry=self.registry)
+        self.decisions = Counter(
+            "pdstack_router_decisions", "P/D or decode-only, and why", ["decision", "reason"], registry=self.registry
+        )
         self.xfer = Histogram("vllm:nixl_xfer_time_seconds", "NIXL transfer time", ["engine"], registry=self.registry)
         self.requests: list[dict[str, Any]] = []
 

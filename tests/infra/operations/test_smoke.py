@@ -33,9 +33,15 @@ def cluster(aws_env: MotoServer, tmp_path: Path) -> Iterator[Cluster]:
     router = FakeEngine(role="router", peer=decode)
     endpoints = ServingEndpoints()
     with serving(router) as router_url, serving(decode) as decode_url:
-        kube = FakeKubernetes(cluster="pdstack", access_key="AKIATESTPDSTACK00001",
-                              services={endpoints.router_url: router_url, endpoints.router_metrics_url: router_url,
-                                        endpoints.decode_url: decode_url})
+        kube = FakeKubernetes(
+            cluster="pdstack",
+            access_key="AKIATESTPDSTACK00001",
+            services={
+                endpoints.router_url: router_url,
+                endpoints.router_metrics_url: router_url,
+                endpoints.decode_url: decode_url,
+            },
+        )
         with serving(kube) as kube_url:
             yield Cluster(path=path, kube=kube, kube_url=kube_url, router=router, decode=decode)
 

@@ -80,11 +80,26 @@ def test_image_that_was_never_pushed_is_a_failure(aws_env: MotoServer, default_f
 
 def test_scan_findings_by_severity(aws_env: MotoServer, default_file: Path) -> None:
     deployed = Deployed(load(default_file)).everything()
-    aws_env.post("/moto-api/static/ecr/scan-finding-results", json.dumps({"region": REGION, "results": [{
-        "registryId": "123456789012", "repositoryName": deployed.repository, "imageId": {"imageTag": "3f9c2a7d1e5b8c4a6f02"},
-        "imageScanStatus": {"status": "COMPLETE", "description": "The scan was completed successfully."},
-        "imageScanFindings": {"findingSeverityCounts": {"CRITICAL": 1, "HIGH": 3, "LOW": 7}},
-    }]}).encode())
+    aws_env.post(
+        "/moto-api/static/ecr/scan-finding-results",
+        json.dumps(
+            {
+                "region": REGION,
+                "results": [
+                    {
+                        "registryId": "123456789012",
+                        "repositoryName": deployed.repository,
+                        "imageId": {"imageTag": "3f9c2a7d1e5b8c4a6f02"},
+                        "imageScanStatus": {
+                            "status": "COMPLETE",
+                            "description": "The scan was completed successfully.",
+                        },
+                        "imageScanFindings": {"findingSeverityCounts": {"CRITICAL": 1, "HIGH": 3, "LOW": 7}},
+                    }
+                ],
+            }
+        ).encode(),
+    )
 
     run = run_cli("status", "--deployment", str(default_file), "--region", REGION)
 
@@ -140,16 +155,19 @@ def test_hyperpod_without_recovery_marks_the_failed_node_failed(
     assert "FAILED" in line
 
 
-def test_ready_nodes_come_from_kubernetes_through_api_server(
-    aws_env: MotoServer, default_file: Path
-) -> None:
+def test_ready_nodes_come_from_kubernetes_through_api_server(aws_env: MotoServer, default_file: Path) -> None:
     deployed = Deployed(load(default_file)).everything()
     gpu = deployed.nodegroups["p5"]
-    kube = FakeKubernetes(cluster="pdstack", access_key="AKIATESTPDSTACK00001", nodes=[
-        _node("ip-10-0-1-10", gpu, ready=True), _node("ip-10-0-1-11", gpu, ready=False),
-        _node("ip-10-0-2-10", "SystemNodes8C1A9F2E-Xy7bQ3", ready=True),
-        _node("ip-10-0-2-11", "SystemNodes8C1A9F2E-Xy7bQ3", ready=True),
-    ])
+    kube = FakeKubernetes(
+        cluster="pdstack",
+        access_key="AKIATESTPDSTACK00001",
+        nodes=[
+            _node("ip-10-0-1-10", gpu, ready=True),
+            _node("ip-10-0-1-11", gpu, ready=False),
+            _node("ip-10-0-2-10", "SystemNodes8C1A9F2E-Xy7bQ3", ready=True),
+            _node("ip-10-0-2-11", "SystemNodes8C1A9F2E-Xy7bQ3", ready=True),
+        ],
+    )
     with serving(kube) as url:
         run = run_cli("status", "--deployment", str(default_file), "--region", REGION, "--api-server", url)
 

@@ -38,9 +38,13 @@ def test_a_short_instance_group_names_the_capacity_and_lifecycle_failures(
     assert run.code == 1, run.out + run.err
     line = next(line for line in run.out.splitlines() if line.startswith("hyperpod-group"))
     assert "p5" in line and "not ready" in line and "1 of 2 instances" in line
-    capacity = ("Error: Instance creation in Cluster pdstack-hp and InstanceGroup p5 failed: We currently do not have "
-                "sufficient capacity to launch new ml.p5.48xlarge instances. Please try again.")
-    lifecycle = "Error: Instance creation in Cluster pdstack-hp and InstanceGroup p5 failed: Lifecycle script on_create.sh"
+    capacity = (
+        "Error: Instance creation in Cluster pdstack-hp and InstanceGroup p5 failed: We currently do not have "
+        "sufficient capacity to launch new ml.p5.48xlarge instances. Please try again."
+    )
+    lifecycle = (
+        "Error: Instance creation in Cluster pdstack-hp and InstanceGroup p5 failed: Lifecycle script on_create.sh"
+    )
     problems = [line.strip() for line in run.out.splitlines() if line.strip().startswith("! ")]
     # newest first, the repeated capacity failure once, the Info event not at all
     assert len(problems) == 2 and problems[0] == f"! {_at(1795003600)} {capacity}"
@@ -76,8 +80,15 @@ def test_events_that_cannot_be_read_leave_a_note_not_a_crash(
     aws_env: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recorded = RecordedAws.load(RECORDING)
-    recorded.routes["POST SageMaker.ListClusterEvents"] = [{"status": 400, "body": {
-        "__type": "AccessDeniedException", "message": "not authorized to perform: sagemaker:ListClusterEvents"}}]
+    recorded.routes["POST SageMaker.ListClusterEvents"] = [
+        {
+            "status": 400,
+            "body": {
+                "__type": "AccessDeniedException",
+                "message": "not authorized to perform: sagemaker:ListClusterEvents",
+            },
+        }
+    ]
     run = _status(recorded, tmp_path, monkeypatch)
 
     assert run.code == 1, run.out + run.err

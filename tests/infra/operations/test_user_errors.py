@@ -50,7 +50,9 @@ def test_region_other_than_the_deployments(aws_env: MotoServer, tmp_path: Path) 
 
     run = run_cli("wait", "--deployment", str(path), "--region", "us-west-2")
 
-    _one_line_error(run, f"error: wrong region: {path} deploys to us-east-2, not us-west-2; drop --region or fix the file")
+    _one_line_error(
+        run, f"error: wrong region: {path} deploys to us-east-2, not us-west-2; drop --region or fix the file"
+    )
 
 
 def test_no_region_for_an_environment_agnostic_deployment(aws_env: MotoServer, tmp_path: Path) -> None:
@@ -74,9 +76,12 @@ def test_stack_not_deployed(aws_env: MotoServer, tmp_path: Path) -> None:
 
     run = run_cli("status", "--deployment", str(path), "--region", "eu-west-1")
 
-    _one_line_error(run, "error: not deployed: no stack of 'pdstack' in account 123456789012, region eu-west-1 "
-                         "(looked for pdstack-network, pdstack-image, pdstack-cluster, pdstack-gpu-nodes, pdstack-workloads, "
-                         "pdstack-observability)")
+    _one_line_error(
+        run,
+        "error: not deployed: no stack of 'pdstack' in account 123456789012, region eu-west-1 "
+        "(looked for pdstack-network, pdstack-image, pdstack-cluster, pdstack-gpu-nodes, pdstack-workloads, "
+        "pdstack-observability)",
+    )
 
 
 def test_smoke_before_the_cluster_stack_exists(aws_env: MotoServer, tmp_path: Path) -> None:
@@ -94,10 +99,16 @@ def test_access_denied(aws_env: MotoServer, tmp_path: Path, monkeypatch: pytest.
     Deployed(load(path)).everything()
     iam = boto3.Session(region_name=REGION).client("iam")
     iam.create_user(UserName="viewer")
-    iam.put_user_policy(UserName="viewer", PolicyName="whoami-only", PolicyDocument=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}],
-    }))
+    iam.put_user_policy(
+        UserName="viewer",
+        PolicyName="whoami-only",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}],
+            }
+        ),
+    )
     key = iam.create_access_key(UserName="viewer")["AccessKey"]
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
@@ -107,8 +118,11 @@ def test_access_denied(aws_env: MotoServer, tmp_path: Path, monkeypatch: pytest.
     finally:
         aws_env.enforce_iam(float("inf"))
 
-    _one_line_error(run, "error: access denied: arn:aws:iam::123456789012:user/viewer may not call "
-                         "cloudformation:DescribeStacks in us-east-1 (AccessDenied)")
+    _one_line_error(
+        run,
+        "error: access denied: arn:aws:iam::123456789012:user/viewer may not call "
+        "cloudformation:DescribeStacks in us-east-1 (AccessDenied)",
+    )
 
 
 def test_credentials_aws_does_not_know(aws_env: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,7 +133,9 @@ def test_credentials_aws_does_not_know(aws_env: MotoServer, tmp_path: Path, monk
     finally:
         aws_env.enforce_iam(float("inf"))
 
-    _one_line_error(run, "error: AWS rejected the credentials for sts:GetCallerIdentity in us-east-1 (InvalidClientTokenId)")
+    _one_line_error(
+        run, "error: AWS rejected the credentials for sts:GetCallerIdentity in us-east-1 (InvalidClientTokenId)"
+    )
 
 
 def test_expired_session(aws_env: MotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -161,8 +177,9 @@ def test_plain_http_api_server_only_on_loopback(aws_env: MotoServer, tmp_path: P
 
 
 def test_bad_service_name(aws_env: MotoServer, tmp_path: Path) -> None:
-    run = run_cli("smoke", "--deployment", str(deployment_file(tmp_path)), "--region", REGION,
-                  "--router-service", "Router_Svc")
+    run = run_cli(
+        "smoke", "--deployment", str(deployment_file(tmp_path)), "--region", REGION, "--router-service", "Router_Svc"
+    )
 
     _one_line_error(run, "error: --router-service: String should match pattern")
 
@@ -172,7 +189,11 @@ def test_the_real_command_prints_one_line_and_no_traceback(aws_env: MotoServer, 
     env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     done = subprocess.run(
         [sys.executable, "-m", "infra", "status", "--deployment", str(deployment_file(tmp_path)), "--region", REGION],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
     assert done.returncode == 2
@@ -181,8 +202,10 @@ def test_the_real_command_prints_one_line_and_no_traceback(aws_env: MotoServer, 
 
 
 def test_operations_never_import_aws_cdk() -> None:
-    code = ("import sys, infra.__main__; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aws_cdk', 'jsii', 'constructs')))")
+    code = (
+        "import sys, infra.__main__; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aws_cdk', 'jsii', 'constructs')))"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
 
     assert done.returncode == 0, done.stderr

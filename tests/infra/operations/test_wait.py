@@ -28,13 +28,20 @@ class FakeClock:
 
 def _status(*checks: tuple[str, ...]) -> EnvironmentStatus:
     """Checks from (area, name, state[, summary]); the summary defaults to the state."""
-    return EnvironmentStatus(deployment="pdstack", account="123456789012", region=REGION, checks=[
-        Check(area=c[0], name=c[1], state=c[2], summary=c[3] if len(c) > 3 else c[2])  # type: ignore[arg-type]
-        for c in checks
-    ])
+    return EnvironmentStatus(
+        deployment="pdstack",
+        account="123456789012",
+        region=REGION,
+        checks=[
+            Check(area=c[0], name=c[1], state=c[2], summary=c[3] if len(c) > 3 else c[2])  # type: ignore[arg-type]
+            for c in checks
+        ],
+    )
 
 
-def _waiter(observations: list[EnvironmentStatus], timeout: float = 3600, interval: float = 30) -> tuple[Waiter, io.StringIO]:
+def _waiter(
+    observations: list[EnvironmentStatus], timeout: float = 3600, interval: float = 30
+) -> tuple[Waiter, io.StringIO]:
     out = io.StringIO()
     clock = FakeClock()
     feed = iter(observations)
@@ -64,16 +71,20 @@ def test_format_duration() -> None:
 
 def test_quiet_one_line_per_change_then_ready() -> None:
     pending = ("nodegroup", "p5", "pending", "CREATING, desired 2")
-    waiter, out = _waiter([
-        _status(("stack", "pdstack-cluster", "ready"), pending),
-        _status(("stack", "pdstack-cluster", "ready"), pending),
-        _status(("stack", "pdstack-cluster", "ready"), pending),
-        _status(("stack", "pdstack-cluster", "ready"), ("nodegroup", "p5", "ready", "ACTIVE, desired 2")),
-    ])
+    waiter, out = _waiter(
+        [
+            _status(("stack", "pdstack-cluster", "ready"), pending),
+            _status(("stack", "pdstack-cluster", "ready"), pending),
+            _status(("stack", "pdstack-cluster", "ready"), pending),
+            _status(("stack", "pdstack-cluster", "ready"), ("nodegroup", "p5", "ready", "ACTIVE, desired 2")),
+        ]
+    )
 
     assert waiter.run() == 0
     lines = out.getvalue().splitlines()
-    assert lines[0].startswith("waiting up to 1h00m for pdstack in us-east-1 (checking every 30s); not ready yet: nodegroup p5")
+    assert lines[0].startswith(
+        "waiting up to 1h00m for pdstack in us-east-1 (checking every 30s); not ready yet: nodegroup p5"
+    )
     assert lines[1:] == [
         "[0s] nodegroup p5: pending (CREATING, desired 2)",
         "[1m30s] nodegroup p5: ready (ACTIVE, desired 2)",
@@ -82,10 +93,12 @@ def test_quiet_one_line_per_change_then_ready() -> None:
 
 
 def test_stops_early_when_something_failed_for_good() -> None:
-    waiter, out = _waiter([
-        _status(("stack", "pdstack-image", "pending", "CREATE_IN_PROGRESS")),
-        _status(("stack", "pdstack-image", "failed", "ROLLBACK_COMPLETE")),
-    ])
+    waiter, out = _waiter(
+        [
+            _status(("stack", "pdstack-image", "pending", "CREATE_IN_PROGRESS")),
+            _status(("stack", "pdstack-image", "failed", "ROLLBACK_COMPLETE")),
+        ]
+    )
 
     assert waiter.run() == 1
     assert out.getvalue().splitlines()[-1] == (

@@ -15,8 +15,6 @@ from tests.support.router_cluster import CHAT_TEMPLATE, Cluster, LoopThread, ser
 
 
 @pytest.fixture(scope="session")
-
-
 def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small byte-level BPE tokenizer with a chat template, trained here in a blink (no download)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -25,19 +23,19 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer = Tokenizer(models.BPE(unk_token=None))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     corpus = [Path(__file__).read_text(), Path(json.__file__).read_text()]
     tokenizer.train_from_iterator(corpus, trainer)
     tokenizer.save(str(out / "tokenizer.json"))
-    (out / "tokenizer_config.json").write_text(json.dumps(
-        {"bos_token": "<s>", "eos_token": "</s>", "chat_template": CHAT_TEMPLATE}))
+    (out / "tokenizer_config.json").write_text(
+        json.dumps({"bos_token": "<s>", "eos_token": "</s>", "chat_template": CHAT_TEMPLATE})
+    )
     return out
 
 
 @pytest.fixture
-
-
 def make_cluster(tokenizer_dir: Path) -> Iterator[Callable[..., Cluster]]:
     loop = LoopThread()
     started: list[Cluster] = []
@@ -56,16 +54,18 @@ def make_cluster(tokenizer_dir: Path) -> Iterator[Callable[..., Cluster]]:
         cluster.wait_for(lambda: cluster.get("/ready")[0] == 200)
         return cluster
 
-    def make_from(engines: list[FaultEngine], router: dict[str, Any], roles: dict[str, Any] | None = None,
-                  ready: bool = True) -> Cluster:
+    def make_from(
+        engines: list[FaultEngine], router: dict[str, Any], roles: dict[str, Any] | None = None, ready: bool = True
+    ) -> Cluster:
         """Engines whose names start with their role, a router configured with ``router`` (its discovery too)
         and the serving roles' ``roles`` section (ports)."""
         for engine in engines:
             loop.run(engine.start(engine.port))
         pairs = [(engine, "prefill" if engine.name.startswith("prefill") else "decode") for engine in engines]
         server = loop.run(start_router(serving_for(pairs, tokenizer_dir, roles, **router)))  # type: ignore[arg-type]
-        cluster = Cluster(loop, server, [e for e, role in pairs if role == "prefill"],
-                          [e for e, role in pairs if role == "decode"])
+        cluster = Cluster(
+            loop, server, [e for e, role in pairs if role == "prefill"], [e for e, role in pairs if role == "decode"]
+        )
         started.append(cluster)
         if ready:
             cluster.wait_for(lambda: cluster.get("/ready")[0] == 200)
@@ -81,8 +81,6 @@ def make_cluster(tokenizer_dir: Path) -> Iterator[Callable[..., Cluster]]:
 
 
 @pytest.fixture
-
-
 def make_cluster_from(make_cluster: Callable[..., Cluster]) -> Callable[..., Cluster]:
     """``make_cluster_from(engines, router, roles)``: a cluster of engines made by the test (hosts, ports)."""
     return make_cluster.make_from  # type: ignore[attr-defined, no-any-return]

@@ -18,7 +18,9 @@ NAMESPACE = "serving"
 def engine_slice(engine: FaultEngine, role: str, ready: bool = True) -> dict[str, Any]:
     """One EndpointSlice per engine (each fake engine has its own port on 127.0.0.1)."""
     return {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "addressType": "IPv4",
         "metadata": {"name": engine.name, "namespace": NAMESPACE, "labels": {"llm-d.ai/role": role}},
         "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": ready}}],
         "ports": [{"name": "http", "port": engine.port, "protocol": "TCP"}],
@@ -98,8 +100,9 @@ class FakeKubeApi:
             if self.odd_lists > 0:
                 self.odd_lists -= 1
                 items = 5
-            return web.json_response({"kind": "EndpointSliceList", "metadata": {"resourceVersion": str(self.version)},
-                                      "items": items})
+            return web.json_response(
+                {"kind": "EndpointSliceList", "metadata": {"resourceVersion": str(self.version)}, "items": items}
+            )
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.watches.append(queue)
         out = web.StreamResponse(headers={"Content-Type": "application/json"})

@@ -44,10 +44,15 @@ class ProcessCluster:
         """/metrics is served on its own port (serving.router.metrics_port)."""
         return f"http://127.0.0.1:{self.metrics_port}" if self.metrics_port else self.url
 
-    def post(self, path: str, body: Any, headers: dict[str, str] | None = None,
-             timeout: float = 30.0) -> tuple[int, bytes]:
-        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json", **(headers or {})})
+    def post(
+        self, path: str, body: Any, headers: dict[str, str] | None = None, timeout: float = 30.0
+    ) -> tuple[int, bytes]:
+        request = urllib.request.Request(
+            self.url + path,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status, response.read()
@@ -85,7 +90,9 @@ class ProcessCluster:
             if condition():
                 return
             time.sleep(0.05)
-        raise AssertionError(f"condition not met in time; router log tail:\n{self.router.group.tail() if self.router.group else ''}")
+        raise AssertionError(
+            f"condition not met in time; router log tail:\n{self.router.group.tail() if self.router.group else ''}"
+        )
 
     def terminate(self) -> int | None:
         """SIGTERM, then the exit code."""
@@ -108,15 +115,27 @@ def router_process(tokenizer_dir: Path, tmp_path: Path) -> Iterator[Callable[...
         started.extend(made)
         return made
 
-    def start(router: dict[str, Any], engines: list[FaultEngine] | None = None, ready: bool = True,
-              kv_events: bool = False) -> ProcessCluster:
+    def start(
+        router: dict[str, Any], engines: list[FaultEngine] | None = None, ready: bool = True, kv_events: bool = False
+    ) -> ProcessCluster:
         port, metrics_port = free_ports(2)
-        config = {"host": "127.0.0.1", "port": port, "metrics_port": metrics_port, "health_interval_s": 0.2, "metrics_interval_s": 0.2,
-                  "retries": {"attempts": 3, "backoff_s": 0.01},
-                  "timeouts": {"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 5.0},
-                  "shutdown_grace_s": 2.0, "prefix_mode": "approximate", **router}
-        serving = {"model": {"source": str(tokenizer_dir), "served_name": "tiny", "block_size": 32},
-                   "kv_events": {"enabled": kv_events}, "router": config}
+        config = {
+            "host": "127.0.0.1",
+            "port": port,
+            "metrics_port": metrics_port,
+            "health_interval_s": 0.2,
+            "metrics_interval_s": 0.2,
+            "retries": {"attempts": 3, "backoff_s": 0.01},
+            "timeouts": {"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 5.0},
+            "shutdown_grace_s": 2.0,
+            "prefix_mode": "approximate",
+            **router,
+        }
+        serving = {
+            "model": {"source": str(tokenizer_dir), "served_name": "tiny", "block_size": 32},
+            "kv_events": {"enabled": kv_events},
+            "router": config,
+        }
         path = tmp_path / f"router-{port}.yaml"
         path.write_text(yaml.safe_dump({"name": "router-under-test", "serving": serving}))
         process = RouterProcess(Path(sys.executable), path, port, tmp_path / f"router-{port}.log", REPO)

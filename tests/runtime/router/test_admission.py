@@ -23,16 +23,21 @@ UNHURRIED_S = 600.0
 upstream timeouts (1 s to connect, made for the fault tests) turned a drained burst into 504s on a busy 2-core box,
 and the default 5 s interactive wait turned queued requests into wait_timeout 429s. Far past the SDK's own timeout,
 so a request that never ends fails there."""
-UNHURRIED = {"timeouts": {name: UNHURRIED_S for name in
-                          ("connect_s", "first_byte_s", "idle_stream_s", "prefill_s", "first_token_s")}}
+UNHURRIED = {
+    "timeouts": {
+        name: UNHURRIED_S for name in ("connect_s", "first_byte_s", "idle_stream_s", "prefill_s", "first_token_s")
+    }
+}
 PATIENCE_S = 60.0
 """How long a test waits for a condition that must come: only a broken router runs into it, never a slow machine."""
 
 
 def unhurried(**admission: object) -> dict[str, object]:
     """Router settings where only the queue decides: ``admission`` as given, no wait nor upstream timeout in reach."""
-    return {**UNHURRIED, "admission": {"interactive_max_wait_s": UNHURRIED_S, "batch_max_wait_s": UNHURRIED_S,
-                                       **admission}}
+    return {
+        **UNHURRIED,
+        "admission": {"interactive_max_wait_s": UNHURRIED_S, "batch_max_wait_s": UNHURRIED_S, **admission},
+    }
 
 
 def saturate(cluster: Cluster, waiting: float = DEEP) -> None:
@@ -68,8 +73,7 @@ def test_overload_is_429_with_retry_after_in_openai_shape(make_cluster) -> None:
     assert error.response.headers["retry-after"] == "3"  # the SDK sleeps this long before its own retry
     assert error.response.headers["x-pdstack-rejected"] == "queue_full"
     assert error.code == "queue_full" and error.type == "rate_limit_error"
-    assert cluster.metric("pdstack_router_admission_rejections_total", priority="interactive",
-                          reason="queue_full") == 1
+    assert cluster.metric("pdstack_router_admission_rejections_total", priority="interactive", reason="queue_full") == 1
     assert cluster.metric("pdstack_router_requests_total", outcome="overloaded") == 1
     assert not cluster.decodes[0].received  # nothing reached an engine
 
@@ -84,10 +88,17 @@ def test_defaults_protect_a_saturated_cluster_from_120_clients(make_cluster) -> 
     saturate(cluster)
     client = sdk(cluster)
     with ThreadPoolExecutor(120) as pool:
-        calls = [pool.submit(status_of, lambda: client.completions.create(model="tiny", prompt="hi", max_tokens=2))
-                 for _ in range(120)]
-        cluster.wait_for(lambda: depth(cluster, "interactive") == bound and cluster.metric(
-            "pdstack_router_admission_rejections_total", reason="queue_full") == 120 - bound, PATIENCE_S)
+        calls = [
+            pool.submit(status_of, lambda: client.completions.create(model="tiny", prompt="hi", max_tokens=2))
+            for _ in range(120)
+        ]
+        cluster.wait_for(
+            lambda: (
+                depth(cluster, "interactive") == bound
+                and cluster.metric("pdstack_router_admission_rejections_total", reason="queue_full") == 120 - bound
+            ),
+            PATIENCE_S,
+        )
         cluster.wait_for(lambda: sum(call.done() for call in calls) == 120 - bound, PATIENCE_S)
         assert [call.result() for call in calls if call.done()] == [429] * (120 - bound)  # before any engine drained
         assert depth(cluster, "interactive") == bound
@@ -105,22 +116,27 @@ def test_a_request_waits_no_longer_than_its_class_allows(make_cluster) -> None: 
         sdk(cluster).chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}])
     assert raised.value.code == "wait_timeout"
     assert raised.value.response.headers["x-pdstack-rejected"] == "wait_timeout"
-    assert cluster.metric("pdstack_router_admission_rejections_total", priority="interactive",
-                          reason="wait_timeout") == 1
+    assert (
+        cluster.metric("pdstack_router_admission_rejections_total", priority="interactive", reason="wait_timeout") == 1
+    )
     assert depth(cluster, "interactive") == 0
 
 
 def test_interactive_is_served_before_batch(make_cluster) -> None:  # type: ignore[no-untyped-def]
     """Batch requests queue first, interactive ones after; one request fits at a time once the engines drain: the
     decode engine receives every interactive request before any batch request."""
-    cluster: Cluster = make_cluster(prefills=0, saturation={**Saturation().model_dump(), "max_in_flight": 1},
-                                    **unhurried())
+    cluster: Cluster = make_cluster(
+        prefills=0, saturation={**Saturation().model_dump(), "max_in_flight": 1}, **unhurried()
+    )
     saturate(cluster)
     client = sdk(cluster)
 
     def send(priority: str, i: int) -> int:
-        return status_of(lambda: client.completions.create(
-            model="tiny", prompt=f"{priority}-{i}", max_tokens=1, extra_headers={HEADER: priority}))
+        return status_of(
+            lambda: client.completions.create(
+                model="tiny", prompt=f"{priority}-{i}", max_tokens=1, extra_headers={HEADER: priority}
+            )
+        )
 
     with ThreadPoolExecutor(6) as pool:
         batch = [pool.submit(send, "batch", i) for i in range(3)]
@@ -140,8 +156,9 @@ def test_batch_is_shed_first(make_cluster) -> None:  # type: ignore[no-untyped-d
     client = sdk(cluster)
 
     def send(priority: str) -> int:
-        return status_of(lambda: client.completions.create(model="tiny", prompt="x", max_tokens=1,
-                                                           extra_headers={HEADER: priority}))
+        return status_of(
+            lambda: client.completions.create(model="tiny", prompt="x", max_tokens=1, extra_headers={HEADER: priority})
+        )
 
     with ThreadPoolExecutor(4) as pool:
         older = pool.submit(send, "batch")
@@ -165,8 +182,10 @@ def test_a_client_that_leaves_frees_its_place(make_cluster) -> None:  # type: ig
     saturate(cluster)
     body = json.dumps({"model": "tiny", "prompt": "hi", "max_tokens": 1}).encode()
     with socket.create_connection(("127.0.0.1", cluster.router.config.port)) as leaving:
-        leaving.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
-                        b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        leaving.sendall(
+            b"POST /v1/completions HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
         cluster.wait_for(lambda: depth(cluster, "interactive") == 1, PATIENCE_S)
     cluster.wait_for(lambda: depth(cluster, "interactive") == 0, PATIENCE_S)
     assert cluster.metric("pdstack_router_client_disconnects_total") == 1
@@ -191,8 +210,11 @@ def test_an_engine_behind_an_open_breaker_is_no_capacity(make_cluster) -> None: 
     other decode engine saturated the router is overloaded (429), not admitting work nobody can serve at once."""
     import time
 
-    cluster: Cluster = make_cluster(decodes=2, admission={"max_queued": 0},
-                                    breaker={"failures": 5, "successes": 2, "open_s": 600.0, "window_s": 60.0})
+    cluster: Cluster = make_cluster(
+        decodes=2,
+        admission={"max_queued": 0},
+        breaker={"failures": 5, "successes": 2, "open_s": 600.0, "window_s": 60.0},
+    )
     broken, loaded = cluster.decodes
     loaded.waiting = DEEP
     cluster.wait_for(lambda: cluster.router.registry.get(loaded.url).waiting == DEEP)  # type: ignore[union-attr]
@@ -212,8 +234,14 @@ def test_a_burst_waits_in_the_router_not_in_the_engines_queue(make_cluster_from)
     from testbed.fault_engine import FaultEngine
 
     engine = FaultEngine("decode-0", max_running=8, run_s=0.05)
-    cluster = make_cluster_from([engine], {"pd_threshold_tokens": 100000, "metrics_interval_s": 0.05,
-                                           "admission": {"interactive_max_wait_s": 60.0, "max_queued": 200}})
+    cluster = make_cluster_from(
+        [engine],
+        {
+            "pd_threshold_tokens": 100000,
+            "metrics_interval_s": 0.05,
+            "admission": {"interactive_max_wait_s": 60.0, "max_queued": 200},
+        },
+    )
     request = {"model": "tiny", "prompt": "x" * 64, "max_tokens": 1}
 
     def burst(size: int) -> list[int]:

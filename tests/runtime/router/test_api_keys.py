@@ -52,8 +52,14 @@ def test_a_rotated_key_file_takes_effect_without_a_restart(make_cluster, tmp_pat
     assert ask(cluster, "old-key") == "t0 t1"
     keys.write_text("new-key\n")
     os.utime(keys, ns=(0, 10**18))  # a new mtime even on a coarse clock
-    cluster.wait_for(lambda: cluster.post("/v1/completions", {"model": "tiny", "prompt": "hi"},
-                                          headers={"Authorization": "Bearer new-key"})[0] == 200)
+    cluster.wait_for(
+        lambda: (
+            cluster.post(
+                "/v1/completions", {"model": "tiny", "prompt": "hi"}, headers={"Authorization": "Bearer new-key"}
+            )[0]
+            == 200
+        )
+    )
     assert ask(cluster, "new-key") == "t0 t1"
     with pytest.raises(openai.AuthenticationError):
         ask(cluster, "old-key")
@@ -79,8 +85,14 @@ def test_a_mounted_secret_directory_rotated_as_the_kubelet_does(make_cluster, tm
     cluster: Cluster = make_cluster(api_keys_path=str(mount))
     assert ask(cluster, "key-a1") == "t0 t1" and ask(cluster, "key-b1") == "t0 t1"
     publish("v2", {"team-a": "key-a2\n", "team-b": "key-b1"})
-    cluster.wait_for(lambda: cluster.post("/v1/completions", {"model": "tiny", "prompt": "hi"},
-                                          headers={"Authorization": "Bearer key-a2"})[0] == 200)
+    cluster.wait_for(
+        lambda: (
+            cluster.post(
+                "/v1/completions", {"model": "tiny", "prompt": "hi"}, headers={"Authorization": "Bearer key-a2"}
+            )[0]
+            == 200
+        )
+    )
     with pytest.raises(openai.AuthenticationError):
         ask(cluster, "key-a1")
     assert ask(cluster, "key-b1") == "t0 t1"

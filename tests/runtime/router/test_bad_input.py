@@ -23,14 +23,17 @@ def error_of(payload: bytes) -> dict[str, object]:
     return error
 
 
-@pytest.mark.parametrize(("raw", "status", "param"), [
-    (b"{not json", 400, None),
-    (b"[1, 2]", 400, None),
-    (b'{"prompt": "hi"}', 400, "model"),
-    (b'{"model": "tiny"}', 400, "prompt"),
-    (b'{"model": "tiny", "prompt": "hi", "stream": "yes"}', 400, "stream"),
-    (b'{"model": "nope", "prompt": "hi"}', 404, "model"),
-])
+@pytest.mark.parametrize(
+    ("raw", "status", "param"),
+    [
+        (b"{not json", 400, None),
+        (b"[1, 2]", 400, None),
+        (b'{"prompt": "hi"}', 400, "model"),
+        (b'{"model": "tiny"}', 400, "prompt"),
+        (b'{"model": "tiny", "prompt": "hi", "stream": "yes"}', 400, "stream"),
+        (b'{"model": "nope", "prompt": "hi"}', 404, "model"),
+    ],
+)
 def test_client_errors_get_openai_error_bodies(cluster: Cluster, raw: bytes, status: int, param: str | None) -> None:
     got, _, payload = cluster.post("/v1/completions", None, raw=raw)
     assert got == status
@@ -48,8 +51,9 @@ def test_body_over_the_limit_is_413(cluster: Cluster) -> None:
 
 
 def test_wrong_content_type_is_415(cluster: Cluster) -> None:
-    got, _, payload = cluster.post("/v1/completions", None, raw=b"model=tiny",
-                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    got, _, payload = cluster.post(
+        "/v1/completions", None, raw=b"model=tiny", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert got == 415 and error_of(payload)["type"] == "invalid_request_error"
 
 
@@ -82,15 +86,25 @@ json_values = st.recursive(
 bodies = st.one_of(
     st.binary(max_size=300),
     json_values.map(lambda value: json.dumps(value).encode()),
-    st.fixed_dictionaries({}, optional={"model": st.one_of(st.just("tiny"), json_values),
-                                        "prompt": json_values, "messages": json_values, "stream": json_values,
-                                        "max_tokens": json_values}).map(lambda value: json.dumps(value).encode()),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "model": st.one_of(st.just("tiny"), json_values),
+            "prompt": json_values,
+            "messages": json_values,
+            "stream": json_values,
+            "max_tokens": json_values,
+        },
+    ).map(lambda value: json.dumps(value).encode()),
 )
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(path=st.sampled_from(["/v1/completions", "/v1/chat/completions"]), raw=bodies,
-       content_type=st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain", ""]))
+@given(
+    path=st.sampled_from(["/v1/completions", "/v1/chat/completions"]),
+    raw=bodies,
+    content_type=st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain", ""]),
+)
 def test_no_client_input_gets_a_500(cluster: Cluster, path: str, raw: bytes, content_type: str) -> None:
     status, _, payload = cluster.post(path, None, raw=raw, headers={"Content-Type": content_type})
     assert status < 500, payload
@@ -110,8 +124,12 @@ def test_json_nested_100k_deep_is_400(cluster: Cluster, path: str) -> None:
 
 def test_json_nested_100k_deep_in_a_large_body_is_400(make_cluster) -> None:  # type: ignore[no-untyped-def]
     cluster: Cluster = make_cluster(pd_threshold_tokens=100000)
-    raw = b'{"model": "tiny", "messages": [{"role": "user", "content": "hi", "x": ' + b"[" * 100_000 \
-        + b"]" * 100_000 + b"}]}"
+    raw = (
+        b'{"model": "tiny", "messages": [{"role": "user", "content": "hi", "x": '
+        + b"[" * 100_000
+        + b"]" * 100_000
+        + b"}]}"
+    )
     status, _, payload = cluster.post("/v1/chat/completions", None, raw=raw)
     assert status == 400 and error_of(payload)["code"] == "invalid_json"
     assert cluster.decodes[0].received == []
@@ -144,7 +162,8 @@ def test_600k_messages_are_refused_before_they_are_validated(make_cluster) -> No
 
 
 def test_an_unknown_huge_model_name_is_cut_short_in_the_error_and_the_log(
-        make_cluster, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    make_cluster, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
     from runtime.json_log import JsonLineFormatter
 
     cluster: Cluster = make_cluster(pd_threshold_tokens=100000)

@@ -28,8 +28,9 @@ def test_static_list() -> None:
 
 
 def test_dns_a_records() -> None:
-    source = DnsRecordsDiscovery(DnsDiscovery(decode="localhost"), {"prefill": 8000, "decode": 8200},
-                                 lambda ip, role: f"tcp://{ip}:5557")
+    source = DnsRecordsDiscovery(
+        DnsDiscovery(decode="localhost"), {"prefill": 8000, "decode": 8200}, lambda ip, role: f"tcp://{ip}:5557"
+    )
     assert asyncio.run(source.resolve()) == [EngineSpec("http://127.0.0.1:8200", "decode", "tcp://127.0.0.1:5557")]
 
 
@@ -58,15 +59,25 @@ def test_registry_keeps_state_of_engines_that_stay_and_tells_its_listeners() -> 
     added, removed = pool.replace([EngineSpec("http://a", "decode"), EngineSpec("http://c", "decode")])
     assert [e.url for e in added] == ["http://c"] and [e.url for e in removed] == ["http://b"]
     assert pool.get("http://a") is engine and engine.in_flight == 3
-    assert heard.events == [("added", "http://a"), ("added", "http://b"), ("removed", "http://b"),
-                            ("added", "http://c")]
+    assert heard.events == [
+        ("added", "http://a"),
+        ("added", "http://b"),
+        ("removed", "http://b"),
+        ("added", "http://c"),
+    ]
 
 
 def endpoint_slice(name: str, role: str, addresses: list[tuple[str, bool]], version: str = "1") -> dict[str, Any]:
     return {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
-        "metadata": {"name": name, "namespace": "serving", "resourceVersion": version,
-                     "labels": {"llm-d.ai/role": role, "kubernetes.io/service-name": f"{role}-svc"}},
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "addressType": "IPv4",
+        "metadata": {
+            "name": name,
+            "namespace": "serving",
+            "resourceVersion": version,
+            "labels": {"llm-d.ai/role": role, "kubernetes.io/service-name": f"{role}-svc"},
+        },
         "endpoints": [{"addresses": [ip], "conditions": {"ready": ready, "serving": ready}} for ip, ready in addresses],
         "ports": [{"name": "nixl", "port": 5600, "protocol": "TCP"}, {"name": "http", "port": 8000, "protocol": "TCP"}],
     }
@@ -85,12 +96,15 @@ class FakeApiServer:
         self.requests.append((dict(request.query), request.headers.get("Authorization")))
         if request.query.get("watch") != "true":
             self.lists += 1
-            items = [endpoint_slice("decode-a", "decode", [("10.0.0.1", True), ("10.0.0.2", False)]),
-                     endpoint_slice("prefill-a", "prefill", [("10.0.1.1", True)])]
+            items = [
+                endpoint_slice("decode-a", "decode", [("10.0.0.1", True), ("10.0.0.2", False)]),
+                endpoint_slice("prefill-a", "prefill", [("10.0.1.1", True)]),
+            ]
             if self.lists > 1:
                 items = items[:1]
-            return web.json_response({"kind": "EndpointSliceList", "metadata": {"resourceVersion": "10"},
-                                      "items": items})
+            return web.json_response(
+                {"kind": "EndpointSliceList", "metadata": {"resourceVersion": "10"}, "items": items}
+            )
         self.watches += 1
         if self.watches > 1:
             return web.json_response({"kind": "Status", "code": 410}, status=410)
@@ -98,8 +112,10 @@ class FakeApiServer:
         await out.prepare(request)
         events = [
             {"type": "BOOKMARK", "object": {"kind": "EndpointSlice", "metadata": {"resourceVersion": "11"}}},
-            {"type": "MODIFIED", "object": endpoint_slice("decode-a", "decode", [("10.0.0.1", True),
-                                                                                 ("10.0.0.2", True)], "12")},
+            {
+                "type": "MODIFIED",
+                "object": endpoint_slice("decode-a", "decode", [("10.0.0.1", True), ("10.0.0.2", True)], "12"),
+            },
             {"type": "DELETED", "object": endpoint_slice("prefill-a", "prefill", [], "13")},
         ]
         for event in events:

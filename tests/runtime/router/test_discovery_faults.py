@@ -21,8 +21,12 @@ from tests.runtime.router.router_process_cluster import ProcessCluster, router_p
 BODY = {"model": "tiny", "prompt": "SELECT 1;\n" * 20, "max_tokens": 2}
 
 
-def kube_router(router_process: Callable[..., ProcessCluster], tmp_path: Path, decodes: int = 2,  # noqa: F811
-                **router: object) -> tuple[ProcessCluster, FakeKubeApi]:
+def kube_router(
+    router_process: Callable[..., ProcessCluster],
+    tmp_path: Path,
+    decodes: int = 2,  # noqa: F811
+    **router: object,
+) -> tuple[ProcessCluster, FakeKubeApi]:
     loop = router_process.loop  # type: ignore[attr-defined]
     api = FakeKubeApi(tmp_path / "serviceaccount")
     loop.run(api.start())
@@ -50,13 +54,20 @@ def test_an_engine_that_left_discovery_drops_its_series(router_process, tmp_path
     name = gone.url[7:]
     cluster.wait_for(lambda: cluster.metric("pdstack_router_engine_healthy", engine=name) == 1)
     cluster.loop.run(gone.stop())
-    cluster.wait_for(lambda: cluster.metric("pdstack_router_engine_healthy", engine=name) == 0
-                     and f'engine="{name}"' in cluster.metrics_text())
+    cluster.wait_for(
+        lambda: (
+            cluster.metric("pdstack_router_engine_healthy", engine=name) == 0
+            and f'engine="{name}"' in cluster.metrics_text()
+        )
+    )
     on_loop(cluster, lambda: api.put(engine_slice(gone, "decode"), "DELETED"))
     cluster.wait_for(lambda: cluster.metric("pdstack_router_discovery_changes_total", change="removed") == 1)
     text = cluster.metrics_text()
-    for family in ("pdstack_router_engine_healthy", "pdstack_router_engine_breaker_state",
-                   "pdstack_router_engine_in_flight"):
+    for family in (
+        "pdstack_router_engine_healthy",
+        "pdstack_router_engine_breaker_state",
+        "pdstack_router_engine_in_flight",
+    ):
         assert not [line for line in text.splitlines() if line.startswith(family) and f'engine="{name}"' in line]
     assert cluster.metric("pdstack_router_engine_healthy", engine=stays.url[7:]) == 1
     assert cluster.post("/v1/completions", BODY)[0] == 200
@@ -72,8 +83,9 @@ def test_undecodable_watch_lines_are_skipped_and_counted(router_process, tmp_pat
         on_loop(cluster, partial(api.send_line, line))
     on_loop(cluster, lambda: api.put(engine_slice(newcomer, "decode"), "ADDED"))
     cluster.wait_for(lambda: cluster.metric("pdstack_router_engine_healthy", engine=newcomer.url[7:]) == 1)
-    assert cluster.metric("pdstack_router_discovery_failures_total", source="endpointslices",
-                          reason="bad_watch_line") == 3
+    assert (
+        cluster.metric("pdstack_router_discovery_failures_total", source="endpointslices", reason="bad_watch_line") == 3
+    )
     assert cluster.metric("pdstack_router_discovery_changes_total", change="added") == 2
 
 
@@ -121,13 +133,24 @@ def test_a_malformed_kv_event_is_skipped_counted_and_sigterm_exits_0(router_proc
     try:
         (decode,) = router_process.engines("decode-0")
         static = [{"url": decode.url, "role": "decode", "kv_events": f"tcp://127.0.0.1:{port}"}]
-        cluster = router_process({"discovery": {"static": static}, "prefix_mode": "precise"}, [decode],
-                                 kv_events=True)
+        cluster = router_process({"discovery": {"static": static}, "prefix_mode": "precise"}, [decode], kv_events=True)
         tokens = list(range(1000, 1032))
-        bad = {"type": "BlockStored", "block_hashes": [1], "parent_block_hash": {"not": "hashable"},
-               "token_ids": tokens, "block_size": 32, "medium": "GPU"}
-        good = {"type": "BlockStored", "block_hashes": [2], "parent_block_hash": None, "token_ids": tokens,
-                "block_size": 32, "medium": "GPU"}
+        bad = {
+            "type": "BlockStored",
+            "block_hashes": [1],
+            "parent_block_hash": {"not": "hashable"},
+            "token_ids": tokens,
+            "block_size": 32,
+            "medium": "GPU",
+        }
+        good = {
+            "type": "BlockStored",
+            "block_hashes": [2],
+            "parent_block_hash": None,
+            "token_ids": tokens,
+            "block_size": 32,
+            "medium": "GPU",
+        }
         sequence = 0
 
         def publish_until_indexed() -> bool:
@@ -136,8 +159,10 @@ def test_a_malformed_kv_event_is_skipped_counted_and_sigterm_exits_0(router_proc
                 payload = msgpack.packb([1.0, [event], 0])
                 publisher.send_multipart([b"kv@decode@tiny", sequence.to_bytes(8, "big", signed=True), payload])
                 sequence += 1
-            return (cluster.metric("pdstack_router_kv_events_total", type="BlockStored") >= 1
-                    and cluster.metric("pdstack_router_kv_events_skipped_total", reason="malformed") >= 1)
+            return (
+                cluster.metric("pdstack_router_kv_events_total", type="BlockStored") >= 1
+                and cluster.metric("pdstack_router_kv_events_skipped_total", reason="malformed") >= 1
+            )
 
         cluster.wait_for(publish_until_indexed)
         assert cluster.metric("pdstack_router_prefix_index_blocks") == 1
@@ -173,7 +198,8 @@ def test_a_failed_dns_lookup_keeps_the_last_good_answer(make_cluster_from, monke
     cluster = make_cluster_from(
         engines=[FaultEngine(f"decode-{i}", host=f"127.0.0.{i + 2}", port=port) for i in range(2)],
         router={"discovery": {"dns": {"decode": "decode-engines.test", "interval_s": 0.05}}},
-        roles={"decode": {"ports": {"http": port}}})
+        roles={"decode": {"ports": {"http": port}}},
+    )
     assert {cluster.post("/v1/completions", BODY)[0] for _ in range(4)} == {200}
     view.failing = True
     seen = view.lookups

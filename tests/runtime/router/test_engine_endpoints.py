@@ -9,8 +9,9 @@ from tests.support.router_cluster import Cluster
 
 def test_tokenize_detokenize_and_version_reach_an_engine(make_cluster) -> None:  # type: ignore[no-untyped-def]
     cluster: Cluster = make_cluster()
-    status, headers, payload = cluster.post("/tokenize", {"model": "tiny", "prompt": "hi"},
-                                            headers={"X-Request-Id": "tok-1"})
+    status, headers, payload = cluster.post(
+        "/tokenize", {"model": "tiny", "prompt": "hi"}, headers={"X-Request-Id": "tok-1"}
+    )
     assert status == 200 and json.loads(payload)["tokens"] == [104, 105] and headers["X-Request-Id"] == "tok-1"
     status, _, payload = cluster.post("/detokenize", {"model": "tiny", "tokens": [104, 105]})
     assert status == 200 and json.loads(payload)["prompt"] == "hi"
@@ -42,8 +43,10 @@ def test_a_tokenize_body_that_never_arrives_gets_408(make_cluster) -> None:  # t
     cluster: Cluster = make_cluster(timeouts={"client_body_s": 0.3})
     for path in (b"/tokenize", b"/detokenize"):
         with raw_socket(cluster) as sock:
-            sock.sendall(b"POST " + path + b" HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 100\r\nConnection: close\r\n\r\n{\"model\": ")
+            sock.sendall(
+                b"POST " + path + b" HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\nConnection: close\r\n\r\n{"model": '
+            )
             answer = read_all(sock)
         assert answer.startswith(b"HTTP/1.1 408"), answer
         assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "body_timeout"

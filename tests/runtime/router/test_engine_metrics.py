@@ -27,7 +27,9 @@ def test_missing_families_read_as_missing() -> None:
 
 
 def test_a_non_finite_sample_is_a_missing_reading() -> None:
-    text = (b'vllm:num_requests_waiting{engine="0"} NaN\nvllm:num_requests_waiting{engine="1"} 2.0\n'
-            b'vllm:kv_cache_usage_perc{engine="0"} +Inf\nvllm:num_requests_running{engine="0"} -Inf\n')
+    text = (
+        b'vllm:num_requests_waiting{engine="0"} NaN\nvllm:num_requests_waiting{engine="1"} 2.0\n'
+        b'vllm:kv_cache_usage_perc{engine="0"} +Inf\nvllm:num_requests_running{engine="0"} -Inf\n'
+    )
     load = read_engine_load(text)
     assert (load.waiting, load.kv_usage, load.running) == (2.0, None, None)

@@ -61,9 +61,13 @@ def test_a_non_streaming_answer_cut_short_or_silent_is_served_elsewhere(make_clu
     """A decode engine sends its answer's headers, then half the body, then drops the connection (or goes silent):
     nothing reached the client yet, so another decode serves the request, and the failing engine's breaker hears of
     it (one failure opens it here)."""
-    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000, admission={"enabled": False},
-                                    breaker={"failures": 1, "successes": 2, "open_s": 60.0, "window_s": 60.0},
-                                    timeouts={"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 0.5})
+    cluster: Cluster = make_cluster(
+        decodes=2,
+        pd_threshold_tokens=100000,
+        admission={"enabled": False},
+        breaker={"failures": 1, "successes": 2, "open_s": 60.0, "window_s": 60.0},
+        timeouts={"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 0.5},
+    )
     failing, good = cluster.decodes
     setattr(failing.faults, fault, True)
     good.waiting = 50  # loaded: the failing engine is the first pick

@@ -18,6 +18,7 @@ NO_ADMISSION = {"enabled": False}
 engine's breaker opens, every usable decode engine is saturated and admission control would (rightly) hold the
 requests and answer 429 (test_admission.py); these tests are about the breaker and discovery, not admission."""
 
+
 def body(stream: bool = False, **extra: object) -> dict[str, object]:
     return {"model": "tiny", "prompt": LONG, "max_tokens": 4, "stream": stream, **extra}
 
@@ -133,8 +134,10 @@ def stream_lines(cluster: Cluster, request: dict[str, object]) -> list[str]:
 def test_a_hung_prefill_is_cut_short_ejected_and_named(make_cluster, caplog) -> None:  # type: ignore[no-untyped-def]
     """A prefill whose /health answers but whose engine is stuck: the prefill leg has its own deadline, the engine
     leaves the schedule after it fires, and the log names the timeout that fired."""
-    cluster: Cluster = make_cluster(pd_threshold_tokens=0, timeouts={"connect_s": 1.0, "first_byte_s": 30.0,
-                                                                      "idle_stream_s": 30.0, "prefill_s": 0.3})
+    cluster: Cluster = make_cluster(
+        pd_threshold_tokens=0,
+        timeouts={"connect_s": 1.0, "first_byte_s": 30.0, "idle_stream_s": 30.0, "prefill_s": 0.3},
+    )
     cluster.prefills[0].faults.delay_s = 60.0
     for _ in range(3):
         assert cluster.post("/v1/completions", body())[0] == 200
@@ -160,8 +163,12 @@ def test_a_decode_failing_every_request_loses_its_traffic(make_cluster) -> None:
 
 
 def test_an_open_breaker_half_opens_and_closes_after_two_successes(make_cluster) -> None:  # type: ignore[no-untyped-def]
-    cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000, admission=NO_ADMISSION,
-                                    breaker={"failures": 2, "successes": 2, "open_s": 0.3, "window_s": 60.0})
+    cluster: Cluster = make_cluster(
+        decodes=2,
+        pd_threshold_tokens=100000,
+        admission=NO_ADMISSION,
+        breaker={"failures": 2, "successes": 2, "open_s": 0.3, "window_s": 60.0},
+    )
     failing, good = cluster.decodes
     failing.faults.status = 500
     good.waiting = 50
@@ -171,8 +178,12 @@ def test_an_open_breaker_half_opens_and_closes_after_two_successes(make_cluster)
     name = failing.url[7:]
     assert cluster.metric("pdstack_router_engine_breaker_state", engine=name) == 2
     failing.faults.status = None
-    cluster.wait_for(lambda: cluster.post("/v1/completions", body())[0] == 200
-                     and cluster.metric("pdstack_router_engine_restorations_total", engine=name) == 1)
+    cluster.wait_for(
+        lambda: (
+            cluster.post("/v1/completions", body())[0] == 200
+            and cluster.metric("pdstack_router_engine_restorations_total", engine=name) == 1
+        )
+    )
     assert cluster.metric("pdstack_router_engine_breaker_state", engine=name) == 0
 
 
@@ -184,8 +195,9 @@ def test_health_needs_three_failures_to_eject_and_two_successes_to_restore(make_
     name = engine.url[7:]
     engine.healthy = False
     probes = engine.health_checks
-    cluster.wait_for(lambda: cluster.metric("pdstack_router_engine_ejections_total", engine=name,
-                                            reason="health_failed") == 1)
+    cluster.wait_for(
+        lambda: cluster.metric("pdstack_router_engine_ejections_total", engine=name, reason="health_failed") == 1
+    )
     assert engine.health_checks - probes >= 3
     assert cluster.metric("pdstack_router_engine_healthy", engine=name) == 0
     engine.healthy = True
@@ -225,8 +237,10 @@ def test_engine_dying_mid_stream_ends_the_stream_with_an_error(make_cluster) -> 
 def test_a_stalled_pull_restarts_decode_only_before_the_stream_commits(make_cluster) -> None:  # type: ignore[no-untyped-def]
     """Prefill died while decode pulled: decode's headers came, its first chunk never does. The stream is committed
     only at decode's first chunk, so the request restarts decode-only and the client sees a whole stream."""
-    cluster: Cluster = make_cluster(pd_threshold_tokens=0, timeouts={"connect_s": 1.0, "first_byte_s": 5.0,
-                                                                      "idle_stream_s": 5.0, "first_token_s": 0.3})
+    cluster: Cluster = make_cluster(
+        pd_threshold_tokens=0,
+        timeouts={"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 5.0, "first_token_s": 0.3},
+    )
     cluster.decodes[0].faults.stall_pull = True
     lines = stream_lines(cluster, body(stream=True, max_tokens=3))
     assert lines[-1] == "data: [DONE]" and not any('"error"' in line for line in lines), lines
@@ -265,16 +279,20 @@ def test_a_chat_pull_that_fails_after_the_role_chunk_restarts_decode_only(make_c
 
 
 def test_silent_stream_hits_the_idle_timeout(make_cluster) -> None:  # type: ignore[no-untyped-def]
-    cluster: Cluster = make_cluster(pd_threshold_tokens=100000,
-                                    timeouts={"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 0.3})
+    cluster: Cluster = make_cluster(
+        pd_threshold_tokens=100000, timeouts={"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 0.3}
+    )
     cluster.decodes[0].faults.hang_after_chunks = 1
     lines = stream_lines(cluster, body(stream=True, max_tokens=6))
     assert json.loads(lines[-1][6:])["error"]["type"] == "upstream_error"
 
 
 def test_first_byte_timeout_is_retried_then_reported(make_cluster) -> None:  # type: ignore[no-untyped-def]
-    cluster: Cluster = make_cluster(pd_threshold_tokens=100000, retries={"attempts": 2, "backoff_s": 0.0},
-                                    timeouts={"connect_s": 1.0, "first_byte_s": 0.2, "idle_stream_s": 5.0})
+    cluster: Cluster = make_cluster(
+        pd_threshold_tokens=100000,
+        retries={"attempts": 2, "backoff_s": 0.0},
+        timeouts={"connect_s": 1.0, "first_byte_s": 0.2, "idle_stream_s": 5.0},
+    )
     cluster.decodes[0].faults.delay_s = 2.0
     status, _, payload = cluster.post("/v1/completions", body())
     assert status == 504 and json.loads(payload)["error"]["code"] == "upstream_timeout"
@@ -286,8 +304,9 @@ def test_client_disconnect_aborts_the_upstream_request(make_cluster) -> None:  #
     decode = cluster.decodes[0]
     decode.faults.hang_after_chunks = 1
     connection = http.client.HTTPConnection("127.0.0.1", cluster.router.config.port, timeout=10)
-    connection.request("POST", "/v1/completions", json.dumps(body(stream=True, max_tokens=6)),
-                       {"Content-Type": "application/json"})
+    connection.request(
+        "POST", "/v1/completions", json.dumps(body(stream=True, max_tokens=6)), {"Content-Type": "application/json"}
+    )
     response = connection.getresponse()
     assert response.status == 200
     response.fp.readline()  # the first chunk arrived
@@ -326,8 +345,9 @@ def test_a_decode_leaving_discovery_finishes_its_requests_and_gets_no_new_ones(m
     cluster.wait_for(lambda: len(leaving.received) == 1)
 
     async def rollout() -> None:
-        cluster.router.on_engines([EngineSpec(url=cluster.prefills[0].url, role="prefill"),
-                                   EngineSpec(url=staying.url, role="decode")])
+        cluster.router.on_engines(
+            [EngineSpec(url=cluster.prefills[0].url, role="prefill"), EngineSpec(url=staying.url, role="decode")]
+        )
 
     cluster.loop.run(rollout())
     worker.join(10)
@@ -343,11 +363,13 @@ def test_failure_counters_start_at_zero(make_cluster) -> None:  # type: ignore[n
     fallback reason, retry leg and admission rejection is exported at zero before any request."""
     cluster: Cluster = make_cluster()
     text = cluster.get("/metrics", cluster.metrics_url)[2].decode()
-    for series in ('pdstack_router_fallbacks_total{reason="prefill_failed"} 0.0',
-                   'pdstack_router_fallbacks_total{reason="decode_pull_failed"} 0.0',
-                   'pdstack_router_fallbacks_total{reason="no_healthy_prefill"} 0.0',
-                   'pdstack_router_retries_total{leg="prefill"} 0.0',
-                   'pdstack_router_retries_total{leg="decode"} 0.0',
-                   'pdstack_router_admission_rejections_total{priority="batch",reason="queue_full"} 0.0',
-                   'pdstack_router_admission_rejections_total{priority="interactive",reason="wait_timeout"} 0.0'):
+    for series in (
+        'pdstack_router_fallbacks_total{reason="prefill_failed"} 0.0',
+        'pdstack_router_fallbacks_total{reason="decode_pull_failed"} 0.0',
+        'pdstack_router_fallbacks_total{reason="no_healthy_prefill"} 0.0',
+        'pdstack_router_retries_total{leg="prefill"} 0.0',
+        'pdstack_router_retries_total{leg="decode"} 0.0',
+        'pdstack_router_admission_rejections_total{priority="batch",reason="queue_full"} 0.0',
+        'pdstack_router_admission_rejections_total{priority="interactive",reason="wait_timeout"} 0.0',
+    ):
         assert series in text, series

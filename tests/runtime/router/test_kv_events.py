@@ -25,30 +25,64 @@ def map_batch(*events: dict) -> bytes:
 
 
 def stored_map(hashes: list[int], parent: int | None, tokens: list[int], block_size: int = 32) -> dict:
-    return {"type": "BlockStored", "block_hashes": hashes, "parent_block_hash": parent, "token_ids": tokens,
-            "block_size": block_size, "lora_id": None, "medium": "GPU", "lora_name": None}
+    return {
+        "type": "BlockStored",
+        "block_hashes": hashes,
+        "parent_block_hash": parent,
+        "token_ids": tokens,
+        "block_size": block_size,
+        "lora_id": None,
+        "medium": "GPU",
+        "lora_name": None,
+    }
 
 
 def test_map_layout_decodes() -> None:
-    batch = decode_batch(map_batch(stored_map([11, 12], None, TOKENS[:64]),
-                                   {"type": "BlockRemoved", "block_hashes": [12], "medium": "GPU"},
-                                   {"type": "AllBlocksCleared"}, {"type": "SomethingNew", "x": 1}))
+    batch = decode_batch(
+        map_batch(
+            stored_map([11, 12], None, TOKENS[:64]),
+            {"type": "BlockRemoved", "block_hashes": [12], "medium": "GPU"},
+            {"type": "AllBlocksCleared"},
+            {"type": "SomethingNew", "x": 1},
+        )
+    )
     assert batch.data_parallel_rank == 0
-    assert batch.events == [BlockStored([11, 12], None, TOKENS[:64], 32, "GPU"), BlockRemoved([12], "GPU"),
-                            AllBlocksCleared()]
+    assert batch.events == [
+        BlockStored([11, 12], None, TOKENS[:64], 32, "GPU"),
+        BlockRemoved([12], "GPU"),
+        AllBlocksCleared(),
+    ]
 
 
 def test_array_layout_decodes() -> None:
-    payload = msgpack.packb([2.0, [["BlockStored", [11], None, TOKENS[:32], 32, None, "GPU"],
-                                   ["BlockRemoved", [11], "GPU"], ["AllBlocksCleared"]]])
+    payload = msgpack.packb(
+        [
+            2.0,
+            [
+                ["BlockStored", [11], None, TOKENS[:32], 32, None, "GPU"],
+                ["BlockRemoved", [11], "GPU"],
+                ["AllBlocksCleared"],
+            ],
+        ]
+    )
     batch = decode_batch(payload)
-    assert batch.events == [BlockStored([11], None, TOKENS[:32], 32, "GPU"), BlockRemoved([11], "GPU"),
-                            AllBlocksCleared()]
+    assert batch.events == [
+        BlockStored([11], None, TOKENS[:32], 32, "GPU"),
+        BlockRemoved([11], "GPU"),
+        AllBlocksCleared(),
+    ]
     assert batch.data_parallel_rank is None
 
 
-@pytest.mark.parametrize("payload", [b"\xc1", msgpack.packb({"a": 1}), msgpack.packb([1.0, [42]]),
-                                     msgpack.packb([1.0, [{"type": "BlockStored", "block_hashes": 3}]])])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\xc1",
+        msgpack.packb({"a": 1}),
+        msgpack.packb([1.0, [42]]),
+        msgpack.packb([1.0, [{"type": "BlockStored", "block_hashes": 3}]]),
+    ],
+)
 def test_malformed_batches_raise_value_error(payload: bytes) -> None:
     with pytest.raises(ValueError):
         decode_batch(payload)
@@ -98,8 +132,11 @@ def test_sequence_gap_and_restart_drop_the_engines_entries() -> None:
     sub.handle(frames(0, map_batch()))  # the engine restarted
     assert len(index) == 0
     sub.handle(frames(1, b"\xc1garbage"))
-    resyncs = {s.labels["reason"]: s.value for s in next(iter(metrics.kv_event_resyncs.collect())).samples
-               if s.name.endswith("_total")}
+    resyncs = {
+        s.labels["reason"]: s.value
+        for s in next(iter(metrics.kv_event_resyncs.collect())).samples
+        if s.name.endswith("_total")
+    }
     assert resyncs == {"gap": 1.0, "restart": 1.0, "bad_batch": 1.0}
 
 
@@ -132,8 +169,13 @@ def test_skipped_events_are_counted_and_logged_once_per_reason(caplog) -> None: 
     sub = KvEventSubscriber("d0", "tcp://unused:1", KvEventIndexer("http://d0", index, 32, 100), metrics, None)  # type: ignore[arg-type]
     sub.handle(frames(0, map_batch(stored_map([5], 999, TOKENS[:32]), stored_map([6], None, TOKENS[:16], 16))))
     sub.handle(frames(1, map_batch(stored_map([7], 998, TOKENS[:32]))))
-    skipped = {s.labels["reason"]: s.value for s in next(iter(metrics.kv_events_skipped.collect())).samples
-               if s.name.endswith("_total")}
+    skipped = {
+        s.labels["reason"]: s.value
+        for s in next(iter(metrics.kv_events_skipped.collect())).samples
+        if s.name.endswith("_total")
+    }
     assert skipped == {"unknown_parent": 2.0, "block_size_mismatch": 1.0}
-    logged = [getattr(r, "pdstack_fields", {}).get("reason") for r in caplog.records if r.getMessage() == "kv_events_skipped"]
+    logged = [
+        getattr(r, "pdstack_fields", {}).get("reason") for r in caplog.records if r.getMessage() == "kv_events_skipped"
+    ]
     assert sorted(logged, key=str) == ["block_size_mismatch", "unknown_parent"]

@@ -19,7 +19,8 @@ def body(**fields: object) -> dict[str, object]:
 
 
 def test_a_router_bug_is_a_500_counted_as_error_and_logged_with_its_traceback(
-        make_cluster, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    make_cluster, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
     cluster: Cluster = make_cluster(pd_threshold_tokens=100000)
 
     async def broken(*args: object) -> None:
@@ -41,8 +42,10 @@ def reset_after_first_chunk(cluster: Cluster, max_tokens: int) -> None:
     """A streaming client that reads the answer's head, then resets the connection (SO_LINGER 0: an RST)."""
     sock = socket.create_connection(("127.0.0.1", cluster.router.config.port), timeout=10)
     payload = json.dumps(body(stream=True, max_tokens=max_tokens)).encode()
-    sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+    sock.sendall(
+        b"POST /v1/completions HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
+    )
     head = b""
     while b"data: " not in head:
         head += sock.recv(65536)
@@ -51,7 +54,8 @@ def reset_after_first_chunk(cluster: Cluster, max_tokens: int) -> None:
 
 
 def test_client_resets_are_client_disconnects_not_broken_engine_streams(
-        make_cluster, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    make_cluster, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
     """The engine keeps streaming while the client is gone: the router's next write to the client fails. That is
     the client's doing, counted as a client disconnect; the engine's stream_broken (and its ERROR line "the engine
     stopped mid-stream") is for an engine that failed (133-290 of 300 resets were counted there)."""

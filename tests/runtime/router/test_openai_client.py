@@ -23,8 +23,13 @@ def test_completions_and_chat(client: openai.OpenAI) -> None:
 
 
 def test_streaming_with_usage(client: openai.OpenAI) -> None:
-    stream = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=3,
-                                            stream=True, stream_options={"include_usage": True})
+    stream = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=3,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "t0 t1 t2"
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3

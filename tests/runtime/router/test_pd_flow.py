@@ -11,8 +11,14 @@ LONG = "def schedule(workers):\n    return sorted(workers, key=len)\n" * 40
 
 def test_disaggregates_per_the_protocol(make_cluster) -> None:  # type: ignore[no-untyped-def]
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
-    body = {"model": "tiny", "prompt": LONG, "max_tokens": 5, "stream": False,
-            "stream_options": None, "max_completion_tokens": 5}
+    body = {
+        "model": "tiny",
+        "prompt": LONG,
+        "max_tokens": 5,
+        "stream": False,
+        "stream_options": None,
+        "max_completion_tokens": 5,
+    }
     status, headers, payload = cluster.post("/v1/completions", body, headers={"X-Request-Id": "req-42"})
     assert status == 200, payload
     assert headers["X-Request-Id"] == "req-42"
@@ -20,8 +26,13 @@ def test_disaggregates_per_the_protocol(make_cluster) -> None:  # type: ignore[n
     assert prefill_leg["max_tokens"] == 1 and prefill_leg["max_completion_tokens"] == 1
     assert prefill_leg["stream"] is False and prefill_leg["n"] == 1 and prefill_leg["stream_options"] is None
     assert prefill_leg["kv_transfer_params"] == {
-        "do_remote_decode": True, "do_remote_prefill": False, "remote_engine_id": None,
-        "remote_block_ids": None, "remote_host": None, "remote_port": None}
+        "do_remote_decode": True,
+        "do_remote_prefill": False,
+        "remote_engine_id": None,
+        "remote_block_ids": None,
+        "remote_host": None,
+        "remote_port": None,
+    }
     decode_leg = cluster.decodes[0].received[0]
     assert decode_leg["max_tokens"] == 5 and decode_leg["prompt"] == LONG
     assert decode_leg["kv_transfer_params"]["remote_engine_id"] == "prefill-0"
@@ -36,8 +47,13 @@ def test_disaggregates_per_the_protocol(make_cluster) -> None:  # type: ignore[n
 
 def test_streams_the_decode_leg_with_usage(make_cluster) -> None:  # type: ignore[no-untyped-def]
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
-    body = {"model": "tiny", "messages": [{"role": "user", "content": LONG}], "max_tokens": 3, "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": LONG}],
+        "max_tokens": 3,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     status, headers, payload = cluster.post("/v1/chat/completions", body)
     assert status == 200
     assert headers["Content-Type"].startswith("text/event-stream")
@@ -56,8 +72,7 @@ def test_short_prompt_goes_decode_only(make_cluster) -> None:  # type: ignore[no
     assert status == 200
     assert cluster.prefills[0].received == []
     assert "kv_transfer_params" not in cluster.decodes[0].received[0]
-    assert cluster.metric("pdstack_router_decisions_total", decision="decode_only",
-                          reason="few_uncached_tokens") == 1
+    assert cluster.metric("pdstack_router_decisions_total", decision="decode_only", reason="few_uncached_tokens") == 1
 
 
 def test_short_prompt_is_prefilled_elsewhere_while_its_decode_engine_is_busy(make_cluster) -> None:  # type: ignore[no-untyped-def]
@@ -103,11 +118,13 @@ def test_a_completion_stream_after_a_prefill_commits_at_its_first_token(make_clu
     token, and the router must relay it then, not read on to the end of the answer as if it were chat's role-only
     opening chunk. Decode goes silent after its first chunk: the client still gets that token from the ONE decode leg
     (the stream then breaks at the idle timeout), where reading on would time out before committing and restart."""
-    cluster: Cluster = make_cluster(pd_threshold_tokens=0,
-                                    timeouts={"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 0.3})
+    cluster: Cluster = make_cluster(
+        pd_threshold_tokens=0, timeouts={"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 0.3}
+    )
     cluster.decodes[0].faults.hang_after_chunks = 1
-    status, _, payload = cluster.post("/v1/completions", {"model": "tiny", "prompt": LONG, "max_tokens": 6,
-                                                          "stream": True})
+    status, _, payload = cluster.post(
+        "/v1/completions", {"model": "tiny", "prompt": LONG, "max_tokens": 6, "stream": True}
+    )
     events = [line for line in payload.decode().split("\n\n") if line]
     assert status == 200 and json.loads(events[0][6:])["choices"][0]["text"]
     assert len(cluster.decodes[0].received) == 1 and len(cluster.prefills[0].received) == 1

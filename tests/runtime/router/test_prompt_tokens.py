@@ -18,8 +18,9 @@ def test_completions_tokenize_like_the_tokenizer(tokenizer_dir: Path) -> None:
 
 
 def test_chat_applies_the_template(tokenizer_dir: Path) -> None:
-    request = OpenAiRequest.parse("chat", b'{"model": "m", "messages": [{"role": "user", "content": [{"type": "text", '
-                                  b'"text": "hello"}]}]}')
+    request = OpenAiRequest.parse(
+        "chat", b'{"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]}'
+    )
     tokenizer = PromptTokenizer(tokenizer_dir)
     assert tokenizer.render_chat(request) == "<|user|>\nhello\n<|assistant|>\n"
     raw = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))

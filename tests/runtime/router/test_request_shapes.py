@@ -14,8 +14,9 @@ from tests.support.router_cluster import Cluster
 LONG = "def route(request):\n    return engines[hash(request) % len(engines)]\n" * 30
 
 
-@pytest.mark.parametrize("prompt", [[LONG, LONG + "# two\n", LONG + "# three\n"], [[7] * 300, [8] * 300]],
-                         ids=["strings", "token-lists"])
+@pytest.mark.parametrize(
+    "prompt", [[LONG, LONG + "# two\n", LONG + "# three\n"], [[7] * 300, [8] * 300]], ids=["strings", "token-lists"]
+)
 def test_a_batch_of_prompts_is_served_decode_only(make_cluster, prompt: list[object]) -> None:  # type: ignore[no-untyped-def]
     """One prefill answer carries the KV of one prompt; decode given a batch would pull one prompt's blocks for
     every choice. The whole batch goes to decode, which computes each prompt itself, as a single vLLM would."""
@@ -33,7 +34,9 @@ def test_several_choices_are_served_decode_only(make_cluster, endpoint: str) -> 
     """``n > 1``: each of decode's child requests would pull blocks the prefill frees after the first pull."""
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     body = {"model": "tiny", "max_tokens": 3, "n": 2}
-    body.update({"prompt": LONG} if endpoint == "/v1/completions" else {"messages": [{"role": "user", "content": LONG}]})
+    body.update(
+        {"prompt": LONG} if endpoint == "/v1/completions" else {"messages": [{"role": "user", "content": LONG}]}
+    )
     status, _, payload = cluster.post(endpoint, body)
     assert status == 200, payload
     assert cluster.prefills[0].received == []
@@ -51,17 +54,25 @@ PROMPT_LOGPROBS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-@pytest.mark.parametrize(("endpoint", "fields"), PROMPT_LOGPROBS,
-                         ids=[f"{'chat' if 'chat' in path else 'completions'}-{'-'.join(fields)}" for path, fields in PROMPT_LOGPROBS])
-def test_prompt_logprobs_are_served_where_the_prompt_is_computed(make_cluster, endpoint: str,  # type: ignore[no-untyped-def]
-                                                                 fields: dict[str, object]) -> None:
+@pytest.mark.parametrize(
+    ("endpoint", "fields"),
+    PROMPT_LOGPROBS,
+    ids=[f"{'chat' if 'chat' in path else 'completions'}-{'-'.join(fields)}" for path, fields in PROMPT_LOGPROBS],
+)
+def test_prompt_logprobs_are_served_where_the_prompt_is_computed(
+    make_cluster,
+    endpoint: str,  # type: ignore[no-untyped-def]
+    fields: dict[str, object],
+) -> None:
     """A decode that pulled the KV has no prompt logits: its prompt logprobs would be wrong, and vLLM without
     vllm #50792 crashes. vLLM 0.32 computes prompt logprobs for ``prompt_logprobs``, and for ``echo`` with
     ``logprobs`` (completions) or with ``top_logprobs``, which defaults to 0 (chat; ``to_sampling_params`` in
     vllm/entrypoints/openai/{completion,chat_completion}/protocol.py): decode serves them alone."""
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     body = {"model": "tiny", "max_tokens": 2, **fields}
-    body.update({"prompt": LONG} if endpoint == "/v1/completions" else {"messages": [{"role": "user", "content": LONG}]})
+    body.update(
+        {"prompt": LONG} if endpoint == "/v1/completions" else {"messages": [{"role": "user", "content": LONG}]}
+    )
     status, _, payload = cluster.post(endpoint, body)
     assert status == 200, payload
     assert cluster.prefills[0].received == []
@@ -69,8 +80,9 @@ def test_prompt_logprobs_are_served_where_the_prompt_is_computed(make_cluster, e
     assert cluster.metric("pdstack_router_decisions_total", decision="decode_only", reason="prompt_logprobs") == 1
 
 
-@pytest.mark.parametrize("fields", [{"logprobs": 2}, {"echo": True}, {"echo": False, "logprobs": 1},
-                                    {"prompt_logprobs": None}])
+@pytest.mark.parametrize(
+    "fields", [{"logprobs": 2}, {"echo": True}, {"echo": False, "logprobs": 1}, {"prompt_logprobs": None}]
+)
 def test_logprobs_of_the_answer_alone_still_disaggregate(make_cluster, fields: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     assert cluster.post("/v1/completions", {"model": "tiny", "prompt": LONG, "max_tokens": 2, **fields})[0] == 200
@@ -109,15 +121,19 @@ def test_min_tokens_stay_off_the_prefill_leg(make_cluster) -> None:  # type: ign
     assert cluster.decodes[0].pulled == 1
 
 
-@pytest.mark.parametrize(("extra", "param"), [
-    ({"max_tokens": 0}, "max_tokens"),
-    ({"max_tokens": -1}, "max_tokens"),
-    ({"max_tokens": "x"}, "max_tokens"),
-    ({"max_tokens": 5000}, "max_tokens"),
-    ({"max_completion_tokens": 0}, "max_completion_tokens"),
-    ({"n": 0}, "n"),
-    ({"stream_options": {"include_usage": True}}, "stream_options"),
-], ids=["zero", "negative", "string", "beyond-the-model", "max-completion-zero", "n-zero", "stream-options"])
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": -1}, "max_tokens"),
+        ({"max_tokens": "x"}, "max_tokens"),
+        ({"max_tokens": 5000}, "max_tokens"),
+        ({"max_completion_tokens": 0}, "max_completion_tokens"),
+        ({"n": 0}, "n"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+    ],
+    ids=["zero", "negative", "string", "beyond-the-model", "max-completion-zero", "n-zero", "stream-options"],
+)
 def test_certainly_invalid_requests_cost_no_leg(make_cluster, extra: dict[str, object], param: str) -> None:  # type: ignore[no-untyped-def]
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     cluster.wait_for(lambda: "max_model_len" in json.loads(cluster.get("/v1/models")[2])["data"][0])
@@ -133,7 +149,10 @@ def test_an_engine_rejection_has_one_shape_whichever_leg(make_cluster, threshold
     cluster: Cluster = make_cluster(pd_threshold_tokens=threshold)
     status, _, payload = cluster.post("/v1/completions", {"model": "tiny", "prompt": LONG, "temperature": -1})
     assert status == 400
-    assert json.loads(payload)["error"] == {"message": "temperature must be non-negative, got -1.0.",
-                                            "type": "invalid_request_error", "param": "temperature",
-                                            "code": "engine_rejected"}
+    assert json.loads(payload)["error"] == {
+        "message": "temperature must be non-negative, got -1.0.",
+        "type": "invalid_request_error",
+        "param": "temperature",
+        "code": "engine_rejected",
+    }
     assert len(cluster.prefills[0].received + cluster.decodes[0].received) == 1

@@ -59,8 +59,12 @@ class StreamingLoad:
                     self.failures.append(outcome)
 
     def _one(self) -> str | None:
-        request = urllib.request.Request(self.url + "/v1/completions", data=json.dumps(STREAM).encode(),
-                                         method="POST", headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.url + "/v1/completions",
+            data=json.dumps(STREAM).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 text = response.read().decode()
@@ -90,11 +94,23 @@ def restart(engines: list[FaultEngine], index: int, run: Callable[..., object]) 
 @pytest.mark.parametrize("role", ["decode", "prefill"])
 def test_rolling_restart_of_every_engine_of_a_role_fails_nothing(router_process, role: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     start: Callable[..., ProcessCluster] = router_process
-    engines = start.engines("prefill-0", "prefill-1", "decode-0", "decode-1",  # type: ignore[attr-defined]
-                            faults=Faults(chunk_delay_s=SLOW.chunk_delay_s), drain_s=2.0)
+    engines = start.engines(
+        "prefill-0",
+        "prefill-1",
+        "decode-0",
+        "decode-1",  # type: ignore[attr-defined]
+        faults=Faults(chunk_delay_s=SLOW.chunk_delay_s),
+        drain_s=2.0,
+    )
     static = [{"url": e.url, "role": e.name.split("-")[0]} for e in engines]
-    cluster = start({"discovery": {"static": static}, "pd_threshold_tokens": 0,
-                     "breaker": {"failures": 5, "successes": 2, "open_s": 30.0, "window_s": 60.0}}, engines)
+    cluster = start(
+        {
+            "discovery": {"static": static},
+            "pd_threshold_tokens": 0,
+            "breaker": {"failures": 5, "successes": 2, "open_s": 30.0, "window_s": 60.0},
+        },
+        engines,
+    )
     rolled = [e for e in engines if e.name.startswith(role)]
     with StreamingLoad(cluster.url) as load:
         cluster.wait_for(lambda: load.ok >= 20)

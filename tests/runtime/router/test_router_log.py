@@ -40,5 +40,7 @@ def test_malformed_requests_are_one_json_warning_each(tmp_path: Path) -> None:
     events = [json.loads(line) for line in lines]  # every line is JSON (a plain-text traceback is not)
     malformed = [event for event in events if event["event"] == "malformed_request"]
     assert len(malformed) == len(MALFORMED), lines
-    assert all(event["level"] == "warning" and event["status"] in (400, 431) and "exception" not in event
-               for event in malformed), malformed
+    assert all(
+        event["level"] == "warning" and event["status"] in (400, 431) and "exception" not in event
+        for event in malformed
+    ), malformed

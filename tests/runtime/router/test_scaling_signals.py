@@ -17,8 +17,9 @@ PROMPT = "the quick brown fox jumps over the lazy dog " * 20
 
 @pytest.mark.parametrize("prefills", [1, 0], ids=["pd", "prefill_scaled_to_zero"])
 def test_backlog_is_prompt_work_until_first_token(make_cluster, prefills: int) -> None:  # type: ignore[no-untyped-def]
-    cluster: Cluster = make_cluster(prefills=prefills, pd_threshold_tokens=0,
-                                    signals={"prefill_tokens_per_s": TOKENS_PER_S})
+    cluster: Cluster = make_cluster(
+        prefills=prefills, pd_threshold_tokens=0, signals={"prefill_tokens_per_s": TOKENS_PER_S}
+    )
     slow = cluster.prefills[0] if prefills else cluster.decodes[0]
     slow.faults.delay_s = 1.0  # the prompt is being prefilled for a second
     assert cluster.metric(BACKLOG) == 0

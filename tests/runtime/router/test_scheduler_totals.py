@@ -13,8 +13,9 @@ from runtime.router.scheduling.picker import MaxScorePicker
 from runtime.router.scheduling.scheduler import Scheduler
 
 
-def reference_pick(scheduler: Scheduler, role: str, context: SchedulingContext, engines: list[Engine],
-                   picker: MaxScorePicker) -> tuple[Engine, float]:
+def reference_pick(
+    scheduler: Scheduler, role: str, context: SchedulingContext, engines: list[Engine], picker: MaxScorePicker
+) -> tuple[Engine, float]:
     """The weighted sum per engine, as the scheduler first wrote it."""
     remaining = scheduler.candidates(role, context, engines)  # type: ignore[arg-type]
     by_scorer = {scorer.name: (scorer.score(context, remaining), weight) for scorer, weight in scheduler.scorers}
@@ -34,8 +35,12 @@ def test_picks_and_totals_match_the_per_engine_sum_on_random_clusters() -> None:
         blocks = rng.randrange(1, 20)
         matches = {engine.url: rng.randrange(blocks + 1) for engine in engines if rng.random() < 0.5}
         session = rng.choice((None, f"s{trial}"))
-        context = SchedulingContext(f"r{trial}", PromptBlocks(tuple(range(blocks)), blocks * 16, 16, True),
-                                    session=session, prefix_matches=matches)
+        context = SchedulingContext(
+            f"r{trial}",
+            PromptBlocks(tuple(range(blocks)), blocks * 16, 16, True),
+            session=session,
+            prefix_matches=matches,
+        )
         seed = rng.random()
         scheduler = Scheduler.from_config(RouterConfig())
         scheduler.picker = MaxScorePicker(random.Random(seed))

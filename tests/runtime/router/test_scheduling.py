@@ -92,25 +92,30 @@ def test_picker_takes_the_max_then_the_least_loaded() -> None:
     assert picker.pick({a: 0.7, b: 0.7, c: 0.1}) is b
 
 
-@pytest.mark.parametrize(("threshold", "prompt", "cached", "prefill", "expected", "reason"), [
-    (0, 1000, 1000, True, "pd", "always"),
-    (256, 1000, 900, True, "decode_only", "few_uncached_tokens"),
-    (256, 1000, 100, True, "pd", "many_uncached_tokens"),
-    (256, 1000, 0, False, "decode_only", "no_prefill_engine"),
-])
+@pytest.mark.parametrize(
+    ("threshold", "prompt", "cached", "prefill", "expected", "reason"),
+    [
+        (0, 1000, 1000, True, "pd", "always"),
+        (256, 1000, 900, True, "decode_only", "few_uncached_tokens"),
+        (256, 1000, 100, True, "pd", "many_uncached_tokens"),
+        (256, 1000, 0, False, "decode_only", "no_prefill_engine"),
+    ],
+)
 def test_decider(threshold: int, prompt: int, cached: int, prefill: bool, expected: str, reason: str) -> None:
     decision = PdDecider(threshold).decide(prompt, cached, prefill)
     assert (decision.decision, decision.reason, decision.uncached_tokens) == (expected, reason, prompt - cached)
 
 
-@pytest.mark.parametrize(("prompt", "cached", "prefill", "expected", "reason"), [
-    (100, 0, True, "pd", "decode_busy"),  # a short prompt leaves the busy decode engine's batch alone
-    (1000, 900, True, "decode_only", "few_uncached_tokens"),  # offloading would cost a prefill engine 1000 tokens
-    (100, 0, False, "decode_only", "no_prefill_engine"),
-    (1000, 0, True, "pd", "many_uncached_tokens"),
-])
-def test_decider_with_a_busy_decode_engine(prompt: int, cached: int, prefill: bool, expected: str,
-                                           reason: str) -> None:
+@pytest.mark.parametrize(
+    ("prompt", "cached", "prefill", "expected", "reason"),
+    [
+        (100, 0, True, "pd", "decode_busy"),  # a short prompt leaves the busy decode engine's batch alone
+        (1000, 900, True, "decode_only", "few_uncached_tokens"),  # offloading would cost a prefill engine 1000 tokens
+        (100, 0, False, "decode_only", "no_prefill_engine"),
+        (1000, 0, True, "pd", "many_uncached_tokens"),
+    ],
+)
+def test_decider_with_a_busy_decode_engine(prompt: int, cached: int, prefill: bool, expected: str, reason: str) -> None:
     decision = PdDecider(256).decide(prompt, cached, prefill, decode_busy=True)
     assert (decision.decision, decision.reason) == (expected, reason)
 
@@ -185,8 +190,12 @@ def test_a_prefix_in_flight_draws_the_requests_that_share_it_until_served() -> N
     """Before any engine has computed a prefix (nothing in the index yet), a second request with it goes where the
     first was sent, even though that engine is now busier; once the first is served, the credit is gone."""
     scheduler = Scheduler.from_config(RouterConfig(pd_threshold_tokens=0))
-    pool = [Engine("http://p0", "prefill"), Engine("http://p1", "prefill"), Engine("http://d0", "decode"),
-            Engine("http://d1", "decode")]
+    pool = [
+        Engine("http://p0", "prefill"),
+        Engine("http://p1", "prefill"),
+        Engine("http://d0", "decode"),
+        Engine("http://d1", "decode"),
+    ]
     first = scheduler.plan(SchedulingContext("a", context(4).blocks), pool)
     assert first.prefill is not None
     first.prefill.engine.in_flight = first.decode.engine.in_flight = 1  # what the upstream does while it runs
@@ -213,7 +222,7 @@ def test_with_no_prefix_overlap_and_equal_queues_the_engines_take_turns() -> Non
         plans.append(plan)
     prefill_urls = [plan.prefill.engine.url for plan in plans if plan.prefill]
     decode_urls = [plan.decode.engine.url for plan in plans]
-    assert all(len(set(prefill_urls[i:i + 3])) == 3 for i in range(0, 12, 3))
+    assert all(len(set(prefill_urls[i : i + 3])) == 3 for i in range(0, 12, 3))
     assert all(decode_urls[i] != decode_urls[i + 1] for i in range(11))
 
 
@@ -221,8 +230,12 @@ def test_a_request_that_fails_leaves_no_prefix_in_flight() -> None:
     """A request that ends without being served releases its blocks: the next one with the same prefix is not drawn
     to the engine that failed it (before, its blocks stayed pending there for the 30 s backstop)."""
     scheduler = Scheduler.from_config(RouterConfig(pd_threshold_tokens=0))
-    pool = [Engine("http://p0", "prefill"), Engine("http://p1", "prefill"), Engine("http://d0", "decode"),
-            Engine("http://d1", "decode")]
+    pool = [
+        Engine("http://p0", "prefill"),
+        Engine("http://p1", "prefill"),
+        Engine("http://d0", "decode"),
+        Engine("http://d1", "decode"),
+    ]
     failed = scheduler.plan(SchedulingContext("a", context(4).blocks), pool)
     scheduler.release(failed)
     after = scheduler.plan(SchedulingContext("b", context(4).blocks), pool)

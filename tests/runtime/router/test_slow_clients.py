@@ -21,8 +21,10 @@ def test_a_client_that_never_finishes_its_headers_is_closed(make_cluster) -> Non
 def test_a_client_that_never_finishes_its_body_gets_408(make_cluster) -> None:  # type: ignore[no-untyped-def]
     cluster: Cluster = make_cluster(timeouts={"client_body_s": 0.3})
     with raw_socket(cluster) as sock:
-        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 100\r\nConnection: close\r\n\r\n{\"model\": ")
+        sock.sendall(
+            b"POST /v1/completions HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\nConnection: close\r\n\r\n{"model": '
+        )
         answer = read_all(sock)
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "body_timeout"
@@ -57,8 +59,11 @@ def test_tokenizing_a_huge_prompt_does_not_stall_the_loop(make_cluster) -> None:
 
     tokenizer.tokens = held  # type: ignore[method-assign]
     results: list[int] = []
-    worker = threading.Thread(target=lambda: results.append(cluster.post(
-        "/v1/completions", {"model": "tiny", "prompt": "x" * 1_000_000, "max_tokens": 2})[0]))
+    worker = threading.Thread(
+        target=lambda: results.append(
+            cluster.post("/v1/completions", {"model": "tiny", "prompt": "x" * 1_000_000, "max_tokens": 2})[0]
+        )
+    )
     worker.start()
     try:
         assert entered.wait(10)
@@ -78,7 +83,9 @@ def read_response(sock: socket.socket) -> bytes:
     while b"\r\n\r\n" not in data:
         data += sock.recv(65536)
     head, rest = data.split(b"\r\n\r\n", 1)
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    length = int(
+        next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    )
     while len(rest) < length:
         rest += sock.recv(65536)
     return head
@@ -120,8 +127,10 @@ def test_a_client_that_stops_reading_is_cut_off_and_frees_its_engine(make_cluste
     sock.connect(("127.0.0.1", cluster.router.config.port))
     try:
         payload = json.dumps({"model": "tiny", "prompt": "hello", "max_tokens": 20_000, "stream": True}).encode()
-        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+        sock.sendall(
+            b"POST /v1/completions HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload
+        )
         cluster.wait_for(lambda: cluster.metric("pdstack_router_client_disconnects_total") == 1, timeout=10)
     finally:
         sock.close()

@@ -14,8 +14,10 @@ def test_a_pair_that_keeps_failing_is_routed_around(make_cluster) -> None:  # ty
     stale_prefill = cluster.prefills[0]
     stale_decode = cluster.decodes[0]
     stale_decode.faults.stale_peers = {stale_prefill.name}
-    statuses = [cluster.post("/v1/completions", {"model": "tiny", "prompt": f"{i} {LONG}", "max_tokens": 2})[0]
-                for i in range(60)]
+    statuses = [
+        cluster.post("/v1/completions", {"model": "tiny", "prompt": f"{i} {LONG}", "max_tokens": 2})[0]
+        for i in range(60)
+    ]
     assert set(statuses) == {200}
     pair = {"prefill": stale_prefill.url[7:], "decode": stale_decode.url[7:]}
     assert cluster.metric("pdstack_router_pd_pair_pull_failures_total", **pair) == 3

@@ -35,8 +35,9 @@ def test_an_engines_cookie_never_rides_on_a_later_call() -> None:
         engine = Engine(url=f"http://localhost:{port}", role="decode")  # a name: a jar keeps no IP host cookies
         try:
             for _ in range(2):
-                async with upstream.post(engine, "/v1/completions", b'{"model":"m","prompt":"x"}',
-                                         {"Content-Type": "application/json"}) as response:
+                async with upstream.post(
+                    engine, "/v1/completions", b'{"model":"m","prompt":"x"}', {"Content-Type": "application/json"}
+                ) as response:
                     assert response.status == 200
                     await response.read()
         finally:
