@@ -10,9 +10,9 @@ import sys
 
 import aws_cdk as cdk
 
+from infra.compliance.nag import register_checks
 from infra.config import DeploymentError, load_deployment
 from infra.deployment_stacks import DeploymentStacks
-from infra.compliance.nag import register_checks
 
 DEFAULT_DEPLOYMENT = "deployments/default.yaml"
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import random
 import time
@@ -32,7 +33,6 @@ from runtime.router.config import Admission
 from testbed.percentile import percentile
 from testbed.ports import free_ports
 from testbed.process import ProcessGroup
-import itertools
 
 SCENARIO = Scenario(name="admission", prefills=2, decodes=2, workloads=[])
 SYSTEMS: list[System] = [

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import heapq
+import itertools
 import json
 import math
 import random
@@ -31,10 +32,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.workloads.autoscaling_objects import desired_replicas, scaling_triggers
-from infra.config import Deployment, load_deployment
 from bench.workloads.generators import gamma_gap
-import itertools
+from infra.config import Deployment, load_deployment
+from infra.workloads.autoscaling_objects import desired_replicas, scaling_triggers
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-
 from testbed.cpu_pair import REPO, VLLM_VENV, WORK, make_tiny_model, server_environment, write_pair_deployment
 from testbed.percentile import percentile
 from testbed.ports import free_ports

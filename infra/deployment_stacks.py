@@ -10,15 +10,14 @@ from constructs import Construct
 
 from infra.cluster.stack import ClusterProps, ClusterStack
 from infra.config import Deployment
+from infra.gpu_capacity.node_capacity import hugepages_2mi_pages_per_node
 from infra.gpu_capacity.stack import GpuCapacityProps, GpuCapacityStack
 from infra.hyperpod.stack import HyperPodProps, HyperPodStack
 from infra.image.stack import ImageProps, ImageStack
 from infra.network.stack import NetworkProps, NetworkStack
-from infra.stack_outputs import stack_name
-from infra.gpu_capacity.node_capacity import hugepages_2mi_pages_per_node
 from infra.observability.stack import ObservabilityProps, ObservabilityStack
+from infra.stack_outputs import stack_name
 from infra.workloads.stack import WorkloadsProps, WorkloadsStack
-
 
 StackT = TypeVar("StackT", bound=cdk.Stack)
 

@@ -10,7 +10,8 @@ Labels the platform (not pdstack) puts on nodes are here too, each with its sour
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Protocol
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from runtime.config import CONFIG_ENV
 from runtime.roles import Role

@@ -17,12 +17,12 @@ from pydantic import BaseModel, ConfigDict
 
 from runtime.catalog import instance_spec
 from runtime.config import CPU_BLOCK_SIZE_MULTIPLE, RoleSettings, Serving
-from runtime.roles import Role
 from runtime.efa_environment import FabricEnvironment
 from runtime.engine_check import EngineVersions
 from runtime.host_probe import Host
 from runtime.json_log import EventLog
 from runtime.kv_transfer import KvRole, KvTransferPlan
+from runtime.roles import Role
 
 log = EventLog("runtime.worker")
 

@@ -16,8 +16,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
-
+import matplotlib.pyplot as plt
 
 UNITS = {
     "percentunit": "share",

@@ -18,8 +18,8 @@ from bench.fake_engine.engine import SimulatedEngine
 from bench.fake_engine.kv_cache import KvCache
 from bench.fake_engine.kv_event_publisher import KvEventPublisher
 from bench.fake_engine.simulator import EngineSimulator
-from bench.fake_engine.tokenizer import EngineTokenizer
 from bench.fake_engine.timing import EngineTiming
+from bench.fake_engine.tokenizer import EngineTokenizer
 
 
 class EngineSpec(BaseModel):

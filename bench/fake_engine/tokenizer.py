@@ -16,7 +16,7 @@ from typing import Any
 
 # transformers advises at import that PyTorch is missing: the tokenizer needs no torch, so the advice is noise.
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-from transformers import AutoTokenizer  # noqa: E402  (after the environment above)
+from transformers import AutoTokenizer
 
 
 class EngineTokenizer:

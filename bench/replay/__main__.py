@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from bench.fake_engine.hardware import model_spec, size_engine
-from bench.harness.run import RESULTS, REPO, SYSTEMS, machine, versions
+from bench.harness.run import REPO, RESULTS, SYSTEMS, machine, versions
 from bench.harness.scenario import Scenario
 from bench.replay.report import write_report
 from bench.replay.run import TraceSlo, replay_one

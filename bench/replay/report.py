@@ -49,7 +49,8 @@ def markdown(document: dict[str, Any]) -> str:
             f"Trace: `{trace['path']}`, window {trace['window']}, {trace['requests']} requests sent "
             f"(skipped: {json.dumps(trace['skipped']) if trace['skipped'] else 'none'}) over {trace['span_s']:.0f} "
             f"trace s: {trace['rate_rps']:.2f} req/s, busiest {trace['burst_window_s']:g} s "
-            f"{trace['peak_rate_rps']:.2f} req/s; speedup {trace['speedup']:g}; prompt tokens {trace['prompt_tokens']:,}, "
+            f"{trace['peak_rate_rps']:.2f} req/s; speedup {trace['speedup']:g}; "
+            f"prompt tokens {trace['prompt_tokens']:,}, "
             f"trace bound on the prefix hit rate {trace['bound_hit_rate']:.3f} (every distinct block computed once, "
             f"unlimited KV)."
         ),

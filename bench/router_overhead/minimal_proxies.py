@@ -44,8 +44,8 @@ def aiohttp_pd_proxy(port: int, prefill: str, decode: str) -> None:
     import uvloop
     from aiohttp import web
 
-    from runtime.router.requests.json_splice import with_fields
     from runtime.router.flow.wire import PREFILL_LEG
+    from runtime.router.requests.json_splice import with_fields
 
     async def session_ctx(app: web.Application):  # type: ignore[no-untyped-def]
         app["session"] = aiohttp.ClientSession(

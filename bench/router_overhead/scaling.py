@@ -31,14 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.workloads.vocabulary import SPECIAL, VOCABULARY_SIZE, word, write_tokenizer
-from runtime.router.config import RouterConfig
 from runtime.roles import DECODE, PREFILL
+from runtime.router.config import RouterConfig
 from runtime.router.engines.engine import Engine
 from runtime.router.prefix_cache.kv_event_decoding import BlockStored
 from runtime.router.prefix_cache.kv_event_indexer import KvEventIndexer
-from runtime.router.requests.openai_request import OpenAiRequest
 from runtime.router.prefix_cache.prefix_index import PrefixIndex
 from runtime.router.prefix_cache.prompt_blocks import token_blocks
+from runtime.router.requests.openai_request import OpenAiRequest
 from runtime.router.requests.prompt_reader import PromptReader
 from runtime.router.requests.prompt_tokenizer import PromptTokenizer
 from runtime.router.scheduling.context import RoutingPlan, SchedulingContext

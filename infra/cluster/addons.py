@@ -12,8 +12,8 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infra.config import Taint
 from infra.cluster.kubernetes_versions import KUBERNETES_PINS
+from infra.config import Taint
 from infra.workload_names import (
     EFA_LABEL,
     GPU_LABEL,

@@ -6,8 +6,8 @@ control-plane log type is off.
 
 from __future__ import annotations
 
-import jsii
 import aws_cdk as cdk
+import jsii
 from aws_cdk import aws_eks_v2 as eks
 from constructs import IConstruct
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import importlib
-
 from dataclasses import dataclass
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
@@ -15,9 +13,9 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from infra.cluster.addons import ClusterAddons, ClusterAddonsProps
+from infra.cluster.kubernetes_versions import KUBERNETES_PINS
 from infra.config import ClusterConfig, Taint
 from infra.gpu_capacity.efa import EfaSecurityGroup
-from infra.cluster.kubernetes_versions import KUBERNETES_PINS
 from infra.stack_outputs import ClusterOutputs
 from infra.workload_names import SYSTEM_POOL
 

@@ -108,8 +108,8 @@ CLOUDFORMATION: tuple[Skip, ...] = (
         ("AWS::IAM::Role.LoadBalancerControllerRole*",),
         "the AWS Load Balancer Controller's published IAM policy (v3.5.0, carried verbatim: "
         "infra/cluster/aws_load_balancer_controller_iam_policy.json): security-group ingress, CreateSecurityGroup, "
-        "listener and rule writes on * for the load balancers it creates (ids unknown in advance); only its service account "
-        "gets the role (Pod Identity), and only when workloads.router.internal_load_balancer is on",
+        "listener and rule writes on * for the load balancers it creates (ids unknown in advance); only its service "
+        "account gets the role (Pod Identity), and only when workloads.router.internal_load_balancer is on",
     ),
 )
 

@@ -11,10 +11,10 @@ from aws_cdk import custom_resources as cr
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
-from infra.deployment_stacks import DeploymentStacks
 from infra.cluster.eks_checks import EksClusterChecks
-from infra.gpu_capacity.stack import GpuCapacityStack
+from infra.deployment_stacks import DeploymentStacks
 from infra.gpu_capacity.gpu_zone.check import GpuZoneCheck
+from infra.gpu_capacity.stack import GpuCapacityStack
 from infra.hyperpod.stack import LIFECYCLE_PREFIX, HyperPodStack
 from infra.workloads.stack import WorkloadsStack
 

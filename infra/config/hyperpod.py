@@ -10,7 +10,6 @@ from infra.config.common import NAME, Strict, check_unique
 from infra.config.gpu_capacity import GPU_TAINT, Taint
 from runtime.catalog_checks import hyperpod_instance_type, label_keys
 
-
 DeepHealthCheck = Literal["InstanceStress", "InstanceConnectivity"]
 
 

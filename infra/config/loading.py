@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic_core import ErrorDetails
-
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from infra.config.deployment import Deployment
 

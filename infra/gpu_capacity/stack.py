@@ -7,9 +7,8 @@ the node groups; the cluster, its add-ons and the system nodes stay, and a retry
 
 from __future__ import annotations
 
-from typing import Any
-
 from dataclasses import dataclass
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
@@ -17,8 +16,8 @@ from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
 from infra.config import GpuNodeGroupConfig
-from infra.gpu_capacity.gpu_zone.check import GpuZoneCheck
 from infra.gpu_capacity.gpu_nodes import GpuNodeGroup, GpuNodeGroupProps
+from infra.gpu_capacity.gpu_zone.check import GpuZoneCheck
 from infra.gpu_capacity.node_autoscaler import NodeAutoscaler, NodeAutoscalerProps
 
 

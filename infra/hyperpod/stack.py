@@ -23,13 +23,13 @@ from constructs import Construct
 
 from infra.config import HyperPodConfig, HyperPodInstanceGroup
 from infra.gpu_capacity.gpu_zone.check import GpuZoneCheck
-from infra.stack_outputs import HyperPodOutputs
 from infra.hyperpod.dependencies import (
     HEALTH_AGENT_ACCOUNTS,
     HEALTH_AGENT_REPOSITORY,
     HEALTH_AGENT_TAG,
     resiliency_objects,
 )
+from infra.stack_outputs import HyperPodOutputs
 from infra.workload_names import GPU_NODE_LABELS, NODE_GROUP_LABEL, accelerator_label
 from runtime.catalog import instance_spec
 

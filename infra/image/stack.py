@@ -8,12 +8,11 @@ waits for it, so ``image_uri`` always names a pushed image built from exactly th
 
 from __future__ import annotations
 
-from typing import Any
-
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_codebuild as codebuild

@@ -8,9 +8,8 @@ group or control-plane ENI is ever placed in these subnets, so an address in the
 
 from __future__ import annotations
 
-from typing import Any
-
 from dataclasses import dataclass
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2

@@ -15,10 +15,9 @@ The workspace is the one pipeline KEDA's prometheus trigger queries too: ``works
 
 from __future__ import annotations
 
-from typing import Any
-
 import base64
 from dataclasses import dataclass
+from typing import Any
 
 import aws_cdk as cdk
 import yaml

@@ -13,8 +13,8 @@ import re
 from typing import Any
 
 from infra.config import Deployment
-from infra.workloads.router_objects import router_metrics_port, router_metrics_port_name
 from infra.workload_names import router_selector, selector
+from infra.workloads.router_objects import router_metrics_port, router_metrics_port_name
 from runtime.roles import ROLES
 
 ROUTER_JOB = "pdstack-router"

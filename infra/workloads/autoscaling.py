@@ -4,16 +4,17 @@ metrics workspace and nothing else, and the per-role ScaledObjects rendered in `
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import aws_cdk as cdk
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infra.cluster.addons import KEDA, KEDA_OPERATOR_SERVICE_ACCOUNT
-from infra.workloads.autoscaling_objects import PrometheusServer, autoscaling_objects
 from infra.config import Deployment
 from infra.observability.stack import MetricsWorkspace
 from infra.workload_names import SYSTEM_POOL
+from infra.workloads.autoscaling_objects import PrometheusServer, autoscaling_objects
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,8 @@ from typing import Any
 
 from infra.config import Deployment
 from infra.operations.serving_endpoints import SMOKE_POD_LABELS
-from infra.workloads.router_objects import router_metrics_port, router_port
 from infra.workload_names import EPHEMERAL_PORTS, labels, router_selector, selector
+from infra.workloads.router_objects import router_metrics_port, router_port
 from runtime.roles import Role
 
 PEER: dict[Role, Role] = {"prefill": "decode", "decode": "prefill"}

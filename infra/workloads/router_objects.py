@@ -7,7 +7,6 @@ from typing import Any
 
 import yaml
 
-from infra.config import Deployment
 from infra.cluster.load_balancer_controller import (
     HEALTHCHECK_PATH_ANNOTATION,
     HEALTHCHECK_PROTOCOL_ANNOTATION,
@@ -19,8 +18,8 @@ from infra.cluster.load_balancer_controller import (
     TARGET_TYPE_ANNOTATION,
     TLS_PORT,
 )
+from infra.config import Deployment
 from infra.gpu_capacity.node_capacity import router_max_surge
-from infra.workloads.serving_config import config_hash, discovers_through_api
 from infra.workload_names import (
     API_KEYS_FILE,
     API_KEYS_MOUNT,
@@ -37,6 +36,7 @@ from infra.workload_names import (
     labels,
     router_selector,
 )
+from infra.workloads.serving_config import config_hash, discovers_through_api
 
 SECRETS_STORE_DRIVER = "secrets-store.csi.k8s.io"  # the driver's CSIDriver name (chart 1.6.0 templates/csidriver.yaml)
 

@@ -17,17 +17,17 @@ from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infra.workloads.autoscaling import Autoscaling, AutoscalingProps
-from infra.config import Deployment
 from infra.cluster.load_balancer_controller import LoadBalancerController, LoadBalancerControllerProps
-from infra.workloads.network_policies import network_policies
+from infra.config import Deployment
 from infra.observability.stack import MetricsWorkspace
+from infra.stack_outputs import WorkloadsOutputs
+from infra.workload_names import CONFIG_FILE, CONFIG_MAP, ROUTER, labels, worker_name
+from infra.workloads.autoscaling import Autoscaling, AutoscalingProps
+from infra.workloads.network_policies import network_policies
 from infra.workloads.router_api_keys import RouterApiKeys, RouterApiKeysProps
 from infra.workloads.router_objects import router_objects
 from infra.workloads.serving_config import rendered_serving
-from infra.stack_outputs import WorkloadsOutputs
 from infra.workloads.worker_objects import worker_objects
-from infra.workload_names import CONFIG_FILE, CONFIG_MAP, ROUTER, labels, worker_name
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from infra.config import Deployment
+from infra.gpu_capacity.node_capacity import worker_resources
 from infra.workload_names import (
     CONFIG_ENV_VAR,
     CONFIG_HASH_ANNOTATION,
@@ -26,7 +27,6 @@ from infra.workload_names import (
     tolerations_for,
     worker_name,
 )
-from infra.gpu_capacity.node_capacity import worker_resources
 from infra.workloads.serving_config import config_hash
 from runtime.catalog import instance_spec
 from runtime.config import RoleSettings

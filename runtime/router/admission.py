@@ -23,12 +23,12 @@ from typing import Literal, get_args
 
 from aiohttp import web
 
-from runtime.router.requests.api_error import ApiError
+from runtime.roles import DECODE
 from runtime.router.config import Admission as AdmissionConfig
 from runtime.router.config import Saturation
-from runtime.roles import DECODE
 from runtime.router.engines.capacity import in_flight_limit
 from runtime.router.engines.registry import EngineRegistry
+from runtime.router.requests.api_error import ApiError
 from runtime.router.router_metrics import RouterMetrics
 from runtime.router.scheduling.filters import NotSaturatedFilter
 

@@ -19,19 +19,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from runtime.json_log import EventLog
 from runtime.router.admission import AdmissionQueue, Overloaded
-from runtime.router.requests.api_error import ApiError
 from runtime.router.api_keys import ApiKeys
 from runtime.router.config import MAX_MESSAGES
 from runtime.router.engines.breaker import STATE_VALUES
+from runtime.router.engines.model_catalog import ModelCatalog
 from runtime.router.engines.passthrough import PATHS as PASSTHROUGH_PATHS
 from runtime.router.engines.passthrough import forward
 from runtime.router.engines.registry import EngineRegistry
-from runtime.router.engines.model_catalog import ModelCatalog
-from runtime.router.requests.openai_request import Endpoint, OpenAiRequest
 from runtime.router.flow.pd_flow import ClientGone, PdFlow
 from runtime.router.prefix_cache.prefix_index import PrefixIndex
+from runtime.router.requests.api_error import ApiError
 from runtime.router.requests.checks import check_request
 from runtime.router.requests.keys import REQUEST_ID
+from runtime.router.requests.openai_request import Endpoint, OpenAiRequest
 from runtime.router.router_metrics import RouterMetrics
 from runtime.router.scheduling.scheduler import NoEngineAvailable
 

@@ -7,9 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from runtime.router.contract import ROLE_LABEL
 from runtime.roles import Role
-
+from runtime.router.contract import ROLE_LABEL
 
 MAX_MESSAGES = 10_000
 """Chat messages (or prompts of one batch) per request: 600k took the event loop seconds to validate."""

@@ -16,34 +16,34 @@ from aiohttp import web
 from runtime.config import Serving
 from runtime.json_log import EventLog
 from runtime.model_fetch import TOKENIZER_FILES, ModelFetch, ModelFetchError
+from runtime.roles import ROLES, Role
 from runtime.router.admission import AdmissionQueue
 from runtime.router.api_keys import RECHECK_S, ApiKeys
 from runtime.router.app import RouterState, build_app, build_metrics_app
-from runtime.router.requests.client_guard import ConnectionLimits, GuardedSite
 from runtime.router.config import RouterConfig
 from runtime.router.discovery.dns_records import DnsRecordsDiscovery
 from runtime.router.discovery.endpoint_slices import EndpointSliceDiscovery
 from runtime.router.discovery.source import DiscoverySource
 from runtime.router.discovery.static_list import StaticDiscovery
-from runtime.roles import ROLES, Role
 from runtime.router.engines.engine import Engine, EngineSpec
+from runtime.router.engines.model_catalog import ModelCatalog
 from runtime.router.engines.monitor import EngineMonitor
 from runtime.router.engines.registry import EngineRegistry
-from runtime.router.prefix_cache.kv_event_indexer import KvEventIndexer
-from runtime.router.prefix_cache.kv_event_subscriber import KvEventSubscriber
-from runtime.router.engines.model_catalog import ModelCatalog
+from runtime.router.engines.upstream import Upstream
 from runtime.router.flow.attempts import Attempts
 from runtime.router.flow.observers import Backlog, EngineOutcomes, FlowMetrics, SchedulerRelease
 from runtime.router.flow.pd_flow import PdFlow
 from runtime.router.flow.pd_pairs import PairHealth
 from runtime.router.flow.prefill_backlog import PrefillBacklog
+from runtime.router.prefix_cache.kv_event_indexer import KvEventIndexer
+from runtime.router.prefix_cache.kv_event_subscriber import KvEventSubscriber
 from runtime.router.prefix_cache.prefix_index import PrefixIndex
+from runtime.router.requests.client_guard import ConnectionLimits, GuardedSite
 from runtime.router.requests.prompt_reader import PromptReader
 from runtime.router.requests.prompt_tokenizer import PromptTokenizer
 from runtime.router.router_metrics import RouterMetrics
 from runtime.router.scheduling.scheduler import Scheduler
 from runtime.router.server_log import server_logger
-from runtime.router.engines.upstream import Upstream
 
 log = EventLog("runtime.router")
 TOKENIZER_CACHE = os.path.join(tempfile.gettempdir(), "pdstack-router-tokenizer")

@@ -3,10 +3,9 @@ kv_transfer_params still name a request (vLLM always has one), so the decode leg
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import zmq

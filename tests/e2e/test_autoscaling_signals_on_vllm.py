@@ -21,9 +21,9 @@ import openai
 import pytest
 import yaml
 
-from infra.workloads.autoscaling_objects import ScalingTrigger, desired_replicas, scaling_triggers
 from infra.config import Deployment, parse_deployment
 from infra.observability.targets import ENGINE_JOB, ROUTER_JOB, target_labels
+from infra.workloads.autoscaling_objects import ScalingTrigger, desired_replicas, scaling_triggers
 from testbed.cpu_pair import REPO, WORK, cpu_pair_serving, server_environment
 from testbed.ports import free_ports
 from testbed.prometheus_server import PrometheusServer, ScrapeTarget

@@ -24,11 +24,11 @@ from bench.fake_engine.engine import SimulatedEngine
 from bench.fake_engine.kv_cache import KvCache
 from bench.fake_engine.kv_event_publisher import KvEventPublisher
 from bench.fake_engine.simulator import EngineSimulator
-from bench.fake_engine.tokenizer import EngineTokenizer
 from bench.fake_engine.timing import EngineTiming
+from bench.fake_engine.tokenizer import EngineTokenizer
 from testbed.fault_engine import FaultEngine
-from tests.support.routed_pair import RoutedPair
 from testbed.ports import free_ports
+from tests.support.routed_pair import RoutedPair
 
 pytestmark = pytest.mark.e2e
 

@@ -34,9 +34,9 @@ from testbed.cpu_pair import WORK
 from testbed.panel_picture import draw
 from testbed.prometheus_server import PrometheusServer, ScrapeTarget
 from testbed.scrape import samples
-from tests.support.routed_pair import QUESTION, SHARED, RoutedPair, ask
 from tests.infra.observability.awaiting_metrics import AWAITING
 from tests.support.metric_names import METRIC, base_name
+from tests.support.routed_pair import QUESTION, SHARED, RoutedPair, ask
 
 pytestmark = pytest.mark.e2e
 

@@ -7,8 +7,8 @@ and the router are the session's (tests/e2e/conftest.py ``routed``)."""
 from __future__ import annotations
 
 import threading
-from typing import Any
 import time
+from typing import Any
 
 import pytest
 

@@ -5,7 +5,8 @@ file each fact was read from. When a pin in infra/cluster/addons.py moves, re-re
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from tests.infra.scheduling import coalesce
 

@@ -13,6 +13,9 @@ import jsonschema
 import pytest
 
 from infra.cluster.addons import KEDA, KEDA_OPERATOR_SERVICE_ACCOUNT
+from infra.config import Deployment, DeploymentError, parse_deployment
+from infra.observability.stack import QUERY_ACTIONS
+from infra.workload_names import ROUTER
 from infra.workloads.autoscaling_objects import (
     MAX_STABILIZATION_S,
     PrometheusServer,
@@ -20,11 +23,7 @@ from infra.workloads.autoscaling_objects import (
     desired_replicas,
     scaling_triggers,
 )
-from infra.config import Deployment, DeploymentError, parse_deployment
-from infra.observability.stack import QUERY_ACTIONS
-from infra.workload_names import ROUTER
 from infra.workloads.stack import serving_objects
-from tests.support.synthesis import SynthesisCache, Synthesized, load_yaml, wide_ep_decode
 from tests.infra.keda_schema import (
     PROMETHEUS_METADATA_KNOWN,
     PROMETHEUS_METADATA_REQUIRED,
@@ -32,6 +31,7 @@ from tests.infra.keda_schema import (
     TRIGGER_AUTHENTICATION_V1ALPHA1,
 )
 from tests.infra.leaderworkerset_schema import LWS_SCALE_SUBRESOURCE
+from tests.support.synthesis import SynthesisCache, Synthesized, load_yaml, wide_ep_decode
 
 WORKSPACE = PrometheusServer(
     server_address="https://aps-workspaces.us-east-2.amazonaws.com/workspaces/ws-0123", region="us-east-2"

@@ -10,7 +10,6 @@ import pytest
 
 from tests.support.synthesis import INFRA_FIXTURES, REPO, Synthesized
 
-
 # cfn-lint checks instance types against each region's offerings. Environment-agnostic templates are linted in
 # us-east-1 (cfn-lint's default); the every-type deployment in us-east-2, the one region whose offerings (in
 # cfn-lint's data) hold all five catalog types: p5e.48xlarge is regional.

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
+import importlib
 import json
 
 import pytest
 from aws_cdk.assertions import Match
-
-import datetime
-import importlib
 
 from infra.cluster.addons import EFA_DEVICE_PLUGIN, LEADER_WORKER_SET, NVIDIA_DEVICE_PLUGIN, managed_addons
 from infra.cluster.kubernetes_versions import KUBERNETES_PINS

@@ -8,6 +8,7 @@ group and the HyperPod cluster depend on; its handler runs here against a stub E
 from __future__ import annotations
 
 import copy
+
 import pytest
 
 from infra.config import DeploymentError, parse_deployment
@@ -61,7 +62,7 @@ def test_zone_ids_are_accepted(good: str) -> None:
     assert parse_deployment(data).network.gpu_az_id == good
 
 
-def zone_checks(template) -> dict[str, dict]:  # noqa: ANN001 - aws_cdk.assertions.Template
+def zone_checks(template) -> dict[str, dict]:
     return template.find_resources(RESOURCE_TYPE)
 
 
@@ -122,13 +123,13 @@ class StubEc2:
         self.zones, self.offered = zones, offered
         self.calls: list[str] = []
 
-    def describe_subnets(self, SubnetIds: list[str]) -> dict:  # noqa: N803 - boto3's names
+    def describe_subnets(self, SubnetIds: list[str]) -> dict:
         return {"Subnets": [{"SubnetId": SubnetIds[0], "AvailabilityZone": "us-east-1a"}]}
 
-    def describe_availability_zones(self, ZoneNames: list[str]) -> dict:  # noqa: N803
+    def describe_availability_zones(self, ZoneNames: list[str]) -> dict:
         return {"AvailabilityZones": [{"ZoneName": n, "ZoneId": self.zones[n]} for n in ZoneNames]}
 
-    def describe_instance_type_offerings(self, LocationType: str, Filters: list[dict]) -> dict:  # noqa: N803
+    def describe_instance_type_offerings(self, LocationType: str, Filters: list[dict]) -> dict:
         self.calls.append(LocationType)
         where = {f["Name"]: f["Values"] for f in Filters}
         (zone,) = where["location"]
@@ -175,7 +176,7 @@ def test_a_failed_check_fails_the_resource_with_the_reason() -> None:
 
 def test_an_error_in_the_check_fails_the_resource_instead_of_hanging() -> None:
     class Denied(StubEc2):
-        def describe_subnets(self, SubnetIds: list[str]) -> dict:  # noqa: N803
+        def describe_subnets(self, SubnetIds: list[str]) -> dict:
             raise RuntimeError("UnauthorizedOperation")
 
     event = {

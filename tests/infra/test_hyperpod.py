@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from typing import cast
-
-from aws_cdk import CfnElement
-
-from collections.abc import Mapping
-from typing import Any
-
 import fnmatch
 import json
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
+from aws_cdk import CfnElement
 
 from infra.cluster.addons import managed_addons
-from infra.hyperpod.stack import LIFECYCLE_DIR, NODE_SETTINGS_FILE
-from infra.hyperpod.dependencies import HEALTH_AGENT_ACCOUNTS, HEALTH_AGENT_REPOSITORY, HEALTH_AGENT_TAG
 from infra.gpu_capacity.node_capacity import hugepages_2mi_pages_per_node
+from infra.hyperpod.dependencies import HEALTH_AGENT_ACCOUNTS, HEALTH_AGENT_REPOSITORY, HEALTH_AGENT_TAG
+from infra.hyperpod.stack import LIFECYCLE_DIR, NODE_SETTINGS_FILE
 from tests.support.synthesis import SynthesisCache, Synthesized
 
 

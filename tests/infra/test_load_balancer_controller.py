@@ -4,9 +4,8 @@ Service asks of it, and applied before the Service (capacity-block.yaml turns th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from infra.workload_names import ROUTER

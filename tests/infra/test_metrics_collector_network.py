@@ -8,21 +8,19 @@ subnets), never from the constants that built them.
 
 from __future__ import annotations
 
-from aws_cdk.assertions import Template
-
-from runtime.roles import Role
-
 import copy
 import ipaddress
 import json
 from typing import Any
 
 import pytest
+from aws_cdk.assertions import Template
 
 from infra.config import parse_deployment
 from infra.workloads.stack import serving_objects
-from tests.support.synthesis import SHIPPED, SynthesisCache, Synthesized, load_yaml
+from runtime.roles import Role
 from tests.support.network_policy import Source, admitted, pod_templates, smoke_job, with_router
+from tests.support.synthesis import SHIPPED, SynthesisCache, Synthesized, load_yaml
 from tests.support.workload_objects import IMAGE
 
 ENGINES: tuple[Role, ...] = ("prefill", "decode")

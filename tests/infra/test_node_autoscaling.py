@@ -9,8 +9,8 @@ import json
 from infra.cluster.addons import cluster_autoscaler
 from infra.workload_names import ACCELERATOR_LABEL, ROLE_LABEL, SYSTEM_POOL
 from infra.workloads.stack import serving_objects
-from tests.support.synthesis import Synthesized
 from tests.support.rehearsal import HUGEPAGES, eks_nodes
+from tests.support.synthesis import Synthesized
 
 TEMPLATE = "k8s.io/cluster-autoscaler/node-template/resources/"
 

@@ -4,10 +4,9 @@ system nodes. capacity-block.yaml is the shipped deployment that names a secret;
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import copy
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,9 @@ import pytest
 import yaml
 from aws_cdk.assertions import Template
 
-from infra.gpu_capacity import node_capacity
 from infra.cluster.addons import SECRET_ROTATION_POLL_INTERVAL, SECRETS_STORE_CSI_DRIVER, SECRETS_STORE_PROVIDER_AWS
 from infra.config import DeploymentError, parse_deployment
-from infra.workloads.router_api_keys import api_keys_reader_role
-from infra.workloads.router_objects import SECRETS_STORE_DRIVER
-from infra.workloads.serving_config import config_hash
+from infra.gpu_capacity import node_capacity
 from infra.workload_names import (
     API_KEYS_FILE,
     API_KEYS_MOUNT,
@@ -31,11 +27,14 @@ from infra.workload_names import (
     ROUTER,
     ROUTER_API_KEYS,
 )
+from infra.workloads.router_api_keys import api_keys_reader_role
+from infra.workloads.router_objects import SECRETS_STORE_DRIVER
+from infra.workloads.serving_config import config_hash
 from runtime.config import Serving
 from runtime.router.api_keys import ApiKeys
-from tests.support.synthesis import SHIPPED, Synthesized, load_yaml
 from tests.infra.scheduling import can_place, pod_requests
 from tests.support.rehearsal import chart_pods, eks_nodes, gpu_nodes, rehearsal_cluster
+from tests.support.synthesis import SHIPPED, Synthesized, load_yaml
 from tests.support.workload_objects import find, objects_of, pod_spec
 
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:team/router-keys-Ab12Cd"

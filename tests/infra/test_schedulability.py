@@ -10,20 +10,28 @@ when the node's boot configuration reserves them.
 
 from __future__ import annotations
 
-from runtime.roles import Role
-
 import copy
 import json
 from typing import Any
 
 import pytest
 
-from infra.gpu_capacity import node_capacity
 from infra.config import DeploymentError, parse_deployment
+from infra.gpu_capacity import node_capacity
 from infra.operations.serving_endpoints import ServingEndpoints
 from infra.operations.smoke import SMOKE_IMAGE, job_manifest
 from infra.workloads.stack import serving_objects
+from runtime.roles import Role
 from tests.infra.chart_facts import OFFERS
+from tests.infra.scheduling import (
+    Node,
+    can_place,
+    extended_requests,
+    placement_problems,
+    pod_requests,
+    roll,
+    tolerates,
+)
 from tests.support.rehearsal import (
     chart_pods,
     eks_nodes,
@@ -37,15 +45,6 @@ from tests.support.rehearsal import (
     rehearsal_cluster,
 )
 from tests.support.synthesis import INFRA_FIXTURES, SynthesisCache, Synthesized, load_yaml
-from tests.infra.scheduling import (
-    Node,
-    can_place,
-    extended_requests,
-    placement_problems,
-    pod_requests,
-    roll,
-    tolerates,
-)
 
 FIXTURES = INFRA_FIXTURES
 

@@ -15,9 +15,9 @@ from infra.config import parse_deployment
 from infra.workload_names import ROUTER
 from runtime.config import Serving
 from runtime.router.config import KubernetesDiscovery
+from tests.infra.secretproviderclass_schema import SECRET_PROVIDER_CLASS_V1
 from tests.support.synthesis import Synthesized, load_yaml, wide_ep_decode
 from tests.support.workload_objects import IMAGE, container, find, objects_of, pod_spec
-from tests.infra.secretproviderclass_schema import SECRET_PROVIDER_CLASS_V1
 
 K8S = "1.35"
 DEPLOYMENTS = {

@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any, Iterator
-
+from typing import Any
 
 from infra.gpu_capacity import node_capacity
 from infra.hyperpod.stack import LIFECYCLE_DIR
 from infra.workload_names import HYPERPOD_HEALTH_LABEL, HYPERPOD_HEALTH_TAINT, INSTANCE_TYPE_LABEL
 from runtime.catalog import INSTANCE_CATALOG, InstanceSpec
 from tests.infra.chart_facts import CHART_COMPONENT_PODS, CHART_PODS, DAEMONSET_CHARTS, OFFERS
-from tests.support.synthesis import Synthesized
 from tests.infra.scheduling import (
     Cluster,
     Node,
@@ -25,6 +24,7 @@ from tests.infra.scheduling import (
     placement_problems,
     pod_requests,
 )
+from tests.support.synthesis import Synthesized
 
 HUGEPAGES = "hugepages-2Mi"
 _EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}

@@ -14,9 +14,9 @@ import aws_cdk as cdk
 import yaml
 from aws_cdk.assertions import Template
 
+from infra.compliance.nag import register_checks
 from infra.config import Deployment, parse_deployment
 from infra.deployment_stacks import DeploymentStacks
-from infra.compliance.nag import register_checks
 from runtime.catalog import INSTANCE_CATALOG
 
 REPO = Path(__file__).resolve().parents[2]

@@ -49,7 +49,6 @@ def test_a_server_never_ready_is_stopped(tmp_path: Path) -> None:
         start_timeout_s=1.0,
         poll_s=0.1,
     )
-    with pytest.raises(ProcessFailedToStart, match="not ready after"):
-        with server:
-            pass
+    with pytest.raises(ProcessFailedToStart, match="not ready after"), server:
+        pass
     assert server.group is not None and server.group.process.poll() is not None

@@ -13,9 +13,9 @@ import socket
 from typing import Any
 
 from runtime.json_log import EventLog
+from runtime.roles import Role
 from runtime.router.config import DnsDiscovery
 from runtime.router.discovery.source import KvEventsEndpoint, OnEngines
-from runtime.roles import Role
 from runtime.router.engines.engine import EngineSpec
 from runtime.router.router_metrics import RouterMetrics
 

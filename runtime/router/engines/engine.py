@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
 from runtime.roles import Role
 from runtime.router.engines.breaker import CircuitBreaker
 

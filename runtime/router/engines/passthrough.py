@@ -9,10 +9,10 @@ import time
 import aiohttp
 from aiohttp import web
 
-from runtime.router.requests.api_error import ApiError
 from runtime.roles import DECODE, PREFILL
 from runtime.router.engines.engine import Engine
 from runtime.router.engines.registry import EngineRegistry
+from runtime.router.requests.api_error import ApiError
 
 PATHS = {"/tokenize": "POST", "/detokenize": "POST", "/version": "GET"}
 TIMEOUT = aiohttp.ClientTimeout(total=30.0)

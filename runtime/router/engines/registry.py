@@ -13,11 +13,11 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator
 from typing import Any, Protocol
 
 from runtime.json_log import EventLog
-from runtime.router.config import RouterConfig
 from runtime.roles import DECODE, Role
-from runtime.router.engines.engine import Engine, EngineSpec, Subscription
+from runtime.router.config import RouterConfig
 from runtime.router.engines.breaker import STATE_VALUES, CircuitBreaker
 from runtime.router.engines.capacity import forget_capacity, learn_capacity
+from runtime.router.engines.engine import Engine, EngineSpec, Subscription
 from runtime.router.engines.load_metrics import EngineLoad
 from runtime.router.router_metrics import RouterMetrics
 

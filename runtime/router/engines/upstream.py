@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 import aiohttp
 from aiohttp.payload import BytesPayload

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from runtime.router.config import Retries
 from runtime.roles import DECODE, ROLES, Role
+from runtime.router.config import Retries
 from runtime.router.engines.engine import Engine
 from runtime.router.engines.registry import EngineRegistry
 from runtime.router.router_metrics import RouterMetrics

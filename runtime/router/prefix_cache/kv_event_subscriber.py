@@ -80,7 +80,7 @@ class KvEventSubscriber:
         self.last_sequence = sequence
         try:
             batch = decode_batch(frames[2])
-        except Exception as error:  # noqa: BLE001 - whatever the bytes are, indexing goes on
+        except Exception as error:
             log.warning("kv_event_batch_invalid", engine=self.engine_name, reason=repr(error)[:300])
             self._resync("bad_batch")
             return
@@ -88,7 +88,7 @@ class KvEventSubscriber:
         for event in batch.events:
             try:
                 kind = self.indexer.apply(event)
-            except Exception as error:  # noqa: BLE001 - a hash that is a map, a token id that is a string, ...
+            except Exception as error:
                 if not self.indexer.skipped.get("malformed"):
                     log.warning("kv_event_malformed", engine=self.engine_name, reason=repr(error)[:300])
                 self.indexer.skipped["malformed"] = self.indexer.skipped.get("malformed", 0) + 1

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from runtime.json_log import EventLog
-from runtime.router.requests.openai_request import OpenAiRequest
 from runtime.router.prefix_cache.prompt_blocks import PromptBlocks, character_blocks, token_blocks
+from runtime.router.requests.openai_request import OpenAiRequest
 from runtime.router.requests.prompt_tokenizer import PromptTokenizer
 
 log = EventLog("runtime.router.prompt")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-from runtime.router.config import Saturation
 from runtime.roles import Role
+from runtime.router.config import Saturation
 from runtime.router.engines.engine import Engine
 from runtime.router.flow.pd_pairs import PairHealth
 from runtime.router.scheduling.context import SchedulingContext

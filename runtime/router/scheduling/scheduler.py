@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from runtime.router.config import RouterConfig
 from runtime.roles import DECODE, PREFILL, ROLES, Role
+from runtime.router.config import RouterConfig
 from runtime.router.engines.engine import Engine
+from runtime.router.flow.pd_pairs import PairHealth
 from runtime.router.prefix_cache.prefix_index import PrefixIndex
 from runtime.router.scheduling.context import Pick, RoutingPlan, SchedulingContext, Served
-from runtime.router.flow.pd_pairs import PairHealth
 from runtime.router.scheduling.filters import Filter, FreshPairFilter, HealthyFilter, NotSaturatedFilter, RoleFilter
 from runtime.router.scheduling.pd_decider import PdDecider
 from runtime.router.scheduling.pending_prefixes import PendingPrefixes

@@ -24,7 +24,7 @@ class PrefixScorer:
     def score(self, context: SchedulingContext, engines: list[Engine]) -> dict[Engine, float]:
         total = len(context.blocks.keys)
         if total == 0:
-            return {engine: 0.0 for engine in engines}
+            return dict.fromkeys(engines, 0.0)
         return {engine: context.expected_blocks(engine) / total for engine in engines}
 
 
@@ -56,7 +56,7 @@ class SessionAffinityScorer:
 
     def score(self, context: SchedulingContext, engines: list[Engine]) -> dict[Engine, float]:
         if not context.session or not engines:
-            return {engine: 0.0 for engine in engines}
+            return dict.fromkeys(engines, 0.0)
         session = context.session.encode()
         winner = max(engines, key=lambda engine: _rendezvous(session, engine.url))
         return {engine: 1.0 if engine is winner else 0.0 for engine in engines}

@@ -5,11 +5,10 @@ cfn-lint's bundled CloudFormation schemas."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import base64
 import copy
+from collections.abc import Mapping
+from typing import Any
 
 import aws_cdk as cdk
 import yaml

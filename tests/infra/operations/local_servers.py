@@ -54,8 +54,9 @@ class MotoServer:
 def moto_server() -> Iterator[MotoServer]:
     """moto in server mode under the test bed's supervisor (up to ~30 s to start on a slow CI machine)."""
     (port,) = free_ports(1)
-    with tempfile.TemporaryDirectory(prefix="moto-") as work:
-        with HttpServer(
+    with (
+        tempfile.TemporaryDirectory(prefix="moto-") as work,
+        HttpServer(
             "moto",
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             dict(os.environ),
@@ -66,8 +67,9 @@ def moto_server() -> Iterator[MotoServer]:
             start_timeout_s=30.0,
             poll_s=0.1,
             stop_grace_s=10.0,
-        ) as server:
-            yield MotoServer(url=server.url)
+        ) as server,
+    ):
+        yield MotoServer(url=server.url)
 
 
 # --- a generic JSON HTTP server ------------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ import pytest
 
 from infra.operations.serving_endpoints import ServingEndpoints
 from infra.operations.smoke import SmokeError, job_manifest, parse_result
-from tests.support.operations import REGION, Deployed, deployment_file, load, run_cli
 from tests.infra.operations.local_servers import FakeEngine, FakeKubernetes, MotoServer, serving
+from tests.support.operations import REGION, Deployed, deployment_file, load, run_cli
 
 
 @dataclass

@@ -9,8 +9,8 @@ import pytest
 
 from infra.operations import aws_facts
 from infra.operations.status import StatusReader
-from tests.support.operations import REGION, Deployed, deployment_file, load, run_cli
 from tests.infra.operations.local_servers import FakeKubernetes, MotoServer, RecordedAws, serving
+from tests.support.operations import REGION, Deployed, deployment_file, load, run_cli
 
 
 @pytest.fixture

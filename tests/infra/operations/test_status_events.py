@@ -4,14 +4,14 @@ from ListClusterEvents and DescribeClusterEvent (moto models neither: a recordin
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from infra.operations import aws_facts
-from tests.support.operations import REGION, Deployed, Run, deployment_file, load, run_cli
 from tests.infra.operations.local_servers import RECORDINGS, MotoServer, RecordedAws, serving
+from tests.support.operations import REGION, Deployed, Run, deployment_file, load, run_cli
 
 RECORDING = "hyperpod-continuous-provisioning-short.json"
 
@@ -26,7 +26,7 @@ def _status(recorded: RecordedAws, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def _at(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def test_a_short_instance_group_names_the_capacity_and_lifecycle_failures(
@@ -120,7 +120,7 @@ def _epochs_to_datetimes(value: object) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if key.endswith("Time") and isinstance(item, float):
-                value[key] = datetime.fromtimestamp(item, timezone.utc)
+                value[key] = datetime.fromtimestamp(item, UTC)
             else:
                 _epochs_to_datetimes(item)
     elif isinstance(value, list):

@@ -11,8 +11,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.support.operations import REGION, REPO, Deployed, deployment_file, load, run_cli
 from tests.infra.operations.local_servers import MotoServer, RecordedAws, serving
+from tests.support.operations import REGION, REPO, Deployed, deployment_file, load, run_cli
 
 
 def _one_line_error(run, expected: str) -> None:  # type: ignore[no-untyped-def]

@@ -9,8 +9,8 @@ import pytest
 
 from infra.operations.status import Check, EnvironmentStatus
 from infra.operations.wait import Waiter, format_duration, parse_duration
-from tests.support.operations import REGION, Deployed, deployment_file, load, run_cli
 from tests.infra.operations.local_servers import MotoServer, RecordedAws, serving
+from tests.support.operations import REGION, Deployed, deployment_file, load, run_cli
 
 
 class FakeClock:

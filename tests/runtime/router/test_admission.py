@@ -24,9 +24,7 @@ upstream timeouts (1 s to connect, made for the fault tests) turned a drained bu
 and the default 5 s interactive wait turned queued requests into wait_timeout 429s. Far past the SDK's own timeout,
 so a request that never ends fails there."""
 UNHURRIED = {
-    "timeouts": {
-        name: UNHURRIED_S for name in ("connect_s", "first_byte_s", "idle_stream_s", "prefill_s", "first_token_s")
-    }
+    "timeouts": dict.fromkeys(("connect_s", "first_byte_s", "idle_stream_s", "prefill_s", "first_token_s"), UNHURRIED_S)
 }
 PATIENCE_S = 60.0
 """How long a test waits for a condition that must come: only a broken router runs into it, never a slow machine."""

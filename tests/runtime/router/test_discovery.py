@@ -10,11 +10,10 @@ from typing import Any
 
 from aiohttp import web
 
-from runtime.router.config import DnsDiscovery, KubernetesDiscovery, StaticEngine
+from runtime.router.config import DnsDiscovery, KubernetesDiscovery, RouterConfig, StaticEngine
 from runtime.router.discovery.dns_records import DnsRecordsDiscovery
 from runtime.router.discovery.endpoint_slices import EndpointSliceDiscovery
 from runtime.router.discovery.static_list import StaticDiscovery
-from runtime.router.config import RouterConfig
 from runtime.router.engines.engine import EngineSpec
 from runtime.router.engines.registry import EngineRegistry
 from runtime.router.router_metrics import RouterMetrics

@@ -3,10 +3,9 @@ mock Kubernetes API and a mock KV-event publisher on loopback, requests over HTT
 
 from __future__ import annotations
 
-from functools import partial
-
 import socket
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import msgpack
@@ -22,9 +21,9 @@ BODY = {"model": "tiny", "prompt": "SELECT 1;\n" * 20, "max_tokens": 2}
 
 
 def kube_router(
-    router_process: Callable[..., ProcessCluster],
+    router_process: Callable[..., ProcessCluster],  # noqa: F811 - the fixture's value, passed on by each test
     tmp_path: Path,
-    decodes: int = 2,  # noqa: F811
+    decodes: int = 2,
     **router: object,
 ) -> tuple[ProcessCluster, FakeKubeApi]:
     loop = router_process.loop  # type: ignore[attr-defined]

@@ -3,14 +3,12 @@ headers, and compressed answers. Black box: HTTP in, HTTP out, real sockets on l
 
 from __future__ import annotations
 
-from testbed.fault_engine import FaultEngine
-
-from functools import partial
-
 import json
+from functools import partial
 
 import pytest
 
+from testbed.fault_engine import FaultEngine
 from tests.support.router_cluster import Cluster
 
 LONG = "SELECT * FROM requests WHERE engine = 'decode';\n" * 30

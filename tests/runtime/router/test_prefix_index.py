@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runtime.router.prefix_cache.prefix_index import PrefixIndex
-from runtime.router.prefix_cache.prompt_blocks import character_blocks, chain_keys, token_blocks
+from runtime.router.prefix_cache.prompt_blocks import chain_keys, character_blocks, token_blocks
 
 
 def test_match_counts_the_unbroken_leading_run_per_engine() -> None:

@@ -3,9 +3,8 @@ rejects), each held against what the engines receive over real HTTP."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import json
+from typing import Any
 
 import pytest
 

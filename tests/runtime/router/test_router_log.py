@@ -7,7 +7,6 @@ import json
 import socket
 from pathlib import Path
 
-
 from testbed.router_process import start_lone_router
 
 REPO = Path(__file__).resolve().parents[3]

@@ -5,22 +5,22 @@ from __future__ import annotations
 import asyncio
 import random
 
-from runtime.router.flow.attempts import Attempts
-from runtime.router.config import Retries, RouterConfig, Saturation
+import pytest
+
 from runtime.roles import DECODE
+from runtime.router.config import Retries, RouterConfig, Saturation
+from runtime.router.engines.breaker import CircuitBreaker
 from runtime.router.engines.engine import Engine, EngineSpec
+from runtime.router.engines.registry import EngineRegistry
+from runtime.router.flow.attempts import Attempts
 from runtime.router.prefix_cache.prompt_blocks import PromptBlocks
 from runtime.router.router_metrics import RouterMetrics
-from runtime.router.engines.breaker import CircuitBreaker
-from runtime.router.engines.registry import EngineRegistry
 from runtime.router.scheduling.context import SchedulingContext, Served
 from runtime.router.scheduling.filters import HealthyFilter, NotSaturatedFilter, RoleFilter
 from runtime.router.scheduling.pd_decider import PdDecider
 from runtime.router.scheduling.picker import MaxScorePicker
 from runtime.router.scheduling.scheduler import NoEngineAvailable, Scheduler
 from runtime.router.scheduling.scorers import LoadScorer, PrefixScorer, SessionAffinityScorer
-
-import pytest
 
 
 def context(blocks: int = 4, matches: dict[str, int] | None = None, session: str | None = None) -> SchedulingContext:
@@ -82,7 +82,7 @@ def test_session_scorer_is_a_rendezvous_hash() -> None:
     assert len(set(before.values())) == 4
     after = {session: owner(session, pool[1:]) for session in sessions}
     assert all(after[s] == before[s] for s in sessions if before[s] != "http://d0")
-    assert scorer.score(context(), pool) == {engine: 0.0 for engine in pool}
+    assert scorer.score(context(), pool) == dict.fromkeys(pool, 0.0)
 
 
 def test_picker_takes_the_max_then_the_least_loaded() -> None:
