@@ -85,7 +85,7 @@ class NixlLoopback:
         )
 
     @staticmethod
-    def _agent(role: str, backends: list[str]):  # type: ignore[no-untyped-def]
+    def _agent(role: str, backends: list[str]):
         try:
             from nixl._api import nixl_agent, nixl_agent_config
         except ImportError as error:

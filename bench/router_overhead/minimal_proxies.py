@@ -14,7 +14,7 @@ def aiohttp_proxy(port: int, upstream: str) -> None:
     import aiohttp
     from aiohttp import web
 
-    async def session_ctx(app: web.Application):  # type: ignore[no-untyped-def]
+    async def session_ctx(app: web.Application):
         app["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         yield
         await app["session"].close()
@@ -47,7 +47,7 @@ def aiohttp_pd_proxy(port: int, prefill: str, decode: str) -> None:
     from runtime.router.flow.wire import PREFILL_LEG
     from runtime.router.requests.json_splice import with_fields
 
-    async def session_ctx(app: web.Application):  # type: ignore[no-untyped-def]
+    async def session_ctx(app: web.Application):
         app["session"] = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0), auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar()
         )
@@ -96,7 +96,7 @@ def starlette_proxy(port: int, upstream: str) -> None:
         )
         response = await client.send(upstream_request, stream=True)
 
-        async def relay():  # type: ignore[no-untyped-def]
+        async def relay():
             try:
                 async for chunk in response.aiter_raw():
                     yield chunk

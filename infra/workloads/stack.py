@@ -122,9 +122,11 @@ class WorkloadsStack(cdk.Stack):
         self.api_keys_secret = deployment.workloads.router.api_keys_secret
         self.api_keys: RouterApiKeys | None = None
         if deployment.workloads.router.api_keys_secret is not None:
-            self.api_keys = RouterApiKeys(
-                self, "RouterApiKeys", props=RouterApiKeysProps(deployment=deployment, cluster=props.cluster)
-            )  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+            api_keys_props = RouterApiKeysProps(
+                deployment=deployment,
+                cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+            )
+            self.api_keys = RouterApiKeys(self, "RouterApiKeys", props=api_keys_props)
             # the SecretProviderClass CRD comes with the driver's chart; the routers mount with the role's credentials
             for dependency in (*self.api_keys.charts, self.api_keys.association):
                 self.manifest.node.add_dependency(dependency)

@@ -95,7 +95,7 @@ class AdmissionQueue:
                 param=self.config.priority_header,
                 code="invalid_priority",
             )
-        return value  # type: ignore[return-value]
+        return value
 
     @property
     def queued(self) -> int:

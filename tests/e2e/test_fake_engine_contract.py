@@ -174,6 +174,7 @@ def test_both_pd_legs_answer_the_same_fields(sides: dict[str, Side], endpoint: s
         params = prefilled["kv_transfer_params"]
         whole, _ = post(side.decode, path, {**body, "kv_transfer_params": params}, f"contract-{endpoint}-{label}-d")
         prefilled2, _ = post(side.prefill, path, prefill_leg(body), f"contract-{endpoint}-{label}-2")
+        assert prefilled2 is not None
         _, chunks = post(
             side.decode,
             path,
@@ -182,7 +183,7 @@ def test_both_pd_legs_answer_the_same_fields(sides: dict[str, Side], endpoint: s
                 "stream": True,
                 "stream_options": {"include_usage": True},
                 "kv_transfer_params": prefilled2["kv_transfer_params"],
-            },  # type: ignore[index]
+            },
             f"contract-{endpoint}-{label}-s",
         )
         answers[label] = {"prefill": prefilled, "params": params, "decode": whole, "chunks": chunks}

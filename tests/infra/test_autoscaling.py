@@ -60,7 +60,7 @@ def scaled(d: Deployment, role: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("make", [lambda: deployment(), wide_ep_decode], ids=["default", "wide-ep"])
-def test_objects_match_the_pinned_keda_schema(make) -> None:  # type: ignore[no-untyped-def]
+def test_objects_match_the_pinned_keda_schema(make) -> None:
     objects = autoscaling_objects(make(), WORKSPACE)
     assert sorted(o["kind"] for o in objects) == ["ScaledObject", "ScaledObject", "TriggerAuthentication"]
     for obj in objects:
@@ -90,7 +90,7 @@ def test_the_schema_is_closed() -> None:
 
 
 @pytest.mark.parametrize("make", [lambda: deployment(), wide_ep_decode], ids=["default", "wide-ep"])
-def test_each_scaled_object_targets_its_roles_controller(make) -> None:  # type: ignore[no-untyped-def]
+def test_each_scaled_object_targets_its_roles_controller(make) -> None:
     d = make()
     workloads = serving_objects(d, "image", autoscaled=True)
     for role in ("prefill", "decode"):
@@ -214,9 +214,7 @@ def test_the_default_app_synthesizes_keda_over_the_observability_workspace(defau
     (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert sorted(statement["Action"]) == sorted(QUERY_ACTIONS)
     # the observability stack's workspace ARN, imported: nothing else
-    workspace_id = default.stacks.observability.resolve(  # type: ignore[union-attr]
-        default.stacks.observability.workspace.workspace.logical_id
-    )  # type: ignore[union-attr]
+    workspace_id = default.stacks.observability.resolve(default.stacks.observability.workspace.workspace.logical_id)
     assert "Fn::ImportValue" in statement["Resource"] and workspace_id in json.dumps(statement["Resource"])
     assert default.stacks.observability in default.stacks.workloads.dependencies
 

@@ -239,7 +239,7 @@ def test_the_routers_wait_for_the_driver_and_their_identity(capacity_block: Synt
     creation: the serving manifest (routers and their SecretProviderClass) is applied after both."""
     stack = capacity_block.stacks.workloads
     resources = capacity_block.workloads.to_json()["Resources"]
-    manifest = resources[stack.resolve(stack.manifest.node.default_child.logical_id)]  # type: ignore[union-attr]
+    manifest = resources[stack.resolve(stack.manifest.node.default_child.logical_id)]
     charts = {
         k
         for k, c in capacity_block.workloads.find_resources("Custom::AWSCDK-EKS-HelmChart").items()

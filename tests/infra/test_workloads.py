@@ -256,7 +256,7 @@ def test_configmap_is_what_the_runtime_reads() -> None:
 def _model_reader_id(synth: Synthesized) -> str:
     reader = synth.stacks.workloads.model_reader
     assert reader is not None
-    return synth.stacks.workloads.resolve(reader.node.default_child.logical_id)  # type: ignore[union-attr]
+    return synth.stacks.workloads.resolve(reader.node.default_child.logical_id)
 
 
 def test_worker_pod_identity_reads_only_the_model_prefix(default: Synthesized) -> None:
@@ -290,7 +290,7 @@ def test_pod_identity_exists_before_the_first_pod(default: Synthesized) -> None:
     }
     manifest = resources[
         default.stacks.workloads.resolve(default.stacks.workloads.manifest.node.default_child.logical_id)
-    ]  # type: ignore[union-attr]
+    ]
     assert manifest["Type"] == "Custom::AWSCDK-EKS-KubernetesResource"
     assert associations and associations <= set(manifest.get("DependsOn", []))
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from runtime.nixl_loopback import LoopbackResult, NixlUnavailable
 from runtime.preflight import Preflight
@@ -23,7 +24,7 @@ class FakeLoopback:
         return LoopbackResult(backend=self.backend, bytes=64 * 1024**2, nixl_gbps=4.8, memcpy_gbps=5.4)
 
 
-def preflight(tmp_path: Path, efa: int, gpus: int, hugepages: int = 0, **kwargs: object) -> Preflight:
+def preflight(tmp_path: Path, efa: int, gpus: int, hugepages: int = 0, **kwargs: Any) -> Preflight:
     meminfo = tmp_path / "meminfo"
     meminfo.write_text(f"MemTotal:       2113929216 kB\nHugePages_Total:    {hugepages}\nHugepagesize:       2048 kB\n")
     model = tmp_path / "model"
@@ -33,7 +34,7 @@ def preflight(tmp_path: Path, efa: int, gpus: int, hugepages: int = 0, **kwargs:
     )
     return Preflight(
         config, "decode", probe=fake_node(tmp_path, efa=efa, gpus=gpus), meminfo=meminfo, shm=tmp_path, **kwargs
-    )  # type: ignore[arg-type]
+    )
 
 
 def statuses(report_json: str) -> dict[str, str]:

@@ -26,7 +26,7 @@ def routed_serving(model: Path, ports: list[int]) -> dict[str, Any]:
     token details), the router on ports[8] discovering both statically with their KV events."""
     prefill_role, decode_role = cpu_role(ports[0:4], cpu=0), cpu_role(ports[4:8], cpu=1)
     for role in (prefill_role, decode_role):
-        role["extra_args"] = [*role["extra_args"], "--enable-prompt-tokens-details"]  # type: ignore[list-item]
+        role["extra_args"] = [*role["extra_args"], "--enable-prompt-tokens-details"]
     return {
         "model": {"source": str(model), "served_name": "tiny", "block_size": 32, "max_model_len": 1024},
         "kv_transfer": {"backend": "UCX", "buffer_device": "cpu"},

@@ -97,7 +97,7 @@ def _send(request: urllib.request.Request) -> tuple[int, dict[str, str], bytes]:
 def serving_for(
     engines: list[tuple[FaultEngine, str]], model_source: Path, roles: dict[str, Any] | None = None, **router: Any
 ) -> Serving:
-    static = [{"url": engine.url, "role": role} for engine, role in engines]  # type: ignore[misc]
+    static = [{"url": engine.url, "role": role} for engine, role in engines]
     port, metrics_port = free_ports(2)
     router_config = {
         "host": "127.0.0.1",

@@ -58,4 +58,4 @@ class GpuZoneCheck(Construct):
             properties={"SubnetId": subnet.subnet_id, "AzId": az_id, "InstanceTypes": sorted(set(instance_types))},
         )
         # The role's policy is a resource of its own: the function must not run before it exists.
-        self.resource.node.add_dependency(self.function.role)  # type: ignore[arg-type]
+        self.resource.node.add_dependency(self.function.role)

@@ -122,9 +122,9 @@ class EndpointSliceDiscovery:
                         EngineSpec(
                             url=f"http://{host}:{port}",
                             role=role,  # type: ignore[arg-type]
-                            kv_events=self.kv_events(address, role),
+                            kv_events=self.kv_events(address, role),  # type: ignore[arg-type]
                         )
-                    )  # type: ignore[arg-type]
+                    )
         return sorted(set(specs), key=lambda spec: (spec.role, spec.url))
 
     async def run(self, on_engines: OnEngines) -> None:

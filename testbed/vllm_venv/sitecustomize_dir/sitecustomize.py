@@ -16,7 +16,7 @@ except ImportError:  # not a NIXL venv: nothing to adjust
 if _bindings is not None and not getattr(_bindings, "_pdstack_testbed_patched", False):
     _agent = _bindings.nixlAgent
 
-    def _agent_with_progress_delay(name, config, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _agent_with_progress_delay(name, config, *args, **kwargs):
         config.pthrDelay = PROGRESS_THREAD_DELAY_US
         return _agent(name, config, *args, **kwargs)
 

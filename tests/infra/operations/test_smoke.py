@@ -46,7 +46,7 @@ def cluster(aws_env: MotoServer, tmp_path: Path) -> Iterator[Cluster]:
             yield Cluster(path=path, kube=kube, kube_url=kube_url, router=router, decode=decode)
 
 
-def _smoke(c: Cluster, *extra: str):  # type: ignore[no-untyped-def]
+def _smoke(c: Cluster, *extra: str):
     return run_cli("smoke", "--deployment", str(c.path), "--region", REGION, "--api-server", c.kube_url, *extra)
 
 

@@ -15,7 +15,7 @@ from tests.infra.operations.local_servers import MotoServer, RecordedAws, servin
 from tests.support.operations import REGION, REPO, Deployed, deployment_file, load, run_cli
 
 
-def _one_line_error(run, expected: str) -> None:  # type: ignore[no-untyped-def]
+def _one_line_error(run, expected: str) -> None:
     assert run.code == 2, (run.code, run.out, run.err)
     assert run.err.count("\n") == 1 and run.err.startswith("error: "), run.err
     assert expected in run.err, run.err

@@ -32,10 +32,7 @@ def _status(*checks: tuple[str, ...]) -> EnvironmentStatus:
         deployment="pdstack",
         account="123456789012",
         region=REGION,
-        checks=[
-            Check(area=c[0], name=c[1], state=c[2], summary=c[3] if len(c) > 3 else c[2])  # type: ignore[arg-type]
-            for c in checks
-        ],
+        checks=[Check(area=c[0], name=c[1], state=c[2], summary=c[3] if len(c) > 3 else c[2]) for c in checks],
     )
 
 

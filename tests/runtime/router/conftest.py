@@ -47,7 +47,7 @@ def make_cluster(tokenizer_dir: Path) -> Iterator[Callable[..., Cluster]]:
             loop.run(engine.start())
         pairs = [(e, "prefill") for e in prefill_engines] + [(e, "decode") for e in decode_engines]
         source = tokenizer_dir if tokenizer else tokenizer_dir.parent / "no-tokenizer-here"
-        serving = serving_for(pairs, source, **router)  # type: ignore[arg-type]
+        serving = serving_for(pairs, source, **router)
         server = loop.run(start_router(serving))
         cluster = Cluster(loop, server, prefill_engines, decode_engines)
         started.append(cluster)
@@ -62,7 +62,7 @@ def make_cluster(tokenizer_dir: Path) -> Iterator[Callable[..., Cluster]]:
         for engine in engines:
             loop.run(engine.start(engine.port))
         pairs = [(engine, "prefill" if engine.name.startswith("prefill") else "decode") for engine in engines]
-        server = loop.run(start_router(serving_for(pairs, tokenizer_dir, roles, **router)))  # type: ignore[arg-type]
+        server = loop.run(start_router(serving_for(pairs, tokenizer_dir, roles, **router)))
         cluster = Cluster(
             loop, server, [e for e, role in pairs if role == "prefill"], [e for e, role in pairs if role == "decode"]
         )
@@ -83,4 +83,4 @@ def make_cluster(tokenizer_dir: Path) -> Iterator[Callable[..., Cluster]]:
 @pytest.fixture
 def make_cluster_from(make_cluster: Callable[..., Cluster]) -> Callable[..., Cluster]:
     """``make_cluster_from(engines, router, roles)``: a cluster of engines made by the test (hosts, ports)."""
-    return make_cluster.make_from  # type: ignore[attr-defined, no-any-return]
+    return make_cluster.make_from  # type: ignore[attr-defined]

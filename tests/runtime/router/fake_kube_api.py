@@ -59,7 +59,7 @@ class FakeKubeApi:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = site._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         for queue in self.watches:
@@ -112,5 +112,5 @@ class FakeKubeApi:
                 await out.write(line + b"\n")
         finally:
             self.watches.remove(queue)
-        request.transport.close()  # type: ignore[union-attr]  # the watch drops
+        request.transport.close()  # the watch drops
         return out

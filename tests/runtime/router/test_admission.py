@@ -61,7 +61,7 @@ def depth(cluster: Cluster, priority: str) -> float:
     return cluster.metric("pdstack_router_admission_queue_depth", priority=priority)
 
 
-def test_overload_is_429_with_retry_after_in_openai_shape(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_overload_is_429_with_retry_after_in_openai_shape(make_cluster) -> None:
     cluster: Cluster = make_cluster(admission={"max_queued": 0, "retry_after_s": 3})
     saturate(cluster)
     with pytest.raises(openai.RateLimitError) as raised:
@@ -76,7 +76,7 @@ def test_overload_is_429_with_retry_after_in_openai_shape(make_cluster) -> None:
     assert not cluster.decodes[0].received  # nothing reached an engine
 
 
-def test_defaults_protect_a_saturated_cluster_from_120_clients(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_defaults_protect_a_saturated_cluster_from_120_clients(make_cluster) -> None:
     """The default queue bound; every engine reports a deep queue; 120 clients at once. The queue holds exactly
     max_queued and the rest are answered 429 queue_full while it still holds; when the engines drain, every queued
     request is served; no 5xx at all. (The waits and upstream timeouts are out of reach, see UNHURRIED_S; the wait
@@ -107,7 +107,7 @@ def test_defaults_protect_a_saturated_cluster_from_120_clients(make_cluster) -> 
     assert depth(cluster, "interactive") == 0
 
 
-def test_a_request_waits_no_longer_than_its_class_allows(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_request_waits_no_longer_than_its_class_allows(make_cluster) -> None:
     cluster: Cluster = make_cluster(admission={"interactive_max_wait_s": 0.2})
     saturate(cluster)
     with pytest.raises(openai.RateLimitError) as raised:
@@ -120,7 +120,7 @@ def test_a_request_waits_no_longer_than_its_class_allows(make_cluster) -> None: 
     assert depth(cluster, "interactive") == 0
 
 
-def test_interactive_is_served_before_batch(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_interactive_is_served_before_batch(make_cluster) -> None:
     """Batch requests queue first, interactive ones after; one request fits at a time once the engines drain: the
     decode engine receives every interactive request before any batch request."""
     cluster: Cluster = make_cluster(
@@ -148,7 +148,7 @@ def test_interactive_is_served_before_batch(make_cluster) -> None:  # type: igno
     assert cluster.metric("pdstack_router_admission_wait_seconds_count", priority="batch") == 3
 
 
-def test_batch_is_shed_first(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_batch_is_shed_first(make_cluster) -> None:
     cluster: Cluster = make_cluster(**unhurried(max_queued=2))
     saturate(cluster)
     client = sdk(cluster)
@@ -173,7 +173,7 @@ def test_batch_is_shed_first(make_cluster) -> None:  # type: ignore[no-untyped-d
     assert cluster.metric("pdstack_router_admission_rejections_total", priority="interactive") == 0
 
 
-def test_a_client_that_leaves_frees_its_place(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_client_that_leaves_frees_its_place(make_cluster) -> None:
     """The client hangs up once its request is seen waiting (not on a client timeout, which a slow router could
     outlast before the request ever queued, leaving a place held for less time than the test samples)."""
     cluster: Cluster = make_cluster(**unhurried())
@@ -190,20 +190,20 @@ def test_a_client_that_leaves_frees_its_place(make_cluster) -> None:  # type: ig
     assert cluster.metric("pdstack_router_admission_rejections_total") == 0  # it left; nobody turned it away
 
 
-def test_an_unknown_priority_is_the_clients_error(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_an_unknown_priority_is_the_clients_error(make_cluster) -> None:
     cluster: Cluster = make_cluster()
     with pytest.raises(openai.BadRequestError) as raised:
         sdk(cluster).completions.create(model="tiny", prompt="hi", extra_headers={HEADER: "urgent"})
     assert raised.value.code == "invalid_priority" and HEADER in raised.value.message
 
 
-def test_admission_off_forwards_everything(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_admission_off_forwards_everything(make_cluster) -> None:
     cluster: Cluster = make_cluster(admission={"enabled": False, "max_queued": 0})
     saturate(cluster)
     assert sdk(cluster).completions.create(model="tiny", prompt="hi", max_tokens=1).choices[0].text == "t0"
 
 
-def test_an_engine_behind_an_open_breaker_is_no_capacity(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_an_engine_behind_an_open_breaker_is_no_capacity(make_cluster) -> None:
     """Health passes but the breaker took the engine out of the schedule: it cannot take a request, so with the
     other decode engine saturated the router is overloaded (429), not admitting work nobody can serve at once."""
     import time
@@ -215,7 +215,7 @@ def test_an_engine_behind_an_open_breaker_is_no_capacity(make_cluster) -> None: 
     )
     broken, loaded = cluster.decodes
     loaded.waiting = DEEP
-    cluster.wait_for(lambda: cluster.router.registry.get(loaded.url).waiting == DEEP)  # type: ignore[union-attr]
+    cluster.wait_for(lambda: cluster.router.registry.get(loaded.url).waiting == DEEP)
     engine = cluster.router.registry.get(broken.url)
     assert engine is not None and engine.healthy
     engine.breaker.trip(time.monotonic())
@@ -223,7 +223,7 @@ def test_an_engine_behind_an_open_breaker_is_no_capacity(make_cluster) -> None: 
     assert not broken.received and not loaded.received
 
 
-def test_a_burst_waits_in_the_router_not_in_the_engines_queue(make_cluster_from) -> None:  # type: ignore[no-untyped-def]
+def test_a_burst_waits_in_the_router_not_in_the_engines_queue(make_cluster_from) -> None:
     """An engine that runs 8 requests at a time (its running/waiting gauges say so once it is full): after the
     router has seen that, a burst of 120 waits in the router's admission queue (where priorities and deadlines
     apply) instead of in the engine's own queue; every request is still served."""

@@ -22,7 +22,7 @@ def ask(cluster: Cluster, key: str) -> str:
     return client(cluster, key).completions.create(model="tiny", prompt="hi", max_tokens=2).choices[0].text
 
 
-def test_the_right_key_is_served_and_a_wrong_one_is_401(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_right_key_is_served_and_a_wrong_one_is_401(make_cluster, tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.write_text("team-a-key\n\n  team-b-key  \n")
     cluster: Cluster = make_cluster(api_keys_path=str(keys))
@@ -45,7 +45,7 @@ def test_the_right_key_is_served_and_a_wrong_one_is_401(make_cluster, tmp_path: 
     assert cluster.metric("pdstack_router_auth_failures_total", reason="missing") == 2
 
 
-def test_a_rotated_key_file_takes_effect_without_a_restart(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_rotated_key_file_takes_effect_without_a_restart(make_cluster, tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.write_text("old-key\n")
     cluster: Cluster = make_cluster(api_keys_path=str(keys))
@@ -65,7 +65,7 @@ def test_a_rotated_key_file_takes_effect_without_a_restart(make_cluster, tmp_pat
         ask(cluster, "old-key")
 
 
-def test_a_mounted_secret_directory_rotated_as_the_kubelet_does(make_cluster, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_mounted_secret_directory_rotated_as_the_kubelet_does(make_cluster, tmp_path: Path) -> None:
     """A Secret volume: each key a symlink into ``..data``, itself a symlink the kubelet swaps to a new directory."""
     mount = tmp_path / "api-keys"
     mount.mkdir()

@@ -13,7 +13,7 @@ from tests.support.router_cluster import Cluster
 
 
 @pytest.fixture
-def cluster(make_cluster) -> Cluster:  # type: ignore[no-untyped-def]
+def cluster(make_cluster) -> Cluster:
     return make_cluster(pd_threshold_tokens=100000, max_body_bytes=4096)
 
 
@@ -122,7 +122,7 @@ def test_json_nested_100k_deep_is_400(cluster: Cluster, path: str) -> None:
         error_of(payload)
 
 
-def test_json_nested_100k_deep_in_a_large_body_is_400(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_json_nested_100k_deep_in_a_large_body_is_400(make_cluster) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=100000)
     raw = (
         b'{"model": "tiny", "messages": [{"role": "user", "content": "hi", "x": '
@@ -145,7 +145,7 @@ def test_bodies_not_in_utf8_are_400(cluster: Cluster, encoding: str) -> None:
     assert cluster.decodes[0].received == []
 
 
-def test_600k_messages_are_refused_before_they_are_validated(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_600k_messages_are_refused_before_they_are_validated(make_cluster) -> None:
     """A 7.8 MB body of 600k tiny messages took the event loop 2.4-3.4 s to validate (every other request waited):
     past ``max_messages`` it is refused right after the JSON is read, as OpenAI's API refuses too long an array."""
     cluster: Cluster = make_cluster(pd_threshold_tokens=100000, max_body_bytes=16 * 1024 * 1024)
@@ -163,7 +163,7 @@ def test_600k_messages_are_refused_before_they_are_validated(make_cluster) -> No
 
 def test_an_unknown_huge_model_name_is_cut_short_in_the_error_and_the_log(
     make_cluster, caplog: pytest.LogCaptureFixture
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from runtime.json_log import JsonLineFormatter
 
     cluster: Cluster = make_cluster(pd_threshold_tokens=100000)

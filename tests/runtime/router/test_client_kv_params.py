@@ -20,7 +20,7 @@ FORGED = {
 
 
 @pytest.mark.parametrize("threshold", [100000, 0], ids=["decode-only", "pd"])
-def test_client_kv_transfer_params_never_reach_an_engine(make_cluster, threshold: int) -> None:  # type: ignore[no-untyped-def]
+def test_client_kv_transfer_params_never_reach_an_engine(make_cluster, threshold: int) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=threshold)
     status, _, payload = cluster.post(
         "/v1/completions", {"model": "tiny", "prompt": LONG, "max_tokens": 2, "kv_transfer_params": FORGED}
@@ -34,7 +34,7 @@ def test_client_kv_transfer_params_never_reach_an_engine(make_cluster, threshold
     assert cluster.decodes[0].recomputed == 0
 
 
-def test_client_params_are_dropped_on_the_decode_only_fallback(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_client_params_are_dropped_on_the_decode_only_fallback(make_cluster) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     cluster.prefills[0].faults.status = 500
     status, _, _ = cluster.post(

@@ -37,13 +37,13 @@ class Heard:
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
 
-    def engine_added(self, engine) -> None:  # type: ignore[no-untyped-def]
+    def engine_added(self, engine) -> None:
         self.events.append(("added", engine.url))
 
-    def engine_removed(self, engine) -> None:  # type: ignore[no-untyped-def]
+    def engine_removed(self, engine) -> None:
         self.events.append(("removed", engine.url))
 
-    def engine_reset(self, engine) -> None:  # type: ignore[no-untyped-def]
+    def engine_reset(self, engine) -> None:
         self.events.append(("reset", engine.url))
 
 
@@ -137,7 +137,7 @@ def test_endpoint_slices_list_watch_and_relist(tmp_path: Path) -> None:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = site._server.sockets[0].getsockname()[1]
         config = KubernetesDiscovery(api_server=f"http://127.0.0.1:{port}", service_account_dir=str(tmp_path))
         seen: list[list[str]] = []
         source = EndpointSliceDiscovery(config, lambda ip, role: None, retry_s=0.01)

@@ -45,7 +45,7 @@ def on_loop(cluster: ProcessCluster, action: Callable[[], None]) -> None:
     cluster.loop.run(run())
 
 
-def test_an_engine_that_left_discovery_drops_its_series(router_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_an_engine_that_left_discovery_drops_its_series(router_process, tmp_path: Path) -> None:  # noqa: F811
     """A decode engine goes down, then its pod leaves the EndpointSlice: the router stops reporting it (its
     healthy=0 series would keep PdstackEngineDown firing until the router restarts)."""
     cluster, api = kube_router(router_process, tmp_path)
@@ -72,7 +72,7 @@ def test_an_engine_that_left_discovery_drops_its_series(router_process, tmp_path
     assert cluster.post("/v1/completions", BODY)[0] == 200
 
 
-def test_undecodable_watch_lines_are_skipped_and_counted(router_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_undecodable_watch_lines_are_skipped_and_counted(router_process, tmp_path: Path) -> None:  # noqa: F811
     """A non-object line, a line that is no JSON and an object that is no EndpointSlice on the watch: each is
     skipped and counted, and the next good event is applied (discovery goes on)."""
     cluster, api = kube_router(router_process, tmp_path, decodes=1)
@@ -88,15 +88,15 @@ def test_undecodable_watch_lines_are_skipped_and_counted(router_process, tmp_pat
     assert cluster.metric("pdstack_router_discovery_changes_total", change="added") == 2
 
 
-def test_a_discovery_task_that_dies_is_restarted_and_logged(router_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_a_discovery_task_that_dies_is_restarted_and_logged(router_process, tmp_path: Path) -> None:  # noqa: F811
     """The API server's first list has a shape nobody handles (``items`` is a number): the discovery task dies of
     it, is logged with its traceback, counted, and restarted; the next list finds the engine."""
-    loop = router_process.loop  # type: ignore[attr-defined]
+    loop = router_process.loop
     api = FakeKubeApi(tmp_path / "serviceaccount")
     api.odd_lists = 1
     loop.run(api.start())
-    router_process.closers.append(api.stop)  # type: ignore[attr-defined]
-    (decode,) = router_process.engines("decode-0")  # type: ignore[attr-defined]
+    router_process.closers.append(api.stop)
+    (decode,) = router_process.engines("decode-0")
     api.slices[decode.name] = engine_slice(decode, "decode")
     cluster = router_process({"discovery": api.discovery()}, [decode])
     assert cluster.post("/v1/completions", BODY)[0] == 200
@@ -105,7 +105,7 @@ def test_a_discovery_task_that_dies_is_restarted_and_logged(router_process, tmp_
     assert died["task"] == "discovery" and "TypeError" in died["exception"]
 
 
-def test_failing_lists_and_dropped_watches_keep_the_engines(router_process, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_failing_lists_and_dropped_watches_keep_the_engines(router_process, tmp_path: Path) -> None:  # noqa: F811
     """The API server fails lists with 500 and drops the watch: the router keeps the engines it knew, serves every
     request, and says so in a metric and the log."""
     cluster, api = kube_router(router_process, tmp_path)
@@ -123,7 +123,7 @@ def test_failing_lists_and_dropped_watches_keep_the_engines(router_process, tmp_
     assert len(cluster.log_events("endpointslice_discovery_failed")) >= 3
 
 
-def test_a_malformed_kv_event_is_skipped_counted_and_sigterm_exits_0(router_process) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_a_malformed_kv_event_is_skipped_counted_and_sigterm_exits_0(router_process) -> None:  # noqa: F811
     """An engine publishes a KV event the index cannot apply (a parent hash that is a map): it is skipped and
     counted, the events after it are indexed, and SIGTERM still exits 0."""
     context = zmq.Context()
@@ -188,7 +188,7 @@ class DnsView:
         return list(self.records.get(name, []))
 
 
-def test_a_failed_dns_lookup_keeps_the_last_good_answer(make_cluster_from, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_dns_lookup_keeps_the_last_good_answer(make_cluster_from, monkeypatch) -> None:
     """The resolver fails for a while (a blip of EAI_AGAIN): the router keeps the engines of its last good answer
     (no 503, the same engines), logs it and counts it."""
     port = free_ports(1)[0]

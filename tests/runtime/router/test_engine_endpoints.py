@@ -7,7 +7,7 @@ import json
 from tests.support.router_cluster import Cluster
 
 
-def test_tokenize_detokenize_and_version_reach_an_engine(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_tokenize_detokenize_and_version_reach_an_engine(make_cluster) -> None:
     cluster: Cluster = make_cluster()
     status, headers, payload = cluster.post(
         "/tokenize", {"model": "tiny", "prompt": "hi"}, headers={"X-Request-Id": "tok-1"}
@@ -19,7 +19,7 @@ def test_tokenize_detokenize_and_version_reach_an_engine(make_cluster) -> None: 
     assert status == 200 and json.loads(payload)["version"] == "0.32.0+fake"
 
 
-def test_utility_endpoints_without_an_engine_are_503(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_utility_endpoints_without_an_engine_are_503(make_cluster) -> None:
     cluster: Cluster = make_cluster(prefills=0)
     cluster.decodes[0].healthy = False
     cluster.wait_for(lambda: cluster.get("/ready")[0] == 503)
@@ -27,7 +27,7 @@ def test_utility_endpoints_without_an_engine_are_503(make_cluster) -> None:  # t
     assert status == 503 and json.loads(payload)["error"]["code"] == "no_engine_available"
 
 
-def test_an_oversized_tokenize_body_is_413_in_the_openai_shape(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_an_oversized_tokenize_body_is_413_in_the_openai_shape(make_cluster) -> None:
     """Issue 22: aiohttp's HTTPRequestEntityTooLarge has no ``max_size``; reading it turned this 413 into a 500."""
     cluster: Cluster = make_cluster(max_body_bytes=4096)
     status, _, payload = cluster.post("/tokenize", {"model": "tiny", "prompt": "x" * 5000})
@@ -36,7 +36,7 @@ def test_an_oversized_tokenize_body_is_413_in_the_openai_shape(make_cluster) -> 
     assert cluster.decodes[0].received == []
 
 
-def test_a_tokenize_body_that_never_arrives_gets_408(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_tokenize_body_that_never_arrives_gets_408(make_cluster) -> None:
     """Issue 20 item 11: /tokenize and /detokenize read their body with the same deadline as generation."""
     from tests.support.router_cluster import raw_socket, read_all
 

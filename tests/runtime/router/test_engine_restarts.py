@@ -13,7 +13,7 @@ def predicted(cluster: Cluster) -> float:
     return cluster.metric("pdstack_router_predicted_prefix_hit_tokens_total", role="decode")
 
 
-def test_a_restarted_decode_is_not_predicted_cached(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_restarted_decode_is_not_predicted_cached(make_cluster) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=100000)
     assert cluster.post("/v1/completions", BODY)[0] == 200
     assert cluster.metric("pdstack_router_prefix_index_blocks") > 0
@@ -24,7 +24,7 @@ def test_a_restarted_decode_is_not_predicted_cached(make_cluster) -> None:  # ty
     assert predicted(cluster) == before
 
 
-def test_a_decode_back_from_failed_health_checks_is_not_predicted_cached(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_decode_back_from_failed_health_checks_is_not_predicted_cached(make_cluster) -> None:
     cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000)
     assert cluster.post("/v1/completions", BODY)[0] == 200
     served = next(decode for decode in cluster.decodes if decode.received)

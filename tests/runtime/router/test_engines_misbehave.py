@@ -23,7 +23,7 @@ def body(stream: bool = False, **extra: object) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("reading", ["NaN", "+Inf", "-Inf"])
-def test_a_non_finite_load_reading_fails_no_request(make_cluster, reading: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_non_finite_load_reading_fails_no_request(make_cluster, reading: str) -> None:
     """One engine's /metrics says NaN (or +Inf, -Inf) requests waiting and KV usage: it is a missing reading, and
     every request is still served."""
     cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000)
@@ -37,7 +37,7 @@ def test_a_non_finite_load_reading_fails_no_request(make_cluster, reading: str) 
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_an_engine_that_compresses_when_allowed_still_answers_plain_json(make_cluster, stream: bool) -> None:  # type: ignore[no-untyped-def]
+def test_an_engine_that_compresses_when_allowed_still_answers_plain_json(make_cluster, stream: bool) -> None:
     """An engine may compress whatever the request's Accept-Encoding allows (and a request without one allows
     everything, RFC 9110 12.5.3). The router decodes no coding, so it asks for none: the client reads plain JSON."""
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
@@ -55,7 +55,7 @@ def test_an_engine_that_compresses_when_allowed_still_answers_plain_json(make_cl
 
 
 @pytest.mark.parametrize("fault", ["body_cut", "body_silent"])
-def test_a_non_streaming_answer_cut_short_or_silent_is_served_elsewhere(make_cluster, fault: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_non_streaming_answer_cut_short_or_silent_is_served_elsewhere(make_cluster, fault: str) -> None:
     """A decode engine sends its answer's headers, then half the body, then drops the connection (or goes silent):
     nothing reached the client yet, so another decode serves the request, and the failing engine's breaker hears of
     it (one failure opens it here)."""
@@ -69,7 +69,7 @@ def test_a_non_streaming_answer_cut_short_or_silent_is_served_elsewhere(make_clu
     failing, good = cluster.decodes
     setattr(failing.faults, fault, True)
     good.waiting = 50  # loaded: the failing engine is the first pick
-    cluster.wait_for(lambda: cluster.router.registry.get(good.url).waiting == 50)  # type: ignore[union-attr]
+    cluster.wait_for(lambda: cluster.router.registry.get(good.url).waiting == 50)
     status, _, payload = cluster.post("/v1/completions", body())
     assert status == 200, payload
     assert json.loads(payload)["choices"][0]["text"] == "t0 t1 t2 t3"

@@ -23,7 +23,7 @@ def body(stream: bool = False, **extra: object) -> dict[str, object]:
     return {"model": "tiny", "prompt": LONG, "max_tokens": 4, "stream": stream, **extra}
 
 
-def test_connection_refused_retries_on_another_decode(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_connection_refused_retries_on_another_decode(make_cluster) -> None:
     cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=0)
     dead = cluster.decodes[0]
     cluster.loop.run(dead.stop())
@@ -35,11 +35,11 @@ def test_connection_refused_retries_on_another_decode(make_cluster) -> None:  # 
     cluster.wait_for(lambda: cluster.metric("pdstack_router_engine_healthy", engine=dead.url[7:]) == 0)
 
 
-def test_5xx_before_any_byte_is_retried_elsewhere(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_5xx_before_any_byte_is_retried_elsewhere(make_cluster) -> None:
     cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000)
     cluster.decodes[0].faults.status = 503
     cluster.decodes[1].waiting = 50  # loaded: the failing engine is picked first
-    cluster.wait_for(lambda: cluster.router.registry.get(cluster.decodes[1].url).waiting == 50)  # type: ignore[union-attr]
+    cluster.wait_for(lambda: cluster.router.registry.get(cluster.decodes[1].url).waiting == 50)
     statuses = [cluster.post("/v1/completions", body())[0] for _ in range(2)]
     assert statuses == [200, 200]
     assert len(cluster.decodes[1].received) == 2
@@ -47,14 +47,14 @@ def test_5xx_before_any_byte_is_retried_elsewhere(make_cluster) -> None:  # type
     assert cluster.metric("pdstack_router_upstream_errors_total", kind="http_503") >= 1
 
 
-def test_every_engine_failing_is_a_502_not_a_hang(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_every_engine_failing_is_a_502_not_a_hang(make_cluster) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=100000)
     cluster.decodes[0].faults.status = 500
     status, _, payload = cluster.post("/v1/completions", body())
     assert status == 502 and json.loads(payload)["error"]["type"] == "upstream_error"
 
 
-def test_a_failed_request_does_not_draw_the_next_one_with_its_prefix(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_request_does_not_draw_the_next_one_with_its_prefix(make_cluster) -> None:
     """The first request with a prefix fails on its decode engine (no retries left); the next with the same prefix
     sees no phantom of it in flight there and takes its turn on the other engine."""
     cluster: Cluster = make_cluster(prefills=0, decodes=2, retries={"attempts": 1, "backoff_s": 0.01})
@@ -68,7 +68,7 @@ def test_a_failed_request_does_not_draw_the_next_one_with_its_prefix(make_cluste
     assert len(failed.received) == 1
 
 
-def test_errors_tell_the_client_what_happened_not_the_internals(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_errors_tell_the_client_what_happened_not_the_internals(make_cluster) -> None:
     """No engine address, exception class or engine error body in what the client reads; the request id is there
     (and in the response header) so an operator finds the details in the log."""
     cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000)
@@ -82,7 +82,7 @@ def test_errors_tell_the_client_what_happened_not_the_internals(make_cluster) ->
     assert "req-err-1" in json.loads(payload)["error"]["message"] and headers["X-Request-Id"] == "req-err-1"
 
 
-def test_a_broken_stream_names_no_exception(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_broken_stream_names_no_exception(make_cluster) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=100000)
     cluster.decodes[0].faults.die_after_chunks = 1
     last = stream_lines(cluster, body(stream=True, max_tokens=4))[-1]
@@ -90,7 +90,7 @@ def test_a_broken_stream_names_no_exception(make_cluster) -> None:  # type: igno
     assert "Error" not in message and "127.0.0.1" not in message and "stopped mid-stream" in message
 
 
-def test_prefill_failure_falls_back_to_decode_only(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_prefill_failure_falls_back_to_decode_only(make_cluster) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     cluster.prefills[0].faults.status = 500
     status, _, _ = cluster.post("/v1/completions", body())
@@ -100,14 +100,14 @@ def test_prefill_failure_falls_back_to_decode_only(make_cluster) -> None:  # typ
     assert cluster.metric("pdstack_router_decisions_total", decision="decode_only", reason="prefill_failed") == 1
 
 
-def test_prefill_without_params_falls_back(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_prefill_without_params_falls_back(make_cluster) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     cluster.prefills[0].faults.omit_params = True
     assert cluster.post("/v1/completions", body())[0] == 200
     assert cluster.metric("pdstack_router_fallbacks_total", reason="prefill_failed") == 1
 
 
-def test_decode_that_cannot_pull_serves_decode_only(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_decode_that_cannot_pull_serves_decode_only(make_cluster) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     cluster.decodes[0].faults.fail_pull = True
     status, _, _ = cluster.post("/v1/completions", body())
@@ -117,7 +117,7 @@ def test_decode_that_cannot_pull_serves_decode_only(make_cluster) -> None:  # ty
     assert cluster.metric("pdstack_router_fallbacks_total", reason="decode_pull_failed") == 1
 
 
-def test_prefill_rejecting_the_request_is_the_clients_error(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_prefill_rejecting_the_request_is_the_clients_error(make_cluster) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     cluster.prefills[0].faults.status = 400
     status, _, payload = cluster.post("/v1/completions", body())
@@ -131,7 +131,7 @@ def stream_lines(cluster: Cluster, request: dict[str, object]) -> list[str]:
     return [line for line in payload.decode().split("\n\n") if line]
 
 
-def test_a_hung_prefill_is_cut_short_ejected_and_named(make_cluster, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_a_hung_prefill_is_cut_short_ejected_and_named(make_cluster, caplog) -> None:
     """A prefill whose /health answers but whose engine is stuck: the prefill leg has its own deadline, the engine
     leaves the schedule after it fires, and the log names the timeout that fired."""
     cluster: Cluster = make_cluster(
@@ -148,13 +148,13 @@ def test_a_hung_prefill_is_cut_short_ejected_and_named(make_cluster, caplog) -> 
     assert any("prefill_s=0.3" in str(getattr(record, "pdstack_fields", {}).get("detail")) for record in caplog.records)
 
 
-def test_a_decode_failing_every_request_loses_its_traffic(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_decode_failing_every_request_loses_its_traffic(make_cluster) -> None:
     """/health passes, every request fails: the breaker opens after vllm-router's 5 consecutive failures."""
     cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000, admission=NO_ADMISSION)
     failing, good = cluster.decodes
     failing.faults.status = 500
     good.waiting = 50  # loaded: the failing engine is the first pick until its breaker opens
-    cluster.wait_for(lambda: cluster.router.registry.get(good.url).waiting == 50)  # type: ignore[union-attr]
+    cluster.wait_for(lambda: cluster.router.registry.get(good.url).waiting == 50)
     assert [cluster.post("/v1/completions", body())[0] for _ in range(12)] == [200] * 12
     assert len(failing.received) == 5
     name = failing.url[7:]
@@ -162,7 +162,7 @@ def test_a_decode_failing_every_request_loses_its_traffic(make_cluster) -> None:
     assert cluster.metric("pdstack_router_engine_ejections_total", engine=name, reason="breaker_open") == 1
 
 
-def test_an_open_breaker_half_opens_and_closes_after_two_successes(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_an_open_breaker_half_opens_and_closes_after_two_successes(make_cluster) -> None:
     cluster: Cluster = make_cluster(
         decodes=2,
         pd_threshold_tokens=100000,
@@ -172,7 +172,7 @@ def test_an_open_breaker_half_opens_and_closes_after_two_successes(make_cluster)
     failing, good = cluster.decodes
     failing.faults.status = 500
     good.waiting = 50
-    cluster.wait_for(lambda: cluster.router.registry.get(good.url).waiting == 50)  # type: ignore[union-attr]
+    cluster.wait_for(lambda: cluster.router.registry.get(good.url).waiting == 50)
     for _ in range(3):
         cluster.post("/v1/completions", body())
     name = failing.url[7:]
@@ -187,7 +187,7 @@ def test_an_open_breaker_half_opens_and_closes_after_two_successes(make_cluster)
     assert cluster.metric("pdstack_router_engine_breaker_state", engine=name) == 0
 
 
-def test_health_needs_three_failures_to_eject_and_two_successes_to_restore(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_health_needs_three_failures_to_eject_and_two_successes_to_restore(make_cluster) -> None:
     """vllm-router's health hysteresis: one failed /health no longer removes an engine, one success no longer
     restores it."""
     cluster: Cluster = make_cluster(decodes=2, pd_threshold_tokens=100000)
@@ -207,7 +207,7 @@ def test_health_needs_three_failures_to_eject_and_two_successes_to_restore(make_
     assert cluster.metric("pdstack_router_engine_healthy", engine=name) == 1
 
 
-def test_no_back_off_and_no_retry_counted_after_the_last_attempt(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_no_back_off_and_no_retry_counted_after_the_last_attempt(make_cluster) -> None:
     cluster: Cluster = make_cluster(prefills=2, pd_threshold_tokens=0, retries={"attempts": 2, "backoff_s": 0.4})
     for prefill in cluster.prefills:
         prefill.faults.status = 500
@@ -216,7 +216,7 @@ def test_no_back_off_and_no_retry_counted_after_the_last_attempt(make_cluster) -
     assert cluster.metric("pdstack_router_retries_total", leg="prefill") == 1
 
 
-def test_a_single_engine_is_not_retried(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_single_engine_is_not_retried(make_cluster) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=0, retries={"attempts": 3, "backoff_s": 0.4})
     cluster.prefills[0].faults.status = 500
     cluster.decodes[0].faults.status = 500
@@ -225,7 +225,7 @@ def test_a_single_engine_is_not_retried(make_cluster) -> None:  # type: ignore[n
     assert cluster.metric("pdstack_router_retries_total", leg="decode") == 0
 
 
-def test_engine_dying_mid_stream_ends_the_stream_with_an_error(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_engine_dying_mid_stream_ends_the_stream_with_an_error(make_cluster) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=100000)
     cluster.decodes[0].faults.die_after_chunks = 2
     lines = stream_lines(cluster, body(stream=True, max_tokens=6))
@@ -234,7 +234,7 @@ def test_engine_dying_mid_stream_ends_the_stream_with_an_error(make_cluster) -> 
     assert cluster.metric("pdstack_router_upstream_errors_total", kind="stream_broken") == 1
 
 
-def test_a_stalled_pull_restarts_decode_only_before_the_stream_commits(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_stalled_pull_restarts_decode_only_before_the_stream_commits(make_cluster) -> None:
     """Prefill died while decode pulled: decode's headers came, its first chunk never does. The stream is committed
     only at decode's first chunk, so the request restarts decode-only and the client sees a whole stream."""
     cluster: Cluster = make_cluster(
@@ -251,7 +251,7 @@ def test_a_stalled_pull_restarts_decode_only_before_the_stream_commits(make_clus
     assert cluster.metric("pdstack_router_upstream_errors_total", kind="first_token_timeout") == 1
 
 
-def test_a_pull_that_fails_inside_the_stream_restarts_decode_only(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_pull_that_fails_inside_the_stream_restarts_decode_only(make_cluster) -> None:
     """vLLM's kv_load_failure_policy=fail answers 200 and opens the stream with an error event when the KV pull
     fails (its prefill died): nothing was committed yet, so the request restarts decode-only."""
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
@@ -262,7 +262,7 @@ def test_a_pull_that_fails_inside_the_stream_restarts_decode_only(make_cluster) 
     assert cluster.metric("pdstack_router_fallbacks_total", reason="decode_pull_failed") == 1
 
 
-def test_a_chat_pull_that_fails_after_the_role_chunk_restarts_decode_only(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_chat_pull_that_fails_after_the_role_chunk_restarts_decode_only(make_cluster) -> None:
     """On a chat stream vLLM sends the role-only opening chunk BEFORE it learns the pull failed (seen on the CPU
     test bed, vLLM 0.32: the opening chunk, then 'Internal server error'). That chunk carries no token: the stream
     is committed only at the first chunk with one, so the failure still restarts the request decode-only."""
@@ -278,7 +278,7 @@ def test_a_chat_pull_that_fails_after_the_role_chunk_restarts_decode_only(make_c
     assert cluster.metric("pdstack_router_fallbacks_total", reason="decode_pull_failed") == 1
 
 
-def test_silent_stream_hits_the_idle_timeout(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_silent_stream_hits_the_idle_timeout(make_cluster) -> None:
     cluster: Cluster = make_cluster(
         pd_threshold_tokens=100000, timeouts={"connect_s": 1.0, "first_byte_s": 5.0, "idle_stream_s": 0.3}
     )
@@ -287,7 +287,7 @@ def test_silent_stream_hits_the_idle_timeout(make_cluster) -> None:  # type: ign
     assert json.loads(lines[-1][6:])["error"]["type"] == "upstream_error"
 
 
-def test_first_byte_timeout_is_retried_then_reported(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_first_byte_timeout_is_retried_then_reported(make_cluster) -> None:
     cluster: Cluster = make_cluster(
         pd_threshold_tokens=100000,
         retries={"attempts": 2, "backoff_s": 0.0},
@@ -299,7 +299,7 @@ def test_first_byte_timeout_is_retried_then_reported(make_cluster) -> None:  # t
     assert cluster.metric("pdstack_router_upstream_errors_total", kind="first_byte_timeout") == 1
 
 
-def test_client_disconnect_aborts_the_upstream_request(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_client_disconnect_aborts_the_upstream_request(make_cluster) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=100000)
     decode = cluster.decodes[0]
     decode.faults.hang_after_chunks = 1
@@ -316,7 +316,7 @@ def test_client_disconnect_aborts_the_upstream_request(make_cluster) -> None:  #
     cluster.wait_for(lambda: cluster.metric("pdstack_router_client_disconnects_total") == 1)
 
 
-def test_graceful_shutdown_finishes_requests_in_flight(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_graceful_shutdown_finishes_requests_in_flight(make_cluster) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=100000)
     cluster.decodes[0].faults.delay_s = 0.5
     results: list[int] = []
@@ -330,7 +330,7 @@ def test_graceful_shutdown_finishes_requests_in_flight(make_cluster) -> None:  #
         assert probe.connect_ex(("127.0.0.1", cluster.router.config.port)) != 0
 
 
-def test_a_decode_leaving_discovery_finishes_its_requests_and_gets_no_new_ones(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_decode_leaving_discovery_finishes_its_requests_and_gets_no_new_ones(make_cluster) -> None:
     """A rolling update: the pod's endpoint turns not-ready (discovery drops it) while it still serves."""
     from runtime.router.engines.engine import EngineSpec
 
@@ -338,7 +338,7 @@ def test_a_decode_leaving_discovery_finishes_its_requests_and_gets_no_new_ones(m
     leaving, staying = cluster.decodes
     leaving.faults.delay_s = 0.5
     staying.waiting = 50
-    cluster.wait_for(lambda: cluster.router.registry.get(staying.url).waiting == 50)  # type: ignore[union-attr]
+    cluster.wait_for(lambda: cluster.router.registry.get(staying.url).waiting == 50)
     results: list[int] = []
     worker = threading.Thread(target=lambda: results.append(cluster.post("/v1/completions", body())[0]))
     worker.start()
@@ -357,7 +357,7 @@ def test_a_decode_leaving_discovery_finishes_its_requests_and_gets_no_new_ones(m
     assert cluster.metric("pdstack_router_discovery_changes_total", role="decode", change="removed") == 1
 
 
-def test_failure_counters_start_at_zero(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_failure_counters_start_at_zero(make_cluster) -> None:
     """Prometheus's rate() needs a sample before the first increment: a counter child created at its first failure
     hides that whole first burst from rate() and from the fallback alert (seen on a live Prometheus). Every known
     fallback reason, retry leg and admission rejection is exported at zero before any request."""

@@ -164,7 +164,7 @@ def test_zmq_round_trip() -> None:
     assert asyncio.run(scenario()) == 1
 
 
-def test_skipped_events_are_counted_and_logged_once_per_reason(caplog) -> None:  # type: ignore[no-untyped-def]
+def test_skipped_events_are_counted_and_logged_once_per_reason(caplog) -> None:
     index, metrics = PrefixIndex(100), RouterMetrics()
     sub = KvEventSubscriber("d0", "tcp://unused:1", KvEventIndexer("http://d0", index, 32, 100), metrics, None)  # type: ignore[arg-type]
     sub.handle(frames(0, map_batch(stored_map([5], 999, TOKENS[:32]), stored_map([6], None, TOKENS[:16], 16))))

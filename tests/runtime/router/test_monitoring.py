@@ -20,7 +20,7 @@ def body(**fields: object) -> dict[str, object]:
 
 def test_a_router_bug_is_a_500_counted_as_error_and_logged_with_its_traceback(
     make_cluster, caplog: pytest.LogCaptureFixture
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=100000)
 
     async def broken(*args: object) -> None:
@@ -55,7 +55,7 @@ def reset_after_first_chunk(cluster: Cluster, max_tokens: int) -> None:
 
 def test_client_resets_are_client_disconnects_not_broken_engine_streams(
     make_cluster, caplog: pytest.LogCaptureFixture
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """The engine keeps streaming while the client is gone: the router's next write to the client fails. That is
     the client's doing, counted as a client disconnect; the engine's stream_broken (and its ERROR line "the engine
     stopped mid-stream") is for an engine that failed (133-290 of 300 resets were counted there)."""
@@ -74,7 +74,7 @@ def test_client_resets_are_client_disconnects_not_broken_engine_streams(
     assert cluster.decodes[0].healthy and cluster.post("/v1/completions", body())[0] == 200
 
 
-def test_metrics_are_served_on_their_own_port_not_the_api_port(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_are_served_on_their_own_port_not_the_api_port(make_cluster) -> None:
     """/metrics names every engine's address (the 502 bodies take care to hide them): the API port does not serve
     it; ``serving.router.metrics_port`` does, which the network policy opens to the collector alone."""
     cluster: Cluster = make_cluster()

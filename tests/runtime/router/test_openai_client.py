@@ -10,7 +10,7 @@ from tests.support.router_cluster import Cluster
 
 
 @pytest.fixture
-def client(make_cluster) -> openai.OpenAI:  # type: ignore[no-untyped-def]
+def client(make_cluster) -> openai.OpenAI:
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     return openai.OpenAI(base_url=f"{cluster.url}/v1", api_key="none", max_retries=0)
 

@@ -9,7 +9,7 @@ from tests.support.router_cluster import Cluster
 LONG = "def schedule(workers):\n    return sorted(workers, key=len)\n" * 40
 
 
-def test_disaggregates_per_the_protocol(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_disaggregates_per_the_protocol(make_cluster) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     body = {
         "model": "tiny",
@@ -45,7 +45,7 @@ def test_disaggregates_per_the_protocol(make_cluster) -> None:  # type: ignore[n
     assert cluster.metric("pdstack_router_decisions_total", decision="pd") == 1
 
 
-def test_streams_the_decode_leg_with_usage(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_streams_the_decode_leg_with_usage(make_cluster) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     body = {
         "model": "tiny",
@@ -66,7 +66,7 @@ def test_streams_the_decode_leg_with_usage(make_cluster) -> None:  # type: ignor
     assert cluster.decodes[0].received[0]["stream_options"] == {"include_usage": True}
 
 
-def test_short_prompt_goes_decode_only(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_short_prompt_goes_decode_only(make_cluster) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=256)
     status, _, _ = cluster.post("/v1/completions", {"model": "tiny", "prompt": "hi", "max_tokens": 2})
     assert status == 200
@@ -75,7 +75,7 @@ def test_short_prompt_goes_decode_only(make_cluster) -> None:  # type: ignore[no
     assert cluster.metric("pdstack_router_decisions_total", decision="decode_only", reason="few_uncached_tokens") == 1
 
 
-def test_short_prompt_is_prefilled_elsewhere_while_its_decode_engine_is_busy(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_short_prompt_is_prefilled_elsewhere_while_its_decode_engine_is_busy(make_cluster) -> None:
     """The decode engine reports requests waiting (vllm:num_requests_waiting): a short prompt no longer joins its
     queue to be prefilled there but goes to the prefill engine; once the queue is gone, decode serves alone again."""
     cluster: Cluster = make_cluster(pd_threshold_tokens=256)
@@ -94,7 +94,7 @@ def test_short_prompt_is_prefilled_elsewhere_while_its_decode_engine_is_busy(mak
     assert len(cluster.prefills[0].received) == 1 and "kv_transfer_params" not in decode.received[1]
 
 
-def test_cached_prefix_on_decode_skips_prefill(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_cached_prefix_on_decode_skips_prefill(make_cluster) -> None:
     """Approximate mode learns the first request's blocks; the repeat is mostly cached on decode, so no P/D."""
     cluster: Cluster = make_cluster(pd_threshold_tokens=64)
     body = {"model": "tiny", "prompt": LONG, "max_tokens": 2}
@@ -105,7 +105,7 @@ def test_cached_prefix_on_decode_skips_prefill(make_cluster) -> None:  # type: i
     assert cluster.metric("pdstack_router_prefix_index_blocks") > 0
 
 
-def test_incomplete_params_are_reported_as_recompute(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_incomplete_params_are_reported_as_recompute(make_cluster) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     cluster.prefills[0].faults.incomplete_params = True
     assert cluster.post("/v1/completions", {"model": "tiny", "prompt": LONG, "max_tokens": 2})[0] == 200
@@ -113,7 +113,7 @@ def test_incomplete_params_are_reported_as_recompute(make_cluster) -> None:  # t
     assert cluster.metric("pdstack_router_decode_recomputes_total", reason="invalid_params") == 1
 
 
-def test_a_completion_stream_after_a_prefill_commits_at_its_first_token(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_completion_stream_after_a_prefill_commits_at_its_first_token(make_cluster) -> None:
     """A completions chunk carries its token as ``text`` (no chat ``delta``): after the prefill leg it is the first
     token, and the router must relay it then, not read on to the end of the answer as if it were chat's role-only
     opening chunk. Decode goes silent after its first chunk: the client still gets that token from the ONE decode leg

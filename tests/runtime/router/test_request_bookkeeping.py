@@ -45,7 +45,7 @@ def settled(cluster: Cluster, calls: Counter[str]) -> bool:
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_a_pd_request_is_released_and_leaves_the_backlog_once(make_cluster, calls: Counter[str], stream: bool) -> None:  # type: ignore[no-untyped-def]
+def test_a_pd_request_is_released_and_leaves_the_backlog_once(make_cluster, calls: Counter[str], stream: bool) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     status, _, _ = cluster.post("/v1/completions", {"model": "tiny", "prompt": LONG, "max_tokens": 3, "stream": stream})
     assert status == 200 and cluster.decodes[0].pulled == 1
@@ -53,7 +53,7 @@ def test_a_pd_request_is_released_and_leaves_the_backlog_once(make_cluster, call
     assert calls == {"release": 1, "leave": 1}
 
 
-def test_a_decode_only_request_is_released_and_leaves_the_backlog_once(make_cluster, calls: Counter[str]) -> None:  # type: ignore[no-untyped-def]
+def test_a_decode_only_request_is_released_and_leaves_the_backlog_once(make_cluster, calls: Counter[str]) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=100000)
     status, _, _ = cluster.post("/v1/completions", {"model": "tiny", "prompt": "hi", "max_tokens": 2, "stream": True})
     assert status == 200 and cluster.prefills[0].received == []
@@ -61,7 +61,7 @@ def test_a_decode_only_request_is_released_and_leaves_the_backlog_once(make_clus
     assert calls == {"release": 1, "leave": 1}
 
 
-def test_a_pull_that_fails_in_the_stream_still_counts_once(make_cluster, calls: Counter[str]) -> None:  # type: ignore[no-untyped-def]
+def test_a_pull_that_fails_in_the_stream_still_counts_once(make_cluster, calls: Counter[str]) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     cluster.decodes[0].faults.fail_pull_in_stream = True
     status, _, payload = cluster.post(
@@ -73,7 +73,7 @@ def test_a_pull_that_fails_in_the_stream_still_counts_once(make_cluster, calls: 
     assert calls == {"release": 1, "leave": 1}
 
 
-def test_a_request_no_engine_serves_is_released_and_leaves_the_backlog_once(make_cluster, calls: Counter[str]) -> None:  # type: ignore[no-untyped-def]
+def test_a_request_no_engine_serves_is_released_and_leaves_the_backlog_once(make_cluster, calls: Counter[str]) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=0, retries={"attempts": 1, "backoff_s": 0.01})
     cluster.decodes[0].faults.status = 500
     status, _, payload = cluster.post("/v1/completions", {"model": "tiny", "prompt": LONG, "max_tokens": 2})

@@ -16,7 +16,7 @@ LONG = "def route(request):\n    return engines[hash(request) % len(engines)]\n"
 @pytest.mark.parametrize(
     "prompt", [[LONG, LONG + "# two\n", LONG + "# three\n"], [[7] * 300, [8] * 300]], ids=["strings", "token-lists"]
 )
-def test_a_batch_of_prompts_is_served_decode_only(make_cluster, prompt: list[object]) -> None:  # type: ignore[no-untyped-def]
+def test_a_batch_of_prompts_is_served_decode_only(make_cluster, prompt: list[object]) -> None:
     """One prefill answer carries the KV of one prompt; decode given a batch would pull one prompt's blocks for
     every choice. The whole batch goes to decode, which computes each prompt itself, as a single vLLM would."""
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
@@ -29,7 +29,7 @@ def test_a_batch_of_prompts_is_served_decode_only(make_cluster, prompt: list[obj
 
 
 @pytest.mark.parametrize("endpoint", ["/v1/completions", "/v1/chat/completions"])
-def test_several_choices_are_served_decode_only(make_cluster, endpoint: str) -> None:  # type: ignore[no-untyped-def]
+def test_several_choices_are_served_decode_only(make_cluster, endpoint: str) -> None:
     """``n > 1``: each of decode's child requests would pull blocks the prefill frees after the first pull."""
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     body = {"model": "tiny", "max_tokens": 3, "n": 2}
@@ -60,7 +60,7 @@ PROMPT_LOGPROBS: list[tuple[str, dict[str, Any]]] = [
 )
 def test_prompt_logprobs_are_served_where_the_prompt_is_computed(
     make_cluster,
-    endpoint: str,  # type: ignore[no-untyped-def]
+    endpoint: str,
     fields: dict[str, object],
 ) -> None:
     """A decode that pulled the KV has no prompt logits: its prompt logprobs would be wrong, and vLLM without
@@ -82,19 +82,19 @@ def test_prompt_logprobs_are_served_where_the_prompt_is_computed(
 @pytest.mark.parametrize(
     "fields", [{"logprobs": 2}, {"echo": True}, {"echo": False, "logprobs": 1}, {"prompt_logprobs": None}]
 )
-def test_logprobs_of_the_answer_alone_still_disaggregate(make_cluster, fields: dict[str, object]) -> None:  # type: ignore[no-untyped-def]
+def test_logprobs_of_the_answer_alone_still_disaggregate(make_cluster, fields: dict[str, object]) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     assert cluster.post("/v1/completions", {"model": "tiny", "prompt": LONG, "max_tokens": 2, **fields})[0] == 200
     assert len(cluster.prefills[0].received) == 1 and cluster.decodes[0].pulled == 1
 
 
-def test_n_of_one_still_disaggregates(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_n_of_one_still_disaggregates(make_cluster) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     assert cluster.post("/v1/completions", {"model": "tiny", "prompt": [LONG], "n": 1, "max_tokens": 2})[0] == 200
     assert len(cluster.prefills[0].received) == 1 and cluster.decodes[0].pulled == 1
 
 
-def test_a_token_id_prompt_is_one_prompt_of_that_many_tokens(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_token_id_prompt_is_one_prompt_of_that_many_tokens(make_cluster) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=256)
     tokens = list(range(10, 310))
     status, _, payload = cluster.post("/v1/completions", {"model": "tiny", "prompt": tokens, "max_tokens": 2})
@@ -107,7 +107,7 @@ def test_a_token_id_prompt_is_one_prompt_of_that_many_tokens(make_cluster) -> No
     assert cluster.metric("pdstack_router_predicted_prefix_hit_tokens_total", role="decode") == 9 * 32
 
 
-def test_min_tokens_stay_off_the_prefill_leg(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_min_tokens_stay_off_the_prefill_leg(make_cluster) -> None:
     """The prefill leg forces max_tokens=1; a client's min_tokens there makes vLLM answer 400 (vLLM's own P/D proxy
     drops both fields on that leg and keeps them for decode)."""
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
@@ -133,7 +133,7 @@ def test_min_tokens_stay_off_the_prefill_leg(make_cluster) -> None:  # type: ign
     ],
     ids=["zero", "negative", "string", "beyond-the-model", "max-completion-zero", "n-zero", "stream-options"],
 )
-def test_certainly_invalid_requests_cost_no_leg(make_cluster, extra: dict[str, object], param: str) -> None:  # type: ignore[no-untyped-def]
+def test_certainly_invalid_requests_cost_no_leg(make_cluster, extra: dict[str, object], param: str) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=0)
     cluster.wait_for(lambda: "max_model_len" in json.loads(cluster.get("/v1/models")[2])["data"][0])
     status, _, payload = cluster.post("/v1/completions", {"model": "tiny", "prompt": LONG, **extra})
@@ -144,7 +144,7 @@ def test_certainly_invalid_requests_cost_no_leg(make_cluster, extra: dict[str, o
 
 
 @pytest.mark.parametrize("threshold", [0, 100000], ids=["rejected-by-prefill", "rejected-by-decode"])
-def test_an_engine_rejection_has_one_shape_whichever_leg(make_cluster, threshold: int) -> None:  # type: ignore[no-untyped-def]
+def test_an_engine_rejection_has_one_shape_whichever_leg(make_cluster, threshold: int) -> None:
     cluster: Cluster = make_cluster(pd_threshold_tokens=threshold)
     status, _, payload = cluster.post("/v1/completions", {"model": "tiny", "prompt": LONG, "temperature": -1})
     assert status == 400

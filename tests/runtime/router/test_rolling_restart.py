@@ -92,13 +92,13 @@ def restart(engines: list[FaultEngine], index: int, run: Callable[..., object]) 
 
 
 @pytest.mark.parametrize("role", ["decode", "prefill"])
-def test_rolling_restart_of_every_engine_of_a_role_fails_nothing(router_process, role: str) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_rolling_restart_of_every_engine_of_a_role_fails_nothing(router_process, role: str) -> None:  # noqa: F811
     start: Callable[..., ProcessCluster] = router_process
-    engines = start.engines(
+    engines = start.engines(  # type: ignore[attr-defined]
         "prefill-0",
         "prefill-1",
         "decode-0",
-        "decode-1",  # type: ignore[attr-defined]
+        "decode-1",
         faults=Faults(chunk_delay_s=SLOW.chunk_delay_s),
         drain_s=2.0,
     )

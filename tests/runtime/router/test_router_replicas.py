@@ -11,7 +11,7 @@ from testbed.ports import free_ports
 from tests.support.router_cluster import Cluster
 
 
-def test_a_session_lands_on_the_same_decode_from_either_replica(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_session_lands_on_the_same_decode_from_either_replica(make_cluster) -> None:
     first: Cluster = make_cluster(prefills=0, decodes=3, pd_threshold_tokens=100000)
     port, metrics_port = free_ports(2)
     config = first.router.serving.model_copy(

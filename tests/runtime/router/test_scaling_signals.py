@@ -16,7 +16,7 @@ PROMPT = "the quick brown fox jumps over the lazy dog " * 20
 
 
 @pytest.mark.parametrize("prefills", [1, 0], ids=["pd", "prefill_scaled_to_zero"])
-def test_backlog_is_prompt_work_until_first_token(make_cluster, prefills: int) -> None:  # type: ignore[no-untyped-def]
+def test_backlog_is_prompt_work_until_first_token(make_cluster, prefills: int) -> None:
     cluster: Cluster = make_cluster(
         prefills=prefills, pd_threshold_tokens=0, signals={"prefill_tokens_per_s": TOKENS_PER_S}
     )
@@ -34,7 +34,7 @@ def test_backlog_is_prompt_work_until_first_token(make_cluster, prefills: int) -
     assert cluster.metric("pdstack_router_decisions_total", decision="pd" if prefills else "decode_only") == 1
 
 
-def test_a_slow_decode_is_not_prefill_backlog(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_slow_decode_is_not_prefill_backlog(make_cluster) -> None:
     """P/D: once the prefill leg has answered, the prompt is computed; a decode engine slow to answer must not keep
     it in the prefill signal (that would scale prefill for decode's shortage)."""
     cluster: Cluster = make_cluster(prefills=1, pd_threshold_tokens=0, signals={"prefill_tokens_per_s": TOKENS_PER_S})

@@ -45,9 +45,9 @@ def test_picks_and_totals_match_the_per_engine_sum_on_random_clusters() -> None:
         scheduler = Scheduler.from_config(RouterConfig())
         scheduler.picker = MaxScorePicker(random.Random(seed))
         for role in ("decode", "prefill"):
-            if not scheduler.candidates(role, context, engines):  # type: ignore[arg-type]
+            if not scheduler.candidates(role, context, engines):
                 continue
             expected = reference_pick(scheduler, role, context, engines, MaxScorePicker(random.Random(seed)))
-            pick = scheduler.pick(role, context, engines)  # type: ignore[arg-type]
+            pick = scheduler.pick(role, context, engines)
             assert (pick.engine, pick.score) == expected
             scheduler.picker = MaxScorePicker(random.Random(seed))

@@ -10,7 +10,7 @@ import threading
 from tests.support.router_cluster import Cluster, raw_socket, read_all
 
 
-def test_a_client_that_never_finishes_its_headers_is_closed(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_client_that_never_finishes_its_headers_is_closed(make_cluster) -> None:
     cluster: Cluster = make_cluster(timeouts={"client_headers_s": 0.3})
     with raw_socket(cluster) as sock:
         sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: router\r\nContent-Type: applic")
@@ -18,7 +18,7 @@ def test_a_client_that_never_finishes_its_headers_is_closed(make_cluster) -> Non
     assert cluster.get("/health")[0] == 200
 
 
-def test_a_client_that_never_finishes_its_body_gets_408(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_client_that_never_finishes_its_body_gets_408(make_cluster) -> None:
     cluster: Cluster = make_cluster(timeouts={"client_body_s": 0.3})
     with raw_socket(cluster) as sock:
         sock.sendall(
@@ -31,7 +31,7 @@ def test_a_client_that_never_finishes_its_body_gets_408(make_cluster) -> None:  
     assert cluster.decodes[0].received == []
 
 
-def test_connections_past_the_limit_are_refused(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_connections_past_the_limit_are_refused(make_cluster) -> None:
     cluster: Cluster = make_cluster(max_connections=3)
     held = [socket.create_connection(("127.0.0.1", cluster.router.config.port), timeout=10) for _ in range(3)]
     try:
@@ -44,7 +44,7 @@ def test_connections_past_the_limit_are_refused(make_cluster) -> None:  # type: 
     cluster.wait_for(lambda: cluster.get("/health")[0] == 200)
 
 
-def test_tokenizing_a_huge_prompt_does_not_stall_the_loop(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_tokenizing_a_huge_prompt_does_not_stall_the_loop(make_cluster) -> None:
     """The tokenizer is held inside its call; /health must still answer meanwhile (it cannot while the tokenizer
     runs on the event loop)."""
     cluster: Cluster = make_cluster(pd_threshold_tokens=100000, max_body_bytes=4 * 1024 * 1024)
@@ -52,7 +52,7 @@ def test_tokenizing_a_huge_prompt_does_not_stall_the_loop(make_cluster) -> None:
     entered, release = threading.Event(), threading.Event()
     original = tokenizer.tokens
 
-    def held(request):  # type: ignore[no-untyped-def]
+    def held(request):
         entered.set()
         release.wait(20)
         return original(request)
@@ -91,7 +91,7 @@ def read_response(sock: socket.socket) -> bytes:
     return head
 
 
-def test_an_idle_kept_alive_connection_is_closed(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_an_idle_kept_alive_connection_is_closed(make_cluster) -> None:
     """aiohttp keeps an idle connection 3630 s by default: idle clients filled max_connections (503 for everyone
     new). ``timeouts.client_idle_s`` closes it."""
     cluster: Cluster = make_cluster(timeouts={"client_idle_s": 0.3})
@@ -102,7 +102,7 @@ def test_an_idle_kept_alive_connection_is_closed(make_cluster) -> None:  # type:
     cluster.wait_for(lambda: len(cluster.router.site_limits.open) == 0)
 
 
-def test_every_request_on_a_kept_alive_connection_has_a_header_deadline(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_every_request_on_a_kept_alive_connection_has_a_header_deadline(make_cluster) -> None:
     """Not only the first: a second request whose headers never end is answered 408 within client_headers_s."""
     cluster: Cluster = make_cluster(timeouts={"client_headers_s": 0.3, "client_idle_s": 60.0})
     with raw_socket(cluster) as sock:
@@ -113,7 +113,7 @@ def test_every_request_on_a_kept_alive_connection_has_a_header_deadline(make_clu
         assert read_all(sock).startswith(b"HTTP/1.1 408")
 
 
-def test_a_client_that_stops_reading_is_cut_off_and_frees_its_engine(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_client_that_stops_reading_is_cut_off_and_frees_its_engine(make_cluster) -> None:
     """A streaming client that reads nothing held its engine slot and admission place for good (two such clients
     turned everyone away with 429). Once the router's send buffer stays full ``client_write_s``, the connection is
     closed and the engine's request aborted."""

@@ -9,7 +9,7 @@ from tests.support.router_cluster import Cluster
 LONG = "SELECT * FROM pairs WHERE prefill = 'stale';\n" * 30
 
 
-def test_a_pair_that_keeps_failing_is_routed_around(make_cluster) -> None:  # type: ignore[no-untyped-def]
+def test_a_pair_that_keeps_failing_is_routed_around(make_cluster) -> None:
     cluster: Cluster = make_cluster(prefills=2, decodes=3, pd_threshold_tokens=0)
     stale_prefill = cluster.prefills[0]
     stale_decode = cluster.decodes[0]
