@@ -166,6 +166,11 @@ class Worker:
                 str(role.ports.dp_rpc),
                 "--data-parallel-start-rank",
                 str(self.host.lws.worker_index * role.data_parallel_local),
+                # Explicit on every node, leader included: vLLM <= 0.27 read the leader's start rank 0 as unset and
+                # exited ("Remote engine 2 must use --headless unless in external or hybrid dp lb mode"); 0.32 infers
+                # the mode from the start rank. Each node serves HTTP for its own ranks (tests/e2e/
+                # test_wide_ep_argv_in_vllm.py parses this in the pinned vLLM).
+                "--data-parallel-hybrid-lb",
             ]
         if role.expert_parallel:
             args.append("--enable-expert-parallel")

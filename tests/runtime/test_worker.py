@@ -142,6 +142,7 @@ def test_two_node_wide_ep_decode_replica_from_lws_variables(worker_index: int) -
         "5555",
         "--data-parallel-start-rank",
         str(8 * worker_index),
+        "--data-parallel-hybrid-lb",
         "--enable-expert-parallel",
         "--all2all-backend",
         "deepep_low_latency",
