@@ -14,14 +14,14 @@ Facts, with their sources (read 2026-12-07):
   GPU through NVSHMEM's IBGDA, which needs InfiniBand/RoCE verbs that EFA does not offer: awslabs/awsome-distributed-ai
   PR #1231 ("DeepEP's default transport is NVSHMEM/IBGDA, which EFA does not provide"); llm-d's wide-EP guide is
   validated on IB/RoCE only; uccl-project/uccl issue #734 (vLLM hangs in DeepEP low-latency mode over EFA on p5).
-- [DEEPEP-V2] ``deepep_v2`` runs DeepEP v2's ElasticBuffer over NCCL's GPU-Initiated Networking (GIN), which aws-ofi-nccl
-  implements on EFA: vllm-project/vllm PR #41183 (a 2 x p5.48xlarge run, DP=16 EP=16, with ``NCCL_GIN_ENABLE=1``
-  ``NCCL_GIN_TYPE=2`` and the aws-ofi-nccl GIN plugin; NCCL logged "Selected provider is efa"); the CPU-proxy GIN
-  environment of awslabs/awsome-distributed-ai PR #1230 (``recipe/serve.sh``: ``NCCL_GIN_ENABLE=1 NCCL_GIN_TYPE=2
-  OFI_NCCL_GIN_GDAKI=0 NCCL_NVLS_ENABLE=0 DEEP_EP_BACKEND=nccl EP_REUSE_NCCL_COMM=0``); the GIN plugin ships in
-  aws-ofi-nccl >= 1.21 and needs the EFA installer >= 1.50 (aws/deep-learning-containers PR #6730 moves the vLLM image
-  to EFA 1.50.0 and NCCL 2.31.2 for it) and opens a gdrcopy handle, so the pod needs ``/dev/gdrdrv`` (awslabs PR #1234:
-  "the launchers bind-mount /dev/gdrdrv, and the plugin's GIN initialization opens a gdr handle").
+- [DEEPEP-V2] ``deepep_v2`` runs DeepEP v2's ElasticBuffer over NCCL's GPU-Initiated Networking (GIN), which
+  aws-ofi-nccl implements on EFA: vllm-project/vllm PR #41183 (a 2 x p5.48xlarge run, DP=16 EP=16, with
+  ``NCCL_GIN_ENABLE=1`` ``NCCL_GIN_TYPE=2`` and the aws-ofi-nccl GIN plugin; NCCL logged "Selected provider is efa");
+  the CPU-proxy GIN environment of awslabs/awsome-distributed-ai PR #1230 (``recipe/serve.sh``: ``NCCL_GIN_ENABLE=1
+  NCCL_GIN_TYPE=2 OFI_NCCL_GIN_GDAKI=0 NCCL_NVLS_ENABLE=0 DEEP_EP_BACKEND=nccl EP_REUSE_NCCL_COMM=0``); the GIN plugin
+  ships in aws-ofi-nccl >= 1.21 and needs the EFA installer >= 1.50 (aws/deep-learning-containers PR #6730 moves the
+  vLLM image to EFA 1.50.0 and NCCL 2.31.2 for it) and opens a gdrcopy handle, so the pod needs ``/dev/gdrdrv`` (awslabs
+  PR #1234: "the launchers bind-mount /dev/gdrdrv, and the plugin's GIN initialization opens a gdr handle").
 - [MORI] MoRI is AMD's ROCm expert-parallel library; every catalog instance has NVIDIA GPUs.
 - [NVLINK] ``moonep`` and the ``flashinfer_nvlink_*`` kernels move tokens over NVLink (multi-node NVLink for the
   FlashInfer ones, GB200-class racks), which EC2 p4/p5/p6-b200 nodes do not share between nodes.

@@ -31,7 +31,7 @@ def test_experts_are_counted_like_vllm(config: dict, experts: int) -> None:
 def test_a_hub_id_has_no_local_config_and_a_broken_one_is_an_error(tmp_path: Path) -> None:
     assert read_model_config(Path("org/model")) is None
     (tmp_path / "config.json").write_text("{not json")
-    with pytest.raises(ModelConfigError, match="cannot read the model's config.json"):
+    with pytest.raises(ModelConfigError, match=r"cannot read the model's config\.json"):
         read_model_config(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"num_experts": 4}))
     assert read_model_config(tmp_path) == {"num_experts": 4}
