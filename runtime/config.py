@@ -18,6 +18,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from runtime.all2all import backend_problem
 from runtime.catalog import INSTANCE_CATALOG, instance_spec
 from runtime.catalog_checks import catalog_instance_type
 from runtime.roles import Role
@@ -101,7 +102,11 @@ class RoleSettings(_Strict):
     data_parallel_local: int = Field(default=1, ge=1, description="data-parallel ranks on each node")
     data_parallel: int = Field(default=1, ge=1, description="data-parallel ranks of the whole replica")
     expert_parallel: bool = False
-    all2all_backend: str | None = Field(default=None, min_length=1, description="vLLM --all2all-backend")
+    all2all_backend: str | None = Field(
+        default=None,
+        min_length=1,
+        description="vLLM --all2all-backend (runtime/all2all.py); across EFA nodes: allgather_reducescatter, deepep_v2",
+    )
     gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
     bind_address: str = Field(default="0.0.0.0", min_length=1)
     ports: Ports = Ports()
@@ -209,6 +214,13 @@ def _role_problems(name: str, role: RoleSettings) -> list[str]:
             f"{field}.all2all_backend={role.all2all_backend!r} only applies with expert parallelism; "
             f"set {field}.expert_parallel: true or drop all2all_backend"
         )
+    if role.all2all_backend is not None:
+        # Every catalog instance is an EFA instance: a replica over several nodes sends its all-to-all over EFA.
+        crosses_efa = role.nodes_per_replica > 1 and spec.efa_interfaces > 0
+        why = backend_problem(role.all2all_backend, crosses_nodes=crosses_efa)
+        if why:
+            where = f" with nodes_per_replica={role.nodes_per_replica} on {spec.name}" if crosses_efa else ""
+            problems.append(f"{field}.all2all_backend={role.all2all_backend!r} cannot be used{where}: {why}")
     ranges = list(role.port_ranges().items())
     for i, (port_a, range_a) in enumerate(ranges):
         for port_b, range_b in ranges[i + 1 :]:

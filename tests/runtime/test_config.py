@@ -67,6 +67,30 @@ def test_all2all_backend_needs_expert_parallel() -> None:
     assert "serving.prefill.all2all_backend='deepep_high_throughput' only applies with expert parallelism" in message
 
 
+def test_an_all2all_backend_that_cannot_cross_efa_is_refused_with_the_reason() -> None:
+    two_nodes = {"nodes_per_replica": 2, "data_parallel_local": 8, "data_parallel": 16, "expert_parallel": True}
+    message = problems(decode={**two_nodes, "all2all_backend": "deepep_low_latency"})
+    assert (
+        "serving.decode.all2all_backend='deepep_low_latency' cannot be used with nodes_per_replica=2 on p5.48xlarge: "
+        "DeepEP v1 needs NVSHMEM IBGDA (GPU-initiated InfiniBand/RoCE RDMA), which EFA lacks; across EFA nodes use "
+        "allgather_reducescatter or deepep_v2"
+    ) in message
+    for backend in ("allgather_reducescatter", "deepep_v2"):
+        assert serving(decode={**two_nodes, "all2all_backend": backend}).decode.all2all_backend == backend
+    one_node = {"data_parallel_local": 8, "data_parallel": 8, "expert_parallel": True}
+    assert serving(decode={**one_node, "all2all_backend": "deepep_low_latency"}).decode.all2all_backend
+
+
+def test_removed_and_unknown_all2all_backends_are_refused() -> None:
+    ep = {"expert_parallel": True}
+    assert "serving.prefill.all2all_backend='pplx' cannot be used: removed from vLLM" in problems(
+        prefill={**ep, "all2all_backend": "pplx"}
+    )
+    assert "serving.prefill.all2all_backend='deepep' cannot be used: the pinned vLLM has no such backend" in problems(
+        prefill={**ep, "all2all_backend": "deepep"}
+    )
+
+
 def test_unknown_instance_type_lists_the_known_ones() -> None:
     message = problems(decode={"instance_type": "g5.xlarge"})
     assert "serving.decode.instance_type: unknown instance type 'g5.xlarge'; known types: p4d.24xlarge" in message

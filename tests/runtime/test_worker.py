@@ -122,7 +122,7 @@ def test_two_node_wide_ep_decode_replica_from_lws_variables(worker_index: int) -
             "data_parallel_local": 8,
             "data_parallel": 16,
             "expert_parallel": True,
-            "all2all_backend": "deepep_low_latency",
+            "all2all_backend": "allgather_reducescatter",
             "ports": {"nixl_side_channel": 6600, "kv_events": 6700},
         },
     )
@@ -145,7 +145,7 @@ def test_two_node_wide_ep_decode_replica_from_lws_variables(worker_index: int) -
         "--data-parallel-hybrid-lb",
         "--enable-expert-parallel",
         "--all2all-backend",
-        "deepep_low_latency",
+        "allgather_reducescatter",
     ]
     assert any(f"node {worker_index} of 2" in reason for reason in launch.reasons)
 
