@@ -105,12 +105,14 @@ class PdFlow:
             blocks: PromptBlocks = await asyncio.to_thread(self.prompts.blocks, api)
         else:
             blocks = self.prompts.blocks(api)
+        held, on_host = self.index.match_tiers(blocks.keys)
         return SchedulingContext(
             request_id,
             blocks,
             session=request.headers.get(self.config.session_header),
             single_leg=api.single_leg_reason,
-            prefix_matches=self.index.match(blocks.keys),
+            prefix_matches=held,
+            host_matches=on_host,
         )
 
     # -- the prefill leg

@@ -26,7 +26,8 @@ log = EventLog("runtime.router.kv_events")
 SKIP_WHY = {
     "unknown_parent": "a block whose parent the router never saw (it subscribed late or missed events)",
     "block_size_mismatch": "the engine's --block-size differs from serving.model.block_size",
-    "other_medium": "an offloaded copy (not on the device)",
+    "unknown_block": "an offloaded copy (an event with only its hash) of a block the router never saw on the device",
+    "other_medium": "a copy in a tier the router does not route on (STORAGE)",
     "malformed": "an event whose fields are not what vLLM sends (skipped; indexing goes on)",
 }
 

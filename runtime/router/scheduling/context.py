@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from runtime.roles import Role
 from runtime.router.engines.engine import Engine
 from runtime.router.prefix_cache.prompt_blocks import PromptBlocks
+from runtime.router.prefix_cache.tiers import HOST_HIT_WEIGHT, HOST_LOAD_COST
 from runtime.router.scheduling.pd_decider import PdDecision
 
 
@@ -25,6 +26,8 @@ class SchedulingContext:
     """The decode engine picked (set before the prefill pick: a prefill is picked for it)."""
     pending_matches: dict[str, int] = field(default_factory=dict)
     """Engine URL -> leading prompt blocks that requests in flight are sending it (see pending_prefixes)."""
+    host_matches: dict[str, int] = field(default_factory=dict)
+    """Engine URL -> how many of its held leading blocks it holds only on its host tier (prefix_cache/tiers.py)."""
 
     def held_blocks(self, engine: Engine) -> int:
         """Leading prompt blocks the engine holds. None for an engine whose KV block size (read from its metrics)
@@ -33,14 +36,27 @@ class SchedulingContext:
             return 0
         return self.prefix_matches.get(engine.url, 0)
 
-    def expected_blocks(self, engine: Engine) -> int:
-        """Leading prompt blocks the engine holds or is being sent by requests in flight (what locality scores)."""
+    def host_blocks(self, engine: Engine) -> int:
+        """Of :meth:`held_blocks`, those the engine holds only on its host tier (copied back into HBM on a hit)."""
         if engine.block_size is not None and engine.block_size != self.blocks.block_size:
             return 0
-        return max(self.prefix_matches.get(engine.url, 0), self.pending_matches.get(engine.url, 0))
+        return self.host_matches.get(engine.url, 0)
+
+    def expected_blocks(self, engine: Engine) -> float:
+        """Leading prompt blocks the engine holds or is being sent by requests in flight (what locality scores), a
+        block held only on its host counting HOST_HIT_WEIGHT of one in HBM."""
+        if engine.block_size is not None and engine.block_size != self.blocks.block_size:
+            return 0
+        held = self.prefix_matches.get(engine.url, 0) - (1 - HOST_HIT_WEIGHT) * self.host_matches.get(engine.url, 0)
+        return max(held, self.pending_matches.get(engine.url, 0))
 
     def matched_tokens(self, engine: Engine) -> int:
         return self.blocks.tokens_in(self.held_blocks(engine))
+
+    def cached_tokens(self, engine: Engine) -> int:
+        """What the P/D decider counts cached on the engine: the matched tokens, less the copy-back cost of those on
+        its host tier (HOST_LOAD_COST of their recompute each)."""
+        return self.matched_tokens(engine) - round(self.blocks.tokens_in(self.host_blocks(engine)) * HOST_LOAD_COST)
 
 
 @dataclass(frozen=True)

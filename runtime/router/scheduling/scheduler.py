@@ -123,7 +123,7 @@ class Scheduler:
         prefills = self.candidates(PREFILL, context, engines)
         decision = self.decider.decide(
             context.blocks.prompt_tokens,
-            context.matched_tokens(decode.engine),
+            context.cached_tokens(decode.engine),
             bool(prefills),
             context.single_leg,
             self.decider.busy(decode.engine),

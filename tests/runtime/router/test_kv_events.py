@@ -105,9 +105,10 @@ def test_indexer_skips_what_it_cannot_place() -> None:
     indexer = KvEventIndexer("http://d0", index, 32, 100)
     indexer.apply(BlockStored([1], 0xDEAD, TOKENS[:32], 32))  # parent never seen
     indexer.apply(BlockStored([2], None, TOKENS[:16], 16))  # another block size
-    indexer.apply(BlockStored([3], None, TOKENS[:32], 32, "CPU"))  # offloaded tier
+    indexer.apply(BlockStored([3], None, TOKENS[:32], 32, "STORAGE"))  # a tier the router does not route on
+    indexer.apply(BlockStored([4], None, [], 0, "CPU"))  # an offloaded copy of a block never seen on the device
     assert len(index) == 0
-    assert indexer.skipped == {"unknown_parent": 1, "block_size_mismatch": 1, "other_medium": 1}
+    assert indexer.skipped == {"unknown_parent": 1, "unknown_block": 1, "block_size_mismatch": 1, "other_medium": 1}
 
 
 def subscriber(index: PrefixIndex, metrics: RouterMetrics) -> KvEventSubscriber:
