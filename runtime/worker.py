@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -22,6 +23,7 @@ from runtime.engine_check import EngineVersions
 from runtime.host_probe import Host
 from runtime.json_log import EventLog
 from runtime.kv_transfer import KvRole, KvTransferPlan
+from runtime.moe_model import EXPERT_COUNT_KEYS, ModelConfigError, architectures, expert_count, read_model_config
 from runtime.roles import Role
 
 log = EventLog("runtime.worker")
@@ -71,6 +73,7 @@ class Worker:
 
     def launch(self) -> Launch:
         self._check_host()
+        model_reasons = self._check_model()
         kv = KvTransferPlan.resolve(self.serving.kv_transfer, self.kv_role, self.host)
         fabric = FabricEnvironment.resolve(self.host, instance_spec(self.role.instance_type), self.environ)
         argv = [
@@ -93,7 +96,7 @@ class Worker:
         if not self.serving.model.hub_access:
             env["HF_HUB_OFFLINE"] = "1"
         env.update(self.role.extra_env)
-        reasons = [*kv.reasons, *fabric.reasons, *self._parallel_reasons()]
+        reasons = [*kv.reasons, *fabric.reasons, *self._parallel_reasons(), *model_reasons]
         return Launch(role=self.role_name, argv=argv, env=env, host=self.host, reasons=reasons)
 
     def exec(self, launch: Launch, engine: EngineVersions) -> None:
@@ -138,6 +141,27 @@ class Worker:
                     f"LWS_WORKER_INDEX={host.lws.worker_index} is outside 0..{role.nodes_per_replica - 1} "
                     f"({field}.nodes_per_replica={role.nodes_per_replica})"
                 )
+
+    def _check_model(self) -> list[str]:
+        """Expert parallelism needs a mixture-of-experts model (vLLM 0.32 refuses to start otherwise:
+        ``ModelConfig._verify_with_expert_parallelism``): read the fetched config.json as vLLM counts experts."""
+        if not self.role.expert_parallel:
+            return []
+        field = f"serving.{self.role_name}.expert_parallel"
+        try:
+            config = read_model_config(Path(self.model_path))
+        except ModelConfigError as error:
+            raise LaunchError(f"{field}=true needs the model's expert count: {error}") from error
+        if config is None:
+            return [f"{field}: {self.model_path} is not a local directory yet; vLLM checks the model has experts"]
+        experts = expert_count(config)
+        if experts == 0:
+            raise LaunchError(
+                f"{field}=true, but the model at {self.model_path} ({architectures(config)}) is dense: its config.json "
+                f"sets none of {', '.join(EXPERT_COUNT_KEYS)}. Expert parallelism applies to mixture-of-experts models "
+                f"only (DeepSeek-V2/V3/R1, Qwen2/Qwen3-MoE, Mixtral, Llama 4, gpt-oss, ...); set {field}: false"
+            )
+        return [f"expert parallelism over the {experts} experts of {architectures(config)}"]
 
     def _identity_args(self) -> list[str]:
         role = self.role

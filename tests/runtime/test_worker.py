@@ -270,3 +270,34 @@ def test_lws_worker_index_outside_the_group_is_refused() -> None:
     stray = LwsPlacement(leader_address="l", group_size=2, worker_index=2)
     with pytest.raises(LaunchError, match=r"LWS_WORKER_INDEX=2 is outside 0..1"):
         DecodeWorker(config, p5_host(lws=stray), "/m", {}).launch()
+
+
+def test_expert_parallel_on_a_dense_model_is_refused_and_on_a_moe_model_counted(tmp_path: Path) -> None:
+    dense, moe = tmp_path / "dense", tmp_path / "moe"
+    for directory, model_config in ((dense, {"architectures": ["LlamaForCausalLM"]}), (moe, {"num_experts": 128})):
+        directory.mkdir()
+        (directory / "config.json").write_text(json.dumps(model_config))
+    config = serving(decode={"data_parallel_local": 8, "data_parallel": 8, "expert_parallel": True})
+    with pytest.raises(
+        LaunchError,
+        match=r"serving.decode.expert_parallel=true, but the model at .*LlamaForCausalLM\) "
+        r"is dense: its config.json sets none of num_experts, .*set serving.decode.expert_parallel: false",
+    ):
+        DecodeWorker(config, p5_host(), str(dense), {}).launch()
+    launch = DecodeWorker(config, p5_host(), str(moe), {}).launch()
+    assert "--enable-expert-parallel" in launch.argv
+    assert any("the 128 experts" in reason for reason in launch.reasons)
+
+
+def test_expert_parallel_on_a_dense_model_exits_2_naming_the_field(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["Qwen2ForCausalLM"], "num_experts": 0}))
+    config = tmp_path / "serving.yaml"
+    config.write_text(
+        f"model: {{source: {tmp_path}, served_name: tiny, block_size: 32}}\n"
+        "decode: {expert_parallel: true, data_parallel_local: 2, data_parallel: 2}\n"
+    )
+    result = run_cli("decode", "--dry-run", env={"PDSTACK_CONFIG": str(config), "POD_IP": "127.0.0.1", "PATH": "/bin"})
+    assert result.returncode == 2, result.stdout
+    line = json.loads(result.stderr.strip().splitlines()[-1])
+    assert line["event"] == "cannot_start"
+    assert "serving.decode.expert_parallel=true, but the model at" in line["reason"]
