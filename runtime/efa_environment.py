@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from runtime.catalog import InstanceSpec
 from runtime.host_probe import Host
+from runtime.nccl_environment import NcclEnvironment
 
 EFA_LIBRARY_DIR = "/opt/amazon/efa/lib"
 
@@ -33,7 +34,15 @@ class FabricEnvironment(BaseModel):
     reasons: list[str]
 
     @classmethod
-    def resolve(cls, host: Host, spec: InstanceSpec, environ: Mapping[str, str]) -> FabricEnvironment:
+    def resolve(
+        cls,
+        host: Host,
+        spec: InstanceSpec,
+        environ: Mapping[str, str],
+        nccl_across_nodes: NcclEnvironment | None = None,
+    ) -> FabricEnvironment:
+        """``nccl_across_nodes``: the NCCL environment of a replica spanning nodes (runtime/nccl_environment.py), laid
+        on where the node has EFA."""
         env: dict[str, str] = {}
         reasons: list[str] = []
         if host.socket_ifname:
@@ -57,8 +66,12 @@ class FabricEnvironment(BaseModel):
         else:
             reasons.append(f"FI_EFA_USE_DEVICE_RDMA unset: {spec.name} has no GPUDirect RDMA over EFA")
         library_path = [part for part in environ.get("LD_LIBRARY_PATH", "").split(":") if part]
-        if EFA_LIBRARY_DIR not in library_path:
-            library_path.insert(0, EFA_LIBRARY_DIR)
+        wanted = [EFA_LIBRARY_DIR]
+        if nccl_across_nodes is not None:
+            env.update(nccl_across_nodes.env)
+            reasons.extend(nccl_across_nodes.reasons)
+            wanted += nccl_across_nodes.library_dirs
+        library_path[:0] = [directory for directory in wanted if directory not in library_path]
         env["LD_LIBRARY_PATH"] = ":".join(library_path)
         reasons.append(f"FI_PROVIDER=efa: {len(host.efa_devices)} EFA devices")
         return cls(env=env, reasons=reasons)

@@ -67,14 +67,19 @@ Runner = Callable[[Mapping[str, str]], tuple[int, str]]
 
 def run_probe(env: Mapping[str, str], timeout_s: float = 120.0) -> tuple[int, str]:
     """Run the one-rank NCCL probe in a child interpreter; return its exit code and combined output."""
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE_SCRIPT],
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", PROBE_SCRIPT],
+            env=dict(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as expired:
+        partial = expired.stdout or ""
+        text = partial.decode(errors="replace") if isinstance(partial, bytes) else partial
+        return 124, text + f"\nthe NCCL probe did not finish in {timeout_s:.0f} s"
     return result.returncode, result.stdout + result.stderr
 
 

@@ -7,18 +7,23 @@ Every file-system root is a parameter so the checks run against a fake tree in t
 from __future__ import annotations
 
 import json
+import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from runtime.all2all import NEEDS_GDRCOPY
 from runtime.catalog import instance_spec
 from runtime.config import Serving
+from runtime.efa_environment import FabricEnvironment
 from runtime.host_probe import Host, HostProbe
 from runtime.kv_transfer import KvTransferPlan, KvTransferPlanError
 from runtime.model_fetch import ModelFetch
+from runtime.nccl_environment import NcclEnvironment, find_ofi_plugin
+from runtime.nccl_network import NcclNetwork, NcclProbeError, probe_nccl_network
 from runtime.nixl_loopback import NixlLoopback, NixlUnavailable
 from runtime.roles import Role
 
@@ -69,7 +74,11 @@ class Preflight:
         shm: Path = Path("/dev/shm"),
         loopback: Callable[[str], NixlLoopback] = NixlLoopback,
         model_fetch: ModelFetch | None = None,
+        nccl_probe: Callable[[Mapping[str, str]], NcclNetwork] = probe_nccl_network,
+        find_ofi_plugin: Callable[[], Path | None] = find_ofi_plugin,
     ) -> None:
+        self.nccl_probe = nccl_probe
+        self.find_ofi_plugin = find_ofi_plugin
         self.serving = serving
         self.role_name = role
         self.role = serving.role(role)
@@ -84,6 +93,7 @@ class Preflight:
         host = self.probe.probe()
         checks = [self.gpus(host), self.efa(host), self.hugepages(host), self.shared_memory()]
         checks += self.nixl(host)
+        checks += self.nccl_across_nodes(host)
         checks.append(self.model())
         return PreflightReport(role=self.role_name, instance_type=self.spec.name, checks=checks)
 
@@ -212,6 +222,50 @@ class Preflight:
             )
         )
         return checks
+
+    def nccl_across_nodes(self, host: Host) -> list[Check]:
+        """A replica spanning nodes runs its collectives (data-parallel sync, the expert all-to-all) through NCCL: on
+        EFA it must load aws-ofi-nccl, or it silently uses TCP sockets. The probe starts NCCL with the worker's
+        environment and reads the network it chose (runtime/nccl_network.py)."""
+        if self.role.nodes_per_replica == 1:
+            return []
+        if not host.has_efa:
+            return [Check(name="nccl_network", status="warn", reason="no EFA device: NCCL between nodes uses TCP")]
+        backend = self.role.all2all_backend if self.role.expert_parallel else None
+        nccl = NcclEnvironment.resolve(backend, find_plugin=self.find_ofi_plugin)
+        fabric = FabricEnvironment.resolve(host, self.spec, os.environ, nccl)
+        checks = []
+        if backend in NEEDS_GDRCOPY:
+            checks.append(self.gdrdrv(backend))
+        try:
+            found = self.nccl_probe(fabric.env)
+        except NcclProbeError as error:
+            return [*checks, Check(name="nccl_network", status="fail", reason=str(error))]
+        detail = found.model_dump()
+        if found.libfabric:
+            reason = f"NCCL uses {found.network} (provider {found.ofi_provider or 'not logged'}) between nodes"
+            return [*checks, Check(name="nccl_network", status="pass", detail=detail, reason=reason)]
+        plugin = fabric.env.get("NCCL_NET_PLUGIN", "no aws-ofi-nccl plugin found")
+        return [
+            *checks,
+            Check(
+                name="nccl_network",
+                status="fail",
+                detail=detail,
+                reason=f"NCCL chose {found.network or 'no network'} instead of Libfabric on an EFA node ({plugin}): "
+                f"nodes_per_replica={self.role.nodes_per_replica} would run its collectives over TCP sockets",
+            ),
+        ]
+
+    def gdrdrv(self, backend: str) -> Check:
+        device = self.probe.dev / "gdrdrv"
+        if device.exists():
+            return Check(name="gdrdrv", status="pass", reason=f"{device} present")
+        reason = (
+            f"{device} missing: {backend}'s NCCL GIN (aws-ofi-nccl) opens a gdrcopy handle; load the gdrdrv kernel "
+            "module on the node and mount the device"
+        )
+        return Check(name="gdrdrv", status="fail", reason=reason)
 
     def model(self) -> Check:
         reachable, reason = self.model_fetch.reachable()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +24,7 @@ from runtime.host_probe import Host
 from runtime.json_log import EventLog
 from runtime.kv_transfer import KvRole, KvTransferPlan
 from runtime.moe_model import EXPERT_COUNT_KEYS, ModelConfigError, architectures, expert_count, read_model_config
+from runtime.nccl_environment import NcclEnvironment, find_ofi_plugin
 from runtime.roles import Role
 
 log = EventLog("runtime.worker")
@@ -64,7 +65,15 @@ class Worker:
     role_name: ClassVar[Role]
     kv_role: ClassVar[KvRole]
 
-    def __init__(self, serving: Serving, host: Host, model_path: str, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        serving: Serving,
+        host: Host,
+        model_path: str,
+        environ: Mapping[str, str],
+        find_ofi_plugin: Callable[[], Path | None] = find_ofi_plugin,
+    ) -> None:
+        self.find_ofi_plugin = find_ofi_plugin
         self.serving = serving
         self.role: RoleSettings = serving.role(self.role_name)
         self.host = host
@@ -75,7 +84,9 @@ class Worker:
         self._check_host()
         model_reasons = self._check_model()
         kv = KvTransferPlan.resolve(self.serving.kv_transfer, self.kv_role, self.host)
-        fabric = FabricEnvironment.resolve(self.host, instance_spec(self.role.instance_type), self.environ)
+        fabric = FabricEnvironment.resolve(
+            self.host, instance_spec(self.role.instance_type), self.environ, self._nccl_across_nodes()
+        )
         argv = [
             "vllm",
             "serve",
@@ -141,6 +152,13 @@ class Worker:
                     f"LWS_WORKER_INDEX={host.lws.worker_index} is outside 0..{role.nodes_per_replica - 1} "
                     f"({field}.nodes_per_replica={role.nodes_per_replica})"
                 )
+
+    def _nccl_across_nodes(self) -> NcclEnvironment | None:
+        """The NCCL environment of a replica whose collectives cross nodes; None for a one-node replica."""
+        if self.role.nodes_per_replica == 1:
+            return None
+        backend = self.role.all2all_backend if self.role.expert_parallel else None
+        return NcclEnvironment.resolve(backend, find_plugin=self.find_ofi_plugin)
 
     def _check_model(self) -> list[str]:
         """Expert parallelism needs a mixture-of-experts model (vLLM 0.32 refuses to start otherwise:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime.config import Serving
 from runtime.host_probe import Host, LwsPlacement
 from runtime.worker import DecodeWorker, Launch, LaunchError, PrefillWorker
 from tests.support.runtime_inputs import p5_host, serving
@@ -301,3 +302,42 @@ def test_expert_parallel_on_a_dense_model_exits_2_naming_the_field(tmp_path: Pat
     line = json.loads(result.stderr.strip().splitlines()[-1])
     assert line["event"] == "cannot_start"
     assert "serving.decode.expert_parallel=true, but the model at" in line["reason"]
+
+
+def two_node_decode(backend: str) -> Serving:
+    return serving(
+        decode={
+            "nodes_per_replica": 2,
+            "data_parallel_local": 8,
+            "data_parallel": 16,
+            "expert_parallel": True,
+            "all2all_backend": backend,
+        }
+    )
+
+
+def test_a_group_across_efa_nodes_points_nccl_at_the_aws_ofi_nccl_plugin() -> None:
+    plugin = Path("/opt/amazon/ofi-nccl/lib/x86_64-linux-gnu/libnccl-net.so")
+    lws = LwsPlacement(leader_address="decode-0.decode.ns", group_size=2, worker_index=1)
+    launch = DecodeWorker(
+        two_node_decode("allgather_reducescatter"),
+        p5_host(lws=lws),
+        "/m",
+        {"LD_LIBRARY_PATH": "/usr/lib"},
+        find_ofi_plugin=lambda: plugin,
+    ).launch()
+    assert launch.env["NCCL_NET_PLUGIN"] == str(plugin)
+    assert launch.env["NCCL_NVLS_ENABLE"] == "0"
+    assert launch.env["LD_LIBRARY_PATH"] == f"/opt/amazon/efa/lib:{plugin.parent}:/usr/lib"
+    assert "NCCL_GIN_ENABLE" not in launch.env
+    gin = DecodeWorker(two_node_decode("deepep_v2"), p5_host(lws=lws), "/m", {}, find_ofi_plugin=lambda: plugin)
+    assert {k: v for k, v in gin.launch().env.items() if "_GIN_" in k} == {
+        "NCCL_GIN_ENABLE": "1",
+        "NCCL_GIN_TYPE": "2",
+        "OFI_NCCL_GIN_GDAKI": "0",
+    }
+
+
+def test_a_one_node_replica_leaves_nccl_to_nvlink() -> None:
+    launch = DecodeWorker(serving(), p5_host(), "/m", {}, find_ofi_plugin=lambda: Path("/x/libnccl-net.so")).launch()
+    assert not {"NCCL_NET_PLUGIN", "NCCL_NVLS_ENABLE"} & set(launch.env)
