@@ -12,7 +12,7 @@ export PATH := $(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: help setup synth test test-unit lint fmt typecheck clean demo bench-router bench bench-quick bench-real-pair prometheus
+.PHONY: help setup synth test test-unit lint fmt typecheck clean demo bench-router bench bench-quick bench-real-pair bench-replay bench-plan prometheus
 
 # The CDK venv (pinned) and the CDK CLI (npm ci); every other target starts from it.
 setup: $(VENV)/.installed node_modules/.installed
@@ -89,6 +89,22 @@ bench-real-pair: setup $(VENV)/.bench-installed $(VLLM_VENV)/.installed
 # A ~2 min smoke run of the routing benchmark (one point per workload).
 bench-quick: setup $(VENV)/.bench-installed
 	$(BIN)/python -m bench.harness.run --scenario quick
+
+# The trace bench-replay and bench-plan read, and their options (bench/README.md: "Bring your own trace").
+TRACE        ?= ../shared/traces/mooncake-synthetic.jsonl
+REPLAY_ARGS  ?= --window 840:960 --prefills 4 --decodes 2 --time-scale 2
+PLAN_ARGS    ?= --window 840:960 --instances p5.48xlarge,p5e.48xlarge
+
+# Replay a Mooncake-format trace (TRACE=file) through pdstack and the peers on simulated engines sized like the
+# hardware, arrival times and shared prefixes kept (~25 min for the default window). Writes
+# bench/results/<date>-replay.{json,md,png}. Both cores: hold the machine's vLLM lock.
+bench-replay: setup $(VENV)/.bench-installed
+	flock /tmp/pdstack-vllm.lock $(BIN)/python -m bench.replay --trace $(TRACE) $(REPLAY_ARGS)
+
+# The cheapest prefill/decode layout meeting the SLOs for TRACE on candidate instance types, simulated (a few
+# minutes, one core): the layout, its cost, its deployment YAML.
+bench-plan: setup
+	$(BIN)/python -m bench.plan --trace $(TRACE) $(PLAN_ARGS)
 
 # ruff's linter and formatter in check mode (settings in pyproject.toml; tests/test_lint.py runs both in `make test`).
 lint: $(VENV)/.tests-installed

@@ -90,9 +90,15 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--systems", default=DEFAULT_SYSTEMS, help="name or name:policy, comma-separated")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--name", default="replay")
+    parser.add_argument("--export", type=Path, default=None,
+                        help="write the window's lines (time order, unchanged) to this file and stop: the trace to "
+                             "verify with guidellm on the deployed endpoint")
     args = parser.parse_args(argv)
     try:
         index = load(args)
+        if args.export is not None:
+            print(f"{index.export(args.export)} requests written to {args.export}")
+            return args.export
         size = size_engine(args.model, args.instance, args.tp, args.time_scale)
         workload = build(index, size.timing, ENGINE_BLOCK_SIZE, model_spec(args.model).max_context, args.speedup)
     except (TraceFormatError, ValueError, KeyError, OSError) as error:

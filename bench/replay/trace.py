@@ -146,6 +146,15 @@ class TraceIndex:
     def __len__(self) -> int:
         return len(self.offsets)
 
+    def export(self, out: Path) -> int:
+        """Write the kept lines, unchanged and in time order, to ``out`` (a trace guidellm replays as the window);
+        the number of lines written."""
+        with self.path.open("rb") as handle, out.open("wb") as sink:
+            for offset in self.offsets:
+                handle.seek(offset)
+                sink.write(handle.readline().rstrip(b"\r\n") + b"\n")
+        return len(self.offsets)
+
     def __iter__(self) -> Iterator[TraceRequest]:
         with self.path.open("rb") as handle:
             for offset, line in zip(self.offsets, self.lines, strict=True):

@@ -126,3 +126,15 @@ def test_the_replay_stops_on_a_format_error_before_starting_anything(
     assert exit_info.value.code == 2
     assert "line 2: field 'output_length' must be an integer" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_a_window_exports_as_a_trace_of_its_own_lines(tmp_path: Path) -> None:
+    """What guidellm replays on the endpoint is exactly the window the simulator replayed."""
+    from bench.replay.__main__ import main
+
+    lines = [line(timestamp=t) for t in (0, 3000, 1000, 9000)]
+    path = write(tmp_path, lines)
+    out = tmp_path / "window.jsonl"
+    main(["--trace", str(path), "--window", "0.5:5", "--export", str(out)])
+    assert out.read_text().splitlines() == [lines[2], lines[1]]
+    assert [r.timestamp_ms for r in index_trace(out)] == [1000, 3000]
