@@ -3,10 +3,11 @@ counts on the frontier of layouts that meet the SLOs, each simulated (bench/plan
 
 A layout meets the SLOs when at least ``ATTAINMENT_GOAL`` of all requests AND of the requests that arrived in the
 trace's busiest ``BURST_WINDOW_S`` meet both TTFT and TPOT (DistServe's goodput criterion, held at the bursts too).
-More engines of a role never hurt in this model, so the frontier is found by a staircase: the fewest prefill engines
-that meet with the most decode engines allowed, then, one step at a time, fewer decode engines while it meets and
-more prefill engines when it does not. Nodes: the layout's GPUs packed on whole nodes (prefill and decode pods may
-share a node, as the fit check in infra/config/deployment.py counts them)."""
+More engines of a role never hurt in this model, so the frontier is found by bisection: the fewest prefill engines
+that meet with the most decode engines allowed, then for each prefill count from there the fewest decode engines
+that meet (never more than the count before), until one decode engine is enough. Nodes: the layout's GPUs packed on
+whole nodes (prefill and decode pods may share a node, as the fit check in infra/config/deployment.py counts
+them)."""
 
 from __future__ import annotations
 
@@ -139,7 +140,8 @@ class Search:
         return layout
 
     def frontier(self, candidate: Candidate) -> list[Layout]:
-        """The layouts of ``candidate`` that meet the SLOs with no engine to spare along the staircase."""
+        """The layouts of ``candidate`` that meet the SLOs with no engine to spare: per prefill count, the fewest
+        decode engines."""
         cache: dict[tuple[int, int], Layout] = {}
 
         def meets(p: int, d: int) -> bool:
@@ -157,19 +159,22 @@ class Search:
             else:
                 low = middle + 1
         found: list[Layout] = []
-        p, d = low, self.max_decodes
-        while p <= self.max_prefills and d >= 1:
-            if meets(p, d):
-                found.append(cache[(p, d)])
-                d -= 1
-            else:
-                p += 1
-        # Only the staircase's corners: the last meeting layout before each step up in prefill engines.
-        return [
-            layout
-            for layout in found
-            if not any(o.prefills == layout.prefills and o.decodes < layout.decodes for o in found)
-        ]
+        ceiling = self.max_decodes
+        for p in range(low, self.max_prefills + 1):  # per prefill count, the fewest decode engines that meet
+            if not meets(p, ceiling):
+                continue
+            d_low, d_high = 1, ceiling
+            while d_low < d_high:
+                middle = (d_low + d_high) // 2
+                if meets(p, middle):
+                    d_high = middle
+                else:
+                    d_low = middle + 1
+            found.append(cache[(p, d_low)])
+            ceiling = d_low
+            if ceiling == 1:
+                break
+        return found
 
     def headroom(self, layout: Layout, speedups: Sequence[float] = (1.25, 1.5, 2.0, 3.0)) -> float:
         best = 1.0

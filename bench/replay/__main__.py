@@ -28,7 +28,7 @@ GUIDELLM_COLUMNS = {
     "output_length": "output_tokens_column",
     "hash_ids": "hash_ids_column",
 }
-DEFAULT_SYSTEMS = "pdstack:precise,baseline:round_robin,vllm-router:round_robin,vllm-router:cache_aware,smg:cache_aware"
+DEFAULT_SYSTEMS = "pdstack:precise,baseline:round_robin,vllm-router:cache_aware,smg:cache_aware"
 
 
 def trace_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, required: bool = True) -> None:
@@ -90,9 +90,13 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--systems", default=DEFAULT_SYSTEMS, help="name or name:policy, comma-separated")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--name", default="replay")
-    parser.add_argument("--export", type=Path, default=None,
-                        help="write the window's lines (time order, unchanged) to this file and stop: the trace to "
-                             "verify with guidellm on the deployed endpoint")
+    parser.add_argument(
+        "--export",
+        type=Path,
+        default=None,
+        help="write the window's lines (time order, unchanged) to this file and stop: the trace to "
+        "verify with guidellm on the deployed endpoint",
+    )
     args = parser.parse_args(argv)
     try:
         index = load(args)
