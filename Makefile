@@ -117,7 +117,7 @@ fmt: $(VENV)/.tests-installed
 	$(BIN)/ruff check --fix .
 
 # mypy over every module (settings in pyproject.toml; tests/test_lint.py runs it in `make test`).
-typecheck: $(VENV)/.tests-installed
+typecheck: $(VENV)/.bench-installed
 	$(BIN)/mypy
 
 # The targets and the comment above each.
