@@ -83,6 +83,8 @@ ROCM_ONLY: Final = {
 }
 """Backends for other GPUs than the catalog's [MORI]."""
 
+GDRDRV_DEVICE: Final = "/dev/gdrdrv"
+
 NEEDS_GDRCOPY: Final = frozenset({"deepep_v2"})
 """Backends whose pods need the host's ``/dev/gdrdrv`` (aws-ofi-nccl's GIN opens a gdrcopy handle) [DEEPEP-V2]."""
 

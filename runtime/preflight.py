@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from runtime.all2all import NEEDS_GDRCOPY
+from runtime.all2all import GDRDRV_DEVICE, NEEDS_GDRCOPY
 from runtime.catalog import instance_spec
 from runtime.config import Serving
 from runtime.efa_environment import FabricEnvironment
@@ -258,14 +258,15 @@ class Preflight:
         ]
 
     def gdrdrv(self, backend: str) -> Check:
-        device = self.probe.dev / "gdrdrv"
-        if device.exists():
-            return Check(name="gdrdrv", status="pass", reason=f"{device} present")
-        reason = (
-            f"{device} missing: {backend}'s NCCL GIN (aws-ofi-nccl) opens a gdrcopy handle; load the gdrdrv kernel "
-            "module on the node and mount the device"
-        )
-        return Check(name="gdrdrv", status="fail", reason=reason)
+        """The pod mounts the host's /dev/gdrdrv for this backend; opening it proves the container may use it."""
+        device = self.probe.dev / Path(GDRDRV_DEVICE).name
+        why = f"{backend}'s NCCL GIN (aws-ofi-nccl) opens a gdrcopy handle"
+        try:
+            os.close(os.open(device, os.O_RDWR))
+        except OSError as error:
+            reason = f"cannot open {device} ({error.strerror}): {why}; load the gdrdrv module on the node"
+            return Check(name="gdrdrv", status="fail", reason=reason)
+        return Check(name="gdrdrv", status="pass", reason=f"{device} opens")
 
     def model(self) -> Check:
         reachable, reason = self.model_fetch.reachable()

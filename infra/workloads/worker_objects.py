@@ -28,6 +28,7 @@ from infra.workload_names import (
     worker_name,
 )
 from infra.workloads.serving_config import config_hash
+from runtime.all2all import GDRDRV_DEVICE, NEEDS_GDRCOPY
 from runtime.catalog import instance_spec
 from runtime.config import RoleSettings
 from runtime.roles import Role
@@ -86,7 +87,7 @@ def worker_pod(deployment: Deployment, role_name: Role, image: str) -> dict[str,
         "hugepages-2Mi": deployment.workloads.hugepages_2mi,
         "memory": layout.memory,
     }
-    container = {
+    container: dict[str, Any] = {
         "name": role_name,
         "image": image,
         "args": [role_name],  # ENTRYPOINT is python -m runtime
@@ -125,6 +126,20 @@ def worker_pod(deployment: Deployment, role_name: Role, image: str) -> dict[str,
             {"name": "model-cache", "mountPath": cache_dir},
         ],
     }
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": CONFIG_MAP}},
+        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{deployment.workloads.shm_gib}Gi"}},
+        {"name": "scratch", "emptyDir": {"sizeLimit": f"{SCRATCH_GIB}Gi"}},
+        {
+            "name": "model-cache",
+            "hostPath": {"path": MODEL_CACHE_ROOT[deployment.gpu_provider], "type": "DirectoryOrCreate"},
+        },
+    ]
+    if role.expert_parallel and role.all2all_backend in NEEDS_GDRCOPY:
+        # aws-ofi-nccl's GIN opens a gdrcopy handle (runtime/all2all.py [DEEPEP-V2]). CharDevice: the pod does not
+        # start on a node without the gdrdrv module. Preflight opens the device (the container's device access decides).
+        volumes.append({"name": "gdrdrv", "hostPath": {"path": GDRDRV_DEVICE, "type": "CharDevice"}})
+        container["volumeMounts"].append({"name": "gdrdrv", "mountPath": GDRDRV_DEVICE})
     return {
         "metadata": {
             "labels": role_labels(deployment.name, role_name),
@@ -156,15 +171,7 @@ def worker_pod(deployment: Deployment, role_name: Role, image: str) -> dict[str,
             },
             "initContainers": [model_cache_owner(deployment, image)],
             "containers": [container],
-            "volumes": [
-                {"name": "config", "configMap": {"name": CONFIG_MAP}},
-                {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{deployment.workloads.shm_gib}Gi"}},
-                {"name": "scratch", "emptyDir": {"sizeLimit": f"{SCRATCH_GIB}Gi"}},
-                {
-                    "name": "model-cache",
-                    "hostPath": {"path": MODEL_CACHE_ROOT[deployment.gpu_provider], "type": "DirectoryOrCreate"},
-                },
-            ],
+            "volumes": volumes,
         },
     }
 

@@ -66,6 +66,20 @@ def test_leader_worker_set_for_multi_node_replicas() -> None:
     assert not [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "pdstack-decode"]
 
 
+def test_deepep_v2_roles_mount_the_hosts_gdrdrv_and_no_other_role_does() -> None:
+    data = load_yaml("wide-ep.yaml")
+    data["serving"]["decode"]["all2all_backend"] = "deepep_v2"
+    objects = objects_of(parse_deployment(data))
+    lws = find(objects, "LeaderWorkerSet", "pdstack-decode")
+    spec = pod_spec(lws)
+    assert {"name": "gdrdrv", "hostPath": {"path": "/dev/gdrdrv", "type": "CharDevice"}} in spec["volumes"]
+    assert {"name": "gdrdrv", "mountPath": "/dev/gdrdrv"} in container(lws)["volumeMounts"]
+    prefill = find(objects, "Deployment", "pdstack-prefill")
+    assert all(v["name"] != "gdrdrv" for v in pod_spec(prefill)["volumes"])
+    shipped = pod_spec(find(objects_of(wide_ep_decode()), "LeaderWorkerSet", "pdstack-decode"))
+    assert all(v["name"] != "gdrdrv" for v in shipped["volumes"])  # allgather_reducescatter needs no gdrcopy
+
+
 def test_worker_resources_from_the_catalog() -> None:
     objects = objects_of(wide_ep_decode())
     decode = container(find(objects, "LeaderWorkerSet", "pdstack-decode"))["resources"]

@@ -146,6 +146,6 @@ def test_a_group_whose_nccl_uses_libfabric_passes_and_deepep_v2_needs_gdrdrv(tmp
     found = {check.name: check for check in report.checks}
     assert found["nccl_network"].status == "pass"
     assert "NCCL uses Libfabric (provider efa)" in found["nccl_network"].reason
-    assert found["gdrdrv"].status == "fail" and "gdrdrv missing" in found["gdrdrv"].reason
+    assert found["gdrdrv"].status == "fail" and "gdrdrv (No such file or directory)" in found["gdrdrv"].reason
     again = two_node_preflight(tmp_path / "with-gdrdrv", NCCL_ON_EFA, "deepep_v2", {}, gdrdrv=True).run()
     assert statuses(again.to_json())["gdrdrv"] == "pass"
