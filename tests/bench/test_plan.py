@@ -162,3 +162,11 @@ def test_the_planner_says_it_is_a_simulation_and_refuses_no_traffic(
     with pytest.raises(SystemExit) as exit_info:
         main(["--instances", "p5.48xlarge"])
     assert exit_info.value.code == 2
+
+
+def test_the_planner_takes_a_rate_and_a_workload_instead_of_a_trace(capsys: pytest.CaptureFixture[str]) -> None:
+    document = main(
+        ["--rate", "4", "--workload", "decode_heavy", "--instances", "p5.48xlarge", "--tp", "1", "--max-engines", "1"]
+    )
+    assert document["traffic"] == "workload decode_heavy at 4 req/s" and document["requests"] == 60
+    assert document["best"][0]["pd_ratio"] == "1:1"

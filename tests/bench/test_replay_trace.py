@@ -138,3 +138,24 @@ def test_a_window_exports_as_a_trace_of_its_own_lines(tmp_path: Path) -> None:
     main(["--trace", str(path), "--window", "0.5:5", "--export", str(out)])
     assert out.read_text().splitlines() == [lines[2], lines[1]]
     assert [r.timestamp_ms for r in index_trace(out)] == [1000, 3000]
+
+
+def test_the_workload_keeps_the_gaps_scaled_and_skips_what_vllm_would_refuse(tmp_path: Path) -> None:
+    from bench.fake_engine.timing import EngineTiming
+    from bench.replay.workload import build
+
+    path = write(
+        tmp_path,
+        [
+            line(timestamp=10_000),
+            line(timestamp=12_000, input_length=0, hash_ids=[]),
+            line(timestamp=14_000, input_length=2000, hash_ids=[1, 2, 3, 4]),
+            line(timestamp=16_000, output_length=0),
+        ],
+    )
+    workload = build(index_trace(path), EngineTiming(time_scale=4.0), 16, max_context=1500, speedup=2.0)
+    assert workload.skipped == {"empty prompt": 1, "longer than the model's context": 1}
+    assert [r.at_s for r in workload.requests] == [0.0, 12.0]  # 6 trace s, twice as fast, 4 wall ms a modelled ms
+    assert workload.arrivals_s == [0.0, 3.0] and workload.rate_rps == pytest.approx(2 / 3)
+    assert [r.body["max_tokens"] for r in workload.requests] == [8, 1]
+    assert workload.bound_hit_rate == pytest.approx(992 / 2000)  # the second prompt repeats ids 1, 2
