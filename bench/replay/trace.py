@@ -4,8 +4,8 @@
 
 What it accepts is what guidellm's ``--data kind=mooncake`` accepts (vllm-project/guidellm,
 ``src/guidellm/data/deserializers/trace_mooncake.py`` and ``trace_common.py``, read at the stored snapshot of
-2026-08-07, after v0.7.3; the 0.8.1 release notes name no change to it), so one file replays on the simulator here and
-against a deployed endpoint with guidellm:
+2026-08-07, after v0.7.3; the 0.8.1 release itself was not in the snapshot: check its changelog before relying on an
+edge case), so one file replays on the simulator here and against a deployed endpoint with guidellm:
 - the column names default to ``timestamp``, ``input_length``, ``output_length``, ``hash_ids`` and can be renamed;
 - token counts are non-negative integers, hash ids non-negative integers, the timestamp a number;
 - ``len(hash_ids) == ceil(input_length / block_size)``, block size 512 by default (Mooncake's paper);
