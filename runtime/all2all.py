@@ -25,8 +25,10 @@ Facts, with their sources (read 2026-12-07):
 - [MORI] MoRI is AMD's ROCm expert-parallel library; every catalog instance has NVIDIA GPUs.
 - [NVLINK] ``moonep`` and the ``flashinfer_nvlink_*`` kernels move tokens over NVLink (multi-node NVLink for the
   FlashInfer ones, GB200-class racks), which EC2 p4/p5/p6-b200 nodes do not share between nodes.
-- [NIXL-EP] ``nixl_ep`` uses NIXL's device API (GPU-initiated transfers through UCX's GDAKI over InfiniBand/RoCE); no
-  published run over EFA's libfabric path (ai-dynamo/nixl ``examples/device/ep``).
+- [NIXL-EP] ``nixl_ep`` posts transfers from the GPU through NIXL's device API, which only the UCX GPU backend
+  (GDAKI over InfiniBand/RoCE verbs) implements; whether a LIBFABRIC/EFA path is possible is an open question
+  (deepseek-ai/DeepEP issue #659, 2026-06, on the NIXL EP path hard-wiring "UCX" and mlx5/ibverbs). No published run
+  of it over EFA was found.
 """
 
 from __future__ import annotations
