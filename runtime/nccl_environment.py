@@ -11,9 +11,9 @@ Sources (read 2026-12-07):
   libnccl-net-ofi.so`` with NCCL 2.31). When no plugin loads NCCL silently uses sockets (NVIDIA/nccl issue #229;
   uccl-project/uccl issue #734 measured vLLM EP on p5 over sockets that way): preflight reads NCCL's choice
   (runtime/nccl_network.py).
-- [NVLS] ``NCCL_NVLS_ENABLE=0``: the AWS vLLM LeaderWorkerSet samples set it on p5 (awslabs PR #1230's env contract,
-  "identical to the measured runs"); NVLink SHARP needs NVSwitch multicast objects that the pods' GPU allocation does
-  not grant.
+- [NVLS] ``NCCL_NVLS_ENABLE=0`` (NVLink SHARP off): set in the AWS vLLM LeaderWorkerSet sample's environment on p5
+  (awslabs PR #1230's env contract, "identical to the measured runs"); pdstack follows it without a measurement of
+  its own.
 - [GIN] ``deepep_v2`` over EFA, CPU-proxy GIN: ``NCCL_GIN_ENABLE=1 NCCL_GIN_TYPE=2 OFI_NCCL_GIN_GDAKI=0``,
   ``DEEP_EP_BACKEND=nccl``, ``EP_REUSE_NCCL_COMM=0`` (DeepEP creates its own communicator; reusing vLLM's segfaulted),
   awslabs PR #1230 ``recipe/serve.sh``; the same GIN variables in vllm-project/vllm PR #41183's 2 x p5 run.
