@@ -2,10 +2,11 @@
 plugin NCCL must load instead of falling back to TCP sockets, and what the chosen all-to-all backend needs on top.
 
 Sources (read 2026-12-07):
-- [OFI-DIRS] The EFA installer puts aws-ofi-nccl under ``/opt/amazon/ofi-nccl``: ``lib/x86_64-linux-gnu`` on Ubuntu
-  (the DLC line pdstack pins is Ubuntu 24.04; listing ``libnccl-net.so libnccl-ofi-tuner.so`` in awslabs/awsome-
-  distributed-ai's EKS NCCL test notes), ``lib`` on Amazon Linux (AWS EFA user guide, "efa-start-nccl": the
-  ``LD_LIBRARY_PATH`` of its nccl-tests run). Older plugin builds are named ``libnccl-net-ofi.so``.
+- [OFI-DIRS] The EFA installer puts aws-ofi-nccl under ``/opt/amazon/ofi-nccl``: ``lib/x86_64-linux-gnu`` in an Ubuntu
+  container (awslabs/ai-on-eks, the slinky-slurm training blueprint, lists ``libnccl-net.so libnccl-ofi-tuner.so``
+  there; the DLC line pdstack pins is Ubuntu 24.04), ``lib`` on the AWS Deep Learning AMI (a public nccl-tests
+  ``mpirun`` puts ``/opt/amazon/ofi-nccl/lib`` on ``LD_LIBRARY_PATH``). Older plugin builds are named
+  ``libnccl-net-ofi.so``. Not read inside the pinned image itself: the worker looks, and preflight checks NCCL's choice.
 - [NET-PLUGIN] NCCL loads ``libnccl-net.so`` from the library path, or what ``NCCL_NET_PLUGIN`` names; a full path is
   taken as is (awslabs/awsome-distributed-ai PR #1230 ``recipe/serve.sh``: ``NCCL_NET_PLUGIN=/opt/aws-ofi-nccl/lib/
   libnccl-net-ofi.so`` with NCCL 2.31). When no plugin loads NCCL silently uses sockets (NVIDIA/nccl issue #229;
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-OFI_NCCL_DIRS = ("/opt/amazon/ofi-nccl/lib/x86_64-linux-gnu", "/opt/amazon/ofi-nccl/lib", "/opt/amazon/ofi-nccl/lib64")
+OFI_NCCL_DIRS = ("/opt/amazon/ofi-nccl/lib/x86_64-linux-gnu", "/opt/amazon/ofi-nccl/lib")
 OFI_NCCL_NAMES = ("libnccl-net-ofi.so", "libnccl-net.so")
 
 CROSS_NODE_ENV = {"NCCL_NVLS_ENABLE": "0"}
