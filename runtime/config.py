@@ -146,6 +146,17 @@ class KvTransfer(_Strict):
     )
 
 
+class KvCache(_Strict):
+    """The engines' KV cache beyond HBM (runtime/kv_offload.py builds it for vLLM)."""
+
+    host_offload_gib: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="host-memory KV tier of each engine (its TP ranks together), GiB; 0: none. It lives in the "
+        "worker's /dev/shm and counts against the worker's memory (infra/gpu_capacity/node_capacity.py)",
+    )
+
+
 class KvEvents(_Strict):
     enabled: bool = True
 
@@ -163,6 +174,7 @@ class Serving(_Strict):
     prefill: RoleSettings = RoleSettings()
     decode: RoleSettings = RoleSettings()
     kv_transfer: KvTransfer = KvTransfer()
+    kv_cache: KvCache = KvCache()
     kv_events: KvEvents = KvEvents()
     router: RouterConfig = RouterConfig()
 
@@ -273,6 +285,7 @@ __all__ = [
     "CPU_BLOCK_SIZE_MULTIPLE",
     "CUDA_BLOCK_SIZES",
     "INSTANCE_CATALOG",
+    "KvCache",
     "KvEvents",
     "KvTransfer",
     "Model",

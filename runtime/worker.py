@@ -83,7 +83,7 @@ class Worker:
     def launch(self) -> Launch:
         self._check_host()
         model_reasons = self._check_model()
-        kv = KvTransferPlan.resolve(self.serving.kv_transfer, self.kv_role, self.host)
+        kv = KvTransferPlan.resolve(self.serving.kv_transfer, self.kv_role, self.host, self.serving.kv_cache)
         fabric = FabricEnvironment.resolve(
             self.host, instance_spec(self.role.instance_type), self.environ, self._nccl_across_nodes()
         )

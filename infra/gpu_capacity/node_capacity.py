@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from runtime.catalog import INSTANCE_CATALOG, InstanceSpec
+from runtime.kv_offload import host_tier_gib_per_pod
 from runtime.roles import ROLES, Role
 
 if TYPE_CHECKING:
@@ -271,6 +272,20 @@ def worker_resources(deployment: Deployment, role_name: Role) -> WorkerResources
     )
 
 
+# The vLLM processes' own host memory beside /dev/shm and the host KV tier (Python, the CUDA context, pinned staging
+# buffers, the tokenizer): an allowance per GPU of the worker, not a fact read from a source; only the host tier's
+# check adds it (a worker without a tier keeps its whole share, as before). Lower it only with a measured RSS.
+WORKER_PROCESS_ALLOWANCE_GIB = 8
+
+
+def worker_shm_gib(deployment: Deployment, role_name: Role) -> int:
+    """A worker's memory-backed /dev/shm: ``workloads.shm_gib`` and the host KV tier of each engine in the pod (vLLM
+    0.32 maps the tier's buffer in /dev/shm on CUDA: runtime/kv_offload.py), both inside the pod's memory limit."""
+    role = deployment.serving.role(role_name)
+    tier = host_tier_gib_per_pod(deployment.serving.kv_cache.host_offload_gib, role.data_parallel_local)
+    return deployment.workloads.shm_gib + tier
+
+
 def parse_cpu_m(quantity: str) -> int:
     return int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
 
@@ -305,8 +320,32 @@ def capacity_problems(deployment: Deployment) -> list[str]:
                 f"{worker.memory_mib}Mi a serving.{role_name} worker may use on {where} (hugepages "
                 f"{budget.hugepages_mib}Mi reserved per node)"
             )
+        problems += host_tier_problems(deployment, role_name, worker, where)
     problems += router_problems(deployment)
     return problems
+
+
+def host_tier_problems(deployment: Deployment, role_name: Role, worker: WorkerResources, where: str) -> list[str]:
+    """The host KV tier of the worker's engines, its /dev/shm and the vLLM processes must fit the worker's memory."""
+    role = deployment.serving.role(role_name)
+    gib = deployment.serving.kv_cache.host_offload_gib
+    engines = role.data_parallel_local
+    tier = host_tier_gib_per_pod(gib, engines)
+    if not tier:
+        return []
+    shm = deployment.workloads.shm_gib
+    allowance = WORKER_PROCESS_ALLOWANCE_GIB * role.gpus_per_node
+    need = shm + tier + allowance
+    if need * 1024 <= worker.memory_mib:
+        return []
+    room = max((worker.memory_mib // 1024 - shm - allowance) // engines, 0)
+    problem = (
+        f"serving.kv_cache.host_offload_gib={gib:g}: a serving.{role_name} worker's host KV tier ({engines} engine(s) "
+        f"x {gib:g} GiB = {tier} GiB) with workloads.shm_gib={shm} and {allowance} GiB for the vLLM processes "
+        f"({WORKER_PROCESS_ALLOWANCE_GIB} GiB per GPU) needs {need} GiB, more than the {worker.memory_mib}Mi a worker "
+        f"may use on {where}; at most {room} GiB per engine fits"
+    )
+    return [problem]
 
 
 def router_problems(deployment: Deployment) -> list[str]:

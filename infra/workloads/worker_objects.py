@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from infra.config import Deployment
-from infra.gpu_capacity.node_capacity import worker_resources
+from infra.gpu_capacity.node_capacity import worker_resources, worker_shm_gib
 from infra.workload_names import (
     CONFIG_ENV_VAR,
     CONFIG_HASH_ANNOTATION,
@@ -128,7 +128,7 @@ def worker_pod(deployment: Deployment, role_name: Role, image: str) -> dict[str,
     }
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": CONFIG_MAP}},
-        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{deployment.workloads.shm_gib}Gi"}},
+        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{worker_shm_gib(deployment, role_name)}Gi"}},
         {"name": "scratch", "emptyDir": {"sizeLimit": f"{SCRATCH_GIB}Gi"}},
         {
             "name": "model-cache",

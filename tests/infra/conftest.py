@@ -37,3 +37,8 @@ def hyperpod(synthesized: SynthesisCache) -> Synthesized:
 @pytest.fixture(scope="session")
 def wide_ep(synthesized: SynthesisCache) -> Synthesized:
     return synthesized.get(wide_ep_decode())
+
+
+@pytest.fixture(scope="session")
+def kv_tiers(synthesized: SynthesisCache) -> Synthesized:
+    return synthesized.shipped("kv-tiers.yaml")

@@ -19,6 +19,7 @@ LINT_REGIONS = {
     "all_types": "us-east-2",
     "hyperpod": "us-east-1",
     "wide_ep": "us-east-1",
+    "kv_tiers": "us-east-1",
 }
 
 

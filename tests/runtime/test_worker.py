@@ -341,3 +341,27 @@ def test_a_group_across_efa_nodes_points_nccl_at_the_aws_ofi_nccl_plugin() -> No
 def test_a_one_node_replica_leaves_nccl_to_nvlink() -> None:
     launch = DecodeWorker(serving(), p5_host(), "/m", {}, find_ofi_plugin=lambda: Path("/x/libnccl-net.so")).launch()
     assert not {"NCCL_NET_PLUGIN", "NCCL_NVLS_ENABLE"} & set(launch.env)
+
+
+def test_a_host_tier_puts_nixl_and_the_offloading_connector_in_one_multiconnector() -> None:
+    """vLLM 0.32's --kv-offloading-size would replace NIXL; the worker writes the MultiConnector itself, NIXL first
+    (a P/D pull must win the request) and the host tier second (runtime/kv_offload.py)."""
+    config = serving(kv_cache={"host_offload_gib": 64.5})
+    launch = DecodeWorker(config, p5_host(), "/m", {}).launch()
+    kv = kv_config(launch)
+    assert "--kv-offloading-size" not in launch.argv
+    assert (kv["kv_connector"], kv["kv_role"]) == ("MultiConnector", "kv_consumer")
+    nixl, offload = kv["kv_connector_extra_config"]["connectors"]  # type: ignore[index]
+    assert nixl == kv_config(DecodeWorker(serving(), p5_host(), "/m", {}).launch())
+    assert offload == {
+        "kv_connector": "OffloadingConnector",
+        "kv_role": "kv_both",
+        "kv_connector_extra_config": {"cpu_bytes_to_use": int(64.5 * 2**30), "self_describing_kv_events": True},
+    }
+    assert any("host KV tier 64.5 GiB" in reason for reason in launch.reasons)
+
+
+def test_a_host_tier_on_the_cpu_platform_is_refused_by_name(cpu_host: Host) -> None:
+    config = serving(kv_cache={"host_offload_gib": 8})
+    with pytest.raises(ValueError, match=r"serving.kv_cache.host_offload_gib=8 needs a CUDA GPU .* set it to 0"):
+        PrefillWorker(config, cpu_host, "/m", {}).launch()

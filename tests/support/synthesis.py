@@ -79,6 +79,7 @@ SHIPPED = {
     "capacity_block": "capacity-block.yaml",
     "hyperpod": "hyperpod.yaml",
     "wide_ep": "wide-ep.yaml",
+    "kv_tiers": "kv-tiers.yaml",
 }
 # The shipped deployments and the synthesis that holds one GPU node group of every catalog type.
 INFRA_FIXTURES = [*SHIPPED, "all_types"]
