@@ -30,7 +30,7 @@ def tier_of(medium: str | None) -> int | None:
 HOST_HIT_WEIGHT = 0.8
 """What the prefix scorer credits a leading block held only on the host, a block in HBM being 1 and a miss 0.
 
-llm-d's precise prefix scorer weighs GPU 1.0 and CPU 0.8 (llm-d v1.0, see ../shared/reference/field-2026-12.md).
+llm-d's precise prefix scorer weighs GPU 1.0 and CPU 0.8 (llm-d v1.0's tiered prefix cache, 2026-10).
 pdstack takes the same value, for its own reason: it must order an engine that holds a prefix in HBM above one that
 holds it on the host (the copy costs PCIe time and HBM it frees from nothing), and the host one far above a miss
 (the copy is a few percent of the recompute, HOST_LOAD_COST). With 0.8, a host hit of the whole prompt outranks an HBM
