@@ -38,6 +38,8 @@ class ClusterSpec(BaseModel):
     tokenizer: str
     block_size: int = 16
     capacity_blocks: int
+    host_capacity_blocks: int = 0
+    """Each engine's host KV tier, in blocks (0: none)."""
     timing: EngineTiming = EngineTiming()
     engines: list[EngineSpec]
 
@@ -49,7 +51,7 @@ def build_engine(
     publisher = KvEventPublisher(
         endpoint, f"kv@127.0.0.1:{spec.http_port}@{cluster.model}", cluster.block_size, context
     )
-    cache = KvCache(cluster.capacity_blocks, cluster.block_size, publisher)
+    cache = KvCache(cluster.capacity_blocks, cluster.block_size, publisher, cluster.host_capacity_blocks)
     return SimulatedEngine(
         name=spec.name,
         model=cluster.model,

@@ -5,6 +5,10 @@ computed (or pulled) stays cached after its request ends and can be hit by a lat
 space is taken first from never-used blocks, then by evicting the least recently used cached block nobody references.
 Only full prompt blocks are cached; the partial last block and the output blocks are private to their request.
 Every block stored and every block evicted is reported to ``listener`` (the KV event publisher).
+
+With a host tier (``host_capacity`` blocks, vLLM's native offloading: issue 24) every full prompt block computed is
+also copied to host memory (vLLM offloads prompt blocks as they are stored), kept there LRU, and reported with
+``medium="CPU"``; a prompt's leading blocks found on the host after those in HBM are reloaded instead of recomputed.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ HASH_MASK = (1 << 63) - 1
 
 
 class KvCacheListener(Protocol):
-    def stored(self, hashes: list[int], parent: int | None, token_ids: list[int]) -> None: ...
+    def stored(self, hashes: list[int], parent: int | None, token_ids: list[int], medium: str = "GPU") -> None: ...
 
-    def removed(self, hashes: list[int]) -> None: ...
+    def removed(self, hashes: list[int], medium: str = "GPU") -> None: ...
 
 
 def block_hashes(tokens: Sequence[int], block_size: int) -> list[int]:
@@ -42,8 +46,16 @@ class Allocation:
 
 
 class KvCache:
-    def __init__(self, capacity_blocks: int, block_size: int, listener: KvCacheListener | None = None) -> None:
+    def __init__(
+        self,
+        capacity_blocks: int,
+        block_size: int,
+        listener: KvCacheListener | None = None,
+        host_capacity: int = 0,
+    ) -> None:
         self.capacity = capacity_blocks
+        self.host_capacity = host_capacity
+        self._host: OrderedDict[int, None] = OrderedDict()
         self.block_size = block_size
         self.listener = listener
         self._refs: dict[int, int] = {}
@@ -65,6 +77,16 @@ class KvCache:
         for block in hashes:
             if block not in self._refs:
                 break
+            count += 1
+        return count
+
+    def host_hit_blocks(self, hashes: Sequence[int], device_hit: int) -> int:
+        """Leading blocks after the ``device_hit`` in HBM that the host tier holds (reloaded, not recomputed)."""
+        count = 0
+        for block in hashes[device_hit:]:
+            if block not in self._host:
+                break
+            self._host.move_to_end(block)
             count += 1
         return count
 
@@ -100,6 +122,30 @@ class KvCache:
             begin = start * self.block_size
             parent = hashes[start - 1] if start > 0 else None
             self.listener.stored(fresh, parent, list(tokens[begin : begin + len(fresh) * self.block_size]))
+        if fresh and self.host_capacity:
+            self._offload(fresh, hashes, tokens)
+
+    def _offload(self, fresh: list[int], hashes: Sequence[int], tokens: Sequence[int]) -> None:
+        """Copy the newly stored blocks to the host tier (LRU), reporting stores and host evictions as CPU events."""
+        new = [block for block in fresh if block not in self._host]
+        for block in fresh:
+            self._host[block] = None
+            self._host.move_to_end(block)
+        dropped: list[int] = []
+        while len(self._host) > self.host_capacity:
+            block, _ = self._host.popitem(last=False)
+            dropped.append(block)
+        if self.listener is None:
+            return
+        index = {block: i for i, block in enumerate(hashes)}
+        for block in new:
+            if block in dropped:
+                continue
+            i = index[block]
+            parent = hashes[i - 1] if i > 0 else None
+            self.listener.stored([block], parent, list(tokens[i * self.block_size : (i + 1) * self.block_size]), "CPU")
+        if dropped:
+            self.listener.removed(dropped, "CPU")
 
     def release(self, allocation: Allocation) -> None:
         for block in allocation.cached:

@@ -25,7 +25,7 @@ class KvEventPublisher:
         self._pending: list[dict[str, Any]] = []
         self._scheduled = False
 
-    def stored(self, hashes: list[int], parent: int | None, token_ids: list[int]) -> None:
+    def stored(self, hashes: list[int], parent: int | None, token_ids: list[int], medium: str = "GPU") -> None:
         self._add(
             {
                 "type": "BlockStored",
@@ -34,13 +34,13 @@ class KvEventPublisher:
                 "token_ids": token_ids,
                 "block_size": self.block_size,
                 "lora_id": None,
-                "medium": "GPU",
+                "medium": medium,
                 "lora_name": None,
             }
         )
 
-    def removed(self, hashes: list[int]) -> None:
-        self._add({"type": "BlockRemoved", "block_hashes": hashes, "medium": "GPU"})
+    def removed(self, hashes: list[int], medium: str = "GPU") -> None:
+        self._add({"type": "BlockRemoved", "block_hashes": hashes, "medium": medium})
 
     def cleared(self) -> None:
         self._add({"type": "AllBlocksCleared"})

@@ -33,6 +33,8 @@ class SimulatedRequest:
     mode: Mode
     hashes: list[int] = field(default_factory=list)
     hit_tokens: int = 0
+    host_hit_tokens: int = 0
+    """Of ``hit_tokens``, those reloaded from the host tier (bench/fake_engine/kv_cache.py)."""
     computed_tokens: int = 0
     pulled_tokens: int = 0
     generated: int = 0
@@ -47,6 +49,7 @@ class SimulatedRequest:
 class EngineCounters:
     prefix_queries: int = 0
     prefix_hits: int = 0
+    host_hits: int = 0
     local_compute: int = 0
     local_cache_hit: int = 0
     external_kv_transfer: int = 0
@@ -115,7 +118,8 @@ class EngineSimulator:
             context = sum(len(r.tokens) + r.generated for r in decoding)
             prefill_tokens = sum(r.computed_tokens for r in prefilling)
             pairs = sum(self.timing.attention_pairs(r.hit_tokens, r.computed_tokens) for r in prefilling)
-            step_ms = self.timing.step_ms(prefill_tokens, context, pairs) * self.timing.time_scale
+            reload_ms = self.timing.host_load_ms(sum(r.host_hit_tokens for r in prefilling))
+            step_ms = (self.timing.step_ms(prefill_tokens, context, pairs) + reload_ms) * self.timing.time_scale
             await asyncio.sleep(step_ms / 1000.0)
             self.counters.steps += 1
             for request in prefilling:
@@ -130,8 +134,11 @@ class EngineSimulator:
             request = self.waiting[0]
             cap = (len(request.tokens) - 1) // self.block_size  # vLLM computes at least the last prompt token
             hit = min(self.cache.hit_blocks(request.hashes), cap)
+            host_hit = (
+                min(self.cache.host_hit_blocks(request.hashes, hit), cap - hit) if self.cache.host_capacity else 0
+            )
             total = -(-(len(request.tokens) + request.max_tokens) // self.block_size)
-            uncached = len(request.tokens) - hit * self.block_size
+            uncached = len(request.tokens) - (hit + host_hit) * self.block_size
             if request.mode != "pull" and admitted and uncached > budget:
                 break
             if not self.cache.can_allocate(total - hit):
@@ -139,16 +146,19 @@ class EngineSimulator:
             self.waiting.popleft()
             request.allocation = self.cache.allocate(request.hashes, hit, total - hit)
             request.block_ids = [next(self._block_ids) for _ in range(-(-len(request.tokens) // self.block_size))]
-            request.hit_tokens = hit * self.block_size
+            request.host_hit_tokens = host_hit * self.block_size
+            request.hit_tokens = hit * self.block_size + request.host_hit_tokens
             counters = self.counters
             counters.prefix_queries += len(request.tokens)
-            counters.prefix_hits += request.hit_tokens
+            counters.prefix_hits += hit * self.block_size
+            counters.host_hits += request.host_hit_tokens
             counters.prompt_tokens += len(request.tokens)
             counters.local_cache_hit += request.hit_tokens
             if request.mode == "pull":
                 request.pulled_tokens = uncached
                 counters.external_kv_transfer += uncached
-                request.ready_at = now + self.timing.transfer_ms(uncached) * self.timing.time_scale / 1000.0
+                wait_ms = self.timing.transfer_ms(uncached) + self.timing.host_load_ms(request.host_hit_tokens)
+                request.ready_at = now + wait_ms * self.timing.time_scale / 1000.0
                 self.transferring.append(request)
             else:
                 request.computed_tokens = uncached

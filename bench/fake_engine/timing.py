@@ -20,6 +20,9 @@ Parameters, each from a published figure (sources in ``SOURCES``):
   The bench scales capacity down with its workloads (see ``bench/workloads``): what matters for routing is the ratio
   of the prefix working set to one engine's cache, which each scenario sets like llm-d's benchmark does (the shared
   prefixes overflow one engine, fit in the cluster).
+- host KV tier (issue 24): a block evicted from HBM reloads over the GPU's PCIe Gen5 x16 link (~64 GB/s per
+  direction, ~50 GB/s achieved): 131 kB / 50 GB/s = 0.0026 ms per token, added to the step that prefills the request
+  (an upper bound: vLLM's reload is asynchronous and delays only the request, not its whole batch).
 - NIXL over EFA (p5: 32 x 100 Gb/s = 400 GB/s node aggregate; one decode pulls on its share) ~ 25 GB/s per pull:
   131 kB / 25 GB/s = 0.005 ms per token.
 
@@ -39,6 +42,8 @@ SOURCES = {
     "h100-sxm": "https://www.nvidia.com/en-us/data-center/h100/ (HBM3 3.35 TB/s, bf16 dense 989 TFLOP/s)",
     "vllm-throughput": "https://www.morphllm.com/vllm-benchmarks (Llama 3.1 8B on 1x H100, ~12.5k output tok/s)",
     "p5-efa": "https://aws.amazon.com/ec2/instance-types/p5/ (3200 Gbps EFA per p5.48xlarge)",
+    "pcie-gen5": "https://pcisig.com/pci-express-6.0-specification (PCIe 5.0: 32 GT/s per lane, x16 ~64 GB/s per "
+    "direction; an H100 SXM's host link); ~80% of it achieved for large copies",
 }
 
 
@@ -55,6 +60,7 @@ class EngineTiming(BaseModel):
         "FLOPs (0 in the toy: its prompts are short; bench/fake_engine/hardware.py)",
     )
     transfer_ms_per_token: float = Field(default=0.005, ge=0, description="NIXL pull per token (decode side)")
+    host_load_ms_per_token: float = Field(default=0.0026, ge=0, description="host-tier reload per token (PCIe)")
     max_batched_tokens: int = Field(default=8192, ge=1, description="vLLM max_num_batched_tokens (chunked prefill)")
     max_running: int = Field(default=256, ge=1, description="vLLM max_num_seqs")
     time_scale: float = Field(default=1.0, gt=0, description="wall ms per modelled ms")
@@ -75,3 +81,6 @@ class EngineTiming(BaseModel):
 
     def transfer_ms(self, tokens: int) -> float:
         return self.transfer_ms_per_token * tokens
+
+    def host_load_ms(self, tokens: int) -> float:
+        return self.host_load_ms_per_token * tokens

@@ -70,6 +70,7 @@ def start_engines(scenario: Scenario, tokenizer: Path, work: Path) -> tuple[Proc
         tokenizer=str(tokenizer),
         block_size=scenario.block_size,
         capacity_blocks=scenario.capacity_blocks,
+        host_capacity_blocks=scenario.host_capacity_blocks,
         timing=scenario.timing,
         engines=specs,
     )
@@ -284,8 +285,13 @@ def main(argv: list[str] | None = None) -> Path:
         "on top of the scenario's own start_scale",
     )
     parser.add_argument("--name", default="", help="name the results <date>-NAME.* (default: the scenario's)")
+    parser.add_argument(
+        "--host-tier", type=int, default=0, help="each engine's host KV tier in blocks (issue 24; 0: none)"
+    )
     args = parser.parse_args(argv)
     scenario = SCENARIOS[args.scenario]
+    if args.host_tier:
+        scenario = scenario.model_copy(update={"host_capacity_blocks": args.host_tier})
     if args.name:
         scenario = scenario.model_copy(update={"name": args.name})
     if args.sweep:

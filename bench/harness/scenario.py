@@ -59,6 +59,8 @@ class Scenario(BaseModel):
     decodes: int = 4
     block_size: int = 16
     capacity_blocks: int = 640
+    host_capacity_blocks: int = 0
+    """Each engine's host KV tier in blocks (issue 24; 0: none): ``--host-tier`` sets it."""
     timing: EngineTiming = EngineTiming(time_scale=4.0)
     sweep: SweepPlan = SweepPlan()
     scale: ScalePlan | None = None
