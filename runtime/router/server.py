@@ -35,8 +35,9 @@ from runtime.router.flow.observers import Backlog, EngineOutcomes, FlowMetrics, 
 from runtime.router.flow.pd_flow import PdFlow
 from runtime.router.flow.pd_pairs import PairHealth
 from runtime.router.flow.prefill_backlog import PrefillBacklog
+from runtime.router.prefix_cache.dp_ranks import holder, rank_endpoints
 from runtime.router.prefix_cache.kv_event_indexer import KvEventIndexer
-from runtime.router.prefix_cache.kv_event_subscriber import KvEventSubscriber
+from runtime.router.prefix_cache.kv_event_subscriber import KvEventSubscriber, RankSubscribers
 from runtime.router.prefix_cache.prefix_index import PrefixIndex
 from runtime.router.requests.client_guard import ConnectionLimits, GuardedSite
 from runtime.router.requests.prompt_reader import PromptReader
@@ -157,11 +158,19 @@ class RouterServer:
             for engine in added:
                 self.registry.spawn(self.monitor.check_engine(engine))
 
-    def _subscription(self, engine: Engine) -> KvEventSubscriber | None:
+    def _subscription(self, engine: Engine) -> KvEventSubscriber | RankSubscribers | None:
+        """One subscriber per KV-event publisher the engine's pod may bind: one for an engine of one rank, one per
+        data-parallel rank of its replica otherwise, each indexing under its rank (prefix_cache/dp_ranks.py)."""
         if self.zmq is None or not engine.kv_events:
             return None
-        indexer = KvEventIndexer(engine.url, self.index, self.block_size, self.config.index_capacity_blocks)
-        return KvEventSubscriber(engine.name, engine.kv_events, indexer, self.metrics, self.zmq)
+        role = self.serving.role(engine.role)
+        subscribers = []
+        for endpoint, rank in rank_endpoints(engine.kv_events, role.data_parallel, role.data_parallel_local):
+            name = holder(engine.url, rank)
+            indexer = KvEventIndexer(name, self.index, self.block_size, self.config.index_capacity_blocks)
+            label = engine.name if rank is None else holder(engine.name, rank)
+            subscribers.append(KvEventSubscriber(label, endpoint, indexer, self.metrics, self.zmq))
+        return subscribers[0] if len(subscribers) == 1 else RankSubscribers(subscribers)
 
     async def start(self) -> None:
         await self.upstream.start()

@@ -28,6 +28,7 @@ from runtime.router.flow import wire
 from runtime.router.flow.attempts import Attempts
 from runtime.router.flow.observers import PREFILL_FAILED, RequestObserver
 from runtime.router.flow.outcome import Leg, Outcome
+from runtime.router.prefix_cache.dp_ranks import by_engine, with_rank
 from runtime.router.prefix_cache.prefix_index import PrefixIndex
 from runtime.router.prefix_cache.prompt_blocks import PromptBlocks
 from runtime.router.requests.api_error import ApiError
@@ -105,14 +106,15 @@ class PdFlow:
             blocks: PromptBlocks = await asyncio.to_thread(self.prompts.blocks, api)
         else:
             blocks = self.prompts.blocks(api)
-        held, on_host = self.index.match_tiers(blocks.keys)
+        matches = by_engine(*self.index.match_tiers(blocks.keys))
         return SchedulingContext(
             request_id,
             blocks,
             session=request.headers.get(self.config.session_header),
             single_leg=api.single_leg_reason,
-            prefix_matches=held,
-            host_matches=on_host,
+            prefix_matches=matches.held,
+            host_matches=matches.host,
+            ranks=matches.ranks,
         )
 
     # -- the prefill leg
@@ -128,7 +130,9 @@ class PdFlow:
             with self._leg(outcome, PREFILL, engine) as leg:
                 try:
                     async with asyncio.timeout(deadline):
-                        params = await self._prefill_on(engine, api, body, headers)
+                        params = await self._prefill_on(
+                            engine, api, body, with_rank(headers, plan.context.rank(engine))
+                        )
                 except ApiError:
                     leg.result = "client_error"
                     raise
@@ -203,7 +207,8 @@ class PdFlow:
 
     async def _decode_on(self, leg: DecodeLeg, engine: Engine, attempt: Leg) -> web.StreamResponse:
         api, outcome = leg.api, leg.outcome
-        async with self.upstream.post(engine, api.path, wire.decode_body(api, leg.params), leg.headers) as response:
+        headers = with_rank(leg.headers, leg.plan.context.rank(engine))
+        async with self.upstream.post(engine, api.path, wire.decode_body(api, leg.params), headers) as response:
             if response.status >= 400:
                 raise ApiError.from_engine(response.status, await response.read())
             if not api.stream:

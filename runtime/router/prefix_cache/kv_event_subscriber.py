@@ -112,3 +112,19 @@ class KvEventSubscriber:
         dropped = self.indexer.reset()
         self.metrics.kv_event_resyncs.labels(self.engine_name, reason).inc()
         log.warning("kv_events_resync", engine=self.engine_name, reason=reason, dropped_blocks=dropped)
+
+
+class RankSubscribers:
+    """One engine's subscription when it has several data-parallel ranks: a subscriber per rank's publisher, each
+    with its own sequence and its own indexer (a gap on one rank resyncs that rank alone); see dp_ranks.py."""
+
+    def __init__(self, subscribers: list[KvEventSubscriber]) -> None:
+        self.subscribers = subscribers
+
+    def start(self) -> None:
+        for subscriber in self.subscribers:
+            subscriber.start()
+
+    async def stop(self) -> None:
+        for subscriber in self.subscribers:
+            await subscriber.stop()

@@ -1,4 +1,5 @@
 """Which engine holds which KV block, and in which tier: block key -> {engine: tier bits}, bounded by an LRU cap.
+An engine of several data-parallel ranks is one holder per rank (prefix_cache/dp_ranks.py).
 
 Scores are the longest unbroken run of a prompt's leading blocks an engine holds in any tier (a block is only
 reusable when every block before it is; a host-tier block is copied back into HBM first, see tiers.py). Lookups
@@ -11,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 
 from runtime.router.engines.engine import Engine
+from runtime.router.prefix_cache.dp_ranks import holds_for
 from runtime.router.prefix_cache.tiers import DEVICE
 
 
@@ -54,7 +56,8 @@ class PrefixIndex:
                 del holders[key]
 
     def drop_engine(self, engine: str) -> int:
-        """Forget everything ``engine`` holds (it restarted, missed events or left); return how many blocks."""
+        """Forget everything ``engine`` (an engine, or one data-parallel rank of one: dp_ranks.holder) holds (it
+        restarted, missed events or left); return how many blocks."""
         dropped = 0
         for key in list(self._holders):
             engines = self._holders[key]
@@ -64,15 +67,24 @@ class PrefixIndex:
                     del self._holders[key]
         return dropped
 
-    # the registry's listener: an engine that leaves or restarts holds nothing the index knows of
+    def _drop_with_ranks(self, url: str) -> None:
+        """Forget the engine at ``url`` and every data-parallel rank of it."""
+        for key in list(self._holders):
+            engines = self._holders[key]
+            for name in [name for name in engines if holds_for(name, url)]:
+                del engines[name]
+            if not engines:
+                del self._holders[key]
+
+    # the registry's listener: an engine that leaves or restarts holds nothing the index knows of, on any rank
     def engine_added(self, engine: Engine) -> None:
         pass
 
     def engine_removed(self, engine: Engine) -> None:
-        self.drop_engine(engine.url)
+        self._drop_with_ranks(engine.url)
 
     def engine_reset(self, engine: Engine) -> None:
-        self.drop_engine(engine.url)
+        self._drop_with_ranks(engine.url)
 
     def match(self, keys: Sequence[int]) -> dict[str, int]:
         """For every engine holding the first block: how many leading blocks it holds in an unbroken run."""

@@ -28,6 +28,12 @@ class SchedulingContext:
     """Engine URL -> leading prompt blocks that requests in flight are sending it (see pending_prefixes)."""
     host_matches: dict[str, int] = field(default_factory=dict)
     """Engine URL -> how many of its held leading blocks it holds only on its host tier (prefix_cache/tiers.py)."""
+    ranks: dict[str, int] = field(default_factory=dict)
+    """Engine URL -> the local data-parallel rank holding its matched blocks (engines of several ranks only:
+    prefix_cache/dp_ranks.py); a leg to it names that rank."""
+
+    def rank(self, engine: Engine) -> int | None:
+        return self.ranks.get(engine.url)
 
     def held_blocks(self, engine: Engine) -> int:
         """Leading prompt blocks the engine holds. None for an engine whose KV block size (read from its metrics)
