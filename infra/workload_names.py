@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from runtime.config import CONFIG_ENV
 from runtime.roles import Role
-from runtime.router.contract import ROLE_LABEL as ROLE_LABEL
+from runtime.router.contract import ROLE_LABEL
 
 # --- labels pdstack puts on its nodes (managed node groups and HyperPod instance groups) ------------------------------
 POOL_LABEL = "pdstack.io/pool"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.workload_names import ROLE_LABEL
 from infra.workloads.stack import serving_objects
+from runtime.router.contract import ROLE_LABEL
 from tests.support.synthesis import SHIPPED, Synthesized
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 
 from infra.cluster.addons import cluster_autoscaler
-from infra.workload_names import ACCELERATOR_LABEL, ROLE_LABEL, SYSTEM_POOL
+from infra.workload_names import ACCELERATOR_LABEL, SYSTEM_POOL
 from infra.workloads.stack import serving_objects
+from runtime.router.contract import ROLE_LABEL
 from tests.support.rehearsal import HUGEPAGES, eks_nodes
 from tests.support.synthesis import Synthesized
 

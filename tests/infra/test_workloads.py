@@ -400,7 +400,7 @@ def test_no_rendered_service_takes_the_name_lws_creates_its_headless_service_und
 
 
 def test_the_discovery_service_still_selects_every_engine_pod_of_a_leader_worker_set() -> None:
-    from infra.workload_names import ROLE_LABEL
+    from runtime.router.contract import ROLE_LABEL
 
     objects = objects_of(wide_ep_decode())
     lws = find(objects, "LeaderWorkerSet", "pdstack-decode")
