@@ -178,3 +178,24 @@ def test_an_engine_leaving_or_restarting_takes_every_rank_with_it() -> None:
     index.add(holder(other, 1), [4])
     index.engine_removed(Engine(url=other, role="decode"))
     assert len(index) == 0
+
+
+def test_the_prefill_leg_names_the_prefill_rank_and_decode_of_one_rank_none(make_cluster_from, publishers) -> None:
+    ranks = publishers(2)
+    prefill0, prefill1, decode = engines("prefill-0", "prefill-1", "decode-0")
+    static = [
+        {"url": prefill0.url, "role": "prefill"},
+        {"url": prefill1.url, "role": "prefill", "kv_events": ranks.endpoint},
+        {"url": decode.url, "role": "decode"},
+    ]
+    cluster = make_cluster_from(
+        [prefill0, prefill1, decode],
+        {"discovery": {"static": static}, "prefix_mode": "precise", "pd_threshold_tokens": 0},
+        {"prefill": {"data_parallel": 2, "data_parallel_local": 2, "ports": {"kv_events": ranks.base}}},
+    )
+    publish_until_indexed(cluster, lambda: ranks.store(1, PROMPT_B, 200), blocks=2)
+    for _ in range(3):
+        assert cluster.post("/v1/completions", {"model": "tiny", "prompt": PROMPT_B, "max_tokens": 2})[0] == 200
+        assert prefill1.headers[-1].get(RANK_HEADER) == "1"
+        assert decode.headers[-1].get(RANK_HEADER) is None
+    assert not prefill0.headers and len(prefill1.headers) == 3
