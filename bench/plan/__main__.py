@@ -141,8 +141,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=None, help="write <date>-<name>.{json,md,png} there")
     parser.add_argument("--name", default="plan")
     args = parser.parse_args(argv)
-    model = model_spec(args.model)
     try:
+        model = model_spec(args.model)
         if args.trace is not None:
             index = load(args)
             requests, skipped = trace_requests(index, model.max_context, args.speedup)
@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for name in args.instances.split(","):
             instance_spec(name)
     except (TraceFormatError, ValueError, KeyError, OSError) as error:
-        print(f"bench.plan: {error}", file=sys.stderr)
+        # A KeyError's str() is its repr, quotes and all: print the message itself.
+        print(f"bench.plan: {error.args[0] if isinstance(error, KeyError) else error}", file=sys.stderr)
         raise SystemExit(2) from None
     if not requests:
         print("bench.plan: no request to plan for", file=sys.stderr)

@@ -170,3 +170,12 @@ def test_the_planner_takes_a_rate_and_a_workload_instead_of_a_trace(capsys: pyte
     )
     assert document["traffic"] == "workload decode_heavy at 4 req/s" and document["requests"] == 60
     assert document["best"][0]["pd_ratio"] == "1:1"
+
+
+def test_an_unknown_model_exits_2_naming_the_known_models(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", "no-such-model", "--rate", "4", "--workload", "decode_heavy", "--instances", "p5.48xlarge"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown model 'no-such-model'; known models: " in err
+    assert "llama-3.1-8b" in err and not err.startswith('bench.plan: "')
