@@ -27,7 +27,7 @@ from bench.plan.report import layout_row, markdown, plot, yaml_snippet
 from bench.plan.search import Candidate, Layout, Objectives, Search
 from bench.plan.simulate import PlannedRequest
 from bench.replay.__main__ import load, trace_arguments
-from bench.replay.prompts import prompt_tokens
+from bench.replay.prompts import Prompts
 from bench.replay.trace import TraceFormatError, TraceIndex
 from bench.workloads.generators import Bursty, DecodeHeavy, KvPressure, LongPrompt, SharedPrefix, generate
 from runtime.catalog import instance_spec
@@ -46,6 +46,7 @@ def trace_requests(index: TraceIndex, max_context: int, speedup: float) -> tuple
     out: list[PlannedRequest] = []
     skipped: dict[str, int] = {}
     first: float | None = None
+    prompts = Prompts(index.block_size)
     for request in index:
         reason = (
             "empty prompt"
@@ -61,7 +62,7 @@ def trace_requests(index: TraceIndex, max_context: int, speedup: float) -> tuple
         out.append(
             PlannedRequest(
                 (request.timestamp_ms - first) / 1000.0 / speedup,
-                prompt_tokens(request, index.block_size),
+                prompts.tokens(request),
                 max(1, request.output_length),
             )
         )

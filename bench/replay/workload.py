@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bench.fake_engine.timing import EngineTiming
-from bench.replay.prompts import bench_request
+from bench.replay.prompts import Prompts
 from bench.replay.trace import TraceIndex, TraceRequest
 from bench.workloads.request import BenchRequest
 
@@ -111,6 +111,7 @@ def build(
     Requests whose prompt + output exceed ``max_context`` are skipped (a real engine answers them 400); so are
     empty prompts (vLLM refuses them). ``as_requests`` False skips building the prompts (the planner's path)."""
     bound = PrefixBound(index.block_size, engine_block_size)
+    prompts = Prompts(index.block_size)
     requests: list[BenchRequest] = []
     inputs: list[int] = []
     outputs: list[int] = []
@@ -131,7 +132,7 @@ def build(
         times.append(trace_s)
         at = trace_s / speedup * timing.time_scale
         if as_requests:
-            requests.append(bench_request(request, at, index.block_size))
+            requests.append(prompts.bench_request(request, at))
         inputs.append(request.input_length)
         outputs.append(max(1, request.output_length))
         idle.append(idle_ttft_ms(timing, request.input_length, hit))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.fake_engine.kv_cache import block_hashes
-from bench.replay.prompts import ID_WORDS, block_tokens, prompt_text, prompt_tokens
+from bench.replay.prompts import ID_WORDS, Prompts, block_tokens
 from bench.replay.trace import TraceColumns, TraceFormatError, TraceRequest, Window, index_trace, parse_line
 from bench.replay.workload import PrefixBound, peak_rate
 
@@ -89,7 +89,8 @@ def test_equal_hash_ids_give_equal_token_blocks_and_different_ids_differ() -> No
     a = TraceRequest(1, 0.0, 1100, 1, (10, 11, 12))
     b = TraceRequest(2, 0.0, 1300, 1, (10, 11, 13))
     c = TraceRequest(3, 0.0, 600, 1, (20, 11))
-    ta, tb, tc = prompt_tokens(a, 512), prompt_tokens(b, 512), prompt_tokens(c, 512)
+    prompts = Prompts(512)
+    ta, tb, tc = prompts.tokens(a), prompts.tokens(b), prompts.tokens(c)
     assert (len(ta), len(tb), len(tc)) == (1100, 1300, 600)
     assert ta[:1024] == tb[:1024] and ta[1024:1100] != tb[1024:1100]
     assert tc[:512] != ta[:512] and tc[512:] == ta[512:600]  # same id 11, its block cut to what c's length leaves
@@ -98,7 +99,27 @@ def test_equal_hash_ids_give_equal_token_blocks_and_different_ids_differ() -> No
     ha, hb = block_hashes(ta, 16), block_hashes(tb, 16)
     shared = sum(1 for x, y in zip(ha, hb, strict=False) if x == y)
     assert shared == 1024 // 16
-    assert len(prompt_text(a, 512).split()) == 1100
+    assert len(prompts.text(a).split()) == 1100
+
+
+def test_any_integer_hash_id_gives_a_prompt(tmp_path: Path) -> None:
+    """guidellm takes any integer id; ids past what ID_WORDS words can spell are numbered densely as first seen."""
+    from bench.fake_engine.timing import EngineTiming
+    from bench.replay.workload import build
+
+    big = 8192**3
+    path = write(
+        tmp_path,
+        [
+            line(timestamp=0, hash_ids=[big, 2**70]),
+            line(timestamp=1, hash_ids=[big, big + 1]),
+        ],
+    )
+    workload = build(index_trace(path), EngineTiming(), 16)
+    first, second = (r.body["prompt"].split() for r in workload.requests)
+    assert len(first) == len(second) == 1000
+    assert first[:512] == second[:512] and first[512:] != second[512:]
+    assert workload.bound_hit_rate == pytest.approx(512 / 2000)
 
 
 def test_the_bound_computes_each_distinct_block_once() -> None:
