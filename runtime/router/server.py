@@ -165,11 +165,13 @@ class RouterServer:
             return None
         role = self.serving.role(engine.role)
         subscribers = []
-        for endpoint, rank in rank_endpoints(engine.kv_events, role.data_parallel, role.data_parallel_local):
-            name = holder(engine.url, rank)
+        for rank in rank_endpoints(engine.kv_events, role.data_parallel, role.data_parallel_local):
+            name = holder(engine.url, rank.local_rank)
             indexer = KvEventIndexer(name, self.index, self.block_size, self.config.index_capacity_blocks)
-            label = engine.name if rank is None else holder(engine.name, rank)
-            subscribers.append(KvEventSubscriber(label, endpoint, indexer, self.metrics, self.zmq))
+            label = holder(engine.name, rank.local_rank)
+            subscribers.append(
+                KvEventSubscriber(label, rank.endpoint, indexer, self.metrics, self.zmq, rank=rank.global_rank)
+            )
         return subscribers[0] if len(subscribers) == 1 else RankSubscribers(subscribers)
 
     async def start(self) -> None:

@@ -50,13 +50,24 @@ def holds_for(name: str, url: str) -> bool:
     return engine_of(name)[0] == url
 
 
-def rank_endpoints(base: str, data_parallel: int, data_parallel_local: int) -> list[tuple[str, int | None]]:
+@dataclass(frozen=True)
+class RankEndpoint:
+    endpoint: str
+    global_rank: int | None
+    """The rank whose publisher binds ``endpoint`` (and stamps its batches with it); None: a replica of one rank."""
+    local_rank: int | None
+    """Its index among its pod's ranks, what ``X-data-parallel-rank`` names."""
+
+
+def rank_endpoints(base: str, data_parallel: int, data_parallel_local: int) -> list[RankEndpoint]:
     """Every KV-event endpoint a pod of a replica with ``data_parallel`` ranks may bind, from the base endpoint
-    ``tcp://host:port``, each with the local rank it is on its pod (None for a replica with one rank)."""
+    ``tcp://host:port``."""
     if data_parallel <= 1:
-        return [(base, None)]
+        return [RankEndpoint(base, None, None)]
     host, _, port = base.rpartition(":")
-    return [(f"{host}:{int(port) + rank}", rank % data_parallel_local) for rank in range(data_parallel)]
+    return [
+        RankEndpoint(f"{host}:{int(port) + rank}", rank, rank % data_parallel_local) for rank in range(data_parallel)
+    ]
 
 
 @dataclass

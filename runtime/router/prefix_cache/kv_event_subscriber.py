@@ -29,6 +29,8 @@ SKIP_WHY = {
     "unknown_block": "an offloaded copy (an event with only its hash) of a block the router never saw on the device",
     "other_medium": "a copy in a tier the router does not route on (STORAGE)",
     "malformed": "an event whose fields are not what vLLM sends (skipped; indexing goes on)",
+    "rank_mismatch": "a batch stamped with another data-parallel rank than the one whose port it came on (vLLM binds "
+    "rank r at the base port + r): the router would credit the wrong rank (prefix_cache/dp_ranks.py)",
 }
 
 
@@ -40,8 +42,11 @@ class KvEventSubscriber:
         indexer: KvEventIndexer,
         metrics: RouterMetrics,
         context: zmq.asyncio.Context,
+        rank: int | None = None,
     ) -> None:
+        """``rank``: the data-parallel rank whose publisher binds ``endpoint`` (None: the engine has one)."""
         self.engine_name = engine_name
+        self.rank = rank
         self.endpoint = endpoint
         self.indexer = indexer
         self.metrics = metrics
@@ -86,7 +91,10 @@ class KvEventSubscriber:
             self._resync("bad_batch")
             return
         before = dict(self.indexer.skipped)
-        for event in batch.events:
+        mismatch = self.rank is not None and batch.data_parallel_rank not in (None, self.rank)
+        if mismatch:
+            self.indexer.skipped["rank_mismatch"] = self.indexer.skipped.get("rank_mismatch", 0) + len(batch.events)
+        for event in [] if mismatch else batch.events:
             try:
                 kind = self.indexer.apply(event)
             except Exception as error:

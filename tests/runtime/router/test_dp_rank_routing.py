@@ -14,7 +14,7 @@ import pytest
 import zmq
 
 from runtime.router.engines.engine import Engine
-from runtime.router.prefix_cache.dp_ranks import RANK_HEADER, by_engine, holder, rank_endpoints
+from runtime.router.prefix_cache.dp_ranks import RANK_HEADER, RankEndpoint, by_engine, holder, rank_endpoints
 from runtime.router.prefix_cache.prefix_index import PrefixIndex
 from testbed.fault_engine import FaultEngine
 from testbed.ports import free_ports
@@ -52,8 +52,9 @@ class RankPublishers:
     def endpoint(self) -> str:
         return f"tcp://127.0.0.1:{self.base}"
 
-    def store(self, rank: int, tokens: list[int], first_hash: int) -> None:
-        """Rank ``rank`` stored ``tokens`` (whole blocks of 32), stamped with its rank as vLLM stamps a batch."""
+    def store(self, rank: int, tokens: list[int], first_hash: int, stamp: int | None = None) -> None:
+        """Rank ``rank`` stored ``tokens`` (whole blocks of 32), stamped with its rank as vLLM stamps a batch (or with
+        ``stamp``)."""
         event = {
             "type": "BlockStored",
             "block_hashes": [first_hash + i for i in range(len(tokens) // 32)],
@@ -64,7 +65,9 @@ class RankPublishers:
             "medium": "GPU",
         }
         sequence = next(self.sequences[rank]).to_bytes(8, "big", signed=True)
-        self.sockets[rank].send_multipart([b"kv@decode@tiny", sequence, msgpack.packb([1.0, [event], rank])])
+        self.sockets[rank].send_multipart(
+            [b"kv@decode@tiny", sequence, msgpack.packb([1.0, [event], rank if stamp is None else stamp])]
+        )
 
     def close(self) -> None:
         for socket in self.sockets:
@@ -149,13 +152,13 @@ def test_an_engine_of_one_rank_gets_no_rank_header(make_cluster_from, publishers
 
 
 def test_rank_endpoints_are_the_replicas_ports_at_their_local_index() -> None:
-    assert rank_endpoints("tcp://10.0.0.7:5557", 1, 1) == [("tcp://10.0.0.7:5557", None)]
+    assert rank_endpoints("tcp://10.0.0.7:5557", 1, 1) == [RankEndpoint("tcp://10.0.0.7:5557", None, None)]
     # two nodes of two ranks: node 1 hosts global ranks 2 and 3, local 0 and 1 on its pod (runtime/worker.py)
     assert rank_endpoints("tcp://[fd00::7]:5557", 4, 2) == [
-        ("tcp://[fd00::7]:5557", 0),
-        ("tcp://[fd00::7]:5558", 1),
-        ("tcp://[fd00::7]:5559", 0),
-        ("tcp://[fd00::7]:5560", 1),
+        RankEndpoint("tcp://[fd00::7]:5557", 0, 0),
+        RankEndpoint("tcp://[fd00::7]:5558", 1, 1),
+        RankEndpoint("tcp://[fd00::7]:5559", 2, 0),
+        RankEndpoint("tcp://[fd00::7]:5560", 3, 1),
     ]
 
 
@@ -199,3 +202,26 @@ def test_the_prefill_leg_names_the_prefill_rank_and_decode_of_one_rank_none(make
         assert prefill1.headers[-1].get(RANK_HEADER) == "1"
         assert decode.headers[-1].get(RANK_HEADER) is None
     assert not prefill0.headers and len(prefill1.headers) == 3
+
+
+def test_a_batch_stamped_with_another_rank_than_its_port_is_not_credited(make_cluster_from, publishers) -> None:
+    ranks = publishers(2)
+    (decode,) = engines("decode-0")
+    static = [{"url": decode.url, "role": "decode", "kv_events": ranks.endpoint}]
+    cluster = make_cluster_from(
+        [decode],
+        {"discovery": {"static": static}, "prefix_mode": "precise"},
+        {"decode": {"data_parallel": 2, "data_parallel_local": 2, "ports": {"kv_events": ranks.base}}},
+    )
+
+    def publish() -> None:
+        ranks.store(0, PROMPT_A, 100)
+        ranks.store(1, PROMPT_B, 200, stamp=0)  # on rank 1's port, stamped rank 0: not what vLLM 0.32 does
+
+    publish_until_indexed(cluster, publish, blocks=2)
+    cluster.wait_for(
+        lambda: publish() or cluster.metric("pdstack_router_kv_events_skipped_total", reason="rank_mismatch") > 0
+    )
+    assert cluster.metric("pdstack_router_prefix_index_blocks") == 2
+    assert complete(cluster, PROMPT_B) == ("decode-0", None)
+    assert complete(cluster, PROMPT_A) == ("decode-0", "0")
