@@ -218,10 +218,12 @@ def test_a_batch_stamped_with_another_rank_than_its_port_is_not_credited(make_cl
         ranks.store(0, PROMPT_A, 100)
         ranks.store(1, PROMPT_B, 200, stamp=0)  # on rank 1's port, stamped rank 0: not what vLLM 0.32 does
 
+    def refused() -> bool:
+        publish()
+        return cluster.metric("pdstack_router_kv_events_skipped_total", reason="rank_mismatch") > 0
+
     publish_until_indexed(cluster, publish, blocks=2)
-    cluster.wait_for(
-        lambda: publish() or cluster.metric("pdstack_router_kv_events_skipped_total", reason="rank_mismatch") > 0
-    )
+    cluster.wait_for(refused)
     assert cluster.metric("pdstack_router_prefix_index_blocks") == 2
     assert complete(cluster, PROMPT_B) == ("decode-0", None)
     assert complete(cluster, PROMPT_A) == ("decode-0", "0")
