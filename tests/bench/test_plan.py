@@ -81,13 +81,14 @@ def test_the_search_finds_the_fewest_prefill_engines_the_load_needs() -> None:
 
 
 def test_the_cheapest_layout_is_chosen_by_price_then_margin() -> None:
+    """Two GPUs a node, so the meeting layouts span different node counts and the price decides among them."""
     requests = unique_prompts(24, 0.06)
     search = Search(
         requests,
         Objectives(ttft_ms=400, tpot_ms=30),
         span_s=requests[-1].at_s,
         block_size=16,
-        gpus_per_node=lambda _: 8,
+        gpus_per_node=lambda _: 2,
         max_prefills=3,
         max_decodes=2,
     )
@@ -95,15 +96,17 @@ def test_the_cheapest_layout_is_chosen_by_price_then_margin() -> None:
         search.frontier(toy(instance))
     prices = {"p5.48xlarge": InstancePrice(capacity_block=40.0), "p4d.24xlarge": InstancePrice(capacity_block=15.0)}
     best = cheapest(search.tried, prices, "capacity_block")
-    assert best["p4d.24xlarge"].hourly(prices["p4d.24xlarge"], "capacity_block") == 15.0
-    # Every meeting layout costs one node; the one with the widest margin wins, not the first found.
-    chosen = best["p5.48xlarge"]
-    widest = max(
-        min(t.attainment, t.burst_attainment)
-        for t in search.tried
-        if t.meets and t.candidate.prefill.instance == "p5.48xlarge"
-    )
-    assert min(chosen.attainment, chosen.burst_attainment) == widest
+    for instance, price in prices.items():
+        meeting = [t for t in search.tried if t.meets and t.candidate.prefill.instance == instance]
+        costs = sorted({t.hourly(price, "capacity_block") or 0.0 for t in meeting})
+        assert len(costs) > 1, "every meeting layout costs the same: the price could not decide"
+        chosen = best[instance]
+        assert chosen.hourly(price, "capacity_block") == costs[0] and chosen.nodes == 2
+        # Among the cheapest, the widest margin wins, not the first found.
+        widest = max(
+            min(t.attainment, t.burst_attainment) for t in meeting if t.hourly(price, "capacity_block") == costs[0]
+        )
+        assert min(chosen.attainment, chosen.burst_attainment) == widest
 
 
 def test_the_burst_is_the_busiest_window() -> None:
