@@ -88,14 +88,16 @@ class TraceWorkload:
 
 
 def peak_rate(times_s: Iterable[float], window_s: float = BURST_WINDOW_S) -> float:
-    """Most arrivals in any ``window_s`` (sorted ``times_s``), per second."""
+    """Most arrivals in any ``window_s`` (sorted ``times_s``), per second; a trace shorter than ``window_s`` is one
+    window of its own span (as ``TraceWorkload.rate_rps`` counts it), so its peak is never below its mean rate."""
     ordered = list(times_s)
     best = start = 0
     for end, at in enumerate(ordered):
         while at - ordered[start] >= window_s:
             start += 1
         best = max(best, end - start + 1)
-    return best / window_s
+    seconds = min(window_s, ordered[-1] - ordered[0]) if ordered else 0.0
+    return best / seconds if seconds > 0 else float(best)
 
 
 def build(

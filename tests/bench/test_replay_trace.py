@@ -136,6 +136,12 @@ def test_peak_rate_is_the_busiest_window() -> None:
     assert peak_rate([0, 1, 2, 30, 30.5, 31, 31.5, 39.9], window_s=10) == pytest.approx(0.5)
 
 
+def test_the_peak_of_a_trace_shorter_than_the_window_is_over_its_span() -> None:
+    """Five arrivals in 4 s: 1.25 req/s, as the mean rate counts them, not 5 over a 10 s window nobody sent in."""
+    assert peak_rate([0, 1, 2, 3, 4], window_s=10) == pytest.approx(1.25)
+    assert peak_rate([7.0], window_s=10) == 1.0 and peak_rate([], window_s=10) == 0.0
+
+
 def test_the_replay_stops_on_a_format_error_before_starting_anything(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
