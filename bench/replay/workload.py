@@ -15,37 +15,50 @@ from bench.workloads.request import BenchRequest
 BURST_WINDOW_S = 10.0
 
 
+def prefix_keys(hash_ids: Iterable[int]) -> list[int]:
+    """Per block, a running hash of the ids up to and including it (Python's tuple hash of ints: deterministic, 64
+    bits, so a collision among a trace's distinct prefixes is negligible)."""
+    keys: list[int] = []
+    key = 0
+    for hash_id in hash_ids:
+        key = hash((key, hash_id))
+        keys.append(key)
+    return keys
+
+
 class PrefixBound:
     """The trace's own bound on prefix reuse, request by request in arrival order: a block is computed the first
-    time its id is seen and hit by every later request that reaches it through equal leading ids, with unlimited
-    KV and perfect placement. At engine granularity: only full engine blocks are cached, and vLLM computes at least
-    a prompt's last token."""
+    time it is seen after its prefix and hit by every later request that reaches it through equal leading ids, with
+    unlimited KV and perfect placement. A block is keyed by its whole prefix (a running hash of the ids up to it),
+    as engines chain block hashes: an id seen before only after other ids is computed again. At engine granularity:
+    only full engine blocks are cached, and vLLM computes at least a prompt's last token."""
 
     def __init__(self, trace_block_size: int, engine_block_size: int) -> None:
         self.trace_block_size = trace_block_size
         self.engine_block_size = engine_block_size
-        self._stored: dict[int, int] = {}  # id -> tokens of it some earlier request computed
+        self._stored: dict[int, int] = {}  # prefix key -> tokens of its last block some earlier request computed
         self.prompt_tokens = 0
         self.hit_tokens = 0
 
     def hit(self, request: TraceRequest) -> int:
         """The tokens of ``request`` the bound lets a cache serve (then counts the request's blocks as computed)."""
         size = self.trace_block_size
+        keys = prefix_keys(request.hash_ids)
         hit = 0
-        for index, hash_id in enumerate(request.hash_ids):
+        for index, key in enumerate(keys):
             length = min(size, request.input_length - index * size)
-            if self._stored.get(hash_id, 0) < length:
-                hit += self._stored.get(hash_id, 0)
+            if self._stored.get(key, 0) < length:
+                hit += self._stored.get(key, 0)
                 break
             hit += length
         cap = (
             (request.input_length - 1) // self.engine_block_size * self.engine_block_size if request.input_length else 0
         )
         hit = min(hit // self.engine_block_size * self.engine_block_size, cap)
-        for index, hash_id in enumerate(request.hash_ids):
+        for index, key in enumerate(keys):
             length = min(size, request.input_length - index * size)
-            if self._stored.get(hash_id, 0) < length:
-                self._stored[hash_id] = length
+            if self._stored.get(key, 0) < length:
+                self._stored[key] = length
         self.prompt_tokens += request.input_length
         self.hit_tokens += hit
         return hit

@@ -132,6 +132,15 @@ def test_the_bound_computes_each_distinct_block_once() -> None:
     assert bound.hit_rate == pytest.approx((1088 + 1024 + 1088) / (1100 * 2 + 1500 + 1536 + 512))
 
 
+def test_the_bound_keys_a_block_by_its_prefix() -> None:
+    """Engines chain block hashes: id 2 computed after id 5 is not a hit after id 1."""
+    bound = PrefixBound(512, 16)
+    bound.hit(TraceRequest(1, 0.0, 1024, 1, (1, 9)))
+    bound.hit(TraceRequest(2, 0.0, 1024, 1, (5, 2)))
+    assert bound.hit(TraceRequest(3, 0.0, 1024, 1, (1, 2))) == 512
+    assert bound.hit(TraceRequest(4, 0.0, 1024, 1, (1, 2))) == 1008
+
+
 def test_peak_rate_is_the_busiest_window() -> None:
     assert peak_rate([0, 1, 2, 30, 30.5, 31, 31.5, 39.9], window_s=10) == pytest.approx(0.5)
 
