@@ -288,8 +288,13 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument(
         "--host-tier", type=int, default=0, help="each engine's host KV tier in blocks (issue 24; 0: none)"
     )
+    parser.add_argument(
+        "--capacity-blocks", type=int, default=0, help="each engine's HBM KV blocks (default: the scenario's)"
+    )
     args = parser.parse_args(argv)
     scenario = SCENARIOS[args.scenario]
+    if args.capacity_blocks:
+        scenario = scenario.model_copy(update={"capacity_blocks": args.capacity_blocks})
     if args.host_tier:
         scenario = scenario.model_copy(update={"host_capacity_blocks": args.host_tier})
     if args.name:
