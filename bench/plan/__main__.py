@@ -22,13 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.fake_engine.hardware import EngineSize, model_spec, size_engine
+from bench.fake_engine.timing import EngineTiming
 from bench.plan.prices import PRICES_DATE, InstancePrice, load_prices
 from bench.plan.report import layout_row, markdown, plot, yaml_snippet
 from bench.plan.search import Candidate, Layout, Objectives, Search
 from bench.plan.simulate import PlannedRequest
 from bench.replay.__main__ import load, trace_arguments
-from bench.replay.prompts import Prompts
-from bench.replay.trace import TraceFormatError, TraceIndex
+from bench.replay.prompts import LazyPrompt
+from bench.replay.trace import TraceFormatError
+from bench.replay.workload import TraceWorkload, build
 from bench.workloads.generators import Bursty, DecodeHeavy, KvPressure, LongPrompt, SharedPrefix, generate
 from runtime.catalog import instance_spec
 
@@ -42,31 +44,13 @@ WORKLOADS = {
 BASES = ("capacity_block", "on_demand")
 
 
-def trace_requests(index: TraceIndex, max_context: int, speedup: float) -> tuple[list[PlannedRequest], dict[str, int]]:
-    out: list[PlannedRequest] = []
-    skipped: dict[str, int] = {}
-    first: float | None = None
-    prompts = Prompts(index.block_size)
-    for request in index:
-        reason = (
-            "empty prompt"
-            if request.input_length == 0
-            else "longer than the model's context"
-            if request.input_length + max(1, request.output_length) > max_context
-            else None
-        )
-        if reason:
-            skipped[reason] = skipped.get(reason, 0) + 1
-            continue
-        first = request.timestamp_ms if first is None else first
-        out.append(
-            PlannedRequest(
-                (request.timestamp_ms - first) / 1000.0 / speedup,
-                prompts.tokens(request),
-                max(1, request.output_length),
-            )
-        )
-    return out, skipped
+def trace_requests(workload: TraceWorkload) -> list[PlannedRequest]:
+    """The replay's window (its skip rules, bench/replay/workload.py) as planned requests, in trace seconds divided
+    by the speedup; each prompt's tokens are derived from its hash ids when the simulation reads them."""
+    return [
+        PlannedRequest(at, LazyPrompt(workload.prompts, workload.trace_request(position)), output)
+        for position, (at, output) in enumerate(zip(workload.arrivals_s, workload.output_lengths, strict=True))
+    ]
 
 
 def workload_requests(kind: str, rate: float) -> list[PlannedRequest]:
@@ -146,7 +130,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model = model_spec(args.model)
         if args.trace is not None:
             index = load(args)
-            requests, skipped = trace_requests(index, model.max_context, args.speedup)
+            # Modelled time (no time_scale); the idle-engine floor build() computes is not used here.
+            workload = build(index, EngineTiming(), args.engine_block_size, model.max_context, args.speedup)
+            requests, skipped = trace_requests(workload), workload.skipped
             traffic = (
                 f"trace {args.trace} window {args.window or 'all'}"
                 + (f" limit {args.limit}" if args.limit else "")

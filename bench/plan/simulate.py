@@ -97,7 +97,8 @@ async def _replay(
     async def one(request: PlannedRequest) -> Outcome:
         await asyncio.sleep(max(0.0, start + request.at_s - loop.time()))
         arrived = loop.time()
-        hashes = block_hashes(request.tokens, block_size)
+        tokens = list(request.tokens)  # built once, held while the request runs (a trace's are lazy)
+        hashes = block_hashes(tokens, block_size)
         least = min(p.load for p in prefill)
         chosen = max(
             (p for p in prefill if p.load <= least + LOAD_SLACK),
@@ -105,12 +106,12 @@ async def _replay(
         )
         chosen.last_used = next(turn)
         chosen.pending.update(hashes)
-        job = chosen.engine.submit(SimulatedRequest(list(request.tokens), 1, "prefill_only"))
+        job = chosen.engine.submit(SimulatedRequest(tokens, 1, "prefill_only"))
         while await job.output.get() != DONE:
             pass
         chosen.pending.subtract(hashes)
         target = min(decode, key=lambda e: (len(e.waiting) + len(e.running) + len(e.transferring), e.cache.usage()))
-        leg = target.submit(SimulatedRequest(list(request.tokens), request.output_tokens, "pull"))
+        leg = target.submit(SimulatedRequest(tokens, request.output_tokens, "pull"))
         first = last = None
         while await leg.output.get() != DONE:
             last = loop.time()

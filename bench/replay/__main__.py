@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     tokenizer = write_tokenizer(work / "tokenizer")
     print(
-        f"{len(workload.requests)} requests, {workload.rate_rps:.2f} req/s over {workload.span_s:.0f} trace s, "
+        f"{len(workload)} requests, {workload.rate_rps:.2f} req/s over {workload.span_s:.0f} trace s, "
         f"bound {workload.bound_hit_rate:.3f}; {args.prefills}P+{args.decodes}D {args.model} on {args.instance}",
         flush=True,
     )
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> Path:
             "window": args.window or "all",
             "limit": args.limit,
             "block_size": args.block_size,
-            "requests": len(workload.requests),
+            "requests": len(workload),
             "read": index.read,
             "skipped": workload.skipped,
             "span_s": workload.span_s,

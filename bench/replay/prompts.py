@@ -13,7 +13,9 @@ and vLLM never caches a partial block, so no cache hit depends on it.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
+from typing import overload
 
 from bench.replay.trace import TraceRequest
 from bench.workloads.generators import completion
@@ -66,3 +68,25 @@ class Prompts:
         trace's output length (the simulated engines always generate ``max_tokens``; at least one, as vLLM
         requires)."""
         return completion(at_s, self.text(request), max(1, request.output_length))
+
+
+class LazyPrompt(Sequence[int]):
+    """A trace request's prompt tokens, built from its hash ids each time they are read: the planner holds every
+    request of a trace, and only its ids stay in memory."""
+
+    def __init__(self, prompts: Prompts, request: TraceRequest) -> None:
+        self.prompts = prompts
+        self.request = request
+
+    def __len__(self) -> int:
+        return self.request.input_length
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.prompts.tokens(self.request))
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[int]: ...
+    def __getitem__(self, index: int | slice) -> int | Sequence[int]:
+        return self.prompts.tokens(self.request)[index]

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.harness.load_generator import RequestResult, run_workload
+import aiohttp
+
+from bench.harness.load_generator import RequestResult, send
 from bench.harness.measurement import scrape_local_compute
 from bench.harness.run import ROUTER_CPU, environment, start_engines
 from bench.harness.scenario import Scenario
 from bench.replay.workload import TraceWorkload
 from bench.systems.system import System
+from bench.workloads.request import BenchRequest
 from testbed.percentile import percentile
 from testbed.ports import free_ports
 from testbed.process import ProcessGroup
@@ -36,6 +40,22 @@ class TraceSlo:
             and result.ttft_s * 1000.0 / time_scale <= self.ttft_ms
             and result.tpot_s * 1000.0 / time_scale <= self.tpot_ms
         )
+
+
+async def send_as_scheduled(url: str, requests: Iterable[BenchRequest]) -> tuple[list[RequestResult], float]:
+    """bench/harness/load_generator.py's run_workload for a lazy ``requests`` (sorted by ``at_s``): each request is
+    taken from the iterator (its prompt built) only when it is due, and dropped once answered, so a long trace
+    never holds every prompt at once. All results in request order, and the wall time from the start to the last
+    answer."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        sent: list[asyncio.Task[RequestResult]] = []
+        for request in requests:
+            await asyncio.sleep(max(0.0, start + request.at_s - loop.time()))
+            sent.append(asyncio.ensure_future(send(session, url, request)))
+        results = await asyncio.gather(*sent)
+        return list(results), loop.time() - start
 
 
 def summarize(
@@ -111,7 +131,7 @@ def replay_one(
         urls = [e.url for e in topology.engines]
         before = scrape_local_compute(urls).local_compute
         cpu_before = router.cpu_seconds()
-        results, wall = asyncio.run(run_workload(url, workload.requests))
+        results, wall = asyncio.run(send_as_scheduled(url, workload.bench_requests()))
         cpu = router.cpu_seconds() - cpu_before
         computed = scrape_local_compute(urls).local_compute - before
         return summarize(system, workload, results, wall, computed, cpu, slo, scenario.timing.time_scale)

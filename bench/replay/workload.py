@@ -4,7 +4,7 @@ request's idle-engine time to first token (what no router can beat: the floor of
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from bench.fake_engine.timing import EngineTiming
@@ -78,26 +78,46 @@ def idle_ttft_ms(timing: EngineTiming, input_length: int, hit_tokens: int) -> fl
 
 @dataclass
 class TraceWorkload:
-    requests: list[BenchRequest]
-    """In arrival order, ``at_s`` in wall seconds."""
+    """The window's kept requests as columns: their hash ids, not their prompts (a prompt is built when it is sent,
+    ``bench_requests``; the planner derives its blocks per request, bench/plan/__main__.py)."""
+
+    hash_ids: list[tuple[int, ...]]
     arrivals_s: list[float]
     """Per request, trace seconds after the first (divided by the speedup), before ``time_scale``."""
     input_lengths: list[int]
     output_lengths: list[int]
+    """At least one (vLLM requires it)."""
     idle_ttft_ms: list[float]
     """Per request, modelled ms."""
     span_s: float
     """Trace seconds from the first to the last arrival kept."""
     bound_hit_rate: float
     prompt_tokens: int
+    prompts: Prompts
+    """The trace's blocks as tokens (one numbering of hash ids for the whole replay)."""
+    time_scale: float = 1.0
+    """Wall ms per modelled ms of the engines the requests go to."""
     skipped: dict[str, int] = field(default_factory=dict)
     """Requests of the window not sent, by reason."""
     peak_rate_rps: float = 0.0
     """The busiest BURST_WINDOW_S's arrivals per trace second."""
 
+    def __len__(self) -> int:
+        return len(self.arrivals_s)
+
     @property
     def rate_rps(self) -> float:
         return len(self.arrivals_s) / self.span_s if self.span_s > 0 else float(len(self.arrivals_s))
+
+    def trace_request(self, position: int) -> TraceRequest:
+        return TraceRequest(
+            0, 0.0, self.input_lengths[position], self.output_lengths[position], self.hash_ids[position]
+        )
+
+    def bench_requests(self) -> Iterator[BenchRequest]:
+        """In arrival order, ``at_s`` in wall seconds, each prompt built only when the iterator reaches it."""
+        for position, arrival in enumerate(self.arrivals_s):
+            yield self.prompts.bench_request(self.trace_request(position), arrival * self.time_scale)
 
 
 def peak_rate(times_s: Iterable[float], window_s: float = BURST_WINDOW_S) -> float:
@@ -119,15 +139,14 @@ def build(
     engine_block_size: int,
     max_context: int | None = None,
     speedup: float = 1.0,
-    as_requests: bool = True,
 ) -> TraceWorkload:
     """The window's requests, arrival gaps kept and stretched by ``timing.time_scale`` (the engines' wall ms per
     modelled ms, so the trace's load on the modelled hardware stays the trace's) and compressed by ``speedup``.
     Requests whose prompt + output exceed ``max_context`` are skipped (a real engine answers them 400); so are
-    empty prompts (vLLM refuses them). ``as_requests`` False skips building the prompts (the planner's path)."""
+    empty prompts (vLLM refuses them). No prompt is built here: ``TraceWorkload.bench_requests`` builds each when
+    it is sent, so a window's memory is its hash ids, not its text."""
     bound = PrefixBound(index.block_size, engine_block_size)
-    prompts = Prompts(index.block_size)
-    requests: list[BenchRequest] = []
+    ids: list[tuple[int, ...]] = []
     inputs: list[int] = []
     outputs: list[int] = []
     idle: list[float] = []
@@ -145,16 +164,14 @@ def build(
         first = request.timestamp_ms if first is None else first
         trace_s = (request.timestamp_ms - first) / 1000.0
         times.append(trace_s)
-        at = trace_s / speedup * timing.time_scale
-        if as_requests:
-            requests.append(prompts.bench_request(request, at))
+        ids.append(request.hash_ids)
         inputs.append(request.input_length)
         outputs.append(max(1, request.output_length))
         idle.append(idle_ttft_ms(timing, request.input_length, hit))
     span = (times[-1] - times[0]) / speedup if len(times) > 1 else 0.0
     arrivals = [t / speedup for t in times]
     return TraceWorkload(
-        requests,
+        ids,
         arrivals,
         inputs,
         outputs,
@@ -162,6 +179,8 @@ def build(
         span,
         bound.hit_rate,
         bound.prompt_tokens,
+        Prompts(index.block_size),
+        timing.time_scale,
         skipped,
         peak_rate(arrivals),
     )

@@ -14,6 +14,7 @@ from bench.fake_engine.kv_cache import block_hashes
 from bench.replay.prompts import ID_WORDS, Prompts, block_tokens
 from bench.replay.trace import TraceColumns, TraceFormatError, TraceRequest, Window, index_trace, parse_line
 from bench.replay.workload import PrefixBound, peak_rate
+from bench.workloads.vocabulary import word
 
 
 def line(**fields: object) -> str:
@@ -116,7 +117,7 @@ def test_any_integer_hash_id_gives_a_prompt(tmp_path: Path) -> None:
         ],
     )
     workload = build(index_trace(path), EngineTiming(), 16)
-    first, second = (r.body["prompt"].split() for r in workload.requests)
+    first, second = (r.body["prompt"].split() for r in workload.bench_requests())
     assert len(first) == len(second) == 1000
     assert first[:512] == second[:512] and first[512:] != second[512:]
     assert workload.bound_hit_rate == pytest.approx(512 / 2000)
@@ -191,7 +192,35 @@ def test_the_workload_keeps_the_gaps_scaled_and_skips_what_vllm_would_refuse(tmp
     )
     workload = build(index_trace(path), EngineTiming(time_scale=4.0), 16, max_context=1500, speedup=2.0)
     assert workload.skipped == {"empty prompt": 1, "longer than the model's context": 1}
-    assert [r.at_s for r in workload.requests] == [0.0, 12.0]  # 6 trace s, twice as fast, 4 wall ms a modelled ms
+    requests = list(workload.bench_requests())
+    assert [r.at_s for r in requests] == [0.0, 12.0]  # 6 trace s, twice as fast, 4 wall ms a modelled ms
     assert workload.arrivals_s == [0.0, 3.0] and workload.rate_rps == pytest.approx(2 / 3)
-    assert [r.body["max_tokens"] for r in workload.requests] == [8, 1]
+    assert [r.body["max_tokens"] for r in requests] == [8, 1]
     assert workload.bound_hit_rate == pytest.approx(992 / 2000)  # the second prompt repeats ids 1, 2
+
+
+def test_the_workload_holds_hash_ids_not_prompts(tmp_path: Path) -> None:
+    """A window's memory is its ids: 40 prompts of 32768 tokens (~9 MB of text) keep under 1 MB after build() and
+    after the planner's view of them; each prompt is built only when the runner or the simulation reads it."""
+    import tracemalloc
+
+    from bench.fake_engine.timing import EngineTiming
+    from bench.plan.__main__ import trace_requests
+    from bench.replay.workload import build
+
+    path = write(
+        tmp_path,
+        [line(timestamp=i, input_length=32768, hash_ids=list(range(i * 64, i * 64 + 64))) for i in range(40)],
+    )
+    index = index_trace(path)
+    tracemalloc.start()
+    try:
+        workload = build(index, EngineTiming(), 16)
+        planned = trace_requests(workload)
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert kept < 1_000_000
+    sent = next(workload.bench_requests())
+    assert len(sent.body["prompt"].split()) == 32768 == len(planned[0].tokens) == len(list(planned[0].tokens))
+    assert [word(i) for i in planned[0].tokens] == sent.body["prompt"].split()
