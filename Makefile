@@ -93,7 +93,7 @@ bench-quick: setup $(VENV)/.bench-installed
 # The trace bench-replay and bench-plan read, and their options (bench/README.md: "Bring your own trace").
 TRACE        ?= ../shared/traces/mooncake-synthetic.jsonl
 REPLAY_ARGS  ?= --window 840:960 --prefills 4 --decodes 2 --time-scale 2
-PLAN_ARGS    ?= --window 840:960 --instances p5.48xlarge,p5e.48xlarge
+PLAN_ARGS    ?= --window 840:960 --instances p5.48xlarge,p5e.48xlarge --out bench/results
 
 # Replay a Mooncake-format trace (TRACE=file) through pdstack and the peers on simulated engines sized like the
 # hardware, arrival times and shared prefixes kept (~25 min for the default window). Writes
@@ -102,8 +102,9 @@ bench-replay: setup $(VENV)/.bench-installed
 	flock /tmp/pdstack-vllm.lock $(BIN)/python -m bench.replay --trace $(TRACE) $(REPLAY_ARGS)
 
 # The cheapest prefill/decode layout meeting the SLOs for TRACE on candidate instance types, simulated (a few
-# minutes, one core): the layout, its cost, its deployment YAML.
-bench-plan: setup
+# minutes, one core): the layout, its cost, its deployment YAML; writes bench/results/<date>-plan.{json,md,png}
+# (the png needs matplotlib, a bench package).
+bench-plan: setup $(VENV)/.bench-installed
 	$(BIN)/python -m bench.plan --trace $(TRACE) $(PLAN_ARGS)
 
 # ruff's linter and formatter in check mode (settings in pyproject.toml; tests/test_lint.py runs both in `make test`).
