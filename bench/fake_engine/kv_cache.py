@@ -71,6 +71,10 @@ class KvCache:
     def usage(self) -> float:
         return self.used / self.capacity
 
+    def holds(self, block: int) -> bool:
+        """Whether block hash ``block`` is in HBM (in use or evictable, either way a prefix hit)."""
+        return block in self._refs
+
     def hit_blocks(self, hashes: Sequence[int]) -> int:
         """Leading blocks of the prompt already cached."""
         count = 0

@@ -21,81 +21,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.fake_engine.hardware import EngineSize, model_spec, size_engine
+from bench.fake_engine.hardware import model_spec
 from bench.fake_engine.timing import EngineTiming
 from bench.plan.prices import PRICES_DATE, InstancePrice, load_prices
 from bench.plan.report import layout_row, markdown, plot, yaml_snippet
-from bench.plan.search import Candidate, Layout, Objectives, Search
-from bench.plan.simulate import PlannedRequest
-from bench.replay.__main__ import load, trace_arguments
-from bench.replay.prompts import LazyPrompt
+from bench.plan.search import BASES, Layout, Objectives, Search, candidates, cheapest
+from bench.plan.traffic import WORKLOADS, trace_requests, workload_requests
+from bench.replay.options import load, trace_arguments
 from bench.replay.trace import TraceFormatError
-from bench.replay.workload import TraceWorkload, build
-from bench.workloads.generators import Bursty, DecodeHeavy, KvPressure, LongPrompt, SharedPrefix, generate
+from bench.replay.workload import build
 from runtime.catalog import instance_spec
-
-WORKLOADS = {
-    "shared_prefix": SharedPrefix,
-    "long_prompt": LongPrompt,
-    "decode_heavy": DecodeHeavy,
-    "bursty": Bursty,
-    "kv_pressure": KvPressure,
-}
-BASES = ("capacity_block", "on_demand")
-
-
-def trace_requests(workload: TraceWorkload) -> list[PlannedRequest]:
-    """The replay's window (its skip rules, bench/replay/workload.py) as planned requests, in trace seconds divided
-    by the speedup; each prompt's tokens are derived from its hash ids when the simulation reads them."""
-    return [
-        PlannedRequest(at, LazyPrompt(workload.prompts, workload.trace_request(position)), output)
-        for position, (at, output) in enumerate(zip(workload.arrivals_s, workload.output_lengths, strict=True))
-    ]
-
-
-def workload_requests(kind: str, rate: float) -> list[PlannedRequest]:
-    """A bench workload's prompts (bench vocabulary words, one token each) at ``rate``."""
-    return [
-        PlannedRequest(r.at_s, [int(w[1:]) for w in r.body["prompt"].split()], int(r.body["max_tokens"]))
-        for r in generate(WORKLOADS[kind](rate_rps=rate))
-    ]
-
-
-def candidates(instances: list[str], model: str, tps: list[int] | None) -> tuple[list[Candidate], list[str]]:
-    """(prefill TP <= decode TP: vLLM's NixlConnector refuses a larger prefill TP, runtime/config.py)."""
-    found: list[Candidate] = []
-    notes: list[str] = []
-    for instance in instances:
-        sizes: dict[int, EngineSize] = {}
-        for tp in tps or [1, 2, 4, 8]:
-            try:
-                sizes[tp] = size_engine(model, instance, tp)
-            except ValueError as error:
-                notes.append(f"{instance} TP{tp}: {error}")
-        if not sizes:
-            continue
-        chosen = sorted(sizes) if tps else sorted(sizes)[:2]
-        found += [Candidate(sizes[p], sizes[d]) for p in chosen for d in chosen if p <= d]
-    return found, notes
-
-
-def cheapest(tried: list[Layout], prices: dict[str, InstancePrice], basis: str) -> dict[str, Layout]:
-    """Per instance type, the layout that meets the SLOs at the lowest hourly cost on ``basis`` (then the other
-    basis, then GPUs, when no price is known); among equal costs the widest margin, then the fewest GPUs."""
-
-    def key(layout: Layout) -> tuple[float, float, float, int]:
-        price = prices.get(layout.candidate.prefill.instance, InstancePrice())
-        order = (basis, *[b for b in BASES if b != basis])
-        for rank, name in enumerate(order):
-            hourly = layout.hourly(price, name)
-            if hourly is not None:
-                return (rank, hourly, -min(layout.attainment, layout.burst_attainment), layout.gpus)
-        return (len(order), float(layout.gpus), -min(layout.attainment, layout.burst_attainment), layout.gpus)
-
-    best: dict[str, Layout] = {}
-    for layout in sorted((t for t in tried if t.meets), key=key):
-        best.setdefault(layout.candidate.prefill.instance, layout)
-    return best
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

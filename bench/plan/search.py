@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from bench.fake_engine.hardware import EngineSize
+from bench.fake_engine.hardware import EngineSize, size_engine
 from bench.harness.slo import ATTAINMENT_GOAL
 from bench.plan.prices import InstancePrice
 from bench.plan.simulate import PlannedRequest, SimulationResult, simulate
@@ -184,3 +184,43 @@ class Search:
             best = speedup
         layout.headroom = best
         return best
+
+
+BASES = ("capacity_block", "on_demand")
+
+
+def candidates(instances: list[str], model: str, tps: list[int] | None) -> tuple[list[Candidate], list[str]]:
+    """(prefill TP <= decode TP: vLLM's NixlConnector refuses a larger prefill TP, runtime/config.py)."""
+    found: list[Candidate] = []
+    notes: list[str] = []
+    for instance in instances:
+        sizes: dict[int, EngineSize] = {}
+        for tp in tps or [1, 2, 4, 8]:
+            try:
+                sizes[tp] = size_engine(model, instance, tp)
+            except ValueError as error:
+                notes.append(f"{instance} TP{tp}: {error}")
+        if not sizes:
+            continue
+        chosen = sorted(sizes) if tps else sorted(sizes)[:2]
+        found += [Candidate(sizes[p], sizes[d]) for p in chosen for d in chosen if p <= d]
+    return found, notes
+
+
+def cheapest(tried: list[Layout], prices: dict[str, InstancePrice], basis: str) -> dict[str, Layout]:
+    """Per instance type, the layout that meets the SLOs at the lowest hourly cost on ``basis`` (then the other
+    basis, then GPUs, when no price is known); among equal costs the widest margin, then the fewest GPUs."""
+
+    def key(layout: Layout) -> tuple[float, float, float, int]:
+        price = prices.get(layout.candidate.prefill.instance, InstancePrice())
+        order = (basis, *[b for b in BASES if b != basis])
+        for rank, name in enumerate(order):
+            hourly = layout.hourly(price, name)
+            if hourly is not None:
+                return (rank, hourly, -min(layout.attainment, layout.burst_attainment), layout.gpus)
+        return (len(order), float(layout.gpus), -min(layout.attainment, layout.burst_attainment), layout.gpus)
+
+    best: dict[str, Layout] = {}
+    for layout in sorted((t for t in tried if t.meets), key=key):
+        best.setdefault(layout.candidate.prefill.instance, layout)
+    return best

@@ -68,7 +68,7 @@ class _Prefill:
     def prefix(self, hashes: list[int]) -> int:
         count = 0
         for block in hashes:
-            if block not in self.engine.cache._refs and not self.pending[block]:
+            if not self.engine.cache.holds(block) and not self.pending[block]:
                 break
             count += 1
         return count

@@ -12,11 +12,12 @@ import pytest
 import yaml
 
 from bench.fake_engine.hardware import EngineSize
+from bench.fake_engine.kv_cache import KvCache, block_hashes
 from bench.fake_engine.timing import EngineTiming
-from bench.plan.__main__ import cheapest, main
+from bench.plan.__main__ import main
 from bench.plan.prices import InstancePrice, load_prices
 from bench.plan.report import yaml_snippet
-from bench.plan.search import Candidate, Objectives, Search, burst_members
+from bench.plan.search import Candidate, Objectives, Search, burst_members, cheapest
 from bench.plan.simulate import PlannedRequest, simulate
 from bench.plan.virtual_time import run
 from infra.config import parse_deployment
@@ -182,3 +183,28 @@ def test_an_unknown_model_exits_2_naming_the_known_models(capsys: pytest.Capture
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown model 'no-such-model'; known models: " in err
     assert "llama-3.1-8b" in err and not err.startswith('bench.plan: "')
+
+
+def test_a_cache_says_which_blocks_it_holds_in_use_or_evictable() -> None:
+    """The planner's prefix match reads this (not the cache's private map); an evicted block is no longer held."""
+    cache = KvCache(2, 4)
+    tokens = list(range(8))
+    hashes = block_hashes(tokens, 4)
+    allocation = cache.allocate(hashes, 0, 2)
+    cache.store(allocation, hashes, tokens)
+    assert all(cache.holds(h) for h in hashes) and not cache.holds(12345)
+    cache.release(allocation)
+    assert all(cache.holds(h) for h in hashes)  # evictable, still a hit
+    other = block_hashes(list(range(100, 108)), 4)
+    cache.store(cache.allocate(other, 0, 2), other, list(range(100, 108)))
+    assert not any(cache.holds(h) for h in hashes)
+
+
+def test_the_planner_cli_does_not_load_the_replay_cli() -> None:
+    """The planner shares the replay's options module, not its command line (which imports the harness)."""
+    import subprocess
+    import sys
+
+    code = "import sys, bench.plan.__main__; print('bench.replay.__main__' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

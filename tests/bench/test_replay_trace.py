@@ -205,7 +205,7 @@ def test_the_workload_holds_hash_ids_not_prompts(tmp_path: Path) -> None:
     import tracemalloc
 
     from bench.fake_engine.timing import EngineTiming
-    from bench.plan.__main__ import trace_requests
+    from bench.plan.traffic import trace_requests
     from bench.replay.workload import build
 
     path = write(
