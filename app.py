@@ -25,8 +25,8 @@ def main() -> int:
     except DeploymentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    stacks = DeploymentStacks(app, deployment)
-    register_checks(app, stacks)
+    DeploymentStacks(app, deployment)
+    register_checks(app)
     app.synth()
     return 0
 

@@ -43,12 +43,12 @@ class ClusterProps:
     ]  # of every GPU pool, node groups or HyperPod instance groups: the device plugins tolerate them
 
 
-class ClusterStack(cdk.Stack):
+class InferenceCluster(Construct):
     """Exposes ``cluster``, ``addons``, ``system_nodes`` and ``efa_security_group``; the GPU node groups (and the
     Cluster Autoscaler over them) live in GpuCapacityStack."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, props: ClusterProps, **kwargs: Any) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+    def __init__(self, scope: Construct, construct_id: str, *, props: ClusterProps) -> None:
+        super().__init__(scope, construct_id)
         config = props.config
 
         pins = KUBERNETES_PINS[config.kubernetes_version]
@@ -130,5 +130,16 @@ class ClusterStack(cdk.Stack):
         cdk.CfnOutput(
             self,
             ClusterOutputs.UPDATE_KUBECONFIG,
-            value=f"aws eks update-kubeconfig --name {self.cluster.cluster_name} --region {self.region}",
+            value=f"aws eks update-kubeconfig --name {self.cluster.cluster_name} --region {cdk.Stack.of(self).region}",
         )
+
+
+class ClusterStack(cdk.Stack):
+    """The InferenceCluster construct in a stack of its own (pdstack's app), as ``inference_cluster``; id "Default"
+    keeps the logical ids the stack gave its resources when it built them itself."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: ClusterProps, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.inference_cluster = built = InferenceCluster(self, "Default", props=props)
+        self.cluster, self.addons, self.system_nodes = built.cluster, built.addons, built.system_nodes
+        self.efa_security_group = built.efa_security_group

@@ -12,10 +12,12 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from infra.cluster.eks_checks import EksClusterChecks
-from infra.deployment_stacks import DeploymentStacks
+from infra.cluster.stack import InferenceCluster
 from infra.gpu_capacity.gpu_zone.check import GpuZoneCheck
-from infra.gpu_capacity.stack import GpuCapacityStack
-from infra.hyperpod.stack import LIFECYCLE_PREFIX, HyperPodStack
+from infra.gpu_capacity.stack import GpuNodeGroupCapacity
+from infra.hyperpod.stack import LIFECYCLE_PREFIX, HyperPodCapacity
+from infra.image.stack import ServingImage
+from infra.network.stack import Network, NetworkStack
 from infra.workloads.stack import WorkloadsStack
 
 NODE_ROLE_POLICIES = {
@@ -27,11 +29,12 @@ LAMBDA_BASIC = "service-role/AWSLambdaBasicExecutionRole"
 LAMBDA_BASIC_REASON = "lets the function write its own CloudWatch logs; nothing more"
 
 
-def register_checks(app: cdk.App, stacks: DeploymentStacks) -> None:
-    """AwsSolutions rules over the whole app, our EKS checks, and the acknowledgements below."""
+def register_checks(app: cdk.App) -> None:
+    """AwsSolutions rules over the whole app, our EKS checks, and the acknowledgements below for every pdstack
+    construct in it. Call it once the app's constructs are built (a user's own app included)."""
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
     cdk.Aspects.of(app).add(EksClusterChecks())
-    acknowledge(stacks)
+    acknowledge(app)
 
 
 def _ack(scope: IConstruct, finding: str, reason: str) -> None:
@@ -42,34 +45,48 @@ def _managed(policy: str) -> str:
     return f"IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{policy}]"
 
 
-def acknowledge(stacks: DeploymentStacks) -> None:
-    _acknowledge_network(stacks)
-    _acknowledge_image(stacks)
-    _acknowledge_cluster(stacks)
-    if stacks.gpu_nodes is not None:
-        for group in stacks.gpu_nodes.gpu_node_groups.values():
-            for policy, reason in NODE_ROLE_POLICIES.items():
-                _ack(group.nodegroup, _managed(policy), reason)
-        if stacks.gpu_nodes.node_autoscaler is not None:
-            _acknowledge_node_autoscaler(stacks.gpu_nodes)
-    if stacks.hyperpod is not None:
-        _acknowledge_hyperpod(stacks.hyperpod)
-    for stack in (stacks.gpu_nodes, stacks.hyperpod):
-        if stack is not None and stack.zone_check is not None:
-            _acknowledge_zone_check(stack.zone_check)
-    _acknowledge_workloads(stacks.workloads)
+def acknowledge(scope: IConstruct) -> None:
+    """Acknowledge the findings of every pdstack construct under ``scope``, wherever a user placed it."""
+    for construct in scope.node.find_all():
+        if isinstance(construct, NetworkStack):
+            _acknowledge_named_zones(construct)
+        elif isinstance(construct, Network):
+            _acknowledge_network(construct)
+        elif isinstance(construct, ServingImage):
+            _acknowledge_image(construct)
+        elif isinstance(construct, InferenceCluster):
+            _acknowledge_cluster(construct)
+        elif isinstance(construct, GpuNodeGroupCapacity):
+            _acknowledge_gpu_node_groups(construct)
+        elif isinstance(construct, HyperPodCapacity):
+            _acknowledge_hyperpod(construct)
+        elif isinstance(construct, WorkloadsStack):
+            _acknowledge_workloads(construct)
 
 
-def _acknowledge_network(stacks: DeploymentStacks) -> None:
-    if stacks.network.configured_zones:
-        cdk.Validations.of(stacks.network).acknowledge(
+def _acknowledge_gpu_node_groups(capacity: GpuNodeGroupCapacity) -> None:
+    for group in capacity.gpu_node_groups.values():
+        for policy, reason in NODE_ROLE_POLICIES.items():
+            _ack(group.nodegroup, _managed(policy), reason)
+    if capacity.node_autoscaler is not None:
+        _acknowledge_node_autoscaler(capacity)
+    if capacity.zone_check is not None:
+        _acknowledge_zone_check(capacity.zone_check)
+
+
+def _acknowledge_named_zones(stack: NetworkStack) -> None:
+    if stack.configured_zones:
+        cdk.Validations.of(stack).acknowledge(
             cdk.Acknowledgment(
                 id="CloudFormation-Validate::W3010",
                 reason="the deployment names its zones on purpose: the GPU capacity (a capacity block or reservation) "
                 "exists in one named zone, and EFA does not cross zones",
             )
         )
-    for endpoint in stacks.network.interface_endpoints:
+
+
+def _acknowledge_network(network: Network) -> None:
+    for endpoint in network.interface_endpoints:
         _ack(
             endpoint,
             "EC23",
@@ -78,8 +95,7 @@ def _acknowledge_network(stacks: DeploymentStacks) -> None:
         )
 
 
-def _acknowledge_image(stacks: DeploymentStacks) -> None:
-    image = stacks.image
+def _acknowledge_image(image: ServingImage) -> None:
     project = image.project
     _ack(
         project,
@@ -103,7 +119,7 @@ def _acknowledge_image(stacks: DeploymentStacks) -> None:
     )
     _ack(
         project,
-        f"IAM5[Resource::{_arn(image, 'ecr')}:repository/{stacks.image.pull_through_prefix}/*]",
+        f"IAM5[Resource::{_arn(image, 'ecr')}:repository/{image.pull_through_prefix}/*]",
         "the ghcr.io pull-through cache creates its repositories under this prefix on first pull",
     )
 
@@ -135,14 +151,13 @@ def _acknowledge_image(stacks: DeploymentStacks) -> None:
     _ack(waiter, "SF2", "the Provider framework's waiter state machine only polls the build; X-Ray adds nothing there")
 
 
-def _acknowledge_cluster(stacks: DeploymentStacks) -> None:
-    cluster_stack = stacks.cluster
-    cluster = cluster_stack.cluster
+def _acknowledge_cluster(built: InferenceCluster) -> None:
+    cluster = built.cluster
     _ack(cluster, _managed("AmazonEKSClusterPolicy"), "the EKS service role policy EKS requires for the control plane")
     for policy, reason in NODE_ROLE_POLICIES.items():
         _ack(cluster, _managed(policy), reason)
     _ack(
-        cluster_stack.addons,
+        built.addons,
         _managed("service-role/AmazonEBSCSIDriverPolicy"),
         "the EBS CSI driver's documented policy, bound through Pod Identity to its controller service account only",
     )
@@ -166,8 +181,8 @@ def _acknowledge_cluster(stacks: DeploymentStacks) -> None:
     _ack(kubectl, "L1", "CDK pins the kubectl handler's runtime to the one its kubectl layer is built for")
 
 
-def _acknowledge_node_autoscaler(gpu_nodes: GpuCapacityStack) -> None:
-    autoscaler = gpu_nodes.node_autoscaler
+def _acknowledge_node_autoscaler(capacity: GpuNodeGroupCapacity) -> None:
+    autoscaler = capacity.node_autoscaler
     assert autoscaler is not None
     _ack(
         autoscaler.role,
@@ -182,8 +197,10 @@ def _acknowledge_node_autoscaler(gpu_nodes: GpuCapacityStack) -> None:
             "autoscaling:CreateOrUpdateTags on the Auto Scaling group EKS made for "
             "this cluster's node group (its name is known only after creation), conditioned on eks:cluster-name",
         )
-    # AwsCustomResource's one Lambda per stack, named AWS + its uuid without dashes
-    provider = gpu_nodes.node.try_find_child("AWS" + cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace("-", ""))
+    # AwsCustomResource's one Lambda per stack, named AWS + its uuid without dashes, a child of the stack
+    provider = cdk.Stack.of(capacity).node.try_find_child(
+        "AWS" + cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace("-", "")
+    )
     if provider is not None:  # none when no group is autoscaled (capacity blocks only)
         _ack(provider, _managed(LAMBDA_BASIC), LAMBDA_BASIC_REASON)
 
@@ -208,8 +225,8 @@ def _environment(stack: cdk.Stack) -> tuple[str, str, str]:
     return part(stack.partition, "Partition"), part(stack.region, "Region"), part(stack.account, "AccountId")
 
 
-def _arn(stack: cdk.Stack, service: str) -> str:
-    partition, region, account = _environment(stack)
+def _arn(scope: IConstruct, service: str) -> str:
+    partition, region, account = _environment(cdk.Stack.of(scope))
     return f"arn:{partition}:{service}:{region}:{account}"
 
 
@@ -226,7 +243,9 @@ def _logical_id_of_path(scope: IConstruct, path: str, *, condition: bool = False
     return cdk.Stack.of(scope).get_logical_id(element)  # type: ignore[arg-type]
 
 
-def _acknowledge_hyperpod(hyperpod: HyperPodStack) -> None:
+def _acknowledge_hyperpod(hyperpod: HyperPodCapacity) -> None:
+    if hyperpod.zone_check is not None:
+        _acknowledge_zone_check(hyperpod.zone_check)
     role = hyperpod.execution_role
     _ack(
         role,
@@ -254,7 +273,9 @@ def _acknowledge_hyperpod(hyperpod: HyperPodStack) -> None:
         "read of the lifecycle scripts, limited to their prefix in the lifecycle bucket",
     )
 
-    deployment = next(c for c in hyperpod.node.children if c.node.id.startswith("Custom::CDKBucketDeployment"))
+    # the BucketDeployment's singleton handler is a child of the stack
+    stack = cdk.Stack.of(hyperpod)
+    deployment = next(c for c in stack.node.children if c.node.id.startswith("Custom::CDKBucketDeployment"))
     reason = (
         "CDK's BucketDeployment handler copying the lifecycle scripts from the asset bucket into the lifecycle bucket"
     )
@@ -262,7 +283,7 @@ def _acknowledge_hyperpod(hyperpod: HyperPodStack) -> None:
     for action in ("s3:GetBucket*", "s3:GetObject*", "s3:List*", "s3:Abort*", "s3:DeleteObject*"):
         _ack(deployment, f"IAM5[Action::{action}]", reason)
     _ack(deployment, f"IAM5[Resource::<{bucket_id}.Arn>/*]", reason)
-    partition, region, account = _environment(hyperpod)
+    partition, region, account = _environment(stack)
     _ack(deployment, f"IAM5[Resource::arn:{partition}:s3:::cdk-hnb659fds-assets-{account}-{region}/*]", reason)
     _ack(deployment, "L1", "CDK pins the BucketDeployment handler's runtime to the one its awscli layer is built for")
 

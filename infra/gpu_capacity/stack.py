@@ -34,14 +34,14 @@ class GpuCapacityProps:
     gpu_az_id: str | None  # network.gpu_az_id: checked at deploy time before any node group is created
 
 
-class GpuCapacityStack(cdk.Stack):
+class GpuNodeGroupCapacity(Construct):
     """Exposes ``gpu_node_groups`` (by configured name), ``zone_check`` (the GPU zone check every node group waits
     for; None without network.gpu_az_id) and ``node_autoscaler`` (the Cluster Autoscaler over them,
     None without groups). The autoscaler lives with the groups it tags and resizes: it is deployed and rolled back
     with them."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, props: GpuCapacityProps, **kwargs: Any) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+    def __init__(self, scope: Construct, construct_id: str, *, props: GpuCapacityProps) -> None:
+        super().__init__(scope, construct_id)
         self.gpu_node_groups: dict[str, GpuNodeGroup] = {}
         self.zone_check: GpuZoneCheck | None = None
         if props.gpu_az_id is not None:
@@ -82,3 +82,14 @@ class GpuCapacityStack(cdk.Stack):
                 ),
             )
             self.node_autoscaler.chart.node.add_dependency(props.system_nodes)
+
+
+class GpuCapacityStack(cdk.Stack):
+    """The GpuNodeGroupCapacity construct in a stack of its own (pdstack's app), as ``capacity``; id "Default" keeps
+    the logical ids the stack gave its resources when it built them itself."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: GpuCapacityProps, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.capacity = capacity = GpuNodeGroupCapacity(self, "Default", props=props)
+        self.gpu_node_groups, self.zone_check = capacity.gpu_node_groups, capacity.zone_check
+        self.node_autoscaler = capacity.node_autoscaler

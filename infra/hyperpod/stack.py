@@ -70,13 +70,13 @@ class HyperPodProps:
     gpu_az_id: str | None  # network.gpu_az_id: the subnet's zone is checked at deploy time before the cluster
 
 
-class HyperPodStack(cdk.Stack):
+class HyperPodCapacity(Construct):
     """Exposes ``hyperpod_cluster`` (the CfnCluster), ``execution_role``, ``lifecycle_bucket``, ``resiliency_objects``,
     ``zone_check`` (None without network.gpu_az_id) and, with node autoscaling, ``autoscaler_role`` and
     ``node_pool``."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, props: HyperPodProps, **kwargs: Any) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+    def __init__(self, scope: Construct, construct_id: str, *, props: HyperPodProps) -> None:
+        super().__init__(scope, construct_id)
         config = props.config
 
         self.lifecycle_bucket = self._lifecycle_bucket(config)
@@ -190,7 +190,9 @@ class HyperPodStack(cdk.Stack):
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["ec2:CreateTags"],
-                resources=[self.format_arn(service="ec2", resource="network-interface", resource_name="*")],
+                resources=[
+                    cdk.Stack.of(self).format_arn(service="ec2", resource="network-interface", resource_name="*")
+                ],
             )
         )
         # The nodes pull AWS-owned images from AWS accounts' registries: the VPC CNI, kube-proxy, Pod Identity agent
@@ -336,3 +338,19 @@ def hyperpod_node_pool(config: HyperPodConfig) -> list[dict[str, Any]]:
             },
         },
     ]
+
+
+class HyperPodStack(cdk.Stack):
+    """The HyperPodCapacity construct in a stack of its own (pdstack's app), as ``capacity``; id "Default" keeps the
+    logical ids the stack gave its resources when it built them itself."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: HyperPodProps, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.capacity = capacity = HyperPodCapacity(self, "Default", props=props)
+        self.hyperpod_cluster, self.execution_role = capacity.hyperpod_cluster, capacity.execution_role
+        self.lifecycle_bucket, self.resiliency_objects = capacity.lifecycle_bucket, capacity.resiliency_objects
+        self.zone_check, self.autoscaler_role, self.node_pool = (
+            capacity.zone_check,
+            capacity.autoscaler_role,
+            capacity.node_pool,
+        )

@@ -57,11 +57,11 @@ class ImageProps:
     deployment_name: str  # names the repository and the pull-through prefix unless the config names them
 
 
-class ImageStack(cdk.Stack):
+class ServingImage(Construct):
     """Exposes ``repository`` and ``image_uri`` (the content-tagged serving image)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, props: ImageProps, **kwargs: Any) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+    def __init__(self, scope: Construct, construct_id: str, *, props: ImageProps) -> None:
+        super().__init__(scope, construct_id)
         config = props.config
         key = kms.Key(
             self,
@@ -117,7 +117,8 @@ class ImageStack(cdk.Stack):
                     upstream_registry_url="ghcr.io",
                     credential_arn=config.pull_through_cache.credential_secret_arn,
                 )
-            registry = f"{self.account}.dkr.ecr.{self.region}.{self.url_suffix}"
+            stack = cdk.Stack.of(self)
+            registry = f"{stack.account}.dkr.ecr.{stack.region}.{stack.url_suffix}"
             base_image = base_image.replace("ghcr.io/", f"{registry}/{self.pull_through_prefix}/", 1)
 
         build_logs = logs.LogGroup(
@@ -145,7 +146,7 @@ class ImageStack(cdk.Stack):
         )
         self.repository.grant_pull_push(self.project)
         if config.pull_through_cache.enabled:
-            cache_repos = self.format_arn(
+            cache_repos = cdk.Stack.of(self).format_arn(
                 service="ecr", resource="repository", resource_name=f"{self.pull_through_prefix}/*"
             )
             self.project.add_to_role_policy(
@@ -215,3 +216,14 @@ class ImageStack(cdk.Stack):
             resource_type="Custom::PdstackImageBuild",
             properties={"ProjectName": self.project.project_name, "ImageTag": self.image_tag},
         )
+
+
+class ImageStack(cdk.Stack):
+    """The ServingImage construct in a stack of its own (pdstack's app), as ``image``; id "Default" keeps the
+    logical ids the stack gave its resources when it built them itself."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: ImageProps, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.image = image = ServingImage(self, "Default", props=props)
+        self.repository, self.image_tag, self.image_uri = image.repository, image.image_tag, image.image_uri
+        self.project, self.pull_through_prefix = image.project, image.pull_through_prefix

@@ -47,14 +47,13 @@ class NetworkProps:
     metrics_collector: bool  # the observability pipeline is on: give its collector subnets of its own
 
 
-class NetworkStack(cdk.Stack):
+class Network(Construct):
     """Exposes ``vpc``, ``private_subnets``, ``gpu_subnet`` (EFA does not cross zones: GPU nodes live there),
     ``collector_subnets`` (the managed collector's, one per zone up to its five; none when the pipeline is off), their
     ``collector_cidrs``, and ``interface_endpoints``."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, props: NetworkProps, **kwargs: Any) -> None:
-        self.configured_zones = list(props.config.availability_zones)
-        super().__init__(scope, construct_id, **kwargs)
+    def __init__(self, scope: Construct, construct_id: str, *, props: NetworkProps) -> None:
+        super().__init__(scope, construct_id)
         config = props.config
 
         self.vpc = ec2.Vpc(
@@ -116,7 +115,9 @@ class NetworkStack(cdk.Stack):
             description="VPC flow log encryption",
             removal_policy=cdk.RemovalPolicy.DESTROY,
         )
-        flow_log_key.grant_encrypt_decrypt(cdk.aws_iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com"))
+        flow_log_key.grant_encrypt_decrypt(
+            cdk.aws_iam.ServicePrincipal(f"logs.{cdk.Stack.of(self).region}.amazonaws.com")
+        )
         flow_log_group = logs.LogGroup(
             self,
             "FlowLogGroup",
@@ -133,6 +134,19 @@ class NetworkStack(cdk.Stack):
         cdk.CfnOutput(self, "VpcId", value=self.vpc.vpc_id)
         cdk.CfnOutput(self, "GpuSubnetId", value=self.gpu_subnet.subnet_id)
         cdk.CfnOutput(self, "GpuAvailabilityZone", value=self.gpu_subnet.availability_zone)
+
+
+class NetworkStack(cdk.Stack):
+    """The Network construct in a stack of its own (pdstack's app), as ``network``. Its id is "Default", which CDK
+    leaves out of logical ids: the resources keep the ids they had when the stack built them itself."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: NetworkProps, **kwargs: Any) -> None:
+        self.configured_zones = list(props.config.availability_zones)
+        super().__init__(scope, construct_id, **kwargs)
+        self.network = network = Network(self, "Default", props=props)
+        self.vpc, self.private_subnets, self.gpu_subnet = network.vpc, network.private_subnets, network.gpu_subnet
+        self.collector_subnets, self.collector_cidrs = network.collector_subnets, network.collector_cidrs
+        self.interface_endpoints = network.interface_endpoints
 
     @property
     def availability_zones(self) -> list[str]:

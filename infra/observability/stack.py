@@ -138,11 +138,11 @@ def collector_configuration(deployment: Deployment) -> str:
     return base64.b64encode(yaml.safe_dump(scrape_config(deployment), sort_keys=False).encode()).decode()
 
 
-class ObservabilityStack(cdk.Stack):
+class Observability(Construct):
     """Exposes ``workspace`` (a ``MetricsWorkspace``), ``scraper`` and ``collector_security_group``."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, props: ObservabilityProps, **kwargs: Any) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+    def __init__(self, scope: Construct, construct_id: str, *, props: ObservabilityProps) -> None:
+        super().__init__(scope, construct_id)
         deployment = props.deployment
         config = deployment.observability
         self.workspace = MetricsWorkspace(
@@ -179,3 +179,14 @@ class ObservabilityStack(cdk.Stack):
         cdk.CfnOutput(self, ObservabilityOutputs.PROMETHEUS_ENDPOINT, value=self.workspace.prometheus_endpoint)
         cdk.CfnOutput(self, ObservabilityOutputs.QUERY_URL, value=self.workspace.query_url)
         cdk.CfnOutput(self, ObservabilityOutputs.SCRAPER_ROLE_ARN, value=self.scraper.attr_role_arn)
+
+
+class ObservabilityStack(cdk.Stack):
+    """The Observability construct in a stack of its own (pdstack's app), as ``observability``; id "Default" keeps
+    the logical ids the stack gave its resources when it built them itself."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: ObservabilityProps, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.observability = built = Observability(self, "Default", props=props)
+        self.workspace, self.scraper = built.workspace, built.scraper
+        self.collector_security_group = built.collector_security_group

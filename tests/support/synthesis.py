@@ -47,7 +47,7 @@ def synthesize(deployment: Deployment, outdir: Path) -> Synthesized:
     """Build the app exactly as app.py does (stacks + cdk-nag + our checks) and synthesize it into ``outdir``."""
     app = cdk.App(outdir=str(outdir), context=json.loads((REPO / "cdk.json").read_text())["context"])
     stacks = DeploymentStacks(app, deployment)
-    register_checks(app, stacks)
+    register_checks(app)
     app.synth()  # raises ValidationFailed on any unacknowledged cdk-nag finding
     return Synthesized(
         deployment=deployment,
