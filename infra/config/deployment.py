@@ -1,12 +1,18 @@
 """The whole deployment file: its sections, and the checks that span them (GPU pools against the serving roles,
-ports against the NetworkPolicies, the metrics paths, autoscaling bounds, node and router capacity)."""
+ports against the NetworkPolicies, the metrics paths, autoscaling bounds, node and router capacity).
+
+One model (a top-level ``serving``) or several (``models``, infra/config/serving_units.py): ``units`` lists the serving
+units either way, ``for_unit`` gives the deployment as one unit's renderers see it. Checks of one unit run on that
+view; the GPU and system-node capacity checks count every unit.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from infra.config.autoscaling import AutoscalingConfig
 from infra.config.cluster import ClusterConfig
@@ -16,6 +22,7 @@ from infra.config.hyperpod import HyperPodConfig, HyperPodInstanceGroup
 from infra.config.image import ImageConfig
 from infra.config.network import NetworkConfig
 from infra.config.observability import ObservabilityConfig, ServiceLevelObjectives
+from infra.config.serving_units import ModelConfig, ServingUnit, model_unit
 from infra.config.workloads import WorkloadsConfig
 from infra.gpu_capacity.node_capacity import capacity_problems
 from infra.workload_names import EPHEMERAL_PORTS
@@ -38,10 +45,59 @@ class Deployment(Strict):
     slo: ServiceLevelObjectives = ServiceLevelObjectives()
     observability: ObservabilityConfig = ObservabilityConfig()
     autoscaling: AutoscalingConfig = AutoscalingConfig()
-    serving: Serving
+    # The one-model form; read it as ``serving`` (the property below), which a several-model deployment refuses.
+    serving_section: Serving | None = Field(default=None, alias="serving")
+    # The several-model form: one serving unit per entry (infra/config/serving_units.py).
+    models: list[ModelConfig] = Field(default_factory=list)
+    # Set on a unit's view (``for_unit``): the deployment it was taken from, for the checks that span units.
+    _whole: Deployment | None = PrivateAttr(default=None)
+
+    @property
+    def serving(self) -> Serving:
+        """The serving section of a one-model deployment, or of a unit's view."""
+        if self.serving_section is None:
+            raise ValueError(
+                f"deployment {self.name!r} serves several models: read each unit's serving (units, for_unit)"
+            )
+        return self.serving_section
+
+    @property
+    def units(self) -> list[ServingUnit]:
+        """The serving units: the one-model form's single unit (the deployment's own name and namespace), or one per
+        ``models`` entry."""
+        if self.serving_section is not None:
+            return [ServingUnit(None, self.name, self.serving_section, self.workloads, self.autoscaling)]
+        return [model_unit(self.name, m, self.workloads, self.autoscaling) for m in self.models]
+
+    def for_unit(self, unit: ServingUnit) -> Deployment:
+        """The deployment as one unit's renderers see it: that unit's serving, workloads and autoscaling, and its
+        instance as the name the labels carry. The one-model form's unit is the deployment itself."""
+        if unit.name is None:
+            return self
+        view = self.model_copy(
+            update={
+                "name": unit.instance,
+                "serving_section": unit.serving,
+                "workloads": unit.workloads,
+                "autoscaling": unit.autoscaling,
+                "models": [],
+            }
+        )
+        view._whole = self
+        return view
+
+    @property
+    def whole(self) -> Deployment:
+        """The deployment a unit's view was taken from (itself when it is not a view): what cross-unit checks read."""
+        return self._whole or self
+
+    @property
+    def several_models(self) -> bool:
+        return self.serving_section is None
 
     @model_validator(mode="after")
     def _consistent(self) -> Deployment:
+        self._check_form()
         if (self.account is None) != (self.region is None):
             raise ValueError("account and region go together: set both, or neither for environment-agnostic stacks")
         if self.region is None and self.network.az_count > 2 and not self.network.availability_zones:
@@ -67,6 +123,55 @@ class Deployment(Strict):
                 "ECR's 30 characters; set image.pull_through_cache.repository_prefix"
             )
         self._check_metrics_paths()
+        for unit in self.units:
+            self._on_unit(unit, Deployment._check_unit)
+        self._check_gpu_zone()
+        for unit in self.units:
+            self._on_unit(unit, Deployment._check_scaling_bounds)
+        self._check_capacity()
+        return self
+
+    def _check_form(self) -> None:
+        """Exactly one of the two forms; in the several-model form, units that cannot collide."""
+        if self.serving_section is not None and self.models:
+            raise ValueError(
+                "serving and models are both set: serve one model with a serving section, or several with models "
+                "(one entry per model, each with its own serving section), not both"
+            )
+        if self.serving_section is None and not self.models:
+            raise ValueError(
+                "the deployment serves nothing: add a serving section (one model) or a models list (several)"
+            )
+        if not self.models:
+            return
+        if "namespace" in self.workloads.model_fields_set:
+            raise ValueError(
+                f"workloads.namespace={self.workloads.namespace!r} with models: each model runs in its own namespace "
+                "(pdstack-<name>, or its own workloads.namespace); remove the top-level one"
+            )
+        units = self.units
+        check_unique("models", [unit.name or "" for unit in units])
+        for what, values in (
+            ("namespaces", [unit.namespace for unit in units]),
+            ("serving.model.served_name", [unit.serving.model.served_name for unit in units]),
+        ):
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(
+                    f"models: {what} must differ between models (a unit's namespace holds its objects; clients "
+                    f"choose a model by its served name); repeated: {', '.join(repeated)}"
+                )
+
+    def _on_unit(self, unit: ServingUnit, check: Callable[[Deployment], None]) -> None:
+        """Run a one-unit check on the unit's view; its message names the unit (the one-model form's is unchanged)."""
+        try:
+            check(self.for_unit(unit))
+        except ValueError as error:
+            raise ValueError(unit.where(str(error))) from None
+
+    def _check_unit(self) -> None:
+        """One unit's own checks: its ports, its router's workload, and GPU nodes for its roles."""
+        self._check_scraper_cidrs()
         self._check_ports_outside_ephemeral()
         router = self.workloads.router
         if router.allowed_client_cidrs is None:
@@ -98,7 +203,7 @@ class Deployment(Strict):
                 f"workloads.router.termination_grace_s={router.termination_grace_s} (the router pod's "
                 "terminationGracePeriodSeconds), else Kubernetes kills the router before requests in flight finish"
             )
-        available = {pool.instance_type for pool in self.gpu_pools}
+        available = {pool.instance_type for pool in self.whole.gpu_pools}
         source = "gpu_node_groups" if self.gpu_provider == "eks-nodegroups" else "hyperpod.instance_groups"
         for role in ("prefill", "decode"):
             wanted = getattr(self.serving, role).instance_type
@@ -107,10 +212,6 @@ class Deployment(Strict):
                     f"serving.{role}.instance_type={wanted!r} has no GPU nodes; "
                     f"{source} provide: {', '.join(sorted(available))}"
                 )
-        self._check_gpu_zone()
-        self._check_scaling_bounds()
-        self._check_capacity()
-        return self
 
     def _check_gpu_zone(self) -> None:
         """On-demand GPU capacity comes from whichever zone the GPU subnet is in: the zone must be stated by id."""
@@ -196,6 +297,8 @@ class Deployment(Strict):
                 "observability.enabled needs cluster.endpoint_access 'private' or 'public-and-private': the managed "
                 "collector reaches the Kubernetes API through the private endpoint; or set observability.enabled: false"
             )
+
+    def _check_scraper_cidrs(self) -> None:
         vpc = ipaddress.ip_network(self.network.cidr)
         for cidr in self.workloads.engine_metrics_scraper_cidrs:
             if ipaddress.ip_network(cidr).overlaps(vpc):
@@ -207,24 +310,29 @@ class Deployment(Strict):
 
     def _check_capacity(self) -> None:
         """The roles' pods, at the most replicas they may run, must fit on the most nodes the pools of their
-        instance type can have."""
-        for instance_type in sorted(self.serving.instance_types()):
+        instance type can have: every unit's roles of a type share that type's pools."""
+        views = [self.for_unit(unit) for unit in self.units]
+        for instance_type in sorted({t for view in views for t in view.serving.instance_types()}):
             spec = INSTANCE_CATALOG[instance_type]
             pools = [p for p in self.gpu_pools if p.instance_type == instance_type]
             most = sum(p.max_size if isinstance(p, GpuNodeGroupConfig) else p.count for p in pools)
             gpus_needed = 0
             nodes_needed = 0
-            for role_name in ("prefill", "decode"):
-                role = self.serving.role(role_name)
-                if role.instance_type != instance_type:
-                    continue
-                replicas = self.max_replicas(role_name)
-                nodes_needed += replicas * role.nodes_per_replica if role.gpus_per_node * 2 > spec.gpus else 0
-                gpus_needed += replicas * role.nodes_per_replica * role.gpus_per_node
+            for view in views:
+                for role_name in ("prefill", "decode"):
+                    role = view.serving.role(role_name)
+                    if role.instance_type != instance_type:
+                        continue
+                    replicas = view.max_replicas(role_name)
+                    nodes_needed += replicas * role.nodes_per_replica if role.gpus_per_node * 2 > spec.gpus else 0
+                    gpus_needed += replicas * role.nodes_per_replica * role.gpus_per_node
             nodes_needed = max(nodes_needed, -(-gpus_needed // spec.gpus))
             if nodes_needed > most:
+                roles = (
+                    "every model's prefill and decode" if self.several_models else "serving.prefill and serving.decode"
+                )
                 raise ValueError(
-                    f"serving.prefill and serving.decode need {nodes_needed} {instance_type} nodes "
+                    f"{roles} need {nodes_needed} {instance_type} nodes "
                     f"(replicas, or autoscaling max_replicas, x nodes_per_replica, {gpus_needed} GPUs) but the GPU "
                     f"pools of that type reach at most {most}; raise max_size/count or lower the replicas"
                 )

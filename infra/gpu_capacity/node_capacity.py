@@ -22,6 +22,7 @@ from runtime.roles import ROLES, Role
 
 if TYPE_CHECKING:
     from infra.config import Deployment
+    from infra.config.workloads import RouterWorkload
 
 # --- kube-reserved and eviction, as the EKS AMI's nodeadm sets them ---------------------------------------------------
 # awslabs/amazon-eks-ami nodeadm/internal/kubelet/config.go ``getCPUMillicoresToReserve``: 6% of the first core, 1% of
@@ -170,15 +171,18 @@ def gpu_node_threads_per_core(deployment: Deployment, instance_type: str) -> int
 
 def hugepages_2mi_pages_per_node(deployment: Deployment, instance_type: str) -> int:
     """2 MiB pages a node of ``instance_type`` must reserve: the per-pod request times the most worker pods one node
-    can hold (all GPUs used by the role with the smallest share); 0 where no role runs on the type."""
-    quantity = deployment.workloads.hugepages_2mi  # "<n>Mi" or "<n>Gi" (the config's pattern)
-    per_pod = int(quantity[:-2]) * {"Mi": 1, "Gi": 1024}[quantity[-2:]] // 2
-    pods = [
-        INSTANCE_CATALOG[instance_type].gpus // role.gpus_per_node
-        for role in (deployment.serving.prefill, deployment.serving.decode)
-        if role.instance_type == instance_type
-    ]
-    return per_pod * max(pods, default=0)
+    can hold (all GPUs used by the role with the smallest share), the most any serving unit's role needs (the
+    pools are shared); 0 where no role runs on the type."""
+    pages = [0]
+    for unit in deployment.whole.units:
+        quantity = unit.workloads.hugepages_2mi  # "<n>Mi" or "<n>Gi" (the config's pattern)
+        per_pod = int(quantity[:-2]) * {"Mi": 1, "Gi": 1024}[quantity[-2:]] // 2
+        pages += [
+            per_pod * (INSTANCE_CATALOG[instance_type].gpus // role.gpus_per_node)
+            for role in (unit.serving.prefill, unit.serving.decode)
+            if role.instance_type == instance_type
+        ]
+    return max(pages)
 
 
 def reserved_hugepages_2mi_pages(deployment: Deployment, instance_type: str) -> int:
@@ -217,7 +221,7 @@ def gpu_node_budget(deployment: Deployment, instance_type: str) -> NodeBudget:
 def system_daemonsets(deployment: Deployment) -> dict[str, Requests]:
     """The DaemonSets on every system node: those of every node, and the secrets store when the routers mount keys."""
     every = dict(EVERY_NODE_DAEMONSETS)
-    if deployment.workloads.router.api_keys_secret is not None:
+    if any(unit.workloads.router.api_keys_secret is not None for unit in deployment.whole.units):
         every.update(SECRETS_STORE_DAEMONSETS)
     return every
 
@@ -232,10 +236,13 @@ def system_node_budget(deployment: Deployment) -> NodeBudget:
 
 
 def system_controllers(deployment: Deployment) -> dict[str, Requests]:
+    """The cluster's controllers on the system nodes: one of each, whichever units need them."""
+    whole = deployment.whole
+    views = [whole.for_unit(unit) for unit in whole.units]
     controllers = dict(SYSTEM_CONTROLLERS)
-    if deployment.autoscaled:
+    if any(view.autoscaled for view in views):
         controllers.update(KEDA_CONTROLLERS)
-    if deployment.workloads.router.internal_load_balancer:
+    if any(view.workloads.router.internal_load_balancer for view in views):
         controllers.update(LOAD_BALANCER_CONTROLLERS)
     return controllers
 
@@ -298,7 +305,16 @@ def parse_memory_mib(quantity: str) -> int:
 
 
 def capacity_problems(deployment: Deployment) -> list[str]:
-    """Why the configured layout does not fit the nodes (empty: it fits), in the config file's terms."""
+    """Why the configured layout does not fit the nodes (empty: it fits), in the config file's terms: every unit's
+    workers on the nodes of their type, every unit's routers on the system nodes."""
+    problems = []
+    for unit in deployment.units:
+        problems += [unit.where(p) for p in worker_problems(deployment.for_unit(unit))]
+    return problems + router_problems(deployment)
+
+
+def worker_problems(deployment: Deployment) -> list[str]:
+    """Why one unit's workers do not fit their nodes."""
     problems = []
     for role_name in ROLES:
         role = deployment.serving.role(role_name)
@@ -321,7 +337,6 @@ def capacity_problems(deployment: Deployment) -> list[str]:
                 f"{budget.hugepages_mib}Mi reserved per node)"
             )
         problems += host_tier_problems(deployment, role_name, worker, where)
-    problems += router_problems(deployment)
     return problems
 
 
@@ -349,8 +364,8 @@ def host_tier_problems(deployment: Deployment, role_name: Role, worker: WorkerRe
 
 
 def router_problems(deployment: Deployment) -> list[str]:
-    """The routers, one more during a surging rollout, and the controllers must fit the system nodes, with the
-    routers' hostname spread (maxSkew 1, DoNotSchedule)."""
+    """The routers of every unit, one more during a surging rollout, and the controllers must fit the system nodes,
+    each unit's routers under their own hostname spread (maxSkew 1, DoNotSchedule)."""
     cluster = deployment.cluster
     if cluster.system_instance_type not in SYSTEM_INSTANCE_TYPES:
         return [
@@ -359,15 +374,20 @@ def router_problems(deployment: Deployment) -> list[str]:
                 f"{', '.join(sorted(SYSTEM_INSTANCE_TYPES))}"
             )
         ]
-    router = deployment.workloads.router
-    pod = Requests(parse_cpu_m(router.cpu), parse_memory_mib(router.memory))
-    routers = router_pods_during_rollout(deployment)
-    if place_on_system_nodes(deployment, routers, pod) is None:
+    units = deployment.units
+    groups = [
+        RouterGroup(router_pods_during_rollout(unit.workloads.router.replicas), router_requests(unit.workloads.router))
+        for unit in units
+    ]
+    if place_on_system_nodes(deployment, groups) is None:
         budget = system_node_budget(deployment)
+        routers = " and ".join(
+            unit.where(f"{group.pods} routers of {unit.workloads.router.cpu} CPU / {unit.workloads.router.memory}")
+            for unit, group in zip(units, groups, strict=True)
+        )
         return [
             (
-                f"workloads.router: {routers} routers of {router.cpu} CPU / "
-                f"{router.memory} (replicas plus the rollout's surge) and the controllers "
+                f"workloads.router: {routers} (replicas plus the rollout's surge) and the controllers "
                 f"({', '.join(sorted(system_controllers(deployment)))}) do not fit {cluster.system_node_count} "
                 f"{cluster.system_instance_type} system nodes ({budget.cpu_m}m CPU / {budget.memory_mib}Mi each "
                 "after kube-reserved and the DaemonSets); lower workloads.router.cpu or raise "
@@ -377,20 +397,31 @@ def router_problems(deployment: Deployment) -> list[str]:
     return []
 
 
+@dataclass(frozen=True)
+class RouterGroup:
+    """One unit's router pods through a rollout: how many, and what each requests."""
+
+    pods: int
+    requests: Requests
+
+
+def router_requests(router: RouterWorkload) -> Requests:
+    return Requests(parse_cpu_m(router.cpu), parse_memory_mib(router.memory))
+
+
 def router_max_surge(replicas: int) -> int:
     """One router is replaced at a time; a single router surges instead, so serving never stops."""
     return 1 if replicas == 1 else 0
 
 
-def router_pods_during_rollout(deployment: Deployment) -> int:
-    replicas = deployment.workloads.router.replicas
+def router_pods_during_rollout(replicas: int) -> int:
     return replicas + router_max_surge(replicas)
 
 
-def place_on_system_nodes(deployment: Deployment, routers: int, pod: Requests) -> list[Requests] | None:
-    """The controllers first (they run before any router; largest first, each on the roomiest node), then the
-    routers under their hostname spread (only the nodes holding the fewest routers qualify; the roomiest takes the
-    pod). The nodes' remaining room, or None when a pod finds no node."""
+def place_on_system_nodes(deployment: Deployment, groups: list[RouterGroup]) -> list[Requests] | None:
+    """The controllers first (they run before any router; largest first, each on the roomiest node), then each
+    unit's routers under their own hostname spread (only the nodes holding the fewest of that unit's routers
+    qualify; the roomiest takes the pod). The nodes' remaining room, or None when a pod finds no node."""
     cluster = deployment.cluster
     budget = system_node_budget(deployment)
     free = [Requests(budget.cpu_m, budget.memory_mib) for _ in range(cluster.system_node_count)]
@@ -408,11 +439,12 @@ def place_on_system_nodes(deployment: Deployment, routers: int, pod: Requests) -
     for requests in sorted(system_controllers(deployment).values(), key=lambda r: (-r.cpu_m, -r.memory_mib)):
         if take(list(range(len(free))), requests) is None:
             return None
-    counts = [0] * len(free)
-    for _ in range(routers):
-        fewest = min(counts)
-        node = take([i for i in range(len(free)) if counts[i] == fewest], pod)
-        if node is None:
-            return None
-        counts[node] += 1
+    for group in groups:
+        counts = [0] * len(free)
+        for _ in range(group.pods):
+            fewest = min(counts)
+            node = take([i for i in range(len(free)) if counts[i] == fewest], group.requests)
+            if node is None:
+                return None
+            counts[node] += 1
     return free

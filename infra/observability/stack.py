@@ -30,7 +30,7 @@ from constructs import Construct
 
 from infra.config import Deployment
 from infra.observability.generate import rules_text
-from infra.observability.targets import scrape_config, scraped_ports
+from infra.observability.targets import scrape_config, scraped_port_numbers
 from infra.stack_outputs import ObservabilityOutputs
 
 RULES_NAMESPACE = "pdstack"
@@ -115,7 +115,7 @@ class CollectorSecurityGroup(Construct):
             allow_all_outbound=False,
             description=f"{deployment.name}: ENIs of the managed metrics collector (Kubernetes API and /metrics only)",
         )
-        self.ports = sorted({KUBERNETES_API_PORT, *scraped_ports(deployment).values()})
+        self.ports = sorted({KUBERNETES_API_PORT, *scraped_port_numbers(deployment)})
         cluster_group = cluster.cluster_security_group_id
         for port in self.ports:
             self.security_group.add_egress_rule(

@@ -17,6 +17,7 @@ import yaml
 from infra.config import parse_deployment
 from infra.observability.targets import ENGINE_JOB, ROUTER_JOB, scrape_config, sd_pod_label
 from infra.workloads.stack import serving_objects
+from tests.support.serving_units import two_models
 from tests.support.synthesis import load_yaml
 
 DEPLOYMENT = parse_deployment(load_yaml("default.yaml"))
@@ -134,3 +135,31 @@ def test_promtool_accepts_the_scrape_config(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(config))
     result = subprocess.run(["promtool", "check", "config", str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_model_is_scraped_in_its_namespace_with_its_model_and_the_shared_jobs() -> None:
+    """Several models: each unit's router and engines are kept by that unit's jobs only (Kubernetes SD of its
+    namespace), relabelled to the shared job names the dashboards and alerts select, with the unit's namespace and
+    model."""
+    deployment = two_models()
+    config = scrape_config(deployment)
+    assert len({job["job_name"] for job in config["scrape_configs"]}) == len(config["scrape_configs"]) == 4
+    for unit in deployment.units:
+        view = deployment.for_unit(unit)
+        targets = [
+            t
+            for i, template in enumerate(pod_templates(serving_objects(view, "image")))
+            for t in discovered(template, unit.namespace, f"pod-{i}")
+        ]
+        kept = []
+        for job in config["scrape_configs"]:
+            (sd,) = job["kubernetes_sd_configs"]
+            if unit.namespace in sd["namespaces"]["names"]:
+                kept += [result for t in targets if (result := relabel(t, job["relabel_configs"]))]
+        assert sorted((labels["job"], labels.get("pd_role")) for labels in kept) == [
+            (ENGINE_JOB, "decode"),
+            (ENGINE_JOB, "prefill"),
+            (ROUTER_JOB, None),
+        ]
+        for labels in kept:
+            assert labels["namespace"] == unit.namespace and labels["model"] == unit.serving.model.served_name

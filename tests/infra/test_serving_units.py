@@ -1,0 +1,255 @@
+"""Several models on one cluster (issue 25 item 3): the ``models`` form of a deployment file, one serving unit per
+model, each in its own namespace with its own instance label, rendered by the same renderers through the unit's view;
+the one-model form renders exactly what it rendered before units existed."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from infra.config import DeploymentError, parse_deployment
+from infra.gpu_capacity.node_capacity import hugepages_2mi_pages_per_node, system_controllers
+from infra.workloads.serving_config import rendered_serving
+from infra.workloads.stack import serving_objects
+from runtime.config import Serving
+from runtime.router.config import RouterConfig
+from runtime.router.discovery.endpoint_slices import EndpointSliceDiscovery
+from runtime.router.engines.model_catalog import ModelCatalog
+from runtime.router.engines.registry import EngineRegistry
+from runtime.router.router_metrics import RouterMetrics
+from tests.support.serving_units import SECOND_MODEL, two_models, two_models_data
+from tests.support.synthesis import load_yaml
+
+INSTANCE = "app.kubernetes.io/instance"
+# Selects the smoke Job's pods, which `python -m infra smoke` creates in the unit's namespace: namespaced, not
+# instance-labelled.
+SMOKE_POLICY = "pdstack-smoke-return-traffic"
+
+
+def objects_of(deployment: Any) -> dict[str, list[dict[str, Any]]]:
+    """Every unit's objects, by unit name."""
+    return {
+        str(unit.name): serving_objects(deployment.for_unit(unit), "image", autoscaled=False)
+        for unit in deployment.units
+    }
+
+
+def test_a_one_model_deployment_keeps_its_object_names_namespace_and_labels() -> None:
+    """Renaming a live object deletes and recreates it (a deploy would roll every pod): the one-model form's names,
+    namespace and instance label are pinned as they were before serving units existed."""
+    default = parse_deployment(load_yaml("default.yaml"))
+    (unit,) = default.units
+    assert unit.name is None and default.for_unit(unit) is default
+    objects = serving_objects(default, "image")
+    assert {o["metadata"].get("namespace", "pdstack") for o in objects} == {"pdstack"}
+    assert {o["metadata"]["labels"][INSTANCE] for o in objects} == {"pdstack"}
+    assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [
+        ("Namespace", "pdstack"),
+        ("ConfigMap", "pdstack-serving"),
+        ("ServiceAccount", "pdstack-prefill"),
+        ("ServiceAccount", "pdstack-decode"),
+        ("ServiceAccount", "pdstack-router"),
+        ("NetworkPolicy", "pdstack-default-deny-ingress"),
+        ("NetworkPolicy", "pdstack-prefill-ingress"),
+        ("NetworkPolicy", "pdstack-decode-ingress"),
+        ("NetworkPolicy", "pdstack-router-ingress"),
+        ("NetworkPolicy", "pdstack-router-return-traffic"),
+        ("NetworkPolicy", "pdstack-prefill-return-traffic"),
+        ("NetworkPolicy", "pdstack-decode-return-traffic"),
+        ("NetworkPolicy", "pdstack-smoke-return-traffic"),
+        ("Deployment", "pdstack-prefill"),
+        ("Service", "pdstack-prefill-engines"),
+        ("PodDisruptionBudget", "pdstack-prefill"),
+        ("Deployment", "pdstack-decode"),
+        ("Service", "pdstack-decode-engines"),
+        ("PodDisruptionBudget", "pdstack-decode"),
+        ("Role", "pdstack-router"),
+        ("RoleBinding", "pdstack-router"),
+        ("Deployment", "pdstack-router"),
+        ("Service", "pdstack-router"),
+        ("PodDisruptionBudget", "pdstack-router"),
+    ]
+
+
+def test_each_model_is_a_unit_in_its_own_namespace_with_its_own_instance() -> None:
+    deployment = two_models()
+    assert [(u.name, u.instance, u.namespace) for u in deployment.units] == [
+        ("llama-8b", "two-models-llama-8b", "pdstack-llama-8b"),
+        ("llama-70b", "two-models-llama-70b", "pdstack-llama-70b"),
+    ]
+    # the first inherits the top-level workloads, the second brings its own router workload
+    first, second = deployment.units
+    assert first.workloads.router.cpu == "2" and second.workloads.router.cpu == "1"
+    for name, objects in objects_of(deployment).items():
+        unit = next(u for u in deployment.units if u.name == name)
+        namespaced = [o for o in objects if o["kind"] != "Namespace"]
+        assert {o["metadata"]["namespace"] for o in namespaced} == {unit.namespace}
+        assert {o["metadata"]["labels"][INSTANCE] for o in objects} == {unit.instance}
+
+
+def test_the_units_selectors_are_disjoint() -> None:
+    """No selector of one unit (controllers, Services, budgets, policies, the same-zone affinity) matches a pod of
+    the other, even were they in one namespace."""
+    deployment = two_models()
+    by_unit = objects_of(deployment)
+
+    def pod_labels(objects: list[dict[str, Any]]) -> list[dict[str, str]]:
+        return [o["spec"]["template"]["metadata"]["labels"] for o in objects if o["kind"] == "Deployment"]
+
+    def selectors(objects: list[dict[str, Any]]) -> list[dict[str, str]]:
+        found: list[dict[str, str]] = []
+        for o in objects:
+            spec = o.get("spec", {})
+            if o["kind"] == "Service" and "selector" in spec:
+                found.append(spec["selector"])
+            elif o["kind"] in ("Deployment", "PodDisruptionBudget"):
+                found.append(spec["selector"]["matchLabels"])
+            elif o["kind"] == "NetworkPolicy" and spec["podSelector"] and o["metadata"]["name"] != SMOKE_POLICY:
+                found.append(spec["podSelector"]["matchLabels"])
+        for o in objects:
+            if o["kind"] == "Deployment":
+                affinity = o["spec"]["template"]["spec"].get("affinity", {})
+                for term in affinity.get("podAffinity", {}).get("requiredDuringSchedulingIgnoredDuringExecution", []):
+                    found.append(term["labelSelector"]["matchLabels"])
+        return found
+
+    objects_a, objects_b = by_unit.values()
+    for own, other in ((objects_a, objects_b), (objects_b, objects_a)):
+        assert selectors(own)
+        for chosen in selectors(own):
+            assert any(chosen.items() <= labels.items() for labels in pod_labels(own)), chosen
+            assert not any(chosen.items() <= labels.items() for labels in pod_labels(other)), chosen
+
+
+def test_each_router_discovers_engines_in_its_own_namespace_only(tmp_path: Path) -> None:
+    """The router lists and watches EndpointSlices of one namespace (runtime/router/discovery/endpoint_slices.py),
+    the one its unit's ConfigMap names, with a namespaced Role: it cannot see the other unit's engines."""
+    deployment = two_models()
+    (tmp_path / "token").write_text("t")
+    for unit in deployment.units:
+        view = deployment.for_unit(unit)
+        serving = Serving.model_validate(rendered_serving(view))
+        kubernetes = serving.router.discovery.kubernetes
+        assert kubernetes is not None
+        config = kubernetes.model_copy(update={"api_server": "https://api", "service_account_dir": str(tmp_path)})
+        source = EndpointSliceDiscovery(config, lambda ip, role: None)
+        assert source.url == f"https://api/apis/discovery.k8s.io/v1/namespaces/{unit.namespace}/endpointslices"
+        objects = serving_objects(view, "image")
+        assert not [o for o in objects if o["kind"].startswith("Cluster")]
+        (binding,) = [o for o in objects if o["kind"] == "RoleBinding"]
+        assert binding["metadata"]["namespace"] == unit.namespace and binding["roleRef"]["kind"] == "Role"
+
+
+def test_each_router_lists_its_own_model() -> None:
+    """/v1/models answers from the catalog (runtime/router/engines/model_catalog.py): before any engine reports,
+    the unit's configured served name, and no other unit's."""
+    deployment = two_models()
+    listed = []
+    for unit in deployment.units:
+        (config_map,) = [o for o in serving_objects(deployment.for_unit(unit), "image") if o["kind"] == "ConfigMap"]
+        serving = Serving.model_validate(yaml.safe_load(config_map["data"]["serving.yaml"]))
+        registry = EngineRegistry(RouterConfig(), RouterMetrics())
+        listed.append([m["id"] for m in ModelCatalog(serving.model.served_name, registry).listing()["data"]])
+    assert listed == [["llama-3.1-8b-instruct"], ["llama-3.3-70b-instruct"]]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(serving=copy.deepcopy(SECOND_MODEL)), "serving and models are both set"),
+        (lambda d: d.pop("models"), "the deployment serves nothing"),
+        (lambda d: d["workloads"].update(namespace="shared"), "workloads.namespace='shared' with models"),
+        (lambda d: d["models"][1].update(name="llama-8b"), "models names must be unique; repeated: llama-8b"),
+        (
+            lambda d: d["models"][1]["workloads"].update(namespace="pdstack-llama-8b"),
+            "namespaces must differ between models",
+        ),
+        (
+            lambda d: d["models"][1]["serving"]["model"].update(served_name="llama-3.1-8b-instruct"),
+            "serving.model.served_name must differ between models",
+        ),
+        (lambda d: d["models"][1].update(name="Big"), "models.1.name"),
+        (
+            lambda d: d["models"][1]["serving"]["decode"].update(instance_type="p4d.24xlarge"),
+            "models[llama-70b]: serving.decode.instance_type='p4d.24xlarge' has no GPU nodes",
+        ),
+        (
+            lambda d: d["models"][1]["workloads"]["router"].pop("allowed_client_cidrs"),
+            "models[llama-70b]: workloads.router.allowed_client_cidrs is required",
+        ),
+    ],
+    ids=[
+        "both forms",
+        "neither form",
+        "shared namespace",
+        "same name",
+        "same namespace",
+        "same served name",
+        "bad name",
+        "no nodes for a unit",
+        "a unit's own workloads",
+    ],
+)
+def test_a_bad_models_list_is_refused_naming_the_unit(change: Any, message: str) -> None:
+    data = two_models_data()
+    change(data)
+    with pytest.raises(DeploymentError) as refused:
+        two_models(data)
+    assert message in str(refused.value), str(refused.value)
+
+
+def test_gpu_capacity_counts_every_unit_on_the_shared_pools() -> None:
+    """Each unit fits the two p5 nodes alone; together (2 + 8 GPUs, then 2 + 16) they must fit as well."""
+    two_models()  # 10 GPUs on two 8-GPU nodes
+    data = two_models_data()
+    data["models"][1]["serving"]["prefill"]["replicas"] = 2
+    data["models"][1]["serving"]["decode"]["replicas"] = 2
+    data["autoscaling"] = {"enabled": False}
+    alone = copy.deepcopy(data)
+    alone["models"] = alone["models"][1:]
+    two_models(alone)  # 16 GPUs: the second unit alone fits
+    with pytest.raises(DeploymentError, match=r"every model.s prefill and decode need 3 p5\.48xlarge nodes"):
+        two_models(data)
+
+
+def test_routers_of_every_unit_share_the_system_nodes() -> None:
+    """Four routers of 2 CPU (two units, no surge) and the controllers do not fit two m7i.xlarge system nodes,
+    though each unit's two would."""
+    data = two_models_data()
+    data["cluster"]["system_instance_type"] = "m7i.xlarge"
+    data["models"][1]["workloads"]["router"].update(cpu="2", memory="4Gi")
+    alone = copy.deepcopy(data)
+    alone["models"] = alone["models"][:1]
+    two_models(alone)
+    with pytest.raises(DeploymentError, match=r"models\[llama-8b\]: 2 routers .* and models\[llama-70b\]: 2 routers"):
+        two_models(data)
+
+
+def test_hugepages_and_controllers_follow_every_unit() -> None:
+    """A node reserves the hugepages the most demanding unit's workers need (any unit's pods may land on it); the
+    cluster runs KEDA when any unit autoscales."""
+    data = two_models_data()
+    data["models"][1]["workloads"]["hugepages_2mi"] = "10240Mi"
+    data["models"][1]["serving"]["prefill"]["tensor_parallel"] = 1
+    deployment = two_models(data)
+    # the second unit's 1-GPU prefill: 8 pods a node of 5120 pages each
+    assert hugepages_2mi_pages_per_node(deployment, "p5.48xlarge") == 8 * 5120
+    for unit in deployment.units:
+        view = deployment.for_unit(unit)
+        assert hugepages_2mi_pages_per_node(view, "p5.48xlarge") == 8 * 5120
+    data = two_models_data()
+    data["autoscaling"] = {"enabled": False}
+    data["models"][1]["autoscaling"] = {"enabled": True}
+    assert "keda-operator" in system_controllers(two_models(data))
+    data["models"][1]["autoscaling"] = {"enabled": False}
+    assert "keda-operator" not in system_controllers(two_models(data))
+
+
+def test_a_several_model_deployment_has_no_single_serving_section() -> None:
+    """Code that reads ``deployment.serving`` on a several-model deployment is wrong (which model?): it fails."""
+    with pytest.raises(ValueError, match="serves several models"):
+        _ = two_models().serving
