@@ -5,27 +5,19 @@ parser and config classes, and the MultiConnector's children resolved by vLLM's 
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from runtime.worker import DecodeWorker, PrefillWorker, Worker
-from testbed.cpu_pair import REPO
 from tests.support.runtime_inputs import p5_host, serving
+from tests.support.vllm_parse import parse_in_vllm
 
 pytestmark = pytest.mark.e2e
 
 PARSE = """
-import json, sys, types
-from vllm.engine.arg_utils import AsyncEngineArgs
-from vllm.entrypoints.launchers.cli_args import make_arg_parser
-from vllm.utils.argparse_utils import FlexibleArgumentParser
+import types
 from vllm.distributed.kv_transfer.kv_connector.v1.multi_connector import MultiConnector
-argv = json.loads(sys.argv[1])
-args = make_arg_parser(FlexibleArgumentParser()).parse_args(argv[2:])
-engine = AsyncEngineArgs.from_cli_args(args)
 kv = engine.kv_transfer_config
 children = MultiConnector._get_connector_classes_and_configs(types.SimpleNamespace(kv_transfer_config=kv))
 print(json.dumps({"connector": kv.kv_connector, "role": kv.kv_role, "kv_offloading_size": engine.kv_offloading_size,
@@ -36,26 +28,13 @@ print(json.dumps({"connector": kv.kv_connector, "role": kv.kv_role, "kv_offloadi
 """
 
 
-def parse_in_vllm(vllm_python: Path, argv: list[str]) -> dict:
-    result = subprocess.run(
-        [str(vllm_python), "-c", PARSE, json.dumps(argv)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.parametrize("worker", [PrefillWorker, DecodeWorker])
 def test_nixl_and_the_host_tier_parse_as_one_multiconnector_in_the_pinned_vllm(
     vllm_python: Path,
     worker: type[Worker],
 ) -> None:
     launch = worker(serving(kv_cache={"host_offload_gib": 100.0}), p5_host(efa=32), "/models/llama", {}).launch()
-    parsed = parse_in_vllm(vllm_python, launch.argv)
+    parsed = parse_in_vllm(vllm_python, PARSE, launch.argv)
     nixl, offload = parsed["children"]
     assert (parsed["connector"], parsed["role"], parsed["kv_offloading_size"]) == (
         "MultiConnector",

@@ -5,8 +5,6 @@ an engine."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,37 +12,19 @@ import pytest
 from runtime.all2all import VLLM_ALL2ALL_BACKENDS
 from runtime.host_probe import LwsPlacement
 from runtime.worker import DecodeWorker
-from testbed.cpu_pair import REPO
 from tests.support.runtime_inputs import p5_host, serving
+from tests.support.vllm_parse import parse_in_vllm
 
 pytestmark = pytest.mark.e2e
 
 PARSE_PARALLEL = """
-import json, sys, typing
+import typing
 from vllm.config.parallel import All2AllBackend
-from vllm.engine.arg_utils import AsyncEngineArgs
-from vllm.entrypoints.launchers.cli_args import make_arg_parser
-from vllm.utils.argparse_utils import FlexibleArgumentParser
-argv = json.loads(sys.argv[1])
-engine = AsyncEngineArgs.from_cli_args(make_arg_parser(FlexibleArgumentParser()).parse_args(argv[2:]))
 print(json.dumps({"hybrid_lb": engine.data_parallel_hybrid_lb, "external_lb": engine.data_parallel_external_lb,
                   "start_rank": engine.data_parallel_start_rank, "dp": engine.data_parallel_size,
                   "dp_local": engine.data_parallel_size_local, "ep": engine.enable_expert_parallel,
                   "all2all": engine.all2all_backend, "backends": sorted(typing.get_args(All2AllBackend))}))
 """
-
-
-def parse_parallel(vllm_python: Path, argv: list[str]) -> dict:
-    result = subprocess.run(
-        [str(vllm_python), "-c", PARSE_PARALLEL, json.dumps(argv)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def wide_ep_argv(worker_index: int, backend: str = "allgather_reducescatter") -> list[str]:
@@ -67,7 +47,7 @@ def test_every_node_of_a_group_asks_for_hybrid_load_balancing_explicitly(vllm_py
     """vLLM <= 0.27 read the leader's --data-parallel-start-rank 0 as unset and exited ("Remote engine 2 must use
     --headless unless in external or hybrid dp lb mode"); 0.32 infers the mode later, in create_engine_config. The
     parsed arguments must carry the mode whatever the version infers."""
-    parsed = parse_parallel(vllm_python, wide_ep_argv(worker_index))
+    parsed = parse_in_vllm(vllm_python, PARSE_PARALLEL, wide_ep_argv(worker_index))
     assert {k: parsed[k] for k in ("hybrid_lb", "external_lb", "start_rank", "dp", "dp_local", "ep", "all2all")} == {
         "hybrid_lb": True,
         "external_lb": False,
@@ -80,6 +60,6 @@ def test_every_node_of_a_group_asks_for_hybrid_load_balancing_explicitly(vllm_py
 
 
 def test_the_backends_pdstack_knows_are_the_pinned_vllms(vllm_python: Path) -> None:
-    parsed = parse_parallel(vllm_python, wide_ep_argv(0, backend="deepep_v2"))
+    parsed = parse_in_vllm(vllm_python, PARSE_PARALLEL, wide_ep_argv(0, backend="deepep_v2"))
     assert parsed["all2all"] == "deepep_v2"
     assert set(parsed["backends"]) == VLLM_ALL2ALL_BACKENDS

@@ -5,26 +5,17 @@ vLLM test venv, without starting an engine."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from runtime.worker import DecodeWorker, PrefillWorker
-from testbed.cpu_pair import REPO
 from tests.support.runtime_inputs import p5_host, serving
+from tests.support.vllm_parse import parse_in_vllm
 
 pytestmark = pytest.mark.e2e
 
 PARSE = """
-import json, sys
-from vllm.engine.arg_utils import AsyncEngineArgs
-from vllm.entrypoints.launchers.cli_args import make_arg_parser
-from vllm.utils.argparse_utils import FlexibleArgumentParser
-argv = json.loads(sys.argv[1])
-args = make_arg_parser(FlexibleArgumentParser()).parse_args(argv[2:])
-engine = AsyncEngineArgs.from_cli_args(args)
 kv = engine.kv_transfer_config
 print(json.dumps({"model": args.model_tag or args.model, "block_size": engine.block_size,
                   "connector": kv.kv_connector, "role": kv.kv_role,
@@ -33,25 +24,12 @@ print(json.dumps({"model": args.model_tag or args.model, "block_size": engine.bl
 """
 
 
-def parse_in_vllm(vllm_python: Path, argv: list[str]) -> dict:
-    result = subprocess.run(
-        [str(vllm_python), "-c", PARSE, json.dumps(argv)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.parametrize("worker", [PrefillWorker, DecodeWorker])
 def test_the_efa_node_command_parses_in_the_pinned_vllm(
     vllm_python: Path, worker: type[PrefillWorker] | type[DecodeWorker]
 ) -> None:
     launch = worker(serving(), p5_host(efa=32), "/models/llama", {}).launch()
-    parsed = parse_in_vllm(vllm_python, launch.argv)
+    parsed = parse_in_vllm(vllm_python, PARSE, launch.argv)
     assert parsed == {
         "model": "/models/llama",
         "block_size": 128,
