@@ -18,12 +18,13 @@ import asyncio
 import itertools
 import json
 import random
-import time
 from datetime import date
 from pathlib import Path
 
+from bench.harness.cpus import ENGINE_CPU, REPO
 from bench.harness.load_generator import RequestResult, run_workload
-from bench.harness.run import ENGINE_CPU, REPO, ROUTER_CPU, environment, machine, start_engines, versions
+from bench.harness.router_under_test import router_under_test
+from bench.harness.run import machine, start_engines, versions
 from bench.harness.scenario import Scenario
 from bench.systems.system import PdstackRouter, Smg, System, VllmRouter
 from bench.workloads.generators import completion, gamma_gap, words
@@ -31,8 +32,6 @@ from bench.workloads.request import BenchRequest
 from bench.workloads.vocabulary import write_tokenizer
 from runtime.router.config import Admission
 from testbed.percentile import percentile
-from testbed.ports import free_ports
-from testbed.process import ProcessGroup
 
 SCENARIO = Scenario(name="admission", prefills=2, decodes=2, workloads=[])
 SYSTEMS: list[System] = [
@@ -73,27 +72,13 @@ def summarize(system: System, classes: list[str], results: list[RequestResult], 
 
 def run_system(system: System, trace: list[tuple[str, BenchRequest]], tokenizer: Path, work: Path) -> dict[str, object]:
     engines, topology = start_engines(SCENARIO, tokenizer, work)
-    router: ProcessGroup | None = None
     try:
-        port, metrics_port = free_ports(2)
-        router = ProcessGroup(
-            system.argv(topology, port, metrics_port, work),
-            work / f"{system.name}.log",
-            ROUTER_CPU,
-            environment(),
-            REPO,
-        )
-        url = f"http://127.0.0.1:{port}"
-        router.wait_http(url + system.ready_path, timeout_s=90)
-        system.register(url, topology)
-        time.sleep(0.5)
-        results, wall = asyncio.run(run_workload(url, [request for _, request in trace]))
+        with router_under_test(system, topology, work, system.name) as router:
+            results, wall = asyncio.run(run_workload(router.url, [request for _, request in trace]))
         row = summarize(system, [c for c, _ in trace], results, wall)
         print(json.dumps(row), flush=True)
         return row
     finally:
-        if router is not None:
-            router.stop()
         engines.stop()
 
 

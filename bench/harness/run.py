@@ -23,11 +23,13 @@ from typing import Any
 
 from bench.fake_engine.cluster import ClusterSpec, EngineSpec
 from bench.fake_engine.tokenizer import EngineTokenizer
+from bench.harness.cpus import ENGINE_CPU, REPO, environment
 from bench.harness.goodput import SweepPlan, sweep
 from bench.harness.load_generator import run_workload
 from bench.harness.measurement import ROW_FIELDS, row, scrape_local_compute
 from bench.harness.oracle import oracle_hit_rate
 from bench.harness.report import write_report
+from bench.harness.router_under_test import router_under_test
 from bench.harness.scenario import SCENARIOS, Scenario
 from bench.harness.slo import SLOS
 from bench.systems.system import PdstackRouter, RoundRobinBaseline, Smg, System, VllmRouter
@@ -38,9 +40,7 @@ from bench.workloads.vocabulary import write_tokenizer
 from testbed.ports import free_ports
 from testbed.process import ProcessGroup
 
-REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "bench" / "results"
-ROUTER_CPU, ENGINE_CPU = 0, 1
 
 SYSTEMS: list[System] = [
     PdstackRouter("pdstack", "precise"),
@@ -51,10 +51,6 @@ SYSTEMS: list[System] = [
     VllmRouter("vllm-router", "kv_aware"),
     Smg("smg", "cache_aware"),
 ]
-
-
-def environment() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "0"}
 
 
 def start_engines(scenario: Scenario, tokenizer: Path, work: Path) -> tuple[ProcessGroup, Topology]:
@@ -123,22 +119,13 @@ def run_one(
 ) -> dict[str, Any]:
     """One run on fresh engines and a fresh router; the row's ``slo_attainment`` against the workload's SLO."""
     engines, topology = start_engines(scenario, tokenizer, work)
-    router: ProcessGroup | None = None
     try:
-        port, metrics_port = free_ports(2)
-        tag = f"{system.name}-{system.policy}-{workload.kind}"
-        router = ProcessGroup(
-            system.argv(topology, port, metrics_port, work), work / f"{tag}.log", ROUTER_CPU, environment(), REPO
-        )
-        url = f"http://127.0.0.1:{port}"
-        router.wait_http(url + system.ready_path, timeout_s=90)
-        system.register(url, topology)
-        time.sleep(0.5)  # first health and metrics rounds; KV-event subscriptions settle
-        urls = [e.url for e in topology.engines]
-        computed_before = scrape_local_compute(urls).local_compute
-        cpu_before = router.cpu_seconds()
-        results, wall = asyncio.run(run_workload(url, requests))
-        cpu = router.cpu_seconds() - cpu_before
+        with router_under_test(system, topology, work, f"{system.name}-{system.policy}-{workload.kind}") as router:
+            urls = [e.url for e in topology.engines]
+            computed_before = scrape_local_compute(urls).local_compute
+            cpu_before = router.process.cpu_seconds()
+            results, wall = asyncio.run(run_workload(router.url, requests))
+            cpu = router.process.cpu_seconds() - cpu_before
         computed = scrape_local_compute(urls).local_compute - computed_before
         failed = sum(1 for r in results if not r.ok)
         attainment = SLOS[workload.kind].attainment(results, scenario.timing.time_scale)
@@ -165,8 +152,6 @@ def run_one(
             result["_failed"] = failed
         return result
     finally:
-        if router is not None:
-            router.stop(system.stop_grace_s)
         engines.stop()
 
 

@@ -5,7 +5,6 @@ TTFT/TPOT percentiles, the engines' prefix hit rate next to the trace's bound, a
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,14 +14,13 @@ import aiohttp
 
 from bench.harness.load_generator import RequestResult, send
 from bench.harness.measurement import scrape_local_compute
-from bench.harness.run import ROUTER_CPU, environment, start_engines
+from bench.harness.router_under_test import router_under_test
+from bench.harness.run import start_engines
 from bench.harness.scenario import Scenario
 from bench.replay.workload import TraceWorkload
 from bench.systems.system import System
 from bench.workloads.request import BenchRequest
 from testbed.percentile import percentile
-from testbed.ports import free_ports
-from testbed.process import ProcessGroup
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -114,28 +112,14 @@ def replay_one(
     system: System, scenario: Scenario, workload: TraceWorkload, slo: TraceSlo, tokenizer: Path, work: Path
 ) -> dict[str, Any]:
     engines, topology = start_engines(scenario, tokenizer, work)
-    router: ProcessGroup | None = None
     try:
-        port, metrics_port = free_ports(2)
-        router = ProcessGroup(
-            system.argv(topology, port, metrics_port, work),
-            work / f"{system.name}-{system.policy}-replay.log",
-            ROUTER_CPU,
-            environment(),
-            REPO,
-        )
-        url = f"http://127.0.0.1:{port}"
-        router.wait_http(url + system.ready_path, timeout_s=90)
-        system.register(url, topology)
-        time.sleep(0.5)
-        urls = [e.url for e in topology.engines]
-        before = scrape_local_compute(urls).local_compute
-        cpu_before = router.cpu_seconds()
-        results, wall = asyncio.run(send_as_scheduled(url, workload.bench_requests()))
-        cpu = router.cpu_seconds() - cpu_before
-        computed = scrape_local_compute(urls).local_compute - before
+        with router_under_test(system, topology, work, f"{system.name}-{system.policy}-replay") as router:
+            urls = [e.url for e in topology.engines]
+            before = scrape_local_compute(urls).local_compute
+            cpu_before = router.process.cpu_seconds()
+            results, wall = asyncio.run(send_as_scheduled(router.url, workload.bench_requests()))
+            cpu = router.process.cpu_seconds() - cpu_before
+            computed = scrape_local_compute(urls).local_compute - before
         return summarize(system, workload, results, wall, computed, cpu, slo, scenario.timing.time_scale)
     finally:
-        if router is not None:
-            router.stop(system.stop_grace_s)
         engines.stop()
