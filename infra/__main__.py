@@ -13,7 +13,7 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
-from infra.config import DeploymentError, load_deployment
+from infra.config import Deployment, DeploymentError, ServingUnit, load_deployment
 from infra.operations.aws_access import AccessError, AwsAccess, open_access
 from infra.operations.aws_facts import EksCluster, read_eks_cluster, read_stack
 from infra.operations.kube_client import BadApiServer, KubeClient, KubeRefused, KubeUnreachable, eks_token
@@ -58,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
         "smoke", parents=[common], help="one request through the router, from inside the cluster"
     )
     defaults = ServingEndpoints()
-    smoke.add_argument("--namespace", default=defaults.namespace)
+    smoke.add_argument(
+        "--model", metavar="NAME", help="the models entry to test (required when the deployment serves several)"
+    )
+    smoke.add_argument("--namespace", help="default: the model's namespace (the deployment's workloads.namespace)")
     smoke.add_argument("--router-service", default=defaults.router_service)
     smoke.add_argument("--router-port", type=int, default=defaults.router_port)
     smoke.add_argument("--router-metrics-port", type=int, default=defaults.router_metrics_port)
@@ -95,11 +98,28 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
     return Waiter(observe=reader.read, timeout=args.timeout, interval=args.interval, out=out).run()
 
 
+def _serving_unit(deployment: Deployment, name: str | None) -> ServingUnit:
+    """The unit ``--model`` names; the one unit of a one-model deployment when it names none."""
+    units = deployment.units
+    if name is None and len(units) == 1:
+        return units[0]
+    names = ", ".join(str(unit.name) for unit in units)
+    if name is None:
+        raise AccessError(f"{deployment.name} serves several models: choose one with --model ({names})")
+    for unit in units:
+        if unit.name == name:
+            return unit
+    if not deployment.several_models:
+        raise AccessError(f"--model {name}: {deployment.name} serves one model, from its serving section; drop --model")
+    raise AccessError(f"--model {name}: not a model of {deployment.name}; its models: {names}")
+
+
 def _smoke(args: argparse.Namespace, out: TextIO) -> int:
     deployment = load_deployment(args.deployment)
+    unit = _serving_unit(deployment, args.model)
     try:
         endpoints = ServingEndpoints(
-            namespace=args.namespace,
+            namespace=args.namespace or unit.namespace,
             router_service=args.router_service,
             router_port=args.router_port,
             router_metrics_port=args.router_metrics_port,
@@ -125,9 +145,7 @@ def _smoke(args: argparse.Namespace, out: TextIO) -> int:
     kube = _kube_factory(aws, args.api_server, always=True)(cluster)
     assert kube is not None
     say = (lambda line: print(line, file=sys.stderr)) if args.json else (lambda line: print(line, file=out))
-    run = SmokeRun(
-        kube, endpoints, deployment.serving.model.served_name, image=args.image, timeout=args.timeout, say=say
-    )
+    run = SmokeRun(kube, endpoints, unit.serving.model.served_name, image=args.image, timeout=args.timeout, say=say)
     try:
         result = run.run()
     except KubeUnreachable as exc:

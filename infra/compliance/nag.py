@@ -18,7 +18,7 @@ from infra.gpu_capacity.stack import GpuNodeGroupCapacity
 from infra.hyperpod.stack import LIFECYCLE_PREFIX, HyperPodCapacity
 from infra.image.stack import ServingImage
 from infra.network.stack import Network, NetworkStack
-from infra.workloads.stack import WorkloadsStack
+from infra.workloads.stack import ServingUnitWorkloads, WorkloadsStack
 
 NODE_ROLE_POLICIES = {
     "AmazonEKSWorkerNodePolicy": "the EKS node role policy EKS documents for managed node groups (node registration)",
@@ -61,7 +61,9 @@ def acknowledge(scope: IConstruct) -> None:
         elif isinstance(construct, HyperPodCapacity):
             _acknowledge_hyperpod(construct)
         elif isinstance(construct, WorkloadsStack):
-            _acknowledge_workloads(construct)
+            _acknowledge_load_balancer_controller(construct)
+        elif isinstance(construct, ServingUnitWorkloads):
+            _acknowledge_serving_unit(construct)
 
 
 def _acknowledge_gpu_node_groups(capacity: GpuNodeGroupCapacity) -> None:
@@ -288,8 +290,7 @@ def _acknowledge_hyperpod(hyperpod: HyperPodCapacity) -> None:
     _ack(deployment, "L1", "CDK pins the BucketDeployment handler's runtime to the one its awscli layer is built for")
 
 
-def _acknowledge_workloads(workloads: WorkloadsStack) -> None:
-    _acknowledge_load_balancer_controller(workloads)
+def _acknowledge_serving_unit(workloads: ServingUnitWorkloads) -> None:
     api_keys = workloads.api_keys
     if api_keys is not None:
         secret = workloads.api_keys_secret

@@ -1,5 +1,6 @@
 """Autoscaling: KEDA (pinned chart, on the system nodes), the keda-operator's Pod Identity role that may query the
-metrics workspace and nothing else, and the per-role ScaledObjects rendered in ``autoscaling_objects``."""
+metrics workspace and nothing else, once per cluster; and each serving unit's per-role ScaledObjects rendered in
+``autoscaling_objects``."""
 
 from __future__ import annotations
 
@@ -19,14 +20,12 @@ from infra.workloads.autoscaling_objects import PrometheusServer, autoscaling_ob
 
 @dataclass(frozen=True)
 class AutoscalingProps:
-    deployment: Deployment
     cluster: eks.ICluster
     workspace: MetricsWorkspace  # the observability stack's: the collector writes there, KEDA queries it
-    scale_targets: Construct  # the manifest with the Deployments / LeaderWorkerSets the ScaledObjects scale
 
 
 class Autoscaling(Construct):
-    """Exposes ``chart``, ``operator_role``, ``objects`` (the ScaledObjects and their TriggerAuthentication)."""
+    """KEDA on the cluster. Exposes ``chart``, ``operator_role`` and ``server`` (what the ScaledObjects query)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: AutoscalingProps) -> None:
         super().__init__(scope, construct_id)
@@ -66,11 +65,25 @@ class Autoscaling(Construct):
         # Pod Identity injects credentials when a pod is created: the association must exist before the operator.
         self.chart.node.add_dependency(identity)
         server = f"https://aps-workspaces.{cdk.Aws.REGION}.amazonaws.com/workspaces/{props.workspace.workspace_id}"
-        self.objects = autoscaling_objects(
-            props.deployment, PrometheusServer(server_address=server, region=cdk.Aws.REGION)
-        )
+        self.server = PrometheusServer(server_address=server, region=cdk.Aws.REGION)
+
+
+@dataclass(frozen=True)
+class ScaledObjectsProps:
+    deployment: Deployment  # one serving unit's view (Deployment.for_unit)
+    cluster: eks.ICluster
+    keda: Autoscaling
+    scale_targets: Construct  # the manifest with the Deployments / LeaderWorkerSets the ScaledObjects scale
+
+
+class ScaledObjects(Construct):
+    """One serving unit's ScaledObjects and their TriggerAuthentication. Exposes ``objects`` and ``manifest``."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: ScaledObjectsProps) -> None:
+        super().__init__(scope, construct_id)
+        self.objects = autoscaling_objects(props.deployment, props.keda.server)
         self.manifest = eks.KubernetesManifest(
-            self, "ScaledObjects", cluster=cluster, manifest=self.objects, overwrite=True, prune=True
+            self, "ScaledObjects", cluster=props.cluster, manifest=self.objects, overwrite=True, prune=True
         )
-        self.manifest.node.add_dependency(self.chart)  # the CRDs come with the chart
+        self.manifest.node.add_dependency(props.keda.chart)  # the CRDs come with the chart
         self.manifest.node.add_dependency(props.scale_targets)

@@ -2,7 +2,8 @@
 
 The Secrets Store CSI driver and its AWS provider (pinned charts, infra/cluster/addons.py) on the system nodes; the
 routers' EKS Pod Identity role, which may read that one secret and nothing else (and decrypt it through Secrets Manager
-when it is under a customer managed key). The SecretProviderClass and the pods' volume are in
+when it is under a customer managed key). The charts are the cluster's (``SecretsStoreCharts``, once); the role and
+its association are each serving unit's (``RouterApiKeys``). The SecretProviderClass and the pods' volume are in
 infra/workloads/router_objects.py.
 """
 
@@ -28,7 +29,7 @@ from infra.workload_names import ROUTER
 
 @dataclass(frozen=True)
 class RouterApiKeysProps:
-    deployment: Deployment  # with workloads.router.api_keys_secret set
+    deployment: Deployment  # one serving unit's view, with workloads.router.api_keys_secret set
     cluster: eks.ICluster
 
 
@@ -72,7 +73,7 @@ def api_keys_reader_role(scope: Construct, router: RouterWorkload) -> iam.Role:
 
 
 class RouterApiKeys(Construct):
-    """Exposes ``role`` (the routers' Pod Identity role), ``association`` and ``charts`` (driver, provider)."""
+    """One serving unit's routers' keys. Exposes ``role`` (the routers' Pod Identity role) and ``association``."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: RouterApiKeysProps) -> None:
         super().__init__(scope, construct_id)
@@ -87,11 +88,18 @@ class RouterApiKeys(Construct):
             service_account=ROUTER,
             role_arn=self.role.role_arn,
         )
+
+
+class SecretsStoreCharts(Construct):
+    """The Secrets Store CSI driver and its AWS provider on the cluster. Exposes ``charts`` (driver, provider)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, cluster: eks.ICluster) -> None:
+        super().__init__(scope, construct_id)
         driver = self._chart(
-            props.cluster, "SecretsStoreCsiDriver", SECRETS_STORE_CSI_DRIVER, secrets_store_csi_driver_values()
+            cluster, "SecretsStoreCsiDriver", SECRETS_STORE_CSI_DRIVER, secrets_store_csi_driver_values()
         )
         provider = self._chart(
-            props.cluster, "SecretsStoreProviderAws", SECRETS_STORE_PROVIDER_AWS, secrets_store_provider_aws_values()
+            cluster, "SecretsStoreProviderAws", SECRETS_STORE_PROVIDER_AWS, secrets_store_provider_aws_values()
         )
         provider.node.add_dependency(driver)
         self.charts = (driver, provider)

@@ -22,9 +22,9 @@ from infra.config import Deployment
 from infra.observability.stack import MetricsWorkspace
 from infra.stack_outputs import WorkloadsOutputs
 from infra.workload_names import CONFIG_FILE, CONFIG_MAP, ROUTER, labels, worker_name
-from infra.workloads.autoscaling import Autoscaling, AutoscalingProps
+from infra.workloads.autoscaling import Autoscaling, AutoscalingProps, ScaledObjects, ScaledObjectsProps
 from infra.workloads.network_policies import network_policies
-from infra.workloads.router_api_keys import RouterApiKeys, RouterApiKeysProps
+from infra.workloads.router_api_keys import RouterApiKeys, RouterApiKeysProps, SecretsStoreCharts
 from infra.workloads.router_objects import router_objects
 from infra.workloads.serving_config import rendered_serving
 from infra.workloads.worker_objects import worker_objects
@@ -86,16 +86,31 @@ def serving_objects(
     ]
 
 
-class WorkloadsStack(cdk.Stack):
-    """Exposes ``objects`` (what is applied), ``manifest``, ``model_reader`` (the Pod Identity role, or None),
-    ``api_keys`` (the routers' keys from Secrets Manager, or None) and ``autoscaling`` (KEDA and the ScaledObjects,
-    or None)."""
+@dataclass(frozen=True)
+class ServingUnitProps:
+    deployment: Deployment  # the unit's view (Deployment.for_unit)
+    cluster: eks.Cluster
+    image_uri: str
+    metrics_collector_cidrs: list[str]
+    # What the unit's objects must follow: the LWS chart, and the load balancer controller's and the secrets store's
+    # charts when the unit uses them.
+    prerequisites: Sequence[Construct]
+    keda: Autoscaling | None = None  # the cluster's KEDA when the unit autoscales
 
-    def __init__(self, scope: Construct, construct_id: str, *, props: WorkloadsProps, **kwargs: Any) -> None:
-        super().__init__(scope, construct_id, **kwargs)
-        deployment = props.deployment
-        autoscaled = deployment.autoscaled and props.metrics_workspace is not None
-        self.objects = serving_objects(deployment, props.image_uri, props.metrics_collector_cidrs, autoscaled)
+
+class ServingUnitWorkloads(Construct):
+    """One model's workloads: its objects (one manifest), the Pod Identity roles its workers and routers read the
+    model (and the routers their keys) with, and its ScaledObjects. Exposes ``deployment`` (the unit's view),
+    ``objects``, ``manifest``, ``model_reader`` (or None), ``api_keys`` (or None), ``scaled_objects`` (or None),
+    ``model_source``, ``model_kms_key_arn`` and ``api_keys_secret``."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: ServingUnitProps) -> None:
+        super().__init__(scope, construct_id)
+        self.deployment = deployment = props.deployment
+        workloads = deployment.workloads
+        self.objects = serving_objects(
+            deployment, props.image_uri, props.metrics_collector_cidrs, autoscaled=props.keda is not None
+        )
         self.manifest = eks.KubernetesManifest(
             self,
             "Serving",
@@ -104,57 +119,43 @@ class WorkloadsStack(cdk.Stack):
             overwrite=True,
             prune=True,
         )
-        self.manifest.node.add_dependency(props.leader_worker_set)
+        for prerequisite in props.prerequisites:
+            self.manifest.node.add_dependency(prerequisite)
 
-        # The router's internal NLB: the controller must run (and watch) before its Service is applied.
-        self.load_balancer_controller: LoadBalancerController | None = None
-        if deployment.workloads.router.internal_load_balancer:
-            self.load_balancer_controller = LoadBalancerController(
-                self,
-                "LoadBalancerController",
-                props=LoadBalancerControllerProps(
-                    cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
-                    vpc_id=props.cluster.vpc.vpc_id,
-                ),
-            )
-            self.manifest.node.add_dependency(self.load_balancer_controller.chart)
-
-        self.api_keys_secret = deployment.workloads.router.api_keys_secret
+        self.api_keys_secret = workloads.router.api_keys_secret
         self.api_keys: RouterApiKeys | None = None
-        if deployment.workloads.router.api_keys_secret is not None:
+        if self.api_keys_secret is not None:
             api_keys_props = RouterApiKeysProps(
                 deployment=deployment,
                 cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
             )
             self.api_keys = RouterApiKeys(self, "RouterApiKeys", props=api_keys_props)
-            # the SecretProviderClass CRD comes with the driver's chart; the routers mount with the role's credentials
-            for dependency in (*self.api_keys.charts, self.api_keys.association):
-                self.manifest.node.add_dependency(dependency)
+            # the routers mount with the role's credentials
+            self.manifest.node.add_dependency(self.api_keys.association)
 
-        self.autoscaling: Autoscaling | None = None
-        if autoscaled:
-            assert props.metrics_workspace is not None
-            self.autoscaling = Autoscaling(
+        self.scaled_objects: ScaledObjects | None = None
+        if props.keda is not None:
+            self.scaled_objects = ScaledObjects(
                 self,
                 "Autoscaling",
-                props=AutoscalingProps(
+                props=ScaledObjectsProps(
                     deployment=deployment,
                     cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
-                    workspace=props.metrics_workspace,
+                    keda=props.keda,
                     scale_targets=self.manifest,
                 ),
             )
 
         self.model_reader: iam.Role | None = None
         self.model_source = source = deployment.serving.model.source
-        self.model_kms_key_arn = deployment.workloads.model_kms_key_arn
+        self.model_kms_key_arn = workloads.model_kms_key_arn
         if source.startswith("s3://"):
-            self.model_reader = model_reader_role(self, source, deployment.workloads.model_kms_key_arn)
+            self.model_reader = model_reader_role(self, source, workloads.model_kms_key_arn)
             readers = [worker_name("prefill"), worker_name("decode")]
             # EKS takes one Pod Identity association per service account: routers that mount their keys read the
             # model (its tokenizer) with their own role, which the workers do not get (it reads the keys).
             if self.api_keys is not None:
-                grant_model_read(self.api_keys.role, source, deployment.workloads.model_kms_key_arn)
+                grant_model_read(self.api_keys.role, source, workloads.model_kms_key_arn)
             else:
                 readers.append(ROUTER)
             for account in readers:
@@ -162,7 +163,7 @@ class WorkloadsStack(cdk.Stack):
                     self,
                     f"ModelReader-{account}",
                     cluster_name=props.cluster.cluster_name,
-                    namespace=deployment.workloads.namespace,
+                    namespace=workloads.namespace,
                     service_account=account,
                     role_arn=self.model_reader.role_arn,
                 )
@@ -170,8 +171,104 @@ class WorkloadsStack(cdk.Stack):
                 # the first worker pod, or that pod runs with none (and falls back to the node role).
                 self.manifest.node.add_dependency(association)
 
-        cdk.CfnOutput(self, WorkloadsOutputs.NAMESPACE, value=deployment.workloads.namespace)
-        cdk.CfnOutput(self, WorkloadsOutputs.ROUTER_SERVICE, value=f"{ROUTER}.{deployment.workloads.namespace}.svc")
+        cdk.CfnOutput(self, WorkloadsOutputs.NAMESPACE, value=workloads.namespace)
+        cdk.CfnOutput(self, WorkloadsOutputs.ROUTER_SERVICE, value=f"{ROUTER}.{workloads.namespace}.svc")
+
+
+class WorkloadsStack(cdk.Stack):
+    """Every serving unit's workloads, and what the cluster runs once for them all: the load balancer controller,
+    the Secrets Store charts, KEDA. A one-model deployment's unit sits under the id "Default", which CDK leaves out
+    of logical ids, so its resources keep the ids they had before units existed; a unit of ``models`` sits under its
+    name. Exposes ``units``, ``objects`` (every unit's, in apply order), ``load_balancer_controller``,
+    ``secrets_store`` and ``autoscaling`` (KEDA; each None when no unit needs it), and for a one-model deployment
+    ``manifest``, ``model_reader``, ``api_keys``, ``model_source``, ``model_kms_key_arn`` and ``api_keys_secret`` of
+    its unit."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: WorkloadsProps, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        deployment = props.deployment
+        views = [deployment.for_unit(unit) for unit in deployment.units]
+        cluster = props.cluster
+
+        # The router's internal NLB: the controller must run (and watch) before its Service is applied.
+        self.load_balancer_controller: LoadBalancerController | None = None
+        if any(view.workloads.router.internal_load_balancer for view in views):
+            self.load_balancer_controller = LoadBalancerController(
+                self,
+                "LoadBalancerController",
+                props=LoadBalancerControllerProps(
+                    cluster=cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+                    vpc_id=cluster.vpc.vpc_id,
+                ),
+            )
+        # The SecretProviderClass CRD comes with the driver's chart.
+        self.secrets_store: SecretsStoreCharts | None = None
+        if any(view.workloads.router.api_keys_secret is not None for view in views):
+            self.secrets_store = SecretsStoreCharts(self, "RouterApiKeys", cluster=cluster)  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+        self.autoscaling: Autoscaling | None = None
+        if props.metrics_workspace is not None and any(view.autoscaled for view in views):
+            self.autoscaling = Autoscaling(
+                self,
+                "Autoscaling",
+                props=AutoscalingProps(
+                    cluster=cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+                    workspace=props.metrics_workspace,
+                ),
+            )
+
+        self.units: list[ServingUnitWorkloads] = []
+        for unit, view in zip(deployment.units, views, strict=True):
+            router = view.workloads.router
+            prerequisites: list[Construct] = [props.leader_worker_set]
+            if router.internal_load_balancer and self.load_balancer_controller is not None:
+                prerequisites.append(self.load_balancer_controller.chart)
+            if router.api_keys_secret is not None and self.secrets_store is not None:
+                prerequisites += self.secrets_store.charts
+            self.units.append(
+                ServingUnitWorkloads(
+                    self,
+                    "Default" if unit.name is None else unit.name,
+                    props=ServingUnitProps(
+                        deployment=view,
+                        cluster=cluster,
+                        image_uri=props.image_uri,
+                        metrics_collector_cidrs=props.metrics_collector_cidrs,
+                        prerequisites=prerequisites,
+                        keda=self.autoscaling if view.autoscaled else None,
+                    ),
+                )
+            )
+        self.objects = [o for unit_workloads in self.units for o in unit_workloads.objects]
+
+    @property
+    def _only_unit(self) -> ServingUnitWorkloads:
+        if len(self.units) != 1:
+            raise ValueError("this deployment serves several models: read each unit's workloads (units)")
+        return self.units[0]
+
+    @property
+    def manifest(self) -> eks.KubernetesManifest:
+        return self._only_unit.manifest
+
+    @property
+    def model_reader(self) -> iam.Role | None:
+        return self._only_unit.model_reader
+
+    @property
+    def api_keys(self) -> RouterApiKeys | None:
+        return self._only_unit.api_keys
+
+    @property
+    def model_source(self) -> str:
+        return self._only_unit.model_source
+
+    @property
+    def model_kms_key_arn(self) -> str | None:
+        return self._only_unit.model_kms_key_arn
+
+    @property
+    def api_keys_secret(self) -> str | None:
+        return self._only_unit.api_keys_secret
 
 
 def model_reader_role(scope: Construct, source: str, kms_key_arn: str | None) -> iam.Role:

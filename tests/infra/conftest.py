@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.serving_units import two_model_deployment
 from tests.support.synthesis import SynthesisCache, Synthesized, every_instance_type, wide_ep_decode
 
 
@@ -42,3 +43,8 @@ def wide_ep(synthesized: SynthesisCache) -> Synthesized:
 @pytest.fixture(scope="session")
 def kv_tiers(synthesized: SynthesisCache) -> Synthesized:
     return synthesized.shipped("kv-tiers.yaml")
+
+
+@pytest.fixture(scope="session")
+def two_models(synthesized: SynthesisCache) -> Synthesized:
+    return synthesized.get(two_model_deployment())

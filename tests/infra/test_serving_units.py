@@ -5,6 +5,7 @@ the one-model form renders exactly what it rendered before units existed."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ from runtime.router.discovery.endpoint_slices import EndpointSliceDiscovery
 from runtime.router.engines.model_catalog import ModelCatalog
 from runtime.router.engines.registry import EngineRegistry
 from runtime.router.router_metrics import RouterMetrics
-from tests.support.serving_units import SECOND_MODEL, two_models, two_models_data
-from tests.support.synthesis import load_yaml
+from tests.support.serving_units import two_model_deployment, two_models_data
+from tests.support.synthesis import Synthesized, load_yaml
 
 INSTANCE = "app.kubernetes.io/instance"
 # Selects the smoke Job's pods, which `python -m infra smoke` creates in the unit's namespace: namespaced, not
@@ -76,7 +77,7 @@ def test_a_one_model_deployment_keeps_its_object_names_namespace_and_labels() ->
 
 
 def test_each_model_is_a_unit_in_its_own_namespace_with_its_own_instance() -> None:
-    deployment = two_models()
+    deployment = two_model_deployment()
     assert [(u.name, u.instance, u.namespace) for u in deployment.units] == [
         ("llama-8b", "two-models-llama-8b", "pdstack-llama-8b"),
         ("llama-70b", "two-models-llama-70b", "pdstack-llama-70b"),
@@ -94,7 +95,7 @@ def test_each_model_is_a_unit_in_its_own_namespace_with_its_own_instance() -> No
 def test_the_units_selectors_are_disjoint() -> None:
     """No selector of one unit (controllers, Services, budgets, policies, the same-zone affinity) matches a pod of
     the other, even were they in one namespace."""
-    deployment = two_models()
+    deployment = two_model_deployment()
     by_unit = objects_of(deployment)
 
     def pod_labels(objects: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -128,7 +129,7 @@ def test_the_units_selectors_are_disjoint() -> None:
 def test_each_router_discovers_engines_in_its_own_namespace_only(tmp_path: Path) -> None:
     """The router lists and watches EndpointSlices of one namespace (runtime/router/discovery/endpoint_slices.py),
     the one its unit's ConfigMap names, with a namespaced Role: it cannot see the other unit's engines."""
-    deployment = two_models()
+    deployment = two_model_deployment()
     (tmp_path / "token").write_text("t")
     for unit in deployment.units:
         view = deployment.for_unit(unit)
@@ -147,7 +148,7 @@ def test_each_router_discovers_engines_in_its_own_namespace_only(tmp_path: Path)
 def test_each_router_lists_its_own_model() -> None:
     """/v1/models answers from the catalog (runtime/router/engines/model_catalog.py): before any engine reports,
     the unit's configured served name, and no other unit's."""
-    deployment = two_models()
+    deployment = two_model_deployment()
     listed = []
     for unit in deployment.units:
         (config_map,) = [o for o in serving_objects(deployment.for_unit(unit), "image") if o["kind"] == "ConfigMap"]
@@ -160,7 +161,7 @@ def test_each_router_lists_its_own_model() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda d: d.update(serving=copy.deepcopy(SECOND_MODEL)), "serving and models are both set"),
+        (lambda d: d.update(serving=copy.deepcopy(d["models"][1]["serving"])), "serving and models are both set"),
         (lambda d: d.pop("models"), "the deployment serves nothing"),
         (lambda d: d["workloads"].update(namespace="shared"), "workloads.namespace='shared' with models"),
         (lambda d: d["models"][1].update(name="llama-8b"), "models names must be unique; repeated: llama-8b"),
@@ -198,22 +199,22 @@ def test_a_bad_models_list_is_refused_naming_the_unit(change: Any, message: str)
     data = two_models_data()
     change(data)
     with pytest.raises(DeploymentError) as refused:
-        two_models(data)
+        two_model_deployment(data)
     assert message in str(refused.value), str(refused.value)
 
 
 def test_gpu_capacity_counts_every_unit_on_the_shared_pools() -> None:
     """Each unit fits the two p5 nodes alone; together (2 + 8 GPUs, then 2 + 16) they must fit as well."""
-    two_models()  # 10 GPUs on two 8-GPU nodes
+    two_model_deployment()  # 10 GPUs on two 8-GPU nodes
     data = two_models_data()
     data["models"][1]["serving"]["prefill"]["replicas"] = 2
     data["models"][1]["serving"]["decode"]["replicas"] = 2
     data["autoscaling"] = {"enabled": False}
     alone = copy.deepcopy(data)
     alone["models"] = alone["models"][1:]
-    two_models(alone)  # 16 GPUs: the second unit alone fits
+    two_model_deployment(alone)  # 16 GPUs: the second unit alone fits
     with pytest.raises(DeploymentError, match=r"every model.s prefill and decode need 3 p5\.48xlarge nodes"):
-        two_models(data)
+        two_model_deployment(data)
 
 
 def test_routers_of_every_unit_share_the_system_nodes() -> None:
@@ -224,9 +225,9 @@ def test_routers_of_every_unit_share_the_system_nodes() -> None:
     data["models"][1]["workloads"]["router"].update(cpu="2", memory="4Gi")
     alone = copy.deepcopy(data)
     alone["models"] = alone["models"][:1]
-    two_models(alone)
+    two_model_deployment(alone)
     with pytest.raises(DeploymentError, match=r"models\[llama-8b\]: 2 routers .* and models\[llama-70b\]: 2 routers"):
-        two_models(data)
+        two_model_deployment(data)
 
 
 def test_hugepages_and_controllers_follow_every_unit() -> None:
@@ -235,7 +236,7 @@ def test_hugepages_and_controllers_follow_every_unit() -> None:
     data = two_models_data()
     data["models"][1]["workloads"]["hugepages_2mi"] = "10240Mi"
     data["models"][1]["serving"]["prefill"]["tensor_parallel"] = 1
-    deployment = two_models(data)
+    deployment = two_model_deployment(data)
     # the second unit's 1-GPU prefill: 8 pods a node of 5120 pages each
     assert hugepages_2mi_pages_per_node(deployment, "p5.48xlarge") == 8 * 5120
     for unit in deployment.units:
@@ -244,12 +245,72 @@ def test_hugepages_and_controllers_follow_every_unit() -> None:
     data = two_models_data()
     data["autoscaling"] = {"enabled": False}
     data["models"][1]["autoscaling"] = {"enabled": True}
-    assert "keda-operator" in system_controllers(two_models(data))
+    assert "keda-operator" in system_controllers(two_model_deployment(data))
     data["models"][1]["autoscaling"] = {"enabled": False}
-    assert "keda-operator" not in system_controllers(two_models(data))
+    assert "keda-operator" not in system_controllers(two_model_deployment(data))
 
 
 def test_a_several_model_deployment_has_no_single_serving_section() -> None:
     """Code that reads ``deployment.serving`` on a several-model deployment is wrong (which model?): it fails."""
     with pytest.raises(ValueError, match="serves several models"):
-        _ = two_models().serving
+        _ = two_model_deployment().serving
+
+
+# The workloads stack's logical ids of the shipped capacity-block deployment (every optional part: the load balancer
+# controller, the API keys, autoscaling, an s3:// model) as synthesized at 5d49e48, before serving units: a changed
+# id replaces the resource (a new manifest deletes and re-creates every serving object).
+CAPACITY_BLOCK_WORKLOADS_IDS = {
+    "AutoscalingKedaA6AC34C5",
+    "AutoscalingKedaOperatorIdentity45E0FA2A",
+    "AutoscalingKedaOperatorRoleDefaultPolicy4081AF68",
+    "AutoscalingKedaOperatorRoleE50D98BB",
+    "AutoscalingScaledObjects18644EF4",
+    "LoadBalancerControllerChartE487422F",
+    "LoadBalancerControllerPodIdentity8D0522BF",
+    "LoadBalancerControllerRole0BFA3E00",
+    "ModelReaderA885B1DB",
+    "ModelReaderDefaultPolicy436770EE",
+    "ModelReaderpdstackdecode",
+    "ModelReaderpdstackprefill",
+    "RouterApiKeysApiKeysReader0553786F",
+    "RouterApiKeysApiKeysReaderDefaultPolicy2E7C33ED",
+    "RouterApiKeysApiKeysReaderIdentityE5D118AA",
+    "RouterApiKeysSecretsStoreCsiDriver970A998B",
+    "RouterApiKeysSecretsStoreProviderAws03330C42",
+    "Serving7A42E1DA",
+}
+
+
+def test_a_one_model_workloads_stack_keeps_its_logical_ids(capacity_block: Synthesized) -> None:
+    assert set(capacity_block.workloads.to_json()["Resources"]) == CAPACITY_BLOCK_WORKLOADS_IDS
+    assert set(capacity_block.workloads.to_json()["Outputs"]) == {"Namespace", "RouterService"}
+
+
+def test_the_workloads_stack_renders_every_unit(two_models: Synthesized) -> None:
+    """One manifest per model, each holding exactly its unit's objects; each unit's Pod Identity associations in its
+    namespace; KEDA once, each unit's ScaledObjects querying its own namespace."""
+    deployment = two_models.deployment
+    stack = two_models.stacks.workloads
+    resources = two_models.workloads.to_json()["Resources"]
+    assert [u.node.id for u in stack.units] == [u.name for u in deployment.units]
+    manifests = [r for r in resources.values() if r["Type"] == "Custom::AWSCDK-EKS-KubernetesResource"]
+    serving = [m for m in manifests if '\\"kind\\":\\"Namespace\\"' in json.dumps(m["Properties"]["Manifest"])]
+    assert len(serving) == 2
+    for unit, unit_workloads in zip(deployment.units, stack.units, strict=True):
+        assert {o["metadata"].get("namespace", o["metadata"]["name"]) for o in unit_workloads.objects} == {
+            unit.namespace
+        }
+        assert unit_workloads.scaled_objects is not None
+        for scaled in unit_workloads.scaled_objects.objects:
+            assert scaled["metadata"]["namespace"] == unit.namespace
+            for trigger in scaled["spec"].get("triggers", []):
+                assert f'namespace="{unit.namespace}"' in trigger["metadata"]["query"]
+    associations = [
+        (a["Properties"]["Namespace"], a["Properties"]["ServiceAccount"])
+        for a in two_models.workloads.find_resources("AWS::EKS::PodIdentityAssociation").values()
+    ]
+    for unit in deployment.units:
+        assert {(unit.namespace, f"pdstack-{role}") for role in ("prefill", "decode", "router")} <= set(associations)
+    charts = [r for r in resources.values() if r["Type"] == "Custom::AWSCDK-EKS-HelmChart"]
+    assert [c["Properties"]["Chart"] for c in charts] == ["keda"]
+    assert stack.objects == [o for u in stack.units for o in u.objects]

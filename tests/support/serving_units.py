@@ -1,41 +1,24 @@
-"""A deployment of several models (infra/config/serving_units.py) for the tests that render or check one: the
-default deployment's model and a second, larger one on the same GPU pool, each its own serving unit."""
+"""A several-model deployment (tests/support/two-models.yaml) as data and parsed, for the tests that change one
+field of it and render or check the result. Not in deployments/ yet: the schedulability rehearsal, the engine-probe
+and config-hash checks read one serving section per deployment and must iterate the units first."""
 
 from __future__ import annotations
 
-import copy
+from pathlib import Path
 from typing import Any
 
-from infra.config import Deployment, parse_deployment
-from tests.support.synthesis import load_yaml
+import yaml
 
-SECOND_MODEL = {
-    "model": {
-        "source": "s3://my-models/meta-llama/Llama-3.3-70B-Instruct",
-        "served_name": "llama-3.3-70b-instruct",
-    },
-    "prefill": {"instance_type": "p5.48xlarge", "tensor_parallel": 4},
-    "decode": {"instance_type": "p5.48xlarge", "tensor_parallel": 4},
-}
+from infra.config import Deployment, parse_deployment
+
+FILE = Path(__file__).with_name("two-models.yaml")
 
 
 def two_models_data() -> dict[str, Any]:
-    """default.yaml with its serving section as the first of two models; the second brings its own router workload.
-    Four routers do not fit the default's two m7i.xlarge system nodes: the system nodes are m7i.2xlarge."""
-    data = copy.deepcopy(load_yaml("default.yaml"))
-    data["name"] = "two-models"
-    data["cluster"]["system_instance_type"] = "m7i.2xlarge"
-    first = data.pop("serving")
-    data["models"] = [
-        {"name": "llama-8b", "serving": first},
-        {
-            "name": "llama-70b",
-            "serving": copy.deepcopy(SECOND_MODEL),
-            "workloads": {"router": {"cpu": "1", "memory": "2Gi", "allowed_client_cidrs": ["10.0.0.0/16"]}},
-        },
-    ]
-    return data
+    """two-models.yaml: the default's Llama 3.1 8B and a Llama 3.3 70B (tensor parallel 4) on one p5
+    pool; the second model brings its own router workload; m7i.2xlarge system nodes hold the four routers."""
+    return yaml.safe_load(FILE.read_text())
 
 
-def two_models(data: dict[str, Any] | None = None) -> Deployment:
-    return parse_deployment(two_models_data() if data is None else data, "two-models")
+def two_model_deployment(data: dict[str, Any] | None = None) -> Deployment:
+    return parse_deployment(two_models_data() if data is None else data, FILE.name)

@@ -17,7 +17,7 @@ import yaml
 from infra.config import parse_deployment
 from infra.observability.targets import ENGINE_JOB, ROUTER_JOB, scrape_config, sd_pod_label
 from infra.workloads.stack import serving_objects
-from tests.support.serving_units import two_models
+from tests.support.serving_units import two_model_deployment
 from tests.support.synthesis import load_yaml
 
 DEPLOYMENT = parse_deployment(load_yaml("default.yaml"))
@@ -141,7 +141,7 @@ def test_every_model_is_scraped_in_its_namespace_with_its_model_and_the_shared_j
     """Several models: each unit's router and engines are kept by that unit's jobs only (Kubernetes SD of its
     namespace), relabelled to the shared job names the dashboards and alerts select, with the unit's namespace and
     model."""
-    deployment = two_models()
+    deployment = two_model_deployment()
     config = scrape_config(deployment)
     assert len({job["job_name"] for job in config["scrape_configs"]}) == len(config["scrape_configs"]) == 4
     for unit in deployment.units:

@@ -14,6 +14,7 @@ from infra.operations.serving_endpoints import ServingEndpoints
 from infra.operations.smoke import SmokeError, job_manifest, parse_result
 from tests.infra.operations.local_servers import FakeEngine, FakeKubernetes, MotoServer, serving
 from tests.support.operations import REGION, Deployed, deployment_file, load, run_cli
+from tests.support.serving_units import FILE as TWO_MODELS
 
 
 @dataclass
@@ -130,3 +131,32 @@ def test_job_runs_off_the_gpu_nodes_locked_down_and_cleans_itself_up() -> None:
 def test_a_log_without_result_line_is_reported_with_its_tail() -> None:
     with pytest.raises(SmokeError, match="printed no result; its log ends:\nstarting\nImportError: boom"):
         parse_result("starting\nImportError: boom")
+
+
+def test_smoke_of_one_model_of_several_runs_in_its_namespace_with_its_model(
+    aws_env: MotoServer, tmp_path: Path
+) -> None:
+    path = tmp_path / TWO_MODELS.name
+    path.write_text(TWO_MODELS.read_text())
+    Deployed(load(path)).everything()
+    decode = FakeEngine(role="decode")
+    router = FakeEngine(role="router", peer=decode)
+    endpoints = ServingEndpoints(namespace="pdstack-llama-70b")
+    with serving(router) as router_url, serving(decode) as decode_url:
+        kube = FakeKubernetes(
+            cluster="two-models",
+            access_key="AKIATESTPDSTACK00001",
+            services={
+                endpoints.router_url: router_url,
+                endpoints.router_metrics_url: router_url,
+                endpoints.decode_url: decode_url,
+            },
+        )
+        with serving(kube) as kube_url:
+            run = run_cli(
+                "smoke", "--deployment", str(path), "--region", REGION, "--api-server", kube_url, "--model", "llama-70b"
+            )
+
+    assert run.code == 0, run.out + run.err
+    assert run.out.splitlines()[0].startswith("created job pdstack-llama-70b/pdstack-smoke-")
+    assert router.requests[0]["model"] == "llama-3.3-70b-instruct"

@@ -13,6 +13,7 @@ import pytest
 
 from tests.infra.operations.local_servers import MotoServer, RecordedAws, serving
 from tests.support.operations import REGION, REPO, Deployed, deployment_file, load, run_cli
+from tests.support.serving_units import FILE as TWO_MODELS
 
 
 def _one_line_error(run, expected: str) -> None:
@@ -210,3 +211,25 @@ def test_operations_never_import_aws_cdk() -> None:
 
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        (None, "two-models serves several models: choose one with --model (llama-8b, llama-70b)"),
+        ("mistral", "--model mistral: not a model of two-models; its models: llama-8b, llama-70b"),
+    ],
+)
+def test_smoke_of_a_several_model_deployment_names_its_model(
+    aws_env: MotoServer, model: str | None, expected: str
+) -> None:
+    chosen = ["--model", model] if model else []
+    run = run_cli("smoke", "--deployment", str(TWO_MODELS), "--region", REGION, *chosen)
+
+    _one_line_error(run, expected)
+
+
+def test_smoke_of_a_one_model_deployment_takes_no_model(aws_env: MotoServer, tmp_path: Path) -> None:
+    run = run_cli("smoke", "--deployment", str(deployment_file(tmp_path)), "--region", REGION, "--model", "x")
+
+    _one_line_error(run, "--model x: pdstack serves one model, from its serving section; drop --model")
