@@ -58,9 +58,9 @@ prometheus:
 test: setup $(VENV)/.tests-installed $(VENV)/.bench-installed $(VLLM_VENV)/.installed $(CHECKOV_VENV)/.installed prometheus
 	$(BIN)/python -m pytest
 
-# The infra and runtime tiers alone: no vLLM, no benchmarks.
+# The infra, package and runtime tiers alone: no vLLM, no benchmarks.
 test-unit: setup $(VENV)/.tests-installed $(CHECKOV_VENV)/.installed prometheus
-	$(BIN)/python -m pytest tests/infra tests/runtime
+	$(BIN)/python -m pytest tests/infra tests/package tests/runtime
 
 # The whole thing on this machine, no GPU: real vLLM prefill + decode (CPU) and the router on 127.0.0.1:$${DEMO_PORT:-8000}.
 demo: setup $(VENV)/.tests-installed $(VLLM_VENV)/.installed

@@ -26,11 +26,9 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from infra.config import ImageConfig
+from infra.image.build_context import BUILD_CONTEXT_EXCLUDES, build_context_dir
 from infra.stack_outputs import ImageOutputs
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-# The build context: only what the Dockerfile copies. Git-style patterns so the allow-list can be negated.
-BUILD_CONTEXT_EXCLUDES = ["*", "!container/", "!container/**", "!runtime/", "!runtime/**", "**/__pycache__", "**/*.pyc"]
 # CloudFormation gives a custom resource one hour at most (aws-cdk-lib custom_resources.Provider: "totalTimeout ...
 # The maximum timeout is 1 hour"), so the stack cannot honestly wait longer. The build gets the same budget minus
 # the waiter's polling slack: a build that would outlive the wait is stopped, not left to push after deploy failed.
@@ -99,8 +97,14 @@ class ServingImage(Construct):
             ],
         )
 
+        stage = cdk.Stage.of(self)
+        assert stage is not None, "a construct in a CDK app is under a Stage (the App is one)"
         context = s3_assets.Asset(
-            self, "BuildContext", path=str(REPO_ROOT), exclude=BUILD_CONTEXT_EXCLUDES, ignore_mode=cdk.IgnoreMode.GIT
+            self,
+            "BuildContext",
+            path=str(build_context_dir(Path(stage.outdir))),
+            exclude=BUILD_CONTEXT_EXCLUDES,
+            ignore_mode=cdk.IgnoreMode.GIT,
         )
         self.image_tag = image_tag(context.asset_hash, config)
         self.image_uri = self.repository.repository_uri_for_tag(self.image_tag)

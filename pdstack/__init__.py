@@ -1,0 +1,129 @@
+"""pdstack as a construct library: the parts of a disaggregated (prefill/decode) LLM inference stack on AWS, for a
+team's own CDK app. pdstack's app (``app.py``, ``make synth``) is one user of exactly these names.
+
+Install it from a checkout or a wheel (``pip install ./pdstack`` or ``pip install pdstack-<version>.whl``) into the
+venv of your CDK app; ``examples/team-app/`` is a complete app that the tests build from the installed wheel.
+
+Configuration. Every construct takes a frozen props dataclass whose settings are sections of a deployment file
+(strict pydantic models): ``load_deployment(path)`` / ``parse_deployment(mapping, name)`` read and cross-check one
+(bad input raises ``DeploymentError`` naming the field, the value and what would be valid), and its sections
+(``deployment.network``, ``.cluster``, ``.gpu_node_groups``, ``.hyperpod``, ``.image``, ``.observability``,
+``.workloads``, ``.serving``) are what the props ask for. The file's schema is the README's "Configuration".
+
+Constructs (each exposes what the others need as attributes; a stack may hold any of them under any id):
+
+- ``Network(scope, id, props=NetworkProps(config, metrics_collector))``: the VPC, private subnets, the GPU subnet
+  in one zone, the managed collector's subnets, interface endpoints, flow logs. Exposes ``vpc``,
+  ``private_subnets``, ``gpu_subnet``, ``collector_subnets``, ``collector_cidrs``, ``interface_endpoints``.
+- ``ServingImage(scope, id, props=ImageProps(config, deployment_name))``: the ECR repository and the in-account
+  CodeBuild build of the serving image (vLLM + pdstack's runtime). Exposes ``repository``, ``image_uri``,
+  ``image_tag`` (a hash of every build input: the same for an installed pdstack and its checkout).
+- ``InferenceCluster(scope, id, props=ClusterProps(config, vpc, private_subnets, gpu_taints))``: EKS with the
+  managed add-ons, pinned Helm charts, the system node group and the EFA security group. Exposes ``cluster``,
+  ``addons`` (``addons.managed["vpc-cni"]``, ``addons.leader_worker_set``), ``system_nodes``,
+  ``efa_security_group``.
+- ``GpuNodeGroupCapacity(scope, id, props=GpuCapacityProps(...))``: EFA GPU node groups (EKS managed node groups),
+  the GPU zone check and the Cluster Autoscaler over them; ``hugepages_2mi_pages_per_node(deployment, type)`` gives
+  each instance type's ``hugepages_2mi_pages``. Exposes ``gpu_node_groups``, ``zone_check``, ``node_autoscaler``.
+- ``HyperPodCapacity(scope, id, props=HyperPodProps(...))``: the same GPU capacity as a SageMaker HyperPod cluster
+  on the EKS cluster. Exposes ``hyperpod_cluster``, ``execution_role``, ``lifecycle_bucket``, ``zone_check``.
+- ``Observability(scope, id, props=ObservabilityProps(deployment, cluster, vpc, collector_subnets))``: the Amazon
+  Managed Service for Prometheus workspace, the managed collector, the alert and recording rules. Exposes
+  ``workspace``, ``scraper``, ``collector_security_group``.
+- ``WorkloadsStack(scope, id, props=WorkloadsProps(deployment, cluster, image_uri, leader_worker_set,
+  metrics_collector_cidrs, metrics_workspace))``: the serving workloads of the deployment's model (namespace,
+  prefill and decode workers, routers, Services, NetworkPolicies, autoscaling) as a stack of their own.
+
+``DeploymentStacks(app, deployment)`` builds pdstack's own stacks (``<name>-network``, ``-image``, ``-cluster``,
+``-gpu-nodes`` or ``-hyperpod``, ``-observability``, ``-workloads``) from one file: what ``app.py`` does.
+
+Compliance. ``register_checks(app)``, called once the app's constructs exist, adds cdk-nag's AwsSolutions rules and
+pdstack's EKS checks to the whole app and acknowledges, on every pdstack construct wherever it sits, exactly the
+findings pdstack has reasons for (the reasons are in ``infra/compliance/nag.py``). Your own constructs' findings are
+yours to fix or acknowledge.
+
+Names. pdstack installs the top-level packages ``pdstack``, ``infra`` and ``runtime``; ``import pdstack`` raises
+ImportError, saying what to rename, when a package of yours named ``infra`` or ``runtime`` comes first on sys.path.
+"""
+
+from __future__ import annotations
+
+from pdstack.installation import require_own_packages
+
+require_own_packages()
+
+from infra.cluster.stack import ClusterProps, InferenceCluster  # noqa: E402
+from infra.compliance.nag import register_checks  # noqa: E402
+from infra.config import (  # noqa: E402
+    AutoscalingConfig,
+    CapacityBlock,
+    CapacityReservation,
+    ClusterConfig,
+    Deployment,
+    DeploymentError,
+    GpuNodeGroupConfig,
+    HyperPodConfig,
+    HyperPodInstanceGroup,
+    ImageConfig,
+    NetworkConfig,
+    ObservabilityConfig,
+    OnDemand,
+    PullThroughCache,
+    RouterWorkload,
+    ServiceLevelObjectives,
+    Taint,
+    WorkloadsConfig,
+    load_deployment,
+    parse_deployment,
+)
+from infra.deployment_stacks import DeploymentStacks  # noqa: E402
+from infra.gpu_capacity.node_capacity import hugepages_2mi_pages_per_node  # noqa: E402
+from infra.gpu_capacity.stack import GpuCapacityProps, GpuNodeGroupCapacity  # noqa: E402
+from infra.hyperpod.stack import HyperPodCapacity, HyperPodProps  # noqa: E402
+from infra.image.stack import ImageProps, ServingImage  # noqa: E402
+from infra.network.stack import Network, NetworkProps  # noqa: E402
+from infra.observability.stack import Observability, ObservabilityProps  # noqa: E402
+from infra.workloads.stack import WorkloadsProps, WorkloadsStack  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AutoscalingConfig",
+    "CapacityBlock",
+    "CapacityReservation",
+    "ClusterConfig",
+    "ClusterProps",
+    "Deployment",
+    "DeploymentError",
+    "DeploymentStacks",
+    "GpuCapacityProps",
+    "GpuNodeGroupCapacity",
+    "GpuNodeGroupConfig",
+    "HyperPodCapacity",
+    "HyperPodConfig",
+    "HyperPodInstanceGroup",
+    "HyperPodProps",
+    "ImageConfig",
+    "ImageProps",
+    "InferenceCluster",
+    "Network",
+    "NetworkConfig",
+    "NetworkProps",
+    "Observability",
+    "ObservabilityConfig",
+    "ObservabilityProps",
+    "OnDemand",
+    "PullThroughCache",
+    "RouterWorkload",
+    "ServiceLevelObjectives",
+    "ServingImage",
+    "Taint",
+    "WorkloadsConfig",
+    "WorkloadsProps",
+    "WorkloadsStack",
+    "__version__",
+    "hugepages_2mi_pages_per_node",
+    "load_deployment",
+    "parse_deployment",
+    "register_checks",
+]

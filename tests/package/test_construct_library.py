@@ -1,0 +1,256 @@
+"""pdstack as an installable construct library (issue 25 item 1): the wheel built from the working tree, installed
+with ``pip install --target`` into a directory of its own, and a team's CDK app (examples/team_app) synthesized
+from it outside the repository, with cdk-nag registered, and linted.
+
+The wheel is built once per module (about a second) and the app synthesized once (about 15 s).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+import aws_cdk as cdk
+import pytest
+from packaging.requirements import Requirement
+
+from infra.config import load_deployment
+from infra.image.build_context import STAGED_CONTEXT, build_context_dir
+from infra.image.stack import ImageProps, ServingImage
+from tests.support.construct_library import (
+    EXAMPLE_APP,
+    VENV_BIN,
+    UserApp,
+    build_wheel,
+    canonical,
+    child_environment,
+    install,
+    requirement_pins,
+    run_example_app,
+    wheel_metadata,
+    working_tree_files,
+)
+from tests.support.synthesis import REPO
+
+# requirements.txt pins the CDK app's venv, which also runs the repository's own checks: these two are tools of that
+# venv (cfn-lint lints templates in tests; pytest runs the suite), not dependencies of the library.
+VENV_TOOLS = {"cfn-lint", "pytest"}
+RUNTIME_EXTRA = "runtime"
+# Imported when installed, not required: botocore 1.44 tries `from certifi import where` and falls back to its own CA
+# bundle (botocore/httpsession.py), and does not list certifi in its requirements.
+OPTIONAL_IMPORTS = {"certifi"}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture(scope="module")
+def site(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install(wheel, tmp_path_factory.mktemp("installed") / "site")
+
+
+@pytest.fixture(scope="module")
+def user_app(site: Path, tmp_path_factory: pytest.TempPathFactory) -> UserApp:
+    return run_example_app(site, tmp_path_factory.mktemp("user"))
+
+
+def resources(template: dict, resource_type: str) -> dict[str, dict]:
+    return {key: value for key, value in template["Resources"].items() if value["Type"] == resource_type}
+
+
+# --- the wheel ---------------------------------------------------------------------------------------------------
+
+
+def test_the_wheel_requires_exactly_the_pins_of_the_requirements_files(wheel: Path) -> None:
+    """One source of truth for versions: every Requires-Dist (dependencies and the runtime extra) is the pin of
+    requirements.txt or runtime/requirements.txt, and every pin there is in the wheel or a venv-only tool."""
+    required, extras = wheel_metadata(wheel)
+    assert set(extras) == {RUNTIME_EXTRA}
+    app_pins = requirement_pins(REPO / "requirements.txt")
+    runtime_pins = requirement_pins(REPO / "runtime" / "requirements.txt")
+    pins = app_pins | runtime_pins
+    declared = required | extras[RUNTIME_EXTRA]
+    assert {name: pins.get(name) for name in declared} == declared, "a Requires-Dist differs from its pin"
+    assert set(pins) - set(declared) == VENV_TOOLS
+    assert not set(required) & set(extras[RUNTIME_EXTRA])
+    assert set(runtime_pins) <= set(declared), "the runtime's own dependencies are all in the wheel"
+    assert "-r runtime/requirements.txt" in (REPO / "requirements.txt").read_text().splitlines()
+
+
+def test_the_wheel_ships_every_file_of_infra_runtime_and_container(wheel: Path) -> None:
+    """Every file infra and runtime may read (lifecycle scripts, rules, dashboards, policies, Lambda code) and the
+    image's build files; and nothing else (no tests, no deployments, no top-level package but pdstack's three)."""
+    shipped_as = {"infra/": "infra/", "runtime/": "runtime/", "container/": "pdstack/container/"}
+    expected = {
+        shipped_as[prefix] + path.removeprefix(prefix)
+        for path in working_tree_files()
+        for prefix in shipped_as
+        if path.startswith(prefix)
+    }
+    expected |= {path for path in working_tree_files() if path.startswith("pdstack/")}
+    with zipfile.ZipFile(wheel) as archive:
+        files = {name for name in archive.namelist() if ".dist-info/" not in name}
+    assert files == expected
+
+
+def test_the_declared_dependencies_cover_what_pdstack_imports(wheel: Path, site: Path) -> None:
+    """Every distribution that importing pdstack and every infra module loads is a declared dependency or one of
+    theirs (resolved from this venv's installed metadata), so `pip install pdstack` is enough for a CDK app."""
+    script = (
+        "import importlib, json, pkgutil, sys\n"
+        "at_start = set(sys.modules)\n"
+        "import pdstack, infra\n"
+        "for m in pkgutil.walk_packages(infra.__path__, 'infra.'):\n"
+        "    if not m.name.endswith('__main__') and '.functions' not in m.name: importlib.import_module(m.name)\n"
+        "from importlib.metadata import packages_distributions\n"
+        "known = packages_distributions()\n"
+        "loaded = [m for m in sys.modules if m not in at_start]\n"
+        "print(json.dumps(sorted({d for m in loaded for d in known.get(m.split('.')[0], [])})))\n"
+    )
+    result = subprocess.run(
+        [str(VENV_BIN / "python"), "-c", script],
+        cwd=site.parent,
+        env=child_environment(site),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    imported = {canonical(name) for name in json.loads(result.stdout.splitlines()[-1])}
+
+    def closure(names: set[str]) -> set[str]:
+        seen: set[str] = set()
+        todo = list(names)
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            for line in metadata.requires(name) or []:
+                requirement = Requirement(line)
+                if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                    todo.append(canonical(requirement.name))
+        return seen
+
+    required, _ = wheel_metadata(wheel)
+    assert imported - {"pdstack"} - set(OPTIONAL_IMPORTS) <= closure(set(required))
+
+
+# --- a user's app from the installed package ---------------------------------------------------------------------
+
+
+def test_the_user_app_imports_pdstack_from_the_installation_alone(user_app: UserApp, site: Path) -> None:
+    for module, file in user_app.imported_from.items():
+        assert Path(file).is_relative_to(site), f"{module} came from {file}"
+    assert not user_app.directory.is_relative_to(REPO)
+
+
+def test_the_user_app_is_nag_clean(user_app: UserApp) -> None:
+    report = json.loads((user_app.outdir / "validation-report.json").read_text())
+    (plugin,) = [p for p in report["pluginReports"] if p["pluginName"] == "AwsSolutions"]
+    assert plugin["conclusion"] == "success" and plugin["violations"] == []
+    assert plugin["suppressedViolations"], "pdstack's acknowledgements reached the constructs in the user's stacks"
+
+
+def test_the_user_apps_stacks_hold_the_cluster_capacity_and_serving(user_app: UserApp) -> None:
+    platform = user_app.template("TeamInferencePlatform")
+    assert len(resources(platform, "AWS::EC2::VPC")) == 1
+    (cluster,) = resources(platform, "AWS::EKS::Cluster").values()
+    assert cluster["Properties"]["Name"] == "team-inference"
+    groups = [group["Properties"]["Labels"] for group in resources(platform, "AWS::EKS::Nodegroup").values()]
+    assert sorted(labels.get("pdstack.io/pool") or labels["pdstack.io/node-group"] for labels in groups) == [
+        "p5",
+        "system",
+    ]
+    assert len(resources(platform, "AWS::APS::Scraper")) == 1
+
+    serving = user_app.template("TeamServing")
+    manifests = json.dumps(resources(serving, "Custom::AWSCDK-EKS-KubernetesResource"))
+    for workload in ("pdstack-prefill", "pdstack-decode", "pdstack-router"):
+        assert workload in manifests, f"{workload} is applied from the user's serving stack"
+
+
+def test_the_installed_image_is_tagged_as_the_repositorys(user_app: UserApp, tmp_path: Path) -> None:
+    """The build context staged from the installation holds the same files as the repository's (the Dockerfile, the
+    buildspec and the runtime), so the content-hashed tag is the same image the repository builds."""
+    images = user_app.template("TeamServingImages")
+    (build,) = resources(images, "Custom::PdstackImageBuild").values()
+    staged = user_app.outdir / STAGED_CONTEXT
+    assert (staged / "container" / "Dockerfile").is_file() and (staged / "runtime" / "config.py").is_file()
+
+    deployment = load_deployment(EXAMPLE_APP / "deployment.yaml")
+    app = cdk.App(outdir=str(tmp_path))
+    image = ServingImage(
+        cdk.Stack(app, "Repository"), "Image", props=ImageProps(config=deployment.image, deployment_name="x")
+    )
+    assert build["Properties"]["ImageTag"] == image.image_tag
+
+
+def test_a_checkout_builds_its_image_from_the_repository_itself(tmp_path: Path) -> None:
+    assert build_context_dir(tmp_path) == REPO
+    assert not (tmp_path / STAGED_CONTEXT).exists()
+
+
+def test_cfn_lint_reports_no_errors_on_the_user_app(user_app: UserApp) -> None:
+    result = subprocess.run(
+        [
+            str(VENV_BIN / "cfn-lint"),
+            "--config-file",
+            str(REPO / ".cfnlintrc.yaml"),
+            "--format",
+            "parseable",
+            "--regions",
+            "us-east-1",
+            "--",
+            *map(str, user_app.templates()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    errors = [line[:400] for line in result.stdout.splitlines() if ":E" in line]
+    assert result.returncode & 3 == 0, "\n".join(errors) or result.stderr[-2000:]
+
+
+# --- a user's own package named like one of pdstack's -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["infra", "runtime"])
+def test_a_users_package_shadowing_pdstacks_is_reported_with_what_to_rename(
+    site: Path, tmp_path: Path, name: str
+) -> None:
+    """A platform repository's own infra/ (run from its root, it is first on sys.path) would otherwise be imported
+    in place of pdstack's and fail far from the cause."""
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "__init__.py").write_text("# the team's own package\n")
+    result = subprocess.run(
+        [str(VENV_BIN / "python"), "-c", "import pdstack"],
+        cwd=tmp_path,
+        env=child_environment(site),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: pdstack needs its own top-level package"), result.stderr[-2000:]
+    assert str(tmp_path / name) in last and f"Rename yours (e.g. to 'platform_{name}')" in last
+
+
+def test_the_readme_sample_is_the_tested_example() -> None:
+    """The README's constructs sample is lines of examples/team_app/app.py, in order (so it cannot drift)."""
+    readme = (REPO / "README.md").read_text()
+    (sample,) = re.findall(r"<!-- construct-library-sample -->\n```python\n(.*?)```", readme, flags=re.S)
+    example = (EXAMPLE_APP / "app.py").read_text().splitlines()
+    position = 0
+    for line in sample.splitlines():
+        if line.strip() in ("", "..."):
+            continue
+        assert line in example[position:], f"README line not in examples/team_app/app.py (in order): {line!r}"
+        position = example.index(line, position) + 1
