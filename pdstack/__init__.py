@@ -8,7 +8,8 @@ Configuration. Every construct takes a frozen props dataclass whose settings are
 (strict pydantic models): ``load_deployment(path)`` / ``parse_deployment(mapping, name)`` read and cross-check one
 (bad input raises ``DeploymentError`` naming the field, the value and what would be valid), and its sections
 (``deployment.network``, ``.cluster``, ``.gpu_node_groups``, ``.hyperpod``, ``.image``, ``.observability``,
-``.workloads``, ``.serving``) are what the props ask for. The file's schema is the README's "Configuration".
+``.workloads``, ``.serving`` or ``.models``) are what the props ask for. The file's schema is the README's
+"Choosing a deployment".
 
 Constructs (each exposes what the others need as attributes; a stack may hold any of them under any id):
 
@@ -30,9 +31,18 @@ Constructs (each exposes what the others need as attributes; a stack may hold an
 - ``Observability(scope, id, props=ObservabilityProps(deployment, cluster, vpc, collector_subnets))``: the Amazon
   Managed Service for Prometheus workspace, the managed collector, the alert and recording rules. Exposes
   ``workspace``, ``scraper``, ``collector_security_group``.
+- ``ServingUnitWorkloads(scope, id, props=ServingUnitProps(deployment, cluster, image_uri, metrics_collector_cidrs,
+  prerequisites, keda))``: one model's serving unit in its own namespace (prefill and decode workers, routers,
+  Services, NetworkPolicies, the Pod Identity role that reads the model, its KEDA ScaledObjects). ``deployment`` is
+  the unit's view, ``deployment.for_unit(unit)`` for each of ``deployment.units`` (one per ``models`` entry, or the
+  one-model form's ``serving``); ``prerequisites`` what its objects follow (at least
+  ``addons.leader_worker_set``); ``keda`` the cluster's ``Autoscaling`` when the unit autoscales, else None.
+  Exposes ``objects``, ``manifest``, ``model_reader``, ``api_keys``, ``scaled_objects``.
+- ``Autoscaling(scope, id, props=AutoscalingProps(cluster, workspace))``: KEDA on the cluster, once for every unit,
+  allowed to query the metrics workspace and nothing else. Exposes ``chart``, ``operator_role``, ``server``.
 - ``WorkloadsStack(scope, id, props=WorkloadsProps(deployment, cluster, image_uri, leader_worker_set,
-  metrics_collector_cidrs, metrics_workspace))``: the serving workloads of the deployment's model (namespace,
-  prefill and decode workers, routers, Services, NetworkPolicies, autoscaling) as a stack of their own.
+  metrics_collector_cidrs, metrics_workspace))``: every unit of a deployment, with KEDA and the charts the units
+  share, as a stack of its own (what pdstack's app builds).
 
 ``DeploymentStacks(app, deployment)`` builds pdstack's own stacks (``<name>-network``, ``-image``, ``-cluster``,
 ``-gpu-nodes`` or ``-hyperpod``, ``-observability``, ``-workloads``) from one file: what ``app.py`` does.
@@ -65,12 +75,14 @@ from infra.config import (  # noqa: E402
     HyperPodConfig,
     HyperPodInstanceGroup,
     ImageConfig,
+    ModelConfig,
     NetworkConfig,
     ObservabilityConfig,
     OnDemand,
     PullThroughCache,
     RouterWorkload,
     ServiceLevelObjectives,
+    ServingUnit,
     Taint,
     WorkloadsConfig,
     load_deployment,
@@ -83,12 +95,15 @@ from infra.hyperpod.stack import HyperPodCapacity, HyperPodProps  # noqa: E402
 from infra.image.stack import ImageProps, ServingImage  # noqa: E402
 from infra.network.stack import Network, NetworkProps  # noqa: E402
 from infra.observability.stack import Observability, ObservabilityProps  # noqa: E402
-from infra.workloads.stack import WorkloadsProps, WorkloadsStack  # noqa: E402
+from infra.workloads.autoscaling import Autoscaling, AutoscalingProps  # noqa: E402
+from infra.workloads.stack import ServingUnitProps, ServingUnitWorkloads, WorkloadsProps, WorkloadsStack  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Autoscaling",
     "AutoscalingConfig",
+    "AutoscalingProps",
     "CapacityBlock",
     "CapacityReservation",
     "ClusterConfig",
@@ -106,6 +121,7 @@ __all__ = [
     "ImageConfig",
     "ImageProps",
     "InferenceCluster",
+    "ModelConfig",
     "Network",
     "NetworkConfig",
     "NetworkProps",
@@ -117,6 +133,9 @@ __all__ = [
     "RouterWorkload",
     "ServiceLevelObjectives",
     "ServingImage",
+    "ServingUnit",
+    "ServingUnitProps",
+    "ServingUnitWorkloads",
     "Taint",
     "WorkloadsConfig",
     "WorkloadsProps",

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """A team's own CDK app built from pdstack's constructs (pip install pdstack; nothing else from pdstack's repository).
 
-The team's platform stack holds the network, the EKS cluster, its GPU node groups and the metrics pipeline; the serving
-image sits in a stack of the team's too; the model's workloads are pdstack's WorkloadsStack. cdk-nag runs over all
-of it. `cdk synth` here (cdk.json runs this file) synthesizes offline into cdk.out, with no AWS credentials.
+The team's platform stack holds the network, the EKS cluster, its GPU node groups and the metrics pipeline; its
+serving stack the image and one serving unit per model (two, in deployment.yaml). cdk-nag runs over all of it.
+`cdk synth` here (cdk.json runs this file) synthesizes offline into cdk.out, with no AWS credentials.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from pdstack import (
+    Autoscaling,
+    AutoscalingProps,
     ClusterProps,
     Deployment,
     GpuCapacityProps,
@@ -26,8 +28,8 @@ from pdstack import (
     Observability,
     ObservabilityProps,
     ServingImage,
-    WorkloadsProps,
-    WorkloadsStack,
+    ServingUnitProps,
+    ServingUnitWorkloads,
     hugepages_2mi_pages_per_node,
     load_deployment,
     register_checks,
@@ -83,31 +85,49 @@ class InferencePlatform(cdk.Stack):
         )
 
 
-class ServingImages(cdk.Stack):
-    """The team's images: pdstack's serving image (vLLM + pdstack's runtime), built in the account."""
+class ModelServing(cdk.Stack):
+    """The team's models: pdstack's serving image (vLLM + pdstack's runtime, built in the account), KEDA, and one
+    serving unit per model of the settings, each in its own namespace."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, deployment: Deployment, **kwargs: Any) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, deployment: Deployment, platform: InferencePlatform, **kwargs: Any
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.image = ServingImage(self, "Serving", props=ImageProps(config=deployment.image, deployment_name="team"))
+        self.image = ServingImage(
+            self, "Image", props=ImageProps(config=deployment.image, deployment_name=deployment.name)
+        )
+        cluster = platform.inference_cluster.cluster
+        # aws-cdk-lib 2.275's Python types leave kubectl_provider_options off Cluster, so mypy does not take it as an
+        # ICluster (it is one at run time).
+        keda_props = AutoscalingProps(
+            cluster=cluster,  # type: ignore[arg-type]
+            workspace=platform.observability.workspace,
+        )
+        keda = Autoscaling(self, "Keda", props=keda_props)
+        self.units = []
+        for unit in deployment.units:
+            view = deployment.for_unit(unit)
+            self.units.append(
+                ServingUnitWorkloads(
+                    self,
+                    unit.name or deployment.name,
+                    props=ServingUnitProps(
+                        deployment=view,
+                        cluster=cluster,
+                        image_uri=self.image.image_uri,
+                        metrics_collector_cidrs=platform.network.collector_cidrs,
+                        prerequisites=[platform.inference_cluster.addons.leader_worker_set],
+                        keda=keda if view.autoscaled else None,
+                    ),
+                )
+            )
 
 
 def main() -> None:
     app = cdk.App()
     deployment = load_deployment(SETTINGS)
     platform = InferencePlatform(app, "TeamInferencePlatform", deployment=deployment)
-    images = ServingImages(app, "TeamServingImages", deployment=deployment)
-    WorkloadsStack(
-        app,
-        "TeamServing",
-        props=WorkloadsProps(
-            deployment=deployment,
-            cluster=platform.inference_cluster.cluster,
-            image_uri=images.image.image_uri,
-            leader_worker_set=platform.inference_cluster.addons.leader_worker_set,
-            metrics_collector_cidrs=platform.network.collector_cidrs,
-            metrics_workspace=platform.observability.workspace,
-        ),
-    )
+    ModelServing(app, "TeamModels", deployment=deployment, platform=platform)
     register_checks(app)
     app.synth()
 

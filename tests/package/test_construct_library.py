@@ -64,6 +64,15 @@ def resources(template: dict, resource_type: str) -> dict[str, dict]:
     return {key: value for key, value in template["Resources"].items() if value["Type"] == resource_type}
 
 
+def manifest_objects(manifest: str | dict) -> list[dict]:
+    """A KubernetesManifest's objects; CDK renders one holding a token (the image URI) as Fn::Join of literal parts
+    and references, which stand in as "<token>" here."""
+    if isinstance(manifest, dict):
+        _, parts = manifest["Fn::Join"]
+        manifest = "".join(part if isinstance(part, str) else "<token>" for part in parts)
+    return json.loads(manifest)
+
+
 # --- the wheel ---------------------------------------------------------------------------------------------------
 
 
@@ -170,16 +179,29 @@ def test_the_user_apps_stacks_hold_the_cluster_capacity_and_serving(user_app: Us
     ]
     assert len(resources(platform, "AWS::APS::Scraper")) == 1
 
-    serving = user_app.template("TeamServing")
-    manifests = json.dumps(resources(serving, "Custom::AWSCDK-EKS-KubernetesResource"))
-    for workload in ("pdstack-prefill", "pdstack-decode", "pdstack-router"):
-        assert workload in manifests, f"{workload} is applied from the user's serving stack"
+
+def test_the_user_apps_serving_stack_holds_one_unit_per_model(user_app: UserApp) -> None:
+    """Two models, two serving units in their own namespaces, each with its workers and router, and KEDA once."""
+    serving = user_app.template("TeamModels")
+    objects = [
+        o
+        for m in resources(serving, "Custom::AWSCDK-EKS-KubernetesResource").values()
+        for o in manifest_objects(m["Properties"]["Manifest"])
+    ]
+    by_namespace: dict[str, set[str]] = {}
+    for o in objects:
+        namespace = o["metadata"].get("namespace")
+        if namespace and o["kind"] in ("Deployment", "LeaderWorkerSet"):
+            by_namespace.setdefault(namespace, set()).add(o["metadata"]["name"])
+    workloads = {"pdstack-prefill", "pdstack-decode", "pdstack-router"}
+    assert by_namespace == {"pdstack-llama-8b": workloads, "pdstack-llama-70b": workloads}
+    assert len(resources(serving, "Custom::AWSCDK-EKS-HelmChart")) == 1, "KEDA, once for both units"
 
 
 def test_the_installed_image_is_tagged_as_the_repositorys(user_app: UserApp, tmp_path: Path) -> None:
     """The build context staged from the installation holds the same files as the repository's (the Dockerfile, the
     buildspec and the runtime), so the content-hashed tag is the same image the repository builds."""
-    images = user_app.template("TeamServingImages")
+    images = user_app.template("TeamModels")
     (build,) = resources(images, "Custom::PdstackImageBuild").values()
     staged = user_app.outdir / STAGED_CONTEXT
     assert (staged / "container" / "Dockerfile").is_file() and (staged / "runtime" / "config.py").is_file()
