@@ -56,3 +56,15 @@ def free_ports(count: int) -> list[int]:
     if len(chosen) < count:
         raise RuntimeError(f"only {len(chosen)} of {count} free loopback ports in {candidates}")
     return chosen
+
+
+def free_port_run(length: int) -> int:
+    """The first of ``length`` consecutive free loopback ports (outside the ephemeral range, never handed out
+    before), for a base port vLLM adds a data-parallel rank to (KV events, NIXL's side channel)."""
+    candidates = candidate_range()
+    for base in random.sample(candidates, len(candidates)):
+        run = range(base, base + length)
+        if run[-1] <= candidates[-1] and all(port not in _handed_out and _bindable(port) for port in run):
+            _handed_out.update(run)
+            return base
+    raise RuntimeError(f"no {length} consecutive free loopback ports in {candidates}")

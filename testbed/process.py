@@ -158,6 +158,7 @@ class HttpServer:
         self.stop_grace_s = stop_grace_s
         self.group: ProcessGroup | None = None
         self.started_in_s: float | None = None
+        self._launched_at = 0.0
 
     @property
     def url(self) -> str:
@@ -171,14 +172,24 @@ class HttpServer:
         self.stop()
 
     def start(self) -> None:
-        begin = time.monotonic()
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (servers that only become ready together, such as the nodes of
+        a data-parallel group, are launched first and waited for after)."""
+        self._launched_at = time.monotonic()
         self.group = ProcessGroup(self.argv, self.log, env=self.env, cwd=self.cwd, name=self.name)
+
+    def wait_ready(self) -> None:
+        """Until the launched process answers on ``ready_path``; stopped at once if it never does."""
+        assert self.group is not None, "launch() first"
         try:
             self.group.wait_http(f"{self.url}{self.ready_path}", self.start_timeout_s, self.poll_s)
         except BaseException:
             self.stop()
             raise
-        self.started_in_s = time.monotonic() - begin
+        self.started_in_s = time.monotonic() - self._launched_at
 
     def stop(self, grace_s: float | None = None) -> int | None:
         if self.group is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.ports import candidate_range, ephemeral_range, free_ports
+from testbed.ports import candidate_range, ephemeral_range, free_port_run, free_ports
 
 
 def test_ports_are_outside_the_ephemeral_range_and_never_repeat() -> None:
@@ -38,3 +38,23 @@ def test_the_range_follows_the_kernel_setting(tmp_path: Path) -> None:
     setting.write_text("50000 60999")
     assert candidate_range(setting) == range(20000, 50000)
     assert ephemeral_range(tmp_path / "missing") == (32768, 60999)
+
+
+def test_a_run_of_ports_is_consecutive_free_and_never_repeats() -> None:
+    first, second = free_port_run(4), free_port_run(4)
+    run = [*range(first, first + 4), *range(second, second + 4)]
+    assert len(set(run)) == 8
+    assert not set(run) & set(free_ports(40))
+    for port in run:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+
+
+def test_no_run_where_one_port_of_it_is_taken(monkeypatch) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        taken = holder.getsockname()[1]
+        holder.listen()
+        monkeypatch.setattr("testbed.ports.candidate_range", lambda: range(taken - 1, taken + 2))
+        with pytest.raises(RuntimeError, match="no 2 consecutive free loopback ports"):
+            free_port_run(2)
