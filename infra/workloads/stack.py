@@ -75,9 +75,16 @@ def base_objects(deployment: Deployment) -> list[dict[str, Any]]:
 def serving_objects(
     deployment: Deployment, image: str, metrics_collector_cidrs: Sequence[str] = (), autoscaled: bool = False
 ) -> list[dict[str, Any]]:
-    """Every object, in apply order. ``metrics_collector_cidrs``: where the managed collector scrapes from (the
-    network stack's ``collector_cidrs``; none renders policies that admit no collector). ``autoscaled``:
-    ScaledObjects own the workers' replica counts."""
+    """Every object, in apply order: of each serving unit in turn (the stack applies each unit's through its own
+    manifest). ``metrics_collector_cidrs``: where the managed collector scrapes from (the network stack's
+    ``collector_cidrs``; none renders policies that admit no collector). ``autoscaled``: ScaledObjects own the
+    workers' replica counts."""
+    if deployment.several_models:
+        return [
+            o
+            for unit in deployment.units
+            for o in serving_objects(deployment.for_unit(unit), image, metrics_collector_cidrs, autoscaled)
+        ]
     return [
         *base_objects(deployment),
         *network_policies(deployment, metrics_collector_cidrs),

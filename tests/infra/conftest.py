@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.serving_units import two_model_deployment
 from tests.support.synthesis import SynthesisCache, Synthesized, every_instance_type, wide_ep_decode
 
 
@@ -47,4 +46,4 @@ def kv_tiers(synthesized: SynthesisCache) -> Synthesized:
 
 @pytest.fixture(scope="session")
 def two_models(synthesized: SynthesisCache) -> Synthesized:
-    return synthesized.get(two_model_deployment())
+    return synthesized.shipped("two-models.yaml")

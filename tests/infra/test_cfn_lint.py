@@ -20,6 +20,7 @@ LINT_REGIONS = {
     "hyperpod": "us-east-1",
     "wide_ep": "us-east-1",
     "kv_tiers": "us-east-1",
+    "two_models": "us-east-1",
 }
 
 

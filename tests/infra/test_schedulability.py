@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from infra.config import DeploymentError, parse_deployment
+from infra.config import Deployment, DeploymentError, parse_deployment
 from infra.gpu_capacity import node_capacity
 from infra.operations.serving_endpoints import ServingEndpoints
 from infra.operations.smoke import SMOKE_IMAGE, job_manifest
@@ -227,14 +227,31 @@ def test_matcher_follows_the_scheduler(spec: dict[str, Any], placed: bool) -> No
 # every scale-out to its maximum.
 
 
-def _workloads(synth: Synthesized) -> list[tuple[str, dict[str, Any], dict[str, str], int, int, int, int]]:
-    """(name, pod spec, pod labels, replicas at deploy, group size, maxSurge, maxUnavailable) of every controller."""
+def _key(obj: dict[str, Any]) -> str:
+    """A namespaced object's namespace/name: every serving unit has its pdstack-prefill, in its own namespace."""
+    return f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+
+
+def _workloads(
+    synth: Synthesized,
+) -> list[tuple[str, dict[str, Any], dict[str, str], int, int, int, int, Deployment]]:
+    """(namespace/name, pod spec, pod labels, replicas at deploy, group size, maxSurge, maxUnavailable, the serving
+    unit's view of the deployment) of every controller of every serving unit."""
     found = []
-    deployment = synth.deployment
-    for obj in (o for o in synth.stacks.workloads.objects if o["kind"] in ("Deployment", "LeaderWorkerSet")):
+    for unit in synth.stacks.workloads.units:
+        deployment = unit.deployment
+        found += [(*w, deployment) for w in _unit_workloads(deployment, unit.objects)]
+    return found
+
+
+def _unit_workloads(
+    deployment: Deployment, objects: list[dict[str, Any]]
+) -> list[tuple[str, dict[str, Any], dict[str, str], int, int, int, int]]:
+    found = []
+    for obj in (o for o in objects if o["kind"] in ("Deployment", "LeaderWorkerSet")):
         spec = obj["spec"]
-        name = obj["metadata"]["name"]
-        role = name.removeprefix("pdstack-")
+        name = _key(obj)
+        role = obj["metadata"]["name"].removeprefix("pdstack-")
         # a ScaledObject owns an autoscaled worker's count; it starts from serving.<role>.replicas
         replicas = spec.get("replicas", deployment.serving.role(role).replicas if role in ("prefill", "decode") else 1)
         if obj["kind"] == "Deployment":
@@ -270,7 +287,7 @@ def _workloads(synth: Synthesized) -> list[tuple[str, dict[str, Any], dict[str, 
 
 def test_every_replica_of_every_workload_is_placed_on_the_nodes_after_deploy(synth: Synthesized) -> None:
     cluster = rehearsal_cluster(synth)
-    for name, spec, labels, replicas, group, _, _ in _workloads(synth):
+    for name, spec, labels, replicas, group, _, _, _ in _workloads(synth):
         for index in range(replicas * group):
             assert cluster.place(f"{name}-{index}", spec, labels) is not None, (
                 name,
@@ -284,27 +301,23 @@ def test_every_rolling_update_finishes_next_to_everything_else(synth: Synthesize
     """Each controller rolled with its own strategy and spread while every other workload keeps its replicas."""
     workloads = _workloads(synth)
     rolled = [
-        w
-        for w in workloads
-        if any(o["kind"] == kind and o["metadata"]["name"] == w[0] for o in synth.stacks.workloads.objects)
+        w for w in workloads if any(o["kind"] == kind and _key(o) == w[0] for o in synth.stacks.workloads.objects)
     ]
     if kind == "LeaderWorkerSet" and not rolled:
         pytest.skip("no multi-node role in this deployment")
     for target in rolled:
         cluster = rehearsal_cluster(synth)
-        for name, spec, labels, replicas, group, _, _ in workloads:
+        for name, spec, labels, replicas, group, _, _, _ in workloads:
             if name != target[0]:
                 for index in range(replicas * group):
                     assert cluster.place(f"{name}-{index}", spec, labels) is not None, name
-        name, spec, labels, replicas, group, surge, unavailable = target
+        name, spec, labels, replicas, group, surge, unavailable, _ = target
         assert not roll(cluster, name, spec, labels, replicas, surge, unavailable, group)
 
 
 def test_a_rollout_never_takes_down_more_than_the_disruption_budget_allows(synth: Synthesized) -> None:
-    budgets = {
-        o["metadata"]["name"]: o["spec"] for o in synth.stacks.workloads.objects if o["kind"] == "PodDisruptionBudget"
-    }
-    for name, _, _, replicas, _, _, unavailable in _workloads(synth):
+    budgets = {_key(o): o["spec"] for o in synth.stacks.workloads.objects if o["kind"] == "PodDisruptionBudget"}
+    for name, _, _, replicas, _, _, unavailable, _ in _workloads(synth):
         budget = budgets[name]
         allowed = budget["maxUnavailable"] if "maxUnavailable" in budget else replicas - budget["minAvailable"]
         assert unavailable <= max(allowed, 0) or replicas == 1, (name, unavailable, budget)
@@ -316,9 +329,9 @@ def test_scale_out_to_every_maximum_fits_the_largest_node_groups(synth: Synthesi
     deployment = synth.deployment
     cluster = rehearsal_cluster(synth, most=True)
     needed_more = False
-    for name, spec, labels, replicas, group, _, _ in _workloads(synth):
-        role = ENGINE_ROLES.get(name)
-        most = deployment.max_replicas(role) if role is not None else replicas
+    for name, spec, labels, replicas, group, _, _, unit in _workloads(synth):
+        role = ENGINE_ROLES.get(name.rpartition("/")[2])
+        most = unit.max_replicas(role) if role is not None else replicas
         needed_more |= most > replicas
         for index in range(most * group):
             assert cluster.place(f"{name}-{index}", spec, labels) is not None, (name, index)

@@ -1,6 +1,5 @@
-"""A several-model deployment (tests/support/two-models.yaml) as data and parsed, for the tests that change one
-field of it and render or check the result. Not in deployments/ yet: the schedulability rehearsal, the engine-probe
-and config-hash checks read one serving section per deployment and must iterate the units first."""
+"""The shipped several-model deployment (deployments/two-models.yaml) as data and parsed, for the tests that change
+one field of it and render or check the result."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import yaml
 
 from infra.config import Deployment, parse_deployment
 
-FILE = Path(__file__).with_name("two-models.yaml")
+FILE = Path(__file__).resolve().parents[2] / "deployments" / "two-models.yaml"
 
 
 def two_models_data() -> dict[str, Any]:

@@ -80,6 +80,7 @@ SHIPPED = {
     "hyperpod": "hyperpod.yaml",
     "wide_ep": "wide-ep.yaml",
     "kv_tiers": "kv-tiers.yaml",
+    "two_models": "two-models.yaml",
 }
 # The shipped deployments and the synthesis that holds one GPU node group of every catalog type.
 INFRA_FIXTURES = [*SHIPPED, "all_types"]
