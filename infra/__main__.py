@@ -7,9 +7,10 @@ was used wrongly. Errors a user causes print one line on stderr, never a traceba
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from pydantic import ValidationError
 
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     defaults = ServingEndpoints()
     smoke.add_argument(
-        "--model", metavar="NAME", help="the models entry to test (required when the deployment serves several)"
+        "--model", metavar="NAME", help="the models entry to test (default: every model, one after the other)"
     )
     smoke.add_argument("--namespace", help="default: the model's namespace (the deployment's workloads.namespace)")
     smoke.add_argument("--router-service", default=defaults.router_service)
@@ -98,27 +99,23 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
     return Waiter(observe=reader.read, timeout=args.timeout, interval=args.interval, out=out).run()
 
 
-def _serving_unit(deployment: Deployment, name: str | None) -> ServingUnit:
-    """The unit ``--model`` names; the one unit of a one-model deployment when it names none."""
+def _serving_units(deployment: Deployment, name: str | None) -> list[ServingUnit]:
+    """The unit ``--model`` names, or every unit when it names none."""
     units = deployment.units
-    if name is None and len(units) == 1:
-        return units[0]
-    names = ", ".join(str(unit.name) for unit in units)
     if name is None:
-        raise AccessError(f"{deployment.name} serves several models: choose one with --model ({names})")
+        return units
     for unit in units:
         if unit.name == name:
-            return unit
+            return [unit]
     if not deployment.several_models:
         raise AccessError(f"--model {name}: {deployment.name} serves one model, from its serving section; drop --model")
+    names = ", ".join(str(unit.name) for unit in units)
     raise AccessError(f"--model {name}: not a model of {deployment.name}; its models: {names}")
 
 
-def _smoke(args: argparse.Namespace, out: TextIO) -> int:
-    deployment = load_deployment(args.deployment)
-    unit = _serving_unit(deployment, args.model)
+def _endpoints(args: argparse.Namespace, unit: ServingUnit) -> ServingEndpoints:
     try:
-        endpoints = ServingEndpoints(
+        return ServingEndpoints(
             namespace=args.namespace or unit.namespace,
             router_service=args.router_service,
             router_port=args.router_port,
@@ -129,6 +126,15 @@ def _smoke(args: argparse.Namespace, out: TextIO) -> int:
     except ValidationError as exc:
         problem = exc.errors()[0]
         raise AccessError(f"--{str(problem['loc'][0]).replace('_', '-')}: {problem['msg']}") from None
+
+
+def _smoke(args: argparse.Namespace, out: TextIO) -> int:
+    """One request through each chosen unit's router, one unit after the other; passes when every unit passes."""
+    deployment = load_deployment(args.deployment)
+    units = _serving_units(deployment, args.model)
+    if len(units) > 1 and args.namespace is not None:
+        raise AccessError(f"--namespace holds one model's workloads: name it with --model ({len(units)} models)")
+    endpoints = {unit.name: _endpoints(args, unit) for unit in units}
     aws = open_access(deployment, args.deployment, args.region)
     stack = read_stack(aws, stack_name(deployment.name, "cluster"))
     if stack is None or ClusterOutputs.CLUSTER_NAME not in stack.outputs:
@@ -145,24 +151,39 @@ def _smoke(args: argparse.Namespace, out: TextIO) -> int:
     kube = _kube_factory(aws, args.api_server, always=True)(cluster)
     assert kube is not None
     say = (lambda line: print(line, file=sys.stderr)) if args.json else (lambda line: print(line, file=out))
-    run = SmokeRun(kube, endpoints, unit.serving.model.served_name, image=args.image, timeout=args.timeout, say=say)
-    try:
-        result = run.run()
-    except KubeUnreachable as exc:
-        raise AccessError(
-            f"cannot reach the Kubernetes API ({exc}): a private endpoint needs a tunnel "
-            "(--api-server) or a machine inside the VPC"
-        ) from None
-    except KubeRefused as exc:
-        raise AccessError(
-            f"access denied by the Kubernetes API for {aws.arn} ({exc}); "
-            "add it to cluster.admin_principal_arns and deploy"
-        ) from None
-    except SmokeError as exc:
-        print(f"smoke FAILED: {exc}", file=out)
-        return NOT_READY
-    print(result_as_json(result) if args.json else render(result), file=out)
-    return READY if result.passed else NOT_READY
+    several = len(units) > 1
+    passed = True
+    reports: dict[str, Any] = {}
+    for unit in units:
+        if several:
+            say(f"model {unit.name} (namespace {unit.namespace}):")
+        run = SmokeRun(
+            kube, endpoints[unit.name], unit.serving.model.served_name, image=args.image, timeout=args.timeout, say=say
+        )
+        try:
+            result = run.run()
+        except KubeUnreachable as exc:
+            raise AccessError(
+                f"cannot reach the Kubernetes API ({exc}): a private endpoint needs a tunnel "
+                "(--api-server) or a machine inside the VPC"
+            ) from None
+        except KubeRefused as exc:
+            raise AccessError(
+                f"access denied by the Kubernetes API for {aws.arn} ({exc}); "
+                "add it to cluster.admin_principal_arns and deploy"
+            ) from None
+        except SmokeError as exc:
+            print(f"smoke FAILED{f' (model {unit.name})' if several else ''}: {exc}", file=out)
+            passed = False
+            continue
+        passed &= result.passed
+        if args.json and several:
+            reports[str(unit.name)] = json.loads(result_as_json(result))
+        else:
+            print(result_as_json(result) if args.json else render(result), file=out)
+    if reports:
+        print(json.dumps(reports, indent=2), file=out)
+    return READY if passed else NOT_READY
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:

@@ -133,30 +133,38 @@ def test_a_log_without_result_line_is_reported_with_its_tail() -> None:
         parse_result("starting\nImportError: boom")
 
 
-def test_smoke_of_one_model_of_several_runs_in_its_namespace_with_its_model(
-    aws_env: MotoServer, tmp_path: Path
+@pytest.mark.parametrize(
+    ("model", "served"),
+    [("llama-70b", ["llama-3.3-70b-instruct"]), (None, ["llama-3.1-8b-instruct", "llama-3.3-70b-instruct"])],
+    ids=["one model", "every model"],
+)
+def test_smoke_of_several_models_runs_each_in_its_namespace_with_its_model(
+    aws_env: MotoServer, tmp_path: Path, model: str | None, served: list[str]
 ) -> None:
     path = tmp_path / TWO_MODELS.name
     path.write_text(TWO_MODELS.read_text())
     Deployed(load(path)).everything()
     decode = FakeEngine(role="decode")
     router = FakeEngine(role="router", peer=decode)
-    endpoints = ServingEndpoints(namespace="pdstack-llama-70b")
+    services = {}
+    for namespace in ("pdstack-llama-8b", "pdstack-llama-70b"):
+        endpoints = ServingEndpoints(namespace=namespace)
+        services[endpoints.router_url] = services[endpoints.router_metrics_url] = "router"
+        services[endpoints.decode_url] = "decode"
     with serving(router) as router_url, serving(decode) as decode_url:
+        urls = {"router": router_url, "decode": decode_url}
         kube = FakeKubernetes(
             cluster="two-models",
             access_key="AKIATESTPDSTACK00001",
-            services={
-                endpoints.router_url: router_url,
-                endpoints.router_metrics_url: router_url,
-                endpoints.decode_url: decode_url,
-            },
+            services={url: urls[target] for url, target in services.items()},
         )
         with serving(kube) as kube_url:
-            run = run_cli(
-                "smoke", "--deployment", str(path), "--region", REGION, "--api-server", kube_url, "--model", "llama-70b"
-            )
+            chosen = ["--model", model] if model else []
+            run = run_cli("smoke", "--deployment", str(path), "--region", REGION, "--api-server", kube_url, *chosen)
 
     assert run.code == 0, run.out + run.err
-    assert run.out.splitlines()[0].startswith("created job pdstack-llama-70b/pdstack-smoke-")
-    assert router.requests[0]["model"] == "llama-3.3-70b-instruct"
+    created = [line for line in run.out.splitlines() if line.startswith("created job ")]
+    namespaces = ["pdstack-llama-8b", "pdstack-llama-70b"] if model is None else ["pdstack-llama-70b"]
+    assert [line.split()[2].partition("/")[0] for line in created] == namespaces
+    assert [r["model"] for r in router.requests] == served
+    assert run.out.count("smoke passed") == len(served)

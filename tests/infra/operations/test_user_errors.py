@@ -214,17 +214,17 @@ def test_operations_never_import_aws_cdk() -> None:
 
 
 @pytest.mark.parametrize(
-    ("model", "expected"),
+    ("extra", "expected"),
     [
-        (None, "two-models serves several models: choose one with --model (llama-8b, llama-70b)"),
-        ("mistral", "--model mistral: not a model of two-models; its models: llama-8b, llama-70b"),
+        (["--model", "mistral"], "--model mistral: not a model of two-models; its models: llama-8b, llama-70b"),
+        (["--namespace", "pdstack"], "--namespace holds one model's workloads: name it with --model (2 models)"),
     ],
+    ids=["unknown model", "one namespace for several models"],
 )
 def test_smoke_of_a_several_model_deployment_names_its_model(
-    aws_env: MotoServer, model: str | None, expected: str
+    aws_env: MotoServer, extra: list[str], expected: str
 ) -> None:
-    chosen = ["--model", model] if model else []
-    run = run_cli("smoke", "--deployment", str(TWO_MODELS), "--region", REGION, *chosen)
+    run = run_cli("smoke", "--deployment", str(TWO_MODELS), "--region", REGION, *extra)
 
     _one_line_error(run, expected)
 
