@@ -23,6 +23,17 @@ from runtime.router.prefix_cache.kv_event_indexer import KvEventIndexer
 from runtime.router.router_metrics import RouterMetrics
 
 log = EventLog("runtime.router.kv_events")
+
+RECONNECT_IVL_MAX_MS = 5_000
+"""The longest a subscriber waits between two attempts to reach a publisher that is not there. The router subscribes
+to every rank's port of a data-parallel replica on every pod, and most of those ports are never bound (the ranks live
+on the other pods: prefix_cache/dp_ranks.py); libzmq's default retries each of them every 100 ms for ever. With a
+maximum, libzmq (4.3.5, bundled by the pinned pyzmq 27.3.0) doubles the interval from ZMQ_RECONNECT_IVL (100 ms) on
+each attempt up to it (libzmq doc/zmq_setsockopt.adoc, ZMQ_RECONNECT_IVL_MAX: "Default value means that the reconnect
+interval is based exclusively on ZMQ_RECONNECT_IVL and no exponential backoff is performed"; a maximum below
+ZMQ_RECONNECT_IVL is ignored). An engine that (re)starts is found within this after it binds its publisher (when its
+scheduler starts, before it serves HTTP); what it publishes before the subscriber is back is lost, as when the router
+subscribes late (those blocks get no prefix credit)."""
 SKIP_WHY = {
     "unknown_parent": "a block whose parent the router never saw (it subscribed late or missed events)",
     "block_size_mismatch": "the engine's --block-size differs from serving.model.block_size",
@@ -67,6 +78,7 @@ class KvEventSubscriber:
     async def run(self) -> None:
         socket = self.context.socket(zmq.SUB)
         socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
         socket.setsockopt(zmq.SUBSCRIBE, b"")
         socket.connect(self.endpoint)
         log.info("kv_events_subscribed", engine=self.engine_name, endpoint=self.endpoint)

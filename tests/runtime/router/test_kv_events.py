@@ -12,10 +12,11 @@ import zmq.asyncio
 
 from runtime.router.prefix_cache.kv_event_decoding import AllBlocksCleared, BlockRemoved, BlockStored, decode_batch
 from runtime.router.prefix_cache.kv_event_indexer import KvEventIndexer
-from runtime.router.prefix_cache.kv_event_subscriber import KvEventSubscriber
+from runtime.router.prefix_cache.kv_event_subscriber import RECONNECT_IVL_MAX_MS, KvEventSubscriber
 from runtime.router.prefix_cache.prefix_index import PrefixIndex
 from runtime.router.prefix_cache.prompt_blocks import chain_keys
 from runtime.router.router_metrics import RouterMetrics
+from testbed.ports import free_ports
 
 TOKENS = list(range(1000, 1096))  # three blocks of 32
 
@@ -163,6 +164,44 @@ def test_zmq_round_trip() -> None:
             context.term()
 
     assert asyncio.run(scenario()) == 1
+
+
+class RecordingContext:
+    """A ZMQ context (the one method a subscriber calls) that keeps the socket it made, for a test to read."""
+
+    def __init__(self) -> None:
+        self.context = zmq.asyncio.Context()
+        self.made = asyncio.Event()
+        self.socket_made: zmq.asyncio.Socket | None = None
+
+    def socket(self, kind: int) -> zmq.asyncio.Socket:
+        self.socket_made = self.context.socket(kind)
+        self.made.set()
+        return self.socket_made
+
+
+def test_a_subscriber_to_an_absent_publisher_backs_off_its_reconnects() -> None:
+    """A rank's port nobody binds (the rank lives on another pod) is retried with a growing interval, up to the cap,
+    not every 100 ms for ever (libzmq's default: no maximum, no back-off)."""
+
+    async def scenario() -> tuple[object, object]:
+        recording = RecordingContext()
+        indexer = KvEventIndexer("http://d0", PrefixIndex(100), 32, 100)
+        (port,) = free_ports(1)
+        endpoint = f"tcp://127.0.0.1:{port}"
+        sub = KvEventSubscriber("d0#dp1", endpoint, indexer, RouterMetrics(), recording, rank=1)  # type: ignore[arg-type]
+        sub.start()
+        try:
+            await asyncio.wait_for(recording.made.wait(), timeout=10)
+            socket = recording.socket_made
+            return socket.getsockopt(zmq.RECONNECT_IVL), socket.getsockopt(zmq.RECONNECT_IVL_MAX)
+        finally:
+            await sub.stop()
+            recording.context.term()
+
+    initial, cap = asyncio.run(scenario())
+    assert cap == RECONNECT_IVL_MAX_MS
+    assert isinstance(initial, int) and initial < RECONNECT_IVL_MAX_MS  # libzmq ignores a maximum below it
 
 
 def test_skipped_events_are_counted_and_logged_once_per_reason(caplog) -> None:
