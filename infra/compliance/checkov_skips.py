@@ -2,8 +2,11 @@
 check (checkov runs in tests/infra/test_checkov.py over the synthesized templates and the rendered Kubernetes objects).
 
 A skip names one check and resource patterns (``fnmatch`` over checkov's resource id: ``AWS::Type.LogicalId`` for
-CloudFormation, ``Kind.namespace.name`` for Kubernetes). The test fails on a finding no skip covers, and on a pattern
-that no longer matches any finding, so the list cannot outgrow what the code does. Fix a finding before listing it.
+CloudFormation, ``Kind.namespace.name`` for Kubernetes). A logical id starts with the path of the constructs that
+hold the resource, so the CloudFormation patterns start with ``*``: a skip follows pdstack's construct into a user's
+own stacks (tests/package runs checkov over the example app), as the cdk-nag acknowledgements do. The test fails on
+a finding no skip covers, and on a pattern that no longer matches any finding, so the list cannot outgrow what the
+code does. Fix a finding before listing it.
 """
 
 from __future__ import annotations
@@ -22,19 +25,19 @@ class Skip:
 
 # Lambda functions that CDK generates for deploy-time custom resources, and pdstack's own image-build waiter.
 _CDK_PROVIDER_FUNCTIONS = (
-    "AWS::Lambda::Function.ClusterKubectlProviderHandler*",  # aws_eks_v2's kubectl/helm handler
-    "AWS::Lambda::Function.ClusterKubectlProviderframeworkonEvent*",  # its Provider framework entry
-    "AWS::Lambda::Function.BuildWaiterframework*",  # the Provider framework around the image-build waiter
-    "AWS::Lambda::Function.CustomVpcRestrictDefaultSGCustomResourceProviderHandler*",  # ec2.Vpc's default-SG lockdown
-    "AWS::Lambda::Function.CustomS3AutoDeleteObjectsCustomResourceProviderHandler*",  # auto_delete_objects
-    "AWS::Lambda::Function.CustomCDKBucketDeployment*",  # BucketDeployment of the HyperPod lifecycle scripts
+    "AWS::Lambda::Function.*ClusterKubectlProviderHandler*",  # aws_eks_v2's kubectl/helm handler
+    "AWS::Lambda::Function.*ClusterKubectlProviderframeworkonEvent*",  # its Provider framework entry
+    "AWS::Lambda::Function.*BuildWaiterframework*",  # the Provider framework around the image-build waiter
+    "AWS::Lambda::Function.*CustomVpcRestrictDefaultSGCustomResourceProviderHandler*",  # ec2.Vpc's default-SG lockdown
+    "AWS::Lambda::Function.*CustomS3AutoDeleteObjectsCustomResourceProviderHandler*",  # auto_delete_objects
+    "AWS::Lambda::Function.*CustomCDKBucketDeployment*",  # BucketDeployment of the HyperPod lifecycle scripts
     # AwsCustomResource's singleton handler (AWS + its fixed uuid): the Cluster Autoscaler's node-template ASG tags
-    "AWS::Lambda::Function.AWS679f53fac002430cb0da5b7982bd2287*",
+    "AWS::Lambda::Function.*AWS679f53fac002430cb0da5b7982bd2287*",
 )
 _OWN_DEPLOY_FUNCTIONS = (
-    "AWS::Lambda::Function.BuildWaiteronevent*",
-    "AWS::Lambda::Function.BuildWaiteriscomplete*",
-    "AWS::Lambda::Function.GpuZoneCheckHandler*",
+    "AWS::Lambda::Function.*BuildWaiteronevent*",
+    "AWS::Lambda::Function.*BuildWaiteriscomplete*",
+    "AWS::Lambda::Function.*GpuZoneCheckHandler*",
 )  # the GPU zone check (infra/gpu_capacity/gpu_zone)
 _DEPLOY_FUNCTIONS = (*_CDK_PROVIDER_FUNCTIONS, *_OWN_DEPLOY_FUNCTIONS)
 _DEPLOY_FUNCTIONS_OUTSIDE_VPC = tuple(f for f in _DEPLOY_FUNCTIONS if "KubectlProvider" not in f)
@@ -82,30 +85,30 @@ CLOUDFORMATION: tuple[Skip, ...] = (
     ),
     Skip(
         "CKV_AWS_18",
-        ("AWS::S3::Bucket.LifecycleAccessLogs*",),
+        ("AWS::S3::Bucket.*LifecycleAccessLogs*",),
         "the access-log bucket of the lifecycle bucket: S3 server access logs of a log bucket would log themselves",
     ),
     Skip(
         "CKV_AWS_111",
-        ("AWS::IAM::Policy.ExecutionRoleDefaultPolicy*",),
+        ("AWS::IAM::Policy.*ExecutionRoleDefaultPolicy*",),
         "the HyperPod execution role: HyperPod creates, attaches and deletes the instances' ENIs in the VPC (ids "
         "unknown in advance), the ec2 network-interface actions the HyperPod VPC documentation requires on *",
     ),
     Skip(
         "CKV_AWS_109",
-        ("AWS::IAM::Policy.ExecutionRoleDefaultPolicy*",),
+        ("AWS::IAM::Policy.*ExecutionRoleDefaultPolicy*",),
         "ec2:CreateNetworkInterfacePermission on the HyperPod execution role: HyperPod lets its service attach the "
         "ENIs it creates in the VPC, per the HyperPod VPC documentation; no IAM permission is managed",
     ),
     Skip(
         "CKV_AWS_111",
-        ("AWS::IAM::Policy.BuildWaiterwaiterstatemachineRoleDefaultPolicy*",),
+        ("AWS::IAM::Policy.*BuildWaiterwaiterstatemachineRoleDefaultPolicy*",),
         "CDK's Provider-framework waiter state machine: Step Functions log delivery (logs:CreateLogDelivery and "
         "friends) has no resource-level permissions, so CloudWatch Logs requires Resource *",
     ),
     Skip(
         "CKV_AWS_111",
-        ("AWS::IAM::Role.LoadBalancerControllerRole*",),
+        ("AWS::IAM::Role.*LoadBalancerControllerRole*",),
         "the AWS Load Balancer Controller's published IAM policy (v3.5.0, carried verbatim: "
         "infra/cluster/aws_load_balancer_controller_iam_policy.json): security-group ingress, CreateSecurityGroup, "
         "listener and rule writes on * for the load balancers it creates (ids unknown in advance); only its service "

@@ -1,6 +1,6 @@
 """pdstack as an installable construct library (issue 25 item 1): the wheel built from the working tree, installed
 with ``pip install --target`` into a directory of its own, and a team's CDK app (examples/team_app) synthesized
-from it outside the repository, with cdk-nag registered, and linted.
+from it outside the repository, with cdk-nag registered, then linted (cfn-lint) and scanned (checkov).
 
 The wheel is built once per module (about a second) and the app synthesized once (about 15 s).
 """
@@ -18,9 +18,11 @@ import aws_cdk as cdk
 import pytest
 from packaging.requirements import Requirement
 
+from infra.compliance.checkov_skips import CLOUDFORMATION
 from infra.config import load_deployment
 from infra.image.build_context import STAGED_CONTEXT, build_context_dir
 from infra.image.stack import ImageProps, ServingImage
+from tests.support.checkov import run_checkov, unlisted
 from tests.support.construct_library import (
     EXAMPLE_APP,
     VENV_BIN,
@@ -238,6 +240,15 @@ def test_cfn_lint_reports_no_errors_on_the_user_app(user_app: UserApp) -> None:
     )
     errors = [line[:400] for line in result.stdout.splitlines() if ":E" in line]
     assert result.returncode & 3 == 0, "\n".join(errors) or result.stderr[-2000:]
+
+
+def test_checkov_findings_on_the_user_app_are_pdstacks_listed_skips(user_app: UserApp) -> None:
+    """pdstack's accepted checkov findings follow its constructs into the user's stacks (the skips match by the end
+    of the logical id), and the user's app has no other finding."""
+    findings = run_checkov("cloudformation", user_app.templates())
+    assert findings, "checkov reports the deploy-time handlers pdstack accepts"
+    missing = unlisted(findings, CLOUDFORMATION)
+    assert not missing, "\n".join(map(str, missing))
 
 
 # --- a user's own package named like one of pdstack's -----------------------------------------------------------
