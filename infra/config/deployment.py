@@ -49,8 +49,10 @@ class Deployment(Strict):
     serving_section: Serving | None = Field(default=None, alias="serving")
     # The several-model form: one serving unit per entry (infra/config/serving_units.py).
     models: list[ModelConfig] = Field(default_factory=list)
-    # Set on a unit's view (``for_unit``): the deployment it was taken from, for the checks that span units.
+    # Set on a unit's view (``for_unit``): the deployment it was taken from, for the checks that span units, and the
+    # GPU pools the unit's workers may use.
     _whole: Deployment | None = PrivateAttr(default=None)
+    _unit_pools: list[GpuNodeGroupConfig] | list[HyperPodInstanceGroup] | None = PrivateAttr(default=None)
 
     @property
     def serving(self) -> Serving:
@@ -84,7 +86,22 @@ class Deployment(Strict):
             }
         )
         view._whole = self
+        view._unit_pools = self.unit_pools(unit)
         return view
+
+    def unit_pools(self, unit: ServingUnit) -> list[GpuNodeGroupConfig] | list[HyperPodInstanceGroup]:
+        """The GPU pools a unit's workers may use: those dedicated to it, or every pool no unit has dedicated."""
+        pools = self.gpu_pools
+        if unit.dedicated_pools is not None:
+            wanted = set(unit.dedicated_pools)
+            return [p for p in pools if p.name in wanted]  # type: ignore[return-value]
+        taken = self.dedicated_pools
+        return [p for p in pools if p.name not in taken]  # type: ignore[return-value]
+
+    @property
+    def dedicated_pools(self) -> set[str]:
+        """The names of the GPU pools some unit has to itself (none in the one-model form)."""
+        return {name for unit in self.whole.units for name in unit.dedicated_pools or ()}
 
     @property
     def whole(self) -> Deployment:
@@ -129,6 +146,7 @@ class Deployment(Strict):
         for unit in self.units:
             self._on_unit(unit, Deployment._check_scaling_bounds)
         self._check_capacity()
+        self._check_node_capacity()
         return self
 
     def _check_form(self) -> None:
@@ -151,6 +169,21 @@ class Deployment(Strict):
             )
         units = self.units
         check_unique("models", [unit.name or "" for unit in units])
+        known = [pool.name for pool in self.gpu_pools]
+        claimed: dict[str, str] = {}
+        for unit in units:
+            for name in unit.dedicated_pools or ():
+                if name not in known:
+                    raise ValueError(
+                        f"models[{unit.name}].gpu_pools: {name!r} is not a GPU pool of this deployment; "
+                        f"pools: {', '.join(known)}"
+                    )
+                if name in claimed:
+                    raise ValueError(
+                        f"models[{unit.name}].gpu_pools: {name!r} is already dedicated to models[{claimed[name]}]; "
+                        "a pool is shared by the models that dedicate none, or dedicated to one"
+                    )
+                claimed[name] = str(unit.name)
         for what, values in (
             ("namespaces", [unit.namespace for unit in units]),
             ("serving.model.served_name", [unit.serving.model.served_name for unit in units]),
@@ -203,14 +236,16 @@ class Deployment(Strict):
                 f"workloads.router.termination_grace_s={router.termination_grace_s} (the router pod's "
                 "terminationGracePeriodSeconds), else Kubernetes kills the router before requests in flight finish"
             )
-        available = {pool.instance_type for pool in self.whole.gpu_pools}
+        available = {pool.instance_type for pool in self.gpu_pools}
         source = "gpu_node_groups" if self.gpu_provider == "eks-nodegroups" else "hyperpod.instance_groups"
         for role in ("prefill", "decode"):
             wanted = getattr(self.serving, role).instance_type
             if wanted not in available:
+                usable = " that this model may use (the others are dedicated to other models)"
                 raise ValueError(
                     f"serving.{role}.instance_type={wanted!r} has no GPU nodes; "
-                    f"{source} provide: {', '.join(sorted(available))}"
+                    f"{source}{usable if self.whole.dedicated_pools else ''} provide: "
+                    f"{', '.join(sorted(available)) or 'none'}"
                 )
 
     def _check_gpu_zone(self) -> None:
@@ -310,11 +345,20 @@ class Deployment(Strict):
 
     def _check_capacity(self) -> None:
         """The roles' pods, at the most replicas they may run, must fit on the most nodes the pools of their
-        instance type can have: every unit's roles of a type share that type's pools."""
+        instance type can have: every unit's roles of a type share the pools of that type they may use (the shared
+        pools, or a unit's dedicated ones)."""
         views = [self.for_unit(unit) for unit in self.units]
+        by_pools: dict[tuple[str, ...], list[Deployment]] = {}
+        for view in views:
+            by_pools.setdefault(tuple(sorted(p.name for p in view.gpu_pools)), []).append(view)
+        for sharing in by_pools.values():
+            self._check_pool_capacity(sharing, every=len(sharing) == len(views))
+
+    def _check_pool_capacity(self, views: list[Deployment], every: bool) -> None:
+        """Units that use the same pools: their pods of each instance type on those pools of that type."""
         for instance_type in sorted({t for view in views for t in view.serving.instance_types()}):
             spec = INSTANCE_CATALOG[instance_type]
-            pools = [p for p in self.gpu_pools if p.instance_type == instance_type]
+            pools = [p for p in views[0].gpu_pools if p.instance_type == instance_type]
             most = sum(p.max_size if isinstance(p, GpuNodeGroupConfig) else p.count for p in pools)
             gpus_needed = 0
             nodes_needed = 0
@@ -328,14 +372,20 @@ class Deployment(Strict):
                     gpus_needed += replicas * role.nodes_per_replica * role.gpus_per_node
             nodes_needed = max(nodes_needed, -(-gpus_needed // spec.gpus))
             if nodes_needed > most:
-                roles = (
-                    "every model's prefill and decode" if self.several_models else "serving.prefill and serving.decode"
-                )
+                if not self.several_models:
+                    roles = "serving.prefill and serving.decode"
+                elif every:
+                    roles = "every model's prefill and decode"
+                else:
+                    roles = " and ".join(f"models[{view.name.removeprefix(self.name + '-')}]" for view in views)
+                    roles += f" (on GPU pools {', '.join(p.name for p in pools)}): prefill and decode"
                 raise ValueError(
                     f"{roles} need {nodes_needed} {instance_type} nodes "
                     f"(replicas, or autoscaling max_replicas, x nodes_per_replica, {gpus_needed} GPUs) but the GPU "
                     f"pools of that type reach at most {most}; raise max_size/count or lower the replicas"
                 )
+
+    def _check_node_capacity(self) -> None:
         # CPU, memory and hugepages as the nodes really offer them, and the routers through their rollouts
         problems = capacity_problems(self)
         if problems:
@@ -343,7 +393,9 @@ class Deployment(Strict):
 
     @property
     def gpu_pools(self) -> list[GpuNodeGroupConfig] | list[HyperPodInstanceGroup]:
-        """The GPU node pools of the chosen provider."""
+        """The GPU node pools of the chosen provider; on a unit's view, those its workers may use."""
+        if self._unit_pools is not None:
+            return self._unit_pools
         if self.gpu_provider == "hyperpod":
             return self.hyperpod.instance_groups if self.hyperpod else []
         return self.gpu_node_groups

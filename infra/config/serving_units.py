@@ -5,8 +5,10 @@ beside it), or several with ``models``, one entry each: its name, its ``serving`
 ``workloads`` and ``autoscaling`` (else the top-level ones, which are then the defaults of every entry). Either form
 gives the same thing to the renderers: a list of ``ServingUnit``, each with its own engines, router, autoscaling and
 Kubernetes namespace, so the object names (``infra/workload_names.py``) stay constants and a unit's NetworkPolicies,
-Services, ScaledObjects and Pod Identity associations stay inside its namespace. GPU pools are shared: each unit's
-roles pick their instance types from the deployment's pools.
+Services, ScaledObjects and Pod Identity associations stay inside its namespace. GPU pools are shared by default:
+each unit's roles pick their instance types from the pools no model has taken. An entry's ``gpu_pools`` dedicates
+pools to it: its workers run there only (node affinity on the pool label) and no other model's do; a taint on such a
+pool, which only that model's workers tolerate, keeps other workloads off too.
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ class ModelConfig(Strict):
         default=None, description="None: the top-level workloads section, in the namespace pdstack-<name>"
     )
     autoscaling: AutoscalingConfig | None = Field(default=None, description="None: the top-level autoscaling section")
+    gpu_pools: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="names of gpu_node_groups (or hyperpod.instance_groups) dedicated to this model; None: the pools "
+        "no model has dedicated",
+    )
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,7 @@ class ServingUnit:
     serving: Serving
     workloads: WorkloadsConfig  # with the unit's namespace
     autoscaling: AutoscalingConfig
+    dedicated_pools: tuple[str, ...] | None = None  # the GPU pools dedicated to the unit; None: the shared ones
 
     @property
     def namespace(self) -> str:
@@ -73,4 +82,5 @@ def model_unit(
         serving=model.serving,
         workloads=own,
         autoscaling=model.autoscaling or autoscaling,
+        dedicated_pools=None if model.gpu_pools is None else tuple(model.gpu_pools),
     )

@@ -189,7 +189,7 @@ def reserved_hugepages_2mi_pages(deployment: Deployment, instance_type: str) -> 
     """What the node's boot configuration reserves: per type on EKS node groups; HyperPod's lifecycle script reserves
     one count (the largest any type needs) on every instance."""
     if deployment.gpu_provider == "hyperpod":
-        return max(hugepages_2mi_pages_per_node(deployment, p.instance_type) for p in deployment.gpu_pools)
+        return max(hugepages_2mi_pages_per_node(deployment, p.instance_type) for p in deployment.whole.gpu_pools)
     return hugepages_2mi_pages_per_node(deployment, instance_type)
 
 

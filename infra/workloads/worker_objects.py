@@ -20,6 +20,7 @@ from infra.workload_names import (
     GPU_LABEL,
     HYPERPOD_SCHEDULABLE,
     INSTANCE_TYPE_LABEL,
+    NODE_GROUP_LABEL,
     PD_GROUP_LABEL,
     engines_service_name,
     role_labels,
@@ -63,9 +64,19 @@ def node_selector(deployment: Deployment, role: RoleSettings) -> dict[str, str]:
     return {INSTANCE_TYPE_LABEL: spec.name, GPU_LABEL: "true"}
 
 
+def pool_affinity(deployment: Deployment, role: RoleSettings) -> dict[str, Any]:
+    """When some serving unit has GPU pools to itself: the pools of the role's type this unit may use (its own, or
+    the shared ones), by their pool label. Without dedicated pools, nothing (the instance type selects)."""
+    if not deployment.whole.dedicated_pools:
+        return {}
+    pools = sorted(p.name for p in deployment.gpu_pools if p.instance_type == role.instance_type)
+    term = {"matchExpressions": [{"key": NODE_GROUP_LABEL, "operator": "In", "values": pools}]}
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
+
+
 def worker_tolerations(deployment: Deployment, role: RoleSettings) -> list[dict[str, Any]]:
-    """Exactly the taints configured on the pools of the role's instance type; never HyperPod's health taint, so no
-    worker lands on a node in the middle of deep health checks."""
+    """Exactly the taints configured on the pools of the role's instance type the unit may use; never HyperPod's
+    health taint, so no worker lands on a node in the middle of deep health checks."""
     return tolerations_for(
         t for pool in deployment.gpu_pools if pool.instance_type == role.instance_type for t in pool.taints
     )
@@ -150,6 +161,7 @@ def worker_pod(deployment: Deployment, role_name: Role, image: str) -> dict[str,
             "nodeSelector": node_selector(deployment, role),
             "tolerations": worker_tolerations(deployment, role),
             "affinity": {
+                **pool_affinity(deployment, role),
                 "podAffinity": {
                     "requiredDuringSchedulingIgnoredDuringExecution": [
                         {
@@ -157,7 +169,7 @@ def worker_pod(deployment: Deployment, role_name: Role, image: str) -> dict[str,
                             "topologyKey": "topology.kubernetes.io/zone",
                         }
                     ]
-                }
+                },
             },
             "terminationGracePeriodSeconds": WORKER_TERMINATION_GRACE_S,
             # Workers never call the Kubernetes API. Pod Identity does not need the API token: its webhook adds its

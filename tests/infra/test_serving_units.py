@@ -205,8 +205,8 @@ def test_a_bad_models_list_is_refused_naming_the_unit(change: Any, message: str)
 
 def test_gpu_capacity_counts_every_unit_on_the_shared_pools() -> None:
     """Each unit fits the two p5 nodes alone; together (2 + 8 GPUs, then 2 + 16) they must fit as well."""
-    two_model_deployment()  # 10 GPUs on two 8-GPU nodes
-    data = two_models_data()
+    data = shared_pool_data()
+    two_model_deployment(data)  # 10 GPUs on two 8-GPU nodes
     data["models"][1]["serving"]["prefill"]["replicas"] = 2
     data["models"][1]["serving"]["decode"]["replicas"] = 2
     data["autoscaling"] = {"enabled": False}
@@ -215,6 +215,83 @@ def test_gpu_capacity_counts_every_unit_on_the_shared_pools() -> None:
     two_model_deployment(alone)  # 16 GPUs: the second unit alone fits
     with pytest.raises(DeploymentError, match=r"every model.s prefill and decode need 3 p5\.48xlarge nodes"):
         two_model_deployment(data)
+
+
+def shared_pool_data() -> dict[str, Any]:
+    """two-models.yaml with both models on one shared pool of two p5 nodes."""
+    data = two_models_data()
+    del data["models"][1]["gpu_pools"]
+    data["gpu_node_groups"] = data["gpu_node_groups"][:1]
+    data["gpu_node_groups"][0].update(desired_size=2, max_size=2)
+    return data
+
+
+def test_a_dedicated_pool_takes_its_models_workers_and_no_others() -> None:
+    """The 70B's workers select its pool by the pool label and tolerate its taint; the 8B's select the shared pool
+    and do not tolerate the 70B's taint."""
+    deployment = two_model_deployment()
+    placement = {}
+    for unit in deployment.units:
+        for obj in serving_objects(deployment.for_unit(unit), "image"):
+            if obj["kind"] == "Deployment" and obj["metadata"]["name"] in ("pdstack-prefill", "pdstack-decode"):
+                spec = obj["spec"]["template"]["spec"]
+                required = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                (term,) = required["nodeSelectorTerms"]
+                tolerated = {t["key"] for t in spec["tolerations"]}
+                placement[(unit.name, obj["metadata"]["name"])] = (term["matchExpressions"], tolerated)
+    for role in ("pdstack-prefill", "pdstack-decode"):
+        assert placement[("llama-8b", role)] == (
+            [{"key": "pdstack.io/node-group", "operator": "In", "values": ["p5"]}],
+            {"nvidia.com/gpu"},
+        )
+        assert placement[("llama-70b", role)] == (
+            [{"key": "pdstack.io/node-group", "operator": "In", "values": ["p5-70b"]}],
+            {"nvidia.com/gpu", "pdstack.io/model"},
+        )
+
+
+def test_without_dedicated_pools_the_workers_select_by_instance_type_alone() -> None:
+    deployment = two_model_deployment(shared_pool_data())
+    for objects in objects_of(deployment).values():
+        for obj in objects:
+            if obj["kind"] == "Deployment" and obj["metadata"]["name"] != "pdstack-router":
+                assert set(obj["spec"]["template"]["spec"]["affinity"]) == {"podAffinity"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda d: d["models"][1].update(gpu_pools=["p4"]),
+            "models[llama-70b].gpu_pools: 'p4' is not a GPU pool of this deployment; pools: p5, p5-70b",
+        ),
+        (
+            lambda d: d["models"][0].update(gpu_pools=["p5-70b"]),
+            "models[llama-70b].gpu_pools: 'p5-70b' is already dedicated to models[llama-8b]",
+        ),
+        (
+            lambda d: (d["models"][1].pop("gpu_pools"), d["models"][0].update(gpu_pools=["p5", "p5-70b"])),
+            (
+                "models[llama-70b]: serving.prefill.instance_type='p5.48xlarge' has no GPU nodes; gpu_node_groups that "
+                "this model may use (the others are dedicated to other models) provide: none"
+            ),
+        ),
+        (
+            lambda d: d["models"][1]["serving"]["decode"].update(replicas=2),
+            "models[llama-70b] (on GPU pools p5-70b): prefill and decode need 2 p5.48xlarge nodes",
+        ),
+    ],
+    ids=["unknown pool", "pool taken twice", "no pool left for a model", "a dedicated pool too small"],
+)
+def test_dedicated_pools_are_checked(change: Any, message: str) -> None:
+    """A dedicated pool is one the deployment has, taken once, and holds its model: the shared pool's room does not
+    count for it (the 70B's second decode would fit the shared node's free GPUs, not its own pool)."""
+    data = two_models_data()
+    data["autoscaling"] = {"enabled": False}
+    change(data)
+    with pytest.raises(DeploymentError) as refused:
+        two_model_deployment(data)
+    assert message in str(refused.value), str(refused.value)
 
 
 def test_routers_of_every_unit_share_the_system_nodes() -> None:
