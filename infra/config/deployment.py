@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field, PrivateAttr, model_validator
 
 from infra.config.autoscaling import AutoscalingConfig
-from infra.config.cluster import ClusterConfig
+from infra.config.cluster import VPC_CNI_FOR_EFA_ONLY, VPC_CNI_FOR_HYPERPOD, ClusterConfig, cni_version
 from infra.config.common import NAME, Strict, check_unique
 from infra.config.gpu_capacity import GpuNodeGroupConfig, OnDemand
 from infra.config.hyperpod import HyperPodConfig, HyperPodInstanceGroup
@@ -25,7 +25,7 @@ from infra.config.observability import ObservabilityConfig, ServiceLevelObjectiv
 from infra.config.serving_units import ModelConfig, ServingUnit, model_unit
 from infra.config.workloads import WorkloadsConfig
 from infra.gpu_capacity.node_capacity import capacity_problems
-from infra.workload_names import EPHEMERAL_PORTS
+from infra.workload_names import EPHEMERAL_PORTS, SYSTEM_POOL, tolerations_for
 from runtime.catalog import INSTANCE_CATALOG
 from runtime.config import Serving
 from runtime.roles import Role
@@ -143,6 +143,7 @@ class Deployment(Strict):
         for unit in self.units:
             self._on_unit(unit, Deployment._check_unit)
         self._check_gpu_zone()
+        self._check_existing()
         for unit in self.units:
             self._on_unit(unit, Deployment._check_scaling_bounds)
         self._check_capacity()
@@ -272,6 +273,68 @@ class Deployment(Strict):
                 "that zone's place in the region; the deploy fails early if the two disagree"
             )
 
+    def _check_existing(self) -> None:
+        """An existing cluster lives in an existing VPC; what its facts must be for what this deployment creates on
+        it; the collector's subnets of an existing VPC exactly when the metrics pipeline runs."""
+        existing = self.cluster.existing
+        network = self.network.existing
+        if existing is not None and network is None:
+            raise ValueError(
+                "cluster.existing needs network.existing: the cluster's VPC (its id, private subnets and the GPU "
+                "subnet); pdstack cannot create a VPC for a cluster that already exists"
+            )
+        if existing is not None:
+            floor, why = (
+                (VPC_CNI_FOR_HYPERPOD, "HyperPod's EKS orchestrator")
+                if self.gpu_provider == "hyperpod"
+                else (VPC_CNI_FOR_EFA_ONLY, "the GPU nodes' efa-only interfaces")
+            )
+            if cni_version(existing.vpc_cni_version) < floor:
+                raise ValueError(
+                    f"cluster.existing.vpc_cni_version={existing.vpc_cni_version!r} is older than "
+                    f"{'.'.join(map(str, floor))}, which {why} need (EKS user guide, EFA-only interfaces): update "
+                    "the vpc-cni add-on (aws eks update-addon --addon-name vpc-cni)"
+                )
+            if self.gpu_provider == "hyperpod" and existing.authentication_mode == "CONFIG_MAP":
+                raise ValueError(
+                    "cluster.existing.authentication_mode 'CONFIG_MAP': a HyperPod cluster registers its nodes through "
+                    "access entries; switch the cluster to API_AND_CONFIG_MAP or API"
+                )
+        if network is not None:
+            if self.observability.enabled and len(network.collector_subnets) < 2:
+                raise ValueError(
+                    "observability.enabled needs network.existing.collector_subnets: two to five subnets, in at least "
+                    "two zones, that hold nothing but the managed collector's interfaces (the serving "
+                    "NetworkPolicies admit every address in them); or set observability.enabled: false"
+                )
+            if not self.observability.enabled and network.collector_subnets:
+                raise ValueError(
+                    "network.existing.collector_subnets is set but observability.enabled is false: nothing would use "
+                    "them; remove them"
+                )
+
+    @property
+    def system_node_selector(self) -> dict[str, str]:
+        """Where pdstack's routers and controllers run: its system node group, or the existing cluster's nodes the
+        file names (an empty selector: any node their tolerations admit)."""
+        existing = self.cluster.existing
+        return dict(existing.system_nodes.node_selector) if existing is not None else dict(SYSTEM_POOL)
+
+    @property
+    def system_tolerations(self) -> list[dict]:
+        existing = self.cluster.existing
+        return tolerations_for(existing.system_nodes.taints) if existing is not None else []
+
+    @property
+    def system_instance_type(self) -> str:
+        existing = self.cluster.existing
+        return existing.system_nodes.instance_type if existing is not None else self.cluster.system_instance_type
+
+    @property
+    def system_node_count(self) -> int:
+        existing = self.cluster.existing
+        return existing.system_nodes.count if existing is not None else self.cluster.system_node_count
+
     def _check_ports_outside_ephemeral(self) -> None:
         """The NetworkPolicies admit replies on the ephemeral ports: a listening port there would be open too."""
         listening = {
@@ -327,7 +390,8 @@ class Deployment(Strict):
         """The managed collector reaches the Kubernetes API from its ENIs in the VPC, so the cluster endpoint must
         include private access (Amazon Managed Service for Prometheus user guide, "Set up managed collectors for
         Amazon EKS", prerequisites). An extra engine scraper inside the VPC would share the pods' subnets."""
-        if self.observability.enabled and self.cluster.endpoint_access == "public":
+        # An existing cluster's private endpoint is checked at deploy time (infra/cluster/existing_check/).
+        if self.observability.enabled and self.cluster.existing is None and self.cluster.endpoint_access == "public":
             raise ValueError(
                 "observability.enabled needs cluster.endpoint_access 'private' or 'public-and-private': the managed "
                 "collector reaches the Kubernetes API through the private endpoint; or set observability.enabled: false"

@@ -1,4 +1,5 @@
-"""The VPC: its address block, zones, the GPU zone (by name index and by AZ id) and NAT gateways."""
+"""The VPC: its address block, zones, the GPU zone (by name index and by AZ id) and NAT gateways; or an existing VPC
+named by its ids (``existing``), which pdstack imports without a lookup and adds nothing to."""
 
 from __future__ import annotations
 
@@ -12,6 +13,83 @@ from infra.config.common import Strict
 # An AZ id: region code and zone number (use1-az4, apne1-az1), with a Local Zone part where there is one
 # (use1-bos1-az1).
 _AZ_ID = re.compile(r"^[a-z]{3,6}[0-9]+(-[a-z]+[0-9]+)?-az[0-9]+$")
+# A zone name: the region and a letter (us-east-1a), with a Local Zone part where there is one (us-east-1-bos-1a).
+_ZONE_NAME = r"^[a-z]{2}(-[a-z]+)+-[0-9]+(-[a-z]+-[0-9]+)?[a-z]$"
+# The AWS managed collector takes 1 to 5 subnets in at least two zones (infra/network/stack.py says where from).
+COLLECTOR_MAX_SUBNETS = 5
+# The fields that shape a VPC pdstack creates; an existing VPC has its own.
+OWNED_VPC_FIELDS = ("az_count", "availability_zones", "gpu_az_index", "nat_gateways")
+
+
+def _cidr_block(value: str) -> ipaddress.IPv4Network:
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a CIDR block such as 10.0.0.0/16") from None
+    if not isinstance(net, ipaddress.IPv4Network):
+        raise ValueError(f"{value!r}: pdstack addresses pods over IPv4; name the VPC's IPv4 block")
+    return net
+
+
+class ExistingSubnet(Strict):
+    """A subnet of the existing VPC, as ``aws ec2 describe-subnets`` shows it: pdstack reads nothing at synthesis."""
+
+    id: str = Field(pattern=r"^subnet-[0-9a-f]{8,17}$")
+    availability_zone: str = Field(pattern=_ZONE_NAME)
+    cidr: str
+    # Imported subnets without one make CDK warn and refuse route-table lookups; pdstack adds no routes, so optional.
+    route_table_id: str | None = Field(default=None, pattern=r"^rtb-[0-9a-f]{8,17}$")
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        _cidr_block(value)
+        return value
+
+
+class ExistingNetwork(Strict):
+    """A VPC the platform already runs. pdstack creates no VPC, subnets, NAT, endpoints or flow logs in it; it places
+    its GPU nodes in ``gpu_subnet_id``, its kubectl handler and the platform-side pods in ``private_subnets``, and
+    (observability on) admits the managed collector from ``collector_subnets``, which must hold nothing else: the
+    serving NetworkPolicies admit every address in them."""
+
+    vpc_id: str = Field(pattern=r"^vpc-[0-9a-f]{8,17}$")
+    # One per zone: the subnets the cluster's nodes and pdstack's kubectl handler use (routes to ECR, STS, S3 and
+    # the EKS API through NAT or endpoints: README, "Bring your own VPC and cluster").
+    private_subnets: list[ExistingSubnet] = Field(min_length=2)
+    gpu_subnet_id: str = Field(pattern=r"^subnet-[0-9a-f]{8,17}$")
+    collector_subnets: list[ExistingSubnet] = Field(default_factory=list, max_length=COLLECTOR_MAX_SUBNETS)
+
+    @model_validator(mode="after")
+    def _subnets(self) -> ExistingNetwork:
+        zones = [s.availability_zone for s in self.private_subnets]
+        if len(set(zones)) != len(zones):
+            raise ValueError(
+                f"private_subnets: one subnet per availability zone (got zones {', '.join(zones)}); list the one "
+                "in each zone the cluster's nodes use"
+            )
+        ids = [s.id for s in (*self.private_subnets, *self.collector_subnets)]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(
+                f"{', '.join(repeated)} is listed twice: the collector's subnets hold nothing but its interfaces, "
+                "so they cannot be private subnets too"
+            )
+        if self.gpu_subnet_id not in {s.id for s in self.private_subnets}:
+            raise ValueError(
+                f"gpu_subnet_id={self.gpu_subnet_id!r} is not one of private_subnets "
+                f"({', '.join(s.id for s in self.private_subnets)}): the GPU subnet is the private subnet of the GPU "
+                "zone"
+            )
+        if self.collector_subnets and len({s.availability_zone for s in self.collector_subnets}) < 2:
+            raise ValueError(
+                "collector_subnets: the managed collector needs subnets in at least two availability zones"
+            )
+        return self
+
+    @property
+    def gpu_subnet(self) -> ExistingSubnet:
+        return next(s for s in self.private_subnets if s.id == self.gpu_subnet_id)
 
 
 class NetworkConfig(Strict):
@@ -23,16 +101,13 @@ class NetworkConfig(Strict):
     # Required for on-demand GPU capacity; the GPU stacks check it at deploy time (infra/gpu_capacity/gpu_zone/).
     gpu_az_id: str | None = None
     nat_gateways: int = Field(default=1, ge=1, le=6)
+    # An existing VPC: ``cidr`` is then its (primary) IPv4 block, and the fields of OWNED_VPC_FIELDS do not apply.
+    existing: ExistingNetwork | None = None
 
     @field_validator("cidr")
     @classmethod
     def _cidr(cls, value: str) -> str:
-        try:
-            net = ipaddress.ip_network(value, strict=True)
-        except ValueError:
-            raise ValueError(f"{value!r} is not a CIDR block such as 10.0.0.0/16") from None
-        if not 16 <= net.prefixlen <= 20:
-            raise ValueError(f"{value!r}: the VPC needs a /16 to /20 block to hold pod IPs on GPU nodes")
+        _cidr_block(value)
         return value
 
     @field_validator("gpu_az_id")
@@ -47,6 +122,11 @@ class NetworkConfig(Strict):
 
     @model_validator(mode="after")
     def _zones(self) -> NetworkConfig:
+        if self.existing is not None:
+            return self._check_existing(self.existing)
+        net = ipaddress.ip_network(self.cidr)
+        if not 16 <= net.prefixlen <= 20:
+            raise ValueError(f"cidr={self.cidr!r}: the VPC needs a /16 to /20 block to hold pod IPs on GPU nodes")
         if self.availability_zones and len(self.availability_zones) != self.az_count:
             raise ValueError(
                 f"availability_zones lists {len(self.availability_zones)} zones but az_count is {self.az_count}"
@@ -58,4 +138,21 @@ class NetworkConfig(Strict):
             )
         if self.nat_gateways > self.az_count:
             raise ValueError(f"nat_gateways={self.nat_gateways} exceeds az_count={self.az_count}")
+        return self
+
+    def _check_existing(self, existing: ExistingNetwork) -> NetworkConfig:
+        owned = [f for f in OWNED_VPC_FIELDS if f in self.model_fields_set]
+        if owned:
+            raise ValueError(
+                f"{', '.join(owned)} shape a VPC pdstack creates; with network.existing the VPC is yours: remove them"
+            )
+        if "cidr" not in self.model_fields_set:
+            raise ValueError(
+                "network.existing needs network.cidr: the existing VPC's IPv4 block (NetworkPolicies "
+                "and the checks compare addresses with it)"
+            )
+        vpc = ipaddress.ip_network(self.cidr)
+        for subnet in (*existing.private_subnets, *existing.collector_subnets):
+            if not ipaddress.ip_network(subnet.cidr).subnet_of(vpc):  # type: ignore[arg-type]
+                raise ValueError(f"existing subnet {subnet.id} ({subnet.cidr}) lies outside network.cidr {self.cidr}")
         return self

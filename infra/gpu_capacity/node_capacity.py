@@ -222,12 +222,12 @@ def system_daemonsets(deployment: Deployment) -> dict[str, Requests]:
     """The DaemonSets on every system node: those of every node, and the secrets store when the routers mount keys."""
     every = dict(EVERY_NODE_DAEMONSETS)
     if any(unit.workloads.router.api_keys_secret is not None for unit in deployment.whole.units):
-        every.update(SECRETS_STORE_DAEMONSETS)
+        every.update(SECRETS_STORE_DAEMONSETS)  # the platform's own driver, where it runs one, is counted as ours
     return every
 
 
 def system_node_budget(deployment: Deployment) -> NodeBudget:
-    instance_type = deployment.cluster.system_instance_type
+    instance_type = deployment.system_instance_type
     vcpus, memory_gib = SYSTEM_INSTANCE_TYPES[instance_type]
     daemonsets = _sum(system_daemonsets(deployment))
     reported = int(memory_gib * 1024 * (1 - UNREPORTED_MEMORY_FRACTION))
@@ -236,13 +236,19 @@ def system_node_budget(deployment: Deployment) -> NodeBudget:
 
 
 def system_controllers(deployment: Deployment) -> dict[str, Requests]:
-    """The cluster's controllers on the system nodes: one of each, whichever units need them."""
+    """The cluster's controllers on the system nodes, one of each, whichever units need them: pdstack's add-ons where
+    it installs them, and the EKS add-ons' (counted on an existing cluster's nodes too: they run somewhere there)."""
     whole = deployment.whole
     views = [whole.for_unit(unit) for unit in whole.units]
+    addons = deployment.cluster.addons
     controllers = dict(SYSTEM_CONTROLLERS)
-    if any(view.autoscaled for view in views):
+    if addons.leader_worker_set == "platform":
+        del controllers["lws-controller-manager"]
+    if any(view.autoscaled for view in views) and addons.keda == "pdstack":
         controllers.update(KEDA_CONTROLLERS)
-    if any(view.workloads.router.internal_load_balancer for view in views):
+    if any(view.workloads.router.internal_load_balancer for view in views) and (
+        addons.load_balancer_controller == "pdstack"
+    ):
         controllers.update(LOAD_BALANCER_CONTROLLERS)
     return controllers
 
@@ -366,11 +372,14 @@ def host_tier_problems(deployment: Deployment, role_name: Role, worker: WorkerRe
 def router_problems(deployment: Deployment) -> list[str]:
     """The routers of every unit, one more during a surging rollout, and the controllers must fit the system nodes,
     each unit's routers under their own hostname spread (maxSkew 1, DoNotSchedule)."""
-    cluster = deployment.cluster
-    if cluster.system_instance_type not in SYSTEM_INSTANCE_TYPES:
+    existing = deployment.cluster.existing
+    field = "cluster.existing.system_nodes.instance_type" if existing else "cluster.system_instance_type"
+    count_field = "cluster.existing.system_nodes.count" if existing else "cluster.system_node_count"
+    instance_type, count = deployment.system_instance_type, deployment.system_node_count
+    if instance_type not in SYSTEM_INSTANCE_TYPES:
         return [
             (
-                f"cluster.system_instance_type={cluster.system_instance_type!r}: pdstack sizes the system nodes for "
+                f"{field}={instance_type!r}: pdstack sizes the system nodes for "
                 f"{', '.join(sorted(SYSTEM_INSTANCE_TYPES))}"
             )
         ]
@@ -388,10 +397,10 @@ def router_problems(deployment: Deployment) -> list[str]:
         return [
             (
                 f"workloads.router: {routers} (replicas plus the rollout's surge) and the controllers "
-                f"({', '.join(sorted(system_controllers(deployment)))}) do not fit {cluster.system_node_count} "
-                f"{cluster.system_instance_type} system nodes ({budget.cpu_m}m CPU / {budget.memory_mib}Mi each "
-                "after kube-reserved and the DaemonSets); lower workloads.router.cpu or raise "
-                "cluster.system_node_count / system_instance_type"
+                f"({', '.join(sorted(system_controllers(deployment)))}) do not fit {count} "
+                f"{instance_type} system nodes ({budget.cpu_m}m CPU / {budget.memory_mib}Mi each "
+                f"after kube-reserved and the DaemonSets); lower workloads.router.cpu or raise {count_field} / "
+                f"{field.rsplit('.', 1)[-1]}"
             )
         ]
     return []
@@ -422,9 +431,8 @@ def place_on_system_nodes(deployment: Deployment, groups: list[RouterGroup]) -> 
     """The controllers first (they run before any router; largest first, each on the roomiest node), then each
     unit's routers under their own hostname spread (only the nodes holding the fewest of that unit's routers
     qualify; the roomiest takes the pod). The nodes' remaining room, or None when a pod finds no node."""
-    cluster = deployment.cluster
     budget = system_node_budget(deployment)
-    free = [Requests(budget.cpu_m, budget.memory_mib) for _ in range(cluster.system_node_count)]
+    free = [Requests(budget.cpu_m, budget.memory_mib) for _ in range(deployment.system_node_count)]
 
     def take(candidates: list[int], requests: Requests) -> int | None:
         fitting = [
