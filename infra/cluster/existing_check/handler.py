@@ -1,0 +1,91 @@
+"""The existing-cluster check's Lambda (inline ZipFile code: under 4096 characters, stdlib and boto3 only): the facts
+the file declared, read back with eks:DescribeCluster, ListAddons and DescribeAddon; every difference named."""
+
+import json
+import re
+import urllib.request
+
+import boto3
+
+
+def _version(text):
+    found = re.match(r"^v?(\d+)\.(\d+)\.(\d+)", text or "")
+    return tuple(int(p) for p in found.groups()) if found else None
+
+
+def _policies_on(values):
+    try:
+        return str(json.loads(values or "{}").get("enableNetworkPolicy")).lower() == "true"
+    except ValueError:
+        return re.search(r"enableNetworkPolicy:\s*[\"']?true", values or "") is not None
+
+
+def cluster_problems(eks, want):
+    name = want["ClusterName"]
+    try:
+        cluster = eks.describe_cluster(name=name)["cluster"]
+    except eks.exceptions.ResourceNotFoundException:
+        return [f"no EKS cluster {name} in this account and region"]
+    vpc = cluster.get("resourcesVpcConfig", {})
+    mode = cluster.get("accessConfig", {}).get("authenticationMode", "CONFIG_MAP")
+    problems = []
+    if cluster.get("status") != "ACTIVE":
+        problems.append(f"the cluster is {cluster.get('status')}, not ACTIVE")
+    if cluster.get("version") != want["KubernetesVersion"]:
+        problems.append(f"the cluster runs {cluster.get('version')}, not {want['KubernetesVersion']}")
+    if mode not in want["AuthenticationModes"]:
+        problems.append(f"authentication mode is {mode}; pdstack needs one of {', '.join(want['AuthenticationModes'])}")
+    for key, field, declared in (
+        ("vpcId", "network.existing.vpc_id", want["VpcId"]),
+        ("clusterSecurityGroupId", "cluster.existing.security_group_id", want["SecurityGroupId"]),
+    ):
+        if vpc.get(key) != declared:
+            problems.append(f"{key} is {vpc.get(key)}, the file says {field} {declared}")
+    if not vpc.get("endpointPrivateAccess"):
+        problems.append("the API endpoint has no private access (pdstack's kubectl runs in the VPC)")
+    addons, token = [], None
+    while True:
+        page = eks.list_addons(clusterName=name, **({"nextToken": token} if token else {}))
+        addons += page.get("addons", [])
+        token = page.get("nextToken")
+        if not token:
+            break
+    if "eks-pod-identity-agent" not in addons:
+        problems.append("the eks-pod-identity-agent add-on is missing")
+    if "vpc-cni" not in addons:
+        problems.append("vpc-cni is not an EKS add-on: its version and network policy setting cannot be read")
+        return problems
+    cni = eks.describe_addon(clusterName=name, addonName="vpc-cni")["addon"]
+    have, floor = _version(cni.get("addonVersion")), _version(want["VpcCniMinimum"])
+    if have is None or have < floor:
+        problems.append(f"vpc-cni is {cni.get('addonVersion')}; the GPU nodes need {want['VpcCniMinimum']} or later")
+    if not _policies_on(cni.get("configurationValues")):
+        problems.append("vpc-cni does not enforce NetworkPolicies (enableNetworkPolicy is not true)")
+    return problems
+
+
+def response(event, problems):
+    return {
+        "Status": "FAILED" if problems else "SUCCESS",
+        "Reason": "; ".join(problems)[:3000] or "the cluster has what pdstack needs",
+        "PhysicalResourceId": "existing-cluster-check",
+        "StackId": event["StackId"],
+        "RequestId": event["RequestId"],
+        "LogicalResourceId": event["LogicalResourceId"],
+        "Data": {},
+    }
+
+
+def outcome(event, eks):
+    try:
+        if event["RequestType"] == "Delete":
+            return response(event, [])
+        return response(event, cluster_problems(eks, event["ResourceProperties"]))
+    except Exception as error:
+        return response(event, [f"the existing-cluster check could not run: {error}"])
+
+
+def handler(event, context):
+    body = json.dumps(outcome(event, boto3.client("eks"))).encode()
+    request = urllib.request.Request(event["ResponseURL"], data=body, method="PUT", headers={"content-type": ""})
+    urllib.request.urlopen(request, timeout=30).close()
