@@ -158,7 +158,13 @@ def _smoke(args: argparse.Namespace, out: TextIO) -> int:
         if several:
             say(f"model {unit.name} (namespace {unit.namespace}):")
         run = SmokeRun(
-            kube, endpoints[unit.name], unit.serving.model.served_name, image=args.image, timeout=args.timeout, say=say
+            kube,
+            endpoints[unit.name],
+            unit.serving.model.served_name,
+            image=args.image,
+            timeout=args.timeout,
+            placement=deployment.system_placement,
+            say=say,
         )
         try:
             result = run.run()

@@ -144,6 +144,20 @@ class _Taint(Protocol):
     def effect(self) -> str: ...
 
 
+def pod_placement(node_selector: dict[str, str], tolerations: list[dict[str, Any]]) -> dict[str, Any]:
+    """A pod spec's nodeSelector and tolerations (the tolerations only when there are some): the same two keys the
+    charts pdstack installs take at the top of their values (KEDA, the Cluster Autoscaler, the Load Balancer
+    Controller, the AWS secrets provider; the Secrets Store CSI driver under ``linux``)."""
+    placement: dict[str, Any] = {"nodeSelector": dict(node_selector)}
+    if tolerations:
+        placement["tolerations"] = list(tolerations)
+    return placement
+
+
+# Where pdstack's routers and controllers run on a cluster of its own: its system node group, untainted.
+SYSTEM_PLACEMENT = pod_placement(SYSTEM_POOL, [])
+
+
 def tolerations_for(taints: Iterable[_Taint | dict[str, str]]) -> list[dict[str, Any]]:
     """One Equal toleration per distinct configured taint (key, value, effect), in a stable order."""
     seen: dict[tuple[str, str, str], dict[str, Any]] = {}

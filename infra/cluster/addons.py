@@ -19,7 +19,7 @@ from infra.workload_names import (
     GPU_LABEL,
     HYPERPOD_HEALTH_TAINT,
     INSTANCE_TYPE_LABEL,
-    SYSTEM_POOL,
+    SYSTEM_PLACEMENT,
     tolerations_for,
 )
 from runtime.catalog import INSTANCE_CATALOG
@@ -159,12 +159,12 @@ def nvidia_device_plugin_values(gpu_taints: list[Taint]) -> dict:
     }
 
 
-def secrets_store_csi_driver_values() -> dict:
+def secrets_store_csi_driver_values(placement: dict = SYSTEM_PLACEMENT) -> dict:
     """The driver on the system nodes only (the routers run there; its chart tolerates every taint by default), with
     rotation on, without syncing to Kubernetes Secrets, and with the service-account tokens ASCP needs: its main.go
     (3.1.1) asks for the audiences sts.amazonaws.com and pods.eks.amazonaws.com (Pod Identity uses the second)."""
     return {
-        "linux": {"nodeSelector": SYSTEM_POOL},
+        "linux": dict(placement),
         "enableSecretRotation": True,
         "rotationPollInterval": SECRET_ROTATION_POLL_INTERVAL,
         "syncSecret": {"enabled": False},
@@ -172,9 +172,9 @@ def secrets_store_csi_driver_values() -> dict:
     }
 
 
-def secrets_store_provider_aws_values() -> dict:
+def secrets_store_provider_aws_values(placement: dict = SYSTEM_PLACEMENT) -> dict:
     """The provider next to the driver (system nodes), the driver left to its own pinned chart."""
-    return {"nodeSelector": SYSTEM_POOL, "secrets-store-csi-driver": {"install": False}}
+    return {**placement, "secrets-store-csi-driver": {"install": False}}
 
 
 @dataclass(frozen=True)

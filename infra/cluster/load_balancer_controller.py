@@ -16,7 +16,7 @@ Pins, read from kubernetes-sigs/aws-load-balancer-controller at tag v3.5.0 (comm
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from constructs import Construct
 
 from infra.cluster.addons import HelmChartPin
 from infra.gpu_capacity.node_capacity import LOAD_BALANCER_CONTROLLER_REPLICAS, LOAD_BALANCER_CONTROLLER_REQUESTS
-from infra.workload_names import SYSTEM_POOL
+from infra.workload_names import SYSTEM_PLACEMENT
 
 LOAD_BALANCER_CONTROLLER = HelmChartPin(
     chart="aws-load-balancer-controller",
@@ -61,7 +61,9 @@ def iam_policy_document() -> dict[str, Any]:
     return json.loads(IAM_POLICY_FILE.read_text())
 
 
-def load_balancer_controller_values(cluster_name: str, vpc_id: str, region: str) -> dict[str, Any]:
+def load_balancer_controller_values(
+    cluster_name: str, vpc_id: str, region: str, placement: dict[str, Any] = SYSTEM_PLACEMENT
+) -> dict[str, Any]:
     return {
         "clusterName": cluster_name,
         "vpcId": vpc_id,
@@ -69,7 +71,7 @@ def load_balancer_controller_values(cluster_name: str, vpc_id: str, region: str)
         # The chart's default: one leader, one standby that also answers the webhooks.
         "replicaCount": LOAD_BALANCER_CONTROLLER_REPLICAS,
         "serviceAccount": {"create": True, "name": LOAD_BALANCER_CONTROLLER_SERVICE_ACCOUNT},
-        "nodeSelector": SYSTEM_POOL,
+        **placement,
         # What infra/gpu_capacity/node_capacity.py counts on the system nodes.
         "resources": {
             "requests": {
@@ -87,6 +89,8 @@ def load_balancer_controller_values(cluster_name: str, vpc_id: str, region: str)
 class LoadBalancerControllerProps:
     cluster: eks.ICluster
     vpc_id: str
+    # the system nodes' nodeSelector and tolerations (Deployment.system_placement)
+    system_placement: dict[str, Any] = field(default_factory=lambda: dict(SYSTEM_PLACEMENT))
 
 
 class LoadBalancerController(Construct):
@@ -120,7 +124,9 @@ class LoadBalancerController(Construct):
             namespace=pin.namespace,
             create_namespace=False,
             wait=True,
-            values=load_balancer_controller_values(props.cluster.cluster_name, props.vpc_id, cdk.Aws.REGION),
+            values=load_balancer_controller_values(
+                props.cluster.cluster_name, props.vpc_id, cdk.Aws.REGION, props.system_placement
+            ),
         )
         # Pod Identity credentials are injected when a pod is created: the association comes first.
         self.chart.node.add_dependency(self.association)

@@ -25,7 +25,7 @@ from infra.config.observability import ObservabilityConfig, ServiceLevelObjectiv
 from infra.config.serving_units import ModelConfig, ServingUnit, model_unit
 from infra.config.workloads import WorkloadsConfig
 from infra.gpu_capacity.node_capacity import capacity_problems
-from infra.workload_names import EPHEMERAL_PORTS, SYSTEM_POOL, tolerations_for
+from infra.workload_names import EPHEMERAL_PORTS, SYSTEM_POOL, pod_placement, tolerations_for
 from runtime.catalog import INSTANCE_CATALOG
 from runtime.config import Serving
 from runtime.roles import Role
@@ -324,6 +324,11 @@ class Deployment(Strict):
     def system_tolerations(self) -> list[dict]:
         existing = self.cluster.existing
         return tolerations_for(existing.system_nodes.taints) if existing is not None else []
+
+    @property
+    def system_placement(self) -> dict:
+        """The nodeSelector and tolerations of every pod pdstack runs off the GPU nodes."""
+        return pod_placement(self.system_node_selector, self.system_tolerations)
 
     @property
     def system_instance_type(self) -> str:

@@ -15,7 +15,7 @@ Auto Scaling group (eks:DescribeNodegroup) and tags it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aws_cdk as cdk
 from aws_cdk import aws_eks_v2 as eks
@@ -25,7 +25,7 @@ from constructs import Construct
 
 from infra.cluster.addons import CLUSTER_AUTOSCALER_SERVICE_ACCOUNT, cluster_autoscaler
 from infra.config import CapacityBlock, GpuNodeGroupConfig
-from infra.workload_names import ACCELERATOR_LABEL, SYSTEM_POOL, accelerator_label
+from infra.workload_names import ACCELERATOR_LABEL, SYSTEM_PLACEMENT, accelerator_label
 from runtime.catalog import instance_spec
 
 TEMPLATE_TAG = "k8s.io/cluster-autoscaler/node-template"
@@ -37,6 +37,8 @@ class NodeAutoscalerProps:
     groups: dict[str, tuple[GpuNodeGroupConfig, eks.Nodegroup]]
     hugepages_2mi_pages: dict[str, int]  # by instance type: what one GPU node reserves (GpuCapacityProps')
     kubernetes_version: str  # the cluster's minor: the autoscaler's must match it
+    # the system nodes' nodeSelector and tolerations (Deployment.system_placement)
+    system_placement: dict = field(default_factory=lambda: dict(SYSTEM_PLACEMENT))
 
 
 def node_template_tags(group: GpuNodeGroupConfig, hugepages_2mi_pages: int) -> dict[str, str]:
@@ -142,7 +144,7 @@ class NodeAutoscaler(Construct):
                     ],
                 },
                 "rbac": {"serviceAccount": {"name": CLUSTER_AUTOSCALER_SERVICE_ACCOUNT}},
-                "nodeSelector": SYSTEM_POOL,
+                **props.system_placement,
                 "extraArgs": {
                     "expander": "least-waste",
                     "balance-similar-node-groups": "false",

@@ -25,7 +25,7 @@ from infra.operations.serving_endpoints import (
     SMOKE_POD_LABELS,
     ServingEndpoints,
 )
-from infra.workload_names import SYSTEM_POOL
+from infra.workload_names import SYSTEM_PLACEMENT
 
 # Small, public, reachable through the VPC's NAT; pin by digest for production use (--image).
 SMOKE_IMAGE = "public.ecr.aws/docker/library/python:3.12-slim"
@@ -126,8 +126,14 @@ class SmokeError(Exception):
 
 
 def job_manifest(
-    name: str, endpoints: ServingEndpoints, model: str, image: str, deadline_seconds: int
+    name: str,
+    endpoints: ServingEndpoints,
+    model: str,
+    image: str,
+    deadline_seconds: int,
+    placement: dict[str, Any] = SYSTEM_PLACEMENT,
 ) -> dict[str, Any]:
+    """The smoke Job; ``placement``: the system nodes' nodeSelector and tolerations (Deployment.system_placement)."""
     labels = dict(SMOKE_POD_LABELS)
     env = {
         "ROUTER_URL": endpoints.router_url,
@@ -152,7 +158,7 @@ def job_manifest(
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
-                    "nodeSelector": SYSTEM_POOL,
+                    **placement,
                     "securityContext": {
                         "runAsNonRoot": True,
                         "runAsUser": 65534,
@@ -199,17 +205,19 @@ class SmokeRun:
         model: str,
         image: str = SMOKE_IMAGE,
         timeout: float = 300.0,
+        placement: dict[str, Any] = SYSTEM_PLACEMENT,
         interval: float = 2.0,
         sleep: Callable[[float], None] = time.sleep,
         say: Callable[[str], None] = print,
     ) -> None:
         self.kube, self.endpoints, self.model, self.image = kube, endpoints, model, image
         self.timeout, self.interval, self.sleep, self.say = timeout, interval, sleep, say
+        self.placement = placement
         self.name = f"pdstack-smoke-{secrets.token_hex(3)}"
 
     def run(self) -> SmokeResult:
         ns = self.endpoints.namespace
-        manifest = job_manifest(self.name, self.endpoints, self.model, self.image, int(self.timeout))
+        manifest = job_manifest(self.name, self.endpoints, self.model, self.image, int(self.timeout), self.placement)
         self.kube.create_job(ns, manifest)
         self.say(f"created job {ns}/{self.name} (image {self.image})")
         try:

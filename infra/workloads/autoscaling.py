@@ -14,7 +14,6 @@ from constructs import Construct
 from infra.cluster.addons import KEDA, KEDA_OPERATOR_SERVICE_ACCOUNT
 from infra.config import Deployment
 from infra.observability.stack import MetricsWorkspace
-from infra.workload_names import SYSTEM_POOL
 from infra.workloads.autoscaling_objects import PrometheusServer, autoscaling_objects
 
 
@@ -59,8 +58,8 @@ class Autoscaling(Construct):
             namespace=KEDA.namespace,
             create_namespace=True,
             wait=True,
-            # The operator, metrics server and webhooks have no GPU work: the system node group holds them.
-            values={"nodeSelector": SYSTEM_POOL},
+            # The operator, metrics server and webhooks have no GPU work: the system nodes hold them.
+            values=props.deployment.system_placement,
         )
         # Pod Identity injects credentials when a pod is created: the association must exist before the operator.
         self.chart.node.add_dependency(identity)

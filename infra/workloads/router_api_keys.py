@@ -24,7 +24,7 @@ from infra.cluster.addons import (
     secrets_store_provider_aws_values,
 )
 from infra.config import Deployment, RouterWorkload
-from infra.workload_names import ROUTER
+from infra.workload_names import ROUTER, SYSTEM_PLACEMENT
 
 
 @dataclass(frozen=True)
@@ -93,13 +93,16 @@ class RouterApiKeys(Construct):
 class SecretsStoreCharts(Construct):
     """The Secrets Store CSI driver and its AWS provider on the cluster. Exposes ``charts`` (driver, provider)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, cluster: eks.ICluster) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, cluster: eks.ICluster, placement: dict = SYSTEM_PLACEMENT
+    ) -> None:
+        """``placement``: the system nodes' nodeSelector and tolerations (Deployment.system_placement)."""
         super().__init__(scope, construct_id)
         driver = self._chart(
-            cluster, "SecretsStoreCsiDriver", SECRETS_STORE_CSI_DRIVER, secrets_store_csi_driver_values()
+            cluster, "SecretsStoreCsiDriver", SECRETS_STORE_CSI_DRIVER, secrets_store_csi_driver_values(placement)
         )
         provider = self._chart(
-            cluster, "SecretsStoreProviderAws", SECRETS_STORE_PROVIDER_AWS, secrets_store_provider_aws_values()
+            cluster, "SecretsStoreProviderAws", SECRETS_STORE_PROVIDER_AWS, secrets_store_provider_aws_values(placement)
         )
         provider.node.add_dependency(driver)
         self.charts = (driver, provider)

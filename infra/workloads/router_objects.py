@@ -32,7 +32,6 @@ from infra.workload_names import (
     ROUTER_API_KEYS,
     ROUTER_API_PORT_NAME,
     ROUTER_METRICS_PORT_NAME,
-    SYSTEM_POOL,
     labels,
     router_selector,
 )
@@ -159,7 +158,7 @@ def router_deployment(deployment: Deployment, image: str) -> dict[str, Any]:
                     "serviceAccountName": ROUTER,
                     # The token is what the EndpointSlice watch authenticates with; without that watch, no token.
                     "automountServiceAccountToken": discovers_through_api(deployment),
-                    "nodeSelector": SYSTEM_POOL,
+                    **deployment.system_placement,
                     # Replicas on different nodes and, where there are several, different zones.
                     "topologySpreadConstraints": [
                         {
