@@ -8,13 +8,15 @@ from typing import TypeVar
 import aws_cdk as cdk
 from constructs import Construct
 
-from infra.cluster.stack import ClusterProps, ClusterStack
+from infra.cluster.imported import ImportedCluster, ImportedClusterProps
+from infra.cluster.stack import ClusterProps, ClusterStack, InferenceCluster
 from infra.config import Deployment
 from infra.gpu_capacity.node_capacity import hugepages_2mi_pages_per_node
 from infra.gpu_capacity.stack import GpuCapacityProps, GpuCapacityStack
 from infra.hyperpod.stack import HyperPodProps, HyperPodStack
 from infra.image.stack import ImageProps, ImageStack
-from infra.network.stack import NetworkProps, NetworkStack
+from infra.network.imported import ImportedNetwork, ImportedNetworkProps
+from infra.network.stack import Network, NetworkProps, NetworkStack
 from infra.observability.stack import ObservabilityProps, ObservabilityStack
 from infra.stack_outputs import stack_name
 from infra.workloads.stack import WorkloadsProps, WorkloadsStack
@@ -23,7 +25,8 @@ StackT = TypeVar("StackT", bound=cdk.Stack)
 
 
 class DeploymentStacks:
-    """Builds ``network``, ``image``, ``cluster``, the GPU nodes (``gpu_nodes`` for EKS node groups, or ``hyperpod``),
+    """Builds ``network`` (None for an existing VPC), ``image``, ``cluster`` (with ``imported_cluster`` for an existing
+    one), the GPU nodes (``gpu_nodes`` for EKS node groups, or ``hyperpod``),
     ``workloads`` and (unless switched off) ``observability``, named ``<name>-<part>``."""
 
     def __init__(self, scope: Construct, deployment: Deployment) -> None:
@@ -38,29 +41,69 @@ class DeploymentStacks:
                 scope, stack_name(deployment.name, name), env=env, props=props, description=f"pdstack: {description}"
             )
 
-        self.network = part(
-            NetworkStack,
-            "network",
-            "VPC, private subnets, GPU subnet, collector subnets, endpoints, flow logs",
-            NetworkProps(config=deployment.network, metrics_collector=deployment.observability.enabled),
-        )
+        # An existing VPC is imported into the cluster stack (no network stack: it would hold nothing); an existing
+        # cluster is imported there too, with what pdstack adds to it (infra/cluster/imported.py).
+        self.network: NetworkStack | None = None
+        network: Network | ImportedNetwork
+        if deployment.network.existing is None:
+            self.network = part(
+                NetworkStack,
+                "network",
+                "VPC, private subnets, GPU subnet, collector subnets, endpoints, flow logs",
+                NetworkProps(config=deployment.network, metrics_collector=deployment.observability.enabled),
+            )
+            network = self.network.network
         self.image = part(
             ImageStack,
             "image",
             "ECR repository and in-account build of the serving image",
             ImageProps(config=deployment.image, deployment_name=deployment.name),
         )
+        existing = deployment.cluster.existing is not None
         self.cluster = part(
             ClusterStack,
             "cluster",
-            "EKS cluster, add-ons, system nodes, EFA security group",
-            ClusterProps(
-                config=deployment.cluster,
-                vpc=self.network.vpc,
-                private_subnets=self.network.private_subnets,
-                gpu_taints=[taint for pool in deployment.gpu_pools for taint in pool.taints],
-            ),
+            "imported EKS cluster, pdstack's kubectl access and add-ons, EFA security group"
+            if existing
+            else "EKS cluster, add-ons, system nodes, EFA security group",
+            None,
         )
+        if deployment.network.existing is not None:
+            network = ImportedNetwork(
+                self.cluster,
+                "Network",
+                props=ImportedNetworkProps(existing=deployment.network.existing, cidr=deployment.network.cidr),
+            )
+        self.imported_cluster: ImportedCluster | None = None
+        if existing:
+            self.imported_cluster = ImportedCluster(
+                self.cluster,
+                "Default",
+                props=ImportedClusterProps(
+                    deployment=deployment, vpc=network.vpc, private_subnets=network.private_subnets
+                ),
+            )
+            self.cluster.place(self.imported_cluster)
+        else:
+            self.cluster.place(
+                InferenceCluster(
+                    self.cluster,
+                    "Default",
+                    props=ClusterProps(
+                        config=deployment.cluster,
+                        vpc=network.vpc,
+                        private_subnets=network.private_subnets,
+                        gpu_taints=[taint for pool in deployment.gpu_pools for taint in pool.taints],
+                    ),
+                )
+            )
+        # What must exist before pdstack puts anything on the cluster: on a cluster of its own, the managed vpc-cni
+        # (efa-only interfaces) and the system nodes (where the controllers run); on an existing one, the check of
+        # the cluster and pdstack's kubectl access entry.
+        ready = self.imported_cluster.ready if self.imported_cluster is not None else None
+        vpc_cni = ready[0] if ready else self.cluster.addons.managed["vpc-cni"]
+        system_nodes = ready[-1] if ready else self.cluster.system_nodes
+        assert system_nodes is not None
         # GPU capacity in its own stack: an InsufficientInstanceCapacity rolls back the node groups, not the cluster.
         self.gpu_nodes: GpuCapacityStack | None = None
         if deployment.gpu_provider == "eks-nodegroups":
@@ -71,16 +114,18 @@ class DeploymentStacks:
                 GpuCapacityProps(
                     cluster=self.cluster.cluster,
                     groups=deployment.gpu_node_groups,
-                    gpu_subnet=self.network.gpu_subnet,
+                    gpu_subnet=network.gpu_subnet,
                     efa_security_group=self.cluster.efa_security_group,
-                    vpc_cni=self.cluster.addons.managed["vpc-cni"],
+                    vpc_cni=vpc_cni,
                     hugepages_2mi_pages={
                         g.instance_type: hugepages_2mi_pages_per_node(deployment, g.instance_type)
                         for g in deployment.gpu_node_groups
                     },
-                    system_nodes=self.cluster.system_nodes,
+                    system_nodes=system_nodes,
                     kubernetes_version=deployment.cluster.kubernetes_version,
                     gpu_az_id=deployment.network.gpu_az_id,
+                    system_placement=deployment.system_placement,
+                    node_autoscaler=deployment.cluster.addons.node_autoscaler,
                 ),
             )
         self.hyperpod: HyperPodStack | None = None
@@ -92,7 +137,7 @@ class DeploymentStacks:
                 HyperPodProps(
                     config=deployment.hyperpod,
                     cluster=self.cluster.cluster,
-                    gpu_subnet=self.network.gpu_subnet,
+                    gpu_subnet=network.gpu_subnet,
                     efa_security_group=self.cluster.efa_security_group,
                     hugepages_2mi_pages=max(
                         hugepages_2mi_pages_per_node(deployment, g.instance_type)
@@ -111,8 +156,8 @@ class DeploymentStacks:
                 ObservabilityProps(
                     deployment=deployment,
                     cluster=self.cluster.cluster,
-                    vpc=self.network.vpc,
-                    collector_subnets=self.network.collector_subnets,
+                    vpc=network.vpc,
+                    collector_subnets=network.collector_subnets,
                 ),
             )
         self.workloads = part(
@@ -123,14 +168,18 @@ class DeploymentStacks:
                 deployment=deployment,
                 cluster=self.cluster.cluster,
                 image_uri=self.image.image_uri,
-                leader_worker_set=self.cluster.addons.leader_worker_set,
-                metrics_collector_cidrs=self.network.collector_cidrs,
+                # the LWS CRD: pdstack's chart, or the platform's LWS once the cluster check has passed
+                leader_worker_set=self.cluster.addons.leader_worker_set or vpc_cni,
+                metrics_collector_cidrs=network.collector_cidrs,
                 metrics_workspace=self.observability.workspace if self.observability else None,
             ),
         )
         for gpu_stack in (self.gpu_nodes, self.hyperpod):
             if gpu_stack is not None:
                 self.workloads.add_stack_dependency(gpu_stack)
+        if self.observability is not None:
+            # its ingress rules on an imported cluster's security group name no cluster-stack resource
+            self.observability.add_stack_dependency(self.cluster)
         self.all: tuple[cdk.Stack, ...] = tuple(
             s
             for s in (

@@ -17,8 +17,12 @@ def stack_name(deployment_name: str, part: str) -> str:
     return f"{deployment_name}-{part}"
 
 
-def stack_names(deployment_name: str, with_hyperpod: bool, with_observability: bool) -> list[str]:
+def stack_names(
+    deployment_name: str, with_hyperpod: bool, with_observability: bool, with_network: bool = True
+) -> list[str]:
+    """The stacks of a deployment; no network stack for an existing VPC (network.existing)."""
     absent = {"gpu-nodes" if with_hyperpod else "hyperpod"} | (set() if with_observability else {"observability"})
+    absent |= set() if with_network else {"network"}
     return [stack_name(deployment_name, part) for part in STACK_PARTS if part not in absent]
 
 

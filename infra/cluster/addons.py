@@ -6,7 +6,7 @@ templates), and read the component's release notes for breaking changes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
@@ -14,6 +14,7 @@ from constructs import Construct
 
 from infra.cluster.kubernetes_versions import KUBERNETES_PINS
 from infra.config import Taint
+from infra.config.cluster import ClusterAddonsConfig
 from infra.workload_names import (
     EFA_LABEL,
     GPU_LABEL,
@@ -179,30 +180,62 @@ def secrets_store_provider_aws_values(placement: dict = SYSTEM_PLACEMENT) -> dic
 
 @dataclass(frozen=True)
 class ClusterAddonsProps:
-    cluster: eks.Cluster
+    cluster: eks.ICluster
     gpu_taints: list[Taint]  # every taint configured on a GPU pool (node groups or HyperPod instance groups)
     kubernetes_version: str  # the cluster's minor ("1.35"): picks the add-on versions
+    # An existing cluster: its EKS managed add-ons are the platform's (none created here), each chart installed only
+    # where ``sources`` says pdstack installs it, and the LWS controller placed on ``system_placement``.
+    managed_addons: bool = True
+    sources: ClusterAddonsConfig = field(default_factory=ClusterAddonsConfig)
+    system_placement: dict | None = None
 
 
 class ClusterAddons(Construct):
-    """Managed add-ons (``managed``, by name) and the device-plugin and LeaderWorkerSet charts (``charts``)."""
+    """Managed add-ons (``managed``, by name; none on an existing cluster) and the device-plugin and LeaderWorkerSet
+    charts (``charts``; each attribute None where the platform runs it)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ClusterAddonsProps) -> None:
         super().__init__(scope, construct_id)
         cluster = props.cluster
+        self.managed: dict[str, eks.Addon] = {}
+        if props.managed_addons:
+            self._managed_addons(props)
 
-        self.managed: dict[str, eks.Addon] = {
-            name: eks.Addon(
-                self,
-                name,
-                cluster=cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
-                addon_name=name,
-                addon_version=version,
-                preserve_on_delete=False,
-                configuration_values=MANAGED_ADDON_CONFIGURATION.get(name),
+        sources = props.sources
+        self.efa_device_plugin: eks.HelmChart | None = None
+        if sources.efa_device_plugin == "pdstack":
+            self.efa_device_plugin = self._chart(
+                cluster, "EfaDevicePlugin", EFA_DEVICE_PLUGIN, efa_device_plugin_values(props.gpu_taints)
             )
-            for name, version in managed_addons(props.kubernetes_version).items()
-        }
+        self.nvidia_device_plugin: eks.HelmChart | None = None
+        if sources.nvidia_device_plugin == "pdstack":
+            self.nvidia_device_plugin = self._chart(
+                cluster, "NvidiaDevicePlugin", NVIDIA_DEVICE_PLUGIN, nvidia_device_plugin_values(props.gpu_taints)
+            )
+        self.leader_worker_set: eks.HelmChart | None = None
+        if sources.leader_worker_set == "pdstack":
+            self.leader_worker_set = self._chart(
+                cluster, "LeaderWorkerSet", LEADER_WORKER_SET, dict(props.system_placement or {})
+            )
+        self.charts = tuple(
+            c for c in (self.efa_device_plugin, self.nvidia_device_plugin, self.leader_worker_set) if c is not None
+        )
+
+    def _managed_addons(self, props: ClusterAddonsProps) -> None:
+        self.managed.update(
+            {
+                name: eks.Addon(
+                    self,
+                    name,
+                    cluster=props.cluster,
+                    addon_name=name,
+                    addon_version=version,
+                    preserve_on_delete=False,
+                    configuration_values=MANAGED_ADDON_CONFIGURATION.get(name),
+                )
+                for name, version in managed_addons(props.kubernetes_version).items()
+            }
+        )
         # EKS bootstraps self-managed vpc-cni, kube-proxy and coredns when it creates the cluster; the managed add-ons
         # take them over (AWS's HyperPod EKS template, awsome-distributed-training hyperpod-eks-full-stack.yaml, sets
         # OVERWRITE on each). Without it the add-on's creation fails on the fields the bootstrap already set.
@@ -221,20 +254,11 @@ class ClusterAddons(Construct):
         )
         ebs.node.add_dependency(self.managed["eks-pod-identity-agent"])
 
-        self.efa_device_plugin = self._chart(
-            cluster, "EfaDevicePlugin", EFA_DEVICE_PLUGIN, efa_device_plugin_values(props.gpu_taints)
-        )
-        self.nvidia_device_plugin = self._chart(
-            cluster, "NvidiaDevicePlugin", NVIDIA_DEVICE_PLUGIN, nvidia_device_plugin_values(props.gpu_taints)
-        )
-        self.leader_worker_set = self._chart(cluster, "LeaderWorkerSet", LEADER_WORKER_SET, {})
-        self.charts = (self.efa_device_plugin, self.nvidia_device_plugin, self.leader_worker_set)
-
-    def _chart(self, cluster: eks.Cluster, construct_id: str, pin: HelmChartPin, values: dict) -> eks.HelmChart:
+    def _chart(self, cluster: eks.ICluster, construct_id: str, pin: HelmChartPin, values: dict) -> eks.HelmChart:
         return eks.HelmChart(
             self,
             construct_id,
-            cluster=cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+            cluster=cluster,
             chart=pin.chart,
             repository=pin.repository,
             version=pin.version,

@@ -13,6 +13,7 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from infra.cluster.addons import ClusterAddons, ClusterAddonsProps
+from infra.cluster.imported import ImportedCluster
 from infra.cluster.kubernetes_versions import KUBERNETES_PINS
 from infra.config import ClusterConfig, Taint
 from infra.gpu_capacity.efa import EfaSecurityGroup
@@ -94,7 +95,9 @@ class InferenceCluster(Construct):
             self,
             "Addons",
             props=ClusterAddonsProps(
-                cluster=self.cluster, gpu_taints=props.gpu_taints, kubernetes_version=config.kubernetes_version
+                cluster=self.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+                gpu_taints=props.gpu_taints,
+                kubernetes_version=config.kubernetes_version,
             ),
         )
 
@@ -136,10 +139,25 @@ class InferenceCluster(Construct):
 
 class ClusterStack(cdk.Stack):
     """The InferenceCluster construct in a stack of its own (pdstack's app), as ``inference_cluster``; id "Default"
-    keeps the logical ids the stack gave its resources when it built them itself."""
+    keeps the logical ids the stack gave its resources when it built them itself. Built empty (no props), it takes
+    the construct pdstack's app places in it (``place``): an ImportedCluster for an existing cluster, or an
+    InferenceCluster in an existing VPC imported into this stack first."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, props: ClusterProps, **kwargs: Any) -> None:
+    cluster: eks.ICluster
+    addons: ClusterAddons
+    system_nodes: Construct | None
+    efa_security_group: ec2.SecurityGroup
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, props: ClusterProps | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.inference_cluster = built = InferenceCluster(self, "Default", props=props)
-        self.cluster, self.addons, self.system_nodes = built.cluster, built.addons, built.system_nodes
+        if props is not None:
+            self.place(InferenceCluster(self, "Default", props=props))
+
+    def place(self, built: InferenceCluster | ImportedCluster) -> None:
+        """Expose the cluster construct built in this stack."""
+        self.inference_cluster = built
+        self.cluster = built.cluster  # type: ignore[assignment]  # jsii stub gap, see pyproject.toml
+        self.addons, self.system_nodes = built.addons, built.system_nodes
         self.efa_security_group = built.efa_security_group

@@ -27,6 +27,9 @@ class Skip:
 _CDK_PROVIDER_FUNCTIONS = (
     "AWS::Lambda::Function.*ClusterKubectlProviderHandler*",  # aws_eks_v2's kubectl/helm handler
     "AWS::Lambda::Function.*ClusterKubectlProviderframeworkonEvent*",  # its Provider framework entry
+    # the same handler and entry pdstack builds for an existing cluster (infra/cluster/imported.py)
+    "AWS::Lambda::Function.*KubectlProviderHandler*",
+    "AWS::Lambda::Function.*KubectlProviderframeworkonEvent*",
     "AWS::Lambda::Function.*BuildWaiterframework*",  # the Provider framework around the image-build waiter
     "AWS::Lambda::Function.*CustomVpcRestrictDefaultSGCustomResourceProviderHandler*",  # ec2.Vpc's default-SG lockdown
     "AWS::Lambda::Function.*CustomS3AutoDeleteObjectsCustomResourceProviderHandler*",  # auto_delete_objects
@@ -37,8 +40,9 @@ _CDK_PROVIDER_FUNCTIONS = (
 _OWN_DEPLOY_FUNCTIONS = (
     "AWS::Lambda::Function.*BuildWaiteronevent*",
     "AWS::Lambda::Function.*BuildWaiteriscomplete*",
-    "AWS::Lambda::Function.*GpuZoneCheckHandler*",
-)  # the GPU zone check (infra/gpu_capacity/gpu_zone)
+    "AWS::Lambda::Function.*GpuZoneCheckHandler*",  # the GPU zone check (infra/gpu_capacity/gpu_zone)
+    "AWS::Lambda::Function.*ExistingClusterCheckHandler*",  # the existing-cluster check (infra/cluster/existing_check)
+)
 _DEPLOY_FUNCTIONS = (*_CDK_PROVIDER_FUNCTIONS, *_OWN_DEPLOY_FUNCTIONS)
 _DEPLOY_FUNCTIONS_OUTSIDE_VPC = tuple(f for f in _DEPLOY_FUNCTIONS if "KubectlProvider" not in f)
 # The CDK handlers with an environment (the other two have none).

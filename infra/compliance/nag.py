@@ -12,6 +12,7 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from infra.cluster.eks_checks import EksClusterChecks
+from infra.cluster.imported import ImportedCluster
 from infra.cluster.stack import InferenceCluster
 from infra.gpu_capacity.gpu_zone.check import GpuZoneCheck
 from infra.gpu_capacity.stack import GpuNodeGroupCapacity
@@ -56,6 +57,8 @@ def acknowledge(scope: IConstruct) -> None:
             _acknowledge_image(construct)
         elif isinstance(construct, InferenceCluster):
             _acknowledge_cluster(construct)
+        elif isinstance(construct, ImportedCluster):
+            _acknowledge_imported_cluster(construct)
         elif isinstance(construct, GpuNodeGroupCapacity):
             _acknowledge_gpu_node_groups(construct)
         elif isinstance(construct, HyperPodCapacity):
@@ -164,18 +167,36 @@ def _acknowledge_cluster(built: InferenceCluster) -> None:
         "the EBS CSI driver's documented policy, bound through Pod Identity to its controller service account only",
     )
 
-    kubectl = cluster.node.find_child("KubectlProvider")
+    _acknowledge_kubectl_provider(cluster.node.find_child("KubectlProvider"))
+
+
+def _acknowledge_imported_cluster(built: ImportedCluster) -> None:
+    _acknowledge_kubectl_provider(built.kubectl_provider)
+    function = built.check.function
+    _ack(function, _managed(LAMBDA_BASIC), LAMBDA_BASIC_REASON)
+    _ack(
+        function,
+        f"IAM5[Resource::{_arn(function, 'eks')}:addon/{built.cluster.cluster_name}/vpc-cni/*]",
+        "eks:DescribeAddon on the existing cluster's vpc-cni add-on, whose ARN ends in an id EKS gives it (Service "
+        "Authorization Reference, Amazon EKS: addon/<cluster>/<add-on>/<id>)",
+    )
+
+
+def _acknowledge_kubectl_provider(kubectl: IConstruct) -> None:
     kubectl_reason = "CDK's kubectl provider (aws_eks_v2): runs helm/kubectl against this cluster from the VPC"
     for policy in (LAMBDA_BASIC, "service-role/AWSLambdaVPCAccessExecutionRole"):
         _ack(kubectl, _managed(policy), kubectl_reason)
     _ack(kubectl, _managed("AmazonEC2ContainerRegistryReadOnly"), kubectl_reason + " and pulls OCI charts from ECR")
-    public_ecr = (
-        'IAM4[Policy::{"Fn::If":["'
-        + _logical_id_of_path(kubectl, "Handler/HasEcrPublic", condition=True)
-        + '",{"Fn::Join":["",["arn:",{"Ref":"AWS::Partition"},":iam::aws:policy/'
-        'AmazonElasticContainerRegistryPublicReadOnly"]]},{"Ref":"AWS::NoValue"}]}]'
-    )
-    _ack(kubectl, public_ecr, kubectl_reason + " and pulls charts from ECR Public when one is used")
+    # CDK attaches the ECR Public policy under a condition it adds only to a role it creates (not to a platform's
+    # kubectl role, cluster.existing.kubectl_role_arn)
+    if kubectl.node.find_child("Handler").node.try_find_child("HasEcrPublic") is not None:
+        public_ecr = (
+            'IAM4[Policy::{"Fn::If":["'
+            + _logical_id_of_path(kubectl, "Handler/HasEcrPublic", condition=True)
+            + '",{"Fn::Join":["",["arn:",{"Ref":"AWS::Partition"},":iam::aws:policy/'
+            'AmazonElasticContainerRegistryPublicReadOnly"]]},{"Ref":"AWS::NoValue"}]}]'
+        )
+        _ack(kubectl, public_ecr, kubectl_reason + " and pulls charts from ECR Public when one is used")
     handler = _logical_id_of_path(kubectl, "Handler")
     _ack(
         kubectl, f"IAM5[Resource::<{handler}.Arn>:*]", "the provider framework invokes versions of the kubectl handler"
@@ -186,12 +207,14 @@ def _acknowledge_cluster(built: InferenceCluster) -> None:
 def _acknowledge_node_autoscaler(capacity: GpuNodeGroupCapacity) -> None:
     autoscaler = capacity.node_autoscaler
     assert autoscaler is not None
-    _ack(
-        autoscaler.role,
-        "IAM5[Resource::*]",
-        "Auto Scaling and EC2 Describe* calls have no resource-level permissions (Cluster Autoscaler AWS README); the "
-        "two writes are conditioned on the Auto Scaling group's eks:cluster-name and pdstack.io/autoscaled tags",
-    )
+    if autoscaler.role is not None:  # none where the platform runs the autoscaler
+        _ack(
+            autoscaler.role,
+            "IAM5[Resource::*]",
+            "Auto Scaling and EC2 Describe* calls have no resource-level permissions (Cluster Autoscaler AWS "
+            "README); the two writes are conditioned on the Auto Scaling group's eks:cluster-name and "
+            "pdstack.io/autoscaled tags",
+        )
     for tagging in autoscaler.template_tags.values():
         _ack(
             tagging,

@@ -295,6 +295,12 @@ class Deployment(Strict):
                     f"{'.'.join(map(str, floor))}, which {why} need (EKS user guide, EFA-only interfaces): update "
                     "the vpc-cni add-on (aws eks update-addon --addon-name vpc-cni)"
                 )
+            if self.observability.enabled and existing.authentication_mode == "CONFIG_MAP":
+                raise ValueError(
+                    "cluster.existing.authentication_mode 'CONFIG_MAP': the managed metrics collector is given its "
+                    "Kubernetes access through an access entry (observability.enabled); switch the cluster to "
+                    "API_AND_CONFIG_MAP or API, or set observability.enabled: false"
+                )
             if self.gpu_provider == "hyperpod" and existing.authentication_mode == "CONFIG_MAP":
                 raise ValueError(
                     "cluster.existing.authentication_mode 'CONFIG_MAP': a HyperPod cluster registers its nodes through "

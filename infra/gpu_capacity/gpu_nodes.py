@@ -37,7 +37,7 @@ def gpu_node_labels(group: GpuNodeGroupConfig) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class GpuNodeGroupProps:
-    cluster: eks.Cluster
+    cluster: eks.ICluster
     group: GpuNodeGroupConfig
     gpu_subnet: ec2.ISubnet
     efa_security_group: ec2.ISecurityGroup
@@ -64,7 +64,7 @@ class GpuNodeGroup(Construct):
         self.nodegroup = eks.Nodegroup(
             self,
             "Nodes",
-            cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+            cluster=props.cluster,
             launch_template_spec=eks.LaunchTemplateSpec(id=template.ref, version=template.attr_latest_version_number),
             subnets=ec2.SubnetSelection(subnets=[props.gpu_subnet]),
             capacity_type=eks.CapacityType.CAPACITY_BLOCK

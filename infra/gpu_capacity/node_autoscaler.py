@@ -33,12 +33,15 @@ TEMPLATE_TAG = "k8s.io/cluster-autoscaler/node-template"
 
 @dataclass(frozen=True)
 class NodeAutoscalerProps:
-    cluster: eks.Cluster
+    cluster: eks.ICluster
     groups: dict[str, tuple[GpuNodeGroupConfig, eks.Nodegroup]]
     hugepages_2mi_pages: dict[str, int]  # by instance type: what one GPU node reserves (GpuCapacityProps')
     kubernetes_version: str  # the cluster's minor: the autoscaler's must match it
     # the system nodes' nodeSelector and tolerations (Deployment.system_placement)
     system_placement: dict = field(default_factory=lambda: dict(SYSTEM_PLACEMENT))
+    # False where the platform runs its own Cluster Autoscaler: pdstack then only tags the groups' Auto Scaling groups
+    # with what a node offers (scaling from zero needs it whoever runs the autoscaler).
+    install: bool = True
 
 
 def node_template_tags(group: GpuNodeGroupConfig, hugepages_2mi_pages: int) -> dict[str, str]:
@@ -60,21 +63,34 @@ def autoscaled(group: GpuNodeGroupConfig) -> bool:
 
 
 class NodeAutoscaler(Construct):
-    """Exposes ``chart``, ``role`` and ``template_tags`` (the tagging custom resource per autoscaled group)."""
+    """Exposes ``chart`` and ``role`` (None where the platform runs the autoscaler) and ``template_tags`` (the tagging
+    custom resource per autoscaled group)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: NodeAutoscalerProps) -> None:
         super().__init__(scope, construct_id)
+        self.template_tags: dict[str, cr.AwsCustomResource] = {}
+        for name, (group, nodegroup) in props.groups.items():
+            if autoscaled(group):
+                self.template_tags[name] = self._tag(
+                    name, group, nodegroup, props.hugepages_2mi_pages.get(group.instance_type, 0)
+                )
+        self.role: iam.Role | None = None
+        self.chart: eks.HelmChart | None = None
+        if props.install:
+            self._install(props)
+
+    def _install(self, props: NodeAutoscalerProps) -> None:
         cluster = props.cluster
         stack = cdk.Stack.of(self)
         pin = cluster_autoscaler(props.kubernetes_version)
-        self.role = iam.Role(
+        self.role = role = iam.Role(
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("pods.eks.amazonaws.com").with_session_tags(),
             description="Cluster Autoscaler: resize this cluster's node groups within their bounds",
         )
         # Reads have no resource-level permissions (Cluster Autoscaler 1.35 AWS README, full-features policy).
-        self.role.add_to_policy(
+        role.add_to_policy(
             iam.PolicyStatement(
                 actions=[
                     "autoscaling:DescribeAutoScalingGroups",
@@ -92,9 +108,9 @@ class NodeAutoscaler(Construct):
         # Labels and taints for scaling from zero: only the groups it may resize (the others carry no discovery tag).
         described = [nodegroup.nodegroup_arn for group, nodegroup in props.groups.values() if autoscaled(group)]
         if described:
-            self.role.add_to_policy(iam.PolicyStatement(actions=["eks:DescribeNodegroup"], resources=described))
+            role.add_to_policy(iam.PolicyStatement(actions=["eks:DescribeNodegroup"], resources=described))
         # Writes only on Auto Scaling groups EKS tagged as this cluster's and pdstack tagged as autoscaled.
-        self.role.add_to_policy(
+        role.add_to_policy(
             iam.PolicyStatement(
                 actions=["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"],
                 resources=["*"],
@@ -112,20 +128,13 @@ class NodeAutoscaler(Construct):
             cluster_name=cluster.cluster_name,
             namespace=pin.namespace,
             service_account=CLUSTER_AUTOSCALER_SERVICE_ACCOUNT,
-            role_arn=self.role.role_arn,
+            role_arn=role.role_arn,
         )
-
-        self.template_tags: dict[str, cr.AwsCustomResource] = {}
-        for name, (group, nodegroup) in props.groups.items():
-            if autoscaled(group):
-                self.template_tags[name] = self._tag(
-                    name, group, nodegroup, props.hugepages_2mi_pages.get(group.instance_type, 0)
-                )
 
         self.chart = eks.HelmChart(
             self,
             "Chart",
-            cluster=cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+            cluster=cluster,
             chart=pin.chart,
             repository=pin.repository,
             version=pin.version,

@@ -7,7 +7,7 @@ the node groups; the cluster, its add-ons and the system nodes stay, and a retry
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aws_cdk as cdk
@@ -16,22 +16,30 @@ from aws_cdk import aws_eks_v2 as eks
 from constructs import Construct
 
 from infra.config import GpuNodeGroupConfig
+from infra.config.cluster import AddonSource
 from infra.gpu_capacity.gpu_nodes import GpuNodeGroup, GpuNodeGroupProps
 from infra.gpu_capacity.gpu_zone.check import GpuZoneCheck
 from infra.gpu_capacity.node_autoscaler import NodeAutoscaler, NodeAutoscalerProps
+from infra.workload_names import SYSTEM_PLACEMENT
 
 
 @dataclass(frozen=True)
 class GpuCapacityProps:
-    cluster: eks.Cluster
+    cluster: eks.ICluster
     groups: list[GpuNodeGroupConfig]
     gpu_subnet: ec2.ISubnet
     efa_security_group: ec2.ISecurityGroup
     vpc_cni: Construct  # the managed vpc-cni add-on: efa-only interfaces need it (>= 1.18.5) before nodes join
     hugepages_2mi_pages: dict[str, int]  # by instance type: what one GPU node reserves for the workers
-    system_nodes: Construct  # the system node group: the Cluster Autoscaler runs there
+    # the system node group the Cluster Autoscaler runs on; on an existing cluster, what must precede anything pdstack
+    # puts on it (ImportedCluster.ready)
+    system_nodes: Construct
     kubernetes_version: str  # the cluster's minor: picks the Cluster Autoscaler's
     gpu_az_id: str | None  # network.gpu_az_id: checked at deploy time before any node group is created
+    # the system nodes' nodeSelector and tolerations (Deployment.system_placement)
+    system_placement: dict = field(default_factory=lambda: dict(SYSTEM_PLACEMENT))
+    # cluster.addons.node_autoscaler: "platform" runs its own Cluster Autoscaler (pdstack still tags the groups)
+    node_autoscaler: AddonSource = "pdstack"
 
 
 class GpuNodeGroupCapacity(Construct):
@@ -79,9 +87,12 @@ class GpuNodeGroupCapacity(Construct):
                     hugepages_2mi_pages=props.hugepages_2mi_pages,
                     kubernetes_version=props.kubernetes_version,
                     groups={g.name: (g, self.gpu_node_groups[g.name].nodegroup) for g in props.groups},
+                    system_placement=props.system_placement,
+                    install=props.node_autoscaler == "pdstack",
                 ),
             )
-            self.node_autoscaler.chart.node.add_dependency(props.system_nodes)
+            if self.node_autoscaler.chart is not None:
+                self.node_autoscaler.chart.node.add_dependency(props.system_nodes)
 
 
 class GpuCapacityStack(cdk.Stack):

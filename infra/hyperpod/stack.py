@@ -63,7 +63,7 @@ def node_settings(hugepages_2mi_pages: int) -> str:
 @dataclass(frozen=True)
 class HyperPodProps:
     config: HyperPodConfig
-    cluster: eks.Cluster
+    cluster: eks.ICluster
     gpu_subnet: ec2.ISubnet
     efa_security_group: ec2.ISecurityGroup
     hugepages_2mi_pages: int  # reserved by on_create.sh on every instance for the workers
@@ -96,7 +96,7 @@ class HyperPodCapacity(Construct):
         self.resiliency_objects = eks.KubernetesManifest(
             self,
             "ResiliencyDependencies",
-            cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+            cluster=props.cluster,
             manifest=resiliency_objects(
                 self._health_agent_image(),
                 [instance_spec(g.instance_type).hyperpod_name or "" for g in config.instance_groups],
@@ -238,7 +238,7 @@ class HyperPodCapacity(Construct):
         self.node_pool = eks.KubernetesManifest(
             self,
             "NodePool",
-            cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+            cluster=props.cluster,
             manifest=hyperpod_node_pool(config),
             overwrite=True,
         )

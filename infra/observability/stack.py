@@ -44,7 +44,7 @@ KUBERNETES_API_PORT = 443
 @dataclass(frozen=True)
 class ObservabilityProps:
     deployment: Deployment
-    cluster: eks.Cluster
+    cluster: eks.ICluster
     vpc: ec2.IVpc
     collector_subnets: list[ec2.ISubnet]  # the network stack's, where nothing else lives
 
@@ -105,7 +105,7 @@ class CollectorSecurityGroup(Construct):
     in or out. Exposes ``security_group`` and ``ports``."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, deployment: Deployment, cluster: eks.Cluster, vpc: ec2.IVpc
+        self, scope: Construct, construct_id: str, *, deployment: Deployment, cluster: eks.ICluster, vpc: ec2.IVpc
     ) -> None:
         super().__init__(scope, construct_id)
         self.security_group = ec2.SecurityGroup(

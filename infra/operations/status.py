@@ -86,7 +86,12 @@ class StatusReader:
 
     def read(self) -> EnvironmentStatus:
         d = self.deployment
-        names = stack_names(d.name, with_hyperpod=d.hyperpod is not None, with_observability=d.observability.enabled)
+        names = stack_names(
+            d.name,
+            with_hyperpod=d.hyperpod is not None,
+            with_observability=d.observability.enabled,
+            with_network=d.network.existing is None,
+        )
         stacks = {name: facts.read_stack(self.aws, name) for name in names}
         if not any(stacks.values()):
             raise AccessError(

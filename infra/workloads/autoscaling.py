@@ -4,7 +4,7 @@ metrics workspace and nothing else, once per cluster; and each serving unit's pe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aws_cdk as cdk
 from aws_cdk import aws_eks_v2 as eks
@@ -14,6 +14,7 @@ from constructs import Construct
 from infra.cluster.addons import KEDA, KEDA_OPERATOR_SERVICE_ACCOUNT
 from infra.config import Deployment
 from infra.observability.stack import MetricsWorkspace
+from infra.workload_names import SYSTEM_PLACEMENT
 from infra.workloads.autoscaling_objects import PrometheusServer, autoscaling_objects
 
 
@@ -21,10 +22,16 @@ from infra.workloads.autoscaling_objects import PrometheusServer, autoscaling_ob
 class AutoscalingProps:
     cluster: eks.ICluster
     workspace: MetricsWorkspace  # the observability stack's: the collector writes there, KEDA queries it
+    # the system nodes' nodeSelector and tolerations (Deployment.system_placement)
+    system_placement: dict = field(default_factory=lambda: dict(SYSTEM_PLACEMENT))
+    # False where the platform runs KEDA (cluster.addons.keda): in the chart's namespace as its operator account,
+    # which still gets the workspace-query role through Pod Identity
+    install: bool = True
 
 
 class Autoscaling(Construct):
-    """KEDA on the cluster. Exposes ``chart``, ``operator_role`` and ``server`` (what the ScaledObjects query)."""
+    """KEDA on the cluster. Exposes ``chart`` (None where the platform runs KEDA), ``operator_role`` and ``server``
+    (what the ScaledObjects query)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: AutoscalingProps) -> None:
         super().__init__(scope, construct_id)
@@ -48,10 +55,17 @@ class Autoscaling(Construct):
             service_account=KEDA_OPERATOR_SERVICE_ACCOUNT,
             role_arn=self.operator_role.role_arn,
         )
-        self.chart = eks.HelmChart(
+        self.chart: eks.HelmChart | None = None
+        if props.install:
+            self.chart = self._install(props, identity)
+        server = f"https://aps-workspaces.{cdk.Aws.REGION}.amazonaws.com/workspaces/{props.workspace.workspace_id}"
+        self.server = PrometheusServer(server_address=server, region=cdk.Aws.REGION)
+
+    def _install(self, props: AutoscalingProps, identity: Construct) -> eks.HelmChart:
+        chart = eks.HelmChart(
             self,
             "Keda",
-            cluster=cluster,
+            cluster=props.cluster,
             chart=KEDA.chart,
             repository=KEDA.repository,
             version=KEDA.version,
@@ -59,12 +73,11 @@ class Autoscaling(Construct):
             create_namespace=True,
             wait=True,
             # The operator, metrics server and webhooks have no GPU work: the system nodes hold them.
-            values=props.deployment.system_placement,
+            values=props.system_placement,
         )
         # Pod Identity injects credentials when a pod is created: the association must exist before the operator.
-        self.chart.node.add_dependency(identity)
-        server = f"https://aps-workspaces.{cdk.Aws.REGION}.amazonaws.com/workspaces/{props.workspace.workspace_id}"
-        self.server = PrometheusServer(server_address=server, region=cdk.Aws.REGION)
+        chart.node.add_dependency(identity)
+        return chart
 
 
 @dataclass(frozen=True)
@@ -84,5 +97,6 @@ class ScaledObjects(Construct):
         self.manifest = eks.KubernetesManifest(
             self, "ScaledObjects", cluster=props.cluster, manifest=self.objects, overwrite=True, prune=True
         )
-        self.manifest.node.add_dependency(props.keda.chart)  # the CRDs come with the chart
+        if props.keda.chart is not None:
+            self.manifest.node.add_dependency(props.keda.chart)  # the CRDs come with the chart
         self.manifest.node.add_dependency(props.scale_targets)

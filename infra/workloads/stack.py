@@ -33,7 +33,7 @@ from infra.workloads.worker_objects import worker_objects
 @dataclass(frozen=True)
 class WorkloadsProps:
     deployment: Deployment
-    cluster: eks.Cluster
+    cluster: eks.ICluster
     image_uri: str
     leader_worker_set: Construct  # the LWS chart: its CRD must exist before a LeaderWorkerSet is applied
     metrics_collector_cidrs: list[str]  # the managed collector's subnets (none when the pipeline is off)
@@ -96,7 +96,7 @@ def serving_objects(
 @dataclass(frozen=True)
 class ServingUnitProps:
     deployment: Deployment  # the unit's view (Deployment.for_unit)
-    cluster: eks.Cluster
+    cluster: eks.ICluster
     image_uri: str
     metrics_collector_cidrs: list[str]
     # What the unit's objects must follow: the LWS chart, and the load balancer controller's and the secrets store's
@@ -121,7 +121,7 @@ class ServingUnitWorkloads(Construct):
         self.manifest = eks.KubernetesManifest(
             self,
             "Serving",
-            cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+            cluster=props.cluster,
             manifest=self.objects,
             overwrite=True,
             prune=True,
@@ -134,7 +134,7 @@ class ServingUnitWorkloads(Construct):
         if self.api_keys_secret is not None:
             api_keys_props = RouterApiKeysProps(
                 deployment=deployment,
-                cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+                cluster=props.cluster,
             )
             self.api_keys = RouterApiKeys(self, "RouterApiKeys", props=api_keys_props)
             # the routers mount with the role's credentials
@@ -147,7 +147,7 @@ class ServingUnitWorkloads(Construct):
                 "Autoscaling",
                 props=ScaledObjectsProps(
                     deployment=deployment,
-                    cluster=props.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+                    cluster=props.cluster,
                     keda=props.keda,
                     scale_targets=self.manifest,
                 ),
@@ -196,30 +196,42 @@ class WorkloadsStack(cdk.Stack):
         deployment = props.deployment
         views = [deployment.for_unit(unit) for unit in deployment.units]
         cluster = props.cluster
+        # cluster.addons: what the platform runs already on an existing cluster; pdstack installs the rest
+        platform = deployment.cluster.addons
+        placement = deployment.system_placement
 
         # The router's internal NLB: the controller must run (and watch) before its Service is applied.
         self.load_balancer_controller: LoadBalancerController | None = None
-        if any(view.workloads.router.internal_load_balancer for view in views):
+        if (
+            any(view.workloads.router.internal_load_balancer for view in views)
+            and platform.load_balancer_controller == "pdstack"
+        ):
             self.load_balancer_controller = LoadBalancerController(
                 self,
                 "LoadBalancerController",
                 props=LoadBalancerControllerProps(
-                    cluster=cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+                    cluster=cluster,
                     vpc_id=cluster.vpc.vpc_id,
+                    system_placement=placement,
                 ),
             )
         # The SecretProviderClass CRD comes with the driver's chart.
         self.secrets_store: SecretsStoreCharts | None = None
-        if any(view.workloads.router.api_keys_secret is not None for view in views):
-            self.secrets_store = SecretsStoreCharts(self, "RouterApiKeys", cluster=cluster)  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+        if (
+            any(view.workloads.router.api_keys_secret is not None for view in views)
+            and platform.secrets_store_csi_driver == "pdstack"
+        ):
+            self.secrets_store = SecretsStoreCharts(self, "RouterApiKeys", cluster=cluster, placement=placement)
         self.autoscaling: Autoscaling | None = None
         if props.metrics_workspace is not None and any(view.autoscaled for view in views):
             self.autoscaling = Autoscaling(
                 self,
                 "Autoscaling",
                 props=AutoscalingProps(
-                    cluster=cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+                    cluster=cluster,
                     workspace=props.metrics_workspace,
+                    system_placement=placement,
+                    install=platform.keda == "pdstack",
                 ),
             )
 

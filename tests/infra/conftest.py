@@ -47,3 +47,8 @@ def kv_tiers(synthesized: SynthesisCache) -> Synthesized:
 @pytest.fixture(scope="session")
 def two_models(synthesized: SynthesisCache) -> Synthesized:
     return synthesized.shipped("two-models.yaml")
+
+
+@pytest.fixture(scope="session")
+def existing_cluster(synthesized: SynthesisCache) -> Synthesized:
+    return synthesized.shipped("existing-cluster.yaml")

@@ -21,6 +21,7 @@ LINT_REGIONS = {
     "wide_ep": "us-east-1",
     "kv_tiers": "us-east-1",
     "two_models": "us-east-1",
+    "existing_cluster": "us-east-1",
 }
 
 

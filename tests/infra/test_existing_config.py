@@ -64,10 +64,29 @@ def test_config_map_authentication_needs_a_kubectl_role() -> None:
     assert "cluster.existing" in message and "'CONFIG_MAP' takes no access entries" in message
     assert "API_AND_CONFIG_MAP" in message and "kubectl_role_arn" in message
     role = "arn:aws:iam::123456789012:role/platform-kubectl"
+    without_pipeline = {
+        "observability": {"enabled": False},
+        "autoscaling": {"enabled": False},
+        "network__existing__collector_subnets": [],
+    }
     accepted = parse_deployment(
-        changed(cluster__existing__authentication_mode="CONFIG_MAP", cluster__existing__kubectl_role_arn=role)
+        changed(
+            cluster__existing__authentication_mode="CONFIG_MAP",
+            cluster__existing__kubectl_role_arn=role,
+            **without_pipeline,
+        )
     )
     assert accepted.cluster.existing.kubectl_role_arn == role
+
+
+def test_config_map_authentication_cannot_admit_the_metrics_collector() -> None:
+    message = error_for(
+        changed(
+            cluster__existing__authentication_mode="CONFIG_MAP",
+            cluster__existing__kubectl_role_arn="arn:aws:iam::123456789012:role/platform-kubectl",
+        )
+    )
+    assert "the managed metrics collector is given its Kubernetes access through an access entry" in message
 
 
 def test_a_kubectl_role_must_be_a_role_arn() -> None:

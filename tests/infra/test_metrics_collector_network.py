@@ -41,12 +41,29 @@ def _references(node: Any) -> set[str]:
     return found
 
 
+def _strings(node: Any) -> set[str]:
+    if isinstance(node, str):
+        return {node}
+    values = node.values() if isinstance(node, dict) else node if isinstance(node, list) else []
+    return {text for value in values for text in _strings(value)}
+
+
 def network_subnets(synth: Synthesized) -> dict[str, dict[str, Any]]:
+    """The network stack's subnets by logical id; an existing VPC's, as the file names them, by subnet id."""
+    existing = synth.deployment.network.existing
+    if existing is not None:
+        return {
+            s.id: {"CidrBlock": s.cidr, "AvailabilityZone": s.availability_zone}
+            for s in (*existing.private_subnets, *existing.collector_subnets)
+        }
     return {k: v["Properties"] for k, v in synth.network.find_resources("AWS::EC2::Subnet").items()}
 
 
 def subnets_referenced(synth: Synthesized, node: Any) -> set[str]:
-    """The network stack's subnets ``node`` names, directly (Ref) or through the network stack's exports."""
+    """The network stack's subnets ``node`` names, directly (Ref) or through the network stack's exports; an
+    existing VPC's by their ids."""
+    if synth.network is None:
+        return _strings(node) & set(network_subnets(synth))
     exports = {
         o["Export"]["Name"]: o["Value"].get("Ref")
         for o in synth.network.to_json().get("Outputs", {}).values()
@@ -128,7 +145,8 @@ def test_no_node_group_instance_group_or_endpoint_is_placed_in_the_collector_sub
                 if kind in ("AWS::EKS::Nodegroup", "AWS::SageMaker::Cluster"):
                     assert used, (kind, name)  # a node pool names its subnets: the check above saw them
                     nodes += 1
-    assert nodes >= 2  # the system nodes and the GPU nodes, node groups or HyperPod
+    # the system nodes (none of pdstack's on an existing cluster) and the GPU nodes, node groups or HyperPod
+    assert nodes >= (1 if synth.deployment.cluster.existing else 2)
     for template in filter(None, (synth.cluster, synth.gpu_nodes, synth.hyperpod)):
         for resource in template.find_resources("AWS::EC2::LaunchTemplate").values():
             assert "SubnetId" not in json.dumps(resource["Properties"])  # the node group's subnets place them

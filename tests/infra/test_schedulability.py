@@ -34,7 +34,6 @@ from tests.infra.scheduling import (
 )
 from tests.support.rehearsal import (
     chart_pods,
-    eks_nodes,
     fits,
     gpu_nodes,
     group_sizes,
@@ -43,6 +42,7 @@ from tests.support.rehearsal import (
     nodes_with_plugins,
     pod_specs,
     rehearsal_cluster,
+    system_nodes,
 )
 from tests.support.synthesis import INFRA_FIXTURES, SynthesisCache, Synthesized, load_yaml
 
@@ -103,28 +103,33 @@ def test_no_worker_lands_on_a_node_in_deep_health_checks(hyperpod: Synthesized) 
 
 def test_workers_tolerate_exactly_the_taints_of_their_pools(synth: Synthesized) -> None:
     """Nothing broader than what is configured: a worker tolerating every taint would also land on nodes being
-    drained, checked or reserved for someone else."""
+    drained, checked or reserved for someone else. The same for the routers and the platform nodes' taints."""
     taints = {(t["key"], t["value"], t["effect"]) for node, _ in gpu_nodes(synth).values() for t in node.taints}
+    platform = {(t["key"], t["value"], t["effect"]) for node in system_nodes(synth) for t in node.taints}
     for name, spec in pod_specs(synth.stacks.workloads.objects):
+        allowed = taints if "nvidia.com/gpu" in extended_requests(spec) else platform
         for toleration in spec.get("tolerations", []):
             assert toleration.get("key") and toleration.get("operator") == "Equal", (name, toleration)
-            assert any(tolerates(toleration, {"key": k, "value": v, "effect": e}) for k, v, e in taints), name
+            assert any(tolerates(toleration, {"key": k, "value": v, "effect": e}) for k, v, e in allowed), name
 
 
 def test_system_pods_run_on_the_system_nodes(synth: Synthesized) -> None:
-    system = [node for node, spec in eks_nodes(synth).values() if spec is None]
+    system = system_nodes(synth)
     assert system
     pods = [(n, s) for n, s in pod_specs(synth.stacks.workloads.objects) if not extended_requests(s)]
     controllers = {name: spec for name, spec in chart_pods(synth).items() if name not in OFFERS}
-    assert "lws" in controllers
-    if synth.stacks.workloads.autoscaling is not None:
+    addons = synth.deployment.cluster.addons
+    assert ("lws" in controllers) is (addons.leader_worker_set == "pdstack")
+    if synth.stacks.workloads.autoscaling is not None and addons.keda == "pdstack":
         assert {"keda/keda-operator", "keda/keda-operator-metrics-apiserver", "keda/keda-admission-webhooks"} <= set(
             controllers
         )
     if synth.stacks.gpu_nodes is not None and synth.stacks.gpu_nodes.node_autoscaler is not None:
         assert "cluster-autoscaler" in controllers
     pods += list(controllers.items())
-    smoke = job_manifest("pdstack-smoke-x", ServingEndpoints(), "model", SMOKE_IMAGE, 60)
+    smoke = job_manifest(
+        "pdstack-smoke-x", ServingEndpoints(), "model", SMOKE_IMAGE, 60, synth.deployment.system_placement
+    )
     pods.append(("smoke Job", smoke["spec"]["template"]["spec"]))
     for name, spec in pods:
         assert any(can_place(spec, node) for node in system), (name, [placement_problems(spec, n) for n in system])

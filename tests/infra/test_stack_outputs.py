@@ -16,13 +16,16 @@ OPERATIONS = [
 ]
 
 
-@pytest.mark.parametrize("fixture", ["default", "hyperpod"])
+@pytest.mark.parametrize("fixture", ["default", "hyperpod", "existing_cluster"])
 def test_the_operations_find_the_stacks_and_the_outputs_they_read(request: pytest.FixtureRequest, fixture: str) -> None:
     synth: Synthesized = request.getfixturevalue(fixture)
     deployed = {stack.stack_name: stack for stack in synth.stacks.all}
     assert sorted(deployed) == sorted(
         stack_names(
-            synth.deployment.name, synth.deployment.hyperpod is not None, synth.deployment.observability.enabled
+            synth.deployment.name,
+            synth.deployment.hyperpod is not None,
+            synth.deployment.observability.enabled,
+            synth.deployment.network.existing is None,
         )
     )
     templates = {"image": synth.image, "cluster": synth.cluster, "hyperpod": synth.hyperpod}

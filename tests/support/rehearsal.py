@@ -13,7 +13,7 @@ from typing import Any
 
 from infra.gpu_capacity import node_capacity
 from infra.hyperpod.stack import LIFECYCLE_DIR
-from infra.workload_names import HYPERPOD_HEALTH_LABEL, HYPERPOD_HEALTH_TAINT, INSTANCE_TYPE_LABEL
+from infra.workload_names import GPU_LABEL, HYPERPOD_HEALTH_LABEL, HYPERPOD_HEALTH_TAINT, INSTANCE_TYPE_LABEL
 from runtime.catalog import INSTANCE_CATALOG, InstanceSpec
 from tests.infra.chart_facts import CHART_COMPONENT_PODS, CHART_PODS, DAEMONSET_CHARTS, OFFERS
 from tests.infra.scheduling import (
@@ -127,10 +127,35 @@ def hyperpod_nodes(synth: Synthesized, *, in_health_checks: bool = False) -> dic
     return nodes
 
 
+# A device plugin the platform runs (cluster.addons: 'platform'): the file declares that it advertises its devices on
+# pdstack's GPU nodes, whatever their taints; the rehearsal takes the declaration at its word.
+PLATFORM_DEVICE_PLUGIN: dict[str, Any] = {"nodeSelector": {GPU_LABEL: "true"}, "tolerations": [{"operator": "Exists"}]}
+_PLUGIN_SOURCES = {"nvidia-device-plugin": "nvidia_device_plugin", "aws-efa-k8s-device-plugin": "efa_device_plugin"}
+
+
+def system_nodes(synth: Synthesized) -> list[Node]:
+    """The nodes pdstack's routers and controllers run on: its system node group, or the existing cluster's nodes the
+    file names (cluster.existing.system_nodes: its selector as their labels, its taints), one template each."""
+    existing = synth.deployment.cluster.existing
+    if existing is None:
+        return [node for node, spec in eks_nodes(synth).values() if spec is None]
+    platform = existing.system_nodes
+    name = "platform-nodes"
+    labels = {**_platform_labels(platform.instance_type, name), **platform.node_selector}
+    taints = [{"key": t.key, "value": t.value, "effect": t.effect} for t in platform.taints]
+    return [Node(name, labels, taints)]
+
+
 def chart_pods(synth: Synthesized) -> dict[str, dict[str, Any]]:
     """Each chart's pod placement (a chart with several pods: ``chart/deployment``), rendered from the values in
-    every stack's templates over the chart's pinned defaults. A chart without facts fails here."""
-    pods = {}
+    every stack's templates over the chart's pinned defaults, and the device plugins the platform runs as declared.
+    A chart without facts fails here."""
+    addons = synth.deployment.cluster.addons
+    pods = {
+        chart: dict(PLATFORM_DEVICE_PLUGIN)
+        for chart, field in _PLUGIN_SOURCES.items()
+        if getattr(addons, field) == "platform"
+    }
     templates = [t for t in (synth.cluster, synth.gpu_nodes, synth.workloads) if t is not None]
     for chart in (c for t in templates for c in t.find_resources("Custom::AWSCDK-EKS-HelmChart").values()):
         props = chart["Properties"]
@@ -256,7 +281,9 @@ def rehearsal_cluster(synth: Synthesized, *, most: bool = False) -> Cluster:
     daemonsets = _daemonset_pods(synth)
     nodes = []
     templates = list(gpu_nodes(synth).values())
-    templates += [v for v in eks_nodes(synth).values() if v[1] is None]  # the system node group
+    system = system_nodes(synth)
+    templates += [(node, None) for node in system]
+    existing = synth.deployment.cluster.existing
     for node, spec in templates:
         instance_type = node.labels[INSTANCE_TYPE_LABEL]
         if spec is not None:  # a GPU node
@@ -282,7 +309,7 @@ def rehearsal_cluster(synth: Synthesized, *, most: bool = False) -> Cluster:
             if can_place(pod, node):
                 for resource, amount in {**pod_requests(pod), "pods": 1}.items():
                     allocatable[resource] -= amount
-        count = sizes[node.name][1 if most else 0]
+        count = existing.system_nodes.count if existing and spec is None else sizes[node.name][1 if most else 0]
         nodes += [
             replace(
                 node,
@@ -301,16 +328,20 @@ def rehearsal_cluster(synth: Synthesized, *, most: bool = False) -> Cluster:
             name,
             {
                 "nodeSelector": {},
+                # the EKS add-ons' own controllers; on an existing cluster counted on the platform nodes as the
+                # config check counts them
+                "tolerations": synth.deployment.system_tolerations,
                 "containers": [{"resources": {"requests": {"cpu": f"{r.cpu_m}m", "memory": f"{r.memory_mib}Mi"}}}],
             },
         )
         for name, r in node_capacity.SYSTEM_CONTROLLERS.items()
         if name != "lws-controller-manager"
     ]
+    system_templates = {n.name for n in system}
+    on_system = [n for n in nodes if n.name.rsplit("-", 1)[0] in system_templates]
     for name, spec in sorted(controllers, key=lambda c: -pod_requests(c[1]).get("cpu", 0)):
-        system = [n for n in nodes if n.labels.get("pdstack.io/pool") == "system"]
-        assert Cluster(system, cluster.pods, cluster.used).place(name, spec, {}) is not None, (
+        assert Cluster(on_system, cluster.pods, cluster.used).place(name, spec, {}) is not None, (
             name,
-            [cluster.fits(spec, n) for n in system],
+            [cluster.fits(spec, n) for n in on_system],
         )
     return cluster

@@ -28,7 +28,7 @@ class Synthesized:
     deployment: Deployment
     stacks: DeploymentStacks
     outdir: Path
-    network: Template
+    network: Template | None  # None for an existing VPC (imported into the cluster stack)
     image: Template
     cluster: Template
     gpu_nodes: Template | None
@@ -53,7 +53,7 @@ def synthesize(deployment: Deployment, outdir: Path) -> Synthesized:
         deployment=deployment,
         stacks=stacks,
         outdir=outdir,
-        network=Template.from_stack(stacks.network),
+        network=Template.from_stack(stacks.network) if stacks.network else None,
         image=Template.from_stack(stacks.image),
         cluster=Template.from_stack(stacks.cluster),
         gpu_nodes=Template.from_stack(stacks.gpu_nodes) if stacks.gpu_nodes else None,
@@ -81,6 +81,7 @@ SHIPPED = {
     "wide_ep": "wide-ep.yaml",
     "kv_tiers": "kv-tiers.yaml",
     "two_models": "two-models.yaml",
+    "existing_cluster": "existing-cluster.yaml",
 }
 # The shipped deployments and the synthesis that holds one GPU node group of every catalog type.
 INFRA_FIXTURES = [*SHIPPED, "all_types"]

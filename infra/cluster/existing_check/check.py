@@ -30,9 +30,10 @@ def check_properties(deployment: Deployment) -> dict[str, object]:
     existing, network = deployment.cluster.existing, deployment.network.existing
     assert existing is not None and network is not None
     hyperpod = deployment.gpu_provider == "hyperpod"
-    # An access entry for pdstack's kubectl handler, or HyperPod's node registration, need the API modes.
+    # An access entry for pdstack's kubectl handler, the managed collector's, or HyperPod's node registration, need
+    # the API modes.
     modes = ["API", "API_AND_CONFIG_MAP"]
-    if existing.kubectl_role_arn is not None and not hyperpod:
+    if existing.kubectl_role_arn is not None and not hyperpod and not deployment.observability.enabled:
         modes.append("CONFIG_MAP")
     floor = VPC_CNI_FOR_HYPERPOD if hyperpod else VPC_CNI_FOR_EFA_ONLY
     return {

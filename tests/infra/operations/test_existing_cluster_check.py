@@ -1,7 +1,7 @@
-"""The existing-cluster check's handler (infra/cluster/existing_check/handler.py) through a real boto3 EKS client: against
-moto's server where moto models the call (DescribeCluster of a cluster that is not there), and against recorded EKS
-answers for what moto 5.2.5 does not model (accessConfig, ListAddons, DescribeAddon). The properties are those the
-shipped example synthesizes."""
+"""The existing-cluster check's handler (infra/cluster/existing_check/handler.py) through a real boto3 EKS client:
+against moto's server where moto models the call (DescribeCluster of a cluster that is not there), and against
+recorded EKS answers for what moto 5.2.5 does not model (accessConfig, ListAddons, DescribeAddon). The properties
+are those the shipped example synthesizes."""
 
 from __future__ import annotations
 
@@ -112,6 +112,9 @@ def test_a_kubectl_role_mapped_in_aws_auth_accepts_config_map() -> None:
     data = load_yaml("existing-cluster.yaml")
     data["cluster"]["existing"]["authentication_mode"] = "CONFIG_MAP"
     data["cluster"]["existing"]["kubectl_role_arn"] = "arn:aws:iam::123456789012:role/platform-kubectl"
+    data["observability"] = {"enabled": False}
+    data["autoscaling"] = {"enabled": False}
+    data["network"]["existing"]["collector_subnets"] = []
     want = check_properties(parse_deployment(data))
     assert problems(recorded(cluster={"accessConfig": {"authenticationMode": "CONFIG_MAP"}}), want) == []
 
