@@ -23,6 +23,13 @@ Constructs (each exposes what the others need as attributes; a stack may hold an
   managed add-ons, pinned Helm charts, the system node group and the EFA security group. Exposes ``cluster``,
   ``addons`` (``addons.managed["vpc-cni"]``, ``addons.leader_worker_set``), ``system_nodes``,
   ``efa_security_group``.
+- ``ImportedNetwork(scope, id, props=ImportedNetworkProps(existing, cidr))``: an existing VPC by the ids a
+  ``network.existing`` section names (no lookup at synthesis, nothing created). Exposes what ``Network`` does.
+- ``ImportedCluster(scope, id, props=ImportedClusterProps(deployment, vpc, private_subnets))``: an existing EKS
+  cluster (``cluster.existing``) with pdstack's kubectl handler and its access entry, the deploy-time check of the
+  cluster, and the device plugins and LeaderWorkerSet where ``cluster.addons`` says pdstack installs them. Exposes
+  what ``InferenceCluster`` does (``system_nodes`` None, ``addons.managed`` empty) and ``ready`` (what anything put
+  on the cluster should follow). README, "Bring your own VPC and cluster".
 - ``GpuNodeGroupCapacity(scope, id, props=GpuCapacityProps(...))``: EFA GPU node groups (EKS managed node groups),
   the GPU zone check and the Cluster Autoscaler over them; ``hugepages_2mi_pages_per_node(deployment, type)`` gives
   each instance type's ``hugepages_2mi_pages``. Exposes ``gpu_node_groups``, ``zone_check``, ``node_autoscaler``.
@@ -62,6 +69,7 @@ from pdstack.installation import require_own_packages
 
 require_own_packages()
 
+from infra.cluster.imported import ImportedCluster, ImportedClusterProps  # noqa: E402
 from infra.cluster.stack import ClusterProps, InferenceCluster  # noqa: E402
 from infra.compliance.nag import register_checks  # noqa: E402
 from infra.config import (  # noqa: E402
@@ -93,6 +101,7 @@ from infra.gpu_capacity.node_capacity import hugepages_2mi_pages_per_node  # noq
 from infra.gpu_capacity.stack import GpuCapacityProps, GpuNodeGroupCapacity  # noqa: E402
 from infra.hyperpod.stack import HyperPodCapacity, HyperPodProps  # noqa: E402
 from infra.image.stack import ImageProps, ServingImage  # noqa: E402
+from infra.network.imported import ImportedNetwork, ImportedNetworkProps  # noqa: E402
 from infra.network.stack import Network, NetworkProps  # noqa: E402
 from infra.observability.stack import Observability, ObservabilityProps  # noqa: E402
 from infra.workloads.autoscaling import Autoscaling, AutoscalingProps  # noqa: E402
@@ -120,6 +129,10 @@ __all__ = [
     "HyperPodProps",
     "ImageConfig",
     "ImageProps",
+    "ImportedCluster",
+    "ImportedClusterProps",
+    "ImportedNetwork",
+    "ImportedNetworkProps",
     "InferenceCluster",
     "ModelConfig",
     "Network",

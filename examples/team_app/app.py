@@ -97,10 +97,8 @@ class ModelServing(cdk.Stack):
             self, "Image", props=ImageProps(config=deployment.image, deployment_name=deployment.name)
         )
         cluster = platform.inference_cluster.cluster
-        # aws-cdk-lib 2.275's Python types leave kubectl_provider_options off Cluster, so mypy does not take it as an
-        # ICluster (it is one at run time).
         keda_props = AutoscalingProps(
-            cluster=cluster,  # type: ignore[arg-type]
+            cluster=cluster,
             workspace=platform.observability.workspace,
         )
         keda = Autoscaling(self, "Keda", props=keda_props)
@@ -116,7 +114,8 @@ class ModelServing(cdk.Stack):
                         cluster=cluster,
                         image_uri=self.image.image_uri,
                         metrics_collector_cidrs=platform.network.collector_cidrs,
-                        prerequisites=[platform.inference_cluster.addons.leader_worker_set],
+                        # the charts the cluster installs: LeaderWorkerSet's CRD among them
+                        prerequisites=list(platform.inference_cluster.addons.charts),
                         keda=keda if view.autoscaled else None,
                     ),
                 )

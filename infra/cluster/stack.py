@@ -66,7 +66,7 @@ class InferenceCluster(Construct):
         endpoint = ENDPOINT_ACCESS[config.endpoint_access]
         if config.public_access_cidrs:
             endpoint = endpoint.only_from(*config.public_access_cidrs)
-        self.cluster = eks.Cluster(
+        cluster = eks.Cluster(
             self,
             "Cluster",
             cluster_name=config.name,
@@ -85,24 +85,28 @@ class InferenceCluster(Construct):
                 private_subnets=props.private_subnets,
             ),
         )
+        # Exposed as the interface, which an imported cluster (ImportedCluster) also offers: every consumer takes
+        # either. aws-cdk-lib 2.275's Python stub leaves kubectl_provider_options off Cluster (it is an ICluster at
+        # run time): the one place that gap is bridged.
+        self.cluster: eks.ICluster = cluster  # type: ignore[assignment]  # jsii stub gap, see pyproject.toml
         admin = eks.AccessPolicy.from_access_policy_name(
             "AmazonEKSClusterAdminPolicy", access_scope_type=eks.AccessScopeType.CLUSTER
         )
         for index, arn in enumerate(config.admin_principal_arns):
-            self.cluster.grant_access(f"Admin{index}", arn, [admin])
+            cluster.grant_access(f"Admin{index}", arn, [admin])
 
         self.addons = ClusterAddons(
             self,
             "Addons",
             props=ClusterAddonsProps(
-                cluster=self.cluster,  # type: ignore[arg-type]  # jsii stub gap, see pyproject.toml
+                cluster=self.cluster,
                 gpu_taints=props.gpu_taints,
                 kubernetes_version=config.kubernetes_version,
             ),
         )
 
         # System pods (CoreDNS, the LWS controller, the router later) run off the GPU nodes.
-        system = self.cluster.add_nodegroup_capacity(
+        system = cluster.add_nodegroup_capacity(
             "SystemNodes",
             instance_types=[ec2.InstanceType(config.system_instance_type)],
             ami_type=eks.NodegroupAmiType.AL2023_X86_64_STANDARD,
@@ -158,6 +162,6 @@ class ClusterStack(cdk.Stack):
     def place(self, built: InferenceCluster | ImportedCluster) -> None:
         """Expose the cluster construct built in this stack."""
         self.inference_cluster = built
-        self.cluster = built.cluster  # type: ignore[assignment]  # jsii stub gap, see pyproject.toml
+        self.cluster = built.cluster
         self.addons, self.system_nodes = built.addons, built.system_nodes
         self.efa_security_group = built.efa_security_group
