@@ -206,3 +206,26 @@ def test_a_cluster_of_its_own_in_an_existing_vpc(own_cluster_in_existing_vpc: Sy
     assert system["Properties"]["Subnets"] == ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2"]
     assert {"lws", "keda"} <= charts(synth)
     assert synth.cluster.find_resources(RESOURCE_TYPE) == {}
+
+
+def test_hyperpod_on_an_existing_cluster(synthesized: SynthesisCache) -> None:
+    """HyperPod's GPU nodes join the existing cluster: its orchestrator names that cluster, in the GPU subnet, with
+    the cluster security group; the HyperPod stack follows the cluster stack (the check runs first)."""
+    data = copy.deepcopy(load_yaml("hyperpod.yaml"))
+    existing = load_yaml("existing-cluster.yaml")
+    data["name"] = "hp-byo"
+    data["network"] = copy.deepcopy(existing["network"])
+    data["cluster"] = copy.deepcopy(existing["cluster"])
+    data["cluster"]["addons"] = {}
+    synth = synthesized.get(parse_deployment(data))
+    assert synth.network is None and synth.hyperpod is not None
+    assert synth.cluster.find_resources("AWS::EKS::Nodegroup") == {}
+    (check,) = synth.cluster.find_resources(RESOURCE_TYPE).values()
+    assert check["Properties"]["VpcCniMinimum"] == "1.18.3"
+    assert check["Properties"]["AuthenticationModes"] == ["API", "API_AND_CONFIG_MAP"]
+    (cluster,) = synth.hyperpod.find_resources("AWS::SageMaker::Cluster").values()
+    orchestrator = json.dumps(cluster["Properties"]["Orchestrator"])
+    assert ":cluster/platform-prod" in orchestrator
+    vpc = cluster["Properties"]["VpcConfig"]
+    assert vpc["Subnets"] == ["subnet-0aaaaaaaaaaaaaaa1"] and "sg-0123456789abcdef0" in vpc["SecurityGroupIds"]
+    assert synth.stacks.cluster in synth.stacks.hyperpod.dependencies

@@ -2,7 +2,8 @@
 with ``pip install --target`` into a directory of its own, and a team's CDK app (examples/team_app) synthesized
 from it outside the repository, with cdk-nag registered, then linted (cfn-lint) and scanned (checkov).
 
-The wheel is built once per module (about a second) and the app synthesized once (about 15 s).
+The wheel is built once per module (about a second) and each app synthesized once (about 15 s): the team's app, and
+the same app on an existing VPC and EKS cluster (examples/team_app_existing).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from infra.image.stack import ImageProps, ServingImage
 from tests.support.checkov import run_checkov, unlisted
 from tests.support.construct_library import (
     EXAMPLE_APP,
+    EXISTING_PLATFORM_APP,
     VENV_BIN,
     UserApp,
     build_wheel,
@@ -60,6 +62,17 @@ def site(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def user_app(site: Path, tmp_path_factory: pytest.TempPathFactory) -> UserApp:
     return run_example_app(site, tmp_path_factory.mktemp("user"))
+
+
+@pytest.fixture(scope="module")
+def existing_platform_app(site: Path, tmp_path_factory: pytest.TempPathFactory) -> UserApp:
+    """examples/team_app_existing: the team's app on an existing VPC and EKS cluster, imported by their ids."""
+    return run_example_app(site, tmp_path_factory.mktemp("user-existing"), EXISTING_PLATFORM_APP)
+
+
+@pytest.fixture(params=["user_app", "existing_platform_app"])
+def any_user_app(request: pytest.FixtureRequest) -> UserApp:
+    return request.getfixturevalue(request.param)
 
 
 def resources(template: dict, resource_type: str) -> dict[str, dict]:
@@ -156,14 +169,14 @@ def test_the_declared_dependencies_cover_what_pdstack_imports(wheel: Path, site:
 # --- a user's app from the installed package ---------------------------------------------------------------------
 
 
-def test_the_user_app_imports_pdstack_from_the_installation_alone(user_app: UserApp, site: Path) -> None:
-    for module, file in user_app.imported_from.items():
+def test_the_user_app_imports_pdstack_from_the_installation_alone(any_user_app: UserApp, site: Path) -> None:
+    for module, file in any_user_app.imported_from.items():
         assert Path(file).is_relative_to(site), f"{module} came from {file}"
-    assert not user_app.directory.is_relative_to(REPO)
+    assert not any_user_app.directory.is_relative_to(REPO)
 
 
-def test_the_user_app_is_nag_clean(user_app: UserApp) -> None:
-    report = json.loads((user_app.outdir / "validation-report.json").read_text())
+def test_the_user_app_is_nag_clean(any_user_app: UserApp) -> None:
+    report = json.loads((any_user_app.outdir / "validation-report.json").read_text())
     (plugin,) = [p for p in report["pluginReports"] if p["pluginName"] == "AwsSolutions"]
     assert plugin["conclusion"] == "success" and plugin["violations"] == []
     assert plugin["suppressedViolations"], "pdstack's acknowledgements reached the constructs in the user's stacks"
@@ -182,9 +195,22 @@ def test_the_user_apps_stacks_hold_the_cluster_capacity_and_serving(user_app: Us
     assert len(resources(platform, "AWS::APS::Scraper")) == 1
 
 
-def test_the_user_apps_serving_stack_holds_one_unit_per_model(user_app: UserApp) -> None:
+def test_the_existing_platform_app_creates_no_vpc_or_cluster(existing_platform_app: UserApp) -> None:
+    """The VPC and cluster are imported by their ids: no VPC, subnet, cluster or system node group; pdstack's kubectl
+    access entry, the cluster check, and the GPU node group in the GPU subnet named in the settings."""
+    platform = existing_platform_app.template("TeamInferencePlatform")
+    for kind in ("AWS::EC2::VPC", "AWS::EC2::Subnet", "AWS::EKS::Cluster", "AWS::EKS::Addon"):
+        assert resources(platform, kind) == {}, kind
+    (entry,) = resources(platform, "AWS::EKS::AccessEntry").values()
+    assert entry["Properties"]["ClusterName"] == "platform-prod"
+    assert len(resources(platform, "Custom::ExistingClusterCheck")) == 1
+    (group,) = resources(platform, "AWS::EKS::Nodegroup").values()
+    assert group["Properties"]["Subnets"] == ["subnet-0aaaaaaaaaaaaaaa1"]
+
+
+def test_the_user_apps_serving_stack_holds_one_unit_per_model(any_user_app: UserApp) -> None:
     """Two models, two serving units in their own namespaces, each with its workers and router, and KEDA once."""
-    serving = user_app.template("TeamModels")
+    serving = any_user_app.template("TeamModels")
     objects = [
         o
         for m in resources(serving, "Custom::AWSCDK-EKS-KubernetesResource").values()
@@ -221,7 +247,7 @@ def test_a_checkout_builds_its_image_from_the_repository_itself(tmp_path: Path) 
     assert not (tmp_path / STAGED_CONTEXT).exists()
 
 
-def test_cfn_lint_reports_no_errors_on_the_user_app(user_app: UserApp) -> None:
+def test_cfn_lint_reports_no_errors_on_the_user_app(any_user_app: UserApp) -> None:
     result = subprocess.run(
         [
             str(VENV_BIN / "cfn-lint"),
@@ -232,7 +258,7 @@ def test_cfn_lint_reports_no_errors_on_the_user_app(user_app: UserApp) -> None:
             "--regions",
             "us-east-1",
             "--",
-            *map(str, user_app.templates()),
+            *map(str, any_user_app.templates()),
         ],
         capture_output=True,
         text=True,
@@ -242,10 +268,10 @@ def test_cfn_lint_reports_no_errors_on_the_user_app(user_app: UserApp) -> None:
     assert result.returncode & 3 == 0, "\n".join(errors) or result.stderr[-2000:]
 
 
-def test_checkov_findings_on_the_user_app_are_pdstacks_listed_skips(user_app: UserApp) -> None:
+def test_checkov_findings_on_the_user_app_are_pdstacks_listed_skips(any_user_app: UserApp) -> None:
     """pdstack's accepted checkov findings follow its constructs into the user's stacks (the skips match by the end
     of the logical id), and the user's app has no other finding."""
-    findings = run_checkov("cloudformation", user_app.templates())
+    findings = run_checkov("cloudformation", any_user_app.templates())
     assert findings, "checkov reports the deploy-time handlers pdstack accepts"
     missing = unlisted(findings, CLOUDFORMATION)
     assert not missing, "\n".join(map(str, missing))

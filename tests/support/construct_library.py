@@ -17,6 +17,8 @@ from tests.support.synthesis import REPO
 
 VENV_BIN = Path(sys.executable).parent
 EXAMPLE_APP = REPO / "examples" / "team_app"
+# The same team's app on the VPC and EKS cluster its platform already runs (imported by their ids).
+EXISTING_PLATFORM_APP = REPO / "examples" / "team_app_existing"
 # Printed by the child before the app runs: where each of pdstack's top-level packages was imported from.
 WHERE_PREFIX = "pdstack-imported-from:"
 RUN_USER_APP = (
@@ -153,11 +155,11 @@ class UserApp:
         return sorted(self.outdir.glob("*.template.json"))
 
 
-def run_example_app(site: Path, workdir: Path) -> UserApp:
-    """Copy examples/team_app to ``workdir`` (outside the repository) and synthesize it with the venv's python,
-    cwd there and the installed package alone importable."""
-    directory = workdir / "team_app"
-    shutil.copytree(EXAMPLE_APP, directory, ignore=shutil.ignore_patterns("cdk.out", "__pycache__"))
+def run_example_app(site: Path, workdir: Path, example: Path = EXAMPLE_APP) -> UserApp:
+    """Copy ``example`` (examples/team_app) to ``workdir`` (outside the repository) and synthesize it with the venv's
+    python, cwd there and the installed package alone importable."""
+    directory = workdir / example.name
+    shutil.copytree(example, directory, ignore=shutil.ignore_patterns("cdk.out", "__pycache__"))
     outdir = directory / "cdk.out"
     result = subprocess.run(
         [str(VENV_BIN / "python"), "-c", RUN_USER_APP],
