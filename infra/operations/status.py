@@ -157,6 +157,12 @@ class StatusReader:
         ]
         ready_nodes = self._ready_nodes_by_group(cluster, notes) if cluster.status == "ACTIVE" else None
         groups = facts.read_node_groups(self.aws, name)
+        if self.deployment.cluster.existing is not None:
+            # An existing cluster's other node groups are the platform's: reported by it, not by pdstack.
+            platform = [g.name for g in groups if not g.pdstack_name]
+            if platform:
+                notes.append(f"{len(platform)} node group(s) of the platform not checked: {', '.join(platform)}")
+            groups = [g for g in groups if g.pdstack_name]
         checks += [self._node_group_check(g, ready_nodes) for g in groups]
         present = {g.pdstack_name for g in groups}
         checks += [

@@ -84,7 +84,10 @@ class Deployed:
         return self.session.client(service)
 
     def everything(self, push_image: bool = True) -> Deployed:
-        self.stack("network", VpcId="vpc-0a1b2c3d", GpuSubnetId="subnet-0a1b", GpuAvailabilityZone=f"{self.region}a")
+        if self.d.network.existing is None:  # an existing VPC has no network stack
+            self.stack(
+                "network", VpcId="vpc-0a1b2c3d", GpuSubnetId="subnet-0a1b", GpuAvailabilityZone=f"{self.region}a"
+            )
         self.stack(
             "image",
             **{
@@ -161,6 +164,9 @@ class Deployed:
         groups = [
             ("SystemNodes8C1A9F2E-Xy7bQ3", {"pdstack.io/pool": "system"}, self.d.cluster.system_node_count, "ON_DEMAND")
         ]
+        if self.d.cluster.existing is not None:  # the platform's own nodes instead of pdstack's system node group
+            platform = self.d.cluster.existing.system_nodes
+            groups = [("platform-general", dict(platform.node_selector), platform.count, "ON_DEMAND")]
         for group in self.d.gpu_node_groups:
             name = f"Gpu{group.name}Nodes4D2E7A1B-Qw8eR5"
             self.nodegroups[group.name] = name

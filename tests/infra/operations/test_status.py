@@ -36,6 +36,21 @@ def test_a_fully_deployed_environment_is_ready(aws_env: MotoServer, default_file
     assert run.out.rstrip().endswith("ready: every part of the deployment is up")
 
 
+def test_on_an_existing_cluster_only_pdstacks_node_groups_are_checked(aws_env: MotoServer, tmp_path: Path) -> None:
+    """deployments/existing-cluster.yaml: no network stack is looked for, and the platform's own node groups are
+    named in a note, not reported as pdstack's system nodes."""
+    path = deployment_file(tmp_path, "existing-cluster.yaml")
+    deployed = Deployed(load(path)).everything()
+
+    run = run_cli("status", "--deployment", str(path), "--region", REGION)
+
+    assert run.code == 0, run.out + run.err
+    assert "pdstack-byo-network" not in run.out and "stack      pdstack-byo-cluster" in run.out
+    assert f"p5 ({deployed.nodegroups['p5']})" in run.out
+    assert "system" not in run.out.replace("1 node group(s) of the platform not checked: platform-general", "")
+    assert "note: 1 node group(s) of the platform not checked: platform-general" in run.out
+
+
 def test_json_output_carries_every_check(aws_env: MotoServer, default_file: Path) -> None:
     Deployed(load(default_file)).everything()
 
