@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.synthesis import SynthesisCache, Synthesized, every_instance_type, wide_ep_decode
+from tests.support.synthesis import (
+    SynthesisCache,
+    Synthesized,
+    every_instance_type,
+    example_deployment,
+    wide_ep_decode,
+)
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +58,14 @@ def two_models(synthesized: SynthesisCache) -> Synthesized:
 @pytest.fixture(scope="session")
 def existing_cluster(synthesized: SynthesisCache) -> Synthesized:
     return synthesized.shipped("existing-cluster.yaml")
+
+
+@pytest.fixture(scope="session")
+def team_app(synthesized: SynthesisCache) -> Synthesized:
+    """pdstack's app from examples/team_app's settings (the example's own stacks hold the same nodes and objects)."""
+    return synthesized.get(example_deployment("team_app"))
+
+
+@pytest.fixture(scope="session")
+def team_app_existing(synthesized: SynthesisCache) -> Synthesized:
+    return synthesized.get(example_deployment("team_app_existing"))

@@ -44,9 +44,10 @@ from tests.support.rehearsal import (
     rehearsal_cluster,
     system_nodes,
 )
-from tests.support.synthesis import INFRA_FIXTURES, SynthesisCache, Synthesized, load_yaml
+from tests.support.synthesis import EXAMPLES, INFRA_FIXTURES, SynthesisCache, Synthesized, load_yaml
 
-FIXTURES = INFRA_FIXTURES
+# The shipped deployments, and the example user apps' settings (issue 25: the rehearsal runs over the examples).
+FIXTURES = [*INFRA_FIXTURES, *EXAMPLES]
 
 ENGINE_ROLES: dict[str, Role] = {"pdstack-prefill": "prefill", "pdstack-decode": "decode"}
 

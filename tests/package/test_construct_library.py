@@ -38,7 +38,7 @@ from tests.support.construct_library import (
     wheel_metadata,
     working_tree_files,
 )
-from tests.support.synthesis import REPO
+from tests.support.synthesis import REPO, example_deployment, synthesize
 
 # requirements.txt pins the CDK app's venv, which also runs the repository's own checks: these two are tools of that
 # venv (cfn-lint lints templates in tests; pytest runs the suite), not dependencies of the library.
@@ -224,6 +224,50 @@ def test_the_user_apps_serving_stack_holds_one_unit_per_model(any_user_app: User
     workloads = {"pdstack-prefill", "pdstack-decode", "pdstack-router"}
     assert by_namespace == {"pdstack-llama-8b": workloads, "pdstack-llama-70b": workloads}
     assert len(resources(serving, "Custom::AWSCDK-EKS-HelmChart")) == 1, "KEDA, once for both units"
+
+
+NODE_GROUP_FACTS = ("Labels", "Taints", "ScalingConfig", "InstanceTypes", "AmiType", "CapacityType", "DiskSize")
+
+
+def serving_objects_of(templates: list[dict]) -> list[dict]:
+    """Every object the templates' KubernetesManifests apply, in a stable order, without what names the stack holding
+    them: the image URI (a token of the user's stack) and the prune label (a hash of the construct's path)."""
+    objects = [
+        o
+        for template in templates
+        for m in resources(template, "Custom::AWSCDK-EKS-KubernetesResource").values()
+        for o in manifest_objects(m["Properties"]["Manifest"])
+    ]
+    text = re.sub(r'"image": "[^"]*"', '"image": "<image>"', json.dumps(objects))
+    text = re.sub(r'"aws\.cdk\.eks/prune-[0-9a-f]+": "", ', "", text)
+    return sorted(json.loads(text), key=lambda o: json.dumps(o, sort_keys=True))
+
+
+def node_groups_of(templates: list[dict]) -> list[dict]:
+    groups = [
+        {fact: group["Properties"].get(fact) for fact in NODE_GROUP_FACTS}
+        for template in templates
+        for group in resources(template, "AWS::EKS::Nodegroup").values()
+    ]
+    return sorted(groups, key=lambda g: json.dumps(g, sort_keys=True))
+
+
+@pytest.mark.parametrize(
+    ("fixture", "example"), [("user_app", "team_app"), ("existing_platform_app", "team_app_existing")]
+)
+def test_the_example_holds_the_nodes_and_objects_pdstacks_app_builds_from_its_settings(
+    request: pytest.FixtureRequest, fixture: str, example: str, tmp_path: Path
+) -> None:
+    """The example places pdstack's constructs with the props pdstack's app gives them: the same node groups and
+    the same Kubernetes objects. So the checks that run over pdstack's app built from an example's settings (the
+    schedulability rehearsal: tests/infra/test_schedulability.py, fixtures team_app and team_app_existing) hold for
+    the example."""
+    user: UserApp = request.getfixturevalue(fixture)
+    theirs = [json.loads(path.read_text()) for path in user.templates()]
+    synth = synthesize(example_deployment(example), tmp_path)
+    ours = [json.loads(path.read_text()) for path in synth.template_files()]
+    assert node_groups_of(theirs) == node_groups_of(ours)
+    assert serving_objects_of(theirs) == serving_objects_of(ours)
 
 
 def test_the_installed_image_is_tagged_as_the_repositorys(user_app: UserApp, tmp_path: Path) -> None:
