@@ -1,9 +1,10 @@
 """pdstack as a construct library: the parts of a disaggregated (prefill/decode) LLM inference stack on AWS, for a
 team's own CDK app. pdstack's app (``app.py``, ``make synth``) is one user of exactly these names.
 
-Install it from a checkout or a wheel (``pip install ./pdstack`` or ``pip install pdstack-<version>.whl``) into the
-venv of your CDK app; ``examples/team_app/`` (its own VPC and cluster) and ``examples/team_app_existing/`` (the
-platform's, imported) are complete apps that the tests build from the installed wheel.
+Install it from a checkout or a wheel into the venv of your CDK app: ``pip install /path/to/pdstack`` (the checkout's
+folder, whatever its name) or ``pip install pdstack-<version>.whl``. ``deployments/team_app/`` (its own VPC and
+cluster) and ``deployments/team_app_existing/`` (the platform's, imported) are complete apps that the tests build from
+the installed wheel.
 
 Configuration. Every construct takes a frozen props dataclass whose settings are sections of a deployment file
 (strict pydantic models): ``load_deployment(path)`` / ``parse_deployment(mapping, name)`` read and cross-check one

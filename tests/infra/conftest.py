@@ -62,7 +62,7 @@ def existing_cluster(synthesized: SynthesisCache) -> Synthesized:
 
 @pytest.fixture(scope="session")
 def team_app(synthesized: SynthesisCache) -> Synthesized:
-    """pdstack's app from examples/team_app's settings (the example's own stacks hold the same nodes and objects)."""
+    """pdstack's app from deployments/team_app's settings (the example's own stacks hold the same nodes and objects)."""
     return synthesized.get(example_deployment("team_app"))
 
 

@@ -1,9 +1,9 @@
 """pdstack as an installable construct library (issue 25 item 1): the wheel built from the working tree, installed
-with ``pip install --target`` into a directory of its own, and a team's CDK app (examples/team_app) synthesized
+with ``pip install --target`` into a directory of its own, and a team's CDK app (deployments/team_app) synthesized
 from it outside the repository, with cdk-nag registered, then linted (cfn-lint) and scanned (checkov).
 
 The wheel is built once per module (about a second) and each app synthesized once (about 15 s): the team's app, and
-the same app on an existing VPC and EKS cluster (examples/team_app_existing).
+the same app on an existing VPC and EKS cluster (deployments/team_app_existing).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def user_app(site: Path, tmp_path_factory: pytest.TempPathFactory) -> UserApp:
 
 @pytest.fixture(scope="module")
 def existing_platform_app(site: Path, tmp_path_factory: pytest.TempPathFactory) -> UserApp:
-    """examples/team_app_existing: the team's app on an existing VPC and EKS cluster, imported by their ids."""
+    """deployments/team_app_existing: the team's app on an existing VPC and EKS cluster, imported by their ids."""
     return run_example_app(site, tmp_path_factory.mktemp("user-existing"), EXISTING_PLATFORM_APP)
 
 
@@ -347,7 +347,7 @@ def test_a_users_package_shadowing_pdstacks_is_reported_with_what_to_rename(
 
 
 def test_the_readme_sample_is_the_tested_example() -> None:
-    """The README's constructs sample is lines of examples/team_app/app.py, in order (so it cannot drift)."""
+    """The README's constructs sample is lines of deployments/team_app/app.py, in order (so it cannot drift)."""
     readme = (REPO / "README.md").read_text()
     (sample,) = re.findall(r"<!-- construct-library-sample -->\n```python\n(.*?)```", readme, flags=re.S)
     example = (EXAMPLE_APP / "app.py").read_text().splitlines()
@@ -355,5 +355,5 @@ def test_the_readme_sample_is_the_tested_example() -> None:
     for line in sample.splitlines():
         if line.strip() in ("", "..."):
             continue
-        assert line in example[position:], f"README line not in examples/team_app/app.py (in order): {line!r}"
+        assert line in example[position:], f"README line not in deployments/team_app/app.py (in order): {line!r}"
         position = example.index(line, position) + 1

@@ -16,9 +16,9 @@ from pathlib import Path
 from tests.support.synthesis import REPO
 
 VENV_BIN = Path(sys.executable).parent
-EXAMPLE_APP = REPO / "examples" / "team_app"
+EXAMPLE_APP = REPO / "deployments" / "team_app"
 # The same team's app on the VPC and EKS cluster its platform already runs (imported by their ids).
-EXISTING_PLATFORM_APP = REPO / "examples" / "team_app_existing"
+EXISTING_PLATFORM_APP = REPO / "deployments" / "team_app_existing"
 # Printed by the child before the app runs: where each of pdstack's top-level packages was imported from.
 WHERE_PREFIX = "pdstack-imported-from:"
 RUN_USER_APP = (
@@ -156,7 +156,7 @@ class UserApp:
 
 
 def run_example_app(site: Path, workdir: Path, example: Path = EXAMPLE_APP) -> UserApp:
-    """Copy ``example`` (examples/team_app) to ``workdir`` (outside the repository) and synthesize it with the venv's
+    """Copy ``example`` (deployments/team_app) to ``workdir`` (outside the repository) and synthesize it with the venv's
     python, cwd there and the installed package alone importable."""
     directory = workdir / example.name
     shutil.copytree(example, directory, ignore=shutil.ignore_patterns("cdk.out", "__pycache__"))

@@ -85,15 +85,15 @@ SHIPPED = {
 }
 # The shipped deployments and the synthesis that holds one GPU node group of every catalog type.
 INFRA_FIXTURES = [*SHIPPED, "all_types"]
-# The example user apps (examples/<name>/app.py), by fixture name: pdstack's app built from an example's settings
+# The example user apps (deployments/<name>/app.py), by fixture name: pdstack's app built from an example's settings
 # file holds the same node groups and serving objects as the example's own stacks (tests/package asserts it), so the
 # checks that need pdstack's Python objects (the schedulability rehearsal) run over the examples through it.
 EXAMPLES = {"team_app": "team_app", "team_app_existing": "team_app_existing"}
 
 
 def example_deployment(example: str) -> Deployment:
-    """An example app's settings file (examples/<example>/deployment.yaml)."""
-    return load_deployment(REPO / "examples" / example / "deployment.yaml")
+    """An example app's settings file (deployments/<example>/deployment.yaml)."""
+    return load_deployment(DEPLOYMENTS / example / "deployment.yaml")
 
 
 def every_instance_type() -> Deployment:
