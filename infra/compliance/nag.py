@@ -180,6 +180,12 @@ def _acknowledge_imported_cluster(built: ImportedCluster) -> None:
         "eks:DescribeAddon on the existing cluster's vpc-cni add-on, whose ARN ends in an id EKS gives it (Service "
         "Authorization Reference, Amazon EKS: addon/<cluster>/<add-on>/<id>)",
     )
+    _ack(
+        function,
+        "IAM5[Resource::*]",
+        "read-only ec2:DescribeSubnets (the declared subnets lie in the declared VPC), which supports no "
+        "resource-level permissions (Service Authorization Reference, Amazon EC2); the only action granted on *",
+    )
 
 
 def _acknowledge_kubectl_provider(kubectl: IConstruct) -> None:

@@ -81,6 +81,20 @@ def test_everything_on_the_cluster_waits_for_the_check_and_the_access(existing_c
     ((check_id, check),) = cluster.find_resources(RESOURCE_TYPE).items()
     assert check["Properties"]["ClusterName"] == "platform-prod"
     assert check["Properties"]["VpcCniMinimum"] == "1.18.5"
+    # every subnet the file names, checked against the VPC at deploy time (ec2:DescribeSubnets, on * only)
+    assert check["Properties"]["Subnets"] == {
+        "subnet-0aaaaaaaaaaaaaaa1": ["network.existing.private_subnets[0] (gpu_subnet_id)", "10.20.0.0/19"],
+        "subnet-0bbbbbbbbbbbbbbb2": ["network.existing.private_subnets[1]", "10.20.32.0/19"],
+        "subnet-0ccccccccccccccc3": ["network.existing.collector_subnets[0]", "10.20.255.0/28"],
+        "subnet-0ddddddddddddddd4": ["network.existing.collector_subnets[1]", "10.20.255.16/28"],
+    }
+    statements = [
+        statement
+        for policy in cluster.find_resources("AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    on_everything = [s["Action"] for s in statements if s["Resource"] == "*" and "ec2:DescribeSubnets" in str(s)]
+    assert on_everything == ["ec2:DescribeSubnets"]
     (entry_id,) = cluster.find_resources("AWS::EKS::AccessEntry")
     in_stack = cluster.find_resources(HELM)
     assert in_stack

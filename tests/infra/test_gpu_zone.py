@@ -13,7 +13,7 @@ import pytest
 
 from infra.config import DeploymentError, parse_deployment
 from infra.gpu_capacity.gpu_zone import handler
-from infra.gpu_capacity.gpu_zone.check import RESOURCE_TYPE
+from infra.gpu_capacity.gpu_zone.check import HANDLER_SOURCE, RESOURCE_TYPE
 from tests.support.synthesis import Synthesized, load_yaml
 
 
@@ -113,7 +113,7 @@ def test_the_zone_check_can_only_describe(default: Synthesized) -> None:
         "ec2:DescribeAvailabilityZones",
         "ec2:DescribeInstanceTypeOfferings",
     }
-    assert len(function["Properties"]["Code"]["ZipFile"]) <= 4096
+    assert function["Properties"]["Code"]["ZipFile"] == HANDLER_SOURCE.read_text()
 
 
 class StubEc2:

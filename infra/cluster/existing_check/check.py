@@ -3,9 +3,11 @@ existing cluster, when the cluster is not what the deployment file declared or l
 
 The file's facts are checked offline when it is loaded (infra/config/cluster.py); this reads them back from the
 account: eks:DescribeCluster (status, Kubernetes version, authentication mode, VPC, cluster security group, private
-endpoint access), eks:ListAddons (the Pod Identity agent, vpc-cni) and eks:DescribeAddon on vpc-cni (its version
-against the efa-only floor, and NetworkPolicy enforcement, which the serving namespace's policies rely on). One small
-Lambda with inline code (handler.py), read-only calls on this one cluster only.
+endpoint access), eks:ListAddons (the Pod Identity agent, vpc-cni), eks:DescribeAddon on vpc-cni (its version
+against the efa-only floor, and NetworkPolicy enforcement, which the serving namespace's policies rely on) and
+ec2:DescribeSubnets (every declared private, GPU and collector subnet exists, lies in network.existing.vpc_id and has
+the declared CIDR block). Each problem names the deployment-file field to fix. One small Lambda with inline code
+(handler.py, infra/deploy_check.py), read-only calls: the EKS ones on this one cluster only.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.config import Deployment
 from infra.config.cluster import VPC_CNI_FOR_EFA_ONLY, VPC_CNI_FOR_HYPERPOD
+from infra.config.network import ExistingNetwork
+from infra.deploy_check import DeployCheck
 
 HANDLER_SOURCE = Path(__file__).with_name("handler.py")
 RESOURCE_TYPE = "Custom::ExistingClusterCheck"
@@ -43,41 +45,46 @@ def check_properties(deployment: Deployment) -> dict[str, object]:
         "VpcId": network.vpc_id,
         "SecurityGroupId": existing.security_group_id,
         "VpcCniMinimum": ".".join(map(str, floor)),
+        "VpcCniVersion": existing.vpc_cni_version,
+        "Subnets": declared_subnets(network),
     }
 
 
-class ExistingClusterCheck(Construct):
+def declared_subnets(network: ExistingNetwork) -> dict[str, list[str]]:
+    """Every subnet the file names, by id: [the field that names it, its declared CIDR block]."""
+    subnets: dict[str, list[str]] = {}
+    for field, listed in (
+        ("private_subnets", network.private_subnets),
+        ("collector_subnets", network.collector_subnets),
+    ):
+        for index, subnet in enumerate(listed):
+            label = f"network.existing.{field}[{index}]"
+            if subnet.id == network.gpu_subnet_id:
+                label += " (gpu_subnet_id)"
+            subnets[subnet.id] = [label, subnet.cidr]
+    return subnets
+
+
+class ExistingClusterCheck(DeployCheck):
     """Exposes ``resource`` (make everything pdstack creates on the cluster depend on it) and ``function``."""
 
     def __init__(self, scope: Construct, construct_id: str, *, deployment: Deployment) -> None:
-        super().__init__(scope, construct_id)
-        source = HANDLER_SOURCE.read_text()
-        if len(source) > 4096:  # CloudFormation's limit on inline (ZipFile) code
-            raise ValueError(f"{HANDLER_SOURCE} is {len(source)} characters; inline Lambda code takes 4096 at most")
-        properties = check_properties(deployment)
-        self.function = lambda_.Function(
-            self,
-            "Handler",
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            handler="index.handler",
-            code=lambda_.Code.from_inline(source),
-            timeout=cdk.Duration.seconds(60),
-            description="pdstack: fails the deploy when the existing EKS cluster lacks what pdstack needs",
-            log_group=logs.LogGroup(
-                self, "Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=cdk.RemovalPolicy.DESTROY
-            ),
-        )
-        stack = cdk.Stack.of(self)
+        stack = cdk.Stack.of(scope)
         name = deployment.cluster.name
         cluster_arn = stack.format_arn(service="eks", resource="cluster", resource_name=name)
         # EKS's add-on ARN: arn:...:addon/<cluster>/<add-on>/<uuid> (Service Authorization Reference, Amazon EKS).
         addon_arn = stack.format_arn(service="eks", resource="addon", resource_name=f"{name}/vpc-cni/*")
-        self.function.add_to_role_policy(
-            iam.PolicyStatement(actions=["eks:DescribeCluster", "eks:ListAddons"], resources=[cluster_arn])
+        super().__init__(
+            scope,
+            construct_id,
+            handler_source=HANDLER_SOURCE,
+            description="pdstack: fails the deploy when the existing EKS cluster lacks what pdstack needs",
+            resource_type=RESOURCE_TYPE,
+            properties=check_properties(deployment),
+            statements=[
+                iam.PolicyStatement(actions=["eks:DescribeCluster", "eks:ListAddons"], resources=[cluster_arn]),
+                iam.PolicyStatement(actions=["eks:DescribeAddon"], resources=[addon_arn]),
+                # EC2 Describe* actions support no resource-level permissions (Service Authorization Reference).
+                iam.PolicyStatement(actions=["ec2:DescribeSubnets"], resources=["*"]),
+            ],
         )
-        self.function.add_to_role_policy(iam.PolicyStatement(actions=["eks:DescribeAddon"], resources=[addon_arn]))
-        self.resource = cdk.CustomResource(
-            self, "Check", service_token=self.function.function_arn, resource_type=RESOURCE_TYPE, properties=properties
-        )
-        # The role's policy is a resource of its own: the function must not run before it exists.
-        self.resource.node.add_dependency(self.function.role)

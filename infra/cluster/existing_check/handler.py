@@ -1,5 +1,6 @@
-"""The existing-cluster check's Lambda (inline ZipFile code: under 4096 characters, stdlib and boto3 only): the facts
-the file declared, read back with eks:DescribeCluster, ListAddons and DescribeAddon; every difference named."""
+"""The existing-cluster check's Lambda (inline ZipFile code, infra/deploy_check.py: one file, stdlib and boto3 only):
+the facts the file declared, read back with eks:DescribeCluster, ListAddons, DescribeAddon and ec2:DescribeSubnets;
+every difference named with the deployment-file field that declared it."""
 
 import json
 import re
@@ -25,16 +26,20 @@ def cluster_problems(eks, want):
     try:
         cluster = eks.describe_cluster(name=name)["cluster"]
     except eks.exceptions.ResourceNotFoundException:
-        return [f"no EKS cluster {name} in this account and region"]
+        return [f"no EKS cluster {name} (cluster.name) in this account and region"]
     vpc = cluster.get("resourcesVpcConfig", {})
     mode = cluster.get("accessConfig", {}).get("authenticationMode", "CONFIG_MAP")
     problems = []
     if cluster.get("status") != "ACTIVE":
         problems.append(f"the cluster is {cluster.get('status')}, not ACTIVE")
     if cluster.get("version") != want["KubernetesVersion"]:
-        problems.append(f"the cluster runs {cluster.get('version')}, not {want['KubernetesVersion']}")
+        v = cluster.get("version")
+        problems.append(f"the cluster runs {v}, not cluster.kubernetes_version {want['KubernetesVersion']}")
     if mode not in want["AuthenticationModes"]:
-        problems.append(f"authentication mode is {mode}; pdstack needs one of {', '.join(want['AuthenticationModes'])}")
+        problems.append(
+            f"authentication mode is {mode} (cluster.existing.authentication_mode); pdstack needs one of "
+            + ", ".join(want["AuthenticationModes"])
+        )
     for key, field, declared in (
         ("vpcId", "network.existing.vpc_id", want["VpcId"]),
         ("clusterSecurityGroupId", "cluster.existing.security_group_id", want["SecurityGroupId"]),
@@ -58,9 +63,28 @@ def cluster_problems(eks, want):
     cni = eks.describe_addon(clusterName=name, addonName="vpc-cni")["addon"]
     have, floor = _version(cni.get("addonVersion")), _version(want["VpcCniMinimum"])
     if have is None or have < floor:
-        problems.append(f"vpc-cni is {cni.get('addonVersion')}; the GPU nodes need {want['VpcCniMinimum']} or later")
+        problems.append(
+            f"vpc-cni is {cni.get('addonVersion')}, the file says cluster.existing.vpc_cni_version "
+            f"{want['VpcCniVersion']}; the GPU nodes need {want['VpcCniMinimum']} or later"
+        )
     if not _policies_on(cni.get("configurationValues")):
         problems.append("vpc-cni does not enforce NetworkPolicies (enableNetworkPolicy is not true)")
+    return problems
+
+
+def subnet_problems(ec2, want):
+    declared = want["Subnets"]  # id -> [field, cidr]
+    found = ec2.describe_subnets(Filters=[{"Name": "subnet-id", "Values": sorted(declared)}])["Subnets"]
+    seen = {s["SubnetId"]: s for s in found}
+    problems = []
+    for sid, (field, cidr) in sorted(declared.items()):
+        s = seen.get(sid)
+        if s is None:
+            problems.append(f"{field} {sid} is not a subnet in this account and region")
+        elif s["VpcId"] != want["VpcId"]:
+            problems.append(f"{field} {sid} is in {s['VpcId']}, not network.existing.vpc_id {want['VpcId']}")
+        elif s["CidrBlock"] != cidr:
+            problems.append(f"{field} {sid} is {s['CidrBlock']}, the file says {cidr}")
     return problems
 
 
@@ -76,16 +100,17 @@ def response(event, problems):
     }
 
 
-def outcome(event, eks):
+def outcome(event, eks, ec2):
     try:
         if event["RequestType"] == "Delete":
             return response(event, [])
-        return response(event, cluster_problems(eks, event["ResourceProperties"]))
+        want = event["ResourceProperties"]
+        return response(event, cluster_problems(eks, want) + subnet_problems(ec2, want))
     except Exception as error:
         return response(event, [f"the existing-cluster check could not run: {error}"])
 
 
 def handler(event, context):
-    body = json.dumps(outcome(event, boto3.client("eks"))).encode()
+    body = json.dumps(outcome(event, boto3.client("eks"), boto3.client("ec2"))).encode()
     request = urllib.request.Request(event["ResponseURL"], data=body, method="PUT", headers={"content-type": ""})
     urllib.request.urlopen(request, timeout=30).close()

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
+
+from infra.deploy_check import DeployCheck
 
 HANDLER_SOURCE = Path(__file__).with_name("handler.py")
 # EC2 Describe* actions support no resource-level permissions (Service Authorization Reference, Amazon EC2).
@@ -25,37 +24,20 @@ DESCRIBE_ACTIONS = ["ec2:DescribeSubnets", "ec2:DescribeAvailabilityZones", "ec2
 RESOURCE_TYPE = "Custom::GpuZoneCheck"
 
 
-class GpuZoneCheck(Construct):
+class GpuZoneCheck(DeployCheck):
     """Exposes ``resource`` (make GPU capacity depend on it) and ``function``."""
 
     def __init__(
         self, scope: Construct, construct_id: str, *, subnet: ec2.ISubnet, az_id: str, instance_types: list[str]
     ) -> None:
-        super().__init__(scope, construct_id)
-        source = HANDLER_SOURCE.read_text()
-        if len(source) > 4096:  # CloudFormation's limit on inline (ZipFile) code
-            raise ValueError(f"{HANDLER_SOURCE} is {len(source)} characters; inline Lambda code takes 4096 at most")
-        self.function = lambda_.Function(
-            self,
-            "Handler",
-            runtime=lambda_.Runtime.PYTHON_3_14,
-            handler="index.handler",
-            code=lambda_.Code.from_inline(source),
-            timeout=cdk.Duration.seconds(60),
+        super().__init__(
+            scope,
+            construct_id,
+            handler_source=HANDLER_SOURCE,
             description=(
                 "pdstack: fails the deploy when the GPU subnet's zone is not network.gpu_az_id or lacks the GPU type"
             ),
-            log_group=logs.LogGroup(
-                self, "Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=cdk.RemovalPolicy.DESTROY
-            ),
-        )
-        self.function.add_to_role_policy(iam.PolicyStatement(actions=DESCRIBE_ACTIONS, resources=["*"]))
-        self.resource = cdk.CustomResource(
-            self,
-            "Check",
-            service_token=self.function.function_arn,
             resource_type=RESOURCE_TYPE,
             properties={"SubnetId": subnet.subnet_id, "AzId": az_id, "InstanceTypes": sorted(set(instance_types))},
+            statements=[iam.PolicyStatement(actions=DESCRIBE_ACTIONS, resources=["*"])],
         )
-        # The role's policy is a resource of its own: the function must not run before it exists.
-        self.resource.node.add_dependency(self.function.role)

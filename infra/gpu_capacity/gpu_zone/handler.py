@@ -1,4 +1,4 @@
-"""The GPU zone check's Lambda handler (inlined into the template as ZipFile code: keep it under 4096 characters;
+"""The GPU zone check's Lambda handler (inlined into the template as ZipFile code, infra/deploy_check.py: one file,
 standard library and boto3 only, as the Lambda Python runtime provides).
 
 Before GPU capacity is created: the GPU subnet's zone must be the configured AZ id, and EC2 must offer each GPU

@@ -18,7 +18,7 @@ from infra.config import parse_deployment
 from tests.infra.operations.local_servers import MotoServer, RecordedAws, serving
 from tests.support.synthesis import load_yaml
 
-WANT = check_properties(parse_deployment(load_yaml("existing-cluster.yaml")))
+WANT: dict[str, Any] = check_properties(parse_deployment(load_yaml("existing-cluster.yaml")))
 CLUSTER = "GET /clusters/platform-prod"
 ADDONS = "GET /clusters/platform-prod/addons"
 VPC_CNI = "GET /clusters/platform-prod/addons/vpc-cni"
@@ -59,9 +59,12 @@ def test_the_recorded_cluster_has_everything() -> None:
 @pytest.mark.parametrize(
     ("change", "named"),
     [
-        ({"cluster": {"version": "1.34"}}, "the cluster runs 1.34, not 1.35"),
+        ({"cluster": {"version": "1.34"}}, "the cluster runs 1.34, not cluster.kubernetes_version 1.35"),
         ({"cluster": {"status": "UPDATING"}}, "the cluster is UPDATING, not ACTIVE"),
-        ({"cluster": {"accessConfig": {"authenticationMode": "CONFIG_MAP"}}}, "authentication mode is CONFIG_MAP"),
+        (
+            {"cluster": {"accessConfig": {"authenticationMode": "CONFIG_MAP"}}},
+            "authentication mode is CONFIG_MAP (cluster.existing.authentication_mode)",
+        ),
         ({"cluster": {"accessConfig": {}}}, "authentication mode is CONFIG_MAP"),  # EKS's default when unset
         (
             {"cluster": {"resourcesVpcConfig": {"vpcId": "vpc-0fffffffffffffff0", "clusterSecurityGroupId": "sg-0"}}},
@@ -83,7 +86,10 @@ def test_the_recorded_cluster_has_everything() -> None:
         ({"addons": ["eks-pod-identity-agent"]}, "vpc-cni is not an EKS add-on"),
         (
             {"vpc_cni": {"addonVersion": "v1.18.4-eksbuild.1"}},
-            "vpc-cni is v1.18.4-eksbuild.1; the GPU nodes need 1.18.5",
+            (
+                "vpc-cni is v1.18.4-eksbuild.1, the file says cluster.existing.vpc_cni_version v1.20.4-eksbuild.1; "
+                "the GPU nodes need 1.18.5"
+            ),
         ),
         ({"vpc_cni": {"configurationValues": ""}}, "vpc-cni does not enforce NetworkPolicies"),
         ({"vpc_cni": {"configurationValues": "enableNetworkPolicy: 'false'"}}, "does not enforce NetworkPolicies"),
@@ -122,15 +128,19 @@ def test_a_kubectl_role_mapped_in_aws_auth_accepts_config_map() -> None:
 def test_a_cluster_that_is_not_there_is_named_by_moto(aws_env: MotoServer) -> None:
     eks = boto3.client("eks", region_name="us-east-1")
     (problem,) = handler.cluster_problems(eks, WANT)
-    assert problem == "no EKS cluster platform-prod in this account and region"
+    assert problem == "no EKS cluster platform-prod (cluster.name) in this account and region"
 
 
 def test_a_failed_check_fails_the_resource_and_delete_always_succeeds(aws_env: MotoServer) -> None:
-    eks = boto3.client("eks", region_name="us-east-1")
+    eks, ec2 = (boto3.client(service, region_name="us-east-1") for service in ("eks", "ec2"))
     event = {**EVENT, "RequestType": "Create", "ResourceProperties": WANT}
-    answer = handler.outcome(event, eks)
+    answer = handler.outcome(event, eks, ec2)
     assert answer["Status"] == "FAILED" and "no EKS cluster platform-prod" in answer["Reason"]
-    assert handler.outcome({**event, "RequestType": "Delete"}, eks)["Status"] == "SUCCESS"
+    assert (
+        "network.existing.private_subnets[0] (gpu_subnet_id) subnet-0aaaaaaaaaaaaaaa1 is not a subnet"
+        in (answer["Reason"])
+    )
+    assert handler.outcome({**event, "RequestType": "Delete"}, eks, ec2)["Status"] == "SUCCESS"
 
 
 def test_moto_lacks_the_add_on_calls_and_the_check_says_it_could_not_run(aws_env: MotoServer) -> None:
@@ -143,5 +153,65 @@ def test_moto_lacks_the_add_on_calls_and_the_check_says_it_could_not_run(aws_env
         roleArn="arn:aws:iam::123456789012:role/platform-prod-cluster",
         resourcesVpcConfig={"subnetIds": ["subnet-0aaaaaaaaaaaaaaa1"]},
     )
-    answer = handler.outcome({**EVENT, "RequestType": "Update", "ResourceProperties": WANT}, eks)
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    answer = handler.outcome({**EVENT, "RequestType": "Update", "ResourceProperties": WANT}, eks, ec2)
     assert answer["Status"] == "FAILED" and "the existing-cluster check could not run" in answer["Reason"]
+
+
+def _moto_network(ec2: Any) -> tuple[str, dict[str, str]]:
+    """The example's VPC and its four subnets, created in moto (which picks the ids): the VPC id and id by CIDR."""
+    vpc = ec2.create_vpc(CidrBlock="10.20.0.0/16")["Vpc"]["VpcId"]
+    ids = {}
+    for cidr, zone in (
+        ("10.20.0.0/19", "us-east-1a"),
+        ("10.20.32.0/19", "us-east-1b"),
+        ("10.20.255.0/28", "us-east-1a"),
+        ("10.20.255.16/28", "us-east-1b"),
+    ):
+        ids[cidr] = ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=zone)["Subnet"]["SubnetId"]
+    return vpc, ids
+
+
+def _want_subnets(vpc: str, ids: dict[str, str]) -> dict[str, Any]:
+    """The example's check properties with moto's ids in place of the file's placeholders."""
+    by_placeholder = {label_cidr[1]: ids[label_cidr[1]] for label_cidr in WANT["Subnets"].values()}
+    subnets = {by_placeholder[cidr]: [label, cidr] for label, cidr in WANT["Subnets"].values()}
+    return {**WANT, "VpcId": vpc, "Subnets": subnets}
+
+
+def test_the_declared_subnets_in_the_declared_vpc_pass(aws_env: MotoServer) -> None:
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    assert sorted(label for label, _ in WANT["Subnets"].values()) == [
+        "network.existing.collector_subnets[0]",
+        "network.existing.collector_subnets[1]",
+        "network.existing.private_subnets[0] (gpu_subnet_id)",
+        "network.existing.private_subnets[1]",
+    ]
+    assert handler.subnet_problems(ec2, _want_subnets(*_moto_network(ec2))) == []
+
+
+def test_a_subnet_of_another_vpc_is_named_with_its_field(aws_env: MotoServer) -> None:
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    vpc, ids = _moto_network(ec2)
+    other = ec2.create_vpc(CidrBlock="10.30.0.0/16")["Vpc"]["VpcId"]
+    stray = ec2.create_subnet(VpcId=other, CidrBlock="10.30.255.0/28", AvailabilityZone="us-east-1b")["Subnet"]
+    want = _want_subnets(vpc, ids)
+    del want["Subnets"][ids["10.20.255.16/28"]]
+    want["Subnets"][stray["SubnetId"]] = ["network.existing.collector_subnets[1]", "10.30.255.0/28"]
+    assert handler.subnet_problems(ec2, want) == [
+        f"network.existing.collector_subnets[1] {stray['SubnetId']} is in {other}, not network.existing.vpc_id {vpc}"
+    ]
+
+
+def test_a_missing_subnet_and_a_wrong_cidr_are_named(aws_env: MotoServer) -> None:
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    vpc, ids = _moto_network(ec2)
+    want = _want_subnets(vpc, ids)
+    want["Subnets"][ids["10.20.32.0/19"]] = ["network.existing.private_subnets[1]", "10.20.64.0/19"]
+    want["Subnets"]["subnet-0eeeeeeeeeeeeeee5"] = ["network.existing.collector_subnets[2]", "10.20.255.32/28"]
+    assert sorted(handler.subnet_problems(ec2, want)) == sorted(
+        [
+            f"network.existing.private_subnets[1] {ids['10.20.32.0/19']} is 10.20.32.0/19, the file says 10.20.64.0/19",
+            "network.existing.collector_subnets[2] subnet-0eeeeeeeeeeeeeee5 is not a subnet in this account and region",
+        ]
+    )
