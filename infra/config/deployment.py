@@ -9,6 +9,7 @@ view; the GPU and system-node capacity checks count every unit.
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Callable
 from typing import Literal
 
@@ -211,7 +212,8 @@ class Deployment(Strict):
         if router.allowed_client_cidrs is None:
             raise ValueError(
                 "workloads.router.allowed_client_cidrs is required: the networks whose clients may call the OpenAI "
-                f'API, e.g. ["{self.network.cidr}"] (the VPC: every pod and host in it) or your clients\' own subnets'
+                f"API, e.g. {json.dumps(self.network.vpc_cidrs)} (the VPC: every pod and host in it) or your "
+                "clients' own subnets"
             )
         if router.internal_load_balancer and router.certificate_arn is None:
             raise ValueError(
@@ -409,9 +411,12 @@ class Deployment(Strict):
             )
 
     def _check_scraper_cidrs(self) -> None:
-        vpc = ipaddress.ip_network(self.network.cidr)
         for cidr in self.workloads.engine_metrics_scraper_cidrs:
-            if ipaddress.ip_network(cidr).overlaps(vpc):
+            vpc = next(
+                (b for b in self.network.vpc_cidrs if ipaddress.ip_network(cidr).overlaps(ipaddress.ip_network(b))),
+                None,
+            )
+            if vpc is not None:
                 raise ValueError(
                     f"workloads.engine_metrics_scraper_cidrs: {cidr} overlaps the VPC ({vpc}), whose pod subnets it "
                     "would open to the engines' OpenAI API; the managed collector is admitted through its own "

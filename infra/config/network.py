@@ -59,6 +59,20 @@ class ExistingNetwork(Strict):
     private_subnets: list[ExistingSubnet] = Field(min_length=2)
     gpu_subnet_id: str = Field(pattern=r"^subnet-[0-9a-f]{8,17}$")
     collector_subnets: list[ExistingSubnet] = Field(default_factory=list, max_length=COLLECTOR_MAX_SUBNETS)
+    # The VPC's secondary IPv4 blocks (aws ec2 describe-vpcs: CidrBlockAssociationSet past the first), e.g. a
+    # 100.64.0.0/16 the nodes and pods take their addresses from: subnets may lie in any of the VPC's blocks, and the
+    # NetworkPolicies count every block as the VPC.
+    secondary_cidrs: list[str] = Field(default_factory=list, max_length=49)  # a VPC holds 50 IPv4 blocks by default
+
+    @field_validator("secondary_cidrs")
+    @classmethod
+    def _secondary(cls, value: list[str]) -> list[str]:
+        blocks = [_cidr_block(cidr) for cidr in value]
+        for i, block in enumerate(blocks):
+            for other in blocks[i + 1 :]:
+                if block.overlaps(other):
+                    raise ValueError(f"secondary_cidrs: {block} and {other} overlap; a VPC's blocks never do")
+        return value
 
     @model_validator(mode="after")
     def _subnets(self) -> ExistingNetwork:
@@ -101,7 +115,8 @@ class NetworkConfig(Strict):
     # Required for on-demand GPU capacity; the GPU stacks check it at deploy time (infra/gpu_capacity/gpu_zone/).
     gpu_az_id: str | None = None
     nat_gateways: int = Field(default=1, ge=1, le=6)
-    # An existing VPC: ``cidr`` is then its (primary) IPv4 block, and the fields of OWNED_VPC_FIELDS do not apply.
+    # An existing VPC: ``cidr`` is then its primary IPv4 block (its others: existing.secondary_cidrs), and the fields
+    # of OWNED_VPC_FIELDS do not apply.
     existing: ExistingNetwork | None = None
 
     @field_validator("cidr")
@@ -109,6 +124,12 @@ class NetworkConfig(Strict):
     def _cidr(cls, value: str) -> str:
         _cidr_block(value)
         return value
+
+    @property
+    def vpc_cidrs(self) -> list[str]:
+        """Every IPv4 block of the VPC: ``cidr`` and, for an existing VPC, its secondary blocks. What a VPC-wide
+        address rule (NetworkPolicies, overlap checks) must cover."""
+        return [self.cidr, *(self.existing.secondary_cidrs if self.existing is not None else [])]
 
     @field_validator("gpu_az_id")
     @classmethod
@@ -151,8 +172,19 @@ class NetworkConfig(Strict):
                 "network.existing needs network.cidr: the existing VPC's IPv4 block (NetworkPolicies "
                 "and the checks compare addresses with it)"
             )
-        vpc = ipaddress.ip_network(self.cidr)
+        primary = _cidr_block(self.cidr)
+        for cidr in existing.secondary_cidrs:
+            if _cidr_block(cidr).overlaps(primary):
+                raise ValueError(
+                    f"network.existing.secondary_cidrs: {cidr} overlaps network.cidr {self.cidr}; list only the VPC's "
+                    "other blocks there"
+                )
+        blocks = [_cidr_block(cidr) for cidr in self.vpc_cidrs]
         for subnet in (*existing.private_subnets, *existing.collector_subnets):
-            if not ipaddress.ip_network(subnet.cidr).subnet_of(vpc):  # type: ignore[arg-type]
-                raise ValueError(f"existing subnet {subnet.id} ({subnet.cidr}) lies outside network.cidr {self.cidr}")
+            if not any(_cidr_block(subnet.cidr).subnet_of(block) for block in blocks):
+                listed = ", ".join(self.vpc_cidrs)
+                raise ValueError(
+                    f"existing subnet {subnet.id} ({subnet.cidr}) lies outside the VPC's blocks ({listed}): "
+                    "network.cidr is the primary block, network.existing.secondary_cidrs the others"
+                )
         return self

@@ -132,7 +132,7 @@ def router_policy(deployment: Deployment, collector_cidrs: Sequence[str]) -> dic
 
 
 def _outside(deployment: Deployment) -> dict[str, Any]:
-    return {"ipBlock": {"cidr": EVERYWHERE, "except": [deployment.network.cidr]}}
+    return {"ipBlock": {"cidr": EVERYWHERE, "except": deployment.network.vpc_cidrs}}
 
 
 def return_traffic_policies(deployment: Deployment) -> list[dict[str, Any]]:
@@ -147,7 +147,7 @@ def return_traffic_policies(deployment: Deployment) -> list[dict[str, Any]]:
             router_selector(deployment.name),
             [
                 {
-                    "from": [*engines, {"ipBlock": {"cidr": deployment.network.cidr}}, _outside(deployment)],
+                    "from": [*engines, *_ip_blocks(deployment.network.vpc_cidrs), _outside(deployment)],
                     "ports": ephemeral,
                 }
             ],

@@ -169,7 +169,41 @@ def test_a_collector_subnet_cannot_be_a_private_subnet() -> None:
 def test_subnets_lie_in_the_vpc() -> None:
     data = changed()
     data["network"]["existing"]["private_subnets"][1]["cidr"] = "10.99.0.0/19"
-    assert "subnet-0bbbbbbbbbbbbbbb2 (10.99.0.0/19) lies outside network.cidr 10.20.0.0/16" in error_for(data)
+    assert "subnet-0bbbbbbbbbbbbbbb2 (10.99.0.0/19) lies outside the VPC's blocks (10.20.0.0/16)" in error_for(data)
+
+
+def test_subnets_may_lie_in_a_secondary_block_of_the_vpc() -> None:
+    """Review finding 6: a VPC whose nodes take 100.64.0.0/16 (a secondary block) was refused."""
+    data = changed(network__existing__secondary_cidrs=["100.64.0.0/16"])
+    data["network"]["existing"]["private_subnets"][1]["cidr"] = "100.64.32.0/19"
+    network = parse_deployment(data, "test.yaml").network
+    assert network.vpc_cidrs == ["10.20.0.0/16", "100.64.0.0/16"]
+    data["network"]["existing"]["private_subnets"][1]["cidr"] = "100.65.0.0/19"
+    assert (
+        "subnet-0bbbbbbbbbbbbbbb2 (100.65.0.0/19) lies outside the VPC's blocks (10.20.0.0/16, 100.64.0.0/16)"
+        in error_for(data)
+    )
+
+
+@pytest.mark.parametrize(
+    ("blocks", "message"),
+    [
+        (["10.20.128.0/17"], "secondary_cidrs: 10.20.128.0/17 overlaps network.cidr 10.20.0.0/16"),
+        (["100.64.0.0/16", "100.64.128.0/17"], "100.64.0.0/16 and 100.64.128.0/17 overlap"),
+        (["100.64.0.0/33"], "is not a CIDR block"),
+    ],
+)
+def test_secondary_blocks_are_the_vpcs_other_blocks(blocks: list[str], message: str) -> None:
+    assert message in error_for(changed(network__existing__secondary_cidrs=blocks))
+
+
+def test_a_scraper_inside_a_secondary_block_is_refused_and_the_client_hint_lists_every_block() -> None:
+    data = changed(network__existing__secondary_cidrs=["100.64.0.0/16"])
+    data["workloads"]["engine_metrics_scraper_cidrs"] = ["100.64.9.0/24"]
+    assert "100.64.9.0/24 overlaps the VPC (100.64.0.0/16)" in error_for(data)
+    data = changed(network__existing__secondary_cidrs=["100.64.0.0/16"])
+    del data["workloads"]["router"]["allowed_client_cidrs"]
+    assert 'e.g. ["10.20.0.0/16", "100.64.0.0/16"] (the VPC' in error_for(data)
 
 
 def test_the_metrics_pipeline_needs_the_collectors_subnets() -> None:

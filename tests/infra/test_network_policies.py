@@ -265,3 +265,18 @@ def test_the_router_clients_must_be_stated() -> None:
     del data["workloads"]["router"]["allowed_client_cidrs"]
     with pytest.raises(DeploymentError, match=r"workloads.router.allowed_client_cidrs is required.*10.0.0.0/16"):
         parse_deployment(data)
+
+
+def test_every_block_of_an_existing_vpc_is_the_vpc() -> None:
+    """Review finding 6: with pods in a secondary block (100.64.0.0/16), the router's reply ports admit the VPC's
+    every block, and the engines' 'outside the VPC' excludes every block (a pod there is no stranger to let in)."""
+    data = load_yaml("existing-cluster.yaml")
+    data["network"]["existing"]["secondary_cidrs"] = ["100.64.0.0/16"]
+    deployment = parse_deployment(data)
+    policies, pods = rendered(deployment)
+    pod_in_secondary = Source(ip="100.64.7.9")
+    for port in REPLY_PORTS:
+        assert admitted(policies, pod_in_secondary, pods["pdstack-router"], port)
+        for role in ("prefill", "decode"):
+            assert not admitted(policies, pod_in_secondary, pods[f"pdstack-{role}"], port)
+            assert admitted(policies, Source(ip="52.216.8.1"), pods[f"pdstack-{role}"], port)
