@@ -89,6 +89,28 @@ def cpu_role(ports: list[int], cpu: int) -> dict[str, Any]:
     }
 
 
+def precise_router(port: int, engines: list[tuple[str, int, int]], **settings: object) -> dict[str, Any]:
+    """The router section of a test bed whose engines publish KV events: on loopback at ``port`` with /metrics on its
+    API port, precise prefix mode, one-second health and metrics polls, discovering each of ``engines`` (role, HTTP
+    port, KV-event port) statically on loopback; ``settings`` adds or overrides router settings."""
+    return {
+        "host": "127.0.0.1",
+        "port": port,
+        "metrics_port": None,
+        "prefix_mode": "precise",
+        "health_interval_s": 1.0,
+        "metrics_interval_s": 1.0,
+        "timeouts": {"connect_s": 2.0, "first_byte_s": 120.0, "idle_stream_s": 60.0},
+        "discovery": {
+            "static": [
+                {"url": f"http://127.0.0.1:{http}", "role": role, "kv_events": f"tcp://127.0.0.1:{kv_events}"}
+                for role, http, kv_events in engines
+            ]
+        },
+        **settings,
+    }
+
+
 def server_environment(vllm_python: Path) -> dict[str, str]:
     """The pod-like environment: the venv's `vllm` on PATH, the pod IP, caches in the work dir. The test bed's
     sitecustomize (quirk 3, NIXL progress-thread delay) rides on PYTHONPATH here, test-side only."""

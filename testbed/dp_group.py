@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from testbed.cpu_pair import cpu_role, server_environment
+from testbed.cpu_pair import cpu_role, precise_router, server_environment
 from testbed.ports import free_port_run, free_ports
 from testbed.router_process import RouterProcess
 from testbed.runtime_server import RuntimeServer
@@ -79,25 +79,7 @@ def node_serving(model: Path, ports: GroupPorts, node: int) -> dict[str, Any]:
         "model": {"source": str(model), "served_name": "tiny", "block_size": 32, "max_model_len": 1024},
         "kv_transfer": {"backend": "UCX", "buffer_device": "cpu"},
         "decode": decode,
-        "router": {
-            "host": "127.0.0.1",
-            "port": ports.router,
-            "metrics_port": None,
-            "prefix_mode": "precise",
-            "health_interval_s": 1.0,
-            "metrics_interval_s": 1.0,
-            "timeouts": {"connect_s": 2.0, "first_byte_s": 120.0, "idle_stream_s": 60.0},
-            "discovery": {
-                "static": [
-                    {
-                        "url": f"http://127.0.0.1:{ports.http[k]}",
-                        "role": "decode",
-                        "kv_events": f"tcp://127.0.0.1:{ports.kv_events[k]}",
-                    }
-                    for k in range(NODES)
-                ]
-            },
-        },
+        "router": precise_router(ports.router, [("decode", ports.http[k], ports.kv_events[k]) for k in range(NODES)]),
     }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import openai
 from prometheus_client.parser import text_string_to_metric_families
 
-from testbed.cpu_pair import cpu_role
+from testbed.cpu_pair import cpu_role, precise_router
 from testbed.router_process import RouterProcess
 from testbed.runtime_server import RuntimeServer
 
@@ -32,30 +32,9 @@ def routed_serving(model: Path, ports: list[int]) -> dict[str, Any]:
         "kv_transfer": {"backend": "UCX", "buffer_device": "cpu"},
         "prefill": prefill_role,
         "decode": decode_role,
-        "router": {
-            "host": "127.0.0.1",
-            "port": ports[8],
-            "metrics_port": None,
-            "pd_threshold_tokens": 0,
-            "prefix_mode": "precise",
-            "health_interval_s": 1.0,
-            "metrics_interval_s": 1.0,
-            "timeouts": {"connect_s": 2.0, "first_byte_s": 120.0, "idle_stream_s": 60.0},
-            "discovery": {
-                "static": [
-                    {
-                        "url": f"http://127.0.0.1:{ports[0]}",
-                        "role": "prefill",
-                        "kv_events": f"tcp://127.0.0.1:{ports[2]}",
-                    },
-                    {
-                        "url": f"http://127.0.0.1:{ports[4]}",
-                        "role": "decode",
-                        "kv_events": f"tcp://127.0.0.1:{ports[6]}",
-                    },
-                ]
-            },
-        },
+        "router": precise_router(
+            ports[8], [("prefill", ports[0], ports[2]), ("decode", ports[4], ports[6])], pd_threshold_tokens=0
+        ),
     }
 
 
