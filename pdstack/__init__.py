@@ -49,6 +49,13 @@ Constructs (each exposes what the others need as attributes; a stack may hold an
   Exposes ``objects``, ``manifest``, ``model_reader``, ``api_keys``, ``scaled_objects``.
 - ``Autoscaling(scope, id, props=AutoscalingProps(cluster, workspace))``: KEDA on the cluster, once for every unit,
   allowed to query the metrics workspace and nothing else. Exposes ``chart``, ``operator_role``, ``server``.
+- ``LoadBalancerController(scope, id, props=LoadBalancerControllerProps(cluster, vpc_id, system_placement))``: the
+  AWS Load Balancer Controller chart and its Pod Identity role, once per cluster, for units whose
+  ``workloads.router.internal_load_balancer`` is on. Exposes ``chart`` (a unit's prerequisite), ``role``.
+- ``SecretsStoreCharts(scope, id, props=SecretsStoreProps(cluster, system_placement))``: the Secrets Store CSI driver
+  and its AWS provider, once per cluster, for units with ``workloads.router.api_keys_secret``. Exposes ``charts``.
+  A ``ServingUnitWorkloads`` that needs either (and ``cluster.addons`` does not say the platform runs it) raises
+  ValueError at synthesis unless its ``prerequisites`` hold that construct or its charts.
 - ``WorkloadsStack(scope, id, props=WorkloadsProps(deployment, cluster, image_uri, leader_worker_set,
   metrics_collector_cidrs, metrics_workspace))``: every unit of a deployment, with KEDA and the charts the units
   share, as a stack of its own (what pdstack's app builds).
@@ -72,6 +79,7 @@ from pdstack.installation import require_own_packages
 require_own_packages()
 
 from infra.cluster.imported import ImportedCluster, ImportedClusterProps  # noqa: E402
+from infra.cluster.load_balancer_controller import LoadBalancerController, LoadBalancerControllerProps  # noqa: E402
 from infra.cluster.stack import ClusterProps, InferenceCluster  # noqa: E402
 from infra.compliance.nag import register_checks  # noqa: E402
 from infra.config import (  # noqa: E402
@@ -107,6 +115,7 @@ from infra.network.imported import ImportedNetwork, ImportedNetworkProps  # noqa
 from infra.network.stack import Network, NetworkProps  # noqa: E402
 from infra.observability.stack import Observability, ObservabilityProps  # noqa: E402
 from infra.workloads.autoscaling import Autoscaling, AutoscalingProps  # noqa: E402
+from infra.workloads.router_api_keys import SecretsStoreCharts, SecretsStoreProps  # noqa: E402
 from infra.workloads.stack import ServingUnitProps, ServingUnitWorkloads, WorkloadsProps, WorkloadsStack  # noqa: E402
 
 __version__ = "0.1.0"
@@ -136,6 +145,8 @@ __all__ = [
     "ImportedNetwork",
     "ImportedNetworkProps",
     "InferenceCluster",
+    "LoadBalancerController",
+    "LoadBalancerControllerProps",
     "ModelConfig",
     "Network",
     "NetworkConfig",
@@ -146,6 +157,8 @@ __all__ = [
     "OnDemand",
     "PullThroughCache",
     "RouterWorkload",
+    "SecretsStoreCharts",
+    "SecretsStoreProps",
     "ServiceLevelObjectives",
     "ServingImage",
     "ServingUnit",

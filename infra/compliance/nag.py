@@ -13,13 +13,14 @@ from constructs import IConstruct
 
 from infra.cluster.eks_checks import EksClusterChecks
 from infra.cluster.imported import ImportedCluster
+from infra.cluster.load_balancer_controller import LoadBalancerController
 from infra.cluster.stack import InferenceCluster
 from infra.gpu_capacity.gpu_zone.check import GpuZoneCheck
 from infra.gpu_capacity.stack import GpuNodeGroupCapacity
 from infra.hyperpod.stack import LIFECYCLE_PREFIX, HyperPodCapacity
 from infra.image.stack import ServingImage
 from infra.network.stack import Network, NetworkStack
-from infra.workloads.stack import ServingUnitWorkloads, WorkloadsStack
+from infra.workloads.stack import ServingUnitWorkloads
 
 NODE_ROLE_POLICIES = {
     "AmazonEKSWorkerNodePolicy": "the EKS node role policy EKS documents for managed node groups (node registration)",
@@ -63,7 +64,7 @@ def acknowledge(scope: IConstruct) -> None:
             _acknowledge_gpu_node_groups(construct)
         elif isinstance(construct, HyperPodCapacity):
             _acknowledge_hyperpod(construct)
-        elif isinstance(construct, WorkloadsStack):
+        elif isinstance(construct, LoadBalancerController):
             _acknowledge_load_balancer_controller(construct)
         elif isinstance(construct, ServingUnitWorkloads):
             _acknowledge_serving_unit(construct)
@@ -352,12 +353,9 @@ def _acknowledge_serving_unit(workloads: ServingUnitWorkloads) -> None:
             )
 
 
-def _acknowledge_load_balancer_controller(workloads: WorkloadsStack) -> None:
+def _acknowledge_load_balancer_controller(controller: LoadBalancerController) -> None:
     """The AWS Load Balancer Controller's own published policy (v3.5.0 docs/install/iam_policy.json), carried verbatim
     so that a controller upgrade is a file swap: its wildcards are the controller's contract, not pdstack's choice."""
-    controller = workloads.load_balancer_controller
-    if controller is None:
-        return
     _ack(
         controller.role,
         "IAM5[Resource::*]",

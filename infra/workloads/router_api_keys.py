@@ -9,7 +9,8 @@ infra/workloads/router_objects.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_eks_v2 as eks
@@ -90,14 +91,20 @@ class RouterApiKeys(Construct):
         )
 
 
-class SecretsStoreCharts(Construct):
-    """The Secrets Store CSI driver and its AWS provider on the cluster. Exposes ``charts`` (driver, provider)."""
+@dataclass(frozen=True)
+class SecretsStoreProps:
+    cluster: eks.ICluster
+    # the system nodes' nodeSelector and tolerations (Deployment.system_placement)
+    system_placement: dict[str, Any] = field(default_factory=lambda: dict(SYSTEM_PLACEMENT))
 
-    def __init__(
-        self, scope: Construct, construct_id: str, *, cluster: eks.ICluster, placement: dict = SYSTEM_PLACEMENT
-    ) -> None:
-        """``placement``: the system nodes' nodeSelector and tolerations (Deployment.system_placement)."""
+
+class SecretsStoreCharts(Construct):
+    """The Secrets Store CSI driver and its AWS provider on the cluster, once for every unit whose routers read API
+    keys (workloads.router.api_keys_secret). Exposes ``charts`` (driver, provider): a unit's prerequisites."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: SecretsStoreProps) -> None:
         super().__init__(scope, construct_id)
+        cluster, placement = props.cluster, props.system_placement
         driver = self._chart(
             cluster, "SecretsStoreCsiDriver", SECRETS_STORE_CSI_DRIVER, secrets_store_csi_driver_values(placement)
         )

@@ -24,9 +24,10 @@ from infra.stack_outputs import WorkloadsOutputs
 from infra.workload_names import CONFIG_FILE, CONFIG_MAP, ROUTER, labels, worker_name
 from infra.workloads.autoscaling import Autoscaling, AutoscalingProps, ScaledObjects, ScaledObjectsProps
 from infra.workloads.network_policies import network_policies
-from infra.workloads.router_api_keys import RouterApiKeys, RouterApiKeysProps, SecretsStoreCharts
+from infra.workloads.router_api_keys import RouterApiKeys, RouterApiKeysProps, SecretsStoreCharts, SecretsStoreProps
 from infra.workloads.router_objects import router_objects
 from infra.workloads.serving_config import rendered_serving
+from infra.workloads.shared_charts import missing_shared_charts
 from infra.workloads.worker_objects import worker_objects
 
 
@@ -100,7 +101,8 @@ class ServingUnitProps:
     image_uri: str
     metrics_collector_cidrs: list[str]
     # What the unit's objects must follow: the LWS chart, and the load balancer controller's and the secrets store's
-    # charts when the unit uses them.
+    # charts when the unit uses them (LoadBalancerController, SecretsStoreCharts: refused without them,
+    # infra/workloads/shared_charts.py).
     prerequisites: Sequence[Construct]
     keda: Autoscaling | None = None  # the cluster's KEDA when the unit autoscales
 
@@ -115,6 +117,9 @@ class ServingUnitWorkloads(Construct):
         super().__init__(scope, construct_id)
         self.deployment = deployment = props.deployment
         workloads = deployment.workloads
+        missing = missing_shared_charts(deployment, props.prerequisites)
+        if missing:
+            raise ValueError(f"{self.node.path}: " + "; ".join(missing))
         self.objects = serving_objects(
             deployment, props.image_uri, props.metrics_collector_cidrs, autoscaled=props.keda is not None
         )
@@ -221,7 +226,9 @@ class WorkloadsStack(cdk.Stack):
             any(view.workloads.router.api_keys_secret is not None for view in views)
             and platform.secrets_store_csi_driver == "pdstack"
         ):
-            self.secrets_store = SecretsStoreCharts(self, "RouterApiKeys", cluster=cluster, placement=placement)
+            self.secrets_store = SecretsStoreCharts(
+                self, "RouterApiKeys", props=SecretsStoreProps(cluster=cluster, system_placement=placement)
+            )
         self.autoscaling: Autoscaling | None = None
         if props.metrics_workspace is not None and any(view.autoscaled for view in views):
             self.autoscaling = Autoscaling(
