@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
@@ -24,9 +23,9 @@ from constructs import Construct
 from infra.cluster.addons import ClusterAddons, ClusterAddonsProps
 from infra.cluster.existing_check.check import ExistingClusterCheck
 from infra.cluster.kubernetes_versions import KUBERNETES_PINS
+from infra.cluster.outputs import add_cluster_outputs
 from infra.config import Deployment
 from infra.gpu_capacity.efa import EfaSecurityGroup
-from infra.stack_outputs import ClusterOutputs
 
 
 @dataclass(frozen=True)
@@ -124,11 +123,4 @@ class ImportedCluster(Construct):
         # Shared by the GPU node groups (their own stack) and the HyperPod instances.
         self.efa_security_group = EfaSecurityGroup(self, "EfaSecurityGroup", vpc=props.vpc)
 
-        cdk.CfnOutput(self, ClusterOutputs.CLUSTER_NAME, value=self.cluster.cluster_name)
-        cdk.CfnOutput(self, ClusterOutputs.CLUSTER_ARN, value=self.cluster.cluster_arn)
-        cdk.CfnOutput(self, ClusterOutputs.EFA_SECURITY_GROUP_ID, value=self.efa_security_group.security_group_id)
-        cdk.CfnOutput(
-            self,
-            ClusterOutputs.UPDATE_KUBECONFIG,
-            value=f"aws eks update-kubeconfig --name {self.cluster.cluster_name} --region {cdk.Stack.of(self).region}",
-        )
+        add_cluster_outputs(self, self.cluster, self.efa_security_group)

@@ -15,9 +15,9 @@ from constructs import Construct
 from infra.cluster.addons import ClusterAddons, ClusterAddonsProps
 from infra.cluster.imported import ImportedCluster
 from infra.cluster.kubernetes_versions import KUBERNETES_PINS
+from infra.cluster.outputs import add_cluster_outputs
 from infra.config import ClusterConfig, Taint
 from infra.gpu_capacity.efa import EfaSecurityGroup
-from infra.stack_outputs import ClusterOutputs
 from infra.workload_names import SYSTEM_POOL
 
 ENDPOINT_ACCESS = {
@@ -131,14 +131,7 @@ class InferenceCluster(Construct):
         # Shared by the GPU node groups (their own stack) and the HyperPod instances.
         self.efa_security_group = EfaSecurityGroup(self, "EfaSecurityGroup", vpc=props.vpc)
 
-        cdk.CfnOutput(self, ClusterOutputs.CLUSTER_NAME, value=self.cluster.cluster_name)
-        cdk.CfnOutput(self, ClusterOutputs.CLUSTER_ARN, value=self.cluster.cluster_arn)
-        cdk.CfnOutput(self, ClusterOutputs.EFA_SECURITY_GROUP_ID, value=self.efa_security_group.security_group_id)
-        cdk.CfnOutput(
-            self,
-            ClusterOutputs.UPDATE_KUBECONFIG,
-            value=f"aws eks update-kubeconfig --name {self.cluster.cluster_name} --region {cdk.Stack.of(self).region}",
-        )
+        add_cluster_outputs(self, self.cluster, self.efa_security_group)
 
 
 class ClusterStack(cdk.Stack):
