@@ -31,6 +31,14 @@ def make_tiny_model(vllm_python: Path) -> Path:
     return out
 
 
+def make_tiny_moe_model(vllm_python: Path) -> Path:
+    """The tiny local mixture-of-experts model (testbed/tiny_moe_model.py; made once, then reused) in the work
+    directory."""
+    out = WORK / "tiny-moe-model"
+    subprocess.run([str(vllm_python), "-m", "testbed.tiny_moe_model", str(out)], check=True, cwd=REPO)
+    return out
+
+
 def cpu_pair_serving(model: Path, ports: list[int]) -> dict[str, object]:
     """The serving section of the CPU test bed: the tiny model, NIXL over UCX from CPU buffers, prefill on
     ports[0:4] and core 0, decode on ports[4:8] and core 1."""

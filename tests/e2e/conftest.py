@@ -1,4 +1,4 @@
-"""The end-to-end tier's fixtures over the test bed (testbed/cpu_pair.py): the vLLM CPU venv, the tiny local model,
+"""The end-to-end tier's fixtures over the test bed (testbed/cpu_pair.py): the vLLM CPU venv, the tiny local models,
 and ONE prefill + decode pair with the router in front (tests/support/routed_pair.py), started through
 ``python -m runtime`` once per session and shared by every module whose engines need nothing else (a module that
 needs another engine config, such as the autoscaling module's small decode KV cache, starts its own). A module that
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from testbed.cpu_pair import REPO, WORK, install_vllm_venv, make_tiny_model, server_environment
+from testbed.cpu_pair import REPO, WORK, install_vllm_venv, make_tiny_model, make_tiny_moe_model, server_environment
 from testbed.ports import free_ports
 from tests.support.routed_pair import PdPair, RoutedBed, RoutedPair, new_bed, routed_serving, stop_every_bed
 
@@ -29,6 +29,11 @@ def vllm_python() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(vllm_python: Path) -> Path:
     return make_tiny_model(vllm_python)
+
+
+@pytest.fixture(scope="session")
+def tiny_moe_model(vllm_python: Path) -> Path:
+    return make_tiny_moe_model(vllm_python)
 
 
 @pytest.fixture(scope="session")
