@@ -6,7 +6,9 @@ account: eks:DescribeCluster (status, Kubernetes version, authentication mode, V
 endpoint access), eks:ListAddons (the Pod Identity agent, vpc-cni), eks:DescribeAddon on vpc-cni (its version
 against the efa-only floor, and NetworkPolicy enforcement, which the serving namespace's policies rely on) and
 ec2:DescribeSubnets (every declared private, GPU and collector subnet exists, lies in network.existing.vpc_id and has
-the declared CIDR block). Each problem names the deployment-file field to fix. One small Lambda with inline code
+the declared CIDR block). On the first deploy, eks:ListPodIdentityAssociations says whether another deployment
+holds a serving namespace already (one pdstack deployment per cluster). Each
+problem names the deployment-file field to fix. One small Lambda with inline code
 (handler.py, infra/deploy_check.py), read-only calls: the EKS ones on this one cluster only.
 """
 
@@ -47,7 +49,19 @@ def check_properties(deployment: Deployment) -> dict[str, object]:
         "VpcCniMinimum": ".".join(map(str, floor)),
         "VpcCniVersion": existing.vpc_cni_version,
         "Subnets": declared_subnets(network),
+        "Claimed": claimed(deployment),
     }
+
+
+def claimed(deployment: Deployment) -> list[list[str]]:
+    """What pdstack takes on the cluster that another deployment would take too, checked on the first deploy only:
+    [namespace, service account (empty: any), what]: each serving namespace (its Pod Identity associations).
+
+    Not the Cluster Autoscaler's kube-system/cluster-autoscaler account, though a second autoscaler collides there
+    too: in a team's app its association may not follow this check yet (review finding 1), so the check could see
+    the deployment's own association on the first deploy. A serving unit's associations do follow it in both shipped
+    apps (their stack deploys after the cluster's)."""
+    return [[deployment.for_unit(unit).workloads.namespace, "", "the serving namespace"] for unit in deployment.units]
 
 
 def declared_subnets(network: ExistingNetwork) -> dict[str, list[str]]:
@@ -82,7 +96,10 @@ class ExistingClusterCheck(DeployCheck):
             resource_type=RESOURCE_TYPE,
             properties=check_properties(deployment),
             statements=[
-                iam.PolicyStatement(actions=["eks:DescribeCluster", "eks:ListAddons"], resources=[cluster_arn]),
+                iam.PolicyStatement(
+                    actions=["eks:DescribeCluster", "eks:ListAddons", "eks:ListPodIdentityAssociations"],
+                    resources=[cluster_arn],
+                ),
                 iam.PolicyStatement(actions=["eks:DescribeAddon"], resources=[addon_arn]),
                 # EC2 Describe* actions support no resource-level permissions (Service Authorization Reference).
                 iam.PolicyStatement(actions=["ec2:DescribeSubnets"], resources=["*"]),

@@ -74,6 +74,8 @@ def cluster_problems(eks, want):
 
 def subnet_problems(ec2, want):
     declared = want["Subnets"]  # id -> [field, cidr]
+    if not declared:  # EC2 refuses a filter without values
+        return []
     found = ec2.describe_subnets(Filters=[{"Name": "subnet-id", "Values": sorted(declared)}])["Subnets"]
     seen = {s["SubnetId"]: s for s in found}
     problems = []
@@ -85,6 +87,21 @@ def subnet_problems(ec2, want):
             problems.append(f"{field} {sid} is in {s['VpcId']}, not network.existing.vpc_id {want['VpcId']}")
         elif s["CidrBlock"] != cidr:
             problems.append(f"{field} {sid} is {s['CidrBlock']}, the file says {cidr}")
+    return problems
+
+
+def claimed_problems(eks, want):
+    problems = []
+    for namespace, account, what in want["Claimed"]:
+        query = {"clusterName": want["ClusterName"], "namespace": namespace}
+        found = eks.list_pod_identity_associations(**query, **({"serviceAccount": account} if account else {}))
+        taken = sorted({a["serviceAccount"] for a in found.get("associations", [])})
+        if taken:
+            problems.append(
+                f"{what}: namespace {namespace} already has Pod Identity associations ({', '.join(taken)}): another "
+                "pdstack deployment or app uses it; pdstack takes one deployment per cluster (several models go in "
+                "its models:), or set cluster.addons / workloads.namespace"
+            )
     return problems
 
 
@@ -105,7 +122,11 @@ def outcome(event, eks, ec2):
         if event["RequestType"] == "Delete":
             return response(event, [])
         want = event["ResourceProperties"]
-        return response(event, cluster_problems(eks, want) + subnet_problems(ec2, want))
+        problems = cluster_problems(eks, want) + subnet_problems(ec2, want)
+        # On the first deploy only: afterwards the associations are this deployment's own.
+        if event["RequestType"] == "Create" and not problems:
+            problems = claimed_problems(eks, want)
+        return response(event, problems)
     except Exception as error:
         return response(event, [f"the existing-cluster check could not run: {error}"])
 

@@ -215,3 +215,69 @@ def test_a_missing_subnet_and_a_wrong_cidr_are_named(aws_env: MotoServer) -> Non
             "network.existing.collector_subnets[2] subnet-0eeeeeeeeeeeeeee5 is not a subnet in this account and region",
         ]
     )
+
+
+ASSOCIATIONS = "GET /clusters/platform-prod/pod-identity-associations"
+
+
+def _associations(*taken: tuple[str, str]) -> RecordedAws:
+    """EKS ListPodIdentityAssociations answering ``taken`` (namespace, service account) pairs (EKS API reference,
+    PodIdentityAssociationSummary)."""
+    summaries = [
+        {
+            "clusterName": "platform-prod",
+            "namespace": namespace,
+            "serviceAccount": account,
+            "associationArn": f"arn:aws:eks:us-east-1:123456789012:podidentityassociation/platform-prod/a-{i}",
+            "associationId": f"a-{i}",
+        }
+        for i, (namespace, account) in enumerate(taken)
+    ]
+    return RecordedAws(routes={ASSOCIATIONS: [{"status": 200, "body": {"associations": summaries}}]})
+
+
+def claimed(aws: RecordedAws) -> list[str]:
+    with serving(aws) as url:
+        eks = boto3.client(
+            "eks",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="AKIATESTPDSTACK00001",
+            aws_secret_access_key="testing",
+        )
+        return handler.claimed_problems(eks, json.loads(json.dumps(WANT)))
+
+
+def test_the_first_deploy_claims_the_serving_namespace() -> None:
+    """Review finding 5: a second pdstack deployment on the cluster (or an app in its namespace) is refused on the
+    first deploy, before anything is created, instead of colliding on the Pod Identity associations later."""
+    assert WANT["Claimed"] == [["pdstack", "", "the serving namespace"]]
+    free = _associations()
+    assert claimed(free) == []
+    assert free.calls == [ASSOCIATIONS]
+    (problem,) = claimed(_associations(("pdstack", "pdstack-router")))
+    assert problem.startswith(
+        "the serving namespace: namespace pdstack already has Pod Identity associations (pdstack-router): another "
+        "pdstack deployment or app uses it"
+    )
+
+
+def test_only_the_first_deploy_looks_for_claims() -> None:
+    """An update finds this deployment's own associations: only Create asks (the recorded cluster has no
+    ListPodIdentityAssociations answer, so an Update that asked would fail)."""
+    aws = recorded()
+    with serving(aws) as url:
+        clients = [
+            boto3.client(
+                service,
+                endpoint_url=url,
+                region_name="us-east-1",
+                aws_access_key_id="AKIATESTPDSTACK00001",
+                aws_secret_access_key="testing",
+            )
+            for service in ("eks", "ec2")
+        ]
+        want = {**WANT, "Subnets": {}}
+        answer = handler.outcome({**EVENT, "RequestType": "Update", "ResourceProperties": want}, *clients)
+    assert answer["Status"] == "SUCCESS", answer
+    assert ASSOCIATIONS not in aws.calls
