@@ -100,10 +100,7 @@ class DeploymentStacks:
         # What must exist before pdstack puts anything on the cluster: on a cluster of its own, the managed vpc-cni
         # (efa-only interfaces) and the system nodes (where the controllers run); on an existing one, the check of
         # the cluster and pdstack's kubectl access entry.
-        ready = self.imported_cluster.ready if self.imported_cluster is not None else None
-        vpc_cni = ready[0] if ready else self.cluster.addons.managed["vpc-cni"]
-        system_nodes = ready[-1] if ready else self.cluster.system_nodes
-        assert system_nodes is not None
+        prerequisites = self.cluster.inference_cluster.prerequisites
         # GPU capacity in its own stack: an InsufficientInstanceCapacity rolls back the node groups, not the cluster.
         self.gpu_nodes: GpuCapacityStack | None = None
         if deployment.gpu_provider == "eks-nodegroups":
@@ -116,12 +113,11 @@ class DeploymentStacks:
                     groups=deployment.gpu_node_groups,
                     gpu_subnet=network.gpu_subnet,
                     efa_security_group=self.cluster.efa_security_group,
-                    vpc_cni=vpc_cni,
+                    prerequisites=prerequisites,
                     hugepages_2mi_pages={
                         g.instance_type: hugepages_2mi_pages_per_node(deployment, g.instance_type)
                         for g in deployment.gpu_node_groups
                     },
-                    system_nodes=system_nodes,
                     kubernetes_version=deployment.cluster.kubernetes_version,
                     gpu_az_id=deployment.network.gpu_az_id,
                     system_placement=deployment.system_placement,
@@ -158,6 +154,7 @@ class DeploymentStacks:
                     cluster=self.cluster.cluster,
                     vpc=network.vpc,
                     collector_subnets=network.collector_subnets,
+                    prerequisites=prerequisites,
                 ),
             )
         self.workloads = part(
@@ -169,8 +166,9 @@ class DeploymentStacks:
                 cluster=self.cluster.cluster,
                 image_uri=self.image.image_uri,
                 # the LWS CRD: pdstack's chart, or the platform's LWS once the cluster check has passed
-                leader_worker_set=self.cluster.addons.leader_worker_set or vpc_cni,
+                leader_worker_set=self.cluster.addons.leader_worker_set or prerequisites[0],
                 metrics_collector_cidrs=network.collector_cidrs,
+                cluster_prerequisites=prerequisites,
                 metrics_workspace=self.observability.workspace if self.observability else None,
             ),
         )

@@ -24,31 +24,37 @@ Constructs (each exposes what the others need as attributes; a stack may hold an
 - ``InferenceCluster(scope, id, props=ClusterProps(config, vpc, private_subnets, gpu_taints))``: EKS with the
   managed add-ons, pinned Helm charts, the system node group and the EFA security group. Exposes ``cluster``,
   ``addons`` (``addons.managed["vpc-cni"]``, ``addons.leader_worker_set``), ``system_nodes``,
-  ``efa_security_group``.
+  ``efa_security_group``, ``prerequisites`` (what anything put on the cluster waits for: the vpc-cni add-on and the
+  system nodes; pass it to every construct below) and ``system_placement`` (the system pool's nodeSelector).
 - ``ImportedNetwork(scope, id, props=ImportedNetworkProps(existing, cidr))``: an existing VPC by the ids a
   ``network.existing`` section names (no lookup at synthesis, nothing created). Exposes what ``Network`` does.
 - ``ImportedCluster(scope, id, props=ImportedClusterProps(deployment, vpc, private_subnets))``: an existing EKS
   cluster (``cluster.existing``) with pdstack's kubectl handler and its access entry, the deploy-time check of the
   cluster, and the device plugins and LeaderWorkerSet where ``cluster.addons`` says pdstack installs them. Exposes
-  what ``InferenceCluster`` does (``system_nodes`` None, ``addons.managed`` empty) and ``ready`` (what anything put
-  on the cluster should follow). README, "Bring your own VPC and cluster".
-- ``GpuNodeGroupCapacity(scope, id, props=GpuCapacityProps(...))``: EFA GPU node groups (EKS managed node groups),
-  the GPU zone check and the Cluster Autoscaler over them; ``hugepages_2mi_pages_per_node(deployment, type)`` gives
-  each instance type's ``hugepages_2mi_pages``. Exposes ``gpu_node_groups``, ``zone_check``, ``node_autoscaler``.
+  what ``InferenceCluster`` does (``system_nodes`` None, ``addons.managed`` empty; ``prerequisites``: the check and
+  the access entry; ``system_placement``: the platform's nodes of ``cluster.existing.system_nodes``) and ``check``.
+  README, "Bring your own VPC and cluster".
+- ``GpuNodeGroupCapacity(scope, id, props=GpuCapacityProps(...))``: EFA GPU node groups (EKS managed node groups), the
+  GPU zone check and the Cluster Autoscaler over them (both wait for ``prerequisites``);
+  ``hugepages_2mi_pages_per_node(deployment, type)`` gives each instance type's ``hugepages_2mi_pages``. Exposes
+  ``gpu_node_groups``, ``zone_check``, ``node_autoscaler``.
 - ``HyperPodCapacity(scope, id, props=HyperPodProps(...))``: the same GPU capacity as a SageMaker HyperPod cluster
   on the EKS cluster. Exposes ``hyperpod_cluster``, ``execution_role``, ``lifecycle_bucket``, ``zone_check``.
-- ``Observability(scope, id, props=ObservabilityProps(deployment, cluster, vpc, collector_subnets))``: the Amazon
-  Managed Service for Prometheus workspace, the managed collector, the alert and recording rules. Exposes
+- ``Observability(scope, id, props=ObservabilityProps(deployment, cluster, vpc, collector_subnets,
+  prerequisites))``: the Amazon Managed Service for Prometheus workspace, the managed collector (it and its rules on
+  the cluster security group wait for ``prerequisites``), the alert and recording rules. Exposes
   ``workspace``, ``scraper``, ``collector_security_group``.
 - ``ServingUnitWorkloads(scope, id, props=ServingUnitProps(deployment, cluster, image_uri, metrics_collector_cidrs,
-  prerequisites, keda))``: one model's serving unit in its own namespace (prefill and decode workers, routers,
-  Services, NetworkPolicies, the Pod Identity role that reads the model, its KEDA ScaledObjects). ``deployment`` is
-  the unit's view, ``deployment.for_unit(unit)`` for each of ``deployment.units`` (one per ``models`` entry, or the
-  one-model form's ``serving``); ``prerequisites`` what its objects follow (at least
-  ``addons.leader_worker_set``); ``keda`` the cluster's ``Autoscaling`` when the unit autoscales, else None.
-  Exposes ``objects``, ``manifest``, ``model_reader``, ``api_keys``, ``scaled_objects``.
-- ``Autoscaling(scope, id, props=AutoscalingProps(cluster, workspace))``: KEDA on the cluster, once for every unit,
-  allowed to query the metrics workspace and nothing else. Exposes ``chart``, ``operator_role``, ``server``.
+  prerequisites, keda))``: one model's serving unit in its own namespace (prefill and decode workers, routers, Services,
+  NetworkPolicies, the Pod Identity role that reads the model, its KEDA ScaledObjects). ``deployment`` is the unit's
+  view, ``deployment.for_unit(unit)`` for each of ``deployment.units`` (one per ``models`` entry, or the one-model
+  form's ``serving``); ``prerequisites`` what its objects follow (at least the cluster's ``prerequisites`` and
+  ``addons.leader_worker_set``); ``keda`` the cluster's ``Autoscaling`` when the unit autoscales, else None. Exposes
+  ``objects``, ``manifest``, ``model_reader``, ``api_keys``, ``scaled_objects``.
+- ``Autoscaling(scope, id, props=AutoscalingProps(cluster, workspace, prerequisites))``: KEDA on the cluster, once for
+  every unit, allowed to query the metrics workspace and nothing else. ``system_placement`` here and in
+  ``GpuCapacityProps`` defaults to the cluster construct's; pdstack's system pool on an existing cluster is refused.
+  Exposes ``chart``, ``operator_role``, ``server``.
 - ``LoadBalancerController(scope, id, props=LoadBalancerControllerProps(cluster, vpc_id, system_placement))``: the
   AWS Load Balancer Controller chart and its Pod Identity role, once per cluster, for units whose
   ``workloads.router.internal_load_balancer`` is on. Exposes ``chart`` (a unit's prerequisite), ``role``.
@@ -57,8 +63,8 @@ Constructs (each exposes what the others need as attributes; a stack may hold an
   A ``ServingUnitWorkloads`` that needs either (and ``cluster.addons`` does not say the platform runs it) raises
   ValueError at synthesis unless its ``prerequisites`` hold that construct or its charts.
 - ``WorkloadsStack(scope, id, props=WorkloadsProps(deployment, cluster, image_uri, leader_worker_set,
-  metrics_collector_cidrs, metrics_workspace))``: every unit of a deployment, with KEDA and the charts the units
-  share, as a stack of its own (what pdstack's app builds).
+  metrics_collector_cidrs, cluster_prerequisites, metrics_workspace))``: every unit of a deployment, with KEDA and the
+  charts the units share, as a stack of its own (what pdstack's app builds).
 
 ``DeploymentStacks(app, deployment)`` builds pdstack's own stacks (``<name>-network``, ``-image``, ``-cluster``,
 ``-gpu-nodes`` or ``-hyperpod``, ``-observability``, ``-workloads``) from one file: what ``app.py`` does.

@@ -63,12 +63,11 @@ class InferencePlatform(cdk.Stack):
                 groups=deployment.gpu_node_groups,
                 gpu_subnet=self.network.gpu_subnet,
                 efa_security_group=self.inference_cluster.efa_security_group,
-                vpc_cni=self.inference_cluster.addons.managed["vpc-cni"],
+                prerequisites=self.inference_cluster.prerequisites,
                 hugepages_2mi_pages={
                     g.instance_type: hugepages_2mi_pages_per_node(deployment, g.instance_type)
                     for g in deployment.gpu_node_groups
                 },
-                system_nodes=self.inference_cluster.system_nodes,
                 kubernetes_version=deployment.cluster.kubernetes_version,
                 gpu_az_id=deployment.network.gpu_az_id,
             ),
@@ -81,6 +80,7 @@ class InferencePlatform(cdk.Stack):
                 cluster=cluster,
                 vpc=self.network.vpc,
                 collector_subnets=self.network.collector_subnets,
+                prerequisites=self.inference_cluster.prerequisites,
             ),
         )
 
@@ -100,6 +100,7 @@ class ModelServing(cdk.Stack):
         keda_props = AutoscalingProps(
             cluster=cluster,
             workspace=platform.observability.workspace,
+            prerequisites=platform.inference_cluster.prerequisites,
         )
         keda = Autoscaling(self, "Keda", props=keda_props)
         self.units = []
@@ -114,8 +115,11 @@ class ModelServing(cdk.Stack):
                         cluster=cluster,
                         image_uri=self.image.image_uri,
                         metrics_collector_cidrs=platform.network.collector_cidrs,
-                        # the charts the cluster installs: LeaderWorkerSet's CRD among them
-                        prerequisites=list(platform.inference_cluster.addons.charts),
+                        # the cluster's, and the charts it installs: LeaderWorkerSet's CRD among them
+                        prerequisites=[
+                            *platform.inference_cluster.prerequisites,
+                            *platform.inference_cluster.addons.charts,
+                        ],
                         keda=keda if view.autoscaled else None,
                     ),
                 )

@@ -59,7 +59,8 @@ class InferencePlatform(cdk.Stack):
             ),
         )
         cluster = self.inference_cluster.cluster
-        ready = self.inference_cluster.ready  # the cluster check, and pdstack's kubectl access entry
+        # the cluster check and pdstack's kubectl access entry: everything put on the cluster waits for them
+        prerequisites = self.inference_cluster.prerequisites
         GpuNodeGroupCapacity(
             self,
             "GpuNodes",
@@ -68,15 +69,13 @@ class InferencePlatform(cdk.Stack):
                 groups=deployment.gpu_node_groups,
                 gpu_subnet=self.network.gpu_subnet,
                 efa_security_group=self.inference_cluster.efa_security_group,
-                vpc_cni=ready[0],
+                prerequisites=prerequisites,
                 hugepages_2mi_pages={
                     g.instance_type: hugepages_2mi_pages_per_node(deployment, g.instance_type)
                     for g in deployment.gpu_node_groups
                 },
-                system_nodes=ready[-1],
                 kubernetes_version=deployment.cluster.kubernetes_version,
                 gpu_az_id=deployment.network.gpu_az_id,
-                system_placement=deployment.system_placement,
             ),
         )
         self.observability = Observability(
@@ -87,6 +86,7 @@ class InferencePlatform(cdk.Stack):
                 cluster=cluster,
                 vpc=self.network.vpc,
                 collector_subnets=self.network.collector_subnets,
+                prerequisites=prerequisites,
             ),
         )
 
@@ -109,7 +109,7 @@ class ModelServing(cdk.Stack):
             props=AutoscalingProps(
                 cluster=cluster,
                 workspace=platform.observability.workspace,
-                system_placement=deployment.system_placement,
+                prerequisites=platform.inference_cluster.prerequisites,
             ),
         )
         self.units = []
@@ -124,7 +124,10 @@ class ModelServing(cdk.Stack):
                         cluster=cluster,
                         image_uri=self.image.image_uri,
                         metrics_collector_cidrs=platform.network.collector_cidrs,
-                        prerequisites=[*platform.inference_cluster.ready, *platform.inference_cluster.addons.charts],
+                        prerequisites=[
+                            *platform.inference_cluster.prerequisites,
+                            *platform.inference_cluster.addons.charts,
+                        ],
                         keda=keda if view.autoscaled else None,
                     ),
                 )

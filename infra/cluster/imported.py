@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
-from constructs import Construct
+from constructs import Construct, IDependable
 
 from infra.cluster.addons import ClusterAddons, ClusterAddonsProps
 from infra.cluster.existing_check.check import ExistingClusterCheck
@@ -37,9 +37,10 @@ class ImportedClusterProps:
 
 class ImportedCluster(Construct):
     """Exposes ``cluster`` (an ``ICluster`` with pdstack's kubectl provider), ``kubectl_access`` (the access entry, or
-    None with a platform kubectl role), ``check`` (the ExistingClusterCheck), ``ready`` (what anything pdstack puts on
+    None with a platform kubectl role), ``check`` (the ExistingClusterCheck), ``prerequisites`` (what anything put on
     the cluster waits for: the check, and the access entry), ``addons`` (the charts pdstack installs here),
-    ``system_nodes`` (None: the platform's) and ``efa_security_group``."""
+    ``system_nodes`` (None: the platform's), ``system_placement`` (the platform's system nodes, from
+    ``cluster.existing.system_nodes``) and ``efa_security_group``."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ImportedClusterProps) -> None:
         super().__init__(scope, construct_id)
@@ -84,7 +85,8 @@ class ImportedCluster(Construct):
         )
         self.cluster: eks.ICluster = imported("Cluster", self.kubectl_provider)
         self.check = ExistingClusterCheck(self, "ExistingClusterCheck", deployment=deployment)
-        self.ready: list[Construct] = [self.check.resource]
+        self.system_placement = deployment.system_placement
+        self.prerequisites: list[IDependable] = [self.check.resource]
         self.kubectl_access: eks.AccessEntry | None = None
         if kubectl_role is None:
             provider = self.kubectl_provider
@@ -102,7 +104,7 @@ class ImportedCluster(Construct):
             )
             # Only on a cluster that takes access entries (the check reads its authentication mode first).
             self.kubectl_access.node.add_dependency(self.check.resource)
-            self.ready.append(self.kubectl_access)
+            self.prerequisites.append(self.kubectl_access)
 
         self.addons = ClusterAddons(
             self,
@@ -117,7 +119,7 @@ class ImportedCluster(Construct):
             ),
         )
         for chart in self.addons.charts:
-            chart.node.add_dependency(*self.ready)
+            chart.node.add_dependency(*self.prerequisites)
         self.system_nodes: Construct | None = None
 
         # Shared by the GPU node groups (their own stack) and the HyperPod instances.

@@ -10,7 +10,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_kms as kms
-from constructs import Construct
+from constructs import Construct, IDependable
 
 from infra.cluster.addons import ClusterAddons, ClusterAddonsProps
 from infra.cluster.imported import ImportedCluster
@@ -18,7 +18,7 @@ from infra.cluster.kubernetes_versions import KUBERNETES_PINS
 from infra.cluster.outputs import add_cluster_outputs
 from infra.config import ClusterConfig, Taint
 from infra.gpu_capacity.efa import EfaSecurityGroup
-from infra.workload_names import SYSTEM_POOL
+from infra.workload_names import SYSTEM_PLACEMENT, SYSTEM_POOL
 
 ENDPOINT_ACCESS = {
     "private": eks.EndpointAccess.PRIVATE,
@@ -45,8 +45,10 @@ class ClusterProps:
 
 
 class InferenceCluster(Construct):
-    """Exposes ``cluster``, ``addons``, ``system_nodes`` and ``efa_security_group``; the GPU node groups (and the
-    Cluster Autoscaler over them) live in GpuCapacityStack."""
+    """Exposes ``cluster``, ``addons``, ``system_nodes``, ``prerequisites`` (what anything put on the cluster waits
+    for: the managed vpc-cni, which efa-only interfaces need before a node joins, and the system nodes the
+    controllers run on), ``system_placement`` (the system pool's nodeSelector) and ``efa_security_group``; the GPU
+    node groups (and the Cluster Autoscaler over them) live in GpuCapacityStack."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ClusterProps) -> None:
         super().__init__(scope, construct_id)
@@ -119,6 +121,8 @@ class InferenceCluster(Construct):
         )
         self.system_nodes = system
         system.node.add_dependency(self.addons.managed["vpc-cni"])
+        self.prerequisites: list[IDependable] = [self.addons.managed["vpc-cni"], system]
+        self.system_placement = dict(SYSTEM_PLACEMENT)
         # Helm waits for its workloads, and so does EKS for the add-ons that run Deployments (coredns, the EBS CSI
         # controller): their pods need the system nodes to exist first.
         for waits_for_pods in (

@@ -7,20 +7,21 @@ the node groups; the cluster, its add-ons and the system nodes stay, and a retry
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
-from constructs import Construct
+from constructs import Construct, IDependable
 
+from infra.cluster.system_placement import system_placement_for
 from infra.config import GpuNodeGroupConfig
 from infra.config.cluster import AddonSource
 from infra.gpu_capacity.gpu_nodes import GpuNodeGroup, GpuNodeGroupProps
 from infra.gpu_capacity.gpu_zone.check import GpuZoneCheck
 from infra.gpu_capacity.node_autoscaler import NodeAutoscaler, NodeAutoscalerProps
-from infra.workload_names import SYSTEM_PLACEMENT
 
 
 @dataclass(frozen=True)
@@ -29,15 +30,15 @@ class GpuCapacityProps:
     groups: list[GpuNodeGroupConfig]
     gpu_subnet: ec2.ISubnet
     efa_security_group: ec2.ISecurityGroup
-    vpc_cni: Construct  # the managed vpc-cni add-on: efa-only interfaces need it (>= 1.18.5) before nodes join
+    # the cluster's prerequisites (InferenceCluster/ImportedCluster.prerequisites): the node groups and the Cluster
+    # Autoscaler wait for them (on pdstack's cluster the vpc-cni efa-only interfaces need and the system nodes; on an
+    # existing one its check)
+    prerequisites: Sequence[IDependable]
     hugepages_2mi_pages: dict[str, int]  # by instance type: what one GPU node reserves for the workers
-    # the system node group the Cluster Autoscaler runs on; on an existing cluster, what must precede anything pdstack
-    # puts on it (ImportedCluster.ready)
-    system_nodes: Construct
     kubernetes_version: str  # the cluster's minor: picks the Cluster Autoscaler's
     gpu_az_id: str | None  # network.gpu_az_id: checked at deploy time before any node group is created
-    # the system nodes' nodeSelector and tolerations (Deployment.system_placement)
-    system_placement: dict = field(default_factory=lambda: dict(SYSTEM_PLACEMENT))
+    # the system nodes' nodeSelector and tolerations (Deployment.system_placement); None: the cluster construct's
+    system_placement: dict | None = None
     # cluster.addons.node_autoscaler: "platform" runs its own Cluster Autoscaler (pdstack still tags the groups)
     node_autoscaler: AddonSource = "pdstack"
 
@@ -72,7 +73,7 @@ class GpuNodeGroupCapacity(Construct):
                     hugepages_2mi_pages=props.hugepages_2mi_pages.get(group.instance_type, 0),
                 ),
             )
-            node_group.nodegroup.node.add_dependency(props.vpc_cni)
+            node_group.nodegroup.node.add_dependency(*props.prerequisites)
             if self.zone_check is not None:
                 node_group.nodegroup.node.add_dependency(self.zone_check.resource)
             self.gpu_node_groups[group.name] = node_group
@@ -87,12 +88,14 @@ class GpuNodeGroupCapacity(Construct):
                     hugepages_2mi_pages=props.hugepages_2mi_pages,
                     kubernetes_version=props.kubernetes_version,
                     groups={g.name: (g, self.gpu_node_groups[g.name].nodegroup) for g in props.groups},
-                    system_placement=props.system_placement,
+                    system_placement=system_placement_for(
+                        props.cluster, props.system_placement, "GpuCapacityProps.system_placement"
+                    ),
                     install=props.node_autoscaler == "pdstack",
                 ),
             )
-            if self.node_autoscaler.chart is not None:
-                self.node_autoscaler.chart.node.add_dependency(props.system_nodes)
+            # its Pod Identity association and its chart act on the cluster
+            self.node_autoscaler.node.add_dependency(*props.prerequisites)
 
 
 class GpuCapacityStack(cdk.Stack):

@@ -16,6 +16,7 @@ The workspace is the one pipeline KEDA's prometheus trigger queries too: ``works
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from constructs import Construct
+from constructs import Construct, IDependable
 
 from infra.config import Deployment
 from infra.observability.generate import rules_text
@@ -47,6 +48,9 @@ class ObservabilityProps:
     cluster: eks.ICluster
     vpc: ec2.IVpc
     collector_subnets: list[ec2.ISubnet]  # the network stack's, where nothing else lives
+    # the cluster's prerequisites (InferenceCluster/ImportedCluster.prerequisites): the scraper and its rules on the
+    # cluster security group wait for them (on an existing cluster, for its check)
+    prerequisites: Sequence[IDependable]
 
 
 class MetricsWorkspace(Construct):
@@ -105,7 +109,14 @@ class CollectorSecurityGroup(Construct):
     in or out. Exposes ``security_group`` and ``ports``."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, deployment: Deployment, cluster: eks.ICluster, vpc: ec2.IVpc
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        deployment: Deployment,
+        cluster: eks.ICluster,
+        vpc: ec2.IVpc,
+        prerequisites: Sequence[IDependable],
     ) -> None:
         super().__init__(scope, construct_id)
         self.security_group = ec2.SecurityGroup(
@@ -121,7 +132,7 @@ class CollectorSecurityGroup(Construct):
             self.security_group.add_egress_rule(
                 ec2.Peer.security_group_id(cluster_group), ec2.Port.tcp(port), f"to the cluster on {port}"
             )
-            ec2.CfnSecurityGroupIngress(
+            ingress = ec2.CfnSecurityGroupIngress(
                 self,
                 f"ClusterFromCollector{port}",
                 group_id=cluster_group,
@@ -131,6 +142,7 @@ class CollectorSecurityGroup(Construct):
                 source_security_group_id=self.security_group.security_group_id,
                 description=f"the managed metrics collector on {port}",
             )
+            ingress.node.add_dependency(*prerequisites)
 
 
 def collector_configuration(deployment: Deployment) -> str:
@@ -154,7 +166,12 @@ class Observability(Construct):
             customer_managed_key=config.customer_managed_key,
         )
         self.collector_security_group = CollectorSecurityGroup(
-            self, "CollectorSecurityGroup", deployment=deployment, cluster=props.cluster, vpc=props.vpc
+            self,
+            "CollectorSecurityGroup",
+            deployment=deployment,
+            cluster=props.cluster,
+            vpc=props.vpc,
+            prerequisites=props.prerequisites,
         )
         self.scraper = aps.CfnScraper(
             self,
@@ -174,6 +191,7 @@ class Observability(Construct):
                 configuration_blob=collector_configuration(deployment)
             ),
         )
+        self.scraper.node.add_dependency(*props.prerequisites)
         cdk.CfnOutput(self, ObservabilityOutputs.WORKSPACE_ARN, value=self.workspace.arn)
         cdk.CfnOutput(self, ObservabilityOutputs.WORKSPACE_ID, value=self.workspace.workspace_id)
         cdk.CfnOutput(self, ObservabilityOutputs.PROMETHEUS_ENDPOINT, value=self.workspace.prometheus_endpoint)

@@ -4,17 +4,18 @@ metrics workspace and nothing else, once per cluster; and each serving unit's pe
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import aws_cdk as cdk
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
-from constructs import Construct
+from constructs import Construct, IDependable
 
 from infra.cluster.addons import KEDA, KEDA_OPERATOR_SERVICE_ACCOUNT
+from infra.cluster.system_placement import system_placement_for
 from infra.config import Deployment
 from infra.observability.stack import MetricsWorkspace
-from infra.workload_names import SYSTEM_PLACEMENT
 from infra.workloads.autoscaling_objects import PrometheusServer, autoscaling_objects
 
 
@@ -22,8 +23,11 @@ from infra.workloads.autoscaling_objects import PrometheusServer, autoscaling_ob
 class AutoscalingProps:
     cluster: eks.ICluster
     workspace: MetricsWorkspace  # the observability stack's: the collector writes there, KEDA queries it
-    # the system nodes' nodeSelector and tolerations (Deployment.system_placement)
-    system_placement: dict = field(default_factory=lambda: dict(SYSTEM_PLACEMENT))
+    # the cluster's prerequisites (InferenceCluster/ImportedCluster.prerequisites): the operator's Pod Identity
+    # association and the chart wait for them
+    prerequisites: Sequence[IDependable]
+    # the system nodes' nodeSelector and tolerations (Deployment.system_placement); None: the cluster construct's
+    system_placement: dict | None = None
     # False where the platform runs KEDA (cluster.addons.keda): in the chart's namespace as its operator account,
     # which still gets the workspace-query role through Pod Identity
     install: bool = True
@@ -55,6 +59,7 @@ class Autoscaling(Construct):
             service_account=KEDA_OPERATOR_SERVICE_ACCOUNT,
             role_arn=self.operator_role.role_arn,
         )
+        identity.node.add_dependency(*props.prerequisites)
         self.chart: eks.HelmChart | None = None
         if props.install:
             self.chart = self._install(props, identity)
@@ -73,7 +78,7 @@ class Autoscaling(Construct):
             create_namespace=True,
             wait=True,
             # The operator, metrics server and webhooks have no GPU work: the system nodes hold them.
-            values=props.system_placement,
+            values=system_placement_for(props.cluster, props.system_placement, "AutoscalingProps.system_placement"),
         )
         # Pod Identity injects credentials when a pod is created: the association must exist before the operator.
         chart.node.add_dependency(identity)

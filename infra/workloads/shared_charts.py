@@ -11,19 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from constructs import Construct
+from constructs import Construct, IDependable
 
 from infra.cluster.load_balancer_controller import LoadBalancerController
 from infra.config import Deployment
 from infra.workloads.router_api_keys import SecretsStoreCharts
 
 
-def _given(prerequisites: Sequence[Construct], kind: type) -> list[Construct]:
+def _given(prerequisites: Sequence[IDependable], kind: type) -> list[IDependable]:
     """The prerequisites that are, or sit directly in, a construct of ``kind`` (the construct or its charts)."""
-    return [p for p in prerequisites if isinstance(p, kind) or isinstance(p.node.scope, kind)]
+    return [
+        p for p in prerequisites if isinstance(p, kind) or (isinstance(p, Construct) and isinstance(p.node.scope, kind))
+    ]
 
 
-def missing_shared_charts(deployment: Deployment, prerequisites: Sequence[Construct]) -> list[str]:
+def missing_shared_charts(deployment: Deployment, prerequisites: Sequence[IDependable]) -> list[str]:
     """For one unit's view: what its prerequisites lack, each with the construct that provides it."""
     router, addons = deployment.workloads.router, deployment.cluster.addons
     missing = []

@@ -15,7 +15,7 @@ import aws_cdk as cdk
 import yaml
 from aws_cdk import aws_eks_v2 as eks
 from aws_cdk import aws_iam as iam
-from constructs import Construct
+from constructs import Construct, IDependable
 
 from infra.cluster.load_balancer_controller import LoadBalancerController, LoadBalancerControllerProps
 from infra.config import Deployment
@@ -36,8 +36,10 @@ class WorkloadsProps:
     deployment: Deployment
     cluster: eks.ICluster
     image_uri: str
-    leader_worker_set: Construct  # the LWS chart: its CRD must exist before a LeaderWorkerSet is applied
+    leader_worker_set: IDependable  # the LWS chart: its CRD must exist before a LeaderWorkerSet is applied
     metrics_collector_cidrs: list[str]  # the managed collector's subnets (none when the pipeline is off)
+    # the cluster's prerequisites (InferenceCluster/ImportedCluster.prerequisites): everything here waits for them
+    cluster_prerequisites: Sequence[IDependable]
     # The metrics workspace KEDA queries (the observability stack's); None: no autoscaling objects.
     metrics_workspace: MetricsWorkspace | None = None
 
@@ -100,10 +102,10 @@ class ServingUnitProps:
     cluster: eks.ICluster
     image_uri: str
     metrics_collector_cidrs: list[str]
-    # What the unit's objects must follow: the LWS chart, and the load balancer controller's and the secrets store's
-    # charts when the unit uses them (LoadBalancerController, SecretsStoreCharts: refused without them,
-    # infra/workloads/shared_charts.py).
-    prerequisites: Sequence[Construct]
+    # What the unit's objects must follow: the cluster's prerequisites (InferenceCluster/ImportedCluster
+    # .prerequisites), the LWS chart, and the load balancer controller's and the secrets store's charts when the unit
+    # uses them (LoadBalancerController, SecretsStoreCharts: refused without them, infra/workloads/shared_charts.py).
+    prerequisites: Sequence[IDependable]
     keda: Autoscaling | None = None  # the cluster's KEDA when the unit autoscales
 
 
@@ -237,6 +239,7 @@ class WorkloadsStack(cdk.Stack):
                 props=AutoscalingProps(
                     cluster=cluster,
                     workspace=props.metrics_workspace,
+                    prerequisites=props.cluster_prerequisites,
                     system_placement=placement,
                     install=platform.keda == "pdstack",
                 ),
@@ -245,7 +248,7 @@ class WorkloadsStack(cdk.Stack):
         self.units: list[ServingUnitWorkloads] = []
         for unit, view in zip(deployment.units, views, strict=True):
             router = view.workloads.router
-            prerequisites: list[Construct] = [props.leader_worker_set]
+            prerequisites: list[IDependable] = [*props.cluster_prerequisites, props.leader_worker_set]
             if router.internal_load_balancer and self.load_balancer_controller is not None:
                 prerequisites.append(self.load_balancer_controller.chart)
             if router.api_keys_secret is not None and self.secrets_store is not None:
