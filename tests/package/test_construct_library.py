@@ -23,6 +23,7 @@ from infra.compliance.checkov_skips import CLOUDFORMATION
 from infra.config import load_deployment
 from infra.image.build_context import STAGED_CONTEXT, build_context_dir
 from infra.image.stack import ImageProps, ServingImage
+from tests.support.cfn_lint import cfn_lint_errors
 from tests.support.checkov import run_checkov, unlisted
 from tests.support.construct_library import (
     EXAMPLE_APP,
@@ -292,24 +293,7 @@ def test_a_checkout_builds_its_image_from_the_repository_itself(tmp_path: Path) 
 
 
 def test_cfn_lint_reports_no_errors_on_the_user_app(any_user_app: UserApp) -> None:
-    result = subprocess.run(
-        [
-            str(VENV_BIN / "cfn-lint"),
-            "--config-file",
-            str(REPO / ".cfnlintrc.yaml"),
-            "--format",
-            "parseable",
-            "--regions",
-            "us-east-1",
-            "--",
-            *map(str, any_user_app.templates()),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    errors = [line[:400] for line in result.stdout.splitlines() if ":E" in line]
-    assert result.returncode & 3 == 0, "\n".join(errors) or result.stderr[-2000:]
+    assert cfn_lint_errors(any_user_app.templates(), "us-east-1") == []
 
 
 def test_checkov_findings_on_the_user_app_are_pdstacks_listed_skips(any_user_app: UserApp) -> None:
