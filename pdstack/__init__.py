@@ -62,9 +62,14 @@ Constructs (each exposes what the others need as attributes; a stack may hold an
   and its AWS provider, once per cluster, for units with ``workloads.router.api_keys_secret``. Exposes ``charts``.
   A ``ServingUnitWorkloads`` that needs either (and ``cluster.addons`` does not say the platform runs it) raises
   ValueError at synthesis unless its ``prerequisites`` hold that construct or its charts.
+- ``ServingWorkloads(scope, id, props=ServingWorkloadsProps(deployment, cluster, image_uri, prerequisites,
+  metrics_collector_cidrs, metrics_workspace))``: every unit of a deployment (one ``ServingUnitWorkloads`` each) with
+  KEDA once for them and the charts the units share (the load balancer controller, the Secrets Store CSI driver), where
+  ``cluster.addons`` says pdstack installs them; ``prerequisites`` the cluster's and its LWS chart. Exposes ``units``,
+  ``objects``, ``load_balancer_controller``, ``secrets_store``, ``autoscaling``.
 - ``WorkloadsStack(scope, id, props=WorkloadsProps(deployment, cluster, image_uri, leader_worker_set,
-  metrics_collector_cidrs, cluster_prerequisites, metrics_workspace))``: every unit of a deployment, with KEDA and the
-  charts the units share, as a stack of its own (what pdstack's app builds).
+  metrics_collector_cidrs, cluster_prerequisites, metrics_workspace))``: ``ServingWorkloads`` as a stack of its own
+  (what pdstack's app builds).
 
 ``DeploymentStacks(app, deployment)`` builds pdstack's own stacks (``<name>-network``, ``-image``, ``-cluster``,
 ``-gpu-nodes`` or ``-hyperpod``, ``-observability``, ``-workloads``) from one file: what ``app.py`` does.
@@ -122,7 +127,14 @@ from infra.network.stack import Network, NetworkProps  # noqa: E402
 from infra.observability.stack import Observability, ObservabilityProps  # noqa: E402
 from infra.workloads.autoscaling import Autoscaling, AutoscalingProps  # noqa: E402
 from infra.workloads.router_api_keys import SecretsStoreCharts, SecretsStoreProps  # noqa: E402
-from infra.workloads.stack import ServingUnitProps, ServingUnitWorkloads, WorkloadsProps, WorkloadsStack  # noqa: E402
+from infra.workloads.stack import (  # noqa: E402
+    ServingUnitProps,
+    ServingUnitWorkloads,
+    ServingWorkloads,
+    ServingWorkloadsProps,
+    WorkloadsProps,
+    WorkloadsStack,
+)
 
 __version__ = "0.1.0"
 
@@ -170,6 +182,8 @@ __all__ = [
     "ServingUnit",
     "ServingUnitProps",
     "ServingUnitWorkloads",
+    "ServingWorkloads",
+    "ServingWorkloadsProps",
     "Taint",
     "WorkloadsConfig",
     "WorkloadsProps",

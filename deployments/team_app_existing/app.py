@@ -17,8 +17,6 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from pdstack import (
-    Autoscaling,
-    AutoscalingProps,
     Deployment,
     GpuCapacityProps,
     GpuNodeGroupCapacity,
@@ -30,8 +28,8 @@ from pdstack import (
     Observability,
     ObservabilityProps,
     ServingImage,
-    ServingUnitProps,
-    ServingUnitWorkloads,
+    ServingWorkloads,
+    ServingWorkloadsProps,
     hugepages_2mi_pages_per_node,
     load_deployment,
     register_checks,
@@ -103,35 +101,21 @@ class ModelServing(cdk.Stack):
             self, "Image", props=ImageProps(config=deployment.image, deployment_name=deployment.name)
         )
         cluster = platform.inference_cluster.cluster
-        keda = Autoscaling(
+        # every model of the settings, each a serving unit in its own namespace, and KEDA once for them
+        self.workloads = ServingWorkloads(
             self,
-            "Keda",
-            props=AutoscalingProps(
+            "Workloads",
+            props=ServingWorkloadsProps(
+                deployment=deployment,
                 cluster=cluster,
-                workspace=platform.observability.workspace,
-                prerequisites=platform.inference_cluster.prerequisites,
+                image_uri=self.image.image_uri,
+                # the cluster's, and the charts it installs: LeaderWorkerSet's CRD among them
+                prerequisites=[*platform.inference_cluster.prerequisites, *platform.inference_cluster.addons.charts],
+                metrics_collector_cidrs=platform.network.collector_cidrs,
+                metrics_workspace=platform.observability.workspace,
             ),
         )
-        self.units = []
-        for unit in deployment.units:
-            view = deployment.for_unit(unit)
-            self.units.append(
-                ServingUnitWorkloads(
-                    self,
-                    unit.name or deployment.name,
-                    props=ServingUnitProps(
-                        deployment=view,
-                        cluster=cluster,
-                        image_uri=self.image.image_uri,
-                        metrics_collector_cidrs=platform.network.collector_cidrs,
-                        prerequisites=[
-                            *platform.inference_cluster.prerequisites,
-                            *platform.inference_cluster.addons.charts,
-                        ],
-                        keda=keda if view.autoscaled else None,
-                    ),
-                )
-            )
+        self.units = self.workloads.units
 
 
 def main() -> None:

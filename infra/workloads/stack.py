@@ -189,17 +189,29 @@ class ServingUnitWorkloads(Construct):
         cdk.CfnOutput(self, WorkloadsOutputs.ROUTER_SERVICE, value=f"{ROUTER}.{workloads.namespace}.svc")
 
 
-class WorkloadsStack(cdk.Stack):
-    """Every serving unit's workloads, and what the cluster runs once for them all: the load balancer controller,
-    the Secrets Store charts, KEDA. A one-model deployment's unit sits under the id "Default", which CDK leaves out
-    of logical ids, so its resources keep the ids they had before units existed; a unit of ``models`` sits under its
-    name. Exposes ``units``, ``objects`` (every unit's, in apply order), ``load_balancer_controller``,
-    ``secrets_store`` and ``autoscaling`` (KEDA; each None when no unit needs it), and for a one-model deployment
-    ``manifest``, ``model_reader``, ``api_keys``, ``model_source``, ``model_kms_key_arn`` and ``api_keys_secret`` of
-    its unit."""
+@dataclass(frozen=True)
+class ServingWorkloadsProps:
+    deployment: Deployment  # the whole deployment: one serving unit per entry of ``deployment.units``
+    cluster: eks.ICluster
+    image_uri: str
+    # What every unit's objects follow: the cluster's prerequisites (InferenceCluster/ImportedCluster.prerequisites)
+    # and the LWS chart (``addons.leader_worker_set``, on a cluster whose platform runs LWS its check); KEDA's
+    # Pod Identity association follows them too.
+    prerequisites: Sequence[IDependable]
+    metrics_collector_cidrs: list[str]  # the managed collector's subnets (none when the pipeline is off)
+    # The metrics workspace KEDA queries (Observability.workspace); None: no autoscaling objects.
+    metrics_workspace: MetricsWorkspace | None = None
 
-    def __init__(self, scope: Construct, construct_id: str, *, props: WorkloadsProps, **kwargs: Any) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+
+class ServingWorkloads(Construct):
+    """Every serving unit of a deployment, and what the cluster runs once for them all: the load balancer
+    controller, the Secrets Store charts, KEDA (each where a unit needs it and ``cluster.addons`` says pdstack
+    installs it). A one-model deployment's unit sits under the id "Default", which CDK leaves out of logical ids;
+    a unit of ``models`` sits under its name. Exposes ``units``, ``objects`` (every unit's, in apply order),
+    ``load_balancer_controller``, ``secrets_store`` and ``autoscaling`` (KEDA; each None when no unit needs it)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: ServingWorkloadsProps) -> None:
+        super().__init__(scope, construct_id)
         deployment = props.deployment
         views = [deployment.for_unit(unit) for unit in deployment.units]
         cluster = props.cluster
@@ -239,7 +251,7 @@ class WorkloadsStack(cdk.Stack):
                 props=AutoscalingProps(
                     cluster=cluster,
                     workspace=props.metrics_workspace,
-                    prerequisites=props.cluster_prerequisites,
+                    prerequisites=props.prerequisites,
                     system_placement=placement,
                     install=platform.keda == "pdstack",
                 ),
@@ -248,7 +260,7 @@ class WorkloadsStack(cdk.Stack):
         self.units: list[ServingUnitWorkloads] = []
         for unit, view in zip(deployment.units, views, strict=True):
             router = view.workloads.router
-            prerequisites: list[IDependable] = [*props.cluster_prerequisites, props.leader_worker_set]
+            prerequisites: list[IDependable] = list(props.prerequisites)
             if router.internal_load_balancer and self.load_balancer_controller is not None:
                 prerequisites.append(self.load_balancer_controller.chart)
             if router.api_keys_secret is not None and self.secrets_store is not None:
@@ -268,6 +280,31 @@ class WorkloadsStack(cdk.Stack):
                 )
             )
         self.objects = [o for unit_workloads in self.units for o in unit_workloads.objects]
+
+
+class WorkloadsStack(cdk.Stack):
+    """The ServingWorkloads construct in a stack of its own (pdstack's app), as ``workloads``; id "Default" keeps the
+    logical ids the stack gave its resources when it built them itself. Exposes what ServingWorkloads does, and for
+    a one-model deployment ``manifest``, ``model_reader``, ``api_keys``, ``model_source``, ``model_kms_key_arn`` and
+    ``api_keys_secret`` of its unit."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: WorkloadsProps, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.workloads = built = ServingWorkloads(
+            self,
+            "Default",
+            props=ServingWorkloadsProps(
+                deployment=props.deployment,
+                cluster=props.cluster,
+                image_uri=props.image_uri,
+                prerequisites=[*props.cluster_prerequisites, props.leader_worker_set],
+                metrics_collector_cidrs=props.metrics_collector_cidrs,
+                metrics_workspace=props.metrics_workspace,
+            ),
+        )
+        self.units, self.objects = built.units, built.objects
+        self.load_balancer_controller, self.secrets_store = built.load_balancer_controller, built.secrets_store
+        self.autoscaling = built.autoscaling
 
     @property
     def _only_unit(self) -> ServingUnitWorkloads:
