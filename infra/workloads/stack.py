@@ -184,6 +184,10 @@ class ServingUnitWorkloads(Construct):
                 # EKS injects Pod Identity credentials when a pod is created: the association must exist before
                 # the first worker pod, or that pod runs with none (and falls back to the node role).
                 self.manifest.node.add_dependency(association)
+                # and it acts on the cluster: after the cluster's prerequisites (on an existing cluster, its check,
+                # which refuses a namespace that already holds associations) even when one stack holds both
+                for prerequisite in props.prerequisites:
+                    association.node.add_dependency(prerequisite)
 
         cdk.CfnOutput(self, WorkloadsOutputs.NAMESPACE, value=workloads.namespace)
         cdk.CfnOutput(self, WorkloadsOutputs.ROUTER_SERVICE, value=f"{ROUTER}.{workloads.namespace}.svc")

@@ -15,7 +15,7 @@ import aws_cdk as cdk
 import pytest
 
 from infra.cluster.existing_check.check import RESOURCE_TYPE as CHECK
-from pdstack import load_deployment
+from pdstack import ImageProps, ServingImage, ServingWorkloads, ServingWorkloadsProps, load_deployment
 from tests.support.synthesis import DEPLOYMENTS
 
 APP = DEPLOYMENTS / "team_app_existing"
@@ -114,3 +114,35 @@ def test_the_serving_stack_deploys_after_the_platform(stacks: dict[str, tuple[cd
     models, _ = stacks["TeamModels"]
     platform, _ = stacks["TeamInferencePlatform"]
     assert platform in models.dependencies
+
+
+def test_a_user_app_with_the_cluster_and_its_models_in_one_stack_orders_them_after_the_check(tmp_path: Path) -> None:
+    """A team may hold the imported cluster and its serving units in ONE stack: no stack dependency orders anything
+    then, and the check's refusal of a namespace that already has Pod Identity associations would see the unit's own
+    associations, made beside it, on a correct first deploy."""
+    module = user_app()
+    app = cdk.App(outdir=str(tmp_path))
+    deployment = load_deployment(APP / "deployment.yaml")
+    platform = module.InferencePlatform(app, "TeamAllInOne", deployment=deployment)
+    image = ServingImage(platform, "Image", props=ImageProps(config=deployment.image, deployment_name=deployment.name))
+    ServingWorkloads(
+        platform,
+        "Workloads",
+        props=ServingWorkloadsProps(
+            deployment=deployment,
+            cluster=platform.inference_cluster.cluster,
+            image_uri=image.image_uri,
+            prerequisites=[*platform.inference_cluster.prerequisites, *platform.inference_cluster.addons.charts],
+            metrics_collector_cidrs=platform.network.collector_cidrs,
+            metrics_workspace=platform.observability.workspace,
+        ),
+    )
+    assembly = app.synth()
+    resources = json.loads(Path(assembly.directory, platform.template_file).read_text())["Resources"]
+    (check_id,) = [i for i, r in resources.items() if r["Type"] == CHECK]
+    unordered = [
+        f"{logical_id} ({resource['Type']})"
+        for logical_id, resource in resources.items()
+        if resource["Type"] in ON_THE_CLUSTER and check_id not in after(resources, logical_id)
+    ]
+    assert unordered == []
