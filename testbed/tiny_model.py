@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import sysconfig
+from collections.abc import Callable
 from pathlib import Path
 
 VOCAB = 2048
@@ -58,13 +59,14 @@ def write_model(out: Path) -> None:
     model.save_pretrained(out, safe_serialization=True)
 
 
-def main(out: Path) -> None:
+def main(out: Path, write: Callable[[Path], None] = write_model) -> None:
+    """The tokenizer and the model ``write`` makes (this dense one by default) into ``out``, once."""
     done = out / ".complete"
     if done.exists():
         return
     out.mkdir(parents=True, exist_ok=True)
     train_tokenizer(out)
-    write_model(out)
+    write(out)
     done.touch()
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from testbed.tiny_model import VOCAB, train_tokenizer
+from testbed.tiny_model import VOCAB
+from testbed.tiny_model import main as with_tokenizer
 
 EXPERTS = 8
 EXPERTS_PER_TOKEN = 2
@@ -46,15 +47,5 @@ def write_model(out: Path) -> None:
     model.save_pretrained(out, safe_serialization=True)
 
 
-def main(out: Path) -> None:
-    done = out / ".complete"
-    if done.exists():
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    train_tokenizer(out)
-    write_model(out)
-    done.touch()
-
-
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    with_tokenizer(Path(sys.argv[1]), write_model)
