@@ -165,7 +165,11 @@ def test_each_roles_signal_rises_on_its_own_burst(bed: Bed) -> None:
     prefill = observed["prefill_backlog"]
     assert prefill["prompt_burst"][0] > 0 and prefill["rest"][0] == 0
     decode = observed["decode_kv_usage"]
-    assert decode["decode_burst"][1] > 2 * decode["prompt_burst"][1]
+    # In P/D the prompt burst's KV lands in decode too (decode pulls each prompt's blocks before its one token): 8
+    # prompts of ~960 tokens fill the 64 blocks as well, so which burst's sampled KV usage is higher depends on where
+    # the scrapes land (a fresh CI run saw means 0.28 against 0.22, and failed the old "twice the prompt burst's").
+    # What must hold: the decode burst lifts decode's KV usage above rest (and, below, asks for more decode replicas).
+    assert decode["decode_burst"][0] > decode["rest"][0]
 
     bounds = {"prefill": (0, 8), "decode": (1, 8)}
     prefill_replicas = {
