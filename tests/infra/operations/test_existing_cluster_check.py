@@ -38,16 +38,20 @@ def recorded(**change: Any) -> RecordedAws:
     return RecordedAws(routes=routes)
 
 
+def recorded_eks(url: str) -> Any:
+    """An EKS client of the recorded answers served at ``url``."""
+    return boto3.client(
+        "eks",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIATESTPDSTACK00001",
+        aws_secret_access_key="testing",
+    )
+
+
 def problems(aws: RecordedAws, want: dict[str, Any] = WANT) -> list[str]:
     with serving(aws) as url:
-        eks = boto3.client(
-            "eks",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id="AKIATESTPDSTACK00001",
-            aws_secret_access_key="testing",
-        )
-        return handler.cluster_problems(eks, json.loads(json.dumps(want)))
+        return handler.cluster_problems(recorded_eks(url), json.loads(json.dumps(want)))
 
 
 def test_the_recorded_cluster_has_everything() -> None:
@@ -238,14 +242,7 @@ def _associations(*taken: tuple[str, str]) -> RecordedAws:
 
 def claimed(aws: RecordedAws) -> list[str]:
     with serving(aws) as url:
-        eks = boto3.client(
-            "eks",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id="AKIATESTPDSTACK00001",
-            aws_secret_access_key="testing",
-        )
-        return handler.claimed_problems(eks, json.loads(json.dumps(WANT)))
+        return handler.claimed_problems(recorded_eks(url), json.loads(json.dumps(WANT)))
 
 
 def test_the_first_deploy_claims_the_serving_namespace() -> None:
